@@ -1,0 +1,10 @@
+"""Neuron models: the base class and the built-ins."""
+
+from .adaptive import AdEx, AdLIF
+from .base import NeuronModel
+from .conductance import HodgkinHuxley
+from .lif import LI, LIF, CubaLIF
+from .quadratic import QIF, Izhikevich
+
+__all__ = ["NeuronModel", "LI", "LIF", "CubaLIF", "AdLIF", "AdEx", "QIF", "Izhikevich",
+           "HodgkinHuxley"]

@@ -1,0 +1,162 @@
+"""Linear leaky models with closed-form flows: LIF, current-based LIF, leaky integrator.
+
+Equations follow NIR (time constants in seconds):
+
+* ``LI``:      ``tau_mem dv/dt = (v_leak - v) + r I``  (no spikes)
+* ``LIF``:     same, spike when ``v >= v_threshold``, reset ``v <- v_reset``
+* ``CubaLIF``: ``tau_syn dI/dt = -I + x``; ``tau_mem dv/dt = (v_leak - v) + r I``;
+  spikes arriving through synapses make ``I`` jump.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import NeuronModel
+
+
+def _check_reset_below_threshold(model: NeuronModel) -> None:
+    if (model.v_reset >= model.v_threshold).any():
+        raise ValueError(
+            f"{type(model).__name__}: v_reset must be below v_threshold (a reset at or above "
+            "threshold would fire again at once)"
+        )
+
+
+class LI(NeuronModel):
+    """Leaky integrator (non-spiking readout): ``tau_mem dv/dt = (v_leak - v) + r I``.
+
+    Spike inputs make ``v`` jump by the synaptic weight. Parameters are per neuron ``[n]``.
+    """
+
+    state_names = ("v",)
+    jump_target = "v"
+    monotone = True
+    initial_values = {"v": "v_leak"}
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        tau_mem: float | Tensor = 0.02,
+        r: float | Tensor = 1.0,
+        v_leak: float | Tensor = 0.0,
+        learn_tau: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(n, **kwargs)
+        self.add_parameter("tau_mem", tau_mem, positive=True, learnable=learn_tau)
+        self.add_parameter("r", r)
+        self.add_parameter("v_leak", v_leak)
+
+    def dynamics(self, t: Tensor, state: tuple, input: Tensor) -> tuple:
+        return ((self.v_leak - state.v + self.r * input) / self.tau_mem,)
+
+    def flow(self, state: tuple, input: Tensor, h: Tensor) -> tuple:
+        v_inf = self.v_leak + self.r * input
+        return state._replace(v=v_inf + (state.v - v_inf) * torch.exp(-h / self.tau_mem))
+
+
+class LIF(LI):
+    """Leaky integrate-and-fire neuron (NIR ``LIF``).
+
+    ``tau_mem dv/dt = (v_leak - v) + r I``; spike when ``v`` reaches ``v_threshold``;
+    then ``v <- v_reset``. Input spikes make ``v`` jump by the weight.
+
+    Args:
+        n: number of neurons.
+        tau_mem: membrane time constant (s).
+        r: input resistance.
+        v_leak, v_threshold, v_reset: potentials (any consistent unit).
+        refractory: refractory period (s), ``v`` held at its reset value meanwhile.
+        learn_tau, learn_threshold: make those parameters learnable.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        tau_mem: float | Tensor = 0.02,
+        r: float | Tensor = 1.0,
+        v_leak: float | Tensor = 0.0,
+        v_threshold: float | Tensor = 1.0,
+        v_reset: float | Tensor = 0.0,
+        learn_tau: bool = False,
+        learn_threshold: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(n, tau_mem=tau_mem, r=r, v_leak=v_leak, learn_tau=learn_tau, **kwargs)
+        self.add_parameter("v_threshold", v_threshold, learnable=learn_threshold)
+        self.add_parameter("v_reset", v_reset)
+        _check_reset_below_threshold(self)
+
+    def threshold(self, state: tuple) -> Tensor:
+        return state.v - self.v_threshold
+
+    def reset(self, state: tuple) -> tuple:
+        return state._replace(v=torch.zeros_like(state.v) + self.v_reset)
+
+
+class CubaLIF(NeuronModel):
+    """Current-based LIF (NIR ``CubaLIF``): an exponential synaptic current drives a LIF.
+
+    ``tau_syn dI/dt = -I + x``, ``tau_mem dv/dt = (v_leak - v) + r I``; spike when ``v``
+    reaches ``v_threshold``, then ``v <- v_reset``. Spikes arriving through synapses make
+    ``I`` jump by the weight; a continuous input ``x`` is low-pass filtered by ``tau_syn``.
+    The closed-form flow is exact, including the limit ``tau_syn == tau_mem``.
+    """
+
+    state_names = ("v", "i")
+    jump_target = "i"
+    clamped = ("v",)
+    initial_values = {"v": "v_leak"}
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        tau_mem: float | Tensor = 0.02,
+        tau_syn: float | Tensor = 0.005,
+        r: float | Tensor = 1.0,
+        v_leak: float | Tensor = 0.0,
+        v_threshold: float | Tensor = 1.0,
+        v_reset: float | Tensor = 0.0,
+        learn_tau: bool = False,
+        learn_threshold: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(n, **kwargs)
+        self.add_parameter("tau_mem", tau_mem, positive=True, learnable=learn_tau)
+        self.add_parameter("tau_syn", tau_syn, positive=True, learnable=learn_tau)
+        self.add_parameter("r", r)
+        self.add_parameter("v_leak", v_leak)
+        self.add_parameter("v_threshold", v_threshold, learnable=learn_threshold)
+        self.add_parameter("v_reset", v_reset)
+        _check_reset_below_threshold(self)
+
+    def dynamics(self, t: Tensor, state: tuple, input: Tensor) -> tuple:
+        dv = (self.v_leak - state.v + self.r * state.i) / self.tau_mem
+        di = (input - state.i) / self.tau_syn
+        return (dv, di)
+
+    def threshold(self, state: tuple) -> Tensor:
+        return state.v - self.v_threshold
+
+    def reset(self, state: tuple) -> tuple:
+        return state._replace(v=torch.zeros_like(state.v) + self.v_reset)
+
+    def flow(self, state: tuple, input: Tensor, h: Tensor) -> tuple:
+        tm, ts = self.tau_mem, self.tau_syn
+        em, es = torch.exp(-h / tm), torch.exp(-h / ts)
+        c = self.r * (state.i - input)  # the decaying part of r*I
+        v_inf = self.v_leak + self.r * input
+        # Particular solution of tau_m v' = -v + c e^{-t/ts}: c ts/(ts - tm) (e^{-t/ts} - e^{-t/tm});
+        # its limit for ts -> tm is c (t/tm) e^{-t/tm}.
+        diff = ts - tm
+        near = diff.abs() <= 1e-9 * tm
+        safe = torch.where(near, torch.ones_like(diff), diff)
+        coupled = torch.where(near, c * (h / tm) * em, c * ts / safe * (es - em))
+        v = v_inf + (state.v - v_inf) * em + coupled
+        i = input + (state.i - input) * es
+        return state._replace(v=v, i=i)

@@ -1,0 +1,458 @@
+"""Simulate neuron populations and feed-forward networks in discrete or continuous time.
+
+One engine, two time modes, any :class:`~ctsnn.models.base.NeuronModel`:
+
+* ``time="discrete"`` — the classic SNN grid update. Each step of ``dt`` applies one
+  integrator step (``method``: ``"exact"`` closed form / exponential, ``"euler"``,
+  ``"midpoint"``, ``"heun"``, ``"rk4"``), adds the jumps that arrived during the step,
+  then tests the threshold on the grid point and resets. Spikes sit on grid points.
+* ``time="continuous"`` — every step is integrated with the model's closed-form flow
+  (``"exact"``) or a Runge-Kutta step used as dense output; inputs arrive at their exact
+  times inside the step, every upward threshold crossing is located by a safeguarded
+  root finder independently for each neuron and sample, the reset is applied at that
+  instant and integration resumes (several spikes per step are fine). Spike times are
+  real numbers.
+
+Time convention: step ``n`` covers ``(n dt, (n+1) dt]``; a recorded state at index ``n``
+is the state at ``(n+1) dt``; input current ``[T, B, N]`` is held constant over its step;
+``input_as="jump"`` adds ``input[n]`` to the model's ``jump_target`` at ``(n+1) dt``
+(this with ``method="euler"`` is the ``u[t] = (1 - dt/tau) u[t-1] + I[t]`` update of
+SpikingJelly/DCLS/DelRec). Units: seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from solvers.events import advance_with_events, where_state
+from solvers.steppers import STEPPERS
+
+from ._checks import check_choice, check_finite, check_positive, check_tensor
+from .models.base import NeuronModel
+from .spikes import Spikes
+from .synapses import Arrivals, Dense, StepArrivals
+
+TIME_MODES = ("discrete", "continuous")
+METHODS = ("exact", *STEPPERS)
+INPUT_KINDS = ("current", "jump")
+
+
+@dataclass
+class SimulationResult:
+    """Output of one population.
+
+    Attributes:
+        spikes: emitted spikes (exact times in continuous mode, grid times in discrete mode).
+        states: recorded variables, name -> ``[T, B, N]`` (``[B, T, N]`` if ``batch_first``),
+            value at the end of each step.
+        final_state: state at ``T dt`` (named tuple of ``[B, N]``), to continue a simulation.
+        layers: for a network, the result of every layer (this object is the last one).
+    """
+
+    spikes: Spikes
+    states: dict[str, Tensor]
+    final_state: tuple
+    layers: list[SimulationResult] = field(default_factory=list)
+
+
+class Layer(nn.Module):
+    """A population with its input synapses: ``Dense(weight)`` (``[N, N_in]``) then ``model``.
+
+    Without a weight the layer's input feeds the neurons one-to-one.
+    """
+
+    def __init__(self, model: NeuronModel, weight: Tensor | None = None) -> None:
+        super().__init__()
+        if not isinstance(model, NeuronModel):
+            raise TypeError(f"model must be a NeuronModel, got {type(model).__name__}")
+        self.model = model
+        self.synapse = None if weight is None else Dense(weight)
+        if self.synapse is not None and self.synapse.n_out != model.n:
+            raise ValueError(
+                f"weight has {self.synapse.n_out} rows but the model has n = {model.n} neurons"
+            )
+
+    @property
+    def n_in(self) -> int:
+        return self.model.n if self.synapse is None else self.synapse.n_in
+
+
+# --------------------------------------------------------------------------- helpers
+def _zero_clamped(model: NeuronModel, held: Tensor | None, parts: tuple) -> tuple:
+    """Zero the components of ``parts`` (derivatives or jumps) that are clamped where ``held``."""
+    if held is None:
+        return parts
+    names = model.clamped_names
+    return tuple(
+        torch.where(held, torch.zeros_like(p), p) if name in names else p
+        for name, p in zip(model.state_names, parts, strict=True)
+    )
+
+
+def _hold(model: NeuronModel, held: Tensor | None, old: tuple, new: tuple) -> tuple:
+    """Restore the clamped variables of held elements to their old values."""
+    if held is None:
+        return new
+    names = model.clamped_names
+    return new._replace(
+        **{name: torch.where(held, getattr(old, name), getattr(new, name)) for name in names}
+    )
+
+
+def _receive(model: NeuronModel, state: tuple, x: Tensor, held: Tensor | None) -> tuple:
+    """Add jump ``x`` to the model's jump target, except into clamped variables of held elements."""
+    if held is not None and model.jump_target in model.clamped_names:
+        x = torch.where(held, torch.zeros_like(x), x)
+    return model.receive(state, x)
+
+
+def _make_flow(model: NeuronModel, method: str, t0: Tensor | float, x: Tensor):
+    """Dense output ``flow(y, tau, h, held)`` of one step for the given method."""
+    if method == "exact":
+
+        def flow(y, tau, h, held):
+            return _hold(model, held, y, model.flow(y, x, h))
+
+        return flow
+    stepper = STEPPERS[method]
+
+    def flow(y, tau, h, held):
+        def rhs(t, s):
+            return _zero_clamped(model, held, model.dynamics(t, s, x))
+
+        return _hold(model, held, y, stepper(rhs, t0 + tau, y, h))
+
+    return flow
+
+
+def _slope_fn(model: NeuronModel, t0: Tensor | float, x: Tensor):
+    """``dg/dt`` along the dynamics (forward-mode derivative of the threshold)."""
+
+    def slope(y):
+        dy = model.dynamics(t0, y, x)
+        return torch.func.jvp(lambda *s: model.threshold(model.State(*s)), tuple(y), tuple(dy))[1]
+
+    return slope
+
+
+class _SpikeLog:
+    """Collects (time, sample, unit) of spikes as they happen, without per-spike Python work."""
+
+    def __init__(self) -> None:
+        self.times: list[Tensor] = []
+        self.index: list[Tensor] = []
+
+    def add(self, mask: Tensor, time: Tensor, t0: float) -> None:
+        idx = mask.nonzero()
+        if idx.numel():
+            t = time if time.shape == mask.shape else time.expand(mask.shape)
+            self.times.append(t[mask] + t0)
+            self.index.append(idx)
+
+    def spikes(self, *, dt: float, n_steps: int, shape: tuple[int, int], like: Tensor) -> Spikes:
+        if self.times:
+            times = torch.cat(self.times)
+            idx = torch.cat(self.index)
+            batch, units = idx[:, 0], idx[:, 1]
+        else:
+            times = like.new_zeros(0)
+            batch = units = torch.zeros(0, dtype=torch.long, device=like.device)
+        return Spikes.from_events(
+            times, units, batch, dt=dt, n_steps=n_steps, batch_size=shape[0], n_units=shape[1]
+        )
+
+
+# --------------------------------------------------------------------------- engine
+def _initial_events(model: NeuronModel, state: tuple):
+    """A resetting neuron that starts at or above threshold fires at t = 0."""
+    if not (model.spiking and model.resets):
+        return state, None
+    fire = model.threshold(state) >= 0
+    if not bool(fire.any()):
+        return state, None
+    state = where_state(fire, model.reset(state), state)
+    return state, fire
+
+
+def run_population(
+    model: NeuronModel,
+    *,
+    dt: float,
+    n_steps: int,
+    batch_size: int,
+    current: Tensor | None = None,
+    jumps: Tensor | None = None,
+    arrivals: Arrivals | None = None,
+    time: str = "discrete",
+    method: str | None = None,
+    state: tuple | None = None,
+    record: Sequence[str] = (),
+    xtol: float | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> SimulationResult:
+    """Simulate one population for ``n_steps`` steps of ``dt`` seconds (functional core).
+
+    Args:
+        current: input current ``[T, B, N]`` held constant over each step (or ``None``).
+        jumps: summed jumps ``[T, B, N]`` applied at the end of each step (or ``None``).
+        arrivals: exact arrival schedule (continuous time; in discrete time, use ``jumps``).
+        state: initial state (``[B, N]`` per variable); default ``model.initial_state``.
+        record: names of the variables to record at the end of every step.
+        xtol: tolerance of spike times (s); default ``64 eps dt`` of the dtype.
+    Returns:
+        a :class:`SimulationResult` (time-first recordings).
+    """
+    check_choice("time", time, TIME_MODES)
+    method = method or ("exact" if model.has_flow else ("rk4" if time == "continuous" else "euler"))
+    check_choice("method", method, METHODS)
+    if method == "exact" and not model.has_flow:
+        raise ValueError(
+            f"method='exact' needs a closed-form flow, which {type(model).__name__} does not "
+            f"provide; use one of {', '.join(STEPPERS)}"
+        )
+    for name in record:
+        if name not in model.state_names:
+            raise ValueError(
+                f"record: {type(model).__name__} has no state variable {name!r} "
+                f"(it has {list(model.state_names)})"
+            )
+    ref_param = model.refractory
+    dtype = dtype or ref_param.dtype
+    device = device or ref_param.device
+    if state is None:
+        state = model.initial_state(batch_size, dtype=dtype, device=device)
+    else:
+        if not isinstance(state, tuple) or len(state) != len(model.state_names):
+            raise ValueError(f"state must be a {type(model).__name__}.State named tuple")
+        state = model.State(*state)
+    shape = (batch_size, model.n)
+    zero = torch.zeros(shape, dtype=dtype, device=device)
+    log = _SpikeLog()
+    rec: dict[str, list[Tensor]] = {name: [] for name in record}
+    threshold = model.threshold if model.spiking else None
+
+    state, fired = _initial_events(model, state)
+    ref_end = torch.full(shape, -torch.inf, dtype=dtype, device=device)  # absolute time
+    raster = None
+    if fired is not None:
+        log.add(fired, zero, 0.0)
+        ref_end = torch.where(fired, zero + ref_param, ref_end)
+    has_ref = bool((ref_param > 0).any())
+
+    if time == "discrete":
+        raster = torch.zeros((n_steps, *shape), dtype=dtype, device=device)
+        h = torch.as_tensor(dt, dtype=dtype, device=device)
+        n_ref = torch.round(ref_param / dt)
+        # Grid-step countdown; a spike at t = 0 starts it as well.
+        count = torch.where(fired, n_ref.expand(shape), zero) if fired is not None else zero.clone()
+        for n in range(n_steps):
+            x = zero if current is None else current[n]
+            held = (count > 0) if has_ref else None
+            new = _make_flow(model, method, n * dt, x)(state, zero, h, held)
+            if jumps is not None:
+                new = _receive(model, new, jumps[n], held)
+            if threshold is not None:
+                g = threshold(new)
+                fire = g >= 0 if model.resets else (g >= 0) & (threshold(state) < 0)
+                if held is not None:
+                    fire = fire & ~held
+                new = where_state(fire, model.reset(new), new)
+                raster[n] = fire.to(dtype)
+                if has_ref:
+                    count = torch.where(fire, n_ref.expand(shape), count - 1)
+            state = new
+            for name in record:
+                rec[name].append(getattr(state, name))
+        spikes = Spikes.from_raster(raster, dt)
+        if fired is not None:  # merge the spikes at t = 0 with the grid spikes
+            first = log.spikes(dt=dt, n_steps=n_steps, shape=shape, like=zero)
+            spikes = Spikes.from_events(
+                torch.cat([first.times, spikes.times]), torch.cat([first.units, spikes.units]),
+                torch.cat([first.batch, spikes.batch]), dt=dt, n_steps=n_steps,
+                batch_size=batch_size, n_units=model.n,
+            )
+    else:
+        if xtol is None:
+            xtol = 64 * torch.finfo(dtype).eps * dt
+        end_of_step = zero + dt
+        for n in range(n_steps):
+            t0 = n * dt
+            x = zero if current is None else current[n]
+            flow = _make_flow(model, method, t0, x)
+            slope = (
+                _slope_fn(model, t0, x) if threshold is not None and not model.monotone else None
+            )
+            tau = zero
+            hold = (ref_end - t0) if has_ref else None
+            step_arr: StepArrivals | None = None if arrivals is None else arrivals(n)
+            boundaries = [] if step_arr is None else list(zip(step_arr.offset, step_arr.value))
+            if jumps is not None:
+                boundaries.append((end_of_step, jumps[n]))
+            for k in range(len(boundaries) + 1):
+                end = boundaries[k][0] if k < len(boundaries) else end_of_step
+                if threshold is None:
+                    state = flow(state, tau, end - tau, None)
+                    tau = end
+                else:
+                    state, tau, hold, events = advance_with_events(
+                        flow, state, tau, end, threshold, model.reset, slope=slope,
+                        hold_until=hold, hold_time=ref_param, xtol=xtol,
+                    )
+                    for ev in events:
+                        log.add(ev.mask, ev.time, t0)
+                if k == len(boundaries):
+                    break
+                held = None if hold is None else hold > tau
+                before = state
+                state = _receive(model, state, boundaries[k][1], held)
+                if threshold is not None and model.spiking:
+                    fire = (threshold(state) >= 0) & (threshold(before) < 0)
+                    if held is not None:
+                        fire = fire & ~held
+                    if bool(fire.any()):
+                        state = where_state(fire, model.reset(state), state)
+                        log.add(fire, tau, t0)
+                        if hold is not None:
+                            hold = torch.where(fire, tau + ref_param, hold)
+            if hold is not None:
+                ref_end = hold + t0
+            for name in record:
+                rec[name].append(getattr(state, name))
+        spikes = log.spikes(dt=dt, n_steps=n_steps, shape=shape, like=zero)
+    states = {name: torch.stack(v) if v else zero.new_zeros((0, *shape)) for name, v in rec.items()}
+    return SimulationResult(spikes=spikes, states=states, final_state=state)
+
+
+# --------------------------------------------------------------------------- public API
+def _layers_of(target) -> list[Layer]:
+    if isinstance(target, NeuronModel):
+        return [Layer(target)]
+    if isinstance(target, Layer):
+        return [target]
+    if isinstance(target, (list, tuple, nn.Sequential, nn.ModuleList)):
+        layers = [t if isinstance(t, Layer) else Layer(t) if isinstance(t, NeuronModel) else None
+                  for t in target]
+        if not layers or any(layer is None for layer in layers):
+            raise TypeError("a network must be a non-empty sequence of Layer or NeuronModel")
+        return layers
+    raise TypeError(
+        f"simulate() takes a NeuronModel, a Layer or a sequence of them, got {type(target).__name__}"
+    )
+
+
+def simulate(
+    target: NeuronModel | Layer | Sequence[Layer | NeuronModel],
+    input: Tensor | Spikes | None = None,
+    *,
+    dt: float,
+    time: str = "discrete",
+    method: str | None = None,
+    input_as: str = "current",
+    n_steps: int | None = None,
+    batch_size: int | None = None,
+    state: tuple | Sequence[tuple | None] | None = None,
+    record: Sequence[str] | str = (),
+    batch_first: bool = False,
+    xtol: float | None = None,
+) -> SimulationResult:
+    """Simulate a population, a layer or a feed-forward network of layers.
+
+    Args:
+        target: a :class:`NeuronModel` (input feeds it one-to-one), a :class:`Layer`
+            (input through its weights) or a sequence of them (each layer's spikes feed the next).
+        input: current ``[T, B, N_in]`` (``[B, T, N_in]`` with ``batch_first``), or
+            :class:`Spikes` (weighted spikes make the model's ``jump_target`` jump), or
+            ``None`` (free run: give ``n_steps`` and ``batch_size``).
+        dt: grid step in seconds.
+        time: ``"discrete"`` or ``"continuous"``.
+        method: integrator; default ``"exact"`` when the model has a closed form, else
+            ``"rk4"`` (continuous) / ``"euler"`` (discrete).
+        input_as: a current input enters the dynamics (``"current"``) or is added as a jump
+            at the end of each step (``"jump"``).
+        state: initial state (per layer for a network).
+        record: variable names to record for every layer, or ``"all"``.
+        batch_first: input and recordings as ``[B, T, N]``.
+        xtol: spike-time tolerance in seconds (continuous mode).
+
+    Returns:
+        :class:`SimulationResult` of the last layer; ``.layers`` holds every layer's result.
+    """
+    check_choice("time", time, TIME_MODES)
+    check_choice("input_as", input_as, INPUT_KINDS)
+    check_positive("dt", dt)
+    layers = _layers_of(target)
+    if isinstance(input, Tensor):
+        check_tensor("input", input, ndim=3, floating=True)
+        check_finite("input", input)
+        if batch_first:
+            input = input.transpose(0, 1)
+        if n_steps is not None and n_steps != input.shape[0]:
+            raise ValueError(f"n_steps={n_steps} disagrees with the input's {input.shape[0]} steps")
+        n_steps, batch_size = input.shape[0], input.shape[1]
+        if input.shape[2] != layers[0].n_in:
+            raise ValueError(
+                f"input has {input.shape[2]} channels but the first layer expects "
+                f"{layers[0].n_in} (input shape {list(input.shape)}, time-first [T, B, N])"
+            )
+    elif isinstance(input, Spikes):
+        if abs(input.dt - dt) > 1e-12 * dt:
+            input = input.rebin(dt)
+        n_steps = input.n_steps if n_steps is None else n_steps
+        if n_steps < input.n_steps:
+            raise ValueError(f"n_steps={n_steps} is shorter than the input spikes ({input.n_steps})")
+        if n_steps > input.n_steps:
+            input = input.rebin(dt, n_steps=n_steps)
+        batch_size = input.batch_size
+        if input.n_units != layers[0].n_in:
+            raise ValueError(
+                f"input spikes have {input.n_units} units but the first layer expects {layers[0].n_in}"
+            )
+    elif input is None:
+        if n_steps is None or batch_size is None:
+            raise ValueError("without input, give n_steps and batch_size")
+    else:
+        raise TypeError(f"input must be a Tensor, Spikes or None, got {type(input).__name__}")
+    if not isinstance(n_steps, int) or n_steps <= 0:
+        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    states = list(state) if isinstance(state, list) else [state] + [None] * (len(layers) - 1)
+    if len(states) != len(layers):
+        raise ValueError(f"state: expected {len(layers)} entries (one per layer), got {len(states)}")
+
+    results: list[SimulationResult] = []
+    signal = input
+    for layer, s0 in zip(layers, states, strict=True):
+        model = layer.model
+        names = tuple(model.state_names) if record == "all" else tuple(record)
+        names = tuple(n for n in names if n in model.state_names) if len(layers) > 1 else names
+        kw = dict(dt=dt, n_steps=n_steps, batch_size=batch_size, time=time, method=method,
+                  state=s0, record=names, xtol=xtol)
+        if isinstance(signal, Tensor):
+            if layer.synapse is not None:
+                signal = signal @ layer.synapse.weight.t()
+            kw["current" if input_as == "current" else "jumps"] = signal
+            kw["dtype"] = signal.dtype
+        elif isinstance(signal, Spikes):
+            if time == "continuous":
+                kw["arrivals"] = (
+                    layer.synapse.arrivals(signal) if layer.synapse is not None
+                    else Arrivals(signal, None)
+                )
+            else:
+                kw["jumps"] = (
+                    layer.synapse.jumps(signal) if layer.synapse is not None
+                    else signal.raster()
+                )
+            kw["dtype"] = signal.dtype if layer.synapse is None else layer.synapse.weight.dtype
+        result = run_population(model, **kw)
+        if batch_first:
+            result.states = {k: v.transpose(0, 1) for k, v in result.states.items()}
+        results.append(result)
+        signal = result.spikes
+    last = results[-1]
+    last.layers = results
+    return last

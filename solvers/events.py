@@ -1,0 +1,127 @@
+"""Threshold events inside a step, located independently for every element.
+
+The central routine, :func:`advance_with_events`, integrates a batch of independent
+systems from per-element local times ``tau`` to per-element end times ``end``
+through a *flow* (a map ``(y, tau, h) -> y(tau + h)``: a closed-form solution or one
+step of a Runge-Kutta method used as the step's dense output). Whenever an event
+function ``g`` crosses zero upwards for an element, the crossing time is located by
+:func:`solvers.roots.find_root`, a jump map is applied at that instant and that
+element resumes from there; several events per element and per call are handled.
+Optionally an element is *held* for a while after its event (refractoriness).
+
+Crossings hidden inside an interval (``g`` rises above zero and falls back before the
+interval ends) are found when the caller supplies ``slope(y) = dg/dt`` along the
+flow: if ``g`` rises at the start and falls at the end, its maximum is located and
+tested. This is exact for functions with at most one interior extremum per interval
+(e.g. every linear two-variable neuron model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .roots import find_root
+
+Flow = Callable[[tuple, Tensor, Tensor, "Tensor | None"], tuple]
+"""``flow(y, tau, h, held) -> y(tau + h)``; ``held`` marks elements whose held components
+must not change (``None`` when nothing is held)."""
+
+
+class Event(NamedTuple):
+    """Elements that had an event (``mask``) and their event times (``time``, local)."""
+
+    mask: Tensor
+    time: Tensor
+
+
+def where_state(mask: Tensor, a: tuple, b: tuple) -> tuple:
+    """Component-wise ``torch.where(mask, a, b)`` for tuple states (keeps the tuple type)."""
+    parts = tuple(torch.where(mask, x, y) for x, y in zip(a, b, strict=True))
+    return a._make(parts) if hasattr(a, "_make") else parts
+
+
+def advance_with_events(
+    flow: Flow,
+    y: tuple,
+    tau: Tensor,
+    end: Tensor,
+    event: Callable[[tuple], Tensor],
+    jump: Callable[[tuple], tuple],
+    *,
+    slope: Callable[[tuple], Tensor] | None = None,
+    hold_until: Tensor | None = None,
+    hold_time: Tensor | float = 0.0,
+    xtol: float = 0.0,
+    max_events: int = 100_000,
+) -> tuple[tuple, Tensor, Tensor | None, list[Event]]:
+    """Integrate every element from ``tau`` to ``end``, handling upward zero crossings of ``event``.
+
+    Args:
+        flow: dense output of the integrator, see :data:`Flow`.
+        y: state at ``tau`` (tuple of tensors, all of the element shape).
+        tau, end: local start and end time per element (``end >= tau``).
+        event: ``g(y)``; an event is an upward crossing ``g < 0 -> g >= 0``.
+        jump: map applied to the state at the event instant.
+        slope: optional ``dg/dt`` along the flow, enabling hidden-crossing detection.
+        hold_until: per-element local time until which an element is held (no events,
+            held components frozen by ``flow``); ``None`` disables holding.
+        hold_time: hold duration started by each event.
+        xtol: absolute tolerance on event times.
+        max_events: safety cap on events per call (raises instead of looping forever).
+
+    Returns:
+        ``(y, tau, hold_until, events)`` with ``tau == end`` everywhere and the list of
+        :class:`Event` in the order they were processed (per element, in time order).
+    """
+    events: list[Event] = []
+    for _ in range(max_events):
+        todo = tau < end
+        if not bool(todo.any()):
+            return y, tau, hold_until, events
+        if hold_until is None:
+            held = None
+            stop = end
+        else:
+            held = hold_until > tau
+            stop = torch.where(held & (hold_until < end), hold_until, end)
+        y1 = flow(y, tau, stop - tau, held)
+        g0 = event(y)
+        g1 = torch.nan_to_num(event(y1), nan=torch.inf, posinf=torch.inf)
+        candidate = todo & (g0 < 0)
+        if held is not None:
+            candidate = candidate & ~held
+        cross = candidate & (g1 >= 0)
+        upper = stop
+        if slope is not None:
+            s0, s1 = slope(y), slope(y1)
+            hidden = candidate & ~cross & (s0 > 0) & (s1 < 0)
+            if bool(hidden.any()):
+                t_max = find_root(
+                    lambda x: -slope(flow(y, tau, x - tau, held)), tau, stop, -s0, -s1, mask=hidden,
+                    xtol=xtol,
+                )
+                g_max = event(flow(y, tau, t_max - tau, held))
+                hidden = hidden & (g_max >= 0)
+                cross = cross | hidden
+                upper = torch.where(hidden, t_max, upper)
+                g1 = torch.where(hidden, g_max, g1)
+        if not bool(cross.any()):
+            y, tau = y1, stop
+            continue
+        t_event = find_root(
+            lambda x: event(flow(y, tau, x - tau, held)), tau, upper, g0, g1, mask=cross, xtol=xtol
+        )
+        y_event = flow(y, tau, t_event - tau, held)
+        y = where_state(cross, jump(y_event), y1)
+        tau = torch.where(cross, t_event, stop)
+        if hold_until is not None:
+            hold_until = torch.where(cross, t_event + hold_time, hold_until)
+        events.append(Event(cross, t_event))
+    raise RuntimeError(
+        f"more than {max_events} events in one interval: the jump map probably does not move "
+        "the state below the event threshold (check the reset of the neuron model)"
+    )
