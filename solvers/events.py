@@ -88,7 +88,8 @@ def advance_with_events(
         else:
             held = hold_until > tau
             stop = torch.where(held & (hold_until < end), hold_until, end)
-        y1 = flow(y, tau, stop - tau, held)
+        # Finished elements keep their state bit for bit (a flow over h = 0 may round).
+        y1 = where_state(todo, flow(y, tau, stop - tau, held), y)
         g0 = event(y)
         g1 = torch.nan_to_num(event(y1), nan=torch.inf, posinf=torch.inf)
         candidate = todo & (g0 < 0)
