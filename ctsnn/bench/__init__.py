@@ -1,0 +1,1 @@
+"""Benchmark utilities: the measurement harness, workload inputs and reference runners."""

@@ -1,0 +1,264 @@
+"""Measurement harness shared by the benchmark workloads.
+
+Protocol (the project's benchmark doc): CPU, float32, ``torch.set_num_threads(2)``
+and ``OMP_WAIT_POLICY=PASSIVE`` in the environment (see :func:`bench_env`);
+time is the median of 5 calls after 2 warm-ups, with min, max and CPU time per
+wall time (:func:`time_call`); memory is the peak RSS increase over the RSS just
+before the first step, in a fresh process per configuration
+(:func:`peak_rss_increase`); each workload/configuration is reported as one
+JSON line with ``ours``, ``reference`` and ``ratio`` objects (:func:`json_line`).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["bench_env", "json_line", "peak_rss_increase", "time_call"]
+
+StepFn = Callable[[], object]
+
+
+def time_call(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 2) -> dict[str, Any]:
+    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones.
+
+    Wall time is :func:`time.perf_counter`; CPU time is :func:`time.process_time`
+    (all threads of this process, so ``cpu_per_wall`` near 2 means both cores
+    were busy, near 1 means one).
+
+    Returns:
+        ``median_s``, ``min_s``, ``max_s`` (wall seconds per call), ``cpu_per_wall``
+        (total CPU over total wall time of the timed calls), ``times_s`` (each
+        timed call), ``repeats`` and ``warmup``.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    for _ in range(warmup):
+        fn()
+    walls: list[float] = []
+    cpu_total = 0.0
+    for _ in range(repeats):
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        w1, c1 = time.perf_counter(), time.process_time()
+        walls.append(w1 - w0)
+        cpu_total += c1 - c0
+    wall_total = sum(walls)
+    return {
+        "median_s": statistics.median(walls),
+        "min_s": min(walls),
+        "max_s": max(walls),
+        "cpu_per_wall": cpu_total / wall_total if wall_total > 0 else math.nan,
+        "times_s": walls,
+        "repeats": repeats,
+        "warmup": warmup,
+    }
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _status_kib(key: str) -> int | None:
+    """One ``kB`` field (``VmRSS``, ``VmHWM``) of ``/proc/self/status``; None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    """Reset the kernel's RSS high-water mark to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _maxrss_kib() -> int:
+    """``ru_maxrss`` in KiB (Linux reports KiB, macOS bytes)."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r // 1024 if sys.platform == "darwin" else r
+
+
+def _rss_child(setup: Callable[[], StepFn], steps: int, conn: Any) -> None:
+    """Body of the fresh process of :func:`peak_rss_increase`; sends a dict or an error."""
+    try:
+        bench_env(warn=False)
+        step = setup()
+        gc.collect()
+        exact = _reset_hwm()
+        before = _status_kib("VmRSS")
+        hwm_before = _status_kib("VmHWM")
+        max_before = _maxrss_kib()
+        if before is None:  # no /proc: ru_maxrss is all there is (upper bound)
+            before, hwm_before = max_before, max_before
+        for _ in range(steps):
+            step()
+        hwm = _status_kib("VmHWM")
+        if hwm is None:
+            hwm = _maxrss_kib()
+        # Without the reset, VmHWM may still hold a peak from before the first
+        # step; the value is then exact only if the steps raised the mark.
+        exact = exact or (hwm_before is not None and hwm > hwm_before)
+        conn.send({"ok": True, "mib": (hwm - before) / 1024.0, "exact": exact})
+    except BaseException:  # report anything to the parent rather than die silently
+        conn.send({"ok": False, "error": traceback.format_exc()})
+    finally:
+        conn.close()
+
+
+def peak_rss_increase(
+    setup: Callable[[], StepFn], *, steps: int = 1, timeout: float | None = None
+) -> float:
+    """Peak RSS increase (MiB) of running a step function, in a fresh process.
+
+    A ``spawn`` child process calls :func:`bench_env`, then ``step = setup()``
+    (build everything: model, inputs), then reads VmRSS (the current resident
+    set) and calls ``step()`` ``steps`` times; the result is the peak RSS
+    during those calls minus that VmRSS. The peak is VmHWM from
+    ``/proc/self/status`` — like ``ru_maxrss`` a high-water mark over the
+    process's whole life, so it is first reset to the current RSS by writing
+    ``5`` to ``/proc/self/clear_refs``. Where that reset is impossible and the
+    steps did not raise the mark, the value is only an upper bound and a warning
+    is printed on stderr. Without ``/proc`` (not Linux) ``ru_maxrss`` is used
+    for both readings (again an upper bound).
+
+    Args:
+        setup: Picklable zero-argument callable (a top-level function or a
+            ``functools.partial`` of one) returning the zero-argument step
+            function. The calling script must guard its entry point with
+            ``if __name__ == "__main__":``, as ``spawn`` re-imports it.
+        steps: Number of calls of the step function.
+        timeout: Seconds to wait for the child, None for no limit.
+
+    Returns:
+        The increase in MiB (may be slightly negative if memory was freed).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_rss_child, args=(setup, steps, child), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            raise TimeoutError(f"memory measurement did not finish within {timeout} s")
+        result = parent.recv()
+    except EOFError:
+        result = {"ok": False, "error": "child process died without a result"}
+    finally:
+        parent.close()
+        proc.join(5.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if not result["ok"]:
+        raise RuntimeError(f"memory measurement failed in the child process:\n{result['error']}")
+    if not result["exact"]:
+        print(
+            "warning: could not reset the RSS high-water mark; peak RSS increase is an upper bound",
+            file=sys.stderr,
+        )
+    return float(result["mib"])
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def bench_env(threads: int = 2, *, warn: bool = True) -> dict[str, Any]:
+    """Apply the benchmark protocol's settings to this process and describe them.
+
+    Sets ``torch.set_num_threads(threads)``. ``OMP_WAIT_POLICY`` is read by the
+    OpenMP runtime when it starts, so it cannot be fixed from here: if it is not
+    ``PASSIVE`` a warning goes to stderr (set it in the shell that starts Python).
+
+    Returns:
+        A JSON-able description: versions, thread count, ``OMP_WAIT_POLICY``,
+        cores and the 1-minute load average.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    if warn and (policy or "").upper() != "PASSIVE":
+        print(
+            f"warning: OMP_WAIT_POLICY is {policy!r}, the benchmark protocol wants "
+            "PASSIVE (export OMP_WAIT_POLICY=PASSIVE before starting Python)",
+            file=sys.stderr,
+        )
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": policy,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        # Other work on the machine skews timings: cpu_per_wall and this tell.
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _jsonable(x: Any) -> Any:
+    """Replace non-finite floats (not valid JSON) by None, recursively."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def json_line(
+    workload: str,
+    config: Mapping[str, Any],
+    ours: Mapping[str, Any],
+    reference: Mapping[str, Any] | None,
+) -> str:
+    """Print and return one JSON line for a workload/configuration.
+
+    ``ratio[k] = ours[k] / reference[k]`` for every key whose two values are
+    numbers (not bools), finite, with a non-zero reference; other keys are
+    left out. ``reference`` may be None (reference not available): it is then
+    written as ``null`` and ``ratio`` is empty. Non-finite floats become ``null``.
+    """
+    ratio: dict[str, float] = {}
+    for key, a in ours.items():
+        b = (reference or {}).get(key)
+        if _is_number(a) and _is_number(b) and b != 0 and math.isfinite(a) and math.isfinite(b):
+            ratio[key] = a / b
+    record = {
+        "workload": workload,
+        "config": dict(config),
+        "ours": dict(ours),
+        "reference": None if reference is None else dict(reference),
+        "ratio": ratio,
+    }
+    line = json.dumps(_jsonable(record), allow_nan=False)
+    print(line, flush=True)
+    return line
