@@ -11,6 +11,7 @@ from .models import (
     Izhikevich,
     NeuronModel,
 )
+from .models.equations import equations_model as equations_model
 from .simulation import Layer, SimulationResult, run_population, simulate
 from .spikes import Spikes
 from .synapses import Arrivals, Dense

@@ -3,6 +3,7 @@
 from .adaptive import AdEx, AdLIF
 from .base import NeuronModel
 from .conductance import HodgkinHuxley
+from .equations import equations_model as equations_model
 from .lif import LI, LIF, CubaLIF
 from .quadratic import QIF, Izhikevich
 
