@@ -146,11 +146,14 @@ class _SpikeLog:
         self.times: list[Tensor] = []
         self.index: list[Tensor] = []
 
-    def add(self, mask: Tensor, time: Tensor, t0: float) -> None:
+    def add(self, mask: Tensor, offset: Tensor, n: int, dt: float) -> None:
+        """Log the elements in ``mask`` as spiking at local ``offset`` within step ``n``."""
         idx = mask.nonzero()
         if idx.numel():
-            t = time if time.shape == mask.shape else time.expand(mask.shape)
-            self.times.append(t[mask] + t0)
+            t = offset if offset.shape == mask.shape else offset.expand(mask.shape)
+            # n dt + offset may round past the step's end point: keep it inside its step.
+            end = torch.tensor((n + 1) * dt, dtype=t.dtype, device=t.device)
+            self.times.append(torch.minimum(t[mask] + n * dt, end))
             self.index.append(idx)
 
     def spikes(self, *, dt: float, n_steps: int, shape: tuple[int, int], like: Tensor) -> Spikes:
@@ -240,7 +243,7 @@ def run_population(
     ref_end = torch.full(shape, -torch.inf, dtype=dtype, device=device)  # absolute time
     raster = None
     if fired is not None:
-        log.add(fired, zero, 0.0)
+        log.add(fired, zero, 0, dt)
         ref_end = torch.where(fired, zero + ref_param, ref_end)
     has_ref = bool((ref_param > 0).any())
 
@@ -304,7 +307,7 @@ def run_population(
                         hold_until=hold, hold_time=ref_param, xtol=xtol,
                     )
                     for ev in events:
-                        log.add(ev.mask, ev.time, t0)
+                        log.add(ev.mask, ev.time, n, dt)
                 if k == len(boundaries):
                     break
                 held = None if hold is None else hold > tau
@@ -316,7 +319,7 @@ def run_population(
                         fire = fire & ~held
                     if bool(fire.any()):
                         state = where_state(fire, model.reset(state), state)
-                        log.add(fire, tau, t0)
+                        log.add(fire, tau, n, dt)
                         if hold is not None:
                             hold = torch.where(fire, tau + ref_param, hold)
             if hold is not None:

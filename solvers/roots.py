@@ -43,18 +43,25 @@ def find_root(
     lo, hi = lo.clone(), hi.clone()
     g_lo, g_hi = g_lo.clone(), torch.nan_to_num(g_hi, nan=torch.inf, posinf=torch.inf)
     active = torch.ones_like(lo, dtype=torch.bool) if mask is None else mask.clone()
-    side = torch.zeros_like(lo)  # Illinois: which end was kept last time (+1 hi, -1 lo)
+    side = torch.zeros_like(lo)  # Illinois: which end was replaced last time (+1 hi, -1 lo)
+    # Safeguard: an element whose bracket has not halved over a window of two iterations
+    # takes a bisection step, so convergence is never slower than a third of bisection's.
+    window_start = hi - lo
     for it in range(max_iter):
         width = hi - lo
-        # Converged when the bracket cannot shrink any further or is within tolerance.
         mid = lo + 0.5 * width
+        # Converged when the bracket is within tolerance or cannot shrink any further.
         active = active & (width > xtol) & (mid > lo) & (mid < hi)
         if not bool(active.any()):
             break
         finite = torch.isfinite(g_hi)
         secant = lo - g_lo * width / torch.where(finite, g_hi - g_lo, torch.ones_like(g_hi))
-        # Bisect when the secant point is unusable or every third step (guarantees progress).
-        use_bisect = (~finite) | ~(secant > lo) | ~(secant < hi) | (it % 3 == 2)
+        if it % 2 == 0 and it > 0:
+            stalled = width > 0.5 * window_start
+            window_start = width
+        else:
+            stalled = torch.zeros_like(active)
+        use_bisect = (~finite) | ~(secant > lo) | ~(secant < hi) | stalled
         x = torch.where(use_bisect, mid, secant)
         gx = torch.nan_to_num(g(x), nan=torch.inf, posinf=torch.inf)
         upper = active & (gx >= 0)
@@ -67,6 +74,5 @@ def find_root(
         lo = torch.where(lower, x, lo)
         g_lo = torch.where(lower, gx, g_lo)
         side = torch.where(upper, torch.ones_like(side), torch.where(lower, -torch.ones_like(side), side))
-        exact = active & (gx == 0)
-        active = active & ~exact
+        active = active & (gx != 0)
     return hi

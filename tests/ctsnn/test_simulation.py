@@ -290,3 +290,14 @@ def test_bad_input_messages():
         ctsnn.LIF(0)
     with pytest.raises(ValueError, match="weight has 2 rows but the model has n = 3"):
         ctsnn.Layer(model, torch.ones(2, 4))
+
+
+def test_spike_caused_at_the_last_grid_point_stays_on_the_grid():
+    # n dt + dt can round past T dt; the spike must stay in the last step (regression).
+    dt, n_steps = 0.001, 60
+    spikes = ctsnn.Spikes.from_events([n_steps * dt], [0], dt=dt, n_steps=n_steps, n_units=1)
+    layer = ctsnn.Layer(ctsnn.LIF(1), torch.tensor([[2.0]]))
+    res = ctsnn.simulate(layer, spikes, dt=dt, time="continuous")
+    assert len(res.spikes) == 1
+    assert res.spikes.step.tolist() == [n_steps - 1]
+    assert res.spikes.times[0].item() <= n_steps * dt

@@ -1,0 +1,35 @@
+"""Command line: ``ctsnn demo`` and ``ctsnn bench <workload>``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ctsnn`` command."""
+    parser = argparse.ArgumentParser(prog="ctsnn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="simulate a small network in both time modes and compare")
+    demo.add_argument("--out", default="ctsnn_demo.png", help="figure file (PNG)")
+    demo.add_argument("--duration", type=float, default=0.5, help="simulated seconds")
+    demo.add_argument("--seed", type=int, default=0)
+    bench = sub.add_parser("bench", help="run a benchmark workload (JSON lines on stdout)")
+    bench.add_argument("workload", choices=["w5"], help="w5: sim-continuous vs Brian2")
+    bench.add_argument("--quick", action="store_true", help="fewer configurations and repeats")
+    bench.add_argument("--no-reference", action="store_true", help="skip the peer (Brian2)")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from .demos.two_modes import run
+
+        run(out=args.out, duration=args.duration, seed=args.seed)
+        return 0
+    if args.command == "bench":
+        from .bench import w5
+
+        return w5.main(quick=args.quick, reference=not args.no_reference)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
