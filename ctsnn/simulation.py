@@ -60,17 +60,23 @@ class SimulationResult:
 
 
 class Layer(nn.Module):
-    """A population with its input synapses: ``Dense(weight)`` (``[N, N_in]``) then ``model``.
+    """A population with its input synapses: ``Dense(weight, delay=delay)`` then ``model``.
 
-    Without a weight the layer's input feeds the neurons one-to-one.
+    ``weight`` is ``[N, N_in]``; ``delay`` (seconds) is per synapse ``[N, N_in]`` or per axon
+    ``[N_in]`` (see :class:`~ctsnn.synapses.Dense`). Without a weight the layer's input feeds
+    the neurons one-to-one.
     """
 
-    def __init__(self, model: NeuronModel, weight: Tensor | None = None) -> None:
+    def __init__(
+        self, model: NeuronModel, weight: Tensor | None = None, *, delay: Tensor | None = None
+    ) -> None:
         super().__init__()
         if not isinstance(model, NeuronModel):
             raise TypeError(f"model must be a NeuronModel, got {type(model).__name__}")
+        if delay is not None and weight is None:
+            raise ValueError("delay needs a weight: one-to-one input has no synapses to delay")
         self.model = model
-        self.synapse = None if weight is None else Dense(weight)
+        self.synapse = None if weight is None else Dense(weight, delay=delay)
         if self.synapse is not None and self.synapse.n_out != model.n:
             raise ValueError(
                 f"weight has {self.synapse.n_out} rows but the model has n = {model.n} neurons"
@@ -133,8 +139,7 @@ def _slope_fn(model: NeuronModel, t0: Tensor | float, x: Tensor):
     """``dg/dt`` along the dynamics (forward-mode derivative of the threshold)."""
 
     def slope(y):
-        dy = model.dynamics(t0, y, x)
-        return torch.func.jvp(lambda *s: model.threshold(model.State(*s)), tuple(y), tuple(dy))[1]
+        return model.threshold_rate(y, model.State(*model.dynamics(t0, y, x)))
 
     return slope
 

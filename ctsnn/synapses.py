@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_finite, check_tensor
-from .spikes import Spikes
+from .spikes import Spikes, _locate
 
 
 class StepArrivals(NamedTuple):
@@ -31,8 +31,64 @@ class StepArrivals(NamedTuple):
     value: Tensor
 
 
+def _lexsort(*keys: Tensor) -> Tensor:
+    """Permutation sorting by ``keys[0]``, then ``keys[1]``, ... (stable)."""
+    order = torch.argsort(keys[-1], stable=True)
+    for key in reversed(keys[:-1]):
+        order = order[torch.argsort(key[order], stable=True)]
+    return order
+
+
+def _ranks(row_keys: tuple[Tensor, ...], offset: Tensor) -> Tensor:
+    """Rank of each (sorted) event among the distinct arrival times of its row.
+
+    Rows are consecutive runs of equal ``row_keys``; events at the same time share a rank so
+    that simultaneous arrivals are summed into one jump (as on a discrete grid).
+    """
+    e = offset.numel()
+    new_row = torch.ones(e, dtype=torch.bool, device=offset.device)
+    if e > 1:
+        changed = torch.zeros(e - 1, dtype=torch.bool, device=offset.device)
+        for key in row_keys:
+            changed |= key[1:] != key[:-1]
+        new_row[1:] = changed
+    new_group = new_row.clone()
+    if e > 1:
+        new_group[1:] |= offset[1:] != offset[:-1]
+    group = torch.cumsum(new_group.long(), 0) - 1
+    row = torch.cumsum(new_row.long(), 0) - 1
+    return group - group[new_row][row] if e else group
+
+
+def _snap_to_grid(t: Tensor, dt: float, ulps: int = 8) -> Tensor:
+    """Move times within a few ulps of a grid point ``k dt`` onto it.
+
+    ``t_spike + delay`` with a delay of a whole number of steps can round one ulp past the
+    grid point and so fall into the next step; snapping keeps integer delays exact.
+    """
+    k = torch.round(t.double() / dt)
+    grid = (k * dt).to(t.dtype)
+    close = (t - grid).abs() <= ulps * torch.finfo(t.dtype).eps * torch.clamp(grid.abs(), min=dt)
+    return torch.where(close, grid, t)
+
+
+class _StepIndex:
+    """Per-step slices of events sorted by step, and the number of arrival ranks per step."""
+
+    def __init__(self, step: Tensor, rank: Tensor, n_steps: int) -> None:
+        bounds = torch.searchsorted(step, torch.arange(n_steps + 1, device=step.device))
+        k = torch.zeros(n_steps, dtype=torch.long, device=step.device)
+        if step.numel():
+            k.scatter_reduce_(0, step, rank + 1, reduce="amax")
+        self.bounds = bounds.tolist()
+        self.k = k.tolist()
+
+    def slice(self, n: int) -> tuple[int, int, int]:
+        return self.bounds[n], self.bounds[n + 1], self.k[n]
+
+
 class Arrivals:
-    """Exact arrival schedule of weighted spikes, grouped per grid step.
+    """Exact arrival schedule of weighted spikes through zero-delay synapses, per grid step.
 
     Spikes that reach a sample at the same instant are merged into one jump (their weighted
     sum), so grid-aligned input costs one jump per step.
@@ -44,42 +100,23 @@ class Arrivals:
 
     def __init__(self, spikes: Spikes, weight: Tensor | None) -> None:
         self.dt = spikes.dt
-        self.n_steps = spikes.n_steps
         self.batch_size = spikes.batch_size
         self.weight = weight
         self.n_in = spikes.n_units
         self.n_out = spikes.n_units if weight is None else weight.shape[0]
         step, off, b = spikes.step, spikes.offset, spikes.batch
-        # Group by (step, sample, exact time); rank k = index of the group within (step, sample).
-        order = torch.argsort(off, stable=True)
-        order = order[torch.argsort(b[order], stable=True)]
-        order = order[torch.argsort(step[order], stable=True)]
+        order = _lexsort(step, b, off)
         step, off, b = step[order], off[order], b[order]
-        units, values = spikes.units[order], spikes.values[order]
-        e = step.numel()
-        new_nb = torch.ones(e, dtype=torch.bool, device=step.device)
-        new_group = new_nb.clone()
-        if e > 1:
-            new_nb[1:] = (step[1:] != step[:-1]) | (b[1:] != b[:-1])
-            new_group[1:] = new_nb[1:] | (off[1:] != off[:-1])
-        group = torch.cumsum(new_group.long(), 0) - 1
-        nb = torch.cumsum(new_nb.long(), 0) - 1
-        first_group = group[new_nb]
-        rank = group - first_group[nb] if e else group
-        bounds = torch.searchsorted(step, torch.arange(self.n_steps + 1, device=step.device))
-        n_groups = torch.zeros(self.n_steps, dtype=torch.long, device=step.device)
-        if e:
-            n_groups.scatter_reduce_(0, step, rank + 1, reduce="amax")
-        self._bounds = bounds.tolist()
-        self._k = n_groups.tolist()
-        self._rank, self._batch, self._units, self._values, self._offset = rank, b, units, values, off
+        self._rank = _ranks((step, b), off)
+        self._index = _StepIndex(step, self._rank, spikes.n_steps)
+        self._batch, self._offset = b, off
+        self._units, self._values = spikes.units[order], spikes.values[order]
 
     def __call__(self, n: int) -> StepArrivals | None:
         """Arrivals during step ``n``, or ``None`` if nothing arrives."""
-        e0, e1 = self._bounds[n], self._bounds[n + 1]
+        e0, e1, k = self._index.slice(n)
         if e0 == e1:
             return None
-        k = self._k[n]
         rank, b = self._rank[e0:e1], self._batch[e0:e1]
         vals = self._values[e0:e1]
         amp = vals.new_zeros(k, self.batch_size, self.n_in)
@@ -90,14 +127,102 @@ class Arrivals:
         return StepArrivals(offset.unsqueeze(-1).expand(k, self.batch_size, self.n_out), value)
 
 
-class Dense(nn.Module):
-    """All-to-all synapses with weight ``[N_out, N_in]`` and no delay.
+class DelayedArrivals:
+    """Exact arrival schedule through synapses with per-synapse (or per-axon) delays.
 
-    ``jumps(spikes)`` gives the per-step summed input ``[T, B, N_out]`` (discrete time);
-    ``arrivals(spikes)`` gives the exact :class:`Arrivals` schedule (continuous time).
+    A spike of input ``j`` at time ``t`` reaches neuron ``i`` at ``t + delay[i, j]`` exactly,
+    with jump ``weight[i, j] * value``; arrivals after the last step are dropped. Every
+    (spike, target) pair is an event, so the schedule is built lazily in windows of steps
+    holding about ``max_pairs`` pairs each (memory stays bounded for long inputs).
+
+    Args:
+        spikes: presynaptic events.
+        weight: ``[N_out, N_in]``.
+        delay: ``[N_out, N_in]`` seconds, non-negative.
+        max_pairs: pairs materialised per window.
     """
 
-    def __init__(self, weight: Tensor, *, learnable: bool = True) -> None:
+    def __init__(self, spikes: Spikes, weight: Tensor, delay: Tensor, *,
+                 max_pairs: int = 4_000_000) -> None:
+        self.dt, self.n_steps, self.batch_size = spikes.dt, spikes.n_steps, spikes.batch_size
+        self.weight, self.delay = weight, delay
+        self.n_out = weight.shape[0]
+        order = torch.argsort(spikes.times, stable=True)
+        self._times = spikes.times[order]
+        self._batch, self._units = spikes.batch[order], spikes.units[order]
+        self._values = spikes.values[order]
+        self._max_delay = float(delay.max()) if delay.numel() else 0.0
+        rate = max(len(spikes), 1) / self.n_steps  # input events per step
+        self._window = max(1, int(max_pairs / max(rate * self.n_out, 1.0)))
+        self._start = -1  # first step of the cached window
+
+    def _build(self, n0: int) -> None:
+        n1 = min(n0 + self._window, self.n_steps)
+        dt = self.dt
+        lo = torch.searchsorted(self._times, torch.tensor(n0 * dt - self._max_delay - dt,
+                                                         dtype=self._times.dtype))
+        hi = torch.searchsorted(self._times, torch.tensor(n1 * dt, dtype=self._times.dtype),
+                                right=True)
+        t, b, u, v = (x[lo:hi] for x in (self._times, self._batch, self._units, self._values))
+        n_ev = t.numel()
+        target = torch.arange(self.n_out, device=t.device).repeat(n_ev)
+        src = torch.repeat_interleave(torch.arange(n_ev, device=t.device), self.n_out)
+        arrival = _snap_to_grid(t[src] + self.delay[target, u[src]], dt)
+        # Keep only arrivals whose step falls in [n0, n1): grid points as float64 products.
+        end = torch.tensor(n1 * dt, dtype=arrival.dtype)
+        begin = torch.tensor(n0 * dt, dtype=arrival.dtype)
+        keep = (arrival <= end) & ((arrival > begin) | ((n0 == 0) & (arrival == 0)))
+        src, target, arrival = src[keep], target[keep], arrival[keep]
+        step, offset = _locate(arrival, dt)
+        value = v[src] * self.weight[target, u[src]]
+        batch = b[src]
+        order = _lexsort(step, batch, target, offset)
+        step, batch, target, offset, value = (
+            x[order] for x in (step, batch, target, offset, value)
+        )
+        self._rank = _ranks((step, batch, target), offset)
+        self._w_index = _StepIndex(step - n0, self._rank, n1 - n0)
+        self._w = (batch, target, offset, value)
+        self._start, self._stop = n0, n1
+
+    def __call__(self, n: int) -> StepArrivals | None:
+        """Arrivals during step ``n`` (``[K, B, N_out]`` each), or ``None``."""
+        if not (self._start <= n < getattr(self, "_stop", -1)):
+            self._build(n)
+        e0, e1, k = self._w_index.slice(n - self._start)
+        if e0 == e1:
+            return None
+        batch, target, offset, value = (x[e0:e1] for x in self._w)
+        rank = self._rank[e0:e1]
+        shape = (k, self.batch_size, self.n_out)
+        jump = value.new_zeros(shape)
+        jump.index_put_((rank, batch, target), value, accumulate=True)
+        when = value.new_full(shape, self.dt)
+        when[rank, batch, target] = offset
+        return StepArrivals(when, jump)
+
+
+class Dense(nn.Module):
+    """All-to-all synapses: weight ``[N_out, N_in]`` and an optional fixed delay.
+
+    ``delay`` (seconds, non-negative) is per synapse ``[N_out, N_in]`` or per presynaptic axon
+    ``[N_in]``. In continuous time a spike at ``t`` arrives at ``t + delay`` exactly; in discrete
+    time the delay is rounded to the nearest whole number of steps (ties to even, like
+    ``torch.round``; never truncated) and a spike in step ``n`` arrives at the end of step
+    ``n + round(delay / dt)``.
+
+    ``jumps(spikes)`` gives the per-step summed input ``[T, B, N_out]`` (discrete time);
+    ``arrivals(spikes)`` gives the exact arrival schedule (continuous time).
+    """
+
+    def __init__(
+        self,
+        weight: Tensor,
+        *,
+        delay: Tensor | None = None,
+        max_delay: float | None = None,
+        learnable: bool = True,
+    ) -> None:
         super().__init__()
         check_tensor("weight", weight, ndim=2, floating=True)
         check_finite("weight", weight)
@@ -105,6 +230,25 @@ class Dense(nn.Module):
             self.weight = nn.Parameter(weight.detach().clone())
         else:
             self.register_buffer("weight", weight.detach().clone())
+        if delay is None:
+            self.delay = None
+        else:
+            delay = torch.as_tensor(delay, dtype=weight.dtype, device=weight.device)
+            if delay.shape == (weight.shape[1],):
+                delay = delay.expand_as(weight)
+            if delay.shape != weight.shape:
+                raise ValueError(
+                    f"delay must have shape [N_out, N_in] = {list(weight.shape)} (per synapse) "
+                    f"or [N_in] = [{weight.shape[1]}] (per axon), got {list(delay.shape)}"
+                )
+            check_finite("delay", delay)
+            if (delay < 0).any():
+                raise ValueError(f"delay must be non-negative, got minimum {delay.min().item()!r}")
+            if max_delay is not None and (delay > max_delay).any():
+                raise ValueError(
+                    f"delay must not exceed max_delay = {max_delay}, got {delay.max().item()!r}"
+                )
+            self.register_buffer("delay", delay.detach().clone())
 
     @property
     def n_in(self) -> int:
@@ -122,14 +266,33 @@ class Dense(nn.Module):
             )
 
     def jumps(self, spikes: Spikes) -> Tensor:
-        """Summed weighted input per step, ``[T, B, N_out]``."""
+        """Summed weighted input per step, ``[T, B, N_out]`` (delays rounded to steps)."""
         self._check(spikes)
-        return spikes.raster(dtype=self.weight.dtype) @ self.weight.t()
+        raster = spikes.raster(dtype=self.weight.dtype)
+        if self.delay is None:
+            return raster @ self.weight.t()
+        # Event-driven: every (spike, target) pair adds its weight delay-steps later.
+        steps = torch.round(self.delay / spikes.dt).long()
+        n, b, j = raster.nonzero(as_tuple=True)
+        amp = raster[n, b, j]
+        n_ev = n.numel()
+        i = torch.arange(self.n_out, device=n.device).repeat(n_ev)
+        src = torch.repeat_interleave(torch.arange(n_ev, device=n.device), self.n_out)
+        arrive = n[src] + steps[i, j[src]]
+        keep = arrive < spikes.n_steps
+        out = raster.new_zeros(spikes.n_steps, spikes.batch_size, self.n_out)
+        src, i, arrive = src[keep], i[keep], arrive[keep]
+        out.index_put_((arrive, b[src], i), amp[src] * self.weight[i, j[src]], accumulate=True)
+        return out
 
-    def arrivals(self, spikes: Spikes) -> Arrivals:
+    def arrivals(self, spikes: Spikes) -> Arrivals | DelayedArrivals:
         """Exact within-step arrival schedule."""
         self._check(spikes)
-        return Arrivals(spikes.to(dtype=self.weight.dtype), self.weight)
+        spikes = spikes.to(dtype=self.weight.dtype)
+        if self.delay is None:
+            return Arrivals(spikes, self.weight)
+        return DelayedArrivals(spikes, self.weight, self.delay)
 
     def extra_repr(self) -> str:
-        return f"n_in={self.n_in}, n_out={self.n_out}"
+        delay = "" if self.delay is None else ", delay=per-synapse"
+        return f"n_in={self.n_in}, n_out={self.n_out}{delay}"

@@ -53,8 +53,8 @@ class ExpIF(ctsnn.NeuronModel):
 def build_network(seed: int = 0, n_in: int = 40, n_hidden: int = 30, n_out: int = 8):
     """The demo network: input -> CubaLIF(n_hidden) -> ExpIF(n_out), dense weights."""
     gen = torch.Generator().manual_seed(seed)
-    w1 = torch.rand(n_hidden, n_in, generator=gen) * 1.2
-    w2 = torch.rand(n_out, n_hidden, generator=gen) * 0.45
+    w1 = torch.rand(n_hidden, n_in, generator=gen) * 0.9
+    w2 = torch.rand(n_out, n_hidden, generator=gen) * 0.25
     hidden = ctsnn.Layer(ctsnn.CubaLIF(n_hidden, tau_mem=0.02, tau_syn=0.005), w1)
     out = ctsnn.Layer(ExpIF(n_out), w2)
     return [hidden, out]

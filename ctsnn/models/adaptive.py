@@ -22,6 +22,7 @@ class AdLIF(NeuronModel):
 
     state_names = ("v", "w")
     jump_target = "v"
+    threshold_variable = "v"
     clamped = ("v",)
     initial_values = {"v": "v_leak"}
 
@@ -72,6 +73,7 @@ class AdEx(NeuronModel):
 
     state_names = ("v", "w")
     jump_target = "v"
+    threshold_variable = "v"
     clamped = ("v",)
     initial_values = {"v": "v_leak"}
 

@@ -54,6 +54,9 @@ class NeuronModel(nn.Module):
             fall within one interval (one-variable models); skips hidden-crossing checks.
         initial_values: default initial value per variable (0 where not given); a string
             names a parameter (e.g. ``{"v": "v_leak"}``).
+        threshold_variable: set when ``threshold(state)`` is ``state.<var> - constant``: the
+            rate of the threshold function is then that variable's derivative (a fast path
+            for :meth:`threshold_rate`).
 
     Args:
         n: number of neurons.
@@ -66,6 +69,7 @@ class NeuronModel(nn.Module):
     clamped: ClassVar[tuple[str, ...] | None] = None
     monotone: ClassVar[bool] = False
     initial_values: ClassVar[dict[str, Any]] = {}
+    threshold_variable: ClassVar[str | None] = None
 
     def __init__(self, n: int, *, refractory: float | Tensor = 0.0) -> None:
         super().__init__()
@@ -143,6 +147,18 @@ class NeuronModel(nn.Module):
     def threshold(self, state: tuple) -> Tensor | None:
         """Spike condition ``g(state)``: a spike is an upward zero crossing. ``None``: never spikes."""
         return None
+
+    def threshold_rate(self, state: tuple, derivative: tuple) -> Tensor:
+        """Time derivative of ``threshold(state)`` when the state moves with ``derivative``.
+
+        Used to find crossings hidden inside a step. Default: forward-mode autodiff
+        (``torch.func.jvp``), or the fast path of :attr:`threshold_variable`.
+        """
+        if self.threshold_variable is not None:
+            return getattr(derivative, self.threshold_variable)
+        return torch.func.jvp(
+            lambda *s: self.threshold(self.State(*s)), tuple(state), tuple(derivative)
+        )[1]
 
     def reset(self, state: tuple) -> tuple:
         """State right after a spike. Default: unchanged (a model without reset, e.g. HH)."""

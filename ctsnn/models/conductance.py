@@ -25,6 +25,7 @@ class HodgkinHuxley(NeuronModel):
 
     state_names = ("v", "m", "h", "n")
     jump_target = "v"
+    threshold_variable = "v"
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ class LI(NeuronModel):
 
     state_names = ("v",)
     jump_target = "v"
+    threshold_variable = "v"
     monotone = True
     initial_values = {"v": "v_leak"}
 
@@ -109,6 +110,7 @@ class CubaLIF(NeuronModel):
 
     state_names = ("v", "i")
     jump_target = "i"
+    threshold_variable = "v"
     clamped = ("v",)
     initial_values = {"v": "v_leak"}
 

@@ -17,6 +17,7 @@ class QIF(NeuronModel):
 
     state_names = ("v",)
     jump_target = "v"
+    threshold_variable = "v"
     monotone = True
     initial_values = {"v": "v_rest"}
 
@@ -62,6 +63,7 @@ class Izhikevich(NeuronModel):
 
     state_names = ("v", "u")
     jump_target = "v"
+    threshold_variable = "v"
     clamped = ("v",)
 
     def __init__(
