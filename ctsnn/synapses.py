@@ -31,12 +31,17 @@ class StepArrivals(NamedTuple):
     value: Tensor
 
 
-def _lexsort(*keys: Tensor) -> Tensor:
-    """Permutation sorting by ``keys[0]``, then ``keys[1]``, ... (stable)."""
-    order = torch.argsort(keys[-1], stable=True)
-    for key in reversed(keys[:-1]):
-        order = order[torch.argsort(key[order], stable=True)]
-    return order
+def _row_order(rows: tuple[Tensor, ...], sizes: tuple[int, ...], offset: Tensor) -> Tensor:
+    """Permutation sorting events by their row ``rows`` (lexicographic), then by ``offset``.
+
+    The integer row keys are fused into one int64 key (``sizes`` are their ranges), so two
+    stable sorts do the work of one per key.
+    """
+    key = torch.zeros_like(rows[0])
+    for r, size in zip(rows, sizes, strict=True):
+        key = key * size + r
+    order = torch.argsort(offset, stable=True)
+    return order[torch.argsort(key[order], stable=True)]
 
 
 def _ranks(row_keys: tuple[Tensor, ...], offset: Tensor) -> Tensor:
@@ -105,7 +110,7 @@ class Arrivals:
         self.n_in = spikes.n_units
         self.n_out = spikes.n_units if weight is None else weight.shape[0]
         step, off, b = spikes.step, spikes.offset, spikes.batch
-        order = _lexsort(step, b, off)
+        order = _row_order((step, b), (spikes.n_steps, self.batch_size), off)
         step, off, b = step[order], off[order], b[order]
         self._rank = _ranks((step, b), off)
         self._index = _StepIndex(step, self._rank, spikes.n_steps)
@@ -176,7 +181,8 @@ class DelayedArrivals:
         step, offset = _locate(arrival, dt)
         value = v[src] * self.weight[target, u[src]]
         batch = b[src]
-        order = _lexsort(step, batch, target, offset)
+        order = _row_order((step, batch, target), (self.n_steps, self.batch_size, self.n_out),
+                           offset)
         step, batch, target, offset, value = (
             x[order] for x in (step, batch, target, offset, value)
         )

@@ -112,6 +112,8 @@ def advance_with_events(
                 g1 = torch.where(hidden, g_max, g1)
         if not bool(cross.any()):
             y, tau = y1, stop
+            if held is None:  # every element reached its end: skip the final check
+                return y, tau, hold_until, events
             continue
         t_event = find_root(
             lambda x: event(flow(y, tau, x - tau, held)), tau, upper, g0, g1, mask=cross, xtol=xtol
