@@ -69,5 +69,6 @@ def check_choice(name: str, value: str, choices: Iterable[str]) -> str:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     choices = tuple(choices)
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
+        expected = ", ".join(map(repr, choices))
+        raise ValueError(f"unknown {name} {value!r}; expected one of {expected}")
     return value

@@ -298,7 +298,7 @@ def run_population(
             tau = zero
             hold = (ref_end - t0) if has_ref else None
             step_arr: StepArrivals | None = None if arrivals is None else arrivals(n)
-            boundaries = [] if step_arr is None else list(zip(step_arr.offset, step_arr.value))
+            boundaries = [] if step_arr is None else list(zip(step_arr.offset, step_arr.value, strict=True))
             if jumps is not None:
                 boundaries.append((end_of_step, jumps[n]))
             for k in range(len(boundaries) + 1):
@@ -349,7 +349,8 @@ def _layers_of(target) -> list[Layer]:
             raise TypeError("a network must be a non-empty sequence of Layer or NeuronModel")
         return layers
     raise TypeError(
-        f"simulate() takes a NeuronModel, a Layer or a sequence of them, got {type(target).__name__}"
+        "simulate() takes a NeuronModel, a Layer or a sequence of them, "
+        f"got {type(target).__name__}"
     )
 
 
@@ -412,13 +413,16 @@ def simulate(
             input = input.rebin(dt)
         n_steps = input.n_steps if n_steps is None else n_steps
         if n_steps < input.n_steps:
-            raise ValueError(f"n_steps={n_steps} is shorter than the input spikes ({input.n_steps})")
+            raise ValueError(
+                f"n_steps={n_steps} is shorter than the input spikes ({input.n_steps} steps)"
+            )
         if n_steps > input.n_steps:
             input = input.rebin(dt, n_steps=n_steps)
         batch_size = input.batch_size
         if input.n_units != layers[0].n_in:
             raise ValueError(
-                f"input spikes have {input.n_units} units but the first layer expects {layers[0].n_in}"
+                f"input spikes have {input.n_units} units but the first layer expects "
+                f"{layers[0].n_in}"
             )
     elif input is None:
         if n_steps is None or batch_size is None:
@@ -429,7 +433,9 @@ def simulate(
         raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
     states = list(state) if isinstance(state, list) else [state] + [None] * (len(layers) - 1)
     if len(states) != len(layers):
-        raise ValueError(f"state: expected {len(layers)} entries (one per layer), got {len(states)}")
+        raise ValueError(
+            f"state: expected {len(layers)} entries (one per layer), got {len(states)}"
+        )
 
     results: list[SimulationResult] = []
     signal = input

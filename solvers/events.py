@@ -102,8 +102,8 @@ def advance_with_events(
             hidden = candidate & ~cross & (s0 > 0) & (s1 < 0)
             if bool(hidden.any()):
                 t_max = find_root(
-                    lambda x: -slope(flow(y, tau, x - tau, held)), tau, stop, -s0, -s1, mask=hidden,
-                    xtol=xtol,
+                    lambda x, y=y, tau=tau, held=held: -slope(flow(y, tau, x - tau, held)),
+                    tau, stop, -s0, -s1, mask=hidden, xtol=xtol,
                 )
                 g_max = event(flow(y, tau, t_max - tau, held))
                 hidden = hidden & (g_max >= 0)
@@ -116,7 +116,8 @@ def advance_with_events(
                 return y, tau, hold_until, events
             continue
         t_event = find_root(
-            lambda x: event(flow(y, tau, x - tau, held)), tau, upper, g0, g1, mask=cross, xtol=xtol
+            lambda x, y=y, tau=tau, held=held: event(flow(y, tau, x - tau, held)),
+            tau, upper, g0, g1, mask=cross, xtol=xtol,
         )
         y_event = flow(y, tau, t_event - tau, held)
         y = where_state(cross, jump(y_event), y1)

@@ -73,6 +73,7 @@ def find_root(
         g_hi = torch.where(upper, gx, g_hi)
         lo = torch.where(lower, x, lo)
         g_lo = torch.where(lower, gx, g_lo)
-        side = torch.where(upper, torch.ones_like(side), torch.where(lower, -torch.ones_like(side), side))
+        one = torch.ones_like(side)
+        side = torch.where(upper, one, torch.where(lower, -one, side))
         active = active & (gx != 0)
     return hi

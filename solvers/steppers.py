@@ -60,7 +60,10 @@ def rk4(f: RHS, t: Tensor, y: State, h: Tensor) -> State:
     sixth = h / 6.0
     return _rebuild(
         y,
-        (a + sixth * (b + 2.0 * c + 2.0 * d + e) for a, b, c, d, e in zip(y, k1, k2, k3, k4, strict=True)),
+        (
+            a + sixth * (b + 2.0 * c + 2.0 * d + e)
+            for a, b, c, d, e in zip(y, k1, k2, k3, k4, strict=True)
+        ),
     )
 
 

@@ -52,7 +52,7 @@ class HodgkinHuxley(NeuronModel):
 
     @staticmethod
     def rates(v: Tensor) -> tuple[Tensor, ...]:
-        """Opening/closing rates ``(a_m, b_m, a_h, b_h, a_n, b_n)`` in ms⁻¹ at voltage ``v`` (mV)."""
+        """Rates ``(a_m, b_m, a_h, b_h, a_n, b_n)`` in ms⁻¹ at voltage ``v`` (mV)."""
         a_m = _x_over_expm1((v + 40.0) / 10.0)
         b_m = 4.0 * torch.exp(-(v + 65.0) / 18.0)
         a_h = 0.07 * torch.exp(-(v + 65.0) / 20.0)

@@ -153,7 +153,8 @@ class CubaLIF(NeuronModel):
         em, es = torch.exp(-h / tm), torch.exp(-h / ts)
         c = self.r * (state.i - input)  # the decaying part of r*I
         v_inf = self.v_leak + self.r * input
-        # Particular solution of tau_m v' = -v + c e^{-t/ts}: c ts/(ts - tm) (e^{-t/ts} - e^{-t/tm});
+        # Particular solution of tau_m v' = -v + c e^{-t/ts}:
+        #   c ts/(ts - tm) (e^{-t/ts} - e^{-t/tm});
         # its limit for ts -> tm is c (t/tm) e^{-t/tm}.
         diff = ts - tm
         near = diff.abs() <= 1e-9 * tm

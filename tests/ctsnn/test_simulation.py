@@ -33,7 +33,7 @@ def cuba_reference(t_in, w_in, *, tau_m, tau_s, v_th, t_end, r=1.0):
         em, es = math.exp(-h / tau_m), math.exp(-h / tau_s)
         return v * em + r * i * tau_s / (tau_s - tau_m) * (es - em), i * es
 
-    events = sorted(zip(t_in, w_in)) + [(t_end, 0.0)]
+    events = sorted(zip(t_in, w_in, strict=True)) + [(t_end, 0.0)]
     t, v, i, spikes = 0.0, 0.0, 0.0, []
     for t_next, w in events:
         # Scan the interval finely for upward crossings, refine each by bisection.

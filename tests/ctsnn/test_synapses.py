@@ -28,7 +28,7 @@ def delta_lif_reference(t_in, u_in, weight, delay, *, tau, t_end):
     n_out = weight.shape[0]
     out = []
     for i in range(n_out):
-        arr = sorted((t + delay[i, u], weight[i, u]) for t, u in zip(t_in, u_in))
+        arr = sorted((t + delay[i, u], weight[i, u]) for t, u in zip(t_in, u_in, strict=True))
         v, t_prev = 0.0, 0.0
         k = 0
         while k < len(arr):
