@@ -298,7 +298,9 @@ def run_population(
             tau = zero
             hold = (ref_end - t0) if has_ref else None
             step_arr: StepArrivals | None = None if arrivals is None else arrivals(n)
-            boundaries = [] if step_arr is None else list(zip(step_arr.offset, step_arr.value, strict=True))
+            boundaries = (
+                [] if step_arr is None else list(zip(step_arr.offset, step_arr.value, strict=True))
+            )
             if jumps is not None:
                 boundaries.append((end_of_step, jumps[n]))
             for k in range(len(boundaries) + 1):

@@ -145,7 +145,7 @@ class NeuronModel(nn.Module):
         raise NotImplementedError
 
     def threshold(self, state: tuple) -> Tensor | None:
-        """Spike condition ``g(state)``: a spike is an upward zero crossing (``None``: no spikes)."""
+        """Spike condition ``g(state)``: an upward zero crossing is a spike (None: no spikes)."""
         return None
 
     def threshold_rate(self, state: tuple, derivative: tuple) -> Tensor:
