@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +35,7 @@ from solvers.steppers import STEPPERS
 from ._checks import check_choice, check_finite, check_positive, check_tensor
 from .models.base import NeuronModel
 from .spikes import Spikes
+from .surrogate import Surrogate
 from .synapses import Arrivals, Dense, StepArrivals
 
 TIME_MODES = ("discrete", "continuous")
@@ -50,12 +52,15 @@ class SimulationResult:
         states: recorded variables, name -> ``[T, B, N]`` (``[B, T, N]`` if ``batch_first``),
             value at the end of each step.
         final_state: state at ``T dt`` (named tuple of ``[B, N]``), to continue a simulation.
+        raster: discrete mode only: the spikes as a dense ``[T, B, N]`` tensor that carries the
+            surrogate gradient when a ``surrogate`` was given.
         layers: for a network, the result of every layer (this object is the last one).
     """
 
     spikes: Spikes
     states: dict[str, Tensor]
     final_state: tuple
+    raster: Tensor | None = None
     layers: list[SimulationResult] = field(default_factory=list)
 
 
@@ -85,6 +90,21 @@ class Layer(nn.Module):
     @property
     def n_in(self) -> int:
         return self.model.n if self.synapse is None else self.synapse.n_in
+
+
+class Recurrent(Protocol):
+    """A population's own delayed recurrent connection in discrete time.
+
+    ``start`` is called before the first step; ``read(n)`` returns the summed jumps
+    ``[B, N]`` arriving at the end of step ``n``; ``write(n, spikes)`` hands over the spikes
+    ``[B, N]`` emitted in step ``n`` (they may arrive in step ``n + 1`` at the earliest).
+    """
+
+    def start(self, batch_size: int, *, dtype: torch.dtype, device: torch.device) -> None: ...
+
+    def read(self, n: int) -> Tensor: ...
+
+    def write(self, n: int, spikes: Tensor) -> None: ...
 
 
 # --------------------------------------------------------------------------- helpers
@@ -200,6 +220,9 @@ def run_population(
     state: tuple | None = None,
     record: Sequence[str] = (),
     xtol: float | None = None,
+    surrogate: Surrogate | None = None,
+    detach_reset: bool = False,
+    recurrent: Recurrent | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
 ) -> SimulationResult:
@@ -212,6 +235,12 @@ def run_population(
         state: initial state (``[B, N]`` per variable); default ``model.initial_state``.
         record: names of the variables to record at the end of every step.
         xtol: tolerance of spike times (s); default ``64 eps dt`` of the dtype.
+        surrogate: discrete mode: spikes are ``surrogate(threshold(state))`` (0/1 forward,
+            surrogate derivative backward) and the reset is blended as
+            ``state + s (reset(state) - state)`` so gradients flow through it.
+        detach_reset: with a surrogate, stop the gradient through the reset's spike factor.
+        recurrent: the population's own delayed recurrent connection (discrete mode): read
+            before the threshold test of each step, written with the step's spikes.
     Returns:
         a :class:`SimulationResult` (time-first recordings).
     """
@@ -253,30 +282,52 @@ def run_population(
     has_ref = bool((ref_param > 0).any())
 
     if time == "discrete":
-        raster = torch.zeros((n_steps, *shape), dtype=dtype, device=device)
+        rows: list[Tensor] = []
         h = torch.as_tensor(dt, dtype=dtype, device=device)
         n_ref = torch.round(ref_param / dt)
         # Grid-step countdown; a spike at t = 0 starts it as well.
         count = torch.where(fired, n_ref.expand(shape), zero) if fired is not None else zero.clone()
+        if recurrent is not None:
+            recurrent.start(batch_size, dtype=dtype, device=device)
         for n in range(n_steps):
             x = zero if current is None else current[n]
             held = (count > 0) if has_ref else None
             new = _make_flow(model, method, n * dt, x)(state, zero, h, held)
             if jumps is not None:
                 new = _receive(model, new, jumps[n], held)
+            if recurrent is not None:
+                new = _receive(model, new, recurrent.read(n), held)
             if threshold is not None:
                 g = threshold(new)
-                fire = g >= 0 if model.resets else (g >= 0) & (threshold(state) < 0)
+                # Spikes are disallowed while refractory, and for models without reset unless
+                # the threshold was crossed upwards during this step.
+                allowed = None if model.resets else threshold(state) < 0
                 if held is not None:
-                    fire = fire & ~held
-                new = where_state(fire, model.reset(new), new)
-                raster[n] = fire.to(dtype)
+                    allowed = ~held if allowed is None else allowed & ~held
+                if surrogate is not None:
+                    spike = surrogate(g)
+                    if allowed is not None:  # exact zeros there, and no gradient
+                        spike = spike * allowed.to(dtype)
+                    fire = spike > 0
+                    factor = spike.detach() if detach_reset else spike
+                    reset = model.reset(new)
+                    new = model.State(*(a + factor * (r - a) for a, r in zip(new, reset,
+                                                                              strict=True)))
+                else:
+                    fire = g >= 0 if allowed is None else (g >= 0) & allowed
+                    spike = fire.to(dtype)
+                    new = where_state(fire, model.reset(new), new)
+                rows.append(spike)
                 if has_ref:
                     count = torch.where(fire, n_ref.expand(shape), count - 1)
+                if recurrent is not None:
+                    recurrent.write(n, spike)
             state = new
             for name in record:
                 rec[name].append(getattr(state, name))
-        spikes = Spikes.from_raster(raster, dt)
+        raster = torch.stack(rows) if rows else torch.zeros((n_steps, *shape), dtype=dtype,
+                                                            device=device)
+        spikes = Spikes.from_raster(raster.detach(), dt)
         if fired is not None:  # merge the spikes at t = 0 with the grid spikes
             first = log.spikes(dt=dt, n_steps=n_steps, shape=shape, like=zero)
             spikes = Spikes.from_events(
@@ -334,8 +385,15 @@ def run_population(
             for name in record:
                 rec[name].append(getattr(state, name))
         spikes = log.spikes(dt=dt, n_steps=n_steps, shape=shape, like=zero)
+    if time == "continuous":
+        if recurrent is not None:
+            raise NotImplementedError(
+                "recurrent connections run in discrete time for now; continuous-time recurrent "
+                "delays are part of the delays milestone"
+            )
+        raster = None
     states = {name: torch.stack(v) if v else zero.new_zeros((0, *shape)) for name, v in rec.items()}
-    return SimulationResult(spikes=spikes, states=states, final_state=state)
+    return SimulationResult(spikes=spikes, states=states, final_state=state, raster=raster)
 
 
 # --------------------------------------------------------------------------- public API
@@ -370,6 +428,8 @@ def simulate(
     record: Sequence[str] | str = (),
     batch_first: bool = False,
     xtol: float | None = None,
+    surrogate: Surrogate | None = None,
+    detach_reset: bool = False,
 ) -> SimulationResult:
     """Simulate a population, a layer or a feed-forward network of layers.
 
@@ -389,6 +449,9 @@ def simulate(
         record: variable names to record for every layer, or ``"all"``.
         batch_first: input and recordings as ``[B, T, N]``.
         xtol: spike-time tolerance in seconds (continuous mode).
+        surrogate, detach_reset: discrete mode: differentiable spikes (see
+            :func:`run_population`); spikes then travel between layers as the dense
+            differentiable ``raster``.
 
     Returns:
         :class:`SimulationResult` of the last layer; ``.layers`` holds every layer's result.
@@ -440,17 +503,21 @@ def simulate(
         )
 
     results: list[SimulationResult] = []
-    signal = input
-    for layer, s0 in zip(layers, states, strict=True):
+    signal: Tensor | Spikes | None = input
+    for index, (layer, s0) in enumerate(zip(layers, states, strict=True)):
         model = layer.model
         names = tuple(model.state_names) if record == "all" else tuple(record)
         names = tuple(n for n in names if n in model.state_names) if len(layers) > 1 else names
         kw = dict(dt=dt, n_steps=n_steps, batch_size=batch_size, time=time, method=method,
-                  state=s0, record=names, xtol=xtol)
-        if isinstance(signal, Tensor):
+                  state=s0, record=names, xtol=xtol, surrogate=surrogate,
+                  detach_reset=detach_reset)
+        if index == 0 and isinstance(signal, Tensor):  # an input current (or jump) sequence
             if layer.synapse is not None:
                 signal = signal @ layer.synapse.weight.t()
             kw["current" if input_as == "current" else "jumps"] = signal
+            kw["dtype"] = signal.dtype
+        elif isinstance(signal, Tensor):  # a differentiable discrete raster from the layer below
+            kw["jumps"] = signal if layer.synapse is None else layer.synapse.jumps(signal)
             kw["dtype"] = signal.dtype
         elif isinstance(signal, Spikes):
             if time == "continuous":
@@ -468,7 +535,7 @@ def simulate(
         if batch_first:
             result.states = {k: v.transpose(0, 1) for k, v in result.states.items()}
         results.append(result)
-        signal = result.spikes
+        signal = result.raster if time == "discrete" else result.spikes
     last = results[-1]
     last.layers = results
     return last

@@ -271,22 +271,38 @@ class Dense(nn.Module):
                 f"N_in = {self.n_in} (weight shape {list(self.weight.shape)})"
             )
 
-    def jumps(self, spikes: Spikes) -> Tensor:
-        """Summed weighted input per step, ``[T, B, N_out]`` (delays rounded to steps)."""
-        self._check(spikes)
-        raster = spikes.raster(dtype=self.weight.dtype)
+    def jumps(self, spikes: Spikes | Tensor) -> Tensor:
+        """Summed weighted input per step, ``[T, B, N_out]`` (delays rounded to steps).
+
+        ``spikes`` may be a :class:`Spikes` or a dense (possibly differentiable) raster
+        ``[T, B, N_in]``, whose grid spikes sit at the end of their steps.
+        """
+        if isinstance(spikes, Tensor):
+            raster = spikes
+            if raster.ndim != 3 or raster.shape[2] != self.n_in:
+                raise ValueError(
+                    f"raster must have shape [T, B, {self.n_in}], got {list(raster.shape)}"
+                )
+            dt = None
+        else:
+            self._check(spikes)
+            raster = spikes.raster(dtype=self.weight.dtype)
+            dt = spikes.dt
         if self.delay is None:
             return raster @ self.weight.t()
+        if dt is None:
+            raise ValueError("a delayed connection needs Spikes (with their dt), not a raster")
         # Event-driven: every (spike, target) pair adds its weight delay-steps later.
-        steps = torch.round(self.delay / spikes.dt).long()
+        steps = torch.round(self.delay / dt).long()
         n, b, j = raster.nonzero(as_tuple=True)
         amp = raster[n, b, j]
         n_ev = n.numel()
         i = torch.arange(self.n_out, device=n.device).repeat(n_ev)
         src = torch.repeat_interleave(torch.arange(n_ev, device=n.device), self.n_out)
         arrive = n[src] + steps[i, j[src]]
-        keep = arrive < spikes.n_steps
-        out = raster.new_zeros(spikes.n_steps, spikes.batch_size, self.n_out)
+        n_steps, batch_size = raster.shape[0], raster.shape[1]
+        keep = arrive < n_steps
+        out = raster.new_zeros(n_steps, batch_size, self.n_out)
         src, i, arrive = src[keep], i[keep], arrive[keep]
         out.index_put_((arrive, b[src], i), amp[src] * self.weight[i, j[src]], accumulate=True)
         return out
