@@ -64,34 +64,6 @@ class SimulationResult:
     layers: list[SimulationResult] = field(default_factory=list)
 
 
-class Layer(nn.Module):
-    """A population with its input synapses: ``Dense(weight, delay=delay)`` then ``model``.
-
-    ``weight`` is ``[N, N_in]``; ``delay`` (seconds) is per synapse ``[N, N_in]`` or per axon
-    ``[N_in]`` (see :class:`~ctsnn.synapses.Dense`). Without a weight the layer's input feeds
-    the neurons one-to-one.
-    """
-
-    def __init__(
-        self, model: NeuronModel, weight: Tensor | None = None, *, delay: Tensor | None = None
-    ) -> None:
-        super().__init__()
-        if not isinstance(model, NeuronModel):
-            raise TypeError(f"model must be a NeuronModel, got {type(model).__name__}")
-        if delay is not None and weight is None:
-            raise ValueError("delay needs a weight: one-to-one input has no synapses to delay")
-        self.model = model
-        self.synapse = None if weight is None else Dense(weight, delay=delay)
-        if self.synapse is not None and self.synapse.n_out != model.n:
-            raise ValueError(
-                f"weight has {self.synapse.n_out} rows but the model has n = {model.n} neurons"
-            )
-
-    @property
-    def n_in(self) -> int:
-        return self.model.n if self.synapse is None else self.synapse.n_in
-
-
 class Recurrent(Protocol):
     """A population's own delayed recurrent connection in discrete time.
 
@@ -105,6 +77,83 @@ class Recurrent(Protocol):
     def read(self, n: int) -> Tensor: ...
 
     def write(self, n: int, spikes: Tensor) -> None: ...
+
+
+class Layer(nn.Module):
+    """A population with its input synapses and, optionally, its own recurrent connection.
+
+    Args:
+        model: the neurons.
+        weight: input synapses: a weight ``[N, N_in]`` (builds a :class:`~ctsnn.synapses.Dense`
+            with the given ``delay``), or any synapse module with ``jumps(x) -> [T, B, N]``
+            (discrete time) and optionally ``arrivals(spikes)`` (continuous time), e.g.
+            :class:`~ctsnn.synapses.Dense`; ``None`` feeds the input one-to-one.
+        delay: with a weight tensor: seconds, per synapse ``[N, N_in]`` or per axon ``[N_in]``.
+        recurrent: the population's own recurrent connection (:class:`Recurrent`), discrete time.
+        time, method, surrogate, detach_reset: how :meth:`forward` simulates (see
+            :func:`simulate`); ``simulate`` overrides them with its own arguments.
+
+    ``forward(x, state=None)`` takes the presynaptic spikes as a raster ``[T, B, N_in]`` (or
+    ``[B, T, N_in]`` with ``batch_first``) or :class:`Spikes` and returns
+    ``(spikes [T, B, N], final_state)``; in discrete time with a surrogate the spikes carry
+    gradients, so layers compose as ordinary ``nn.Module``s.
+    """
+
+    def __init__(
+        self,
+        model: NeuronModel,
+        weight: Tensor | nn.Module | None = None,
+        *,
+        delay: Tensor | None = None,
+        recurrent: Recurrent | None = None,
+        time: str = "discrete",
+        method: str | None = None,
+        surrogate: Surrogate | None = None,
+        detach_reset: bool = False,
+        batch_first: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, NeuronModel):
+            raise TypeError(f"model must be a NeuronModel, got {type(model).__name__}")
+        if delay is not None and not isinstance(weight, Tensor):
+            raise ValueError("delay needs a weight tensor: one-to-one input has no synapses to "
+                             "delay, and a synapse module carries its own delays")
+        check_choice("time", time, TIME_MODES)
+        self.model = model
+        if isinstance(weight, Tensor):
+            self.synapse = Dense(weight, delay=delay)
+        elif weight is None or isinstance(weight, nn.Module):
+            self.synapse = weight
+        else:
+            raise TypeError(f"weight must be a Tensor, a synapse module or None, got "
+                            f"{type(weight).__name__}")
+        n_out = getattr(self.synapse, "n_out", model.n)
+        if n_out != model.n:
+            raise ValueError(f"weight has {n_out} rows but the model has n = {model.n} neurons")
+        self.recurrent = recurrent
+        self.time, self.method = time, method
+        self.surrogate, self.detach_reset, self.batch_first = surrogate, detach_reset, batch_first
+
+    @property
+    def n_in(self) -> int:
+        return self.model.n if self.synapse is None else self.synapse.n_in
+
+    def forward(self, x: Tensor | Spikes, state: tuple | None = None, *,
+                dt: float = 1e-3) -> tuple[Tensor | Spikes, tuple]:
+        """Simulate on presynaptic spikes ``x``; see the class docstring."""
+        if isinstance(x, Tensor) and self.batch_first:
+            x = x.transpose(0, 1)
+        if isinstance(x, Tensor):
+            check_tensor("x", x, ndim=3, floating=True)
+            if x.shape[2] != self.n_in:
+                raise ValueError(f"x has {x.shape[2]} channels but the layer expects {self.n_in}"
+                                 f" (shape {list(x.shape)}, time-first [T, B, N])")
+        result = _run_layer(self, x, state=state, dt=dt, time=self.time, method=self.method,
+                            surrogate=self.surrogate, detach_reset=self.detach_reset)
+        out = result.raster if self.time == "discrete" else result.spikes
+        if isinstance(out, Tensor) and self.batch_first:
+            out = out.transpose(0, 1)
+        return out, result.final_state
 
 
 # --------------------------------------------------------------------------- helpers
@@ -396,6 +445,46 @@ def run_population(
     return SimulationResult(spikes=spikes, states=states, final_state=state, raster=raster)
 
 
+def _run_layer(
+    layer: Layer,
+    signal: Tensor | Spikes | None,
+    *,
+    state: tuple | None,
+    dt: float,
+    time: str,
+    method: str | None,
+    surrogate: Surrogate | None,
+    detach_reset: bool,
+    record: Sequence[str] = (),
+    xtol: float | None = None,
+    as_current: bool = False,
+    n_steps: int | None = None,
+    batch_size: int | None = None,
+) -> SimulationResult:
+    """Feed ``signal`` (raster / current ``[T, B, N_in]``, Spikes or None) through one layer."""
+    kw: dict = dict(dt=dt, time=time, method=method, state=state, record=record, xtol=xtol,
+                    surrogate=surrogate, detach_reset=detach_reset, recurrent=layer.recurrent)
+    synapse = layer.synapse
+    if isinstance(signal, Tensor):
+        n_steps, batch_size, kw["dtype"] = signal.shape[0], signal.shape[1], signal.dtype
+        if as_current:
+            kw["current"] = signal if synapse is None else signal @ synapse.weight.t()
+        else:  # spikes (or jump inputs) on the grid
+            kw["jumps"] = signal if synapse is None else synapse.jumps(signal)
+    elif isinstance(signal, Spikes):
+        n_steps, batch_size = signal.n_steps, signal.batch_size
+        kw["dtype"] = signal.dtype if synapse is None else next(synapse.parameters()).dtype
+        if time == "continuous":
+            if synapse is not None and not hasattr(synapse, "arrivals"):
+                raise ValueError(f"{type(synapse).__name__} has no continuous-time arrivals: use "
+                                 "time='discrete' or an exact synapse (Dense)")
+            kw["arrivals"] = synapse.arrivals(signal) if synapse is not None else Arrivals(
+                signal, None)
+        else:
+            kw["jumps"] = synapse.jumps(signal) if synapse is not None else signal.raster()
+    return run_population(layer.model, n_steps=n_steps, batch_size=batch_size, **kw)
+
+
 # --------------------------------------------------------------------------- public API
 def _layers_of(target) -> list[Layer]:
     if isinstance(target, NeuronModel):
@@ -505,33 +594,14 @@ def simulate(
     results: list[SimulationResult] = []
     signal: Tensor | Spikes | None = input
     for index, (layer, s0) in enumerate(zip(layers, states, strict=True)):
-        model = layer.model
-        names = tuple(model.state_names) if record == "all" else tuple(record)
-        names = tuple(n for n in names if n in model.state_names) if len(layers) > 1 else names
-        kw = dict(dt=dt, n_steps=n_steps, batch_size=batch_size, time=time, method=method,
-                  state=s0, record=names, xtol=xtol, surrogate=surrogate,
-                  detach_reset=detach_reset)
-        if index == 0 and isinstance(signal, Tensor):  # an input current (or jump) sequence
-            if layer.synapse is not None:
-                signal = signal @ layer.synapse.weight.t()
-            kw["current" if input_as == "current" else "jumps"] = signal
-            kw["dtype"] = signal.dtype
-        elif isinstance(signal, Tensor):  # a differentiable discrete raster from the layer below
-            kw["jumps"] = signal if layer.synapse is None else layer.synapse.jumps(signal)
-            kw["dtype"] = signal.dtype
-        elif isinstance(signal, Spikes):
-            if time == "continuous":
-                kw["arrivals"] = (
-                    layer.synapse.arrivals(signal) if layer.synapse is not None
-                    else Arrivals(signal, None)
-                )
-            else:
-                kw["jumps"] = (
-                    layer.synapse.jumps(signal) if layer.synapse is not None
-                    else signal.raster()
-                )
-            kw["dtype"] = signal.dtype if layer.synapse is None else layer.synapse.weight.dtype
-        result = run_population(model, **kw)
+        names = tuple(layer.model.state_names) if record == "all" else tuple(record)
+        if len(layers) > 1:
+            names = tuple(n for n in names if n in layer.model.state_names)
+        as_current = index == 0 and isinstance(signal, Tensor) and input_as == "current"
+        result = _run_layer(layer, signal, state=s0, dt=dt, time=time, method=method,
+                            surrogate=surrogate, detach_reset=detach_reset, record=names,
+                            xtol=xtol, as_current=as_current, n_steps=n_steps,
+                            batch_size=batch_size)
         if batch_first:
             result.states = {k: v.transpose(0, 1) for k, v in result.states.items()}
         results.append(result)

@@ -109,3 +109,22 @@ def test_gradient_reaches_learnable_time_constant():
         e[i] = eps
         fd = (v_sum(base + e) - v_sum(base - e)) / (2 * eps)
         assert math.isclose(gv[i].item(), fd.item(), rel_tol=1e-5, abs_tol=1e-8)
+
+
+def test_layers_compose_as_modules_with_batch_first():
+    gen = torch.Generator().manual_seed(4)
+    x = (torch.rand(3, 20, 6, generator=gen) < 0.4).to(F64)  # [B, T, N]
+    w1, w2 = torch.rand(5, 6, generator=gen), torch.rand(4, 5, generator=gen) * 1.5
+    kw = dict(surrogate=sg.atan(), batch_first=True, method="euler")
+    l1 = ctsnn.Layer(ctsnn.LIF(5, tau_mem=2e-3), w1, **kw)
+    l2 = ctsnn.Layer(ctsnn.LIF(4, tau_mem=2e-3), w2, **kw)
+    s1, _ = l1(x)
+    s2, final = l2(s1)
+    assert s1.shape == (3, 20, 5) and s2.shape == (3, 20, 4) and final.v.shape == (3, 4)
+    ref = ctsnn.simulate([l1, l2], x, dt=1e-3, input_as="jump", batch_first=True,
+                         surrogate=sg.atan(), method="euler")
+    assert torch.equal(s2.transpose(0, 1), ref.raster)
+    s2.sum().backward()
+    assert l1.synapse.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="x has 7 channels but the layer expects 6"):
+        l1(torch.zeros(3, 20, 7))
