@@ -1,0 +1,697 @@
+"""Benchmark workload W5 ``sim-continuous``: ctsnn against Brian2 and an exact reference.
+
+W5 (the project's benchmark doc): 1000 LIF neurons (tau 10 ms, threshold 1, reset
+0, no refractory period) driven by 140 Poisson inputs at 20 Hz through dense
+140 x 1000 synapses, ``v += w``, ``w ~ U[0, 0.1)``, delays ``~ U[0, 25 ms]``,
+1 s simulated. Targets: discrete mode at dt = 0.1 ms no slower than Brian2
+(cython target) at dt = 0.1 ms; continuous mode, with exact spike times and
+exact real-valued delays (error <= 1e-9 s against an event-driven reference),
+at dt = 1 ms faster than Brian2 at dt = 0.1 ms. Batch 64 (independent trials)
+is reported too; Brian2 has no batch dimension, it runs the trials one after
+the other.
+
+What :func:`main` measures (``ctsnn bench w5 [--quick] [--no-reference]``):
+
+* **ours** — for every configuration {continuous, discrete} x dt {1 ms, 0.1 ms}
+  x batch {1, 64} (``quick``: batch 1, fewer repeats), the wall time of the
+  :func:`ctsnn.simulate` call only (float32, CPU, 2 threads). Input
+  :class:`~ctsnn.Spikes` and the :class:`~ctsnn.Layer` are built before the
+  timed region; turning the spikes into the arrival schedule (continuous) or
+  the per-step jumps (discrete) happens inside ``simulate`` and is timed.
+  Peak memory is the RSS increase of one call in a fresh process.
+* **accuracy** — a float64 continuous run against :func:`event_driven_reference`,
+  an independent numpy simulation of W5 (maximum spike-time error of matched
+  spikes, spike counts); the float32 continuous runs are compared with it too.
+* **reference** — Brian2 at dt = 0.1 ms (``cython`` target; ``numpy`` reported
+  alongside) through :func:`ctsnn.bench.brian2_side.run_brian2`, when its
+  environment ``.venv-brian2`` exists.
+
+Output: one JSON line per configuration (:func:`ctsnn.bench.harness.json_line`),
+one for the float64 accuracy check, and a summary line with the targets.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+import ctsnn
+from ctsnn.bench.brian2_side import brian2_python, repo_root, run_brian2
+from ctsnn.bench.harness import bench_env, json_line, peak_rss_increase, time_call
+from ctsnn.bench.w5_inputs import make_w5_inputs
+
+__all__ = [
+    "CONFIGS",
+    "compare_spikes",
+    "event_driven_reference",
+    "main",
+    "make_layer",
+    "make_spikes",
+    "reference_spikes",
+    "run_ours",
+]
+
+WORKLOAD = "W5 sim-continuous"
+
+#: (time mode, dt in seconds) of our side, in the order they are run.
+CONFIGS: tuple[tuple[str, float], ...] = (
+    ("continuous", 1e-3),
+    ("continuous", 1e-4),
+    ("discrete", 1e-4),
+    ("discrete", 1e-3),
+)
+
+#: Brian2's time step (the doc's reference measurement).
+BRIAN2_DT = 1e-4
+#: Accuracy target of continuous mode (seconds).
+EXACT_TOL_S = 1e-9
+
+Events = tuple[np.ndarray, np.ndarray, np.ndarray]  # (times, units, batch)
+
+
+# --------------------------------------------------------------------------- our side
+
+
+def make_spikes(inputs: dict[str, np.ndarray], dt: float, dtype: torch.dtype) -> ctsnn.Spikes:
+    """The input spikes of all samples of ``inputs`` as :class:`~ctsnn.Spikes` on a ``dt`` grid."""
+    duration = float(inputs["duration"])
+    return ctsnn.Spikes.from_events(
+        torch.as_tensor(inputs["times"], dtype=dtype),
+        torch.as_tensor(inputs["indices"]),
+        torch.as_tensor(inputs["sample"]),
+        dt=dt,
+        n_steps=int(round(duration / dt)),
+        batch_size=int(inputs["batch"]),
+        n_units=int(inputs["n_in"]),
+    )
+
+
+def make_layer(inputs: dict[str, np.ndarray], dtype: torch.dtype) -> ctsnn.Layer:
+    """The W5 layer: LIF population behind dense synapses with per-synapse delays."""
+    model = ctsnn.LIF(
+        int(inputs["n_out"]),
+        tau_mem=float(inputs["tau"]),
+        v_threshold=float(inputs["v_threshold"]),
+        v_reset=float(inputs["v_reset"]),
+    )
+    layer = ctsnn.Layer(
+        model,
+        torch.as_tensor(inputs["weights"]).to(dtype),
+        delay=torch.as_tensor(inputs["delays"]).to(dtype),
+    )
+    return layer.to(dtype)
+
+
+def _simulate_fn(
+    layer: ctsnn.Layer, spikes: ctsnn.Spikes, mode: str, dt: float
+) -> Callable[[], ctsnn.SimulationResult]:
+    """The timed call: one :func:`ctsnn.simulate` without autograd."""
+
+    def step() -> ctsnn.SimulationResult:
+        with torch.no_grad():
+            return ctsnn.simulate(layer, spikes, dt=dt, time=mode)
+
+    return step
+
+
+def _events(spikes: ctsnn.Spikes) -> Events:
+    """``(times float64, units, batch)`` numpy arrays of a :class:`~ctsnn.Spikes`."""
+    return (
+        spikes.times.detach().double().cpu().numpy(),
+        spikes.units.cpu().numpy().astype(np.int64),
+        spikes.batch.cpu().numpy().astype(np.int64),
+    )
+
+
+def run_ours(
+    inputs: dict[str, np.ndarray], mode: str, dt: float, dtype: torch.dtype = torch.float32
+) -> Events:
+    """Simulate ``inputs`` with ctsnn once; return the output events."""
+    step = _simulate_fn(make_layer(inputs, dtype), make_spikes(inputs, dt, dtype), mode, dt)
+    return _events(step().spikes)
+
+
+def _memory_setup(
+    mode: str, dt: float, seed: int, n_in: int, n_out: int, duration: float, batch: int
+) -> Callable[[], object]:
+    """Setup of the memory measurement (runs in the fresh process): build, return the call."""
+    inputs = make_w5_inputs(seed=seed, n_in=n_in, n_out=n_out, duration=duration, batch=batch)
+    dtype = torch.float32
+    return _simulate_fn(make_layer(inputs, dtype), make_spikes(inputs, dt, dtype), mode, dt)
+
+
+# --------------------------------------------------------------------------- exact reference
+
+
+def event_driven_reference(
+    times: np.ndarray,
+    indices: np.ndarray,
+    weights: np.ndarray,
+    delays: np.ndarray,
+    *,
+    tau: float,
+    duration: float,
+    v_threshold: float = 1.0,
+    v_reset: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact event-driven simulation of one W5 sample (float64 numpy, independent of ctsnn).
+
+    The neurons receive only jumps (no current) and start at ``v = 0``; between
+    arrivals ``v`` decays as ``v * exp(-Δt / tau)`` and never rises, so a neuron
+    can only reach the threshold at an arrival: spikes happen exactly at arrival
+    times. Per neuron the arrivals ``t_spike + delay`` are sorted; arrivals at the
+    same instant are summed into one jump; after a jump ``v >= v_threshold``
+    fires and resets to ``v_reset``. Arrivals after ``duration`` are dropped.
+    The loop runs over arrival ranks, vectorised across neurons.
+
+    Args:
+        times: ``[E]`` input spike times (s).
+        indices: ``[E]`` input neuron of each spike.
+        weights: ``[N_out, N_in]`` jump sizes.
+        delays: ``[N_out, N_in]`` delays (s).
+        tau: membrane time constant (s).
+        duration: end of the simulation (s).
+        v_threshold, v_reset: threshold and reset potentials.
+
+    Returns:
+        ``(spike_times, spike_units)``, float64 and int64.
+    """
+    n_out = weights.shape[0]
+    times = np.asarray(times, dtype=np.float64)
+    indices = np.asarray(indices, dtype=np.int64)
+    if times.size == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    arrival = times[None, :] + np.asarray(delays, dtype=np.float64)[:, indices]  # [N_out, E]
+    jump = np.asarray(weights, dtype=np.float64)[:, indices]
+    late = arrival > duration
+    arrival[late] = np.inf
+    jump[late] = 0.0
+    order = np.argsort(arrival, axis=1, kind="stable")
+    arrival = np.take_along_axis(arrival, order, axis=1)
+    jump = np.take_along_axis(jump, order, axis=1)
+    n_cols = int(np.max(np.sum(np.isfinite(arrival), axis=1), initial=0))
+    # A column ends a group of simultaneous arrivals if the next arrival is later.
+    last = np.ones((n_out, n_cols), dtype=bool)
+    if n_cols > 1:
+        last[:, :-1] = arrival[:, 1:n_cols] != arrival[:, : n_cols - 1]
+
+    units = np.arange(n_out)
+    v = np.zeros(n_out)
+    pending = np.zeros(n_out)
+    prev = np.zeros(n_out)
+    out_t: list[np.ndarray] = []
+    out_u: list[np.ndarray] = []
+    for k in range(n_cols):
+        a, w = arrival[:, k], jump[:, k]
+        valid = np.isfinite(a)
+        first = valid & (a != prev) if k else valid
+        # Decay to the first arrival of a group; gather the group's jumps in `pending`.
+        v = np.where(first, v * np.exp(-(np.where(first, a, prev) - prev) / tau), v)
+        pending = np.where(first, w, pending + w)
+        prev = np.where(valid, a, prev)
+        apply = valid & last[:, k]
+        v = np.where(apply, v + pending, v)
+        fire = apply & (v >= v_threshold)
+        if fire.any():
+            out_t.append(a[fire])
+            out_u.append(units[fire])
+            v = np.where(fire, v_reset, v)
+    if not out_t:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.concatenate(out_t), np.concatenate(out_u)
+
+
+def reference_spikes(inputs: dict[str, np.ndarray], samples: int | None = None) -> Events:
+    """:func:`event_driven_reference` for the first ``samples`` samples (default all)."""
+    n = int(inputs["batch"]) if samples is None else samples
+    ts, us, bs = [], [], []
+    for b in range(n):
+        mask = inputs["sample"] == b
+        t, u = event_driven_reference(
+            inputs["times"][mask],
+            inputs["indices"][mask],
+            inputs["weights"],
+            inputs["delays"],
+            tau=float(inputs["tau"]),
+            duration=float(inputs["duration"]),
+            v_threshold=float(inputs["v_threshold"]),
+            v_reset=float(inputs["v_reset"]),
+        )
+        ts.append(t)
+        us.append(u)
+        bs.append(np.full(t.shape, b, dtype=np.int64))
+    return np.concatenate(ts), np.concatenate(us), np.concatenate(bs)
+
+
+def compare_spikes(ours: Events, ref: Events, n_units: int) -> dict[str, Any]:
+    """Match the spikes of two runs neuron by neuron, in time order.
+
+    The ``k``-th spike of a (sample, neuron) in ``ours`` is paired with the
+    ``k``-th spike of the same (sample, neuron) in ``ref`` for every ``k`` below
+    both counts.
+
+    Returns:
+        ``n_ours``, ``n_ref`` (spike counts), ``n_matched`` (pairs),
+        ``max_abs_dt_s`` (largest time difference over the pairs, NaN if none),
+        ``p99_abs_dt_s`` (its 99th percentile), ``n_abs_dt_over_1us`` (pairs more
+        than 1 us apart) and ``n_units_count_mismatch`` ((sample, neuron) with
+        unequal counts).
+    """
+    ranked = []
+    for t, u, b in (ours, ref):
+        key = b.astype(np.int64) * n_units + u.astype(np.int64)
+        order = np.lexsort((t, key))
+        t, key = t[order], key[order]
+        start = np.searchsorted(key, key, side="left")
+        ranked.append((t, key, np.arange(key.size) - start))
+    (t1, k1, r1), (t2, k2, r2) = ranked
+    size = max(int(k1.max(initial=-1)), int(k2.max(initial=-1))) + 1
+    c1 = np.bincount(k1, minlength=size)
+    c2 = np.bincount(k2, minlength=size)
+    common = np.minimum(c1, c2)
+    m1 = r1 < common[k1]
+    m2 = r2 < common[k2]
+    dt = np.abs(t1[m1] - t2[m2])  # both in (key, rank) order
+    return {
+        "n_ours": int(t1.size),
+        "n_ref": int(t2.size),
+        "n_matched": int(dt.size),
+        "max_abs_dt_s": float(dt.max()) if dt.size else math.nan,
+        "p99_abs_dt_s": float(np.quantile(dt, 0.99)) if dt.size else math.nan,
+        "n_abs_dt_over_1us": int(np.count_nonzero(dt > 1e-6)),
+        "n_units_count_mismatch": int(np.count_nonzero(c1 != c2)),
+    }
+
+
+def _timed(
+    fn: Callable[[], object], *, repeats: int, warmup: int, budget_s: float | None
+) -> dict[str, Any]:
+    """:func:`~ctsnn.bench.harness.time_call`, with fewer calls when one call is very slow.
+
+    The first warm-up call is timed on its own; if ``repeats`` calls of that length
+    would exceed ``budget_s``, the repeats are cut to what fits (at least 1) and only
+    that one warm-up is made. The result says so (``reduced``, ``first_call_s``).
+    """
+    if warmup < 1 or budget_s is None:
+        stats = time_call(fn, repeats=repeats, warmup=warmup)
+        stats["reduced"] = False
+        return stats
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    fit = max(1, int(budget_s // max(first, 1e-9)))
+    if fit >= repeats:
+        stats = time_call(fn, repeats=repeats, warmup=warmup - 1)
+        stats.update(warmup=warmup, reduced=False)
+    else:
+        stats = time_call(fn, repeats=fit, warmup=0)
+        stats.update(warmup=1, reduced=True)
+    stats["first_call_s"] = first
+    return stats
+
+
+def _take_samples(inputs: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """``inputs`` restricted to samples ``0 .. n-1`` (same arrays as ``batch=n`` would draw)."""
+    mask = inputs["sample"] < n
+    out = dict(inputs)
+    for key in ("times", "indices", "sample"):
+        out[key] = inputs[key][mask]
+    out["batch"] = np.asarray(n, dtype=np.int64)
+    return out
+
+
+# --------------------------------------------------------------------------- Brian2 side
+
+
+def _brian2_reference(
+    inputs: dict[str, np.ndarray], *, samples: int, repeats: int, warmup: int
+) -> dict[str, Any] | None:
+    """Brian2 cython (and numpy) at dt = 0.1 ms on the first ``samples`` samples.
+
+    Times are scaled by ``batch / samples`` when only a subset is run (Brian2
+    runs the samples one after the other, so its time is linear in them).
+    Returns the reference dict for :func:`json_line`, or None if unavailable.
+    """
+    batch = int(inputs["batch"])
+    subset = _take_samples(inputs, samples)
+    scale = batch / samples
+    ref: dict[str, Any] = {}
+    for target in ("cython", "numpy"):
+        print(f"[w5] Brian2 {target}, batch {batch} ({samples} sample(s) run)...", file=sys.stderr)
+        try:
+            res = run_brian2(subset, dt=BRIAN2_DT, target=target, repeats=repeats, warmup=warmup)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            print(f"[w5] Brian2 {target} failed, skipped: {exc}", file=sys.stderr)
+            res = None
+        if res is None:
+            if target == "cython":
+                return None
+            continue
+        duration = float(res["duration"])
+        if target == "cython":
+            ref.update(
+                simulator="brian2",
+                brian2_version=res["brian2_version"],
+                target="cython",
+                dt=res["dt"],
+                median_s=res["median_s"] * scale,
+                min_s=res["min_s"] * scale,
+                max_s=res["max_s"] * scale,
+                cpu_per_wall=res["cpu_per_wall"],
+                s_per_sim_s=res["median_s"] * scale / duration,
+                protocol={"repeats": res["repeats"], "warmup": res["warmup"]},
+                first_run_s=res["first_run_s"] * scale,
+                cython_cache_was_warm=res["cython_cache_was_warm"],
+                zero_duration_run_s=res["zero_duration_run_s"],
+                peak_rss_mib=res["peak_rss_increase_mib"],
+                peak_rss_warm_mib=res["peak_rss_increase_warm_mib"],
+                n_same_step_input_duplicates=res["n_same_step_input_duplicates"],
+                samples_run=samples,
+                time_scale=scale,
+            )
+            key = "n_output_spikes" if samples == batch else "n_output_spikes_subset"
+            ref[key] = res["n_output_spikes"]
+            ref["_events"] = (
+                np.asarray(res["output_times"], dtype=np.float64),
+                np.asarray(res["output_indices"], dtype=np.int64),
+                np.asarray(res["output_sample"], dtype=np.int64),
+            )
+        else:
+            ref.update(
+                numpy_median_s=res["median_s"] * scale,
+                numpy_min_s=res["min_s"] * scale,
+                numpy_max_s=res["max_s"] * scale,
+                numpy_s_per_sim_s=res["median_s"] * scale / duration,
+                numpy_peak_rss_mib=res["peak_rss_increase_mib"],
+            )
+    if samples != batch:
+        ref["timing_note"] = (
+            f"Brian2 has no batch dimension: {samples} of the {batch} samples were run one "
+            f"after the other and the times scaled by {scale:g}; spike counts are of those "
+            f"{samples} samples (n_output_spikes_subset)"
+        )
+    elif batch > 1:
+        ref["timing_note"] = "Brian2 has no batch dimension: samples run one after the other"
+    return ref
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _measure_ours(
+    inputs: dict[str, np.ndarray],
+    mode: str,
+    dt: float,
+    *,
+    repeats: int,
+    warmup: int,
+    budget_s: float | None,
+    memory: bool,
+) -> tuple[dict[str, Any], Events]:
+    """Time (and measure the memory of) one float32 configuration of our side.
+
+    Returns the ``ours`` dict of the JSON line and the output events of the last call.
+    """
+    duration = float(inputs["duration"])
+    last: list[ctsnn.SimulationResult] = []
+    step = _simulate_fn(
+        make_layer(inputs, torch.float32), make_spikes(inputs, dt, torch.float32), mode, dt
+    )
+    stats = _timed(lambda: last.append(step()), repeats=repeats, warmup=warmup, budget_s=budget_s)
+    out = _events(last[-1].spikes)
+    last.clear()
+    ours: dict[str, Any] = {
+        "median_s": stats["median_s"],
+        "min_s": stats["min_s"],
+        "max_s": stats["max_s"],
+        "cpu_per_wall": stats["cpu_per_wall"],
+        "s_per_sim_s": stats["median_s"] / duration,
+        "times_s": stats["times_s"],
+        "protocol": {k: stats[k] for k in ("repeats", "warmup", "reduced")},
+        "n_output_spikes": int(out[0].size),
+    }
+    if stats["reduced"]:
+        ours["protocol"]["note"] = (
+            f"one call took {stats['first_call_s']:.1f} s: {stats['repeats']} timed "
+            f"call(s) after 1 warm-up instead of {repeats} after {warmup} "
+            f"(budget {budget_s:g} s)"
+        )
+    if memory:
+        setup = functools.partial(
+            _memory_setup,
+            mode,
+            dt,
+            int(inputs["seed"]),
+            int(inputs["n_in"]),
+            int(inputs["n_out"]),
+            duration,
+            int(inputs["batch"]),
+        )
+        try:
+            ours["peak_rss_mib"] = peak_rss_increase(setup, timeout=7200)
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"[w5] memory measurement failed: {exc}", file=sys.stderr)
+            ours["peak_rss_mib"] = None
+    return ours, out
+
+
+def _git_state() -> dict[str, Any]:
+    """Short commit hash and whether the engine files differ from it (shared work tree)."""
+    root = repo_root()
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "ctsnn", "solvers"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+        changed = sorted({line[3:] for line in dirty if line.strip()})
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "uncommitted": None}
+    return {"commit": commit, "uncommitted": changed}
+
+
+def _check_mode(value: str) -> str:
+    if value not in ("continuous", "discrete"):
+        raise ValueError(f"mode must be 'continuous' or 'discrete', got {value!r}")
+    return value
+
+
+def main(
+    quick: bool = False,
+    reference: bool = True,
+    *,
+    seed: int = 0,
+    n_in: int = 140,
+    n_out: int = 1000,
+    duration: float = 1.0,
+    batches: Sequence[int] | None = None,
+    configs: Sequence[tuple[str, float]] = CONFIGS,
+    repeats: int | None = None,
+    warmup: int | None = None,
+    memory: bool = True,
+    brian2_samples: int = 8,
+    budget_s: float | None = 900.0,
+) -> int:
+    """Run benchmark W5 and print its JSON lines on stdout (progress on stderr).
+
+    Args:
+        quick: Batch 1 only, 3 timed runs after 1 warm-up (Brian2 as well).
+        reference: Run Brian2 (if its environment exists; otherwise a note says
+            it was skipped).
+        seed, n_in, n_out, duration: Passed to
+            :func:`~ctsnn.bench.w5_inputs.make_w5_inputs` (defaults: the W5 size;
+            smaller values are for tests).
+        batches: Batch sizes; default ``(1,)`` if ``quick`` else ``(1, 64)``.
+        configs: (mode, dt) pairs of our side.
+        repeats, warmup: Timed and untimed calls per configuration; default 5
+            and 2 (the protocol), 3 and 1 when ``quick``.
+        memory: Measure the peak RSS increase (a fresh process per configuration).
+        brian2_samples: For a batch larger than this, Brian2 runs only this many
+            samples and its times are scaled to the full batch.
+        budget_s: Wall-time budget of the timed calls of one configuration of
+            our side: when a single call is so slow that ``repeats`` of them
+            exceed it, fewer are made (at least one after one warm-up) and the
+            JSON line says so (``reduced``). None: always the full protocol.
+
+    Returns:
+        0, or 1 if the float64 continuous run disagrees with the event-driven
+        reference (error above 1e-9 s or different spike counts).
+    """
+    for mode, _ in configs:
+        _check_mode(mode)
+    batches = tuple(batches) if batches is not None else ((1,) if quick else (1, 64))
+    repeats = repeats if repeats is not None else (3 if quick else 5)
+    warmup = warmup if warmup is not None else (1 if quick else 2)
+    env = bench_env(2)
+    git = _git_state()
+    size = {"n_in": n_in, "n_out": n_out, "duration": duration, "seed": seed}
+
+    def log(msg: str) -> None:
+        print(f"[w5] {msg}", file=sys.stderr, flush=True)
+
+    use_brian2 = reference and brian2_python() is not None
+    if not reference:
+        log("reference skipped (--no-reference): Brian2 not run")
+    elif not use_brian2:
+        log("reference skipped: Brian2 environment not found (run benchmarks/brian2_env.sh)")
+
+    summary: dict[str, Any] = {}
+    status = 0
+
+    # ---- accuracy: float64 continuous run against the event-driven reference (batch 1)
+    acc_inputs = make_w5_inputs(seed=seed, n_in=n_in, n_out=n_out, duration=duration, batch=1)
+    log("event-driven reference, batch 1...")
+    ref_cache: dict[int, Events] = {1: reference_spikes(acc_inputs)}
+    acc_dt = 1e-3
+    log("float64 continuous run (dt = 1 ms) for the accuracy check...")
+    layer64 = make_layer(acc_inputs, torch.float64)
+    spikes64 = make_spikes(acc_inputs, acc_dt, torch.float64)
+    last64: list[ctsnn.SimulationResult] = []
+    step64 = _simulate_fn(layer64, spikes64, "continuous", acc_dt)
+    t64 = _timed(lambda: last64.append(step64()), repeats=repeats, warmup=warmup, budget_s=budget_s)
+    cmp64 = compare_spikes(_events(last64[-1].spikes), ref_cache[1], n_out)
+    exact_ok = (
+        cmp64["n_units_count_mismatch"] == 0
+        and cmp64["n_ours"] == cmp64["n_ref"]
+        and math.isfinite(cmp64["max_abs_dt_s"])
+        and cmp64["max_abs_dt_s"] <= EXACT_TOL_S
+    ) or (cmp64["n_ours"] == cmp64["n_ref"] == 0)
+    if not exact_ok:
+        status = 1
+    json_line(
+        WORKLOAD,
+        {
+            "check": "exact spike times",
+            "mode": "continuous",
+            "dt": acc_dt,
+            "batch": 1,
+            "dtype": "float64",
+            **size,
+        },
+        {
+            "median_s": t64["median_s"],
+            "min_s": t64["min_s"],
+            "max_s": t64["max_s"],
+            "cpu_per_wall": t64["cpu_per_wall"],
+            "protocol": {k: t64[k] for k in ("repeats", "warmup", "reduced")},
+            "n_output_spikes": cmp64["n_ours"],
+            "max_abs_dt_s": cmp64["max_abs_dt_s"],
+            "n_matched": cmp64["n_matched"],
+            "n_units_count_mismatch": cmp64["n_units_count_mismatch"],
+            "tolerance_s": EXACT_TOL_S,
+            "within_tolerance": exact_ok,
+        },
+        {
+            "simulator": "event-driven numpy reference (ctsnn.bench.w5.event_driven_reference)",
+            "n_output_spikes": cmp64["n_ref"],
+        },
+    )
+    summary["exact_float64_max_abs_dt_s"] = cmp64["max_abs_dt_s"]
+    summary["exact_float64_ok"] = exact_ok
+    last64.clear()
+
+    # ---- timed configurations
+    records: dict[tuple[str, float, int], dict[str, Any]] = {}
+    refs: dict[int, dict[str, Any] | None] = {}
+    for batch in batches:
+        inputs = make_w5_inputs(seed=seed, n_in=n_in, n_out=n_out, duration=duration, batch=batch)
+        ref: dict[str, Any] | None = None
+        if use_brian2:
+            ref = _brian2_reference(
+                inputs, samples=min(batch, brian2_samples), repeats=repeats, warmup=warmup
+            )
+        refs[batch] = ref
+        b2_events = None if ref is None else ref.pop("_events", None)
+        for mode, dt in configs:
+            log(f"ours: {mode}, dt = {dt * 1e3:g} ms, batch {batch}...")
+            ours, out = _measure_ours(
+                inputs,
+                mode,
+                dt,
+                repeats=repeats,
+                warmup=warmup,
+                budget_s=budget_s,
+                memory=memory,
+            )
+            if ref is not None and "n_output_spikes_subset" in ref:
+                ours["n_output_spikes_subset"] = int(
+                    np.count_nonzero(out[2] < int(ref["samples_run"]))
+                )
+            if mode == "continuous":
+                if batch not in ref_cache:
+                    log(f"event-driven reference, batch {batch}...")
+                    ref_cache[batch] = reference_spikes(inputs)
+                cmp = compare_spikes(out, ref_cache[batch], n_out)
+                ours.update(
+                    max_abs_dt_vs_exact_s=cmp["max_abs_dt_s"],
+                    p99_abs_dt_vs_exact_s=cmp["p99_abs_dt_s"],
+                    n_abs_dt_over_1us_vs_exact=cmp["n_abs_dt_over_1us"],
+                    n_units_count_mismatch_vs_exact=cmp["n_units_count_mismatch"],
+                    n_output_spikes_exact=cmp["n_ref"],
+                )
+            elif ref is not None and b2_events is not None and dt == BRIAN2_DT:
+                keep = out[2] < int(ref["samples_run"])
+                cmp = compare_spikes((out[0][keep], out[1][keep], out[2][keep]), b2_events, n_out)
+                ours["n_units_count_mismatch_vs_brian2"] = cmp["n_units_count_mismatch"]
+            config = {
+                "mode": mode,
+                "dt": dt,
+                "batch": batch,
+                "dtype": "float32",
+                "threads": env["torch_threads"],
+                **size,
+            }
+            json_line(WORKLOAD, config, ours, ref)
+            records[(mode, dt, batch)] = ours
+
+    # ---- targets
+    def ratio(mode: str, dt: float, batch: int, key: str = "median_s") -> float | None:
+        rec, ref = records.get((mode, dt, batch)), refs.get(batch)
+        if rec is None or ref is None or not ref.get(key):
+            return None
+        return rec["median_s"] / ref[key]
+
+    disc = ratio("discrete", 1e-4, 1)
+    cont = ratio("continuous", 1e-3, 1)
+    cont_np = ratio("continuous", 1e-3, 1, "numpy_median_s")
+    summary.update(
+        discrete_0p1ms_vs_brian2_cython=disc,
+        discrete_target_met=None if disc is None else disc <= 1.0,
+        continuous_1ms_vs_brian2_cython_0p1ms=cont,
+        continuous_1ms_vs_brian2_numpy_0p1ms=cont_np,
+        continuous_target_met=None if cont is None else (cont < 1.0 and exact_ok),
+    )
+    if 64 in batches:
+        summary["batch64_vs_brian2_cython"] = {
+            f"{m}_{d * 1e3:g}ms": ratio(m, d, 64) for m, d in configs
+        }
+    json_line(
+        WORKLOAD,
+        {
+            "summary": True,
+            "git": git,
+            "env": env,
+            "omp_wait_policy_env": os.environ.get("OMP_WAIT_POLICY"),
+        },
+        summary,
+        None,
+    )
+    return status
