@@ -392,9 +392,8 @@ def run_population(
             t0 = n * dt
             x = zero if current is None else current[n]
             flow = _make_flow(model, method, t0, x)
-            slope = (
-                _slope_fn(model, t0, x) if threshold is not None and not model.monotone else None
-            )
+            rate = _slope_fn(model, t0, x) if threshold is not None else None
+            slope = None if model.monotone else rate
             tau = zero
             hold = (ref_end - t0) if has_ref else None
             step_arr: StepArrivals | None = None if arrivals is None else arrivals(n)
@@ -410,7 +409,7 @@ def run_population(
                     tau = end
                 else:
                     state, tau, hold, events = advance_with_events(
-                        flow, state, tau, end, threshold, model.reset, slope=slope,
+                        flow, state, tau, end, threshold, model.reset, slope=slope, rate=rate,
                         hold_until=hold, hold_time=ref_param, xtol=xtol,
                     )
                     for ev in events:

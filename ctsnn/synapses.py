@@ -156,7 +156,7 @@ class DelayedArrivals:
         self._times = spikes.times[order]
         self._batch, self._units = spikes.batch[order], spikes.units[order]
         self._values = spikes.values[order]
-        self._max_delay = float(delay.max()) if delay.numel() else 0.0
+        self._max_delay = float(delay.detach().max()) if delay.numel() else 0.0
         rate = max(len(spikes), 1) / self.n_steps  # input events per step
         self._window = max(1, int(max_pairs / max(rate * self.n_out, 1.0)))
         self._start = -1  # first step of the cached window

@@ -44,6 +44,24 @@ def where_state(mask: Tensor, a: tuple, b: tuple) -> tuple:
     return a._make(parts) if hasattr(a, "_make") else parts
 
 
+def _implicit_time(flow, event, rate, y, tau, t_root, held, cross) -> Tensor:
+    """``t_root`` with the implicit-function-theorem gradient attached (value unchanged).
+
+    At the crossing ``F(t*, θ) = g(flow(y, tau, t* - tau)) = 0``, so
+    ``dt*/dθ = -F_θ / F_t`` with ``F_t = dg/dt``. Writing ``t* - (F - F.detach()) / F_t``
+    gives the value ``t*`` and exactly that derivative (``t*`` itself enters detached).
+    """
+    y_root = flow(y, tau, t_root - tau, held)
+    g_root = event(y_root)
+    if not g_root.requires_grad:
+        return t_root
+    with torch.no_grad():
+        speed = rate(y_root)
+        speed = torch.where(cross & (speed != 0), speed, torch.ones_like(speed))
+    correction = torch.where(cross, (g_root - g_root.detach()) / speed, torch.zeros_like(g_root))
+    return t_root - correction
+
+
 def advance_with_events(
     flow: Flow,
     y: tuple,
@@ -53,6 +71,7 @@ def advance_with_events(
     jump: Callable[[tuple], tuple],
     *,
     slope: Callable[[tuple], Tensor] | None = None,
+    rate: Callable[[tuple], Tensor] | None = None,
     hold_until: Tensor | None = None,
     hold_time: Tensor | float = 0.0,
     xtol: float = 0.0,
@@ -67,6 +86,12 @@ def advance_with_events(
         event: ``g(y)``; an event is an upward crossing ``g < 0 -> g >= 0``.
         jump: map applied to the state at the event instant.
         slope: optional ``dg/dt`` along the flow, enabling hidden-crossing detection.
+        rate: ``dg/dt`` along the flow at a state, used to make event times differentiable:
+            when given and autograd is recording, each event time carries the gradient of
+            the implicit function theorem, ``dt*/dθ = -(∂g/∂θ) / (dg/dt)``, so everything
+            downstream of an event (its time, the state after the jump) is differentiable
+            w.r.t. whatever the state, the flow and the interval ends depend on. Defaults to
+            ``slope``.
         hold_until: per-element local time until which an element is held (no events,
             held components frozen by ``flow``); ``None`` disables holding.
         hold_time: hold duration started by each event.
@@ -78,6 +103,8 @@ def advance_with_events(
         :class:`Event` in the order they were processed (per element, in time order).
     """
     events: list[Event] = []
+    rate = rate or slope
+    differentiable = rate is not None and torch.is_grad_enabled()
     for _ in range(max_events):
         todo = tau < end
         if not bool(todo.any()):
@@ -115,10 +142,13 @@ def advance_with_events(
             if held is None:  # every element reached its end: skip the final check
                 return y, tau, hold_until, events
             continue
-        t_event = find_root(
-            lambda x, y=y, tau=tau, held=held: event(flow(y, tau, x - tau, held)),
-            tau, upper, g0, g1, mask=cross, xtol=xtol,
-        )
+        with torch.no_grad():  # the search itself needs no graph
+            t_event = find_root(
+                lambda x, y=y, tau=tau, held=held: event(flow(y, tau, x - tau, held)),
+                tau, upper, g0, g1, mask=cross, xtol=xtol,
+            )
+        if differentiable:
+            t_event = _implicit_time(flow, event, rate, y, tau, t_event, held, cross)
         y_event = flow(y, tau, t_event - tau, held)
         y = where_state(cross, jump(y_event), y1)
         tau = torch.where(cross, t_event, stop)
