@@ -14,6 +14,7 @@ from .models import (
     QIF,
     AdEx,
     AdLIF,
+    CubaLI,
     CubaLIF,
     HodgkinHuxley,
     Izhikevich,
@@ -29,7 +30,7 @@ HH = HodgkinHuxley
 __version__ = "0.1.0"
 
 __all__ = [
-    "Spikes", "NeuronModel", "LI", "LIF", "CubaLIF", "AdLIF", "AdEx", "QIF", "Izhikevich",
+    "Spikes", "NeuronModel", "LI", "LIF", "CubaLI", "CubaLIF", "AdLIF", "AdEx", "QIF", "Izhikevich",
     "HodgkinHuxley", "HH", "Layer", "Dense", "Arrivals", "SimulationResult", "simulate",
     "run_population",
 ]

@@ -74,7 +74,8 @@ def _snap_to_grid(t: Tensor, dt: float, ulps: int = 8) -> Tensor:
     k = torch.round(t.double() / dt)
     grid = (k * dt).to(t.dtype)
     close = (t - grid).abs() <= ulps * torch.finfo(t.dtype).eps * torch.clamp(grid.abs(), min=dt)
-    return torch.where(close, grid, t)
+    # Move the value only: the gradient w.r.t. spike times and delays passes through.
+    return torch.where(close, t + (grid - t).detach(), t)
 
 
 class _StepIndex:

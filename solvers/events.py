@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,6 +43,39 @@ def where_state(mask: Tensor, a: tuple, b: tuple) -> tuple:
     """Component-wise ``torch.where(mask, a, b)`` for tuple states (keeps the tuple type)."""
     parts = tuple(torch.where(mask, x, y) for x, y in zip(a, b, strict=True))
     return a._make(parts) if hasattr(a, "_make") else parts
+
+
+# Gauss-Legendre nodes and weights on [-1, 1] (8 points: exact for degree <= 15).
+_GL_NODES, _GL_WEIGHTS = (
+    torch.tensor(a, dtype=torch.float64) for a in np.polynomial.legendre.leggauss(8)
+)
+
+
+def quadrature(
+    flow: Flow,
+    integrand: Callable[[Tensor, tuple], Tensor],
+    y: tuple,
+    a: Tensor,
+    b: Tensor,
+    held: Tensor | None,
+    total: Tensor | None,
+) -> Tensor:
+    """Add ``∫_a^b integrand(t, y(t)) dt`` along ``flow`` from ``(y, a)`` to ``total``.
+
+    8-point Gauss-Legendre per element (exact for polynomials of degree 15), differentiable
+    w.r.t. the state, the flow and the ends ``a``, ``b``. The integrand must be smooth on
+    ``[a, b]``: callers split at events.
+    """
+    half = 0.5 * (b - a)
+    nodes = _GL_NODES.to(a.dtype)
+    weights = _GL_WEIGHTS.to(a.dtype)
+    acc = None
+    for x, w in zip(nodes.tolist(), weights.tolist(), strict=True):
+        t = a + half * (x + 1.0)
+        term = w * integrand(t, flow(y, a, t - a, held))
+        acc = term if acc is None else acc + term
+    piece = half * acc
+    return piece if total is None else total + piece
 
 
 def _implicit_time(flow, event, rate, y, tau, t_root, held, cross) -> Tensor:
@@ -76,7 +110,11 @@ def advance_with_events(
     hold_time: Tensor | float = 0.0,
     xtol: float = 0.0,
     max_events: int = 100_000,
-) -> tuple[tuple, Tensor, Tensor | None, list[Event]]:
+    integrand: Callable[[Tensor, tuple], Tensor] | None = None,
+    integral: Tensor | None = None,
+) -> tuple[tuple, Tensor, Tensor | None, list[Event]] | tuple[
+    tuple, Tensor, Tensor | None, list[Event], Tensor
+]:
     """Integrate every element from ``tau`` to ``end``, handling upward zero crossings of ``event``.
 
     Args:
@@ -97,10 +135,15 @@ def advance_with_events(
         hold_time: hold duration started by each event.
         xtol: absolute tolerance on event times.
         max_events: safety cap on events per call (raises instead of looping forever).
+        integrand: optional ``l(tau, y)``; its integral over ``[tau, end]`` along the solution
+            is accumulated into ``integral`` by Gauss-Legendre quadrature on every smooth
+            piece between events (the flow is the dense output), and returned last.
+        integral: running value to add to (default zeros).
 
     Returns:
         ``(y, tau, hold_until, events)`` with ``tau == end`` everywhere and the list of
-        :class:`Event` in the order they were processed (per element, in time order).
+        :class:`Event` in the order they were processed (per element, in time order); plus
+        the integral when ``integrand`` is given.
     """
     events: list[Event] = []
     rate = rate or slope
@@ -108,7 +151,7 @@ def advance_with_events(
     for _ in range(max_events):
         todo = tau < end
         if not bool(todo.any()):
-            return y, tau, hold_until, events
+            break
         if hold_until is None:
             held = None
             stop = end
@@ -138,9 +181,11 @@ def advance_with_events(
                 upper = torch.where(hidden, t_max, upper)
                 g1 = torch.where(hidden, g_max, g1)
         if not bool(cross.any()):
+            if integrand is not None:
+                integral = quadrature(flow, integrand, y, tau, stop, held, integral)
             y, tau = y1, stop
             if held is None:  # every element reached its end: skip the final check
-                return y, tau, hold_until, events
+                break
             continue
         with torch.no_grad():  # the search itself needs no graph
             t_event = find_root(
@@ -150,12 +195,19 @@ def advance_with_events(
         if differentiable:
             t_event = _implicit_time(flow, event, rate, y, tau, t_event, held, cross)
         y_event = flow(y, tau, t_event - tau, held)
+        if integrand is not None:
+            piece_end = torch.where(cross, t_event, stop)
+            integral = quadrature(flow, integrand, y, tau, piece_end, held, integral)
         y = where_state(cross, jump(y_event), y1)
         tau = torch.where(cross, t_event, stop)
         if hold_until is not None:
             hold_until = torch.where(cross, t_event + hold_time, hold_until)
         events.append(Event(cross, t_event))
-    raise RuntimeError(
-        f"more than {max_events} events in one interval: the jump map probably does not move "
-        "the state below the event threshold (check the reset of the neuron model)"
-    )
+    else:
+        raise RuntimeError(
+            f"more than {max_events} events in one interval: the jump map probably does not "
+            "move the state below the event threshold (check the reset of the neuron model)"
+        )
+    if integrand is not None:
+        return y, tau, hold_until, events, integral
+    return y, tau, hold_until, events

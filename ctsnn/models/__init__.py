@@ -4,8 +4,8 @@ from .adaptive import AdEx, AdLIF
 from .base import NeuronModel
 from .conductance import HodgkinHuxley
 from .equations import equations_model as equations_model
-from .lif import LI, LIF, CubaLIF
+from .lif import LI, LIF, CubaLI, CubaLIF
 from .quadratic import QIF, Izhikevich
 
-__all__ = ["NeuronModel", "LI", "LIF", "CubaLIF", "AdLIF", "AdEx", "QIF", "Izhikevich",
+__all__ = ["NeuronModel", "LI", "LIF", "CubaLI", "CubaLIF", "AdLIF", "AdEx", "QIF", "Izhikevich",
            "HodgkinHuxley"]

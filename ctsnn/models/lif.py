@@ -4,8 +4,9 @@ Equations follow NIR (time constants in seconds):
 
 * ``LI``:      ``tau_mem dv/dt = (v_leak - v) + r I``  (no spikes)
 * ``LIF``:     same, spike when ``v >= v_threshold``, reset ``v <- v_reset``
-* ``CubaLIF``: ``tau_syn dI/dt = -I + x``; ``tau_mem dv/dt = (v_leak - v) + r I``;
-  spikes arriving through synapses make ``I`` jump.
+* ``CubaLI``:  ``tau_syn dI/dt = -I + x``; ``tau_mem dv/dt = (v_leak - v) + r I`` (no spikes)
+* ``CubaLIF``: same, with threshold and reset; spikes arriving through synapses make ``I``
+  jump.
 """
 
 from __future__ import annotations
@@ -99,13 +100,11 @@ class LIF(LI):
         return state._replace(v=torch.zeros_like(state.v) + self.v_reset)
 
 
-class CubaLIF(NeuronModel):
-    """Current-based LIF (NIR ``CubaLIF``): an exponential synaptic current drives a LIF.
+class CubaLI(NeuronModel):
+    """Current-based leaky integrator (NIR ``CubaLI``): a non-spiking readout.
 
-    ``tau_syn dI/dt = -I + x``, ``tau_mem dv/dt = (v_leak - v) + r I``; spike when ``v``
-    reaches ``v_threshold``, then ``v <- v_reset``. Spikes arriving through synapses make
-    ``I`` jump by the weight; a continuous input ``x`` is low-pass filtered by ``tau_syn``.
-    The closed-form flow is exact, including the limit ``tau_syn == tau_mem``.
+    ``tau_syn dI/dt = -I + x``, ``tau_mem dv/dt = (v_leak - v) + r I``; input spikes make ``I``
+    jump by the weight. The closed-form flow is exact, including ``tau_syn == tau_mem``.
     """
 
     state_names = ("v", "i")
@@ -122,10 +121,7 @@ class CubaLIF(NeuronModel):
         tau_syn: float | Tensor = 0.005,
         r: float | Tensor = 1.0,
         v_leak: float | Tensor = 0.0,
-        v_threshold: float | Tensor = 1.0,
-        v_reset: float | Tensor = 0.0,
         learn_tau: bool = False,
-        learn_threshold: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(n, **kwargs)
@@ -133,20 +129,11 @@ class CubaLIF(NeuronModel):
         self.add_parameter("tau_syn", tau_syn, positive=True, learnable=learn_tau)
         self.add_parameter("r", r)
         self.add_parameter("v_leak", v_leak)
-        self.add_parameter("v_threshold", v_threshold, learnable=learn_threshold)
-        self.add_parameter("v_reset", v_reset)
-        _check_reset_below_threshold(self)
 
     def dynamics(self, t: Tensor, state: tuple, input: Tensor) -> tuple:
         dv = (self.v_leak - state.v + self.r * state.i) / self.tau_mem
         di = (input - state.i) / self.tau_syn
         return (dv, di)
-
-    def threshold(self, state: tuple) -> Tensor:
-        return state.v - self.v_threshold
-
-    def reset(self, state: tuple) -> tuple:
-        return state._replace(v=torch.zeros_like(state.v) + self.v_reset)
 
     def flow(self, state: tuple, input: Tensor, h: Tensor) -> tuple:
         tm, ts = self.tau_mem, self.tau_syn
@@ -163,3 +150,39 @@ class CubaLIF(NeuronModel):
         v = v_inf + (state.v - v_inf) * em + coupled
         i = input + (state.i - input) * es
         return state._replace(v=v, i=i)
+
+
+class CubaLIF(CubaLI):
+    """Current-based LIF (NIR ``CubaLIF``): an exponential synaptic current drives a LIF.
+
+    ``tau_syn dI/dt = -I + x``, ``tau_mem dv/dt = (v_leak - v) + r I``; spike when ``v``
+    reaches ``v_threshold``, then ``v <- v_reset``. Spikes arriving through synapses make
+    ``I`` jump by the weight; a continuous input ``x`` is low-pass filtered by ``tau_syn``.
+    The closed-form flow is exact, including the limit ``tau_syn == tau_mem``.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        tau_mem: float | Tensor = 0.02,
+        tau_syn: float | Tensor = 0.005,
+        r: float | Tensor = 1.0,
+        v_leak: float | Tensor = 0.0,
+        v_threshold: float | Tensor = 1.0,
+        v_reset: float | Tensor = 0.0,
+        learn_tau: bool = False,
+        learn_threshold: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(n, tau_mem=tau_mem, tau_syn=tau_syn, r=r, v_leak=v_leak,
+                         learn_tau=learn_tau, **kwargs)
+        self.add_parameter("v_threshold", v_threshold, learnable=learn_threshold)
+        self.add_parameter("v_reset", v_reset)
+        _check_reset_below_threshold(self)
+
+    def threshold(self, state: tuple) -> Tensor:
+        return state.v - self.v_threshold
+
+    def reset(self, state: tuple) -> tuple:
+        return state._replace(v=torch.zeros_like(state.v) + self.v_reset)
