@@ -400,6 +400,15 @@ def run_population(
         if xtol is None:
             xtol = 64 * torch.finfo(dtype).eps * dt
         end_of_step = zero + dt
+        infinity = torch.full_like(zero, torch.inf)
+        # Fast path for jump-driven monotone models with a closed form (e.g. LIF with v += w).
+        jump_only_possible = (
+            method == "exact" and model.monotone and threshold is not None and not has_ref
+            and integrand is None and model.has_flow
+        )
+        fixed_point_ok = jump_only_possible and not bool(
+            (threshold(model.flow(state, zero, infinity)) >= 0).any()
+        )
         for n in range(n_steps):
             t0 = n * dt
             x = zero if current is None else current[n]
@@ -417,38 +426,56 @@ def run_population(
             local = None if integrand is None else (
                 lambda t, y, t0=t0: integrand(t0 + t, y)
             )
-            for k in range(len(boundaries) + 1):
-                end = boundaries[k][0] if k < len(boundaries) else end_of_step
-                if threshold is None:
-                    if local is not None:
-                        integral = quadrature(flow, local, state, tau, end, None, integral)
-                    state = flow(state, tau, end - tau, None)
+            if jump_only_possible and (
+                fixed_point_ok if current is None
+                else not bool((threshold(model.flow(state, x, infinity)) >= 0).any())
+            ):
+                # Spikes can only happen at jumps: the flow approaches a sub-threshold fixed
+                # point monotonically, so no root finding is needed between arrivals.
+                for k in range(len(boundaries) + 1):
+                    end = boundaries[k][0] if k < len(boundaries) else end_of_step
+                    state = model.flow(state, x, end - tau)
                     tau = end
-                else:
-                    out = advance_with_events(
-                        flow, state, tau, end, threshold, model.reset, slope=slope, rate=rate,
-                        hold_until=hold, hold_time=ref_param, xtol=xtol, integrand=local,
-                        integral=integral,
-                    )
-                    state, tau, hold, events = out[:4]
-                    if local is not None:
-                        integral = out[4]
-                    for ev in events:
-                        log.add(ev.mask, ev.time, n, dt)
-                if k == len(boundaries):
-                    break
-                held = None if hold is None else hold > tau
-                before = state
-                state = _receive(model, state, boundaries[k][1], held)
-                if threshold is not None and model.spiking:
-                    fire = (threshold(state) >= 0) & (threshold(before) < 0)
-                    if held is not None:
-                        fire = fire & ~held
+                    if k == len(boundaries):
+                        break
+                    state = model.receive(state, boundaries[k][1])
+                    fire = threshold(state) >= 0
                     if bool(fire.any()):
                         state = where_state(fire, model.reset(state), state)
                         log.add(fire, tau, n, dt)
-                        if hold is not None:
-                            hold = torch.where(fire, tau + ref_param, hold)
+            else:
+                for k in range(len(boundaries) + 1):
+                    end = boundaries[k][0] if k < len(boundaries) else end_of_step
+                    if threshold is None:
+                        if local is not None:
+                            integral = quadrature(flow, local, state, tau, end, None, integral)
+                        state = flow(state, tau, end - tau, None)
+                        tau = end
+                    else:
+                        out = advance_with_events(
+                            flow, state, tau, end, threshold, model.reset, slope=slope, rate=rate,
+                            hold_until=hold, hold_time=ref_param, xtol=xtol, integrand=local,
+                            integral=integral,
+                        )
+                        state, tau, hold, events = out[:4]
+                        if local is not None:
+                            integral = out[4]
+                        for ev in events:
+                            log.add(ev.mask, ev.time, n, dt)
+                    if k == len(boundaries):
+                        break
+                    held = None if hold is None else hold > tau
+                    before = state
+                    state = _receive(model, state, boundaries[k][1], held)
+                    if threshold is not None and model.spiking:
+                        fire = (threshold(state) >= 0) & (threshold(before) < 0)
+                        if held is not None:
+                            fire = fire & ~held
+                        if bool(fire.any()):
+                            state = where_state(fire, model.reset(state), state)
+                            log.add(fire, tau, n, dt)
+                            if hold is not None:
+                                hold = torch.where(fire, tau + ref_param, hold)
             if hold is not None:
                 ref_end = hold + t0
             for name in record:
