@@ -1,0 +1,255 @@
+"""Fixed-step explicit Runge-Kutta solver for delay-differential equations with constant lags.
+
+Solves ``y'(t) = f(t, y(t), (y(t - d_1), ..., y(t - d_m)))`` on ``[t0, t1]`` with
+``y(t) = phi(t)`` for ``t < t0``, for a batched state ``y`` (one tensor of shape ``E``)
+and constant lags ``d_i`` (seconds; each a number or a tensor broadcasting against ``E``,
+so every element may have its own lag; gradients flow to them).
+
+Each step is one step of a :mod:`solvers.steppers` method. The delayed values at the
+stage times ``t_n + c dt`` come from a :class:`~solvers.history.History` holding the
+grid solution and its derivative ``f`` (Hermite: cubic Hermite interpolation, so
+``rk4`` keeps order 4; linear interpolation limits every method to order 2).
+
+Lags shorter than the step (``d < dt``, including ``d = 0``) read the step being
+computed. The solver then uses the step's own dense output (the interpolant of the same
+kind through ``(y_n, f_n)`` and ``(y_{n+1}, f_{n+1})``) and iterates the step to a fixed
+point, starting from an Euler predictor; this costs ``method`` stages + 1 per iteration
+and converges when ``dt`` times the Lipschitz constant of ``f`` in its delayed arguments
+is small. With every ``d >= dt`` the step is explicit (no iteration). The derivative
+``f_{n+1}`` computed at the end of each step is reused as the first stage of the next.
+
+Breaking points: a DDE solution is only piecewise smooth (``y'`` jumps at ``t0`` when
+``phi'(t0-) != f(t0, ...)``, and the kink propagates to ``t0 + k d``). The full order is
+observed when the grid contains these points (``d`` a multiple of ``dt``); otherwise the
+error is limited by the kinks (typically order 1-2 per kink, shrinking with each
+propagation).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .history import INTERPOLATIONS, History, PreHistory, check_delay, hermite, linear
+from .steppers import STEPPERS
+
+DelayedRHS = Callable[[Tensor, Tensor, tuple[Tensor, ...]], Tensor]
+"""``f(t, y, y_delayed) -> dy/dt``: ``t`` a 0-dim tensor (seconds), ``y`` the state
+``E``, ``y_delayed[i] = y(t - d_i)`` of shape ``broadcast(d_i.shape, E)``."""
+
+
+class DDESolution(NamedTuple):
+    """Grid solution of :func:`solve_dde`."""
+
+    t: Tensor
+    """Grid times ``[T + 1]`` in seconds, ``t0 + n dt``."""
+    y: Tensor
+    """States ``[T + 1, *E]`` (``y[0]`` is the initial value)."""
+    dy: Tensor
+    """Derivatives ``f`` at the grid points ``[T + 1, *E]`` (for Hermite dense output)."""
+    iterations: int
+    """Largest number of fixed-point passes of a step (1 when every ``d >= dt``)."""
+    mean_iterations: float
+    """Mean number of passes per step (each costs the method's stages + 1 evaluations of f)."""
+
+
+def solve_dde(
+    f: DelayedRHS,
+    history: PreHistory,
+    t_span: tuple[float, float],
+    dt: float,
+    *,
+    delays: Tensor | float | Sequence[Tensor | float],
+    method: str = "rk4",
+    interp: str = "hermite",
+    y0: Tensor | None = None,
+    max_delay: float | None = None,
+    max_iter: int = 30,
+    rtol: float | None = None,
+) -> DDESolution:
+    """Integrate a DDE with constant lags on a fixed grid.
+
+    Args:
+        f: right-hand side (:data:`DelayedRHS`); ``y_delayed`` has one entry per delay.
+        history: pre-history ``phi`` for ``t < t0``: a tensor of the state shape ``E``
+            (constant), a number, or a callable ``phi(t)`` of a time tensor (see
+            :data:`solvers.history.PreHistory`).
+        t_span: ``(t0, t1)`` in seconds, ``t1 > t0``, ``t1 - t0`` a multiple of ``dt``.
+        dt: step in seconds.
+        delays: a delay (number or tensor broadcasting against ``E``), or a sequence of them;
+            seconds, in ``[0, max_delay]``; gradients flow to tensors that require them.
+        method: ``"euler"``, ``"midpoint"``, ``"heun"`` or ``"rk4"``.
+        interp: ``"hermite"`` or ``"linear"`` interpolation of the past.
+        y0: state at ``t0`` (shape ``E``); default ``phi(t0)`` (a callable ``phi`` is then
+            called on a 0-dim tensor of the default dtype). A value different from
+            ``phi(t0)`` is an initial jump: ``y'`` then jumps at every ``t0 + d_i``, and the
+            step ending there reads ``y(t0)`` (the right limit), so it is only first-order
+            accurate; continuous initial data keeps the full order.
+        max_delay: bound on the delays (s), checked; default the largest delay.
+        max_iter: cap on fixed-point iterations per step when some ``d < dt``.
+        rtol: relative tolerance of those iterations (default ``100 eps`` of the dtype).
+
+    Returns:
+        :class:`DDESolution` with the grid times, states and derivatives.
+    """
+    if method not in STEPPERS:
+        raise ValueError(f"unknown method {method!r}; expected one of "
+                         f"{', '.join(map(repr, STEPPERS))}")
+    if interp not in INTERPOLATIONS:
+        raise ValueError(f"unknown interp {interp!r}; expected one of "
+                         f"{', '.join(map(repr, INTERPOLATIONS))}")
+    if not callable(f):
+        raise TypeError(f"f must be callable f(t, y, y_delayed), got {type(f).__name__}")
+    t0, t1, n_steps = _grid(t_span, dt)
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+
+    # Initial value and element shape.
+    if isinstance(history, bool) or not (
+        isinstance(history, (Tensor, int, float)) or callable(history)
+    ):
+        raise TypeError("history must be a tensor, a number or a callable phi(t), got "
+                        f"{type(history).__name__}")
+    if y0 is None:
+        if callable(history):
+            y0 = history(torch.tensor(t0, dtype=torch.get_default_dtype()))
+        elif isinstance(history, Tensor):
+            y0 = history
+        else:
+            raise ValueError("y0 is required when history is a number (it sets the state shape)")
+        if not isinstance(y0, Tensor):
+            raise TypeError(f"history(t0) must return a tensor, got {type(y0).__name__}")
+    elif not isinstance(y0, Tensor):
+        raise TypeError(f"y0 must be a torch.Tensor, got {type(y0).__name__}")
+    if not y0.is_floating_point():
+        raise TypeError(f"the state must be floating point, got dtype {y0.dtype}")
+    shape, dtype, device = y0.shape, y0.dtype, y0.device
+
+    # Delays: validated once (constant lags), then read without checks in the loop.
+    if isinstance(delays, (Tensor, int, float)) and not isinstance(delays, bool):
+        delays = (delays,)
+    elif isinstance(delays, (str, bytes)) or not isinstance(delays, Sequence):
+        raise TypeError(f"delays must be a number, a tensor or a sequence of them, got "
+                        f"{type(delays).__name__}")
+    delays = tuple(delays)
+    if not delays:
+        raise ValueError("delays must hold at least one delay")
+    if max_delay is None:
+        bound = math.inf
+    else:
+        if isinstance(max_delay, bool) or not isinstance(max_delay, (int, float)):
+            raise TypeError(f"max_delay must be a number, got {type(max_delay).__name__}")
+        if not math.isfinite(max_delay) or max_delay <= 0:
+            raise ValueError(f"max_delay must be positive and finite, got {max_delay!r} s")
+        bound = float(max_delay)
+    ds = tuple(
+        check_delay(d, max_delay=bound, shape=shape, dtype=dtype, device=device,
+                    name=f"delays[{i}]")
+        for i, d in enumerate(delays)
+    )
+    longest = max(float(d.detach().max()) for d in ds)
+    if max_delay is None:
+        bound = longest
+    # (At least dt: with every lag 0 the buffer still serves the start of the step.)
+    hist = History(shape, max(bound, dt), dt, initial=history, t0=t0, interp=interp,
+                   dtype=dtype, device=device)
+    h = torch.tensor(dt, dtype=dtype, device=device)
+    small = any(bool((d.detach() < h).any()) for d in ds)
+    tol = (100.0 * torch.finfo(dtype).eps) if rtol is None else float(rtol)
+    step = STEPPERS[method]
+
+    def delayed(offset: Tensor | float, dense) -> tuple[Tensor, ...]:
+        return tuple(hist.read(d, offset, dense) for d in ds)
+
+    def interpolant(y_a: Tensor, f_a: Tensor, y_b: Tensor, f_b: Tensor):
+        def dense(s: Tensor) -> Tensor:
+            theta = s / dt
+            if interp == "linear":
+                return linear(y_a, y_b, theta)
+            return hermite(y_a, f_a, y_b, f_b, theta, dt)
+
+        return dense
+
+    def advance(t_n: float, y_n: Tensor, f_n: Tensor, dense) -> Tensor:
+        start = torch.zeros((), dtype=dtype, device=device)
+
+        def rhs(s: Tensor, state: tuple) -> tuple:
+            if s is start:  # the first stage of every stepper: f_n, known already
+                return (f_n,)
+            return (f(t_n + s, state[0], delayed(s, dense)),)
+
+        return step(rhs, start, (y_n,), h)[0]
+
+    y = y0
+    f_y = f(torch.tensor(t0, dtype=dtype, device=device), y, delayed(0.0, lambda s: y0))
+    if not isinstance(f_y, Tensor) or f_y.shape != shape or f_y.dtype != dtype:
+        got = (f"shape {list(f_y.shape)}, dtype {f_y.dtype}" if isinstance(f_y, Tensor)
+               else type(f_y).__name__)
+        raise ValueError(f"f must return dy/dt with the state's shape {list(shape)} and dtype "
+                         f"{dtype}, got {got}")
+    hist.push(y, f_y)
+    ys, fs = [y], [f_y]
+    worst_iter, total_iter, unconverged = 1, 0, 0
+    for n in range(n_steps):
+        t_n = t0 + n * dt
+        t_end = torch.tensor(t0 + (n + 1) * dt, dtype=dtype, device=device)
+        if not small:
+            y_new = advance(t_n, y, f_y, None)
+            f_new = f(t_end, y_new, delayed(h, None))
+        else:
+            if n == 0:  # Euler predictor of the step's end point
+                y_new, f_new = y + h * f_y, f_y
+            else:  # extrapolate the previous step's cubic Hermite to theta = 2: O(dt^4)
+                y_prev, f_prev = ys[-2], fs[-2]
+                y_new = 5.0 * y_prev - 4.0 * y + h * (2.0 * f_prev + 4.0 * f_y)
+                f_new = 12.0 * (y_prev - y) / h + 5.0 * f_prev + 8.0 * f_y
+            for it in range(max_iter):
+                y_next = advance(t_n, y, f_y, interpolant(y, f_y, y_new, f_new))
+                f_new = f(t_end, y_next, delayed(h, interpolant(y, f_y, y_next, f_new)))
+                change = (y_next - y_new).detach().abs().max()
+                scale = 1.0 + y_next.detach().abs().max()
+                y_new = y_next
+                if it > 0 and bool(change <= tol * scale):
+                    break
+            else:
+                unconverged += 1
+            worst_iter = max(worst_iter, it + 1)
+            total_iter += it + 1
+        y, f_y = y_new, f_new
+        hist.push(y, f_y)
+        ys.append(y)
+        fs.append(f_y)
+    if unconverged:
+        warnings.warn(
+            f"solve_dde: the fixed-point iteration for lags shorter than dt did not reach "
+            f"rtol={tol:g} within max_iter={max_iter} in {unconverged} of {n_steps} steps; "
+            "reduce dt",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    t = t0 + dt * torch.arange(n_steps + 1, dtype=dtype, device=device)
+    mean_iter = total_iter / n_steps if small else 1.0
+    return DDESolution(t, torch.stack(ys), torch.stack(fs), worst_iter, mean_iter)
+
+
+def _grid(t_span: tuple[float, float], dt: float) -> tuple[float, float, int]:
+    if not isinstance(t_span, (tuple, list)) or len(t_span) != 2:
+        raise TypeError(f"t_span must be a pair (t0, t1) of seconds, got {t_span!r}")
+    t0, t1 = (float(v) for v in t_span)
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t1 <= t0:
+        raise ValueError(f"t_span must be finite with t1 > t0, got {tuple(t_span)!r}")
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)):
+        raise TypeError(f"dt must be a number, got {type(dt).__name__}")
+    if not math.isfinite(dt) or dt <= 0:
+        raise ValueError(f"dt must be positive and finite, got {dt!r} s")
+    steps = (t1 - t0) / dt
+    n = round(steps)
+    if n < 1 or abs(steps - n) > 1e-9 * max(1.0, steps):
+        raise ValueError(f"dt={dt!r} s must divide the span t1 - t0 = {t1 - t0!r} s into a "
+                         "whole number of steps")
+    return t0, t1, n
