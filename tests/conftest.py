@@ -1,6 +1,18 @@
-"""Test-wide setup: set before torch is imported by any test module."""
+"""Test-wide setup: environment set before torch is imported by any test module."""
 
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture
+def float64():
+    """Run a test with float64 as the default dtype (parameters are built in float64 too)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

@@ -13,13 +13,7 @@ import torch
 
 import ctsnn
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # parameters are built in float64 too
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 @pytest.mark.parametrize("dt", [1e-3, 1e-4, 2.5e-3])

@@ -13,12 +13,7 @@ import ctsnn
 DT_RANGE = [1e-5, 1e-4, 1e-3, 1e-2]
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 # ----------------------------------------------------------------------------- references

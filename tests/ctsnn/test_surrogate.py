@@ -13,12 +13,7 @@ from ctsnn import surrogate as sg
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(F64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 @pytest.mark.parametrize("make", [sg.atan, sg.fast_sigmoid, sg.superspike, sg.triangle,

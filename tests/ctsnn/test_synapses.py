@@ -11,13 +11,7 @@ import torch
 import ctsnn
 from ctsnn.synapses import Dense
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def delta_lif_reference(t_in, u_in, weight, delay, *, tau, t_end):

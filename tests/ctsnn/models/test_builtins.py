@@ -11,12 +11,7 @@ from solvers.steppers import rk4
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(F64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def _rk4_solution(model, state, x, h, n=2000):
