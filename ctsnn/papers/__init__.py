@@ -1,0 +1,1 @@
+"""Reproductions of published architectures and training recipes (one module per paper)."""

@@ -1,0 +1,436 @@
+"""DCLS-Delays (Hammouamri, Khalfaoui-Hassani & Masquelier, ICLR 2024) built from ctsnn parts.
+
+Architecture (SEEDS A2), time-first ``[T, B, N]`` tensors, grid step ``dt``:
+
+* per hidden layer: :class:`~ctsnn.delays.DelayedLinear` (Gaussian kernel, one learnable delay
+  per synapse) -> ``BatchNorm1d`` over channels (statistics over ``T x B``) -> LIF
+  ``u[t] = (1 - 1/tau) u[t-1] + I[t]`` (``tau`` in steps, input not divided by ``tau``),
+  threshold 1, hard reset to 0, arctan surrogate ``alpha = 5``, ``detach_reset``) -> dropout
+  whose mask is shared over time;
+* readout: ``DelayedLinear`` -> LIF with threshold ``1e9`` (never fires); its membrane trace
+  ``u[t]`` over all (padded) steps is the output; loss = cross-entropy of the time-summed
+  softmax ``sum_t softmax(u[t])`` (:func:`dcls_loss`, SEEDS A1.7).
+
+Each layer's input is right-padded with ``(K - 1) // 2`` zero steps, so late spikes still arrive
+and every layer adds that many output steps (SHD: +12, SSC/GSC: +15).
+
+The LIF runs on the ctsnn engine (:class:`ctsnn.Layer` with ``method="euler"``, spikes as
+end-of-step jumps) with ``tau_mem = tau`` seconds, which is exactly the update above.
+
+Training recipe (:func:`dcls_optimisers`): weights (and biases) Adam ``lr 1e-3``, weight decay
+``1e-5`` (BatchNorm parameters: 0) under ``OneCycleLR(max_lr = 5e-3, total_steps = epochs)``;
+delays Adam ``lr 0.1`` (in steps) without weight decay under ``CosineAnnealingLR(T_max =
+epochs)``; both schedulers stepped once per epoch; delays clamped to ``[0, K - 1]`` after every
+optimiser step; the Gaussian width follows :class:`~ctsnn.delays.DCLSSigmaSchedule`
+(``sig_init = K // 2`` -> 0.23 over ``epochs // 4`` epochs, ``sigma_eff = SIG + 0.27``).
+Evaluation (``model.eval()``) uses rounded one-tap delays without changing the trained ones.
+
+Differences from the reference code, on purpose: delays are trained as ``d`` in steps instead of
+the centred position ``P = (K - 1)/2 - d`` (equivalent under Adam); the evaluation kernel is the
+exact ``w`` instead of ``w / (1 + 1e-7)``; evaluation never writes a checkpoint to disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._checks import check_choice, check_tensor
+from ..delays.kernels import DCLS_SIGMA_OFFSET, kernel_size
+from ..delays.linear import KERNELS, DelayedLinear
+from ..delays.schedules import DCLSSigmaSchedule
+from ..models.lif import LIF
+from ..simulation import Layer, run_population
+from ..surrogate import atan
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class DCLSConfig:
+    """Hyper-parameters of a DCLS network (times in seconds; defaults: SHD, SEEDS A2).
+
+    Attributes:
+        n_in, n_hidden, n_layers, n_out: input channels, hidden width, hidden layers, classes.
+        dt: grid step (s). tau: membrane time constant (s); ``tau / dt`` steps.
+        max_delay: delay window (s); ``K = max_delay / dt`` taps, made odd.
+        dropout: dropout probability (mask shared over time).
+        pad: right-pad each layer's input by ``(K - 1) // 2`` steps.
+        kernel: training kernel of the delayed synapses (``"gaussian"`` in the paper).
+        learn_delay, learn_weight: what is trained.
+        fan_in: fixed fan-in of the hidden and readout synapses (sparse ablation: 10).
+        delay_init: see :class:`~ctsnn.delays.DelayedLinear` (``"uniform"`` over the window).
+        epochs, batch_size: training length (the schedules depend on ``epochs``).
+        lr, weight_decay, max_lr, lr_delay: optimiser recipe (:func:`dcls_optimisers`).
+        sig_end: floor of the DCLS ``SIG``; decay over ``epochs // 4`` epochs from ``K // 2``.
+        surrogate_alpha, threshold, readout_threshold: neuron settings.
+    """
+
+    n_in: int = 140
+    n_hidden: int = 256
+    n_layers: int = 2
+    n_out: int = 20
+    dt: float = 0.01
+    tau: float = 0.01005
+    max_delay: float = 0.25
+    dropout: float = 0.4
+    pad: bool = True
+    kernel: str = "gaussian"
+    learn_delay: bool = True
+    learn_weight: bool = True
+    fan_in: int | None = None
+    delay_init: str | float = "uniform"
+    epochs: int = 150
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    max_lr: float = 5e-3
+    lr_delay: float = 0.1
+    sig_end: float = 0.23
+    surrogate_alpha: float = 5.0
+    threshold: float = 1.0
+    readout_threshold: float = 1e9
+
+    @property
+    def kernel_size(self) -> int:
+        """``K`` (odd): 25 for SHD, 31 for SSC/GSC."""
+        return kernel_size(self.max_delay, self.dt)
+
+    @property
+    def pad_steps(self) -> int:
+        """Zero steps appended to every layer's input: ``(K - 1) // 2`` or 0."""
+        return (self.kernel_size - 1) // 2 if self.pad else 0
+
+    @property
+    def tau_steps(self) -> float:
+        """Membrane time constant in steps (SHD 1.005, SSC/GSC 1.5)."""
+        return self.tau / self.dt
+
+    def sigma_schedule(self) -> DCLSSigmaSchedule:
+        """The published schedule: ``SIG`` from ``K // 2`` to ``sig_end`` over ``epochs // 4``."""
+        return DCLSSigmaSchedule(sig_init=float(self.kernel_size // 2),
+                                 decay_epochs=self.epochs // 4, sig_end=self.sig_end)
+
+    @classmethod
+    def shd(cls, **changes) -> DCLSConfig:
+        """SHD: 140 inputs, 2 x 256, 20 classes, tau 10.05 ms, 250 ms / K 25, dropout 0.4."""
+        return replace(cls(), **changes)
+
+    @classmethod
+    def ssc(cls, n_layers: int = 3, **changes) -> DCLSConfig:
+        """SSC: 140 inputs, ``n_layers`` x 512, 35 classes, tau 15 ms, 300 ms / K 31."""
+        return replace(cls(n_hidden=512, n_layers=n_layers, n_out=35, tau=0.015,
+                           max_delay=0.3, dropout=0.25, epochs=60, batch_size=128), **changes)
+
+    @classmethod
+    def gsc(cls, n_layers: int = 3, **changes) -> DCLSConfig:
+        """GSC-35: as SSC with 140 mel bins, 100 epochs."""
+        return replace(cls.ssc(n_layers), epochs=100, **changes)
+
+
+# --------------------------------------------------------------------------- building blocks
+class NormalisedSynapse(nn.Module):
+    """A synapse module followed by ``BatchNorm1d`` over its output channels.
+
+    ``jumps(x) = BN(synapse.jumps(x))`` with statistics over all ``T x B`` entries, as DCLS
+    applies BatchNorm to the ``[B, C, T]`` convolution output. Usable as a :class:`ctsnn.Layer`
+    synapse.
+    """
+
+    def __init__(self, synapse: DelayedLinear, **bn_kwargs) -> None:
+        super().__init__()
+        self.synapse = synapse
+        self.norm = nn.BatchNorm1d(synapse.n_out, dtype=synapse.weight.dtype,
+                                   device=synapse.weight.device, **bn_kwargs)
+
+    @property
+    def n_in(self) -> int:
+        return self.synapse.n_in
+
+    @property
+    def n_out(self) -> int:
+        return self.synapse.n_out
+
+    def jumps(self, x: Tensor) -> Tensor:
+        """``[T, B, n_in] -> [T', B, n_out]`` normalised summed input."""
+        y = self.synapse.jumps(x)
+        return self.norm(y.reshape(-1, y.shape[-1])).view(y.shape)
+
+
+class TimeSharedDropout(nn.Module):
+    """Dropout on ``[T, B, N]`` with one mask per (sample, unit) shared by all time steps.
+
+    Kept units are scaled by ``1 / (1 - p)`` (SpikingJelly ``layer.Dropout``); identity in eval.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.empty(1, *x.shape[1:], dtype=x.dtype, device=x.device).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def _pad_time(x: Tensor, steps: int) -> Tensor:
+    """Append ``steps`` zero steps to a ``[T, B, N]`` tensor."""
+    return F.pad(x, (0, 0, 0, 0, 0, steps)) if steps else x
+
+
+class DCLSNet(nn.Module):
+    """The DCLS SHD/SSC/GSC network (see the module docstring).
+
+    Args:
+        config: hyper-parameters (``DCLSConfig.shd()``, ``.ssc()``, ``.gsc()`` or custom).
+        generator: random generator for weights, delays and fan-in masks.
+        dtype: parameter dtype (default: torch's default).
+
+    ``forward(x)`` takes ``x [T, B, n_in]`` (binned spike counts or real features) and returns
+    the readout membrane ``[T + (n_layers + 1) * pad, B, n_out]``; feed it to :func:`dcls_loss`
+    / :func:`dcls_predict`. ``blocks[i].layer`` is the hidden :class:`ctsnn.Layer` and
+    :meth:`delayed` lists every :class:`DelayedLinear`.
+    """
+
+    def __init__(self, config: DCLSConfig | None = None, *,
+                 generator: torch.Generator | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        cfg = config or DCLSConfig()
+        check_choice("kernel", cfg.kernel, KERNELS)
+        if cfg.n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {cfg.n_layers}")
+        self.config = cfg
+        dtype = dtype or torch.get_default_dtype()
+        k = cfg.kernel_size
+        syn_kw = dict(max_delay=cfg.max_delay, dt=cfg.dt, kernel=cfg.kernel,
+                      learn_delay=cfg.learn_delay, learn_weight=cfg.learn_weight,
+                      delay_init=cfg.delay_init, sigma=float(k // 2) + DCLS_SIGMA_OFFSET,
+                      generator=generator, dtype=dtype)
+        surrogate = atan(cfg.surrogate_alpha)
+        self.blocks = nn.ModuleList()
+        n_prev = cfg.n_in
+        for _ in range(cfg.n_layers):
+            fan_in = None if cfg.fan_in is None else min(cfg.fan_in, n_prev)
+            syn = NormalisedSynapse(DelayedLinear(n_prev, cfg.n_hidden, fan_in=fan_in, **syn_kw))
+            lif = LIF(cfg.n_hidden, tau_mem=cfg.tau, v_threshold=cfg.threshold, v_reset=0.0)
+            block = nn.Module()
+            block.layer = Layer(lif, syn, method="euler", surrogate=surrogate,
+                                detach_reset=True)
+            block.dropout = TimeSharedDropout(cfg.dropout)
+            self.blocks.append(block)
+            n_prev = cfg.n_hidden
+        fan_in = None if cfg.fan_in is None else min(cfg.fan_in, n_prev)
+        self.readout = DelayedLinear(n_prev, cfg.n_out, fan_in=fan_in, **syn_kw)
+        self.readout_lif = LIF(cfg.n_out, tau_mem=cfg.tau, v_threshold=cfg.readout_threshold,
+                               v_reset=0.0)
+        self.to(dtype)
+
+    def delayed(self) -> list[DelayedLinear]:
+        """Every delayed synapse module, input to output."""
+        return [m for m in self.modules() if isinstance(m, DelayedLinear)]
+
+    def set_sigma(self, sigma_eff: float) -> None:
+        """Set the Gaussian width (steps) of every delayed synapse."""
+        for m in self.delayed():
+            m.set_sigma(sigma_eff)
+
+    def clamp_(self) -> None:
+        """Clamp delays to the window and re-apply fan-in masks (after every optimiser step)."""
+        for m in self.delayed():
+            m.clamp_()
+
+    def output_steps(self, n_steps: int) -> int:
+        """Readout length for ``n_steps`` input steps."""
+        return n_steps + (self.config.n_layers + 1) * self.config.pad_steps
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [T, B, n_in]`` -> readout membrane ``[T', B, n_out]`` (see class docstring)."""
+        cfg = self.config
+        check_tensor("x", x, ndim=3, floating=True)
+        if x.shape[2] != cfg.n_in:
+            raise ValueError(f"x has {x.shape[2]} channels but the network expects n_in = "
+                             f"{cfg.n_in} (shape {list(x.shape)}, time-first [T, B, N])")
+        pad = cfg.pad_steps
+        h = x
+        for block in self.blocks:
+            # The engine simulates as many steps as its input has, so the right padding is
+            # applied to the input (identical to padding the convolution).
+            h, _ = block.layer(_pad_time(h, pad), dt=cfg.dt)
+            h = block.dropout(h)
+        h = _pad_time(h, pad)
+        result = run_population(
+            self.readout_lif, dt=cfg.dt, n_steps=h.shape[0], batch_size=h.shape[1],
+            jumps=self.readout.jumps(h), method="euler", record=("v",), dtype=h.dtype,
+            device=h.device,
+        )
+        return result.states["v"]
+
+
+# --------------------------------------------------------------------------- loss, counting
+def dcls_loss(membrane: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy of the time-summed softmax (DCLS A1.7).
+
+    ``y_hat = sum_t softmax(membrane[t])`` (``[B, C]``), loss ``= CE(y_hat, target)``, i.e.
+    a second log-softmax is applied to the summed probabilities, as in the reference.
+
+    Args:
+        membrane: readout membrane ``[T, B, C]``.
+        target: class indices ``[B]`` (int64).
+    """
+    check_tensor("membrane", membrane, ndim=3, floating=True)
+    if target.shape != membrane.shape[1:2]:
+        raise ValueError(f"target must have shape [B] = [{membrane.shape[1]}], got "
+                         f"{list(target.shape)}")
+    return F.cross_entropy(F.softmax(membrane, dim=-1).sum(0), target)
+
+
+def dcls_predict(membrane: Tensor) -> Tensor:
+    """Predicted classes ``[B]``: argmax of ``sum_t softmax(membrane[t])``."""
+    return F.softmax(membrane, dim=-1).sum(0).argmax(-1)
+
+
+def count_parameters(model: nn.Module, *, active_only: bool = False) -> int:
+    """Trainable-size count the DCLS paper reports: weights + delays (positions), not sigma.
+
+    Every :class:`DelayedLinear` counts ``2 * n_out * n_in`` (weights and delays, learnable or
+    not; ``active_only``: only synapses kept by a fan-in mask) plus its bias; every other
+    ``nn.Parameter`` (BatchNorm ``gamma``/``beta``) counts once; buffers (sigma, BN running
+    statistics, LIF constants) do not. SHD 2 x 256: 214,016; SSC 2 x 512: 705,536;
+    SSC 3 x 512: 1,230,848.
+    """
+    total, seen = 0, set()
+    for m in model.modules():
+        if isinstance(m, DelayedLinear):
+            total += m.n_parameters(active_only=active_only)
+            seen.update(id(p) for p in m.parameters())
+    return total + sum(p.numel() for p in model.parameters() if id(p) not in seen)
+
+
+# --------------------------------------------------------------------------- training recipe
+@dataclass
+class DCLSOptimisers:
+    """The DCLS optimisation recipe bound to a model; call in this order::
+
+        opt = dcls_optimisers(model, epochs)
+        for epoch in range(epochs):
+            model.train()
+            for x, y in batches:
+                opt.zero_grad(); dcls_loss(model(x), y).backward(); opt.step()
+            opt.end_epoch()       # schedulers + next epoch's sigma
+
+    Attributes:
+        weights: Adam over weights/biases (weight decay) and BatchNorm parameters (none).
+        delays: Adam over the delays (``None`` if delays are fixed).
+        weight_scheduler: ``OneCycleLR`` stepped per epoch.
+        delay_scheduler: ``CosineAnnealingLR`` stepped per epoch (or ``None``).
+        sigma: the Gaussian width schedule; ``epoch`` is the current (0-based) epoch.
+    """
+
+    model: nn.Module
+    weights: torch.optim.Adam
+    delays: torch.optim.Adam | None
+    weight_scheduler: torch.optim.lr_scheduler.LRScheduler
+    delay_scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    sigma: DCLSSigmaSchedule
+    epoch: int = 0
+
+    def _delayed(self) -> list[DelayedLinear]:
+        return [m for m in self.model.modules() if isinstance(m, DelayedLinear)]
+
+    def apply_sigma(self) -> None:
+        """Set every delayed synapse's width to the schedule's value for :attr:`epoch`."""
+        for m in self._delayed():
+            m.set_sigma(self.sigma.sigma_eff(self.epoch))
+
+    def zero_grad(self) -> None:
+        self.weights.zero_grad(set_to_none=True)
+        if self.delays is not None:
+            self.delays.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        """Optimiser steps, then clamp delays (and re-apply fan-in masks) — every batch."""
+        self.weights.step()
+        if self.delays is not None:
+            self.delays.step()
+        for m in self._delayed():
+            m.clamp_()
+
+    def end_epoch(self) -> None:
+        """Step both schedulers, advance the epoch and set the next sigma."""
+        self.weight_scheduler.step()
+        if self.delay_scheduler is not None:
+            self.delay_scheduler.step()
+        self.epoch += 1
+        self.apply_sigma()
+
+
+def dcls_optimisers(
+    model: nn.Module,
+    epochs: int,
+    *,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-5,
+    max_lr: float = 5e-3,
+    lr_delay: float = 0.1,
+    sigma: DCLSSigmaSchedule | None = None,
+) -> DCLSOptimisers:
+    """Build the DCLS optimisers and schedules for ``model`` (see :class:`DCLSOptimisers`).
+
+    * weights and biases of every :class:`DelayedLinear`: Adam(``lr``, weight decay
+      ``weight_decay``); all other learnable parameters (BatchNorm): same Adam, decay 0;
+      ``OneCycleLR(max_lr, total_steps=epochs)`` (PyTorch defaults: starts at ``max_lr / 25``,
+      peaks at 30 % of the epochs, cosine-anneals to ``max_lr / 25e4``; also cycles Adam's beta1).
+    * delays (steps): Adam(``lr_delay``, no decay), ``CosineAnnealingLR(T_max=epochs)``.
+    * ``sigma``: default the published schedule ``K // 2 -> 0.23`` over ``epochs // 4`` epochs
+      (``K`` of the first delayed module; a :class:`DCLSNet`'s own ``sig_end``); applied to the
+      model at once for epoch 0.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    delayed = [m for m in model.modules() if isinstance(m, DelayedLinear)]
+    if not delayed:
+        raise ValueError("the model has no DelayedLinear module")
+    delay_ids = {id(m.delay_steps) for m in delayed if isinstance(m.delay_steps, nn.Parameter)}
+    decay_ids = {id(p) for m in delayed for p in (m.weight, m.bias)
+                 if isinstance(p, nn.Parameter)}
+    params = [p for p in model.parameters() if p.requires_grad]
+    decayed = [p for p in params if id(p) in decay_ids]
+    others = [p for p in params if id(p) not in decay_ids and id(p) not in delay_ids]
+    delays = [p for p in params if id(p) in delay_ids]
+    groups = [{"params": ps, "weight_decay": wd}
+              for ps, wd in ((decayed, weight_decay), (others, 0.0)) if ps]
+    if not groups:
+        raise ValueError("the model has no learnable weights (learn_weight=False and no "
+                         "BatchNorm): the DCLS recipe needs at least one")
+    w_opt = torch.optim.Adam(groups, lr=lr)
+    w_sched = torch.optim.lr_scheduler.OneCycleLR(w_opt, max_lr=max_lr, total_steps=epochs)
+    d_opt = d_sched = None
+    if delays:
+        d_opt = torch.optim.Adam(delays, lr=lr_delay, weight_decay=0.0)
+        d_sched = torch.optim.lr_scheduler.CosineAnnealingLR(d_opt, T_max=epochs)
+    config = getattr(model, "config", None)
+    if sigma is not None:
+        schedule = sigma
+    elif isinstance(config, DCLSConfig) and config.epochs == epochs:
+        schedule = config.sigma_schedule()
+    else:
+        schedule = DCLSSigmaSchedule.for_run(delayed[0].kernel_size, epochs)
+    opt = DCLSOptimisers(model, w_opt, d_opt, w_sched, d_sched, schedule)
+    opt.apply_sigma()
+    return opt
+
+
+__all__ = [
+    "DCLSConfig", "DCLSNet", "DCLSOptimisers", "NormalisedSynapse", "TimeSharedDropout",
+    "count_parameters", "dcls_loss", "dcls_optimisers", "dcls_predict",
+]
