@@ -532,6 +532,8 @@ def _run_layer(
                 signal, None)
         else:
             kw["jumps"] = synapse.jumps(signal) if synapse is not None else signal.raster()
+    if kw.get("jumps") is not None:  # a synapse may extend the sequence (right padding)
+        n_steps = kw["jumps"].shape[0]
     return run_population(layer.model, n_steps=n_steps, batch_size=batch_size, **kw)
 
 
