@@ -10,9 +10,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ctsnn`` command."""
     parser = argparse.ArgumentParser(prog="ctsnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="simulate a small network in both time modes and compare")
+    demo = sub.add_parser(
+        "demo", help="compare the two time modes on a small network, then learn delays"
+    )
     demo.add_argument("--out", default="ctsnn_demo.png", help="figure file (PNG)")
-    demo.add_argument("--duration", type=float, default=0.5, help="simulated seconds")
+    demo.add_argument("--duration", type=float, default=0.3, help="simulated seconds")
+    demo.add_argument("--steps", type=int, default=40, help="training steps (0: skip)")
     demo.add_argument("--seed", type=int, default=0)
     bench = sub.add_parser("bench", help="run a benchmark workload (JSON lines on stdout)")
     bench.add_argument("workload", choices=["w5"], help="w5: sim-continuous vs Brian2")
@@ -20,9 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--no-reference", action="store_true", help="skip the peer (Brian2)")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from .demos.two_modes import run
+        from .demos import delay_learning, two_modes
 
-        run(out=args.out, duration=args.duration, seed=args.seed)
+        print("== 1. One network, two time modes ==")
+        two_modes.run(out=args.out, duration=args.duration, seed=args.seed)
+        if args.steps > 0:
+            print("\n== 2. Learning delays and weights with exact gradients (continuous time) ==")
+            delay_learning.run(steps=args.steps, seed=args.seed)
         return 0
     if args.command == "bench":
         from .bench import w5

@@ -596,6 +596,19 @@ class Spikes:
             out = out.scatter_reduce(0, lin, self.offset, reduce="amin", include_self=False)
         return out.reshape(t_, b_, n_)
 
+    def first_times(self, fill: float | None = None) -> Tensor:
+        """[B, N] time (s) of the first event of each unit and sample; ``fill`` where none.
+
+        ``fill`` defaults to the end of the grid (``n_steps * dt``). Differentiable w.r.t.
+        ``times`` (the gradient goes to the earliest event), e.g. for first-spike losses.
+        """
+        end = self.n_steps * self.dt if fill is None else fill
+        out = torch.full((self.batch_size * self.n_units,), end, dtype=self.times.dtype,
+                         device=self.device)
+        index = self.batch * self.n_units + self.units
+        out = out.scatter_reduce(0, index, self.times, reduce="amin", include_self=True)
+        return out.reshape(self.batch_size, self.n_units)
+
     def count(self) -> Tensor:
         """int64 [B, N]: number of events per sample and unit (ignoring ``values``)."""
         out = torch.zeros(self.batch_size, self.n_units, dtype=torch.int64, device=self.device)

@@ -19,6 +19,7 @@ import time
 import torch
 
 import ctsnn
+from ctsnn.demos import default_dtype
 
 
 class ExpIF(ctsnn.NeuronModel):
@@ -90,7 +91,12 @@ def _per_unit_error(x: ctsnn.Spikes, y: ctsnn.Spikes) -> float:
 
 def run(out: str = "ctsnn_demo.png", duration: float = 0.5, seed: int = 0) -> dict:
     """Run the comparison, print a table, save the figure to ``out``; returns the numbers."""
-    torch.set_default_dtype(torch.float64)
+    with default_dtype(torch.float64):
+        return _run(out=out, duration=duration, seed=seed)
+
+
+def _run(out: str = "ctsnn_demo.png", duration: float = 0.5, seed: int = 0) -> dict:
+    """Run the comparison, print a table, save the figure to ``out``; returns the numbers."""
     net = build_network(seed)
     spikes = poisson_input(seed, 40, 20.0, duration, batch=1)
     print(f"input: {len(spikes)} Poisson spikes on 40 channels over {duration} s\n")

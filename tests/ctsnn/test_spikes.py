@@ -533,3 +533,14 @@ def test_prop_dtype_conversion_keeps_steps(s):
     back = f.to(dtype=F64)
     assert torch.equal(back.raster(), f.raster().double())
     assert torch.equal(back.step, s.step)
+
+
+def test_first_times_and_their_gradient():
+    times = torch.tensor([0.004, 0.002, 0.003, 0.009], dtype=torch.float64, requires_grad=True)
+    s = Spikes.from_events(times, [1, 1, 0, 1], [0, 0, 1, 1], dt=1e-3, n_steps=10,
+                           batch_size=2, n_units=3)
+    first = s.first_times()
+    assert first.tolist() == [[0.01, 0.002, 0.01], [0.003, 0.009, 0.01]]
+    first[0, 1].backward()
+    assert times.grad.tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert s.first_times(fill=float("inf"))[0, 0] == float("inf")
