@@ -91,6 +91,8 @@ class Layer(nn.Module):
             (discrete time) and optionally ``arrivals(spikes)`` (continuous time), e.g.
             :class:`~ctsnn.synapses.Dense`; ``None`` feeds the input one-to-one.
         delay: with a weight tensor: seconds, per synapse ``[N, N_in]`` or per axon ``[N_in]``.
+        learn_delay: make that delay a learnable parameter.
+        max_delay: upper bound of the delays (seconds), checked and used by ``clamp_delays_``.
         recurrent: the population's own recurrent connection (:class:`Recurrent`), discrete time.
         time, method, surrogate, detach_reset: how :meth:`forward` simulates (see
             :func:`simulate`); ``simulate`` overrides them with its own arguments.
@@ -107,6 +109,8 @@ class Layer(nn.Module):
         weight: Tensor | nn.Module | None = None,
         *,
         delay: Tensor | None = None,
+        learn_delay: bool = False,
+        max_delay: float | None = None,
         recurrent: Recurrent | None = None,
         time: str = "discrete",
         method: str | None = None,
@@ -123,7 +127,8 @@ class Layer(nn.Module):
         check_choice("time", time, TIME_MODES)
         self.model = model
         if isinstance(weight, Tensor):
-            self.synapse = Dense(weight, delay=delay)
+            self.synapse = Dense(weight, delay=delay, learn_delay=learn_delay,
+                                 max_delay=max_delay)
         elif weight is None or isinstance(weight, nn.Module):
             self.synapse = weight
         else:

@@ -213,7 +213,8 @@ class Dense(nn.Module):
     """All-to-all synapses: weight ``[N_out, N_in]`` and an optional fixed delay.
 
     ``delay`` (seconds, non-negative) is per synapse ``[N_out, N_in]`` or per presynaptic axon
-    ``[N_in]``. In continuous time a spike at ``t`` arrives at ``t + delay`` exactly; in discrete
+    ``[N_in]``; ``learn_delay=True`` makes it a parameter (exact gradients in continuous time;
+    clamp with :meth:`clamp_delays_` after optimiser steps). In continuous time a spike at ``t`` arrives at ``t + delay`` exactly; in discrete
     time the delay is rounded to the nearest whole number of steps (ties to even, like
     ``torch.round``; never truncated) and a spike in step ``n`` arrives at the end of step
     ``n + round(delay / dt)``.
@@ -229,6 +230,7 @@ class Dense(nn.Module):
         delay: Tensor | None = None,
         max_delay: float | None = None,
         learnable: bool = True,
+        learn_delay: bool = False,
     ) -> None:
         super().__init__()
         check_tensor("weight", weight, ndim=2, floating=True)
@@ -255,7 +257,11 @@ class Dense(nn.Module):
                 raise ValueError(
                     f"delay must not exceed max_delay = {max_delay}, got {delay.max().item()!r}"
                 )
-            self.register_buffer("delay", delay.detach().clone())
+            self.max_delay = max_delay
+            if learn_delay:
+                self.delay = nn.Parameter(delay.detach().clone())
+            else:
+                self.register_buffer("delay", delay.detach().clone())
 
     @property
     def n_in(self) -> int:
@@ -264,6 +270,16 @@ class Dense(nn.Module):
     @property
     def n_out(self) -> int:
         return self.weight.shape[0]
+
+    def clamp_delays_(self) -> None:
+        """Clamp learnable delays into ``[0, max_delay]`` in place (call after optimiser steps).
+
+        Clamping is explicit: the forward pass never clamps or wraps silently.
+        """
+        if self.delay is None:
+            return
+        with torch.no_grad():
+            self.delay.clamp_(min=0.0, max=self.max_delay)
 
     def _check(self, spikes: Spikes) -> None:
         if spikes.n_units != self.n_in:

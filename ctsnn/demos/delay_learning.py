@@ -43,7 +43,7 @@ def build(n_in: int = 8, seed: int = 0) -> ctsnn.Layer:
     weight = 1.6 + 0.4 * torch.rand(2, n_in, generator=gen, dtype=torch.float64)
     delay = 0.02 * torch.rand(2, n_in, generator=gen, dtype=torch.float64)
     model = ctsnn.CubaLIF(2, tau_mem=0.01, tau_syn=0.005)
-    return ctsnn.Layer(model, weight, delay=delay)
+    return ctsnn.Layer(model, weight, delay=delay, learn_delay=True, max_delay=0.025)
 
 
 def evaluate(layer: ctsnn.Layer, spikes: ctsnn.Spikes, labels: torch.Tensor, tau: float
@@ -66,7 +66,6 @@ def run(steps: int = 60, batch: int = 32, seed: int = 0) -> dict:
 def _run(steps: int = 60, batch: int = 32, seed: int = 0) -> dict:
     """Train, with a progress bar; returns before/after loss and accuracy on held-out data."""
     layer = build(seed=seed)
-    layer.synapse.delay.requires_grad_()
     test_spikes, test_labels = make_task(300, seed=seed + 100)
     tau = 0.002
     before = evaluate(layer, test_spikes, test_labels, tau)
@@ -84,8 +83,7 @@ def _run(steps: int = 60, batch: int = 32, seed: int = 0) -> dict:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        with torch.no_grad():  # delays stay within [0, max_delay]
-            layer.synapse.delay.clamp_(0.0, 0.025)
+        layer.synapse.clamp_delays_()  # delays stay within [0, max_delay]
         acc = (first.argmin(1) == labels).double().mean().item()
         bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}")
     after = evaluate(layer, test_spikes, test_labels, tau)

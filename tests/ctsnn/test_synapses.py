@@ -135,3 +135,15 @@ def test_bad_delays():
         Dense(w, delay=torch.full((2, 3), 0.02), max_delay=0.01)
     with pytest.raises(ValueError, match="delay needs a weight"):
         ctsnn.Layer(ctsnn.LIF(3), delay=torch.ones(3))
+
+
+def test_learnable_delays_are_parameters_and_clamp_explicitly():
+    layer = ctsnn.Layer(ctsnn.CubaLIF(2), torch.ones(2, 3), delay=torch.full((2, 3), 0.002),
+                        learn_delay=True, max_delay=0.003)
+    names = dict(layer.named_parameters())
+    assert set(names) == {"synapse.weight", "synapse.delay"}
+    with torch.no_grad():
+        layer.synapse.delay[0, 0] = 0.01
+        layer.synapse.delay[1, 1] = -0.001
+    layer.synapse.clamp_delays_()
+    assert layer.synapse.delay[0, 0] == 0.003 and layer.synapse.delay[1, 1] == 0.0
