@@ -215,9 +215,9 @@ class Dense(nn.Module):
     ``delay`` (seconds, non-negative) is per synapse ``[N_out, N_in]`` or per presynaptic axon
     ``[N_in]``; ``learn_delay=True`` makes it a parameter (exact gradients in continuous time;
     clamp with :meth:`clamp_delays_` after optimiser steps). In continuous time a spike at
-    ``t`` arrives at ``t + delay`` exactly; in discrete time the delay is rounded to the nearest whole number of steps (ties to even, like
-    ``torch.round``; never truncated) and a spike in step ``n`` arrives at the end of step
-    ``n + round(delay / dt)``.
+    ``t`` arrives at ``t + delay`` exactly; in discrete time the delay is rounded to the
+    nearest whole number of steps (ties to even, like ``torch.round``; never truncated) and a
+    spike in step ``n`` arrives at the end of step ``n + round(delay / dt)``.
 
     ``jumps(spikes)`` gives the per-step summed input ``[T, B, N_out]`` (discrete time);
     ``arrivals(spikes)`` gives the exact arrival schedule (continuous time).
