@@ -18,9 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--steps", type=int, default=40, help="training steps (0: skip)")
     demo.add_argument("--seed", type=int, default=0)
     bench = sub.add_parser("bench", help="run a benchmark workload (JSON lines on stdout)")
-    bench.add_argument("workload", choices=["w5"], help="w5: sim-continuous vs Brian2")
+    bench.add_argument(
+        "workload",
+        choices=["w1", "w3", "w4", "w5"],
+        help="w1: dcls-shd vs DCLS+SpikingJelly; w3: delrec-shd (SpikingJelly yardstick); "
+        "w4: lif-plain vs SpikingJelly/snnTorch/Norse (w1, w4: with their W6 roofline); "
+        "w5: sim-continuous vs Brian2",
+    )
     bench.add_argument("--quick", action="store_true", help="fewer configurations and repeats")
-    bench.add_argument("--no-reference", action="store_true", help="skip the peer (Brian2)")
+    bench.add_argument("--no-reference", action="store_true", help="skip the peers")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demos import delay_learning, two_modes
@@ -32,9 +38,10 @@ def main(argv: list[str] | None = None) -> int:
             delay_learning.run(steps=args.steps, seed=args.seed)
         return 0
     if args.command == "bench":
-        from .bench import w5
+        import importlib
 
-        return w5.main(quick=args.quick, reference=not args.no_reference)
+        workload = importlib.import_module(f".bench.{args.workload}", __package__)
+        return workload.main(quick=args.quick, reference=not args.no_reference)
     return 2
 
 
