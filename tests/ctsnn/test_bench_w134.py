@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from ctsnn.bench import peers, w1, w3, w4
+from ctsnn.bench import peers, w1, w4
 from ctsnn.papers.dcls import DCLSConfig
 
 
@@ -19,6 +19,14 @@ def _has(module: str) -> bool:
 needs_sj = pytest.mark.skipif(not _has("spikingjelly"), reason="spikingjelly not installed")
 needs_dcls = pytest.mark.skipif(not (_has("DCLS") and _has("spikingjelly")),
                                 reason="dcls / spikingjelly not installed")
+
+
+def _w3():
+    """``ctsnn.bench.w3``; skipped where the DelRec module (``ctsnn.papers.delrec``) is absent."""
+    pytest.importorskip("ctsnn.papers.delrec")
+    from ctsnn.bench import w3
+
+    return w3
 
 
 def _lines(out: str) -> list[dict]:
@@ -143,6 +151,7 @@ def test_w1_main_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 # --------------------------------------------------------------------------- W3
 def test_w3_ours_step_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    w3 = _w3()
     net, step = w3.build_ours(2, 6)
     assert float(net.recurrent_modules()[0].sigma) == 10.0
     step()
@@ -155,7 +164,7 @@ def test_w3_ours_step_and_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 @needs_sj
 def test_w3_yardstick_runs() -> None:
-    out = w3._yardstick(2, 5, 0.05, seed=0, repeats=1, warmup=1, budget_s=None)
+    out = _w3()._yardstick(2, 5, 0.05, seed=0, repeats=1, warmup=1, budget_s=None)
     assert out["median_s"] > 0 and out["saved_mib"] > 0
 
 
