@@ -1,0 +1,530 @@
+"""DelRec (Quéant, Rançon, Cottereau & Masquelier, 2025): recurrent SNNs with learnable delays.
+
+Architectures (SEEDS B2), time-first ``[T, B, N]`` tensors, grid step ``dt`` seconds, all
+neurons the SpikingJelly LIF ``u[t] = (1 - 1/tau) u[t-1] + I[t]`` (``tau`` in steps, input not
+divided by ``tau``; the ctsnn :class:`~ctsnn.LIF` with ``method="euler"`` and
+``tau_mem = tau dt``), threshold 1:
+
+* **SHD** (:meth:`DelRecConfig.shd`): ``Linear(140→256) → BN → LIF → Dropout(0.4)``;
+  ``Linear(256→256) → BN → LIF with delayed recurrence → Dropout(0.4)``; readout
+  ``Linear(256→20) → LIF(threshold 1e8)`` whose membrane trace is the output; ``tau`` 1.05
+  steps (the code's value; the paper says 1.005), hard reset to 0, arctan surrogate
+  ``alpha = 5`` with ``detach_reset``; recurrent dropout 0.2; delays ``U(10, 30)`` steps;
+  no learnable width.
+* **SSC** (:meth:`DelRecConfig.ssc`): ``3 × [Linear → Dropout(0.1) → LIF with delayed
+  recurrence]`` (256 wide), readout a plain ``Linear(256→35)`` whose per-step logits are summed;
+  ``tau`` 2 steps, soft reset (subtract the threshold), triangle surrogate (width 1) without
+  ``detach_reset``, recurrent dropout 0.3, delays ``|N(0, 12²)|`` steps, learnable width
+  ``p_spread``; biases (the code's setting), no BatchNorm.
+* **PS-MNIST** (:meth:`DelRecConfig.psmnist`): as SSC with layers ``[64, 212, 212]``, one real
+  valued input channel (784 steps), readout ``Linear(212→10)``, recurrent dropout 0.2.
+
+Parameter counts (:func:`count_parameters`: every learnable tensor — weights, biases,
+BatchNorm ``gamma``/``beta``, recurrent weights, delays and ``p_spread``; not σ nor BatchNorm
+running statistics): SHD 173,844; SSC 374,819; PS-MNIST 156,154 (the paper's 0.17 M / 0.37 M /
+0.16 M).
+
+Losses (SEEDS B1.7): :func:`shd_loss` (cross-entropy of ``Σ_t softmax(V[t])``, i.e. a second
+log-softmax on summed probabilities, like DCLS), :func:`summed_logits_loss` (SSC/PS-MNIST:
+``CE(Σ_t z[t], y)``), :func:`spike_penalty` (the ablation's ``λ Σ S² / (2 T B N)``).
+
+Training recipe (:func:`delrec_optimisers`): separate optimisers for weights and for delays (and
+``p_spread``); σ follows :func:`~ctsnn.delays.recurrent.sigma_schedule` (``10 · 0.95^(100 e/E)``,
+set at the start of each epoch); SHD clamps delays to ``>= 0`` after every step, SSC/PS-MNIST do
+not. Evaluation (``model.eval()``) uses integer delays and σ = 0 (``eval_mode="paper"``) or the
+reference code's in-place rounding with σ kept (``eval_mode="reference"``).
+
+Unverified details (kept configurable): feed-forward dropout masks are shared over time
+(SpikingJelly's multi-step ``Dropout``; :attr:`DelRecConfig.shared_dropout`); BatchNorm
+statistics are taken over ``T × B``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._checks import check_choice, check_tensor
+from ..delays.recurrent import (
+    DelayedRecurrent,
+    half_normal_delays,
+    sigma_schedule,
+    uniform_delays,
+)
+from ..models.lif import LIF
+from ..simulation import Layer, run_population
+from ..surrogate import Surrogate, atan, triangle
+
+RESETS = ("zero", "subtract")
+READOUTS = ("membrane", "linear")
+DROPOUT_POSITIONS = ("after_neuron", "before_neuron")
+SURROGATES = ("atan", "triangle")
+DELAY_INITS = ("uniform", "half_normal")
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class DelRecConfig:
+    """Hyper-parameters of a DelRec network (times in seconds, delays in steps).
+
+    Attributes:
+        n_in, hidden, n_out: input channels, hidden layer widths, classes.
+        recurrent: per hidden layer, whether it has delayed recurrence (SHD: ``(False, True)``).
+        dt: grid step (s). tau_steps: membrane time constant in steps.
+        reset: ``"zero"`` (hard, SHD) or ``"subtract"`` (soft, SSC/PS-MNIST).
+        batch_norm, bias: BatchNorm after each hidden Linear; biases on every Linear.
+        ff_dropout: feed-forward dropout; ``dropout_position`` ``"after_neuron"`` (SHD: on the
+            spikes, i.e. before the next Linear and the readout) or ``"before_neuron"``
+            (SSC/PS-MNIST: ``Linear → Dropout → LIF``).
+        shared_dropout: feed-forward dropout mask shared over time steps.
+        rec_dropout: recurrent dropout (mask fixed over the sequence).
+        readout: ``"membrane"`` (LIF with threshold 1e8, membrane trace, SHD) or ``"linear"``
+            (per-step logits of a Linear on the last spikes, SSC/PS-MNIST).
+        surrogate, surrogate_scale, detach_reset: ``"atan"`` (alpha) or ``"triangle"`` (width).
+        learn_width: learnable ``p_spread`` per recurrent neuron.
+        delay_init, delay_init_args: ``"uniform"`` ``(low, high)`` or ``"half_normal"``
+            ``(std,)``, in steps.
+        sigma_init: σ at epoch 0 (steps). eval_mode: see :class:`DelayedRecurrent`.
+        clamp_delays: clamp delays to ``>= 0`` after every optimiser step (SHD only).
+        epochs, batch_size: training length.
+        optimiser, lr, weight_decay, bn_weight_decay: weights' optimiser (``"adam"``/
+            ``"adamw"``), ``OneCycleLR(max_lr=lr, total_steps=epochs)``.
+        delay_optimiser, lr_delay, delay_scheduler: delays' (and ``p_spread``'s) optimiser,
+            no weight decay, ``"cosine"`` or ``"onecycle"`` schedule.
+    """
+
+    n_in: int = 140
+    hidden: tuple[int, ...] = (256, 256)
+    n_out: int = 20
+    recurrent: tuple[bool, ...] = (False, True)
+    dt: float = 0.01
+    tau_steps: float = 1.05
+    reset: str = "zero"
+    batch_norm: bool = True
+    bias: bool = True
+    ff_dropout: float = 0.4
+    dropout_position: str = "after_neuron"
+    shared_dropout: bool = True
+    rec_dropout: float = 0.2
+    readout: str = "membrane"
+    readout_threshold: float = 1e8
+    surrogate: str = "atan"
+    surrogate_scale: float = 5.0
+    detach_reset: bool = True
+    learn_width: bool = False
+    delay_init: str = "uniform"
+    delay_init_args: tuple[float, ...] = (10.0, 30.0)
+    sigma_init: float = 10.0
+    eval_mode: str = "paper"
+    clamp_delays: bool = True
+    epochs: int = 150
+    batch_size: int = 256
+    optimiser: str = "adamw"
+    lr: float = 5e-3
+    weight_decay: float = 1e-5
+    bn_weight_decay: float = 0.0
+    delay_optimiser: str = "adamw"
+    lr_delay: float = 5e-2
+    delay_scheduler: str = "cosine"
+
+    def __post_init__(self) -> None:
+        if not self.hidden or any(int(h) <= 0 for h in self.hidden):
+            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got "
+                             f"{self.hidden!r}")
+        if len(self.recurrent) != len(self.hidden):
+            raise ValueError(f"recurrent needs one flag per hidden layer ({len(self.hidden)}), "
+                             f"got {self.recurrent!r}")
+        for name, value, choices in (
+            ("reset", self.reset, RESETS), ("readout", self.readout, READOUTS),
+            ("dropout_position", self.dropout_position, DROPOUT_POSITIONS),
+            ("surrogate", self.surrogate, SURROGATES), ("delay_init", self.delay_init, DELAY_INITS),
+            ("optimiser", self.optimiser, ("adam", "adamw")),
+            ("delay_optimiser", self.delay_optimiser, ("adam", "adamw")),
+            ("delay_scheduler", self.delay_scheduler, ("cosine", "onecycle")),
+        ):
+            check_choice(name, value, choices)
+        for name in ("ff_dropout", "rec_dropout"):
+            p = getattr(self, name)
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p!r}")
+        want = 2 if self.delay_init == "uniform" else 1
+        if len(self.delay_init_args) != want:
+            raise ValueError(f"delay_init={self.delay_init!r} takes {want} argument(s) (steps), "
+                             f"got {self.delay_init_args!r}")
+
+    @classmethod
+    def shd(cls, **changes) -> DelRecConfig:
+        """SHD, large model (SEEDS B2): 140 → 256 → 256 (recurrent delays) → 20."""
+        return replace(cls(), **changes)
+
+    @classmethod
+    def ssc(cls, **changes) -> DelRecConfig:
+        """SSC: 140 → 3 × 256 (recurrent delays, p_spread) → 35, Δt = 1.4 s / 249 bins."""
+        base = cls(
+            n_in=140, hidden=(256, 256, 256), n_out=35, recurrent=(True, True, True),
+            dt=1.4 / 249, tau_steps=2.0, reset="subtract", batch_norm=False, bias=True,
+            ff_dropout=0.1, dropout_position="before_neuron", rec_dropout=0.3,
+            readout="linear", surrogate="triangle", surrogate_scale=1.0, detach_reset=False,
+            learn_width=True, delay_init="half_normal", delay_init_args=(12.0,),
+            clamp_delays=False, epochs=100, batch_size=128, optimiser="adam", lr=1e-3,
+            weight_decay=1e-5, bn_weight_decay=1e-5, delay_optimiser="adam",
+            delay_scheduler="onecycle",
+        )
+        return replace(base, **changes)
+
+    @classmethod
+    def psmnist(cls, **changes) -> DelRecConfig:
+        """PS-MNIST: 1 → [64, 212, 212] (recurrent delays, p_spread) → 10, 784 steps."""
+        base = replace(
+            cls.ssc(), n_in=1, hidden=(64, 212, 212), n_out=10, dt=1e-3, rec_dropout=0.2,
+            epochs=200, batch_size=256, optimiser="adamw", lr=1e-3, weight_decay=1e-2,
+            bn_weight_decay=1e-2, delay_optimiser="adamw",
+        )
+        return replace(base, **changes)
+
+
+# --------------------------------------------------------------------------- building blocks
+class SoftResetLIF(LIF):
+    """LIF whose reset subtracts the threshold (``v <- v - v_threshold``, SpikingJelly
+    ``v_reset=None``); otherwise identical to :class:`ctsnn.LIF`."""
+
+    def reset(self, state: tuple) -> tuple:
+        return state._replace(v=state.v - self.v_threshold)
+
+
+class SequenceDropout(nn.Module):
+    """Dropout on ``[T, B, N]``; with ``shared=True`` one mask per (sample, unit) for all steps.
+
+    Kept entries are scaled by ``1 / (1 - p)``; identity in ``eval()``.
+    """
+
+    def __init__(self, p: float, *, shared: bool = True) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
+        self.p, self.shared = float(p), shared
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        shape = (1, *x.shape[1:]) if self.shared else x.shape
+        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, shared={self.shared}"
+
+
+class LinearSynapse(nn.Module):
+    """``[input dropout →] Linear [→ BatchNorm] [→ output dropout]`` as a Layer synapse.
+
+    ``jumps(x [T, B, n_in]) -> [T, B, n_out]``: the per-step input of the next neurons.
+    BatchNorm normalises every channel with statistics over all ``T × B`` entries.
+    """
+
+    def __init__(self, n_in: int, n_out: int, *, bias: bool = True, batch_norm: bool = False,
+                 input_dropout: float = 0.0, output_dropout: float = 0.0,
+                 shared_dropout: bool = True) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out, bias=bias)
+        self.norm = nn.BatchNorm1d(n_out) if batch_norm else None
+        self.input_dropout = SequenceDropout(input_dropout, shared=shared_dropout)
+        self.output_dropout = SequenceDropout(output_dropout, shared=shared_dropout)
+
+    @property
+    def n_in(self) -> int:
+        return self.linear.in_features
+
+    @property
+    def n_out(self) -> int:
+        return self.linear.out_features
+
+    @property
+    def weight(self) -> Tensor:
+        return self.linear.weight
+
+    def jumps(self, x: Tensor) -> Tensor:
+        """Summed input per step ``[T, B, n_out]`` from spikes / features ``[T, B, n_in]``."""
+        check_tensor("x", x, ndim=3, floating=True)
+        if x.shape[2] != self.n_in:
+            raise ValueError(f"x has {x.shape[2]} channels, the synapse expects {self.n_in} "
+                             f"(shape {list(x.shape)}, time-first [T, B, N])")
+        y = self.linear(self.input_dropout(x))
+        if self.norm is not None:
+            y = self.norm(y.reshape(-1, y.shape[-1])).reshape(y.shape)
+        return self.output_dropout(y)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.jumps(x)
+
+
+def _surrogate(config: DelRecConfig) -> Surrogate:
+    if config.surrogate == "atan":
+        return atan(alpha=config.surrogate_scale)
+    return triangle(width=config.surrogate_scale)
+
+
+def _delay_init(config: DelRecConfig):
+    dt = config.dt
+    if config.delay_init == "uniform":
+        lo, hi = config.delay_init_args
+        return uniform_delays(lo * dt, hi * dt)
+    return half_normal_delays(config.delay_init_args[0] * dt)
+
+
+# --------------------------------------------------------------------------- network
+class DelRecNet(nn.Module):
+    """A DelRec network (see the module docstring).
+
+    Args:
+        config: hyper-parameters (``DelRecConfig.shd()``, ``.ssc()``, ``.psmnist()``).
+
+    ``forward(x)`` takes ``x [T, B, n_in]`` (spike counts or real features) and returns
+    ``[T, B, n_out]``: the readout membrane (``readout="membrane"``) or per-step logits
+    (``"linear"``); :meth:`loss` and :meth:`predict` pick the matching loss / decision.
+    ``forward_with_spikes`` also returns every hidden layer's spikes (for a spike penalty).
+    ``layers[i]`` is the hidden :class:`ctsnn.Layer`; its ``recurrent`` is a
+    :class:`~ctsnn.delays.recurrent.DelayedRecurrent` or ``None``.
+    """
+
+    def __init__(self, config: DelRecConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or DelRecConfig.shd()
+        self.config = cfg
+        after = cfg.dropout_position == "after_neuron"
+        sizes = (cfg.n_in, *cfg.hidden)
+        self.layers = nn.ModuleList()
+        for k, n in enumerate(cfg.hidden):
+            synapse = LinearSynapse(
+                sizes[k], n, bias=cfg.bias, batch_norm=cfg.batch_norm,
+                input_dropout=cfg.ff_dropout if after and k > 0 else 0.0,
+                output_dropout=0.0 if after else cfg.ff_dropout,
+                shared_dropout=cfg.shared_dropout,
+            )
+            model_cls = LIF if cfg.reset == "zero" else SoftResetLIF
+            neurons = model_cls(n, tau_mem=cfg.tau_steps * cfg.dt, v_threshold=1.0, v_reset=0.0)
+            rec = None
+            if cfg.recurrent[k]:
+                rec = DelayedRecurrent(
+                    n, dt=cfg.dt, per="axon", sigma=cfg.sigma_init, learn_width=cfg.learn_width,
+                    delay_init=_delay_init(cfg), dropout=cfg.rec_dropout, eval_mode=cfg.eval_mode,
+                )
+            self.layers.append(Layer(neurons, synapse, recurrent=rec, method="euler",
+                                     surrogate=_surrogate(cfg), detach_reset=cfg.detach_reset))
+        self.readout = LinearSynapse(
+            cfg.hidden[-1], cfg.n_out, bias=cfg.bias,
+            input_dropout=cfg.ff_dropout if after else 0.0, shared_dropout=cfg.shared_dropout,
+        )
+        self.readout_neurons = (
+            LIF(cfg.n_out, tau_mem=cfg.tau_steps * cfg.dt, v_threshold=cfg.readout_threshold)
+            if cfg.readout == "membrane" else None
+        )
+
+    # ----------------------------------------------------------------- forward
+    def forward_with_spikes(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``(output [T, B, n_out], [spikes [T, B, n_l] per hidden layer])``."""
+        check_tensor("x", x, ndim=3, floating=True)
+        if x.shape[2] != self.config.n_in:
+            raise ValueError(f"x has {x.shape[2]} channels, the network expects "
+                             f"{self.config.n_in} (shape {list(x.shape)}, time-first [T, B, N])")
+        spikes: list[Tensor] = []
+        h = x
+        for layer in self.layers:
+            h, _ = layer(h, dt=self.config.dt)
+            spikes.append(h)
+        z = self.readout.jumps(h)
+        if self.readout_neurons is None:
+            return z, spikes
+        result = run_population(
+            self.readout_neurons, dt=self.config.dt, n_steps=z.shape[0], batch_size=z.shape[1],
+            jumps=z, method="euler", record=("v",), dtype=z.dtype, device=z.device,
+        )
+        return result.states["v"], spikes
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_spikes(x)[0]
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """The paper's loss for this readout (:func:`shd_loss` or :func:`summed_logits_loss`)."""
+        if self.config.readout == "membrane":
+            return shd_loss(output, target)
+        return summed_logits_loss(output, target)
+
+    def predict(self, output: Tensor) -> Tensor:
+        """Predicted classes ``[B]``."""
+        if self.config.readout == "membrane":
+            return F.softmax(output, dim=-1).sum(0).argmax(-1)
+        return output.sum(0).argmax(-1)
+
+    # ----------------------------------------------------------------- delays
+    def recurrent_modules(self) -> list[DelayedRecurrent]:
+        """The delayed recurrent connections, first layer first."""
+        return [m for m in self.modules() if isinstance(m, DelayedRecurrent)]
+
+    def set_sigma(self, sigma: float) -> None:
+        """Set σ (steps) of every recurrent connection."""
+        for m in self.recurrent_modules():
+            m.set_sigma(sigma)
+
+    def start_epoch(self, epoch: int, epochs: int | None = None) -> float:
+        """Apply the σ schedule at the start of epoch ``epoch`` (0-based); returns σ."""
+        sigma = sigma_schedule(epoch, epochs or self.config.epochs, self.config.sigma_init)
+        self.set_sigma(sigma)
+        return sigma
+
+    def clamp_delays_(self) -> None:
+        """Clamp every recurrent delay to ``>= 0`` in place."""
+        for m in self.recurrent_modules():
+            m.clamp_()
+
+    def delay_parameters(self) -> Iterator[nn.Parameter]:
+        """Delays and ``p_spread`` (the delay optimiser's parameters)."""
+        for m in self.recurrent_modules():
+            yield from m.delay_parameters()
+
+    def weight_parameters(self, *, batch_norm: bool | None = None) -> Iterator[nn.Parameter]:
+        """All other learnable parameters; ``batch_norm=True/False`` selects BN ones / the rest."""
+        delays = {id(p) for p in self.delay_parameters()}
+        bn = {id(p) for m in self.modules() if isinstance(m, nn.BatchNorm1d)
+              for p in m.parameters()}
+        for p in self.parameters():
+            if id(p) in delays or not p.requires_grad:
+                continue
+            if batch_norm is None or (id(p) in bn) == batch_norm:
+                yield p
+
+
+# --------------------------------------------------------------------------- losses
+def _check_output(name: str, output: Tensor, target: Tensor) -> None:
+    check_tensor(name, output, ndim=3, floating=True)
+    if target.shape != output.shape[1:2]:
+        raise ValueError(f"target must have shape [B] = [{output.shape[1]}] (class indices), got "
+                         f"{list(target.shape)}; {name} is time-first [T, B, C]")
+
+
+def shd_loss(membrane: Tensor, target: Tensor) -> Tensor:
+    """SHD loss: ``CE(Σ_t softmax(V[t]), y)`` (a second log-softmax on summed probabilities).
+
+    Args:
+        membrane: readout membrane ``[T, B, C]``.
+        target: class indices ``[B]``.
+    """
+    _check_output("membrane", membrane, target)
+    return F.cross_entropy(F.softmax(membrane, dim=-1).sum(0), target)
+
+
+def summed_logits_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """SSC / PS-MNIST loss: ``CE(Σ_t z[t], y)`` for per-step logits ``[T, B, C]``."""
+    _check_output("logits", logits, target)
+    return F.cross_entropy(logits.sum(0), target)
+
+
+def spike_penalty(spikes: Tensor | Sequence[Tensor], weight: float) -> Tensor:
+    """Spike-count penalty of the ablation: ``λ Σ_l Σ S_l² / (2 T B N_l)``.
+
+    Args:
+        spikes: ``[T, B, N]`` or one such tensor per layer (each normalised by its own size).
+        weight: ``λ`` (the paper sweeps 1e-4 … 10).
+    """
+    if isinstance(spikes, Tensor):
+        spikes = [spikes]
+    if not spikes:
+        raise ValueError("spike_penalty needs at least one spike tensor")
+    total = None
+    for s in spikes:
+        check_tensor("spikes", s, ndim=3, floating=True)
+        term = s.pow(2).sum() / (2 * s.numel())
+        total = term if total is None else total + term
+    return weight * total
+
+
+# --------------------------------------------------------------------------- counting
+def count_parameters(model: nn.Module) -> int:
+    """Number of learnable scalars: weights, biases, BN affine, recurrent weights, delays, p.
+
+    σ and BatchNorm running statistics are buffers and are not counted. SHD: 173,844;
+    SSC: 374,819; PS-MNIST: 156,154.
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------- training recipe
+@dataclass
+class DelRecOptimisers:
+    """The DelRec optimisation recipe bound to a model; use it like this::
+
+        opt = delrec_optimisers(model)
+        for epoch in range(model.config.epochs):
+            opt.start_epoch(epoch)          # sigma schedule
+            model.train()
+            for x, y in batches:
+                opt.zero_grad(); model.loss(model(x), y).backward(); opt.step()
+            opt.end_epoch()                 # schedulers (once per epoch)
+
+    ``step`` clamps the delays to ``>= 0`` when the config says so (SHD).
+    """
+
+    model: DelRecNet
+    weights: torch.optim.Optimizer
+    delays: torch.optim.Optimizer | None
+    weight_scheduler: torch.optim.lr_scheduler.LRScheduler
+    delay_scheduler: torch.optim.lr_scheduler.LRScheduler | None
+
+    def start_epoch(self, epoch: int) -> float:
+        return self.model.start_epoch(epoch)
+
+    def zero_grad(self) -> None:
+        self.weights.zero_grad(set_to_none=True)
+        if self.delays is not None:
+            self.delays.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        self.weights.step()
+        if self.delays is not None:
+            self.delays.step()
+        if self.model.config.clamp_delays:
+            self.model.clamp_delays_()
+
+    def end_epoch(self) -> None:
+        self.weight_scheduler.step()
+        if self.delay_scheduler is not None:
+            self.delay_scheduler.step()
+
+
+def delrec_optimisers(model: DelRecNet, epochs: int | None = None) -> DelRecOptimisers:
+    """Optimisers and per-epoch schedulers of SEEDS B2 for ``model``.
+
+    Weights: Adam/AdamW(``lr``, ``weight_decay``; BatchNorm parameters ``bn_weight_decay``)
+    under ``OneCycleLR(max_lr=lr, total_steps=epochs)`` (starts at ``lr/25``). Delays and
+    ``p_spread``: Adam/AdamW(``lr_delay``, no decay) under ``CosineAnnealingLR(T_max=epochs)``
+    (SHD) or ``OneCycleLR`` (SSC/PS-MNIST).
+    """
+    cfg = model.config
+    epochs = epochs or cfg.epochs
+    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    groups = [{"params": ps, "weight_decay": wd} for ps, wd in (
+        (list(model.weight_parameters(batch_norm=False)), cfg.weight_decay),
+        (list(model.weight_parameters(batch_norm=True)), cfg.bn_weight_decay)) if ps]
+    weights = opt_cls[cfg.optimiser](groups, lr=cfg.lr)
+    w_sched = torch.optim.lr_scheduler.OneCycleLR(weights, max_lr=cfg.lr, total_steps=epochs)
+    delays = d_sched = None
+    params = list(model.delay_parameters())
+    if params:
+        delays = opt_cls[cfg.delay_optimiser](params, lr=cfg.lr_delay, weight_decay=0.0)
+        if cfg.delay_scheduler == "cosine":
+            d_sched = torch.optim.lr_scheduler.CosineAnnealingLR(delays, T_max=epochs)
+        else:
+            d_sched = torch.optim.lr_scheduler.OneCycleLR(delays, max_lr=cfg.lr_delay,
+                                                          total_steps=epochs)
+    return DelRecOptimisers(model, weights, delays, w_sched, d_sched)
+
+
+__all__ = [
+    "DelRecConfig", "DelRecNet", "LinearSynapse", "SequenceDropout", "SoftResetLIF",
+    "shd_loss", "summed_logits_loss", "spike_penalty", "count_parameters",
+    "DelRecOptimisers", "delrec_optimisers", "sigma_schedule",
+]
