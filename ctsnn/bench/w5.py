@@ -407,6 +407,18 @@ def _brian2_reference(
 # --------------------------------------------------------------------------- main
 
 
+def _mem_available_mib() -> float | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in MiB (None off Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
 def _measure_ours(
     inputs: dict[str, np.ndarray],
     mode: str,
@@ -416,35 +428,18 @@ def _measure_ours(
     warmup: int,
     budget_s: float | None,
     memory: bool,
-) -> tuple[dict[str, Any], Events]:
+) -> tuple[dict[str, Any], Events | None]:
     """Time (and measure the memory of) one float32 configuration of our side.
+
+    The memory is measured first, in its fresh process: if that process dies
+    (typically killed for lack of memory), the configuration is not timed here,
+    where the same death would end the whole benchmark; the dict then holds an
+    ``error`` and the events are None.
 
     Returns the ``ours`` dict of the JSON line and the output events of the last call.
     """
     duration = float(inputs["duration"])
-    last: list[ctsnn.SimulationResult] = []
-    step = _simulate_fn(
-        make_layer(inputs, torch.float32), make_spikes(inputs, dt, torch.float32), mode, dt
-    )
-    stats = _timed(lambda: last.append(step()), repeats=repeats, warmup=warmup, budget_s=budget_s)
-    out = _events(last[-1].spikes)
-    last.clear()
-    ours: dict[str, Any] = {
-        "median_s": stats["median_s"],
-        "min_s": stats["min_s"],
-        "max_s": stats["max_s"],
-        "cpu_per_wall": stats["cpu_per_wall"],
-        "s_per_sim_s": stats["median_s"] / duration,
-        "times_s": stats["times_s"],
-        "protocol": {k: stats[k] for k in ("repeats", "warmup", "reduced")},
-        "n_output_spikes": int(out[0].size),
-    }
-    if stats["reduced"]:
-        ours["protocol"]["note"] = (
-            f"one call took {stats['first_call_s']:.1f} s: {stats['repeats']} timed "
-            f"call(s) after 1 warm-up instead of {repeats} after {warmup} "
-            f"(budget {budget_s:g} s)"
-        )
+    ours: dict[str, Any] = {}
     if memory:
         setup = functools.partial(
             _memory_setup,
@@ -456,12 +451,88 @@ def _measure_ours(
             duration,
             int(inputs["batch"]),
         )
+        available = _mem_available_mib()
         try:
             ours["peak_rss_mib"] = peak_rss_increase(setup, timeout=7200)
         except (RuntimeError, TimeoutError) as exc:
-            print(f"[w5] memory measurement failed: {exc}", file=sys.stderr)
-            ours["peak_rss_mib"] = None
+            reason = str(exc).strip().splitlines()[-1]
+            print(f"[w5] memory measurement failed, not timed: {reason}", file=sys.stderr)
+            ours.update(
+                peak_rss_mib=None,
+                error=(
+                    f"the memory measurement's process failed ({reason}); MemAvailable was "
+                    f"{available:.0f} MiB before it: probably out of memory; not timed"
+                    if available is not None
+                    else f"the memory measurement's process failed ({reason}); not timed"
+                ),
+            )
+            return ours, None
+    last: list[ctsnn.SimulationResult] = []
+    step = _simulate_fn(
+        make_layer(inputs, torch.float32), make_spikes(inputs, dt, torch.float32), mode, dt
+    )
+
+    def call() -> None:  # keep only the newest result alive
+        last[:] = [step()]
+
+    stats = _timed(call, repeats=repeats, warmup=warmup, budget_s=budget_s)
+    out = _events(last[-1].spikes)
+    last.clear()
+    ours = {
+        "median_s": stats["median_s"],
+        "min_s": stats["min_s"],
+        "max_s": stats["max_s"],
+        "cpu_per_wall": stats["cpu_per_wall"],
+        "s_per_sim_s": stats["median_s"] / duration,
+        "times_s": stats["times_s"],
+        "protocol": {k: stats[k] for k in ("repeats", "warmup", "reduced")},
+        "n_output_spikes": int(out[0].size),
+        **ours,
+    }
+    if stats["reduced"]:
+        ours["protocol"]["note"] = (
+            f"one call took {stats['first_call_s']:.1f} s: {stats['repeats']} timed "
+            f"call(s) after 1 warm-up instead of {repeats} after {warmup} "
+            f"(budget {budget_s:g} s)"
+        )
     return ours, out
+
+
+def _compare_ours(
+    out: Events,
+    mode: str,
+    dt: float,
+    inputs: dict[str, np.ndarray],
+    ref: dict[str, Any] | None,
+    b2_events: Events | None,
+    ref_cache: dict[int, Events],
+) -> dict[str, Any]:
+    """Spike-count and spike-time comparisons of one float32 run (for its ``ours`` dict).
+
+    Continuous runs are compared with the event-driven reference (computed once per
+    batch and kept in ``ref_cache``); discrete runs at Brian2's dt with Brian2's spikes.
+    """
+    batch, n_out = int(inputs["batch"]), int(inputs["n_out"])
+    extra: dict[str, Any] = {}
+    if ref is not None and "n_output_spikes_subset" in ref:
+        extra["n_output_spikes_subset"] = int(np.count_nonzero(out[2] < int(ref["samples_run"])))
+    if mode == "continuous":
+        if batch not in ref_cache:
+            print(f"[w5] event-driven reference, batch {batch}...", file=sys.stderr, flush=True)
+            ref_cache[batch] = reference_spikes(inputs)
+        cmp = compare_spikes(out, ref_cache[batch], n_out)
+        extra.update(
+            max_abs_dt_vs_exact_s=cmp["max_abs_dt_s"],
+            p99_abs_dt_vs_exact_s=cmp["p99_abs_dt_s"],
+            n_abs_dt_over_1us_vs_exact=cmp["n_abs_dt_over_1us"],
+            n_units_count_mismatch_vs_exact=cmp["n_units_count_mismatch"],
+            n_output_spikes_exact=cmp["n_ref"],
+        )
+    elif ref is not None and b2_events is not None and dt == BRIAN2_DT:
+        keep = out[2] < int(ref["samples_run"])
+        cmp = compare_spikes((out[0][keep], out[1][keep], out[2][keep]), b2_events, n_out)
+        extra["n_units_count_mismatch_vs_brian2"] = cmp["n_units_count_mismatch"]
+    return extra
 
 
 def _git_state() -> dict[str, Any]:
@@ -541,6 +612,7 @@ def main(
     repeats = repeats if repeats is not None else (3 if quick else 5)
     warmup = warmup if warmup is not None else (1 if quick else 2)
     env = bench_env(2)
+    env["mem_available_mib"] = _mem_available_mib()
     git = _git_state()
     size = {"n_in": n_in, "n_out": n_out, "duration": duration, "seed": seed}
 
@@ -566,7 +638,11 @@ def main(
     spikes64 = make_spikes(acc_inputs, acc_dt, torch.float64)
     last64: list[ctsnn.SimulationResult] = []
     step64 = _simulate_fn(layer64, spikes64, "continuous", acc_dt)
-    t64 = _timed(lambda: last64.append(step64()), repeats=repeats, warmup=warmup, budget_s=budget_s)
+
+    def call64() -> None:
+        last64[:] = [step64()]
+
+    t64 = _timed(call64, repeats=repeats, warmup=warmup, budget_s=budget_s)
     cmp64 = compare_spikes(_events(last64[-1].spikes), ref_cache[1], n_out)
     exact_ok = (
         cmp64["n_units_count_mismatch"] == 0
@@ -631,26 +707,8 @@ def main(
                 budget_s=budget_s,
                 memory=memory,
             )
-            if ref is not None and "n_output_spikes_subset" in ref:
-                ours["n_output_spikes_subset"] = int(
-                    np.count_nonzero(out[2] < int(ref["samples_run"]))
-                )
-            if mode == "continuous":
-                if batch not in ref_cache:
-                    log(f"event-driven reference, batch {batch}...")
-                    ref_cache[batch] = reference_spikes(inputs)
-                cmp = compare_spikes(out, ref_cache[batch], n_out)
-                ours.update(
-                    max_abs_dt_vs_exact_s=cmp["max_abs_dt_s"],
-                    p99_abs_dt_vs_exact_s=cmp["p99_abs_dt_s"],
-                    n_abs_dt_over_1us_vs_exact=cmp["n_abs_dt_over_1us"],
-                    n_units_count_mismatch_vs_exact=cmp["n_units_count_mismatch"],
-                    n_output_spikes_exact=cmp["n_ref"],
-                )
-            elif ref is not None and b2_events is not None and dt == BRIAN2_DT:
-                keep = out[2] < int(ref["samples_run"])
-                cmp = compare_spikes((out[0][keep], out[1][keep], out[2][keep]), b2_events, n_out)
-                ours["n_units_count_mismatch_vs_brian2"] = cmp["n_units_count_mismatch"]
+            if out is not None:
+                ours.update(_compare_ours(out, mode, dt, inputs, ref, b2_events, ref_cache))
             config = {
                 "mode": mode,
                 "dt": dt,
@@ -665,7 +723,7 @@ def main(
     # ---- targets
     def ratio(mode: str, dt: float, batch: int, key: str = "median_s") -> float | None:
         rec, ref = records.get((mode, dt, batch)), refs.get(batch)
-        if rec is None or ref is None or not ref.get(key):
+        if rec is None or "median_s" not in rec or ref is None or not ref.get(key):
             return None
         return rec["median_s"] / ref[key]
 

@@ -106,3 +106,28 @@ def test_main_smoke_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     assert summary["config"]["summary"] is True
     assert summary["ours"]["exact_float64_ok"] is True
     assert summary["ours"]["discrete_target_met"] is None
+
+
+def test_main_reports_a_configuration_whose_memory_process_died(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def died(*args: object, **kwargs: object) -> float:
+        raise RuntimeError("memory measurement failed in the child process:\nchild process died")
+
+    monkeypatch.setattr(w5, "peak_rss_increase", died)
+    status = w5.main(
+        quick=True,
+        reference=False,
+        n_in=10,
+        n_out=20,
+        duration=0.05,
+        configs=(("discrete", 1e-3),),
+        repeats=1,
+        warmup=1,
+    )
+    assert status == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    line = records[1]
+    assert line["config"]["mode"] == "discrete"
+    assert "not timed" in line["ours"]["error"] and "median_s" not in line["ours"]
+    assert records[-1]["ours"]["discrete_target_met"] is None
