@@ -22,6 +22,7 @@ SpikingJelly/DCLS/DelRec). Units: seconds.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -36,7 +37,7 @@ from ._checks import check_choice, check_finite, check_positive, check_tensor
 from .models.base import NeuronModel
 from .spikes import Spikes
 from .surrogate import Surrogate
-from .synapses import Arrivals, Dense, StepArrivals
+from .synapses import Arrivals, Dense, StepArrivals, merge_arrivals
 
 TIME_MODES = ("discrete", "continuous")
 METHODS = ("exact", *STEPPERS)
@@ -67,11 +68,14 @@ class SimulationResult:
 
 
 class Recurrent(Protocol):
-    """A population's own delayed recurrent connection in discrete time.
+    """A population's own delayed recurrent connection.
 
-    ``start`` is called before the first step; ``read(n)`` returns the summed jumps
-    ``[B, N]`` arriving at the end of step ``n``; ``write(n, spikes)`` hands over the spikes
-    ``[B, N]`` emitted in step ``n`` (they may arrive in step ``n + 1`` at the earliest).
+    ``start`` is called before the first step (also with ``dt=`` and ``time=`` if it accepts
+    them). Discrete time: ``read(n)`` returns the summed jumps ``[B, N]`` arriving at the end
+    of step ``n``; ``write(n, spikes)`` hands over the spikes ``[B, N]`` emitted in step ``n``
+    (they may arrive in step ``n + 1`` at the earliest). Continuous time additionally:
+    ``arrivals(n) -> StepArrivals | None`` and ``emit(n, times, batch, units)`` (see
+    :class:`~ctsnn.synapses.RecurrentDense`).
     """
 
     def start(self, batch_size: int, *, dtype: torch.dtype, device: torch.device) -> None: ...
@@ -237,6 +241,14 @@ class _SpikeLog:
             self.times.append(torch.minimum(t[mask] + n * dt, end))
             self.index.append(idx)
 
+    def since(self, start: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``(times, batch, units)`` of the spikes logged after the first ``start`` entries."""
+        if len(self.times) == start:
+            empty = torch.zeros(0, dtype=torch.long)
+            return torch.zeros(0), empty, empty
+        idx = torch.cat(self.index[start:])
+        return torch.cat(self.times[start:]), idx[:, 0], idx[:, 1]
+
     def spikes(self, *, dt: float, n_steps: int, shape: tuple[int, int], like: Tensor) -> Spikes:
         if self.times:
             times = torch.cat(self.times)
@@ -251,6 +263,25 @@ class _SpikeLog:
 
 
 # --------------------------------------------------------------------------- engine
+def _check_state(model: NeuronModel, state: tuple, n: int, dt: float, method: str) -> None:
+    """Raise if the state went non-finite (diverging integrator or model): say when and why."""
+    bad = [name for name, v in zip(model.state_names, state, strict=True)
+           if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise FloatingPointError(
+            f"{type(model).__name__}: state variable(s) {bad} became NaN or infinite by step {n} "
+            f"(t = {(n + 1) * dt:g} s) with method={method!r} and dt={dt:g} s; the integrator "
+            "is probably unstable at this step size: use a smaller dt or another method"
+        )
+
+
+def _start_recurrent(recurrent, batch_size: int, dtype, device, dt: float, time: str) -> None:
+    """Call ``recurrent.start`` with the grid step and time mode if it takes them."""
+    accepted = inspect.signature(recurrent.start).parameters
+    extra = {k: v for k, v in {"dt": dt, "time": time}.items() if k in accepted}
+    recurrent.start(batch_size, dtype=dtype, device=device, **extra)
+
+
 def _initial_events(model: NeuronModel, state: tuple):
     """A resetting neuron that starts at or above threshold fires at t = 0."""
     if not (model.spiking and model.resets):
@@ -296,8 +327,10 @@ def run_population(
             surrogate derivative backward) and the reset is blended as
             ``state + s (reset(state) - state)`` so gradients flow through it.
         detach_reset: with a surrogate, stop the gradient through the reset's spike factor.
-        recurrent: the population's own delayed recurrent connection (discrete mode): read
+        recurrent: the population's own delayed recurrent connection. Discrete time: read
             before the threshold test of each step, written with the step's spikes.
+            Continuous time (e.g. :class:`~ctsnn.synapses.RecurrentDense`): its scheduled
+            arrivals join the step's input, and the step's spikes are handed to ``emit``.
         integrand: ``l(t, state) -> [B, N]``; its time integral is returned as ``integral``
             (e.g. a voltage loss ``∫ l(V) dt``). Continuous mode: Gauss-Legendre on every smooth
             piece between events, exact to rounding for steps well below the time constants,
@@ -336,6 +369,10 @@ def run_population(
     threshold = model.threshold if model.spiking else None
 
     integral: Tensor | None = None
+    # Per-step views made once: indexing a [T, ...] tensor inside the loop would make every
+    # step's backward allocate a full [T, B, N] gradient (O(T^2) backward).
+    current = None if current is None else current.unbind(0)
+    jumps = None if jumps is None else jumps.unbind(0)
     state, fired = _initial_events(model, state)
     ref_end = torch.full(shape, -torch.inf, dtype=dtype, device=device)  # absolute time
     raster = None
@@ -351,7 +388,7 @@ def run_population(
         # Grid-step countdown; a spike at t = 0 starts it as well.
         count = torch.where(fired, n_ref.expand(shape), zero) if fired is not None else zero.clone()
         if recurrent is not None:
-            recurrent.start(batch_size, dtype=dtype, device=device)
+            _start_recurrent(recurrent, batch_size, dtype, device, dt, time)
         for n in range(n_steps):
             x = zero if current is None else current[n]
             held = (count > 0) if has_ref else None
@@ -386,6 +423,8 @@ def run_population(
                 if recurrent is not None:
                     recurrent.write(n, spike)
             state = new
+            if n % 64 == 63 or n == n_steps - 1:
+                _check_state(model, state, n, dt, method)
             if integrand is not None:
                 term = dt * integrand(torch.as_tensor((n + 1) * dt, dtype=dtype), state)
                 integral = term if integral is None else integral + term
@@ -411,11 +450,20 @@ def run_population(
             method == "exact" and model.monotone and threshold is not None and not has_ref
             and integrand is None and model.has_flow
         )
-        fixed_point_ok = jump_only_possible and not bool(
-            (threshold(model.flow(state, zero, infinity)) >= 0).any()
+        # A NaN fixed point (a flow that cannot take h = inf) means "unknown": general path.
+        fixed_point_ok = jump_only_possible and bool(
+            (threshold(model.flow(state, zero, infinity)) < 0).all()
         )
+        if recurrent is not None:
+            if not hasattr(recurrent, "emit"):
+                raise ValueError(
+                    f"{type(recurrent).__name__} runs in discrete time only; for exact delayed "
+                    "recurrence in continuous time use ctsnn.synapses.RecurrentDense"
+                )
+            _start_recurrent(recurrent, batch_size, dtype, device, dt, time)
         for n in range(n_steps):
             t0 = n * dt
+            logged = len(log.times)
             x = zero if current is None else current[n]
             flow = _make_flow(model, method, t0, x)
             rate = _slope_fn(model, t0, x) if threshold is not None else None
@@ -423,6 +471,8 @@ def run_population(
             tau = zero
             hold = (ref_end - t0) if has_ref else None
             step_arr: StepArrivals | None = None if arrivals is None else arrivals(n)
+            if recurrent is not None:
+                step_arr = merge_arrivals(step_arr, recurrent.arrivals(n))
             boundaries = (
                 [] if step_arr is None else list(zip(step_arr.offset, step_arr.value, strict=True))
             )
@@ -433,7 +483,7 @@ def run_population(
             )
             if jump_only_possible and (
                 fixed_point_ok if current is None
-                else not bool((threshold(model.flow(state, x, infinity)) >= 0).any())
+                else bool((threshold(model.flow(state, x, infinity)) < 0).all())
             ):
                 # Spikes can only happen at jumps: the flow approaches a sub-threshold fixed
                 # point monotonically, so no root finding is needed between arrivals.
@@ -483,15 +533,15 @@ def run_population(
                                 hold = torch.where(fire, tau + ref_param, hold)
             if hold is not None:
                 ref_end = hold + t0
+            if n % 64 == 63 or n == n_steps - 1:
+                _check_state(model, state, n, dt, method)
+            if recurrent is not None:  # schedule this step's spikes on the recurrent synapses
+                new = log.since(logged)
+                recurrent.emit(n, *new)
             for name in record:
                 rec[name].append(getattr(state, name))
         spikes = log.spikes(dt=dt, n_steps=n_steps, shape=shape, like=zero)
     if time == "continuous":
-        if recurrent is not None:
-            raise NotImplementedError(
-                "recurrent connections run in discrete time for now; continuous-time recurrent "
-                "delays are part of the delays milestone"
-            )
         raster = None
     states = {name: torch.stack(v) if v else zero.new_zeros((0, *shape)) for name, v in rec.items()}
     return SimulationResult(spikes=spikes, states=states, final_state=state, raster=raster,

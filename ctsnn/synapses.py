@@ -200,13 +200,30 @@ class DelayedArrivals:
         if e0 == e1:
             return None
         batch, target, offset, value = (x[e0:e1] for x in self._w)
-        rank = self._rank[e0:e1]
-        shape = (k, self.batch_size, self.n_out)
-        jump = value.new_zeros(shape)
-        jump.index_put_((rank, batch, target), value, accumulate=True)
-        when = value.new_full(shape, self.dt)
-        when[rank, batch, target] = offset
-        return StepArrivals(when, jump)
+        return _element_arrivals(self._rank[e0:e1], batch, target, offset, value, k,
+                                 self.batch_size, self.n_out, self.dt)
+
+
+def _element_arrivals(rank: Tensor, batch: Tensor, target: Tensor, offset: Tensor,
+                      value: Tensor, k: int, batch_size: int, n_out: int, dt: float
+                      ) -> StepArrivals:
+    """Per-element arrival lists ``[k, B, N]`` from ranked (batch, target, offset, value)."""
+    shape = (k, batch_size, n_out)
+    jump = value.new_zeros(shape)
+    jump.index_put_((rank, batch, target), value, accumulate=True)
+    when = value.new_full(shape, dt)
+    when[rank, batch, target] = offset
+    return StepArrivals(when, jump)
+
+
+def merge_arrivals(a: StepArrivals | None, b: StepArrivals | None) -> StepArrivals | None:
+    """Both schedules of one step as one, in time order per element (stable)."""
+    if a is None or b is None:
+        return a if b is None else b
+    offset = torch.cat([a.offset, b.offset.expand(-1, *a.offset.shape[1:])])
+    value = torch.cat([a.value, b.value])
+    order = torch.argsort(offset.detach(), dim=0, stable=True)
+    return StepArrivals(offset.gather(0, order), value.gather(0, order))
 
 
 class Dense(nn.Module):
@@ -335,3 +352,118 @@ class Dense(nn.Module):
     def extra_repr(self) -> str:
         delay = "" if self.delay is None else ", delay=per-synapse"
         return f"n_in={self.n_in}, n_out={self.n_out}{delay}"
+
+
+class RecurrentDense(nn.Module):
+    """A population's own all-to-all recurrent synapses with delays, in both time modes.
+
+    Args:
+        weight: ``[N, N]`` (post, pre).
+        delay: seconds, per synapse ``[N, N]`` or per presynaptic axon ``[N]``; at least one
+            grid step (checked when a simulation starts), so a spike never acts within the
+            step that emitted it.
+        learn_weight, learn_delay: make them parameters.
+        max_delay: optional upper bound (seconds) for checks and :meth:`clamp_delays_`.
+
+    Continuous time: a spike at ``t`` reaches neuron ``i`` at exactly ``t + delay[i, j]``
+    (arrivals are scheduled as the spikes happen and differentiable w.r.t. spike times,
+    weights and delays). Discrete time: delays are rounded to whole steps (ties to even) and a
+    spike of step ``n`` arrives at the end of step ``n + round(delay / dt)``, like
+    :class:`Dense`. For DelRec's learnable spread-out recurrent delays see
+    :class:`ctsnn.delays.recurrent.DelayedRecurrent`.
+    """
+
+    def __init__(self, weight: Tensor, delay: Tensor, *, learn_weight: bool = True,
+                 learn_delay: bool = False, max_delay: float | None = None) -> None:
+        super().__init__()
+        check_tensor("weight", weight, ndim=2, floating=True)
+        if weight.shape[0] != weight.shape[1]:
+            raise ValueError(f"recurrent weight must be square [N, N], got {list(weight.shape)}")
+        check_finite("weight", weight)
+        self.inner = Dense(weight, delay=delay, max_delay=max_delay, learnable=learn_weight,
+                           learn_delay=learn_delay)
+        if self.inner.delay is None:
+            raise ValueError("delay is required for a recurrent connection (at least one step)")
+
+    @property
+    def weight(self) -> Tensor:
+        return self.inner.weight
+
+    @property
+    def delay(self) -> Tensor:
+        return self.inner.delay
+
+    def clamp_delays_(self) -> None:
+        """Clamp delays into ``[0, max_delay]`` in place (after optimiser steps)."""
+        self.inner.clamp_delays_()
+
+    # ------------------------------------------------------------------ shared
+    def start(self, batch_size: int, *, dtype: torch.dtype, device: torch.device,
+              dt: float, time: str = "discrete") -> None:
+        """Begin a simulation: nothing from a previous one is kept."""
+        low = float(self.delay.detach().min())
+        if low < dt * (1 - 1e-9):
+            raise ValueError(
+                f"recurrent delays must be at least one grid step (dt = {dt} s), got a minimum of "
+                f"{low} s: a spike cannot act within the step that emitted it"
+            )
+        self._dt, self._batch = dt, batch_size
+        if time == "discrete":
+            lags = torch.round(self.delay.detach() / dt).long()
+            self._lags = [int(k) for k in torch.unique(lags).tolist()]
+            # One masked weight per distinct lag, built once per sequence (saved once).
+            self._masked = {k: self.weight * (lags == k).to(self.weight.dtype) for k in self._lags}
+            self._history: list[Tensor] = []
+        else:
+            self._pending: list[tuple[Tensor, ...]] = []
+
+    # ------------------------------------------------------------------ discrete
+    def read(self, n: int) -> Tensor:
+        """Summed jumps ``[B, N]`` arriving at the end of step ``n``."""
+        out = None
+        for k in self._lags:
+            if n - k >= 0:
+                term = self._history[n - k] @ self._masked[k].t()
+                out = term if out is None else out + term
+        if out is None:
+            return self.weight.new_zeros(self._batch, self.weight.shape[0])
+        return out
+
+    def write(self, n: int, spikes: Tensor) -> None:
+        """The spikes ``[B, N]`` of step ``n``."""
+        self._history.append(spikes)
+
+    # ------------------------------------------------------------------ continuous
+    def emit(self, n: int, times: Tensor, batch: Tensor, units: Tensor) -> None:
+        """Schedule the arrivals of the spikes emitted during step ``n`` (times in seconds)."""
+        if times.numel() == 0:
+            return
+        n_out = self.weight.shape[0]
+        target = torch.arange(n_out, device=times.device).repeat(times.numel())
+        src = torch.repeat_interleave(torch.arange(times.numel(), device=times.device), n_out)
+        arrival = _snap_to_grid(times[src] + self.delay[target, units[src]], self._dt)
+        step, offset = _locate(arrival, self._dt)
+        value = self.weight[target, units[src]]
+        self._pending.append((step, batch[src], target, offset, value))
+
+    def arrivals(self, n: int) -> StepArrivals | None:
+        """Arrivals during step ``n`` of the spikes emitted so far."""
+        if not self._pending:
+            return None
+        if len(self._pending) > 1:
+            self._pending = [tuple(torch.cat(parts) for parts in zip(*self._pending,
+                                                                      strict=True))]
+        step, batch, target, offset, value = self._pending[0]
+        now = step == n
+        later = step > n
+        self._pending = [tuple(x[later] for x in self._pending[0])] if bool(later.any()) else []
+        if not bool(now.any()):
+            return None
+        batch, target, offset, value = batch[now], target[now], offset[now], value[now]
+        n_out = self.weight.shape[0]
+        order = _row_order((batch, target), (self._batch, n_out), offset.detach())
+        batch, target, offset, value = batch[order], target[order], offset[order], value[order]
+        rank = _ranks((batch, target), offset.detach())
+        k = int(rank.max()) + 1
+        return _element_arrivals(rank, batch, target, offset, value, k, self._batch, n_out,
+                                 self._dt)

@@ -441,8 +441,17 @@ class DelayedRecurrent(nn.Module):
         return buffer_length(float(d.max()), float(self.width().detach().max()))
 
     # ----------------------------------------------------------------- protocol
-    def start(self, batch_size: int, *, dtype: torch.dtype, device: torch.device) -> None:
-        """Prepare a sequence of ``batch_size`` samples (called by the engine before step 0)."""
+    def start(self, batch_size: int, *, dtype: torch.dtype, device: torch.device,
+              dt: float | None = None) -> None:
+        """Prepare a sequence of ``batch_size`` samples (called by the engine before step 0).
+
+        ``dt`` (the simulation's grid step, passed by the engine) must equal the module's own.
+        """
+        if dt is not None and abs(dt - self.dt) > 1e-9 * self.dt:
+            raise ValueError(
+                f"DelayedRecurrent was built for dt = {self.dt:g} s but the simulation runs at "
+                f"dt = {dt:g} s: its delays are stored in steps, so build it with the same dt"
+            )
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if dtype != self.weight.dtype:

@@ -81,9 +81,20 @@ class NeuronModel(nn.Module):
         if self.jump_target is not None and self.jump_target not in names:
             raise TypeError(f"jump_target {self.jump_target!r} is not a state variable {names}")
         self.n = n
-        self.State = namedtuple(f"{type(self).__name__}State", names)  # noqa: PYI024
+        self.State = type(self)._state_type(names)
         self._param_names: list[str] = []
         self.add_parameter("refractory", refractory, positive=True, allow_zero=True)
+
+    @classmethod
+    def _state_type(cls, names: tuple[str, ...]) -> type:
+        """The state named tuple of this class, made once and findable by pickle."""
+        cached = cls.__dict__.get("_State")
+        if cached is None or cached._fields != names:
+            cached = namedtuple(f"{cls.__name__}State", names)  # noqa: PYI024
+            cached.__qualname__ = f"{cls.__qualname__}._State"
+            cached.__module__ = cls.__module__
+            cls._State = cached
+        return cached
 
     # ----------------------------------------------------------------- parameters
     def add_parameter(

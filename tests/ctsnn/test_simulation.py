@@ -162,8 +162,8 @@ def test_neuron_starting_at_threshold_fires_at_zero(time):
 def test_non_resetting_model_starting_above_threshold_does_not_fire():
     model = ctsnn.HodgkinHuxley(1)
     state = model.initial_state(1, v=torch.tensor([5.0]))
-    res = ctsnn.simulate(model, torch.zeros(20, 1, 1), dt=1e-4, time="continuous", state=state)
-    assert len(res.spikes) == 0 or res.spikes.times[0] > 1e-4
+    res = ctsnn.simulate(model, torch.zeros(50, 1, 1), dt=2e-5, time="continuous", state=state)
+    assert len(res.spikes) == 0 or res.spikes.times[0] > 2e-5
 
 
 def test_refractory_period_spanning_steps():
@@ -296,3 +296,24 @@ def test_spike_caused_at_the_last_grid_point_stays_on_the_grid():
     assert len(res.spikes) == 1
     assert res.spikes.step.tolist() == [n_steps - 1]
     assert res.spikes.times[0].item() <= n_steps * dt
+
+
+def test_diverging_integration_raises_instead_of_returning_nan():
+    with pytest.raises(FloatingPointError, match="became NaN or infinite by step"):
+        ctsnn.simulate(ctsnn.HH(1), torch.full((200, 1, 1), 10.0), dt=2e-4, time="continuous",
+                       method="rk4")
+
+
+def test_model_state_pickles_and_modules_save():
+    import io
+    import pickle
+
+    m = ctsnn.CubaLIF(3)
+    s = m.initial_state(2)
+    back = pickle.loads(pickle.dumps(s))
+    assert type(back) is type(s) and all(torch.equal(a, b) for a, b in zip(back, s, strict=True))
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    again = torch.load(buf, weights_only=False).initial_state(2)
+    assert all(torch.equal(a, b) for a, b in zip(again, s, strict=True))
