@@ -1169,19 +1169,10 @@ def first_spike_times(spikes: Spikes, fill: float | None = None) -> Tensor:
     """``[B, N]`` time of each neuron's first spike (s), differentiable.
 
     Silent neurons get ``fill`` (default: the end of the grid ``n_steps dt``), a constant
-    without gradient (exact gradients cannot revive a silent neuron).
+    without gradient (exact gradients cannot revive a silent neuron). Same as
+    :meth:`ctsnn.Spikes.first_times`.
     """
-    b, n = spikes.batch_size, spikes.n_units
-    end = float(torch.tensor(spikes.n_steps, dtype=torch.float64) * spikes.dt)
-    out = torch.full((b * n,), end if fill is None else fill, dtype=spikes.times.dtype,
-                     device=spikes.times.device)
-    if len(spikes) == 0:
-        return out.reshape(b, n)
-    seg = spikes.batch * n + spikes.units
-    o = _order(seg, spikes.times.detach())
-    first = ~_same_prev(seg[o])
-    idx = o[first]
-    return out.index_put((seg[idx],), spikes.times[idx]).reshape(b, n)
+    return spikes.first_times(fill)
 
 
 def time_invariant_mse(first_times: Tensor, labels: Tensor, delta: float) -> Tensor:
