@@ -25,6 +25,21 @@ def _check_reset_below_threshold(model: NeuronModel) -> None:
         )
 
 
+class _Fires:
+    """The spiking part shared by LIF and CubaLIF: ``v >= v_threshold``, then ``v <- v_reset``."""
+
+    def _add_firing(self, v_threshold, v_reset, learn_threshold: bool) -> None:
+        self.add_parameter("v_threshold", v_threshold, learnable=learn_threshold)
+        self.add_parameter("v_reset", v_reset)
+        _check_reset_below_threshold(self)
+
+    def threshold(self, state: tuple) -> Tensor:
+        return state.v - self.v_threshold
+
+    def reset(self, state: tuple) -> tuple:
+        return state._replace(v=torch.zeros_like(state.v) + self.v_reset)
+
+
 class LI(NeuronModel):
     """Leaky integrator (non-spiking readout): ``tau_mem dv/dt = (v_leak - v) + r I``.
 
@@ -60,7 +75,7 @@ class LI(NeuronModel):
         return state._replace(v=v_inf + (state.v - v_inf) * torch.exp(-h / self.tau_mem))
 
 
-class LIF(LI):
+class LIF(_Fires, LI):
     """Leaky integrate-and-fire neuron (NIR ``LIF``).
 
     ``tau_mem dv/dt = (v_leak - v) + r I``; spike when ``v`` reaches ``v_threshold``;
@@ -89,15 +104,7 @@ class LIF(LI):
         **kwargs,
     ) -> None:
         super().__init__(n, tau_mem=tau_mem, r=r, v_leak=v_leak, learn_tau=learn_tau, **kwargs)
-        self.add_parameter("v_threshold", v_threshold, learnable=learn_threshold)
-        self.add_parameter("v_reset", v_reset)
-        _check_reset_below_threshold(self)
-
-    def threshold(self, state: tuple) -> Tensor:
-        return state.v - self.v_threshold
-
-    def reset(self, state: tuple) -> tuple:
-        return state._replace(v=torch.zeros_like(state.v) + self.v_reset)
+        self._add_firing(v_threshold, v_reset, learn_threshold)
 
 
 class CubaLI(NeuronModel):
@@ -152,7 +159,7 @@ class CubaLI(NeuronModel):
         return state._replace(v=v, i=i)
 
 
-class CubaLIF(CubaLI):
+class CubaLIF(_Fires, CubaLI):
     """Current-based LIF (NIR ``CubaLIF``): an exponential synaptic current drives a LIF.
 
     ``tau_syn dI/dt = -I + x``, ``tau_mem dv/dt = (v_leak - v) + r I``; spike when ``v``
@@ -177,12 +184,4 @@ class CubaLIF(CubaLI):
     ) -> None:
         super().__init__(n, tau_mem=tau_mem, tau_syn=tau_syn, r=r, v_leak=v_leak,
                          learn_tau=learn_tau, **kwargs)
-        self.add_parameter("v_threshold", v_threshold, learnable=learn_threshold)
-        self.add_parameter("v_reset", v_reset)
-        _check_reset_below_threshold(self)
-
-    def threshold(self, state: tuple) -> Tensor:
-        return state.v - self.v_threshold
-
-    def reset(self, state: tuple) -> tuple:
-        return state._replace(v=torch.zeros_like(state.v) + self.v_reset)
+        self._add_firing(v_threshold, v_reset, learn_threshold)
