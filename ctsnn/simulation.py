@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from solvers.events import advance_with_events, quadrature, where_state
+from solvers.history import History
 from solvers.steppers import STEPPERS
 
 from ._checks import check_choice, check_finite, check_positive, check_tensor
@@ -196,7 +197,64 @@ def _receive(model: NeuronModel, state: tuple, x: Tensor, held: Tensor | None) -
     return model.receive(state, x)
 
 
-def _make_flow(model: NeuronModel, method: str, t0: Tensor | float, x: Tensor):
+class _DelayedReads:
+    """History buffers of a model's ``delayed_reads`` (see :class:`NeuronModel`)."""
+
+    def __init__(self, model: NeuronModel, state: tuple, dt: float, method: str) -> None:
+        if method == "exact":
+            raise ValueError(
+                f"{type(model).__name__} reads delayed state: use a Runge-Kutta method "
+                "(closed-form flows cannot see x(t - lag))"
+            )
+        self.model, self.dt = model, dt
+        self.reads = dict(model.delayed_reads)
+        self.buffers = {}
+        for name, (var, lag_name) in self.reads.items():
+            if var not in model.state_names or not hasattr(model, lag_name):
+                raise ValueError(f"delayed_reads[{name!r}] = ({var!r}, {lag_name!r}): unknown "
+                                 "state variable or lag parameter")
+            lag = getattr(model, lag_name)
+            if bool((lag < dt * (1 - 1e-9)).any()):
+                raise ValueError(
+                    f"{type(model).__name__}.{lag_name} must be at least one grid step "
+                    f"(dt = {dt} s), got a minimum of {float(lag.detach().min())} s"
+                )
+            self.buffers[name] = History(
+                getattr(state, var).shape, float(lag.detach().max()), dt,
+                initial=getattr(state, var).detach(), interp="hermite",
+                dtype=getattr(state, var).dtype, device=getattr(state, var).device,
+            )
+        self.push(state, 0.0, None)
+
+    def values(self, offset: Tensor | float) -> dict[str, Tensor]:
+        """Each delayed variable at ``t_last + offset - lag``."""
+        return {name: buf.read(getattr(self.model, self.reads[name][1]), offset)
+                for name, buf in self.buffers.items()}
+
+    def push(self, state: tuple, t: float, x: Tensor | None) -> None:
+        """Store the state at grid time ``t`` (and its derivative, for Hermite)."""
+        x = torch.zeros_like(state[0]) if x is None else x
+        last = next(iter(self.buffers.values())).t_last
+        offset = 0.0 if last is None else t - last  # delayed values at t itself
+        dy = self.model.State(*self.model.dynamics(t, state, x, self.values(offset)))
+        for name, buf in self.buffers.items():
+            var = self.reads[name][0]
+            buf.push(getattr(state, var), getattr(dy, var))
+
+
+def _dynamics(model: NeuronModel, delays: _DelayedReads | None, t0: float):
+    """``model.dynamics`` with the delayed values filled in when the model reads any."""
+    if delays is None:
+        return model.dynamics
+
+    def dynamics(t, state, input):
+        return model.dynamics(t, state, input, delays.values(t - t0))
+
+    return dynamics
+
+
+def _make_flow(model: NeuronModel, method: str, t0: Tensor | float, x: Tensor,
+               delays: _DelayedReads | None = None):
     """Dense output ``flow(y, tau, h, held)`` of one step for the given method."""
     if method == "exact":
 
@@ -205,21 +263,27 @@ def _make_flow(model: NeuronModel, method: str, t0: Tensor | float, x: Tensor):
 
         return flow
     stepper = STEPPERS[method]
+    dynamics = _dynamics(model, delays, t0)
 
     def flow(y, tau, h, held):
         def rhs(t, s):
-            return _zero_clamped(model, held, model.dynamics(t, s, x))
+            return _zero_clamped(model, held, dynamics(t, s, x))
 
         return _hold(model, held, y, stepper(rhs, t0 + tau, y, h))
 
     return flow
 
 
-def _slope_fn(model: NeuronModel, t0: Tensor | float, x: Tensor):
-    """``dg/dt`` along the dynamics (forward-mode derivative of the threshold)."""
+def _slope_fn(model: NeuronModel, t0: Tensor | float, x: Tensor,
+              delays: _DelayedReads | None = None):
+    """``dg/dt`` along the dynamics (forward-mode derivative of the threshold).
+
+    For delayed reads the delayed values are taken at the start of the step.
+    """
+    dynamics = _dynamics(model, delays, t0)
 
     def slope(y):
-        return model.threshold_rate(y, model.State(*model.dynamics(t0, y, x)))
+        return model.threshold_rate(y, model.State(*dynamics(t0, y, x)))
 
     return slope
 
@@ -374,6 +438,7 @@ def run_population(
     current = None if current is None else current.unbind(0)
     jumps = None if jumps is None else jumps.unbind(0)
     state, fired = _initial_events(model, state)
+    delays = _DelayedReads(model, state, dt, method) if model.delayed_reads else None
     ref_end = torch.full(shape, -torch.inf, dtype=dtype, device=device)  # absolute time
     raster = None
     if fired is not None:
@@ -392,7 +457,7 @@ def run_population(
         for n in range(n_steps):
             x = zero if current is None else current[n]
             held = (count > 0) if has_ref else None
-            new = _make_flow(model, method, n * dt, x)(state, zero, h, held)
+            new = _make_flow(model, method, n * dt, x, delays)(state, zero, h, held)
             if jumps is not None:
                 new = _receive(model, new, jumps[n], held)
             if recurrent is not None:
@@ -423,6 +488,8 @@ def run_population(
                 if recurrent is not None:
                     recurrent.write(n, spike)
             state = new
+            if delays is not None:
+                delays.push(state, (n + 1) * dt, x)
             if n % 64 == 63 or n == n_steps - 1:
                 _check_state(model, state, n, dt, method)
             if integrand is not None:
@@ -465,8 +532,8 @@ def run_population(
             t0 = n * dt
             logged = len(log.times)
             x = zero if current is None else current[n]
-            flow = _make_flow(model, method, t0, x)
-            rate = _slope_fn(model, t0, x) if threshold is not None else None
+            flow = _make_flow(model, method, t0, x, delays)
+            rate = _slope_fn(model, t0, x, delays) if threshold is not None else None
             slope = None if model.monotone else rate
             tau = zero
             hold = (ref_end - t0) if has_ref else None
@@ -533,6 +600,8 @@ def run_population(
                                 hold = torch.where(fire, tau + ref_param, hold)
             if hold is not None:
                 ref_end = hold + t0
+            if delays is not None:
+                delays.push(state, (n + 1) * dt, x)
             if n % 64 == 63 or n == n_steps - 1:
                 _check_state(model, state, n, dt, method)
             if recurrent is not None:  # schedule this step's spikes on the recurrent synapses

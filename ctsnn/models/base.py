@@ -57,6 +57,12 @@ class NeuronModel(nn.Module):
         threshold_variable: set when ``threshold(state)`` is ``state.<var> - constant``: the
             rate of the threshold function is then that variable's derivative (a fast path
             for :meth:`threshold_rate`).
+        delayed_reads: delay-differential models: ``{name: (variable, lag_parameter)}``. The
+            simulation keeps a history of each such state variable and calls
+            ``dynamics(t, state, input, delayed)`` with ``delayed[name]`` = the variable at
+            ``t - lag`` (per neuron, seconds, cubic Hermite interpolation, differentiable
+            w.r.t. the lag). Lags must be at least one grid step; the pre-history is the
+            initial state; Runge-Kutta methods only (no closed-form flow).
 
     Args:
         n: number of neurons.
@@ -70,6 +76,7 @@ class NeuronModel(nn.Module):
     monotone: ClassVar[bool] = False
     initial_values: ClassVar[dict[str, Any]] = {}
     threshold_variable: ClassVar[str | None] = None
+    delayed_reads: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(self, n: int, *, refractory: float | Tensor = 0.0) -> None:
         super().__init__()
