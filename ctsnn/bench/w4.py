@@ -289,8 +289,10 @@ def main(
             "ours_top_ops": top,
             "note": ("minimal work = the three matrix products forward and backward (weight "
                      "gradients; input gradients of layers 2-3) + ~8 flops per neuron-step of "
-                     "LIF updates; at these sizes the per-step work is tiny (B x N = 64 x 256), "
-                     "so the time goes to per-step operator dispatch, not arithmetic"),
+                     "LIF updates; at these sizes the arithmetic is small (gemm_floor_s does "
+                     "all of it as three large GEMMs); the rest is per-step operators (one "
+                     "dispatch per step, layer and operation); ours_top_ops shows where our "
+                     "time goes"),
         }
         json_line("W6 roofline", {"workload": WORKLOAD, **config}, roof, None)
 
