@@ -29,7 +29,12 @@ def test_readme_python_snippets_run():
     code = "\n".join(re.findall(r"^```python\n(.*?)\n```", text, re.M | re.S))
     namespace: dict = {}
     torch.manual_seed(0)
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)  # as a user's fresh session
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    finally:
+        torch.set_default_dtype(old)
     assert namespace["exact"].spikes.times.numel() > 0
     assert namespace["res"].layers[0].spikes.n_units == 30
     assert namespace["adex"].n == 10
