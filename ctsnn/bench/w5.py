@@ -18,7 +18,11 @@ What :func:`main` measures (``ctsnn bench w5 [--quick] [--no-reference]``):
   :class:`~ctsnn.Spikes` and the :class:`~ctsnn.Layer` are built before the
   timed region; turning the spikes into the arrival schedule (continuous) or
   the per-step jumps (discrete) happens inside ``simulate`` and is timed.
-  Peak memory is the RSS increase of one call in a fresh process.
+  Peak memory is the RSS increase of one call in a fresh process; the timing
+  runs in another fresh process (a configuration killed for lack of memory on
+  a shared machine is reported with an ``error`` and the others go on). When
+  one call is so slow that the repeats would exceed ``budget_s`` (900 s), fewer
+  are made and the line says ``"reduced": true``.
 * **accuracy** — a float64 continuous run against :func:`event_driven_reference`,
   an independent numpy simulation of W5 (maximum spike-time error of matched
   spikes, spike counts); the float32 continuous runs are compared with it too.
@@ -34,10 +38,12 @@ from __future__ import annotations
 
 import functools
 import math
+import multiprocessing
 import os
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -140,11 +146,8 @@ def run_ours(
     return _events(step().spikes)
 
 
-def _memory_setup(
-    mode: str, dt: float, seed: int, n_in: int, n_out: int, duration: float, batch: int
-) -> Callable[[], object]:
+def _memory_setup(inputs: dict[str, np.ndarray], mode: str, dt: float) -> Callable[[], object]:
     """Setup of the memory measurement (runs in the fresh process): build, return the call."""
-    inputs = make_w5_inputs(seed=seed, n_in=n_in, n_out=n_out, duration=duration, batch=batch)
     dtype = torch.float32
     return _simulate_fn(make_layer(inputs, dtype), make_spikes(inputs, dt, dtype), mode, dt)
 
@@ -419,7 +422,7 @@ def _mem_available_mib() -> float | None:
     return None
 
 
-def _measure_ours(
+def _time_ours(
     inputs: dict[str, np.ndarray],
     mode: str,
     dt: float,
@@ -427,46 +430,8 @@ def _measure_ours(
     repeats: int,
     warmup: int,
     budget_s: float | None,
-    memory: bool,
-) -> tuple[dict[str, Any], Events | None]:
-    """Time (and measure the memory of) one float32 configuration of our side.
-
-    The memory is measured first, in its fresh process: if that process dies
-    (typically killed for lack of memory), the configuration is not timed here,
-    where the same death would end the whole benchmark; the dict then holds an
-    ``error`` and the events are None.
-
-    Returns the ``ours`` dict of the JSON line and the output events of the last call.
-    """
-    duration = float(inputs["duration"])
-    ours: dict[str, Any] = {}
-    if memory:
-        setup = functools.partial(
-            _memory_setup,
-            mode,
-            dt,
-            int(inputs["seed"]),
-            int(inputs["n_in"]),
-            int(inputs["n_out"]),
-            duration,
-            int(inputs["batch"]),
-        )
-        available = _mem_available_mib()
-        try:
-            ours["peak_rss_mib"] = peak_rss_increase(setup, timeout=7200)
-        except (RuntimeError, TimeoutError) as exc:
-            reason = str(exc).strip().splitlines()[-1]
-            print(f"[w5] memory measurement failed, not timed: {reason}", file=sys.stderr)
-            ours.update(
-                peak_rss_mib=None,
-                error=(
-                    f"the memory measurement's process failed ({reason}); MemAvailable was "
-                    f"{available:.0f} MiB before it: probably out of memory; not timed"
-                    if available is not None
-                    else f"the memory measurement's process failed ({reason}); not timed"
-                ),
-            )
-            return ours, None
+) -> tuple[dict[str, Any], Events]:
+    """Build one float32 configuration, time its simulate call; return (stats, events)."""
     last: list[ctsnn.SimulationResult] = []
     step = _simulate_fn(
         make_layer(inputs, torch.float32), make_spikes(inputs, dt, torch.float32), mode, dt
@@ -478,6 +443,98 @@ def _measure_ours(
     stats = _timed(call, repeats=repeats, warmup=warmup, budget_s=budget_s)
     out = _events(last[-1].spikes)
     last.clear()
+    return stats, out
+
+
+def _timing_child(conn: Any, inputs: dict[str, np.ndarray], kwargs: dict[str, Any]) -> None:
+    """Body of the fresh timing process of :func:`_measure_ours`: sends (stats, events)."""
+    try:
+        bench_env(2, warn=False)
+        conn.send({"ok": True, "result": _time_ours(inputs, **kwargs)})
+    except BaseException:  # report anything to the parent rather than die silently
+        conn.send({"ok": False, "error": traceback.format_exc()})
+    finally:
+        conn.close()
+
+
+def _time_in_fresh_process(
+    inputs: dict[str, np.ndarray], kwargs: dict[str, Any], timeout: float | None
+) -> tuple[dict[str, Any], Events]:
+    """:func:`_time_ours` in a ``spawn`` child (the inputs are sent to it).
+
+    Raises:
+        RuntimeError: the child failed or died (e.g. killed for lack of memory).
+    """
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_timing_child, args=(child, inputs, kwargs), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            raise RuntimeError(f"timing did not finish within {timeout} s")
+        msg = parent.recv()
+    except EOFError:
+        proc.join(5.0)
+        msg = {"ok": False, "error": f"timing process died (exit code {proc.exitcode})"}
+    finally:
+        parent.close()
+        proc.join(5.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if not msg["ok"]:
+        raise RuntimeError(msg["error"])
+    return msg["result"]
+
+
+def _measure_ours(
+    inputs: dict[str, np.ndarray],
+    mode: str,
+    dt: float,
+    *,
+    repeats: int,
+    warmup: int,
+    budget_s: float | None,
+    memory: bool,
+    isolate: bool,
+) -> tuple[dict[str, Any], Events | None]:
+    """Time (and measure the memory of) one float32 configuration of our side.
+
+    The memory is measured first, in its fresh process; the timing follows, in
+    another fresh process when ``isolate`` (so that a process killed for lack of
+    memory on a shared machine costs one configuration, not the whole
+    benchmark). A failure leaves an ``error`` in the dict and no events.
+
+    Returns the ``ours`` dict of the JSON line and the output events of the last call.
+    """
+    duration = float(inputs["duration"])
+    ours: dict[str, Any] = {}
+    available = _mem_available_mib()
+    where = f"; MemAvailable was {available:.0f} MiB before" if available is not None else ""
+    if memory:
+        setup = functools.partial(_memory_setup, inputs, mode, dt)
+        try:
+            ours["peak_rss_mib"] = peak_rss_increase(setup, timeout=7200)
+        except (RuntimeError, TimeoutError) as exc:
+            reason = str(exc).strip().splitlines()[-1]
+            print(f"[w5] memory measurement failed, not timed: {reason}", file=sys.stderr)
+            ours.update(
+                peak_rss_mib=None,
+                error=f"memory measurement failed ({reason}{where}); not timed",
+            )
+            return ours, None
+    kwargs = {"mode": mode, "dt": dt, "repeats": repeats, "warmup": warmup, "budget_s": budget_s}
+    try:
+        if isolate:
+            stats, out = _time_in_fresh_process(inputs, kwargs, timeout=None)
+        else:
+            stats, out = _time_ours(inputs, **kwargs)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        print(f"[w5] timing failed: {reason}", file=sys.stderr)
+        ours["error"] = f"timing failed ({reason}{where})"
+        return ours, None
     ours = {
         "median_s": stats["median_s"],
         "min_s": stats["min_s"],
@@ -580,6 +637,7 @@ def main(
     memory: bool = True,
     brian2_samples: int = 8,
     budget_s: float | None = 900.0,
+    isolate: bool = True,
 ) -> int:
     """Run benchmark W5 and print its JSON lines on stdout (progress on stderr).
 
@@ -601,6 +659,9 @@ def main(
             our side: when a single call is so slow that ``repeats`` of them
             exceed it, fewer are made (at least one after one warm-up) and the
             JSON line says so (``reduced``). None: always the full protocol.
+        isolate: Time each configuration of our side in a fresh process (a
+            process killed for lack of memory then costs that configuration
+            only, reported with an ``error``); False: in this process.
 
     Returns:
         0, or 1 if the float64 continuous run disagrees with the event-driven
@@ -706,6 +767,7 @@ def main(
                 warmup=warmup,
                 budget_s=budget_s,
                 memory=memory,
+                isolate=isolate,
             )
             if out is not None:
                 ours.update(_compare_ours(out, mode, dt, inputs, ref, b2_events, ref_cache))

@@ -84,6 +84,7 @@ def test_main_smoke_tiny(capsys: pytest.CaptureFixture[str]) -> None:
         repeats=1,
         warmup=1,
         memory=False,
+        isolate=False,
     )
     assert status == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
@@ -124,6 +125,7 @@ def test_main_reports_a_configuration_whose_memory_process_died(
         configs=(("discrete", 1e-3),),
         repeats=1,
         warmup=1,
+        isolate=False,
     )
     assert status == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
@@ -131,3 +133,14 @@ def test_main_reports_a_configuration_whose_memory_process_died(
     assert line["config"]["mode"] == "discrete"
     assert "not timed" in line["ours"]["error"] and "median_s" not in line["ours"]
     assert records[-1]["ours"]["discrete_target_met"] is None
+
+
+def test_timing_in_a_fresh_process_gives_the_in_process_spikes() -> None:
+    inputs = _small_inputs()
+    kwargs = {"mode": "continuous", "dt": 1e-3, "repeats": 1, "warmup": 0, "budget_s": None}
+    stats, out = w5._time_in_fresh_process(inputs, kwargs, timeout=120)
+    assert stats["repeats"] == 1 and stats["median_s"] > 0
+    _, here = w5._time_ours(inputs, **kwargs)
+    assert out[0].size > 0
+    for a, b in zip(out, here, strict=True):
+        np.testing.assert_array_equal(a, b)
