@@ -53,12 +53,17 @@ from .peers import (
     timed,
 )
 
-__all__ = ["CONFIGS", "DELREC_ANCHORS", "build_ours", "main"]
+__all__ = ["CONFIGS", "DELREC_ANCHORS", "MEMORY_LIMITED", "build_ours", "main"]
 
 WORKLOAD = "W3 delrec-shd"
 P_INPUT = 0.03
 #: (batch, T) measured by default, in this order.
 CONFIGS: tuple[tuple[int, int], ...] = ((64, 100), (64, 1000), (256, 100), (256, 1000))
+#: (batch, T) -> (repeats, warm-ups) for configurations whose full protocol does not fit in
+#: memory: each training step of the recurrent delays currently leaks most of its memory (a
+#: reference cycle through ``ctx.run`` in ``ctsnn/delays/recurrent.py``, see the docs), and at
+#: 256 x 1000 seven steps in one process exhaust 24 GiB. Drop the entry once that is fixed.
+MEMORY_LIMITED: dict[tuple[int, int], tuple[int, int]] = {(256, 1000): (1, 1)}
 #: The DelRec reference as measured for the benchmark doc (not in this run): (batch, T) ->
 #: (seconds per step, peak RSS increase MiB).
 DELREC_ANCHORS: dict[tuple[int, int], tuple[float, float]] = {
@@ -155,7 +160,12 @@ def main(
     for batch, n_steps in configs:
         log(f"ours, batch {batch}, T = {n_steps}...")
         net, step = build_ours(batch, n_steps, seed=seed)
-        ours = time_summary(timed(step, repeats=repeats, warmup=warmup, budget_s=budget_s))
+        reps, warm = MEMORY_LIMITED.get((batch, n_steps), (repeats, warmup))
+        reps, warm = min(reps, repeats), min(warm, warmup)
+        ours = time_summary(timed(step, repeats=reps, warmup=warm, budget_s=budget_s))
+        if (reps, warm) != (repeats, warmup):
+            ours["protocol"]["note"] = (f"{reps} timed step(s) after {warm} warm-up(s): the full "
+                                        "protocol exhausts memory (per-step leak, see docs)")
         _, saved = saved_tensor_bytes(lambda net=net, step=step: net.loss(net(step.x), step.y))
         for m in net.recurrent_modules():
             # A forward pass without backward stays referenced by the recurrent module's working
