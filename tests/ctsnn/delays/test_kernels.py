@@ -1,4 +1,4 @@
-"""Delay kernels, rounding, the DCLS position convention and the sigma schedules (float64).
+"""Delay kernels, rounding, the DCLS position convention, the sigma and ease-in schedules (float64).
 
 SEEDS F0.3 (rounding), F1.5 (position <-> delay), F1.6 (normalisation), F1.7 (sigma -> 0 and
 the sigma_eff = 0.5 values), F1.9 (DCLS schedule), F2.16 (DelRec schedule).
@@ -29,6 +29,7 @@ from ctsnn.delays import (
     triangle_taps,
 )
 from ctsnn.delays.kernels import DCLS_EPS, clamp_delay, gaussian_mass
+from ctsnn.delays.schedules import EaseInSchedule, ease_in
 
 
 @pytest.fixture(autouse=True)
@@ -275,3 +276,31 @@ def test_delrec_schedule_values():
         DelRecSigmaSchedule(epochs=0)
     with pytest.raises(ValueError, match="decay"):
         DelRecSigmaSchedule(epochs=10, decay=1.5)
+
+
+def test_ease_in_schedule():
+    """F3.27 / SEEDS C2 weight ease-in; mlGeNN example: lr = 1e-6 * 1.05^batch up to 1e-3
+    (factor 1e-3 of lr = 1e-3)."""
+    sched = EaseInSchedule(factor=1e-3, multiplier=1.05)
+    assert sched(0) == 1e-3 and sched(10) == pytest.approx(1e-3 * 1.05**10, rel=1e-15)
+    assert sched.batches_to_full == 142  # 1.05^141 < 1000 <= 1.05^142
+    assert sched(141) < 1.0 and sched(142) == 1.0 and sched(10**9) == 1.0  # no overflow
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=1e-3)
+    lr_sched = ease_in(opt)
+    seen = []
+    for batch in range(150):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        lr_sched.step()
+        assert seen[-1] == pytest.approx(min(1e-3, 1e-6 * 1.05**batch), rel=1e-12)
+    assert seen[0] == pytest.approx(1e-6) and seen[-1] == 1e-3
+    assert all(b >= a for a, b in zip(seen, seen[1:], strict=False))
+    # SEEDS C2's SHD setting: start at 0.01 x lr
+    assert EaseInSchedule(factor=0.01)(0) == 0.01
+    with pytest.raises(ValueError, match="factor"):
+        EaseInSchedule(factor=2.0)
+    with pytest.raises(ValueError, match="multiplier"):
+        EaseInSchedule(factor=0.1, multiplier=0.9)
+    with pytest.raises(ValueError, match="batch"):
+        sched(-1)
