@@ -75,9 +75,9 @@ def _models():
             ctsnn.CubaLI(N_OUT, tau_mem=TAU_M, tau_syn=TAU_S))
 
 
-def _continuous(events, params):
+def _continuous(events, params, models=_models):
     """Exact continuous EventProp: loss, hidden spikes, [dW1, dD1, dW2, dD2]."""
-    m1, m2 = _models()
+    m1, m2 = models()
     net = EventPropNetwork([EventPropLayer(m1, params[0], delay=params[1]),
                             EventPropLayer(m2, params[2], delay=params[3])], readout="avg_exp")
     z, hidden = net(_spikes(events, 1e-3), return_spikes=True)
@@ -87,8 +87,8 @@ def _continuous(events, params):
     return loss.item(), hidden[0], grads
 
 
-def _discrete_net(params, dt, max_delay=MAX_DELAY):
-    m1, m2 = _models()
+def _discrete_net(params, dt, max_delay=MAX_DELAY, models=_models):
+    m1, m2 = models()
     k = int(round(max_delay / dt))
     return DiscreteEventPropNetwork([
         DiscreteEventPropLayer(m1, params[0], delay=params[1], max_delay_steps=k),
@@ -96,8 +96,8 @@ def _discrete_net(params, dt, max_delay=MAX_DELAY):
     ])
 
 
-def _discrete(events, params, dt):
-    net = _discrete_net(params, dt)
+def _discrete(events, params, dt, models=_models):
+    net = _discrete_net(params, dt, models=models)
     z, hidden = net(_spikes(events, dt), return_spikes=True)
     loss = F.cross_entropy(z, LABELS)
     loss.backward()
@@ -239,6 +239,30 @@ def test_discrete_gradients_converge_to_the_continuous_ones():
     _, _, g_d = _discrete(events, params, 1e-5)
     for a, b in zip(g_d, g_c, strict=True):
         assert float(_rel([a], [b])) < 1e-2
+
+
+@pytest.mark.parametrize("tau_m, tau_s, r_hidden", [(0.02, 0.005, 1.5), (0.01, 0.01, 0.5)])
+def test_convergence_with_general_neuron_parameters(tau_m, tau_s, r_hidden):
+    """F3.24 with ``r != 1``, ``v_leak != 0``, ``v_reset != 0`` (both layers) and with
+    ``tau_m == tau_s`` (the coupling's limit form). Measured relative errors at 0.1 / 0.01 ms:
+    w 9.3e-3 / 7.0e-4, d 3.5e-3 / 3.7e-4 (first case); w 1.4e-2 / 1.1e-3, d 1.0e-2 / 7.8e-4."""
+
+    def models():
+        return (ctsnn.CubaLIF(N_HID, tau_mem=tau_m, tau_syn=tau_s, r=r_hidden, v_leak=0.1,
+                              v_reset=-0.2),
+                ctsnn.CubaLI(N_OUT, tau_mem=tau_m, tau_syn=tau_s, r=0.8, v_leak=-0.05))
+
+    events, params = _problem(0)
+    _, hidden_c, g_c = _continuous(events, params, models)
+    errs = []
+    for dt in (1e-4, 1e-5):
+        _, hidden_d, g_d = _discrete(events, params, dt, models)
+        assert torch.equal(hidden_d.count(), hidden_c.count())
+        errs.append((float(_rel([g_d[0], g_d[2]], [g_c[0], g_c[2]])),
+                     float(_rel([g_d[1], g_d[3]], [g_c[1], g_c[3]]))))
+    for coarse, fine in zip(errs[0], errs[1], strict=True):
+        assert fine / coarse < 0.3, errs
+        assert fine < 5e-3, errs
 
 
 def test_finest_grid_matches_finite_differences_of_the_continuous_loss():
