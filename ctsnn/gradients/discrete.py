@@ -551,9 +551,12 @@ class DiscreteEventPropLayer(nn.Module):
 
     @property
     def spiking(self) -> bool:
+        """Whether the layer spikes (``CubaLIF``) rather than reads out (``CubaLI``)."""
         return isinstance(self.model, CubaLIF)
 
     def forward(self, spikes: Spikes) -> Spikes | Tensor:
+        """Input :class:`ctsnn.Spikes` (``n_units = N_in``, grid ``dt`` in s) -> output spikes
+        on the same grid (``CubaLIF``) or the readout ``z [B, N]`` (``CubaLI``)."""
         return discrete_layer_forward(self.model, spikes, self.weight, self.delay,
                                       max_delay_steps=self.max_delay_steps,
                                       max_spikes=self.max_spikes)
@@ -604,6 +607,7 @@ class DiscreteEventPropNetwork(nn.Module):
         self.layers = nn.ModuleList(layers)
 
     def forward(self, spikes: Spikes, return_spikes: bool = False) -> Any:
+        """``z [B, N_out]`` (and the hidden layers' :class:`ctsnn.Spikes` if requested)."""
         return discrete_eventprop(list(self.layers), spikes, return_spikes=return_spikes)
 
     def clamp_delays_(self, dt: float) -> None:
