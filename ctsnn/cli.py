@@ -20,8 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="run a benchmark workload (JSON lines on stdout)")
     bench.add_argument(
         "workload",
-        choices=["w1", "w3", "w4", "w5"],
-        help="w1: dcls-shd vs DCLS+SpikingJelly; w3: delrec-shd (SpikingJelly yardstick); "
+        choices=["w1", "w2", "w3", "w4", "w5"],
+        help="w1: dcls-shd vs DCLS+SpikingJelly; w2: eventprop-long (EventProp) vs DCLS; "
+        "w3: delrec-shd (SpikingJelly yardstick); "
         "w4: lif-plain vs SpikingJelly/snnTorch/Norse (w1, w4: with their W6 roofline); "
         "w5: sim-continuous vs Brian2",
     )

@@ -1,0 +1,338 @@
+"""Benchmark workload W2 ``eventprop-long``: exact (EventProp) gradients on long sequences.
+
+W2 (the project's benchmark doc): 140 -> 256 -> 256 -> 20 feed-forward with per-synapse
+delays, 1 ms steps, batch 32, T in {250, 500, 1000} steps, max delay in {64, 256} steps, input
+Bernoulli(0.003). Reference: the DCLS reference of W1 with kernel = max delay + 1 at the final
+width. Targets: >= 26x faster than the reference at T = 1000 with max delay 256; <= 0.35x its
+memory; our memory at T = 1000 <= 1.5x our memory at T = 250.
+
+What :func:`main` measures (``ctsnn bench w2 [--quick] [--no-reference]``), per (T, max delay):
+
+* **ours** — :class:`ctsnn.gradients.EventPropNetwork` of two ``CubaLIF(256)`` layers and a
+  ``CubaLI(20)`` readout (``readout="avg_exp"``), ``tau_mem = 20 ms``, ``tau_syn = 5 ms``,
+  threshold 1, reset 0; exact continuous-time EventProp gradients for weights and delays.
+  Weights Gaussian (:data:`WEIGHT_INIT`: the hidden layers fire a few spikes per neuron per
+  250 ms, the counts are in the JSON), delays ``U(0, max delay)`` per synapse, learnable,
+  clamped to ``[0, max delay]`` after each step. Input: the Bernoulli raster as
+  :class:`ctsnn.Spikes` (event at step ``n`` -> time ``(n + 1) dt``).
+* **reference** — :class:`~ctsnn.bench.peers.DCLSReferenceNet` (DCLS ``Dcls1d`` Gaussian +
+  SpikingJelly LIF, BatchNorm, dropout, as in W1) with kernel ``max delay + 1`` at the final
+  width of the published schedule (``SIG = 0.23``; the dense kernel costs the same at any
+  width), its recipe (two Adams, positions clamped), same sizes, batch, T and input.
+* A training step is ``zero_grad``, forward, loss (ours: cross-entropy of the readout against
+  uniform labels; reference: its time-summed softmax loss), backward, Adam step(s), clamp.
+  Time by the protocol (median after warm-up; fewer calls when one call is slow:
+  ``"reduced": true``), memory = peak RSS increase of one step in a fresh process.
+* Ours also reports the spikes per neuron per trial of the input and both hidden layers (the
+  work is real), and optionally (``profile``) the top costs of one step (Python functions by
+  own time, from :mod:`cProfile`, and torch operators).
+
+Output: one JSON line per configuration with ``ours``/``reference``/``ratio`` and a summary line
+with the three targets (and which are met).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import functools
+import os
+import pstats
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import ctsnn
+from ctsnn.gradients import EventPropLayer, EventPropNetwork
+from ctsnn.papers.dcls import dcls_loss
+
+from .harness import bench_env, json_line, peak_rss_increase
+from .peers import (
+    DCLSReferenceNet,
+    bernoulli_input,
+    git_state,
+    import_error,
+    module_version,
+    time_summary,
+    timed,
+)
+from .w4 import profile_top
+
+__all__ = [
+    "CONFIGS",
+    "QUICK_CONFIGS",
+    "WEIGHT_INIT",
+    "build_ours",
+    "build_reference",
+    "init_parameters",
+    "main",
+    "profile_step",
+]
+
+WORKLOAD = "W2 eventprop-long"
+SIZES: tuple[int, ...] = (140, 256, 256, 20)
+BATCH = 32
+DT = 1e-3
+P_INPUT = 0.003
+TAU_MEM = 0.02
+TAU_SYN = 0.005
+THRESHOLD = 1.0
+#: the reference's final width: the published schedule ends at ``SIG = 0.23``
+REF_SIG = 0.23
+#: (T, max delay) in steps, measured by default in this order
+CONFIGS: tuple[tuple[int, int], ...] = tuple((t, d) for d in (64, 256) for t in (250, 500, 1000))
+QUICK_CONFIGS: tuple[tuple[int, int], ...] = ((250, 256), (1000, 256))
+#: Gaussian (mean, std) of each layer's weights. Input rate per hidden neuron of layer 1 is
+#: 140 x 0.003 = 0.42 spikes/ms; one unit jump of ``I`` peaks at 0.16 in ``V``: these make
+#: layer 1 fire about 5 and layer 2 about 5-10 spikes per neuron per 250 ms (reported in the
+#: JSON); the readout's weights only scale the logits.
+WEIGHT_INIT: tuple[tuple[float, float], ...] = ((0.5, 1.0), (0.04, 0.08), (0.0, 0.1))
+#: (T, max delay) -> (repeats, warm-ups) for --quick: one of our steps at T = 1000 takes
+#: minutes while the continuous engine steps in Python.
+QUICK_PROTOCOL = (2, 1)
+
+
+# --------------------------------------------------------------------------- builders
+def init_parameters(max_delay: int, *, seed: int = 0,
+                    sizes: Sequence[int] = SIZES) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(weight [N_out, N_in], delay [N_out, N_in] in s)`` of each layer, float32, seeded."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for (n_in, n_out), (mean, std) in zip(zip(sizes[:-1], sizes[1:], strict=True), WEIGHT_INIT,
+                                          strict=True):
+        w = torch.randn(n_out, n_in, generator=g) * std + mean
+        d = torch.rand(n_out, n_in, generator=g) * (max_delay * DT)
+        out.append((w, d))
+    return out
+
+
+def build_ours(n_steps: int, max_delay: int, batch: int = BATCH, *, seed: int = 0,
+               sizes: Sequence[int] = SIZES) -> tuple[EventPropNetwork, Callable[[], None]]:
+    """Our EventProp network and its training step.
+
+    The step keeps, as ``step.counts``, the spikes per neuron per trial of the input and of
+    each hidden layer in its last call (``step.x`` is the input :class:`ctsnn.Spikes`,
+    ``step.y`` the labels).
+    """
+    torch.manual_seed(seed)
+    params = init_parameters(max_delay, seed=seed, sizes=sizes)
+    layers = []
+    for k, (w, d) in enumerate(params):
+        n = w.shape[0]
+        model = (ctsnn.CubaLI(n, tau_mem=TAU_MEM, tau_syn=TAU_SYN) if k == len(params) - 1 else
+                 ctsnn.CubaLIF(n, tau_mem=TAU_MEM, tau_syn=TAU_SYN, v_threshold=THRESHOLD,
+                               v_reset=0.0))
+        layers.append(EventPropLayer(model, w, delay=d, max_delay=max_delay * DT))
+    net = EventPropNetwork(layers, readout="avg_exp")
+    raster, y = bernoulli_input(n_steps, batch, sizes[0], P_INPUT, seed=seed, n_classes=sizes[-1])
+    x = ctsnn.Spikes.from_raster(raster, DT)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    counts: dict[str, float] = {"input": len(x) / (batch * sizes[0])}
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        z, hidden = net(x, return_spikes=True)
+        F.cross_entropy(z, y).backward()
+        opt.step()
+        net.clamp_delays_()
+        for k, s in enumerate(hidden):
+            counts[f"hidden{k + 1}"] = len(s) / (batch * s.n_units)
+
+    step.counts, step.x, step.y = counts, x, y  # type: ignore[attr-defined]
+    return net, step
+
+
+def build_reference(n_steps: int, max_delay: int, batch: int = BATCH, *,
+                    seed: int = 0) -> tuple[DCLSReferenceNet, Callable[[], None]]:
+    """W1's DCLS + SpikingJelly reference with kernel ``max_delay + 1`` at the final width."""
+    torch.manual_seed(seed)
+    net = DCLSReferenceNet(n_in=SIZES[0], n_hidden=SIZES[1], n_layers=len(SIZES) - 2,
+                           n_out=SIZES[-1], kernel=max_delay + 1, sig=REF_SIG, seed=seed)
+    x, y = bernoulli_input(n_steps, batch, SIZES[0], P_INPUT, seed=seed, n_classes=SIZES[-1])
+    w_opt, p_opt = net.optimisers()
+
+    def step() -> None:
+        w_opt.zero_grad(set_to_none=True)
+        p_opt.zero_grad(set_to_none=True)
+        dcls_loss(net(x), y).backward()
+        w_opt.step()
+        p_opt.step()
+        net.clamp_()
+        net.reset_states()
+
+    return net, step
+
+
+def _memory_setup(side: str, n_steps: int, max_delay: int, batch: int,
+                  seed: int) -> Callable[[], None]:
+    """Setup of a memory measurement (runs in the fresh process): build, return the step."""
+    builder = build_ours if side == "ours" else build_reference
+    return builder(n_steps, max_delay, batch, seed=seed)[1]
+
+
+def profile_step(step: Callable[[], object], k: int = 8) -> dict[str, Any]:
+    """Top costs of one call of ``step``: Python functions by own time (cProfile; the engine
+    steps in Python, so operator-level profiles hide where the time goes) and torch operators
+    (:func:`ctsnn.bench.w4.profile_top`)."""
+    prof = cProfile.Profile()
+    prof.enable()
+    step()
+    prof.disable()
+    stats = pstats.Stats(prof)
+    total = stats.total_tt or 1.0
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    funcs = []
+    for (file, line, name), (_cc, calls, tottime, cumtime, _callers) in rows[:k]:
+        where = os.path.relpath(file, root) if file.startswith(root) else file
+        funcs.append({"function": f"{where}:{line}({name})", "own_share": tottime / total,
+                      "cumulative_share": cumtime / total, "calls": calls})
+    return {"profiled_s": total, "functions_by_own_time": funcs, "operators": profile_top(step)}
+
+
+# --------------------------------------------------------------------------- main
+def main(
+    quick: bool = False,
+    reference: bool = True,
+    *,
+    seed: int = 0,
+    configs: Sequence[tuple[int, int]] | None = None,
+    batch: int = BATCH,
+    repeats: int | None = None,
+    warmup: int | None = None,
+    memory: bool = True,
+    budget_s: float | None = 300.0,
+    profile: bool | None = None,
+) -> int:
+    """Run W2; JSON lines on stdout, progress on stderr.
+
+    Args:
+        quick: T = 250 and 1000 at max delay 256 only, 2 timed steps after 1 warm-up (fewer
+            when a step is slow: see ``budget_s``).
+        reference: run the DCLS + SpikingJelly reference (if ``DCLS`` and ``spikingjelly``
+            import).
+        configs: ``(T, max delay)`` pairs in steps (default :data:`CONFIGS`, ``quick``:
+            :data:`QUICK_CONFIGS`).
+        memory: measure peak RSS increases (a fresh process per configuration and side).
+        budget_s: per configuration and side, fewer repeats when one step is very slow.
+        profile: profile one of our steps at the first configuration (default: on unless the
+            configurations were given explicitly).
+    """
+    profile = profile if profile is not None else configs is None
+    configs = tuple(configs) if configs is not None else (QUICK_CONFIGS if quick else CONFIGS)
+    repeats = repeats or (QUICK_PROTOCOL[0] if quick else 5)
+    warmup = warmup if warmup is not None else (QUICK_PROTOCOL[1] if quick else 2)
+    env = bench_env(2)
+    git = git_state()
+
+    def log(msg: str) -> None:
+        print(f"[w2] {msg}", file=sys.stderr, flush=True)
+
+    versions = {m: module_version(m) for m in ("DCLS", "spikingjelly")}
+    use_ref = reference and all(versions.values())
+    missing = {m: import_error(m) for m, v in versions.items() if v is None}
+    if reference and not use_ref:
+        log(f"reference skipped: not importable: {missing}")
+
+    def mem(side: str, n_steps: int, max_delay: int) -> float | None:
+        if not memory:
+            return None
+        setup = functools.partial(_memory_setup, side, n_steps, max_delay, batch, seed)
+        try:
+            return peak_rss_increase(setup, timeout=7200)
+        except (RuntimeError, TimeoutError) as exc:
+            log(f"memory measurement failed: {exc}")
+            return None
+
+    def protocol_note(out: dict[str, Any]) -> None:
+        if out["protocol"]["reduced"]:
+            out["protocol"]["note"] = (f"one step is slow: {out['protocol']['repeats']} timed "
+                                       f"call(s) after 1 warm-up (budget {budget_s} s)")
+
+    records: dict[tuple[int, int], dict[str, Any]] = {}
+    refs: dict[tuple[int, int], dict[str, Any]] = {}
+    profiled: dict[str, Any] | None = None
+    for n_steps, max_delay in configs:
+        config = {"batch": batch, "n_steps": n_steps, "max_delay_steps": max_delay, "dt": DT,
+                  "p_input": P_INPUT, "sizes": list(SIZES), "dtype": "float32",
+                  "threads": env["torch_threads"], "seed": seed}
+        log(f"ours, T = {n_steps}, max delay {max_delay}...")
+        net, step = build_ours(n_steps, max_delay, batch, seed=seed)
+        ours = time_summary(timed(step, repeats=repeats, warmup=warmup, budget_s=budget_s))
+        protocol_note(ours)
+        ours["spikes_per_neuron_per_trial"] = dict(step.counts)  # type: ignore[attr-defined]
+        ours["parameters"] = sum(p.numel() for p in net.parameters())
+        ours["implementation"] = ("ctsnn EventPropNetwork (CubaLIF 256, CubaLIF 256, CubaLI 20, "
+                                  "avg_exp readout), exact continuous-time EventProp, "
+                                  "per-synapse delays")
+        ours["neurons"] = {"tau_mem_s": TAU_MEM, "tau_syn_s": TAU_SYN, "threshold": THRESHOLD,
+                           "weight_init_mean_std": [list(m) for m in WEIGHT_INIT]}
+        if profile and profiled is None:
+            log("profiling one of our steps...")
+            profiled = {"n_steps": n_steps, "max_delay_steps": max_delay, **profile_step(step)}
+        del net, step
+        ours["peak_rss_mib"] = mem("ours", n_steps, max_delay)
+        ref = None
+        if use_ref:
+            log(f"reference, T = {n_steps}, kernel {max_delay + 1}...")
+            rnet, rstep = build_reference(n_steps, max_delay, batch, seed=seed)
+            ref = time_summary(timed(rstep, repeats=repeats, warmup=warmup, budget_s=budget_s))
+            protocol_note(ref)
+            ref["parameters"] = rnet.count_parameters()
+            ref["implementation"] = (f"DCLS {versions['DCLS']} Dcls1d gauss K={max_delay + 1} "
+                                     f"+ SpikingJelly {versions['spikingjelly']} LIFNode")
+            ref["state"] = f"final width: SIG={REF_SIG}"
+            del rnet, rstep
+            ref["peak_rss_mib"] = mem("reference", n_steps, max_delay)
+            refs[(n_steps, max_delay)] = ref
+        json_line(WORKLOAD, config, ours, ref)
+        records[(n_steps, max_delay)] = ours
+
+    # ---- targets
+    summary: dict[str, Any] = {"reference_versions": versions, "reference_missing": missing,
+                               "configs": [f"T{t}_D{d}" for t, d in configs]}
+
+    def ratio(key: str, cfg: tuple[int, int]) -> float | None:
+        o, r = records.get(cfg, {}).get(key), refs.get(cfg, {}).get(key)
+        return None if o is None or not r else o / r
+
+    for cfg in records:
+        summary[f"T{cfg[0]}_D{cfg[1]}"] = {
+            "time_ratio": ratio("median_s", cfg), "memory_ratio": ratio("peak_rss_mib", cfg),
+            "ours_median_s": records[cfg]["median_s"],
+            "reference_median_s": refs.get(cfg, {}).get("median_s"),
+            "ours_peak_rss_mib": records[cfg].get("peak_rss_mib"),
+            "reference_peak_rss_mib": refs.get(cfg, {}).get("peak_rss_mib"),
+        }
+    targets: dict[str, Any] = {}
+    t = ratio("median_s", (1000, 256))
+    targets["time_T1000_D256_ratio"] = t
+    targets["speedup_T1000_D256"] = None if not t else 1.0 / t
+    targets["time_target_ge_26x_faster"] = None if t is None else t <= 1.0 / 26.0
+    m = ratio("peak_rss_mib", (1000, 256))
+    targets["memory_T1000_D256_ratio"] = m
+    targets["memory_target_le_0p35"] = None if m is None else m <= 0.35
+    growth: dict[str, float | None] = {}
+    for d in sorted({d for _, d in records}):
+        a = records.get((1000, d), {}).get("peak_rss_mib")
+        b = records.get((250, d), {}).get("peak_rss_mib")
+        if a is not None and b:
+            growth[f"D{d}"] = a / b
+    targets["ours_memory_T1000_over_T250"] = growth
+    targets["memory_growth_target_le_1p5"] = (all(v <= 1.5 for v in growth.values())
+                                              if growth else None)
+    targets["met"] = [k for k in ("time_target_ge_26x_faster", "memory_target_le_0p35",
+                                  "memory_growth_target_le_1p5") if targets[k] is True]
+    targets["not_met"] = [k for k in ("time_target_ge_26x_faster", "memory_target_le_0p35",
+                                      "memory_growth_target_le_1p5") if targets[k] is False]
+    targets["not_measured"] = [k for k in ("time_target_ge_26x_faster", "memory_target_le_0p35",
+                                           "memory_growth_target_le_1p5") if targets[k] is None]
+    summary["targets"] = targets
+    if profiled is not None:
+        summary["ours_profile"] = profiled
+    json_line(WORKLOAD, {"summary": True, "git": git, "env": env,
+                         "omp_wait_policy_env": os.environ.get("OMP_WAIT_POLICY")},
+              summary, None)
+    return 0
