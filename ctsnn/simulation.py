@@ -41,6 +41,7 @@ from .surrogate import Surrogate
 from .synapses import Arrivals, Dense, StepArrivals, merge_arrivals
 
 TIME_MODES = ("discrete", "continuous")
+GRADIENTS = ("surrogate", "adjoint")
 METHODS = ("exact", *STEPPERS)
 INPUT_KINDS = ("current", "jump")
 
@@ -98,9 +99,23 @@ class Layer(nn.Module):
         delay: with a weight tensor: seconds, per synapse ``[N, N_in]`` or per axon ``[N_in]``.
         learn_delay: make that delay a learnable parameter.
         max_delay: upper bound of the delays (seconds), checked and used by ``clamp_delays_``.
-        recurrent: the population's own recurrent connection (:class:`Recurrent`), discrete time.
+        recurrent: the population's own recurrent connection (:class:`Recurrent`); in continuous
+            time :class:`~ctsnn.synapses.RecurrentDense` (exact delayed arrivals).
         time, method, surrogate, detach_reset: how :meth:`forward` simulates (see
             :func:`simulate`); ``simulate`` overrides them with its own arguments.
+        gradient: ``"surrogate"`` (default): backpropagation through the simulation — with a
+            ``surrogate`` derivative of the spike in discrete time; in continuous time spike
+            times are differentiable (implicit function theorem at each crossing).
+            ``"adjoint"``: exact event-based adjoint gradients (EventProp) in continuous time:
+            the forward keeps spike events, not the autograd graph of the trajectory; the
+            backward solves the adjoint equations in reverse and hands the layer below the
+            gradient w.r.t. the spike times and amplitudes it received, so the two choices mix
+            in one network in any order. LIF / CubaLIF / LI / CubaLI feed-forward layers use the
+            closed-form EventProp (:mod:`ctsnn.gradients.eventprop`, memory grows with the
+            number of spikes, not with T); every other model, recurrent layers and learnable
+            neuron parameters use the generic adjoint (:mod:`ctsnn.gradients.adjoint`). A raster
+            from a discrete layer below enters as events at its spikes (gradient w.r.t. the
+            amplitudes of those spikes; entries without a spike get none).
 
     ``forward(x, state=None)`` takes the presynaptic spikes as a raster ``[T, B, N_in]`` (or
     ``[B, T, N_in]`` with ``batch_first``) or :class:`Spikes` and returns
@@ -122,10 +137,12 @@ class Layer(nn.Module):
         surrogate: Surrogate | None = None,
         detach_reset: bool = False,
         batch_first: bool = False,
+        gradient: str = "surrogate",
     ) -> None:
         super().__init__()
         if not isinstance(model, NeuronModel):
             raise TypeError(f"model must be a NeuronModel, got {type(model).__name__}")
+        check_choice("gradient", gradient, GRADIENTS)
         if delay is not None and not isinstance(weight, Tensor):
             raise ValueError("delay needs a weight tensor: one-to-one input has no synapses to "
                              "delay, and a synapse module carries its own delays")
@@ -145,6 +162,9 @@ class Layer(nn.Module):
         self.recurrent = recurrent
         self.time, self.method = time, method
         self.surrogate, self.detach_reset, self.batch_first = surrogate, detach_reset, batch_first
+        self.gradient = gradient
+        if gradient == "adjoint":
+            _check_adjoint_layer(self)
 
     @property
     def n_in(self) -> int:
@@ -166,6 +186,68 @@ class Layer(nn.Module):
         if isinstance(out, Tensor) and self.batch_first:
             out = out.transpose(0, 1)
         return out, result.final_state
+
+
+# --------------------------------------------------------------------------- adjoint layers
+def _check_adjoint_layer(layer: Layer) -> None:
+    """Construction-time errors for ``gradient="adjoint"``: say what to use instead."""
+    from .gradients.adjoint import check_adjoint_model
+    from .synapses import RecurrentDense
+
+    if layer.time != "continuous":
+        raise ValueError("gradient='adjoint' is exact continuous-time EventProp: use "
+                         "time='continuous' (or gradient='surrogate' for a discrete-time layer)")
+    if layer.surrogate is not None:
+        raise ValueError("a surrogate is for gradient='surrogate'; the adjoint needs none "
+                         "(drop surrogate=, or choose gradient='surrogate')")
+    if not isinstance(layer.synapse, Dense):
+        raise ValueError("gradient='adjoint' needs exact synapses: pass a weight tensor or a "
+                         "ctsnn.synapses.Dense (kernel synapses such as DelayedLinear spread "
+                         "spikes over the grid: train those with gradient='surrogate')")
+    if layer.recurrent is not None and not isinstance(layer.recurrent, RecurrentDense):
+        raise ValueError("gradient='adjoint' supports recurrence through "
+                         "ctsnn.synapses.RecurrentDense (exact delays); "
+                         f"{type(layer.recurrent).__name__} needs gradient='surrogate'")
+    check_adjoint_model(layer.model)
+
+
+def _uses_eventprop(layer: Layer, integrand) -> bool:
+    """The closed-form LIF-family EventProp applies (cheaper than the generic adjoint)."""
+    from .gradients.eventprop import supports
+
+    return layer.recurrent is None and supports(layer.model) and (
+        integrand is None if layer.model.spiking else integrand is not None)
+
+
+def _run_adjoint_layer(layer: Layer, signal, *, state, dt: float, record, xtol,
+                       integrand) -> SimulationResult:
+    """One ``gradient="adjoint"`` layer: spikes in, spikes (differentiable times) out."""
+    from .gradients import adjoint, eventprop
+
+    if state is not None:
+        raise ValueError("gradient='adjoint' starts from the model's resting state; "
+                         "state= is not supported")
+    if isinstance(signal, Tensor):  # a (surrogate) raster: its spikes become events
+        signal = Spikes.from_raster(signal, dt)
+    if not isinstance(signal, Spikes):
+        raise TypeError("gradient='adjoint' layers are driven by spikes (Spikes or a raster); "
+                        "a continuous input current needs gradient='surrogate'")
+    if abs(signal.dt - dt) > 1e-12 * dt:
+        signal = signal.rebin(dt)
+    syn = layer.synapse
+    syn._check(signal)
+    if _uses_eventprop(layer, integrand) and not record:
+        out = eventprop.layer_forward(layer.model, signal, syn.weight, syn.delay,
+                                      integrand=integrand, xtol=xtol)
+        if isinstance(out, Spikes):
+            return SimulationResult(spikes=out, states={}, final_state=None)
+        empty = Spikes.empty(dt=dt, n_steps=signal.n_steps, batch_size=signal.batch_size,
+                             n_units=layer.model.n, dtype=out.dtype, device=out.device)
+        return SimulationResult(spikes=empty, states={}, final_state=None, integral=out)
+    spikes, z, final, states = adjoint.adjoint_layer(
+        layer.model, signal, syn.weight, syn.delay, recurrent=layer.recurrent,
+        integrand=integrand, method=layer.method, xtol=xtol, record=tuple(record))
+    return SimulationResult(spikes=spikes, states=states, final_state=final, integral=z)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -635,6 +717,15 @@ def _run_layer(
     integrand: Callable[[Tensor, tuple], Tensor] | None = None,
 ) -> SimulationResult:
     """Feed ``signal`` (raster / current ``[T, B, N_in]``, Spikes or None) through one layer."""
+    if layer.gradient == "adjoint":
+        if time != "continuous":
+            raise ValueError("a gradient='adjoint' layer runs in continuous time; simulate(..., "
+                             "time='continuous') or use gradient='surrogate'")
+        if as_current:
+            raise ValueError("gradient='adjoint' layers are driven by spikes; a current input "
+                             "needs gradient='surrogate'")
+        return _run_adjoint_layer(layer, signal, state=state, dt=dt, record=record, xtol=xtol,
+                                  integrand=integrand)
     kw: dict = dict(dt=dt, time=time, method=method, state=state, record=record, xtol=xtol,
                     surrogate=surrogate, detach_reset=detach_reset, recurrent=layer.recurrent,
                     integrand=integrand)

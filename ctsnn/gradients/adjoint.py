@@ -105,6 +105,7 @@ class _Setup:
     recurrent: bool
     has_delay: bool
     final_state: tuple | None = None
+    states: dict | None = None
 
 
 def _params(model: NeuronModel) -> list[Tensor]:
@@ -288,7 +289,7 @@ class _AdjointFn(torch.autograd.Function):
                              "at t = 0; the adjoint needs a sub-threshold initial state")
         z = res.integral if res.integral is not None else weight.new_zeros(0)
         ctx.setup = setup
-        setup.final_state = res.final_state
+        setup.final_state, setup.states = res.final_state, res.states
         ctx.save_for_backward(t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d, out.times,
                               out.batch, out.units, states)
         ctx.mark_non_differentiable(out.batch, out.units)
@@ -511,7 +512,8 @@ def adjoint_layer(
     integrand: Integrand | None = None,
     method: str | None = None,
     xtol: float | None = None,
-) -> tuple[Spikes, Tensor | None, tuple]:
+    record: tuple[str, ...] = (),
+) -> tuple[Spikes, Tensor | None, tuple, dict[str, Tensor]]:
     """One continuous-time layer with generic adjoint gradients (functional form).
 
     Args:
@@ -526,9 +528,11 @@ def adjoint_layer(
         method: ``"exact"`` (closed-form flow) or a Runge-Kutta method; default as
             :func:`ctsnn.simulation.run_population`.
         xtol: spike-time tolerance (s).
+        record: state variables whose (detached) trajectories ``[T, B, N]`` to return.
 
     Returns:
-        ``(output spikes with differentiable times, readout [B, N] or None, final state)``.
+        ``(output spikes with differentiable times, readout [B, N] or None, final state,
+        recordings)``.
     """
     from ..simulation import METHODS
 
@@ -572,4 +576,5 @@ def adjoint_layer(
         spikes.units, weight, delay if delay is not None else empty, rec_w, rec_d, *params)
     out = Spikes(t_out, n_out, b_out, dt=spikes.dt, n_steps=spikes.n_steps,
                  batch_size=spikes.batch_size, n_units=model.n)
-    return out, (z if integrand is not None else None), setup.final_state
+    states = {name: setup.states[name] for name in record}
+    return out, (z if integrand is not None else None), setup.final_state, states

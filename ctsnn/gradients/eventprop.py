@@ -114,6 +114,16 @@ class _Neurons:
     v_reset: Tensor | None
 
 
+def supports(model: NeuronModel) -> bool:
+    """Whether this module's closed-form adjoint applies to ``model`` (else use the generic
+    adjoint, :mod:`ctsnn.gradients.adjoint`)."""
+    try:
+        _neurons(model)
+    except (TypeError, NotImplementedError, ValueError):
+        return False
+    return True
+
+
 def _neurons(model: NeuronModel) -> _Neurons:
     if type(model) not in (LI, LIF, CubaLI, CubaLIF):
         raise TypeError(
@@ -315,17 +325,19 @@ def _chunks(cfg: _Config, b_in: Tensor) -> list[tuple[int, int, Tensor]]:
 
 
 class _Grads:
-    """Accumulators of ``dL/dW``, ``dL/dD`` and ``dL/d(input times)``."""
+    """Accumulators of ``dL/dW``, ``dL/dD``, ``dL/d(input times)`` and ``dL/d(amplitudes)``."""
 
     def __init__(self, weight: Tensor, delay: Tensor | None, n_events: int, need: tuple) -> None:
-        self.need_t, self.need_w, self.need_d = need
+        self.need_t, self.need_w, self.need_d, self.need_a = need
         self.n_in = weight.shape[1]
         self.w = torch.zeros_like(weight).reshape(-1) if self.need_w else None
         self.d = (torch.zeros_like(weight).reshape(-1)
                   if self.need_d and delay is not None else None)
         self.t = weight.new_zeros(n_events) if self.need_t else None
+        self.a = weight.new_zeros(n_events) if self.need_a else None
 
     def add(self, p: _Pairs, dw: Tensor | None, ds: Tensor) -> None:
+        """``dw = a dL/dJ`` per pair (jump ``J = w a``) and ``ds = dL/d(arrival time)``."""
         flat = p.tgt * self.n_in + p.j
         if self.w is not None and dw is not None:
             self.w.index_add_(0, flat, dw)
@@ -333,11 +345,17 @@ class _Grads:
             self.d.index_add_(0, flat, ds)
         if self.t is not None:
             self.t.index_add_(0, p.src, ds)
+        if self.a is not None and dw is not None:
+            # dL/da = w dL/dJ; a zero-amplitude event has no effect and gets none
+            nonzero = p.a != 0
+            safe = torch.where(nonzero, p.a, torch.ones_like(p.a))
+            self.a.index_add_(0, p.src, torch.where(nonzero, dw * p.w / safe,
+                                                    torch.zeros_like(dw)))
 
-    def result(self, weight: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    def result(self, weight: Tensor) -> tuple[Tensor | None, ...]:
         shape = weight.shape
         return (self.t, None if self.w is None else self.w.reshape(shape),
-                None if self.d is None else self.d.reshape(shape))
+                None if self.d is None else self.d.reshape(shape), self.a)
 
 
 # =========================================================================== spiking layers
@@ -542,9 +560,9 @@ class _SpikingLayerFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g_t: Tensor | None, _gb: Any, _gn: Any) -> tuple:
-        need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
-        g_tin, g_w, g_d = _spiking_backward(ctx.cfg, ctx.saved_tensors, g_t, need)
-        return g_tin, g_w, g_d, None, None, None, None
+        need = tuple(ctx.needs_input_grad[i] for i in (0, 1, 2, 5))
+        g_tin, g_w, g_d, g_a = _spiking_backward(ctx.cfg, ctx.saved_tensors, g_t, need)
+        return g_tin, g_w, g_d, None, None, g_a, None
 
 
 # =========================================================================== readouts
@@ -878,7 +896,7 @@ class _ReadoutFn(torch.autograd.Function):
     def backward(ctx: Any, g_z: Tensor) -> tuple:
         cfg = ctx.cfg
         t_in, weight, delay, b_in, j_in, v_in, *keep = ctx.saved_tensors
-        need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+        need = tuple(ctx.needs_input_grad[i] for i in (0, 1, 2, 5))
         grads = _Grads(weight, delay, t_in.numel(), need)
         g = g_z.reshape(-1)
         for b0, b1, ev in _chunks(cfg, b_in):
@@ -901,8 +919,8 @@ class _ReadoutFn(torch.autograd.Function):
                     dw = p.a * lam_v
                     ds = p.x * (lam_v / nrn.tau_m[p.tgt] - gp * ks)
             grads.add(p, dw, ds)
-        g_tin, g_w, g_d = grads.result(weight)
-        return g_tin, g_w, g_d, None, None, None, None
+        g_tin, g_w, g_d, g_a = grads.result(weight)
+        return g_tin, g_w, g_d, None, None, g_a, None
 
 
 # =========================================================================== public API
