@@ -452,6 +452,7 @@ def run_population(
     method: str | None = None,
     state: tuple | None = None,
     record: Sequence[str] = (),
+    record_every: int = 1,
     xtol: float | None = None,
     surrogate: Surrogate | None = None,
     detach_reset: bool = False,
@@ -468,6 +469,8 @@ def run_population(
         arrivals: exact arrival schedule (continuous time; in discrete time, use ``jumps``).
         state: initial state (``[B, N]`` per variable); default ``model.initial_state``.
         record: names of the variables to record at the end of every step.
+        record_every: record only at the end of every ``record_every``-th step (checkpoints:
+            index ``k`` holds the state at ``(k + 1) record_every dt``).
         xtol: tolerance of spike times (s); default ``64 eps dt`` of the dtype.
         surrogate: discrete mode: spikes are ``surrogate(threshold(state))`` (0/1 forward,
             surrogate derivative backward) and the reset is blended as
@@ -577,8 +580,9 @@ def run_population(
             if integrand is not None:
                 term = dt * integrand(torch.as_tensor((n + 1) * dt, dtype=dtype), state)
                 integral = term if integral is None else integral + term
-            for name in record:
-                rec[name].append(getattr(state, name))
+            if (n + 1) % record_every == 0:
+                for name in record:
+                    rec[name].append(getattr(state, name))
         raster = torch.stack(rows) if rows else torch.zeros((n_steps, *shape), dtype=dtype,
                                                             device=device)
         spikes = Spikes.from_raster(raster.detach(), dt)
@@ -689,8 +693,9 @@ def run_population(
             if recurrent is not None:  # schedule this step's spikes on the recurrent synapses
                 new = log.since(logged)
                 recurrent.emit(n, *new)
-            for name in record:
-                rec[name].append(getattr(state, name))
+            if (n + 1) % record_every == 0:
+                for name in record:
+                    rec[name].append(getattr(state, name))
         spikes = log.spikes(dt=dt, n_steps=n_steps, shape=shape, like=zero)
     if time == "continuous":
         raster = None

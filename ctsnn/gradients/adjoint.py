@@ -104,6 +104,7 @@ class _Setup:
     n_params: int
     recurrent: bool
     has_delay: bool
+    checkpoint_every: int = 32
     final_state: tuple | None = None
     states: dict | None = None
 
@@ -124,7 +125,8 @@ def _run(setup: _Setup, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d):
     return run_population(
         model, dt=setup.dt, n_steps=setup.n_steps, batch_size=setup.batch_size,
         arrivals=syn.arrivals(spikes), recurrent=rec, time="continuous", method=setup.method,
-        record=model.state_names, integrand=setup.integrand, dtype=weight.dtype,
+        record=model.state_names, record_every=setup.checkpoint_every,
+        integrand=setup.integrand, dtype=weight.dtype,
         device=weight.device, xtol=setup.xtol,
     )
 
@@ -197,6 +199,17 @@ def _event_table(setup: _Setup, arr_step, arr_elem, arr_off, sp_step, sp_elem, s
 
 
 # =========================================================================== backward
+@dataclass
+class _Replay:
+    """One step replayed forward: its events, step map, and the state around every event."""
+
+    lay: _Layout
+    flow: Any
+    starts: list  # state at the start of interval r (after event r - 1)
+    pres: list  # state at event r before its reset
+    end: tuple  # state at the end of the step
+
+
 class _Layout:
     """Per-rank views ``[M, B, N]`` of one step's events."""
 
@@ -355,117 +368,144 @@ def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w
     worst = 0.0
     rec_start = n_ext
 
-    for step in range(n_steps - 1, -1, -1):
+    every = setup.checkpoint_every
+
+    def checkpoint(step: int) -> tuple:
+        """The state at the start of ``step`` (a multiple of ``every``) or None past the end."""
+        if step == 0:
+            return initial
+        if step % every:
+            return None
+        k = step // every - 1
+        return model.State(*states[k].unbind(0)) if k < states.shape[0] else None
+
+    def replay(step: int, x0: tuple) -> _Replay:
+        """Forward replay of one step from its start: the state around every event."""
         e0, e1 = ev.bounds[step], ev.bounds[step + 1]
         lay = _Layout(ev, e0, e1, shape, dt, weight)
-        m = lay.m
         flow = bw.flow(step)
-        x0 = initial if step == 0 else model.State(*states[step - 1].unbind(0))
-        # ---- forward replay of the step: the state after every event
+        x = x0
+        tau = torch.zeros(shape, dtype=dtype, device=weight.device)
+        starts, pres = [x0], []
+        for r in range(lay.m):
+            end = lay.off[r]
+            pre = flow(x, tau, end - tau, None)
+            kind = lay.kind[r]
+            jr = _pair_values(lay.ref[r], kind == 1, x_all)
+            post = _jump(model, pre, target, jr) if target is not None else pre
+            fire = (kind == 2) | (kind == 3)
+            mid = post
+            if bool(fire.any()):
+                post = model.State(*(torch.where(fire, a, b) for a, b in
+                                     zip(model.reset(post), post, strict=True)))
+            pres.append(mid)  # state just before the reset (after a same-time jump)
+            starts.append(post)
+            x, tau = post, end
+        return _Replay(lay=lay, flow=flow, starts=starts, pres=pres,
+                       end=flow(x, tau, dt - tau, None))
+
+    blocks = list(range(0, n_steps, every))
+    for n0 in reversed(blocks):
+        n1 = min(n0 + every, n_steps)
+        # ---- recompute the block's steps from its checkpoint (memory: one block)
         with torch.no_grad():
-            x = x0
-            tau = torch.zeros(shape, dtype=dtype, device=weight.device)
-            starts, pres, jumps = [x0], [], []
-            for r in range(m):
-                end = lay.off[r]
-                pre = flow(x, tau, end - tau, None)
-                kind = lay.kind[r]
-                jr = _pair_values(lay.ref[r], kind == 1, x_all)
-                post = _jump(model, pre, target, jr) if target is not None else pre
-                fire = (kind == 2) | (kind == 3)
-                mid = post
-                if bool(fire.any()):
-                    post = model.State(*(torch.where(fire, a, b) for a, b in
-                                         zip(model.reset(post), post, strict=True)))
-                pres.append(mid)  # state just before the reset (after a same-time jump)
-                jumps.append(jr)
-                starts.append(post)
-                x, tau = post, end
-            x_end = flow(x, tau, dt - tau, None)
-            err = max(float(((a - b).abs() / (1 + b.abs())).max())
-                      for a, b in zip(x_end, states[step].unbind(0), strict=True))
-            worst = max(worst, err)
-        # ---- reverse: interval m (to the end of the step), then event r, interval r, ...
-        t_hi = torch.full(shape, dt, dtype=dtype, device=weight.device)
-        a_next = None  # dL/d(start time) of the interval after the current event
-        pending = None  # time cotangent of a jump-fired spike at rank r + 1, for its arrival
-        e_fired = None
-        for r in range(m, -1, -1):
-            a = torch.zeros(shape, dtype=dtype, device=weight.device) if r == 0 else lay.off[r - 1]
-            b = t_hi if r == m else lay.off[r]
-            spike_r = None
-            if r < m:
-                kind = lay.kind[r]
-                # ---- event r at time b: lam is lam(b+), a_next its start-time cotangent
-                arrive = kind == 1
-                fire = (kind == 2) | (kind == 3)
-                lam_pre = lam
-                e_k = None
-                if bool(fire.any()):
-                    k = torch.where(fire, lay.ref[r], torch.zeros_like(lay.ref[r]))
-                    e_k = torch.where(fire, big_g[k] + a_next, torch.zeros_like(a_next))
+            x = checkpoint(n0)
+            replays = []
+            for s_ in range(n0, n1):
+                replays.append(replay(s_, x))
+                x = replays[-1].end
+            ref = checkpoint(n1)
+            if ref is not None:
+                err = max(float(((a - b).abs() / (1 + b.abs())).max())
+                          for a, b in zip(x, ref, strict=True))
+                worst = max(worst, err)
+        for step in range(n1 - 1, n0 - 1, -1):
+            rep = replays[step - n0]
+            lay, flow, starts, pres = rep.lay, rep.flow, rep.starts, rep.pres
+            m = lay.m
+            e0, e1 = ev.bounds[step], ev.bounds[step + 1]
+            zeros = torch.zeros(shape, dtype=dtype, device=weight.device)
+            # ---- reverse: interval m (to the end of the step), then event r, interval r, ...
+            t_hi = torch.full(shape, dt, dtype=dtype, device=weight.device)
+            a_next = None  # dL/d(start time) of the interval after the current event
+            pending = None  # time cotangent of a jump-fired spike at rank r + 1, for its arrival
+            e_fired = None
+            for r in range(m, -1, -1):
+                a = zeros if r == 0 else lay.off[r - 1]
+                b = t_hi if r == m else lay.off[r]
+                spike_r = None
+                if r < m:
+                    kind = lay.kind[r]
+                    # ---- event r at time b: lam is lam(b+), a_next its start-time cotangent
+                    arrive = kind == 1
+                    fire = (kind == 2) | (kind == 3)
+                    lam_pre = lam
+                    e_k = None
+                    if bool(fire.any()):
+                        k = torch.where(fire, lay.ref[r], torch.zeros_like(lay.ref[r]))
+                        e_k = torch.where(fire, big_g[k] + a_next, torch.zeros_like(a_next))
+                        xm = tuple(v.detach().requires_grad_() for v in pres[r])
+                        mask = fire.to(dtype)
+                        reset = model.reset(model.State(*xm))
+                        out = _vjp(list(reset), [*xm, *params], [lv * mask for lv in lam])
+                        lam_pre = tuple(torch.where(fire, g, lv)
+                                        for g, lv in zip(out[:len(names)], lam, strict=True))
+                        _add(g_params, out[len(names):])
+                        crossing = kind == 2
+                        if bool(crossing.any()):
+                            spike_r = (crossing, e_k)
+                        if bool((kind == 3).any()):
+                            e_fired = e_k
+                    if bool(arrive.any()) and target is not None:
+                        dj = lam_pre[target]
+                        _set_pairs(d_jump, lay.ref[r], arrive, dj)
+                    lam = lam_pre
+                # ---- interval r: [a, b]
+                xa = tuple(v.detach().requires_grad_() for v in starts[r])
+                a_req = a.detach().clone().requires_grad_()
+                b_req = b.detach().clone().requires_grad_()
+                xb, q = bw.interval(step, flow, xa, a_req, b_req)
+                cot = list(lam)
+                if spike_r is not None:
+                    crossing, e_k = spike_r
                     xm = tuple(v.detach().requires_grad_() for v in pres[r])
-                    mask = fire.to(dtype)
-                    reset = model.reset(model.State(*xm))
-                    out = _vjp(list(reset), [*xm, *params], [lv * mask for lv in lam])
-                    lam_pre = tuple(torch.where(fire, g, lv)
-                                    for g, lv in zip(out[:len(names)], lam, strict=True))
-                    _add(g_params, out[len(names):])
-                    crossing = kind == 2
-                    if bool(crossing.any()):
-                        spike_r = (crossing, e_k)
-                    if bool((kind == 3).any()):
-                        e_fired = e_k
-                if bool(arrive.any()) and target is not None:
-                    dj = lam_pre[target]
-                    _set_pairs(d_jump, lay.ref[r], arrive, dj)
-                lam = lam_pre
-            # ---- interval r: [a, b]
-            xa = tuple(v.detach().requires_grad_() for v in starts[r])
-            a_req = a.detach().clone().requires_grad_()
-            b_req = b.detach().clone().requires_grad_()
-            xb, q = bw.interval(step, flow, xa, a_req, b_req)
-            cot = list(lam)
-            if spike_r is not None:
-                crossing, e_k = spike_r
-                xm = tuple(v.detach().requires_grad_() for v in pres[r])
-                g = model.threshold(model.State(*xm))
-                g_x = torch.autograd.grad(g.sum(), xm, allow_unused=True, retain_graph=True)
-                g_x = [torch.zeros_like(v) if gg is None else gg for gg, v in zip(g_x, xm,
-                                                                                   strict=True)]
-                # dL/db with the reset cotangent and dg/db along the interval's own map
-                b_lam = _vjp([*xb, *([q] if q is not None else [])], [b_req],
-                             [*cot, *([drive] if q is not None else [])], retain=True)[0]
-                g_dot = _vjp(list(xb), [b_req], g_x, retain=True)[0]
-                safe = torch.where(crossing & (g_dot != 0), g_dot, torch.ones_like(g_dot))
-                nu = torch.where(crossing, -(b_lam + e_k) / safe, torch.zeros_like(g_dot))
-                cot = [c + nu * gx for c, gx in zip(cot, g_x, strict=True)]
-                if params:
-                    _add(g_params, _vjp([g], params, [nu]))
-            outs = [*xb, *([q] if q is not None else [])]
-            cots = [*cot, *([drive] if q is not None else [])]
-            res = _vjp(outs, [*xa, a_req, b_req, *params], cots)
-            lam_a = tuple(res[:len(names)])
-            a_bar, b_bar = res[len(names)], res[len(names) + 1]
-            _add(g_params, res[len(names) + 2:])
-            new_pending = None
-            if r < m:
-                kind = lay.kind[r]
-                arrive = kind == 1
-                if bool(arrive.any()):
-                    ds = b_bar + a_next if pending is None else b_bar + a_next + pending
-                    _set_pairs(d_time, lay.ref[r], arrive, ds)
-                if e_fired is not None:  # the spike's time is its arrival's: hand it over
-                    new_pending = torch.where(kind == 3, e_fired + b_bar,
-                                              torch.zeros_like(b_bar))
-            pending, e_fired = new_pending, None
-            lam = lam_a
-            a_next = a_bar
-        # ---- recurrent arrivals of this step: hand dL/ds to the spikes that sent them
-        if setup.recurrent:
-            ids = ev.ref[e0:e1][(ev.kind[e0:e1] == 1) & (ev.ref[e0:e1] >= rec_start)]
-            if ids.numel():
-                big_g.index_add_(0, r_src[ids - rec_start], d_time[ids])
+                    g = model.threshold(model.State(*xm))
+                    g_x = torch.autograd.grad(g.sum(), xm, allow_unused=True, retain_graph=True)
+                    g_x = [torch.zeros_like(v) if gg is None else gg for gg, v in zip(g_x, xm,
+                                                                                       strict=True)]
+                    # dL/db with the reset cotangent and dg/db along the interval's own map
+                    b_lam = _vjp([*xb, *([q] if q is not None else [])], [b_req],
+                                 [*cot, *([drive] if q is not None else [])], retain=True)[0]
+                    g_dot = _vjp(list(xb), [b_req], g_x, retain=True)[0]
+                    safe = torch.where(crossing & (g_dot != 0), g_dot, torch.ones_like(g_dot))
+                    nu = torch.where(crossing, -(b_lam + e_k) / safe, torch.zeros_like(g_dot))
+                    cot = [c + nu * gx for c, gx in zip(cot, g_x, strict=True)]
+                    if params:
+                        _add(g_params, _vjp([g], params, [nu]))
+                outs = [*xb, *([q] if q is not None else [])]
+                cots = [*cot, *([drive] if q is not None else [])]
+                res = _vjp(outs, [*xa, a_req, b_req, *params], cots)
+                lam_a = tuple(res[:len(names)])
+                a_bar, b_bar = res[len(names)], res[len(names) + 1]
+                _add(g_params, res[len(names) + 2:])
+                new_pending = None
+                if r < m:
+                    kind = lay.kind[r]
+                    arrive = kind == 1
+                    if bool(arrive.any()):
+                        ds = b_bar + a_next if pending is None else b_bar + a_next + pending
+                        _set_pairs(d_time, lay.ref[r], arrive, ds)
+                    if e_fired is not None:  # the spike's time is its arrival's: hand it over
+                        new_pending = torch.where(kind == 3, e_fired + b_bar,
+                                                  torch.zeros_like(b_bar))
+                pending, e_fired = new_pending, None
+                lam = lam_a
+                a_next = a_bar
+            # ---- recurrent arrivals of this step: hand dL/ds to the spikes that sent them
+            if setup.recurrent:
+                ids = ev.ref[e0:e1][(ev.kind[e0:e1] == 1) & (ev.ref[e0:e1] >= rec_start)]
+                if ids.numel():
+                    big_g.index_add_(0, r_src[ids - rec_start], d_time[ids])
     last_replay_error = worst
 
     # ---- assemble

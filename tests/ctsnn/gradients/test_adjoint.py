@@ -227,6 +227,7 @@ def _recurrent_loss(p: dict, *, adjoint: bool, spiking_out: bool, grad: bool):
 def test_recurrent_adjoint_matches_finite_differences(spiking_out):
     p = _recurrent_params()
     _, counts, hidden, g = _recurrent_loss(p, adjoint=True, spiking_out=spiking_out, grad=True)
+    assert adj.last_replay_error < 1e-12  # block replays from checkpoints = the forward
     per_neuron = torch.bincount(hidden.units * B + hidden.batch, minlength=N_HID * B)
     assert int(per_neuron.max()) >= 3 and counts[0] >= 12, "several spikes per neuron"
     if spiking_out:
@@ -251,6 +252,25 @@ def test_recurrent_adjoint_matches_finite_differences(spiking_out):
             assert cp == cm == counts, "a perturbation created or deleted a spike"
             fd = (lp - lm) / (2 * eps)
             assert abs(grad[idx].item() - fd) <= 1e-4 * abs(fd) + 1e-8, (name, idx, fd)
+
+
+def test_generic_adjoint_saves_one_checkpoint_per_block_not_the_trajectory():
+    model = ctsnn.AdEx(8)
+    w = _rand(61, 8, N_IN, lo=10.0, hi=16.0)
+
+    def saved(steps: int) -> int:
+        spikes = _input(62, 30, 0.03, dt=2e-4, n_steps=steps, grad=True)
+        weight = w.clone().requires_grad_()
+        _, n_bytes = ep.measure_saved_bytes(
+            lambda: adj.adjoint_layer(model, spikes, weight)[0].times.sum())
+        return n_bytes
+
+    steps = 640
+    trajectory = steps * B * 8 * len(model.state_names) * 8  # float64 states per step
+    growth = saved(steps) - saved(steps // 2)
+    per_checkpoint = B * 8 * len(model.state_names) * 8
+    assert growth <= (steps // 2) // 32 * per_checkpoint + 1024
+    assert saved(steps) < 0.1 * trajectory
 
 
 # --------------------------------------------------------------------------- mixing
