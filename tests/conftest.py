@@ -16,3 +16,15 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+@pytest.fixture(autouse=True)
+def _default_dtype_is_restored(request):
+    """A test that changes torch's default dtype must restore it (later tests rely on it)."""
+    before = torch.get_default_dtype()
+    yield
+    after = torch.get_default_dtype()
+    if after != before:
+        torch.set_default_dtype(before)
+        pytest.fail(f"{request.node.nodeid} left torch's default dtype at {after} "
+                    f"(was {before}); use the float64 fixture", pytrace=False)

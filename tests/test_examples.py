@@ -7,8 +7,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _restore_default_dtype():
+    """Examples are scripts: some set float64 for the whole run; give later tests float32 back."""
+    old = torch.get_default_dtype()
+    yield
+    torch.set_default_dtype(old)
 
 
 @pytest.mark.parametrize("name", ["spikes_and_delays.py", "custom_neuron.py"])
@@ -16,3 +25,11 @@ def test_example_runs(name, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", [name])
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     assert capsys.readouterr().out.strip()
+
+
+def test_mixed_gradients_example_trains_one_step(capsys, monkeypatch):
+    name = "mixed_gradients.py"
+    monkeypatch.setattr(sys, "argv", [name, "--steps", "1", "--batch", "4"])
+    runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "gradient=adjoint" in out and "gradient=surrogate" in out and "step  0" in out
