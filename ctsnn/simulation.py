@@ -41,6 +41,7 @@ from .surrogate import Surrogate
 from .synapses import Arrivals, Dense, StepArrivals, merge_arrivals
 
 TIME_MODES = ("discrete", "continuous")
+INTEGRAL_RULES = ("exact", "grid")
 GRADIENTS = ("surrogate", "adjoint")
 METHODS = ("exact", *STEPPERS)
 INPUT_KINDS = ("current", "jump")
@@ -211,16 +212,37 @@ def _check_adjoint_layer(layer: Layer) -> None:
     check_adjoint_model(layer.model)
 
 
-def _uses_eventprop(layer: Layer, integrand) -> bool:
+def _uses_eventprop(layer: Layer, integrand, integral_rule: str = "exact") -> bool:
     """The closed-form LIF-family EventProp applies (cheaper than the generic adjoint)."""
     from .gradients.eventprop import supports
 
-    return layer.recurrent is None and supports(layer.model) and (
-        integrand is None if layer.model.spiking else integrand is not None)
+    if layer.recurrent is not None or not supports(layer.model):
+        return False
+    if layer.model.spiking:
+        return integrand is None
+    return integrand is not None and integral_rule == "exact"
+
+
+def _elementwise(integrand, model: NeuronModel) -> bool:
+    """Whether ``integrand(t, state)`` acts neuron by neuron (closed-form EventProp needs it;
+    e.g. a softmax over the neurons does not, and goes to the generic adjoint)."""
+    if model.n == 1:
+        return True
+    gen = torch.Generator().manual_seed(0)
+    ref = model.refractory
+    parts = tuple(torch.randn((1, model.n), generator=gen, dtype=ref.dtype).to(ref.device)
+                  .requires_grad_() for _ in model.state_names)
+    with torch.enable_grad():
+        out = integrand(torch.tensor(0.01, dtype=ref.dtype, device=ref.device),
+                        model.State(*parts))
+        if not out.requires_grad:
+            return True
+        grads = torch.autograd.grad(out[..., 1:].sum(), parts, allow_unused=True)
+    return all(g is None or not bool(g[..., 0].any()) for g in grads)
 
 
 def _run_adjoint_layer(layer: Layer, signal, *, state, dt: float, record, xtol,
-                       integrand) -> SimulationResult:
+                       integrand, integral_rule: str = "exact") -> SimulationResult:
     """One ``gradient="adjoint"`` layer: spikes in, spikes (differentiable times) out."""
     from .gradients import adjoint, eventprop
 
@@ -236,7 +258,7 @@ def _run_adjoint_layer(layer: Layer, signal, *, state, dt: float, record, xtol,
         signal = signal.rebin(dt)
     syn = layer.synapse
     syn._check(signal)
-    if _uses_eventprop(layer, integrand) and not record:
+    if _uses_eventprop(layer, integrand, integral_rule) and not record:
         out = eventprop.layer_forward(layer.model, signal, syn.weight, syn.delay,
                                       integrand=integrand, xtol=xtol)
         if isinstance(out, Spikes):
@@ -246,7 +268,8 @@ def _run_adjoint_layer(layer: Layer, signal, *, state, dt: float, record, xtol,
         return SimulationResult(spikes=empty, states={}, final_state=None, integral=out)
     spikes, z, final, states = adjoint.adjoint_layer(
         layer.model, signal, syn.weight, syn.delay, recurrent=layer.recurrent,
-        integrand=integrand, method=layer.method, xtol=xtol, record=tuple(record))
+        integrand=integrand, integral_rule=integral_rule, method=layer.method, xtol=xtol,
+        record=tuple(record))
     return SimulationResult(spikes=spikes, states=states, final_state=final, integral=z)
 
 
@@ -458,6 +481,7 @@ def run_population(
     detach_reset: bool = False,
     recurrent: Recurrent | None = None,
     integrand: Callable[[Tensor, tuple], Tensor] | None = None,
+    integral_rule: str = "exact",
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
 ) -> SimulationResult:
@@ -483,12 +507,23 @@ def run_population(
         integrand: ``l(t, state) -> [B, N]``; its time integral is returned as ``integral``
             (e.g. a voltage loss ``∫ l(V) dt``). Continuous mode: Gauss-Legendre on every smooth
             piece between events, exact to rounding for steps well below the time constants,
-            and differentiable (also w.r.t. event and arrival times). Discrete mode: the
+            and differentiable (also w.r.t. event and arrival times); the integrand must act
+            neuron by neuron (each neuron's pieces have their own ends). Discrete mode: the
             rectangle rule ``Σ dt l(t_{n+1}, state_n)``.
+        integral_rule: continuous mode: ``"exact"`` (the quadrature above) or ``"grid"`` (the
+            rectangle rule on the grid points, as in discrete mode: all neurons are sampled at
+            the same instants, so the integrand may couple them, e.g. a softmax over neurons —
+            DCLS's time-summed softmax readout is ``integral / dt``).
     Returns:
         a :class:`SimulationResult` (time-first recordings).
     """
     check_choice("time", time, TIME_MODES)
+    check_choice("integral_rule", integral_rule, INTEGRAL_RULES)
+    grid_rule = integrand is not None and (time == "discrete" or integral_rule == "grid")
+    if integrand is not None and not grid_rule and not _elementwise(integrand, model):
+        raise ValueError("integrand couples the neurons (its value for one neuron depends on "
+                         "another's state): the exact continuous-time quadrature integrates each "
+                         "neuron between its own events; use integral_rule='grid'")
     method = method or ("exact" if model.has_flow else ("rk4" if time == "continuous" else "euler"))
     check_choice("method", method, METHODS)
     if method == "exact" and not model.has_flow:
@@ -601,7 +636,7 @@ def run_population(
         # Fast path for jump-driven monotone models with a closed form (e.g. LIF with v += w).
         jump_only_possible = (
             method == "exact" and model.monotone and threshold is not None and not has_ref
-            and integrand is None and model.has_flow
+            and (integrand is None or grid_rule) and model.has_flow
         )
         # A NaN fixed point (a flow that cannot take h = inf) means "unknown": general path.
         fixed_point_ok = jump_only_possible and bool(
@@ -631,7 +666,7 @@ def run_population(
             )
             if jumps is not None:
                 boundaries.append((end_of_step, jumps[n]))
-            local = None if integrand is None else (
+            local = None if integrand is None or grid_rule else (
                 lambda t, y, t0=t0: integrand(t0 + t, y)
             )
             if jump_only_possible and (
@@ -690,6 +725,9 @@ def run_population(
                 delays.push(state, (n + 1) * dt, x)
             if n % 64 == 63 or n == n_steps - 1:
                 _check_state(model, state, n, dt, method)
+            if grid_rule:
+                term = dt * integrand(torch.as_tensor((n + 1) * dt, dtype=dtype), state)
+                integral = term if integral is None else integral + term
             if recurrent is not None:  # schedule this step's spikes on the recurrent synapses
                 new = log.since(logged)
                 recurrent.emit(n, *new)
@@ -720,6 +758,7 @@ def _run_layer(
     n_steps: int | None = None,
     batch_size: int | None = None,
     integrand: Callable[[Tensor, tuple], Tensor] | None = None,
+    integral_rule: str = "exact",
 ) -> SimulationResult:
     """Feed ``signal`` (raster / current ``[T, B, N_in]``, Spikes or None) through one layer."""
     if layer.gradient == "adjoint":
@@ -730,10 +769,10 @@ def _run_layer(
             raise ValueError("gradient='adjoint' layers are driven by spikes; a current input "
                              "needs gradient='surrogate'")
         return _run_adjoint_layer(layer, signal, state=state, dt=dt, record=record, xtol=xtol,
-                                  integrand=integrand)
+                                  integrand=integrand, integral_rule=integral_rule)
     kw: dict = dict(dt=dt, time=time, method=method, state=state, record=record, xtol=xtol,
                     surrogate=surrogate, detach_reset=detach_reset, recurrent=layer.recurrent,
-                    integrand=integrand)
+                    integrand=integrand, integral_rule=integral_rule)
     synapse = layer.synapse
     if isinstance(signal, Tensor):
         n_steps, batch_size, kw["dtype"] = signal.shape[0], signal.shape[1], signal.dtype
@@ -792,6 +831,7 @@ def simulate(
     surrogate: Surrogate | None = None,
     detach_reset: bool = False,
     integrand: Callable[[Tensor, tuple], Tensor] | None = None,
+    integral_rule: str = "exact",
 ) -> SimulationResult:
     """Simulate a population, a layer or a feed-forward network of layers.
 
@@ -816,6 +856,8 @@ def simulate(
             differentiable ``raster``.
         integrand: ``l(t, state) -> [B, N]`` of the **last** layer (the readout); its time
             integral is returned as ``integral`` (see :func:`run_population`).
+        integral_rule: continuous time: ``"exact"`` quadrature (neuron-wise integrands) or
+            ``"grid"`` (rectangle rule on the grid points; integrands may couple neurons).
 
     Returns:
         :class:`SimulationResult` of the last layer; ``.layers`` holds every layer's result.
@@ -877,7 +919,8 @@ def simulate(
                             surrogate=surrogate, detach_reset=detach_reset, record=names,
                             xtol=xtol, as_current=as_current, n_steps=n_steps,
                             batch_size=batch_size,
-                            integrand=integrand if index == len(layers) - 1 else None)
+                            integrand=integrand if index == len(layers) - 1 else None,
+                            integral_rule=integral_rule)
         if batch_first:
             result.states = {k: v.transpose(0, 1) for k, v in result.states.items()}
         results.append(result)

@@ -104,6 +104,7 @@ class _Setup:
     n_params: int
     recurrent: bool
     has_delay: bool
+    integral_rule: str = "exact"
     checkpoint_every: int = 32
     final_state: tuple | None = None
     states: dict | None = None
@@ -126,7 +127,7 @@ def _run(setup: _Setup, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d):
         model, dt=setup.dt, n_steps=setup.n_steps, batch_size=setup.batch_size,
         arrivals=syn.arrivals(spikes), recurrent=rec, time="continuous", method=setup.method,
         record=model.state_names, record_every=setup.checkpoint_every,
-        integrand=setup.integrand, dtype=weight.dtype,
+        integrand=setup.integrand, integral_rule=setup.integral_rule, dtype=weight.dtype,
         device=weight.device, xtol=setup.xtol,
     )
 
@@ -275,7 +276,7 @@ class _Backward:
         xb = flow(xa, a, b - a, None)
         q = None
         integrand = self.setup.integrand
-        if integrand is not None:
+        if integrand is not None and self.setup.integral_rule == "exact":
             t0 = n * self.setup.dt
             q = quadrature(flow, lambda t, y: integrand(t0 + t, y), xa, a, b, None, None)
         return xb, q
@@ -425,6 +426,14 @@ def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w
             m = lay.m
             e0, e1 = ev.bounds[step], ev.bounds[step + 1]
             zeros = torch.zeros(shape, dtype=dtype, device=weight.device)
+            if drive is not None and setup.integral_rule == "grid":
+                # z += dt l((n+1) dt, x): a jump of lam at the grid point
+                xe = tuple(v.detach().requires_grad_() for v in rep.end)
+                t_e = torch.tensor((step + 1) * dt, dtype=dtype, device=weight.device)
+                term = dt * setup.integrand(t_e, model.State(*xe))
+                res_e = _vjp([term], [*xe, *params], [drive])
+                lam = tuple(lv + g for lv, g in zip(lam, res_e[:len(names)], strict=True))
+                _add(g_params, res_e[len(names):])
             # ---- reverse: interval m (to the end of the step), then event r, interval r, ...
             t_hi = torch.full(shape, dt, dtype=dtype, device=weight.device)
             a_next = None  # dL/d(start time) of the interval after the current event
@@ -553,6 +562,7 @@ def adjoint_layer(
     method: str | None = None,
     xtol: float | None = None,
     record: tuple[str, ...] = (),
+    integral_rule: str = "exact",
 ) -> tuple[Spikes, Tensor | None, tuple, dict[str, Tensor]]:
     """One continuous-time layer with generic adjoint gradients (functional form).
 
@@ -565,6 +575,8 @@ def adjoint_layer(
         delay: seconds, ``[N, N_in]`` or per axon ``[N_in]``, or ``None``.
         recurrent: the layer's own delayed recurrent synapses (delays >= one step).
         integrand: ``l(t, state) -> [B, N]``; the readout is ``∫_0^T l dt`` ``[B, N]``.
+        integral_rule: ``"exact"`` (quadrature between events, neuron-wise integrands) or
+            ``"grid"`` (``Σ_n dt l((n+1) dt, x)``; the integrand may couple neurons).
         method: ``"exact"`` (closed-form flow) or a Runge-Kutta method; default as
             :func:`ctsnn.simulation.run_population`.
         xtol: spike-time tolerance (s).
@@ -607,7 +619,7 @@ def adjoint_layer(
     setup = _Setup(model=model, method=method, dt=spikes.dt, n_steps=spikes.n_steps,
                    batch_size=spikes.batch_size, n_in=spikes.n_units, integrand=integrand,
                    xtol=xtol, n_params=len(params), recurrent=recurrent is not None,
-                   has_delay=delay is not None)
+                   has_delay=delay is not None, integral_rule=integral_rule)
     empty = weight.new_zeros(0)
     rec_w = recurrent.weight if recurrent is not None else empty
     rec_d = recurrent.delay if recurrent is not None else empty

@@ -391,3 +391,32 @@ def test_adjoint_layer_in_a_discrete_simulation_is_refused():
     spikes = _input(1, 5, 0.01, dt=1e-3, n_steps=20)
     with pytest.raises(ValueError, match="continuous time"):
         ctsnn.simulate(layer, spikes, dt=1e-3, time="discrete")
+
+
+def test_time_summed_softmax_readout_goes_to_the_generic_adjoint_and_is_exact():
+    """DCLS-style readout: ``z = Σ_n softmax_N(V(t_n))`` couples the neurons: the grid rule;
+    the layer routes it to the generic adjoint (jumps of lam at the grid points). The exact
+    quadrature refuses such an integrand."""
+    dt, steps = 2e-3, 40
+    w = _mixed_weights()
+
+    def run(grad: str):
+        layers = [ctsnn.Layer(ctsnn.CubaLIF(5, tau_mem=0.02, tau_syn=0.005), w[0].clone(),
+                              delay=w[1].clone(), learn_delay=True, time="continuous",
+                              gradient=grad),
+                  ctsnn.Layer(ctsnn.CubaLI(2, tau_mem=0.02, tau_syn=0.005), w[2][:2].clone(),
+                              delay=w[3][:2].clone(), learn_delay=True, time="continuous",
+                              gradient=grad)]
+        spikes = _input(71, 30, 0.05, dt=dt, n_steps=steps)
+        res = ctsnn.simulate(layers, spikes, dt=dt, time="continuous", integral_rule="grid",
+                             integrand=lambda t, s: torch.softmax(4.0 * s.v, dim=-1))
+        loss = F.nll_loss(torch.log(res.integral / (dt * steps)), LABELS)
+        params = [p for layer in layers for p in (layer.synapse.weight, layer.synapse.delay)]
+        return torch.autograd.grad(loss, params)
+
+    for a, b in zip(run("adjoint"), run("surrogate"), strict=True):
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-12)
+    with pytest.raises(ValueError, match="integral_rule='grid'"):
+        ctsnn.simulate(ctsnn.CubaLI(3), _input(1, 5, 0.01, dt=dt, n_steps=10), dt=dt,
+                       time="continuous", integrand=lambda t, s: torch.softmax(s.v, dim=-1))
