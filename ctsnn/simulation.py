@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -47,12 +46,13 @@ METHODS = ("exact", *STEPPERS)
 INPUT_KINDS = ("current", "jump")
 
 
-@dataclass
 class SimulationResult:
     """Output of one population.
 
     Attributes:
-        spikes: emitted spikes (exact times in continuous mode, grid times in discrete mode).
+        spikes: emitted spikes (exact times in continuous mode, grid times in discrete mode; in
+            discrete mode built from the raster on first access, so a training loop that only
+            uses ``raster`` pays nothing for the event list).
         states: recorded variables, name -> ``[T, B, N]`` (``[B, T, N]`` if ``batch_first``),
             value at the end of each step.
         final_state: state at ``T dt`` (named tuple of ``[B, N]``), to continue a simulation.
@@ -62,12 +62,29 @@ class SimulationResult:
         layers: for a network, the result of every layer (this object is the last one).
     """
 
-    spikes: Spikes
-    states: dict[str, Tensor]
-    final_state: tuple
-    raster: Tensor | None = None
-    integral: Tensor | None = None
-    layers: list[SimulationResult] = field(default_factory=list)
+    def __init__(self, spikes: Spikes | Callable[[], Spikes], states: dict[str, Tensor],
+                 final_state: tuple | None, raster: Tensor | None = None,
+                 integral: Tensor | None = None,
+                 layers: list[SimulationResult] | None = None) -> None:
+        self._spikes = spikes
+        self.states, self.final_state = states, final_state
+        self.raster, self.integral = raster, integral
+        self.layers = [] if layers is None else layers
+
+    @property
+    def spikes(self) -> Spikes:
+        if callable(self._spikes):
+            self._spikes = self._spikes()
+        return self._spikes
+
+    @spikes.setter
+    def spikes(self, value: Spikes) -> None:
+        self._spikes = value
+
+    def __repr__(self) -> str:
+        return (f"SimulationResult(states={list(self.states)}, raster="
+                f"{None if self.raster is None else list(self.raster.shape)}, "
+                f"integral={self.integral is not None}, layers={len(self.layers)})")
 
 
 class Recurrent(Protocol):
@@ -431,6 +448,24 @@ class _SpikeLog:
         )
 
 
+def _raster_spikes(raster: Tensor, dt: float, log: _SpikeLog | None, n_steps: int,
+                   shape: tuple[int, int], like: Tensor) -> Callable[[], Spikes]:
+    """The discrete-mode event list, built when first asked for (merging spikes at t = 0)."""
+
+    def build() -> Spikes:
+        spikes = Spikes.from_raster(raster, dt)
+        if log is None:
+            return spikes
+        first = log.spikes(dt=dt, n_steps=n_steps, shape=shape, like=like)
+        return Spikes.from_events(
+            torch.cat([first.times, spikes.times]), torch.cat([first.units, spikes.units]),
+            torch.cat([first.batch, spikes.batch]), dt=dt, n_steps=n_steps,
+            batch_size=shape[0], n_units=shape[1],
+        )
+
+    return build
+
+
 # --------------------------------------------------------------------------- engine
 def _check_state(model: NeuronModel, state: tuple, n: int, dt: float, method: str) -> None:
     """Raise if the state went non-finite (diverging integrator or model): say when and why."""
@@ -620,14 +655,8 @@ def run_population(
                     rec[name].append(getattr(state, name))
         raster = torch.stack(rows) if rows else torch.zeros((n_steps, *shape), dtype=dtype,
                                                             device=device)
-        spikes = Spikes.from_raster(raster.detach(), dt)
-        if fired is not None:  # merge the spikes at t = 0 with the grid spikes
-            first = log.spikes(dt=dt, n_steps=n_steps, shape=shape, like=zero)
-            spikes = Spikes.from_events(
-                torch.cat([first.times, spikes.times]), torch.cat([first.units, spikes.units]),
-                torch.cat([first.batch, spikes.batch]), dt=dt, n_steps=n_steps,
-                batch_size=batch_size, n_units=model.n,
-            )
+        spikes = _raster_spikes(raster.detach(), dt, log if fired is not None else None,
+                                n_steps, shape, zero)
     else:
         if xtol is None:
             xtol = 64 * torch.finfo(dtype).eps * dt
