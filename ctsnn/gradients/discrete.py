@@ -96,6 +96,7 @@ from torch import Tensor, nn
 from ..models.base import NeuronModel
 from ..models.lif import CubaLI, CubaLIF
 from ..spikes import Spikes
+from ._weights import full_delay, register_weight_delay
 
 __all__ = [
     "DiscreteEventPropLayer",
@@ -404,17 +405,6 @@ class _LayerFn(torch.autograd.Function):
 
 
 # =========================================================================== functional API
-def _full_delay(weight: Tensor, delay: Tensor | None) -> Tensor | None:
-    if delay is None:
-        return None
-    if delay.shape == (weight.shape[1],):
-        return delay.expand_as(weight)
-    if delay.shape != weight.shape:
-        raise ValueError(f"delay must have shape [N_out, N_in] = {list(weight.shape)} or "
-                         f"[N_in] = [{weight.shape[1]}], got {list(delay.shape)}")
-    return delay
-
-
 def _prepare(model: NeuronModel, spikes: Spikes, weight: Tensor, max_delay_steps: int,
              max_spikes: int | None, probe: Probe | None) -> _Config:
     if not isinstance(spikes, Spikes):
@@ -458,7 +448,7 @@ def discrete_layer_forward(
         ``z [B, N]`` for ``CubaLI``.
     """
     cfg = _prepare(model, spikes, weight, max_delay_steps, max_spikes, _probe)
-    delay = _full_delay(weight, delay)
+    delay = full_delay(weight, delay)
     times = spikes.times.to(weight.dtype)
     values = spikes.values.to(weight.dtype)
     if not cfg.consts.spiking:
@@ -496,7 +486,7 @@ def discrete_trace(model: NeuronModel, spikes: Spikes, weight: Tensor,
                    delay: Tensor | None = None, *, max_delay_steps: int) -> DiscreteTrace:
     """Run one layer's discrete forward and return its whole trajectory (diagnostics, tests)."""
     cfg = _prepare(model, spikes, weight, max_delay_steps, None, None)
-    delay = _full_delay(weight, delay)
+    delay = full_delay(weight, delay)
     k = (torch.zeros_like(weight, dtype=torch.int64) if delay is None
          else delay_steps(delay, cfg.dt, cfg.max_delay_steps))
     out = _forward(cfg, _grid_steps(spikes.times, cfg.dt, cfg.n_steps), spikes.batch,
@@ -534,20 +524,8 @@ class DiscreteEventPropLayer(nn.Module):
         self.model = model
         self.max_delay_steps = _check_max_delay(max_delay_steps)
         self.max_spikes = max_spikes
-        w = torch.as_tensor(weight).detach().clone()
-        if learn_weight:
-            self.weight = nn.Parameter(w)
-        else:
-            self.register_buffer("weight", w)
-        if delay is None:
-            self.delay = None
-        else:
-            d = torch.as_tensor(delay, dtype=w.dtype).detach().clone()
-            _full_delay(w, d)
-            if learn_delay:
-                self.delay = nn.Parameter(d)
-            else:
-                self.register_buffer("delay", d)
+        register_weight_delay(self, weight, delay, learn_weight=learn_weight,
+                              learn_delay=learn_delay)
 
     @property
     def spiking(self) -> bool:

@@ -80,6 +80,7 @@ from ..models.lif import LI, LIF, CubaLI, CubaLIF
 from ..simulation import Layer, run_population
 from ..spikes import Spikes
 from ..synapses import Dense
+from ._weights import full_delay, register_weight_delay
 
 __all__ = [
     "AdjointResult",
@@ -924,17 +925,6 @@ class _ReadoutFn(torch.autograd.Function):
 
 
 # =========================================================================== public API
-def _full_delay(weight: Tensor, delay: Tensor | None) -> Tensor | None:
-    if delay is None:
-        return None
-    if delay.shape == (weight.shape[1],):
-        return delay.expand_as(weight)
-    if delay.shape != weight.shape:
-        raise ValueError(f"delay must have shape [N_out, N_in] = {list(weight.shape)} or "
-                         f"[N_in] = [{weight.shape[1]}], got {list(delay.shape)}")
-    return delay
-
-
 def layer_forward(
     model: NeuronModel,
     spikes: Spikes,
@@ -974,7 +964,7 @@ def layer_forward(
     if weight.ndim != 2 or weight.shape != (nrn.n, spikes.n_units):
         raise ValueError(f"weight must have shape [N, N_in] = [{nrn.n}, {spikes.n_units}], got "
                          f"{list(weight.shape)}")
-    delay = _full_delay(weight, delay)
+    delay = full_delay(weight, delay)
     if delay is not None and bool((delay.detach() < 0).any()):
         raise ValueError(f"delay must be non-negative, got minimum {delay.min().item()!r}")
     if integrand is not None:
@@ -1026,20 +1016,8 @@ class EventPropLayer(nn.Module):
         super().__init__()
         _neurons(model)
         self.model = model
-        w = torch.as_tensor(weight).detach().clone()
-        if learn_weight:
-            self.weight = nn.Parameter(w)
-        else:
-            self.register_buffer("weight", w)
-        if delay is None:
-            self.delay = None
-        else:
-            d = torch.as_tensor(delay, dtype=w.dtype).detach().clone()
-            _full_delay(w, d)
-            if learn_delay:
-                self.delay = nn.Parameter(d)
-            else:
-                self.register_buffer("delay", d)
+        register_weight_delay(self, weight, delay, learn_weight=learn_weight,
+                              learn_delay=learn_delay)
         self.max_delay, self.spike_reg, self.max_pairs = max_delay, spike_reg, max_pairs
 
     @property

@@ -156,21 +156,17 @@ def _smooth_loss(out: ctsnn.Spikes, z: torch.Tensor) -> torch.Tensor:
     return (out.times * (1.0 + out.units)).sin().sum() + 1e-4 * z.square().sum()
 
 
-def test_generic_adjoint_adex_matches_finite_differences():
+@pytest.mark.parametrize("model, params, seed, w_range", [
+    (ctsnn.AdEx, ["b", "tau_w"], 3, (10.0, 16.0)),
+    (ctsnn.Izhikevich, ["a", "d"], 4, (8.0, 12.0)),
+], ids=["AdEx", "Izhikevich"])
+def test_generic_adjoint_matches_finite_differences_on_nonlinear_models(model, params, seed,
+                                                                       w_range):
     dt, steps = 2e-4, 250
-    params = ["b", "tau_w"]
-    _fd_check(lambda: _learnable(ctsnn.AdEx(3), params),
-              lambda grad: _input(3, 36, 0.04, dt=dt, n_steps=steps, grad=grad),
-              _rand(5, 3, N_IN, lo=10.0, hi=16.0), _rand(6, 3, N_IN, lo=0.0, hi=0.01),
-              _smooth_loss, params, dt=dt, steps=steps)
-
-
-def test_generic_adjoint_izhikevich_matches_finite_differences():
-    dt, steps = 2e-4, 250
-    params = ["a", "d"]
-    _fd_check(lambda: _learnable(ctsnn.Izhikevich(3), params),
-              lambda grad: _input(4, 36, 0.04, dt=dt, n_steps=steps, grad=grad),
-              _rand(7, 3, N_IN, lo=8.0, hi=12.0), _rand(8, 3, N_IN, lo=0.0, hi=0.01),
+    _fd_check(lambda: _learnable(model(3), params),
+              lambda grad: _input(seed, 36, 0.04, dt=dt, n_steps=steps, grad=grad),
+              _rand(seed + 2, 3, N_IN, lo=w_range[0], hi=w_range[1]),
+              _rand(seed + 3, 3, N_IN, lo=0.0, hi=0.01),
               _smooth_loss, params, dt=dt, steps=steps)
 
 

@@ -34,12 +34,7 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "eventprop_discrete
 TAU_M, TAU_S = 0.02, 0.005
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(F64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # parameters are built in float64 too
 
 
 # --------------------------------------------------------------------------- the test network

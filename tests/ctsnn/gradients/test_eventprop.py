@@ -33,12 +33,7 @@ F64 = torch.float64
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sequence_detection.py"
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(F64)  # model parameters are built in float64 too
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # parameters are built in float64 too
 
 
 # --------------------------------------------------------------------------- fixtures
