@@ -177,6 +177,14 @@ class _RecurrentRead(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         kernel, weight, *window = ctx.saved_tensors
         run: _Run = ctx.run
+        # Drop the reference: the run's window holds spike tensors whose graph leads back to
+        # this node, a cycle through the C++ graph that Python's collector cannot break (one
+        # training step's working set leaked per step). A second backward through the same
+        # graph (retain_graph=True) is therefore not supported.
+        ctx.run = None
+        if run is None:
+            raise RuntimeError("DelayedRecurrent: backward through the same recurrent read twice "
+                               "(retain_graph=True) is not supported; run the forward again")
         k = len(window)
         need_kernel, need_weight = ctx.needs_input_grad[:2]
         need_window = ctx.needs_input_grad[4:]

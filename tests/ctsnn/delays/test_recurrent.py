@@ -666,3 +666,31 @@ def test_deepcopy_after_a_forward_pass():
     assert torch.equal(run_layer(clone, x, syn), out)
     rec.release()
     assert torch.equal(run_layer(rec, x, syn), out)
+
+
+def test_training_steps_do_not_accumulate_memory():
+    """Regression: each step's working set stayed alive through a reference cycle (ctx -> run ->
+    spike tensors -> graph -> ctx); the number of live tensors must stay flat across steps."""
+    import gc
+
+    rec = DelayedRecurrent(6, dt=DT, sigma=1.0, delay_init=uniform_delays(1e-3, 4e-3))
+    layer = ctsnn.Layer(ctsnn.LIF(6, tau_mem=0.01), 0.8 * torch.ones(6, 3), recurrent=rec,
+                        surrogate=atan(), method="euler")
+    x = (torch.rand(40, 2, 3, generator=torch.Generator().manual_seed(0)) < 0.3).double()
+
+    def live() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) in (torch.Tensor, torch.nn.Parameter))
+
+    counts = []
+    for _ in range(4):
+        out, _ = layer(x, dt=DT)
+        out.sum().backward()
+        del out
+        counts.append(live())
+    assert counts[-1] <= counts[1], counts
+    out, _ = layer(x, dt=DT)
+    loss = out.sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        loss.backward()
