@@ -415,7 +415,8 @@ class RecurrentDense(nn.Module):
             self._masked = {k: self.weight * (lags == k).to(self.weight.dtype) for k in self._lags}
             self._history: list[Tensor] = []
         else:
-            self._pending: list[tuple[Tensor, ...]] = []
+            # step -> chunks of (batch, target, offset, value) arriving during that step
+            self._pending: dict[int, list[tuple[Tensor, ...]]] = {}
 
     # ------------------------------------------------------------------ discrete
     def read(self, n: int) -> Tensor:
@@ -444,22 +445,24 @@ class RecurrentDense(nn.Module):
         arrival = _snap_to_grid(times[src] + self.delay[target, units[src]], self._dt)
         step, offset = _locate(arrival, self._dt)
         value = self.weight[target, units[src]]
-        self._pending.append((step, batch[src], target, offset, value))
+        # Bucket by arrival step once, so each step takes its own arrivals without touching
+        # (or adding autograd nodes for) everything still in flight.
+        order = torch.argsort(step, stable=True)
+        steps, counts = torch.unique_consecutive(step[order], return_counts=True)
+        sizes = counts.tolist()
+        parts = [torch.split(x[order], sizes) for x in (batch[src], target, offset, value)]
+        for i, k in enumerate(steps.tolist()):
+            self._pending.setdefault(k, []).append(tuple(p[i] for p in parts))
 
     def arrivals(self, n: int) -> StepArrivals | None:
         """Arrivals during step ``n`` of the spikes emitted so far."""
-        if not self._pending:
+        chunks = self._pending.pop(n, None)
+        if not chunks:
             return None
-        if len(self._pending) > 1:
-            self._pending = [tuple(torch.cat(parts) for parts in zip(*self._pending,
-                                                                      strict=True))]
-        step, batch, target, offset, value = self._pending[0]
-        now = step == n
-        later = step > n
-        self._pending = [tuple(x[later] for x in self._pending[0])] if bool(later.any()) else []
-        if not bool(now.any()):
-            return None
-        batch, target, offset, value = batch[now], target[now], offset[now], value[now]
+        if len(chunks) == 1:
+            batch, target, offset, value = chunks[0]
+        else:
+            batch, target, offset, value = (torch.cat(x) for x in zip(*chunks, strict=True))
         n_out = self.weight.shape[0]
         order = _row_order((batch, target), (self._batch, n_out), offset.detach())
         batch, target, offset, value = batch[order], target[order], offset[order], value[order]
