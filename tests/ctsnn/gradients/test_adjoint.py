@@ -156,13 +156,26 @@ def _smooth_loss(out: ctsnn.Spikes, z: torch.Tensor) -> torch.Tensor:
     return (out.times * (1.0 + out.units)).sin().sum() + 1e-4 * z.square().sum()
 
 
-@pytest.mark.parametrize("model, params, seed, w_range", [
-    (ctsnn.AdEx, ["b", "tau_w"], 3, (10.0, 16.0)),
-    (ctsnn.Izhikevich, ["a", "d"], 4, (8.0, 12.0)),
-], ids=["AdEx", "Izhikevich"])
+def _equation_model(n: int) -> ctsnn.NeuronModel:
+    """Adaptive exponential IF from equation strings (dimensionless units)."""
+    return ctsnn.NeuronModel.from_equations(
+        """
+        dv/dt = (-v + 0.2*exp((v - 1)/0.2) - w) / tau_m
+        dw/dt = -w / tau_w
+        """,
+        threshold="v >= 2", reset="v = 0; w = w + b",
+        parameters=dict(tau_m=0.01, tau_w=0.05, b=0.1), n=n, positive=("tau_m", "tau_w"),
+        name="EqExpIF")
+
+
+@pytest.mark.parametrize("model, params, seed, w_range, dt", [
+    (ctsnn.AdEx, ["b", "tau_w"], 3, (10.0, 16.0), 2e-4),
+    (ctsnn.Izhikevich, ["a", "d"], 4, (8.0, 12.0), 2e-4),
+    (_equation_model, ["b", "tau_m"], 5, (0.4, 0.8), 5e-4),
+], ids=["AdEx", "Izhikevich", "equation-strings"])
 def test_generic_adjoint_matches_finite_differences_on_nonlinear_models(model, params, seed,
-                                                                       w_range):
-    dt, steps = 2e-4, 250
+                                                                       w_range, dt):
+    steps = round(0.05 / dt)
     _fd_check(lambda: _learnable(model(3), params),
               lambda grad: _input(seed, 36, 0.04, dt=dt, n_steps=steps, grad=grad),
               _rand(seed + 2, 3, N_IN, lo=w_range[0], hi=w_range[1]),
