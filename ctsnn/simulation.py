@@ -603,7 +603,7 @@ def run_population(
 
     if time == "discrete":
         rows: list[Tensor] = []
-        h = torch.as_tensor(dt, dtype=dtype, device=device)
+        h = float(dt)  # a Python step: fused ``y + h k`` updates
         n_ref = torch.round(ref_param / dt)
         # Grid-step countdown; a spike at t = 0 starts it as well.
         count = torch.where(fired, n_ref.expand(shape), zero) if fired is not None else zero.clone()
@@ -631,8 +631,9 @@ def run_population(
                     fire = spike > 0
                     factor = spike.detach() if detach_reset else spike
                     reset = model.reset(new)
-                    new = model.State(*(a + factor * (r - a) for a, r in zip(new, reset,
-                                                                              strict=True)))
+                    # a + s (r - a) in one operator; variables the reset leaves alone are kept
+                    new = model.State(*(a if r is a else torch.lerp(a, r, factor)
+                                        for a, r in zip(new, reset, strict=True)))
                 else:
                     fire = g >= 0 if allowed is None else (g >= 0) & allowed
                     spike = fire.to(dtype)

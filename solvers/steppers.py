@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import torch
 from torch import Tensor
 
 State = TypeVar("State", bound=tuple)
@@ -29,6 +30,8 @@ def _rebuild(like: tuple, parts) -> tuple:
 
 def axpy(y: State, h: Tensor | float, k: tuple) -> State:
     """Return ``y + h * k`` component-wise, keeping the tuple type of ``y``."""
+    if isinstance(h, float):  # one fused operator per component
+        return _rebuild(y, (torch.add(a, b, alpha=h) for a, b in zip(y, k, strict=True)))
     return _rebuild(y, (a + h * b for a, b in zip(y, k, strict=True)))
 
 

@@ -37,7 +37,8 @@ class _Fires:
         return state.v - self.v_threshold
 
     def reset(self, state: tuple) -> tuple:
-        return state._replace(v=torch.zeros_like(state.v) + self.v_reset)
+        # a broadcast view, not a new [B, N] tensor: the reset runs every step in discrete time
+        return state._replace(v=self.v_reset.to(state.v.dtype).expand_as(state.v))
 
 
 class LI(NeuronModel):
