@@ -78,6 +78,21 @@ def quadrature(
     return piece if total is None else total + piece
 
 
+def _crossing_speed(flow, event, rate, y, tau, t_root, held, y_root) -> Tensor:
+    """``d/dt g(flow(y, tau, t - tau))`` at the root: the rate along the step map the root was
+    found on (forward-mode AD), so event times are differentiated exactly for that map (a
+    Runge-Kutta step's time derivative differs from ``dg/dt`` along the exact dynamics by the
+    local error). Falls back to ``rate`` where forward-mode AD is unavailable."""
+    parts = (c.detach() for c in y)
+    y0 = y._make(parts) if hasattr(y, "_make") else tuple(parts)
+    tau0 = tau.detach()
+    try:
+        return torch.func.jvp(lambda t: event(flow(y0, tau0, t - tau0, held)),
+                              (t_root.detach(),), (torch.ones_like(t_root),))[1]
+    except (RuntimeError, NotImplementedError):
+        return rate(y_root)
+
+
 def _implicit_time(flow, event, rate, y, tau, t_root, held, cross) -> Tensor:
     """``t_root`` with the implicit-function-theorem gradient attached (value unchanged).
 
@@ -90,7 +105,7 @@ def _implicit_time(flow, event, rate, y, tau, t_root, held, cross) -> Tensor:
     if not g_root.requires_grad:
         return t_root
     with torch.no_grad():
-        speed = rate(y_root)
+        speed = _crossing_speed(flow, event, rate, y, tau, t_root, held, y_root)
         speed = torch.where(cross & (speed != 0), speed, torch.ones_like(speed))
     correction = torch.where(cross, (g_root - g_root.detach()) / speed, torch.zeros_like(g_root))
     return t_root - correction
@@ -195,6 +210,12 @@ def advance_with_events(
         if differentiable:
             t_event = _implicit_time(flow, event, rate, y, tau, t_event, held, cross)
         y_event = flow(y, tau, t_event - tau, held)
+        if differentiable and not all(bool(torch.isfinite(c).all()) for c in y1):
+            # The full-interval flow overflowed where the state runs away past the threshold
+            # (exponential models). Those elements take y_event instead, but a zero cotangent
+            # through an overflowed flow is still 0 * inf = NaN in backward: recompute the
+            # kept value without integrating the crossing elements.
+            y1 = where_state(todo, flow(y, tau, torch.where(cross, tau, stop) - tau, held), y)
         if integrand is not None:
             piece_end = torch.where(cross, t_event, stop)
             integral = quadrature(flow, integrand, y, tau, piece_end, held, integral)

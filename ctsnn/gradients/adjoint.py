@@ -233,10 +233,11 @@ class _Layout:
         self.kind[rank, elem] = kind
         self.ref[rank, elem] = ev.ref[e0:e1]
         self.shape = shape
-        # padding after an element's last event keeps its time (zero-length intervals)
-        for r in range(1, self.m):
-            pad = self.kind[r] == 0
-            self.off[r] = torch.where(pad, self.off[r - 1], self.off[r])
+        # Padding after an element's last event sits at the end of the step (offset dt, as the
+        # engine pads): the element's last real interval then runs from its last event to dt,
+        # so that event's start-time cotangent is that interval's, and the zero-length intervals
+        # all sit at the fixed grid point (a Runge-Kutta map does not conserve lam.f exactly,
+        # so zero-length intervals at an event's time would misattribute its time derivative).
         self.off = self.off.reshape(self.m, *shape)
         self.kind = self.kind.reshape(self.m, *shape)
         self.ref = self.ref.reshape(self.m, *shape)
