@@ -471,8 +471,10 @@ def _spiking_backward(cfg: _Config, saved: tuple, g_t: Tensor | None, need: tupl
     nrn = cfg.nrn
     if g_t is None:
         g_t = torch.zeros_like(t_out)
-    adj = _spike_adjoints(cfg, t_out, b_out, n_out, current, g_t)
     grads = _Grads(weight, delay, t_in.numel(), need)
+    if t_out.numel() == 0:  # a silent layer: nothing downstream depends on its inputs
+        return grads.result(weight)
+    adj = _spike_adjoints(cfg, t_out, b_out, n_out, current, g_t)
     g_sorted = g_t[adj.order]
     tol = 256 * torch.finfo(t_out.dtype).eps * max(cfg.t_end, cfg.dt)
     for b0, b1, ev in _chunks(cfg, b_in):

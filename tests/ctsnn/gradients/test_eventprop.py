@@ -393,3 +393,22 @@ def test_errors_and_delay_clamp():
     assert layer.delay.grad.shape == (3,)  # per-axon delays
     layer.clamp_delays_()
     assert torch.all(layer.delay == 0.02)
+
+
+def test_a_silent_hidden_layer_gives_zero_gradients_not_an_error():
+    """Regression (found by the W2 benchmark): a spiking layer without any output spike in the
+    batch crashed in backward."""
+    events, params = _problem()
+    w1 = 1e-3 * params[0]  # far below threshold: the hidden layer stays silent
+    spikes = ctsnn.Spikes(*events[:1], events[1], events[2], events[3], dt=DT, n_steps=STEPS,
+                          batch_size=B, n_units=N_IN)
+    net = EventPropNetwork([
+        EventPropLayer(ctsnn.CubaLIF(N_HID, tau_mem=0.02, tau_syn=0.005), w1, params[1]),
+        EventPropLayer(ctsnn.CubaLI(N_OUT, tau_mem=0.02, tau_syn=0.005), params[2], params[3]),
+    ], readout="avg_exp")
+    z, hidden = net(spikes, return_spikes=True)
+    assert len(hidden[0]) == 0
+    F.cross_entropy(z, LABELS).backward()
+    first = net.layers[0]
+    assert torch.equal(first.weight.grad, torch.zeros_like(first.weight))
+    assert torch.equal(first.delay.grad, torch.zeros_like(first.delay))
