@@ -320,6 +320,24 @@ class DCLSReferenceNet(nn.Module):
         p_opt = torch.optim.Adam(self.positions(), lr=lr_delay, weight_decay=0.0)
         return w_opt, p_opt
 
+    def training_step(self, x: Tensor, y: Tensor) -> Callable[[], None]:
+        """The timed step of the DCLS recipe: zero both optimisers, forward, time-summed
+        softmax loss, backward, both Adam steps, clamp positions, reset the neuron states."""
+        from ctsnn.papers.dcls import dcls_loss
+
+        w_opt, p_opt = self.optimisers()
+
+        def step() -> None:
+            w_opt.zero_grad(set_to_none=True)
+            p_opt.zero_grad(set_to_none=True)
+            dcls_loss(self(x), y).backward()
+            w_opt.step()
+            p_opt.step()
+            self.clamp_()
+            self.reset_states()
+
+        return step
+
 
 # --------------------------------------------------------------------------- W4 plain LIF nets
 def plain_weights(sizes: Sequence[int], *, seed: int) -> list[Tensor]:

@@ -143,17 +143,7 @@ def build_reference(state: str, batch: int, *, n_steps: int = N_STEPS,
             net.reset_states()
 
         return net, forward
-    w_opt, p_opt = net.optimisers()
-
-    def step() -> None:
-        w_opt.zero_grad(set_to_none=True)
-        p_opt.zero_grad(set_to_none=True)
-        dcls_loss(net(x), y).backward()
-        w_opt.step()
-        p_opt.step()
-        net.clamp_()
-        net.reset_states()
-
+    step = net.training_step(x, y)
     return net, step
 
 

@@ -46,7 +46,6 @@ import torch.nn.functional as F
 
 import ctsnn
 from ctsnn.gradients import EventPropLayer, EventPropNetwork
-from ctsnn.papers.dcls import dcls_loss
 
 from .harness import bench_env, json_line, peak_rss_increase
 from .peers import (
@@ -154,17 +153,7 @@ def build_reference(n_steps: int, max_delay: int, batch: int = BATCH, *,
     net = DCLSReferenceNet(n_in=SIZES[0], n_hidden=SIZES[1], n_layers=len(SIZES) - 2,
                            n_out=SIZES[-1], kernel=max_delay + 1, sig=REF_SIG, seed=seed)
     x, y = bernoulli_input(n_steps, batch, SIZES[0], P_INPUT, seed=seed, n_classes=SIZES[-1])
-    w_opt, p_opt = net.optimisers()
-
-    def step() -> None:
-        w_opt.zero_grad(set_to_none=True)
-        p_opt.zero_grad(set_to_none=True)
-        dcls_loss(net(x), y).backward()
-        w_opt.step()
-        p_opt.step()
-        net.clamp_()
-        net.reset_states()
-
+    step = net.training_step(x, y)
     return net, step
 
 
