@@ -564,6 +564,7 @@ def adjoint_layer(
     xtol: float | None = None,
     record: tuple[str, ...] = (),
     integral_rule: str = "exact",
+    checkpoint_every: int = 32,
 ) -> tuple[Spikes, Tensor | None, tuple, dict[str, Tensor]]:
     """One continuous-time layer with generic adjoint gradients (functional form).
 
@@ -578,6 +579,9 @@ def adjoint_layer(
         integrand: ``l(t, state) -> [B, N]``; the readout is ``∫_0^T l dt`` ``[B, N]``.
         integral_rule: ``"exact"`` (quadrature between events, neuron-wise integrands) or
             ``"grid"`` (``Σ_n dt l((n+1) dt, x)``; the integrand may couple neurons).
+        checkpoint_every: steps between the state checkpoints kept for the backward (memory
+            ``T / checkpoint_every`` states; the backward replays one block at a time, so
+            larger values trade memory for a larger transient block).
         method: ``"exact"`` (closed-form flow) or a Runge-Kutta method; default as
             :func:`ctsnn.simulation.run_population`.
         xtol: spike-time tolerance (s).
@@ -605,6 +609,8 @@ def adjoint_layer(
                              f"[{weight.shape[1]}], got {list(delay.shape)}")
         if bool((delay.detach() < 0).any()):
             raise ValueError(f"delay must be non-negative, got minimum {delay.min().item()!r}")
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
     method = method or ("exact" if model.has_flow else "rk4")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -620,7 +626,8 @@ def adjoint_layer(
     setup = _Setup(model=model, method=method, dt=spikes.dt, n_steps=spikes.n_steps,
                    batch_size=spikes.batch_size, n_in=spikes.n_units, integrand=integrand,
                    xtol=xtol, n_params=len(params), recurrent=recurrent is not None,
-                   has_delay=delay is not None, integral_rule=integral_rule)
+                   has_delay=delay is not None, integral_rule=integral_rule,
+                   checkpoint_every=checkpoint_every)
     empty = weight.new_zeros(0)
     rec_w = recurrent.weight if recurrent is not None else empty
     rec_d = recurrent.delay if recurrent is not None else empty

@@ -286,6 +286,13 @@ def test_generic_adjoint_saves_one_checkpoint_per_block_not_the_trajectory():
             lambda: adj.adjoint_layer(model, spikes, weight)[0].times.sum())
         return n_bytes
 
+    # a different block length gives the same gradient
+    spikes = _input(62, 30, 0.03, dt=2e-4, n_steps=200, grad=True)
+    g = [torch.autograd.grad(adj.adjoint_layer(model, spikes, w, checkpoint_every=k)[0]
+                             .times.square().sum(), spikes.times)[0] for k in (7, 32, 500)]
+    torch.testing.assert_close(g[0], g[1], rtol=1e-12, atol=0)
+    torch.testing.assert_close(g[2], g[1], rtol=1e-12, atol=0)
+
     steps = 640
     trajectory = steps * B * 8 * len(model.state_names) * 8  # float64 states per step
     growth = saved(steps) - saved(steps // 2)
