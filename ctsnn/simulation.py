@@ -214,7 +214,9 @@ def _check_adjoint_layer(layer: Layer) -> None:
 
     if layer.time != "continuous":
         raise ValueError("gradient='adjoint' is exact continuous-time EventProp: use "
-                         "time='continuous' (or gradient='surrogate' for a discrete-time layer)")
+                         "time='continuous' (or gradient='surrogate' for a discrete-time layer; "
+                         "EventProp on the grid, mlGeNN-style, is "
+                         "ctsnn.gradients.DiscreteEventPropNetwork)")
     if layer.surrogate is not None:
         raise ValueError("a surrogate is for gradient='surrogate'; the adjoint needs none "
                          "(drop surrogate=, or choose gradient='surrogate')")
