@@ -339,6 +339,18 @@ class DCLSReferenceNet(nn.Module):
         return step
 
 
+def dcls_reference_status(wanted: bool, log: Callable[[str], None]
+                          ) -> tuple[bool, dict[str, str | None], dict[str, str | None]]:
+    """``(use it, versions, import errors)`` of the DCLS + SpikingJelly reference (W1, W2);
+    logs why it is skipped when it was wanted but does not import."""
+    versions = {m: module_version(m) for m in ("DCLS", "spikingjelly")}
+    use = wanted and all(versions.values())
+    missing = {m: import_error(m) for m, v in versions.items() if v is None}
+    if wanted and not use:
+        log(f"reference skipped: not importable: {missing}")
+    return use, versions, missing
+
+
 # --------------------------------------------------------------------------- W4 plain LIF nets
 def plain_weights(sizes: Sequence[int], *, seed: int) -> list[Tensor]:
     """Weights ``[n_out, n_in]`` of the W4 network, float32: ``b (U(-1, 1) + 0.12)``.

@@ -61,10 +61,9 @@ from .harness import bench_env, json_line, peak_rss_increase
 from .peers import (
     DCLSReferenceNet,
     bernoulli_input,
+    dcls_reference_status,
     git_state,
-    import_error,
     matmul_peak,
-    module_version,
     time_summary,
     timed,
 )
@@ -219,11 +218,7 @@ def main(
     def log(msg: str) -> None:
         print(f"[w1] {msg}", file=sys.stderr, flush=True)
 
-    versions = {m: module_version(m) for m in ("DCLS", "spikingjelly")}
-    use_ref = reference and all(versions.values())
-    missing = {m: import_error(m) for m, v in versions.items() if v is None}
-    if reference and not use_ref:
-        log(f"reference skipped: not importable: {missing}")
+    use_ref, versions, missing = dcls_reference_status(reference, log)
 
     def measure(side: str, state: str, batch: int) -> dict[str, Any]:
         builder = build_ours if side == "ours" else build_reference

@@ -51,9 +51,8 @@ from .harness import bench_env, json_line, peak_rss_increase
 from .peers import (
     DCLSReferenceNet,
     bernoulli_input,
+    dcls_reference_status,
     git_state,
-    import_error,
-    module_version,
     time_summary,
     timed,
 )
@@ -222,11 +221,7 @@ def main(
     def log(msg: str) -> None:
         print(f"[w2] {msg}", file=sys.stderr, flush=True)
 
-    versions = {m: module_version(m) for m in ("DCLS", "spikingjelly")}
-    use_ref = reference and all(versions.values())
-    missing = {m: import_error(m) for m, v in versions.items() if v is None}
-    if reference and not use_ref:
-        log(f"reference skipped: not importable: {missing}")
+    use_ref, versions, missing = dcls_reference_status(reference, log)
 
     def mem(side: str, n_steps: int, max_delay: int) -> float | None:
         if not memory:
