@@ -18,6 +18,16 @@ def float64():
     torch.set_default_dtype(old)
 
 
+@pytest.fixture
+def float64_one_thread(float64):
+    """float64 and one intra-op thread: tiny tensors, where OpenMP/MKL synchronisation costs
+    would dominate (and vary wildly) on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _default_dtype_is_restored(request):
     """A test that changes torch's default dtype must restore it (later tests rely on it)."""

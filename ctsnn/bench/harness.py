@@ -124,6 +124,33 @@ def _rss_child(setup: Callable[[], StepFn], steps: int, conn: Any) -> None:
         conn.close()
 
 
+def call_in_child(target: Callable[..., None], args: tuple, *, timeout: float | None,
+                  what: str, timeout_error: type[Exception] = RuntimeError) -> dict[str, Any]:
+    """Run ``target(*args, conn)`` in a fresh ``spawn`` process and return the one message it
+    sends on ``conn`` (a dict with ``"ok"``); a child that dies without sending one gives
+    ``{"ok": False, "error": ...}`` with its exit code. Raises ``timeout_error`` after
+    ``timeout`` seconds; the child is always reaped (killed if still alive)."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=target, args=(*args, child), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            raise timeout_error(f"{what} did not finish within {timeout} s")
+        msg = parent.recv()
+    except EOFError:
+        proc.join(5.0)
+        msg = {"ok": False, "error": f"child process died (exit code {proc.exitcode})"}
+    finally:
+        parent.close()
+        proc.join(5.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    return msg
+
+
 def peak_rss_increase(
     setup: Callable[[], StepFn], *, steps: int = 1, timeout: float | None = None
 ) -> float:
@@ -153,23 +180,8 @@ def peak_rss_increase(
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_rss_child, args=(setup, steps, child), daemon=True)
-    proc.start()
-    child.close()
-    try:
-        if not parent.poll(timeout):
-            raise TimeoutError(f"memory measurement did not finish within {timeout} s")
-        result = parent.recv()
-    except EOFError:
-        result = {"ok": False, "error": "child process died without a result"}
-    finally:
-        parent.close()
-        proc.join(5.0)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+    result = call_in_child(_rss_child, (setup, steps), timeout=timeout,
+                           what="memory measurement", timeout_error=TimeoutError)
     if not result["ok"]:
         raise RuntimeError(f"memory measurement failed in the child process:\n{result['error']}")
     if not result["exact"]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import math
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -52,7 +51,7 @@ import torch
 
 import ctsnn
 from ctsnn.bench.brian2_side import brian2_python, repo_root, run_brian2
-from ctsnn.bench.harness import bench_env, json_line, peak_rss_increase, time_call
+from ctsnn.bench.harness import bench_env, call_in_child, json_line, peak_rss_increase, time_call
 from ctsnn.bench.w5_inputs import make_w5_inputs
 
 __all__ = [
@@ -446,7 +445,7 @@ def _time_ours(
     return stats, out
 
 
-def _timing_child(conn: Any, inputs: dict[str, np.ndarray], kwargs: dict[str, Any]) -> None:
+def _timing_child(inputs: dict[str, np.ndarray], kwargs: dict[str, Any], conn: Any) -> None:
     """Body of the fresh timing process of :func:`_measure_ours`: sends (stats, events)."""
     try:
         bench_env(2, warn=False)
@@ -465,24 +464,7 @@ def _time_in_fresh_process(
     Raises:
         RuntimeError: the child failed or died (e.g. killed for lack of memory).
     """
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_timing_child, args=(child, inputs, kwargs), daemon=True)
-    proc.start()
-    child.close()
-    try:
-        if not parent.poll(timeout):
-            raise RuntimeError(f"timing did not finish within {timeout} s")
-        msg = parent.recv()
-    except EOFError:
-        proc.join(5.0)
-        msg = {"ok": False, "error": f"timing process died (exit code {proc.exitcode})"}
-    finally:
-        parent.close()
-        proc.join(5.0)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+    msg = call_in_child(_timing_child, (inputs, kwargs), timeout=timeout, what="timing")
     if not msg["ok"]:
         raise RuntimeError(msg["error"])
     return msg["result"]

@@ -101,7 +101,6 @@ class _Setup:
     n_in: int
     integrand: Integrand | None
     xtol: float | None
-    n_params: int
     recurrent: bool
     has_delay: bool
     integral_rule: str = "exact"
@@ -254,18 +253,16 @@ def _vjp(outputs: list[Tensor], inputs: list[Tensor], cotangents: list[Tensor],
     return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads, strict=True)]
 
 
-class _Backward:
-    """The reverse pass of one layer (see the module docstring)."""
+class _StepMaps:
+    """The engine's step map of one layer, per grid step, and one interval's forward map."""
 
-    def __init__(self, setup: _Setup, params: list[Tensor], like: Tensor) -> None:
+    def __init__(self, setup: _Setup, like: Tensor) -> None:
         from ..simulation import _make_flow
 
-        self.setup, self.params = setup, params
+        self.setup = setup
         self.model = setup.model
         self.zero_input = like.new_zeros(setup.batch_size, setup.model.n)
         self._make_flow = _make_flow
-        self.target = setup.model.state_names.index(setup.model.jump_target) \
-            if setup.model.jump_target is not None else None
 
     def flow(self, n: int):
         return self._make_flow(self.model, self.setup.method, n * self.setup.dt,
@@ -281,12 +278,6 @@ class _Backward:
             t0 = n * self.setup.dt
             q = quadrature(flow, lambda t, y: integrand(t0 + t, y), xa, a, b, None, None)
         return xb, q
-
-
-def _jump(model: NeuronModel, x: tuple, target: int, j: Tensor) -> tuple:
-    parts = list(x)
-    parts[target] = parts[target] + j
-    return model.State(*parts)
 
 
 class _AdjointFn(torch.autograd.Function):
@@ -335,9 +326,9 @@ def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w
     dtype = weight.dtype
     t_end = float(torch.tensor(n_steps, dtype=torch.float64) * dt)
     tol = 256 * torch.finfo(dtype).eps * max(t_end, dt)
-    bw = _Backward(setup, params, weight)
+    bw = _StepMaps(setup, weight)
     names = model.state_names
-    target = bw.target
+    target = None if model.jump_target is None else names.index(model.jump_target)
 
     # ---- pairs: external (input event, target) and recurrent (output spike, target)
     ext = _arrival_pairs(t_in, b_in, j_in, delay if setup.has_delay else None, n, dt, t_end)
@@ -394,7 +385,7 @@ def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w
             pre = flow(x, tau, end - tau, None)
             kind = lay.kind[r]
             jr = _pair_values(lay.ref[r], kind == 1, x_all)
-            post = _jump(model, pre, target, jr) if target is not None else pre
+            post = model.receive(pre, jr) if target is not None else pre
             fire = (kind == 2) | (kind == 3)
             mid = post
             if bool(fire.any()):
@@ -625,7 +616,7 @@ def adjoint_layer(
     params = _params(model)
     setup = _Setup(model=model, method=method, dt=spikes.dt, n_steps=spikes.n_steps,
                    batch_size=spikes.batch_size, n_in=spikes.n_units, integrand=integrand,
-                   xtol=xtol, n_params=len(params), recurrent=recurrent is not None,
+                   xtol=xtol, recurrent=recurrent is not None,
                    has_delay=delay is not None, integral_rule=integral_rule,
                    checkpoint_every=checkpoint_every)
     empty = weight.new_zeros(0)

@@ -337,21 +337,17 @@ class _Grads:
         self.t = weight.new_zeros(n_events) if self.need_t else None
         self.a = weight.new_zeros(n_events) if self.need_a else None
 
-    def add(self, p: _Pairs, dw: Tensor | None, ds: Tensor) -> None:
-        """``dw = a dL/dJ`` per pair (jump ``J = w a``) and ``ds = dL/d(arrival time)``."""
+    def add(self, p: _Pairs, dj: Tensor, ds: Tensor) -> None:
+        """``dj = dL/dJ`` per pair (jump ``J = w a``) and ``ds = dL/d(arrival time)``."""
         flat = p.tgt * self.n_in + p.j
-        if self.w is not None and dw is not None:
-            self.w.index_add_(0, flat, dw)
+        if self.w is not None:
+            self.w.index_add_(0, flat, p.a * dj)
         if self.d is not None:
             self.d.index_add_(0, flat, ds)
         if self.t is not None:
             self.t.index_add_(0, p.src, ds)
-        if self.a is not None and dw is not None:
-            # dL/da = w dL/dJ; a zero-amplitude event has no effect and gets none
-            nonzero = p.a != 0
-            safe = torch.where(nonzero, p.a, torch.ones_like(p.a))
-            self.a.index_add_(0, p.src, torch.where(nonzero, dw * p.w / safe,
-                                                    torch.zeros_like(dw)))
+        if self.a is not None:
+            self.a.index_add_(0, p.src, p.w * dj)
 
     def result(self, weight: Tensor) -> tuple[Tensor | None, ...]:
         shape = weight.shape
@@ -459,11 +455,11 @@ def _spike_adjoints(cfg: _Config, t_out: Tensor, b_out: Tensor, n_out: Tensor,
 
 
 def _pair_rates(nrn: _Neurons, p: _Pairs, lam_v: Tensor, lam_i: Tensor | None) -> tuple:
-    """``(dL/dw, dL/ds)`` of each pair from the adjoint just after its arrival (no drive)."""
+    """``(dL/dJ, dL/ds)`` of each pair from the adjoint just after its arrival (no drive)."""
     if nrn.cuba:
         rate = lam_i / nrn.tau_s[p.tgt] - nrn.r[p.tgt] * lam_v / nrn.tau_m[p.tgt]
-        return p.a * lam_i, p.x * rate
-    return p.a * lam_v, p.x * lam_v / nrn.tau_m[p.tgt]
+        return lam_i, p.x * rate
+    return lam_v, p.x * lam_v / nrn.tau_m[p.tgt]
 
 
 def _spiking_backward(cfg: _Config, saved: tuple, g_t: Tensor | None, need: tuple) -> tuple:
@@ -505,19 +501,19 @@ def _spiking_backward(cfg: _Config, saved: tuple, g_t: Tensor | None, need: tupl
         lam_v[pid] = torch.where(valid, vv, torch.zeros_like(vv))
         if nrn.cuba:
             lam_i[pid] = torch.where(valid, ii, torch.zeros_like(ii))
-        dw, ds = _pair_rates(nrn, p, lam_v, lam_i)
+        dj, ds = _pair_rates(nrn, p, lam_v, lam_i)
         if not nrn.cuba and nk:
-            dw, ds = _lif_triggers(cfg, adj, p, o, seg_o, time, nk, k0, g_sorted, dw, ds, tol)
-        grads.add(p, dw, ds)
+            dj, ds = _lif_triggers(cfg, adj, p, o, seg_o, time, nk, k0, g_sorted, dj, ds, tol)
+        grads.add(p, dj, ds)
     return grads.result(weight)
 
 
 def _lif_triggers(cfg: _Config, adj: _SpikeAdjoint, p: _Pairs, o: Tensor, seg_o: Tensor,
-                  time: Tensor, nk: int, k0: int, g_sorted: Tensor, dw: Tensor, ds: Tensor,
+                  time: Tensor, nk: int, k0: int, g_sorted: Tensor, dj: Tensor, ds: Tensor,
                   tol: float) -> tuple[Tensor, Tensor]:
     """LIF spikes happen at the arrival that carries ``V`` over threshold: that arrival's
     time sets the spike time (``dL/ds = G_k - lam_V(t_k^+) (v_leak - v_reset)/tau_m``) and its
-    weight has no effect (``dL/dw = 0``)."""
+    weight has no effect (``dL/dJ = 0``)."""
     nrn = cfg.nrn
     m = o.numel()
     t_o = time[o]
@@ -534,12 +530,12 @@ def _lif_triggers(cfg: _Config, adj: _SpikeAdjoint, p: _Pairs, o: Tensor, seg_o:
     kk = k0 + o[spos]  # sorted spike index
     pid = o[trig] - nk
     nrn_k = adj.n[kk]
-    dw = dw.clone()
+    dj = dj.clone()
     ds = ds.clone()
-    dw[pid] = 0.0
+    dj[pid] = 0.0
     ds[pid] = g_sorted[kk] - adj.v_plus[kk] * (nrn.v_leak[nrn_k] - nrn.v_reset[nrn_k]) / \
         nrn.tau_m[nrn_k]
-    return dw, ds
+    return dj, ds
 
 
 class _SpikingLayerFn(torch.autograd.Function):
@@ -715,10 +711,10 @@ def _max_backward(cfg: _Config, p: _Pairs, g: Tensor, t_star: Tensor, side: Tens
     lam_v = torch.where(before, gs, torch.zeros_like(gs))
     lam_i = torch.zeros_like(lam_v) if nrn.cuba else None
     lam_v, lam_i = _propagate(nrn, p.tgt, lam_v, lam_i, h)
-    dw, ds = _pair_rates(nrn, p, lam_v, lam_i)
+    dj, ds = _pair_rates(nrn, p, lam_v, lam_i)
     pinned = (sd != 0) & (p.src == pin_src[p.seg])
     ds = ds + torch.where(pinned, gs * vdot[p.seg], torch.zeros_like(ds))
-    return dw, ds
+    return dj, ds
 
 
 @dataclass
@@ -846,7 +842,7 @@ def _integrand_backward(cfg: _Config, p: _Pairs, g: Tensor, b0: int,
         lam_i = torch.zeros_like(p.s)
         lam_i[pid] = (c * (tail(grads[0], 1.0 / nrn.tau_s) - lam_v[pid])
                       + tail(grads[1], 1.0 / nrn.tau_s))
-    dw, ds = _pair_rates(nrn, p, lam_v, lam_i)
+    dj, ds = _pair_rates(nrn, p, lam_v, lam_i)
     # The jump target is discontinuous at the arrival: l(s, x^-) - l(s, x^+) per unit shift.
     with torch.no_grad():
         target = "i" if nrn.cuba else "v"
@@ -858,7 +854,7 @@ def _integrand_backward(cfg: _Config, p: _Pairs, g: Tensor, b0: int,
         jump = (gb * jump).reshape(-1)[pc.layout[sel]]
     ds = ds.clone()
     ds[pid] = ds[pid] + jump
-    return dw, ds
+    return dj, ds
 
 
 class _ReadoutFn(torch.autograd.Function):
@@ -907,21 +903,21 @@ class _ReadoutFn(torch.autograd.Function):
                 continue
             p = _pairs(cfg, ev, t_in, b_in, j_in, v_in, weight, delay)
             if cfg.readout == "max":
-                dw, ds = _max_backward(cfg, p, g, *keep)
+                dj, ds = _max_backward(cfg, p, g, *keep)
             elif cfg.readout == "integrand":
-                dw, ds = _integrand_backward(cfg, p, g[b0 * cfg.nrn.n:b1 * cfg.nrn.n], b0, b1)
+                dj, ds = _integrand_backward(cfg, p, g[b0 * cfg.nrn.n:b1 * cfg.nrn.n], b0, b1)
             else:
                 r_t, r_v, ks = _linear_response(cfg, p)
                 gp = g[p.seg]
                 nrn = cfg.nrn
                 if nrn.cuba:
                     lam_i, lam_v = gp * r_t, gp * r_v
-                    dw, ds = _pair_rates(nrn, p, lam_v, lam_i)
+                    dj, ds = _pair_rates(nrn, p, lam_v, lam_i)
                 else:
                     lam_v = gp * r_v
-                    dw = p.a * lam_v
+                    dj = lam_v
                     ds = p.x * (lam_v / nrn.tau_m[p.tgt] - gp * ks)
-            grads.add(p, dw, ds)
+            grads.add(p, dj, ds)
         g_tin, g_w, g_d, g_a = grads.result(weight)
         return g_tin, g_w, g_d, None, None, g_a, None
 

@@ -72,20 +72,15 @@ def test_compare_spikes_pairs_by_neuron_and_rank() -> None:
     assert cmp["max_abs_dt_s"] == pytest.approx(1e-12, abs=1e-15)
 
 
+def _tiny_main(**kwargs: object) -> int:
+    """W5 on a tiny network, one timed repeat, in this process, no reference."""
+    return w5.main(quick=True, reference=False, n_in=10, n_out=20, duration=0.05, repeats=1,
+                   warmup=1, isolate=False, **kwargs)
+
+
 def test_main_smoke_tiny(capsys: pytest.CaptureFixture[str]) -> None:
-    status = w5.main(
-        quick=True,
-        reference=False,
-        n_in=10,
-        n_out=20,
-        duration=0.05,
-        batches=(1, 2),
-        configs=(("continuous", 1e-3), ("discrete", 1e-3)),
-        repeats=1,
-        warmup=1,
-        memory=False,
-        isolate=False,
-    )
+    status = _tiny_main(batches=(1, 2), configs=(("continuous", 1e-3), ("discrete", 1e-3)),
+                        memory=False)
     assert status == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     # accuracy line + 2 configs x 2 batches + summary
@@ -116,17 +111,7 @@ def test_main_reports_a_configuration_whose_memory_process_died(
         raise RuntimeError("memory measurement failed in the child process:\nchild process died")
 
     monkeypatch.setattr(w5, "peak_rss_increase", died)
-    status = w5.main(
-        quick=True,
-        reference=False,
-        n_in=10,
-        n_out=20,
-        duration=0.05,
-        configs=(("discrete", 1e-3),),
-        repeats=1,
-        warmup=1,
-        isolate=False,
-    )
+    status = _tiny_main(configs=(("discrete", 1e-3),))
     assert status == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     line = records[1]

@@ -28,16 +28,7 @@ DT = 1e-3
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _float64_one_thread():
-    # Tiny tensors: one intra-op thread avoids OpenMP/MKL synchronisation costs that dominate
-    # (and vary wildly) on a shared machine.
-    old, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(F64)
-    torch.set_num_threads(1)
-    yield
-    torch.set_default_dtype(old)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("float64_one_thread")
 
 
 # --------------------------------------------------------------------------- references

@@ -24,16 +24,14 @@ from ctsnn.papers.delrec import (
 F64 = torch.float64
 
 
+pytestmark = pytest.mark.usefixtures("float64_one_thread")
+
+
 @pytest.fixture(autouse=True)
-def _float64_one_thread():
-    # float64 at construction: a float32 tau converted later is not 1.05 dt exactly
-    old, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(F64)
-    torch.set_num_threads(1)
+def _seed():
+    # float64 at construction (the shared fixture): a float32 tau converted later is not
+    # 1.05 dt exactly
     torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(old)
-    torch.set_num_threads(threads)
 
 
 def tiny(kind: str, **changes) -> DelRecNet:
