@@ -20,8 +20,10 @@ from .models import (
     Izhikevich,
     NeuronModel,
 )
+from . import gradients, losses, readouts, surrogate
+from .engine import SimulationResult, run_population
 from .models.equations import equations_model as equations_model
-from .simulation import Layer, SimulationResult, run_population, simulate
+from .network import Layer, clamp_delays_, delay_parameters, simulate, weight_parameters
 from .spikes import Spikes
 from .synapses import Arrivals, Dense
 
@@ -32,5 +34,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Spikes", "NeuronModel", "LI", "LIF", "CubaLI", "CubaLIF", "AdLIF", "AdEx", "QIF", "Izhikevich",
     "HodgkinHuxley", "HH", "Layer", "Dense", "Arrivals", "SimulationResult", "simulate",
-    "run_population",
+    "run_population", "clamp_delays_", "delay_parameters", "weight_parameters", "gradients",
+    "losses", "readouts", "surrogate",
 ]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -168,10 +168,6 @@ class Spikes:
     everything; the ``from_*`` classmethods are the convenient way to build instances.
     """
 
-    times: Tensor
-    batch: Tensor
-    units: Tensor
-    values: Tensor
     dt: float
     n_steps: int
     batch_size: int
@@ -254,15 +250,47 @@ class Spikes:
         order = order[torch.sort(t[order], stable=True).indices]
         order = order[torch.sort(batch[order], stable=True).indices]
 
-        self.times = times[order]
-        self.units = units[order]
-        self.batch = batch[order]
-        self.values = values[order]
+        times = times[order]
+        self._events: tuple[Tensor, ...] | None = (
+            times, units[order], batch[order], values[order], _locate(times, dt)[0]
+        )
+        self._dense: Tensor | None = None
+        self._build: Callable[[], Spikes] | None = None
         self.dt = dt
         self.n_steps = n_steps
         self.batch_size = batch_size
         self.n_units = n_units
-        self._step, _ = _locate(self.times, dt)
+
+    # ------------------------------------------------------------------------------------------
+    # event fields (filled on first access for spikes that come from a dense raster)
+    # ------------------------------------------------------------------------------------------
+
+    def _fields(self) -> tuple[Tensor, ...]:
+        if self._events is None:
+            assert self._build is not None
+            self._events = self._build()._fields()
+            self._build = None
+        return self._events
+
+    @property
+    def times(self) -> Tensor:
+        """float [E]: absolute event times in seconds."""
+        return self._fields()[0]
+
+    @property
+    def units(self) -> Tensor:
+        """int64 [E]: neuron index of each event."""
+        return self._fields()[1]
+
+    @property
+    def batch(self) -> Tensor:
+        """int64 [E]: sample index of each event."""
+        return self._fields()[2]
+
+    @property
+    def values(self) -> Tensor:
+        """float [E]: amplitude of each event."""
+        return self._fields()[3]
 
     # ------------------------------------------------------------------------------------------
     # constructors
@@ -457,6 +485,31 @@ class Spikes:
         )
 
     @classmethod
+    def from_dense(
+        cls,
+        raster: Tensor,
+        dt: float,
+        *,
+        events: Callable[[], Spikes] | None = None,
+    ) -> Spikes:
+        """Spikes backed by a dense ``[T, B, N]`` raster (e.g. a surrogate layer's output).
+
+        :meth:`raster` returns ``raster`` itself, so gradients that flow through it (surrogate
+        derivatives, also where no spike happened) reach the layer that produced it. The event
+        fields are built from the raster on first access (an entry of step ``n`` is an event at
+        ``(n + 1) dt``), or by ``events()`` when given (e.g. to add spikes at ``t = 0``, which
+        a raster cannot hold).
+        """
+        dt = _as_dt("dt", dt)
+        check_tensor("raster", raster, ndim=3, floating=True)
+        obj = cls.__new__(cls)
+        obj._events, obj._dense = None, raster
+        obj._build = events if events is not None else (lambda: cls.from_raster(raster, dt))
+        obj.dt = dt
+        obj.n_steps, obj.batch_size, obj.n_units = (int(x) for x in raster.shape)
+        return obj
+
+    @classmethod
     def empty(
         cls,
         *,
@@ -525,12 +578,12 @@ class Spikes:
     @property
     def device(self) -> torch.device:
         """Device of the event tensors."""
-        return self.times.device
+        return self.times.device if self._dense is None else self._dense.device
 
     @property
     def dtype(self) -> torch.dtype:
         """Float dtype of ``times`` and ``values``."""
-        return self.times.dtype
+        return self.times.dtype if self._dense is None else self._dense.dtype
 
     @property
     def duration(self) -> float:
@@ -540,7 +593,7 @@ class Spikes:
     @property
     def step(self) -> Tensor:
         """int64 [E]: grid step of each event (see the module's time convention)."""
-        return self._step
+        return self._fields()[4]
 
     @property
     def offset(self) -> Tensor:
@@ -581,10 +634,13 @@ class Spikes:
         ``dtype`` defaults to the dtype of ``times``.  Differentiable w.r.t. ``values``.
         """
         dtype = self.dtype if dtype is None else dtype
-        out = torch.zeros(
-            self.n_steps, self.batch_size, self.n_units, dtype=dtype, device=self.device
-        )
-        out = out.index_put((self.step, self.batch, self.units), self.values.to(dtype), True)
+        if self._dense is not None:
+            out = self._dense.to(dtype)
+        else:
+            out = torch.zeros(
+                self.n_steps, self.batch_size, self.n_units, dtype=dtype, device=self.device
+            )
+            out = out.index_put((self.step, self.batch, self.units), self.values.to(dtype), True)
         return out.transpose(0, 1) if batch_first else out
 
     def first_offsets(self, fill: float = float("nan")) -> Tensor:

@@ -298,7 +298,8 @@ class Dense(nn.Module):
         with torch.no_grad():
             self.delay.clamp_(min=0.0, max=self.max_delay)
 
-    def _check(self, spikes: Spikes) -> None:
+    def check_input(self, spikes: Spikes) -> None:
+        """Raise if ``spikes`` do not fit the synapse's input size."""
         if spikes.n_units != self.n_in:
             raise ValueError(
                 f"input spikes have {spikes.n_units} units but the weight expects "
@@ -319,7 +320,7 @@ class Dense(nn.Module):
                 )
             dt = None
         else:
-            self._check(spikes)
+            self.check_input(spikes)
             raster = spikes.raster(dtype=self.weight.dtype)
             dt = spikes.dt
         if self.delay is None:
@@ -343,7 +344,7 @@ class Dense(nn.Module):
 
     def arrivals(self, spikes: Spikes) -> Arrivals | DelayedArrivals:
         """Exact within-step arrival schedule."""
-        self._check(spikes)
+        self.check_input(spikes)
         spikes = spikes.to(dtype=self.weight.dtype)
         if self.delay is None:
             return Arrivals(spikes, self.weight)

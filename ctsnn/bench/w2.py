@@ -8,7 +8,7 @@ memory; our memory at T = 1000 <= 1.5x our memory at T = 250.
 
 What :func:`main` measures (``ctsnn bench w2 [--quick] [--no-reference]``), per (T, max delay):
 
-* **ours** — :class:`ctsnn.gradients.EventPropNetwork` of two ``CubaLIF(256)`` layers and a
+* **ours** — :class:`ctsnn.Layer`\ s (``gradient="adjoint"``): two ``CubaLIF(256)`` layers and a
   ``CubaLI(20)`` readout (``readout="avg_exp"``), ``tau_mem = 20 ms``, ``tau_syn = 5 ms``,
   threshold 1, reset 0; exact continuous-time EventProp gradients for weights and delays.
   Weights Gaussian (:data:`WEIGHT_INIT`: the hidden layers fire a few spikes per neuron per
@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 import ctsnn
-from ctsnn.gradients import EventPropLayer, EventPropNetwork
+from torch import nn
 
 from .harness import bench_env, json_line, peak_rss_increase
 from .peers import (
@@ -110,7 +110,7 @@ def init_parameters(max_delay: int, *, seed: int = 0,
 
 
 def build_ours(n_steps: int, max_delay: int, batch: int = BATCH, *, seed: int = 0,
-               sizes: Sequence[int] = SIZES) -> tuple[EventPropNetwork, Callable[[], None]]:
+               sizes: Sequence[int] = SIZES) -> tuple[nn.Sequential, Callable[[], None]]:
     """Our EventProp network and its training step.
 
     The step keeps, as ``step.counts``, the spikes per neuron per trial of the input and of
@@ -125,8 +125,9 @@ def build_ours(n_steps: int, max_delay: int, batch: int = BATCH, *, seed: int = 
         model = (ctsnn.CubaLI(n, tau_mem=TAU_MEM, tau_syn=TAU_SYN) if k == len(params) - 1 else
                  ctsnn.CubaLIF(n, tau_mem=TAU_MEM, tau_syn=TAU_SYN, v_threshold=THRESHOLD,
                                v_reset=0.0))
-        layers.append(EventPropLayer(model, w, delay=d, max_delay=max_delay * DT))
-    net = EventPropNetwork(layers, readout="avg_exp")
+        layers.append(ctsnn.Layer(model, w, delay=d, learn_delay=True, max_delay=max_delay * DT,
+                                  time="continuous", gradient="adjoint"))
+    net = nn.Sequential(*layers)
     raster, y = bernoulli_input(n_steps, batch, sizes[0], P_INPUT, seed=seed, n_classes=sizes[-1])
     x = ctsnn.Spikes.from_raster(raster, DT)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -134,12 +135,12 @@ def build_ours(n_steps: int, max_delay: int, batch: int = BATCH, *, seed: int = 
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        z, hidden = net(x, return_spikes=True)
-        F.cross_entropy(z, y).backward()
+        res = ctsnn.simulate(net, x, readout="avg_exp")
+        F.cross_entropy(res.output, y).backward()
         opt.step()
-        net.clamp_delays_()
-        for k, s in enumerate(hidden):
-            counts[f"hidden{k + 1}"] = len(s) / (batch * s.n_units)
+        ctsnn.clamp_delays_(net)
+        for k, r in enumerate(res.layers[:-1]):
+            counts[f"hidden{k + 1}"] = len(r.spikes) / (batch * r.spikes.n_units)
 
     step.counts, step.x, step.y = counts, x, y  # type: ignore[attr-defined]
     return net, step
@@ -257,7 +258,7 @@ def main(
         protocol_note(ours)
         ours["spikes_per_neuron_per_trial"] = dict(step.counts)  # type: ignore[attr-defined]
         ours["parameters"] = sum(p.numel() for p in net.parameters())
-        ours["implementation"] = ("ctsnn EventPropNetwork (CubaLIF 256, CubaLIF 256, CubaLI 20, "
+        ours["implementation"] = ("ctsnn Layer(gradient='adjoint') network (CubaLIF 256, CubaLIF 256, CubaLI 20, "
                                   "avg_exp readout), exact continuous-time EventProp, "
                                   "per-synapse delays")
         ours["neurons"] = {"tau_mem_s": TAU_MEM, "tau_syn_s": TAU_SYN, "threshold": THRESHOLD,

@@ -86,7 +86,7 @@ def ours_lif_net(weights: Sequence[Tensor], *, tau: float = TAU_STEPS, alpha: fl
     def run(x: Tensor) -> Tensor:
         h = x
         for layer in layers:
-            h, _ = layer(h, dt=dt)
+            h = layer(h, dt=dt, input_as="jump")[0].raster()
         return h
 
     return layers, run
@@ -122,7 +122,7 @@ def layer_spike_counts(net: nn.Module, run: Callable[[Tensor], Tensor], impl: st
         if impl == "ours":
             counts, h = [], x
             for layer in net:
-                h, _ = layer(h, dt=DT)
+                h = layer(h, dt=DT, input_as="jump")[0].raster()
                 counts.append(int(h.sum()))
             return counts
         if impl == "spikingjelly":

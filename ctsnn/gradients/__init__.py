@@ -1,46 +1,41 @@
-"""Gradient methods beyond autograd through the engine (``Layer(gradient="adjoint")``).
+"""Gradient methods, one module each, chosen per layer (``Layer(gradient=...)``).
 
-* :mod:`ctsnn.gradients.eventprop` — exact adjoint (EventProp) gradients with learnable
-  delays for feed-forward layers of the linear LIF family, in continuous time, in closed form;
-  memory grows with the number of spikes, not with the number of time steps.
-* :mod:`ctsnn.gradients.adjoint` — the generic adjoint for any neuron model (user-defined or
-  from equation strings) and for recurrent layers: adjoint equations and jump conditions from
-  vector-Jacobian products of the model's dynamics, threshold and reset.
-* :mod:`ctsnn.gradients.discrete` — EventProp on the time grid (mlGeNN's discretisation), whose
-  gradients converge to the continuous ones as ``dt -> 0``.
+* :class:`Autodiff` (:mod:`~ctsnn.gradients.autodiff`, shorthand ``"surrogate"``) —
+  backpropagation through the simulation: surrogate spikes in discrete time, exact spike-time
+  derivatives (implicit function theorem) in continuous time.
+* :class:`Adjoint` (:mod:`~ctsnn.gradients.adjoint_method`, shorthand ``"adjoint"``) — exact
+  event-based adjoint (EventProp) gradients. It runs
+
+  - :mod:`~ctsnn.gradients.eventprop`: closed-form EventProp with delays for feed-forward
+    LIF-family layers in continuous time (memory grows with spikes, not with T);
+  - :mod:`~ctsnn.gradients.adjoint`: the generic adjoint for any model (vector-Jacobian
+    products of its equations) and for recurrent layers;
+  - :mod:`~ctsnn.gradients.discrete`: EventProp on the time grid (mlGeNN's discretisation).
+
+A method is a :class:`GradientMethod` (:mod:`~ctsnn.gradients.base`): it says whether it
+supports a layer (``check``) and runs it (``run``). Adding one = one new module + an entry in
+:data:`SHORTHANDS` if it should have a string name.
 """
 
-from .adjoint import adjoint_layer, check_adjoint_model
-from .discrete import (
-    DiscreteEventPropLayer,
-    DiscreteEventPropNetwork,
-    discrete_eventprop,
-    discrete_layer_forward,
-)
-from .eventprop import (
-    AdjointResult,
-    EventPropLayer,
-    EventPropNetwork,
-    first_spike_times,
-    measure_saved_bytes,
-    simulate_adjoint,
-    spike_count_penalty,
-    time_invariant_mse,
-)
+from __future__ import annotations
 
-__all__ = [
-    "AdjointResult",
-    "DiscreteEventPropLayer",
-    "DiscreteEventPropNetwork",
-    "EventPropLayer",
-    "EventPropNetwork",
-    "adjoint_layer",
-    "check_adjoint_model",
-    "discrete_eventprop",
-    "discrete_layer_forward",
-    "first_spike_times",
-    "measure_saved_bytes",
-    "simulate_adjoint",
-    "spike_count_penalty",
-    "time_invariant_mse",
-]
+from .adjoint_method import Adjoint
+from .autodiff import Autodiff
+from .base import GradientMethod, LayerCall, LayerLike
+
+#: String shorthands accepted by ``Layer(gradient=...)``.
+SHORTHANDS: dict[str, type[GradientMethod]] = {"surrogate": Autodiff, "adjoint": Adjoint}
+
+
+def as_gradient(gradient: str | GradientMethod) -> GradientMethod:
+    """A :class:`GradientMethod` from a shorthand of :data:`SHORTHANDS` or an instance."""
+    if isinstance(gradient, GradientMethod):
+        return gradient
+    if isinstance(gradient, str) and gradient in SHORTHANDS:
+        return SHORTHANDS[gradient]()
+    raise ValueError(f"unknown gradient {gradient!r}; expected one of {tuple(SHORTHANDS)} or a "
+                     "ctsnn.gradients.GradientMethod object")
+
+
+__all__ = ["Adjoint", "Autodiff", "GradientMethod", "LayerCall", "LayerLike", "SHORTHANDS",
+           "as_gradient"]

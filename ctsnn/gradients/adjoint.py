@@ -6,7 +6,7 @@ model: the adjoint equations between events and the jump conditions at spikes an
 are obtained from vector-Jacobian products of the model's ``dynamics`` (through the same
 step map the forward used), ``threshold`` and ``reset``.
 
-Forward: the continuous engine (:func:`ctsnn.simulation.run_population`) under
+Forward: the continuous engine (:func:`ctsnn.engine.run_population`) under
 ``torch.no_grad()``; kept are the input and output spike events and the state at every grid
 point (``[T, B, N]`` per variable: the checkpoints the backward replays each step from).
 
@@ -50,6 +50,7 @@ from torch import Tensor
 
 from solvers.events import quadrature
 
+from ..engine import METHODS, make_flow, run_population
 from ..models.base import NeuronModel
 from ..spikes import Spikes, _locate
 from ..synapses import Dense, RecurrentDense, _snap_to_grid
@@ -115,8 +116,6 @@ def _params(model: NeuronModel) -> list[Tensor]:
 
 # =========================================================================== forward
 def _run(setup: _Setup, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d):
-    from ..simulation import run_population
-
     spikes = Spikes(t_in, j_in, b_in, v_in, dt=setup.dt, n_steps=setup.n_steps,
                     batch_size=setup.batch_size, n_units=setup.n_in)
     syn = Dense(weight, delay=delay if setup.has_delay else None, learnable=False)
@@ -257,16 +256,12 @@ class _StepMaps:
     """The engine's step map of one layer, per grid step, and one interval's forward map."""
 
     def __init__(self, setup: _Setup, like: Tensor) -> None:
-        from ..simulation import _make_flow
-
         self.setup = setup
         self.model = setup.model
         self.zero_input = like.new_zeros(setup.batch_size, setup.model.n)
-        self._make_flow = _make_flow
 
     def flow(self, n: int):
-        return self._make_flow(self.model, self.setup.method, n * self.setup.dt,
-                               self.zero_input)
+        return make_flow(self.model, self.setup.method, n * self.setup.dt, self.zero_input)
 
     def interval(self, n: int, flow, xa: tuple, a: Tensor, b: Tensor):
         """``(x(b-), ∫_a^b l dt)`` from ``x(a+)`` (the forward map of one interval)."""
@@ -574,7 +569,7 @@ def adjoint_layer(
             ``T / checkpoint_every`` states; the backward replays one block at a time, so
             larger values trade memory for a larger transient block).
         method: ``"exact"`` (closed-form flow) or a Runge-Kutta method; default as
-            :func:`ctsnn.simulation.run_population`.
+            :func:`ctsnn.engine.run_population`.
         xtol: spike-time tolerance (s).
         record: state variables whose (detached) trajectories ``[T, B, N]`` to return.
 
@@ -582,8 +577,6 @@ def adjoint_layer(
         ``(output spikes with differentiable times, readout [B, N] or None, final state,
         recordings)``.
     """
-    from ..simulation import METHODS
-
     if not isinstance(spikes, Spikes):
         raise TypeError(f"spikes must be a ctsnn.Spikes, got {type(spikes).__name__}")
     check_adjoint_model(model)

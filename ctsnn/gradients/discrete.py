@@ -75,38 +75,28 @@ i.e. the continuous formula evaluated at the rounded delay (C5).
 
 Example::
 
-    net = DiscreteEventPropNetwork([
-        DiscreteEventPropLayer(ctsnn.CubaLIF(64), w1, delay=d1, max_delay_steps=50),
-        DiscreteEventPropLayer(ctsnn.CubaLI(3), w2, delay=d2, max_delay_steps=50),
-    ])
-    z = net(spikes)                         # [B, 3]; the grid is spikes.dt, spikes.n_steps
+    net = [ctsnn.Layer(ctsnn.CubaLIF(64), w1, delay=d1, max_delay=0.05, gradient="adjoint"),
+           ctsnn.Layer(ctsnn.CubaLI(3), w2, delay=d2, max_delay=0.05, gradient="adjoint")]
+    z = ctsnn.simulate(net, spikes, time="discrete", readout="avg_exp").output   # [B, 3]
     torch.nn.functional.cross_entropy(z, labels).backward()
-    net.clamp_delays_(spikes.dt)            # after the optimiser steps
+    ctsnn.clamp_delays_(net)                # after the optimiser steps
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..models.base import NeuronModel
 from ..models.lif import CubaLI, CubaLIF
 from ..spikes import Spikes
-from ._weights import full_delay, register_weight_delay
+from ._weights import full_delay
 
-__all__ = [
-    "DiscreteEventPropLayer",
-    "DiscreteEventPropNetwork",
-    "DiscreteTrace",
-    "delay_steps",
-    "discrete_eventprop",
-    "discrete_layer_forward",
-    "discrete_trace",
-]
+__all__ = ["DiscreteTrace", "delay_steps", "discrete_layer_forward", "discrete_trace"]
 
 Probe = Callable[[int, Tensor, Tensor, Tensor, Tensor], None]
 
@@ -497,107 +487,3 @@ def discrete_trace(model: NeuronModel, spikes: Spikes, weight: Tensor,
     tr = out.trace
     return DiscreteTrace(syn=tr["syn"], current=tr["current"], v=tr["v"], v_pre=tr["v_pre"],
                          spikes=sp, z=out.z)
-
-
-# =========================================================================== modules
-class DiscreteEventPropLayer(nn.Module):
-    """A feed-forward layer trained with discrete-time EventProp (mlGeNN's discretisation).
-
-    Args:
-        model: ``CubaLIF`` (hidden / spiking) or ``CubaLI`` (readout), parameters in seconds.
-        weight: initial weight ``[N, N_in]``.
-        delay: initial delays (s) ``[N, N_in]`` or per axon ``[N_in]``; ``None`` = no delays.
-        max_delay_steps: longest delay in grid steps; delays are clamped to it in the forward
-            and by :meth:`clamp_delays_`.
-        learn_weight, learn_delay: make them ``nn.Parameter``\\ s.
-        max_spikes: optional hard limit on one forward's output spikes (raises if exceeded).
-
-    ``forward(spikes)`` -> output :class:`ctsnn.Spikes` (``CubaLIF``) or ``z [B, N]``
-    (``CubaLI``); see :func:`discrete_layer_forward`. Nothing is kept between calls.
-    """
-
-    def __init__(self, model: NeuronModel, weight: Tensor, delay: Tensor | None = None, *,
-                 max_delay_steps: int, learn_weight: bool = True, learn_delay: bool = True,
-                 max_spikes: int | None = None) -> None:
-        super().__init__()
-        _check_model(model)
-        self.model = model
-        self.max_delay_steps = _check_max_delay(max_delay_steps)
-        self.max_spikes = max_spikes
-        register_weight_delay(self, weight, delay, learn_weight=learn_weight,
-                              learn_delay=learn_delay)
-
-    @property
-    def spiking(self) -> bool:
-        """Whether the layer spikes (``CubaLIF``) rather than reads out (``CubaLI``)."""
-        return isinstance(self.model, CubaLIF)
-
-    def forward(self, spikes: Spikes) -> Spikes | Tensor:
-        """Input :class:`ctsnn.Spikes` (``n_units = N_in``, grid ``dt`` in s) -> output spikes
-        on the same grid (``CubaLIF``) or the readout ``z [B, N]`` (``CubaLI``)."""
-        return discrete_layer_forward(self.model, spikes, self.weight, self.delay,
-                                      max_delay_steps=self.max_delay_steps,
-                                      max_spikes=self.max_spikes)
-
-    @torch.no_grad()
-    def clamp_delays_(self, dt: float) -> None:
-        """Clamp the delays to ``[0, max_delay_steps dt]`` in place (after each optimiser step)."""
-        if self.delay is not None:
-            self.delay.clamp_(min=0.0, max=self.max_delay_steps * dt)
-
-    def extra_repr(self) -> str:
-        return (f"n_in={self.weight.shape[1]}, n_out={self.weight.shape[0]}, "
-                f"max_delay_steps={self.max_delay_steps}")
-
-
-def discrete_eventprop(layers: Sequence[DiscreteEventPropLayer], spikes: Spikes, *,
-                       return_spikes: bool = False) -> Any:
-    """Run a feed-forward stack (``CubaLIF`` layers, then a ``CubaLI`` readout) on the grid of
-    ``spikes``; returns ``z [B, N_out]`` (and the hidden layers' spikes with
-    ``return_spikes``). Backpropagate any loss on ``z`` with ordinary autograd."""
-    layers = list(layers)
-    if not layers:
-        raise ValueError("layers must not be empty")
-    hidden: list[Spikes] = []
-    x: Any = spikes
-    for k, layer in enumerate(layers):
-        last = k == len(layers) - 1
-        if layer.spiking == last:
-            raise ValueError("discrete_eventprop: hidden layers must be CubaLIF and the last "
-                             "layer a CubaLI readout")
-        x = layer(x)
-        if isinstance(x, Spikes):
-            hidden.append(x)
-    return (x, hidden) if return_spikes else x
-
-
-class DiscreteEventPropNetwork(nn.Module):
-    """Feed-forward stack of :class:`DiscreteEventPropLayer`\\ s ending in a ``CubaLI`` readout.
-
-    ``forward(spikes, return_spikes=False)`` -> ``z [B, N_out]`` (mlGeNN
-    ``avg_var_exp_weight``), see :func:`discrete_eventprop`.
-    """
-
-    def __init__(self, layers: Sequence[DiscreteEventPropLayer]) -> None:
-        super().__init__()
-        if not layers or not all(isinstance(x, DiscreteEventPropLayer) for x in layers):
-            raise TypeError("layers must be a non-empty sequence of DiscreteEventPropLayer")
-        self.layers = nn.ModuleList(layers)
-
-    def forward(self, spikes: Spikes, return_spikes: bool = False) -> Any:
-        """``z [B, N_out]`` (and the hidden layers' :class:`ctsnn.Spikes` if requested)."""
-        return discrete_eventprop(list(self.layers), spikes, return_spikes=return_spikes)
-
-    def clamp_delays_(self, dt: float) -> None:
-        """Clamp every layer's delays to ``[0, max_delay_steps dt]``."""
-        for layer in self.layers:
-            layer.clamp_delays_(dt)
-
-    def delay_parameters(self) -> list[nn.Parameter]:
-        """The learnable delays (for a separate optimiser, as in mlGeNN)."""
-        return [x.delay for x in self.layers if isinstance(x.delay, nn.Parameter)]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """The learnable weights."""
-        return [x.weight for x in self.layers if isinstance(x.weight, nn.Parameter)]
-

@@ -43,7 +43,8 @@ from ..delays.kernels import DCLS_SIGMA_OFFSET, kernel_size
 from ..delays.linear import KERNELS, DelayedLinear
 from ..delays.schedules import DCLSSigmaSchedule
 from ..models.lif import LIF
-from ..simulation import Layer, run_population
+from ..engine import run_population
+from ..network import Layer
 from ..surrogate import atan
 
 # --------------------------------------------------------------------------- configuration
@@ -265,7 +266,7 @@ class DCLSNet(nn.Module):
         for block in self.blocks:
             # The engine simulates as many steps as its input has, so the right padding is
             # applied to the input (identical to padding the convolution).
-            h, _ = block.layer(_pad_time(h, pad), dt=cfg.dt)
+            h = block.layer(_pad_time(h, pad), dt=cfg.dt, input_as="jump")[0].raster()
             h = block.dropout(h)
         h = _pad_time(h, pad)
         result = run_population(

@@ -56,7 +56,8 @@ from ..delays.recurrent import (
     uniform_delays,
 )
 from ..models.lif import LIF
-from ..simulation import Layer, run_population
+from ..engine import run_population
+from ..network import Layer
 from ..surrogate import Surrogate, atan, triangle
 
 RESETS = ("zero", "subtract")
@@ -334,7 +335,7 @@ class DelRecNet(nn.Module):
         spikes: list[Tensor] = []
         h = x
         for layer in self.layers:
-            h, _ = layer(h, dt=self.config.dt)
+            h = layer(h, dt=self.config.dt, input_as="jump")[0].raster()
             spikes.append(h)
         z = self.readout.jumps(h)
         if self.readout_neurons is None:

@@ -49,16 +49,17 @@ def test_init_parameters_shapes_and_delay_range() -> None:
 def test_build_ours_network_and_one_step() -> None:
     n_steps, max_delay, batch = TINY
     net, step = w2.build_ours(n_steps, max_delay, batch)
-    layers = list(net.layers)
+    layers = list(net)
     assert [type(x.model) for x in layers] == [ctsnn.CubaLIF, ctsnn.CubaLIF, ctsnn.CubaLI]
-    assert [tuple(x.weight.shape) for x in layers] == [(256, 140), (256, 256), (20, 256)]
+    assert [tuple(x.synapse.weight.shape) for x in layers] == [(256, 140), (256, 256), (20, 256)]
     for x in layers:
-        assert isinstance(x.delay, torch.nn.Parameter) and x.delay.shape == x.weight.shape
-        assert x.max_delay == pytest.approx(max_delay * w2.DT)
+        syn = x.synapse
+        assert isinstance(syn.delay, torch.nn.Parameter) and syn.delay.shape == syn.weight.shape
+        assert syn.max_delay == pytest.approx(max_delay * w2.DT)
+        assert x.gradient.name == "adjoint" and x.time == "continuous"
         assert float(x.model.tau_mem.reshape(-1)[0]) == pytest.approx(0.02)
         assert float(x.model.tau_syn.reshape(-1)[0]) == pytest.approx(0.005)
     assert float(layers[0].model.v_threshold.reshape(-1)[0]) == pytest.approx(1.0)
-    assert net.readout == "avg_exp"
     assert step.x.dt == pytest.approx(1e-3) and step.x.n_steps == n_steps
     before = [p.detach().clone() for p in net.parameters()]
     step()

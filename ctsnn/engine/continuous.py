@@ -1,0 +1,147 @@
+"""The continuous-time loop: exact arrivals, located crossings, resets at the crossing.
+
+Every grid step is integrated with the model's closed-form flow (``"exact"``) or a Runge-Kutta
+step used as dense output. Inputs arrive at their exact times inside the step; every upward
+threshold crossing is located by a safeguarded root finder independently for each neuron and
+sample; the reset is applied at that instant and integration resumes (several spikes per step
+are fine). Spike times are real numbers (seconds).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from solvers.events import advance_with_events, quadrature, where_state
+
+from ..synapses import StepArrivals, merge_arrivals
+from .recurrence import start_recurrent
+from .result import SimulationResult
+from .setup import Population
+from .stepping import make_flow, receive, slope_fn
+
+
+def _boundaries(run: Population, n: int, end_of_step: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """The step's jumps in time order: ``(local time [.., B, N], value [B, N])`` pairs."""
+    step_arr: StepArrivals | None = None if run.arrivals is None else run.arrivals(n)
+    if run.recurrent is not None:
+        step_arr = merge_arrivals(step_arr, run.recurrent.arrivals(n))
+    out = [] if step_arr is None else list(zip(step_arr.offset, step_arr.value, strict=True))
+    if run.jumps is not None:
+        out.append((end_of_step, run.jumps[n]))
+    return out
+
+
+def _jump_only_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step: Tensor
+                    ) -> None:
+    """Spikes can only happen at jumps: the flow approaches a sub-threshold fixed point
+    monotonically, so no root finding is needed between arrivals."""
+    model, state, tau = run.model, run.state, run.zero
+    for k in range(len(bounds) + 1):
+        end = bounds[k][0] if k < len(bounds) else end_of_step
+        state = model.flow(state, x, end - tau)
+        tau = end
+        if k == len(bounds):
+            break
+        state = model.receive(state, bounds[k][1])
+        fire = run.threshold(state) >= 0
+        if bool(fire.any()):
+            state = where_state(fire, model.reset(state), state)
+            run.log.add(fire, tau, n, run.dt)
+    run.state = state
+
+
+def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step: Tensor,
+                  hold: Tensor | None, xtol: float) -> Tensor | None:
+    """Integrate step ``n`` piece by piece between jumps, locating every crossing; returns the
+    refractory ends (local time) for the next step."""
+    model, dt, t0 = run.model, run.dt, n * run.dt
+    flow = make_flow(model, run.method, t0, x, run.delays)
+    threshold = run.threshold
+    rate = slope_fn(model, t0, x, run.delays) if threshold is not None else None
+    slope = None if model.monotone else rate
+    local = None if run.integrand is None or run.grid_rule else (
+        lambda t, y, t0=t0: run.integrand(t0 + t, y)
+    )
+    state, tau = run.state, run.zero
+    for k in range(len(bounds) + 1):
+        end = bounds[k][0] if k < len(bounds) else end_of_step
+        if threshold is None:
+            if local is not None:
+                run.integral = quadrature(flow, local, state, tau, end, None, run.integral)
+            state = flow(state, tau, end - tau, None)
+            tau = end
+        else:
+            out = advance_with_events(
+                flow, state, tau, end, threshold, model.reset, slope=slope, rate=rate,
+                hold_until=hold, hold_time=run.ref_param, xtol=xtol, integrand=local,
+                integral=run.integral,
+            )
+            state, tau, hold, events = out[:4]
+            if local is not None:
+                run.integral = out[4]
+            for ev in events:
+                run.log.add(ev.mask, ev.time, n, dt)
+        if k == len(bounds):
+            break
+        held = None if hold is None else hold > tau
+        before = state
+        state = receive(model, state, bounds[k][1], held)
+        if threshold is not None and model.spiking:
+            fire = (threshold(state) >= 0) & (threshold(before) < 0)
+            if held is not None:
+                fire = fire & ~held
+            if bool(fire.any()):
+                state = where_state(fire, model.reset(state), state)
+                run.log.add(fire, tau, n, dt)
+                if hold is not None:
+                    hold = torch.where(fire, tau + run.ref_param, hold)
+    run.state = state
+    return hold
+
+
+def run_continuous(run: Population) -> SimulationResult:
+    """Simulate ``run`` in continuous time (see the module docstring)."""
+    run.start()
+    model, dt, zero = run.model, run.dt, run.zero
+    xtol = run.xtol if run.xtol is not None else 64 * torch.finfo(run.dtype).eps * dt
+    end_of_step = zero + dt
+    infinity = torch.full_like(zero, torch.inf)
+    # Fast path for jump-driven monotone models with a closed form (e.g. LIF with v += w).
+    jump_only_possible = (
+        run.method == "exact" and model.monotone and run.threshold is not None
+        and not run.has_ref and (run.integrand is None or run.grid_rule) and model.has_flow
+    )
+    # A NaN fixed point (a flow that cannot take h = inf) means "unknown": general path.
+    fixed_point_ok = jump_only_possible and bool(
+        (run.threshold(model.flow(run.state, zero, infinity)) < 0).all()
+    )
+    recurrent = run.recurrent
+    if recurrent is not None:
+        if not hasattr(recurrent, "emit"):
+            raise ValueError(
+                f"{type(recurrent).__name__} runs in discrete time only; for exact delayed "
+                "recurrence in continuous time use an exact recurrent synapse (kernel Exact)"
+            )
+        start_recurrent(recurrent, run.batch_size, run.dtype, run.device, dt, "continuous")
+    for n in range(run.n_steps):
+        t0 = n * dt
+        logged = len(run.log.times)
+        x = zero if run.current is None else run.current[n]
+        hold = (run.ref_end - t0) if run.has_ref else None
+        bounds = _boundaries(run, n, end_of_step)
+        if jump_only_possible and (
+            fixed_point_ok if run.current is None
+            else bool((run.threshold(model.flow(run.state, x, infinity)) < 0).all())
+        ):
+            _jump_only_step(run, n, x, bounds, end_of_step)
+        else:
+            hold = _general_step(run, n, x, bounds, end_of_step, hold, xtol)
+        if hold is not None:
+            run.ref_end = hold + t0
+        run.end_of_step(n, x)
+        if recurrent is not None:  # schedule this step's spikes on the recurrent synapses
+            recurrent.emit(n, *run.log.since(logged))
+    spikes = run.log.spikes(dt=dt, n_steps=run.n_steps, shape=run.shape, like=zero)
+    return SimulationResult(spikes=spikes, states=run.recordings(), final_state=run.state,
+                            output=run.integral)

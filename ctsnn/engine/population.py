@@ -1,0 +1,127 @@
+"""One population, simulated for ``n_steps`` steps: the functional core of the engine.
+
+Time convention: step ``n`` covers ``(n dt, (n+1) dt]``; a recorded state at index ``n`` is the
+state at ``(n+1) dt``; input current ``[T, B, N]`` is held constant over its step; ``jumps``
+``[T, B, N]`` are added to the model's ``jump_target`` at ``(n+1) dt`` (this with
+``method="euler"`` is the ``u[t] = (1 - dt/tau) u[t-1] + I[t]`` update of SpikingJelly, DCLS
+and DelRec). Units: seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from solvers.steppers import STEPPERS
+
+from .._checks import check_choice
+from ..models.base import NeuronModel
+from ..surrogate import Surrogate
+from ..synapses import Arrivals
+from .continuous import run_continuous
+from .discrete import run_discrete
+from .recurrence import Recurrent
+from .result import SimulationResult
+from .setup import Population
+from .stepping import METHODS, elementwise
+
+TIME_MODES = ("discrete", "continuous")
+INTEGRAL_RULES = ("exact", "grid")
+
+
+def run_population(
+    model: NeuronModel,
+    *,
+    dt: float,
+    n_steps: int,
+    batch_size: int,
+    current: Tensor | None = None,
+    jumps: Tensor | None = None,
+    arrivals: Arrivals | None = None,
+    time: str = "discrete",
+    method: str | None = None,
+    state: tuple | None = None,
+    record: Sequence[str] = (),
+    record_every: int = 1,
+    xtol: float | None = None,
+    surrogate: Surrogate | None = None,
+    detach_reset: bool = False,
+    recurrent: Recurrent | None = None,
+    integrand: Callable[[Tensor, tuple], Tensor] | None = None,
+    integral_rule: str = "exact",
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> SimulationResult:
+    """Simulate one population for ``n_steps`` steps of ``dt`` seconds (functional core).
+
+    Args:
+        current: input current ``[T, B, N]`` held constant over each step (or ``None``).
+        jumps: summed jumps ``[T, B, N]`` applied at the end of each step (or ``None``).
+        arrivals: exact arrival schedule (continuous time; in discrete time, use ``jumps``).
+        state: initial state (``[B, N]`` per variable); default ``model.initial_state``.
+        record: names of the variables to record at the end of every step.
+        record_every: record only at the end of every ``record_every``-th step (checkpoints:
+            index ``k`` holds the state at ``(k + 1) record_every dt``).
+        xtol: tolerance of spike times (s); default ``64 eps dt`` of the dtype.
+        surrogate: discrete mode: spikes are ``surrogate(threshold(state))`` (0/1 forward,
+            surrogate derivative backward) and the reset is blended as
+            ``state + s (reset(state) - state)`` so gradients flow through it.
+        detach_reset: with a surrogate, stop the gradient through the reset's spike factor.
+        recurrent: the population's own delayed recurrent connection. Discrete time: read
+            before the threshold test of each step, written with the step's spikes.
+            Continuous time (an exact recurrent synapse): its scheduled
+            arrivals join the step's input, and the step's spikes are handed to ``emit``.
+        integrand: ``l(t, state) -> [B, N]``; its time integral is returned as ``output``
+            (e.g. a voltage loss ``∫ l(V) dt``). Continuous mode: Gauss-Legendre on every smooth
+            piece between events, exact to rounding for steps well below the time constants,
+            and differentiable (also w.r.t. event and arrival times); the integrand must act
+            neuron by neuron (each neuron's pieces have their own ends). Discrete mode: the
+            rectangle rule ``Σ dt l(t_{n+1}, state_n)``.
+        integral_rule: continuous mode: ``"exact"`` (the quadrature above) or ``"grid"`` (the
+            rectangle rule on the grid points, as in discrete mode: all neurons are sampled at
+            the same instants, so the integrand may couple them, e.g. a softmax over neurons —
+            DCLS's time-summed softmax readout is ``output / dt``).
+    Returns:
+        a :class:`SimulationResult` (time-first recordings).
+    """
+    check_choice("time", time, TIME_MODES)
+    check_choice("integral_rule", integral_rule, INTEGRAL_RULES)
+    grid_rule = integrand is not None and (time == "discrete" or integral_rule == "grid")
+    if integrand is not None and not grid_rule and not elementwise(integrand, model):
+        raise ValueError("integrand couples the neurons (its value for one neuron depends on "
+                         "another's state): the exact continuous-time quadrature integrates each "
+                         "neuron between its own events; use integral_rule='grid'")
+    method = method or ("exact" if model.has_flow else ("rk4" if time == "continuous" else "euler"))
+    check_choice("method", method, METHODS)
+    if method == "exact" and not model.has_flow:
+        raise ValueError(
+            f"method='exact' needs a closed-form flow, which {type(model).__name__} does not "
+            f"provide; use one of {', '.join(STEPPERS)}"
+        )
+    for name in record:
+        if name not in model.state_names:
+            raise ValueError(
+                f"record: {type(model).__name__} has no state variable {name!r} "
+                f"(it has {list(model.state_names)})"
+            )
+    ref_param = model.refractory
+    dtype = dtype or ref_param.dtype
+    device = device or ref_param.device
+    if state is None:
+        state = model.initial_state(batch_size, dtype=dtype, device=device)
+    else:
+        if not isinstance(state, tuple) or len(state) != len(model.state_names):
+            raise ValueError(f"state must be a {type(model).__name__}.State named tuple")
+        state = model.State(*state)
+    run = Population(
+        model=model, dt=dt, n_steps=n_steps, batch_size=batch_size, method=method, state=state,
+        dtype=dtype, device=torch.device(device),
+        current=None if current is None else current.unbind(0),
+        jumps=None if jumps is None else jumps.unbind(0),
+        arrivals=arrivals, recurrent=recurrent, record=tuple(record), record_every=record_every,
+        xtol=xtol, surrogate=surrogate, detach_reset=detach_reset, integrand=integrand,
+        grid_rule=grid_rule,
+    )
+    return run_discrete(run) if time == "discrete" else run_continuous(run)

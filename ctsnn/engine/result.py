@@ -1,0 +1,52 @@
+"""The result type of a simulation (one population, or every layer of a network)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor
+
+from ..spikes import Spikes
+
+
+class SimulationResult:
+    """Output of one population (or of the last layer of a network).
+
+    Attributes:
+        spikes: emitted spikes (exact times in continuous mode, grid times in discrete mode). In
+            discrete mode with a surrogate, ``spikes.raster()`` is the dense raster that carries
+            the surrogate gradient; the event list is built on first access, so a training loop
+            that only uses the raster pays nothing for it.
+        states: recorded variables, name -> ``[T, B, N]`` (``[B, T, N]`` if ``batch_first``),
+            value at the end of each step.
+        final_state: state at ``T dt`` (named tuple of ``[B, N]``), to continue a simulation.
+        raster: discrete mode only: the spikes as a dense ``[T, B, N]`` tensor (the same tensor
+            as ``spikes.raster()``).
+        output: the readout ``[B, N]`` when one was asked for (the time integral of an
+            integrand, a named readout, or first-spike times).
+        layers: for a network, the result of every layer (this object is the last one).
+    """
+
+    def __init__(self, spikes: Spikes | Callable[[], Spikes], states: dict[str, Tensor],
+                 final_state: tuple | None, raster: Tensor | None = None,
+                 output: Tensor | None = None,
+                 layers: list[SimulationResult] | None = None) -> None:
+        self._spikes = spikes
+        self.states, self.final_state = states, final_state
+        self.raster, self.output = raster, output
+        self.layers = [] if layers is None else layers
+
+    @property
+    def spikes(self) -> Spikes:
+        if callable(self._spikes):
+            self._spikes = self._spikes()
+        return self._spikes
+
+    @spikes.setter
+    def spikes(self, value: Spikes) -> None:
+        self._spikes = value
+
+    def __repr__(self) -> str:
+        return (f"SimulationResult(states={list(self.states)}, raster="
+                f"{None if self.raster is None else list(self.raster.shape)}, "
+                f"output={self.output is not None}, layers={len(self.layers)})")

@@ -1,0 +1,69 @@
+"""Collecting the spikes of a simulation as they happen."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..spikes import Spikes
+
+
+class SpikeLog:
+    """Collects (time, sample, unit) of spikes as they happen, without per-spike Python work."""
+
+    def __init__(self) -> None:
+        self.times: list[Tensor] = []
+        self.index: list[Tensor] = []
+
+    def add(self, mask: Tensor, offset: Tensor, n: int, dt: float) -> None:
+        """Log the elements in ``mask`` as spiking at local ``offset`` within step ``n``."""
+        idx = mask.nonzero()
+        if idx.numel():
+            t = offset if offset.shape == mask.shape else offset.expand(mask.shape)
+            # n dt + offset may round past the step's end point: keep it inside its step.
+            end = torch.tensor((n + 1) * dt, dtype=t.dtype, device=t.device)
+            self.times.append(torch.minimum(t[mask] + n * dt, end))
+            self.index.append(idx)
+
+    def since(self, start: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``(times, batch, units)`` of the spikes logged after the first ``start`` entries."""
+        if len(self.times) == start:
+            empty = torch.zeros(0, dtype=torch.long)
+            return torch.zeros(0), empty, empty
+        idx = torch.cat(self.index[start:])
+        return torch.cat(self.times[start:]), idx[:, 0], idx[:, 1]
+
+    def spikes(self, *, dt: float, n_steps: int, shape: tuple[int, int], like: Tensor) -> Spikes:
+        if self.times:
+            times = torch.cat(self.times)
+            idx = torch.cat(self.index)
+            batch, units = idx[:, 0], idx[:, 1]
+        else:
+            times = like.new_zeros(0)
+            batch = units = torch.zeros(0, dtype=torch.long, device=like.device)
+        return Spikes.from_events(
+            times, units, batch, dt=dt, n_steps=n_steps, batch_size=shape[0], n_units=shape[1]
+        )
+
+
+def raster_spikes(raster: Tensor, dt: float, log: SpikeLog | None, n_steps: int,
+                  shape: tuple[int, int], like: Tensor) -> Spikes:
+    """Discrete-mode spikes backed by the (possibly differentiable) raster ``[T, B, N]``.
+
+    The event list is built when first asked for, merging the spikes at ``t = 0`` that ``log``
+    holds (a raster has no slot for them); the events' values carry the raster's gradient.
+    """
+
+    def build() -> Spikes:
+        spikes = Spikes.from_raster(raster, dt)
+        if log is None:
+            return spikes
+        first = log.spikes(dt=dt, n_steps=n_steps, shape=shape, like=like)
+        return Spikes.from_events(
+            torch.cat([first.times, spikes.times]), torch.cat([first.units, spikes.units]),
+            torch.cat([first.batch, spikes.batch]), dt=dt, n_steps=n_steps,
+            batch_size=shape[0], n_units=shape[1],
+            values=torch.cat([first.values.to(spikes.values.dtype), spikes.values]),
+        )
+
+    return Spikes.from_dense(raster, dt, events=build)

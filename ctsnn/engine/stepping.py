@@ -1,0 +1,186 @@
+"""Step maps of one population: the pieces both time-mode loops are built from.
+
+* :func:`make_flow` — the dense output ``flow(y, tau, h, held)`` of one grid step (closed-form
+  flow or a Runge-Kutta step), with refractory clamping;
+* :func:`slope_fn` — the threshold's rate along the dynamics (root-finding safeguard);
+* :class:`DelayedReads` — history buffers for models that read their own delayed state (DDEs);
+* :func:`receive`, :func:`hold`, :func:`zero_clamped` — jumps and refractory clamping;
+* :func:`initial_events`, :func:`check_state`, :func:`elementwise` — checks shared by the loops.
+
+Units: seconds. States are the model's named tuples of ``[B, N]`` tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from solvers.events import where_state
+from solvers.history import History
+from solvers.steppers import STEPPERS
+
+from ..models.base import NeuronModel
+
+METHODS = ("exact", *STEPPERS)
+
+
+def zero_clamped(model: NeuronModel, held: Tensor | None, parts: tuple) -> tuple:
+    """Zero the components of ``parts`` (derivatives or jumps) that are clamped where ``held``."""
+    if held is None:
+        return parts
+    names = model.clamped_names
+    return tuple(
+        torch.where(held, torch.zeros_like(p), p) if name in names else p
+        for name, p in zip(model.state_names, parts, strict=True)
+    )
+
+
+def hold(model: NeuronModel, held: Tensor | None, old: tuple, new: tuple) -> tuple:
+    """Restore the clamped variables of held elements to their old values."""
+    if held is None:
+        return new
+    names = model.clamped_names
+    return new._replace(
+        **{name: torch.where(held, getattr(old, name), getattr(new, name)) for name in names}
+    )
+
+
+def receive(model: NeuronModel, state: tuple, x: Tensor, held: Tensor | None) -> tuple:
+    """Add jump ``x`` to the model's jump target, except into clamped variables of held elements."""
+    if held is not None and model.jump_target in model.clamped_names:
+        x = torch.where(held, torch.zeros_like(x), x)
+    return model.receive(state, x)
+
+
+class DelayedReads:
+    """History buffers of a model's ``delayed_reads`` (see :class:`NeuronModel`)."""
+
+    def __init__(self, model: NeuronModel, state: tuple, dt: float, method: str) -> None:
+        if method == "exact":
+            raise ValueError(
+                f"{type(model).__name__} reads delayed state: use a Runge-Kutta method "
+                "(closed-form flows cannot see x(t - lag))"
+            )
+        self.model, self.dt = model, dt
+        self.reads = dict(model.delayed_reads)
+        self.buffers = {}
+        for name, (var, lag_name) in self.reads.items():
+            if var not in model.state_names or not hasattr(model, lag_name):
+                raise ValueError(f"delayed_reads[{name!r}] = ({var!r}, {lag_name!r}): unknown "
+                                 "state variable or lag parameter")
+            lag = getattr(model, lag_name)
+            if bool((lag < dt * (1 - 1e-9)).any()):
+                raise ValueError(
+                    f"{type(model).__name__}.{lag_name} must be at least one grid step "
+                    f"(dt = {dt} s), got a minimum of {float(lag.detach().min())} s"
+                )
+            self.buffers[name] = History(
+                getattr(state, var).shape, float(lag.detach().max()), dt,
+                initial=getattr(state, var).detach(), interp="hermite",
+                dtype=getattr(state, var).dtype, device=getattr(state, var).device,
+            )
+        self.push(state, 0.0, None)
+
+    def values(self, offset: Tensor | float) -> dict[str, Tensor]:
+        """Each delayed variable at ``t_last + offset - lag``."""
+        return {name: buf.read(getattr(self.model, self.reads[name][1]), offset)
+                for name, buf in self.buffers.items()}
+
+    def push(self, state: tuple, t: float, x: Tensor | None) -> None:
+        """Store the state at grid time ``t`` (and its derivative, for Hermite)."""
+        x = torch.zeros_like(state[0]) if x is None else x
+        last = next(iter(self.buffers.values())).t_last
+        offset = 0.0 if last is None else t - last  # delayed values at t itself
+        dy = self.model.State(*self.model.dynamics(t, state, x, self.values(offset)))
+        for name, buf in self.buffers.items():
+            var = self.reads[name][0]
+            buf.push(getattr(state, var), getattr(dy, var))
+
+
+def delayed_dynamics(model: NeuronModel, delays: DelayedReads | None, t0: float):
+    """``model.dynamics`` with the delayed values filled in when the model reads any."""
+    if delays is None:
+        return model.dynamics
+
+    def dynamics(t, state, input):
+        return model.dynamics(t, state, input, delays.values(t - t0))
+
+    return dynamics
+
+
+def make_flow(model: NeuronModel, method: str, t0: Tensor | float, x: Tensor,
+               delays: DelayedReads | None = None):
+    """Dense output ``flow(y, tau, h, held)`` of one step for the given method."""
+    if method == "exact":
+
+        def flow(y, tau, h, held):
+            return hold(model, held, y, model.flow(y, x, h))
+
+        return flow
+    stepper = STEPPERS[method]
+    dynamics = delayed_dynamics(model, delays, t0)
+
+    def flow(y, tau, h, held):
+        def rhs(t, s):
+            return zero_clamped(model, held, dynamics(t, s, x))
+
+        return hold(model, held, y, stepper(rhs, t0 + tau, y, h))
+
+    return flow
+
+
+def slope_fn(model: NeuronModel, t0: Tensor | float, x: Tensor,
+              delays: DelayedReads | None = None):
+    """``dg/dt`` along the dynamics (forward-mode derivative of the threshold).
+
+    For delayed reads the delayed values are taken at the start of the step.
+    """
+    dynamics = delayed_dynamics(model, delays, t0)
+
+    def slope(y):
+        return model.threshold_rate(y, model.State(*dynamics(t0, y, x)))
+
+    return slope
+
+
+
+def check_state(model: NeuronModel, state: tuple, n: int, dt: float, method: str) -> None:
+    """Raise if the state went non-finite (diverging integrator or model): say when and why."""
+    bad = [name for name, v in zip(model.state_names, state, strict=True)
+           if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise FloatingPointError(
+            f"{type(model).__name__}: state variable(s) {bad} became NaN or infinite by step {n} "
+            f"(t = {(n + 1) * dt:g} s) with method={method!r} and dt={dt:g} s; the integrator "
+            "is probably unstable at this step size: use a smaller dt or another method"
+        )
+
+
+def initial_events(model: NeuronModel, state: tuple):
+    """A resetting neuron that starts at or above threshold fires at t = 0."""
+    if not (model.spiking and model.resets):
+        return state, None
+    fire = model.threshold(state) >= 0
+    if not bool(fire.any()):
+        return state, None
+    state = where_state(fire, model.reset(state), state)
+    return state, fire
+
+
+
+def elementwise(integrand, model: NeuronModel) -> bool:
+    """Whether ``integrand(t, state)`` acts neuron by neuron (closed-form EventProp needs it;
+    e.g. a softmax over the neurons does not, and goes to the generic adjoint)."""
+    if model.n == 1:
+        return True
+    gen = torch.Generator().manual_seed(0)
+    ref = model.refractory
+    parts = tuple(torch.randn((1, model.n), generator=gen, dtype=ref.dtype).to(ref.device)
+                  .requires_grad_() for _ in model.state_names)
+    with torch.enable_grad():
+        out = integrand(torch.tensor(0.01, dtype=ref.dtype, device=ref.device),
+                        model.State(*parts))
+        if not out.requires_grad:
+            return True
+        grads = torch.autograd.grad(out[..., 1:].sum(), parts, allow_unused=True)
+    return all(g is None or not bool(g[..., 0].any()) for g in grads)

@@ -1,0 +1,228 @@
+"""Closed-form EventProp of spiking layers (LIF / CubaLIF): forward through the engine,
+adjoint jumps at output spikes, gradients at input arrivals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ...engine import run_population
+from ...spikes import Spikes
+from ...synapses import Dense
+from .common import (
+    LayerConfig,
+    PairGrads,
+    Pairs,
+    batch_chunks,
+    decay_prev,
+    linear_scan,
+    make_pairs,
+    next_marked,
+    pair_rates,
+    propagate,
+    segment_order,
+)
+
+
+# =========================================================================== spiking layers
+def _engine_spikes(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tensor, v_in: Tensor,
+                   weight: Tensor, delay: Tensor | None) -> Spikes:
+    """Output spikes of the layer from the continuous engine (exact spike times)."""
+    spikes = Spikes(t_in, j_in, b_in, v_in, dt=cfg.dt, n_steps=cfg.n_steps,
+                    batch_size=cfg.batch_size, n_units=cfg.n_in)
+    syn = Dense(weight, delay=delay, learnable=False)
+    res = run_population(cfg.nrn.model, dt=cfg.dt, n_steps=cfg.n_steps,
+                         batch_size=cfg.batch_size, arrivals=syn.arrivals(spikes),
+                         time="continuous", method="exact", dtype=weight.dtype,
+                         device=weight.device, xtol=cfg.xtol)
+    return res.spikes
+
+
+def _current_at_spikes(cfg: LayerConfig, tensors: tuple, t_out: Tensor, b_out: Tensor,
+                       n_out: Tensor) -> Tensor:
+    """``I(t_k^-)`` ``[K]`` of every output spike: the arrivals strictly before it, filtered."""
+    t_in, b_in, j_in, v_in, weight, delay = tensors
+    nrn = cfg.nrn
+    current = t_out.new_zeros(t_out.numel())
+    seg_out = b_out * nrn.n + n_out
+    for b0, b1, ev in batch_chunks(cfg, b_in):
+        k = ((b_out >= b0) & (b_out < b1)).nonzero().squeeze(1)
+        if k.numel() == 0 or ev.numel() == 0:
+            continue
+        p = make_pairs(cfg, ev, t_in, b_in, j_in, v_in, weight, delay)
+        seg = torch.cat([seg_out[k], p.seg])
+        time = torch.cat([t_out[k], p.s])  # spikes first: equal-time arrivals come after
+        x = torch.cat([t_out.new_zeros(k.numel()), p.x])
+        rate = 1.0 / nrn.tau_s[torch.cat([n_out[k], p.tgt])]
+        o = segment_order(seg, time)
+        y = linear_scan(decay_prev(seg[o], time[o], rate[o]), x[o])
+        val = torch.empty_like(y)
+        val[o] = y
+        current[k] = val[: k.numel()]
+    return current
+
+
+@dataclass
+class _SpikeAdjoint:
+    """Adjoints at the output spikes, sorted by (neuron segment, time)."""
+
+    order: Tensor  # [K] original index of each sorted spike
+    seg: Tensor
+    t: Tensor
+    n: Tensor
+    v_minus: Tensor
+    i_minus: Tensor | None
+    v_plus: Tensor
+
+
+def _spike_adjoints(cfg: LayerConfig, t_out: Tensor, b_out: Tensor, n_out: Tensor,
+                    current: Tensor, g_t: Tensor) -> _SpikeAdjoint:
+    """Backward recursion over each neuron's spikes (latest first), vectorised over neurons."""
+    nrn = cfg.nrn
+    seg_all = b_out * nrn.n + n_out
+    order = segment_order(seg_all, t_out)
+    seg, t, n = seg_all[order], t_out[order], n_out[order]
+    g = g_t[order]
+    k_count = t.numel()
+    reg = torch.zeros_like(t)
+    if cfg.spike_reg is not None and k_count:
+        strength, target = cfg.spike_reg
+        mean_count = torch.bincount(n_out, minlength=nrn.n).to(t.dtype) / cfg.batch_size
+        reg = strength * (mean_count[n] - target) / cfg.batch_size
+    v_minus, v_plus = torch.zeros_like(t), torch.zeros_like(t)
+    i_minus = torch.zeros_like(t) if nrn.cuba else None
+    idx = torch.arange(k_count, device=t.device)
+    same_next = torch.zeros(k_count, dtype=torch.bool, device=t.device)
+    if k_count > 1:
+        same_next[:-1] = seg[1:] == seg[:-1]
+    rank_end = next_marked(~same_next) - idx  # 0 for each neuron's last spike
+    if k_count:
+        by_rank = torch.argsort(rank_end, stable=True)
+        groups = torch.split(by_rank, torch.bincount(rank_end).tolist())
+    else:
+        groups = ()
+    cur = current[order] if nrn.cuba else None
+    for r, p in enumerate(groups):
+        if r == 0:
+            vp = torch.zeros_like(t[p])
+            ip = torch.zeros_like(vp) if nrn.cuba else None
+        else:
+            nx = p + 1
+            vp, ip = propagate(nrn, n[p], v_minus[nx], i_minus[nx] if nrn.cuba else None,
+                                t[nx] - t[p])
+        v_plus[p] = vp
+        if nrn.cuba:
+            tau_m, rr, vl = nrn.tau_m[n[p]], nrn.r[n[p]], nrn.v_leak[n[p]]
+            vdot_minus = (vl - nrn.v_th[n[p]] + rr * cur[p]) / tau_m
+            vdot_plus = (vl - nrn.v_reset[n[p]] + rr * cur[p]) / tau_m
+            v_minus[p] = (vp * vdot_plus - g[p]) / vdot_minus + reg[p]
+            i_minus[p] = ip
+        else:  # LIF: fired by a jump; the state before it does not matter
+            v_minus[p] = reg[p]
+    return _SpikeAdjoint(order=order, seg=seg, t=t, n=n, v_minus=v_minus, i_minus=i_minus,
+                         v_plus=v_plus)
+
+
+def _spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor | None, need: tuple) -> tuple:
+    t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out, current = saved
+    nrn = cfg.nrn
+    if g_t is None:
+        g_t = torch.zeros_like(t_out)
+    grads = PairGrads(weight, delay, t_in.numel(), need)
+    if t_out.numel() == 0:  # a silent layer: nothing downstream depends on its inputs
+        return grads.result(weight)
+    adj = _spike_adjoints(cfg, t_out, b_out, n_out, current, g_t)
+    g_sorted = g_t[adj.order]
+    tol = 256 * torch.finfo(t_out.dtype).eps * max(cfg.t_end, cfg.dt)
+    for b0, b1, ev in batch_chunks(cfg, b_in):
+        if ev.numel() == 0:
+            continue
+        p = make_pairs(cfg, ev, t_in, b_in, j_in, v_in, weight, delay)
+        k0 = int(torch.searchsorted(adj.seg, b0 * nrn.n))
+        k1 = int(torch.searchsorted(adj.seg, b1 * nrn.n))
+        nk = k1 - k0
+        seg = torch.cat([adj.seg[k0:k1], p.seg])
+        time = torch.cat([adj.t[k0:k1], p.s])  # spikes sort before equal-time arrivals
+        o = segment_order(seg, time)
+        seg_o = seg[o]
+        m = o.numel()
+        is_spike = o < nk
+        nxt = next_marked(is_spike)
+        pos = (~is_spike).nonzero().squeeze(1)
+        pid = o[pos] - nk  # pair index of each sorted pair position
+        nx = nxt[pos]
+        nxc = nx.clamp(max=max(m - 1, 0))
+        valid = (nx < m) & (seg_o[nxc] == seg_o[pos])
+        k = torch.where(valid, k0 + o[nxc], torch.zeros_like(nx))
+        lam_v = torch.zeros_like(p.s)
+        lam_i = torch.zeros_like(p.s) if nrn.cuba else None
+        h = (adj.t[k] - p.s[pid]).clamp(min=0)
+        vv, ii = propagate(nrn, p.tgt[pid], adj.v_minus[k],
+                            adj.i_minus[k] if nrn.cuba else None, h)
+        lam_v[pid] = torch.where(valid, vv, torch.zeros_like(vv))
+        if nrn.cuba:
+            lam_i[pid] = torch.where(valid, ii, torch.zeros_like(ii))
+        dj, ds = pair_rates(nrn, p, lam_v, lam_i)
+        if not nrn.cuba and nk:
+            dj, ds = _lif_triggers(cfg, adj, p, o, seg_o, time, nk, k0, g_sorted, dj, ds, tol)
+        grads.add(p, dj, ds)
+    return grads.result(weight)
+
+
+def _lif_triggers(cfg: LayerConfig, adj: _SpikeAdjoint, p: Pairs, o: Tensor, seg_o: Tensor,
+                  time: Tensor, nk: int, k0: int, g_sorted: Tensor, dj: Tensor, ds: Tensor,
+                  tol: float) -> tuple[Tensor, Tensor]:
+    """LIF spikes happen at the arrival that carries ``V`` over threshold: that arrival's
+    time sets the spike time (``dL/ds = G_k - lam_V(t_k^+) (v_leak - v_reset)/tau_m``) and its
+    weight has no effect (``dL/dJ = 0``)."""
+    nrn = cfg.nrn
+    m = o.numel()
+    t_o = time[o]
+    spos = (o < nk).nonzero().squeeze(1)
+    trig = torch.full_like(spos, -1)
+    for step in (1, -1):  # the arrival sorted right after the spike (exact tie), then before
+        c = spos + step
+        ok = (c >= 0) & (c < m) & (trig < 0)
+        cc = c.clamp(0, max(m - 1, 0))
+        ok &= (o[cc] >= nk) & (seg_o[cc] == seg_o[spos]) & ((t_o[cc] - t_o[spos]).abs() <= tol)
+        trig = torch.where(ok, cc, trig)
+    if bool((trig < 0).any()):
+        raise RuntimeError("adjoint LIF: could not match a spike to the arrival that fired it")
+    kk = k0 + o[spos]  # sorted spike index
+    pid = o[trig] - nk
+    nrn_k = adj.n[kk]
+    dj = dj.clone()
+    ds = ds.clone()
+    dj[pid] = 0.0
+    ds[pid] = g_sorted[kk] - adj.v_plus[kk] * (nrn.v_leak[nrn_k] - nrn.v_reset[nrn_k]) / \
+        nrn.tau_m[nrn_k]
+    return dj, ds
+
+
+class SpikingLayerFn(torch.autograd.Function):
+    """Input spike times, W, D -> output spike times (exact), adjoint backward."""
+
+    @staticmethod
+    def forward(ctx: Any, t_in: Tensor, weight: Tensor, delay: Tensor | None, b_in: Tensor,
+                j_in: Tensor, v_in: Tensor, cfg: LayerConfig) -> tuple[Tensor, Tensor, Tensor]:
+        out = _engine_spikes(cfg, t_in, b_in, j_in, v_in, weight, delay)
+        t_out, b_out, n_out = out.times, out.batch, out.units
+        if cfg.nrn.cuba:
+            current = _current_at_spikes(cfg, (t_in, b_in, j_in, v_in, weight, delay), t_out,
+                                         b_out, n_out)
+        else:
+            current = t_out.new_zeros(0)
+        ctx.save_for_backward(t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out,
+                              current)
+        ctx.cfg = cfg
+        ctx.mark_non_differentiable(b_out, n_out)
+        return t_out, b_out, n_out
+
+    @staticmethod
+    def backward(ctx: Any, g_t: Tensor | None, _gb: Any, _gn: Any) -> tuple:
+        need = tuple(ctx.needs_input_grad[i] for i in (0, 1, 2, 5))
+        g_tin, g_w, g_d, g_a = _spiking_backward(ctx.cfg, ctx.saved_tensors, g_t, need)
+        return g_tin, g_w, g_d, None, None, g_a, None

@@ -1,0 +1,366 @@
+"""Layers and networks: one way to build and run them, in either time mode.
+
+A :class:`Layer` is input synapses + a neuron model + an optional recurrent connection, with
+the gradient method that trains it (an object of :mod:`ctsnn.gradients`, or the shorthand
+``"surrogate"`` / ``"adjoint"``). :func:`simulate` runs a model, a layer or a sequence of
+layers; ``Layer.forward`` is ``simulate`` on one layer. Per-layer settings (``time``,
+``method``, ``surrogate``, ``detach_reset``, ``batch_first``) are respected by ``simulate``; an
+argument of ``simulate`` fills in what a layer leaves open (``None``) and conflicting values
+are an error, never a silent override.
+
+Conventions shared by both entry points:
+
+* ``dt`` (s) is an argument of the call; it may be omitted when the input is :class:`Spikes`
+  (their grid is used). Spikes on another grid are re-gridded (their exact times are kept).
+  Synapses whose delays are counted in grid steps (kernel synapses) refuse another ``dt``.
+* A tensor input ``[T, B, N_in]`` (``[B, T, N_in]`` with ``batch_first``) is a **current** held
+  constant over each step (``input_as="current"``), or jumps added at the end of each step
+  (``input_as="jump"``, e.g. a spike raster). :class:`Spikes` are spikes.
+* The output is a :class:`~ctsnn.engine.SimulationResult` (``simulate``) or
+  ``(Spikes, final_state)`` (``Layer.forward``) in both time modes. In discrete time with a
+  surrogate, ``spikes.raster()`` carries the surrogate gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from ._checks import check_choice, check_finite, check_positive, check_tensor
+from .engine import INTEGRAL_RULES, TIME_MODES, Recurrent, SimulationResult
+from .gradients import GradientMethod, LayerCall, as_gradient
+from .models.base import NeuronModel
+from .readouts import Readout, as_readout
+from .spikes import Spikes
+from .surrogate import Surrogate
+from .synapses import Dense
+
+INPUT_KINDS = ("current", "jump")
+
+
+class Layer(nn.Module):
+    """A population with its input synapses and, optionally, its own recurrent connection.
+
+    Args:
+        model: the neurons (``N = model.n``).
+        weight: input synapses: a weight ``[N, N_in]`` (builds a :class:`~ctsnn.synapses.Dense`
+            with the given ``delay``), any synapse module (e.g. from :mod:`ctsnn.synapses`), or
+            ``None`` (the input feeds the neurons one-to-one).
+        delay: with a weight tensor: seconds, per synapse ``[N, N_in]`` or per axon ``[N_in]``.
+        learn_delay: make that delay a learnable parameter.
+        max_delay: upper bound of the delays (s), checked and used by :func:`clamp_delays_`.
+        recurrent: the population's own delayed recurrent connection (recurrent synapses of
+            :mod:`ctsnn.synapses`).
+        time: ``"discrete"``, ``"continuous"`` or ``None`` (decided by :func:`simulate`,
+            default discrete).
+        method: integrator (see :func:`simulate`) or ``None``.
+        gradient: ``"surrogate"`` (:class:`ctsnn.gradients.Autodiff`: backpropagation through
+            the simulation, with ``surrogate`` spikes in discrete time and exact spike-time
+            derivatives in continuous time), ``"adjoint"`` (:class:`ctsnn.gradients.Adjoint`:
+            exact event-based EventProp gradients) or a :class:`~ctsnn.gradients.GradientMethod`
+            object (e.g. ``Adjoint(spike_reg=(1e-3, 5.0))``). Unsupported combinations fail
+            here, saying what to use instead.
+        surrogate, detach_reset: discrete-time surrogate spikes (``None``: decided by
+            :func:`simulate`).
+        batch_first: tensors as ``[B, T, N]`` (``None``: decided by :func:`simulate`).
+
+    ``forward(x, state=None, *, dt=None, input_as="current")`` returns
+    ``(spikes: Spikes, final_state)``; see :func:`simulate` for the arguments.
+    """
+
+    def __init__(
+        self,
+        model: NeuronModel,
+        weight: Tensor | nn.Module | None = None,
+        *,
+        delay: Tensor | None = None,
+        learn_delay: bool = False,
+        max_delay: float | None = None,
+        recurrent: Recurrent | nn.Module | None = None,
+        time: str | None = None,
+        method: str | None = None,
+        gradient: str | GradientMethod = "surrogate",
+        surrogate: Surrogate | None = None,
+        detach_reset: bool | None = None,
+        batch_first: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, NeuronModel):
+            raise TypeError(f"model must be a NeuronModel, got {type(model).__name__}")
+        if time is not None:
+            check_choice("time", time, TIME_MODES)
+        if delay is not None and not isinstance(weight, Tensor):
+            raise ValueError("delay needs a weight tensor: one-to-one input has no synapses to "
+                             "delay, and a synapse module carries its own delays")
+        self.model = model
+        if isinstance(weight, Tensor):
+            self.synapse = Dense(weight, delay=delay, learn_delay=learn_delay,
+                                 max_delay=max_delay)
+        elif weight is None or isinstance(weight, nn.Module):
+            self.synapse = weight
+        else:
+            raise TypeError(f"weight must be a Tensor, a synapse module or None, got "
+                            f"{type(weight).__name__}")
+        n_out = getattr(self.synapse, "n_out", model.n)
+        if n_out != model.n:
+            raise ValueError(f"weight has {n_out} rows but the model has n = {model.n} neurons")
+        self.recurrent = recurrent
+        self.time, self.method = time, method
+        self.surrogate, self.detach_reset, self.batch_first = surrogate, detach_reset, batch_first
+        self.gradient = as_gradient(gradient)
+        self.gradient.check(self)
+
+    @property
+    def n_in(self) -> int:
+        """Number of input channels."""
+        return self.model.n if self.synapse is None else self.synapse.n_in
+
+    def forward(self, x: Tensor | Spikes | None, state: tuple | None = None, *,
+                dt: float | None = None, input_as: str = "current"
+                ) -> tuple[Spikes, tuple | None]:
+        """Simulate on ``x`` (see :func:`simulate`): ``(output spikes, final state)``."""
+        result = simulate(self, x, dt=dt, state=state, input_as=input_as)
+        return result.spikes, result.final_state
+
+    def extra_repr(self) -> str:
+        parts = [f"gradient={self.gradient!r}"]
+        parts += [f"{k}={getattr(self, k)!r}" for k in ("time", "method", "batch_first")
+                  if getattr(self, k) is not None]
+        return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- parameters
+def _synapses(net: nn.Module | Sequence[nn.Module]) -> Iterator[nn.Module]:
+    modules = net if isinstance(net, (list, tuple)) else [net]
+    seen: set[int] = set()
+    for module in modules:
+        for m in module.modules():
+            if id(m) not in seen and callable(getattr(m, "clamp_delays_", None)):
+                seen.add(id(m))
+                yield m
+
+
+def delay_parameters(net: nn.Module | Sequence[nn.Module]) -> list[nn.Parameter]:
+    """The learnable delays of every synapse in ``net`` (for their own optimiser / lr)."""
+    out: list[nn.Parameter] = []
+    for syn in _synapses(net):
+        params = syn.delay_parameters() if hasattr(syn, "delay_parameters") else [
+            getattr(syn, "delay", None)]
+        out += [p for p in params if isinstance(p, nn.Parameter) and p.requires_grad]
+    return out
+
+
+def weight_parameters(net: nn.Module | Sequence[nn.Module]) -> list[nn.Parameter]:
+    """Every learnable parameter of ``net`` that is not a delay."""
+    delays = {id(p) for p in delay_parameters(net)}
+    modules = net if isinstance(net, (list, tuple)) else [net]
+    out, seen = [], set()
+    for module in modules:
+        for p in module.parameters():
+            if p.requires_grad and id(p) not in delays and id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out
+
+
+def clamp_delays_(net: nn.Module | Sequence[nn.Module]) -> None:
+    """Project every synapse's delays into its range ``[0, max_delay]`` in place (call after
+    each optimiser step; the forward pass never clamps silently)."""
+    for syn in _synapses(net):
+        syn.clamp_delays_()
+
+
+# --------------------------------------------------------------------------- simulate
+def _layers_of(target: Any) -> list[Layer]:
+    if isinstance(target, NeuronModel):
+        return [Layer(target)]
+    if isinstance(target, Layer):
+        return [target]
+    if isinstance(target, (list, tuple, nn.Sequential, nn.ModuleList)):
+        layers = [t if isinstance(t, Layer) else Layer(t) if isinstance(t, NeuronModel) else None
+                  for t in target]
+        if not layers or any(layer is None for layer in layers):
+            raise TypeError("a network must be a non-empty sequence of Layer or NeuronModel")
+        return layers
+    raise TypeError(
+        "simulate() takes a NeuronModel, a Layer or a sequence of them, "
+        f"got {type(target).__name__}"
+    )
+
+
+def _setting(layers: list[Layer], name: str, given: Any, default: Any) -> list[Any]:
+    """Each layer's value of ``name``: the layer's own, else ``given``, else ``default``;
+    a layer value that contradicts an explicit ``given`` is an error."""
+    out = []
+    for k, layer in enumerate(layers):
+        own = getattr(layer, name)
+        if own is not None and given is not None and own is not given and own != given:
+            raise ValueError(f"simulate({name}={given!r}) conflicts with layer {k}'s own "
+                             f"{name}={own!r}: drop one of them")
+        out.append(own if own is not None else given if given is not None else default)
+    return out
+
+
+def _batch_first(layers: list[Layer], given: bool | None) -> bool:
+    values = {bool(v) for v in [given, *(layer.batch_first for layer in layers)]
+              if v is not None}
+    if len(values) > 1:
+        raise ValueError("batch_first disagrees between simulate() and the layers: set it once")
+    return values.pop() if values else False
+
+
+def _on_grid(spikes: Spikes, dt: float, n_steps: int | None) -> Spikes:
+    """``spikes`` on the grid ``dt`` (exact times kept), extended to ``n_steps`` if longer."""
+    if abs(spikes.dt - dt) > 1e-12 * dt:
+        spikes = spikes.rebin(dt)
+    if n_steps is not None:
+        if n_steps < spikes.n_steps:
+            raise ValueError(f"n_steps={n_steps} is shorter than the input spikes "
+                             f"({spikes.n_steps} steps)")
+        if n_steps > spikes.n_steps:
+            spikes = spikes.rebin(dt, n_steps=n_steps)
+    return spikes
+
+
+def _check_input(input: Any, layers: list[Layer], batch_first: bool, n_steps: int | None,
+                 batch_size: int | None, dt: float) -> tuple[Any, int, int | None]:
+    if isinstance(input, Tensor):
+        check_tensor("input", input, ndim=3, floating=True)
+        check_finite("input", input)
+        if batch_first:
+            input = input.transpose(0, 1)
+        if n_steps is not None and n_steps != input.shape[0]:
+            raise ValueError(f"n_steps={n_steps} disagrees with the input's {input.shape[0]} steps")
+        if input.shape[2] != layers[0].n_in:
+            raise ValueError(
+                f"input has {input.shape[2]} channels but the first layer expects "
+                f"{layers[0].n_in} (input shape {list(input.shape)}, "
+                f"{'batch-first [B, T, N]' if batch_first else 'time-first [T, B, N]'})"
+            )
+        return input, input.shape[0], input.shape[1]
+    if isinstance(input, Spikes):
+        input = _on_grid(input, dt, n_steps)
+        if input.n_units != layers[0].n_in:
+            raise ValueError(f"input spikes have {input.n_units} units but the first layer "
+                             f"expects {layers[0].n_in}")
+        return input, input.n_steps, input.batch_size
+    if input is None:
+        if n_steps is None or batch_size is None:
+            raise ValueError("without input, give n_steps and batch_size")
+        if not isinstance(n_steps, int) or n_steps <= 0:
+            raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+        return None, n_steps, batch_size
+    raise TypeError(f"input must be a Tensor, Spikes or None, got {type(input).__name__}")
+
+
+def _check_readout(readout: Readout | None, layer: Layer) -> None:
+    if readout is None:
+        return
+    model = layer.model
+    if readout.kind in ("sum", "avg_exp", "max") and "v" not in model.state_names:
+        raise ValueError(f"readout={readout.kind!r} reads the voltage v, which "
+                         f"{type(model).__name__} does not have (state {model.state_names})")
+    if readout.kind == "first_spike" and not model.spiking:
+        raise ValueError(f"readout='first_spike' needs a spiking last layer; "
+                         f"{type(model).__name__} does not spike")
+
+
+def simulate(
+    target: NeuronModel | Layer | Sequence[Layer | NeuronModel],
+    input: Tensor | Spikes | None = None,
+    *,
+    dt: float | None = None,
+    time: str | None = None,
+    method: str | None = None,
+    input_as: str = "current",
+    n_steps: int | None = None,
+    batch_size: int | None = None,
+    state: tuple | Sequence[tuple | None] | None = None,
+    record: Sequence[str] | str = (),
+    batch_first: bool | None = None,
+    xtol: float | None = None,
+    surrogate: Surrogate | None = None,
+    detach_reset: bool | None = None,
+    readout: str | Callable[[Tensor, tuple], Tensor] | Readout | None = None,
+    integral_rule: str = "exact",
+) -> SimulationResult:
+    """Simulate a population, a layer or a feed-forward network of layers.
+
+    Args:
+        target: a :class:`NeuronModel` (input feeds it one-to-one), a :class:`Layer` or a
+            sequence of them (each layer's spikes feed the next).
+        input: a tensor ``[T, B, N_in]`` (``[B, T, N_in]`` with ``batch_first``; a current, or
+            jumps with ``input_as="jump"``), :class:`Spikes` (weighted spikes make the model's
+            ``jump_target`` jump), or ``None`` (free run: give ``n_steps`` and ``batch_size``).
+        dt: grid step in seconds; default: the grid of input :class:`Spikes`.
+        time: ``"discrete"`` or ``"continuous"`` for the layers that leave it open (default
+            ``"discrete"``). Layers may run in different modes; spikes pass between them as
+            :class:`Spikes`.
+        method: integrator for layers that leave it open; default ``"exact"`` when the model has
+            a closed form, else ``"rk4"`` (continuous) / ``"euler"`` (discrete).
+        input_as: a tensor input is a ``"current"`` or ``"jump"``s.
+        state: initial state (per layer for a network, as a list).
+        record: variable names to record for every layer (those it has), or ``"all"``.
+        batch_first: input and recordings as ``[B, T, N]``.
+        xtol: spike-time tolerance in seconds (continuous mode).
+        surrogate, detach_reset: discrete-time differentiable spikes for layers that leave them
+            open (see :mod:`ctsnn.engine.discrete`); in continuous time a surrogate has no effect
+            (a warning says so).
+        readout: of the **last** layer, returned as ``output`` ``[B, N]``: ``"first_spike"``,
+            ``"sum"``, ``"avg_exp"``, ``"max"`` or a callable integrand ``l(t, state)`` (see
+            :mod:`ctsnn.readouts`).
+        integral_rule: continuous time, integral readouts: ``"exact"`` quadrature (neuron-wise
+            integrands) or ``"grid"`` (rectangle rule on the grid points; may couple neurons).
+
+    Returns:
+        :class:`~ctsnn.engine.SimulationResult` of the last layer; ``.layers`` holds every
+        layer's result.
+    """
+    if time is not None:
+        check_choice("time", time, TIME_MODES)
+    check_choice("input_as", input_as, INPUT_KINDS)
+    check_choice("integral_rule", integral_rule, INTEGRAL_RULES)
+    if dt is None:
+        if not isinstance(input, Spikes):
+            raise ValueError("dt is required (seconds) unless the input is Spikes")
+        dt = input.dt
+    check_positive("dt", dt)
+    layers = _layers_of(target)
+    times = _setting(layers, "time", time, "discrete")
+    methods = _setting(layers, "method", method, None)
+    surrogates = _setting(layers, "surrogate", surrogate, None)
+    detaches = _setting(layers, "detach_reset", detach_reset, False)
+    bf = _batch_first(layers, batch_first)
+    ro = as_readout(readout)
+    _check_readout(ro, layers[-1])
+    signal, n_steps, batch_size = _check_input(input, layers, bf, n_steps, batch_size, dt)
+    states = list(state) if isinstance(state, list) else [state] + [None] * (len(layers) - 1)
+    if len(states) != len(layers):
+        raise ValueError(f"state: expected {len(layers)} entries (one per layer), "
+                         f"got {len(states)}")
+    results: list[SimulationResult] = []
+    for k, layer in enumerate(layers):
+        names = tuple(layer.model.state_names) if record == "all" else tuple(record)
+        if len(layers) > 1:
+            names = tuple(n for n in names if n in layer.model.state_names)
+        last = k == len(layers) - 1
+        call = LayerCall(
+            dt=dt, time=times[k], method=methods[k], state=states[k], record=names, xtol=xtol,
+            surrogate=surrogates[k], detach_reset=detaches[k],
+            as_current=k == 0 and isinstance(signal, Tensor) and input_as == "current",
+            n_steps=n_steps, batch_size=batch_size, readout=ro if last else None,
+            integral_rule=integral_rule)
+        result = layer.gradient.run(layer, signal, call)
+        if bf:
+            result.states = {name: v.transpose(0, 1) for name, v in result.states.items()}
+        results.append(result)
+        signal = result.spikes
+    out = results[-1]
+    out.layers = results
+    return out
+
+
+__all__ = ["Layer", "simulate", "delay_parameters", "weight_parameters", "clamp_delays_"]
+
