@@ -170,14 +170,7 @@ def _delay_tensors(delays: Tensor | float | Sequence[Tensor | float], max_delay:
     delays = tuple(delays)
     if not delays:
         raise ValueError("delays must hold at least one delay")
-    if max_delay is None:
-        bound = math.inf
-    else:
-        if isinstance(max_delay, bool) or not isinstance(max_delay, (int, float)):
-            raise TypeError(f"max_delay must be a number, got {type(max_delay).__name__}")
-        if not math.isfinite(max_delay) or max_delay <= 0:
-            raise ValueError(f"max_delay must be positive and finite, got {max_delay!r} s")
-        bound = float(max_delay)
+    bound = math.inf if max_delay is None else _positive_seconds("max_delay", max_delay)
     ds = tuple(
         check_delay(d, max_delay=bound, shape=shape, dtype=dtype, device=device,
                     name=f"delays[{i}]")
@@ -290,13 +283,19 @@ def _grid(t_span: tuple[float, float], dt: float) -> tuple[float, float, int]:
     t0, t1 = (float(v) for v in t_span)
     if not (math.isfinite(t0) and math.isfinite(t1)) or t1 <= t0:
         raise ValueError(f"t_span must be finite with t1 > t0, got {tuple(t_span)!r}")
-    if isinstance(dt, bool) or not isinstance(dt, (int, float)):
-        raise TypeError(f"dt must be a number, got {type(dt).__name__}")
-    if not math.isfinite(dt) or dt <= 0:
-        raise ValueError(f"dt must be positive and finite, got {dt!r} s")
+    _positive_seconds("dt", dt)
     steps = (t1 - t0) / dt
     n = round(steps)
     if n < 1 or abs(steps - n) > 1e-9 * max(1.0, steps):
         raise ValueError(f"dt={dt!r} s must divide the span t1 - t0 = {t1 - t0!r} s into a "
                          "whole number of steps")
     return t0, t1, n
+
+
+def _positive_seconds(name: str, value: float) -> float:
+    """``value`` (seconds) as a float, checked to be a positive, finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be positive and finite, got {value!r} s")
+    return float(value)
