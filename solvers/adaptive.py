@@ -35,6 +35,7 @@ import torchode
 from torch import Tensor
 
 from .roots import find_root
+from .steppers import retype
 
 StateLike = Tensor | tuple
 InputLike = Callable[[float], Tensor] | Tensor | None
@@ -51,12 +52,6 @@ __all__ = ["ADAPTIVE_METHODS", "EventSolution", "check_grid", "solve", "solve_ba
 
 
 # --------------------------------------------------------------------------- helpers
-def _retype(like: tuple, parts: Sequence[Tensor]) -> tuple:
-    """Rebuild ``parts`` with the tuple type of ``like`` (``NamedTuple`` or plain tuple)."""
-    parts = tuple(parts)
-    return like._make(parts) if hasattr(like, "_make") else parts
-
-
 def _as_time(t: Tensor | Sequence[float] | float, like: Tensor) -> Tensor:
     """Time points as a float64 tensor (at least float64: times need more bits than states)."""
     dtype = torch.promote_types(like.dtype, torch.float64) if like.is_floating_point() else None
@@ -100,10 +95,10 @@ def solve(
         return torchdiffeq.odeint(f, y0, t, rtol=rtol, atol=atol, method=method, options=options)
 
     def rhs(s: Tensor, y: tuple) -> tuple:
-        return tuple(f(s, _retype(y0, y)))
+        return tuple(f(s, retype(y0, y)))
 
     ys = torchdiffeq.odeint(rhs, tuple(y0), t, rtol=rtol, atol=atol, method=method, options=options)
-    return _retype(y0, ys)
+    return retype(y0, ys)
 
 
 def solve_batched(
@@ -153,7 +148,7 @@ def solve_batched(
         return tuple(c.reshape(*flat.shape[:-1], *s) for c, s in zip(chunks, shapes, strict=True))
 
     def wrap(comps: tuple) -> StateLike:
-        return comps[0] if isinstance(y0, Tensor) else _retype(y0, comps)
+        return comps[0] if isinstance(y0, Tensor) else retype(y0, comps)
 
     def rhs(t: Tensor, flat: Tensor) -> Tensor:
         comps = unflatten(flat)
@@ -286,7 +281,7 @@ class _Guarded:
         self.proposal: float | None = None  # step size the controller is about to try
 
     def __call__(self, t: Tensor, y: tuple) -> tuple:
-        state = _retype(self.like, y)
+        state = retype(self.like, y)
         out = self.f(t, state) if self.x is None else self.f(t, state, self.x)
         # A trial stage far past a finite-time blow-up can overflow; a huge finite slope makes
         # the step controller reject and shrink the step (torchdiffeq turns NaN errors into a
@@ -298,7 +293,7 @@ class _Guarded:
         self.proposal = float(dt)
         if self.last is not None and self.last[0] == t:  # a retry after a rejected step
             return
-        state = _retype(self.like, y0)
+        state = retype(self.like, y0)
         g = self.g_max(state)
         if bool(g >= 0):
             if self.last is None:  # cannot happen: the initial state is below threshold
@@ -375,21 +370,60 @@ def solve_events(
     get_input = _input_getter(input_fn, input_dt, t_end)
     grid = check_grid(t_end, check_dt, t0=t0,
                       input_dt=input_dt if isinstance(input_fn, Tensor) else None)
-    like = y0[0]
+    run = _EventRun(f, event, jump, device=y0[0].device, rtol=rtol, atol=atol, method=method,
+                    xtol=xtol, max_events=max_events, max_iter=max_iter)
+    y = y0
+    for a, b in zip(grid[:-1], grid[1:], strict=True):
+        y = run.advance(y, a, b, get_input(a, b))
+    return run.solution(y0, y)
 
-    def g_max(y: tuple, watch: Tensor) -> Tensor:
+
+class _Bracket(NamedTuple):
+    """A crossing between two accepted points of one check interval.
+
+    ``left``/``y_left``: the left check point (time, state) every root-finding integration
+    starts from; ``g_lo < 0 <= g_hi``: the largest watched event values at ``lo`` and ``hi``;
+    ``memo``: evaluation point -> (event time, state there), filled while bracketing and
+    root finding, so the event state is always one the root finder evaluated (consistent with
+    the bracket).
+    """
+
+    left: float
+    y_left: tuple
+    lo: float
+    g_lo: Tensor
+    hi: float
+    g_hi: Tensor
+    memo: dict[float, tuple[float, tuple]]
+
+
+class _EventRun:
+    """One :func:`solve_events` integration: its settings, the events found so far and the
+    step size the controller proposed at the end of the last integration."""
+
+    def __init__(self, f: Callable[..., Any], event: Callable[[tuple], Tensor],
+                 jump: Callable[[tuple], tuple], *, device: torch.device, rtol: float,
+                 atol: float, method: str, xtol: float, max_events: int, max_iter: int) -> None:
+        self.f, self.event, self.jump, self.device = f, event, jump, device
+        self.rtol, self.atol, self.method = rtol, atol, method
+        self.xtol, self.max_events, self.max_iter = xtol, max_events, max_iter
+        self.times: list[Tensor] = []
+        self.index: list[Tensor] = []
+        self.h: float | None = None  # step size proposed at the end of the last integration
+
+    def g_max(self, y: tuple, watch: Tensor) -> Tensor:
         """Largest event value among the watched elements (``+inf`` if any is not finite)."""
-        g = torch.nan_to_num(event(y), nan=math.inf, posinf=math.inf)
+        g = torch.nan_to_num(self.event(y), nan=math.inf, posinf=math.inf)
         return torch.where(watch, g, torch.full_like(g, -math.inf)).max()
 
-    def integrate(y: tuple, a: float, b: float, x: Any, watch: Tensor,
+    def integrate(self, y: tuple, a: float, b: float, x: Any, watch: Tensor,
                   first_step: float | None) -> tuple[tuple, float | None]:
         """State at ``b`` from ``y`` at ``a`` and the controller's next step proposal.
 
         Raises :class:`_Crossed` once a watched element is at or above threshold at an accepted
         step point before ``b``. Deterministic: the same arguments give the same result.
         """
-        rhs = _Guarded(f, y, x, lambda z: g_max(z, watch))
+        rhs = _Guarded(self.f, y, x, lambda z: self.g_max(z, watch))
         ts = torch.tensor([a, b], dtype=torch.float64)
         # step_t makes the last step end exactly at ``b``: the result is a step end point,
         # not a value of the (lower-order) dense-output interpolant. ``first_step`` reuses the
@@ -397,82 +431,89 @@ def solve_events(
         options: dict[str, Any] = {"step_t": ts[1:]}
         if first_step is not None:
             options["first_step"] = min(first_step, b - a)
-        ys = torchdiffeq.odeint(rhs, tuple(y), ts, rtol=rtol, atol=atol, method=method,
-                                options=options)
-        return _retype(y, (c[-1] for c in ys)), rhs.proposal
+        ys = torchdiffeq.odeint(rhs, tuple(y), ts, rtol=self.rtol, atol=self.atol,
+                                method=self.method, options=options)
+        return retype(y, (c[-1] for c in ys)), rhs.proposal
 
-    times: list[Tensor] = []
-    index: list[Tensor] = []
-    y = y0
-    h: float | None = None  # step size proposed by the controller at the end of the last run
-    for a, b in zip(grid[:-1], grid[1:], strict=True):
-        x = get_input(a, b)
+    def advance(self, y: tuple, a: float, b: float, x: Any) -> tuple:
+        """State at the check point ``b`` from ``y`` at ``a``, every event between applied."""
         left, y_left = a, y
         while True:
-            watch = event(y_left) < 0
-            h_root = h
-            # memo: evaluation point -> (event time, state there); the event state is always
-            # one that the root finder evaluated, so it is consistent with the bracket.
-            memo: dict[float, tuple[float, tuple]] = {}
-            try:
-                y_right, h = integrate(y_left, left, b, x, watch, h)
-            except _Crossed as c:
-                # The accepted step points around the crossing bracket it; the last one below
-                # threshold becomes the left check point (it is the state an integration from
-                # ``left`` to it returns: same deterministic step sequence).
-                h = h_root
-                left, y_left = c.lo, c.y_lo
-                lo, g_lo, hi, g_hi = c.lo, c.g_lo, c.hi, c.g_hi
-                memo[hi] = (c.hi, c.y_hi)
-            else:
-                g_hi = g_max(y_right, watch)
-                if not bool(g_hi >= 0):
-                    y = y_right
-                    break
-                lo, g_lo, hi = left, g_max(y_left, watch), b
-                memo[hi] = (b, y_right)
-            if len(times) >= max_events:
-                raise RuntimeError(f"solve_events: more than {max_events} events")
-
-            def g_at(s: Tensor, y_left: tuple = y_left, left: float = left, x: Any = x,
-                     watch: Tensor = watch, memo: dict = memo, h_root: float | None = h_root
-                     ) -> Tensor:
-                """``g_max`` at ``s``, re-integrated from the left check point."""
-                point = float(s[0])
-                try:
-                    state, _ = integrate(y_left, left, point, x, watch, h_root)
-                except _Crossed as c:  # past threshold before ``point``: the root is earlier
-                    memo[point] = (c.hi, c.y_hi)
-                    return torch.full((1,), math.inf, dtype=torch.float64)
-                memo[point] = (point, state)
-                return g_max(state, watch).reshape(1)
-
-            # Earliest crossing: the root of the largest event value over the watched elements.
-            t_root = find_root(
-                g_at, torch.tensor([lo], dtype=torch.float64),
-                torch.tensor([hi], dtype=torch.float64),
-                torch.as_tensor(g_lo, dtype=torch.float64).reshape(1),
-                torch.as_tensor(g_hi, dtype=torch.float64).reshape(1),
-                xtol=xtol, max_iter=max_iter,
-            )
-            t_event, y_event = memo[float(t_root[0])]
-            fired = watch & (event(y_event) >= 0)
-            if not bool(fired.any()):  # cannot happen: memo holds points with g_max >= 0
-                raise RuntimeError(f"solve_events: root finding failed near t = {t_event}")
-            jumped = jump(y_event)
-            y_left = _retype(y_event, (torch.where(fired, j, s)
-                                       for j, s in zip(jumped, y_event, strict=True)))
-            idx = fired.nonzero()
-            times.append(torch.full((len(idx),), t_event, dtype=torch.float64, device=like.device))
-            index.append(idx)
+            watch = self.event(y_left) < 0
+            h_root = self.h  # root-finding integrations start with the proposal ``left`` had
+            y_right, bracket = self._bracket(y_left, left, b, x, watch)
+            if bracket is None:
+                return y_right
+            if len(self.times) >= self.max_events:
+                raise RuntimeError(f"solve_events: more than {self.max_events} events")
+            t_event, y_event = self._earliest_crossing(bracket, x, watch, h_root)
+            y_left = self._fire(t_event, y_event, watch)
             left = t_event
             if left >= b:
-                y = y_left
-                break
-    if times:
-        all_times, all_index = torch.cat(times), torch.cat(index)
-    else:
-        ndim = event(y0).ndim
-        all_times = torch.zeros(0, dtype=torch.float64, device=like.device)
-        all_index = torch.zeros((0, ndim), dtype=torch.long, device=like.device)
-    return EventSolution(all_times, all_index, y)
+                return y_left
+
+    def _bracket(self, y_left: tuple, left: float, b: float, x: Any,
+                 watch: Tensor) -> tuple[tuple, None] | tuple[None, _Bracket]:
+        """Integrate from ``left`` to ``b``: ``(state at b, None)`` if no watched element
+        crosses, else ``(None, bracket of the earliest crossing)``."""
+        memo: dict[float, tuple[float, tuple]] = {}
+        try:
+            y_right, self.h = self.integrate(y_left, left, b, x, watch, self.h)
+        except _Crossed as c:
+            # The accepted step points around the crossing bracket it; the last one below
+            # threshold becomes the left check point (it is the state an integration from
+            # ``left`` to it returns: same deterministic step sequence).
+            memo[c.hi] = (c.hi, c.y_hi)
+            return None, _Bracket(c.lo, c.y_lo, c.lo, c.g_lo, c.hi, c.g_hi, memo)
+        g_hi = self.g_max(y_right, watch)
+        if not bool(g_hi >= 0):
+            return y_right, None
+        memo[b] = (b, y_right)
+        return None, _Bracket(left, y_left, left, self.g_max(y_left, watch), b, g_hi, memo)
+
+    def _earliest_crossing(self, br: _Bracket, x: Any, watch: Tensor,
+                           h_root: float | None) -> tuple[float, tuple]:
+        """(time, state) of the earliest crossing in the bracket: the root of the largest
+        event value over the watched elements, each evaluation re-integrated from the left
+        check point."""
+
+        def g_at(s: Tensor) -> Tensor:
+            point = float(s[0])
+            try:
+                state, _ = self.integrate(br.y_left, br.left, point, x, watch, h_root)
+            except _Crossed as c:  # past threshold before ``point``: the root is earlier
+                br.memo[point] = (c.hi, c.y_hi)
+                return torch.full((1,), math.inf, dtype=torch.float64)
+            br.memo[point] = (point, state)
+            return self.g_max(state, watch).reshape(1)
+
+        t_root = find_root(
+            g_at, torch.tensor([br.lo], dtype=torch.float64),
+            torch.tensor([br.hi], dtype=torch.float64),
+            torch.as_tensor(br.g_lo, dtype=torch.float64).reshape(1),
+            torch.as_tensor(br.g_hi, dtype=torch.float64).reshape(1),
+            xtol=self.xtol, max_iter=self.max_iter,
+        )
+        return br.memo[float(t_root[0])]
+
+    def _fire(self, t_event: float, y_event: tuple, watch: Tensor) -> tuple:
+        """Record the events of the watched elements at or above threshold at ``t_event`` and
+        return the state after their jump (the other elements keep ``y_event``)."""
+        fired = watch & (self.event(y_event) >= 0)
+        if not bool(fired.any()):  # cannot happen: memo holds points with g_max >= 0
+            raise RuntimeError(f"solve_events: root finding failed near t = {t_event}")
+        jumped = self.jump(y_event)
+        idx = fired.nonzero()
+        self.times.append(torch.full((len(idx),), t_event, dtype=torch.float64,
+                                     device=self.device))
+        self.index.append(idx)
+        return retype(y_event, (torch.where(fired, j, s)
+                                for j, s in zip(jumped, y_event, strict=True)))
+
+    def solution(self, y0: tuple, y: tuple) -> EventSolution:
+        """The events recorded so far and the final state ``y``."""
+        if self.times:
+            return EventSolution(torch.cat(self.times), torch.cat(self.index), y)
+        ndim = self.event(y0).ndim
+        return EventSolution(torch.zeros(0, dtype=torch.float64, device=self.device),
+                             torch.zeros((0, ndim), dtype=torch.long, device=self.device), y)

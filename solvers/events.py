@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .roots import find_root
+from .steppers import retype
 
 Flow = Callable[[tuple, Tensor, Tensor, "Tensor | None"], tuple]
 """``flow(y, tau, h, held) -> y(tau + h)``; ``held`` marks elements whose held components
@@ -41,8 +42,7 @@ class Event(NamedTuple):
 
 def where_state(mask: Tensor, a: tuple, b: tuple) -> tuple:
     """Component-wise ``torch.where(mask, a, b)`` for tuple states (keeps the tuple type)."""
-    parts = tuple(torch.where(mask, x, y) for x, y in zip(a, b, strict=True))
-    return a._make(parts) if hasattr(a, "_make") else parts
+    return retype(a, (torch.where(mask, x, y) for x, y in zip(a, b, strict=True)))
 
 
 # Gauss-Legendre nodes and weights on [-1, 1] (8 points: exact for degree <= 15).
@@ -83,8 +83,7 @@ def _crossing_speed(flow, event, rate, y, tau, t_root, held, y_root) -> Tensor:
     found on (forward-mode AD), so event times are differentiated exactly for that map (a
     Runge-Kutta step's time derivative differs from ``dg/dt`` along the exact dynamics by the
     local error). Falls back to ``rate`` where forward-mode AD is unavailable."""
-    parts = (c.detach() for c in y)
-    y0 = y._make(parts) if hasattr(y, "_make") else tuple(parts)
+    y0 = retype(y, (c.detach() for c in y))
     tau0 = tau.detach()
     try:
         return torch.func.jvp(lambda t: event(flow(y0, tau0, t - tau0, held)),

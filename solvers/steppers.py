@@ -13,7 +13,7 @@ output of a grid step (see :mod:`solvers.events`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import torch
@@ -23,7 +23,8 @@ State = TypeVar("State", bound=tuple)
 RHS = Callable[[Tensor, tuple], tuple]
 
 
-def _rebuild(like: tuple, parts) -> tuple:
+def retype(like: tuple, parts: Iterable[Tensor]) -> tuple:
+    """``parts`` as a tuple of the type of ``like`` (a ``NamedTuple`` keeps its type)."""
     parts = tuple(parts)
     return like._make(parts) if hasattr(like, "_make") else parts
 
@@ -31,8 +32,8 @@ def _rebuild(like: tuple, parts) -> tuple:
 def axpy(y: State, h: Tensor | float, k: tuple) -> State:
     """Return ``y + h * k`` component-wise, keeping the tuple type of ``y``."""
     if isinstance(h, float):  # one fused operator per component
-        return _rebuild(y, (torch.add(a, b, alpha=h) for a, b in zip(y, k, strict=True)))
-    return _rebuild(y, (a + h * b for a, b in zip(y, k, strict=True)))
+        return retype(y, (torch.add(a, b, alpha=h) for a, b in zip(y, k, strict=True)))
+    return retype(y, (a + h * b for a, b in zip(y, k, strict=True)))
 
 
 def euler(f: RHS, t: Tensor, y: State, h: Tensor) -> State:
@@ -44,7 +45,7 @@ def heun(f: RHS, t: Tensor, y: State, h: Tensor) -> State:
     """Heun's method (explicit trapezoid): second order."""
     k1 = f(t, y)
     k2 = f(t + h, axpy(y, h, k1))
-    return _rebuild(y, (a + 0.5 * h * (b + c) for a, b, c in zip(y, k1, k2, strict=True)))
+    return retype(y, (a + 0.5 * h * (b + c) for a, b, c in zip(y, k1, k2, strict=True)))
 
 
 def midpoint(f: RHS, t: Tensor, y: State, h: Tensor) -> State:
@@ -61,7 +62,7 @@ def rk4(f: RHS, t: Tensor, y: State, h: Tensor) -> State:
     k3 = f(t + half, axpy(y, half, k2))
     k4 = f(t + h, axpy(y, h, k3))
     sixth = h / 6.0
-    return _rebuild(
+    return retype(
         y,
         (
             a + sixth * (b + 2.0 * c + 2.0 * d + e)

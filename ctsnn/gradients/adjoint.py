@@ -314,18 +314,36 @@ class _AdjointFn(torch.autograd.Function):
 def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d,
              t_out, b_out, n_out, states, g_t, g_z):
     global last_replay_error
-    model = setup.model
-    dt, n_steps = setup.dt, setup.n_steps
-    n = model.n
-    shape = (setup.batch_size, n)
-    dtype = weight.dtype
-    t_end = float(torch.tensor(n_steps, dtype=torch.float64) * dt)
-    tol = 256 * torch.finfo(dtype).eps * max(t_end, dt)
-    bw = _StepMaps(setup, weight)
-    names = model.state_names
-    target = None if model.jump_target is None else names.index(model.jump_target)
+    pairs = _arrivals(setup, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d, t_out, b_out,
+                      n_out)
+    back = _Backward(setup, params, pairs, states, weight, t_out, g_t, g_z)
+    back.run()
+    last_replay_error = back.worst
+    return (*_input_gradients(setup, pairs, back, t_in, v_in, j_in, weight, rec_w, n_out),
+            back.g_params)
 
-    # ---- pairs: external (input event, target) and recurrent (output spike, target)
+
+@dataclass
+class _Pairs:
+    """Every (event, target) arrival of the layer, external pairs first, then recurrent ones
+    (pair ``p`` is external iff ``p < n_ext``), and the layer's event table."""
+
+    e_src: Tensor  # [n_ext] input event of each external pair
+    e_tgt: Tensor  # [n_ext] its target neuron
+    r_src: Tensor  # [P - n_ext] output spike of each recurrent pair
+    r_tgt: Tensor  # [P - n_ext] its target neuron
+    n_ext: int
+    jump: Tensor  # [P] the jump each pair delivers (weight x amplitude)
+    ev: _Events
+
+
+def _arrivals(setup: _Setup, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d, t_out, b_out,
+              n_out) -> _Pairs:
+    """Pairs: external (input event, target) and recurrent (output spike, target), and the
+    event table of their arrivals and the output spikes."""
+    n, dt, dtype = setup.model.n, setup.dt, weight.dtype
+    t_end = float(torch.tensor(setup.n_steps, dtype=torch.float64) * dt)
+    tol = 256 * torch.finfo(dtype).eps * max(t_end, dt)
     ext = _arrival_pairs(t_in, b_in, j_in, delay if setup.has_delay else None, n, dt, t_end)
     e_src, e_tgt, e_b, e_s, _ = ext
     e_x = weight[e_tgt, j_in[e_src]] * v_in[e_src]
@@ -335,7 +353,6 @@ def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w
     else:
         r_src = r_tgt = r_b = torch.zeros(0, dtype=torch.long, device=t_in.device)
         r_s = r_x = t_in.new_zeros(0)
-    n_ext = e_s.numel()
     s_all = torch.cat([e_s, r_s]).to(dtype)
     x_all = torch.cat([e_x, r_x]).to(dtype)
     elem_all = torch.cat([e_b * n + e_tgt, r_b * n + r_tgt])
@@ -343,44 +360,90 @@ def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w
     sp_step, sp_off = _locate(t_out.to(dtype), dt)
     ev = _event_table(setup, a_step, elem_all, a_off, sp_step, b_out * n + n_out,
                       sp_off, tol)
+    return _Pairs(e_src=e_src, e_tgt=e_tgt, r_src=r_src, r_tgt=r_tgt, n_ext=e_s.numel(),
+                  jump=x_all, ev=ev)
 
-    # ---- accumulators
-    n_pairs = s_all.numel()
-    d_jump = x_all.new_zeros(n_pairs)  # dL/dJ per pair
-    d_time = x_all.new_zeros(n_pairs)  # dL/ds per pair
-    big_g = (torch.zeros_like(t_out) if g_t is None else g_t.clone()).to(dtype)
-    g_params = [torch.zeros_like(p) for p in params]
-    lam = tuple(torch.zeros(shape, dtype=dtype, device=weight.device) for _ in names)
-    drive = None if g_z is None else g_z.to(dtype)
-    initial = model.initial_state(setup.batch_size, dtype=dtype, device=weight.device)
-    worst = 0.0
-    rec_start = n_ext
 
-    every = setup.checkpoint_every
+class _Backward:
+    """The reverse pass of one layer: the adjoint ``lam`` and the gradient accumulators,
+    updated block by block (replayed from its checkpoint), step by step in reverse."""
 
-    def checkpoint(step: int) -> tuple:
+    def __init__(self, setup: _Setup, params: list[Tensor], pairs: _Pairs, states: Tensor,
+                 weight: Tensor, t_out: Tensor, g_t: Tensor | None, g_z: Tensor | None) -> None:
+        model = setup.model
+        self.setup, self.model, self.params, self.pairs = setup, model, params, pairs
+        self.states = states  # [K, S, B, N]: the checkpoints, one per block
+        self.dt, self.dtype, self.device = setup.dt, weight.dtype, weight.device
+        self.like = weight
+        self.shape = (setup.batch_size, model.n)
+        self.maps = _StepMaps(setup, weight)
+        self.n_vars = len(model.state_names)
+        self.target = (None if model.jump_target is None
+                       else model.state_names.index(model.jump_target))
+        n_pairs = pairs.jump.numel()
+        self.d_jump = pairs.jump.new_zeros(n_pairs)  # dL/dJ per pair
+        self.d_time = pairs.jump.new_zeros(n_pairs)  # dL/ds per pair
+        # G: incoming gradient of each output spike time (recurrent arrivals add theirs)
+        self.big_g = (torch.zeros_like(t_out) if g_t is None else g_t.clone()).to(self.dtype)
+        self.g_params = [torch.zeros_like(p) for p in params]
+        self.lam = tuple(torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+                         for _ in model.state_names)
+        self.drive = None if g_z is None else g_z.to(self.dtype)
+        self.initial = model.initial_state(setup.batch_size, dtype=self.dtype,
+                                           device=self.device)
+        self.worst = 0.0  # largest replay mismatch
+
+    def run(self) -> None:
+        """Every step in reverse, one checkpoint block at a time (memory: one block)."""
+        every, n_steps = self.setup.checkpoint_every, self.setup.n_steps
+        for n0 in reversed(range(0, n_steps, every)):
+            n1 = min(n0 + every, n_steps)
+            replays = self.replay_block(n0, n1)
+            for step in range(n1 - 1, n0 - 1, -1):
+                self.backward_step(step, replays[step - n0])
+
+    # ------------------------------------------------------------------ forward replay
+    def checkpoint(self, step: int) -> tuple | None:
         """The state at the start of ``step`` (a multiple of ``every``) or None past the end."""
         if step == 0:
-            return initial
+            return self.initial
+        every = self.setup.checkpoint_every
         if step % every:
             return None
         k = step // every - 1
-        return model.State(*states[k].unbind(0)) if k < states.shape[0] else None
+        return self.model.State(*self.states[k].unbind(0)) if k < self.states.shape[0] else None
 
-    def replay(step: int, x0: tuple) -> _Replay:
+    def replay_block(self, n0: int, n1: int) -> list[_Replay]:
+        """Steps ``n0 .. n1 - 1`` recomputed from their checkpoint, checked against the next."""
+        with torch.no_grad():
+            x = self.checkpoint(n0)
+            replays = []
+            for s_ in range(n0, n1):
+                replays.append(self.replay(s_, x))
+                x = replays[-1].end
+            ref = self.checkpoint(n1)
+            if ref is not None:
+                err = max(float(((a - b).abs() / (1 + b.abs())).max())
+                          for a, b in zip(x, ref, strict=True))
+                self.worst = max(self.worst, err)
+        return replays
+
+    def replay(self, step: int, x0: tuple) -> _Replay:
         """Forward replay of one step from its start: the state around every event."""
+        model, shape, dt = self.model, self.shape, self.dt
+        ev = self.pairs.ev
         e0, e1 = ev.bounds[step], ev.bounds[step + 1]
-        lay = _Layout(ev, e0, e1, shape, dt, weight)
-        flow = bw.flow(step)
+        lay = _Layout(ev, e0, e1, shape, dt, self.like)
+        flow = self.maps.flow(step)
         x = x0
-        tau = torch.zeros(shape, dtype=dtype, device=weight.device)
+        tau = torch.zeros(shape, dtype=self.dtype, device=self.device)
         starts, pres = [x0], []
         for r in range(lay.m):
             end = lay.off[r]
             pre = flow(x, tau, end - tau, None)
             kind = lay.kind[r]
-            jr = _pair_values(lay.ref[r], kind == 1, x_all)
-            post = model.receive(pre, jr) if target is not None else pre
+            jr = _pair_values(lay.ref[r], kind == 1, self.pairs.jump)
+            post = model.receive(pre, jr) if self.target is not None else pre
             fire = (kind == 2) | (kind == 3)
             mid = post
             if bool(fire.any()):
@@ -392,119 +455,154 @@ def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w
         return _Replay(lay=lay, flow=flow, starts=starts, pres=pres,
                        end=flow(x, tau, dt - tau, None))
 
-    blocks = list(range(0, n_steps, every))
-    for n0 in reversed(blocks):
-        n1 = min(n0 + every, n_steps)
-        # ---- recompute the block's steps from its checkpoint (memory: one block)
-        with torch.no_grad():
-            x = checkpoint(n0)
-            replays = []
-            for s_ in range(n0, n1):
-                replays.append(replay(s_, x))
-                x = replays[-1].end
-            ref = checkpoint(n1)
-            if ref is not None:
-                err = max(float(((a - b).abs() / (1 + b.abs())).max())
-                          for a, b in zip(x, ref, strict=True))
-                worst = max(worst, err)
-        for step in range(n1 - 1, n0 - 1, -1):
-            rep = replays[step - n0]
-            lay, flow, starts, pres = rep.lay, rep.flow, rep.starts, rep.pres
-            m = lay.m
-            e0, e1 = ev.bounds[step], ev.bounds[step + 1]
-            zeros = torch.zeros(shape, dtype=dtype, device=weight.device)
-            if drive is not None and setup.integral_rule == "grid":
-                # z += dt l((n+1) dt, x): a jump of lam at the grid point
-                xe = tuple(v.detach().requires_grad_() for v in rep.end)
-                t_e = torch.tensor((step + 1) * dt, dtype=dtype, device=weight.device)
-                term = dt * setup.integrand(t_e, model.State(*xe))
-                res_e = _vjp([term], [*xe, *params], [drive])
-                lam = tuple(lv + g for lv, g in zip(lam, res_e[:len(names)], strict=True))
-                _add(g_params, res_e[len(names):])
-            # ---- reverse: interval m (to the end of the step), then event r, interval r, ...
-            t_hi = torch.full(shape, dt, dtype=dtype, device=weight.device)
-            a_next = None  # dL/d(start time) of the interval after the current event
-            pending = None  # time cotangent of a jump-fired spike at rank r + 1, for its arrival
-            e_fired = None
-            for r in range(m, -1, -1):
-                a = zeros if r == 0 else lay.off[r - 1]
-                b = t_hi if r == m else lay.off[r]
-                spike_r = None
-                if r < m:
-                    kind = lay.kind[r]
-                    # ---- event r at time b: lam is lam(b+), a_next its start-time cotangent
-                    arrive = kind == 1
-                    fire = (kind == 2) | (kind == 3)
-                    lam_pre = lam
-                    e_k = None
-                    if bool(fire.any()):
-                        k = torch.where(fire, lay.ref[r], torch.zeros_like(lay.ref[r]))
-                        e_k = torch.where(fire, big_g[k] + a_next, torch.zeros_like(a_next))
-                        xm = tuple(v.detach().requires_grad_() for v in pres[r])
-                        mask = fire.to(dtype)
-                        reset = model.reset(model.State(*xm))
-                        out = _vjp(list(reset), [*xm, *params], [lv * mask for lv in lam])
-                        lam_pre = tuple(torch.where(fire, g, lv)
-                                        for g, lv in zip(out[:len(names)], lam, strict=True))
-                        _add(g_params, out[len(names):])
-                        crossing = kind == 2
-                        if bool(crossing.any()):
-                            spike_r = (crossing, e_k)
-                        if bool((kind == 3).any()):
-                            e_fired = e_k
-                    if bool(arrive.any()) and target is not None:
-                        dj = lam_pre[target]
-                        _set_pairs(d_jump, lay.ref[r], arrive, dj)
-                    lam = lam_pre
-                # ---- interval r: [a, b]
-                xa = tuple(v.detach().requires_grad_() for v in starts[r])
-                a_req = a.detach().clone().requires_grad_()
-                b_req = b.detach().clone().requires_grad_()
-                xb, q = bw.interval(step, flow, xa, a_req, b_req)
-                cot = list(lam)
-                if spike_r is not None:
-                    crossing, e_k = spike_r
-                    xm = tuple(v.detach().requires_grad_() for v in pres[r])
-                    g = model.threshold(model.State(*xm))
-                    g_x = torch.autograd.grad(g.sum(), xm, allow_unused=True, retain_graph=True)
-                    g_x = [torch.zeros_like(v) if gg is None else gg for gg, v in zip(g_x, xm,
-                                                                                       strict=True)]
-                    # dL/db with the reset cotangent and dg/db along the interval's own map
-                    b_lam = _vjp([*xb, *([q] if q is not None else [])], [b_req],
-                                 [*cot, *([drive] if q is not None else [])], retain=True)[0]
-                    g_dot = _vjp(list(xb), [b_req], g_x, retain=True)[0]
-                    safe = torch.where(crossing & (g_dot != 0), g_dot, torch.ones_like(g_dot))
-                    nu = torch.where(crossing, -(b_lam + e_k) / safe, torch.zeros_like(g_dot))
-                    cot = [c + nu * gx for c, gx in zip(cot, g_x, strict=True)]
-                    if params:
-                        _add(g_params, _vjp([g], params, [nu]))
-                outs = [*xb, *([q] if q is not None else [])]
-                cots = [*cot, *([drive] if q is not None else [])]
-                res = _vjp(outs, [*xa, a_req, b_req, *params], cots)
-                lam_a = tuple(res[:len(names)])
-                a_bar, b_bar = res[len(names)], res[len(names) + 1]
-                _add(g_params, res[len(names) + 2:])
-                new_pending = None
-                if r < m:
-                    kind = lay.kind[r]
-                    arrive = kind == 1
-                    if bool(arrive.any()):
-                        ds = b_bar + a_next if pending is None else b_bar + a_next + pending
-                        _set_pairs(d_time, lay.ref[r], arrive, ds)
-                    if e_fired is not None:  # the spike's time is its arrival's: hand it over
-                        new_pending = torch.where(kind == 3, e_fired + b_bar,
-                                                  torch.zeros_like(b_bar))
-                pending, e_fired = new_pending, None
-                lam = lam_a
-                a_next = a_bar
-            # ---- recurrent arrivals of this step: hand dL/ds to the spikes that sent them
-            if setup.recurrent:
-                ids = ev.ref[e0:e1][(ev.kind[e0:e1] == 1) & (ev.ref[e0:e1] >= rec_start)]
-                if ids.numel():
-                    big_g.index_add_(0, r_src[ids - rec_start], d_time[ids])
-    last_replay_error = worst
+    # ------------------------------------------------------------------ one step in reverse
+    def backward_step(self, step: int, rep: _Replay) -> None:
+        """``lam`` from the end of ``step`` to its start: interval m (to the end of the step),
+        then event r, interval r, ..., interval 0; then the step's recurrent arrivals."""
+        dt, shape, lay = self.dt, self.shape, rep.lay
+        m = lay.m
+        zeros = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        if self.drive is not None and self.setup.integral_rule == "grid":
+            self._grid_readout(step, rep.end)
+        t_hi = torch.full(shape, dt, dtype=self.dtype, device=self.device)
+        a_next = None  # dL/d(start time) of the interval after the current event
+        pending = None  # time cotangent of a jump-fired spike at rank r + 1, for its arrival
+        for r in range(m, -1, -1):
+            a = zeros if r == 0 else lay.off[r - 1]
+            b = t_hi if r == m else lay.off[r]
+            spike_r = e_fired = None
+            if r < m:
+                spike_r, e_fired = self._event(rep, r, a_next)
+            a_bar, b_bar = self._interval(step, rep, r, a, b, spike_r)
+            new_pending = None
+            if r < m:
+                new_pending = self._arrival_times(lay.kind[r], lay.ref[r], b_bar, a_next,
+                                                  pending, e_fired)
+            pending = new_pending
+            a_next = a_bar
+        if self.setup.recurrent:
+            self._recurrent_arrivals(step)
 
-    # ---- assemble
+    def _grid_readout(self, step: int, end: tuple) -> None:
+        """``z += dt l((n+1) dt, x)``: a jump of ``lam`` at the grid point."""
+        setup, model = self.setup, self.model
+        xe = tuple(v.detach().requires_grad_() for v in end)
+        t_e = torch.tensor((step + 1) * self.dt, dtype=self.dtype, device=self.device)
+        term = self.dt * setup.integrand(t_e, model.State(*xe))
+        res_e = _vjp([term], [*xe, *self.params], [self.drive])
+        self.lam = tuple(lv + g for lv, g in zip(self.lam, res_e[:self.n_vars], strict=True))
+        _add(self.g_params, res_e[self.n_vars:])
+
+    def _event(self, rep: _Replay, r: int, a_next: Tensor) -> tuple[tuple | None, Tensor | None]:
+        """Event rank ``r`` (at the end of interval ``r``): ``lam(b+) -> lam(b-)`` through the
+        resets of the neurons that spike there, and ``dL/dJ`` of the arrivals.
+
+        Returns ``(crossing mask, E_k)`` if threshold crossings are at this rank (else None),
+        and ``E_k`` if spikes fired by an arrival's jump are (else None).
+        """
+        lay = rep.lay
+        kind = lay.kind[r]
+        arrive = kind == 1
+        fire = (kind == 2) | (kind == 3)
+        lam_pre = self.lam
+        spike_r = e_fired = None
+        if bool(fire.any()):
+            k = torch.where(fire, lay.ref[r], torch.zeros_like(lay.ref[r]))
+            e_k = torch.where(fire, self.big_g[k] + a_next, torch.zeros_like(a_next))
+            lam_pre = self._through_reset(rep.pres[r], fire)
+            crossing = kind == 2
+            if bool(crossing.any()):
+                spike_r = (crossing, e_k)
+            if bool((kind == 3).any()):
+                e_fired = e_k
+        if bool(arrive.any()) and self.target is not None:
+            _set_pairs(self.d_jump, lay.ref[r], arrive, lam_pre[self.target])
+        self.lam = lam_pre
+        return spike_r, e_fired
+
+    def _through_reset(self, pre: tuple, fire: Tensor) -> tuple:
+        """``lam_r = r_x^T lam(t_k+)`` where ``fire``, ``lam`` elsewhere; the reset's parameter
+        gradients accumulate."""
+        model = self.model
+        xm = tuple(v.detach().requires_grad_() for v in pre)
+        mask = fire.to(self.dtype)
+        reset = model.reset(model.State(*xm))
+        out = _vjp(list(reset), [*xm, *self.params], [lv * mask for lv in self.lam])
+        lam_pre = tuple(torch.where(fire, g, lv)
+                        for g, lv in zip(out[:self.n_vars], self.lam, strict=True))
+        _add(self.g_params, out[self.n_vars:])
+        return lam_pre
+
+    def _interval(self, step: int, rep: _Replay, r: int, a: Tensor, b: Tensor,
+                  spike_r: tuple | None) -> tuple[Tensor, Tensor]:
+        """Interval ``r``, ``[a, b]``: ``lam(b-) -> lam(a+)`` through the step map and the
+        readout drive (one VJP), with ``nu g_x`` added where it ends at a threshold crossing.
+        Parameter gradients accumulate; returns ``(dL/da, dL/db)``."""
+        xa = tuple(v.detach().requires_grad_() for v in rep.starts[r])
+        a_req = a.detach().clone().requires_grad_()
+        b_req = b.detach().clone().requires_grad_()
+        xb, q = self.maps.interval(step, rep.flow, xa, a_req, b_req)
+        outs = [*xb, *([q] if q is not None else [])]
+        drive = [self.drive] if q is not None else []  # the readout's cotangent
+        cot = list(self.lam)
+        if spike_r is not None:
+            cot = self._at_crossing(rep.pres[r], outs, drive, xb, b_req, cot, *spike_r)
+        res = _vjp(outs, [*xa, a_req, b_req, *self.params], [*cot, *drive])
+        n_vars = self.n_vars
+        self.lam = tuple(res[:n_vars])
+        _add(self.g_params, res[n_vars + 2:])
+        return res[n_vars], res[n_vars + 1]
+
+    def _at_crossing(self, pre: tuple, outs: list[Tensor], drive: list[Tensor], xb: tuple,
+                     b_req: Tensor, cot: list[Tensor], crossing: Tensor,
+                     e_k: Tensor) -> list[Tensor]:
+        """``lam(t_k-) = lam_r + nu g_x`` with ``nu = -(dL/db + E_k) / (dg/db)``, the derivative
+        of the crossing time along the interval's own map; the threshold's parameter gradients
+        accumulate."""
+        model = self.model
+        xm = tuple(v.detach().requires_grad_() for v in pre)
+        g = model.threshold(model.State(*xm))
+        g_x = torch.autograd.grad(g.sum(), xm, allow_unused=True, retain_graph=True)
+        g_x = [torch.zeros_like(v) if gg is None else gg for gg, v in zip(g_x, xm, strict=True)]
+        # dL/db with the reset cotangent and dg/db along the interval's own map
+        b_lam = _vjp(outs, [b_req], [*cot, *drive], retain=True)[0]
+        g_dot = _vjp(list(xb), [b_req], g_x, retain=True)[0]
+        safe = torch.where(crossing & (g_dot != 0), g_dot, torch.ones_like(g_dot))
+        nu = torch.where(crossing, -(b_lam + e_k) / safe, torch.zeros_like(g_dot))
+        cot = [c + nu * gx for c, gx in zip(cot, g_x, strict=True)]
+        if self.params:
+            _add(self.g_params, _vjp([g], self.params, [nu]))
+        return cot
+
+    def _arrival_times(self, kind: Tensor, ref: Tensor, b_bar: Tensor, a_next: Tensor,
+                       pending: Tensor | None, e_fired: Tensor | None) -> Tensor | None:
+        """``dL/ds`` of the arrivals at this rank (the time derivatives of the intervals ending
+        and starting there, plus a jump-fired spike's, ``pending``); returns the time cotangent
+        of this rank's jump-fired spikes, handed to the arrivals before them (or None)."""
+        arrive = kind == 1
+        if bool(arrive.any()):
+            ds = b_bar + a_next if pending is None else b_bar + a_next + pending
+            _set_pairs(self.d_time, ref, arrive, ds)
+        if e_fired is None:
+            return None
+        # the spike's time is its arrival's: hand it over
+        return torch.where(kind == 3, e_fired + b_bar, torch.zeros_like(b_bar))
+
+    def _recurrent_arrivals(self, step: int) -> None:
+        """Recurrent arrivals of this step: hand their ``dL/ds`` to the spikes that sent them."""
+        ev, rec_start = self.pairs.ev, self.pairs.n_ext
+        e0, e1 = ev.bounds[step], ev.bounds[step + 1]
+        ids = ev.ref[e0:e1][(ev.kind[e0:e1] == 1) & (ev.ref[e0:e1] >= rec_start)]
+        if ids.numel():
+            self.big_g.index_add_(0, self.pairs.r_src[ids - rec_start], self.d_time[ids])
+
+
+def _input_gradients(setup: _Setup, pairs: _Pairs, back: _Backward, t_in, v_in, j_in, weight,
+                     rec_w, n_out) -> tuple:
+    """``(dL/dt_in, dL/dv_in, dL/dW, dL/dD, dL/dW_rec, dL/dD_rec)`` from the per-pair ``dL/dJ``
+    and ``dL/ds`` (the recurrent ones None without recurrence)."""
+    n_ext, e_src, e_tgt = pairs.n_ext, pairs.e_src, pairs.e_tgt
+    d_jump, d_time, dtype = back.d_jump, back.d_time, back.dtype
     e_j = j_in[e_src]
     g_w = torch.zeros_like(weight).index_put_(
         (e_tgt, e_j), v_in[e_src].to(dtype) * d_jump[:n_ext], accumulate=True)
@@ -513,12 +611,14 @@ def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w
     g_tin = torch.zeros_like(t_in).index_add_(0, e_src, d_time[:n_ext].to(t_in.dtype))
     g_d = torch.zeros_like(weight).index_put_((e_tgt, e_j), d_time[:n_ext], accumulate=True)
     if setup.recurrent:
-        r_j = n_out[r_src]
-        g_rw = torch.zeros_like(rec_w).index_put_((r_tgt, r_j), d_jump[n_ext:], accumulate=True)
-        g_rd = torch.zeros_like(rec_w).index_put_((r_tgt, r_j), d_time[n_ext:], accumulate=True)
+        r_j = n_out[pairs.r_src]
+        g_rw = torch.zeros_like(rec_w).index_put_((pairs.r_tgt, r_j), d_jump[n_ext:],
+                                                  accumulate=True)
+        g_rd = torch.zeros_like(rec_w).index_put_((pairs.r_tgt, r_j), d_time[n_ext:],
+                                                  accumulate=True)
     else:
         g_rw = g_rd = None
-    return g_tin, g_vin, g_w, g_d, g_rw, g_rd, g_params
+    return g_tin, g_vin, g_w, g_d, g_rw, g_rd
 
 
 def _pair_values(ref: Tensor, mask: Tensor, values: Tensor) -> Tensor:
