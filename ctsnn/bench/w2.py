@@ -45,12 +45,12 @@ import torch
 import torch.nn.functional as F
 
 import ctsnn
+from ctsnn.data import bernoulli_input
 from ctsnn.gradients import EventPropLayer, EventPropNetwork
 
 from .harness import bench_env, json_line, peak_rss_increase
 from .peers import (
     DCLSReferenceNet,
-    bernoulli_input,
     dcls_reference_status,
     git_state,
     time_summary,
