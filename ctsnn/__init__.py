@@ -8,6 +8,8 @@ import os as _os
 # not loaded OpenMP yet; an explicit user setting always wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import gradients, losses, surrogate
+from .engine import SimulationResult, run_population
 from .models import (
     LI,
     LIF,
@@ -20,8 +22,6 @@ from .models import (
     Izhikevich,
     NeuronModel,
 )
-from . import gradients, losses, readouts, surrogate
-from .engine import SimulationResult, run_population
 from .models.equations import equations_model as equations_model
 from .network import Layer, clamp_delays_, delay_parameters, simulate, weight_parameters
 from .spikes import Spikes
@@ -35,5 +35,5 @@ __all__ = [
     "Spikes", "NeuronModel", "LI", "LIF", "CubaLI", "CubaLIF", "AdLIF", "AdEx", "QIF", "Izhikevich",
     "HodgkinHuxley", "HH", "Layer", "Dense", "Arrivals", "SimulationResult", "simulate",
     "run_population", "clamp_delays_", "delay_parameters", "weight_parameters", "gradients",
-    "losses", "readouts", "surrogate",
+    "losses", "surrogate",
 ]

@@ -31,8 +31,8 @@ from torch import Tensor, nn
 from ._checks import check_choice, check_finite, check_positive, check_tensor
 from .engine import INTEGRAL_RULES, TIME_MODES, Recurrent, SimulationResult
 from .gradients import GradientMethod, LayerCall, as_gradient
+from .losses import Readout, as_readout
 from .models.base import NeuronModel
-from .readouts import Readout, as_readout
 from .spikes import Spikes
 from .surrogate import Surrogate
 from .synapses import Dense
@@ -310,7 +310,7 @@ def simulate(
             (a warning says so).
         readout: of the **last** layer, returned as ``output`` ``[B, N]``: ``"first_spike"``,
             ``"sum"``, ``"avg_exp"``, ``"max"`` or a callable integrand ``l(t, state)`` (see
-            :mod:`ctsnn.readouts`).
+            :mod:`ctsnn.losses`).
         integral_rule: continuous time, integral readouts: ``"exact"`` quadrature (neuron-wise
             integrands) or ``"grid"`` (rectangle rule on the grid points; may couple neurons).
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from ctsnn.papers.dcls import DCLSConfig, DCLSNet, dcls_loss, dcls_optimisers, dcls_predict
+from ctsnn.losses import summed_softmax_cross_entropy, summed_softmax_prediction
+from ctsnn.papers.dcls import DCLSConfig, DCLSNet, dcls_optimisers
 
 LAG = 4          # steps between the two spikes
 T = 16           # input steps
@@ -36,7 +37,7 @@ def make_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.T
 def accuracy(model: DCLSNet, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()                               # rounded one-tap delays, no dropout
     with torch.no_grad():
-        return (dcls_predict(model(x)) == y).double().mean().item()
+        return (summed_softmax_prediction(model(x)) == y).double().mean().item()
 
 
 def train(learn_delay: bool, epochs: int, *, seed: int = 0, n_train: int = 256,
@@ -56,7 +57,7 @@ def train(learn_delay: bool, epochs: int, *, seed: int = 0, n_train: int = 256,
         model.train()
         for idx in torch.randperm(n_train, generator=g).split(64):
             opt.zero_grad()
-            dcls_loss(model(x_train[:, idx]), y_train[idx]).backward()
+            summed_softmax_cross_entropy(model(x_train[:, idx]), y_train[idx]).backward()
             opt.step()        # Adam steps, then delays clamped to [0, K - 1]
         opt.end_epoch()       # one-cycle / cosine schedules, next Gaussian width
     after = accuracy(model, x_test, y_test)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import ctsnn
+from ctsnn.data import sequence_detection
 from ctsnn.gradients import EventPropLayer
 
 DT = 1e-3  # s; the grid only sets the cost: spike arrivals and the maximum are exact
@@ -27,11 +28,10 @@ N_STEPS = 25  # 25 ms trials
 MAX_DELAY = 0.015  # s
 
 
-def example(label: int, *, dtype: torch.dtype = torch.float64) -> ctsnn.Spikes:
-    """One trial: class 0 = input 0 at 0 ms then input 1 at 10 ms; class 1 reversed."""
-    units = [0, 1] if label == 0 else [1, 0]
-    return ctsnn.Spikes.from_events(torch.tensor([0.0, 0.010], dtype=dtype), units, dt=DT,
-                                    n_steps=N_STEPS, n_units=2)
+def example(label: int) -> ctsnn.Spikes:
+    """One trial (batch 1): class 0 = input 0 at 0 ms then input 1 at 10 ms; class 1 reversed."""
+    spikes, _ = sequence_detection([label], dt=DT, n_steps=N_STEPS)
+    return spikes
 
 
 def make_layer(*, dtype: torch.dtype = torch.float64) -> EventPropLayer:

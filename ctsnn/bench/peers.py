@@ -13,11 +13,11 @@ Every peer is built from the documented public API of its PyPI package (installe
   140 -> 256 -> 256 -> 20 LIF networks (no delays, no bias) with the *same* weights as ours
   (:func:`plain_weights`), so their spike counts can be compared.
 
-Helpers: :func:`module_version` (is a peer importable), :func:`bernoulli_input`,
-:func:`timed` (the protocol's timing with a wall-time budget), :func:`saved_tensor_bytes`
-(saved-for-backward memory through ``torch.autograd.graph.saved_tensors_hooks``),
-:func:`matmul_peak` (the fp32 matrix-multiply rate of this run, for the roofline) and
-:func:`git_state`.
+Helpers: :func:`module_version` (is a peer importable), :func:`timed` (the protocol's timing
+with a wall-time budget), :func:`saved_tensor_bytes` (saved-for-backward memory through
+``torch.autograd.graph.saved_tensors_hooks``), :func:`matmul_peak` (the fp32 matrix-multiply
+rate of this run, for the roofline) and :func:`git_state`. The benchmarks' random input is
+:func:`ctsnn.data.bernoulli_input`.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctsnn.losses import summed_softmax_cross_entropy
+
 from .harness import time_call
 
 __all__ = [
     "DCLSReferenceNet",
     "PEER_PACKAGES",
-    "bernoulli_input",
     "git_state",
     "matmul_peak",
     "module_version",
@@ -86,16 +87,6 @@ def import_error(module: str) -> str | None:
     except Exception as exc:  # noqa: BLE001
         return f"{type(exc).__name__}: {exc}"
     return None
-
-
-def bernoulli_input(
-    n_steps: int, batch: int, n_in: int, p: float, *, seed: int, n_classes: int = 20
-) -> tuple[Tensor, Tensor]:
-    """Time-first Bernoulli(``p``) spikes ``[T, B, n_in]`` (float32) and uniform labels ``[B]``."""
-    g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(n_steps, batch, n_in, generator=g) < p).to(torch.float32)
-    y = torch.randint(0, n_classes, (batch,), generator=g)
-    return x, y
 
 
 def timed(
@@ -323,14 +314,12 @@ class DCLSReferenceNet(nn.Module):
     def training_step(self, x: Tensor, y: Tensor) -> Callable[[], None]:
         """The timed step of the DCLS recipe: zero both optimisers, forward, time-summed
         softmax loss, backward, both Adam steps, clamp positions, reset the neuron states."""
-        from ctsnn.papers.dcls import dcls_loss
-
         w_opt, p_opt = self.optimisers()
 
         def step() -> None:
             w_opt.zero_grad(set_to_none=True)
             p_opt.zero_grad(set_to_none=True)
-            dcls_loss(self(x), y).backward()
+            summed_softmax_cross_entropy(self(x), y).backward()
             w_opt.step()
             p_opt.step()
             self.clamp_()

@@ -49,18 +49,14 @@ from typing import Any
 
 import torch
 
-from ctsnn.papers.dcls import (
-    DCLSConfig,
-    DCLSNet,
-    count_parameters,
-    dcls_loss,
-    dcls_optimisers,
-)
+from ctsnn.data import bernoulli_input
+from ctsnn.losses import summed_softmax_cross_entropy
+from ctsnn.papers.dcls import DCLSConfig, DCLSNet, dcls_optimisers
+from ctsnn.training import count_parameters
 
 from .harness import bench_env, json_line, peak_rss_increase
 from .peers import (
     DCLSReferenceNet,
-    bernoulli_input,
     dcls_reference_status,
     git_state,
     matmul_peak,
@@ -98,9 +94,9 @@ def build_ours(state: str, batch: int, *, n_steps: int = N_STEPS, seed: int = 0,
                config: DCLSConfig | None = None) -> tuple[DCLSNet, Callable[[], None]]:
     """Our network in ``state`` (a key of :data:`OURS_STATES`) and its step function.
 
-    The step is a training step (``zero_grad``, forward, :func:`dcls_loss`, backward, both
-    optimiser steps and the clamp) or, for ``eval_rounded``, a forward pass under
-    ``torch.no_grad()`` in ``eval()`` mode.
+    The step is a training step (``zero_grad``, forward,
+    :func:`~ctsnn.losses.summed_softmax_cross_entropy`, backward, both optimiser steps and the
+    clamp) or, for ``eval_rounded``, a forward pass under ``torch.no_grad()`` in ``eval()`` mode.
     """
     kernel, sigma, training = OURS_STATES[state]
     cfg = replace(config or DCLSConfig.shd(), kernel=kernel)
@@ -121,7 +117,7 @@ def build_ours(state: str, batch: int, *, n_steps: int = N_STEPS, seed: int = 0,
 
     def step() -> None:
         opt.zero_grad()
-        dcls_loss(net(x), y).backward()
+        summed_softmax_cross_entropy(net(x), y).backward()
         opt.step()  # both Adams, then the clamp
 
     return net, step

@@ -1,4 +1,4 @@
-"""Benchmark workload W2 ``eventprop-long``: exact (EventProp) gradients on long sequences.
+r"""Benchmark workload W2 ``eventprop-long``: exact (EventProp) gradients on long sequences.
 
 W2 (the project's benchmark doc): 140 -> 256 -> 256 -> 20 feed-forward with per-synapse
 delays, 1 ms steps, batch 32, T in {250, 500, 1000} steps, max delay in {64, 256} steps, input
@@ -43,14 +43,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import ctsnn
-from torch import nn
+from ctsnn.data import bernoulli_input
 
 from .harness import bench_env, json_line, peak_rss_increase
 from .peers import (
     DCLSReferenceNet,
-    bernoulli_input,
     dcls_reference_status,
     git_state,
     time_summary,
@@ -258,8 +258,8 @@ def main(
         protocol_note(ours)
         ours["spikes_per_neuron_per_trial"] = dict(step.counts)  # type: ignore[attr-defined]
         ours["parameters"] = sum(p.numel() for p in net.parameters())
-        ours["implementation"] = ("ctsnn Layer(gradient='adjoint') network (CubaLIF 256, CubaLIF 256, CubaLI 20, "
-                                  "avg_exp readout), exact continuous-time EventProp, "
+        ours["implementation"] = ("ctsnn Layer(gradient='adjoint') network (CubaLIF 256, "
+                                  "CubaLIF 256, CubaLI 20, avg_exp readout), exact continuous-time EventProp, "
                                   "per-synapse delays")
         ours["neurons"] = {"tau_mem_s": TAU_MEM, "tau_syn_s": TAU_SYN, "threshold": THRESHOLD,
                            "weight_init_mean_std": [list(m) for m in WEIGHT_INIT]}

@@ -37,12 +37,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ctsnn.papers.delrec import DelRecConfig, DelRecNet, count_parameters, delrec_optimisers
+from ctsnn.data import bernoulli_input
+from ctsnn.papers.delrec import DelRecConfig, DelRecNet, delrec_optimisers
+from ctsnn.training import count_parameters
 
 from . import w4
 from .harness import bench_env, json_line, peak_rss_increase
 from .peers import (
-    bernoulli_input,
     git_state,
     import_error,
     module_version,

@@ -40,11 +40,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import ctsnn
+from ctsnn.data import bernoulli_input
 from ctsnn.surrogate import atan
 
 from .harness import bench_env, json_line
 from .peers import (
-    bernoulli_input,
     git_state,
     import_error,
     matmul_peak,

@@ -76,7 +76,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from .._checks import check_choice, check_finite, check_positive, check_tensor
-from .schedules import DelRecSigmaSchedule
+from ..training.schedules import DelRecSigmaSchedule
 
 PER = ("axon", "synapse")
 EVAL_MODES = ("paper", "reference", "continuous")
@@ -118,7 +118,7 @@ def sigma_schedule(epoch: int, epochs: int, sigma_init: float = 10.0, decay: flo
 
     Set it at the *start* of every epoch (``module.set_sigma(sigma_schedule(e, E))``); it never
     reaches 0 (≈ 0.061 at the last of 150 epochs). Same as
-    :class:`ctsnn.delays.schedules.DelRecSigmaSchedule`.
+    :class:`ctsnn.training.schedules.DelRecSigmaSchedule`.
     """
     return DelRecSigmaSchedule(epochs, sigma_init=sigma_init, decay=decay).sigma(epoch)
 

@@ -1,11 +1,11 @@
 """Demo: learn synaptic delays and weights with exact gradients in continuous time.
 
-Task (generated): each sample is one spike on each of ``n_in`` input channels. Class ``c``
-has its own template of spike times; samples jitter around it. Two current-based LIF output
-neurons read all inputs through learnable weights and learnable per-synapse delays; the
-class is the neuron that fires first. The loss is the cross-entropy of ``-t_first / tau``.
-Delays can line a template's spikes up so that its neuron's inputs coincide: exactly what
-delays are for.
+Task (:func:`ctsnn.data.spike_template_task`): each sample is one spike on each of ``n_in``
+input channels. Class ``c`` has its own template of spike times; samples jitter around it. Two
+current-based LIF output neurons read all inputs through learnable weights and learnable
+per-synapse delays; the class is the neuron that fires first. The loss is the cross-entropy of
+``-t_first / tau``. Delays can line a template's spikes up so that its neuron's inputs coincide:
+exactly what delays are for.
 
 Gradients are exact: spike times are located by root finding and differentiated by the
 implicit function theorem, so ``loss.backward()`` gives dL/dw and dL/dd for every synapse.
@@ -19,23 +19,8 @@ import torch
 from tqdm import tqdm
 
 import ctsnn
+from ctsnn.data import spike_template_task
 from ctsnn.demos import default_dtype
-
-
-def make_task(n: int, *, n_in: int = 8, spread: float = 0.02, jitter: float = 0.001,
-              seed: int = 0) -> tuple[ctsnn.Spikes, torch.Tensor]:
-    """``n`` samples (``Spikes`` with one spike per channel) and their labels ``[n]``."""
-    gen = torch.Generator().manual_seed(1234)  # the two templates are fixed
-    templates = torch.rand(2, n_in, generator=gen, dtype=torch.float64) * spread + 0.002
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 2, (n,), generator=gen)
-    times = templates[labels] + jitter * torch.randn(n, n_in, generator=gen, dtype=torch.float64)
-    times = times.clamp(min=0.0005)
-    units = torch.arange(n_in).repeat(n)
-    batch = torch.arange(n).repeat_interleave(n_in)
-    spikes = ctsnn.Spikes.from_events(times.flatten(), units, batch, dt=1e-3, n_steps=45,
-                                      batch_size=n, n_units=n_in)
-    return spikes, labels
 
 
 def build(n_in: int = 8, seed: int = 0) -> ctsnn.Layer:
@@ -66,7 +51,7 @@ def run(steps: int = 60, batch: int = 32, seed: int = 0) -> dict:
 def _run(steps: int = 60, batch: int = 32, seed: int = 0) -> dict:
     """Train, with a progress bar; returns before/after loss and accuracy on held-out data."""
     layer = build(seed=seed)
-    test_spikes, test_labels = make_task(300, seed=seed + 100)
+    test_spikes, test_labels = spike_template_task(300, seed=seed + 100)
     tau = 0.002
     before = evaluate(layer, test_spikes, test_labels, tau)
     opt = torch.optim.Adam([
@@ -76,7 +61,7 @@ def _run(steps: int = 60, batch: int = 32, seed: int = 0) -> dict:
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="learning delays (exact gradients)", ncols=100)
     for step in bar:
-        spikes, labels = make_task(batch, seed=seed + 1 + step)
+        spikes, labels = spike_template_task(batch, seed=seed + 1 + step)
         res = ctsnn.simulate(layer, spikes, dt=1e-3, time="continuous")
         first = res.spikes.first_times()
         loss = torch.nn.functional.cross_entropy(-first / tau, labels)

@@ -26,8 +26,8 @@ from torch import Tensor
 
 from ..engine import SimulationResult
 from ..engine.stepping import elementwise
+from ..losses import Readout
 from ..models.lif import CubaLI, CubaLIF
-from ..readouts import Readout
 from ..spikes import Spikes
 from ..synapses import Dense, RecurrentDense
 from . import eventprop

@@ -16,8 +16,8 @@ from typing import Any, ClassVar, Protocol
 from torch import Tensor, nn
 
 from ..engine import SimulationResult
+from ..losses import Readout
 from ..models.base import NeuronModel
-from ..readouts import Readout
 from ..spikes import Spikes
 from ..surrogate import Surrogate
 

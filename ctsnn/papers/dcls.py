@@ -9,7 +9,8 @@ Architecture (SEEDS A2), time-first ``[T, B, N]`` tensors, grid step ``dt``:
   whose mask is shared over time;
 * readout: ``DelayedLinear`` -> LIF with threshold ``1e9`` (never fires); its membrane trace
   ``u[t]`` over all (padded) steps is the output; loss = cross-entropy of the time-summed
-  softmax ``sum_t softmax(u[t])`` (:func:`dcls_loss`, SEEDS A1.7).
+  softmax ``sum_t softmax(u[t])`` (:func:`ctsnn.losses.summed_softmax_cross_entropy`, SEEDS
+  A1.7; prediction :func:`ctsnn.losses.summed_softmax_prediction`).
 
 Each layer's input is right-padded with ``(K - 1) // 2`` zero steps, so late spikes still arrive
 and every layer adds that many output steps (SHD: +12, SSC/GSC: +15).
@@ -17,12 +18,13 @@ and every layer adds that many output steps (SHD: +12, SSC/GSC: +15).
 The LIF runs on the ctsnn engine (:class:`ctsnn.Layer` with ``method="euler"``, spikes as
 end-of-step jumps) with ``tau_mem = tau`` seconds, which is exactly the update above.
 
-Training recipe (:func:`dcls_optimisers`): weights (and biases) Adam ``lr 1e-3``, weight decay
-``1e-5`` (BatchNorm parameters: 0) under ``OneCycleLR(max_lr = 5e-3, total_steps = epochs)``;
-delays Adam ``lr 0.1`` (in steps) without weight decay under ``CosineAnnealingLR(T_max =
-epochs)``; both schedulers stepped once per epoch; delays clamped to ``[0, K - 1]`` after every
-optimiser step; the Gaussian width follows :class:`~ctsnn.delays.DCLSSigmaSchedule`
-(``sig_init = K // 2`` -> 0.23 over ``epochs // 4`` epochs, ``sigma_eff = SIG + 0.27``).
+Training recipe (:func:`dcls_optimisers`, a :class:`~ctsnn.training.WeightDelayRecipe`): weights
+(and biases) Adam ``lr 1e-3``, weight decay ``1e-5`` (BatchNorm parameters: 0) under
+``OneCycleLR(max_lr = 5e-3, total_steps = epochs)``; delays Adam ``lr 0.1`` (in steps) without
+weight decay under ``CosineAnnealingLR(T_max = epochs)``; both schedulers stepped once per epoch;
+delays clamped to ``[0, K - 1]`` after every optimiser step; the Gaussian width follows
+:class:`~ctsnn.training.DCLSSigmaSchedule` (``sig_init = K // 2`` -> 0.23 over ``epochs // 4``
+epochs, ``sigma_eff = SIG + 0.27``).
 Evaluation (``model.eval()``) uses rounded one-tap delays without changing the trained ones.
 
 Differences from the reference code, on purpose: delays are trained as ``d`` in steps instead of
@@ -41,11 +43,12 @@ from torch import Tensor, nn
 from .._checks import check_choice, check_tensor
 from ..delays.kernels import DCLS_SIGMA_OFFSET, kernel_size
 from ..delays.linear import KERNELS, DelayedLinear
-from ..delays.schedules import DCLSSigmaSchedule
-from ..models.lif import LIF
+from ..dropout import SequenceDropout
 from ..engine import run_population
+from ..models.lif import LIF
 from ..network import Layer
 from ..surrogate import atan
+from ..training import DCLSSigmaSchedule, WeightDelayOptimiser, WeightDelayRecipe
 
 # --------------------------------------------------------------------------- configuration
 
@@ -161,28 +164,6 @@ class NormalisedSynapse(nn.Module):
         return self.norm(y.reshape(-1, y.shape[-1])).view(y.shape)
 
 
-class TimeSharedDropout(nn.Module):
-    """Dropout on ``[T, B, N]`` with one mask per (sample, unit) shared by all time steps.
-
-    Kept units are scaled by ``1 / (1 - p)`` (SpikingJelly ``layer.Dropout``); identity in eval.
-    """
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = torch.empty(1, *x.shape[1:], dtype=x.dtype, device=x.device).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
 def _pad_time(x: Tensor, steps: int) -> Tensor:
     """Append ``steps`` zero steps to a ``[T, B, N]`` tensor."""
     return F.pad(x, (0, 0, 0, 0, 0, steps)) if steps else x
@@ -197,9 +178,10 @@ class DCLSNet(nn.Module):
         dtype: parameter dtype (default: torch's default).
 
     ``forward(x)`` takes ``x [T, B, n_in]`` (binned spike counts or real features) and returns
-    the readout membrane ``[T + (n_layers + 1) * pad, B, n_out]``; feed it to :func:`dcls_loss`
-    / :func:`dcls_predict`. ``blocks[i].layer`` is the hidden :class:`ctsnn.Layer` and
-    :meth:`delayed` lists every :class:`DelayedLinear`.
+    the readout membrane ``[T + (n_layers + 1) * pad, B, n_out]``; feed it to
+    :func:`ctsnn.losses.summed_softmax_cross_entropy` /
+    :func:`~ctsnn.losses.summed_softmax_prediction`. ``blocks[i].layer`` is the hidden
+    :class:`ctsnn.Layer` and :meth:`delayed` lists every :class:`DelayedLinear`.
     """
 
     def __init__(self, config: DCLSConfig | None = None, *,
@@ -227,7 +209,7 @@ class DCLSNet(nn.Module):
             block = nn.Module()
             block.layer = Layer(lif, syn, method="euler", surrogate=surrogate,
                                 detach_reset=True)
-            block.dropout = TimeSharedDropout(cfg.dropout)
+            block.dropout = SequenceDropout(cfg.dropout)  # mask shared over time
             self.blocks.append(block)
             n_prev = cfg.n_hidden
         fan_in = None if cfg.fan_in is None else min(cfg.fan_in, n_prev)
@@ -277,104 +259,7 @@ class DCLSNet(nn.Module):
         return result.states["v"]
 
 
-# --------------------------------------------------------------------------- loss, counting
-def dcls_loss(membrane: Tensor, target: Tensor) -> Tensor:
-    """Cross-entropy of the time-summed softmax (DCLS A1.7).
-
-    ``y_hat = sum_t softmax(membrane[t])`` (``[B, C]``), loss ``= CE(y_hat, target)``, i.e.
-    a second log-softmax is applied to the summed probabilities, as in the reference.
-
-    Args:
-        membrane: readout membrane ``[T, B, C]``.
-        target: class indices ``[B]`` (int64).
-    """
-    check_tensor("membrane", membrane, ndim=3, floating=True)
-    if target.shape != membrane.shape[1:2]:
-        raise ValueError(f"target must have shape [B] = [{membrane.shape[1]}], got "
-                         f"{list(target.shape)}")
-    return F.cross_entropy(F.softmax(membrane, dim=-1).sum(0), target)
-
-
-def dcls_predict(membrane: Tensor) -> Tensor:
-    """Predicted classes ``[B]``: argmax of ``sum_t softmax(membrane[t])``."""
-    return F.softmax(membrane, dim=-1).sum(0).argmax(-1)
-
-
-def count_parameters(model: nn.Module, *, active_only: bool = False) -> int:
-    """Trainable-size count the DCLS paper reports: weights + delays (positions), not sigma.
-
-    Every :class:`DelayedLinear` counts ``2 * n_out * n_in`` (weights and delays, learnable or
-    not; ``active_only``: only synapses kept by a fan-in mask) plus its bias; every other
-    ``nn.Parameter`` (BatchNorm ``gamma``/``beta``) counts once; buffers (sigma, BN running
-    statistics, LIF constants) do not. SHD 2 x 256: 214,016; SSC 2 x 512: 705,536;
-    SSC 3 x 512: 1,230,848.
-    """
-    total, seen = 0, set()
-    for m in model.modules():
-        if isinstance(m, DelayedLinear):
-            total += m.n_parameters(active_only=active_only)
-            seen.update(id(p) for p in m.parameters())
-    return total + sum(p.numel() for p in model.parameters() if id(p) not in seen)
-
-
 # --------------------------------------------------------------------------- training recipe
-@dataclass
-class DCLSOptimisers:
-    """The DCLS optimisation recipe bound to a model; call in this order::
-
-        opt = dcls_optimisers(model, epochs)
-        for epoch in range(epochs):
-            model.train()
-            for x, y in batches:
-                opt.zero_grad(); dcls_loss(model(x), y).backward(); opt.step()
-            opt.end_epoch()       # schedulers + next epoch's sigma
-
-    Attributes:
-        weights: Adam over weights/biases (weight decay) and BatchNorm parameters (none).
-        delays: Adam over the delays (``None`` if delays are fixed).
-        weight_scheduler: ``OneCycleLR`` stepped per epoch.
-        delay_scheduler: ``CosineAnnealingLR`` stepped per epoch (or ``None``).
-        sigma: the Gaussian width schedule; ``epoch`` is the current (0-based) epoch.
-    """
-
-    model: nn.Module
-    weights: torch.optim.Adam
-    delays: torch.optim.Adam | None
-    weight_scheduler: torch.optim.lr_scheduler.LRScheduler
-    delay_scheduler: torch.optim.lr_scheduler.LRScheduler | None
-    sigma: DCLSSigmaSchedule
-    epoch: int = 0
-
-    def _delayed(self) -> list[DelayedLinear]:
-        return [m for m in self.model.modules() if isinstance(m, DelayedLinear)]
-
-    def apply_sigma(self) -> None:
-        """Set every delayed synapse's width to the schedule's value for :attr:`epoch`."""
-        for m in self._delayed():
-            m.set_sigma(self.sigma.sigma_eff(self.epoch))
-
-    def zero_grad(self) -> None:
-        self.weights.zero_grad(set_to_none=True)
-        if self.delays is not None:
-            self.delays.zero_grad(set_to_none=True)
-
-    def step(self) -> None:
-        """Optimiser steps, then clamp delays (and re-apply fan-in masks) — every batch."""
-        self.weights.step()
-        if self.delays is not None:
-            self.delays.step()
-        for m in self._delayed():
-            m.clamp_()
-
-    def end_epoch(self) -> None:
-        """Step both schedulers, advance the epoch and set the next sigma."""
-        self.weight_scheduler.step()
-        if self.delay_scheduler is not None:
-            self.delay_scheduler.step()
-        self.epoch += 1
-        self.apply_sigma()
-
-
 def dcls_optimisers(
     model: nn.Module,
     epochs: int,
@@ -384,41 +269,31 @@ def dcls_optimisers(
     max_lr: float = 5e-3,
     lr_delay: float = 0.1,
     sigma: DCLSSigmaSchedule | None = None,
-) -> DCLSOptimisers:
-    """Build the DCLS optimisers and schedules for ``model`` (see :class:`DCLSOptimisers`).
+) -> WeightDelayOptimiser:
+    """The DCLS optimisers and schedules for ``model``; use it like this::
 
-    * weights and biases of every :class:`DelayedLinear`: Adam(``lr``, weight decay
-      ``weight_decay``); all other learnable parameters (BatchNorm): same Adam, decay 0;
-      ``OneCycleLR(max_lr, total_steps=epochs)`` (PyTorch defaults: starts at ``max_lr / 25``,
-      peaks at 30 % of the epochs, cosine-anneals to ``max_lr / 25e4``; also cycles Adam's beta1).
+        opt = dcls_optimisers(model, epochs)
+        for epoch in range(epochs):
+            model.train()
+            for x, y in batches:
+                opt.zero_grad(); summed_softmax_cross_entropy(model(x), y).backward(); opt.step()
+            opt.end_epoch()       # schedulers + next epoch's sigma
+
+    * weights and biases: Adam(``lr``, weight decay ``weight_decay``); BatchNorm parameters:
+      same Adam, decay 0; ``OneCycleLR(max_lr, total_steps=epochs)`` (PyTorch defaults: starts at
+      ``max_lr / 25``, peaks at 30 % of the epochs, cosine-anneals to ``max_lr / 25e4``; also
+      cycles Adam's beta1).
     * delays (steps): Adam(``lr_delay``, no decay), ``CosineAnnealingLR(T_max=epochs)``.
+    * every optimiser step clamps the delays to the window and re-applies fan-in masks.
     * ``sigma``: default the published schedule ``K // 2 -> 0.23`` over ``epochs // 4`` epochs
       (``K`` of the first delayed module; a :class:`DCLSNet`'s own ``sig_end``); applied to the
-      model at once for epoch 0.
+      model at once for epoch 0, then by every ``end_epoch`` for the next epoch.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     delayed = [m for m in model.modules() if isinstance(m, DelayedLinear)]
     if not delayed:
         raise ValueError("the model has no DelayedLinear module")
-    delay_ids = {id(m.delay_steps) for m in delayed if isinstance(m.delay_steps, nn.Parameter)}
-    decay_ids = {id(p) for m in delayed for p in (m.weight, m.bias)
-                 if isinstance(p, nn.Parameter)}
-    params = [p for p in model.parameters() if p.requires_grad]
-    decayed = [p for p in params if id(p) in decay_ids]
-    others = [p for p in params if id(p) not in decay_ids and id(p) not in delay_ids]
-    delays = [p for p in params if id(p) in delay_ids]
-    groups = [{"params": ps, "weight_decay": wd}
-              for ps, wd in ((decayed, weight_decay), (others, 0.0)) if ps]
-    if not groups:
-        raise ValueError("the model has no learnable weights (learn_weight=False and no "
-                         "BatchNorm): the DCLS recipe needs at least one")
-    w_opt = torch.optim.Adam(groups, lr=lr)
-    w_sched = torch.optim.lr_scheduler.OneCycleLR(w_opt, max_lr=max_lr, total_steps=epochs)
-    d_opt = d_sched = None
-    if delays:
-        d_opt = torch.optim.Adam(delays, lr=lr_delay, weight_decay=0.0)
-        d_sched = torch.optim.lr_scheduler.CosineAnnealingLR(d_opt, T_max=epochs)
     config = getattr(model, "config", None)
     if sigma is not None:
         schedule = sigma
@@ -426,12 +301,23 @@ def dcls_optimisers(
         schedule = config.sigma_schedule()
     else:
         schedule = DCLSSigmaSchedule.for_run(delayed[0].kernel_size, epochs)
-    opt = DCLSOptimisers(model, w_opt, d_opt, w_sched, d_sched, schedule)
+
+    def clamp() -> None:
+        for m in delayed:
+            m.clamp_()
+
+    def set_sigma(value: float) -> None:
+        for m in delayed:
+            m.set_sigma(value)
+
+    recipe = WeightDelayRecipe(lr=lr, lr_delay=lr_delay, optimiser="adam",
+                               weight_decay=weight_decay, max_lr=max_lr, delay_optimiser="adam",
+                               delay_scheduler="cosine", sigma_update="epoch_end")
+    delays = [m.delay_steps for m in delayed if isinstance(m.delay_steps, nn.Parameter)]
+    opt = recipe.build(model, epochs, delays=delays, clamp=clamp, sigma=schedule,
+                       set_sigma=set_sigma)
     opt.apply_sigma()
     return opt
 
 
-__all__ = [
-    "DCLSConfig", "DCLSNet", "DCLSOptimisers", "NormalisedSynapse", "TimeSharedDropout",
-    "count_parameters", "dcls_loss", "dcls_optimisers", "dcls_predict",
-]
+__all__ = ["DCLSConfig", "DCLSNet", "NormalisedSynapse", "dcls_optimisers"]

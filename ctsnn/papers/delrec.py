@@ -19,18 +19,22 @@ divided by ``tau``; the ctsnn :class:`~ctsnn.LIF` with ``method="euler"`` and
 * **PS-MNIST** (:meth:`DelRecConfig.psmnist`): as SSC with layers ``[64, 212, 212]``, one real
   valued input channel (784 steps), readout ``Linear(212→10)``, recurrent dropout 0.2.
 
-Parameter counts (:func:`count_parameters`: every learnable tensor — weights, biases,
+Parameter counts (:func:`ctsnn.training.count_parameters`: every learnable tensor — weights, biases,
 BatchNorm ``gamma``/``beta``, recurrent weights, delays and ``p_spread``; not σ nor BatchNorm
 running statistics): SHD 173,844; SSC 374,819; PS-MNIST 156,154 (the paper's 0.17 M / 0.37 M /
 0.16 M).
 
-Losses (SEEDS B1.7): :func:`shd_loss` (cross-entropy of ``Σ_t softmax(V[t])``, i.e. a second
-log-softmax on summed probabilities, like DCLS), :func:`summed_logits_loss` (SSC/PS-MNIST:
-``CE(Σ_t z[t], y)``), :func:`spike_penalty` (the ablation's ``λ Σ S² / (2 T B N)``).
+Losses (SEEDS B1.7, in :mod:`ctsnn.losses`): SHD
+:func:`~ctsnn.losses.summed_softmax_cross_entropy` (cross-entropy of ``Σ_t softmax(V[t])``, i.e. a
+second log-softmax on summed probabilities, like DCLS), SSC/PS-MNIST
+:func:`~ctsnn.losses.summed_logits_cross_entropy` (``CE(Σ_t z[t], y)``); the ablation's
+``λ Σ S² / (2 T B N)`` is :func:`~ctsnn.losses.mean_square_spike_penalty`. :meth:`DelRecNet.loss`
+picks the one matching the readout.
 
-Training recipe (:func:`delrec_optimisers`): separate optimisers for weights and for delays (and
-``p_spread``); σ follows :func:`~ctsnn.delays.recurrent.sigma_schedule` (``10 · 0.95^(100 e/E)``,
-set at the start of each epoch); SHD clamps delays to ``>= 0`` after every step, SSC/PS-MNIST do
+Training recipe (:func:`delrec_optimisers`, a :class:`~ctsnn.training.WeightDelayRecipe`):
+separate optimisers for weights and for delays (and ``p_spread``); σ follows
+:class:`~ctsnn.training.DelRecSigmaSchedule` (``10 · 0.95^(100 e/E)``, set at the start of each
+epoch); SHD clamps delays to ``>= 0`` after every step, SSC/PS-MNIST do
 not. Evaluation (``model.eval()``) uses integer delays and σ = 0 (``eval_mode="paper"``) or the
 reference code's in-place rounding with σ kept (``eval_mode="reference"``).
 
@@ -41,24 +45,25 @@ statistics are taken over ``T × B``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_tensor
-from ..delays.recurrent import (
-    DelayedRecurrent,
-    half_normal_delays,
-    sigma_schedule,
-    uniform_delays,
+from ..delays.recurrent import DelayedRecurrent, half_normal_delays, uniform_delays
+from ..dropout import SequenceDropout
+from ..engine import run_population
+from ..losses import (
+    summed_logits_cross_entropy,
+    summed_logits_prediction,
+    summed_softmax_cross_entropy,
+    summed_softmax_prediction,
 )
 from ..models.lif import LIF
-from ..engine import run_population
 from ..network import Layer
 from ..surrogate import Surrogate, atan, triangle
+from ..training import DelRecSigmaSchedule, WeightDelayOptimiser, WeightDelayRecipe
 
 RESETS = ("zero", "subtract")
 READOUTS = ("membrane", "linear")
@@ -197,29 +202,6 @@ class SoftResetLIF(LIF):
         return state._replace(v=state.v - self.v_threshold)
 
 
-class SequenceDropout(nn.Module):
-    """Dropout on ``[T, B, N]``; with ``shared=True`` one mask per (sample, unit) for all steps.
-
-    Kept entries are scaled by ``1 / (1 - p)``; identity in ``eval()``.
-    """
-
-    def __init__(self, p: float, *, shared: bool = True) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
-        self.p, self.shared = float(p), shared
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        shape = (1, *x.shape[1:]) if self.shared else x.shape
-        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, shared={self.shared}"
-
-
 class LinearSynapse(nn.Module):
     """``[input dropout →] Linear [→ BatchNorm] [→ output dropout]`` as a Layer synapse.
 
@@ -350,16 +332,17 @@ class DelRecNet(nn.Module):
         return self.forward_with_spikes(x)[0]
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        """The paper's loss for this readout (:func:`shd_loss` or :func:`summed_logits_loss`)."""
+        """The paper's loss for this readout: :func:`~ctsnn.losses.summed_softmax_cross_entropy`
+        (membrane) or :func:`~ctsnn.losses.summed_logits_cross_entropy` (linear)."""
         if self.config.readout == "membrane":
-            return shd_loss(output, target)
-        return summed_logits_loss(output, target)
+            return summed_softmax_cross_entropy(output, target)
+        return summed_logits_cross_entropy(output, target)
 
     def predict(self, output: Tensor) -> Tensor:
-        """Predicted classes ``[B]``."""
+        """Predicted classes ``[B]`` from the output ``[T, B, n_out]``."""
         if self.config.readout == "membrane":
-            return F.softmax(output, dim=-1).sum(0).argmax(-1)
-        return output.sum(0).argmax(-1)
+            return summed_softmax_prediction(output)
+        return summed_logits_prediction(output)
 
     # ----------------------------------------------------------------- delays
     def recurrent_modules(self) -> list[DelayedRecurrent]:
@@ -371,9 +354,13 @@ class DelRecNet(nn.Module):
         for m in self.recurrent_modules():
             m.set_sigma(sigma)
 
+    def sigma_schedule(self, epochs: int | None = None) -> DelRecSigmaSchedule:
+        """σ per epoch (steps) over ``epochs`` (default: the config's), from ``sigma_init``."""
+        return DelRecSigmaSchedule(epochs or self.config.epochs, sigma_init=self.config.sigma_init)
+
     def start_epoch(self, epoch: int, epochs: int | None = None) -> float:
         """Apply the σ schedule at the start of epoch ``epoch`` (0-based); returns σ."""
-        sigma = sigma_schedule(epoch, epochs or self.config.epochs, self.config.sigma_init)
+        sigma = self.sigma_schedule(epochs).sigma(epoch)
         self.set_sigma(sigma)
         return sigma
 
@@ -399,64 +386,9 @@ class DelRecNet(nn.Module):
                 yield p
 
 
-# --------------------------------------------------------------------------- losses
-def _check_output(name: str, output: Tensor, target: Tensor) -> None:
-    check_tensor(name, output, ndim=3, floating=True)
-    if target.shape != output.shape[1:2]:
-        raise ValueError(f"target must have shape [B] = [{output.shape[1]}] (class indices), got "
-                         f"{list(target.shape)}; {name} is time-first [T, B, C]")
-
-
-def shd_loss(membrane: Tensor, target: Tensor) -> Tensor:
-    """SHD loss: ``CE(Σ_t softmax(V[t]), y)`` (a second log-softmax on summed probabilities).
-
-    Args:
-        membrane: readout membrane ``[T, B, C]``.
-        target: class indices ``[B]``.
-    """
-    _check_output("membrane", membrane, target)
-    return F.cross_entropy(F.softmax(membrane, dim=-1).sum(0), target)
-
-
-def summed_logits_loss(logits: Tensor, target: Tensor) -> Tensor:
-    """SSC / PS-MNIST loss: ``CE(Σ_t z[t], y)`` for per-step logits ``[T, B, C]``."""
-    _check_output("logits", logits, target)
-    return F.cross_entropy(logits.sum(0), target)
-
-
-def spike_penalty(spikes: Tensor | Sequence[Tensor], weight: float) -> Tensor:
-    """Spike-count penalty of the ablation: ``λ Σ_l Σ S_l² / (2 T B N_l)``.
-
-    Args:
-        spikes: ``[T, B, N]`` or one such tensor per layer (each normalised by its own size).
-        weight: ``λ`` (the paper sweeps 1e-4 … 10).
-    """
-    if isinstance(spikes, Tensor):
-        spikes = [spikes]
-    if not spikes:
-        raise ValueError("spike_penalty needs at least one spike tensor")
-    total = None
-    for s in spikes:
-        check_tensor("spikes", s, ndim=3, floating=True)
-        term = s.pow(2).sum() / (2 * s.numel())
-        total = term if total is None else total + term
-    return weight * total
-
-
-# --------------------------------------------------------------------------- counting
-def count_parameters(model: nn.Module) -> int:
-    """Number of learnable scalars: weights, biases, BN affine, recurrent weights, delays, p.
-
-    σ and BatchNorm running statistics are buffers and are not counted. SHD: 173,844;
-    SSC: 374,819; PS-MNIST: 156,154.
-    """
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 # --------------------------------------------------------------------------- training recipe
-@dataclass
-class DelRecOptimisers:
-    """The DelRec optimisation recipe bound to a model; use it like this::
+def delrec_optimisers(model: DelRecNet, epochs: int | None = None) -> WeightDelayOptimiser:
+    """Optimisers and per-epoch schedulers of SEEDS B2 for ``model``; use it like this::
 
         opt = delrec_optimisers(model)
         for epoch in range(model.config.epochs):
@@ -466,66 +398,24 @@ class DelRecOptimisers:
                 opt.zero_grad(); model.loss(model(x), y).backward(); opt.step()
             opt.end_epoch()                 # schedulers (once per epoch)
 
-    ``step`` clamps the delays to ``>= 0`` when the config says so (SHD).
-    """
-
-    model: DelRecNet
-    weights: torch.optim.Optimizer
-    delays: torch.optim.Optimizer | None
-    weight_scheduler: torch.optim.lr_scheduler.LRScheduler
-    delay_scheduler: torch.optim.lr_scheduler.LRScheduler | None
-
-    def start_epoch(self, epoch: int) -> float:
-        return self.model.start_epoch(epoch)
-
-    def zero_grad(self) -> None:
-        self.weights.zero_grad(set_to_none=True)
-        if self.delays is not None:
-            self.delays.zero_grad(set_to_none=True)
-
-    def step(self) -> None:
-        self.weights.step()
-        if self.delays is not None:
-            self.delays.step()
-        if self.model.config.clamp_delays:
-            self.model.clamp_delays_()
-
-    def end_epoch(self) -> None:
-        self.weight_scheduler.step()
-        if self.delay_scheduler is not None:
-            self.delay_scheduler.step()
-
-
-def delrec_optimisers(model: DelRecNet, epochs: int | None = None) -> DelRecOptimisers:
-    """Optimisers and per-epoch schedulers of SEEDS B2 for ``model``.
-
     Weights: Adam/AdamW(``lr``, ``weight_decay``; BatchNorm parameters ``bn_weight_decay``)
     under ``OneCycleLR(max_lr=lr, total_steps=epochs)`` (starts at ``lr/25``). Delays and
     ``p_spread``: Adam/AdamW(``lr_delay``, no decay) under ``CosineAnnealingLR(T_max=epochs)``
-    (SHD) or ``OneCycleLR`` (SSC/PS-MNIST).
+    (SHD) or ``OneCycleLR`` (SSC/PS-MNIST). ``step`` clamps the delays to ``>= 0`` when the
+    config says so (SHD). σ follows :meth:`DelRecNet.sigma_schedule` (over the config's epochs),
+    applied by ``start_epoch``.
     """
     cfg = model.config
-    epochs = epochs or cfg.epochs
-    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-    groups = [{"params": ps, "weight_decay": wd} for ps, wd in (
-        (list(model.weight_parameters(batch_norm=False)), cfg.weight_decay),
-        (list(model.weight_parameters(batch_norm=True)), cfg.bn_weight_decay)) if ps]
-    weights = opt_cls[cfg.optimiser](groups, lr=cfg.lr)
-    w_sched = torch.optim.lr_scheduler.OneCycleLR(weights, max_lr=cfg.lr, total_steps=epochs)
-    delays = d_sched = None
-    params = list(model.delay_parameters())
-    if params:
-        delays = opt_cls[cfg.delay_optimiser](params, lr=cfg.lr_delay, weight_decay=0.0)
-        if cfg.delay_scheduler == "cosine":
-            d_sched = torch.optim.lr_scheduler.CosineAnnealingLR(delays, T_max=epochs)
-        else:
-            d_sched = torch.optim.lr_scheduler.OneCycleLR(delays, max_lr=cfg.lr_delay,
-                                                          total_steps=epochs)
-    return DelRecOptimisers(model, weights, delays, w_sched, d_sched)
+    recipe = WeightDelayRecipe(
+        lr=cfg.lr, lr_delay=cfg.lr_delay, optimiser=cfg.optimiser, weight_decay=cfg.weight_decay,
+        norm_weight_decay=cfg.bn_weight_decay, delay_optimiser=cfg.delay_optimiser,
+        delay_scheduler=cfg.delay_scheduler, sigma_update="epoch_start",
+    )
+    return recipe.build(model, epochs or cfg.epochs, delays=model.delay_parameters(),
+                        clamp=model.clamp_delays_ if cfg.clamp_delays else None,
+                        sigma=model.sigma_schedule(), set_sigma=model.set_sigma)
 
 
 __all__ = [
-    "DelRecConfig", "DelRecNet", "LinearSynapse", "SequenceDropout", "SoftResetLIF",
-    "shd_loss", "summed_logits_loss", "spike_penalty", "count_parameters",
-    "DelRecOptimisers", "delrec_optimisers", "sigma_schedule",
+    "DelRecConfig", "DelRecNet", "LinearSynapse", "SoftResetLIF", "delrec_optimisers",
 ]

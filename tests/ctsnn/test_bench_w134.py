@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from ctsnn.bench import peers, w1, w4
+from ctsnn.data import bernoulli_input
 from ctsnn.papers.dcls import DCLSConfig
+from ctsnn.training import count_parameters
 
 
 def _has(module: str) -> bool:
@@ -34,14 +36,6 @@ def _lines(out: str) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- helpers
-def test_bernoulli_input_is_seeded_and_shaped() -> None:
-    x, y = peers.bernoulli_input(7, 3, 5, 0.5, seed=1, n_classes=4)
-    x2, y2 = peers.bernoulli_input(7, 3, 5, 0.5, seed=1, n_classes=4)
-    assert x.shape == (7, 3, 5) and x.dtype == torch.float32 and y.shape == (3,)
-    assert set(x.unique().tolist()) <= {0.0, 1.0} and int(y.max()) < 4
-    assert torch.equal(x, x2) and torch.equal(y, y2)
-
-
 def test_saved_tensor_bytes_counts_distinct_storages() -> None:
     a = torch.randn(1000, requires_grad=True)
 
@@ -74,7 +68,7 @@ def test_plain_weights_are_shared_and_sized() -> None:
 
 # --------------------------------------------------------------------------- W4
 def test_w4_ours_trains_and_fires() -> None:
-    x, y = peers.bernoulli_input(10, 4, 140, 0.05, seed=0)
+    x, y = bernoulli_input(10, 4, 140, 0.05, seed=0)
     net, run = w4.build("ours", peers.plain_weights(w4.SIZES, seed=0))
     counts = w4.layer_spike_counts(net, run, "ours", x)
     assert len(counts) == 3 and counts[0] > 0
@@ -87,7 +81,7 @@ def test_w4_ours_trains_and_fires() -> None:
 def test_w4_peers_simulate_the_same_network(peer: str) -> None:
     if not _has(peer):
         pytest.skip(f"{peer} not installed")
-    x, _ = peers.bernoulli_input(20, 4, 140, 0.05, seed=0)
+    x, _ = bernoulli_input(20, 4, 140, 0.05, seed=0)
     ws = peers.plain_weights(w4.SIZES, seed=0)
     ours = w4.layer_spike_counts(*w4.build("ours", ws), "ours", x)
     theirs = w4.layer_spike_counts(*w4.build(peer, ws), peer, x)
@@ -118,8 +112,6 @@ def test_w1_ours_states_run(state: str) -> None:
 
 def test_w1_layer_shapes_and_parameters() -> None:
     assert w1.layer_shapes(100) == [(140, 256, 112), (256, 256, 124), (256, 20, 136)]
-    from ctsnn.papers.dcls import count_parameters
-
     net, _ = w1.build_ours("initial_width", 1, n_steps=2, config=DCLSConfig.shd())
     assert count_parameters(net) == 214_016
 
@@ -129,7 +121,7 @@ def test_w1_reference_matches_shapes_and_count() -> None:
     net, step = w1.build_reference("train", 2, n_steps=4)
     assert net.count_parameters() == 214_016
     step()
-    x, _ = peers.bernoulli_input(4, 2, 140, 0.03, seed=0)
+    x, _ = bernoulli_input(4, 2, 140, 0.03, seed=0)
     with torch.no_grad():
         assert net(x).shape == (4 + 3 * 12, 2, 20)
     net.reset_states()

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 
 import ctsnn
-from ctsnn.delays.schedules import ease_in
 from ctsnn.gradients import EventPropLayer, EventPropNetwork, measure_saved_bytes
 from ctsnn.gradients.discrete import (
     DiscreteEventPropLayer,
@@ -28,6 +27,7 @@ from ctsnn.gradients.discrete import (
     discrete_layer_forward,
     discrete_trace,
 )
+from ctsnn.training.schedules import ease_in
 
 F64 = torch.float64
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "eventprop_discrete.py"

@@ -1,4 +1,4 @@
-"""The DCLS SHD/SSC/GSC network, loss and training recipe (SEEDS A1-A2, F1.9, F1.11, F1.12)."""
+"""The DCLS SHD/SSC/GSC network, counts and training recipe (SEEDS A1-A2, F1.9, F1.11, F1.12)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from ctsnn.delays import DelayedLinear
-from ctsnn.papers.dcls import (
-    DCLSConfig,
-    DCLSNet,
-    TimeSharedDropout,
-    count_parameters,
-    dcls_loss,
-    dcls_optimisers,
-    dcls_predict,
-)
+from ctsnn.losses import summed_softmax_cross_entropy
+from ctsnn.papers.dcls import DCLSConfig, DCLSNet, dcls_optimisers
+from ctsnn.training import count_parameters
 
 
 @pytest.fixture(autouse=True)
@@ -144,7 +138,7 @@ def test_surrogate_gradients_match_spikingjelly_semantics():
             m.weight.mul_(3)
     x = counts(10, 3, 5, seed=1)
     target = torch.tensor([0, 2, 1])
-    loss = dcls_loss(model(x), target)
+    loss = summed_softmax_cross_entropy(model(x), target)
     params = [p for p in model.parameters()]
     grads = torch.autograd.grad(loss, params)
 
@@ -187,30 +181,6 @@ def test_surrogate_gradients_match_spikingjelly_semantics():
     assert grads[1].abs().sum() > 0                     # delays of the hidden layer learn
     for a, b in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
-
-
-def test_loss_is_ce_of_time_summed_softmax_over_all_padded_steps():
-    membrane = torch.randn(7, 4, 3)
-    target = torch.tensor([2, 0, 1, 1])
-    y_hat = torch.stack([F.softmax(membrane[t], -1) for t in range(7)]).sum(0)
-    expected = -(torch.log_softmax(y_hat, -1)[torch.arange(4), target]).mean()
-    torch.testing.assert_close(dcls_loss(membrane, target), expected)
-    assert torch.equal(dcls_predict(membrane), y_hat.argmax(-1))
-    with pytest.raises(ValueError, match="target"):
-        dcls_loss(membrane, target[:2])
-
-
-def test_dropout_mask_is_shared_over_time():
-    drop = TimeSharedDropout(0.4)
-    x = torch.ones(30, 16, 8)
-    y = drop(x)
-    kept = y[0] != 0
-    assert torch.equal(y != 0, kept.expand_as(y))
-    assert torch.allclose(y[:, kept], torch.full_like(y[:, kept], 1 / 0.6))
-    assert 0 < kept.sum() < kept.numel()
-    assert torch.equal(drop.eval()(x), x)
-    with pytest.raises(ValueError, match="dropout"):
-        TimeSharedDropout(1.0)
 
 
 def test_eval_uses_rounded_delays_and_restores_training():
@@ -258,7 +228,7 @@ def test_optimiser_recipe():
     lrs = []
     for _ in range(epochs):
         opt.zero_grad()
-        dcls_loss(model(x), y).backward()
+        summed_softmax_cross_entropy(model(x), y).backward()
         with torch.no_grad():
             model.delayed()[0].delay_steps.add_(100.0)  # the clamp must pull it back
         opt.step()
@@ -293,12 +263,12 @@ def test_training_reduces_the_loss():
     for _ in range(6):
         for _ in range(3):
             opt.zero_grad()
-            loss = dcls_loss(model(x), y)
+            loss = summed_softmax_cross_entropy(model(x), y)
             first = loss.item() if first is None else first
             loss.backward()
             opt.step()
         opt.end_epoch()
-    assert dcls_loss(model(x), y).item() < first
+    assert summed_softmax_cross_entropy(model(x), y).item() < first
     assert isinstance(model.readout, DelayedLinear)
 
 

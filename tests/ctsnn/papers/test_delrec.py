@@ -7,19 +7,16 @@ import torch
 import torch.nn.functional as F
 
 import ctsnn
-from ctsnn.delays.recurrent import DelayedRecurrent, sigma_schedule
+from ctsnn.delays.recurrent import DelayedRecurrent
+from ctsnn.losses import mean_square_spike_penalty
 from ctsnn.papers.delrec import (
     DelRecConfig,
     DelRecNet,
     LinearSynapse,
-    SequenceDropout,
     SoftResetLIF,
-    count_parameters,
     delrec_optimisers,
-    shd_loss,
-    spike_penalty,
-    summed_logits_loss,
 )
+from ctsnn.training import DelRecSigmaSchedule, count_parameters
 
 F64 = torch.float64
 
@@ -130,16 +127,8 @@ def test_soft_reset_subtracts_threshold():
     assert v == pytest.approx([0.7, 0.35, 0.675], abs=1e-6)
 
 
-def test_sequence_dropout_and_batchnorm():
+def test_linear_synapse_batchnorm():
     torch.manual_seed(0)
-    drop = SequenceDropout(0.5, shared=True)
-    x = torch.ones(20, 4, 30)
-    y = drop(x)
-    assert torch.equal(y, y[:1].expand_as(y)) and set(y.unique().tolist()) <= {0.0, 2.0}
-    y = SequenceDropout(0.5, shared=False)(x)
-    assert not torch.equal(y, y[:1].expand_as(y))
-    drop.eval()
-    assert drop(x) is x
     syn = LinearSynapse(5, 3, batch_norm=True)
     out = syn.jumps(torch.randn(40, 6, 5) * 3 + 1)
     flat = out.reshape(-1, 3)  # statistics over T x B
@@ -147,35 +136,18 @@ def test_sequence_dropout_and_batchnorm():
     torch.testing.assert_close(flat.var(0, unbiased=False), torch.ones(3), rtol=0, atol=1e-3)
     with pytest.raises(ValueError, match="channels"):
         syn.jumps(torch.zeros(2, 2, 4))
-    with pytest.raises(ValueError):
-        SequenceDropout(1.0)
 
 
 # --------------------------------------------------------------------------- losses
-def test_losses():
+def test_model_loss_and_predict_match_the_readout():
     g = torch.Generator().manual_seed(2)
     v = torch.randn(7, 4, 5, generator=g, dtype=F64)
     y = torch.tensor([0, 3, 4, 1])
-    y_hat = torch.stack([F.softmax(v[t], -1) for t in range(7)]).sum(0)
-    logp = y_hat - torch.logsumexp(y_hat, -1, keepdim=True)  # the second log-softmax
-    assert float(shd_loss(v, y)) == pytest.approx(float(-logp[range(4), y].mean()), rel=1e-12)
-    z = v.sum(0)
-    ref = -(z - torch.logsumexp(z, -1, keepdim=True))[range(4), y].mean()
-    assert float(summed_logits_loss(v, y)) == pytest.approx(float(ref), rel=1e-12)
-    s1 = (torch.rand(7, 4, 5, generator=g) < 0.3).to(F64)
-    s2 = (torch.rand(7, 4, 3, generator=g) < 0.3).to(F64)
-    pen = spike_penalty([s1, s2], 0.1)
-    expect = 0.1 * (s1.sum() / (2 * 7 * 4 * 5) + s2.sum() / (2 * 7 * 4 * 3))
-    assert float(pen) == pytest.approx(float(expect), rel=1e-12)
-    assert float(spike_penalty(s1, 1.0)) == pytest.approx(float(s1.sum() / 280), rel=1e-12)
-    with pytest.raises(ValueError, match="target"):
-        shd_loss(v, y[:2])
-    with pytest.raises(ValueError):
-        summed_logits_loss(v[0], y)
     model = tiny("shd")
     assert model.loss(v[:, :, :5], y).shape == ()
+    y_hat = torch.stack([F.softmax(v[t], -1) for t in range(7)]).sum(0)
     assert torch.equal(model.predict(v), y_hat.argmax(-1))
-    assert torch.equal(tiny("ssc").predict(v), z.argmax(-1))
+    assert torch.equal(tiny("ssc").predict(v), v.sum(0).argmax(-1))
 
 
 # --------------------------------------------------------------------------- recipe
@@ -183,7 +155,7 @@ def test_sigma_schedule_reaches_every_recurrent_layer():
     model = tiny("ssc", epochs=30)
     assert all(float(m.sigma) == 10.0 for m in model.recurrent_modules())
     sigma = model.start_epoch(29)
-    assert sigma == pytest.approx(sigma_schedule(29, 30)) and round(sigma, 3) == 0.070
+    assert sigma == pytest.approx(DelRecSigmaSchedule(30).sigma(29)) and round(sigma, 3) == 0.070
     assert all(float(m.sigma) == pytest.approx(sigma) for m in model.recurrent_modules())
     for m in model.recurrent_modules():  # p_spread = 0 at init: s = 1 + sigma
         torch.testing.assert_close(m.width().detach(), torch.full((m.n,), 1 + sigma, dtype=F64))
@@ -206,7 +178,7 @@ def test_training_step_reaches_every_parameter_and_clamps():
     model.train()
     x, y = spikes_in(t=20, b=4, rate=0.5), torch.tensor([0, 1, 2, 3])
     out, spikes = model.forward_with_spikes(x)
-    loss = model.loss(out, y) + spike_penalty(spikes, 1e-3)
+    loss = model.loss(out, y) + mean_square_spike_penalty(spikes, 1e-3)
     opt.zero_grad()
     loss.backward()
     for name, p in model.named_parameters():

@@ -1,0 +1,44 @@
+"""Dropout for time-first sequences ``[T, B, N]``.
+
+Spiking networks see the same sample at every time step, so the usual choice (SpikingJelly's
+multi-step ``layer.Dropout``, DCLS, DelRec on SHD) is one mask per (sample, unit) shared by all
+steps: a dropped unit stays silent for the whole sequence. ``shared=False`` draws an independent
+mask per step, like ``nn.Dropout`` applied to the flattened sequence.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class SequenceDropout(nn.Module):
+    """Dropout on ``[T, B, N]``; with ``shared=True`` one mask per (sample, unit) for all steps.
+
+    Kept entries are scaled by ``1 / (1 - p)`` so the expectation is unchanged; identity in
+    ``eval()`` and when ``p == 0``.
+
+    Args:
+        p: probability of dropping an entry, in ``[0, 1)``.
+        shared: share the mask over the time dimension (dimension 0).
+    """
+
+    def __init__(self, p: float, *, shared: bool = True) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
+        self.p, self.shared = float(p), shared
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [T, B, ...]`` -> same shape, entries dropped and rescaled (training only)."""
+        if not self.training or self.p == 0.0:
+            return x
+        shape = (1, *x.shape[1:]) if self.shared else x.shape
+        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, shared={self.shared}"
+
+
+__all__ = ["SequenceDropout"]
