@@ -259,7 +259,8 @@ def main(
         ours["spikes_per_neuron_per_trial"] = dict(step.counts)  # type: ignore[attr-defined]
         ours["parameters"] = sum(p.numel() for p in net.parameters())
         ours["implementation"] = ("ctsnn Layer(gradient='adjoint') network (CubaLIF 256, "
-                                  "CubaLIF 256, CubaLI 20, avg_exp readout), exact continuous-time EventProp, "
+                                  "CubaLIF 256, CubaLI 20, avg_exp readout), exact "
+                                  "continuous-time EventProp, "
                                   "per-synapse delays")
         ours["neurons"] = {"tau_mem_s": TAU_MEM, "tau_syn_s": TAU_SYN, "threshold": THRESHOLD,
                            "weight_init_mean_std": [list(m) for m in WEIGHT_INIT]}

@@ -27,6 +27,10 @@ def drive(synapse: nn.Module | None, signal: Tensor | Spikes | None, *, time: st
     if isinstance(signal, Tensor):
         kw.update(n_steps=signal.shape[0], batch_size=signal.shape[1], dtype=signal.dtype)
         if as_current:
+            if synapse is not None and not isinstance(getattr(synapse, "weight", None), Tensor):
+                raise ValueError(f"a current input through {type(synapse).__name__} is not "
+                                 "defined (it has no weight matrix); give spikes or "
+                                 "input_as='jump'")
             kw["current"] = signal if synapse is None else signal @ synapse.weight.t()
         else:
             kw["jumps"] = signal if synapse is None else synapse.jumps(signal)

@@ -113,13 +113,18 @@ def test_layers_compose_as_modules_with_batch_first():
     kw = dict(surrogate=sg.atan(), batch_first=True, method="euler")
     l1 = ctsnn.Layer(ctsnn.LIF(5, tau_mem=2e-3), w1, **kw)
     l2 = ctsnn.Layer(ctsnn.LIF(4, tau_mem=2e-3), w2, **kw)
-    s1, _ = l1(x)
-    s2, final = l2(s1)
-    assert s1.shape == (3, 20, 5) and s2.shape == (3, 20, 4) and final.v.shape == (3, 4)
-    ref = ctsnn.simulate([l1, l2], x, dt=1e-3, input_as="jump", batch_first=True,
-                         surrogate=sg.atan(), method="euler")
-    assert torch.equal(s2.transpose(0, 1), ref.raster)
-    s2.sum().backward()
+    s1, _ = l1(x, dt=1e-3, input_as="jump")
+    s2, final = l2(s1)  # Spikes in, Spikes out: layers compose as modules
+    assert isinstance(s2, ctsnn.Spikes) and final.v.shape == (3, 4)
+    assert s1.raster(batch_first=True).shape == (3, 20, 5)
+    assert s2.raster(batch_first=True).shape == (3, 20, 4)
+    ref = ctsnn.simulate([l1, l2], x, dt=1e-3, input_as="jump")
+    assert torch.equal(s2.raster(), ref.raster)
+    s2.raster().sum().backward()  # the dense raster carries the surrogate gradient
     assert l1.synapse.weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="x has 7 channels but the layer expects 6"):
-        l1(torch.zeros(3, 20, 7))
+    with pytest.raises(ValueError, match="input has 7 channels but the first layer expects 6"):
+        l1(torch.zeros(3, 20, 7), dt=1e-3)
+    with pytest.raises(ValueError, match="batch_first disagrees"):
+        ctsnn.simulate([l1, l2], x, dt=1e-3, input_as="jump", batch_first=False)
+    with pytest.raises(ValueError, match="method='rk4'. conflicts with layer 0"):
+        ctsnn.simulate([l1, l2], x, dt=1e-3, input_as="jump", method="rk4")

@@ -124,7 +124,8 @@ def test_forward_matches_the_dcls_equations():
     assert model.output_steps(14) == 23
     torch.testing.assert_close(membrane, ref, rtol=1e-12, atol=1e-12)
     # Hidden spikes exist (the comparison is not trivial).
-    h, _ = model.blocks[0].layer(torch.cat([x, x.new_zeros(3, 4, 5)]), dt=cfg.dt)
+    h = model.blocks[0].layer(torch.cat([x, x.new_zeros(3, 4, 5)]), dt=cfg.dt,
+                              input_as="jump")[0].raster()
     assert 0 < h.sum() < h.numel()
 
 
