@@ -63,14 +63,14 @@ def build() -> tuple[ctsnn.Layer, DelayedRecurrent]:
 
 
 def loss_fn(layer: ctsnn.Layer, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    spikes, _ = layer(x, dt=DT)
+    spikes = layer(x, dt=DT, input_as="jump")[0].raster()
     return torch.mean((van_rossum(spikes[:, :, K:]) - van_rossum(target)) ** 2)
 
 
 def exact_matches(layer: ctsnn.Layer, x: torch.Tensor, target: torch.Tensor) -> float:
     """Fraction of target spikes reproduced at exactly the right step (and no extra spikes)."""
     with torch.no_grad():
-        out = layer(x, dt=DT)[0][:, :, K:]
+        out = layer(x, dt=DT, input_as="jump")[0].raster()[:, :, K:]
     hits = (out * target).sum()
     return float(hits / torch.clamp(torch.maximum(out.sum(), target.sum()), min=1.0))
 
@@ -164,7 +164,7 @@ def memory(t_len: int = 1000, batch: int = 64, n: int = 256) -> None:
 
         start = time.perf_counter()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            spikes, _ = layer(x, dt=DT)
+            spikes = layer(x, dt=DT, input_as="jump")[0].raster()
         fwd = time.perf_counter() - start
         spikes.sum().backward()
         total = time.perf_counter() - start

@@ -66,7 +66,7 @@ def test_build_ours_network_and_one_step() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
     assert step.counts["hidden1"] > 0 and step.counts["hidden2"] > 0
     for x in layers:
-        d = x.delay.detach()
+        d = x.synapse.delay.detach()
         assert float(d.min()) >= 0.0 and float(d.max()) <= max_delay * w2.DT * (1 + 1e-6)
 
 
