@@ -317,3 +317,88 @@ def test_model_state_pickles_and_modules_save():
     buf.seek(0)
     again = torch.load(buf, weights_only=False).initial_state(2)
     assert all(torch.equal(a, b) for a, b in zip(again, s, strict=True))
+
+
+# ----------------------------------------------------------------------------- one way to run
+def _spikes(batch=2, n_in=3, n_steps=20, dt=1e-3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    raster = (torch.rand(n_steps, batch, n_in, generator=gen) < 0.3).double()
+    return ctsnn.Spikes.from_raster(raster, dt)
+
+
+def test_layer_time_mode_is_respected_and_a_conflict_is_an_error():
+    w = torch.full((2, 3), 0.6)
+    layer = ctsnn.Layer(ctsnn.LIF(2, tau_mem=0.01), w, time="continuous")
+    x = _spikes()
+    res = ctsnn.simulate(layer, x)  # dt from the spikes, time from the layer
+    assert res.raster is None  # continuous: exact event times, no grid raster
+    ref = ctsnn.simulate(ctsnn.Layer(ctsnn.LIF(2, tau_mem=0.01), w), x, time="continuous")
+    assert torch.equal(res.spikes.times, ref.spikes.times)
+    with pytest.raises(ValueError, match="conflicts with layer 0's own time='continuous'"):
+        ctsnn.simulate(layer, x, time="discrete")
+
+
+def test_dt_is_required_for_tensors_and_taken_from_spikes():
+    model = ctsnn.LIF(3, tau_mem=0.01)
+    with pytest.raises(ValueError, match="dt is required"):
+        ctsnn.simulate(model, torch.ones(5, 2, 3))
+    x = _spikes(dt=5e-4)
+    assert ctsnn.simulate(model, x).spikes.dt == 5e-4
+    # an explicit dt re-grids the spikes (their exact times are kept)
+    assert ctsnn.simulate(model, x, dt=2.5e-4).spikes.n_steps == 2 * x.n_steps
+
+
+@pytest.mark.parametrize("time", ["discrete", "continuous"])
+def test_forward_returns_spikes_in_both_modes_and_reads_a_tensor_like_simulate(time):
+    w = torch.rand(4, 3, generator=torch.Generator().manual_seed(1)) * 3
+    layer = ctsnn.Layer(ctsnn.CubaLIF(4, tau_mem=0.01, tau_syn=0.005), w, time=time)
+    current = torch.rand(30, 2, 3, generator=torch.Generator().manual_seed(2)) * 2
+    out, final = layer(current, dt=1e-3)
+    assert isinstance(out, ctsnn.Spikes) and final.v.shape == (2, 4)
+    ref = ctsnn.simulate(layer, current, dt=1e-3)  # a tensor is a current in both
+    assert torch.equal(out.times, ref.spikes.times) and len(out) > 0
+
+
+def test_surrogate_in_continuous_time_warns():
+    layer = ctsnn.Layer(ctsnn.LIF(2), torch.ones(2, 3), surrogate=ctsnn.surrogate.atan())
+    with pytest.warns(UserWarning, match="no effect in continuous time"):
+        ctsnn.simulate(layer, _spikes(), time="continuous")
+
+
+def test_layers_may_run_in_different_time_modes():
+    """A discrete layer's spikes feed a continuous layer as events at their grid times."""
+    w1, w2 = torch.full((3, 3), 0.9), torch.full((2, 3), 0.7)
+    l1 = ctsnn.Layer(ctsnn.LIF(3, tau_mem=0.02), w1, time="discrete")
+    l2 = ctsnn.Layer(ctsnn.LIF(2, tau_mem=0.02), w2, time="continuous")
+    x = _spikes(n_steps=40)
+    res = ctsnn.simulate([l1, l2], x)
+    hidden = res.layers[0].spikes
+    alone = ctsnn.simulate(ctsnn.Layer(ctsnn.LIF(2, tau_mem=0.02), w2),
+                           ctsnn.Spikes.from_raster(hidden.raster(), x.dt), time="continuous")
+    assert len(hidden) > 0 and torch.equal(res.spikes.times, alone.spikes.times)
+
+
+def test_dense_backed_spikes_keep_the_raster_and_build_events_lazily():
+    raster = torch.tensor([[[0.0, 1.0]], [[1.0, 0.0]], [[0.0, 1.0]]], requires_grad=True)
+    s = ctsnn.Spikes.from_dense(raster, 1e-3)
+    assert s.raster() is raster or torch.equal(s.raster(), raster)
+    assert s._events is None  # nothing built yet
+    assert s.times.tolist() == pytest.approx([1e-3, 2e-3, 3e-3]) and s.units.tolist() == [1, 0, 1]
+    s.values.sum().backward()  # event values carry the raster's gradient
+    assert raster.grad.sum() == 3
+
+
+def test_readout_names_check_the_model():
+    class Leak(ctsnn.NeuronModel):
+        state_names = ("x",)
+        jump_target = "x"
+
+        def dynamics(self, t, state, input):
+            return (input - state.x,)
+
+    with pytest.raises(ValueError, match="reads the voltage v"):
+        ctsnn.simulate(Leak(2), torch.zeros(3, 1, 2), dt=1e-3, readout="sum")
+    with pytest.raises(ValueError, match="needs a spiking last layer"):
+        ctsnn.simulate(ctsnn.LI(2), torch.zeros(3, 1, 2), dt=1e-3, readout="first_spike")
+    with pytest.raises(ValueError, match="unknown readout"):
+        ctsnn.simulate(ctsnn.LI(2), torch.zeros(3, 1, 2), dt=1e-3, readout="mean")
