@@ -20,7 +20,7 @@ from .models import (
     Izhikevich,
     NeuronModel,
 )
-from .models.equations import equations_model as equations_model
+from .models import from_equations as from_equations
 from .simulation import Layer, SimulationResult, run_population, simulate
 from .spikes import Spikes
 from .synapses import Arrivals, Dense
