@@ -12,12 +12,7 @@ import ctsnn
 from ctsnn.models.equations import EquationModel
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 LIF_EQ = "dv/dt = (v_leak - v + r*I)/tau_mem"
