@@ -15,7 +15,9 @@ import sympy as sp
 import torch
 from torch import Tensor
 
-__all__ = ["analyse_linear", "broadcast_like", "is_affine_in", "linear_flow"]
+from .symbolic import broadcast_like
+
+__all__ = ["analyse_linear", "is_affine_in", "linear_flow"]
 
 LinearSystem = tuple[tuple[tuple[sp.Expr, ...], ...], tuple[sp.Expr, ...]]
 
@@ -48,13 +50,6 @@ def analyse_linear(
 def is_affine_in(expr: sp.Expr, var: sp.Symbol) -> bool:
     """Whether ``expr`` is affine in ``var`` (its derivative does not depend on ``var``)."""
     return var not in sp.diff(expr, var).free_symbols
-
-
-def broadcast_like(value: Any, ref: Tensor) -> Tensor:
-    """``value`` (number or tensor) broadcast to the shape of ``ref``."""
-    if isinstance(value, Tensor) and value.shape == ref.shape:
-        return value
-    return torch.zeros_like(ref) + value
 
 
 def linear_flow(

@@ -18,9 +18,9 @@ from torch import Tensor
 
 from ..._checks import check_positive
 from ..base import NeuronModel
-from .linear import broadcast_like, is_affine_in, linear_flow
+from .linear import is_affine_in, linear_flow
 from .parsing import EquationSpec, parse_equations
-from .symbolic import EquationError, lambdify, parse_expression
+from .symbolic import EquationError, broadcast_like, lambdify, parse_expression
 
 __all__ = ["EquationModel", "from_equations"]
 
@@ -58,7 +58,7 @@ class EquationModel(NeuronModel):
     ``equations`` (source text), and the compiled functions. Instances take the same
     keyword arguments as the call that built the class, which are also the defaults::
 
-        model = from_equations("dv/dt = -v/tau", parameters={"tau": 0.01}, n=4)
+        model = ctsnn.from_equations("dv/dt = -v/tau", parameters={"tau": 0.01}, n=4)
         other = type(model)(8, tau=0.02)      # same equations, 8 neurons, another tau
 
     Args:
@@ -85,7 +85,9 @@ class EquationModel(NeuronModel):
     ) -> None:
         cls_name = type(self).__name__
         if not hasattr(type(self), "spec"):
-            raise TypeError("EquationModel is built by from_equations(), not instantiated directly")
+            raise TypeError(
+                "EquationModel is built by ctsnn.from_equations(), not instantiated directly"
+            )
         names = self.spec.param_names
         unknown = sorted(set(parameters) - set(names))
         if unknown:

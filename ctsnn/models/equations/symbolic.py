@@ -4,7 +4,8 @@ Every expression is tokenised and checked first (names, numbers and arithmetic/c
 operators only), then parsed by :func:`sympy.parsing.sympy_parser.parse_expr` with a namespace
 holding only the allowed functions and the given symbols (no builtins, no sympy star import, so
 ``I``, ``E``, ``S``, ``N``... are plain symbols). :func:`lambdify` compiles the expressions to
-torch code, so models run on batched tensors and are differentiable by autograd.
+torch code, so models run on batched tensors and are differentiable by autograd; a compiled
+expression may return a number or a smaller tensor, hence :func:`broadcast_like`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from sympy.core.function import AppliedUndef
 from sympy.parsing.sympy_parser import convert_xor, parse_expr, standard_transformations
 from torch import Tensor
 
-__all__ = ["EquationError", "check_name", "lambdify", "parse_expression", "split_lines"]
+__all__ = [
+    "EquationError", "broadcast_like", "check_name", "lambdify", "parse_expression", "split_lines",
+]
 
 
 class EquationError(ValueError):
@@ -79,6 +82,13 @@ _TORCH: dict[str, Any] = {
 def lambdify(args: Sequence[sp.Symbol], exprs: Any) -> Callable[..., Any]:
     """Compile sympy expression(s) to a function of tensors (autograd-friendly)."""
     return sp.lambdify(list(args), exprs, modules=[_TORCH, "math"], dummify=True)
+
+
+def broadcast_like(value: Any, ref: Tensor) -> Tensor:
+    """``value`` (number or tensor) broadcast to the shape of ``ref``."""
+    if isinstance(value, Tensor) and value.shape == ref.shape:
+        return value
+    return torch.zeros_like(ref) + value
 
 
 def _known_text(groups: Mapping[str, Iterable[str]]) -> str:

@@ -11,7 +11,6 @@ import torch
 import ctsnn
 from ctsnn.models.equations import EquationModel
 
-
 pytestmark = pytest.mark.usefixtures("float64")
 
 
