@@ -21,8 +21,8 @@ from .models import (
     HodgkinHuxley,
     Izhikevich,
     NeuronModel,
+    from_equations,
 )
-from .models.equations import equations_model as equations_model
 from .network import Layer, clamp_delays_, delay_parameters, simulate, weight_parameters
 from .spikes import Spikes
 from .synapses import Arrivals, Dense
@@ -34,6 +34,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Spikes", "NeuronModel", "LI", "LIF", "CubaLI", "CubaLIF", "AdLIF", "AdEx", "QIF", "Izhikevich",
     "HodgkinHuxley", "HH", "Layer", "Dense", "Arrivals", "SimulationResult", "simulate",
-    "run_population", "clamp_delays_", "delay_parameters", "weight_parameters", "gradients",
-    "losses", "surrogate",
+    "run_population", "from_equations", "clamp_delays_", "delay_parameters", "weight_parameters",
+    "gradients", "losses", "surrogate",
 ]

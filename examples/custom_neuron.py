@@ -2,7 +2,7 @@
 
 1. Subclass :class:`ctsnn.NeuronModel`: name the state variables and write ``dynamics``,
    ``threshold``, ``reset`` (and, for a linear model, the closed-form ``flow``).
-2. Write the equations as strings: ``ctsnn.NeuronModel.from_equations(...)`` parses them
+2. Write the equations as strings: ``ctsnn.from_equations(...)`` parses them
    with sympy and compiles them to torch; a linear model gets an exact flow automatically.
 
 Run: ``python examples/custom_neuron.py`` (a few seconds on a CPU).
@@ -46,7 +46,7 @@ class LeakyIF(ctsnn.NeuronModel):
 
 def adex(n: int) -> ctsnn.NeuronModel:
     """Adaptive exponential integrate-and-fire from equation strings (mV, seconds)."""
-    return ctsnn.NeuronModel.from_equations(
+    return ctsnn.from_equations(
         """
         dv/dt = (E_L - v + spike_current - w + I) / tau_m
         dw/dt = (a*(v - E_L) - w) / tau_w
@@ -78,7 +78,7 @@ def main() -> None:
         show(f"LeakyIF (subclass, exact flow), {time} time, dt = 1 ms",
              ctsnn.simulate(lif, drive, dt=1e-3, time=time))
 
-    lif_eq = ctsnn.equations_model(
+    lif_eq = ctsnn.from_equations(
         "dv/dt = (I - v)/tau", threshold="v >= 1", reset="v = 0",
         parameters={"tau": 0.02}, n=3,
     )

@@ -32,7 +32,7 @@ DT, STEPS = 1e-3, 40  # seconds; 40 ms per sample
 
 def exp_if(n: int) -> ctsnn.NeuronModel:
     """Adaptive exponential IF in dimensionless units, from equation strings."""
-    return ctsnn.NeuronModel.from_equations(
+    return ctsnn.from_equations(
         """
         dv/dt = (-v + 0.2*exp((v - 1)/0.2) - w) / tau_m
         dw/dt = -w / tau_w

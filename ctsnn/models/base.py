@@ -144,13 +144,6 @@ class NeuronModel(nn.Module):
         """Names of the per-neuron parameters (including ``refractory``)."""
         return tuple(self._param_names)
 
-    @classmethod
-    def from_equations(cls, equations: str | list[str], **kwargs: Any) -> NeuronModel:
-        """A model from equation strings; see :func:`ctsnn.models.equations.from_equations`."""
-        from .equations import from_equations
-
-        return from_equations(equations, **kwargs)
-
     # ----------------------------------------------------------------- equations
     def dynamics(self, t: Tensor, state: tuple, input: Tensor) -> tuple:
         """Time derivatives of the state variables (seconds⁻¹), in ``state_names`` order.

@@ -3,10 +3,19 @@
 Equations follow NIR (time constants in seconds):
 
 * ``LI``:      ``tau_mem dv/dt = (v_leak - v) + r I``  (no spikes)
-* ``LIF``:     same, spike when ``v >= v_threshold``, reset ``v <- v_reset``
+* ``LIF``:     same, spike when ``v >= v_threshold``, then a reset (below)
 * ``CubaLI``:  ``tau_syn dI/dt = -I + x``; ``tau_mem dv/dt = (v_leak - v) + r I`` (no spikes)
 * ``CubaLIF``: same, with threshold and reset; spikes arriving through synapses make ``I``
   jump.
+
+Reset after a spike (``reset=`` of LIF and CubaLIF; the mode is ``model.reset_mode``):
+
+* ``"zero"`` (default, hard reset): ``v <- v_reset``;
+* ``"subtract"`` (soft reset): ``v <- v - (v_threshold - v_reset)``, which keeps the overshoot
+  above threshold; with ``v_reset = 0`` this is ``v <- v - v_threshold`` (snnTorch
+  ``reset_mechanism="subtract"``, SpikingJelly ``v_reset=None``);
+* ``"none"``: ``v`` is left unchanged; like any model without reset, a neuron then spikes
+  only when ``v`` crosses ``v_threshold`` upwards, not at every step it stays above.
 """
 
 from __future__ import annotations
@@ -15,6 +24,9 @@ import torch
 from torch import Tensor
 
 from .base import NeuronModel
+
+RESET_MODES = ("zero", "subtract", "none")
+"""Values of ``reset=`` of the LIF family (see the module docstring)."""
 
 
 def _check_reset_below_threshold(model: NeuronModel) -> None:
@@ -26,9 +38,18 @@ def _check_reset_below_threshold(model: NeuronModel) -> None:
 
 
 class _Fires:
-    """The spiking part shared by LIF and CubaLIF: ``v >= v_threshold``, then ``v <- v_reset``."""
+    """The spiking part shared by LIF and CubaLIF: ``v >= v_threshold``, then the reset."""
 
-    def _add_firing(self, v_threshold, v_reset, learn_threshold: bool) -> None:
+    reset_mode: str
+    """``"zero"``, ``"subtract"`` or ``"none"``: which reset :meth:`reset` applies."""
+
+    def _add_firing(self, v_threshold, v_reset, learn_threshold: bool, reset: str) -> None:
+        if reset not in RESET_MODES:
+            raise ValueError(
+                f"{type(self).__name__}: reset must be one of {', '.join(map(repr, RESET_MODES))}"
+                f", got {reset!r}"
+            )
+        self.reset_mode = reset
         self.add_parameter("v_threshold", v_threshold, learnable=learn_threshold)
         self.add_parameter("v_reset", v_reset)
         _check_reset_below_threshold(self)
@@ -37,8 +58,21 @@ class _Fires:
         return state.v - self.v_threshold
 
     def reset(self, state: tuple) -> tuple:
-        # a broadcast view, not a new [B, N] tensor: the reset runs every step in discrete time
-        return state._replace(v=self.v_reset.to(state.v.dtype).expand_as(state.v))
+        if self.reset_mode == "zero":
+            # a broadcast view, not a new [B, N] tensor: the reset runs every step in discrete
+            # time
+            return state._replace(v=self.v_reset.to(state.v.dtype).expand_as(state.v))
+        if self.reset_mode == "subtract":
+            return state._replace(v=state.v - (self.v_threshold - self.v_reset))
+        return state  # "none": the very same state, so the engine's blend leaves it untouched
+
+    @property
+    def resets(self) -> bool:
+        """Whether a spike changes the state (``False`` for ``reset="none"``)."""
+        return self.reset_mode != "none"
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, reset={self.reset_mode!r}"
 
 
 class LI(NeuronModel):
@@ -80,7 +114,7 @@ class LIF(_Fires, LI):
     """Leaky integrate-and-fire neuron (NIR ``LIF``).
 
     ``tau_mem dv/dt = (v_leak - v) + r I``; spike when ``v`` reaches ``v_threshold``;
-    then ``v <- v_reset``. Input spikes make ``v`` jump by the weight.
+    then the reset (``v <- v_reset`` by default). Input spikes make ``v`` jump by the weight.
 
     Args:
         n: number of neurons.
@@ -89,6 +123,8 @@ class LIF(_Fires, LI):
         v_leak, v_threshold, v_reset: potentials (any consistent unit).
         refractory: refractory period (s), ``v`` held at its reset value meanwhile.
         learn_tau, learn_threshold: make those parameters learnable.
+        reset: ``"zero"`` (``v <- v_reset``), ``"subtract"`` (``v <- v - (v_threshold -
+            v_reset)``) or ``"none"``; see :mod:`ctsnn.models.lif`.
     """
 
     def __init__(
@@ -102,10 +138,11 @@ class LIF(_Fires, LI):
         v_reset: float | Tensor = 0.0,
         learn_tau: bool = False,
         learn_threshold: bool = False,
+        reset: str = "zero",
         **kwargs,
     ) -> None:
         super().__init__(n, tau_mem=tau_mem, r=r, v_leak=v_leak, learn_tau=learn_tau, **kwargs)
-        self._add_firing(v_threshold, v_reset, learn_threshold)
+        self._add_firing(v_threshold, v_reset, learn_threshold, reset)
 
 
 class CubaLI(NeuronModel):
@@ -164,9 +201,11 @@ class CubaLIF(_Fires, CubaLI):
     """Current-based LIF (NIR ``CubaLIF``): an exponential synaptic current drives a LIF.
 
     ``tau_syn dI/dt = -I + x``, ``tau_mem dv/dt = (v_leak - v) + r I``; spike when ``v``
-    reaches ``v_threshold``, then ``v <- v_reset``. Spikes arriving through synapses make
-    ``I`` jump by the weight; a continuous input ``x`` is low-pass filtered by ``tau_syn``.
-    The closed-form flow is exact, including the limit ``tau_syn == tau_mem``.
+    reaches ``v_threshold``, then the reset of ``v`` (``reset=``: ``"zero"``, the default,
+    ``v <- v_reset``; ``"subtract"``, ``v <- v - (v_threshold - v_reset)``; ``"none"``; see
+    :mod:`ctsnn.models.lif`). Spikes arriving through synapses make ``I`` jump by the weight;
+    a continuous input ``x`` is low-pass filtered by ``tau_syn``. The closed-form flow is
+    exact, including the limit ``tau_syn == tau_mem``.
     """
 
     def __init__(
@@ -181,8 +220,9 @@ class CubaLIF(_Fires, CubaLI):
         v_reset: float | Tensor = 0.0,
         learn_tau: bool = False,
         learn_threshold: bool = False,
+        reset: str = "zero",
         **kwargs,
     ) -> None:
         super().__init__(n, tau_mem=tau_mem, tau_syn=tau_syn, r=r, v_leak=v_leak,
                          learn_tau=learn_tau, **kwargs)
-        self._add_firing(v_threshold, v_reset, learn_threshold)
+        self._add_firing(v_threshold, v_reset, learn_threshold, reset)

@@ -194,12 +194,6 @@ class DelRecConfig:
 
 
 # --------------------------------------------------------------------------- building blocks
-class SoftResetLIF(LIF):
-    """LIF whose reset subtracts the threshold (``v <- v - v_threshold``, SpikingJelly
-    ``v_reset=None``); otherwise identical to :class:`ctsnn.LIF`."""
-
-    def reset(self, state: tuple) -> tuple:
-        return state._replace(v=state.v - self.v_threshold)
 
 
 class LinearSynapse(nn.Module):
@@ -288,8 +282,8 @@ class DelRecNet(nn.Module):
                 output_dropout=0.0 if after else cfg.ff_dropout,
                 shared_dropout=cfg.shared_dropout,
             )
-            model_cls = LIF if cfg.reset == "zero" else SoftResetLIF
-            neurons = model_cls(n, tau_mem=cfg.tau_steps * cfg.dt, v_threshold=1.0, v_reset=0.0)
+            neurons = LIF(n, tau_mem=cfg.tau_steps * cfg.dt, v_threshold=1.0, v_reset=0.0,
+                          reset=cfg.reset)
             rec = None
             if cfg.recurrent[k]:
                 rec = DelayedRecurrent(
@@ -417,5 +411,5 @@ def delrec_optimisers(model: DelRecNet, epochs: int | None = None) -> WeightDela
 
 
 __all__ = [
-    "DelRecConfig", "DelRecNet", "LinearSynapse", "SoftResetLIF", "delrec_optimisers",
+    "DelRecConfig", "DelRecNet", "LinearSynapse", "delrec_optimisers",
 ]

@@ -170,7 +170,7 @@ def _smooth_loss(out: ctsnn.Spikes, z: torch.Tensor) -> torch.Tensor:
 
 def _equation_model(n: int) -> ctsnn.NeuronModel:
     """Adaptive exponential IF from equation strings (dimensionless units)."""
-    return ctsnn.NeuronModel.from_equations(
+    return ctsnn.from_equations(
         """
         dv/dt = (-v + 0.2*exp((v - 1)/0.2) - w) / tau_m
         dw/dt = -w / tau_w

@@ -13,7 +13,6 @@ from ctsnn.papers.delrec import (
     DelRecConfig,
     DelRecNet,
     LinearSynapse,
-    SoftResetLIF,
     delrec_optimisers,
 )
 from ctsnn.training import DelRecSigmaSchedule, count_parameters
@@ -101,7 +100,7 @@ def test_ssc_and_psmnist_structure(kind):
     model = tiny(kind)
     cfg = model.config
     assert cfg.reset == "subtract" and cfg.tau_steps == 2.0 and not cfg.detach_reset
-    assert all(isinstance(layer.model, SoftResetLIF) for layer in model.layers)
+    assert all(layer.model.reset_mode == "subtract" for layer in model.layers)
     assert all(layer.synapse.norm is None and layer.synapse.output_dropout.p == 0.1
                for layer in model.layers)
     assert model.readout_neurons is None and model.readout.input_dropout.p == 0.0
@@ -115,16 +114,6 @@ def test_ssc_and_psmnist_structure(kind):
     assert out.shape == (30, 2, cfg.n_out)
     z = model.readout.jumps(model.forward_with_spikes(x)[1][-1])
     assert z.shape == out.shape
-
-
-def test_soft_reset_subtracts_threshold():
-    lif = SoftResetLIF(1, tau_mem=2e-3)
-    jumps = torch.tensor([1.7, 0.0, 0.5], dtype=torch.float32).reshape(3, 1, 1)
-    res = ctsnn.run_population(lif, dt=1e-3, n_steps=3, batch_size=1, jumps=jumps,
-                               method="euler", record=("v",), surrogate=ctsnn.surrogate.triangle())
-    v = res.states["v"].flatten().tolist()
-    assert res.raster.flatten().tolist() == [1.0, 0.0, 0.0]
-    assert v == pytest.approx([0.7, 0.35, 0.675], abs=1e-6)
 
 
 def test_linear_synapse_batchnorm():
