@@ -29,8 +29,6 @@ summary line with the targets.
 from __future__ import annotations
 
 import functools
-import os
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,18 +37,25 @@ import torch.nn.functional as F
 
 from ctsnn.papers.delrec import DelRecConfig, DelRecNet, count_parameters, delrec_optimisers
 
-from . import w4
-from .harness import bench_env, json_line, peak_rss_increase
+from . import lif_plain
+from .harness import (
+    bench_env,
+    git_state,
+    json_line,
+    peak_rss_or_none,
+    protocol_counts,
+    stderr_log,
+    summary_line,
+    time_summary,
+    timed,
+)
 from .peers import (
     bernoulli_input,
-    git_state,
     import_error,
     module_version,
     plain_weights,
     saved_tensor_bytes,
     spikingjelly_lif_net,
-    time_summary,
-    timed,
 )
 
 __all__ = ["CONFIGS", "DELREC_ANCHORS", "MEMORY_LIMITED", "build_ours", "main"]
@@ -99,12 +104,13 @@ def _memory_setup(batch: int, n_steps: int, seed: int) -> Callable[[], None]:
 def _yardstick(batch: int, n_steps: int, p: float, *, seed: int, repeats: int, warmup: int,
                budget_s: float | None) -> dict[str, Any]:
     """W4's SpikingJelly network: one training step timed, saved-for-backward memory."""
-    x, y = bernoulli_input(n_steps, batch, w4.SIZES[0], p, seed=seed, n_classes=w4.SIZES[-1])
+    sizes = lif_plain.SIZES
+    x, y = bernoulli_input(n_steps, batch, sizes[0], p, seed=seed, n_classes=sizes[-1])
     torch.manual_seed(seed)
-    net, run = spikingjelly_lif_net(plain_weights(w4.SIZES, seed=seed), tau=w4.TAU_STEPS,
-                                    alpha=w4.ALPHA)
+    net, run = spikingjelly_lif_net(plain_weights(sizes, seed=seed), tau=lif_plain.TAU_STEPS,
+                                    alpha=lif_plain.ALPHA)
     _, saved = saved_tensor_bytes(lambda: F.cross_entropy(run(x).sum(0), y))
-    out = time_summary(timed(w4.train_step(net, run, x, y), repeats=repeats, warmup=warmup,
+    out = time_summary(timed(lif_plain.train_step(net, run, x, y), repeats=repeats, warmup=warmup,
                              budget_s=budget_s))
     out.update(saved)
     out.update(implementation=f"SpikingJelly {module_version('spikingjelly')} W4 network "
@@ -134,13 +140,10 @@ def main(
         budget_s: per configuration, fewer repeats when one step is very slow (``reduced``).
     """
     configs = tuple(configs) if configs is not None else (((64, 100),) if quick else CONFIGS)
-    repeats = repeats or (3 if quick else 5)
-    warmup = warmup if warmup is not None else (1 if quick else 2)
+    repeats, warmup = protocol_counts(quick, repeats, warmup)
     env = bench_env(2)
     git = git_state()
-
-    def log(msg: str) -> None:
-        print(f"[w3] {msg}", file=sys.stderr, flush=True)
+    log = stderr_log("w3")
 
     sj_version = module_version("spikingjelly")
     use_ref = reference and sj_version is not None
@@ -176,11 +179,7 @@ def main(
         del net, step
         if memory:
             setup = functools.partial(_memory_setup, batch, n_steps, seed)
-            try:
-                ours["peak_rss_mib"] = peak_rss_increase(setup, timeout=7200)
-            except (RuntimeError, TimeoutError) as exc:
-                log(f"memory measurement failed: {exc}")
-                ours["peak_rss_mib"] = None
+            ours["peak_rss_mib"] = peak_rss_or_none(setup, timeout=7200, log=log)
         anchor = DELREC_ANCHORS.get((batch, n_steps))
         if anchor is not None:
             ours["time_vs_delrec_anchor"] = ours["median_s"] / anchor[0]
@@ -219,7 +218,5 @@ def main(
                        memory_64x1000_target_lt_2GiB=long["peak_rss_mib"] < 2048.0)
     summary["not_run"] = [f"{b}x{t}" for b, t in ((64, 100), (64, 1000), (256, 100),
                                                   (256, 1000)) if (b, t) not in records]
-    json_line(WORKLOAD, {"summary": True, "git": git, "env": env,
-                         "omp_wait_policy_env": os.environ.get("OMP_WAIT_POLICY")},
-              summary, None)
+    summary_line(WORKLOAD, summary, git=git, env=env)
     return 0

@@ -30,8 +30,6 @@ line with the targets.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,10 +40,19 @@ from torch import Tensor, nn
 import ctsnn
 from ctsnn.surrogate import atan
 
-from .harness import bench_env, json_line
+from .harness import (
+    bench_env,
+    git_state,
+    json_line,
+    profile_top,
+    protocol_counts,
+    stderr_log,
+    summary_line,
+    time_summary,
+    timed,
+)
 from .peers import (
     bernoulli_input,
-    git_state,
     import_error,
     matmul_peak,
     module_version,
@@ -54,11 +61,10 @@ from .peers import (
     saved_tensor_bytes,
     snntorch_lif_net,
     spikingjelly_lif_net,
-    time_summary,
-    timed,
 )
 
-__all__ = ["PEERS", "SIZES", "build", "main", "ours_lif_net", "profile_top", "train_step"]
+__all__ = ["PEERS", "SIZES", "build", "layer_spike_counts", "main", "ours_lif_net",
+           "train_step"]
 
 WORKLOAD = "W4 lif-plain"
 SIZES: tuple[int, ...] = (140, 256, 256, 20)
@@ -138,18 +144,6 @@ def layer_spike_counts(net: nn.Module, run: Callable[[Tensor], Tensor], impl: st
     return [int(run(x).sum())]  # others: output layer only
 
 
-def profile_top(fn: Callable[[], object], k: int = 6) -> list[dict[str, Any]]:
-    """The ``k`` operators with the largest self CPU time in one profiled call of ``fn``."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events) or 1.0
-    return [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count}
-            for e in events[:k]]
-
-
 def _flops(batch: int, n_steps: int, sizes: Sequence[int]) -> dict[str, float]:
     """Minimal floating-point work of one training step of the W4 network."""
     pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
@@ -226,13 +220,10 @@ def main(
     """
     batch = batch or 64
     n_steps = n_steps or 100
-    repeats = repeats or (3 if quick else 5)
-    warmup = warmup if warmup is not None else (1 if quick else 2)
+    repeats, warmup = protocol_counts(quick, repeats, warmup)
     env = bench_env(2)
     git = git_state()
-
-    def log(msg: str) -> None:
-        print(f"[w4] {msg}", file=sys.stderr, flush=True)
+    log = stderr_log("w4")
 
     x, y = bernoulli_input(n_steps, batch, SIZES[0], p, seed=seed, n_classes=SIZES[-1])
     weights = plain_weights(SIZES, seed=seed)
@@ -314,7 +305,5 @@ def main(
             stretch_time_le_0p7x_spikingjelly=t_ratio <= 0.7,
             target_saved_le_spikingjelly=ours["saved_mib"] <= sj["saved_mib"],
         )
-    json_line(WORKLOAD, {"summary": True, "git": git, "env": env,
-                         "omp_wait_policy_env": os.environ.get("OMP_WAIT_POLICY")},
-              summary, None)
+    summary_line(WORKLOAD, summary, git=git, env=env)
     return 0

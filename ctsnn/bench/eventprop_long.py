@@ -37,7 +37,6 @@ import cProfile
 import functools
 import os
 import pstats
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,16 +46,19 @@ import torch.nn.functional as F
 import ctsnn
 from ctsnn.gradients import EventPropLayer, EventPropNetwork
 
-from .harness import bench_env, json_line, peak_rss_increase
-from .peers import (
-    DCLSReferenceNet,
-    bernoulli_input,
-    dcls_reference_status,
+from .harness import (
+    bench_env,
     git_state,
+    json_line,
+    peak_rss_or_none,
+    profile_top,
+    protocol_counts,
+    stderr_log,
+    summary_line,
     time_summary,
     timed,
 )
-from .w4 import profile_top
+from .peers import DCLSReferenceNet, bernoulli_input, dcls_reference_status
 
 __all__ = [
     "CONFIGS",
@@ -166,7 +168,7 @@ def _memory_setup(side: str, n_steps: int, max_delay: int, batch: int,
 def profile_step(step: Callable[[], object], k: int = 8) -> dict[str, Any]:
     """Top costs of one call of ``step``: Python functions by own time (cProfile; the engine
     steps in Python, so operator-level profiles hide where the time goes) and torch operators
-    (:func:`ctsnn.bench.w4.profile_top`)."""
+    (:func:`ctsnn.bench.harness.profile_top`)."""
     prof = cProfile.Profile()
     prof.enable()
     step()
@@ -213,25 +215,17 @@ def main(
     """
     profile = profile if profile is not None else configs is None
     configs = tuple(configs) if configs is not None else (QUICK_CONFIGS if quick else CONFIGS)
-    repeats = repeats or (QUICK_PROTOCOL[0] if quick else 5)
-    warmup = warmup if warmup is not None else (QUICK_PROTOCOL[1] if quick else 2)
+    repeats, warmup = protocol_counts(quick, repeats, warmup, quick_counts=QUICK_PROTOCOL)
     env = bench_env(2)
     git = git_state()
-
-    def log(msg: str) -> None:
-        print(f"[w2] {msg}", file=sys.stderr, flush=True)
-
+    log = stderr_log("w2")
     use_ref, versions, missing = dcls_reference_status(reference, log)
 
     def mem(side: str, n_steps: int, max_delay: int) -> float | None:
         if not memory:
             return None
         setup = functools.partial(_memory_setup, side, n_steps, max_delay, batch, seed)
-        try:
-            return peak_rss_increase(setup, timeout=7200)
-        except (RuntimeError, TimeoutError) as exc:
-            log(f"memory measurement failed: {exc}")
-            return None
+        return peak_rss_or_none(setup, timeout=7200, log=log)
 
     def protocol_note(out: dict[str, Any]) -> None:
         if out["protocol"]["reduced"]:
@@ -325,7 +319,5 @@ def main(
     summary["targets"] = targets
     if profiled is not None:
         summary["ours_profile"] = profiled
-    json_line(WORKLOAD, {"summary": True, "git": git, "env": env,
-                         "omp_wait_policy_env": os.environ.get("OMP_WAIT_POLICY")},
-              summary, None)
+    summary_line(WORKLOAD, summary, git=git, env=env)
     return 0

@@ -1,8 +1,8 @@
 """Brian2 reference of benchmark W5 ``sim-continuous``.
 
-Runs INSIDE the Brian2 environment made by ``benchmarks/brian2_env.sh`` (Brian2
+Runs INSIDE the Brian2 environment made by ``ctsnn/bench/brian2_env.sh`` (Brian2
 2.9 needs numpy < 2): pure numpy + Brian2, no torch and no ctsnn import. It
-reads the ``.npz`` written by ``ctsnn.bench.w5_inputs.save_npz``, builds the W5
+reads the ``.npz`` written by ``ctsnn.bench.sim_continuous_inputs.save_npz``, builds the W5
 network with Brian2's public API and prints ONE JSON line on stdout (everything
 else, including compiler output, goes to stderr).
 
@@ -41,7 +41,7 @@ wall time of ``run(0 s)``: Brian2's fixed cost per ``run()`` call.
 
 Usage::
 
-    .venv-brian2/bin/python benchmarks/w5_brian2.py inputs.npz \
+    .venv-brian2/bin/python ctsnn/bench/sim_continuous_brian2.py inputs.npz \
         [--dt-ms 0.1] [--target cython|numpy] [--repeats 5] [--warmup 2]
 """
 
@@ -173,7 +173,7 @@ def build(
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the benchmark and print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("npz", help="inputs written by ctsnn.bench.w5_inputs.save_npz")
+    parser.add_argument("npz", help="inputs written by ctsnn.bench.sim_continuous_inputs.save_npz")
     parser.add_argument("--dt-ms", type=float, default=0.1, help="time step in ms")
     parser.add_argument("--target", choices=("cython", "numpy"), default="cython")
     parser.add_argument("--repeats", type=int, default=5)
