@@ -56,15 +56,13 @@ from ctsnn.papers.dcls import (
 )
 
 from .harness import (
+    Protocol,
     bench_env,
     git_state,
     json_line,
-    peak_rss_or_none,
     protocol_counts,
     stderr_log,
     summary_line,
-    time_summary,
-    timed,
 )
 from .peers import DCLSReferenceNet, bernoulli_input, dcls_reference_status, matmul_peak
 
@@ -183,31 +181,25 @@ def _work(batch: int, n_steps: int, taps: Sequence[float], training: bool) -> fl
 
 # --------------------------------------------------------------------------- main
 @dataclass(frozen=True)
-class _Settings:
-    """What every measurement of one :func:`main` run shares."""
+class _Settings(Protocol):
+    """What every measurement of one :func:`main` run shares: the protocol and the shape."""
 
-    n_steps: int
-    seed: int
-    repeats: int
-    warmup: int
-    budget_s: float | None
-    memory: bool
-    quick: bool
-    log: Callable[[str], None]
+    n_steps: int = N_STEPS
+    seed: int = 0
+    quick: bool = False
 
 
 def _measure(run: _Settings, side: str, state: str, batch: int) -> dict[str, Any]:
     """Time one (side, state, batch), count its parameters, measure its memory."""
     builder = build_ours if side == "ours" else build_reference
     net, step = builder(state, batch, n_steps=run.n_steps, seed=run.seed)
-    out = time_summary(timed(step, repeats=run.repeats, warmup=run.warmup,
-                             budget_s=run.budget_s))
+    out = run.time(step)
     out["parameters"] = count_parameters(net) if side == "ours" else net.count_parameters()
     if side == "ours":
         out["distinct_lags_per_layer"] = _distinct_lags(net)
     if run.memory:
         setup = functools.partial(_memory_setup, side, state, batch, run.n_steps, run.seed)
-        out["peak_rss_mib"] = peak_rss_or_none(setup, timeout=3600, log=run.log)
+        out["peak_rss_mib"] = run.peak_rss(setup, timeout=3600)
     del net, step
     return out
 

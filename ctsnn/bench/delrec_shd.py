@@ -39,10 +39,10 @@ from ctsnn.papers.delrec import DelRecConfig, DelRecNet, count_parameters, delre
 
 from . import lif_plain
 from .harness import (
+    Protocol,
     bench_env,
     git_state,
     json_line,
-    peak_rss_or_none,
     protocol_counts,
     stderr_log,
     summary_line,
@@ -118,6 +118,59 @@ def _yardstick(batch: int, n_steps: int, p: float, *, seed: int, repeats: int, w
     return out
 
 
+def _measure_ours(run: Protocol, batch: int, n_steps: int, seed: int) -> dict[str, Any]:
+    """Our training step at one (batch, T): time, saved-for-backward and peak memory, the
+    ratios to the DelRec anchors of the benchmark doc."""
+    run.log(f"ours, batch {batch}, T = {n_steps}...")
+    net, step = build_ours(batch, n_steps, seed=seed)
+    reps, warm = MEMORY_LIMITED.get((batch, n_steps), (run.repeats, run.warmup))
+    reps, warm = min(reps, run.repeats), min(warm, run.warmup)
+    ours = time_summary(timed(step, repeats=reps, warmup=warm, budget_s=run.budget_s))
+    if (reps, warm) != (run.repeats, run.warmup):
+        ours["protocol"]["note"] = (f"{reps} timed step(s) after {warm} warm-up(s): the full "
+                                    "protocol does not fit in memory")
+    _, saved = saved_tensor_bytes(lambda net=net, step=step: net.loss(net(step.x), step.y))
+    for m in net.recurrent_modules():
+        # A forward pass without backward stays referenced by the recurrent module's working
+        # set until its next start(): drop it (else two graphs coexist in memory).
+        m.release()
+    ours.update(saved)
+    ours["parameters"] = count_parameters(net)
+    ours["sigma"] = float(net.recurrent_modules()[0].sigma)
+    del net, step
+    if run.memory:
+        setup = functools.partial(_memory_setup, batch, n_steps, seed)
+        ours["peak_rss_mib"] = run.peak_rss(setup, timeout=7200)
+    anchor = DELREC_ANCHORS.get((batch, n_steps))
+    if anchor is not None:
+        ours["time_vs_delrec_anchor"] = ours["median_s"] / anchor[0]
+        if ours.get("peak_rss_mib") is not None:
+            ours["memory_vs_delrec_anchor"] = ours["peak_rss_mib"] / anchor[1]
+    return ours
+
+
+def _targets(records: dict[tuple[int, int], dict[str, Any]],
+             w4_sj: dict[str, Any] | None) -> dict[str, Any]:
+    """Time against the W4 SpikingJelly yardstick, memory against the DelRec anchors."""
+    out: dict[str, Any] = {}
+    b64 = records.get((64, 100))
+    if b64 is not None and w4_sj is not None:
+        t = b64["median_s"] / w4_sj["median_s"]
+        out.update(time_64x100_vs_w4_spikingjelly=t, time_target_le_2x=t <= 2.0)
+    mem = {f"{b}x{t}": r.get("memory_vs_delrec_anchor") for (b, t), r in records.items()}
+    out["memory_vs_delrec_anchor"] = mem
+    known = [v for v in mem.values() if v is not None]
+    if known:
+        out["memory_target_le_0p25_delrec"] = all(v <= 0.25 for v in known)
+    long = records.get((64, 1000))
+    if long is not None and long.get("peak_rss_mib") is not None:
+        out.update(memory_64x1000_mib=long["peak_rss_mib"],
+                   memory_64x1000_target_lt_2GiB=long["peak_rss_mib"] < 2048.0)
+    out["not_run"] = [f"{b}x{t}" for b, t in ((64, 100), (64, 1000), (256, 100),
+                                              (256, 1000)) if (b, t) not in records]
+    return out
+
+
 def main(
     quick: bool = False,
     reference: bool = True,
@@ -144,6 +197,9 @@ def main(
     env = bench_env(2)
     git = git_state()
     log = stderr_log("w3")
+    run = Protocol(repeats=repeats, warmup=warmup, budget_s=budget_s, memory=memory, log=log)
+    yardstick = functools.partial(_yardstick, seed=seed, repeats=repeats, warmup=warmup,
+                                  budget_s=budget_s)
 
     sj_version = module_version("spikingjelly")
     use_ref = reference and sj_version is not None
@@ -154,42 +210,17 @@ def main(
     w4_sj: dict[str, Any] | None = None
     if use_ref:
         log("yardstick: W4 SpikingJelly network at its W4 configuration (64 x 100, p 0.05)...")
-        w4_sj = _yardstick(64, 100, 0.05, seed=seed, repeats=repeats, warmup=warmup,
-                           budget_s=budget_s)
+        w4_sj = yardstick(64, 100, 0.05)
         summary["w4_spikingjelly_median_s"] = w4_sj["median_s"]
 
     records: dict[tuple[int, int], dict[str, Any]] = {}
     for batch, n_steps in configs:
-        log(f"ours, batch {batch}, T = {n_steps}...")
-        net, step = build_ours(batch, n_steps, seed=seed)
-        reps, warm = MEMORY_LIMITED.get((batch, n_steps), (repeats, warmup))
-        reps, warm = min(reps, repeats), min(warm, warmup)
-        ours = time_summary(timed(step, repeats=reps, warmup=warm, budget_s=budget_s))
-        if (reps, warm) != (repeats, warmup):
-            ours["protocol"]["note"] = (f"{reps} timed step(s) after {warm} warm-up(s): the full "
-                                        "protocol does not fit in memory")
-        _, saved = saved_tensor_bytes(lambda net=net, step=step: net.loss(net(step.x), step.y))
-        for m in net.recurrent_modules():
-            # A forward pass without backward stays referenced by the recurrent module's working
-            # set until its next start(): drop it (else two graphs coexist in memory).
-            m.release()
-        ours.update(saved)
-        ours["parameters"] = count_parameters(net)
-        ours["sigma"] = float(net.recurrent_modules()[0].sigma)
-        del net, step
-        if memory:
-            setup = functools.partial(_memory_setup, batch, n_steps, seed)
-            ours["peak_rss_mib"] = peak_rss_or_none(setup, timeout=7200, log=log)
+        ours = _measure_ours(run, batch, n_steps, seed)
         anchor = DELREC_ANCHORS.get((batch, n_steps))
-        if anchor is not None:
-            ours["time_vs_delrec_anchor"] = ours["median_s"] / anchor[0]
-            if ours.get("peak_rss_mib") is not None:
-                ours["memory_vs_delrec_anchor"] = ours["peak_rss_mib"] / anchor[1]
         ref = None
         if use_ref:
             log(f"yardstick at batch {batch}, T = {n_steps}...")
-            ref = _yardstick(batch, n_steps, P_INPUT, seed=seed, repeats=repeats,
-                             warmup=warmup, budget_s=budget_s)
+            ref = yardstick(batch, n_steps, P_INPUT)
             if anchor is not None:
                 ref["delrec_anchor_not_same_run"] = {"median_s": anchor[0],
                                                      "peak_rss_mib": anchor[1]}
@@ -202,21 +233,6 @@ def main(
         json_line(WORKLOAD, config, ours, ref)
         records[(batch, n_steps)] = ours
 
-    # ---- targets
-    b64 = records.get((64, 100))
-    if b64 is not None and w4_sj is not None:
-        t = b64["median_s"] / w4_sj["median_s"]
-        summary.update(time_64x100_vs_w4_spikingjelly=t, time_target_le_2x=t <= 2.0)
-    mem = {f"{b}x{t}": r.get("memory_vs_delrec_anchor") for (b, t), r in records.items()}
-    summary["memory_vs_delrec_anchor"] = mem
-    known = [v for v in mem.values() if v is not None]
-    if known:
-        summary["memory_target_le_0p25_delrec"] = all(v <= 0.25 for v in known)
-    long = records.get((64, 1000))
-    if long is not None and long.get("peak_rss_mib") is not None:
-        summary.update(memory_64x1000_mib=long["peak_rss_mib"],
-                       memory_64x1000_target_lt_2GiB=long["peak_rss_mib"] < 2048.0)
-    summary["not_run"] = [f"{b}x{t}" for b, t in ((64, 100), (64, 1000), (256, 100),
-                                                  (256, 1000)) if (b, t) not in records]
+    summary.update(_targets(records, w4_sj))
     summary_line(WORKLOAD, summary, git=git, env=env)
     return 0

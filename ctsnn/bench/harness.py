@@ -13,7 +13,8 @@ Also the pieces every workload's ``main`` shares: the default protocol counts
 (:func:`protocol_counts`), timing with a wall-time budget (:func:`timed`,
 :func:`time_summary`), a memory measurement that reports failure as None
 (:func:`peak_rss_or_none`), a progress logger (:func:`stderr_log`), the checkout's state
-(:func:`git_state`) and an operator profile (:func:`profile_top`).
+(:func:`git_state`) and an operator profile (:func:`profile_top`); :class:`Protocol` bundles
+the settings of one run.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "Protocol",
     "bench_env",
     "call_in_child",
     "git_state",
@@ -418,3 +421,31 @@ def summary_line(workload: str, summary: Mapping[str, Any], *, git: Mapping[str,
     config = {"summary": True, "git": dict(git), "env": dict(env),
               "omp_wait_policy_env": os.environ.get("OMP_WAIT_POLICY")}
     return json_line(workload, config, summary, None)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How one run of a workload measures: the settings its measurements share.
+
+    Attributes:
+        repeats, warmup: Timed and untimed calls per configuration.
+        budget_s: Seconds the timed calls of one configuration may take before fewer are made
+            (:func:`timed`); None: always the full protocol.
+        memory: Whether peak RSS increases are measured (a fresh process each).
+        log: Progress logger (:func:`stderr_log`).
+    """
+
+    repeats: int
+    warmup: int
+    budget_s: float | None
+    memory: bool
+    log: Callable[[str], None]
+
+    def time(self, step: Callable[[], object]) -> dict[str, Any]:
+        """:func:`time_summary` of :func:`timed` ``step`` under this protocol."""
+        return time_summary(timed(step, repeats=self.repeats, warmup=self.warmup,
+                                  budget_s=self.budget_s))
+
+    def peak_rss(self, setup: Callable[[], StepFn], *, timeout: float | None) -> float | None:
+        """:func:`peak_rss_or_none` of one step, or None when memory is not measured."""
+        return peak_rss_or_none(setup, timeout=timeout, log=self.log) if self.memory else None

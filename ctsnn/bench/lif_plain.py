@@ -189,6 +189,84 @@ def _measure(impl: str, weights: Sequence[Tensor], x: Tensor, y: Tensor, *, repe
     return out
 
 
+def _measure_peer(name: str, weights: Sequence[Tensor], x: Tensor, y: Tensor,
+                  missing: dict[str, str], log: Callable[[str], None], *, repeats: int,
+                  warmup: int, budget_s: float | None) -> dict[str, Any] | None:
+    """One peer's measurement, or None with the reason in ``missing`` (not importable or
+    failed: reported, not fatal)."""
+    module = PEERS[name][0]
+    version = module_version(module)
+    if version is None:
+        missing[name] = import_error(module) or "not importable"
+        log(f"{name} not available: {missing[name]}")
+        return None
+    log(f"{name} {version}...")
+    try:
+        ref = _measure(name, weights, x, y, repeats=repeats, warmup=warmup, budget_s=budget_s)
+    except Exception as exc:  # noqa: BLE001 - a broken peer is reported, not fatal
+        missing[name] = f"failed: {type(exc).__name__}: {exc}"
+        log(f"{name} failed: {exc}")
+        return None
+    ref["implementation"] = name
+    ref["version"] = version
+    return ref
+
+
+def _roofline_line(x: Tensor, y: Tensor, weights: Sequence[Tensor], ours: dict[str, Any],
+                   results: dict[str, dict[str, Any]], config: dict[str, Any], *, quick: bool,
+                   repeats: int, warmup: int) -> None:
+    """The W6 roofline line: minimal work, rates achieved, matmul peak, GEMM floor, profile."""
+    n_steps, batch = x.shape[0], x.shape[1]
+    flops = _flops(batch, n_steps, SIZES)
+    peak = matmul_peak(1024 if quick else 2048, repeats=repeats, warmup=warmup)
+    gemm_s = _gemm_floor(x, weights, y, repeats=repeats, warmup=warmup)
+    net, run = build("ours", weights)
+    top = profile_top(train_step(net, run, x, y))
+    rates = {"ours": flops["training_step"] / ours["median_s"] / 1e9}
+    rates.update({k: flops["training_step"] / v["median_s"] / 1e9
+                  for k, v in results.items()})
+    roof = {
+        "flops": flops,
+        "matmul_peak_gflops": peak["gflops"],
+        "matmul_peak": peak,
+        "achieved_gflops": rates,
+        "fraction_of_peak": {k: v / peak["gflops"] for k, v in rates.items()},
+        "gemm_floor_s": gemm_s,
+        "gemm_floor_share_of_ours": gemm_s / ours["median_s"],
+        "ours_top_ops": top,
+        "note": ("minimal work = the three matrix products forward and backward (weight "
+                 "gradients; input gradients of layers 2-3) + ~8 flops per neuron-step of "
+                 "LIF updates; at these sizes the arithmetic is small (gemm_floor_s does "
+                 "all of it as three large GEMMs); the rest is per-step operators (one "
+                 "dispatch per step, layer and operation); ours_top_ops shows where our "
+                 "time goes"),
+    }
+    json_line("W6 roofline", {"workload": WORKLOAD, **config}, roof, None)
+
+
+def _summary(ours: dict[str, Any], results: dict[str, dict[str, Any]],
+             missing: dict[str, str]) -> dict[str, Any]:
+    """The summary line's fields: every ratio to the peers, the targets against SpikingJelly."""
+    sj = results.get("spikingjelly")
+    summary: dict[str, Any] = {
+        "peers_run": {k: v["version"] for k, v in results.items()},
+        "peers_missing": missing,
+        "ours_median_s": ours["median_s"],
+        "ours_saved_mib": ours["saved_mib"],
+    }
+    for name, ref in results.items():
+        summary[f"time_vs_{name}"] = ours["median_s"] / ref["median_s"]
+        summary[f"saved_vs_{name}"] = ours["saved_mib"] / ref["saved_mib"]
+    if sj is not None:
+        t_ratio = ours["median_s"] / sj["median_s"]
+        summary.update(
+            target_time_le_1x_spikingjelly=t_ratio <= 1.0,
+            stretch_time_le_0p7x_spikingjelly=t_ratio <= 0.7,
+            target_saved_le_spikingjelly=ours["saved_mib"] <= sj["saved_mib"],
+        )
+    return summary
+
+
 def main(
     quick: bool = False,
     reference: bool = True,
@@ -236,74 +314,19 @@ def main(
     results: dict[str, dict[str, Any]] = {}
     missing: dict[str, str] = {}
     for name in (peers or list(PEERS)) if reference else []:
-        module = PEERS[name][0]
-        version = module_version(module)
-        if version is None:
-            missing[name] = import_error(module) or "not importable"
-            log(f"{name} not available: {missing[name]}")
-            continue
-        log(f"{name} {version}...")
-        try:
-            ref = _measure(name, weights, x, y, repeats=repeats, warmup=warmup,
-                           budget_s=budget_s)
-        except Exception as exc:  # noqa: BLE001 - a broken peer is reported, not fatal
-            missing[name] = f"failed: {type(exc).__name__}: {exc}"
-            log(f"{name} failed: {exc}")
-            continue
-        ref["implementation"] = name
-        ref["version"] = version
-        results[name] = ref
-        json_line(WORKLOAD, {**config, "reference": name}, ours, ref)
+        ref = _measure_peer(name, weights, x, y, missing, log, repeats=repeats, warmup=warmup,
+                            budget_s=budget_s)
+        if ref is not None:
+            results[name] = ref
+            json_line(WORKLOAD, {**config, "reference": name}, ours, ref)
     if not results:
         json_line(WORKLOAD, {**config, "reference": None}, ours, None)
 
-    # ---- W6 roofline
-    flops = _flops(batch, n_steps, SIZES)
-    roof: dict[str, Any] = {}
     if roofline:
         log("roofline: matmul peak, GEMM floor, profile of our step...")
-        peak = matmul_peak(1024 if quick else 2048, repeats=repeats, warmup=warmup)
-        gemm_s = _gemm_floor(x, weights, y, repeats=repeats, warmup=warmup)
-        net, run = build("ours", weights)
-        top = profile_top(train_step(net, run, x, y))
-        rates = {"ours": flops["training_step"] / ours["median_s"] / 1e9}
-        rates.update({k: flops["training_step"] / v["median_s"] / 1e9
-                      for k, v in results.items()})
-        roof = {
-            "flops": flops,
-            "matmul_peak_gflops": peak["gflops"],
-            "matmul_peak": peak,
-            "achieved_gflops": rates,
-            "fraction_of_peak": {k: v / peak["gflops"] for k, v in rates.items()},
-            "gemm_floor_s": gemm_s,
-            "gemm_floor_share_of_ours": gemm_s / ours["median_s"],
-            "ours_top_ops": top,
-            "note": ("minimal work = the three matrix products forward and backward (weight "
-                     "gradients; input gradients of layers 2-3) + ~8 flops per neuron-step of "
-                     "LIF updates; at these sizes the arithmetic is small (gemm_floor_s does "
-                     "all of it as three large GEMMs); the rest is per-step operators (one "
-                     "dispatch per step, layer and operation); ours_top_ops shows where our "
-                     "time goes"),
-        }
-        json_line("W6 roofline", {"workload": WORKLOAD, **config}, roof, None)
+        _roofline_line(x, y, weights, ours, results, config, quick=quick, repeats=repeats,
+                       warmup=warmup)
 
-    # ---- targets
-    sj = results.get("spikingjelly")
-    summary: dict[str, Any] = {
-        "peers_run": {k: v["version"] for k, v in results.items()},
-        "peers_missing": missing,
-        "ours_median_s": ours["median_s"],
-        "ours_saved_mib": ours["saved_mib"],
-    }
-    for name, ref in results.items():
-        summary[f"time_vs_{name}"] = ours["median_s"] / ref["median_s"]
-        summary[f"saved_vs_{name}"] = ours["saved_mib"] / ref["saved_mib"]
-    if sj is not None:
-        t_ratio = ours["median_s"] / sj["median_s"]
-        summary.update(
-            target_time_le_1x_spikingjelly=t_ratio <= 1.0,
-            stretch_time_le_0p7x_spikingjelly=t_ratio <= 0.7,
-            target_saved_le_spikingjelly=ours["saved_mib"] <= sj["saved_mib"],
-        )
+    summary = _summary(ours, results, missing)
     summary_line(WORKLOAD, summary, git=git, env=env)
     return 0
