@@ -1,9 +1,12 @@
-"""Command line: ``ctsnn demo`` and ``ctsnn bench <workload>``."""
+"""Command line: ctsnn demo and ctsnn bench <workload>."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+from .bench import WORKLOADS, find_workload, workload_ids
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,14 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--duration", type=float, default=0.3, help="simulated seconds")
     demo.add_argument("--steps", type=int, default=40, help="training steps (0: skip)")
     demo.add_argument("--seed", type=int, default=0)
-    bench = sub.add_parser("bench", help="run a benchmark workload (JSON lines on stdout)")
+    bench = sub.add_parser(
+        "bench",
+        help="run a benchmark workload (JSON lines on stdout)",
+        description="Run a benchmark workload: JSON lines on stdout, progress on stderr "
+        "(docs/benchmarks.md).\n\nworkloads:\n"
+        + "\n".join(f"  {w.doc_id}, {w.name:<16} {w.summary}" for w in WORKLOADS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     bench.add_argument(
-        "workload",
-        choices=["w1", "w2", "w3", "w4", "w5"],
-        help="w1: dcls-shd vs DCLS+SpikingJelly; w2: eventprop-long (EventProp) vs DCLS; "
-        "w3: delrec-shd (SpikingJelly yardstick); "
-        "w4: lif-plain vs SpikingJelly/snnTorch/Norse (w1, w4: with their W6 roofline); "
-        "w5: sim-continuous vs Brian2",
+        "workload", choices=workload_ids(), metavar="workload", help="a workload id, see above"
     )
     bench.add_argument("--quick", action="store_true", help="fewer configurations and repeats")
     bench.add_argument("--no-reference", action="store_true", help="skip the peers")
@@ -39,9 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             delay_learning.run(steps=args.steps, seed=args.seed)
         return 0
     if args.command == "bench":
-        import importlib
-
-        workload = importlib.import_module(f".bench.{args.workload}", __package__)
+        workload = importlib.import_module(find_workload(args.workload).module)
         return workload.main(quick=args.quick, reference=not args.no_reference)
     return 2
 

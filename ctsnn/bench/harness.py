@@ -6,7 +6,15 @@ time is the median of 5 calls after 2 warm-ups, with min, max and CPU time per
 wall time (:func:`time_call`); memory is the peak RSS increase over the RSS just
 before the first step, in a fresh process per configuration
 (:func:`peak_rss_increase`); each workload/configuration is reported as one
-JSON line with ``ours``, ``reference`` and ``ratio`` objects (:func:`json_line`).
+JSON line with ``ours``, ``reference`` and ``ratio`` objects (:func:`json_line`), the last
+one of a workload being its summary (:func:`summary_line`).
+
+Also the pieces every workload's ``main`` shares: the default protocol counts
+(:func:`protocol_counts`), timing with a wall-time budget (:func:`timed`,
+:func:`time_summary`), a memory measurement that reports failure as None
+(:func:`peak_rss_or_none`), a progress logger (:func:`stderr_log`), the checkout's state
+(:func:`git_state`) and an operator profile (:func:`profile_top`); :class:`Protocol` bundles
+the settings of one run.
 """
 
 from __future__ import annotations
@@ -19,13 +27,33 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["bench_env", "json_line", "peak_rss_increase", "time_call"]
+__all__ = [
+    "Protocol",
+    "bench_env",
+    "call_in_child",
+    "git_state",
+    "json_line",
+    "mem_available_mib",
+    "peak_rss_increase",
+    "peak_rss_or_none",
+    "profile_top",
+    "protocol_counts",
+    "repo_root",
+    "stderr_log",
+    "summary_line",
+    "time_call",
+    "time_summary",
+    "timed",
+]
 
 StepFn = Callable[[], object]
 
@@ -64,6 +92,64 @@ def time_call(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 2) ->
         "repeats": repeats,
         "warmup": warmup,
     }
+
+
+def protocol_counts(quick: bool, repeats: int | None = None, warmup: int | None = None, *,
+                    quick_counts: tuple[int, int] = (3, 1)) -> tuple[int, int]:
+    """``(repeats, warmup)``: the given ones, else the protocol's 5 and 2 (``quick``:
+    ``quick_counts``)."""
+    repeats = repeats or (quick_counts[0] if quick else 5)
+    warmup = warmup if warmup is not None else (quick_counts[1] if quick else 2)
+    return repeats, warmup
+
+
+def timed(
+    fn: Callable[[], object], *, repeats: int, warmup: int, budget_s: float | None
+) -> dict[str, Any]:
+    """:func:`time_call`, with fewer calls when one call is very slow.
+
+    The first warm-up call is timed on its own; if ``repeats`` calls of that length would exceed
+    ``budget_s`` (seconds), only the calls that fit are made (at least 1, after that one
+    warm-up) and the result says so (``reduced``). Keys: those of ``time_call`` plus ``reduced``
+    and ``first_call_s``.
+    """
+    if warmup < 1 or budget_s is None:
+        stats = time_call(fn, repeats=repeats, warmup=warmup)
+        stats["reduced"] = False
+        return stats
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    fit = max(1, int(budget_s // max(first, 1e-9)))
+    if fit >= repeats:
+        stats = time_call(fn, repeats=repeats, warmup=warmup - 1)
+        stats.update(warmup=warmup, reduced=False)
+    else:
+        stats = time_call(fn, repeats=fit, warmup=0)
+        stats.update(warmup=1, reduced=True)
+    stats["first_call_s"] = first
+    return stats
+
+
+def time_summary(stats: dict[str, Any]) -> dict[str, Any]:
+    """The timing fields of a JSON line: ``median_s``, ``min_s``, ``max_s``, ``cpu_per_wall``
+    and ``protocol`` (repeats, warm-ups, reduced) from a :func:`timed` result."""
+    out = {k: stats[k] for k in ("median_s", "min_s", "max_s", "cpu_per_wall")}
+    out["protocol"] = {"repeats": stats["repeats"], "warmup": stats["warmup"],
+                       "reduced": stats.get("reduced", False)}
+    return out
+
+
+def profile_top(fn: Callable[[], object], k: int = 6) -> list[dict[str, Any]]:
+    """The ``k`` operators with the largest self CPU time in one profiled call of ``fn``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count}
+            for e in events[:k]]
 
 
 # --------------------------------------------------------------------------- memory
@@ -192,6 +278,29 @@ def peak_rss_increase(
     return float(result["mib"])
 
 
+def peak_rss_or_none(setup: Callable[[], StepFn], *, timeout: float | None,
+                     log: Callable[[str], None]) -> float | None:
+    """:func:`peak_rss_increase` of one step (MiB), or None, logged, when the measurement
+    fails or times out (a configuration of a workload is then reported without memory)."""
+    try:
+        return peak_rss_increase(setup, timeout=timeout)
+    except (RuntimeError, TimeoutError) as exc:
+        log(f"memory measurement failed: {exc}")
+        return None
+
+
+def mem_available_mib() -> float | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in MiB (None off Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
 # --------------------------------------------------------------------------- environment
 
 
@@ -226,6 +335,35 @@ def bench_env(threads: int = 2, *, warn: bool = True) -> dict[str, Any]:
         # Other work on the machine skews timings: cpu_per_wall and this tell.
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
+
+
+def repo_root() -> Path:
+    """The repository root (this file is ``<root>/ctsnn/bench/harness.py``)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def git_state() -> dict[str, Any]:
+    """Short commit hash of the checkout and its uncommitted files under ``ctsnn/`` and
+    ``solvers/`` (a benchmark of a dirty work tree says so)."""
+    root = repo_root()
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ctsnn", "solvers"],
+                               cwd=root, capture_output=True, text=True,
+                               check=True).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "uncommitted": None}
+    return {"commit": commit, "uncommitted": sorted({ln[3:] for ln in dirty if ln.strip()})}
+
+
+def stderr_log(tag: str) -> Callable[[str], None]:
+    """A progress logger: ``log(msg)`` prints ``[tag] msg`` on stderr (stdout is for JSON)."""
+
+    def log(msg: str) -> None:
+        print(f"[{tag}] {msg}", file=sys.stderr, flush=True)
+
+    return log
 
 
 # --------------------------------------------------------------------------- reporting
@@ -274,3 +412,40 @@ def json_line(
     line = json.dumps(_jsonable(record), allow_nan=False)
     print(line, flush=True)
     return line
+
+
+def summary_line(workload: str, summary: Mapping[str, Any], *, git: Mapping[str, Any],
+                 env: Mapping[str, Any]) -> str:
+    """Print and return the last JSON line of a workload: its ``summary`` (targets) as
+    ``ours``, with the checkout's state and the environment in ``config``."""
+    config = {"summary": True, "git": dict(git), "env": dict(env),
+              "omp_wait_policy_env": os.environ.get("OMP_WAIT_POLICY")}
+    return json_line(workload, config, summary, None)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How one run of a workload measures: the settings its measurements share.
+
+    Attributes:
+        repeats, warmup: Timed and untimed calls per configuration.
+        budget_s: Seconds the timed calls of one configuration may take before fewer are made
+            (:func:`timed`); None: always the full protocol.
+        memory: Whether peak RSS increases are measured (a fresh process each).
+        log: Progress logger (:func:`stderr_log`).
+    """
+
+    repeats: int
+    warmup: int
+    budget_s: float | None
+    memory: bool
+    log: Callable[[str], None]
+
+    def time(self, step: Callable[[], object]) -> dict[str, Any]:
+        """:func:`time_summary` of :func:`timed` ``step`` under this protocol."""
+        return time_summary(timed(step, repeats=self.repeats, warmup=self.warmup,
+                                  budget_s=self.budget_s))
+
+    def peak_rss(self, setup: Callable[[], StepFn], *, timeout: float | None) -> float | None:
+        """:func:`peak_rss_or_none` of one step, or None when memory is not measured."""
+        return peak_rss_or_none(setup, timeout=timeout, log=self.log) if self.memory else None

@@ -13,10 +13,10 @@ Every peer is built from the documented public API of its PyPI package (installe
   140 -> 256 -> 256 -> 20 LIF networks (no delays, no bias) with the *same* weights as ours
   (:func:`plain_weights`), so their spike counts can be compared.
 
-Helpers: :func:`module_version` (is a peer importable), :func:`timed` (the protocol's timing
-with a wall-time budget), :func:`saved_tensor_bytes` (saved-for-backward memory through
-``torch.autograd.graph.saved_tensors_hooks``), :func:`matmul_peak` (the fp32 matrix-multiply
-rate of this run, for the roofline) and :func:`git_state`. The benchmarks' random input is
+Helpers: :func:`module_version` (is a peer importable), :func:`saved_tensor_bytes`
+(saved-for-backward memory through ``torch.autograd.graph.saved_tensors_hooks``) and
+:func:`matmul_peak` (the fp32 matrix-multiply rate of this run, for the roofline). The timing
+and reporting protocol is in :mod:`ctsnn.bench.harness`; the benchmarks' random input is
 :func:`ctsnn.data.bernoulli_input`.
 """
 
@@ -25,10 +25,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import math
-import subprocess
-import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,7 +39,8 @@ from .harness import time_call
 __all__ = [
     "DCLSReferenceNet",
     "PEER_PACKAGES",
-    "git_state",
+    "dcls_reference_status",
+    "import_error",
     "matmul_peak",
     "module_version",
     "norse_lif_net",
@@ -50,7 +48,6 @@ __all__ = [
     "saved_tensor_bytes",
     "snntorch_lif_net",
     "spikingjelly_lif_net",
-    "timed",
 ]
 
 #: import name -> distribution name of the peers (the ``bench`` extra).
@@ -89,40 +86,6 @@ def import_error(module: str) -> str | None:
     return None
 
 
-def timed(
-    fn: Callable[[], object], *, repeats: int, warmup: int, budget_s: float | None
-) -> dict[str, Any]:
-    """:func:`~ctsnn.bench.harness.time_call`, with fewer calls when one call is very slow.
-
-    The first warm-up call is timed on its own; if ``repeats`` calls of that length would exceed
-    ``budget_s``, only the calls that fit are made (at least 1, after that one warm-up) and the
-    result says so (``reduced``). Keys: those of ``time_call`` plus ``reduced`` and
-    ``first_call_s``.
-    """
-    if warmup < 1 or budget_s is None:
-        stats = time_call(fn, repeats=repeats, warmup=warmup)
-        stats["reduced"] = False
-        return stats
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    fit = max(1, int(budget_s // max(first, 1e-9)))
-    if fit >= repeats:
-        stats = time_call(fn, repeats=repeats, warmup=warmup - 1)
-        stats.update(warmup=warmup, reduced=False)
-    else:
-        stats = time_call(fn, repeats=fit, warmup=0)
-        stats.update(warmup=1, reduced=True)
-    stats["first_call_s"] = first
-    return stats
-
-
-def time_summary(stats: dict[str, Any]) -> dict[str, Any]:
-    """The timing fields of a JSON line: ``median_s``, ``min_s``, ``max_s``, ``cpu_per_wall``."""
-    out = {k: stats[k] for k in ("median_s", "min_s", "max_s", "cpu_per_wall")}
-    out["protocol"] = {"repeats": stats["repeats"], "warmup": stats["warmup"],
-                       "reduced": stats.get("reduced", False)}
-    return out
 
 
 def saved_tensor_bytes(forward: Callable[[], Tensor]) -> tuple[Tensor, dict[str, float]]:
@@ -180,20 +143,6 @@ def matmul_peak(n: int = 2048, *, repeats: int = 5, warmup: int = 2) -> dict[str
         "cpu_per_wall": stats["cpu_per_wall"],
         "threads": torch.get_num_threads(),
     }
-
-
-def git_state() -> dict[str, Any]:
-    """Short commit hash of the checkout and its uncommitted files under ``ctsnn/``."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ctsnn", "solvers"],
-                               cwd=root, capture_output=True, text=True,
-                               check=True).stdout.split("\n")
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "uncommitted": None}
-    return {"commit": commit, "uncommitted": sorted({ln[3:] for ln in dirty if ln.strip()})}
 
 
 # --------------------------------------------------------------------------- W1 reference
@@ -391,6 +340,20 @@ def spikingjelly_lif_net(weights: Sequence[Tensor], *, tau: float = 2.0,
     return net, run
 
 
+def _python_loop(x: Tensor, fcs: Sequence[nn.Module], cells: Sequence[nn.Module],
+                 states: list[Any]) -> Tensor:
+    """Step a ``Linear -> cell`` stack through ``x [T, B, N_in]`` in a Python loop, the
+    tutorial pattern of snnTorch and Norse: ``h, states[k] = cell(fc(h), states[k])`` per
+    layer and step. Returns the output spikes ``[T, B, N_out]``."""
+    out = []
+    for t in range(x.shape[0]):
+        h = x[t]
+        for k, (fc, cell) in enumerate(zip(fcs, cells, strict=True)):
+            h, states[k] = cell(fc(h), states[k])
+        out.append(h)
+    return torch.stack(out)
+
+
 def snntorch_lif_net(weights: Sequence[Tensor], *, tau: float = 2.0,
                      alpha: float = 2.0) -> tuple[nn.Module, Callable[[Tensor], Tensor]]:
     """snnTorch ``nn.Linear -> Leaky`` stack stepped in a Python loop (its tutorial pattern).
@@ -407,14 +370,7 @@ def snntorch_lif_net(weights: Sequence[Tensor], *, tau: float = 2.0,
     net = nn.ModuleDict({"fc": fcs, "lif": lifs})
 
     def run(x: Tensor) -> Tensor:
-        mems = [lif.init_leaky() for lif in lifs]
-        out = []
-        for t in range(x.shape[0]):
-            h = x[t]
-            for k, (fc, lif) in enumerate(zip(fcs, lifs, strict=True)):
-                h, mems[k] = lif(fc(h), mems[k])
-            out.append(h)
-        return torch.stack(out)
+        return _python_loop(x, fcs, lifs, [lif.init_leaky() for lif in lifs])
 
     return net, run
 
@@ -438,13 +394,6 @@ def norse_lif_net(weights: Sequence[Tensor], *, tau: float = 2.0,
     net = nn.ModuleDict({"fc": fcs, "lif": cells})
 
     def run(x: Tensor) -> Tensor:
-        states: list[Any] = [None] * len(cells)
-        out = []
-        for t in range(x.shape[0]):
-            h = x[t]
-            for k, (fc, cell) in enumerate(zip(fcs, cells, strict=True)):
-                h, states[k] = cell(fc(h), states[k])
-            out.append(h)
-        return torch.stack(out)
+        return _python_loop(x, fcs, cells, [None] * len(cells))
 
     return net, run

@@ -30,8 +30,6 @@ line with the targets.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,9 +41,18 @@ import ctsnn
 from ctsnn.data import bernoulli_input
 from ctsnn.surrogate import atan
 
-from .harness import bench_env, json_line
-from .peers import (
+from .harness import (
+    bench_env,
     git_state,
+    json_line,
+    profile_top,
+    protocol_counts,
+    stderr_log,
+    summary_line,
+    time_summary,
+    timed,
+)
+from .peers import (
     import_error,
     matmul_peak,
     module_version,
@@ -54,11 +61,10 @@ from .peers import (
     saved_tensor_bytes,
     snntorch_lif_net,
     spikingjelly_lif_net,
-    time_summary,
-    timed,
 )
 
-__all__ = ["PEERS", "SIZES", "build", "main", "ours_lif_net", "profile_top", "train_step"]
+__all__ = ["PEERS", "SIZES", "build", "layer_spike_counts", "main", "ours_lif_net",
+           "train_step"]
 
 WORKLOAD = "W4 lif-plain"
 SIZES: tuple[int, ...] = (140, 256, 256, 20)
@@ -138,18 +144,6 @@ def layer_spike_counts(net: nn.Module, run: Callable[[Tensor], Tensor], impl: st
     return [int(run(x).sum())]  # others: output layer only
 
 
-def profile_top(fn: Callable[[], object], k: int = 6) -> list[dict[str, Any]]:
-    """The ``k`` operators with the largest self CPU time in one profiled call of ``fn``."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events) or 1.0
-    return [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count}
-            for e in events[:k]]
-
-
 def _flops(batch: int, n_steps: int, sizes: Sequence[int]) -> dict[str, float]:
     """Minimal floating-point work of one training step of the W4 network."""
     pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
@@ -195,6 +189,84 @@ def _measure(impl: str, weights: Sequence[Tensor], x: Tensor, y: Tensor, *, repe
     return out
 
 
+def _measure_peer(name: str, weights: Sequence[Tensor], x: Tensor, y: Tensor,
+                  missing: dict[str, str], log: Callable[[str], None], *, repeats: int,
+                  warmup: int, budget_s: float | None) -> dict[str, Any] | None:
+    """One peer's measurement, or None with the reason in ``missing`` (not importable or
+    failed: reported, not fatal)."""
+    module = PEERS[name][0]
+    version = module_version(module)
+    if version is None:
+        missing[name] = import_error(module) or "not importable"
+        log(f"{name} not available: {missing[name]}")
+        return None
+    log(f"{name} {version}...")
+    try:
+        ref = _measure(name, weights, x, y, repeats=repeats, warmup=warmup, budget_s=budget_s)
+    except Exception as exc:  # noqa: BLE001 - a broken peer is reported, not fatal
+        missing[name] = f"failed: {type(exc).__name__}: {exc}"
+        log(f"{name} failed: {exc}")
+        return None
+    ref["implementation"] = name
+    ref["version"] = version
+    return ref
+
+
+def _roofline_line(x: Tensor, y: Tensor, weights: Sequence[Tensor], ours: dict[str, Any],
+                   results: dict[str, dict[str, Any]], config: dict[str, Any], *, quick: bool,
+                   repeats: int, warmup: int) -> None:
+    """The W6 roofline line: minimal work, rates achieved, matmul peak, GEMM floor, profile."""
+    n_steps, batch = x.shape[0], x.shape[1]
+    flops = _flops(batch, n_steps, SIZES)
+    peak = matmul_peak(1024 if quick else 2048, repeats=repeats, warmup=warmup)
+    gemm_s = _gemm_floor(x, weights, y, repeats=repeats, warmup=warmup)
+    net, run = build("ours", weights)
+    top = profile_top(train_step(net, run, x, y))
+    rates = {"ours": flops["training_step"] / ours["median_s"] / 1e9}
+    rates.update({k: flops["training_step"] / v["median_s"] / 1e9
+                  for k, v in results.items()})
+    roof = {
+        "flops": flops,
+        "matmul_peak_gflops": peak["gflops"],
+        "matmul_peak": peak,
+        "achieved_gflops": rates,
+        "fraction_of_peak": {k: v / peak["gflops"] for k, v in rates.items()},
+        "gemm_floor_s": gemm_s,
+        "gemm_floor_share_of_ours": gemm_s / ours["median_s"],
+        "ours_top_ops": top,
+        "note": ("minimal work = the three matrix products forward and backward (weight "
+                 "gradients; input gradients of layers 2-3) + ~8 flops per neuron-step of "
+                 "LIF updates; at these sizes the arithmetic is small (gemm_floor_s does "
+                 "all of it as three large GEMMs); the rest is per-step operators (one "
+                 "dispatch per step, layer and operation); ours_top_ops shows where our "
+                 "time goes"),
+    }
+    json_line("W6 roofline", {"workload": WORKLOAD, **config}, roof, None)
+
+
+def _summary(ours: dict[str, Any], results: dict[str, dict[str, Any]],
+             missing: dict[str, str]) -> dict[str, Any]:
+    """The summary line's fields: every ratio to the peers, the targets against SpikingJelly."""
+    sj = results.get("spikingjelly")
+    summary: dict[str, Any] = {
+        "peers_run": {k: v["version"] for k, v in results.items()},
+        "peers_missing": missing,
+        "ours_median_s": ours["median_s"],
+        "ours_saved_mib": ours["saved_mib"],
+    }
+    for name, ref in results.items():
+        summary[f"time_vs_{name}"] = ours["median_s"] / ref["median_s"]
+        summary[f"saved_vs_{name}"] = ours["saved_mib"] / ref["saved_mib"]
+    if sj is not None:
+        t_ratio = ours["median_s"] / sj["median_s"]
+        summary.update(
+            target_time_le_1x_spikingjelly=t_ratio <= 1.0,
+            stretch_time_le_0p7x_spikingjelly=t_ratio <= 0.7,
+            target_saved_le_spikingjelly=ours["saved_mib"] <= sj["saved_mib"],
+        )
+    return summary
+
+
 def main(
     quick: bool = False,
     reference: bool = True,
@@ -226,13 +298,10 @@ def main(
     """
     batch = batch or 64
     n_steps = n_steps or 100
-    repeats = repeats or (3 if quick else 5)
-    warmup = warmup if warmup is not None else (1 if quick else 2)
+    repeats, warmup = protocol_counts(quick, repeats, warmup)
     env = bench_env(2)
     git = git_state()
-
-    def log(msg: str) -> None:
-        print(f"[w4] {msg}", file=sys.stderr, flush=True)
+    log = stderr_log("w4")
 
     x, y = bernoulli_input(n_steps, batch, SIZES[0], p, seed=seed, n_classes=SIZES[-1])
     weights = plain_weights(SIZES, seed=seed)
@@ -245,76 +314,19 @@ def main(
     results: dict[str, dict[str, Any]] = {}
     missing: dict[str, str] = {}
     for name in (peers or list(PEERS)) if reference else []:
-        module = PEERS[name][0]
-        version = module_version(module)
-        if version is None:
-            missing[name] = import_error(module) or "not importable"
-            log(f"{name} not available: {missing[name]}")
-            continue
-        log(f"{name} {version}...")
-        try:
-            ref = _measure(name, weights, x, y, repeats=repeats, warmup=warmup,
-                           budget_s=budget_s)
-        except Exception as exc:  # noqa: BLE001 - a broken peer is reported, not fatal
-            missing[name] = f"failed: {type(exc).__name__}: {exc}"
-            log(f"{name} failed: {exc}")
-            continue
-        ref["implementation"] = name
-        ref["version"] = version
-        results[name] = ref
-        json_line(WORKLOAD, {**config, "reference": name}, ours, ref)
+        ref = _measure_peer(name, weights, x, y, missing, log, repeats=repeats, warmup=warmup,
+                            budget_s=budget_s)
+        if ref is not None:
+            results[name] = ref
+            json_line(WORKLOAD, {**config, "reference": name}, ours, ref)
     if not results:
         json_line(WORKLOAD, {**config, "reference": None}, ours, None)
 
-    # ---- W6 roofline
-    flops = _flops(batch, n_steps, SIZES)
-    roof: dict[str, Any] = {}
     if roofline:
         log("roofline: matmul peak, GEMM floor, profile of our step...")
-        peak = matmul_peak(1024 if quick else 2048, repeats=repeats, warmup=warmup)
-        gemm_s = _gemm_floor(x, weights, y, repeats=repeats, warmup=warmup)
-        net, run = build("ours", weights)
-        top = profile_top(train_step(net, run, x, y))
-        rates = {"ours": flops["training_step"] / ours["median_s"] / 1e9}
-        rates.update({k: flops["training_step"] / v["median_s"] / 1e9
-                      for k, v in results.items()})
-        roof = {
-            "flops": flops,
-            "matmul_peak_gflops": peak["gflops"],
-            "matmul_peak": peak,
-            "achieved_gflops": rates,
-            "fraction_of_peak": {k: v / peak["gflops"] for k, v in rates.items()},
-            "gemm_floor_s": gemm_s,
-            "gemm_floor_share_of_ours": gemm_s / ours["median_s"],
-            "ours_top_ops": top,
-            "note": ("minimal work = the three matrix products forward and backward (weight "
-                     "gradients; input gradients of layers 2-3) + ~8 flops per neuron-step of "
-                     "LIF updates; at these sizes the arithmetic is small (gemm_floor_s does "
-                     "all of it as three large GEMMs); the rest is per-step operators (one "
-                     "dispatch per step, layer and operation); ours_top_ops shows where our "
-                     "time goes"),
-        }
-        json_line("W6 roofline", {"workload": WORKLOAD, **config}, roof, None)
+        _roofline_line(x, y, weights, ours, results, config, quick=quick, repeats=repeats,
+                       warmup=warmup)
 
-    # ---- targets
-    sj = results.get("spikingjelly")
-    summary: dict[str, Any] = {
-        "peers_run": {k: v["version"] for k, v in results.items()},
-        "peers_missing": missing,
-        "ours_median_s": ours["median_s"],
-        "ours_saved_mib": ours["saved_mib"],
-    }
-    for name, ref in results.items():
-        summary[f"time_vs_{name}"] = ours["median_s"] / ref["median_s"]
-        summary[f"saved_vs_{name}"] = ours["saved_mib"] / ref["saved_mib"]
-    if sj is not None:
-        t_ratio = ours["median_s"] / sj["median_s"]
-        summary.update(
-            target_time_le_1x_spikingjelly=t_ratio <= 1.0,
-            stretch_time_le_0p7x_spikingjelly=t_ratio <= 0.7,
-            target_saved_le_spikingjelly=ours["saved_mib"] <= sj["saved_mib"],
-        )
-    json_line(WORKLOAD, {"summary": True, "git": git, "env": env,
-                         "omp_wait_policy_env": os.environ.get("OMP_WAIT_POLICY")},
-              summary, None)
+    summary = _summary(ours, results, missing)
+    summary_line(WORKLOAD, summary, git=git, env=env)
     return 0

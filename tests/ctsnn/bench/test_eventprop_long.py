@@ -1,4 +1,4 @@
-"""Smoke tests of the W2 benchmark (``ctsnn bench w2``) on tiny shapes."""
+"""Smoke tests of W2 eventprop-long (``ctsnn bench w2``) on tiny shapes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ctsnn
-from ctsnn.bench import w2
+from ctsnn.bench import eventprop_long
 
 
 def _has(module: str) -> bool:
@@ -28,34 +28,35 @@ def _lines(out: str) -> list[dict]:
 
 
 def test_configurations_are_the_specified_ones() -> None:
-    assert set(w2.CONFIGS) == {(t, d) for t in (250, 500, 1000) for d in (64, 256)}
-    assert set(w2.QUICK_CONFIGS) <= set(w2.CONFIGS)
-    assert w2.BATCH == 32 and w2.DT == 1e-3 and w2.P_INPUT == 0.003
-    assert w2.SIZES == (140, 256, 256, 20)
+    assert set(eventprop_long.CONFIGS) == {(t, d) for t in (250, 500, 1000) for d in (64, 256)}
+    assert set(eventprop_long.QUICK_CONFIGS) <= set(eventprop_long.CONFIGS)
+    assert eventprop_long.BATCH == 32 and eventprop_long.DT == 1e-3
+    assert eventprop_long.P_INPUT == 0.003
+    assert eventprop_long.SIZES == (140, 256, 256, 20)
 
 
 def test_init_parameters_shapes_and_delay_range() -> None:
-    params = w2.init_parameters(256, seed=0)
+    params = eventprop_long.init_parameters(256, seed=0)
     assert [tuple(w.shape) for w, _ in params] == [(256, 140), (256, 256), (20, 256)]
     assert all(d.shape == w.shape for w, d in params)
     for _, d in params:
-        assert float(d.min()) >= 0.0 and float(d.max()) <= 256 * w2.DT
-        assert float(d.max()) > 0.9 * 256 * w2.DT  # spread over the whole range
-    again = w2.init_parameters(256, seed=0)
+        assert float(d.min()) >= 0.0 and float(d.max()) <= 256 * eventprop_long.DT
+        assert float(d.max()) > 0.9 * 256 * eventprop_long.DT  # spread over the whole range
+    again = eventprop_long.init_parameters(256, seed=0)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
                for a, b in zip(params, again, strict=True))
 
 
 def test_build_ours_network_and_one_step() -> None:
     n_steps, max_delay, batch = TINY
-    net, step = w2.build_ours(n_steps, max_delay, batch)
+    net, step = eventprop_long.build_ours(n_steps, max_delay, batch)
     layers = list(net)
     assert [type(x.model) for x in layers] == [ctsnn.CubaLIF, ctsnn.CubaLIF, ctsnn.CubaLI]
     assert [tuple(x.synapse.weight.shape) for x in layers] == [(256, 140), (256, 256), (20, 256)]
     for x in layers:
         syn = x.synapse
         assert isinstance(syn.delay, torch.nn.Parameter) and syn.delay.shape == syn.weight.shape
-        assert syn.max_delay == pytest.approx(max_delay * w2.DT)
+        assert syn.max_delay == pytest.approx(max_delay * eventprop_long.DT)
         assert x.gradient.name == "adjoint" and x.time == "continuous"
         assert float(x.model.tau_mem.reshape(-1)[0]) == pytest.approx(0.02)
         assert float(x.model.tau_syn.reshape(-1)[0]) == pytest.approx(0.005)
@@ -67,24 +68,25 @@ def test_build_ours_network_and_one_step() -> None:
     assert step.counts["hidden1"] > 0 and step.counts["hidden2"] > 0
     for x in layers:
         d = x.synapse.delay.detach()
-        assert float(d.min()) >= 0.0 and float(d.max()) <= max_delay * w2.DT * (1 + 1e-6)
+        assert float(d.min()) >= 0.0
+        assert float(d.max()) <= max_delay * eventprop_long.DT * (1 + 1e-6)
 
 
 @needs_dcls
 def test_build_reference_kernel_and_step() -> None:
-    net, step = w2.build_reference(20, 8, 2)
+    net, step = eventprop_long.build_reference(20, 8, 2)
     assert net.kernel == 9 and net.count_parameters() == 214_016
-    assert float(net.dcls_modules()[0].SIG.reshape(-1)[0]) == pytest.approx(w2.REF_SIG)
+    assert float(net.dcls_modules()[0].SIG.reshape(-1)[0]) == pytest.approx(eventprop_long.REF_SIG)
     step()
 
 
 def test_main_json_fields(capsys: pytest.CaptureFixture[str]) -> None:
     n_steps, max_delay, batch = TINY
-    w2.main(configs=[(n_steps, max_delay)], batch=batch, repeats=1, warmup=1, memory=False,
-            reference=False, profile=False, budget_s=None)
+    eventprop_long.main(configs=[(n_steps, max_delay)], batch=batch, repeats=1, warmup=1,
+                        memory=False, reference=False, profile=False, budget_s=None)
     lines = _lines(capsys.readouterr().out)
     first, summary = lines[0], lines[-1]
-    assert first["workload"] == w2.WORKLOAD
+    assert first["workload"] == eventprop_long.WORKLOAD
     assert first["config"]["max_delay_steps"] == max_delay
     assert first["ours"]["median_s"] > 0 and first["ours"]["parameters"] == 212_992
     assert set(first["ours"]["spikes_per_neuron_per_trial"]) == {"input", "hidden1", "hidden2"}

@@ -6,10 +6,10 @@
 # Only PyPI packages are used.  The script prints the venv's python path on its
 # last line of stdout; progress messages go to stderr.
 #
-# Usage:  bash benchmarks/brian2_env.sh        (PYTHON=/path/to/python3 to choose the base)
+# Usage:  bash ctsnn/bench/brian2_env.sh        (PYTHON=/path/to/python3 to choose the base)
 set -euo pipefail
 
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"  # this file is <repo>/ctsnn/bench/
 venv="${repo_root}/.venv-brian2"
 base_python="${PYTHON:-python3}"
 py="${venv}/bin/python"

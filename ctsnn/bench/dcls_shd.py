@@ -41,10 +41,8 @@ per batch and a summary line with the targets.
 from __future__ import annotations
 
 import functools
-import os
-import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -54,15 +52,16 @@ from ctsnn.losses import summed_softmax_cross_entropy
 from ctsnn.papers.dcls import DCLSConfig, DCLSNet, dcls_optimisers
 from ctsnn.training import count_parameters
 
-from .harness import bench_env, json_line, peak_rss_increase
-from .peers import (
-    DCLSReferenceNet,
-    dcls_reference_status,
+from .harness import (
+    Protocol,
+    bench_env,
     git_state,
-    matmul_peak,
-    time_summary,
-    timed,
+    json_line,
+    protocol_counts,
+    stderr_log,
+    summary_line,
 )
+from .peers import DCLSReferenceNet, dcls_reference_status, matmul_peak
 
 __all__ = ["OURS_STATES", "build_ours", "build_reference", "layer_shapes", "main"]
 
@@ -178,6 +177,136 @@ def _work(batch: int, n_steps: int, taps: Sequence[float], training: bool) -> fl
 
 
 # --------------------------------------------------------------------------- main
+@dataclass(frozen=True)
+class _Settings(Protocol):
+    """What every measurement of one :func:`main` run shares: the protocol and the shape."""
+
+    n_steps: int = N_STEPS
+    seed: int = 0
+    quick: bool = False
+
+
+def _measure(run: _Settings, side: str, state: str, batch: int) -> dict[str, Any]:
+    """Time one (side, state, batch), count its parameters, measure its memory."""
+    builder = build_ours if side == "ours" else build_reference
+    net, step = builder(state, batch, n_steps=run.n_steps, seed=run.seed)
+    out = run.time(step)
+    out["parameters"] = count_parameters(net) if side == "ours" else net.count_parameters()
+    if side == "ours":
+        out["distinct_lags_per_layer"] = _distinct_lags(net)
+    if run.memory:
+        setup = functools.partial(_memory_setup, side, state, batch, run.n_steps, run.seed)
+        out["peak_rss_mib"] = run.peak_rss(setup, timeout=3600)
+    del net, step
+    return out
+
+
+def _measure_references(run: _Settings, states: Sequence[str], batch: int,
+                        versions: dict[str, str | None]) -> dict[str, dict[str, Any]]:
+    """The reference states that ``states`` are compared with ("train" before "eval")."""
+    refs: dict[str, dict[str, Any]] = {}
+    for rstate in sorted({REFERENCE_OF[s] for s in states}, reverse=True):
+        run.log(f"reference {rstate}, batch {batch}...")
+        refs[rstate] = _measure(run, "reference", rstate, batch)
+        refs[rstate].update(implementation=f"DCLS {versions['DCLS']} Dcls1d gauss K=25 "
+                            f"+ SpikingJelly {versions['spikingjelly']} LIFNode",
+                            state="SIG=12 (sigma_eff 12.27)" if rstate == "train"
+                            else "eval: SIG=0, 'max' kernel, rounded positions")
+    return refs
+
+
+def _measure_ours(run: _Settings, state: str, batch: int) -> dict[str, Any]:
+    """Our side in ``state``, with its kernel, training flag and width."""
+    run.log(f"ours {state}, batch {batch}...")
+    ours = _measure(run, "ours", state, batch)
+    kernel, sigma, training = OURS_STATES[state]
+    ours.update(kernel=kernel, training=training,
+                sigma_eff=(12.27 if sigma is None and kernel == "gaussian" and training
+                           else sigma))
+    return ours
+
+
+def _batch_targets(ours_all: dict[str, dict[str, Any]],
+                   refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The targets of one batch size: time and memory ratios of the states to the reference."""
+
+    def r(state: str, key: str = "median_s") -> float | None:
+        o, ref = ours_all.get(state), refs.get(REFERENCE_OF.get(state, ""))
+        if o is None or ref is None or not o.get(key) or not ref.get(key):
+            return None
+        return o[key] / ref[key]
+
+    finals = [s for s in ("final_width", "final_width_triangle", "final_width_rounded")
+              if r(s) is not None]
+    best_final = min(finals, key=lambda s: r(s) or float("inf")) if finals else None
+    tb: dict[str, Any] = {
+        "initial_width_time_ratio": r("initial_width"),
+        "initial_width_target_le_0p7": (None if r("initial_width") is None
+                                        else r("initial_width") <= 0.7),
+        "final_width_fastest_state": best_final,
+    }
+    if best_final is not None:
+        t, m = r(best_final), r(best_final, "peak_rss_mib")
+        tb.update(final_width_time_ratio=t, final_width_memory_ratio=m,
+                  final_width_target_met=(t <= 0.2 and m is not None and m <= 0.5))
+    if r("eval_rounded") is not None:
+        t, m = r("eval_rounded"), r("eval_rounded", "peak_rss_mib")
+        tb.update(rounded_time_ratio=t, rounded_memory_ratio=m,
+                  rounded_target_met=(t <= 0.2 and m is not None and m <= 0.5))
+    if "train" in refs and ours_all:
+        tb["parameters"] = {"ours": next(iter(ours_all.values()))["parameters"],
+                            "reference": refs["train"]["parameters"]}
+    return tb
+
+
+def _roofline_states(batch: int, n_steps: int, peak_gflops: float,
+                     ours_all: dict[str, dict[str, Any]],
+                     refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Minimal and executed work of every measured state, and the rates achieved."""
+    k = 25
+    lines: dict[str, Any] = {}
+    for state, o in ours_all.items():
+        kernel, _, training = OURS_STATES[state]
+        minimal_taps = {"gaussian": k, "triangle": 2, "rounded": 1}[kernel]
+        if not training:
+            minimal_taps = 1
+        minimal = _work(batch, n_steps, [minimal_taps] * 3, training)
+        executed = _work(batch, n_steps, o["distinct_lags_per_layer"], training)
+        lines[f"ours_{state}"] = {
+            "minimal_gflop": minimal / 1e9, "executed_gflop": executed / 1e9,
+            "minimal_rate_gflops": minimal / o["median_s"] / 1e9,
+            "executed_rate_gflops": executed / o["median_s"] / 1e9,
+            "executed_fraction_of_peak": executed / o["median_s"] / 1e9 / peak_gflops,
+        }
+    for rstate, o in refs.items():
+        training = rstate == "train"
+        work = _work(batch, n_steps, [k] * 3, training)
+        lines[f"reference_{rstate}"] = {
+            "minimal_gflop_of_dense_gaussian": work / 1e9,
+            "minimal_gflop_of_one_tap": _work(batch, n_steps, [1] * 3, training) / 1e9,
+            "executed_rate_gflops": work / o["median_s"] / 1e9,
+            "executed_fraction_of_peak": work / o["median_s"] / 1e9 / peak_gflops,
+        }
+    return lines
+
+
+def _roofline_line(run: _Settings, batch: int, config: dict[str, Any],
+                   ours_all: dict[str, dict[str, Any]], refs: dict[str, dict[str, Any]]) -> None:
+    """Measure the matmul peak and print the W6 roofline line of one batch size."""
+    run.log("roofline: matmul peak...")
+    peak = matmul_peak(1024 if run.quick else 2048, repeats=run.repeats, warmup=run.warmup)
+    lines = _roofline_states(batch, run.n_steps, peak["gflops"], ours_all, refs)
+    json_line("W6 roofline", {"workload": WORKLOAD, **config}, {
+        "matmul_peak_gflops": peak["gflops"], "matmul_peak": peak, "states": lines,
+        "note": ("flops of the delayed synapses only (BatchNorm, LIF and loss are "
+                 "O(B T N) and negligible); a training step counted as 3x the forward "
+                 "products; 'executed' = what the implementation multiplies: the dense "
+                 "convolution all K = 25 taps, our tap path one dense [T B, N_in] x "
+                 "[N_in, N_out] product per distinct lag present (up to K), so the "
+                 "sparse kernels do not reduce the arithmetic below the dense one"),
+    }, None)
+
+
 def main(
     quick: bool = False,
     reference: bool = True,
@@ -206,128 +335,27 @@ def main(
     """
     batches = tuple(batches) if batches is not None else ((16,) if quick else (64, 256))
     states = tuple(states) if states is not None else tuple(OURS_STATES)
-    repeats = repeats or (3 if quick else 5)
-    warmup = warmup if warmup is not None else (1 if quick else 2)
+    repeats, warmup = protocol_counts(quick, repeats, warmup)
     env = bench_env(2)
     git = git_state()
-
-    def log(msg: str) -> None:
-        print(f"[w1] {msg}", file=sys.stderr, flush=True)
-
+    log = stderr_log("w1")
     use_ref, versions, missing = dcls_reference_status(reference, log)
-
-    def measure(side: str, state: str, batch: int) -> dict[str, Any]:
-        builder = build_ours if side == "ours" else build_reference
-        net, step = builder(state, batch, n_steps=n_steps, seed=seed)
-        out = time_summary(timed(step, repeats=repeats, warmup=warmup, budget_s=budget_s))
-        out["parameters"] = (count_parameters(net) if side == "ours"
-                             else net.count_parameters())
-        if side == "ours":
-            out["distinct_lags_per_layer"] = _distinct_lags(net)
-        if memory:
-            setup = functools.partial(_memory_setup, side, state, batch, n_steps, seed)
-            try:
-                out["peak_rss_mib"] = peak_rss_increase(setup, timeout=3600)
-            except (RuntimeError, TimeoutError) as exc:
-                log(f"memory measurement failed: {exc}")
-                out["peak_rss_mib"] = None
-        del net, step
-        return out
+    run = _Settings(n_steps=n_steps, seed=seed, repeats=repeats, warmup=warmup,
+                    budget_s=budget_s, memory=memory, quick=quick, log=log)
 
     summary: dict[str, Any] = {"reference_versions": versions, "reference_missing": missing}
     for batch in batches:
         config = {"batch": batch, "n_steps": n_steps, "p_input": P_INPUT, "kernel_K": 25,
                   "sizes": [140, 256, 256, 20], "dtype": "float32",
                   "threads": env["torch_threads"], "seed": seed}
-        refs: dict[str, dict[str, Any]] = {}
-        if use_ref:
-            for rstate in sorted({REFERENCE_OF[s] for s in states}, reverse=True):
-                log(f"reference {rstate}, batch {batch}...")
-                refs[rstate] = measure("reference", rstate, batch)
-                refs[rstate].update(implementation=f"DCLS {versions['DCLS']} Dcls1d gauss K=25 "
-                                    f"+ SpikingJelly {versions['spikingjelly']} LIFNode",
-                                    state="SIG=12 (sigma_eff 12.27)" if rstate == "train"
-                                    else "eval: SIG=0, 'max' kernel, rounded positions")
+        refs = _measure_references(run, states, batch, versions) if use_ref else {}
         ours_all: dict[str, dict[str, Any]] = {}
         for state in states:
-            log(f"ours {state}, batch {batch}...")
-            ours = measure("ours", state, batch)
-            kernel, sigma, training = OURS_STATES[state]
-            ours.update(kernel=kernel, training=training,
-                        sigma_eff=(12.27 if sigma is None and kernel == "gaussian" and training
-                                   else sigma))
-            ours_all[state] = ours
-            ref = refs.get(REFERENCE_OF[state])
-            json_line(WORKLOAD, {**config, "state": state}, ours, ref)
-
-        # ---- targets for this batch
-        def r(state: str, key: str = "median_s", ours_all=ours_all, refs=refs) -> float | None:
-            o, ref = ours_all.get(state), refs.get(REFERENCE_OF.get(state, ""))
-            if o is None or ref is None or not o.get(key) or not ref.get(key):
-                return None
-            return o[key] / ref[key]
-
-        finals = [s for s in ("final_width", "final_width_triangle", "final_width_rounded")
-                  if r(s) is not None]
-        best_final = min(finals, key=lambda s: r(s) or float("inf")) if finals else None
-        tb: dict[str, Any] = {
-            "initial_width_time_ratio": r("initial_width"),
-            "initial_width_target_le_0p7": (None if r("initial_width") is None
-                                            else r("initial_width") <= 0.7),
-            "final_width_fastest_state": best_final,
-        }
-        if best_final is not None:
-            t, m = r(best_final), r(best_final, "peak_rss_mib")
-            tb.update(final_width_time_ratio=t, final_width_memory_ratio=m,
-                      final_width_target_met=(t <= 0.2 and m is not None and m <= 0.5))
-        if r("eval_rounded") is not None:
-            t, m = r("eval_rounded"), r("eval_rounded", "peak_rss_mib")
-            tb.update(rounded_time_ratio=t, rounded_memory_ratio=m,
-                      rounded_target_met=(t <= 0.2 and m is not None and m <= 0.5))
-        if "train" in refs and ours_all:
-            tb["parameters"] = {"ours": next(iter(ours_all.values()))["parameters"],
-                                "reference": refs["train"]["parameters"]}
-        summary[f"batch_{batch}"] = tb
-
-        # ---- W6 roofline
+            ours_all[state] = _measure_ours(run, state, batch)
+            json_line(WORKLOAD, {**config, "state": state}, ours_all[state],
+                      refs.get(REFERENCE_OF[state]))
+        summary[f"batch_{batch}"] = _batch_targets(ours_all, refs)
         if roofline:
-            log("roofline: matmul peak...")
-            peak = matmul_peak(1024 if quick else 2048, repeats=repeats, warmup=warmup)
-            k = 25
-            lines: dict[str, Any] = {}
-            for state, o in ours_all.items():
-                kernel, _, training = OURS_STATES[state]
-                minimal_taps = {"gaussian": k, "triangle": 2, "rounded": 1}[kernel]
-                if not training:
-                    minimal_taps = 1
-                minimal = _work(batch, n_steps, [minimal_taps] * 3, training)
-                executed = _work(batch, n_steps, o["distinct_lags_per_layer"], training)
-                lines[f"ours_{state}"] = {
-                    "minimal_gflop": minimal / 1e9, "executed_gflop": executed / 1e9,
-                    "minimal_rate_gflops": minimal / o["median_s"] / 1e9,
-                    "executed_rate_gflops": executed / o["median_s"] / 1e9,
-                    "executed_fraction_of_peak": executed / o["median_s"] / 1e9 / peak["gflops"],
-                }
-            for rstate, o in refs.items():
-                training = rstate == "train"
-                work = _work(batch, n_steps, [k] * 3, training)
-                lines[f"reference_{rstate}"] = {
-                    "minimal_gflop_of_dense_gaussian": work / 1e9,
-                    "minimal_gflop_of_one_tap": _work(batch, n_steps, [1] * 3, training) / 1e9,
-                    "executed_rate_gflops": work / o["median_s"] / 1e9,
-                    "executed_fraction_of_peak": work / o["median_s"] / 1e9 / peak["gflops"],
-                }
-            json_line("W6 roofline", {"workload": WORKLOAD, **config}, {
-                "matmul_peak_gflops": peak["gflops"], "matmul_peak": peak, "states": lines,
-                "note": ("flops of the delayed synapses only (BatchNorm, LIF and loss are "
-                         "O(B T N) and negligible); a training step counted as 3x the forward "
-                         "products; 'executed' = what the implementation multiplies: the dense "
-                         "convolution all K = 25 taps, our tap path one dense [T B, N_in] x "
-                         "[N_in, N_out] product per distinct lag present (up to K), so the "
-                         "sparse kernels do not reduce the arithmetic below the dense one"),
-            }, None)
-
-    json_line(WORKLOAD, {"summary": True, "git": git, "env": env,
-                         "omp_wait_policy_env": os.environ.get("OMP_WAIT_POLICY")},
-              summary, None)
+            _roofline_line(run, batch, config, ours_all, refs)
+    summary_line(WORKLOAD, summary, git=git, env=env)
     return 0

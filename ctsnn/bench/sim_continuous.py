@@ -27,8 +27,8 @@ What :func:`main` measures (``ctsnn bench w5 [--quick] [--no-reference]``):
   an independent numpy simulation of W5 (maximum spike-time error of matched
   spikes, spike counts); the float32 continuous runs are compared with it too.
 * **reference** — Brian2 at dt = 0.1 ms (``cython`` target; ``numpy`` reported
-  alongside) through :func:`ctsnn.bench.brian2_side.run_brian2`, when its
-  environment ``.venv-brian2`` exists.
+  alongside) through :func:`ctsnn.bench.brian2_side.brian2_reference`, when its
+  environment ``.venv-brian2`` exists (made by ``bash ctsnn/bench/brian2_env.sh``).
 
 Output: one JSON line per configuration (:func:`ctsnn.bench.harness.json_line`),
 one for the float64 accuracy check, and a summary line with the targets.
@@ -38,10 +38,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import subprocess
-import sys
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -50,9 +46,21 @@ import numpy as np
 import torch
 
 import ctsnn
-from ctsnn.bench.brian2_side import brian2_python, repo_root, run_brian2
-from ctsnn.bench.harness import bench_env, call_in_child, json_line, peak_rss_increase, time_call
-from ctsnn.bench.w5_inputs import make_w5_inputs
+
+from .brian2_side import BRIAN2_DT, NOT_FOUND, brian2_python, brian2_reference
+from .harness import (
+    bench_env,
+    call_in_child,
+    git_state,
+    json_line,
+    mem_available_mib,
+    peak_rss_increase,
+    protocol_counts,
+    stderr_log,
+    summary_line,
+    timed,
+)
+from .sim_continuous_inputs import make_w5_inputs
 
 __all__ = [
     "CONFIGS",
@@ -75,12 +83,12 @@ CONFIGS: tuple[tuple[str, float], ...] = (
     ("discrete", 1e-3),
 )
 
-#: Brian2's time step (the doc's reference measurement).
-BRIAN2_DT = 1e-4
 #: Accuracy target of continuous mode (seconds).
 EXACT_TOL_S = 1e-9
 
 Events = tuple[np.ndarray, np.ndarray, np.ndarray]  # (times, units, batch)
+
+_log = stderr_log("w5")
 
 
 # --------------------------------------------------------------------------- our side
@@ -294,131 +302,7 @@ def compare_spikes(ours: Events, ref: Events, n_units: int) -> dict[str, Any]:
     }
 
 
-def _timed(
-    fn: Callable[[], object], *, repeats: int, warmup: int, budget_s: float | None
-) -> dict[str, Any]:
-    """:func:`~ctsnn.bench.harness.time_call`, with fewer calls when one call is very slow.
-
-    The first warm-up call is timed on its own; if ``repeats`` calls of that length
-    would exceed ``budget_s``, the repeats are cut to what fits (at least 1) and only
-    that one warm-up is made. The result says so (``reduced``, ``first_call_s``).
-    """
-    if warmup < 1 or budget_s is None:
-        stats = time_call(fn, repeats=repeats, warmup=warmup)
-        stats["reduced"] = False
-        return stats
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    fit = max(1, int(budget_s // max(first, 1e-9)))
-    if fit >= repeats:
-        stats = time_call(fn, repeats=repeats, warmup=warmup - 1)
-        stats.update(warmup=warmup, reduced=False)
-    else:
-        stats = time_call(fn, repeats=fit, warmup=0)
-        stats.update(warmup=1, reduced=True)
-    stats["first_call_s"] = first
-    return stats
-
-
-def _take_samples(inputs: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """``inputs`` restricted to samples ``0 .. n-1`` (same arrays as ``batch=n`` would draw)."""
-    mask = inputs["sample"] < n
-    out = dict(inputs)
-    for key in ("times", "indices", "sample"):
-        out[key] = inputs[key][mask]
-    out["batch"] = np.asarray(n, dtype=np.int64)
-    return out
-
-
-# --------------------------------------------------------------------------- Brian2 side
-
-
-def _brian2_reference(
-    inputs: dict[str, np.ndarray], *, samples: int, repeats: int, warmup: int
-) -> dict[str, Any] | None:
-    """Brian2 cython (and numpy) at dt = 0.1 ms on the first ``samples`` samples.
-
-    Times are scaled by ``batch / samples`` when only a subset is run (Brian2
-    runs the samples one after the other, so its time is linear in them).
-    Returns the reference dict for :func:`json_line`, or None if unavailable.
-    """
-    batch = int(inputs["batch"])
-    subset = _take_samples(inputs, samples)
-    scale = batch / samples
-    ref: dict[str, Any] = {}
-    for target in ("cython", "numpy"):
-        print(f"[w5] Brian2 {target}, batch {batch} ({samples} sample(s) run)...", file=sys.stderr)
-        try:
-            res = run_brian2(subset, dt=BRIAN2_DT, target=target, repeats=repeats, warmup=warmup)
-        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-            print(f"[w5] Brian2 {target} failed, skipped: {exc}", file=sys.stderr)
-            res = None
-        if res is None:
-            if target == "cython":
-                return None
-            continue
-        duration = float(res["duration"])
-        if target == "cython":
-            ref.update(
-                simulator="brian2",
-                brian2_version=res["brian2_version"],
-                target="cython",
-                dt=res["dt"],
-                median_s=res["median_s"] * scale,
-                min_s=res["min_s"] * scale,
-                max_s=res["max_s"] * scale,
-                cpu_per_wall=res["cpu_per_wall"],
-                s_per_sim_s=res["median_s"] * scale / duration,
-                protocol={"repeats": res["repeats"], "warmup": res["warmup"]},
-                first_run_s=res["first_run_s"] * scale,
-                cython_cache_was_warm=res["cython_cache_was_warm"],
-                zero_duration_run_s=res["zero_duration_run_s"],
-                peak_rss_mib=res["peak_rss_increase_mib"],
-                peak_rss_warm_mib=res["peak_rss_increase_warm_mib"],
-                n_same_step_input_duplicates=res["n_same_step_input_duplicates"],
-                samples_run=samples,
-                time_scale=scale,
-            )
-            key = "n_output_spikes" if samples == batch else "n_output_spikes_subset"
-            ref[key] = res["n_output_spikes"]
-            ref["_events"] = (
-                np.asarray(res["output_times"], dtype=np.float64),
-                np.asarray(res["output_indices"], dtype=np.int64),
-                np.asarray(res["output_sample"], dtype=np.int64),
-            )
-        else:
-            ref.update(
-                numpy_median_s=res["median_s"] * scale,
-                numpy_min_s=res["min_s"] * scale,
-                numpy_max_s=res["max_s"] * scale,
-                numpy_s_per_sim_s=res["median_s"] * scale / duration,
-                numpy_peak_rss_mib=res["peak_rss_increase_mib"],
-            )
-    if samples != batch:
-        ref["timing_note"] = (
-            f"Brian2 has no batch dimension: {samples} of the {batch} samples were run one "
-            f"after the other and the times scaled by {scale:g}; spike counts are of those "
-            f"{samples} samples (n_output_spikes_subset)"
-        )
-    elif batch > 1:
-        ref["timing_note"] = "Brian2 has no batch dimension: samples run one after the other"
-    return ref
-
-
 # --------------------------------------------------------------------------- main
-
-
-def _mem_available_mib() -> float | None:
-    """``MemAvailable`` of ``/proc/meminfo`` in MiB (None off Linux)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
 
 
 def _time_ours(
@@ -429,17 +313,17 @@ def _time_ours(
     repeats: int,
     warmup: int,
     budget_s: float | None,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[dict[str, Any], Events]:
-    """Build one float32 configuration, time its simulate call; return (stats, events)."""
+    """Build one configuration (float32 unless ``dtype``), time its simulate call; return
+    (stats of :func:`~ctsnn.bench.harness.timed`, output events of the last call)."""
     last: list[ctsnn.SimulationResult] = []
-    step = _simulate_fn(
-        make_layer(inputs, torch.float32), make_spikes(inputs, dt, torch.float32), mode, dt
-    )
+    step = _simulate_fn(make_layer(inputs, dtype), make_spikes(inputs, dt, dtype), mode, dt)
 
     def call() -> None:  # keep only the newest result alive
         last[:] = [step()]
 
-    stats = _timed(call, repeats=repeats, warmup=warmup, budget_s=budget_s)
+    stats = timed(call, repeats=repeats, warmup=warmup, budget_s=budget_s)
     out = _events(last[-1].spikes)
     last.clear()
     return stats, out
@@ -492,7 +376,7 @@ def _measure_ours(
     """
     duration = float(inputs["duration"])
     ours: dict[str, Any] = {}
-    available = _mem_available_mib()
+    available = mem_available_mib()
     where = f"; MemAvailable was {available:.0f} MiB before" if available is not None else ""
     if memory:
         setup = functools.partial(_memory_setup, inputs, mode, dt)
@@ -500,7 +384,7 @@ def _measure_ours(
             ours["peak_rss_mib"] = peak_rss_increase(setup, timeout=7200)
         except (RuntimeError, TimeoutError) as exc:
             reason = str(exc).strip().splitlines()[-1]
-            print(f"[w5] memory measurement failed, not timed: {reason}", file=sys.stderr)
+            _log(f"memory measurement failed, not timed: {reason}")
             ours.update(
                 peak_rss_mib=None,
                 error=f"memory measurement failed ({reason}{where}); not timed",
@@ -514,7 +398,7 @@ def _measure_ours(
             stats, out = _time_ours(inputs, **kwargs)
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1]
-        print(f"[w5] timing failed: {reason}", file=sys.stderr)
+        _log(f"timing failed: {reason}")
         ours["error"] = f"timing failed ({reason}{where})"
         return ours, None
     ours = {
@@ -557,7 +441,7 @@ def _compare_ours(
         extra["n_output_spikes_subset"] = int(np.count_nonzero(out[2] < int(ref["samples_run"])))
     if mode == "continuous":
         if batch not in ref_cache:
-            print(f"[w5] event-driven reference, batch {batch}...", file=sys.stderr, flush=True)
+            _log(f"event-driven reference, batch {batch}...")
             ref_cache[batch] = reference_spikes(inputs)
         cmp = compare_spikes(out, ref_cache[batch], n_out)
         extra.update(
@@ -574,34 +458,118 @@ def _compare_ours(
     return extra
 
 
-def _git_state() -> dict[str, Any]:
-    """Short commit hash and whether the engine files differ from it (shared work tree)."""
-    root = repo_root()
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "ctsnn", "solvers"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split("\n")
-        changed = sorted({line[3:] for line in dirty if line.strip()})
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "uncommitted": None}
-    return {"commit": commit, "uncommitted": changed}
-
-
 def _check_mode(value: str) -> str:
     if value not in ("continuous", "discrete"):
         raise ValueError(f"mode must be 'continuous' or 'discrete', got {value!r}")
     return value
+
+
+def _brian2_wanted(reference: bool) -> bool:
+    """Whether Brian2 runs: asked for and its environment exists (else say why not)."""
+    use = reference and brian2_python() is not None
+    if not reference:
+        _log("reference skipped (--no-reference): Brian2 not run")
+    elif not use:
+        _log(f"reference skipped: {NOT_FOUND}")
+    return use
+
+
+def _accuracy_check(
+    inputs: dict[str, np.ndarray], size: dict[str, Any], timing: dict[str, Any],
+    ref_cache: dict[int, Events],
+) -> tuple[bool, dict[str, Any]]:
+    """The float64 continuous run (dt = 1 ms, batch 1) against the event-driven reference:
+    prints its JSON line, keeps the reference spikes in ``ref_cache[1]``.
+
+    Returns:
+        Whether it is within :data:`EXACT_TOL_S` with the same spike counts, and its
+        summary fields.
+    """
+    n_out = int(inputs["n_out"])
+    _log("event-driven reference, batch 1...")
+    ref_cache[1] = reference_spikes(inputs)
+    acc_dt = 1e-3
+    _log("float64 continuous run (dt = 1 ms) for the accuracy check...")
+    t64, events64 = _time_ours(inputs, "continuous", acc_dt, dtype=torch.float64, **timing)
+    cmp64 = compare_spikes(events64, ref_cache[1], n_out)
+    exact_ok = (
+        cmp64["n_units_count_mismatch"] == 0
+        and cmp64["n_ours"] == cmp64["n_ref"]
+        and math.isfinite(cmp64["max_abs_dt_s"])
+        and cmp64["max_abs_dt_s"] <= EXACT_TOL_S
+    ) or (cmp64["n_ours"] == cmp64["n_ref"] == 0)
+    config = {"check": "exact spike times", "mode": "continuous", "dt": acc_dt, "batch": 1,
+              "dtype": "float64", **size}
+    ours = {
+        "median_s": t64["median_s"],
+        "min_s": t64["min_s"],
+        "max_s": t64["max_s"],
+        "cpu_per_wall": t64["cpu_per_wall"],
+        "protocol": {k: t64[k] for k in ("repeats", "warmup", "reduced")},
+        "n_output_spikes": cmp64["n_ours"],
+        "max_abs_dt_s": cmp64["max_abs_dt_s"],
+        "n_matched": cmp64["n_matched"],
+        "n_units_count_mismatch": cmp64["n_units_count_mismatch"],
+        "tolerance_s": EXACT_TOL_S,
+        "within_tolerance": exact_ok,
+    }
+    reference = {
+        "simulator": "event-driven numpy reference "
+        "(ctsnn.bench.sim_continuous.event_driven_reference)",
+        "n_output_spikes": cmp64["n_ref"],
+    }
+    json_line(WORKLOAD, config, ours, reference)
+    return exact_ok, {"exact_float64_max_abs_dt_s": cmp64["max_abs_dt_s"],
+                      "exact_float64_ok": exact_ok}
+
+
+def _measure_batch(
+    inputs: dict[str, np.ndarray], configs: Sequence[tuple[str, float]],
+    ref: dict[str, Any] | None, config_base: dict[str, Any], timing: dict[str, Any], *,
+    memory: bool, isolate: bool, ref_cache: dict[int, Events],
+) -> dict[tuple[str, float], dict[str, Any]]:
+    """Our side at every (mode, dt) of one batch size, one JSON line each (against ``ref``,
+    Brian2's reference dict or None). Returns the ``ours`` dicts by (mode, dt)."""
+    batch = int(inputs["batch"])
+    b2_events = None if ref is None else ref.pop("_events", None)
+    records: dict[tuple[str, float], dict[str, Any]] = {}
+    for mode, dt in configs:
+        _log(f"ours: {mode}, dt = {dt * 1e3:g} ms, batch {batch}...")
+        ours, out = _measure_ours(inputs, mode, dt, **timing, memory=memory, isolate=isolate)
+        if out is not None:
+            ours.update(_compare_ours(out, mode, dt, inputs, ref, b2_events, ref_cache))
+        config = {"mode": mode, "dt": dt, "batch": batch, **config_base}
+        json_line(WORKLOAD, config, ours, ref)
+        records[(mode, dt)] = ours
+    return records
+
+
+def _targets(
+    records: dict[tuple[str, float, int], dict[str, Any]],
+    refs: dict[int, dict[str, Any] | None], configs: Sequence[tuple[str, float]],
+    exact_ok: bool,
+) -> dict[str, Any]:
+    """The summary's targets: our times over Brian2-cython's (batch 1; batch 64 if run)."""
+
+    def ratio(mode: str, dt: float, batch: int, key: str = "median_s") -> float | None:
+        rec, ref = records.get((mode, dt, batch)), refs.get(batch)
+        if rec is None or "median_s" not in rec or ref is None or not ref.get(key):
+            return None
+        return rec["median_s"] / ref[key]
+
+    disc = ratio("discrete", 1e-4, 1)
+    cont = ratio("continuous", 1e-3, 1)
+    out = {
+        "discrete_0p1ms_vs_brian2_cython": disc,
+        "discrete_target_met": None if disc is None else disc <= 1.0,
+        "continuous_1ms_vs_brian2_cython_0p1ms": cont,
+        "continuous_1ms_vs_brian2_numpy_0p1ms": ratio("continuous", 1e-3, 1, "numpy_median_s"),
+        "continuous_target_met": None if cont is None else (cont < 1.0 and exact_ok),
+    }
+    if 64 in refs:
+        out["batch64_vs_brian2_cython"] = {f"{m}_{d * 1e3:g}ms": ratio(m, d, 64)
+                                           for m, d in configs}
+    return out
 
 
 def main(
@@ -628,7 +596,7 @@ def main(
         reference: Run Brian2 (if its environment exists; otherwise a note says
             it was skipped).
         seed, n_in, n_out, duration: Passed to
-            :func:`~ctsnn.bench.w5_inputs.make_w5_inputs` (defaults: the W5 size;
+            :func:`~ctsnn.bench.sim_continuous_inputs.make_w5_inputs` (defaults: the W5 size;
             smaller values are for tests).
         batches: Batch sizes; default ``(1,)`` if ``quick`` else ``(1, 64)``.
         configs: (mode, dt) pairs of our side.
@@ -652,148 +620,28 @@ def main(
     for mode, _ in configs:
         _check_mode(mode)
     batches = tuple(batches) if batches is not None else ((1,) if quick else (1, 64))
-    repeats = repeats if repeats is not None else (3 if quick else 5)
-    warmup = warmup if warmup is not None else (1 if quick else 2)
+    repeats, warmup = protocol_counts(quick, repeats, warmup)
+    timing = {"repeats": repeats, "warmup": warmup, "budget_s": budget_s}
     env = bench_env(2)
-    env["mem_available_mib"] = _mem_available_mib()
-    git = _git_state()
+    env["mem_available_mib"] = mem_available_mib()
+    git = git_state()
     size = {"n_in": n_in, "n_out": n_out, "duration": duration, "seed": seed}
+    use_brian2 = _brian2_wanted(reference)
 
-    def log(msg: str) -> None:
-        print(f"[w5] {msg}", file=sys.stderr, flush=True)
-
-    use_brian2 = reference and brian2_python() is not None
-    if not reference:
-        log("reference skipped (--no-reference): Brian2 not run")
-    elif not use_brian2:
-        log("reference skipped: Brian2 environment not found (run benchmarks/brian2_env.sh)")
-
-    summary: dict[str, Any] = {}
-    status = 0
-
-    # ---- accuracy: float64 continuous run against the event-driven reference (batch 1)
+    ref_cache: dict[int, Events] = {}
     acc_inputs = make_w5_inputs(seed=seed, n_in=n_in, n_out=n_out, duration=duration, batch=1)
-    log("event-driven reference, batch 1...")
-    ref_cache: dict[int, Events] = {1: reference_spikes(acc_inputs)}
-    acc_dt = 1e-3
-    log("float64 continuous run (dt = 1 ms) for the accuracy check...")
-    layer64 = make_layer(acc_inputs, torch.float64)
-    spikes64 = make_spikes(acc_inputs, acc_dt, torch.float64)
-    last64: list[ctsnn.SimulationResult] = []
-    step64 = _simulate_fn(layer64, spikes64, "continuous", acc_dt)
+    exact_ok, summary = _accuracy_check(acc_inputs, size, timing, ref_cache)
 
-    def call64() -> None:
-        last64[:] = [step64()]
-
-    t64 = _timed(call64, repeats=repeats, warmup=warmup, budget_s=budget_s)
-    cmp64 = compare_spikes(_events(last64[-1].spikes), ref_cache[1], n_out)
-    exact_ok = (
-        cmp64["n_units_count_mismatch"] == 0
-        and cmp64["n_ours"] == cmp64["n_ref"]
-        and math.isfinite(cmp64["max_abs_dt_s"])
-        and cmp64["max_abs_dt_s"] <= EXACT_TOL_S
-    ) or (cmp64["n_ours"] == cmp64["n_ref"] == 0)
-    if not exact_ok:
-        status = 1
-    json_line(
-        WORKLOAD,
-        {
-            "check": "exact spike times",
-            "mode": "continuous",
-            "dt": acc_dt,
-            "batch": 1,
-            "dtype": "float64",
-            **size,
-        },
-        {
-            "median_s": t64["median_s"],
-            "min_s": t64["min_s"],
-            "max_s": t64["max_s"],
-            "cpu_per_wall": t64["cpu_per_wall"],
-            "protocol": {k: t64[k] for k in ("repeats", "warmup", "reduced")},
-            "n_output_spikes": cmp64["n_ours"],
-            "max_abs_dt_s": cmp64["max_abs_dt_s"],
-            "n_matched": cmp64["n_matched"],
-            "n_units_count_mismatch": cmp64["n_units_count_mismatch"],
-            "tolerance_s": EXACT_TOL_S,
-            "within_tolerance": exact_ok,
-        },
-        {
-            "simulator": "event-driven numpy reference (ctsnn.bench.w5.event_driven_reference)",
-            "n_output_spikes": cmp64["n_ref"],
-        },
-    )
-    summary["exact_float64_max_abs_dt_s"] = cmp64["max_abs_dt_s"]
-    summary["exact_float64_ok"] = exact_ok
-    last64.clear()
-
-    # ---- timed configurations
     records: dict[tuple[str, float, int], dict[str, Any]] = {}
     refs: dict[int, dict[str, Any] | None] = {}
+    config_base = {"dtype": "float32", "threads": env["torch_threads"], **size}
     for batch in batches:
         inputs = make_w5_inputs(seed=seed, n_in=n_in, n_out=n_out, duration=duration, batch=batch)
-        ref: dict[str, Any] | None = None
-        if use_brian2:
-            ref = _brian2_reference(
-                inputs, samples=min(batch, brian2_samples), repeats=repeats, warmup=warmup
-            )
-        refs[batch] = ref
-        b2_events = None if ref is None else ref.pop("_events", None)
-        for mode, dt in configs:
-            log(f"ours: {mode}, dt = {dt * 1e3:g} ms, batch {batch}...")
-            ours, out = _measure_ours(
-                inputs,
-                mode,
-                dt,
-                repeats=repeats,
-                warmup=warmup,
-                budget_s=budget_s,
-                memory=memory,
-                isolate=isolate,
-            )
-            if out is not None:
-                ours.update(_compare_ours(out, mode, dt, inputs, ref, b2_events, ref_cache))
-            config = {
-                "mode": mode,
-                "dt": dt,
-                "batch": batch,
-                "dtype": "float32",
-                "threads": env["torch_threads"],
-                **size,
-            }
-            json_line(WORKLOAD, config, ours, ref)
-            records[(mode, dt, batch)] = ours
-
-    # ---- targets
-    def ratio(mode: str, dt: float, batch: int, key: str = "median_s") -> float | None:
-        rec, ref = records.get((mode, dt, batch)), refs.get(batch)
-        if rec is None or "median_s" not in rec or ref is None or not ref.get(key):
-            return None
-        return rec["median_s"] / ref[key]
-
-    disc = ratio("discrete", 1e-4, 1)
-    cont = ratio("continuous", 1e-3, 1)
-    cont_np = ratio("continuous", 1e-3, 1, "numpy_median_s")
-    summary.update(
-        discrete_0p1ms_vs_brian2_cython=disc,
-        discrete_target_met=None if disc is None else disc <= 1.0,
-        continuous_1ms_vs_brian2_cython_0p1ms=cont,
-        continuous_1ms_vs_brian2_numpy_0p1ms=cont_np,
-        continuous_target_met=None if cont is None else (cont < 1.0 and exact_ok),
-    )
-    if 64 in batches:
-        summary["batch64_vs_brian2_cython"] = {
-            f"{m}_{d * 1e3:g}ms": ratio(m, d, 64) for m, d in configs
-        }
-    json_line(
-        WORKLOAD,
-        {
-            "summary": True,
-            "git": git,
-            "env": env,
-            "omp_wait_policy_env": os.environ.get("OMP_WAIT_POLICY"),
-        },
-        summary,
-        None,
-    )
-    return status
+        refs[batch] = (brian2_reference(inputs, samples=min(batch, brian2_samples),
+                                        repeats=repeats, warmup=warmup) if use_brian2 else None)
+        done = _measure_batch(inputs, configs, refs[batch], config_base, timing, memory=memory,
+                              isolate=isolate, ref_cache=ref_cache)
+        records.update({(mode, dt, batch): ours for (mode, dt), ours in done.items()})
+    summary.update(_targets(records, refs, configs, exact_ok))
+    summary_line(WORKLOAD, summary, git=git, env=env)
+    return 0 if exact_ok else 1

@@ -1,68 +1,14 @@
-"""Tests of the benchmark harness and the W5 inputs (pure Python, no Brian2)."""
+"""Tests of W5's input draw and its npz files (pure numpy, shared with the Brian2 side)."""
 
 from __future__ import annotations
 
-import functools
-import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ctsnn.bench.harness import json_line, peak_rss_increase, time_call
-from ctsnn.bench.w5_inputs import load_npz, make_w5_inputs, sample_spikes, save_npz
-
-# ----------------------------------------------------------------------------- json_line
-
-
-def test_json_line_ratios_for_matching_numeric_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    ours = {"median_s": 0.2, "min_s": 0.1, "n": 4, "only_ours": 1.0, "flag": True, "name": "x"}
-    ref = {"median_s": 0.4, "min_s": 0.0, "n": 2, "flag": True, "name": "y", "only_ref": 3}
-    line = json_line("W5", {"dt": 1e-4}, ours, ref)
-    assert capsys.readouterr().out == line + "\n"
-    assert "\n" not in line
-    record = json.loads(line)
-    assert record["workload"] == "W5"
-    assert record["config"] == {"dt": 1e-4}
-    assert record["ours"] == ours and record["reference"] == ref
-    # min_s: zero reference; flag: bool; name: not a number; others: one side only
-    assert record["ratio"] == {"median_s": 0.5, "n": 2.0}
-
-
-def test_json_line_without_reference_and_nonfinite() -> None:
-    record = json.loads(json_line("W5", {}, {"median_s": math.nan, "x": math.inf}, None))
-    assert record["reference"] is None
-    assert record["ratio"] == {}
-    assert record["ours"] == {"median_s": None, "x": None}
-
-
-# ----------------------------------------------------------------------------- timing
-
-
-def test_time_call_counts_calls_and_orders_stats() -> None:
-    calls = []
-    stats = time_call(lambda: calls.append(sum(range(1000))), repeats=3, warmup=2)
-    assert len(calls) == 5
-    assert len(stats["times_s"]) == 3
-    assert 0 <= stats["min_s"] <= stats["median_s"] <= stats["max_s"]
-    assert stats["cpu_per_wall"] >= 0
-    with pytest.raises(ValueError):
-        time_call(lambda: None, repeats=0)
-
-
-def _alloc_step(mib: int) -> Callable[[], object]:
-    """Step function that touches ``mib`` MiB (and keeps nothing)."""
-    return lambda: np.ones(mib * 1024 * 1024 // 8).sum()
-
-
-def test_peak_rss_increase_sees_a_large_allocation() -> None:
-    inc = peak_rss_increase(functools.partial(_alloc_step, 64))
-    assert 56 < inc < 200
-
-
-# ----------------------------------------------------------------------------- W5 inputs
+from ctsnn.bench.sim_continuous_inputs import load_npz, make_w5_inputs, sample_spikes, save_npz
 
 
 def test_w5_inputs_shapes_dtypes_and_ranges() -> None:

@@ -37,7 +37,6 @@ import cProfile
 import functools
 import os
 import pstats
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,15 +47,17 @@ from torch import nn
 import ctsnn
 from ctsnn.data import bernoulli_input
 
-from .harness import bench_env, json_line, peak_rss_increase
-from .peers import (
-    DCLSReferenceNet,
-    dcls_reference_status,
+from .harness import (
+    Protocol,
+    bench_env,
     git_state,
-    time_summary,
-    timed,
+    json_line,
+    profile_top,
+    protocol_counts,
+    stderr_log,
+    summary_line,
 )
-from .w4 import profile_top
+from .peers import DCLSReferenceNet, dcls_reference_status
 
 __all__ = [
     "CONFIGS",
@@ -167,7 +168,7 @@ def _memory_setup(side: str, n_steps: int, max_delay: int, batch: int,
 def profile_step(step: Callable[[], object], k: int = 8) -> dict[str, Any]:
     """Top costs of one call of ``step``: Python functions by own time (cProfile; the engine
     steps in Python, so operator-level profiles hide where the time goes) and torch operators
-    (:func:`ctsnn.bench.w4.profile_top`)."""
+    (:func:`ctsnn.bench.harness.profile_top`)."""
     prof = cProfile.Profile()
     prof.enable()
     step()
@@ -185,6 +186,100 @@ def profile_step(step: Callable[[], object], k: int = 8) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- main
+_TARGETS = ("time_target_ge_26x_faster", "memory_target_le_0p35", "memory_growth_target_le_1p5")
+
+
+def _protocol_note(out: dict[str, Any], budget_s: float | None) -> None:
+    """Say in ``out["protocol"]`` when a slow step cut the repeats."""
+    if out["protocol"]["reduced"]:
+        out["protocol"]["note"] = (f"one step is slow: {out['protocol']['repeats']} timed "
+                                   f"call(s) after 1 warm-up (budget {budget_s} s)")
+
+
+def _measure_ours(run: Protocol, n_steps: int, max_delay: int, batch: int, seed: int,
+                  profile: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Our side at one (T, max delay): its ``ours`` dict (with ``error`` and ``median_s``
+    None when the step failed) and, if ``profile``, the profile of one step."""
+    run.log(f"ours, T = {n_steps}, max delay {max_delay}...")
+    net, step = build_ours(n_steps, max_delay, batch, seed=seed)
+    try:
+        ours = run.time(step)
+    except Exception as exc:  # noqa: BLE001 - report a failing configuration, go on
+        run.log(f"ours failed: {type(exc).__name__}: {exc}")
+        return {"median_s": None, "error": f"{type(exc).__name__}: {exc}"}, None
+    _protocol_note(ours, run.budget_s)
+    ours["spikes_per_neuron_per_trial"] = dict(step.counts)  # type: ignore[attr-defined]
+    ours["parameters"] = sum(p.numel() for p in net.parameters())
+    ours["implementation"] = ("ctsnn Layer(gradient='adjoint') network (CubaLIF 256, "
+                              "CubaLIF 256, CubaLI 20, avg_exp readout), exact continuous-time "
+                              "EventProp, per-synapse delays")
+    ours["neurons"] = {"tau_mem_s": TAU_MEM, "tau_syn_s": TAU_SYN, "threshold": THRESHOLD,
+                       "weight_init_mean_std": [list(m) for m in WEIGHT_INIT]}
+    profiled = None
+    if profile:
+        run.log("profiling one of our steps...")
+        profiled = {"n_steps": n_steps, "max_delay_steps": max_delay, **profile_step(step)}
+    del net, step
+    setup = functools.partial(_memory_setup, "ours", n_steps, max_delay, batch, seed)
+    ours["peak_rss_mib"] = run.peak_rss(setup, timeout=7200)
+    return ours, profiled
+
+
+def _measure_reference(run: Protocol, n_steps: int, max_delay: int, batch: int, seed: int,
+                       versions: dict[str, str | None]) -> dict[str, Any]:
+    """The DCLS reference at one (T, max delay), kernel ``max_delay + 1``, final width."""
+    run.log(f"reference, T = {n_steps}, kernel {max_delay + 1}...")
+    rnet, rstep = build_reference(n_steps, max_delay, batch, seed=seed)
+    ref = run.time(rstep)
+    _protocol_note(ref, run.budget_s)
+    ref["parameters"] = rnet.count_parameters()
+    ref["implementation"] = (f"DCLS {versions['DCLS']} Dcls1d gauss K={max_delay + 1} "
+                             f"+ SpikingJelly {versions['spikingjelly']} LIFNode")
+    ref["state"] = f"final width: SIG={REF_SIG}"
+    del rnet, rstep
+    setup = functools.partial(_memory_setup, "reference", n_steps, max_delay, batch, seed)
+    ref["peak_rss_mib"] = run.peak_rss(setup, timeout=7200)
+    return ref
+
+
+def _summary(records: dict[tuple[int, int], dict[str, Any]],
+             refs: dict[tuple[int, int], dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-configuration ratios and the three targets (met, not met, not measured)."""
+
+    def ratio(key: str, cfg: tuple[int, int]) -> float | None:
+        o, r = records.get(cfg, {}).get(key), refs.get(cfg, {}).get(key)
+        return None if o is None or not r else o / r
+
+    per_config = {f"T{cfg[0]}_D{cfg[1]}": {
+        "time_ratio": ratio("median_s", cfg), "memory_ratio": ratio("peak_rss_mib", cfg),
+        "ours_median_s": records[cfg].get("median_s"),
+        "reference_median_s": refs.get(cfg, {}).get("median_s"),
+        "ours_peak_rss_mib": records[cfg].get("peak_rss_mib"),
+        "reference_peak_rss_mib": refs.get(cfg, {}).get("peak_rss_mib"),
+    } for cfg in records}
+    targets: dict[str, Any] = {}
+    t = ratio("median_s", (1000, 256))
+    targets["time_T1000_D256_ratio"] = t
+    targets["speedup_T1000_D256"] = None if not t else 1.0 / t
+    targets["time_target_ge_26x_faster"] = None if t is None else t <= 1.0 / 26.0
+    m = ratio("peak_rss_mib", (1000, 256))
+    targets["memory_T1000_D256_ratio"] = m
+    targets["memory_target_le_0p35"] = None if m is None else m <= 0.35
+    growth: dict[str, float | None] = {}
+    for d in sorted({d for _, d in records}):
+        a = records.get((1000, d), {}).get("peak_rss_mib")
+        b = records.get((250, d), {}).get("peak_rss_mib")
+        if a is not None and b:
+            growth[f"D{d}"] = a / b
+    targets["ours_memory_T1000_over_T250"] = growth
+    targets["memory_growth_target_le_1p5"] = (all(v <= 1.5 for v in growth.values())
+                                              if growth else None)
+    targets["met"] = [k for k in _TARGETS if targets[k] is True]
+    targets["not_met"] = [k for k in _TARGETS if targets[k] is False]
+    targets["not_measured"] = [k for k in _TARGETS if targets[k] is None]
+    return per_config, targets
+
+
 def main(
     quick: bool = False,
     reference: bool = True,
@@ -214,30 +309,12 @@ def main(
     """
     profile = profile if profile is not None else configs is None
     configs = tuple(configs) if configs is not None else (QUICK_CONFIGS if quick else CONFIGS)
-    repeats = repeats or (QUICK_PROTOCOL[0] if quick else 5)
-    warmup = warmup if warmup is not None else (QUICK_PROTOCOL[1] if quick else 2)
+    repeats, warmup = protocol_counts(quick, repeats, warmup, quick_counts=QUICK_PROTOCOL)
     env = bench_env(2)
     git = git_state()
-
-    def log(msg: str) -> None:
-        print(f"[w2] {msg}", file=sys.stderr, flush=True)
-
+    log = stderr_log("w2")
     use_ref, versions, missing = dcls_reference_status(reference, log)
-
-    def mem(side: str, n_steps: int, max_delay: int) -> float | None:
-        if not memory:
-            return None
-        setup = functools.partial(_memory_setup, side, n_steps, max_delay, batch, seed)
-        try:
-            return peak_rss_increase(setup, timeout=7200)
-        except (RuntimeError, TimeoutError) as exc:
-            log(f"memory measurement failed: {exc}")
-            return None
-
-    def protocol_note(out: dict[str, Any]) -> None:
-        if out["protocol"]["reduced"]:
-            out["protocol"]["note"] = (f"one step is slow: {out['protocol']['repeats']} timed "
-                                       f"call(s) after 1 warm-up (budget {budget_s} s)")
+    run = Protocol(repeats=repeats, warmup=warmup, budget_s=budget_s, memory=memory, log=log)
 
     records: dict[tuple[int, int], dict[str, Any]] = {}
     refs: dict[tuple[int, int], dict[str, Any]] = {}
@@ -246,88 +323,25 @@ def main(
         config = {"batch": batch, "n_steps": n_steps, "max_delay_steps": max_delay, "dt": DT,
                   "p_input": P_INPUT, "sizes": list(SIZES), "dtype": "float32",
                   "threads": env["torch_threads"], "seed": seed}
-        log(f"ours, T = {n_steps}, max delay {max_delay}...")
-        net, step = build_ours(n_steps, max_delay, batch, seed=seed)
-        try:
-            ours = time_summary(timed(step, repeats=repeats, warmup=warmup, budget_s=budget_s))
-        except Exception as exc:  # noqa: BLE001 - report a failing configuration, go on
-            log(f"ours failed: {type(exc).__name__}: {exc}")
-            ours = {"median_s": None, "error": f"{type(exc).__name__}: {exc}"}
+        ours, prof = _measure_ours(run, n_steps, max_delay, batch, seed,
+                                   profile and profiled is None)
+        if "error" in ours:
             json_line(WORKLOAD, config, ours, None)
             continue
-        protocol_note(ours)
-        ours["spikes_per_neuron_per_trial"] = dict(step.counts)  # type: ignore[attr-defined]
-        ours["parameters"] = sum(p.numel() for p in net.parameters())
-        ours["implementation"] = ("ctsnn Layer(gradient='adjoint') network (CubaLIF 256, "
-                                  "CubaLIF 256, CubaLI 20, avg_exp readout), exact "
-                                  "continuous-time EventProp, "
-                                  "per-synapse delays")
-        ours["neurons"] = {"tau_mem_s": TAU_MEM, "tau_syn_s": TAU_SYN, "threshold": THRESHOLD,
-                           "weight_init_mean_std": [list(m) for m in WEIGHT_INIT]}
-        if profile and profiled is None:
-            log("profiling one of our steps...")
-            profiled = {"n_steps": n_steps, "max_delay_steps": max_delay, **profile_step(step)}
-        del net, step
-        ours["peak_rss_mib"] = mem("ours", n_steps, max_delay)
+        profiled = profiled or prof
         ref = None
         if use_ref:
-            log(f"reference, T = {n_steps}, kernel {max_delay + 1}...")
-            rnet, rstep = build_reference(n_steps, max_delay, batch, seed=seed)
-            ref = time_summary(timed(rstep, repeats=repeats, warmup=warmup, budget_s=budget_s))
-            protocol_note(ref)
-            ref["parameters"] = rnet.count_parameters()
-            ref["implementation"] = (f"DCLS {versions['DCLS']} Dcls1d gauss K={max_delay + 1} "
-                                     f"+ SpikingJelly {versions['spikingjelly']} LIFNode")
-            ref["state"] = f"final width: SIG={REF_SIG}"
-            del rnet, rstep
-            ref["peak_rss_mib"] = mem("reference", n_steps, max_delay)
-            refs[(n_steps, max_delay)] = ref
+            ref = refs[(n_steps, max_delay)] = _measure_reference(run, n_steps, max_delay,
+                                                                  batch, seed, versions)
         json_line(WORKLOAD, config, ours, ref)
         records[(n_steps, max_delay)] = ours
 
-    # ---- targets
     summary: dict[str, Any] = {"reference_versions": versions, "reference_missing": missing,
                                "configs": [f"T{t}_D{d}" for t, d in configs]}
-
-    def ratio(key: str, cfg: tuple[int, int]) -> float | None:
-        o, r = records.get(cfg, {}).get(key), refs.get(cfg, {}).get(key)
-        return None if o is None or not r else o / r
-
-    for cfg in records:
-        summary[f"T{cfg[0]}_D{cfg[1]}"] = {
-            "time_ratio": ratio("median_s", cfg), "memory_ratio": ratio("peak_rss_mib", cfg),
-            "ours_median_s": records[cfg].get("median_s"),
-            "reference_median_s": refs.get(cfg, {}).get("median_s"),
-            "ours_peak_rss_mib": records[cfg].get("peak_rss_mib"),
-            "reference_peak_rss_mib": refs.get(cfg, {}).get("peak_rss_mib"),
-        }
-    targets: dict[str, Any] = {}
-    t = ratio("median_s", (1000, 256))
-    targets["time_T1000_D256_ratio"] = t
-    targets["speedup_T1000_D256"] = None if not t else 1.0 / t
-    targets["time_target_ge_26x_faster"] = None if t is None else t <= 1.0 / 26.0
-    m = ratio("peak_rss_mib", (1000, 256))
-    targets["memory_T1000_D256_ratio"] = m
-    targets["memory_target_le_0p35"] = None if m is None else m <= 0.35
-    growth: dict[str, float | None] = {}
-    for d in sorted({d for _, d in records}):
-        a = records.get((1000, d), {}).get("peak_rss_mib")
-        b = records.get((250, d), {}).get("peak_rss_mib")
-        if a is not None and b:
-            growth[f"D{d}"] = a / b
-    targets["ours_memory_T1000_over_T250"] = growth
-    targets["memory_growth_target_le_1p5"] = (all(v <= 1.5 for v in growth.values())
-                                              if growth else None)
-    targets["met"] = [k for k in ("time_target_ge_26x_faster", "memory_target_le_0p35",
-                                  "memory_growth_target_le_1p5") if targets[k] is True]
-    targets["not_met"] = [k for k in ("time_target_ge_26x_faster", "memory_target_le_0p35",
-                                      "memory_growth_target_le_1p5") if targets[k] is False]
-    targets["not_measured"] = [k for k in ("time_target_ge_26x_faster", "memory_target_le_0p35",
-                                           "memory_growth_target_le_1p5") if targets[k] is None]
+    per_config, targets = _summary(records, refs)
+    summary.update(per_config)
     summary["targets"] = targets
     if profiled is not None:
         summary["ours_profile"] = profiled
-    json_line(WORKLOAD, {"summary": True, "git": git, "env": env,
-                         "omp_wait_policy_env": os.environ.get("OMP_WAIT_POLICY")},
-              summary, None)
+    summary_line(WORKLOAD, summary, git=git, env=env)
     return 0

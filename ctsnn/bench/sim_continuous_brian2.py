@@ -1,8 +1,8 @@
 """Brian2 reference of benchmark W5 ``sim-continuous``.
 
-Runs INSIDE the Brian2 environment made by ``benchmarks/brian2_env.sh`` (Brian2
+Runs INSIDE the Brian2 environment made by ``ctsnn/bench/brian2_env.sh`` (Brian2
 2.9 needs numpy < 2): pure numpy + Brian2, no torch and no ctsnn import. It
-reads the ``.npz`` written by ``ctsnn.bench.w5_inputs.save_npz``, builds the W5
+reads the ``.npz`` written by ``ctsnn.bench.sim_continuous_inputs.save_npz``, builds the W5
 network with Brian2's public API and prints ONE JSON line on stdout (everything
 else, including compiler output, goes to stderr).
 
@@ -41,7 +41,7 @@ wall time of ``run(0 s)``: Brian2's fixed cost per ``run()`` call.
 
 Usage::
 
-    .venv-brian2/bin/python benchmarks/w5_brian2.py inputs.npz \
+    .venv-brian2/bin/python ctsnn/bench/sim_continuous_brian2.py inputs.npz \
         [--dt-ms 0.1] [--target cython|numpy] [--repeats 5] [--warmup 2]
 """
 
@@ -173,7 +173,7 @@ def build(
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the benchmark and print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("npz", help="inputs written by ctsnn.bench.w5_inputs.save_npz")
+    parser.add_argument("npz", help="inputs written by ctsnn.bench.sim_continuous_inputs.save_npz")
     parser.add_argument("--dt-ms", type=float, default=0.1, help="time step in ms")
     parser.add_argument("--target", choices=("cython", "numpy"), default="cython")
     parser.add_argument("--repeats", type=int, default=5)
@@ -189,9 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(path: str, dt: float, target: str, repeats: int, warmup: int) -> dict[str, Any]:
-    """Run the benchmark and return the JSON-able result dict."""
-    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+def _import_brian2(target: str, dt: float) -> tuple[Any, bool | None]:
+    """Import Brian2 (only here: this module is imported without it by the tests), set the
+    code generation target and the clock; return ``(brian2, cython cache was warm)``."""
     import brian2 as b2
 
     b2.prefs.codegen.target = target
@@ -202,28 +202,36 @@ def run(path: str, dt: float, target: str, repeats: int, warmup: int) -> dict[st
 
         cache_dir = get_cython_cache_dir()
         cache_warm = bool(cache_dir and os.path.isdir(cache_dir) and os.listdir(cache_dir))
+    return b2, cache_warm
 
+
+def _load(path: str) -> tuple[dict[str, np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+    """The arrays of the ``.npz`` and the ``(times, indices)`` of every sample."""
     with np.load(path, allow_pickle=False) as f:
         data = {k: f[k] for k in f.files}
-    duration = float(data["duration"])
-    batch = int(data["batch"])
     samples = []
-    for b in range(batch):
+    for b in range(int(data["batch"])):
         mask = data["sample"] == b
         samples.append((data["times"][mask], data["indices"][mask]))
-    n_in = int(data["n_in"])
-    n_extra = [len(split_same_step(t, i, n_in, dt)[1]) - n_in for t, i in samples]
-    n_dup = sum(
-        int(np.count_nonzero(split_same_step(t, i, n_in, dt)[0] >= n_in)) for t, i in samples
-    )
+    return data, samples
 
+
+def _timed_runs(
+    b2: Any,
+    samples: list[tuple[np.ndarray, np.ndarray]],
+    data: dict[str, np.ndarray],
+    dt: float,
+    n_runs: int,
+) -> dict[str, Any]:
+    """``n_runs`` runs over all samples, each network rebuilt; per run: wall and CPU seconds
+    summed over the samples, output spike count; the peak RSS increase (max over samples) of
+    the first and last runs; the spike monitors of the last run."""
+    duration = float(data["duration"])
     walls: list[float] = []
     cpus: list[float] = []
     counts: list[int] = []
     rss_mib: dict[int, float] = {}  # run number -> peak RSS increase (max over samples)
-    last_monitors: list[Any] = []
-    first_run = 0.0
-    n_runs = warmup + repeats
+    monitors: list[Any] = []
     for r in range(n_runs):
         wall = cpu = 0.0
         monitors = []
@@ -240,30 +248,53 @@ def run(path: str, dt: float, target: str, repeats: int, warmup: int) -> dict[st
             wall += w1 - w0
             cpu += c1 - c0
             monitors.append(mon)
-        if r == 0:
-            first_run = wall
-        if r >= warmup:
-            walls.append(wall)
-            cpus.append(cpu)
+        walls.append(wall)
+        cpus.append(cpu)
         counts.append(sum(int(m.num_spikes) for m in monitors))
-        last_monitors = monitors
+    return {"walls": walls, "cpus": cpus, "counts": counts, "rss_mib": rss_mib,
+            "monitors": monitors}
 
-    # Brian2's fixed cost per run() (code generation, launching): a run of 0 s.
+
+def _zero_duration_run_s(b2: Any, sample: tuple[np.ndarray, np.ndarray],
+                         data: dict[str, np.ndarray], dt: float) -> float:
+    """Brian2's fixed cost per ``run()`` (code generation, launching): median of 3 runs of 0 s."""
     zero_walls = []
     for _ in range(3):
-        net, _mon = build(b2, samples[0][0], samples[0][1], data, dt)
+        net, _mon = build(b2, sample[0], sample[1], data, dt)
         w0 = time.perf_counter()
         net.run(0 * b2.second)
         zero_walls.append(time.perf_counter() - w0)
-    zero_run = statistics.median(zero_walls)
+    return statistics.median(zero_walls)
 
+
+def _output_events(monitors: list[Any]) -> tuple[list[float], list[int], list[int]]:
+    """Output spike times (rounded to 1e-10 s), neurons and samples of the monitors."""
     out_t: list[float] = []
     out_i: list[int] = []
     out_b: list[int] = []
-    for b, mon in enumerate(last_monitors):
+    for b, mon in enumerate(monitors):
         out_t += np.round(np.asarray(mon.t_[:]), 10).tolist()
         out_i += np.asarray(mon.i[:]).astype(int).tolist()
         out_b += [b] * int(mon.num_spikes)
+    return out_t, out_i, out_b
+
+
+def run(path: str, dt: float, target: str, repeats: int, warmup: int) -> dict[str, Any]:
+    """Run the benchmark and return the JSON-able result dict."""
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    b2, cache_warm = _import_brian2(target, dt)
+    data, samples = _load(path)
+    duration = float(data["duration"])
+    n_in = int(data["n_in"])
+    n_extra = [len(split_same_step(t, i, n_in, dt)[1]) - n_in for t, i in samples]
+    n_dup = sum(
+        int(np.count_nonzero(split_same_step(t, i, n_in, dt)[0] >= n_in)) for t, i in samples
+    )
+    n_runs = warmup + repeats
+    runs = _timed_runs(b2, samples, data, dt, n_runs)
+    walls, cpus = runs["walls"][warmup:], runs["cpus"][warmup:]
+    zero_run = _zero_duration_run_s(b2, samples[0], data, dt)
+    out_t, out_i, out_b = _output_events(runs["monitors"])
     med = statistics.median(walls)
     return {
         "simulator": "brian2",
@@ -272,7 +303,7 @@ def run(path: str, dt: float, target: str, repeats: int, warmup: int) -> dict[st
         "target": target,
         "dt": dt,
         "duration": duration,
-        "batch": batch,
+        "batch": int(data["batch"]),
         "repeats": repeats,
         "warmup": warmup,
         "median_s": med,
@@ -282,13 +313,13 @@ def run(path: str, dt: float, target: str, repeats: int, warmup: int) -> dict[st
         "s_per_sim_s_median": med / duration,
         "s_per_sim_s_min": min(walls) / duration,
         "s_per_sim_s_max": max(walls) / duration,
-        "first_run_s": first_run,
+        "first_run_s": runs["walls"][0],
         "cython_cache_was_warm": cache_warm,
-        "peak_rss_increase_mib": rss_mib.get(0),
-        "peak_rss_increase_warm_mib": rss_mib.get(n_runs - 1),
+        "peak_rss_increase_mib": runs["rss_mib"].get(0),
+        "peak_rss_increase_warm_mib": runs["rss_mib"].get(n_runs - 1),
         "n_input_spikes": int(sum(len(t) for t, _ in samples)),
-        "n_output_spikes": counts[-1],
-        "n_output_spikes_per_run": counts,
+        "n_output_spikes": runs["counts"][-1],
+        "n_output_spikes_per_run": runs["counts"],
         "n_same_step_input_duplicates": n_dup,
         "n_extra_generator_neurons": max(n_extra),
         "zero_duration_run_s": zero_run,

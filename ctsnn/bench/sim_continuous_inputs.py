@@ -6,7 +6,7 @@ driven by 140 Poisson inputs at 20 Hz through dense 140 x 1000 synapses with
 
 :func:`make_w5_inputs` draws everything both sides of the comparison need, as
 plain numpy arrays, so that ``ctsnn`` and the Brian2 reference (which runs in a
-separate environment, see ``benchmarks/w5_brian2.py``) see exactly the same
+separate environment, see ``ctsnn/bench/sim_continuous_brian2.py``) see exactly the same
 input. Input spike times are an exact Poisson process in continuous time: they
 are *not* aligned to any time grid (Brian2 rounds them to its grid itself).
 

@@ -1,4 +1,5 @@
-"""W5 benchmark: the event-driven reference against ctsnn, and the plumbing of ``main``."""
+"""W5 sim-continuous (``ctsnn bench w5``): the event-driven reference against ctsnn, and the
+plumbing of ``main``."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ctsnn.bench import w5
-from ctsnn.bench.w5_inputs import make_w5_inputs
+from ctsnn.bench import sim_continuous
+from ctsnn.bench.sim_continuous_inputs import make_w5_inputs
 
 
 def _small_inputs(batch: int = 1) -> dict[str, np.ndarray]:
@@ -22,10 +23,10 @@ def _small_inputs(batch: int = 1) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize(("dt", "batch"), [(1e-3, 2), (5e-4, 1)])
 def test_continuous_float64_matches_event_driven_reference(dt: float, batch: int) -> None:
     inputs = _small_inputs(batch=batch)
-    ref = w5.reference_spikes(inputs)
+    ref = sim_continuous.reference_spikes(inputs)
     assert ref[0].size > 100  # the check below is not vacuous
-    ours = w5.run_ours(inputs, "continuous", dt, torch.float64)
-    cmp = w5.compare_spikes(ours, ref, n_units=50)
+    ours = sim_continuous.run_ours(inputs, "continuous", dt, torch.float64)
+    cmp = sim_continuous.compare_spikes(ours, ref, n_units=50)
     assert cmp["n_ours"] == cmp["n_ref"] == cmp["n_matched"]
     assert cmp["n_units_count_mismatch"] == 0
     assert cmp["max_abs_dt_s"] <= 1e-9
@@ -37,13 +38,14 @@ def test_reference_single_neuron_by_hand() -> None:
     indices = np.array([0, 1, 0])
     weights = np.array([[0.6, 0.6]])
     delays = np.array([[0.0005, 0.0005]])
-    t, u = w5.event_driven_reference(times, indices, weights, delays, tau=0.01, duration=0.02)
+    t, u = sim_continuous.event_driven_reference(times, indices, weights, delays, tau=0.01,
+                                                 duration=0.02)
     v_at_2ms = 0.6 * np.exp(-0.001 / 0.01) + 0.6
     assert v_at_2ms >= 1.0
     np.testing.assert_array_equal(u, [0])
     np.testing.assert_allclose(t, [0.0015 + 0.0005], rtol=0, atol=0)
     # Simultaneous arrivals are summed before the threshold test; late ones are dropped.
-    t, _ = w5.event_driven_reference(
+    t, _ = sim_continuous.event_driven_reference(
         np.array([0.001, 0.001]),
         np.array([0, 1]),
         np.array([[0.5, 0.5]]),
@@ -52,7 +54,7 @@ def test_reference_single_neuron_by_hand() -> None:
         duration=0.02,
     )
     np.testing.assert_array_equal(t, [0.001])
-    t, _ = w5.event_driven_reference(
+    t, _ = sim_continuous.event_driven_reference(
         np.array([0.019]),
         np.array([0]),
         np.array([[1.5]]),
@@ -66,7 +68,7 @@ def test_reference_single_neuron_by_hand() -> None:
 def test_compare_spikes_pairs_by_neuron_and_rank() -> None:
     ref = (np.array([0.1, 0.2, 0.3]), np.array([0, 0, 1]), np.array([0, 0, 0]))
     ours = (np.array([0.3 + 1e-12, 0.1, 0.2, 0.4]), np.array([1, 0, 0, 1]), np.zeros(4, int))
-    cmp = w5.compare_spikes(ours, ref, n_units=2)
+    cmp = sim_continuous.compare_spikes(ours, ref, n_units=2)
     assert cmp["n_ours"] == 4 and cmp["n_ref"] == 3 and cmp["n_matched"] == 3
     assert cmp["n_units_count_mismatch"] == 1
     assert cmp["max_abs_dt_s"] == pytest.approx(1e-12, abs=1e-15)
@@ -74,8 +76,8 @@ def test_compare_spikes_pairs_by_neuron_and_rank() -> None:
 
 def _tiny_main(**kwargs: object) -> int:
     """W5 on a tiny network, one timed repeat, in this process, no reference."""
-    return w5.main(quick=True, reference=False, n_in=10, n_out=20, duration=0.05, repeats=1,
-                   warmup=1, isolate=False, **kwargs)
+    return sim_continuous.main(quick=True, reference=False, n_in=10, n_out=20, duration=0.05,
+                               repeats=1, warmup=1, isolate=False, **kwargs)
 
 
 def test_main_smoke_tiny(capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,7 +87,7 @@ def test_main_smoke_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     # accuracy line + 2 configs x 2 batches + summary
     assert len(records) == 6
-    assert all(r["workload"] == w5.WORKLOAD for r in records)
+    assert all(r["workload"] == sim_continuous.WORKLOAD for r in records)
     assert records[0]["config"]["dtype"] == "float64"
     assert records[0]["ours"]["within_tolerance"] is True
     timed = records[1:-1]
@@ -110,7 +112,7 @@ def test_main_reports_a_configuration_whose_memory_process_died(
     def died(*args: object, **kwargs: object) -> float:
         raise RuntimeError("memory measurement failed in the child process:\nchild process died")
 
-    monkeypatch.setattr(w5, "peak_rss_increase", died)
+    monkeypatch.setattr(sim_continuous, "peak_rss_increase", died)
     status = _tiny_main(configs=(("discrete", 1e-3),))
     assert status == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
@@ -123,9 +125,9 @@ def test_main_reports_a_configuration_whose_memory_process_died(
 def test_timing_in_a_fresh_process_gives_the_in_process_spikes() -> None:
     inputs = _small_inputs()
     kwargs = {"mode": "continuous", "dt": 1e-3, "repeats": 1, "warmup": 0, "budget_s": None}
-    stats, out = w5._time_in_fresh_process(inputs, kwargs, timeout=120)
+    stats, out = sim_continuous._time_in_fresh_process(inputs, kwargs, timeout=120)
     assert stats["repeats"] == 1 and stats["median_s"] > 0
-    _, here = w5._time_ours(inputs, **kwargs)
+    _, here = sim_continuous._time_ours(inputs, **kwargs)
     assert out[0].size > 0
     for a, b in zip(out, here, strict=True):
         np.testing.assert_array_equal(a, b)

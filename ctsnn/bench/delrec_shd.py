@@ -29,8 +29,6 @@ summary line with the targets.
 from __future__ import annotations
 
 import functools
-import os
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,17 +39,24 @@ from ctsnn.data import bernoulli_input
 from ctsnn.papers.delrec import DelRecConfig, DelRecNet, delrec_optimisers
 from ctsnn.training import count_parameters
 
-from . import w4
-from .harness import bench_env, json_line, peak_rss_increase
-from .peers import (
+from . import lif_plain
+from .harness import (
+    Protocol,
+    bench_env,
     git_state,
+    json_line,
+    protocol_counts,
+    stderr_log,
+    summary_line,
+    time_summary,
+    timed,
+)
+from .peers import (
     import_error,
     module_version,
     plain_weights,
     saved_tensor_bytes,
     spikingjelly_lif_net,
-    time_summary,
-    timed,
 )
 
 __all__ = ["CONFIGS", "DELREC_ANCHORS", "MEMORY_LIMITED", "build_ours", "main"]
@@ -100,16 +105,70 @@ def _memory_setup(batch: int, n_steps: int, seed: int) -> Callable[[], None]:
 def _yardstick(batch: int, n_steps: int, p: float, *, seed: int, repeats: int, warmup: int,
                budget_s: float | None) -> dict[str, Any]:
     """W4's SpikingJelly network: one training step timed, saved-for-backward memory."""
-    x, y = bernoulli_input(n_steps, batch, w4.SIZES[0], p, seed=seed, n_classes=w4.SIZES[-1])
+    sizes = lif_plain.SIZES
+    x, y = bernoulli_input(n_steps, batch, sizes[0], p, seed=seed, n_classes=sizes[-1])
     torch.manual_seed(seed)
-    net, run = spikingjelly_lif_net(plain_weights(w4.SIZES, seed=seed), tau=w4.TAU_STEPS,
-                                    alpha=w4.ALPHA)
+    net, run = spikingjelly_lif_net(plain_weights(sizes, seed=seed), tau=lif_plain.TAU_STEPS,
+                                    alpha=lif_plain.ALPHA)
     _, saved = saved_tensor_bytes(lambda: F.cross_entropy(run(x).sum(0), y))
-    out = time_summary(timed(w4.train_step(net, run, x, y), repeats=repeats, warmup=warmup,
+    out = time_summary(timed(lif_plain.train_step(net, run, x, y), repeats=repeats, warmup=warmup,
                              budget_s=budget_s))
     out.update(saved)
     out.update(implementation=f"SpikingJelly {module_version('spikingjelly')} W4 network "
                "(140-256-256-20 LIF, no delays, no recurrence)", p_input=p)
+    return out
+
+
+def _measure_ours(run: Protocol, batch: int, n_steps: int, seed: int) -> dict[str, Any]:
+    """Our training step at one (batch, T): time, saved-for-backward and peak memory, the
+    ratios to the DelRec anchors of the benchmark doc."""
+    run.log(f"ours, batch {batch}, T = {n_steps}...")
+    net, step = build_ours(batch, n_steps, seed=seed)
+    reps, warm = MEMORY_LIMITED.get((batch, n_steps), (run.repeats, run.warmup))
+    reps, warm = min(reps, run.repeats), min(warm, run.warmup)
+    ours = time_summary(timed(step, repeats=reps, warmup=warm, budget_s=run.budget_s))
+    if (reps, warm) != (run.repeats, run.warmup):
+        ours["protocol"]["note"] = (f"{reps} timed step(s) after {warm} warm-up(s): the full "
+                                    "protocol does not fit in memory")
+    _, saved = saved_tensor_bytes(lambda net=net, step=step: net.loss(net(step.x), step.y))
+    for m in net.recurrent_modules():
+        # A forward pass without backward stays referenced by the recurrent module's working
+        # set until its next start(): drop it (else two graphs coexist in memory).
+        m.release()
+    ours.update(saved)
+    ours["parameters"] = count_parameters(net)
+    ours["sigma"] = float(net.recurrent_modules()[0].sigma)
+    del net, step
+    if run.memory:
+        setup = functools.partial(_memory_setup, batch, n_steps, seed)
+        ours["peak_rss_mib"] = run.peak_rss(setup, timeout=7200)
+    anchor = DELREC_ANCHORS.get((batch, n_steps))
+    if anchor is not None:
+        ours["time_vs_delrec_anchor"] = ours["median_s"] / anchor[0]
+        if ours.get("peak_rss_mib") is not None:
+            ours["memory_vs_delrec_anchor"] = ours["peak_rss_mib"] / anchor[1]
+    return ours
+
+
+def _targets(records: dict[tuple[int, int], dict[str, Any]],
+             w4_sj: dict[str, Any] | None) -> dict[str, Any]:
+    """Time against the W4 SpikingJelly yardstick, memory against the DelRec anchors."""
+    out: dict[str, Any] = {}
+    b64 = records.get((64, 100))
+    if b64 is not None and w4_sj is not None:
+        t = b64["median_s"] / w4_sj["median_s"]
+        out.update(time_64x100_vs_w4_spikingjelly=t, time_target_le_2x=t <= 2.0)
+    mem = {f"{b}x{t}": r.get("memory_vs_delrec_anchor") for (b, t), r in records.items()}
+    out["memory_vs_delrec_anchor"] = mem
+    known = [v for v in mem.values() if v is not None]
+    if known:
+        out["memory_target_le_0p25_delrec"] = all(v <= 0.25 for v in known)
+    long = records.get((64, 1000))
+    if long is not None and long.get("peak_rss_mib") is not None:
+        out.update(memory_64x1000_mib=long["peak_rss_mib"],
+                   memory_64x1000_target_lt_2GiB=long["peak_rss_mib"] < 2048.0)
+    out["not_run"] = [f"{b}x{t}" for b, t in ((64, 100), (64, 1000), (256, 100),
+                                              (256, 1000)) if (b, t) not in records]
     return out
 
 
@@ -135,13 +194,13 @@ def main(
         budget_s: per configuration, fewer repeats when one step is very slow (``reduced``).
     """
     configs = tuple(configs) if configs is not None else (((64, 100),) if quick else CONFIGS)
-    repeats = repeats or (3 if quick else 5)
-    warmup = warmup if warmup is not None else (1 if quick else 2)
+    repeats, warmup = protocol_counts(quick, repeats, warmup)
     env = bench_env(2)
     git = git_state()
-
-    def log(msg: str) -> None:
-        print(f"[w3] {msg}", file=sys.stderr, flush=True)
+    log = stderr_log("w3")
+    run = Protocol(repeats=repeats, warmup=warmup, budget_s=budget_s, memory=memory, log=log)
+    yardstick = functools.partial(_yardstick, seed=seed, repeats=repeats, warmup=warmup,
+                                  budget_s=budget_s)
 
     sj_version = module_version("spikingjelly")
     use_ref = reference and sj_version is not None
@@ -152,46 +211,17 @@ def main(
     w4_sj: dict[str, Any] | None = None
     if use_ref:
         log("yardstick: W4 SpikingJelly network at its W4 configuration (64 x 100, p 0.05)...")
-        w4_sj = _yardstick(64, 100, 0.05, seed=seed, repeats=repeats, warmup=warmup,
-                           budget_s=budget_s)
+        w4_sj = yardstick(64, 100, 0.05)
         summary["w4_spikingjelly_median_s"] = w4_sj["median_s"]
 
     records: dict[tuple[int, int], dict[str, Any]] = {}
     for batch, n_steps in configs:
-        log(f"ours, batch {batch}, T = {n_steps}...")
-        net, step = build_ours(batch, n_steps, seed=seed)
-        reps, warm = MEMORY_LIMITED.get((batch, n_steps), (repeats, warmup))
-        reps, warm = min(reps, repeats), min(warm, warmup)
-        ours = time_summary(timed(step, repeats=reps, warmup=warm, budget_s=budget_s))
-        if (reps, warm) != (repeats, warmup):
-            ours["protocol"]["note"] = (f"{reps} timed step(s) after {warm} warm-up(s): the full "
-                                        "protocol does not fit in memory")
-        _, saved = saved_tensor_bytes(lambda net=net, step=step: net.loss(net(step.x), step.y))
-        for m in net.recurrent_modules():
-            # A forward pass without backward stays referenced by the recurrent module's working
-            # set until its next start(): drop it (else two graphs coexist in memory).
-            m.release()
-        ours.update(saved)
-        ours["parameters"] = count_parameters(net)
-        ours["sigma"] = float(net.recurrent_modules()[0].sigma)
-        del net, step
-        if memory:
-            setup = functools.partial(_memory_setup, batch, n_steps, seed)
-            try:
-                ours["peak_rss_mib"] = peak_rss_increase(setup, timeout=7200)
-            except (RuntimeError, TimeoutError) as exc:
-                log(f"memory measurement failed: {exc}")
-                ours["peak_rss_mib"] = None
+        ours = _measure_ours(run, batch, n_steps, seed)
         anchor = DELREC_ANCHORS.get((batch, n_steps))
-        if anchor is not None:
-            ours["time_vs_delrec_anchor"] = ours["median_s"] / anchor[0]
-            if ours.get("peak_rss_mib") is not None:
-                ours["memory_vs_delrec_anchor"] = ours["peak_rss_mib"] / anchor[1]
         ref = None
         if use_ref:
             log(f"yardstick at batch {batch}, T = {n_steps}...")
-            ref = _yardstick(batch, n_steps, P_INPUT, seed=seed, repeats=repeats,
-                             warmup=warmup, budget_s=budget_s)
+            ref = yardstick(batch, n_steps, P_INPUT)
             if anchor is not None:
                 ref["delrec_anchor_not_same_run"] = {"median_s": anchor[0],
                                                      "peak_rss_mib": anchor[1]}
@@ -204,23 +234,6 @@ def main(
         json_line(WORKLOAD, config, ours, ref)
         records[(batch, n_steps)] = ours
 
-    # ---- targets
-    b64 = records.get((64, 100))
-    if b64 is not None and w4_sj is not None:
-        t = b64["median_s"] / w4_sj["median_s"]
-        summary.update(time_64x100_vs_w4_spikingjelly=t, time_target_le_2x=t <= 2.0)
-    mem = {f"{b}x{t}": r.get("memory_vs_delrec_anchor") for (b, t), r in records.items()}
-    summary["memory_vs_delrec_anchor"] = mem
-    known = [v for v in mem.values() if v is not None]
-    if known:
-        summary["memory_target_le_0p25_delrec"] = all(v <= 0.25 for v in known)
-    long = records.get((64, 1000))
-    if long is not None and long.get("peak_rss_mib") is not None:
-        summary.update(memory_64x1000_mib=long["peak_rss_mib"],
-                       memory_64x1000_target_lt_2GiB=long["peak_rss_mib"] < 2048.0)
-    summary["not_run"] = [f"{b}x{t}" for b, t in ((64, 100), (64, 1000), (256, 100),
-                                                  (256, 1000)) if (b, t) not in records]
-    json_line(WORKLOAD, {"summary": True, "git": git, "env": env,
-                         "omp_wait_policy_env": os.environ.get("OMP_WAIT_POLICY")},
-              summary, None)
+    summary.update(_targets(records, w4_sj))
+    summary_line(WORKLOAD, summary, git=git, env=env)
     return 0
