@@ -144,12 +144,13 @@ def _synapses(net: nn.Module | Sequence[nn.Module]) -> Iterator[nn.Module]:
 
 def delay_parameters(net: nn.Module | Sequence[nn.Module]) -> list[nn.Parameter]:
     """The learnable delays of every synapse in ``net`` (for their own optimiser / lr)."""
-    out: list[nn.Parameter] = []
+    out: dict[int, nn.Parameter] = {}  # a synapse wrapping another shares its parameters
     for syn in _synapses(net):
         params = syn.delay_parameters() if hasattr(syn, "delay_parameters") else [
             getattr(syn, "delay", None)]
-        out += [p for p in params if isinstance(p, nn.Parameter) and p.requires_grad]
-    return out
+        out.update((id(p), p) for p in params
+                   if isinstance(p, nn.Parameter) and p.requires_grad)
+    return list(out.values())
 
 
 def weight_parameters(net: nn.Module | Sequence[nn.Module]) -> list[nn.Parameter]:

@@ -2,10 +2,11 @@
 
 A small feed-forward network, 3 inputs -> 4 CubaLIF (tau_m 20 ms, tau_s 5 ms) -> 2 CubaLI,
 per-synapse delays, cross-entropy on the exp-weighted mean voltage (mlGeNN's
-``avg_var_exp_weight``). The same weights, delays and input spikes (whole milliseconds) run
-through :mod:`ctsnn.gradients.discrete` on grids of 1, 0.1 and 0.01 ms and through the exact
-continuous :mod:`ctsnn.gradients.eventprop`; the discrete gradients dL/dW and dL/dd approach
-the exact ones about linearly in dt.
+``avg_var_exp_weight``, ``readout="avg_exp"``). The same weights, delays and input spikes
+(whole milliseconds) run through layers with ``gradient="adjoint"`` in ``time="discrete"``
+(EventProp on the grid, :mod:`ctsnn.gradients.discrete`) on grids of 1, 0.1 and 0.01 ms and in
+``time="continuous"`` (the exact closed-form EventProp, :mod:`ctsnn.gradients.eventprop`); the
+discrete gradients dL/dW and dL/dd approach the exact ones about linearly in dt.
 
 Run:  python examples/eventprop_discrete.py            (a few seconds)
       python examples/eventprop_discrete.py --quick    (1 and 0.1 ms only)
@@ -20,8 +21,6 @@ import torch
 import torch.nn.functional as F
 
 import ctsnn
-from ctsnn.gradients import EventPropLayer, EventPropNetwork
-from ctsnn.gradients.discrete import DiscreteEventPropLayer, DiscreteEventPropNetwork
 
 T_END = 0.06  # s
 MAX_DELAY = 0.01  # s
@@ -51,12 +50,22 @@ def models() -> tuple[ctsnn.CubaLIF, ctsnn.CubaLI]:
             ctsnn.CubaLI(2, tau_mem=0.02, tau_syn=0.005))
 
 
-def gradients(net: torch.nn.Module, x: ctsnn.Spikes) -> tuple[float, int, list[torch.Tensor]]:
-    z, hidden = net(x, return_spikes=True)
-    loss = F.cross_entropy(z, LABELS)
+def network(time_mode: str, weights: list[torch.Tensor]) -> list[ctsnn.Layer]:
+    """Two layers with EventProp gradients (``gradient="adjoint"``) in ``time_mode``; in
+    discrete time the ring buffers hold ``MAX_DELAY / dt`` steps."""
+    w1, d1, w2, d2 = weights
+    return [ctsnn.Layer(model, w, delay=d, learn_delay=True, max_delay=MAX_DELAY,
+                        time=time_mode, gradient="adjoint")
+            for model, w, d in zip(models(), (w1, w2), (d1, d2), strict=True)]
+
+
+def gradients(net: list[ctsnn.Layer], x: ctsnn.Spikes) -> tuple[float, int, list[torch.Tensor]]:
+    res = ctsnn.simulate(net, x, readout="avg_exp")
+    loss = F.cross_entropy(res.output, LABELS)
     loss.backward()
-    grads = [p.grad.clone() for layer in net.layers for p in (layer.weight, layer.delay)]
-    return loss.item(), len(hidden[0]), grads
+    grads = [p.grad.clone() for layer in net
+             for p in (layer.synapse.weight, layer.synapse.delay)]
+    return loss.item(), len(res.layers[0].spikes), grads
 
 
 def rel_error(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -70,24 +79,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only dt = 1 and 0.1 ms")
     args = parser.parse_args()
     torch.set_default_dtype(torch.float64)
-    events, (w1, d1, w2, d2) = problem()
+    events, weights = problem()
 
-    m1, m2 = models()
-    exact = EventPropNetwork([EventPropLayer(m1, w1, delay=d1),
-                              EventPropLayer(m2, w2, delay=d2)], readout="avg_exp")
-    loss_c, n_c, g_c = gradients(exact, spikes(events, 1e-3))
+    loss_c, n_c, g_c = gradients(network("continuous", weights), spikes(events, 1e-3))
     print(f"continuous EventProp: loss {loss_c:.6f}, {n_c} hidden spikes")
     print(f"{'dt (ms)':>8} {'loss':>10} {'spikes':>7} {'rel. error dL/dW':>17} "
           f"{'rel. error dL/dd':>17} {'time (s)':>9}")
     for dt in (1e-3, 1e-4) if args.quick else (1e-3, 1e-4, 1e-5):
-        m1, m2 = models()
-        k = round(MAX_DELAY / dt)
-        net = DiscreteEventPropNetwork([
-            DiscreteEventPropLayer(m1, w1, delay=d1, max_delay_steps=k),
-            DiscreteEventPropLayer(m2, w2, delay=d2, max_delay_steps=k),
-        ])
         t0 = time.perf_counter()
-        loss_d, n_d, g_d = gradients(net, spikes(events, dt))
+        loss_d, n_d, g_d = gradients(network("discrete", weights), spikes(events, dt))
         elapsed = time.perf_counter() - t0
         err_w = rel_error([g_d[0], g_d[2]], [g_c[0], g_c[2]])
         err_d = rel_error([g_d[1], g_d[3]], [g_c[1], g_c[3]])

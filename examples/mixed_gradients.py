@@ -95,27 +95,24 @@ def main(steps: int = 14, batch: int = 8, seed: int = 0) -> None:
 
     def evaluate() -> tuple[float, float]:
         with torch.no_grad():
-            z = ctsnn.simulate(layers, held_out[0], dt=DT, time="continuous",
-                               integrand=readout).integral
+            z = ctsnn.simulate(layers, held_out[0], readout=readout).output
         return (F.cross_entropy(z, held_out[1]).item(),
                 (z.argmax(1) == held_out[1]).double().mean().item())
 
     for k, layer in enumerate(layers):
-        print(f"layer {k}: {type(layer.model).__name__:8s} gradient={layer.gradient}")
+        print(f"layer {k}: {type(layer.model).__name__:8s} gradient={layer.gradient.name}")
     before = evaluate()
     for step in range(steps):
         spikes, labels = make_data(batch, gen)
-        res = ctsnn.simulate(layers, spikes, dt=DT, time="continuous", integrand=readout)
-        loss = F.cross_entropy(res.integral, labels)
+        res = ctsnn.simulate(layers, spikes, readout=readout)  # dt, time: from spikes, layers
+        loss = F.cross_entropy(res.output, labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        for layer in layers:
-            layer.synapse.clamp_delays_()
-        layers[1].recurrent.clamp_delays_()
+        ctsnn.clamp_delays_(layers)
         with torch.no_grad():  # recurrent delays stay at least one step (causality)
             layers[1].recurrent.delay.clamp_(min=DT)
-        acc = (res.integral.argmax(1) == labels).double().mean().item()
+        acc = (res.output.argmax(1) == labels).double().mean().item()
         counts = [len(r.spikes) for r in res.layers[:2]]
         print(f"step {step:2d}  loss {loss.item():.4f}  accuracy {acc:.2f}  "
               f"spikes per layer {counts}  b = {layers[0].model.b.mean().item():.3f}")

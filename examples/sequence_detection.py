@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 import ctsnn
 from ctsnn.data import sequence_detection
-from ctsnn.gradients import EventPropLayer
+from ctsnn.synapses import Dense
 
 DT = 1e-3  # s; the grid only sets the cost: spike arrivals and the maximum are exact
 N_STEPS = 25  # 25 ms trials
@@ -34,22 +34,28 @@ def example(label: int) -> ctsnn.Spikes:
     return spikes
 
 
-def make_layer(*, dtype: torch.dtype = torch.float64) -> EventPropLayer:
+def make_layer(*, dtype: torch.dtype = torch.float64) -> ctsnn.Layer:
     """Weights 1 (fixed), delays at the worst initialisation: diagonal 0, off-diagonal 10 ms."""
     model = ctsnn.CubaLI(2, tau_mem=0.010, tau_syn=0.005).to(dtype)
     weight = torch.ones(2, 2, dtype=dtype)
     delay = torch.tensor([[0.0, 0.010], [0.010, 0.0]], dtype=dtype)
-    return EventPropLayer(model, weight, delay, learn_weight=False, max_delay=MAX_DELAY)
+    synapse = Dense(weight, delay=delay, learnable=False, learn_delay=True, max_delay=MAX_DELAY)
+    return ctsnn.Layer(model, synapse, time="continuous", gradient="adjoint")
 
 
-def accuracy(layer: EventPropLayer) -> float:
+def max_voltage(layer: ctsnn.Layer, label: int) -> torch.Tensor:
+    """The exact maximum voltage of each output over the trial, ``[1, 2]``."""
+    return ctsnn.simulate(layer, example(label), readout="max").output
+
+
+def accuracy(layer: ctsnn.Layer) -> float:
     with torch.no_grad():
-        right = [int(layer(example(c), readout="max").argmax()) == c for c in (0, 1)]
+        right = [int(max_voltage(layer, c).argmax()) == c for c in (0, 1)]
     return sum(right) / 2
 
 
 def train(*, sign: float = 1.0, max_epochs: int = 200, lr: float = 1e-3,
-          verbose: bool = False) -> tuple[int | None, EventPropLayer]:
+          verbose: bool = False) -> tuple[int | None, ctsnn.Layer]:
     """Train on the dataset [0, 1, 0, 1] (batch 1) until 100 % accuracy.
 
     Args:
@@ -61,18 +67,19 @@ def train(*, sign: float = 1.0, max_epochs: int = 200, lr: float = 1e-3,
         (presentations of each example until 100 %, or ``None`` if never; the layer).
     """
     layer = make_layer()
-    opt = torch.optim.Adam([layer.delay], lr=lr)
+    delay = layer.synapse.delay
+    opt = torch.optim.Adam(ctsnn.delay_parameters(layer), lr=lr)
     for epoch in range(1, max_epochs + 1):
         for label in (0, 1, 0, 1):
             opt.zero_grad()
-            z = layer(example(label), readout="max")  # [1, 2] maximum voltages
+            z = max_voltage(layer, label)  # [1, 2] maximum voltages
             F.cross_entropy(z, torch.tensor([label])).backward()
-            layer.delay.grad.mul_(sign)
+            delay.grad.mul_(sign)
             opt.step()
-            layer.clamp_delays_()
+            ctsnn.clamp_delays_(layer)
         acc = accuracy(layer)
         if verbose:
-            d = (layer.delay.detach() * 1e3).tolist()
+            d = (delay.detach() * 1e3).tolist()
             print(f"epoch {epoch:3d}  accuracy {acc:4.0%}  delays (ms) "
                   f"[[{d[0][0]:5.2f}, {d[0][1]:5.2f}], [{d[1][0]:5.2f}, {d[1][1]:5.2f}]]")
         if acc == 1.0:

@@ -288,7 +288,7 @@ class _AdjointFn(torch.autograd.Function):
         if len(out) and bool((out.times == 0).any()):
             raise ValueError("gradient='adjoint': a neuron starts at or above threshold and fires "
                              "at t = 0; the adjoint needs a sub-threshold initial state")
-        z = res.integral if res.integral is not None else weight.new_zeros(0)
+        z = res.output if res.output is not None else weight.new_zeros(0)
         ctx.setup = setup
         setup.final_state, setup.states = res.final_state, res.states
         ctx.save_for_backward(t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d, out.times,

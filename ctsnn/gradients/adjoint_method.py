@@ -83,9 +83,11 @@ class Adjoint(GradientMethod):
 
     @staticmethod
     def _check_discrete(layer: LayerLike) -> None:
-        if type(layer.model) not in (CubaLIF, CubaLI) or layer.recurrent is not None:
+        if (type(layer.model) not in (CubaLIF, CubaLI) or layer.recurrent is not None
+                or getattr(layer.model, "reset_mode", "zero") != "zero"):
             raise ValueError("gradient='adjoint' in discrete time is EventProp on the grid "
-                             "(mlGeNN): feed-forward CubaLIF layers and a CubaLI readout; for "
+                             "(mlGeNN): feed-forward CubaLIF layers (reset to v_reset) and a "
+                             "CubaLI readout; for "
                              f"{type(layer.model).__name__}"
                              f"{' with recurrence' if layer.recurrent is not None else ''} use "
                              "time='continuous' (exact adjoint) or gradient='surrogate'")
@@ -102,6 +104,10 @@ class Adjoint(GradientMethod):
         if isinstance(signal, Tensor):  # a (surrogate) raster: its spikes become events
             signal = Spikes.from_raster(signal, call.dt)
         layer.synapse.check_input(signal)
+        if not layer.model.spiking and call.readout is None and not call.record:
+            raise ValueError(f"gradient='adjoint': {type(layer.model).__name__} does not spike, "
+                             "so it needs a readout (simulate(..., readout=...)) for its output "
+                             "to have a gradient")
         if call.time == "discrete":
             self._check_discrete(layer)
             return self._run_discrete(layer, signal, call)

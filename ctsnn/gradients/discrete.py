@@ -131,6 +131,10 @@ def _check_model(model: NeuronModel) -> bool:
                                       "EventProp gives gradients for weights and delays only")
     if bool((model.refractory > 0).any()):
         raise NotImplementedError("discrete EventProp: refractory periods are not supported")
+    if getattr(model, "reset_mode", "zero") != "zero":
+        raise NotImplementedError(f"discrete EventProp resets v to v_reset; reset="
+                                  f"{model.reset_mode!r} needs time='continuous' or "
+                                  "gradient='surrogate'")
     spiking = isinstance(model, CubaLIF)
     if spiking and bool((model.v_leak >= model.v_threshold).any()):
         raise ValueError("CubaLIF: v_leak must lie below v_threshold")

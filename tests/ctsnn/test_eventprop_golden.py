@@ -26,8 +26,8 @@ def test_golden_single_synapse_values(dt):
                         delay=torch.tensor([[0.0033]], dtype=f64))
     layer.synapse.delay.requires_grad_()
     res = ctsnn.simulate(layer, spikes, dt=dt, time="continuous",
-                         integrand=lambda t, s: s.v**2 * torch.exp(-t / 0.1))
-    loss = res.integral.sum()
+                         readout=lambda t, s: s.v**2 * torch.exp(-t / 0.1))
+    loss = res.output.sum()
     g_w, g_d = torch.autograd.grad(loss, (layer.synapse.weight, layer.synapse.delay))
     assert loss.item() * 1e3 == pytest.approx(0.182886148, abs=1e-9)
     assert g_w.item() * 1e3 == pytest.approx(0.5225318507, abs=1e-10)

@@ -60,6 +60,10 @@ def neuron_constants(model: NeuronModel) -> Neurons:
             )
     if bool((model.refractory > 0).any()):
         raise NotImplementedError("adjoint gradients: refractory periods are not supported")
+    if getattr(model, "reset_mode", "zero") != "zero":
+        # the jump conditions below are derived for v <- v_reset
+        raise NotImplementedError(f"closed-form EventProp: reset={model.reset_mode!r} (the "
+                                  "generic adjoint handles it)")
     cuba = isinstance(model, CubaLI)
     spiking = isinstance(model, (LIF, CubaLIF))
     if spiking and bool((model.v_leak >= model.v_threshold).any()):

@@ -15,7 +15,8 @@ import ctsnn
 from ctsnn.delays import DelayedLinear
 from ctsnn.gradients import adjoint as adj
 from ctsnn.gradients import eventprop as ep
-from ctsnn.gradients import first_spike_times, time_invariant_mse
+from ctsnn.gradients.saved import measure_saved_bytes
+from ctsnn.losses import time_invariant_mse
 from ctsnn.synapses import RecurrentDense
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -98,8 +99,8 @@ def _fd_check(build, make_input, weight, delay, loss_fn, params: list[str], *, d
             return loss_fn(out, z), len(out)
         with torch.no_grad():
             res = ctsnn.simulate(ctsnn.Layer(model, w, delay=d), spikes, dt=dt,
-                                 time="continuous", integrand=lambda t, s: s.v)
-        return loss_fn(res.spikes, res.integral), len(res.spikes)
+                                 time="continuous", readout=lambda t, s: s.v)
+        return loss_fn(res.spikes, res.output), len(res.spikes)
 
     model = build()
     spikes = make_input(grad=True)
@@ -115,8 +116,8 @@ def _fd_check(build, make_input, weight, delay, loss_fn, params: list[str], *, d
     layer = ctsnn.Layer(build(), weight.clone(), delay=delay.clone(), learn_delay=True,
                         time="continuous")
     res = ctsnn.simulate(layer, make_input(grad=False), dt=dt, time="continuous",
-                         integrand=lambda t, s: s.v)
-    g_engine = torch.autograd.grad(loss_fn(res.spikes, res.integral),
+                         readout=lambda t, s: s.v)
+    g_engine = torch.autograd.grad(loss_fn(res.spikes, res.output),
                                    [layer.synapse.weight, layer.synapse.delay])
     for a, b in zip(grads[1:3], g_engine, strict=True):
         assert bool(torch.isfinite(b).all())
@@ -227,11 +228,11 @@ def _recurrent_loss(p: dict, *, adjoint: bool, spiking_out: bool, grad: bool):
     spikes = _input(21, 36, 0.08, dt=DT_R, n_steps=STEPS_R)
     t_end = DT_R * STEPS_R
     res = ctsnn.simulate(layers, spikes, dt=DT_R, time="continuous",
-                         integrand=None if spiking_out else _exp_avg(t_end))
+                         readout=None if spiking_out else _exp_avg(t_end))
     if spiking_out:
-        loss = time_invariant_mse(first_spike_times(res.spikes), LABELS, 0.002)
+        loss = time_invariant_mse(res.spikes.first_times(), LABELS, 0.002)
     else:
-        loss = F.cross_entropy(res.integral, LABELS)
+        loss = F.cross_entropy(res.output, LABELS)
     hidden = res.layers[0].spikes
     tensors = {"w1": layers[0].synapse.weight, "d1": layers[0].synapse.delay,
                "wr": layers[0].recurrent.weight, "dr": layers[0].recurrent.delay,
@@ -252,8 +253,8 @@ def test_recurrent_adjoint_matches_finite_differences(spiking_out):
     per_neuron = torch.bincount(hidden.units * B + hidden.batch, minlength=N_HID * B)
     assert int(per_neuron.max()) >= 3 and counts[0] >= 12, "several spikes per neuron"
     if spiking_out:
-        assert bool((first_spike_times(_recurrent_loss(p, adjoint=True, spiking_out=True,
-                    grad=False)[2]) < DT_R * STEPS_R).any())
+        assert bool((_recurrent_loss(p, adjoint=True, spiking_out=True,
+                                     grad=False)[2].first_times() < DT_R * STEPS_R).any())
     # the same network through autograd of the engine agrees
     _, counts_s, _, g_s = _recurrent_loss(p, adjoint=False, spiking_out=spiking_out, grad=True)
     assert counts_s == counts
@@ -282,7 +283,7 @@ def test_generic_adjoint_saves_one_checkpoint_per_block_not_the_trajectory():
     def saved(steps: int) -> int:
         spikes = _input(62, 30, 0.03, dt=2e-4, n_steps=steps, grad=True)
         weight = w.clone().requires_grad_()
-        _, n_bytes = ep.measure_saved_bytes(
+        _, n_bytes = measure_saved_bytes(
             lambda: adj.adjoint_layer(model, spikes, weight)[0].times.sum())
         return n_bytes
 
@@ -313,8 +314,8 @@ def _mixed(order: tuple[str, str, str], w, *, surrogate_time: str = "continuous"
                                  learn_delay=True, time="continuous", gradient=grad))
     spikes = _input(31, 40, 0.06, dt=dt, n_steps=steps, amp=True, grad=True)
     res = ctsnn.simulate(kinds, spikes, dt=dt, time="continuous",
-                         integrand=_exp_avg(dt * steps))
-    loss = F.cross_entropy(res.integral, LABELS)
+                         readout=_exp_avg(dt * steps))
+    loss = F.cross_entropy(res.output, LABELS)
     wanted = [spikes.times, spikes.values]
     for layer in kinds:
         wanted += [layer.synapse.weight, layer.synapse.delay]
@@ -354,16 +355,16 @@ def test_discrete_surrogate_layer_below_adjoint_layer_gets_the_exact_spike_gradi
 
     def lower():
         layer = ctsnn.Layer(ctsnn.LIF(6, tau_mem=0.01), w0.clone(), surrogate=surrogate)
-        raster, _ = layer(x, dt=dt)
-        return layer, raster
+        spikes, _ = layer(x, dt=dt, input_as="jump")  # x is a spike raster
+        return layer, spikes.raster()  # carries the surrogate gradient
 
     # mixed network
     low, raster = lower()
     top = ctsnn.Layer(ctsnn.CubaLI(2, tau_mem=0.02, tau_syn=0.005), w1.clone(), delay=d1,
                       time="continuous", gradient="adjoint")
     res = ctsnn.simulate(top, ctsnn.Spikes.from_raster(raster, dt), dt=dt,
-                         time="continuous", integrand=integrand)
-    F.cross_entropy(res.integral, LABELS).backward()
+                         time="continuous", readout=integrand)
+    F.cross_entropy(res.output, LABELS).backward()
     g_mixed = low.synapse.weight.grad.clone()
     assert int(raster.detach().sum()) >= 10
 
@@ -375,8 +376,8 @@ def test_discrete_surrogate_layer_below_adjoint_layer_gets_the_exact_spike_gradi
                           n_steps=steps, batch_size=B, n_units=6)
     ref_top = ctsnn.Layer(ctsnn.CubaLI(2, tau_mem=0.02, tau_syn=0.005), w1.clone(), delay=d1,
                           time="continuous")
-    out = ctsnn.simulate(ref_top, events, dt=dt, time="continuous", integrand=integrand)
-    (g_values,) = torch.autograd.grad(F.cross_entropy(out.integral, LABELS), values)
+    out = ctsnn.simulate(ref_top, events, dt=dt, time="continuous", readout=integrand)
+    (g_values,) = torch.autograd.grad(F.cross_entropy(out.output, LABELS), values)
     g_raster = torch.zeros_like(raster)
     step = torch.round(events.times / dt).long() - 1
     g_raster[step, events.batch, events.units] = g_values
@@ -417,7 +418,11 @@ def test_adjoint_layer_in_a_discrete_simulation_is_refused():
     layer = ctsnn.Layer(ctsnn.LIF(3), torch.ones(3, N_IN), time="continuous",
                         gradient="adjoint")
     spikes = _input(1, 5, 0.01, dt=1e-3, n_steps=20)
-    with pytest.raises(ValueError, match="continuous time"):
+    with pytest.raises(ValueError, match="conflicts with layer 0's own time='continuous'"):
+        ctsnn.simulate(layer, spikes, dt=1e-3, time="discrete")
+    # a layer that leaves its time open: the adjoint in discrete time refuses LIF
+    layer = ctsnn.Layer(ctsnn.LIF(3), torch.ones(3, N_IN), gradient="adjoint")
+    with pytest.raises(ValueError, match="time='continuous'"):
         ctsnn.simulate(layer, spikes, dt=1e-3, time="discrete")
 
 
@@ -437,8 +442,8 @@ def test_time_summed_softmax_readout_goes_to_the_generic_adjoint_and_is_exact():
                               gradient=grad)]
         spikes = _input(71, 30, 0.05, dt=dt, n_steps=steps)
         res = ctsnn.simulate(layers, spikes, dt=dt, time="continuous", integral_rule="grid",
-                             integrand=lambda t, s: torch.softmax(4.0 * s.v, dim=-1))
-        loss = F.nll_loss(torch.log(res.integral / (dt * steps)), LABELS)
+                             readout=lambda t, s: torch.softmax(4.0 * s.v, dim=-1))
+        loss = F.nll_loss(torch.log(res.output / (dt * steps)), LABELS)
         params = [p for layer in layers for p in (layer.synapse.weight, layer.synapse.delay)]
         return torch.autograd.grad(loss, params)
 
@@ -447,4 +452,4 @@ def test_time_summed_softmax_readout_goes_to_the_generic_adjoint_and_is_exact():
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-12)
     with pytest.raises(ValueError, match="integral_rule='grid'"):
         ctsnn.simulate(ctsnn.CubaLI(3), _input(1, 5, 0.01, dt=dt, n_steps=10), dt=dt,
-                       time="continuous", integrand=lambda t, s: torch.softmax(s.v, dim=-1))
+                       time="continuous", readout=lambda t, s: torch.softmax(s.v, dim=-1))

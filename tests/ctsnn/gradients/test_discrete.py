@@ -18,15 +18,8 @@ import torch
 import torch.nn.functional as F
 
 import ctsnn
-from ctsnn.gradients import EventPropLayer, EventPropNetwork, measure_saved_bytes
-from ctsnn.gradients.discrete import (
-    DiscreteEventPropLayer,
-    DiscreteEventPropNetwork,
-    delay_steps,
-    discrete_eventprop,
-    discrete_layer_forward,
-    discrete_trace,
-)
+from ctsnn.gradients.discrete import delay_steps, discrete_layer_forward, discrete_trace
+from ctsnn.gradients.saved import measure_saved_bytes
 from ctsnn.training.schedules import ease_in
 
 F64 = torch.float64
@@ -70,34 +63,46 @@ def _models():
             ctsnn.CubaLI(N_OUT, tau_mem=TAU_M, tau_syn=TAU_S))
 
 
+def _net(params, time, models=_models, max_delay=None):
+    """Two ``gradient="adjoint"`` layers with learnable weights and delays."""
+    m1, m2 = models()
+    return torch.nn.ModuleList([
+        ctsnn.Layer(m1, params[0], delay=params[1], learn_delay=True, max_delay=max_delay,
+                    time=time, gradient="adjoint"),
+        ctsnn.Layer(m2, params[2], delay=params[3], learn_delay=True, max_delay=max_delay,
+                    time=time, gradient="adjoint")])
+
+
+def _run(net, spikes):
+    """(readout z [B, N_OUT], hidden spikes) of a two-layer net."""
+    res = ctsnn.simulate(net, spikes, readout="avg_exp")
+    return res.output, res.layers[0].spikes
+
+
+def _grads(net):
+    return [t.grad.clone() for layer in net for t in (layer.synapse.weight, layer.synapse.delay)]
+
+
 def _continuous(events, params, models=_models):
     """Exact continuous EventProp: loss, hidden spikes, [dW1, dD1, dW2, dD2]."""
-    m1, m2 = models()
-    net = EventPropNetwork([EventPropLayer(m1, params[0], delay=params[1]),
-                            EventPropLayer(m2, params[2], delay=params[3])], readout="avg_exp")
-    z, hidden = net(_spikes(events, 1e-3), return_spikes=True)
+    net = _net(params, "continuous", models)
+    z, hidden = _run(net, _spikes(events, 1e-3))
     loss = F.cross_entropy(z, LABELS)
     loss.backward()
-    grads = [t.grad.clone() for layer in net.layers for t in (layer.weight, layer.delay)]
-    return loss.item(), hidden[0], grads
+    return loss.item(), hidden, _grads(net)
 
 
 def _discrete_net(params, dt, max_delay=MAX_DELAY, models=_models):
-    m1, m2 = models()
-    k = int(round(max_delay / dt))
-    return DiscreteEventPropNetwork([
-        DiscreteEventPropLayer(m1, params[0], delay=params[1], max_delay_steps=k),
-        DiscreteEventPropLayer(m2, params[2], delay=params[3], max_delay_steps=k),
-    ])
+    k = int(round(max_delay / dt))  # the ring buffers hold k + 1 steps
+    return _net(params, "discrete", models, max_delay=k * dt)
 
 
 def _discrete(events, params, dt, models=_models):
     net = _discrete_net(params, dt, models=models)
-    z, hidden = net(_spikes(events, dt), return_spikes=True)
+    z, hidden = _run(net, _spikes(events, dt))
     loss = F.cross_entropy(z, LABELS)
     loss.backward()
-    grads = [t.grad.clone() for layer in net.layers for t in (layer.weight, layer.delay)]
-    return loss.item(), hidden[0], grads
+    return loss.item(), hidden, _grads(net)
 
 
 def _per_neuron_times(spikes):
@@ -290,11 +295,8 @@ def test_finest_grid_matches_finite_differences_of_the_continuous_loss():
 
 
 def _continuous_nograd(events, params):
-    m1, m2 = _models()
-    net = EventPropNetwork([EventPropLayer(m1, params[0], delay=params[1]),
-                            EventPropLayer(m2, params[2], delay=params[3])], readout="avg_exp")
-    z, hidden = net(_spikes(events, 1e-3), return_spikes=True)
-    return F.cross_entropy(z, LABELS).item(), hidden[0], None
+    z, hidden = _run(_net(params, "continuous"), _spikes(events, 1e-3))
+    return F.cross_entropy(z, LABELS).item(), hidden, None
 
 
 def test_delay_gradient_sign():
@@ -302,12 +304,12 @@ def test_delay_gradient_sign():
     lowers the loss of a single CubaLI readout whose target is to peak late."""
     dt = 1e-4
     spikes = ctsnn.Spikes.from_events(torch.tensor([0.005]), [0], dt=dt, n_steps=400, n_units=1)
-    layer = DiscreteEventPropLayer(ctsnn.CubaLI(1), torch.tensor([[1.0]]),
-                                   torch.tensor([[0.004]]), max_delay_steps=200)
-    z = layer(spikes)
+    layer = ctsnn.Layer(ctsnn.CubaLI(1), torch.tensor([[1.0]]), delay=torch.tensor([[0.004]]),
+                        learn_delay=True, max_delay=200 * dt, time="discrete", gradient="adjoint")
+    z = ctsnn.simulate(layer, spikes, readout="avg_exp").output
     z.sum().backward()  # avg_exp readout: later arrival -> smaller e^{-t/T} weight -> smaller z
-    assert layer.delay.grad.item() < 0
-    assert layer.weight.grad.item() > 0
+    assert layer.synapse.delay.grad.item() < 0
+    assert layer.synapse.weight.grad.item() > 0
 
 
 # --------------------------------------------------------------------------- F3.26 history
@@ -445,7 +447,7 @@ def test_nothing_persists_between_calls():
 
     def grads(net, ev):
         net.zero_grad()
-        z = net(_spikes(ev, dt))
+        z, _ = _run(net, _spikes(ev, dt))
         F.cross_entropy(z, LABELS).backward()
         return [p.grad.clone() for p in net.parameters()]
 
@@ -465,7 +467,7 @@ def test_saved_state_does_not_grow_with_the_number_of_steps():
 
     def saved(t_end):
         net = _discrete_net(params, 1e-4)
-        _, n_bytes = measure_saved_bytes(lambda: net(_spikes(events, 1e-4, t_end=t_end)))
+        _, n_bytes = measure_saved_bytes(lambda: _run(net, _spikes(events, 1e-4, t_end=t_end)))
         return n_bytes
 
     assert saved(0.06) == saved(0.24)
@@ -484,16 +486,17 @@ def test_spike_tape_grows_and_hard_limit_raises():
 
 def test_errors():
     w = torch.ones(2, 3)
-    with pytest.raises(TypeError, match="CubaLIF"):
-        DiscreteEventPropLayer(ctsnn.LIF(2), w, max_delay_steps=3)
+    adjoint = dict(time="discrete", gradient="adjoint")
+    with pytest.raises(ValueError, match="CubaLIF"):
+        ctsnn.Layer(ctsnn.LIF(2), w, **adjoint)
+    empty = ctsnn.Spikes.empty(dt=1e-3, n_steps=5, batch_size=1, n_units=3)
     with pytest.raises(ValueError, match="max_delay_steps"):
-        DiscreteEventPropLayer(ctsnn.CubaLI(2), w, max_delay_steps=-1)
+        discrete_layer_forward(ctsnn.CubaLI(2), empty, w, max_delay_steps=-1)
     with pytest.raises(ValueError, match="delay must have shape"):
-        DiscreteEventPropLayer(ctsnn.CubaLI(2), w, torch.zeros(2, 2), max_delay_steps=3)
-    layer = DiscreteEventPropLayer(ctsnn.CubaLI(2), w, max_delay_steps=3)
-    with pytest.raises(ValueError, match="hidden layers must be CubaLIF"):
-        discrete_eventprop([layer, layer], ctsnn.Spikes.empty(dt=1e-3, n_steps=5,
-                                                              batch_size=1, n_units=3))
+        ctsnn.Layer(ctsnn.CubaLI(2), w, delay=torch.zeros(2, 2), max_delay=3e-3, **adjoint)
+    layer = ctsnn.Layer(ctsnn.CubaLI(2), w, **adjoint)
+    with pytest.raises(ValueError, match="CubaLI readout"):  # a CubaLI hidden layer
+        ctsnn.simulate([layer, layer], empty, readout="avg_exp")
 
 
 # --------------------------------------------------------------------------- F3.27 optimiser
@@ -503,22 +506,22 @@ def test_separate_delay_adam_and_clamp_keep_delays_in_range():
     dt, k_max = 1e-3, 8
     events, params = _problem(0)
     net = _discrete_net(params, dt, max_delay=k_max * dt)
-    opt_w = torch.optim.Adam(net.weight_parameters(), lr=1e-2)
+    opt_w = torch.optim.Adam(ctsnn.weight_parameters(net), lr=1e-2)
     sched = ease_in(opt_w, factor=0.01, multiplier=1.5)
-    opt_d = torch.optim.Adam(net.delay_parameters(), lr=4e-3)  # 4 steps per update
-    assert len(net.delay_parameters()) == 2 and len(net.weight_parameters()) == 2
+    opt_d = torch.optim.Adam(ctsnn.delay_parameters(net), lr=4e-3)  # 4 steps per update
+    assert len(ctsnn.delay_parameters(net)) == 2 and len(ctsnn.weight_parameters(net)) == 2
     pushed_out = 0
     for _ in range(8):
         opt_w.zero_grad()
         opt_d.zero_grad()
-        F.cross_entropy(net(_spikes(events, dt)), LABELS).backward()
+        F.cross_entropy(_run(net, _spikes(events, dt))[0], LABELS).backward()
         opt_w.step()
         opt_d.step()
         sched.step()
-        d = torch.cat([x.detach().flatten() for x in net.delay_parameters()])
+        d = torch.cat([x.detach().flatten() for x in ctsnn.delay_parameters(net)])
         pushed_out += int(((d < 0) | (d > k_max * dt)).sum())
-        net.clamp_delays_(dt)
-        d = torch.cat([x.detach().flatten() for x in net.delay_parameters()])
+        ctsnn.clamp_delays_(net)
+        d = torch.cat([x.detach().flatten() for x in ctsnn.delay_parameters(net)])
         assert float(d.min()) >= 0.0 and float(d.max()) <= k_max * dt
     assert pushed_out > 0
 
