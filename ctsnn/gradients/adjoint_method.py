@@ -104,13 +104,13 @@ class Adjoint(GradientMethod):
         if isinstance(signal, Tensor):  # a (surrogate) raster: its spikes become events
             signal = Spikes.from_raster(signal, call.dt)
         layer.synapse.check_input(signal)
+        if call.time == "discrete":
+            self._check_discrete(layer)
+            return self._run_discrete(layer, signal, call)
         if not layer.model.spiking and call.readout is None and not call.record:
             raise ValueError(f"gradient='adjoint': {type(layer.model).__name__} does not spike, "
                              "so it needs a readout (simulate(..., readout=...)) for its output "
                              "to have a gradient")
-        if call.time == "discrete":
-            self._check_discrete(layer)
-            return self._run_discrete(layer, signal, call)
         if self._closed_form(layer, call):
             return self._run_eventprop(layer, signal, call)
         return self._run_generic(layer, signal, call)
