@@ -1,33 +1,8 @@
-"""Learnable synaptic delays: delay kernels, width schedules and delayed connections.
+"""Delay-learning schedules (DCLS and DelRec sigma schedules, EventProp's ease-in).
 
-* :mod:`ctsnn.delays.kernels` — pure functions mapping real-valued delays (steps) to kernels
-  over ``K`` lags: DCLS Gaussian, triangle (linear interpolation), rounded one-tap; rounding
-  and the DCLS position convention.
-* :mod:`ctsnn.delays.schedules` — DCLS and DelRec sigma schedules, EventProp's ease-in learning
-  rate.
-* :mod:`ctsnn.delays.linear` — :class:`DelayedLinear`, a feed-forward synapse module with one
-  learnable delay per synapse (usable as the synapse of a :class:`ctsnn.Layer`).
+Delay kernels and delayed synapses live in :mod:`ctsnn.synapses`.
 """
 
-from .kernels import (
-    Taps,
-    delay_to_position,
-    gaussian_kernel,
-    kernel_size,
-    position_to_delay,
-    round_delay,
-    rounded_kernel,
-    rounded_taps,
-    taps_to_dense,
-    triangle_kernel,
-    triangle_taps,
-)
-from .linear import DelayedLinear
 from .schedules import DCLSSigmaSchedule, DelRecSigmaSchedule, EaseInSchedule, ease_in
 
-__all__ = [
-    "DelayedLinear", "DCLSSigmaSchedule", "DelRecSigmaSchedule", "EaseInSchedule", "ease_in",
-    "Taps", "kernel_size",
-    "position_to_delay", "delay_to_position", "round_delay", "gaussian_kernel",
-    "triangle_taps", "triangle_kernel", "rounded_taps", "rounded_kernel", "taps_to_dense",
-]
+__all__ = ["DCLSSigmaSchedule", "DelRecSigmaSchedule", "EaseInSchedule", "ease_in"]

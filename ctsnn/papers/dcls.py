@@ -132,34 +132,6 @@ class DCLSConfig:
 
 
 # --------------------------------------------------------------------------- building blocks
-class NormalisedSynapse(nn.Module):
-    """A synapse module followed by ``BatchNorm1d`` over its output channels.
-
-    ``jumps(x) = BN(synapse.jumps(x))`` with statistics over all ``T x B`` entries, as DCLS
-    applies BatchNorm to the ``[B, C, T]`` convolution output. Usable as a :class:`ctsnn.Layer`
-    synapse.
-    """
-
-    def __init__(self, synapse: DelayedLinear, **bn_kwargs) -> None:
-        super().__init__()
-        self.synapse = synapse
-        self.norm = nn.BatchNorm1d(synapse.n_out, dtype=synapse.weight.dtype,
-                                   device=synapse.weight.device, **bn_kwargs)
-
-    @property
-    def n_in(self) -> int:
-        return self.synapse.n_in
-
-    @property
-    def n_out(self) -> int:
-        return self.synapse.n_out
-
-    def jumps(self, x: Tensor) -> Tensor:
-        """``[T, B, n_in] -> [T', B, n_out]`` normalised summed input."""
-        y = self.synapse.jumps(x)
-        return self.norm(y.reshape(-1, y.shape[-1])).view(y.shape)
-
-
 class TimeSharedDropout(nn.Module):
     """Dropout on ``[T, B, N]`` with one mask per (sample, unit) shared by all time steps.
 
