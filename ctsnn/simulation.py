@@ -38,6 +38,7 @@ from .models.base import NeuronModel
 from .spikes import Spikes
 from .surrogate import Surrogate
 from .synapses import Arrivals, Dense, StepArrivals, merge_arrivals
+from .synapses.kernels import Exact
 
 TIME_MODES = ("discrete", "continuous")
 INTEGRAL_RULES = ("exact", "grid")
@@ -167,7 +168,7 @@ class Layer(nn.Module):
         check_choice("time", time, TIME_MODES)
         self.model = model
         if isinstance(weight, Tensor):
-            self.synapse = Dense(weight, delay=delay, learn_delay=learn_delay,
+            self.synapse = Dense(weight=weight, delay=delay, learn_delay=learn_delay,
                                  max_delay=max_delay)
         elif weight is None or isinstance(weight, nn.Module):
             self.synapse = weight
@@ -220,13 +221,14 @@ def _check_adjoint_layer(layer: Layer) -> None:
     if layer.surrogate is not None:
         raise ValueError("a surrogate is for gradient='surrogate'; the adjoint needs none "
                          "(drop surrogate=, or choose gradient='surrogate')")
-    if not isinstance(layer.synapse, Dense):
+    if not isinstance(layer.synapse, Dense) or not isinstance(layer.synapse.kernel, Exact):
         raise ValueError("gradient='adjoint' needs exact synapses: pass a weight tensor or a "
-                         "ctsnn.synapses.Dense (kernel synapses such as DelayedLinear spread "
+                         "ctsnn.synapses.Dense with kernel=Exact() (grid kernels spread "
                          "spikes over the grid: train those with gradient='surrogate')")
-    if layer.recurrent is not None and not isinstance(layer.recurrent, RecurrentDense):
+    if layer.recurrent is not None and not (isinstance(layer.recurrent, RecurrentDense)
+                                            and isinstance(layer.recurrent.kernel, Exact)):
         raise ValueError("gradient='adjoint' supports recurrence through "
-                         "ctsnn.synapses.RecurrentDense (exact delays); "
+                         "ctsnn.synapses.RecurrentDense with kernel=Exact() (exact delays); "
                          f"{type(layer.recurrent).__name__} needs gradient='surrogate'")
     check_adjoint_model(layer.model)
 
@@ -276,9 +278,9 @@ def _run_adjoint_layer(layer: Layer, signal, *, state, dt: float, record, xtol,
     if abs(signal.dt - dt) > 1e-12 * dt:
         signal = signal.rebin(dt)
     syn = layer.synapse
-    syn._check(signal)
+    syn.check_input(signal)
     if _uses_eventprop(layer, integrand, integral_rule) and not record:
-        out = eventprop.layer_forward(layer.model, signal, syn.weight, syn.delay,
+        out = eventprop.layer_forward(layer.model, signal, syn.effective_weight, syn.delay,
                                       integrand=integrand, xtol=xtol)
         if isinstance(out, Spikes):
             return SimulationResult(spikes=out, states={}, final_state=None)
@@ -286,7 +288,7 @@ def _run_adjoint_layer(layer: Layer, signal, *, state, dt: float, record, xtol,
                              n_units=layer.model.n, dtype=out.dtype, device=out.device)
         return SimulationResult(spikes=empty, states={}, final_state=None, integral=out)
     spikes, z, final, states = adjoint.adjoint_layer(
-        layer.model, signal, syn.weight, syn.delay, recurrent=layer.recurrent,
+        layer.model, signal, syn.effective_weight, syn.delay, recurrent=layer.recurrent,
         integrand=integrand, integral_rule=integral_rule, method=layer.method, xtol=xtol,
         record=tuple(record))
     return SimulationResult(spikes=spikes, states=states, final_state=final, integral=z)
@@ -811,6 +813,8 @@ def _run_layer(
         if as_current:
             kw["current"] = signal if synapse is None else signal @ synapse.weight.t()
         else:  # spikes (or jump inputs) on the grid
+            if isinstance(synapse, Dense):  # grid-kernel synapses refuse another dt
+                synapse.check_input(signal, dt=dt)
             kw["jumps"] = signal if synapse is None else synapse.jumps(signal)
     elif isinstance(signal, Spikes):
         n_steps, batch_size = signal.n_steps, signal.batch_size

@@ -361,7 +361,7 @@ def _engine_spikes(cfg: _Config, t_in: Tensor, b_in: Tensor, j_in: Tensor, v_in:
     """Output spikes of the layer from the continuous engine (exact spike times)."""
     spikes = Spikes(t_in, j_in, b_in, v_in, dt=cfg.dt, n_steps=cfg.n_steps,
                     batch_size=cfg.batch_size, n_units=cfg.n_in)
-    syn = Dense(weight, delay=delay, learnable=False)
+    syn = Dense(weight=weight, delay=delay, learn_weight=False)
     res = run_population(cfg.nrn.model, dt=cfg.dt, n_steps=cfg.n_steps,
                          batch_size=cfg.batch_size, arrivals=syn.arrivals(spikes),
                          time="continuous", method="exact", dtype=weight.dtype,
@@ -1145,8 +1145,8 @@ def simulate_adjoint(
                 raise NotImplementedError("the adjoint path supports feed-forward Dense "
                                           "synapses (recurrent connections are not in the "
                                           "continuous engine yet)")
-            x = layer_forward(layer.model, x, syn.weight, syn.delay, readout=ro, integrand=ig,
-                              spike_reg=spike_reg)
+            x = layer_forward(layer.model, x, syn.effective_weight, syn.delay, readout=ro,
+                              integrand=ig, spike_reg=spike_reg)
         else:
             raise TypeError(f"expected ctsnn.Layer or EventPropLayer, got {type(layer).__name__}")
         if isinstance(x, Spikes):

@@ -2,12 +2,12 @@
 
 Architecture (SEEDS A2), time-first ``[T, B, N]`` tensors, grid step ``dt``:
 
-* per hidden layer: :class:`~ctsnn.delays.DelayedLinear` (Gaussian kernel, one learnable delay
+* per hidden layer: :class:`~ctsnn.synapses.Dense` (Gaussian kernel, one learnable delay
   per synapse) -> ``BatchNorm1d`` over channels (statistics over ``T x B``) -> LIF
   ``u[t] = (1 - 1/tau) u[t-1] + I[t]`` (``tau`` in steps, input not divided by ``tau``),
   threshold 1, hard reset to 0, arctan surrogate ``alpha = 5``, ``detach_reset``) -> dropout
   whose mask is shared over time;
-* readout: ``DelayedLinear`` -> LIF with threshold ``1e9`` (never fires); its membrane trace
+* readout: ``Dense`` -> LIF with threshold ``1e9`` (never fires); its membrane trace
   ``u[t]`` over all (padded) steps is the output; loss = cross-entropy of the time-summed
   softmax ``sum_t softmax(u[t])`` (:func:`dcls_loss`, SEEDS A1.7).
 
@@ -39,12 +39,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_tensor
-from ..delays.kernels import DCLS_SIGMA_OFFSET, kernel_size
-from ..delays.linear import KERNELS, DelayedLinear
 from ..delays.schedules import DCLSSigmaSchedule
 from ..models.lif import LIF
 from ..simulation import Layer, run_population
 from ..surrogate import atan
+from ..synapses import Dense, Gaussian, NormalisedSynapse
+from ..synapses.kernels import DCLS_SIGMA_OFFSET, as_kernel, kernel_size
 
 # --------------------------------------------------------------------------- configuration
 
@@ -62,7 +62,7 @@ class DCLSConfig:
         kernel: training kernel of the delayed synapses (``"gaussian"`` in the paper).
         learn_delay, learn_weight: what is trained.
         fan_in: fixed fan-in of the hidden and readout synapses (sparse ablation: 10).
-        delay_init: see :class:`~ctsnn.delays.DelayedLinear` (``"uniform"`` over the window).
+        delay_init: see :class:`~ctsnn.synapses.Dense` (``"uniform"`` over the window).
         epochs, batch_size: training length (the schedules depend on ``epochs``).
         lr, weight_decay, max_lr, lr_delay: optimiser recipe (:func:`dcls_optimisers`).
         sig_end: floor of the DCLS ``SIG``; decay over ``epochs // 4`` epochs from ``K // 2``.
@@ -154,6 +154,11 @@ class TimeSharedDropout(nn.Module):
         return f"p={self.p}"
 
 
+def _delayed(model: nn.Module) -> list[Dense]:
+    """The grid-kernel (DCLS-style) ``Dense`` synapses of ``model``, input to output."""
+    return [m for m in model.modules() if isinstance(m, Dense) and m.kernel.grid]
+
+
 def _pad_time(x: Tensor, steps: int) -> Tensor:
     """Append ``steps`` zero steps to a ``[T, B, N]`` tensor."""
     return F.pad(x, (0, 0, 0, 0, 0, steps)) if steps else x
@@ -170,7 +175,7 @@ class DCLSNet(nn.Module):
     ``forward(x)`` takes ``x [T, B, n_in]`` (binned spike counts or real features) and returns
     the readout membrane ``[T + (n_layers + 1) * pad, B, n_out]``; feed it to :func:`dcls_loss`
     / :func:`dcls_predict`. ``blocks[i].layer`` is the hidden :class:`ctsnn.Layer` and
-    :meth:`delayed` lists every :class:`DelayedLinear`.
+    :meth:`delayed` lists every :class:`~ctsnn.synapses.Dense`.
     """
 
     def __init__(self, config: DCLSConfig | None = None, *,
@@ -178,22 +183,23 @@ class DCLSNet(nn.Module):
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         cfg = config or DCLSConfig()
-        check_choice("kernel", cfg.kernel, KERNELS)
+        check_choice("kernel", cfg.kernel, ("gaussian", "triangle", "rounded"))
         if cfg.n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {cfg.n_layers}")
         self.config = cfg
         dtype = dtype or torch.get_default_dtype()
         k = cfg.kernel_size
-        syn_kw = dict(max_delay=cfg.max_delay, dt=cfg.dt, kernel=cfg.kernel,
+        kernel = (Gaussian(float(k // 2) + DCLS_SIGMA_OFFSET) if cfg.kernel == "gaussian"
+                  else as_kernel(cfg.kernel))
+        syn_kw = dict(max_delay=cfg.max_delay, dt=cfg.dt, kernel=kernel,
                       learn_delay=cfg.learn_delay, learn_weight=cfg.learn_weight,
-                      delay_init=cfg.delay_init, sigma=float(k // 2) + DCLS_SIGMA_OFFSET,
-                      generator=generator, dtype=dtype)
+                      delay_init=cfg.delay_init, generator=generator, dtype=dtype)
         surrogate = atan(cfg.surrogate_alpha)
         self.blocks = nn.ModuleList()
         n_prev = cfg.n_in
         for _ in range(cfg.n_layers):
             fan_in = None if cfg.fan_in is None else min(cfg.fan_in, n_prev)
-            syn = NormalisedSynapse(DelayedLinear(n_prev, cfg.n_hidden, fan_in=fan_in, **syn_kw))
+            syn = NormalisedSynapse(Dense(n_prev, cfg.n_hidden, fan_in=fan_in, **syn_kw))
             lif = LIF(cfg.n_hidden, tau_mem=cfg.tau, v_threshold=cfg.threshold, v_reset=0.0)
             block = nn.Module()
             block.layer = Layer(lif, syn, method="euler", surrogate=surrogate,
@@ -202,24 +208,25 @@ class DCLSNet(nn.Module):
             self.blocks.append(block)
             n_prev = cfg.n_hidden
         fan_in = None if cfg.fan_in is None else min(cfg.fan_in, n_prev)
-        self.readout = DelayedLinear(n_prev, cfg.n_out, fan_in=fan_in, **syn_kw)
+        self.readout = Dense(n_prev, cfg.n_out, fan_in=fan_in, **syn_kw)
         self.readout_lif = LIF(cfg.n_out, tau_mem=cfg.tau, v_threshold=cfg.readout_threshold,
                                v_reset=0.0)
         self.to(dtype)
 
-    def delayed(self) -> list[DelayedLinear]:
+    def delayed(self) -> list[Dense]:
         """Every delayed synapse module, input to output."""
-        return [m for m in self.modules() if isinstance(m, DelayedLinear)]
+        return _delayed(self)
 
     def set_sigma(self, sigma_eff: float) -> None:
         """Set the Gaussian width (steps) of every delayed synapse."""
         for m in self.delayed():
-            m.set_sigma(sigma_eff)
+            if isinstance(m.kernel, Gaussian):
+                m.set_sigma(sigma_eff)
 
     def clamp_(self) -> None:
         """Clamp delays to the window and re-apply fan-in masks (after every optimiser step)."""
         for m in self.delayed():
-            m.clamp_()
+            m.clamp_delays_()
 
     def output_steps(self, n_steps: int) -> int:
         """Readout length for ``n_steps`` input steps."""
@@ -274,15 +281,15 @@ def dcls_predict(membrane: Tensor) -> Tensor:
 def count_parameters(model: nn.Module, *, active_only: bool = False) -> int:
     """Trainable-size count the DCLS paper reports: weights + delays (positions), not sigma.
 
-    Every :class:`DelayedLinear` counts ``2 * n_out * n_in`` (weights and delays, learnable or
-    not; ``active_only``: only synapses kept by a fan-in mask) plus its bias; every other
-    ``nn.Parameter`` (BatchNorm ``gamma``/``beta``) counts once; buffers (sigma, BN running
-    statistics, LIF constants) do not. SHD 2 x 256: 214,016; SSC 2 x 512: 705,536;
+    Every :class:`~ctsnn.synapses.Dense` counts ``2 * n_out * n_in`` (weights and delays,
+    learnable or not; ``active_only``: only synapses kept by a fan-in mask) plus its bias;
+    every other ``nn.Parameter`` (BatchNorm ``gamma``/``beta``) counts once; buffers (sigma, BN
+    running statistics, LIF constants) do not. SHD 2 x 256: 214,016; SSC 2 x 512: 705,536;
     SSC 3 x 512: 1,230,848.
     """
     total, seen = 0, set()
     for m in model.modules():
-        if isinstance(m, DelayedLinear):
+        if isinstance(m, Dense):
             total += m.n_parameters(active_only=active_only)
             seen.update(id(p) for p in m.parameters())
     return total + sum(p.numel() for p in model.parameters() if id(p) not in seen)
@@ -316,13 +323,14 @@ class DCLSOptimisers:
     sigma: DCLSSigmaSchedule
     epoch: int = 0
 
-    def _delayed(self) -> list[DelayedLinear]:
-        return [m for m in self.model.modules() if isinstance(m, DelayedLinear)]
+    def _delayed(self) -> list[Dense]:
+        return _delayed(self.model)
 
     def apply_sigma(self) -> None:
         """Set every delayed synapse's width to the schedule's value for :attr:`epoch`."""
         for m in self._delayed():
-            m.set_sigma(self.sigma.sigma_eff(self.epoch))
+            if isinstance(m.kernel, Gaussian):
+                m.set_sigma(self.sigma.sigma_eff(self.epoch))
 
     def zero_grad(self) -> None:
         self.weights.zero_grad(set_to_none=True)
@@ -335,7 +343,7 @@ class DCLSOptimisers:
         if self.delays is not None:
             self.delays.step()
         for m in self._delayed():
-            m.clamp_()
+            m.clamp_delays_()
 
     def end_epoch(self) -> None:
         """Step both schedulers, advance the epoch and set the next sigma."""
@@ -358,7 +366,7 @@ def dcls_optimisers(
 ) -> DCLSOptimisers:
     """Build the DCLS optimisers and schedules for ``model`` (see :class:`DCLSOptimisers`).
 
-    * weights and biases of every :class:`DelayedLinear`: Adam(``lr``, weight decay
+    * weights and biases of every :class:`~ctsnn.synapses.Dense`: Adam(``lr``, weight decay
       ``weight_decay``); all other learnable parameters (BatchNorm): same Adam, decay 0;
       ``OneCycleLR(max_lr, total_steps=epochs)`` (PyTorch defaults: starts at ``max_lr / 25``,
       peaks at 30 % of the epochs, cosine-anneals to ``max_lr / 25e4``; also cycles Adam's beta1).
@@ -369,9 +377,9 @@ def dcls_optimisers(
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    delayed = [m for m in model.modules() if isinstance(m, DelayedLinear)]
+    delayed = _delayed(model)
     if not delayed:
-        raise ValueError("the model has no DelayedLinear module")
+        raise ValueError("the model has no delayed grid-kernel Dense module")
     delay_ids = {id(m.delay_steps) for m in delayed if isinstance(m.delay_steps, nn.Parameter)}
     decay_ids = {id(p) for m in delayed for p in (m.weight, m.bias)
                  if isinstance(p, nn.Parameter)}
@@ -403,6 +411,6 @@ def dcls_optimisers(
 
 
 __all__ = [
-    "DCLSConfig", "DCLSNet", "DCLSOptimisers", "NormalisedSynapse", "TimeSharedDropout",
+    "DCLSConfig", "DCLSNet", "DCLSOptimisers", "TimeSharedDropout",
     "count_parameters", "dcls_loss", "dcls_optimisers", "dcls_predict",
 ]

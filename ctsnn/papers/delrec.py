@@ -29,10 +29,11 @@ log-softmax on summed probabilities, like DCLS), :func:`summed_logits_loss` (SSC
 ``CE(Σ_t z[t], y)``), :func:`spike_penalty` (the ablation's ``λ Σ S² / (2 T B N)``).
 
 Training recipe (:func:`delrec_optimisers`): separate optimisers for weights and for delays (and
-``p_spread``); σ follows :func:`~ctsnn.delays.recurrent.sigma_schedule` (``10 · 0.95^(100 e/E)``,
-set at the start of each epoch); SHD clamps delays to ``>= 0`` after every step, SSC/PS-MNIST do
-not. Evaluation (``model.eval()``) uses integer delays and σ = 0 (``eval_mode="paper"``) or the
-reference code's in-place rounding with σ kept (``eval_mode="reference"``).
+``p_spread``); σ follows :class:`~ctsnn.delays.schedules.DelRecSigmaSchedule`
+(``10 · 0.95^(100 e/E)``, set at the start of each epoch); SHD clamps delays to ``>= 0`` after
+every step, SSC/PS-MNIST do not. Evaluation (``model.eval()``) uses integer delays and σ = 0
+(``eval_mode="paper"``) or the reference code's in-place rounding with σ kept
+(``eval_mode="reference"``).
 
 Unverified details (kept configurable): feed-forward dropout masks are shared over time
 (SpikingJelly's multi-step ``Dropout``; :attr:`DelRecConfig.shared_dropout`); BatchNorm
@@ -49,15 +50,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_tensor
-from ..delays.recurrent import (
-    DelayedRecurrent,
-    half_normal_delays,
-    sigma_schedule,
-    uniform_delays,
-)
+from ..delays.schedules import DelRecSigmaSchedule
 from ..models.lif import LIF
 from ..simulation import Layer, run_population
 from ..surrogate import Surrogate, atan, triangle
+from ..synapses import LinearSynapse, RecurrentDense, Triangle
+from ..synapses.init import half_normal_delays, uniform_delays
 
 RESETS = ("zero", "subtract")
 READOUTS = ("membrane", "linear")
@@ -88,7 +86,7 @@ class DelRecConfig:
         learn_width: learnable ``p_spread`` per recurrent neuron.
         delay_init, delay_init_args: ``"uniform"`` ``(low, high)`` or ``"half_normal"``
             ``(std,)``, in steps.
-        sigma_init: σ at epoch 0 (steps). eval_mode: see :class:`DelayedRecurrent`.
+        sigma_init: σ at epoch 0 (steps). eval_mode: see :class:`~ctsnn.synapses.RecurrentDense`.
         clamp_delays: clamp delays to ``>= 0`` after every optimiser step (SHD only).
         epochs, batch_size: training length.
         optimiser, lr, weight_decay, bn_weight_decay: weights' optimiser (``"adam"``/
@@ -222,7 +220,7 @@ class DelRecNet(nn.Module):
     (``"linear"``); :meth:`loss` and :meth:`predict` pick the matching loss / decision.
     ``forward_with_spikes`` also returns every hidden layer's spikes (for a spike penalty).
     ``layers[i]`` is the hidden :class:`ctsnn.Layer`; its ``recurrent`` is a
-    :class:`~ctsnn.delays.recurrent.DelayedRecurrent` or ``None``.
+    :class:`~ctsnn.synapses.RecurrentDense` or ``None``.
     """
 
     def __init__(self, config: DelRecConfig | None = None) -> None:
@@ -243,9 +241,10 @@ class DelRecNet(nn.Module):
             neurons = model_cls(n, tau_mem=cfg.tau_steps * cfg.dt, v_threshold=1.0, v_reset=0.0)
             rec = None
             if cfg.recurrent[k]:
-                rec = DelayedRecurrent(
-                    n, dt=cfg.dt, per="axon", sigma=cfg.sigma_init, learn_width=cfg.learn_width,
-                    delay_init=_delay_init(cfg), dropout=cfg.rec_dropout, eval_mode=cfg.eval_mode,
+                rec = RecurrentDense(
+                    n, kernel=Triangle(cfg.sigma_init), dt=cfg.dt, per="axon", learn_delay=True,
+                    learn_width=cfg.learn_width, delay_init=_delay_init(cfg),
+                    dropout=cfg.rec_dropout, eval_mode=cfg.eval_mode,
                 )
             self.layers.append(Layer(neurons, synapse, recurrent=rec, method="euler",
                                      surrogate=_surrogate(cfg), detach_reset=cfg.detach_reset))
@@ -295,9 +294,9 @@ class DelRecNet(nn.Module):
         return output.sum(0).argmax(-1)
 
     # ----------------------------------------------------------------- delays
-    def recurrent_modules(self) -> list[DelayedRecurrent]:
+    def recurrent_modules(self) -> list[RecurrentDense]:
         """The delayed recurrent connections, first layer first."""
-        return [m for m in self.modules() if isinstance(m, DelayedRecurrent)]
+        return [m for m in self.modules() if isinstance(m, RecurrentDense)]
 
     def set_sigma(self, sigma: float) -> None:
         """Set σ (steps) of every recurrent connection."""
@@ -306,14 +305,15 @@ class DelRecNet(nn.Module):
 
     def start_epoch(self, epoch: int, epochs: int | None = None) -> float:
         """Apply the σ schedule at the start of epoch ``epoch`` (0-based); returns σ."""
-        sigma = sigma_schedule(epoch, epochs or self.config.epochs, self.config.sigma_init)
+        sigma = DelRecSigmaSchedule(epochs or self.config.epochs,
+                                    sigma_init=self.config.sigma_init).sigma(epoch)
         self.set_sigma(sigma)
         return sigma
 
     def clamp_delays_(self) -> None:
         """Clamp every recurrent delay to ``>= 0`` in place."""
         for m in self.recurrent_modules():
-            m.clamp_()
+            m.clamp_delays_()
 
     def delay_parameters(self) -> Iterator[nn.Parameter]:
         """Delays and ``p_spread`` (the delay optimiser's parameters)."""
@@ -458,7 +458,7 @@ def delrec_optimisers(model: DelRecNet, epochs: int | None = None) -> DelRecOpti
 
 
 __all__ = [
-    "DelRecConfig", "DelRecNet", "LinearSynapse", "SequenceDropout", "SoftResetLIF",
+    "DelRecConfig", "DelRecNet", "SoftResetLIF",
     "shd_loss", "summed_logits_loss", "spike_penalty", "count_parameters",
-    "DelRecOptimisers", "delrec_optimisers", "sigma_schedule",
+    "DelRecOptimisers", "delrec_optimisers",
 ]

@@ -190,9 +190,10 @@ class Dense(nn.Module):
         else:
             seconds = None
             if delay is not None or max_delay is not None:
+                # Checked in the synapse's dtype (a float32 delay equal to max_delay is fine).
                 seconds = self._checked_seconds("delay", initial_delay(
                     init, self._delay_shape(), max_delay=max_delay, std=delay_std,
-                    generator=generator))
+                    generator=generator).to(factory["dtype"]))
             elif learn_delay:
                 raise ValueError("learn_delay=True needs delays: give delay= (seconds) or "
                                  "max_delay= (delays drawn by delay_init)")
@@ -357,7 +358,7 @@ class Dense(nn.Module):
         if self.kernel.grid:
             self.delay_steps.copy_(self._to_steps("delay", seconds))
         else:
-            self.delay.copy_(self._checked_seconds("delay", seconds))
+            self.delay.copy_(self._checked_seconds("delay", seconds.to(self.delay.dtype)))
 
     @torch.no_grad()
     def set_weight(self, weight: Tensor) -> None:

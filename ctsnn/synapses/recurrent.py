@@ -162,6 +162,8 @@ class RecurrentDense(nn.Module):
                              "max_delay= to draw them with delay_init")
         seconds = initial_delay(delay if delay is not None else delay_init, shape,
                                 max_delay=max_delay, std=delay_std, generator=generator)
+        if not self.kernel.grid:  # checked in the synapse's dtype, like Dense
+            seconds = seconds.to(dtype)
         seconds = self._checked_seconds(seconds, shape)
         if self.kernel.grid:
             steps = (seconds / self.dt).to(dtype).contiguous().to(device)
