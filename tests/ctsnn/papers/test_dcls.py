@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctsnn.delays import DelayedLinear
 from ctsnn.papers.dcls import (
     DCLSConfig,
     DCLSNet,
@@ -20,6 +19,7 @@ from ctsnn.papers.dcls import (
     dcls_optimisers,
     dcls_predict,
 )
+from ctsnn.synapses import Dense
 
 
 @pytest.fixture(autouse=True)
@@ -278,7 +278,7 @@ def test_recipe_errors_and_fixed_delays():
     model = net(tiny(learn_delay=False))
     opt = dcls_optimisers(model, 4)
     assert opt.delays is None and opt.delay_scheduler is None
-    with pytest.raises(ValueError, match="DelayedLinear"):
+    with pytest.raises(ValueError, match="grid-kernel Dense"):
         dcls_optimisers(torch.nn.Linear(2, 2), 3)
     with pytest.raises(ValueError, match="epochs"):
         dcls_optimisers(model, 0)
@@ -299,7 +299,7 @@ def test_training_reduces_the_loss():
             opt.step()
         opt.end_epoch()
     assert dcls_loss(model(x), y).item() < first
-    assert isinstance(model.readout, DelayedLinear)
+    assert isinstance(model.readout, Dense)
 
 
 @pytest.mark.slow

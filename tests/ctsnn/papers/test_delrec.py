@@ -7,12 +7,10 @@ import torch
 import torch.nn.functional as F
 
 import ctsnn
-from ctsnn.delays.recurrent import DelayedRecurrent, sigma_schedule
+from ctsnn.delays.schedules import DelRecSigmaSchedule
 from ctsnn.papers.delrec import (
     DelRecConfig,
     DelRecNet,
-    LinearSynapse,
-    SequenceDropout,
     SoftResetLIF,
     count_parameters,
     delrec_optimisers,
@@ -20,6 +18,7 @@ from ctsnn.papers.delrec import (
     spike_penalty,
     summed_logits_loss,
 )
+from ctsnn.synapses import LinearSynapse, RecurrentDense, SequenceDropout
 
 F64 = torch.float64
 
@@ -79,7 +78,7 @@ def test_shd_structure_and_readout_membrane():
     cfg = model.config
     assert cfg.tau_steps == 1.05 and cfg.reset == "zero" and cfg.detach_reset
     l0, l1 = model.layers
-    assert l0.recurrent is None and isinstance(l1.recurrent, DelayedRecurrent)
+    assert l0.recurrent is None and isinstance(l1.recurrent, RecurrentDense)
     assert l0.synapse.input_dropout.p == 0.0 and l1.synapse.input_dropout.p == 0.4
     assert model.readout.input_dropout.p == 0.4 and l1.recurrent.dropout == 0.2
     d = l1.recurrent.delay_steps.detach()
@@ -183,7 +182,7 @@ def test_sigma_schedule_reaches_every_recurrent_layer():
     model = tiny("ssc", epochs=30)
     assert all(float(m.sigma) == 10.0 for m in model.recurrent_modules())
     sigma = model.start_epoch(29)
-    assert sigma == pytest.approx(sigma_schedule(29, 30)) and round(sigma, 3) == 0.070
+    assert sigma == pytest.approx(DelRecSigmaSchedule(30).sigma(29)) and round(sigma, 3) == 0.070
     assert all(float(m.sigma) == pytest.approx(sigma) for m in model.recurrent_modules())
     for m in model.recurrent_modules():  # p_spread = 0 at init: s = 1 + sigma
         torch.testing.assert_close(m.width().detach(), torch.full((m.n,), 1 + sigma, dtype=F64))
