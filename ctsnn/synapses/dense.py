@@ -299,9 +299,12 @@ class Dense(nn.Module):
     # ----------------------------------------------------------------- properties
     def __getattr__(self, name: str):
         # Grid kernels store steps; ``delay`` (seconds) is derived, so it follows the steps.
-        if name == "delay" and "delay_steps" in self.__dict__.get("_parameters", {}) | \
-                self.__dict__.get("_buffers", {}):
-            return self.delay_steps * self.dt
+        if name == "delay":
+            steps = self.__dict__["_parameters"].get("delay_steps")
+            if steps is None:
+                steps = self.__dict__["_buffers"].get("delay_steps")
+            if steps is not None:
+                return steps * self.dt
         return super().__getattr__(name)
 
     @property
