@@ -280,15 +280,15 @@ def _run_adjoint_layer(layer: Layer, signal, *, state, dt: float, record, xtol,
     syn = layer.synapse
     syn.check_input(signal)
     if _uses_eventprop(layer, integrand, integral_rule) and not record:
-        out = eventprop.layer_forward(layer.model, signal, syn.effective_weight, syn.delay,
-                                      integrand=integrand, xtol=xtol)
+        out = eventprop.layer_forward(layer.model, signal, syn.effective_weight,
+                                      syn.synapse_delay(), integrand=integrand, xtol=xtol)
         if isinstance(out, Spikes):
             return SimulationResult(spikes=out, states={}, final_state=None)
         empty = Spikes.empty(dt=dt, n_steps=signal.n_steps, batch_size=signal.batch_size,
                              n_units=layer.model.n, dtype=out.dtype, device=out.device)
         return SimulationResult(spikes=empty, states={}, final_state=None, integral=out)
     spikes, z, final, states = adjoint.adjoint_layer(
-        layer.model, signal, syn.effective_weight, syn.delay, recurrent=layer.recurrent,
+        layer.model, signal, syn.effective_weight, syn.synapse_delay(), recurrent=layer.recurrent,
         integrand=integrand, integral_rule=integral_rule, method=layer.method, xtol=xtol,
         record=tuple(record))
     return SimulationResult(spikes=spikes, states=states, final_state=final, integral=z)

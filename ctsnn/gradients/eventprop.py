@@ -1145,7 +1145,7 @@ def simulate_adjoint(
                 raise NotImplementedError("the adjoint path supports feed-forward Dense "
                                           "synapses (recurrent connections are not in the "
                                           "continuous engine yet)")
-            x = layer_forward(layer.model, x, syn.effective_weight, syn.delay, readout=ro,
+            x = layer_forward(layer.model, x, syn.effective_weight, syn.synapse_delay(), readout=ro,
                               integrand=ig, spike_reg=spike_reg)
         else:
             raise TypeError(f"expected ctsnn.Layer or EventPropLayer, got {type(layer).__name__}")

@@ -300,3 +300,15 @@ def test_per_axon_exact_recurrent_equals_expanded_delays():
     assert len(outs[0]) > 10
     assert torch.equal(outs[0].times, outs[1].times)
     assert torch.equal(outs[0].units, outs[1].units)
+
+
+def test_per_axon_delays_train_with_the_adjoint():
+    syn = Dense(4, 3, max_delay=0.01, per="axon", learn_delay=True, generator=gen(9))
+    with torch.no_grad():
+        syn.weight.abs_().mul_(20)
+    layer = ctsnn.Layer(ctsnn.LIF(3, tau_mem=0.01), syn, time="continuous", gradient="adjoint")
+    spikes = Spikes.from_raster(raster(n=4, p=0.4), DT)
+    res = ctsnn.simulate(layer, spikes, dt=DT, time="continuous")
+    assert len(res.spikes) > 0
+    res.spikes.times.sum().backward()
+    assert syn.delay.grad.shape == (4,) and syn.delay.grad.abs().sum() > 0
