@@ -199,7 +199,8 @@ def test_defaults_make_a_complete_learnable_synapse():
     d = syn.delay.detach()
     assert 0 <= float(d.min()) and float(d.max()) <= 0.01 and abs(float(d.mean()) - 0.005) < 0.001
     bound = (6 / 5) ** 0.5  # Kaiming-uniform, ReLU gain, fan-in 5
-    assert float(syn.weight.abs().max()) <= bound and float(syn.weight.abs().max()) > 0.8 * bound
+    w = syn.weight.detach().abs()
+    assert float(w.max()) <= bound and float(w.max()) > 0.8 * bound
     assert list(syn.delay_parameters()) == [syn.delay]
     assert list(syn.weight_parameters()) == [syn.weight]
     spikes = Spikes.from_raster(raster(n=5, p=0.5), DT)
