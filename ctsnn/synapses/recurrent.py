@@ -312,6 +312,9 @@ class RecurrentDense(nn.Module):
     def kernel_tensor(self, n_lags: int | None = None) -> Tensor:
         """``Triangle``: the spread ``h`` in use, ``[L, N]`` (axon) or ``[L, N_post, N_pre]``
         (synapse); ``L`` defaults to :meth:`n_lags`; weights not included."""
+        if not self.kernel.grid:
+            raise ValueError(f"{self.kernel!r} has no lag kernel: its discrete-time lags are "
+                             "round(delay / dt) of the simulation's dt")
         d, s = self.effective_delay(), self.width()
         if self.per == "synapse" and s.ndim == 1:
             s = s[None, :]  # per presynaptic neuron
