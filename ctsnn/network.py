@@ -96,7 +96,7 @@ class Layer(nn.Module):
                              "delay, and a synapse module carries its own delays")
         self.model = model
         if isinstance(weight, Tensor):
-            self.synapse = Dense(weight, delay=delay, learn_delay=learn_delay,
+            self.synapse = Dense(weight=weight, delay=delay, learn_delay=learn_delay,
                                  max_delay=max_delay)
         elif weight is None or isinstance(weight, nn.Module):
             self.synapse = weight

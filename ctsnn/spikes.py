@@ -37,7 +37,7 @@ from torch import Tensor
 
 from ._checks import check_finite, check_positive, check_tensor
 
-__all__ = ["Spikes"]
+__all__ = ["Spikes", "locate"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ def _grid(n: Tensor, dt: float, dtype: torch.dtype) -> Tensor:
     return (n.to(torch.float64) * dt).to(dtype)
 
 
-def _locate(times: Tensor, dt: float) -> tuple[Tensor, Tensor]:
+def locate(times: Tensor, dt: float) -> tuple[Tensor, Tensor]:
     """Step index (int64) and within-step offset (seconds) of every time, see module docs.
 
     ``times`` must be finite and non-negative.  The offset is differentiable w.r.t. ``times``
@@ -252,7 +252,7 @@ class Spikes:
 
         times = times[order]
         self._events: tuple[Tensor, ...] | None = (
-            times, units[order], batch[order], values[order], _locate(times, dt)[0]
+            times, units[order], batch[order], values[order], locate(times, dt)[0]
         )
         self._dense: Tensor | None = None
         self._build: Callable[[], Spikes] | None = None
@@ -345,7 +345,7 @@ class Spikes:
                         f"times contains a negative value ({t[i].item()!r}) at index {i}; event "
                         "times must be >= 0 seconds"
                     )
-                step, _ = _locate(t.max().reshape(1), dt)
+                step, _ = locate(t.max().reshape(1), dt)
                 n_steps = int(step[0]) + 1
         return cls(
             times,
@@ -598,7 +598,7 @@ class Spikes:
     @property
     def offset(self) -> Tensor:
         """float [E]: within-step offset of each event in seconds, in ``(0, dt]`` (0 iff t=0)."""
-        return _locate(self.times, self.dt)[1]
+        return locate(self.times, self.dt)[1]
 
     def __len__(self) -> int:
         return int(self.times.shape[0])
@@ -733,7 +733,7 @@ class Spikes:
         dt = _as_dt("dt", dt)
         if n_steps is None:
             end = _grid(torch.tensor([self.n_steps]), self.dt, self.dtype)
-            n_steps = int(_locate(end, dt)[0][0]) + 1
+            n_steps = int(locate(end, dt)[0][0]) + 1
         return self._replace(dt=dt, n_steps=n_steps)
 
     def select(self, batch_indices: Sequence[int] | Tensor) -> Spikes:
@@ -793,7 +793,7 @@ class Spikes:
         n_steps = self.n_steps
         if len(self):
             t_max = times.detach().max().reshape(1)
-            last = int(_locate(t_max, self.dt)[0][0])
+            last = int(locate(t_max, self.dt)[0][0])
             end = _grid(torch.tensor(self.n_steps), self.dt, self.dtype).item()
             if t_max.item() > end:
                 if not extend:

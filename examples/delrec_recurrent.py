@@ -23,7 +23,9 @@ import time
 import torch
 
 import ctsnn
-from ctsnn.delays.recurrent import DelayedRecurrent, sigma_schedule, triangle_spread
+from ctsnn.delays.schedules import DelRecSigmaSchedule
+from ctsnn.synapses import RecurrentDense, Triangle
+from ctsnn.synapses.kernels import triangle_spread
 
 DT = 1e-3  # s per step
 LAGS = (4, 8, 12)  # target echo lags (steps)
@@ -49,14 +51,15 @@ def van_rossum(spikes: torch.Tensor, tau: float = 3.0) -> torch.Tensor:
     return torch.stack(out)
 
 
-def build() -> tuple[ctsnn.Layer, DelayedRecurrent]:
+def build() -> tuple[ctsnn.Layer, RecurrentDense]:
     n = 2 * K
     w_rec = torch.zeros(n, n)
     w_rec[K:, :K] = 0.3 * torch.eye(K) + 0.05  # relay k -> output k (plus weak cross-talk)
-    rec = DelayedRecurrent(n, dt=DT, sigma=4.0, delay_init=6 * DT, weight_init=w_rec)
+    rec = RecurrentDense(n, kernel=Triangle(4.0), dt=DT, per="axon", learn_delay=True,
+                         delay_init=6 * DT, weight_init=w_rec)
     w_in = torch.zeros(n, K)
     w_in[:K] = 2.0 * torch.eye(K)  # input channel k drives relay k above threshold
-    layer = ctsnn.Layer(ctsnn.LIF(n, tau_mem=2 * DT), ctsnn.Dense(w_in, learnable=False),
+    layer = ctsnn.Layer(ctsnn.LIF(n, tau_mem=2 * DT), ctsnn.Dense(weight=w_in, learn_weight=False),
                         recurrent=rec, surrogate=ctsnn.surrogate.atan(alpha=2.0),
                         method="euler")
     return layer, rec
@@ -86,7 +89,7 @@ def train(iterations: int = 100) -> None:
         before = float(loss_fn(layer, x_test, t_test))
     start = time.perf_counter()
     for it in range(iterations):
-        rec.set_sigma(sigma_schedule(it, iterations, sigma_init=4.0))
+        rec.set_sigma(DelRecSigmaSchedule(iterations, sigma_init=4.0).sigma(it))
         x, target = make_batch(gen)
         loss = loss_fn(layer, x, target)
         opt_w.zero_grad()
@@ -94,7 +97,7 @@ def train(iterations: int = 100) -> None:
         loss.backward()
         opt_w.step()
         opt_d.step()
-        rec.clamp_()
+        rec.clamp_delays_()
         if it % 30 == 0 or it == iterations - 1:
             lags = (1 + rec.delay_steps.detach()[:K]).tolist()
             print(f"iter {it:3d}  sigma {float(rec.sigma):5.2f}  loss {loss.item():.4f}  "
@@ -120,7 +123,7 @@ class _CircularBuffer:
     spikes, spread over all ``L`` lags, are added to a ``[B, N, L]`` buffer; autograd keeps the
     spread spikes ``[B, N, L]`` of every step."""
 
-    def __init__(self, rec: DelayedRecurrent) -> None:
+    def __init__(self, rec: RecurrentDense) -> None:
         self.rec = rec
 
     def start(self, batch_size, *, dtype, device):
@@ -150,9 +153,10 @@ def memory(t_len: int = 1000, batch: int = 64, n: int = 256) -> None:
     def delays(shape):
         return (10 + 20 * torch.rand(shape, dtype=torch.float64)) * DT
 
-    for kind in ("none", "DelayedRecurrent", "circular buffer"):
-        rec = DelayedRecurrent(n, dt=DT, sigma=10.0, delay_init=delays)
-        recurrent = {"none": None, "DelayedRecurrent": rec}.get(kind, _CircularBuffer(rec))
+    for kind in ("none", "RecurrentDense", "circular buffer"):
+        rec = RecurrentDense(n, kernel=Triangle(10.0), dt=DT, per="axon", learn_delay=True,
+                             delay_init=delays)
+        recurrent = {"none": None, "RecurrentDense": rec}.get(kind, _CircularBuffer(rec))
         layer = ctsnn.Layer(ctsnn.LIF(n, tau_mem=2 * DT), w_in, recurrent=recurrent,
                             surrogate=ctsnn.surrogate.atan(5.0), method="euler")
         seen: dict[int, int] = {}

@@ -67,8 +67,9 @@ def build(generator: torch.Generator) -> list[ctsnn.Layer]:
 
     hidden = ctsnn.Layer(exp_if(12), rand(12, 8, lo=0.5, hi=1.5), delay=rand(12, 8, lo=0, hi=0.01),
                          learn_delay=True, max_delay=0.02, time="continuous", gradient="adjoint")
-    recurrent = RecurrentDense(rand(10, 10, lo=-0.3, hi=0.3), rand(10, 10, lo=DT, hi=0.005),
-                               learn_delay=True, max_delay=0.02)
+    recurrent = RecurrentDense(weight=rand(10, 10, lo=-0.3, hi=0.3),
+                               delay=rand(10, 10, lo=DT, hi=0.005), learn_delay=True,
+                               max_delay=0.02)
     middle = ctsnn.Layer(ctsnn.CubaLIF(10, tau_mem=0.02, tau_syn=0.005),
                          rand(10, 12, lo=0.5, hi=2.5), delay=rand(10, 12, lo=0, hi=0.01),
                          learn_delay=True, max_delay=0.02, recurrent=recurrent,

@@ -67,7 +67,8 @@ P_INPUT = 0.03
 CONFIGS: tuple[tuple[int, int], ...] = ((64, 100), (64, 1000), (256, 100), (256, 1000))
 #: (batch, T) -> (repeats, warm-ups) for configurations whose full protocol does not fit in
 #: memory. Empty since the per-step leak of the recurrent delays (a reference cycle through
-#: ``ctx.run`` in ``ctsnn/delays/recurrent.py``) was fixed; 256 x 1000 used (1, 1) before.
+#: ``ctx.run``, then in ``ctsnn/delays/recurrent.py``, now ``ctsnn/synapses/ring.py``) was
+#: fixed; 256 x 1000 used (1, 1) before.
 MEMORY_LIMITED: dict[tuple[int, int], tuple[int, int]] = {}
 #: The DelRec reference as measured for the benchmark doc (not in this run): (batch, T) ->
 #: (seconds per step, peak RSS increase MiB).

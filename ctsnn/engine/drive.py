@@ -7,11 +7,11 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..spikes import Spikes
-from ..synapses import Arrivals
+from ..synapses import Arrivals, Dense
 
 
 def drive(synapse: nn.Module | None, signal: Tensor | Spikes | None, *, time: str,
-          as_current: bool) -> dict[str, Any]:
+          as_current: bool, dt: float) -> dict[str, Any]:
     """Keyword arguments of :func:`~ctsnn.engine.run_population` for ``signal``.
 
     Args:
@@ -33,6 +33,8 @@ def drive(synapse: nn.Module | None, signal: Tensor | Spikes | None, *, time: st
                                  "input_as='jump'")
             kw["current"] = signal if synapse is None else signal @ synapse.weight.t()
         else:
+            if isinstance(synapse, Dense):  # grid-kernel synapses refuse another dt
+                synapse.check_input(signal, dt=dt)
             kw["jumps"] = signal if synapse is None else synapse.jumps(signal)
     elif isinstance(signal, Spikes):
         kw.update(n_steps=signal.n_steps, batch_size=signal.batch_size)

@@ -52,8 +52,8 @@ from solvers.events import quadrature
 
 from ..engine import METHODS, make_flow, run_population
 from ..models.base import NeuronModel
-from ..spikes import Spikes, _locate
-from ..synapses import Dense, RecurrentDense, _snap_to_grid
+from ..spikes import Spikes, locate
+from ..synapses import Dense, RecurrentDense, snap_to_grid
 
 Integrand = Callable[[Tensor, tuple], Tensor]
 
@@ -118,8 +118,9 @@ def _params(model: NeuronModel) -> list[Tensor]:
 def _run(setup: _Setup, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d):
     spikes = Spikes(t_in, j_in, b_in, v_in, dt=setup.dt, n_steps=setup.n_steps,
                     batch_size=setup.batch_size, n_units=setup.n_in)
-    syn = Dense(weight, delay=delay if setup.has_delay else None, learnable=False)
-    rec = (RecurrentDense(rec_w, rec_d, learn_weight=False) if setup.recurrent else None)
+    syn = Dense(weight=weight, delay=delay if setup.has_delay else None, learn_weight=False)
+    rec = (RecurrentDense(weight=rec_w, delay=rec_d, learn_weight=False) if setup.recurrent
+           else None)
     model = setup.model
     return run_population(
         model, dt=setup.dt, n_steps=setup.n_steps, batch_size=setup.batch_size,
@@ -152,7 +153,7 @@ def _arrival_pairs(t: Tensor, b: Tensor, j: Tensor, delay: Tensor | None, n_out:
     if delay is None:
         s = t[src]
     else:
-        s = _snap_to_grid(t[src] + delay[tgt, j[src]], dt)
+        s = snap_to_grid(t[src] + delay[tgt, j[src]], dt)
     keep = s <= torch.tensor(t_end, dtype=s.dtype)
     return src[keep], tgt[keep], b[src][keep], s[keep], keep
 
@@ -356,8 +357,8 @@ def _arrivals(setup: _Setup, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d
     s_all = torch.cat([e_s, r_s]).to(dtype)
     x_all = torch.cat([e_x, r_x]).to(dtype)
     elem_all = torch.cat([e_b * n + e_tgt, r_b * n + r_tgt])
-    a_step, a_off = _locate(s_all, dt)
-    sp_step, sp_off = _locate(t_out.to(dtype), dt)
+    a_step, a_off = locate(s_all, dt)
+    sp_step, sp_off = locate(t_out.to(dtype), dt)
     ev = _event_table(setup, a_step, elem_all, a_off, sp_step, b_out * n + n_out,
                       sp_off, tol)
     return _Pairs(e_src=e_src, e_tgt=e_tgt, r_src=r_src, r_tgt=r_tgt, n_ext=e_s.numel(),
@@ -714,7 +715,7 @@ def adjoint_layer(
                    checkpoint_every=checkpoint_every)
     empty = weight.new_zeros(0)
     rec_w = recurrent.weight if recurrent is not None else empty
-    rec_d = recurrent.delay if recurrent is not None else empty
+    rec_d = recurrent.synapse_delay() if recurrent is not None else empty
     t_out, b_out, n_out, z = _AdjointFn.apply(
         setup, spikes.times.to(weight.dtype), spikes.values.to(weight.dtype), spikes.batch,
         spikes.units, weight, delay if delay is not None else empty, rec_w, rec_d, *params)

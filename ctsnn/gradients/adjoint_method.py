@@ -30,6 +30,7 @@ from ..losses import Readout
 from ..models.lif import CubaLI, CubaLIF
 from ..spikes import Spikes
 from ..synapses import Dense, RecurrentDense
+from ..synapses.kernels import Exact
 from . import eventprop
 from .adjoint import adjoint_layer, check_adjoint_model
 from .base import GradientMethod, LayerCall, LayerLike
@@ -68,14 +69,15 @@ class Adjoint(GradientMethod):
         if layer.surrogate is not None:
             raise ValueError("a surrogate is for gradient='surrogate'; the adjoint needs none "
                              "(drop surrogate=, or choose gradient='surrogate')")
-        if not isinstance(layer.synapse, Dense):
+        if not isinstance(layer.synapse, Dense) or not isinstance(layer.synapse.kernel, Exact):
             raise ValueError("gradient='adjoint' needs exact synapses: pass a weight tensor or a "
-                             "ctsnn.synapses.Dense (kernel synapses spread spikes over the grid: "
-                             "train those with gradient='surrogate')")
-        if layer.recurrent is not None and not isinstance(layer.recurrent, RecurrentDense):
-            raise ValueError("gradient='adjoint' supports recurrence through exact recurrent "
-                             f"synapses; {type(layer.recurrent).__name__} needs "
-                             "gradient='surrogate'")
+                             "ctsnn.synapses.Dense with kernel=Exact() (grid kernels spread spikes "
+                             "over the grid: train those with gradient='surrogate')")
+        if layer.recurrent is not None and not (isinstance(layer.recurrent, RecurrentDense)
+                                                and isinstance(layer.recurrent.kernel, Exact)):
+            raise ValueError("gradient='adjoint' supports recurrence through "
+                             "ctsnn.synapses.RecurrentDense with kernel=Exact() (exact delays); "
+                             f"{type(layer.recurrent).__name__} needs gradient='surrogate'")
         if layer.time == "discrete":
             self._check_discrete(layer)
         else:
@@ -133,7 +135,7 @@ class Adjoint(GradientMethod):
         syn, readout = layer.synapse, call.readout
         named = readout is not None and readout.kind not in ("integral", "first_spike")
         out = eventprop.layer_forward(
-            layer.model, signal, syn.weight, syn.delay,
+            layer.model, signal, syn.effective_weight, syn.synapse_delay(),
             readout=readout.kind if named else None,
             integrand=readout.integrand if readout is not None and not named else None,
             spike_reg=self.spike_reg if layer.model.spiking else None,
@@ -158,8 +160,8 @@ class Adjoint(GradientMethod):
         integrand = None if readout is None else readout.integrand_on(signal.dt, signal.n_steps)
         syn = layer.synapse
         spikes, z, final, states = adjoint_layer(
-            layer.model, signal, syn.weight, syn.delay, recurrent=layer.recurrent,
-            integrand=integrand, integral_rule=call.integral_rule, method=call.method,
+            layer.model, signal, syn.effective_weight, syn.synapse_delay(),
+            recurrent=layer.recurrent, integrand=integrand, integral_rule=call.integral_rule, method=call.method,
             xtol=call.xtol, record=tuple(call.record), checkpoint_every=self.checkpoint_every)
         if readout is not None and readout.kind == "first_spike":
             z = spikes.first_times()
@@ -177,7 +179,7 @@ class Adjoint(GradientMethod):
         if not model.spiking and (readout is None or readout.kind != "avg_exp"):
             raise ValueError("discrete-time EventProp's CubaLI readout is readout='avg_exp' "
                              "(mlGeNN's avg_var_exp_weight)")
-        out = discrete_layer_forward(model, signal, syn.weight, syn.delay,
+        out = discrete_layer_forward(model, signal, syn.effective_weight, syn.synapse_delay(),
                                      max_delay_steps=_max_delay_steps(syn, call.dt),
                                      max_spikes=self.max_spikes)
         if isinstance(out, Spikes):

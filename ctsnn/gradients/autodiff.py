@@ -30,7 +30,7 @@ class Autodiff(GradientMethod):
                           "differentiated exactly there (implicit function theorem)",
                           stacklevel=4)
         readout = call.readout
-        kw = drive(layer.synapse, signal, time=call.time, as_current=call.as_current)
+        kw = drive(layer.synapse, signal, time=call.time, as_current=call.as_current, dt=call.dt)
         n_steps = kw.pop("n_steps", call.n_steps)
         batch_size = kw.pop("batch_size", call.batch_size)
         integrand = None if readout is None else readout.integrand_on(call.dt, n_steps)

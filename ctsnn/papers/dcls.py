@@ -2,12 +2,12 @@
 
 Architecture (SEEDS A2), time-first ``[T, B, N]`` tensors, grid step ``dt``:
 
-* per hidden layer: :class:`~ctsnn.delays.DelayedLinear` (Gaussian kernel, one learnable delay
+* per hidden layer: :class:`~ctsnn.synapses.Dense` (Gaussian kernel, one learnable delay
   per synapse) -> ``BatchNorm1d`` over channels (statistics over ``T x B``) -> LIF
   ``u[t] = (1 - 1/tau) u[t-1] + I[t]`` (``tau`` in steps, input not divided by ``tau``),
   threshold 1, hard reset to 0, arctan surrogate ``alpha = 5``, ``detach_reset``) -> dropout
   whose mask is shared over time;
-* readout: ``DelayedLinear`` -> LIF with threshold ``1e9`` (never fires); its membrane trace
+* readout: ``Dense`` -> LIF with threshold ``1e9`` (never fires); its membrane trace
   ``u[t]`` over all (padded) steps is the output; loss = cross-entropy of the time-summed
   softmax ``sum_t softmax(u[t])`` (:func:`ctsnn.losses.summed_softmax_cross_entropy`, SEEDS
   A1.7; prediction :func:`ctsnn.losses.summed_softmax_prediction`).
@@ -35,19 +35,20 @@ exact ``w`` instead of ``w / (1 + 1e-7)``; evaluation never writes a checkpoint 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_tensor
-from ..delays.kernels import DCLS_SIGMA_OFFSET, kernel_size
-from ..delays.linear import KERNELS, DelayedLinear
 from ..dropout import SequenceDropout
 from ..engine import run_population
 from ..models.lif import LIF
-from ..network import Layer
+from ..network import Layer, clamp_delays_, delay_parameters
 from ..surrogate import atan
+from ..synapses import Dense, Gaussian, NormalisedSynapse
+from ..synapses.kernels import DCLS_SIGMA_OFFSET, as_kernel, kernel_size
 from ..training import DCLSSigmaSchedule, WeightDelayOptimiser, WeightDelayRecipe
 
 # --------------------------------------------------------------------------- configuration
@@ -66,7 +67,7 @@ class DCLSConfig:
         kernel: training kernel of the delayed synapses (``"gaussian"`` in the paper).
         learn_delay, learn_weight: what is trained.
         fan_in: fixed fan-in of the hidden and readout synapses (sparse ablation: 10).
-        delay_init: see :class:`~ctsnn.delays.DelayedLinear` (``"uniform"`` over the window).
+        delay_init: see :class:`~ctsnn.synapses.Dense` (``"uniform"`` over the window).
         epochs, batch_size: training length (the schedules depend on ``epochs``).
         lr, weight_decay, max_lr, lr_delay: optimiser recipe (:func:`dcls_optimisers`).
         sig_end: floor of the DCLS ``SIG``; decay over ``epochs // 4`` epochs from ``K // 2``.
@@ -136,32 +137,9 @@ class DCLSConfig:
 
 
 # --------------------------------------------------------------------------- building blocks
-class NormalisedSynapse(nn.Module):
-    """A synapse module followed by ``BatchNorm1d`` over its output channels.
-
-    ``jumps(x) = BN(synapse.jumps(x))`` with statistics over all ``T x B`` entries, as DCLS
-    applies BatchNorm to the ``[B, C, T]`` convolution output. Usable as a :class:`ctsnn.Layer`
-    synapse.
-    """
-
-    def __init__(self, synapse: DelayedLinear, **bn_kwargs) -> None:
-        super().__init__()
-        self.synapse = synapse
-        self.norm = nn.BatchNorm1d(synapse.n_out, dtype=synapse.weight.dtype,
-                                   device=synapse.weight.device, **bn_kwargs)
-
-    @property
-    def n_in(self) -> int:
-        return self.synapse.n_in
-
-    @property
-    def n_out(self) -> int:
-        return self.synapse.n_out
-
-    def jumps(self, x: Tensor) -> Tensor:
-        """``[T, B, n_in] -> [T', B, n_out]`` normalised summed input."""
-        y = self.synapse.jumps(x)
-        return self.norm(y.reshape(-1, y.shape[-1])).view(y.shape)
+def _delayed(model: nn.Module) -> list[Dense]:
+    """The grid-kernel (DCLS-style) ``Dense`` synapses of ``model``, input to output."""
+    return [m for m in model.modules() if isinstance(m, Dense) and m.kernel.grid]
 
 
 def _pad_time(x: Tensor, steps: int) -> Tensor:
@@ -181,7 +159,8 @@ class DCLSNet(nn.Module):
     the readout membrane ``[T + (n_layers + 1) * pad, B, n_out]``; feed it to
     :func:`ctsnn.losses.summed_softmax_cross_entropy` /
     :func:`~ctsnn.losses.summed_softmax_prediction`. ``blocks[i].layer`` is the hidden
-    :class:`ctsnn.Layer` and :meth:`delayed` lists every :class:`DelayedLinear`.
+    :class:`ctsnn.Layer` and :meth:`delayed` lists every grid-kernel
+    :class:`~ctsnn.synapses.Dense`.
     """
 
     def __init__(self, config: DCLSConfig | None = None, *,
@@ -189,22 +168,23 @@ class DCLSNet(nn.Module):
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         cfg = config or DCLSConfig()
-        check_choice("kernel", cfg.kernel, KERNELS)
+        check_choice("kernel", cfg.kernel, ("gaussian", "triangle", "rounded"))
         if cfg.n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {cfg.n_layers}")
         self.config = cfg
         dtype = dtype or torch.get_default_dtype()
         k = cfg.kernel_size
-        syn_kw = dict(max_delay=cfg.max_delay, dt=cfg.dt, kernel=cfg.kernel,
+        kernel = (Gaussian(float(k // 2) + DCLS_SIGMA_OFFSET) if cfg.kernel == "gaussian"
+                  else as_kernel(cfg.kernel))
+        syn_kw = dict(max_delay=cfg.max_delay, dt=cfg.dt, kernel=kernel,
                       learn_delay=cfg.learn_delay, learn_weight=cfg.learn_weight,
-                      delay_init=cfg.delay_init, sigma=float(k // 2) + DCLS_SIGMA_OFFSET,
-                      generator=generator, dtype=dtype)
+                      delay_init=cfg.delay_init, generator=generator, dtype=dtype)
         surrogate = atan(cfg.surrogate_alpha)
         self.blocks = nn.ModuleList()
         n_prev = cfg.n_in
         for _ in range(cfg.n_layers):
             fan_in = None if cfg.fan_in is None else min(cfg.fan_in, n_prev)
-            syn = NormalisedSynapse(DelayedLinear(n_prev, cfg.n_hidden, fan_in=fan_in, **syn_kw))
+            syn = NormalisedSynapse(Dense(n_prev, cfg.n_hidden, fan_in=fan_in, **syn_kw))
             lif = LIF(cfg.n_hidden, tau_mem=cfg.tau, v_threshold=cfg.threshold, v_reset=0.0)
             block = nn.Module()
             block.layer = Layer(lif, syn, method="euler", surrogate=surrogate,
@@ -213,24 +193,20 @@ class DCLSNet(nn.Module):
             self.blocks.append(block)
             n_prev = cfg.n_hidden
         fan_in = None if cfg.fan_in is None else min(cfg.fan_in, n_prev)
-        self.readout = DelayedLinear(n_prev, cfg.n_out, fan_in=fan_in, **syn_kw)
+        self.readout = Dense(n_prev, cfg.n_out, fan_in=fan_in, **syn_kw)
         self.readout_lif = LIF(cfg.n_out, tau_mem=cfg.tau, v_threshold=cfg.readout_threshold,
                                v_reset=0.0)
         self.to(dtype)
 
-    def delayed(self) -> list[DelayedLinear]:
+    def delayed(self) -> list[Dense]:
         """Every delayed synapse module, input to output."""
-        return [m for m in self.modules() if isinstance(m, DelayedLinear)]
+        return _delayed(self)
 
     def set_sigma(self, sigma_eff: float) -> None:
         """Set the Gaussian width (steps) of every delayed synapse."""
         for m in self.delayed():
-            m.set_sigma(sigma_eff)
-
-    def clamp_(self) -> None:
-        """Clamp delays to the window and re-apply fan-in masks (after every optimiser step)."""
-        for m in self.delayed():
-            m.clamp_()
+            if isinstance(m.kernel, Gaussian):
+                m.set_sigma(sigma_eff)
 
     def output_steps(self, n_steps: int) -> int:
         """Readout length for ``n_steps`` input steps."""
@@ -291,9 +267,9 @@ def dcls_optimisers(
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    delayed = [m for m in model.modules() if isinstance(m, DelayedLinear)]
+    delayed = _delayed(model)
     if not delayed:
-        raise ValueError("the model has no DelayedLinear module")
+        raise ValueError("the model has no grid-kernel (delayed) Dense synapse")
     config = getattr(model, "config", None)
     if sigma is not None:
         schedule = sigma
@@ -302,22 +278,19 @@ def dcls_optimisers(
     else:
         schedule = DCLSSigmaSchedule.for_run(delayed[0].kernel_size, epochs)
 
-    def clamp() -> None:
-        for m in delayed:
-            m.clamp_()
-
     def set_sigma(value: float) -> None:
         for m in delayed:
-            m.set_sigma(value)
+            if isinstance(m.kernel, Gaussian):
+                m.set_sigma(value)
 
     recipe = WeightDelayRecipe(lr=lr, lr_delay=lr_delay, optimiser="adam",
                                weight_decay=weight_decay, max_lr=max_lr, delay_optimiser="adam",
                                delay_scheduler="cosine", sigma_update="epoch_end")
-    delays = [m.delay_steps for m in delayed if isinstance(m.delay_steps, nn.Parameter)]
-    opt = recipe.build(model, epochs, delays=delays, clamp=clamp, sigma=schedule,
+    opt = recipe.build(model, epochs, delays=delay_parameters(model),
+                       clamp=partial(clamp_delays_, model), sigma=schedule,
                        set_sigma=set_sigma)
     opt.apply_sigma()
     return opt
 
 
-__all__ = ["DCLSConfig", "DCLSNet", "NormalisedSynapse", "dcls_optimisers"]
+__all__ = ["DCLSConfig", "DCLSNet", "dcls_optimisers"]

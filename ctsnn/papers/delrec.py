@@ -45,14 +45,12 @@ statistics are taken over ``T × B``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_tensor
-from ..delays.recurrent import DelayedRecurrent, half_normal_delays, uniform_delays
-from ..dropout import SequenceDropout
 from ..engine import run_population
 from ..losses import (
     summed_logits_cross_entropy,
@@ -61,8 +59,10 @@ from ..losses import (
     summed_softmax_prediction,
 )
 from ..models.lif import LIF
-from ..network import Layer
+from ..network import Layer, clamp_delays_, delay_parameters
 from ..surrogate import Surrogate, atan, triangle
+from ..synapses import LinearSynapse, RecurrentDense, Triangle
+from ..synapses.init import half_normal_delays, uniform_delays
 from ..training import DelRecSigmaSchedule, WeightDelayOptimiser, WeightDelayRecipe
 
 RESETS = ("zero", "subtract")
@@ -94,7 +94,7 @@ class DelRecConfig:
         learn_width: learnable ``p_spread`` per recurrent neuron.
         delay_init, delay_init_args: ``"uniform"`` ``(low, high)`` or ``"half_normal"``
             ``(std,)``, in steps.
-        sigma_init: σ at epoch 0 (steps). eval_mode: see :class:`DelayedRecurrent`.
+        sigma_init: σ at epoch 0 (steps). eval_mode: see :class:`~ctsnn.synapses.RecurrentDense`.
         clamp_delays: clamp delays to ``>= 0`` after every optimiser step (SHD only).
         epochs, batch_size: training length.
         optimiser, lr, weight_decay, bn_weight_decay: weights' optimiser (``"adam"``/
@@ -196,49 +196,6 @@ class DelRecConfig:
 # --------------------------------------------------------------------------- building blocks
 
 
-class LinearSynapse(nn.Module):
-    """``[input dropout →] Linear [→ BatchNorm] [→ output dropout]`` as a Layer synapse.
-
-    ``jumps(x [T, B, n_in]) -> [T, B, n_out]``: the per-step input of the next neurons.
-    BatchNorm normalises every channel with statistics over all ``T × B`` entries.
-    """
-
-    def __init__(self, n_in: int, n_out: int, *, bias: bool = True, batch_norm: bool = False,
-                 input_dropout: float = 0.0, output_dropout: float = 0.0,
-                 shared_dropout: bool = True) -> None:
-        super().__init__()
-        self.linear = nn.Linear(n_in, n_out, bias=bias)
-        self.norm = nn.BatchNorm1d(n_out) if batch_norm else None
-        self.input_dropout = SequenceDropout(input_dropout, shared=shared_dropout)
-        self.output_dropout = SequenceDropout(output_dropout, shared=shared_dropout)
-
-    @property
-    def n_in(self) -> int:
-        return self.linear.in_features
-
-    @property
-    def n_out(self) -> int:
-        return self.linear.out_features
-
-    @property
-    def weight(self) -> Tensor:
-        return self.linear.weight
-
-    def jumps(self, x: Tensor) -> Tensor:
-        """Summed input per step ``[T, B, n_out]`` from spikes / features ``[T, B, n_in]``."""
-        check_tensor("x", x, ndim=3, floating=True)
-        if x.shape[2] != self.n_in:
-            raise ValueError(f"x has {x.shape[2]} channels, the synapse expects {self.n_in} "
-                             f"(shape {list(x.shape)}, time-first [T, B, N])")
-        y = self.linear(self.input_dropout(x))
-        if self.norm is not None:
-            y = self.norm(y.reshape(-1, y.shape[-1])).reshape(y.shape)
-        return self.output_dropout(y)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.jumps(x)
-
-
 def _surrogate(config: DelRecConfig) -> Surrogate:
     if config.surrogate == "atan":
         return atan(alpha=config.surrogate_scale)
@@ -265,7 +222,7 @@ class DelRecNet(nn.Module):
     (``"linear"``); :meth:`loss` and :meth:`predict` pick the matching loss / decision.
     ``forward_with_spikes`` also returns every hidden layer's spikes (for a spike penalty).
     ``layers[i]`` is the hidden :class:`ctsnn.Layer`; its ``recurrent`` is a
-    :class:`~ctsnn.delays.recurrent.DelayedRecurrent` or ``None``.
+    :class:`~ctsnn.synapses.RecurrentDense` or ``None``.
     """
 
     def __init__(self, config: DelRecConfig | None = None) -> None:
@@ -286,9 +243,10 @@ class DelRecNet(nn.Module):
                           reset=cfg.reset)
             rec = None
             if cfg.recurrent[k]:
-                rec = DelayedRecurrent(
-                    n, dt=cfg.dt, per="axon", sigma=cfg.sigma_init, learn_width=cfg.learn_width,
-                    delay_init=_delay_init(cfg), dropout=cfg.rec_dropout, eval_mode=cfg.eval_mode,
+                rec = RecurrentDense(
+                    n, kernel=Triangle(cfg.sigma_init), dt=cfg.dt, per="axon", learn_delay=True,
+                    learn_width=cfg.learn_width, delay_init=_delay_init(cfg),
+                    dropout=cfg.rec_dropout, eval_mode=cfg.eval_mode,
                 )
             self.layers.append(Layer(neurons, synapse, recurrent=rec, method="euler",
                                      surrogate=_surrogate(cfg), detach_reset=cfg.detach_reset))
@@ -339,9 +297,9 @@ class DelRecNet(nn.Module):
         return summed_logits_prediction(output)
 
     # ----------------------------------------------------------------- delays
-    def recurrent_modules(self) -> list[DelayedRecurrent]:
+    def recurrent_modules(self) -> list[RecurrentDense]:
         """The delayed recurrent connections, first layer first."""
-        return [m for m in self.modules() if isinstance(m, DelayedRecurrent)]
+        return [m for m in self.modules() if isinstance(m, RecurrentDense)]
 
     def set_sigma(self, sigma: float) -> None:
         """Set σ (steps) of every recurrent connection."""
@@ -357,27 +315,6 @@ class DelRecNet(nn.Module):
         sigma = self.sigma_schedule(epochs).sigma(epoch)
         self.set_sigma(sigma)
         return sigma
-
-    def clamp_delays_(self) -> None:
-        """Clamp every recurrent delay to ``>= 0`` in place."""
-        for m in self.recurrent_modules():
-            m.clamp_()
-
-    def delay_parameters(self) -> Iterator[nn.Parameter]:
-        """Delays and ``p_spread`` (the delay optimiser's parameters)."""
-        for m in self.recurrent_modules():
-            yield from m.delay_parameters()
-
-    def weight_parameters(self, *, batch_norm: bool | None = None) -> Iterator[nn.Parameter]:
-        """All other learnable parameters; ``batch_norm=True/False`` selects BN ones / the rest."""
-        delays = {id(p) for p in self.delay_parameters()}
-        bn = {id(p) for m in self.modules() if isinstance(m, nn.BatchNorm1d)
-              for p in m.parameters()}
-        for p in self.parameters():
-            if id(p) in delays or not p.requires_grad:
-                continue
-            if batch_norm is None or (id(p) in bn) == batch_norm:
-                yield p
 
 
 # --------------------------------------------------------------------------- training recipe
@@ -405,11 +342,11 @@ def delrec_optimisers(model: DelRecNet, epochs: int | None = None) -> WeightDela
         norm_weight_decay=cfg.bn_weight_decay, delay_optimiser=cfg.delay_optimiser,
         delay_scheduler=cfg.delay_scheduler, sigma_update="epoch_start",
     )
-    return recipe.build(model, epochs or cfg.epochs, delays=model.delay_parameters(),
-                        clamp=model.clamp_delays_ if cfg.clamp_delays else None,
+    return recipe.build(model, epochs or cfg.epochs, delays=delay_parameters(model),
+                        clamp=partial(clamp_delays_, model) if cfg.clamp_delays else None,
                         sigma=model.sigma_schedule(), set_sigma=model.set_sigma)
 
 
 __all__ = [
-    "DelRecConfig", "DelRecNet", "LinearSynapse", "delrec_optimisers",
+    "DelRecConfig", "DelRecNet", "delrec_optimisers",
 ]

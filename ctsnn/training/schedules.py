@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_positive
-from ..delays.kernels import DCLS_SIGMA_OFFSET
+from ..synapses.kernels import DCLS_SIGMA_OFFSET
 
 
 def _check_epoch(epoch: int) -> None:

@@ -33,7 +33,7 @@ def _engine_spikes(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tensor, v
     """Output spikes of the layer from the continuous engine (exact spike times)."""
     spikes = Spikes(t_in, j_in, b_in, v_in, dt=cfg.dt, n_steps=cfg.n_steps,
                     batch_size=cfg.batch_size, n_units=cfg.n_in)
-    syn = Dense(weight, delay=delay, learnable=False)
+    syn = Dense(weight=weight, delay=delay, learn_weight=False)
     res = run_population(cfg.nrn.model, dt=cfg.dt, n_steps=cfg.n_steps,
                          batch_size=cfg.batch_size, arrivals=syn.arrivals(spikes),
                          time="continuous", method="exact", dtype=weight.dtype,

@@ -12,12 +12,11 @@ import torch
 import torch.nn.functional as F
 
 import ctsnn
-from ctsnn.delays import DelayedLinear
 from ctsnn.gradients import adjoint as adj
 from ctsnn.gradients import eventprop as ep
 from ctsnn.gradients.saved import measure_saved_bytes
 from ctsnn.losses import time_invariant_mse
-from ctsnn.synapses import RecurrentDense
+from ctsnn.synapses import Dense, Gaussian, RecurrentDense
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -205,7 +204,7 @@ def _recurrent_net(p: dict, *, adjoint: bool, spiking_out: bool):
     grad = "adjoint" if adjoint else "surrogate"
     hid = ctsnn.Layer(ctsnn.CubaLIF(N_HID, tau_mem=0.02, tau_syn=0.005), p["w1"],
                       delay=p["d1"], learn_delay=True,
-                      recurrent=RecurrentDense(p["wr"], p["dr"], learn_delay=True),
+                      recurrent=RecurrentDense(weight=p["wr"], delay=p["dr"], learn_delay=True),
                       time="continuous", gradient=grad)
     out_model = (ctsnn.CubaLIF(N_OUT, tau_mem=0.02, tau_syn=0.005) if spiking_out
                  else ctsnn.CubaLI(N_OUT, tau_mem=0.02, tau_syn=0.005))
@@ -403,7 +402,7 @@ class _SignThreshold(ctsnn.NeuronModel):
     (dict(surrogate=ctsnn.surrogate.atan()), "drop surrogate="),
     (dict(model=ctsnn.LIF(3, refractory=0.002)), "refractory"),
     (dict(model=_SignThreshold(3)), "not differentiable"),
-    (dict(weight=DelayedLinear(N_IN, 3, max_delay=0.005, dt=1e-3)), "exact synapses"),
+    (dict(weight=Dense(N_IN, 3, kernel=Gaussian(), max_delay=0.005, dt=1e-3)), "exact synapses"),
 ])
 def test_unsupported_adjoint_combinations_fail_at_construction(kwargs, message):
     args = dict(model=ctsnn.LIF(3), weight=torch.ones(3, N_IN), time="continuous",

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctsnn.delays import DelayedLinear
 from ctsnn.losses import summed_softmax_cross_entropy
 from ctsnn.papers.dcls import DCLSConfig, DCLSNet, dcls_optimisers
+from ctsnn.synapses import Dense
 from ctsnn.training import count_parameters
 
 
@@ -249,7 +249,7 @@ def test_recipe_errors_and_fixed_delays():
     model = net(tiny(learn_delay=False))
     opt = dcls_optimisers(model, 4)
     assert opt.delays is None and opt.delay_scheduler is None
-    with pytest.raises(ValueError, match="DelayedLinear"):
+    with pytest.raises(ValueError, match="grid-kernel Dense"):
         dcls_optimisers(torch.nn.Linear(2, 2), 3)
     with pytest.raises(ValueError, match="epochs"):
         dcls_optimisers(model, 0)
@@ -270,7 +270,7 @@ def test_training_reduces_the_loss():
             opt.step()
         opt.end_epoch()
     assert summed_softmax_cross_entropy(model(x), y).item() < first
-    assert isinstance(model.readout, DelayedLinear)
+    assert isinstance(model.readout, Dense)
 
 
 @pytest.mark.slow

@@ -7,14 +7,13 @@ import torch
 import torch.nn.functional as F
 
 import ctsnn
-from ctsnn.delays.recurrent import DelayedRecurrent
 from ctsnn.losses import mean_square_spike_penalty
 from ctsnn.papers.delrec import (
     DelRecConfig,
     DelRecNet,
-    LinearSynapse,
     delrec_optimisers,
 )
+from ctsnn.synapses import LinearSynapse, RecurrentDense
 from ctsnn.training import DelRecSigmaSchedule, count_parameters
 
 F64 = torch.float64
@@ -75,7 +74,7 @@ def test_shd_structure_and_readout_membrane():
     cfg = model.config
     assert cfg.tau_steps == 1.05 and cfg.reset == "zero" and cfg.detach_reset
     l0, l1 = model.layers
-    assert l0.recurrent is None and isinstance(l1.recurrent, DelayedRecurrent)
+    assert l0.recurrent is None and isinstance(l1.recurrent, RecurrentDense)
     assert l0.synapse.input_dropout.p == 0.0 and l1.synapse.input_dropout.p == 0.4
     assert model.readout.input_dropout.p == 0.4 and l1.recurrent.dropout == 0.2
     d = l1.recurrent.delay_steps.detach()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from ctsnn.delays import DelayedLinear
 from torch import nn
 
-from ctsnn.delays import DelayedLinear
 from ctsnn.training import count_parameters, weight_groups
 
 

@@ -1,4 +1,5 @@
-"""DelayedRecurrent: DelRec recurrent delays (SEEDS F0.1-F0.3, F2.13-F2.18).
+"""RecurrentDense with Triangle(sigma) (formerly DelayedRecurrent): DelRec recurrent delays
+(SEEDS F0.1-F0.3, F2.13-F2.18).
 
 Gradients in float64. The reference implementations here are written independently of the
 module: they keep every past spike and sum ``W_ij h(τ) S_j[n - τ]`` over the whole history.
@@ -10,19 +11,15 @@ import math
 
 import pytest
 import torch
+from ctsnn.delays.schedules import DelRecSigmaSchedule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ctsnn
-from ctsnn.delays.recurrent import (
-    DelayedRecurrent,
-    buffer_length,
-    half_normal_delays,
-    sigma_schedule,
-    triangle_spread,
-    uniform_delays,
-)
 from ctsnn.surrogate import atan
+from ctsnn.synapses import RecurrentDense, Triangle
+from ctsnn.synapses.init import half_normal_delays, uniform_delays
+from ctsnn.synapses.kernels import buffer_length, triangle_spread
 
 DT = 1e-3
 F64 = torch.float64
@@ -31,13 +28,24 @@ F64 = torch.float64
 pytestmark = pytest.mark.usefixtures("float64_one_thread")
 
 
+def delayed_recurrent(n, *, dt, sigma=0.0, per="axon", learn_delay=True, delay_init=0.0,
+                      **kw) -> RecurrentDense:
+    """A Triangle RecurrentDense as the old RecurrentDense built it (its defaults)."""
+    return RecurrentDense(n, kernel=Triangle(sigma), dt=dt, per=per, learn_delay=learn_delay,
+                          delay_init=delay_init, **kw)
+
+
+def sigma_schedule(epoch, epochs, sigma_init=10.0, decay=0.95):
+    return DelRecSigmaSchedule(epochs, sigma_init=sigma_init, decay=decay).sigma(epoch)
+
+
 # --------------------------------------------------------------------------- references
 def ref_h(d: torch.Tensor, s: torch.Tensor, tau: int) -> torch.Tensor:
     """Triangle of half-width ``s`` centred on lag ``1 + d``, area 1 (written out again)."""
     return torch.clamp(s - torch.abs(tau - 1.0 - d), min=0.0) / (s * s)
 
 
-def ref_width(mod: DelayedRecurrent) -> torch.Tensor:
+def ref_width(mod: RecurrentDense) -> torch.Tensor:
     if mod.p_spread is None:
         return 1.0 + mod.sigma
     return 1.0 + 2.0 * mod.sigma * torch.sigmoid(mod.p_spread)
@@ -46,7 +54,7 @@ def ref_width(mod: DelayedRecurrent) -> torch.Tensor:
 class NaiveRecurrent:
     """Keeps all past spikes; ``X[n] = Σ_{m<n} Σ_j W_ij h_ij(n - m) S_j[m]`` (no buffer)."""
 
-    def __init__(self, mod: DelayedRecurrent) -> None:
+    def __init__(self, mod: RecurrentDense) -> None:
         self.mod = mod
 
     def start(self, batch_size, *, dtype, device):
@@ -72,13 +80,13 @@ class NaiveRecurrent:
 class Buffered:
     """The reference code's circular buffer (SEEDS B1.4): autograd keeps ``[B, N, L]`` per step."""
 
-    def __init__(self, mod: DelayedRecurrent) -> None:
+    def __init__(self, mod: RecurrentDense) -> None:
         self.mod = mod
 
     def start(self, batch_size, *, dtype, device):
         mod = self.mod
         self.n_lags = mod.n_lags()
-        self.mask = mod.kernel(self.n_lags).t()  # [N, L]
+        self.mask = mod.kernel_tensor(self.n_lags).t()  # [N, L]
         self.buf = torch.zeros(batch_size, mod.n, self.n_lags)
         self.ptr = 0
 
@@ -94,12 +102,12 @@ class Buffered:
 
 
 def make_rec(n=6, *, per="axon", sigma=1.5, learn_width=False, seed=0, d_lo=0.3, d_hi=4.0,
-             **kw) -> DelayedRecurrent:
+             **kw) -> RecurrentDense:
     g = torch.Generator().manual_seed(seed)
     shape = (n,) if per == "axon" else (n, n)
     d = d_lo + (d_hi - d_lo) * torch.rand(shape, generator=g)
     w = 1.5 * torch.linalg.qr(torch.randn(n, n, generator=g))[0]  # deterministic, orthogonal
-    rec = DelayedRecurrent(n, dt=DT, per=per, sigma=sigma, learn_width=learn_width,
+    rec = delayed_recurrent(n, dt=DT, per=per, sigma=sigma, learn_width=learn_width,
                            delay_init=d * DT, weight_init=w, **kw)
     with torch.no_grad():
         if learn_width:
@@ -133,8 +141,8 @@ def test_spread_linear_interpolation_at_sigma_zero():
     expect[3], expect[4] = 0.7, 0.3
     torch.testing.assert_close(h, expect, rtol=0, atol=1e-12)
     # through the module (seconds at the API): same weights, lags count from 1 + d
-    rec = DelayedRecurrent(1, dt=DT, delay_init=2.3e-3, weight_init=torch.ones(1, 1))
-    torch.testing.assert_close(rec.kernel()[:, 0], expect[:rec.n_lags()], rtol=0, atol=1e-12)
+    rec = delayed_recurrent(1, dt=DT, delay_init=2.3e-3, weight_init=torch.ones(1, 1))
+    torch.testing.assert_close(rec.kernel_tensor()[:, 0], expect[:rec.n_lags()], rtol=0, atol=1e-12)
 
 
 @settings(max_examples=60, deadline=None)
@@ -190,7 +198,7 @@ def test_integer_delay_single_spike_arrives_at_one_plus_d_with_full_weight(per):
     shape = (n,) if per == "axon" else (n, n)
     d = torch.randint(0, 6, shape, generator=g).to(F64)
     w = torch.randn(n, n, generator=g)
-    rec = DelayedRecurrent(n, dt=DT, per=per, delay_init=d * DT, weight_init=w)
+    rec = delayed_recurrent(n, dt=DT, per=per, delay_init=d * DT, weight_init=w)
     assert rec.n_lags() < 10  # t0 below puts the spike well past a wrap of the ring
     j, t0 = 2, 23
     rec.start(b, dtype=F64, device="cpu")
@@ -210,7 +218,7 @@ def test_integer_delay_single_spike_arrives_at_one_plus_d_with_full_weight(per):
 
 
 def test_max_delay_is_honoured_not_wrapped():
-    rec = DelayedRecurrent(1, dt=DT, max_delay=7e-3, delay_init=7e-3, weight_init=torch.ones(1, 1))
+    rec = delayed_recurrent(1, dt=DT, max_delay=7e-3, delay_init=7e-3, weight_init=torch.ones(1, 1))
     rec.start(1, dtype=F64, device="cpu")
     got = []
     for step in range(20):
@@ -226,7 +234,7 @@ def test_equals_naive_full_history_forward_and_all_gradients(per, sigma, learn_w
     rec = make_rec(per=per, sigma=sigma, learn_width=learn_width)
     x, w_in, c = inputs(t=50)
     assert rec.n_lags() <= 12  # T = 50 >> L: the ring wraps several times
-    syn = ctsnn.Dense(w_in)
+    syn = ctsnn.Dense(weight=w_in)
     out = run_layer(rec, x, syn)
     ref = run_layer(NaiveRecurrent(rec), x, syn)
     assert torch.equal(out, ref)
@@ -256,7 +264,7 @@ def test_membrane_trace_equals_naive_through_run_population(per):
 def test_module_equals_reference_buffer_scheme():
     rec = make_rec(sigma=1.5)
     x, w_in, c = inputs(t=30, seed=7)
-    syn = ctsnn.Dense(w_in)
+    syn = ctsnn.Dense(weight=w_in)
     out = run_layer(rec, x, syn)
     ref = run_layer(Buffered(rec), x, syn)
     assert torch.equal(out, ref)
@@ -354,10 +362,10 @@ def test_sigma_schedule_values():
 
 def test_p_spread_width():
     rec = make_rec(sigma=3.0, learn_width=False)
-    rec_p = DelayedRecurrent(6, dt=DT, sigma=3.0, learn_width=True,
+    rec_p = delayed_recurrent(6, dt=DT, sigma=3.0, learn_width=True,
                              delay_init=rec.delay_steps.detach() * DT)
     assert torch.equal(rec_p.p_spread.detach(), torch.zeros(6))
-    torch.testing.assert_close(rec_p.kernel(), rec.kernel(), rtol=0, atol=1e-15)
+    torch.testing.assert_close(rec_p.kernel_tensor(), rec.kernel_tensor(), rtol=0, atol=1e-15)
     with torch.no_grad():
         rec_p.p_spread.copy_(torch.tensor([-50.0, -1.0, 0.0, 1.0, 2.0, 50.0]))
     s = rec_p.width().detach()
@@ -375,10 +383,10 @@ def test_p_spread_width():
 def test_vanilla_limit_equals_hand_written_rsnn():
     n, n_in, t_len, b = 6, 4, 40, 3
     x, w_in, c = inputs(t=t_len, b=b, n_in=n_in, n=n, seed=31)
-    rec = DelayedRecurrent(n, dt=DT, sigma=0.0, delay_init=0.0)
+    rec = delayed_recurrent(n, dt=DT, sigma=0.0, delay_init=0.0)
     with torch.no_grad():
         rec.weight.mul_(1.5)
-    syn = ctsnn.Dense(w_in)
+    syn = ctsnn.Dense(weight=w_in)
     out = run_layer(rec, x, syn, tau=2e-3)
 
     sur, tau = atan(2.0), 2e-3
@@ -404,27 +412,27 @@ def test_vanilla_limit_equals_hand_written_rsnn():
 # --------------------------------------------------------------------------- F2.18 eval modes
 def test_paper_eval_mode_integer_lags_without_touching_training_state():
     d = torch.tensor([2.6, 2.5, 3.5, -0.7, 0.2, 4.49])
-    rec = DelayedRecurrent(6, dt=DT, sigma=2.0, learn_width=True, weight_init=torch.eye(6))
+    rec = delayed_recurrent(6, dt=DT, sigma=2.0, learn_width=True, weight_init=torch.eye(6))
     with torch.no_grad():
         rec.delay_steps.copy_(d)
         rec.p_spread.copy_(torch.linspace(-1, 1, 6))
     state = {k: v.clone() for k, v in rec.state_dict().items()}
-    train_kernel = rec.kernel().detach().clone()
+    train_kernel = rec.kernel_tensor().detach().clone()
     layer = ctsnn.Layer(ctsnn.LIF(6), None, recurrent=rec)
     layer.eval()
     assert not rec.training
     lags = [1 + 3, 1 + 2, 1 + 4, 1 + 0, 1 + 0, 1 + 4]  # round half to even; clamp >= 0
-    h = rec.kernel()
+    h = rec.kernel_tensor()
     assert torch.equal(h.argmax(0), torch.tensor(lags))
     assert torch.equal(h.sum(0), torch.ones(6)) and torch.equal(h.max(0).values, torch.ones(6))
     for k, v in rec.state_dict().items():
         assert torch.equal(v, state[k]), k
     layer.train()
-    assert torch.equal(rec.kernel().detach(), train_kernel)
+    assert torch.equal(rec.kernel_tensor().detach(), train_kernel)
 
 
 def test_paper_eval_delivers_rounded_spike_exactly():
-    rec = DelayedRecurrent(1, dt=DT, sigma=0.5, delay_init=2.6e-3, weight_init=torch.ones(1, 1))
+    rec = delayed_recurrent(1, dt=DT, sigma=0.5, delay_init=2.6e-3, weight_init=torch.ones(1, 1))
     rec.eval()
     rec.start(1, dtype=F64, device="cpu")
     got = []
@@ -436,13 +444,13 @@ def test_paper_eval_delivers_rounded_spike_exactly():
 
 def test_reference_eval_mode_rounds_in_place_and_leaks():
     sigma = sigma_schedule(99, 100)
-    rec = DelayedRecurrent(3, dt=DT, sigma=sigma, eval_mode="reference",
+    rec = delayed_recurrent(3, dt=DT, sigma=sigma, eval_mode="reference",
                            delay_init=torch.tensor([2.4, 5.6, 0.3]) * DT)
     with torch.no_grad():
         rec.delay_steps.sub_(0.5)  # a training step that makes one delay negative
     rec.eval()
     assert torch.equal(rec.delay_steps.detach(), torch.tensor([2.0, 5.0, 0.0]))  # in place
-    h = rec.kernel().detach()
+    h = rec.kernel_tensor().detach()
     assert float(h[3, 0]) == pytest.approx(0.942, abs=1e-3)  # centre at lag 1 + 2
     assert float(h[2, 0]) == pytest.approx(0.055, abs=1e-3)
     assert float(h[4, 0]) == pytest.approx(0.055, abs=1e-3)
@@ -457,18 +465,18 @@ def test_reference_eval_mode_rounds_in_place_and_leaks():
 
 def test_continuous_eval_mode_keeps_training_kernel():
     rec = make_rec(sigma=1.5, eval_mode="continuous")
-    k = rec.kernel().detach().clone()
+    k = rec.kernel_tensor().detach().clone()
     rec.eval()
-    assert torch.equal(rec.kernel().detach(), k)
+    assert torch.equal(rec.kernel_tensor().detach(), k)
 
 
 def test_clamp():
-    rec = DelayedRecurrent(3, dt=DT, max_delay=4e-3, delay_init=torch.tensor([1.0, 2.0, 3.0]) * DT)
+    rec = delayed_recurrent(3, dt=DT, max_delay=4e-3, delay_init=torch.tensor([1.0, 2.0, 3.0]) * DT)
     with torch.no_grad():
         rec.delay_steps.copy_(torch.tensor([-1.0, 2.5, 9.0]))
     with pytest.raises(ValueError, match="clamp_"):
         rec.start(1, dtype=F64, device="cpu")
-    rec.clamp_()
+    rec.clamp_delays_()
     assert torch.equal(rec.delay_steps.detach(), torch.tensor([0.0, 2.5, 4.0]))
     rec.start(1, dtype=F64, device="cpu")
 
@@ -511,7 +519,7 @@ def test_recurrent_dropout_mask_is_fixed_over_the_sequence():
 def test_causality(per):
     rec = make_rec(per=per, sigma=2.0)
     x, w_in, _ = inputs(t=40, seed=51)
-    syn = ctsnn.Dense(w_in)
+    syn = ctsnn.Dense(weight=w_in)
     out = run_layer(rec, x, syn)
     for t0 in (0, 7, 25):
         x2 = x.clone()
@@ -542,7 +550,7 @@ def test_autograd_memory_does_not_grow_with_buffer_length_or_time():
     extra = {}
     for t_len in (30, 60):
         x, w_in, _ = inputs(t=t_len, b=b, n_in=n, n=n, seed=61)
-        syn = ctsnn.Dense(w_in)
+        syn = ctsnn.Dense(weight=w_in)
         base = _saved_bytes(lambda x=x, syn=syn: run_layer(None, x, syn))
         for d_hi, sigma in ((2.0, 0.0), (40.0, 10.0)):
             rec = make_rec(n=n, sigma=sigma, d_lo=0.5, d_hi=d_hi)
@@ -554,7 +562,7 @@ def test_autograd_memory_does_not_grow_with_buffer_length_or_time():
         assert extra[30, lags] == extra[60, lags]  # nothing per step
         assert extra[60, lags] <= 8 * (n * n + 4 * n * lags)  # W and the spread kernel
     x, w_in, _ = inputs(t=60, b=b, n_in=n, n=n, seed=61)
-    syn = ctsnn.Dense(w_in)
+    syn = ctsnn.Dense(weight=w_in)
     base = _saved_bytes(lambda: run_layer(None, x, syn))
     ref = make_rec(n=n, sigma=10.0, d_lo=0.5, d_hi=40.0)
     naive = _saved_bytes(lambda: run_layer(Buffered(ref), x, syn))
@@ -564,7 +572,7 @@ def test_autograd_memory_does_not_grow_with_buffer_length_or_time():
 # --------------------------------------------------------------------------- API, errors
 def test_parameters_train_with_the_layer_and_convert_dtype():
     torch.set_default_dtype(torch.float32)
-    rec = DelayedRecurrent(4, dt=DT, sigma=1.0, learn_width=True,
+    rec = delayed_recurrent(4, dt=DT, sigma=1.0, learn_width=True,
                            delay_init=uniform_delays(1e-3, 3e-3))
     layer = ctsnn.Layer(ctsnn.LIF(4), torch.randn(4, 3), recurrent=rec, surrogate=atan())
     names = {name for name, _ in layer.named_parameters()}
@@ -586,10 +594,10 @@ def test_delay_initialisers():
     h = half_normal_delays(0.012)((20000,))
     assert float(h.min()) >= 0 and float(h.mean()) == pytest.approx(0.012 * math.sqrt(2 / math.pi),
                                                                     rel=0.05)
-    rec = DelayedRecurrent(5, dt=0.01, delay_init=uniform_delays(0.1, 0.3))
+    rec = delayed_recurrent(5, dt=0.01, delay_init=uniform_delays(0.1, 0.3))
     d = rec.delay_steps.detach()
     assert 10.0 - 1e-9 <= float(d.min()) and float(d.max()) <= 30.0 + 1e-9
-    rec = DelayedRecurrent(3, dt=DT, per="synapse", delay_init=2e-3, learn_delay=False,
+    rec = delayed_recurrent(3, dt=DT, per="synapse", delay_init=2e-3, learn_delay=False,
                            learn_weight=False, weight_init=torch.nn.init.zeros_)
     assert list(rec.parameters()) == [] and rec.delay_steps.shape == (3, 3)
     assert torch.equal(rec.weight, torch.zeros(3, 3))
@@ -608,7 +616,7 @@ def test_delay_initialisers():
     (dict(delay_init=torch.zeros(4)), ValueError, "shape"),
     (dict(delay_init=torch.zeros(3, 3)), ValueError, "per"),
     (dict(delay_init=5e-3, max_delay=4e-3), ValueError, "max_delay"),
-    (dict(delay_init="uniform"), TypeError, "delay_init"),
+    (dict(delay_init="uniform"), ValueError, "max_delay"),
     (dict(weight_init=torch.zeros(3, 2)), ValueError, "weight_init"),
     (dict(weight_init="kaiming"), ValueError, "weight_init"),
     (dict(max_delay=-1.0), ValueError, "max_delay"),
@@ -618,11 +626,11 @@ def test_constructor_errors(kwargs, error, match):
     args.update(kwargs)
     n = args.pop("n")
     with pytest.raises(error, match=match):
-        DelayedRecurrent(n, **args)
+        delayed_recurrent(n, **args)
 
 
 def test_protocol_errors():
-    rec = DelayedRecurrent(3, dt=DT, delay_init=1e-3)
+    rec = delayed_recurrent(3, dt=DT, delay_init=1e-3)
     with pytest.raises(RuntimeError, match="before start"):
         rec.read(0)
     with pytest.raises(TypeError, match="dtype"):
@@ -651,7 +659,7 @@ def test_deepcopy_after_a_forward_pass():
 
     rec = make_rec(sigma=1.0)
     x, w_in, _ = inputs(t=10)
-    syn = ctsnn.Dense(w_in)
+    syn = ctsnn.Dense(weight=w_in)
     out = run_layer(rec, x, syn)  # leaves a working set holding graph tensors
     clone = copy.deepcopy(rec)
     assert torch.equal(run_layer(clone, x, syn), out)
@@ -664,7 +672,7 @@ def test_training_steps_do_not_accumulate_memory():
     spike tensors -> graph -> ctx); the number of live tensors must stay flat across steps."""
     import gc
 
-    rec = DelayedRecurrent(6, dt=DT, sigma=1.0, delay_init=uniform_delays(1e-3, 4e-3))
+    rec = delayed_recurrent(6, dt=DT, sigma=1.0, delay_init=uniform_delays(1e-3, 4e-3))
     layer = ctsnn.Layer(ctsnn.LIF(6, tau_mem=0.01), 0.8 * torch.ones(6, 3), recurrent=rec,
                         surrogate=atan(), method="euler")
     x = (torch.rand(40, 2, 3, generator=torch.Generator().manual_seed(0)) < 0.3).double()

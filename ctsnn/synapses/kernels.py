@@ -1,7 +1,15 @@
 """Delay kernels: how a real-valued delay reaches a discrete time grid.
 
-Pure functions, no state. Every kernel is indexed by **lag**: tap ``n`` (``n = 0 .. K-1``)
-multiplies the input ``n`` steps in the past, so a synapse with kernel ``k`` adds
+A delay kernel is a small object (:class:`DelayKernel`) that every synapse accepts
+(``kernel=Exact()``, ``Gaussian(sigma)``, ``Triangle(sigma)``, ``Rounded()``); it says in which
+time modes it has a meaning (:meth:`DelayKernel.supports`) and turns delays in steps into what the
+synapses need: taps for the one- and two-tap kernels (:meth:`DelayKernel.taps`), a dense
+lag-indexed kernel for any kernel (:meth:`DelayKernel.dense`) and the recurrent spread with its
+one-step minimum lag (:meth:`DelayKernel.spread`). Adding a kernel = one subclass here.
+
+The classes use the pure functions below (no state). Every kernel is indexed by **lag**:
+tap ``n`` (``n = 0 .. K-1``) multiplies the input ``n`` steps in the past, so a synapse with
+kernel ``k`` adds
 
     ``I[t] = sum_n k[n] x[t - n]``
 
@@ -38,12 +46,13 @@ the dense form for references and plots.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_tensor
 
 #: Constant the DCLS library adds to its ``SIG`` parameter: ``sigma_eff = |SIG| + 0.27``.
 DCLS_SIGMA_OFFSET = 0.27
@@ -275,9 +284,239 @@ def gaussian_mass(delay_steps: Tensor, sigma_eff: Tensor | float, k: int) -> Ten
     return torch.exp(-0.5 * ((n - delay_steps.unsqueeze(-1)) / s) ** 2).sum(-1)
 
 
+
+# --------------------------------------------------------------------------- triangle spread
+def triangle_spread(delay: Tensor, width: Tensor | float, n_lags: int, *,
+                    first_lag: int = 1) -> Tensor:
+    """Triangle ``h(τ) = max(0, s - |τ - (first_lag + d)|) / s²`` over lags ``τ = 0 .. L - 1``.
+
+    The spread of :class:`Triangle` (DelRec): half-width ``s = 1 + σ`` (steps, ``>= 1``), peak
+    ``1 / s``; ``s = 1`` is linear interpolation between the two lags around the centre. Lags
+    below ``first_lag`` are exactly 0 (recurrent synapses: ``first_lag = 1``, a spike never acts
+    within the step that emitted it, so the mass of the triangle there is discarded).
+
+    Args:
+        delay: ``d`` in steps, any shape ``S`` (centre lag ``first_lag + d``).
+        width: half-width ``s`` (steps), broadcastable to ``S``.
+        n_lags: number of lags ``L`` (``>= 1``).
+        first_lag: lowest lag that may carry mass (0 for feed-forward synapses).
+
+    Returns:
+        ``[L, *S]``, differentiable w.r.t. ``delay`` and ``width``.
+    """
+    check_tensor("delay", delay, floating=True)
+    if not isinstance(n_lags, int) or isinstance(n_lags, bool) or n_lags < 1:
+        raise ValueError(f"n_lags must be a positive int, got {n_lags!r}")
+    s = torch.as_tensor(width, dtype=delay.dtype, device=delay.device)
+    tau = torch.arange(first_lag, n_lags, dtype=delay.dtype, device=delay.device)
+    tau = tau.reshape(-1, *([1] * delay.ndim))
+    h = torch.relu(s - (tau - first_lag - delay).abs()) / s**2
+    zero = torch.zeros((min(first_lag, n_lags), *h.shape[1:]), dtype=h.dtype, device=h.device)
+    return torch.cat([zero, h])
+
+
+def buffer_length(max_delay_steps: float, max_width: float) -> int:
+    """Recurrent lags to keep: ``L = ceil(1 + max d + max s) + 1`` (at least 2)."""
+    return max(2, math.ceil(1.0 + max_delay_steps + max_width) + 1)
+
+
+# --------------------------------------------------------------------------- kernel objects
+TIME_MODES = ("discrete", "continuous")
+
+
+class DelayKernel:
+    """How a real-valued delay reaches the postsynaptic neuron; base class of all kernels.
+
+    Subclasses set :attr:`times` (the time modes where the kernel has a meaning), :attr:`grid`
+    (``True``: delays are counted in steps of a grid fixed when the synapse is built) and
+    implement :meth:`dense` (and :meth:`taps` / :meth:`spread` where they apply). Widths
+    (``sigma``) are in steps; the synapse keeps the current one in a ``sigma`` buffer (set by
+    ``set_sigma``, e.g. from a schedule) and passes it in.
+    """
+
+    #: Time modes where the kernel has a meaning.
+    times: tuple[str, ...] = ("discrete",)
+    #: Delays live on a fixed grid (stored in steps; the synapse is built for one ``dt``).
+    grid: bool = True
+    #: Usable by recurrent synapses (has :meth:`spread`).
+    recurrent: bool = False
+
+    def supports(self, time: str) -> bool:
+        """Whether the kernel has a meaning in time mode ``time``."""
+        check_choice("time", time, TIME_MODES)
+        return time in self.times
+
+    def require(self, time: str) -> None:
+        """Raise a clear error if the kernel has no meaning in ``time``."""
+        if not self.supports(time):
+            raise ValueError(
+                f"{self!r} spreads a spike over grid steps: it has no meaning in {time} time; "
+                "use kernel=Exact() (exact arrival at t + d) or time='discrete'"
+            )
+
+    def initial_sigma(self, k: int) -> float | None:
+        """Starting width (steps) for a window of ``k`` taps, or ``None`` (no width)."""
+        return None
+
+    def check_sigma(self, sigma: float) -> None:
+        """Raise ``ValueError`` unless ``sigma`` (steps) is a valid width for this kernel."""
+        check_positive("sigma", sigma)
+
+    def taps(self, delay_steps: Tensor, k: int, *, sigma: Tensor | float | None = None
+             ) -> Taps | None:
+        """Sparse form (1 or 2 taps, weights not included), or ``None`` if only dense exists."""
+        return None
+
+    def dense(self, delay_steps: Tensor, k: int, *, sigma: Tensor | float | None = None
+              ) -> Tensor:
+        """Dense lag-indexed kernel ``[..., K]`` of delays ``[...]`` (steps)."""
+        taps = self.taps(delay_steps, k, sigma=sigma)
+        if taps is None:
+            raise NotImplementedError(f"{type(self).__name__}.dense")
+        return taps_to_dense(taps, k)
+
+    def spread(self, delay_steps: Tensor, width: Tensor | float, n_lags: int) -> Tensor:
+        """Recurrent spread ``[L, ...]`` centred on lag ``1 + d`` (lag 0 carries nothing)."""
+        self.require_recurrent()
+        raise NotImplementedError(f"{type(self).__name__}.spread")
+
+    def require_recurrent(self) -> None:
+        """Raise a clear error if recurrent synapses cannot use this kernel."""
+        if self.recurrent:
+            return
+        raise ValueError(
+            f"{self!r} is not available on recurrent synapses: use kernel=Triangle(sigma) "
+            "(DelRec's learnable spread, discrete time) or kernel=Exact() (both time modes)"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(vars(self).items()))))
+
+
+class Exact(DelayKernel):
+    """Exact arrival: a spike at ``t`` arrives at ``t + d``.
+
+    Continuous time: exactly (event-driven arrival schedules, gradients w.r.t. ``d``).
+    Discrete time: ``d`` is rounded to the nearest whole step (ties to even, never truncated);
+    no gradient w.r.t. ``d`` there (use :class:`Rounded` or :class:`Triangle` to learn delays on
+    the grid). Delays are stored in seconds; ``dt`` comes from the spikes.
+    """
+
+    times = TIME_MODES
+    grid = False
+    recurrent = True
+
+    def taps(self, delay_steps: Tensor, k: int, *, sigma: Tensor | float | None = None) -> Taps:
+        return rounded_taps(delay_steps, k)
+
+
+#: The default kernel of every synapse (stateless, so one instance serves all).
+EXACT = Exact()
+
+
+class Rounded(DelayKernel):
+    """One tap at the rounded delay (ties to even); delays learn through a straight-through
+    triangle gradient (forward rounded, backward interpolated). Discrete time only."""
+
+    def taps(self, delay_steps: Tensor, k: int, *, sigma: Tensor | float | None = None) -> Taps:
+        # Straight-through taps only when the delays need a gradient.
+        return rounded_taps(delay_steps, k, straight_through=delay_steps.requires_grad)
+
+
+class Triangle(DelayKernel):
+    """Triangular spread of half-width ``1 + sigma`` steps (DelRec); discrete time only.
+
+    ``sigma = 0`` is linear interpolation between the two grid steps around the delay (two taps
+    on feed-forward synapses: no dense kernel). ``sigma > 0`` spreads over ``2 (1 + sigma)``
+    lags (DelRec's learning phase; shrink it with ``set_sigma`` and
+    :class:`~ctsnn.delays.schedules.DelRecSigmaSchedule`). On recurrent synapses the centre
+    lag is ``1 + d`` (a recurrent spike acts one step later at the earliest).
+    """
+
+    recurrent = True
+
+    def __init__(self, sigma: float = 0.0) -> None:
+        check_positive("sigma", sigma, allow_zero=True)
+        self.sigma = float(sigma)
+
+    def initial_sigma(self, k: int) -> float:
+        return self.sigma
+
+    def check_sigma(self, sigma: float) -> None:
+        check_positive("sigma", sigma, allow_zero=True)
+
+    def taps(self, delay_steps: Tensor, k: int, *, sigma: Tensor | float | None = None
+             ) -> Taps | None:
+        if float(self.sigma if sigma is None else sigma) != 0.0:
+            return None
+        return triangle_taps(delay_steps, k)
+
+    def dense(self, delay_steps: Tensor, k: int, *, sigma: Tensor | float | None = None
+              ) -> Tensor:
+        sigma = self.sigma if sigma is None else sigma
+        if isinstance(sigma, Tensor) or sigma != 0.0:
+            h = triangle_spread(delay_steps, 1.0 + sigma, k, first_lag=0)
+            return h.movedim(0, -1)
+        return triangle_kernel(delay_steps, k)
+
+    def spread(self, delay_steps: Tensor, width: Tensor | float, n_lags: int) -> Tensor:
+        return triangle_spread(delay_steps, width, n_lags)
+
+    def __repr__(self) -> str:
+        return f"Triangle(sigma={self.sigma:g})"
+
+
+class Gaussian(DelayKernel):
+    """DCLS window-normalised Gaussian of width ``sigma`` steps; discrete time only.
+
+    ``sigma=None`` starts at the DCLS value ``K // 2 + 0.27`` for a ``K``-tap window; shrink it
+    with ``set_sigma`` (:class:`~ctsnn.delays.schedules.DCLSSigmaSchedule`). Dense: a ``K``-tap
+    convolution.
+    """
+
+    def __init__(self, sigma: float | None = None) -> None:
+        if sigma is not None:
+            check_positive("sigma", sigma)
+        self.sigma = None if sigma is None else float(sigma)
+
+    def initial_sigma(self, k: int) -> float:
+        return float(k // 2) + DCLS_SIGMA_OFFSET if self.sigma is None else self.sigma
+
+    def dense(self, delay_steps: Tensor, k: int, *, sigma: Tensor | float | None = None
+              ) -> Tensor:
+        return gaussian_kernel(delay_steps, self.initial_sigma(k) if sigma is None else sigma, k)
+
+    def __repr__(self) -> str:
+        return "Gaussian()" if self.sigma is None else f"Gaussian(sigma={self.sigma:g})"
+
+
+#: The kernels by the names of the old string option (``kernel="gaussian"`` etc.).
+KERNELS: dict[str, type[DelayKernel]] = {
+    "exact": Exact, "rounded": Rounded, "triangle": Triangle, "gaussian": Gaussian,
+}
+
+
+def as_kernel(kernel: DelayKernel | str) -> DelayKernel:
+    """A kernel object from an object or one of the names in :data:`KERNELS`."""
+    if isinstance(kernel, DelayKernel):
+        return kernel
+    if isinstance(kernel, str):
+        check_choice("kernel", kernel, tuple(KERNELS))
+        return KERNELS[kernel]()
+    raise TypeError(f"kernel must be a DelayKernel (Exact(), Gaussian(), Triangle(), Rounded()) "
+                    f"or one of {tuple(KERNELS)}, got {type(kernel).__name__}")
+
+
 __all__ = [
+    "DelayKernel", "Exact", "EXACT", "Rounded", "Triangle", "Gaussian", "KERNELS", "as_kernel",
     "DCLS_EPS", "DCLS_SIGMA_OFFSET", "ROUNDING_MODES", "Taps", "kernel_size",
     "position_to_delay", "delay_to_position", "clamp_delay", "round_delay", "gaussian_kernel",
     "gaussian_mass", "taps_to_dense", "triangle_taps", "triangle_kernel",
-    "rounded_taps", "rounded_kernel",
+    "rounded_taps", "rounded_kernel", "triangle_spread", "buffer_length",
 ]

@@ -1,4 +1,4 @@
-"""Recurrent synapses with exact delays (continuous) and rounded delays (discrete)."""
+"""RecurrentDense with exact delays (continuous) and rounded delays (discrete)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_continuous_recurrence_matches_event_driven_reference(dt):
     spikes = ctsnn.Spikes.from_events(t_in, u_in, dt=dt, n_steps=int(round(t_end / dt)),
                                       n_units=n)
     layer = ctsnn.Layer(ctsnn.LIF(n, tau_mem=0.01), torch.eye(n) * 1.1,
-                        recurrent=RecurrentDense(w_rec, d_rec))
+                        recurrent=RecurrentDense(weight=w_rec, delay=d_rec))
     with torch.no_grad():
         res = ctsnn.simulate(layer, spikes, dt=dt, time="continuous")
     ref = event_driven_reference(t_in.numpy(), u_in.numpy(), 1.1, w_rec.numpy(), d_rec.numpy(),
@@ -78,7 +78,7 @@ def test_discrete_recurrence_rounds_delays_to_whole_steps():
     d[1, 0] = 0.0034
     x = torch.zeros(10, 1, n)
     x[2, 0, 0] = 2.0  # neuron 0 fires at step 2
-    layer = ctsnn.Layer(ctsnn.LIF(n, tau_mem=0.01), recurrent=RecurrentDense(w, d))
+    layer = ctsnn.Layer(ctsnn.LIF(n, tau_mem=0.01), recurrent=RecurrentDense(weight=w, delay=d))
     res = ctsnn.simulate(layer, x, dt=dt, input_as="jump")
     assert res.spikes.step.tolist() == [2, 5]
     assert res.spikes.units.tolist() == [0, 1]
@@ -93,7 +93,7 @@ def test_continuous_recurrent_gradients_match_finite_differences():
     d_rec = 0.002 + 0.006 * torch.rand(n, n, generator=gen)
 
     def run(w, d, grad=False):
-        rec = RecurrentDense(w, d, learn_delay=True)
+        rec = RecurrentDense(weight=w, delay=d, learn_delay=True)
         layer = ctsnn.Layer(ctsnn.CubaLIF(n, tau_mem=0.01, tau_syn=0.004), torch.eye(n) * 4.0,
                             recurrent=rec)
         spikes = ctsnn.Spikes.from_events(t_in, u_in, dt=1e-3, n_steps=60, n_units=n)
@@ -120,9 +120,9 @@ def test_continuous_recurrent_gradients_match_finite_differences():
 
 
 def test_delays_shorter_than_a_step_are_rejected():
-    layer = ctsnn.Layer(ctsnn.LIF(2), recurrent=RecurrentDense(torch.ones(2, 2),
-                                                              torch.full((2, 2), 5e-4)))
+    layer = ctsnn.Layer(ctsnn.LIF(2), recurrent=RecurrentDense(weight=torch.ones(2, 2),
+                                                              delay=torch.full((2, 2), 5e-4)))
     with pytest.raises(ValueError, match="at least one grid step"):
         ctsnn.simulate(layer, torch.zeros(5, 1, 2), dt=1e-3, time="continuous")
     with pytest.raises(ValueError, match="must be square"):
-        RecurrentDense(torch.ones(2, 3), torch.ones(2, 3))
+        RecurrentDense(weight=torch.ones(2, 3), delay=torch.ones(2, 3))

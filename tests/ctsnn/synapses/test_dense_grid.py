@@ -1,4 +1,5 @@
-"""DelayedLinear: delay semantics, equivalences, gradients, training/eval state, errors.
+"""Dense with grid kernels (DCLS semantics; formerly DelayedLinear): delay semantics,
+equivalences, gradients, training/eval state, errors.
 
 SEEDS F0.1-F0.4 (shift, causality, rounding, cross-method equivalence) and F1.5, F1.8, F1.10,
 F1.12. Float64 unless a test says otherwise; weights in the exactness tests are dyadic
@@ -13,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ctsnn
-from ctsnn.delays import DelayedLinear, Taps, gaussian_kernel
-from ctsnn.delays.linear import _dense_conv, _tap_conv, _TapConv
 from ctsnn.spikes import Spikes
-from ctsnn.synapses import Dense
+from ctsnn.synapses import Dense, Gaussian, Rounded, Taps, Triangle
+from ctsnn.synapses.conv import TapConv, dense_conv, tap_conv
+from ctsnn.synapses.kernels import gaussian_kernel
 
 
 @pytest.fixture(autouse=True)
@@ -34,9 +35,16 @@ DT = 0.01
 KERNELS = ("gaussian", "triangle", "rounded")
 
 
-def make(n_in=3, n_out=4, *, max_delay=0.24, kernel="triangle", seed=0, **kw) -> DelayedLinear:
-    return DelayedLinear(n_in, n_out, max_delay=max_delay, dt=DT, kernel=kernel,
-                         generator=torch.Generator().manual_seed(seed), **kw)
+def delayed_linear(n_in, n_out, *, kernel="gaussian", sigma=None, learn_delay=True,
+                   **kw) -> Dense:
+    """A grid-kernel Dense as the old DelayedLinear built it (learnable delays by default)."""
+    kern = {"gaussian": Gaussian(sigma), "triangle": Triangle(), "rounded": Rounded()}[kernel]
+    return Dense(n_in, n_out, kernel=kern, learn_delay=learn_delay, **kw)
+
+
+def make(n_in=3, n_out=4, *, max_delay=0.24, kernel="triangle", seed=0, **kw) -> Dense:
+    return delayed_linear(n_in, n_out, max_delay=max_delay, dt=DT, kernel=kernel,
+                          generator=torch.Generator().manual_seed(seed), **kw)
 
 
 def dyadic(shape, seed=0) -> torch.Tensor:
@@ -155,7 +163,7 @@ def test_eval_equals_dense_and_shift_register(dtype):
     m.eval()
     x = spikes(40, 3, n_in, p=0.3).to(dtype)
     ours = m.jumps(x)
-    dense = Dense(w.to(dtype), delay=(steps * DT).to(dtype)).jumps(Spikes.from_raster(x, DT))
+    dense = Dense(weight=w.to(dtype), delay=(steps * DT).to(dtype)).jumps(Spikes.from_raster(x, DT))
     ref = shift_register(x, w.to(dtype), steps)
     assert ours.dtype == dtype
     assert torch.equal(ours, ref)
@@ -167,7 +175,7 @@ def test_eval_layer_spikes_equal_dense_layer_spikes():
     n_in, n_out = 6, 5
     w = dyadic((n_out, n_in), seed=1) + 0.5
     steps = torch.randint(0, 9, (n_out, n_in), generator=torch.Generator().manual_seed(4))
-    m = DelayedLinear(n_in, n_out, max_delay=0.08, dt=DT, kernel="triangle")
+    m = delayed_linear(n_in, n_out, max_delay=0.08, dt=DT, kernel="triangle")
     m.set_weight(w)
     m.set_delay(steps * DT)
     m.eval()
@@ -194,7 +202,7 @@ def test_tap_path_equals_dense_reference_values_and_gradients(kernel, train):
     out = m.jumps(x)
     params = [x, m.weight] + ([m.delay_steps] if train else [])
     grads = torch.autograd.grad((out * g).sum(), params)
-    ref = _dense_conv(x, m.kernel_tensor(), 4) + m.bias
+    ref = dense_conv(x, m.kernel_tensor(), 4) + m.bias
     ref_grads = torch.autograd.grad((ref * g).sum(), params)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-13)
     for a, b in zip(grads, ref_grads, strict=True):
@@ -203,30 +211,32 @@ def test_tap_path_equals_dense_reference_values_and_gradients(kernel, train):
 
 def test_tap_path_never_builds_a_dense_kernel(monkeypatch):
     """The 1-2 tap kernels run without the dense [out, in, K] kernel (memory O(out x in))."""
-    import ctsnn.delays.linear as lin
+    import ctsnn.synapses.dense as lin
+    import ctsnn.synapses.kernels as kernels
 
     def forbidden(*args, **kwargs):
         raise AssertionError("dense kernel built")
 
     monkeypatch.setattr(lin, "taps_to_dense", forbidden)
-    monkeypatch.setattr(lin, "_dense_conv", forbidden)
-    monkeypatch.setattr(lin, "gaussian_kernel", forbidden)
+    monkeypatch.setattr(lin, "dense_conv", forbidden)
+    monkeypatch.setattr(kernels, "gaussian_kernel", forbidden)
+    monkeypatch.setattr(kernels, "taps_to_dense", forbidden)
     # K = 2001 taps; a dense kernel would be 2001 x larger than the weights.
     for kernel in ("triangle", "rounded"):
-        m = DelayedLinear(3, 2, max_delay=20.0, dt=DT, kernel=kernel)
+        m = delayed_linear(3, 2, max_delay=20.0, dt=DT, kernel=kernel)
         m.jumps(spikes(30, 2, 3)).sum().backward()
         assert m.delay_steps.grad is not None
-    m = DelayedLinear(3, 2, max_delay=20.0, dt=DT, kernel="gaussian").eval()
+    m = delayed_linear(3, 2, max_delay=20.0, dt=DT, kernel="gaussian").eval()
     m.jumps(spikes(30, 2, 3))
 
 
-def test_tap_conv_gradcheck():
+def testtap_conv_gradcheck():
     x = torch.rand(9, 2, 3, requires_grad=True)
     lags = torch.randint(0, 6, (2, 4, 3), generator=torch.Generator().manual_seed(0))
     lags[0, 0, 0] = 12                                     # beyond the input: no contribution
     coefs = torch.randn(2, 4, 3, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, c: _TapConv.apply(x, lags, c), (x, coefs))
-    assert torch.autograd.gradcheck(lambda x, c: _tap_conv(x, Taps(lags, c), 3), (x, coefs))
+    assert torch.autograd.gradcheck(lambda x, c: TapConv.apply(x, lags, c), (x, coefs))
+    assert torch.autograd.gradcheck(lambda x, c: tap_conv(x, Taps(lags, c), 3), (x, coefs))
 
 
 # --------------------------------------------------------------------------- F1.10 gradcheck
@@ -288,12 +298,12 @@ def test_eval_leaves_training_state_untouched():
     after = m.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert m.kernel == "gaussian" and m.sigma.item() == 3.0
+    assert isinstance(m.kernel, Gaussian) and m.sigma.item() == 3.0
     assert torch.equal(m.jumps(x), train_out)
     assert not torch.equal(eval_out, train_out)
 
 
-def _one_hot(m: DelayedLinear) -> torch.Tensor:
+def _one_hot(m: Dense) -> torch.Tensor:
     k = torch.zeros(m.n_out, m.n_in, m.kernel_size)
     k.scatter_(-1, torch.round(m.delay_steps.detach()).long().unsqueeze(-1),
                m.weight.detach().unsqueeze(-1))
@@ -321,7 +331,7 @@ def test_clamp_projects_delays_and_reapplies_the_mask():
         m.delay_steps[0, 0] = -3.0
         m.delay_steps[1, 1] = 30.0
         m.weight.add_(1.0)                             # e.g. weight decay / an optimiser step
-    m.clamp_()
+    m.clamp_delays_()
     assert m.delay_steps.min() >= 0 and m.delay_steps.max() <= 24
     assert m.delay_steps[0, 0] == 0 and m.delay_steps[1, 1] == 24
     assert bool((m.position.abs() <= 12).all())
@@ -329,7 +339,7 @@ def test_clamp_projects_delays_and_reapplies_the_mask():
     with torch.no_grad():
         m.delay_steps[2, 2] = float("nan")
     with pytest.raises(ValueError, match="non-finite"):
-        m.clamp_()
+        m.clamp_delays_()
 
 
 def test_fixed_fan_in():
@@ -343,17 +353,17 @@ def test_fixed_fan_in():
 
 def test_initialisations():
     g = torch.Generator().manual_seed(0)
-    m = DelayedLinear(100, 200, max_delay=0.24, dt=DT, generator=g)
+    m = delayed_linear(100, 200, max_delay=0.24, dt=DT, generator=g)
     d = m.delay_steps.detach()
     assert d.min() >= 0 and d.max() <= 24
     assert abs(d.mean().item() - 12) < 0.3 and abs(d.std().item() - 24 / 12 ** 0.5) < 0.2
     bound = (6 / 100) ** 0.5                            # Kaiming-uniform, ReLU gain
     assert m.weight.abs().max() <= bound and m.weight.abs().max() > 0.95 * bound
-    hn = DelayedLinear(100, 200, max_delay=0.24, dt=DT, delay_init="half_normal",
+    hn = delayed_linear(100, 200, max_delay=0.24, dt=DT, delay_init="half_normal",
                        delay_std=0.05, generator=g).delay_steps
     assert hn.min() >= 0 and hn.max() <= 24
     assert abs(hn.mean().item() - 5 * (2 / torch.pi) ** 0.5) < 0.2
-    ref = DelayedLinear(100, 200, max_delay=0.24, dt=DT, delay_init="dcls_reference",
+    ref = delayed_linear(100, 200, max_delay=0.24, dt=DT, delay_init="dcls_reference",
                         generator=g).delay_steps
     # P ~ U(-13, 12) clamped to -12: about 1/25 of the delays start exactly at the maximum.
     assert abs((ref == 24).double().mean().item() - 1 / 25) < 0.01
@@ -376,7 +386,7 @@ def test_parameters_buffers_and_units():
     assert m2.kernel_size == 25 and m2.max_delay_steps == 24
     torch.testing.assert_close(m2.delay, m2.delay_steps * DT)
     torch.testing.assert_close(m2.position, 12 - m2.delay_steps)
-    assert make(1, 1).sigma.item() == 12.27               # DCLS start: K // 2 + 0.27
+    assert make(1, 1, kernel="gaussian").sigma.item() == 12.27  # DCLS start: K // 2 + 0.27
     assert "K=25" in repr(m2)
 
 
@@ -438,14 +448,17 @@ def test_as_layer_synapse_trains_delays():
 def test_constructor_errors(kwargs, match):
     args = dict(max_delay=0.24, dt=DT) | kwargs
     with pytest.raises(ValueError, match=match):
-        DelayedLinear(3, 2, **args)
+        if args.get("kernel") == "box":
+            Dense(3, 2, **args)
+        else:
+            delayed_linear(3, 2, **args)
 
 
 def test_shape_and_argument_errors():
     with pytest.raises(ValueError, match="positive int"):
-        DelayedLinear(0, 2, max_delay=0.1, dt=DT)
+        delayed_linear(0, 2, max_delay=0.1, dt=DT)
     with pytest.raises(TypeError, match="delay_init"):
-        DelayedLinear(3, 2, max_delay=0.1, dt=DT, delay_init=[0.1])
+        delayed_linear(3, 2, max_delay=0.1, dt=DT, delay_init=[0.1])
     m = make(3, 2)
     with pytest.raises(ValueError, match="3 dimensions"):
         m.jumps(torch.zeros(5, 3))
@@ -457,7 +470,7 @@ def test_shape_and_argument_errors():
         m.jumps(Spikes.from_raster(torch.zeros(5, 1, 3), 0.001))
     with pytest.raises(ValueError, match="shape"):
         m.set_weight(torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="non-negative"):  # Triangle: sigma >= 0
         m.set_sigma(-1.0)
     with pytest.raises(ValueError, match="exceeds"):
         m.set_delay(torch.full((2, 3), 0.3))

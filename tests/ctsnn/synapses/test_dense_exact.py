@@ -1,4 +1,4 @@
-"""Synapses: zero-delay and delayed arrivals in both time modes (float64)."""
+"""Dense with exact delays: zero-delay and delayed arrivals in both time modes (float64)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_delay_shifts_a_spike_train_exactly_in_both_modes():
     dt, d = 1e-3, 4
     raster = (torch.rand(30, 2, 3, generator=torch.Generator().manual_seed(0)) < 0.3).double()
     spikes = ctsnn.Spikes.from_raster(raster, dt)
-    syn = Dense(torch.eye(3), delay=torch.full((3, 3), d * dt))
+    syn = Dense(weight=torch.eye(3), delay=torch.full((3, 3), d * dt))
     shifted = syn.jumps(spikes)
     assert torch.equal(shifted[d:], raster[:-d])
     assert torch.equal(shifted[:d], torch.zeros_like(shifted[:d]))
@@ -97,12 +97,12 @@ def test_discrete_delay_rounds_to_nearest_not_truncates():
     spikes = ctsnn.Spikes.from_raster(torch.tensor([[[1.0]], [[0.0]], [[0.0]], [[0.0]],
                                                      [[0.0]]]), dt)
     for delay, expected in [(2.6e-3, 3), (2.4e-3, 2), (0.0, 0), (4e-3, 4)]:
-        out = Dense(torch.ones(1, 1), delay=torch.tensor([[delay]])).jumps(spikes)
+        out = Dense(weight=torch.ones(1, 1), delay=torch.tensor([[delay]])).jumps(spikes)
         assert out[:, 0, 0].nonzero().flatten().tolist() == [expected]
 
 
 def test_axonal_delay_broadcasts_over_targets():
-    syn = Dense(torch.ones(4, 3), delay=torch.tensor([0.0, 1e-3, 2e-3]))
+    syn = Dense(weight=torch.ones(4, 3), delay=torch.tensor([0.0, 1e-3, 2e-3]))
     assert syn.delay.shape == (4, 3)
     assert torch.equal(syn.delay[2], torch.tensor([0.0, 1e-3, 2e-3]))
 
@@ -126,13 +126,13 @@ def test_long_input_is_built_in_bounded_windows():
 def test_bad_delays():
     w = torch.ones(2, 3)
     with pytest.raises(ValueError, match="delay must be non-negative"):
-        Dense(w, delay=-torch.ones(2, 3))
+        Dense(weight=w, delay=-torch.ones(2, 3))
     with pytest.raises(ValueError, match=r"delay must have shape \[N_out, N_in\] = \[2, 3\]"):
-        Dense(w, delay=torch.ones(3, 2))
+        Dense(weight=w, delay=torch.ones(3, 2))
     with pytest.raises(ValueError, match="delay contains a non-finite value"):
-        Dense(w, delay=torch.full((2, 3), float("nan")))
+        Dense(weight=w, delay=torch.full((2, 3), float("nan")))
     with pytest.raises(ValueError, match="delay must not exceed max_delay = 0.01"):
-        Dense(w, delay=torch.full((2, 3), 0.02), max_delay=0.01)
+        Dense(weight=w, delay=torch.full((2, 3), 0.02), max_delay=0.01)
     with pytest.raises(ValueError, match="delay needs a weight"):
         ctsnn.Layer(ctsnn.LIF(3), delay=torch.ones(3))
 

@@ -1,7 +1,7 @@
-"""Delay kernels, rounding and the DCLS position convention (float64).
-
-SEEDS F0.3 (rounding), F1.5 (position <-> delay), F1.6 (normalisation), F1.7 (sigma -> 0 and
-the sigma_eff = 0.5 values). The sigma schedules are tested in tests/ctsnn/training.
+"""Delay kernel functions: rounding, the DCLS position convention, Gaussian/triangle/rounded
+kernels (float64). SEEDS F0.3 (rounding), F1.5 (position <-> delay), F1.6 (normalisation),
+F1.7 (sigma -> 0 and the sigma_eff = 0.5 values). The sigma schedules are tested in
+tests/ctsnn/training.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctsnn.delays import (
+from ctsnn.synapses.kernels import (
+    DCLS_EPS,
     Taps,
+    clamp_delay,
     delay_to_position,
     gaussian_kernel,
+    gaussian_mass,
     kernel_size,
     position_to_delay,
     round_delay,
@@ -26,7 +29,6 @@ from ctsnn.delays import (
     triangle_kernel,
     triangle_taps,
 )
-from ctsnn.delays.kernels import DCLS_EPS, clamp_delay, gaussian_mass
 
 
 @pytest.fixture(autouse=True)

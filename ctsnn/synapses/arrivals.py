@@ -1,0 +1,231 @@
+"""Exact continuous-time arrival schedules: when jumps reach the postsynaptic neurons.
+
+A schedule is a callable ``n -> StepArrivals | None`` giving the jumps that arrive during grid
+step ``n`` (local times in ``(0, dt]``, seconds, and sizes), in time order per element:
+
+* :class:`Arrivals`: zero-delay synapses (or one-to-one input);
+* :class:`DelayedArrivals`: per-synapse delays, a spike at ``t`` arrives at ``t + d`` exactly;
+* :func:`merge_arrivals`: two schedules of one step as one.
+
+The helpers (:func:`row_order`, :func:`ranks`, :func:`element_arrivals`, :func:`snap_to_grid`)
+are shared with the recurrent synapses, which schedule arrivals as their spikes happen.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..spikes import Spikes, locate
+
+
+class StepArrivals(NamedTuple):
+    """Jumps arriving during one step, in time order along the first axis.
+
+    ``offset [K, B, N]``: local arrival times in ``(0, dt]`` (``dt`` with a zero value for padding);
+    ``value [K, B, N]``: jump sizes.
+    """
+
+    offset: Tensor
+    value: Tensor
+
+
+def row_order(rows: tuple[Tensor, ...], sizes: tuple[int, ...], offset: Tensor) -> Tensor:
+    """Permutation sorting events by their row ``rows`` (lexicographic), then by ``offset``.
+
+    The integer row keys are fused into one int64 key (``sizes`` are their ranges), so two
+    stable sorts do the work of one per key.
+    """
+    key = torch.zeros_like(rows[0])
+    for r, size in zip(rows, sizes, strict=True):
+        key = key * size + r
+    order = torch.argsort(offset, stable=True)
+    return order[torch.argsort(key[order], stable=True)]
+
+
+def ranks(row_keys: tuple[Tensor, ...], offset: Tensor) -> Tensor:
+    """Rank of each (sorted) event among the distinct arrival times of its row.
+
+    Rows are consecutive runs of equal ``row_keys``; events at the same time share a rank so
+    that simultaneous arrivals are summed into one jump (as on a discrete grid).
+    """
+    e = offset.numel()
+    new_row = torch.ones(e, dtype=torch.bool, device=offset.device)
+    if e > 1:
+        changed = torch.zeros(e - 1, dtype=torch.bool, device=offset.device)
+        for key in row_keys:
+            changed |= key[1:] != key[:-1]
+        new_row[1:] = changed
+    new_group = new_row.clone()
+    if e > 1:
+        new_group[1:] |= offset[1:] != offset[:-1]
+    group = torch.cumsum(new_group.long(), 0) - 1
+    row = torch.cumsum(new_row.long(), 0) - 1
+    return group - group[new_row][row] if e else group
+
+
+def snap_to_grid(t: Tensor, dt: float, ulps: int = 8) -> Tensor:
+    """Move times within a few ulps of a grid point ``k dt`` onto it.
+
+    ``t_spike + delay`` with a delay of a whole number of steps can round one ulp past the
+    grid point and so fall into the next step; snapping keeps integer delays exact.
+    """
+    k = torch.round(t.double() / dt)
+    grid = (k * dt).to(t.dtype)
+    close = (t - grid).abs() <= ulps * torch.finfo(t.dtype).eps * torch.clamp(grid.abs(), min=dt)
+    # Move the value only: the gradient w.r.t. spike times and delays passes through.
+    return torch.where(close, t + (grid - t).detach(), t)
+
+
+class _StepIndex:
+    """Per-step slices of events sorted by step, and the number of arrival ranks per step."""
+
+    def __init__(self, step: Tensor, rank: Tensor, n_steps: int) -> None:
+        bounds = torch.searchsorted(step, torch.arange(n_steps + 1, device=step.device))
+        k = torch.zeros(n_steps, dtype=torch.long, device=step.device)
+        if step.numel():
+            k.scatter_reduce_(0, step, rank + 1, reduce="amax")
+        self.bounds = bounds.tolist()
+        self.k = k.tolist()
+
+    def slice(self, n: int) -> tuple[int, int, int]:
+        return self.bounds[n], self.bounds[n + 1], self.k[n]
+
+
+class Arrivals:
+    """Exact arrival schedule of weighted spikes through zero-delay synapses, per grid step.
+
+    Spikes that reach a sample at the same instant are merged into one jump (their weighted
+    sum), so grid-aligned input costs one jump per step.
+
+    Args:
+        spikes: presynaptic events (``n_units`` = N_in).
+        weight: ``[N_out, N_in]`` or ``None`` for one-to-one input (N_out = N_in).
+    """
+
+    def __init__(self, spikes: Spikes, weight: Tensor | None) -> None:
+        self.dt = spikes.dt
+        self.batch_size = spikes.batch_size
+        self.weight = weight
+        self.n_in = spikes.n_units
+        self.n_out = spikes.n_units if weight is None else weight.shape[0]
+        step, off, b = spikes.step, spikes.offset, spikes.batch
+        order = row_order((step, b), (spikes.n_steps, self.batch_size), off)
+        step, off, b = step[order], off[order], b[order]
+        self._rank = ranks((step, b), off)
+        self._index = _StepIndex(step, self._rank, spikes.n_steps)
+        self._batch, self._offset = b, off
+        self._units, self._values = spikes.units[order], spikes.values[order]
+
+    def __call__(self, n: int) -> StepArrivals | None:
+        """Arrivals during step ``n``, or ``None`` if nothing arrives."""
+        e0, e1, k = self._index.slice(n)
+        if e0 == e1:
+            return None
+        rank, b = self._rank[e0:e1], self._batch[e0:e1]
+        vals = self._values[e0:e1]
+        amp = vals.new_zeros(k, self.batch_size, self.n_in)
+        amp.index_put_((rank, b, self._units[e0:e1]), vals, accumulate=True)
+        offset = vals.new_full((k, self.batch_size), self.dt)
+        offset[rank, b] = self._offset[e0:e1]
+        value = amp if self.weight is None else amp @ self.weight.t()
+        return StepArrivals(offset.unsqueeze(-1).expand(k, self.batch_size, self.n_out), value)
+
+
+class DelayedArrivals:
+    """Exact arrival schedule through synapses with per-synapse (or per-axon) delays.
+
+    A spike of input ``j`` at time ``t`` reaches neuron ``i`` at ``t + delay[i, j]`` exactly,
+    with jump ``weight[i, j] * value``; arrivals after the last step are dropped. Every
+    (spike, target) pair is an event, so the schedule is built lazily in windows of steps
+    holding about ``max_pairs`` pairs each (memory stays bounded for long inputs).
+
+    Args:
+        spikes: presynaptic events.
+        weight: ``[N_out, N_in]``.
+        delay: ``[N_out, N_in]`` seconds, non-negative.
+        max_pairs: pairs materialised per window.
+    """
+
+    def __init__(self, spikes: Spikes, weight: Tensor, delay: Tensor, *,
+                 max_pairs: int = 4_000_000) -> None:
+        self.dt, self.n_steps, self.batch_size = spikes.dt, spikes.n_steps, spikes.batch_size
+        self.weight, self.delay = weight, delay
+        self.n_out = weight.shape[0]
+        order = torch.argsort(spikes.times, stable=True)
+        self._times = spikes.times[order]
+        self._batch, self._units = spikes.batch[order], spikes.units[order]
+        self._values = spikes.values[order]
+        self._max_delay = float(delay.detach().max()) if delay.numel() else 0.0
+        rate = max(len(spikes), 1) / self.n_steps  # input events per step
+        self._window = max(1, int(max_pairs / max(rate * self.n_out, 1.0)))
+        self._start = -1  # first step of the cached window
+
+    def _build(self, n0: int) -> None:
+        n1 = min(n0 + self._window, self.n_steps)
+        dt = self.dt
+        lo = torch.searchsorted(self._times, torch.tensor(n0 * dt - self._max_delay - dt,
+                                                         dtype=self._times.dtype))
+        hi = torch.searchsorted(self._times, torch.tensor(n1 * dt, dtype=self._times.dtype),
+                                right=True)
+        t, b, u, v = (x[lo:hi] for x in (self._times, self._batch, self._units, self._values))
+        n_ev = t.numel()
+        target = torch.arange(self.n_out, device=t.device).repeat(n_ev)
+        src = torch.repeat_interleave(torch.arange(n_ev, device=t.device), self.n_out)
+        arrival = snap_to_grid(t[src] + self.delay[target, u[src]], dt)
+        # Keep only arrivals whose step falls in [n0, n1): grid points as float64 products.
+        end = torch.tensor(n1 * dt, dtype=arrival.dtype)
+        begin = torch.tensor(n0 * dt, dtype=arrival.dtype)
+        keep = (arrival <= end) & ((arrival > begin) | ((n0 == 0) & (arrival == 0)))
+        src, target, arrival = src[keep], target[keep], arrival[keep]
+        step, offset = locate(arrival, dt)
+        value = v[src] * self.weight[target, u[src]]
+        batch = b[src]
+        order = row_order((step, batch, target), (self.n_steps, self.batch_size, self.n_out),
+                           offset)
+        step, batch, target, offset, value = (
+            x[order] for x in (step, batch, target, offset, value)
+        )
+        self._rank = ranks((step, batch, target), offset)
+        self._w_index = _StepIndex(step - n0, self._rank, n1 - n0)
+        self._w = (batch, target, offset, value)
+        self._start, self._stop = n0, n1
+
+    def __call__(self, n: int) -> StepArrivals | None:
+        """Arrivals during step ``n`` (``[K, B, N_out]`` each), or ``None``."""
+        if not (self._start <= n < getattr(self, "_stop", -1)):
+            self._build(n)
+        e0, e1, k = self._w_index.slice(n - self._start)
+        if e0 == e1:
+            return None
+        batch, target, offset, value = (x[e0:e1] for x in self._w)
+        return element_arrivals(self._rank[e0:e1], batch, target, offset, value, k,
+                                 self.batch_size, self.n_out, self.dt)
+
+
+def element_arrivals(rank: Tensor, batch: Tensor, target: Tensor, offset: Tensor,
+                      value: Tensor, k: int, batch_size: int, n_out: int, dt: float
+                      ) -> StepArrivals:
+    """Per-element arrival lists ``[k, B, N]`` from ranked (batch, target, offset, value)."""
+    shape = (k, batch_size, n_out)
+    jump = value.new_zeros(shape)
+    jump.index_put_((rank, batch, target), value, accumulate=True)
+    when = value.new_full(shape, dt)
+    when[rank, batch, target] = offset
+    return StepArrivals(when, jump)
+
+
+def merge_arrivals(a: StepArrivals | None, b: StepArrivals | None) -> StepArrivals | None:
+    """Both schedules of one step as one, in time order per element (stable)."""
+    if a is None or b is None:
+        return a if b is None else b
+    offset = torch.cat([a.offset, b.offset.expand(-1, *a.offset.shape[1:])])
+    value = torch.cat([a.value, b.value])
+    order = torch.argsort(offset.detach(), dim=0, stable=True)
+    return StepArrivals(offset.gather(0, order), value.gather(0, order))
+
+
+__all__ = ["StepArrivals", "Arrivals", "DelayedArrivals", "merge_arrivals", "element_arrivals",
+           "row_order", "ranks", "snap_to_grid"]

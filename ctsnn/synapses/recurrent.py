@@ -1,0 +1,525 @@
+"""Recurrent synapses: :class:`RecurrentDense`, a population's own delayed connection.
+
+One class, two delay kernels (both with per-synapse ``[N, N]`` or per-axon ``[N]`` delays, fixed
+or learnable, optional fixed fan-in):
+
+* :class:`~ctsnn.synapses.kernels.Exact` (default), both time modes. Delays in seconds, at least
+  one grid step (checked by :meth:`RecurrentDense.start`). Continuous time: a spike at ``t``
+  reaches neuron ``i`` at exactly ``t + d_ij`` (scheduled as the spikes happen, differentiable
+  w.r.t. spike times, weights and delays). Discrete time: delays rounded to whole steps (ties to
+  even), a spike of step ``n`` arrives at the end of step ``n + round(d / dt)``.
+* :class:`~ctsnn.synapses.kernels.Triangle` ``(sigma)``, discrete time (DelRec). Delays ``d`` in
+  steps of the ``dt`` given at construction; a spike of neuron ``j`` emitted in step ``m``
+  reaches neuron ``i`` with lag ``τ = n - m`` and weight ``W_ij h_ij(τ)``,
+
+      ``h(τ) = max(0, s - |τ - (1 + d)|) / s²``,   ``s = 1 + σ``
+
+  (:func:`~ctsnn.synapses.kernels.triangle_spread`): the effective lag is ``1 + d``, so
+  ``d = 0`` is a vanilla RSNN. With ``learn_width=True`` the half-width is per presynaptic
+  neuron, ``s_j = 1 + 2σ sigmoid(p_j)``. Lag 0 does not exist, so for ``d < σ`` the part of the
+  triangle at ``τ <= 0`` is discarded (mass < 1; ``d < 0`` is allowed during training, as in
+  the reference trainers); the samples sum to 1 for a whole ``σ`` and ``d >= σ``. Gradient
+  w.r.t. ``d``: ``sign(τ - 1 - d) / s²`` inside the support (0 at the kinks: do not start
+  training at integer delays with ``σ = 0``). Recurrent ``dropout`` multiplies the summed input
+  by a Bernoulli mask drawn once per sequence. Evaluation (``eval()``), by ``eval_mode``:
+  ``"paper"`` (σ = 0 and integer delays ``max(0, round(d))``, parameters untouched),
+  ``"reference"`` (the DelRec code: entering evaluation rounds the delays **in place** and
+  clamps them to ``>= 0``; the current σ stays), ``"continuous"`` (the training kernel).
+
+  Memory: each read is a weighted sum over the last ``L - 1`` spike tensors through a custom
+  autograd function (:mod:`ctsnn.synapses.ring`) that saves only references to the spike tensors
+  the engine holds anyway, plus an ``O(B N L)`` ring buffer; ``L = ceil(1 + max d + max s) + 1``
+  is recomputed at every :meth:`start`. Cost per step ``O(B N L + B N²)`` (axon) or
+  ``O(B N² L)`` (synapse). Every :meth:`start` begins with an empty history.
+
+Gaussian and Rounded kernels are not available on recurrent synapses (a clear error says what
+to use instead).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_choice, check_finite, check_positive, check_tensor
+from ..spikes import locate
+from .arrivals import StepArrivals, element_arrivals, ranks, row_order, snap_to_grid
+from .dense import PER, same_dt
+from .init import DelayInit, WeightInit, fixed_fan_in_mask, initial_delay, initial_weight
+from .kernels import EXACT, DelayKernel, as_kernel, buffer_length
+from .ring import RingRead, RingRun
+
+EVAL_MODES = ("paper", "reference", "continuous")
+
+
+class RecurrentDense(nn.Module):
+    """A population's own recurrent synapses ``N -> N`` with delays (see the module docstring).
+
+    Args:
+        n: number of neurons ``N`` (or give ``weight``).
+        weight: explicit weights ``[N_post, N_pre]`` (otherwise drawn by ``weight_init``).
+        delay: explicit delays in seconds, ``[N, N]``, ``[N]`` (per axon) or a number;
+            otherwise drawn by ``delay_init``.
+        kernel: :class:`~ctsnn.synapses.kernels.Exact` (default) or ``Triangle(sigma)``.
+        max_delay: upper bound of the delays (seconds; ``None``: unbounded), checked at
+            construction and at :meth:`start`, applied by :meth:`clamp_delays_`.
+        dt: grid step (seconds), required by ``Triangle`` (delays stored in its steps; the
+            simulation must run at this ``dt``); an error for ``Exact``.
+        per: ``"synapse"`` (``[N, N]``) or ``"axon"`` (``[N]``, shared by the targets).
+        learn_weight, learn_delay: register as parameters (else buffers).
+        learn_width: ``Triangle``: per-neuron learnable width logits ``p_spread [N]``.
+        fan_in: each neuron receives exactly ``fan_in`` randomly chosen recurrent inputs.
+        weight_init: ``"orthogonal"`` (gain 1, DelRec; default), ``"kaiming_uniform"``, a
+            tensor or an in-place callable.
+        delay_init: ``"uniform"`` (``[0, max_delay]``), ``"half_normal"``, a number, a tensor
+            or a callable ``shape -> seconds`` (e.g.
+            :func:`~ctsnn.synapses.init.uniform_delays`; exact delays must be at least ``dt``).
+        delay_std: seconds, for ``"half_normal"``.
+        dropout: ``Triangle``: recurrent dropout probability, mask fixed over the sequence.
+        eval_mode: ``Triangle``: ``"paper"``, ``"reference"`` or ``"continuous"``.
+        generator, dtype, device: for the initialisation and the tensors.
+
+    Protocol used by the engine: ``start(batch_size, dtype=, device=, dt=, time=)``; discrete
+    time ``read(n) -> [B, N]`` (jumps at the end of step ``n``) and ``write(n, spikes [B, N])``;
+    continuous time (``Exact``) ``arrivals(n) -> StepArrivals | None`` and
+    ``emit(n, times, batch, units)``.
+    """
+
+    mask: Tensor | None
+
+    def __init__(
+        self,
+        n: int | None = None,
+        *,
+        weight: Tensor | None = None,
+        delay: Tensor | float | None = None,
+        kernel: DelayKernel | str = EXACT,
+        max_delay: float | None = None,
+        dt: float | None = None,
+        per: str = "synapse",
+        learn_weight: bool = True,
+        learn_delay: bool = False,
+        learn_width: bool = False,
+        fan_in: int | None = None,
+        weight_init: WeightInit = "orthogonal",
+        delay_init: DelayInit = "uniform",
+        delay_std: float | None = None,
+        dropout: float = 0.0,
+        eval_mode: str = "paper",
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        self.kernel = as_kernel(kernel)
+        self.kernel.require_recurrent()
+        check_choice("per", per, PER)
+        check_choice("eval_mode", eval_mode, EVAL_MODES)
+        if weight is not None:
+            check_tensor("weight", weight, ndim=2, floating=True)
+            if weight.shape[0] != weight.shape[1]:
+                raise ValueError(f"recurrent weight must be square [N, N], got "
+                                 f"{list(weight.shape)}")
+            check_finite("weight", weight)
+            if n is not None and n != weight.shape[0]:
+                raise ValueError(f"n = {n} does not match weight shape {list(weight.shape)}")
+            n = weight.shape[0]
+            dtype, device = weight.dtype, weight.device
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise ValueError(f"n (number of neurons) must be a positive int, got {n!r}")
+        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if max_delay is not None:
+            check_positive("max_delay", max_delay, allow_zero=True)
+        self._check_kernel_options(dt, learn_width, dropout, eval_mode)
+        self.n, self.per, self.eval_mode = n, per, eval_mode
+        self.dt = None if dt is None else float(dt)
+        self.max_delay = None if max_delay is None else float(max_delay)
+        self.dropout = float(dropout)
+        self.fan_in = fan_in
+        dtype = dtype or torch.get_default_dtype()
+
+        if fan_in is None:
+            self.register_buffer("mask", None)
+        else:
+            self.register_buffer("mask", fixed_fan_in_mask(n, n, fan_in, generator).to(device))
+        if weight is None:
+            w = initial_weight(weight_init, (n, n), fan_in=fan_in or n, dtype=dtype,
+                               generator=generator).to(device)
+            check_finite("weight_init", w)
+        else:
+            w = weight.detach().clone()
+        if self.mask is not None:
+            w = w * self.mask
+        self._register("weight", w, learn_weight)
+
+        shape = (n,) if per == "axon" else (n, n)
+        if delay is None and isinstance(delay_init, str) and max_delay is None:
+            raise ValueError("recurrent synapses need delays: give delay= (seconds), or "
+                             "max_delay= to draw them with delay_init")
+        seconds = initial_delay(delay if delay is not None else delay_init, shape,
+                                max_delay=max_delay, std=delay_std, generator=generator)
+        if not self.kernel.grid:  # checked in the synapse's dtype, like Dense
+            seconds = seconds.to(dtype)
+        seconds = self._checked_seconds(seconds, shape)
+        if self.kernel.grid:
+            steps = (seconds / self.dt).to(dtype).contiguous().to(device)
+            self._register("delay_steps", steps, learn_delay)
+            sigma = self.kernel.initial_sigma(0)
+            self.register_buffer("sigma", torch.tensor(float(sigma), dtype=dtype, device=device))
+            self.p_spread = (nn.Parameter(torch.zeros(n, dtype=dtype, device=device))
+                             if learn_width else None)
+        else:
+            self._register("delay", seconds.to(dtype=dtype, device=device), learn_delay)
+            self.register_buffer("sigma", None)
+            self.p_spread = None
+        self._run: RingRun | None = None
+
+    # ----------------------------------------------------------------- construction helpers
+    def _check_kernel_options(self, dt: float | None, learn_width: bool, dropout: float,
+                              eval_mode: str) -> None:
+        if self.kernel.grid:
+            if dt is None:
+                raise ValueError(f"{self.kernel!r} counts delays in grid steps: give dt= "
+                                 "(seconds, the grid the simulation runs on)")
+            check_positive("dt", dt)
+            return
+        if dt is not None:
+            raise ValueError(f"{self.kernel!r} takes dt from the simulation; dt= is for grid "
+                             "kernels such as Triangle")
+        if learn_width or dropout or eval_mode != "paper":
+            raise ValueError("learn_width, dropout and eval_mode belong to the Triangle kernel "
+                             "(DelRec); Exact delays have none of them")
+
+    def _register(self, name: str, value: Tensor, learn: bool) -> None:
+        if learn:
+            setattr(self, name, nn.Parameter(value))
+        else:
+            self.register_buffer(name, value)
+
+    def _checked_seconds(self, seconds: Tensor, shape: tuple[int, ...]) -> Tensor:
+        if tuple(seconds.shape) != shape:
+            kind = "[N] per presynaptic axon" if self.per == "axon" else "[N_post, N_pre]"
+            raise ValueError(f"delay must have shape {list(shape)} ({kind}, per={self.per!r}), "
+                             f"got {list(seconds.shape)}")
+        check_finite("delay", seconds)
+        if bool((seconds < 0).any()):
+            raise ValueError(f"delay must be non-negative (seconds), got minimum "
+                             f"{seconds.min().item()!r}")
+        if self.max_delay is not None and bool((seconds > self.max_delay * (1 + 1e-12)).any()):
+            raise ValueError(f"delay must not exceed max_delay = {self.max_delay} s, got "
+                             f"{seconds.max().item()!r}")
+        return seconds
+
+    # ----------------------------------------------------------------- properties
+    def __getattr__(self, name: str):
+        # Grid kernels store steps; ``delay`` (seconds) is derived, so it follows the steps.
+        if name == "delay":
+            steps = self.__dict__["_parameters"].get("delay_steps")
+            if steps is None:
+                steps = self.__dict__["_buffers"].get("delay_steps")
+            if steps is not None:
+                return steps * self.dt
+        return super().__getattr__(name)
+
+    @property
+    def n_in(self) -> int:
+        return self.n
+
+    @property
+    def n_out(self) -> int:
+        return self.n
+
+    @property
+    def effective_weight(self) -> Tensor:
+        """The weight with the fan-in mask applied (what the forward uses)."""
+        return self.weight if self.mask is None else self.weight * self.mask
+
+    @property
+    def max_delay_steps(self) -> float | None:
+        if self.max_delay is None or self.dt is None:
+            return None
+        return self.max_delay / self.dt
+
+    def synapse_delay(self) -> Tensor:
+        """Delays in seconds as ``[N, N]`` (per-axon delays expanded)."""
+        return self.delay.expand(self.n, self.n)
+
+    def delay_parameters(self) -> Iterator[nn.Parameter]:
+        """Learnable delays and width logits (DelRec trains them with their own optimiser)."""
+        for name in ("delay", "delay_steps"):
+            if name in self._parameters:
+                yield self._parameters[name]
+        if isinstance(self.p_spread, nn.Parameter):
+            yield self.p_spread
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        """The learnable recurrent weight (if any)."""
+        if isinstance(self.weight, nn.Parameter):
+            yield self.weight
+
+    # ----------------------------------------------------------------- schedule/clamp/eval
+    def set_sigma(self, sigma: float) -> None:
+        """Set the spread σ (steps, ``>= 0``), e.g. from a DelRec schedule."""
+        if self.sigma is None:
+            raise ValueError(f"{self.kernel!r} has no width to set")
+        self.kernel.check_sigma(float(sigma))
+        self.sigma.fill_(float(sigma))
+
+    @torch.no_grad()
+    def clamp_delays_(self) -> RecurrentDense:
+        """Clamp the delays in place to ``[0, max_delay]`` and re-apply the fan-in mask (call
+        after every optimiser step; the forward never clamps silently)."""
+        if self.kernel.grid:
+            self.delay_steps.clamp_(min=0.0, max=self.max_delay_steps)
+        else:
+            self.delay.clamp_(min=0.0, max=self.max_delay)
+        if self.mask is not None:
+            self.weight.mul_(self.mask)
+        return self
+
+    @torch.no_grad()
+    def round_(self) -> RecurrentDense:
+        """``Triangle``: round the delays in place to whole steps (half to even), clamp to
+        ``>= 0`` (what the DelRec code does at every evaluation, ``eval_mode="reference"``)."""
+        self.delay_steps.copy_(torch.round(self.delay_steps).clamp_(min=0.0))
+        return self
+
+    def train(self, mode: bool = True) -> RecurrentDense:
+        if not mode and self.kernel.grid and self.eval_mode == "reference":
+            self.round_()
+        return super().train(mode)
+
+    def width(self) -> Tensor:
+        """``Triangle``: half-width ``s`` in use, scalar ``1 + σ`` or ``[N]`` with
+        ``learn_width``; 1 in ``eval()`` with ``eval_mode="paper"``."""
+        if not self.training and self.eval_mode == "paper":
+            return torch.ones((), dtype=self.sigma.dtype, device=self.sigma.device)
+        if self.p_spread is None:
+            return 1.0 + self.sigma
+        return 1.0 + 2.0 * self.sigma * torch.sigmoid(self.p_spread)
+
+    def effective_delay(self) -> Tensor:
+        """``Triangle``: ``d`` (steps) in use: the parameter, or ``max(0, round(d))`` in
+        paper-mode evaluation."""
+        if not self.training and self.eval_mode == "paper":
+            return torch.round(self.delay_steps.detach()).clamp(min=0.0)
+        return self.delay_steps
+
+    def kernel_tensor(self, n_lags: int | None = None) -> Tensor:
+        """``Triangle``: the spread ``h`` in use, ``[L, N]`` (axon) or ``[L, N_post, N_pre]``
+        (synapse); ``L`` defaults to :meth:`n_lags`; weights not included."""
+        if not self.kernel.grid:
+            raise ValueError(f"{self.kernel!r} has no lag kernel: its discrete-time lags are "
+                             "round(delay / dt) of the simulation's dt")
+        d, s = self.effective_delay(), self.width()
+        if self.per == "synapse" and s.ndim == 1:
+            s = s[None, :]  # per presynaptic neuron
+        return self.kernel.spread(d, s, self.n_lags() if n_lags is None else n_lags)
+
+    def n_lags(self) -> int:
+        """``Triangle``: buffer length ``L = ceil(1 + max d + max s) + 1``."""
+        d = self.effective_delay().detach()
+        check_finite("delay_steps", d)
+        return buffer_length(float(d.max()), float(self.width().detach().max()))
+
+    # ----------------------------------------------------------------- protocol
+    def start(self, batch_size: int, *, dtype: torch.dtype, device: torch.device,
+              dt: float | None = None, time: str = "discrete") -> None:
+        """Begin a sequence of ``batch_size`` samples (the engine calls it before step 0);
+        nothing from a previous sequence is kept."""
+        self.kernel.require(time)
+        if self.kernel.grid:
+            self._start_ring(batch_size, dtype, device, dt)
+        else:
+            self._start_exact(batch_size, dt, time)
+
+    def read(self, n: int) -> Tensor:
+        """Discrete time: summed recurrent jumps ``[B, N]`` arriving at the end of step ``n``."""
+        if self.kernel.grid:
+            return self._read_ring(n)
+        out = None
+        for k in self._lags:
+            if n - k >= 0:
+                term = self._history[n - k] @ self._masked[k].t()
+                out = term if out is None else out + term
+        if out is None:
+            return self.weight.new_zeros(self._batch, self.n)
+        return out
+
+    def write(self, n: int, spikes: Tensor) -> None:
+        """Discrete time: the spikes ``[B, N]`` emitted in step ``n`` (they arrive at ``n + 1``
+        at the earliest)."""
+        if self.kernel.grid:
+            self._write_ring(n, spikes)
+        else:
+            self._history.append(spikes)
+
+    def emit(self, n: int, times: Tensor, batch: Tensor, units: Tensor) -> None:
+        """Continuous time: schedule the arrivals of the spikes emitted during step ``n``
+        (times in seconds)."""
+        if times.numel() == 0:
+            return
+        n_out = self.n
+        target = torch.arange(n_out, device=times.device).repeat(times.numel())
+        src = torch.repeat_interleave(torch.arange(times.numel(), device=times.device), n_out)
+        delay = self.synapse_delay()
+        arrival = snap_to_grid(times[src] + delay[target, units[src]], self._dt)
+        step, offset = locate(arrival, self._dt)
+        value = self.effective_weight[target, units[src]]
+        # Bucket by arrival step once, so each step takes its own arrivals without touching
+        # (or adding autograd nodes for) everything still in flight.
+        order = torch.argsort(step, stable=True)
+        steps, counts = torch.unique_consecutive(step[order], return_counts=True)
+        sizes = counts.tolist()
+        parts = [torch.split(x[order], sizes) for x in (batch[src], target, offset, value)]
+        for i, k in enumerate(steps.tolist()):
+            self._pending.setdefault(k, []).append(tuple(p[i] for p in parts))
+
+    def arrivals(self, n: int) -> StepArrivals | None:
+        """Continuous time: arrivals during step ``n`` of the spikes emitted so far."""
+        chunks = self._pending.pop(n, None)
+        if not chunks:
+            return None
+        if len(chunks) == 1:
+            batch, target, offset, value = chunks[0]
+        else:
+            batch, target, offset, value = (torch.cat(x) for x in zip(*chunks, strict=True))
+        order = row_order((batch, target), (self._batch, self.n), offset.detach())
+        batch, target, offset, value = batch[order], target[order], offset[order], value[order]
+        rank = ranks((batch, target), offset.detach())
+        k = int(rank.max()) + 1
+        return element_arrivals(rank, batch, target, offset, value, k, self._batch, self.n,
+                                self._dt)
+
+    def release(self) -> None:
+        """Drop the last sequence's working set (ring buffer, window, kernel graph)."""
+        self._run = None
+
+    def __getstate__(self) -> dict:
+        # copy.deepcopy / pickle: the working set holds non-leaf tensors of the last graph.
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        return {**state, "_run": None}
+
+    # ----------------------------------------------------------------- exact delays
+    def _start_exact(self, batch_size: int, dt: float | None, time: str) -> None:
+        if dt is None:
+            raise ValueError("RecurrentDense with exact delays needs the grid step: "
+                             "start(..., dt=) (the engine passes it)")
+        low = float(self.delay.detach().min())
+        if low < dt * (1 - 1e-9):
+            raise ValueError(
+                f"recurrent delays must be at least one grid step (dt = {dt} s), got a minimum of "
+                f"{low} s: a spike cannot act within the step that emitted it"
+            )
+        self._dt, self._batch = dt, batch_size
+        if time == "discrete":
+            lags = torch.round(self.synapse_delay().detach() / dt).long()
+            self._lags = [int(k) for k in torch.unique(lags).tolist()]
+            # One masked weight per distinct lag, built once per sequence (saved once).
+            w = self.effective_weight
+            self._masked = {k: w * (lags == k).to(w.dtype) for k in self._lags}
+            self._history: list[Tensor] = []
+        else:
+            # step -> chunks of (batch, target, offset, value) arriving during that step
+            self._pending: dict[int, list[tuple[Tensor, ...]]] = {}
+
+    # ----------------------------------------------------------------- ring buffer
+    def _start_ring(self, batch_size: int, dtype: torch.dtype, device: torch.device,
+                    dt: float | None) -> None:
+        if dt is not None and not same_dt(dt, self.dt):
+            raise ValueError(
+                f"RecurrentDense({self.kernel!r}) was built for dt = {self.dt:g} s but the "
+                f"simulation runs at dt = {dt:g} s: its delays are stored in steps, so build it "
+                "with the same dt"
+            )
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if dtype != self.weight.dtype:
+            raise TypeError(f"RecurrentDense has dtype {self.weight.dtype} but the simulation "
+                            f"runs in {dtype}; convert the layer (e.g. layer.to({dtype}))")
+        if torch.device(device).type != self.weight.device.type:
+            raise ValueError(f"RecurrentDense is on {self.weight.device} but the simulation "
+                             f"runs on {device}")
+        check_finite("weight", self.weight.detach())
+        d = self.effective_delay()
+        check_finite("delay_steps", d.detach())
+        hi = self.max_delay_steps
+        if hi is not None and float(d.detach().max()) > hi * (1 + 1e-9) + 1e-12:
+            raise ValueError(
+                f"delays exceed max_delay = {self.max_delay} s ({hi:g} steps): maximum "
+                f"{float(d.detach().max()):g} steps; call clamp_delays_() after each optimiser "
+                "step")
+        if self.p_spread is not None:
+            check_finite("p_spread", self.p_spread.detach())
+        s = self.width()
+        n_lags = buffer_length(float(d.detach().max()), float(s.detach().max()))
+        if self.per == "synapse" and s.ndim == 1:
+            s = s[None, :]
+        h = self.kernel.spread(d, s, n_lags)
+        kernel = h if self.per == "axon" else h * self.effective_weight
+        # rotated(n) = kernel[(n - slot) mod L] for ring slot ``slot``: a contiguous slice of
+        # ``doubled[i] = kernel[(-i) mod L]`` (see _read_ring()).
+        idx = (-torch.arange(2 * n_lags, device=kernel.device)) % n_lags
+        doubled = kernel.detach()[idx]
+        if self.per == "synapse":
+            doubled = doubled.transpose(1, 2)
+        doubled = doubled.contiguous()
+        mask = None
+        if self.training and self.dropout > 0:
+            keep = 1.0 - self.dropout
+            mask = torch.bernoulli(torch.full((batch_size, self.n), keep, dtype=dtype,
+                                              device=device)) / keep
+        ring = torch.zeros(batch_size, n_lags, self.n, dtype=dtype, device=device)
+        self._run = RingRun(kernel, doubled, ring, deque(maxlen=n_lags - 1), mask, batch_size,
+                            self.per == "synapse")
+
+    def _check_step(self, what: str, n: int) -> RingRun:
+        run = self._run
+        if run is None:
+            raise RuntimeError(f"RecurrentDense.{what}({n}) before start(): the engine calls "
+                               "start(batch_size, dtype=, device=) first")
+        if n != run.step:
+            raise ValueError(f"RecurrentDense.{what}({n}) out of order: expected step "
+                             f"{run.step} (read(n) then write(n), n = 0, 1, 2, ...)")
+        return run
+
+    def _read_ring(self, n: int) -> Tensor:
+        run = self._check_step("read", n)
+        if not run.window:
+            return torch.zeros(run.batch_size, self.n, dtype=run.ring.dtype,
+                               device=run.ring.device)
+        n_lags = run.ring.shape[1]
+        r = n % n_lags
+        rotated = run.doubled[n_lags - r:2 * n_lags - r]
+        weight = None if run.synaptic else self.effective_weight
+        x = RingRead.apply(run.kernel, weight, rotated, run, *run.window)
+        return x if run.mask is None else x * run.mask
+
+    def _write_ring(self, n: int, spikes: Tensor) -> None:
+        run = self._check_step("write", n)
+        shape = (run.batch_size, self.n)
+        if not isinstance(spikes, Tensor) or tuple(spikes.shape) != shape:
+            got = list(spikes.shape) if isinstance(spikes, Tensor) else type(spikes).__name__
+            raise ValueError(f"RecurrentDense.write: spikes must have shape {list(shape)} "
+                             f"[B, N], got {got}")
+        run.ring[:, n % run.ring.shape[1]] = spikes.detach()
+        run.window.appendleft(spikes)
+        run.step += 1
+
+    def extra_repr(self) -> str:
+        parts = [f"n={self.n}", f"kernel={self.kernel!r}", f"per={self.per!r}"]
+        if self.kernel.grid:
+            parts.append(f"dt={self.dt:g}")
+            if self.p_spread is not None:
+                parts.append("learn_width")
+            parts += [f"dropout={self.dropout:g}", f"eval_mode={self.eval_mode!r}"]
+        if self.fan_in is not None:
+            parts.append(f"fan_in={self.fan_in}")
+        return ", ".join(parts)
+
+
+__all__ = ["RecurrentDense", "EVAL_MODES"]
