@@ -45,12 +45,19 @@ class Layer(nn.Module):
 
     Args:
         model: the neurons (``N = model.n``).
-        weight: input synapses: a weight ``[N, N_in]`` (builds a :class:`~ctsnn.synapses.Dense`
-            with the given ``delay``), any synapse module (e.g. from :mod:`ctsnn.synapses`), or
-            ``None`` (the input feeds the neurons one-to-one).
-        delay: with a weight tensor: seconds, per synapse ``[N, N_in]`` or per axon ``[N_in]``.
-        learn_delay: make that delay a learnable parameter.
+        weight: input synapses: a weight ``[N, N_in]`` (builds an exact
+            :class:`~ctsnn.synapses.Dense` with the given ``delay``), any synapse module (e.g.
+            from :mod:`ctsnn.synapses`; it carries its own delays), or ``None``: then ``n_in``
+            builds a default-initialised ``Dense`` (Kaiming-uniform weights), and without
+            ``n_in`` the input feeds the neurons one-to-one.
+        n_in: number of inputs of the default synapses (with ``weight=None``).
+        delay: seconds: per synapse ``[N, N_in]``, per axon ``[N_in]`` (shared by the targets of
+            each input), a number, or an initialiser name (``"uniform"`` in ``[0, max_delay]``,
+            ``"half_normal"``); default: no delays, or ``"uniform"`` when ``max_delay`` is given
+            without a weight tensor.
+        learn_delay: make the delays learnable parameters.
         max_delay: upper bound of the delays (s), checked and used by :func:`clamp_delays_`.
+        fan_in: with ``n_in``: each neuron gets exactly ``fan_in`` random inputs (fixed mask).
         recurrent: the population's own delayed recurrent connection (recurrent synapses of
             :mod:`ctsnn.synapses`).
         time: ``"discrete"``, ``"continuous"`` or ``None`` (decided by :func:`simulate`,
@@ -75,9 +82,11 @@ class Layer(nn.Module):
         model: NeuronModel,
         weight: Tensor | nn.Module | None = None,
         *,
-        delay: Tensor | None = None,
+        n_in: int | None = None,
+        delay: Tensor | float | str | None = None,
         learn_delay: bool = False,
         max_delay: float | None = None,
+        fan_in: int | None = None,
         recurrent: Recurrent | nn.Module | None = None,
         time: str | None = None,
         method: str | None = None,
@@ -91,18 +100,9 @@ class Layer(nn.Module):
             raise TypeError(f"model must be a NeuronModel, got {type(model).__name__}")
         if time is not None:
             check_choice("time", time, TIME_MODES)
-        if delay is not None and not isinstance(weight, Tensor):
-            raise ValueError("delay needs a weight tensor: one-to-one input has no synapses to "
-                             "delay, and a synapse module carries its own delays")
         self.model = model
-        if isinstance(weight, Tensor):
-            self.synapse = Dense(weight=weight, delay=delay, learn_delay=learn_delay,
-                                 max_delay=max_delay)
-        elif weight is None or isinstance(weight, nn.Module):
-            self.synapse = weight
-        else:
-            raise TypeError(f"weight must be a Tensor, a synapse module or None, got "
-                            f"{type(weight).__name__}")
+        self.synapse = _input_synapse(model, weight, n_in=n_in, delay=delay,
+                                      learn_delay=learn_delay, max_delay=max_delay, fan_in=fan_in)
         n_out = getattr(self.synapse, "n_out", model.n)
         if n_out != model.n:
             raise ValueError(f"weight has {n_out} rows but the model has n = {model.n} neurons")
@@ -129,6 +129,36 @@ class Layer(nn.Module):
         parts += [f"{k}={getattr(self, k)!r}" for k in ("time", "method", "batch_first")
                   if getattr(self, k) is not None]
         return ", ".join(parts)
+
+
+def _input_synapse(model: NeuronModel, weight: Tensor | nn.Module | None, *, n_in: int | None,
+                   delay: Tensor | float | str | None, learn_delay: bool,
+                   max_delay: float | None, fan_in: int | None) -> nn.Module | None:
+    """The synapse a :class:`Layer` builds from its shortcut arguments (see its docstring)."""
+    extras = {"delay": delay, "max_delay": max_delay, "fan_in": fan_in, "n_in": n_in}
+    if isinstance(weight, nn.Module) or (weight is None and n_in is None):
+        given = [k for k, v in extras.items() if v is not None] + (["learn_delay"] * learn_delay)
+        if given:
+            what = "a synapse module carries its own" if weight is not None else (
+                "one-to-one input (no weight, no n_in) has no")
+            raise ValueError(f"{', '.join(given)}: {what} synapses to configure; build a "
+                             "ctsnn.synapses.Dense instead")
+        return weight
+    if not isinstance(weight, (Tensor, type(None))):
+        raise TypeError(f"weight must be a Tensor, a synapse module or None, got "
+                        f"{type(weight).__name__}")
+    per = "axon" if isinstance(delay, Tensor) and delay.ndim == 1 else "synapse"
+    if weight is not None:
+        if fan_in is not None:
+            raise ValueError("fan_in draws a random connectivity: give n_in instead of a weight "
+                             "tensor (or mask the tensor yourself)")
+        return Dense(n_in, weight=weight, delay=delay, learn_delay=learn_delay,
+                     max_delay=max_delay, per=per)
+    if delay is None and max_delay is not None:
+        delay = "uniform"
+    init = {"delay_init": delay} if isinstance(delay, str) else {"delay": delay}
+    return Dense(n_in, model.n, learn_delay=learn_delay, max_delay=max_delay, fan_in=fan_in,
+                 per=per, dtype=model.refractory.dtype, device=model.refractory.device, **init)
 
 
 # --------------------------------------------------------------------------- parameters

@@ -23,9 +23,9 @@ import time
 import torch
 
 import ctsnn
-from ctsnn.delays.schedules import DelRecSigmaSchedule
 from ctsnn.synapses import RecurrentDense, Triangle
 from ctsnn.synapses.kernels import triangle_spread
+from ctsnn.training import DelRecSigmaSchedule
 
 DT = 1e-3  # s per step
 LAGS = (4, 8, 12)  # target echo lags (steps)

@@ -39,7 +39,8 @@ def make_layer(*, dtype: torch.dtype = torch.float64) -> ctsnn.Layer:
     model = ctsnn.CubaLI(2, tau_mem=0.010, tau_syn=0.005).to(dtype)
     weight = torch.ones(2, 2, dtype=dtype)
     delay = torch.tensor([[0.0, 0.010], [0.010, 0.0]], dtype=dtype)
-    synapse = Dense(weight, delay=delay, learnable=False, learn_delay=True, max_delay=MAX_DELAY)
+    synapse = Dense(weight=weight, delay=delay, learn_weight=False, learn_delay=True,
+                    max_delay=MAX_DELAY)
     return ctsnn.Layer(model, synapse, time="continuous", gradient="adjoint")
 
 

@@ -269,7 +269,7 @@ def dcls_optimisers(
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     delayed = _delayed(model)
     if not delayed:
-        raise ValueError("the model has no grid-kernel (delayed) Dense synapse")
+        raise ValueError("the model has no delayed grid-kernel Dense synapse")
     config = getattr(model, "config", None)
     if sigma is not None:
         schedule = sigma

@@ -435,7 +435,7 @@ class Triangle(DelayKernel):
     ``sigma = 0`` is linear interpolation between the two grid steps around the delay (two taps
     on feed-forward synapses: no dense kernel). ``sigma > 0`` spreads over ``2 (1 + sigma)``
     lags (DelRec's learning phase; shrink it with ``set_sigma`` and
-    :class:`~ctsnn.delays.schedules.DelRecSigmaSchedule`). On recurrent synapses the centre
+    :class:`~ctsnn.training.DelRecSigmaSchedule`). On recurrent synapses the centre
     lag is ``1 + d`` (a recurrent spike acts one step later at the earliest).
     """
 
@@ -476,7 +476,7 @@ class Gaussian(DelayKernel):
     """DCLS window-normalised Gaussian of width ``sigma`` steps; discrete time only.
 
     ``sigma=None`` starts at the DCLS value ``K // 2 + 0.27`` for a ``K``-tap window; shrink it
-    with ``set_sigma`` (:class:`~ctsnn.delays.schedules.DCLSSigmaSchedule`). Dense: a ``K``-tap
+    with ``set_sigma`` (:class:`~ctsnn.training.DCLSSigmaSchedule`). Dense: a ``K``-tap
     convolution.
     """
 

@@ -16,8 +16,8 @@ def count_parameters(model: nn.Module, *, active_only: bool = False) -> int:
     """Number of trained scalars of ``model``, as the papers report it.
 
     A module with an ``n_parameters(active_only=...)`` method reports its own size (a
-    :class:`~ctsnn.delays.DelayedLinear` counts ``2 n_out n_in`` weights and delays, learnable
-    or not, plus its bias: DCLS counts delay positions even when they are fixed; with
+    grid-kernel :class:`~ctsnn.synapses.Dense` counts ``2 n_out n_in`` weights and delays,
+    learnable or not, plus its bias: DCLS counts delay positions even when they are fixed; with
     ``active_only`` only the synapses kept by a fan-in mask). Every other parameter counts when
     it requires a gradient (weights, biases, BatchNorm ``gamma``/``beta``, recurrent weights and
     delays, DelRec's ``p_spread``). Buffers (kernel widths, BatchNorm running statistics, neuron

@@ -402,3 +402,31 @@ def test_readout_names_check_the_model():
         ctsnn.simulate(ctsnn.LI(2), torch.zeros(3, 1, 2), dt=1e-3, readout="first_spike")
     with pytest.raises(ValueError, match="unknown readout"):
         ctsnn.simulate(ctsnn.LI(2), torch.zeros(3, 1, 2), dt=1e-3, readout="mean")
+
+
+def test_layer_builds_default_synapses_from_n_in():
+    """Layer(model, n_in=..., max_delay=..., learn_delay=True) is enough (issue 8)."""
+    torch.manual_seed(0)
+    layer = ctsnn.Layer(ctsnn.CubaLIF(64), n_in=5, max_delay=0.01, learn_delay=True)
+    syn = layer.synapse
+    assert isinstance(syn, ctsnn.Dense) and syn.weight.shape == (64, 5)
+    assert isinstance(syn.delay, torch.nn.Parameter) and syn.delay.shape == (64, 5)
+    assert 0.0 <= float(syn.delay.min()) and float(syn.delay.max()) <= 0.01
+    assert ctsnn.delay_parameters(layer) == [syn.delay]
+    res = ctsnn.simulate(layer, _spikes(n_in=5), time="continuous")
+    assert res.spikes.n_units == 64
+    sparse = ctsnn.Layer(ctsnn.LIF(8), n_in=6, fan_in=2)
+    assert sparse.synapse.effective_weight.ne(0).sum(1).tolist() == [2] * 8
+    axon = ctsnn.Layer(ctsnn.LIF(4), torch.ones(4, 3), delay=torch.tensor([1e-3, 2e-3, 0.0]),
+                       learn_delay=True)
+    assert axon.synapse.delay.shape == (3,)  # a per-axon delay stays per axon
+
+
+def test_layer_shortcuts_refuse_what_they_cannot_apply():
+    syn = ctsnn.Dense(3, 2)
+    with pytest.raises(ValueError, match="a synapse module carries its own"):
+        ctsnn.Layer(ctsnn.LIF(2), syn, max_delay=0.01)
+    with pytest.raises(ValueError, match="one-to-one input"):
+        ctsnn.Layer(ctsnn.LIF(2), delay=torch.zeros(2))
+    with pytest.raises(ValueError, match="fan_in draws a random connectivity"):
+        ctsnn.Layer(ctsnn.LIF(2), torch.ones(2, 3), fan_in=1)

@@ -414,8 +414,6 @@ def test_errors_and_delay_clamp():
     assert torch.all(layer.synapse.delay == 0.02)
 
 
-@pytest.mark.xfail(strict=True, reason="lead: Dense expands a per-axon delay [N_in] to a "
-                   "per-synapse [N_out, N_in] parameter before registering it")
 def test_per_axon_delays_stay_per_axon():
     layer, spikes = _per_axon_layer()
     ctsnn.simulate(layer, spikes, time="continuous", readout="max").output.sum().backward()

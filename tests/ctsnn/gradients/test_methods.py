@@ -116,7 +116,7 @@ def test_discrete_adjoint_refuses_lif_and_recurrent_layers_at_construction():
     with pytest.raises(ValueError, match="EventProp on the grid .* for LIF use "
                                          "time='continuous'"):
         ctsnn.Layer(ctsnn.LIF(N_HID), w, time="discrete", gradient="adjoint")
-    rec = RecurrentDense(torch.zeros(N_HID, N_HID), torch.full((N_HID, N_HID), 2e-3))
+    rec = RecurrentDense(weight=torch.zeros(N_HID, N_HID), delay=torch.full((N_HID, N_HID), 2e-3))
     with pytest.raises(ValueError, match="for CubaLIF with recurrence use time='continuous'"):
         ctsnn.Layer(_hidden(), w, recurrent=rec, time="discrete", gradient="adjoint")
     # the same layers are fine in continuous time (the generic adjoint / closed form)
@@ -176,7 +176,7 @@ def test_named_readouts_through_autodiff_equal_the_adjoint(readout):
 
 # --------------------------------------------------------------------------- parameters
 def test_delay_parameters_lists_each_parameter_once():
-    rec = RecurrentDense(torch.zeros(N_HID, N_HID), torch.full((N_HID, N_HID), 2e-3),
+    rec = RecurrentDense(weight=torch.zeros(N_HID, N_HID), delay=torch.full((N_HID, N_HID), 2e-3),
                          learn_delay=True)
     layer = ctsnn.Layer(_hidden(), torch.ones(N_HID, N_IN), delay=torch.zeros(N_HID, N_IN),
                         learn_delay=True, recurrent=rec, time="continuous")

@@ -158,8 +158,8 @@ def test_training_step_reaches_every_parameter_and_clamps():
     assert opt.weights.param_groups[0]["lr"] == pytest.approx(5e-3 / 25)  # OneCycle start
     assert opt.weights.param_groups[1]["weight_decay"] == 0.0  # BatchNorm
     assert opt.delays.param_groups[0]["lr"] == pytest.approx(5e-2)  # cosine starts at lr
-    delay_ids = {id(p) for p in model.delay_parameters()}
-    weight_ids = {id(p) for p in model.weight_parameters()}
+    delay_ids = {id(p) for p in ctsnn.delay_parameters(model)}
+    weight_ids = {id(p) for p in ctsnn.weight_parameters(model)}
     assert delay_ids.isdisjoint(weight_ids)
     assert delay_ids | weight_ids == {id(p) for p in model.parameters()}
     opt.start_epoch(0)

@@ -133,7 +133,7 @@ def test_bad_delays():
         Dense(weight=w, delay=torch.full((2, 3), float("nan")))
     with pytest.raises(ValueError, match="delay must not exceed max_delay = 0.01"):
         Dense(weight=w, delay=torch.full((2, 3), 0.02), max_delay=0.01)
-    with pytest.raises(ValueError, match="delay needs a weight"):
+    with pytest.raises(ValueError, match="one-to-one input .no weight, no n_in. has no synapses"):
         ctsnn.Layer(ctsnn.LIF(3), delay=torch.ones(3))
 
 

@@ -166,7 +166,7 @@ def test_dt_rules():
         m.jumps(Spikes.from_raster(raster(n=3), 2e-3))
     layer = ctsnn.Layer(ctsnn.LIF(2), m)
     with pytest.raises(ValueError, match="grid of dt"):
-        layer(raster(n=3), dt=2e-3)
+        layer(raster(n=3), dt=2e-3, input_as="jump")
     rec = RecurrentDense(2, kernel=Triangle(), dt=DT, delay=1e-3)
     with pytest.raises(ValueError, match="built for dt"):
         ctsnn.Layer(ctsnn.LIF(2), torch.eye(2), recurrent=rec)(raster(n=2), dt=2e-3)

@@ -11,7 +11,6 @@ import math
 
 import pytest
 import torch
-from ctsnn.delays.schedules import DelRecSigmaSchedule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from ctsnn.surrogate import atan
 from ctsnn.synapses import RecurrentDense, Triangle
 from ctsnn.synapses.init import half_normal_delays, uniform_delays
 from ctsnn.synapses.kernels import buffer_length, triangle_spread
+from ctsnn.training import DelRecSigmaSchedule
 
 DT = 1e-3
 F64 = torch.float64
@@ -126,7 +126,7 @@ def inputs(t=50, b=3, n_in=4, n=6, seed=1, rate=0.3):
 def run_layer(rec, x, syn, tau=2e-3):
     layer = ctsnn.Layer(ctsnn.LIF(syn.n_out, tau_mem=tau), syn, recurrent=rec,
                         surrogate=atan(2.0), method="euler")
-    return layer(x, dt=DT)[0]
+    return layer(x, dt=DT, input_as="jump")[0].raster()
 
 
 def params_of(rec, syn):
@@ -580,7 +580,7 @@ def test_parameters_train_with_the_layer_and_convert_dtype():
     assert rec.weight.dtype == torch.float32
     layer.double()
     assert rec.sigma.dtype == F64 and rec.delay_steps.dtype == F64
-    out, _ = layer(torch.ones(5, 2, 3, dtype=F64), dt=DT)
+    out = layer(torch.ones(5, 2, 3, dtype=F64), dt=DT, input_as="jump")[0].raster()
     assert out.shape == (5, 2, 4)
     assert torch.allclose(rec.delay, rec.delay_steps * DT)
     w = rec.weight.detach()
@@ -683,12 +683,12 @@ def test_training_steps_do_not_accumulate_memory():
 
     counts = []
     for _ in range(4):
-        out, _ = layer(x, dt=DT)
+        out = layer(x, dt=DT, input_as="jump")[0].raster()
         out.sum().backward()
         del out
         counts.append(live())
     assert counts[-1] <= counts[1], counts
-    out, _ = layer(x, dt=DT)
+    out = layer(x, dt=DT, input_as="jump")[0].raster()
     loss = out.sum()
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="retain_graph"):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from ctsnn.delays import DelayedLinear
 from torch import nn
 
+from ctsnn.synapses import Dense, Gaussian
 from ctsnn.training import count_parameters, weight_groups
 
 
@@ -17,8 +17,8 @@ def test_counts_learnable_parameters_not_buffers():
 
 
 def test_modules_with_their_own_count():
-    syn = DelayedLinear(6, 4, max_delay=0.005, dt=1e-3, learn_delay=False, fan_in=2,
-                        generator=torch.Generator().manual_seed(0))
+    syn = Dense(6, 4, kernel=Gaussian(), max_delay=0.005, dt=1e-3, learn_delay=False, fan_in=2,
+                generator=torch.Generator().manual_seed(0))
     model = nn.Sequential(syn, nn.BatchNorm1d(4))
     # DCLS counts weights and delay positions of every synapse, learnable or not
     assert count_parameters(model) == syn.n_parameters() + 2 * 4
