@@ -162,7 +162,8 @@ class Adjoint(GradientMethod):
         spikes, z, final, states = adjoint_layer(
             layer.model, signal, syn.effective_weight, syn.synapse_delay(),
             recurrent=layer.recurrent, integrand=integrand, integral_rule=call.integral_rule,
-            method=call.method, xtol=call.xtol, record=tuple(call.record), checkpoint_every=self.checkpoint_every)
+            method=call.method, xtol=call.xtol, record=tuple(call.record),
+            checkpoint_every=self.checkpoint_every)
         if readout is not None and readout.kind == "first_spike":
             z = spikes.first_times()
         return SimulationResult(spikes=spikes, states=states, final_state=final, output=z)
