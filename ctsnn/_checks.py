@@ -7,7 +7,10 @@ argument fails early with a message that names the argument and the problem.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -72,3 +75,60 @@ def check_choice(name: str, value: str, choices: Iterable[str]) -> str:
         expected = ", ".join(map(repr, choices))
         raise ValueError(f"unknown {name} {value!r}; expected one of {expected}")
     return value
+
+
+def as_dt(name: str, value: Any) -> float:
+    """Return ``value`` as a positive finite Python float (``name`` is used in errors)."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {list(value.shape)}")
+        value = value.item()
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = float(value)
+    check_positive(name, value)
+    return float(value)
+
+
+def as_int(name: str, value: Any, *, minimum: int) -> int:
+    """Return ``value`` as a Python int ``>= minimum`` (``name`` is used in errors)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got bool")
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_floating_point() or value.is_complex():
+            raise TypeError(f"{name} must be an integer, got a tensor of dtype {value.dtype}")
+        value = value.item()
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def as_float_1d(name: str, x: Any, dtype: torch.dtype | None = None) -> Tensor:
+    """Convert ``x`` to a 1-D floating tensor (integers are converted to ``dtype``/default)."""
+    t = torch.as_tensor(x)
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if dtype is not None:
+        t = t.to(dtype)
+    elif not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    return check_tensor(name, t, ndim=1)
+
+
+def as_index_1d(name: str, x: Any, device: torch.device) -> Tensor:
+    """Convert ``x`` to a 1-D int64 tensor on ``device``; floats and bools are rejected."""
+    t = torch.as_tensor(x)
+    if t.numel() == 0 and t.is_floating_point():  # torch.as_tensor([]) is float32
+        t = t.long()
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name} must have an integer dtype, got {t.dtype}")
+    check_tensor(name, t, ndim=1)
+    return t.to(device=device, dtype=torch.int64)
+
+
+def first_bad(mask: Tensor) -> int:
+    """Index of the first ``True`` of a 1-D mask (for error messages)."""
+    return int(mask.nonzero()[0, 0])

@@ -28,14 +28,22 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_positive, check_tensor
+from ._checks import (
+    as_dt,
+    as_float_1d,
+    as_index_1d,
+    as_int,
+    check_finite,
+    check_positive,
+    check_tensor,
+    first_bad,
+)
 
 __all__ = ["Spikes", "locate"]
 
@@ -43,58 +51,6 @@ __all__ = ["Spikes", "locate"]
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
-
-
-def _as_dt(name: str, value: Any) -> float:
-    """Return ``value`` as a positive finite Python float (``name`` is used in errors)."""
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must be a scalar, got a tensor of shape {list(value.shape)}")
-        value = value.item()
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        value = float(value)
-    check_positive(name, value)
-    return float(value)
-
-
-def _as_int(name: str, value: Any, *, minimum: int) -> int:
-    """Return ``value`` as a Python int ``>= minimum`` (``name`` is used in errors)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got bool")
-    if isinstance(value, Tensor):
-        if value.numel() != 1 or value.is_floating_point() or value.is_complex():
-            raise TypeError(f"{name} must be an integer, got a tensor of dtype {value.dtype}")
-        value = value.item()
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _as_float_1d(name: str, x: Any, dtype: torch.dtype | None = None) -> Tensor:
-    """Convert ``x`` to a 1-D floating tensor (integers are converted to ``dtype``/default)."""
-    t = torch.as_tensor(x)
-    if t.dtype == torch.bool or t.is_complex():
-        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
-    if dtype is not None:
-        t = t.to(dtype)
-    elif not t.is_floating_point():
-        t = t.to(torch.get_default_dtype())
-    return check_tensor(name, t, ndim=1)
-
-
-def _as_index_1d(name: str, x: Any, device: torch.device) -> Tensor:
-    """Convert ``x`` to a 1-D int64 tensor on ``device``; floats and bools are rejected."""
-    t = torch.as_tensor(x)
-    if t.numel() == 0 and t.is_floating_point():  # torch.as_tensor([]) is float32
-        t = t.long()
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{name} must have an integer dtype, got {t.dtype}")
-    check_tensor(name, t, ndim=1)
-    return t.to(device=device, dtype=torch.int64)
 
 
 def _grid(n: Tensor, dt: float, dtype: torch.dtype) -> Tensor:
@@ -139,10 +95,6 @@ def _compose(n: Tensor, offset: Tensor, dt: float, dtype: torch.dtype) -> Tensor
     times = torch.minimum(lo + o, hi)
     times = torch.maximum(times, torch.nextafter(lo, torch.full_like(lo, math.inf)))
     return torch.where(o.detach() == 0, torch.zeros_like(times), times)
-
-
-def _first_bad(mask: Tensor) -> int:
-    return int(mask.nonzero()[0, 0])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,20 +149,20 @@ class Spikes:
             batch_size: number of samples (>= 0).
             n_units: number of neurons (>= 0).
         """
-        dt = _as_dt("dt", dt)
-        n_steps = _as_int("n_steps", n_steps, minimum=1)
-        batch_size = _as_int("batch_size", batch_size, minimum=0)
-        n_units = _as_int("n_units", n_units, minimum=0)
+        dt = as_dt("dt", dt)
+        n_steps = as_int("n_steps", n_steps, minimum=1)
+        batch_size = as_int("batch_size", batch_size, minimum=0)
+        n_units = as_int("n_units", n_units, minimum=0)
 
-        times = _as_float_1d("times", times)
+        times = as_float_1d("times", times)
         device = times.device
         n_ev = times.shape[0]
-        units = _as_index_1d("units", units, device)
-        batch = _as_index_1d("batch", batch, device)
+        units = as_index_1d("units", units, device)
+        batch = as_index_1d("batch", batch, device)
         if values is None:
             values = torch.ones(n_ev, dtype=times.dtype, device=device)
         else:
-            values = _as_float_1d("values", values, times.dtype).to(device)
+            values = as_float_1d("values", values, times.dtype).to(device)
         for name, x in (("units", units), ("batch", batch), ("values", values)):
             if x.shape[0] != n_ev:
                 raise ValueError(
@@ -221,14 +173,14 @@ class Spikes:
         check_finite("values", values.detach())
         t = times.detach()
         if n_ev and bool((t < 0).any()):
-            i = _first_bad(t < 0)
+            i = first_bad(t < 0)
             raise ValueError(
                 f"times contains a negative value ({t[i].item()!r}) at index {i}; event times "
                 "must be >= 0 seconds"
             )
         t_end = _grid(torch.tensor(n_steps), dt, t.dtype).to(device)
         if n_ev and bool((t > t_end).any()):
-            i = _first_bad(t > t_end)
+            i = first_bad(t > t_end)
             raise ValueError(
                 f"times contains a value ({t[i].item()!r}) at index {i} beyond the end of the "
                 f"grid n_steps*dt = {n_steps}*{dt} = {t_end.item()!r} s"
@@ -239,7 +191,7 @@ class Spikes:
         ):
             bad = (x < 0) | (x >= size)
             if n_ev and bool(bad.any()):
-                i = _first_bad(bad)
+                i = first_bad(bad)
                 raise ValueError(
                     f"{name} contains {x[i].item()} at index {i}; must lie in "
                     f"[0, {size_name}) = [0, {size})"
@@ -321,15 +273,15 @@ class Spikes:
             n_units: default ``max(units) + 1`` (0 if there are no events).
             values: [E] amplitudes, default ones.
         """
-        dt = _as_dt("dt", dt)
-        times = _as_float_1d("times", times)
-        units = _as_index_1d("units", units, times.device)
+        dt = as_dt("dt", dt)
+        times = as_float_1d("times", times)
+        units = as_index_1d("units", units, times.device)
         if batch is None:
             batch = torch.zeros(times.shape[0], dtype=torch.int64, device=times.device)
             if batch_size is None:
                 batch_size = 1
         else:
-            batch = _as_index_1d("batch", batch, times.device)
+            batch = as_index_1d("batch", batch, times.device)
         if batch_size is None:
             batch_size = int(batch.max()) + 1 if batch.numel() else 0
         if n_units is None:
@@ -340,7 +292,7 @@ class Spikes:
                 t = times.detach()
                 check_finite("times", t)
                 if bool((t < 0).any()):
-                    i = _first_bad(t < 0)
+                    i = first_bad(t < 0)
                     raise ValueError(
                         f"times contains a negative value ({t[i].item()!r}) at index {i}; event "
                         "times must be >= 0 seconds"
@@ -437,7 +389,7 @@ class Spikes:
         The event dtype is that of ``raster`` if floating, else that of ``offsets`` if given,
         else the default float dtype.
         """
-        dt = _as_dt("dt", dt)
+        dt = as_dt("dt", dt)
         check_tensor("raster", raster, ndim=3)
         if raster.is_complex():
             raise TypeError(f"raster must hold real numbers, got dtype {raster.dtype}")
@@ -464,7 +416,7 @@ class Spikes:
             od = o.detach()
             bad = ~torch.isfinite(od) | (od > dt) | (od < 0) | ((od == 0) & (n > 0))
             if bool(bad.any()):
-                k = _first_bad(bad)
+                k = first_bad(bad)
                 where = tuple(int(v) for v in idx[k])
                 if batch_first:
                     where = (where[1], where[0], where[2])
@@ -500,7 +452,7 @@ class Spikes:
         ``(n + 1) dt``), or by ``events()`` when given (e.g. to add spikes at ``t = 0``, which
         a raster cannot hold).
         """
-        dt = _as_dt("dt", dt)
+        dt = as_dt("dt", dt)
         check_tensor("raster", raster, ndim=3, floating=True)
         obj = cls.__new__(cls)
         obj._events, obj._dense = None, raster
@@ -730,7 +682,7 @@ class Spikes:
         ``n_steps`` defaults to the smallest number of new steps covering the old grid
         ``[0, old n_steps*old dt]``; an explicit ``n_steps`` must still contain every event.
         """
-        dt = _as_dt("dt", dt)
+        dt = as_dt("dt", dt)
         if n_steps is None:
             end = _grid(torch.tensor([self.n_steps]), self.dt, self.dtype)
             n_steps = int(locate(end, dt)[0][0]) + 1
@@ -746,10 +698,10 @@ class Spikes:
         if idx.dtype == torch.bool:
             check_tensor("batch_indices", idx, shape=[self.batch_size])
             idx = idx.nonzero().squeeze(1)
-        idx = _as_index_1d("batch_indices", idx, self.device)
+        idx = as_index_1d("batch_indices", idx, self.device)
         bad = (idx < 0) | (idx >= self.batch_size)
         if bool(bad.any()):
-            k = _first_bad(bad)
+            k = first_bad(bad)
             raise ValueError(
                 f"batch_indices contains {idx[k].item()} at position {k}; must lie in "
                 f"[0, batch_size) = [0, {self.batch_size})"
