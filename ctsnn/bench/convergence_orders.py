@@ -16,7 +16,7 @@ Usage::
     python -m ctsnn.bench.convergence_orders            # long windows (a few minutes)
     python -m ctsnn.bench.convergence_orders --quick    # the short windows of the fast tests
 
-The configurations are those of ``tests/ctsnn/test_convergence.py``.
+The configurations are those of ``tests/ctsnn/engine/test_convergence.py``.
 """
 
 from __future__ import annotations

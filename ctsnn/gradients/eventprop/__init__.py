@@ -98,7 +98,7 @@ def layer_forward(
         weight: ``[N, N_in]``.
         delay: seconds, ``[N, N_in]`` or per axon ``[N_in]``, non-negative, or ``None``.
         readout: spiking layers: ``None`` (return the spikes) or ``"first_spike"`` (``[B, N]``
-            first spike times, see :func:`first_spike_times`); non-spiking layers:
+            first spike times, as ``Spikes.first_times``); non-spiking layers:
             ``"avg_exp"``, ``"sum"`` or ``"max"`` (``[B, N]``), or pass ``integrand``.
         integrand: ``l(t, state) -> [..., N]`` elementwise; the readout is ``∫_0^T l dt``.
         spike_reg: spiking layers: ``(strength, target)``: every spike of neuron ``n`` adds

@@ -1,5 +1,5 @@
 """The order arithmetic of ``python -m ctsnn.bench.convergence_orders`` (the study itself runs
-the configurations of ``tests/ctsnn/test_convergence.py``, tested there)."""
+the configurations of ``tests/ctsnn/engine/test_convergence.py``, tested there)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 References: the closed-form golden values (F3.22), autograd through the continuous engine
 (implicit-function-theorem spike-time gradients, itself checked against finite differences in
-``tests/ctsnn/test_spike_time_gradients.py``) and central finite differences with the spike
+``tests/ctsnn/gradients/test_autodiff.py``) and central finite differences with the spike
 count asserted unchanged. The continuous engine is exact for these linear models at any grid
 step, so most tests use a coarse grid to stay fast.
 """
