@@ -7,8 +7,11 @@ What lives here today:
 * :mod:`ctsnn.analysis.time_modes` — :func:`run_time_modes` (one network under several
   ``(time, dt)`` settings) and :func:`compare_runs` (every layer against a reference run), the
   study behind ``ctsnn demo``.
+* :mod:`ctsnn.analysis.convergence_orders` — observed convergence orders of spike times in both
+  time modes against a tight adaptive reference (``python -m ctsnn.analysis.convergence_orders``;
+  the figures of ``docs/accuracy.md``).
 
-What will live here: convergence studies (error against ``dt``, observed order),
+What will live here: convergence studies as a public call (error against ``dt``),
 work-precision diagrams (error against wall time per solver), and gradient checks of the two
 gradient methods against each other and against finite differences.
 """

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .. import simulate
+from ..network import simulate
 from .spike_matching import SpikeComparison, compare_spikes
 
 

@@ -14,9 +14,10 @@ Modules:
 * :mod:`~ctsnn.bench.sim_continuous_inputs` — W5's input draw, shared with the Brian2 side;
 * :mod:`~ctsnn.bench.brian2_side` — runs W5 in Brian2's own environment and reads its JSON;
   ``sim_continuous_brian2.py`` is the script it runs there (numpy + Brian2 only, never
-  imported here) and ``brian2_env.sh`` makes that environment;
-* :mod:`~ctsnn.bench.convergence_orders` — observed convergence orders of spike times
-  (``python -m ctsnn.bench.convergence_orders``).
+  imported here) and ``brian2_env.sh`` makes that environment.
+
+The convergence-order study of spike times is a study tool:
+:mod:`ctsnn.analysis.convergence_orders`.
 """
 
 from __future__ import annotations

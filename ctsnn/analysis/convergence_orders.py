@@ -13,8 +13,8 @@ two successive ``dt`` is ``log2(error(dt) / error(dt/2))``.
 
 Usage::
 
-    python -m ctsnn.bench.convergence_orders            # long windows (a few minutes)
-    python -m ctsnn.bench.convergence_orders --quick    # the short windows of the fast tests
+    python -m ctsnn.analysis.convergence_orders            # long windows (a few minutes)
+    python -m ctsnn.analysis.convergence_orders --quick    # the short windows of the fast tests
 
 The configurations are those of ``tests/ctsnn/engine/test_convergence.py``.
 """

@@ -1,11 +1,11 @@
-"""The order arithmetic of ``python -m ctsnn.bench.convergence_orders`` (the study itself runs
+"""The order arithmetic of ``python -m ctsnn.analysis.convergence_orders`` (the study itself runs
 the configurations of ``tests/ctsnn/engine/test_convergence.py``, tested there)."""
 
 from __future__ import annotations
 
 import pytest
 
-from ctsnn.bench import convergence_orders as co
+from ctsnn.analysis import convergence_orders as co
 
 
 def test_halving_and_spread() -> None:
