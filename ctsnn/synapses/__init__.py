@@ -12,7 +12,7 @@ Modules:
 * :mod:`~ctsnn.synapses.conv`, :mod:`~ctsnn.synapses.ring` — the fast paths (tap convolution,
   event-driven jumps, recurrent ring buffer with custom autograd).
 * :mod:`~ctsnn.synapses.blocks` — :class:`NormalisedSynapse` (BatchNorm after a synapse),
-  :class:`LinearSynapse`, :class:`SequenceDropout`.
+  :class:`LinearSynapse` (dropout: :class:`ctsnn.dropout.SequenceDropout`).
 
 Examples::
 
@@ -56,7 +56,7 @@ synapses), a ``ValueError`` says what to use instead. A new kernel is one subcla
 """
 
 from .arrivals import Arrivals, DelayedArrivals, StepArrivals, merge_arrivals, snap_to_grid
-from .blocks import LinearSynapse, NormalisedSynapse, SequenceDropout
+from .blocks import LinearSynapse, NormalisedSynapse
 from .dense import Dense
 from .init import constant_delays, half_normal_delays, uniform_delays
 from .kernels import EXACT, DelayKernel, Exact, Gaussian, Rounded, Taps, Triangle
@@ -66,5 +66,5 @@ __all__ = [
     "Dense", "RecurrentDense", "DelayKernel", "Exact", "EXACT", "Rounded", "Triangle",
     "Gaussian", "Taps", "Arrivals", "DelayedArrivals", "StepArrivals", "merge_arrivals",
     "snap_to_grid", "uniform_delays", "half_normal_delays", "constant_delays",
-    "NormalisedSynapse", "LinearSynapse", "SequenceDropout",
+    "NormalisedSynapse", "LinearSynapse",
 ]

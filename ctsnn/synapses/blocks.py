@@ -3,7 +3,6 @@
 * :class:`NormalisedSynapse` — any synapse, then ``BatchNorm1d`` over its output channels (DCLS).
 * :class:`LinearSynapse` — ``[dropout →] Linear [→ BatchNorm] [→ dropout]`` without delays
   (DelRec's feed-forward and readout synapses).
-* :class:`SequenceDropout` — dropout on ``[T, B, N]`` with an optional mask shared over time.
 
 All take and return time-first ``[T, B, N]`` tensors (``jumps``), usable as a
 :class:`ctsnn.Layer` synapse in discrete time.
@@ -11,10 +10,10 @@ All take and return time-first ``[T, B, N]`` tensors (``jumps``), usable as a
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from .._checks import check_tensor
+from ..dropout import SequenceDropout
 
 
 class NormalisedSynapse(nn.Module):
@@ -52,29 +51,6 @@ class NormalisedSynapse(nn.Module):
         """``[T, B, n_in] -> [T', B, n_out]`` normalised summed input."""
         y = self.synapse.jumps(x)
         return self.norm(y.reshape(-1, y.shape[-1])).view(y.shape)
-
-
-class SequenceDropout(nn.Module):
-    """Dropout on ``[T, B, N]``; with ``shared=True`` one mask per (sample, unit) for all steps.
-
-    Kept entries are scaled by ``1 / (1 - p)``; identity in ``eval()``.
-    """
-
-    def __init__(self, p: float, *, shared: bool = True) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
-        self.p, self.shared = float(p), shared
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        shape = (1, *x.shape[1:]) if self.shared else x.shape
-        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, shared={self.shared}"
 
 
 class LinearSynapse(nn.Module):
@@ -120,4 +96,4 @@ class LinearSynapse(nn.Module):
         return self.jumps(x)
 
 
-__all__ = ["NormalisedSynapse", "LinearSynapse", "SequenceDropout"]
+__all__ = ["NormalisedSynapse", "LinearSynapse"]
