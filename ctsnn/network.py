@@ -363,6 +363,9 @@ def simulate(
     methods = _setting(layers, "method", method, None)
     surrogates = _setting(layers, "surrogate", surrogate, None)
     detaches = _setting(layers, "detach_reset", detach_reset, False)
+    if xtol is not None and "continuous" not in times:
+        raise ValueError("xtol is the spike-time tolerance of continuous time; every layer runs "
+                         "in discrete time, where spikes sit on grid points: drop xtol")
     bf = _batch_first(layers, batch_first)
     ro = as_readout(readout)
     _check_readout(ro, layers[-1])

@@ -25,9 +25,9 @@ class Autodiff(GradientMethod):
 
     def run(self, layer: LayerLike, signal: Tensor | Spikes | None,
             call: LayerCall) -> SimulationResult:
-        if call.time == "continuous" and call.surrogate is not None:
-            warnings.warn("surrogate= has no effect in continuous time: spike times are "
-                          "differentiated exactly there (implicit function theorem)",
+        if call.time == "continuous" and (call.surrogate is not None or call.detach_reset):
+            warnings.warn("surrogate= / detach_reset= have no effect in continuous time: spike "
+                          "times are differentiated exactly there (implicit function theorem)",
                           stacklevel=4)
         readout = call.readout
         kw = drive(layer.synapse, signal, time=call.time, as_current=call.as_current, dt=call.dt)

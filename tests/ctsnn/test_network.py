@@ -430,3 +430,11 @@ def test_layer_shortcuts_refuse_what_they_cannot_apply():
         ctsnn.Layer(ctsnn.LIF(2), delay=torch.zeros(2))
     with pytest.raises(ValueError, match="fan_in draws a random connectivity"):
         ctsnn.Layer(ctsnn.LIF(2), torch.ones(2, 3), fan_in=1)
+
+
+def test_options_of_the_other_time_mode_are_refused_or_warned():
+    with pytest.raises(ValueError, match="xtol is the spike-time tolerance of continuous time"):
+        ctsnn.simulate(ctsnn.LIF(3), _spikes(), xtol=1e-9)
+    layer = ctsnn.Layer(ctsnn.LIF(2), torch.ones(2, 3), detach_reset=True)
+    with pytest.warns(UserWarning, match="detach_reset= have no effect in continuous time"):
+        ctsnn.simulate(layer, _spikes(), time="continuous")
