@@ -614,7 +614,9 @@ class Spikes:
         out = torch.full((self.batch_size * self.n_units,), end, dtype=self.times.dtype,
                          device=self.device)
         index = self.batch * self.n_units + self.units
-        out = out.scatter_reduce(0, index, self.times, reduce="amin", include_self=True)
+        # include_self=False: the fill only stands where a unit has no event (a NaN or early
+        # fill must not win the minimum, and a spike at the grid's end keeps its gradient).
+        out = out.scatter_reduce(0, index, self.times, reduce="amin", include_self=False)
         return out.reshape(self.batch_size, self.n_units)
 
     def count(self) -> Tensor:

@@ -544,3 +544,15 @@ def test_first_times_and_their_gradient():
     first[0, 1].backward()
     assert times.grad.tolist() == [0.0, 1.0, 0.0, 0.0]
     assert s.first_times(fill=float("inf"))[0, 0] == float("inf")
+
+
+def test_first_times_fill_only_where_a_unit_is_silent():
+    """Regression: a NaN (or early) fill took part in the minimum and replaced real times."""
+    s = Spikes.from_events(torch.tensor([0.004, 0.002, 0.003], dtype=torch.float64),
+                           torch.tensor([0, 0, 1]), torch.tensor([0, 0, 1]), dt=1e-3,
+                           n_steps=5, batch_size=2, n_units=2)
+    for fill in (float("nan"), 0.0):
+        out = s.first_times(fill=fill)
+        assert out[0, 0].item() == 0.002 and out[1, 1].item() == 0.003
+        silent = out[[0, 1], [1, 0]]
+        assert (silent.isnan() if math.isnan(fill) else silent == fill).all()
