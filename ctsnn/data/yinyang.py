@@ -108,7 +108,7 @@ def latency_encode(
     if not 0 <= t_early <= t_late:
         raise ValueError(f"need 0 <= t_early <= t_late, got {t_early!r}, {t_late!r}")
     b, f = x.shape
-    times = t_early + x * (t_late - t_early)
+    times = (t_early + x * (t_late - t_early)).clamp(max=t_late)  # no rounding past t_late
     n_units = f
     if bias_time is not None:
         if bias_time < 0:

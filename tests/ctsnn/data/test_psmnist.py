@@ -159,3 +159,12 @@ def test_shared_reduced_mnist():
     sizes = {s: len(PermutedSequentialMNIST(folder, s)) for s in ("train", "valid", "test")}
     assert sizes == {"train": 8300, "valid": 1700, "test": 5000}
     assert PermutedSequentialMNIST(folder, "test").protocol == "reduced"
+
+
+def test_full_size_split_is_delrec_49800_10200_10000(tmp_path):
+    for pre, n in (("train", 60000), ("t10k", 10000)):
+        write_idx(tmp_path / f"{pre}-images-idx3-ubyte.gz", np.zeros((n, 28, 28), np.uint8))
+        write_idx(tmp_path / f"{pre}-labels-idx1-ubyte.gz", np.zeros(n, np.uint8))
+    protocol, splits = psmnist_arrays(tmp_path, seed=0)
+    assert protocol == "full"
+    assert [len(splits[k][1]) for k in ("train", "valid", "test")] == [49800, 10200, 10000]
