@@ -15,6 +15,8 @@ What lives here today:
 * :mod:`ctsnn.data.idx`, :mod:`ctsnn.data.psmnist` — IDX files (:func:`read_idx`) and permuted
   sequential MNIST (:class:`PermutedSequentialMNIST`, DelRec protocol, full or reduced split).
 * :mod:`ctsnn.data.braille` — Braille reading from its event pickle (:class:`Braille`).
+* :mod:`ctsnn.data.events` — :func:`collate_events` (exact-time batches) and
+  :class:`SpikesDataset` (a dataset over a generated :class:`~ctsnn.Spikes` batch).
 
 What will live here: readers for the SHD/SSC HDF5 files and Tonic datasets, the binning recipes
 of the papers, encoders and augmentations.
@@ -25,7 +27,8 @@ from .tasks import sequence_detection, spike_template_task
 
 # isort: split
 # Yin-Yang, parametric sequence detection, psMNIST (IDX), Braille
-from .braille import BRAILLE_LETTERS, Braille, BrailleFormatError, collate_events, load_braille
+from .braille import BRAILLE_LETTERS, Braille, BrailleFormatError, load_braille
+from .events import SpikesDataset, collate_events
 from .idx import IDXError, read_idx, write_idx
 from .psmnist import PermutedSequentialMNIST, collate_sequences, pixel_permutation, psmnist_arrays
 from .sequence_task import sequence_detection_task, sequence_templates
@@ -36,7 +39,7 @@ __all__ = [
     "spike_template_task",
     # Yin-Yang, parametric sequence detection, psMNIST (IDX), Braille
     "BRAILLE_LETTERS", "Braille", "BrailleFormatError", "IDXError", "PermutedSequentialMNIST",
-    "YINYANG_SPLITS", "YinYang", "collate_events", "collate_sequences", "latency_encode",
-    "load_braille", "pixel_permutation", "psmnist_arrays", "read_idx", "sequence_detection_task",
-    "sequence_templates", "write_idx", "yinyang_arrays",
+    "SpikesDataset", "YINYANG_SPLITS", "YinYang", "collate_events", "collate_sequences",
+    "latency_encode", "load_braille", "pixel_permutation", "psmnist_arrays", "read_idx",
+    "sequence_detection_task", "sequence_templates", "write_idx", "yinyang_arrays",
 ]

@@ -37,6 +37,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..spikes import Spikes
+from .events import collate_events
 
 BRAILLE_LETTERS = ("Space",) + tuple(chr(ord("A") + i) for i in range(26))
 _LETTER_INDEX = {name.upper(): i for i, name in enumerate(BRAILLE_LETTERS)}
@@ -199,18 +200,5 @@ class Braille(Dataset):
         return collate_events(items, dt=self.dt, n_steps=self.n_steps, n_units=self.n_channels)
 
 
-def collate_events(items: Sequence[tuple[Tensor, Tensor, Tensor]], *, dt: float,
-                   n_steps: int, n_units: int) -> tuple[Spikes, Tensor]:
-    """Batch ``(times [E_i] s, units [E_i], label)`` items into ``(Spikes, labels [B])``."""
-    times = torch.cat([torch.as_tensor(it[0], dtype=torch.float64) for it in items])
-    units = torch.cat([torch.as_tensor(it[1], dtype=torch.int64) for it in items])
-    batch = torch.cat([torch.full((len(it[0]),), b, dtype=torch.int64)
-                       for b, it in enumerate(items)])
-    y = torch.stack([torch.as_tensor(it[2]) for it in items]).to(torch.int64)
-    spikes = Spikes.from_events(times, units, batch, dt=dt, n_steps=n_steps,
-                                batch_size=len(items), n_units=n_units)
-    return spikes, y
-
-
-__all__ = ["BRAILLE_LETTERS", "Braille", "BrailleFormatError", "collate_events",
-           "load_braille", "stratified_split"]
+__all__ = ["BRAILLE_LETTERS", "Braille", "BrailleFormatError", "load_braille",
+           "stratified_split"]

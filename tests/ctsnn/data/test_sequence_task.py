@@ -64,3 +64,22 @@ def test_distractors_and_determinism():
     assert torch.equal(a.times, d.times)
     with pytest.raises(ValueError, match="labels"):
         sequence_detection_task(2, n_classes=2, n_channels=2, seq_len=2, labels=[0, 2])
+
+
+def test_spikes_dataset_round_trips_through_a_dataloader():
+    from torch.utils.data import DataLoader
+
+    from ctsnn.data import SpikesDataset
+
+    s, y = sequence_detection_task(10, n_distractors=2, jitter=1e-3, seed=2)
+    ds = SpikesDataset(s, y)
+    assert len(ds) == 10 and ds[3][0].shape == (6,)  # 4 template + 2 distractor spikes
+    batches = list(DataLoader(ds, batch_size=4, collate_fn=ds.collate))
+    assert [b[0].batch_size for b in batches] == [4, 4, 2]
+    first, labels = batches[0]
+    ref = s.select([0, 1, 2, 3])
+    assert torch.equal(first.times, ref.times) and torch.equal(first.units, ref.units)
+    assert (first.n_steps, first.dt, first.n_units) == (s.n_steps, s.dt, s.n_units)
+    assert torch.equal(labels, y[:4])
+    with pytest.raises(ValueError, match="labels"):
+        SpikesDataset(s, y[:3])
