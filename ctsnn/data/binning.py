@@ -64,7 +64,7 @@ def _counts(bins: np.ndarray, units: np.ndarray, n_bins: int, n_units: int) -> n
 
 @dataclass(frozen=True)
 class _Recipe:
-    pool: int = 1
+    """Base of the recipes; subclasses declare their fields and ``pool`` (last)."""
 
     name = "recipe"
 
@@ -117,6 +117,7 @@ class FirstSpikeFrames(_Recipe):
     """
 
     duration_ms: float = 10.0
+    pool: int = 1
     name = "first_spike_frames"
 
     def __post_init__(self) -> None:
@@ -152,6 +153,7 @@ class DigitizedBins(_Recipe):
 
     t_max: float = 1.4
     n_edges: int = 250
+    pool: int = 1
     name = "digitized_bins"
 
     def __post_init__(self) -> None:
@@ -181,6 +183,7 @@ class BinaryBins(_Recipe):
 
     dt_ms: float = 1.0
     t_max: float = 1.0
+    pool: int = 1
     name = "binary_bins"
 
     def __post_init__(self) -> None:
