@@ -22,7 +22,7 @@ def shd_file(tmp_path):
 def file_samples(path):
     with h5py.File(path, "r") as f:
         return [(np.asarray(t), np.asarray(u)) for t, u in zip(f["spikes/times"],
-                                                               f["spikes/units"])]
+                                                               f["spikes/units"], strict=True)]
 
 
 def ref_first_spike_frames(times, units, d_ms, pool):
@@ -36,7 +36,7 @@ def ref_first_spike_frames(times, units, d_ms, pool):
     rel = [h(m - first) for m in ms]
     n = max(1, math.ceil(float(h(max(rel) / h(d_ms)))))
     out = np.zeros((n, 700 // pool), dtype=np.int64)
-    for r, u in zip(rel, units):
+    for r, u in zip(rel, units, strict=True):
         out[min(math.floor(float(r) / d_ms), n - 1), int(u) // pool] += 1
     return out
 
@@ -45,7 +45,7 @@ def ref_digitized(times, units, pool):
     """D1.3: index = number of edges linspace(0, 1.4, 250) <= t; t >= 1.4 dropped; counts."""
     edges = np.linspace(0, 1.4, 250)
     out = np.zeros((250, 700 // pool), dtype=np.int64)
-    for t, u in zip(times, units):
+    for t, u in zip(times, units, strict=True):
         b = sum(1 for e in edges if e <= float(t))
         if b < 250:
             out[b, int(u) // pool] += 1
@@ -55,7 +55,7 @@ def ref_digitized(times, units, pool):
 def ref_binary(times, units):
     """D1.4: integer microseconds (truncated), t >= 1 s dropped, 1 ms bins, >= 1 event -> 1."""
     out = np.zeros((1000, 700), dtype=np.int64)
-    for t, u in zip(times, units):
+    for t, u in zip(times, units, strict=True):
         us = int(float(t) * 1e6)
         if us < 1_000_000:
             out[us // 1000, int(u)] = 1

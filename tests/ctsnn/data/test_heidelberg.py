@@ -61,8 +61,8 @@ def test_event_collate_builds_spikes_with_exact_times(shd_file):
     assert labels.tolist() == [s[2] for s in SAMPLES]
     for b, (t, u, _) in enumerate(items):
         sel = spikes.batch == b
-        got = sorted(zip(spikes.times[sel].tolist(), spikes.units[sel].tolist()))
-        assert got == sorted(zip(t.tolist(), u.tolist()))
+        got = sorted(zip(spikes.times[sel].tolist(), spikes.units[sel].tolist(), strict=True))
+        assert got == sorted(zip(t.tolist(), u.tolist(), strict=True))
 
 
 def test_padded_collate_time_first(shd_file):
