@@ -56,12 +56,6 @@ def pool_channels(raster: np.ndarray, pool: int) -> np.ndarray:
     return raster.reshape(t, n // pool, pool).sum(axis=2)
 
 
-def _counts(bins: np.ndarray, units: np.ndarray, n_bins: int, n_units: int) -> np.ndarray:
-    out = np.zeros((n_bins, n_units), dtype=np.int64)
-    np.add.at(out, (bins.astype(np.int64), units.astype(np.int64)), 1)
-    return out
-
-
 @dataclass(frozen=True)
 class _Recipe:
     """Base of the recipes; subclasses declare their fields and ``pool`` (last)."""
@@ -86,8 +80,33 @@ class _Recipe:
         """Width of one bin in seconds."""
         raise NotImplementedError
 
-    def _raw(self, times: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarray:
+    binary = False
+
+    def _events(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Bin index [E] (int64) of each event, mask [E] of the kept events, and T."""
         raise NotImplementedError
+
+    def cells(
+        self, times: np.ndarray, units: np.ndarray, n_units: int
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """Sparse form of :meth:`bin`: ``(T, bins [K], channels [K], values [K])`` (int64) of
+        the non-zero cells, sorted by (bin, channel)."""
+        times = np.asarray(times)
+        units = np.asarray(units).astype(np.int64)
+        if not np.issubdtype(times.dtype, np.floating):
+            times = times.astype(np.float64)
+        if n_units % self.pool:
+            raise ValueError(f"channel pooling: {n_units} channels are not a multiple of "
+                             f"pool={self.pool}")
+        bins, keep, n_bins = self._events(times)
+        key, counts = np.unique(bins[keep] * n_units + units[keep], return_counts=True)
+        if self.binary:
+            counts = np.ones_like(counts)
+        n_out = n_units // self.pool
+        key = (key // n_units) * n_out + (key % n_units) // self.pool
+        key, inverse = np.unique(key, return_inverse=True)
+        values = np.bincount(inverse.ravel(), weights=counts, minlength=key.size)
+        return n_bins, key // n_out, key % n_out, values.astype(np.int64)
 
     def bin(self, times: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarray:
         """Bin one sample.
@@ -99,13 +118,13 @@ class _Recipe:
             n_units: number of input channels (700 for SHD/SSC).
 
         Returns:
-            numpy int64 ``[T, n_units // pool]`` counts (0/1 for :class:`BinaryBins`).
+            numpy int64 ``[T, n_units // pool]`` counts (0/1 for :class:`BinaryBins`, before
+            pooling).
         """
-        times = np.asarray(times)
-        units = np.asarray(units)
-        if not np.issubdtype(times.dtype, np.floating):
-            times = times.astype(np.float64)
-        return pool_channels(self._raw(times, units, n_units), self.pool)
+        n_bins, b, c, v = self.cells(times, units, n_units)
+        out = np.zeros((n_bins, self.n_channels(n_units)), dtype=np.int64)
+        out[b, c] = v
+        return out
 
 
 @dataclass(frozen=True)
@@ -129,18 +148,17 @@ class FirstSpikeFrames(_Recipe):
     def dt(self) -> float:
         return self.duration_ms / 1000.0
 
-    def _raw(self, times: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarray:
+    def _events(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        keep = np.ones(times.shape, dtype=bool)
         if times.size == 0:
-            return np.zeros((0, n_units), dtype=np.int64)
-        order = np.argsort(times, kind="stable")
-        times, units = times[order], units[order]
+            return np.zeros(0, dtype=np.int64), keep, 0
         ft = times.dtype.type
         t_ms = times * ft(1000)  # milliseconds, in the file's dtype
-        t_ms = t_ms - t_ms[0]
+        t_ms = t_ms - t_ms.min()
         d = ft(self.duration_ms)
-        n_bins = max(1, math.ceil(float(t_ms[-1] / d)))
+        n_bins = max(1, math.ceil(float(t_ms.max() / d)))
         bins = np.minimum(np.floor_divide(t_ms, d), ft(n_bins - 1)).astype(np.int64)
-        return _counts(bins, units, n_bins, n_units)
+        return bins, keep, n_bins
 
 
 @dataclass(frozen=True)
@@ -166,11 +184,10 @@ class DigitizedBins(_Recipe):
     def dt(self) -> float:
         return self.t_max / (self.n_edges - 1)
 
-    def _raw(self, times: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarray:
+    def _events(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         edges = np.linspace(0.0, self.t_max, self.n_edges)
-        bins = np.digitize(times.astype(np.float64), edges)
-        keep = bins < self.n_edges
-        return _counts(bins[keep], units[keep], self.n_edges, n_units)
+        bins = np.digitize(times.astype(np.float64), edges).astype(np.int64)
+        return bins, bins < self.n_edges, self.n_edges
 
 
 @dataclass(frozen=True)
@@ -196,15 +213,13 @@ class BinaryBins(_Recipe):
     def dt(self) -> float:
         return self.dt_ms / 1000.0
 
-    def _raw(self, times: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarray:
+    binary = True
+
+    def _events(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         dt_us = round(self.dt_ms * 1000)
         t_max_us = round(self.t_max * 1e6)
-        n_bins = -(-t_max_us // dt_us)
         t_us = np.trunc(times.astype(np.float64) * 1e6).astype(np.int64)
-        keep = t_us < t_max_us
-        out = np.zeros((n_bins, n_units), dtype=np.int64)
-        out[t_us[keep] // dt_us, units[keep].astype(np.int64)] = 1
-        return out
+        return t_us // dt_us, t_us < t_max_us, -(-t_max_us // dt_us)
 
 
 #: The papers' settings: DCLS and DelRec on SHD, DelRec on SSC, EventProp on SHD/SSC.

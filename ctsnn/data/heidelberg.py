@@ -229,10 +229,8 @@ class SpikingAudioH5(Dataset):
         offsets = np.zeros(self._n_file + 1, dtype=np.int64)
         parts: list[np.ndarray] = []
         for j in range(self._n_file):
-            raster = self.recipe.bin(*self._events(j), self.n_units)
-            n_bins[j] = raster.shape[0]
-            b, c = np.nonzero(raster)
-            parts.append(np.stack([b, c, raster[b, c]]))
+            n_bins[j], b, c, v = self.recipe.cells(*self._events(j), self.n_units)
+            parts.append(np.stack([b, c, v]))
             offsets[j + 1] = offsets[j] + b.size
         cells = np.concatenate(parts, axis=1) if parts else np.zeros((3, 0), np.int64)
         cache = {"n_bins": n_bins, "offsets": offsets, "cells": cells.astype(np.int32),

@@ -115,7 +115,7 @@ def test_cache_hits_and_invalidates(shd_file, tmp_path, monkeypatch):
         raise AssertionError("binned although the cache should hit")
 
     with monkeypatch.context() as m:
-        m.setattr(binning_module.FirstSpikeFrames, "_raw", fail)
+        m.setattr(binning_module.FirstSpikeFrames, "_events", fail)
         again = SHD(shd_file, recipe, cache_dir=cache)
         assert again.cache_status == "hit" and again.cache_path == first.cache_path
         for i in range(len(plain)):
