@@ -250,12 +250,19 @@ class SpikingAudioH5(Dataset):
         self._cache = cache
         self.cache_status = "built"
 
-    def _cached_raster(self, j: int) -> np.ndarray:
+    def _raster(self, j: int) -> Tensor:
+        """Binned file sample ``j`` as a [T, C] tensor of ``self.dtype`` (cache or recipe)."""
         c = self._cache
-        assert c is not None
-        out = np.zeros((int(c["n_bins"][j]), int(c["n_channels"])), dtype=np.int64)
-        b, ch, v = c["cells"][:, c["offsets"][j]:c["offsets"][j + 1]]
-        out[b, ch] = v
+        if c is None:
+            n_bins, b, ch, v = self.recipe.cells(*self._events(j), self.n_units)
+            n_ch = self.recipe.n_channels(self.n_units)
+        else:
+            n_bins, n_ch = int(c["n_bins"][j]), int(c["n_channels"])
+            b, ch, v = c["cells"][:, c["offsets"][j]:c["offsets"][j + 1]]
+        out = torch.zeros(int(n_bins), n_ch, dtype=self.dtype)
+        out[torch.from_numpy(np.asarray(b, dtype=np.int64)),
+            torch.from_numpy(np.asarray(ch, dtype=np.int64))] = torch.from_numpy(
+                np.asarray(v)).to(self.dtype)
         return out
 
     # ------------------------------------------------------------------------------------------
@@ -290,11 +297,7 @@ class SpikingAudioH5(Dataset):
         if self.recipe is None:
             times, units = self._events(j)
             return torch.from_numpy(times.astype(np.float32)), torch.from_numpy(units), label
-        if self._cache is not None:
-            raster = self._cached_raster(j)
-        else:
-            raster = self.recipe.bin(*self._events(j), self.n_units)
-        return torch.from_numpy(raster).to(self.dtype), label
+        return self._raster(j), label
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> SpikingAudioH5:
         """A view on the items ``indices`` (positions in this dataset); shares file and cache."""
