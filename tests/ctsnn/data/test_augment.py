@@ -25,6 +25,15 @@ def shd_file(tmp_path):
     return write_shd(tmp_path / "tiny.h5")
 
 
+@pytest.fixture
+def one_thread():
+    """Small tensors: intra-op threads only add overhead on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_delrec_time_shift_per_channel_with_zero_fill():
     x = torch.arange(1, 41, dtype=torch.float32).reshape(8, 5)
     out = delrec_time_shift(x, 3, torch.Generator().manual_seed(0))
@@ -47,7 +56,7 @@ def test_delrec_blend_aligns_centres_of_mass():
     assert 0 < thin.sum() < 300 and torch.equal(thin, thin.round())
 
 
-def test_delrec_augmented_triples_and_is_seeded(shd_file):
+def test_delrec_augmented_triples_and_is_seeded(shd_file, one_thread):
     ds = SHD(shd_file, FirstSpikeFrames(10.0))
     aug = DelRecAugmented(ds, max_shift=100, p=0.5, seed=4)
     n = len(ds)
