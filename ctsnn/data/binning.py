@@ -15,7 +15,10 @@ The four recipes of D1:
    index reaches ``T`` (``t_last`` an exact multiple of ``D``) go to the last bin, as in
    SpikingJelly, whose last frame takes all remaining events.  A sample whose spikes all share
    one time (``T = 0``, on which SpikingJelly fails) gets ``T = 1``; a sample without spikes gets
-   ``T = 0`` (an empty ``[0, C]`` raster).
+   ``T = 0`` (an empty ``[0, C]`` raster).  Checked once (not a test: SpikingJelly is no
+   dependency) against SpikingJelly 2.0.0's SHD frame integration on 480 samples of the
+   spoken-digits training file at D = 1, 7, 10, 25 ms and 300 random float16 samples: equal
+   arrays, shapes included.
 2. Channel pooling ``pool=5`` (700 → 140): sums of consecutive groups ``5c .. 5c+4``, available
    on every recipe and as :func:`pool_channels`.
 3. :class:`DigitizedBins` — DelRec-SSC: absolute time, ``edges = linspace(0, t_max, n_edges)``
