@@ -29,7 +29,9 @@ The four recipes of D1:
    (float64 product, Tonic's integer microseconds), events with ``t_us >= t_max`` dropped,
    ``bin = t_us // dt_us`` (1 ms), 1 where a (bin, channel) cell holds at least one event, fixed
    ``T = ceil(t_max/dt)`` (1000 steps).  Entry ``n`` stands for one spike at the bin start
-   ``n*dt`` in the reference.
+   ``n*dt`` in the reference.  Tonic multiplies the float16 times by ``1e6``: NumPy 1
+   promotes to float32 (NumPy 2 keeps float16 and overflows, a known Tonic problem); over every
+   float16 value in ``[0, 1)`` float32 and float64 products give the same 1 ms bin.
 """
 
 from __future__ import annotations
