@@ -7,6 +7,10 @@ What lives here today:
   with random labels, the benchmarks' input), :func:`make_generator`.
 * :mod:`ctsnn.data.tasks` — synthetic tasks that need delays: :func:`spike_template_task` (the
   ``ctsnn demo`` task) and :func:`sequence_detection` (SEEDS D5).
+* :mod:`ctsnn.data.heidelberg` — SHD/SSC HDF5 files as lazy datasets (exact events or binned),
+  speaker split, collate functions (:class:`EventCollate` -> ``Spikes``, :class:`PaddedCollate`
+  -> ``[T, B, C]``); :mod:`ctsnn.data.binning` — the D1 recipes; :mod:`ctsnn.data.augment` —
+  DelRec and EventProp augmentations.
 
 * :mod:`ctsnn.data.yinyang` — the Yin-Yang data set by its published rule (:class:`YinYang`,
   :func:`yinyang_arrays`) and its latency encoding (:func:`latency_encode`).
@@ -18,10 +22,27 @@ What lives here today:
 * :mod:`ctsnn.data.events` — :func:`collate_events` (exact-time batches) and
   :class:`SpikesDataset` (a dataset over a generated :class:`~ctsnn.Spikes` batch).
 
-What will live here: readers for the SHD/SSC HDF5 files and Tonic datasets, the binning recipes
-of the papers, encoders and augmentations.
+What will live here: readers for Tonic datasets and Google Speech Commands, encoders.
 """
 
+from .augment import (
+    DelRecAugmented,
+    EventPropAugmented,
+    delrec_blend,
+    delrec_time_shift,
+    eventprop_blend,
+    eventprop_channel_shift,
+)
+from .binning import RECIPES, BinaryBins, DigitizedBins, FirstSpikeFrames, pool_channels
+from .heidelberg import (
+    SHD,
+    SSC,
+    EventCollate,
+    PaddedCollate,
+    SpikingAudioH5,
+    speaker_split,
+    speaker_split_indices,
+)
 from .inputs import bernoulli_input, make_generator, poisson_spikes
 from .tasks import sequence_detection, spike_template_task
 
@@ -37,6 +58,11 @@ from .yinyang import YINYANG_SPLITS, YinYang, latency_encode, yinyang_arrays
 __all__ = [
     "bernoulli_input", "make_generator", "poisson_spikes", "sequence_detection",
     "spike_template_task",
+    # SHD/SSC
+    "BinaryBins", "DelRecAugmented", "DigitizedBins", "EventCollate", "EventPropAugmented",
+    "FirstSpikeFrames", "PaddedCollate", "RECIPES", "SHD", "SSC", "SpikingAudioH5",
+    "delrec_blend", "delrec_time_shift", "eventprop_blend", "eventprop_channel_shift",
+    "pool_channels", "speaker_split", "speaker_split_indices",
     # Yin-Yang, parametric sequence detection, psMNIST (IDX), Braille
     "BRAILLE_LETTERS", "Braille", "BrailleFormatError", "IDXError", "PermutedSequentialMNIST",
     "SpikesDataset", "YINYANG_SPLITS", "YinYang", "collate_events", "collate_sequences",
