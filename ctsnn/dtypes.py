@@ -45,7 +45,9 @@ class ExactValues:
 
     def remember_exact(self, name: str, value: Tensor | float | Sequence[float]) -> None:
         """Keep ``value`` (float64, on the CPU) as the exact value of the tensor ``name``."""
-        exact = torch.as_tensor(value).detach().to("cpu", torch.float64).clone()
+        exact = (value.detach() if isinstance(value, Tensor)
+                 else torch.as_tensor(value, dtype=torch.float64))  # not via the default dtype
+        exact = exact.to("cpu", torch.float64).clone()
         self.__dict__.setdefault("_exact_values", {})[name] = exact
 
     def exact_value(self, name: str) -> Tensor:
