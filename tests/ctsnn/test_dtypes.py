@@ -190,3 +190,24 @@ def test_half_precision_is_refused(dtype, time):
     model = ctsnn.LIF(1).to(dtype)
     with pytest.raises(TypeError, match=f"float32 or float64.*{dtype}"):
         simulate(model, torch.full((5, 1, 1), 60.0, dtype=dtype), dt=1e-3, time=time)
+
+
+@pytest.mark.parametrize("gradient", ["surrogate", "adjoint"])
+def test_double_model_gradients_like_a_float64_build(gradient):
+    def run():
+        layer = Layer(ctsnn.CubaLIF(3, tau_mem=0.0262591234567, tau_syn=0.0051),
+                      torch.tensor([[3.125, 2.5], [2.75, 4.5], [4.25, 3.0]]), delay=0.0031,
+                      learn_delay=True, time="continuous", gradient=gradient)
+        return layer
+
+    converted = run().double()
+    with default_dtype(F64):
+        built = run()
+    grads = []
+    for layer in (converted, built):
+        spikes, _ = layer(_input(F64))
+        spikes.times.sum().backward()
+        grads.append((spikes.times.detach(), layer.synapse.weight.grad, layer.synapse.delay.grad))
+    assert len(grads[0][0]) > 0
+    for a, b in zip(*grads, strict=True):
+        assert a.dtype == F64 and torch.equal(a, b)
