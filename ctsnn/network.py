@@ -29,6 +29,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ._checks import check_choice, check_finite, check_positive, check_tensor
+from .dtypes import check_simulation_dtypes
 from .engine import INTEGRAL_RULES, TIME_MODES, Recurrent, SimulationResult
 from .gradients import GradientMethod, LayerCall, as_gradient
 from .losses import Readout, as_readout
@@ -345,6 +346,10 @@ def simulate(
         integral_rule: continuous time, integral readouts: ``"exact"`` quadrature (neuron-wise
             integrands) or ``"grid"`` (rectangle rule on the grid points; may couple neurons).
 
+    Dtype: a simulation runs in one dtype, float32 or float64, that of the first layer's model;
+    every layer's parameters and buffers, the input and the initial states must have it (an
+    error names both dtypes and where); half precision is refused (see :mod:`ctsnn.dtypes`).
+
     Returns:
         :class:`~ctsnn.engine.SimulationResult` of the last layer; ``.layers`` holds every
         layer's result.
@@ -374,6 +379,7 @@ def simulate(
     if len(states) != len(layers):
         raise ValueError(f"state: expected {len(layers)} entries (one per layer), "
                          f"got {len(states)}")
+    check_simulation_dtypes(layers, [layer.model for layer in layers], signal, states)
     results: list[SimulationResult] = []
     for k, layer in enumerate(layers):
         names = tuple(layer.model.state_names) if record == "all" else tuple(record)

@@ -469,10 +469,12 @@ class Spikes:
         n_steps: int,
         batch_size: int,
         n_units: int,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> Spikes:
-        """A Spikes object without events on a grid of ``n_steps`` steps of ``dt`` seconds."""
+        """A Spikes object without events on a grid of ``n_steps`` steps of ``dt`` seconds
+        (``dtype``: default, the default dtype)."""
+        dtype = torch.get_default_dtype() if dtype is None else dtype
         if not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
         times = torch.empty(0, dtype=dtype, device=device)

@@ -99,7 +99,9 @@ class AdEx(NeuronModel):
         self.add_parameter("delta_t", delta_t, positive=True)
         for name, value in dict(r=r, v_leak=v_leak, v_t=v_t, a=a, b=b, v_reset=v_reset).items():
             self.add_parameter(name, value)
-        self.add_parameter("v_peak", self.v_t + 5 * self.delta_t if v_peak is None else v_peak)
+        if v_peak is None:  # derived in float64 from the exact values (exact under .double())
+            v_peak = (self.exact_value("v_t") + 5 * self.exact_value("delta_t")).tolist()
+        self.add_parameter("v_peak", v_peak)
 
     def dynamics(self, t: Tensor, state: tuple, input: Tensor) -> tuple:
         spike_current = self.delta_t * torch.exp((state.v - self.v_t) / self.delta_t)

@@ -20,9 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_positive
+from ..dtypes import ExactValues
 
 
-class NeuronModel(nn.Module):
+class NeuronModel(ExactValues, nn.Module):
     """Base class of all neuron models.
 
     Subclasses set the class attributes and implement :meth:`dynamics` (and, if they spike,
@@ -64,6 +65,13 @@ class NeuronModel(nn.Module):
             w.r.t. the lag). Lags must be at least one grid step; the pre-history is the
             initial state; Runge-Kutta methods only (no closed-form flow).
 
+    Dtype: a model has one floating dtype, that of its floating tensor parameters (the first
+    one given fixes it), else the default dtype at construction; Python numbers take it, and
+    tensor parameters of two floating dtypes are an error naming both. ``.double()`` /
+    ``.to(dtype)`` re-derive constant parameters from the values they were built from
+    (:class:`~ctsnn.dtypes.ExactValues`): ``LIF(1, tau_mem=0.02).double()`` holds exactly
+    0.02, like a model built under a float64 default.
+
     Args:
         n: number of neurons.
         refractory: refractory period in seconds (0 = none). During it the ``clamped``
@@ -90,6 +98,7 @@ class NeuronModel(nn.Module):
         self.n = n
         self.State = type(self)._state_type(names)
         self._param_names: list[str] = []
+        self._dtype_source: str | None = None  # the tensor parameter that fixed the dtype
         self.add_parameter("refractory", refractory, positive=True, allow_zero=True)
 
     @classmethod
@@ -117,8 +126,11 @@ class NeuronModel(nn.Module):
 
         ``positive`` validates time constants and similar quantities; ``learnable`` makes it
         an ``nn.Parameter`` (otherwise a buffer, so it still moves with ``.to(device)``).
+        A floating tensor keeps its dtype, which becomes the model's (see the class docstring);
+        other values take the model's dtype. The float64 value is remembered for exact dtype
+        conversions.
         """
-        t = torch.as_tensor(value, dtype=torch.get_default_dtype())
+        t = self._as_model_dtype(name, value)
         if t.ndim == 0:
             t = t.expand(self.n).clone()
         if t.shape != (self.n,):
@@ -138,6 +150,39 @@ class NeuronModel(nn.Module):
             self.register_parameter(name, nn.Parameter(t))
         else:
             self.register_buffer(name, t)
+        exact = value.detach() if isinstance(value, Tensor) else torch.as_tensor(
+            value, dtype=torch.float64)
+        self.remember_exact(name, exact.to(torch.float64).expand(self.n))
+
+    def _as_model_dtype(self, name: str, value: float | Tensor) -> Tensor:
+        """``value`` as a tensor of the model's dtype; a first floating tensor fixes it."""
+        existing = [getattr(self, p) for p in self._param_names if p != name]
+        dtype = existing[0].dtype if existing else torch.get_default_dtype()
+        if not (isinstance(value, Tensor) and value.is_floating_point()):
+            return torch.as_tensor(value, dtype=dtype)
+        if self._dtype_source is None or self._dtype_source == name:
+            self._dtype_source = name
+            if value.dtype != dtype:  # earlier parameters came from numbers: re-derive them
+                for p in self._param_names:
+                    if p != name:
+                        self._set_dtype(p, value.dtype)
+            return torch.as_tensor(value)
+        if value.dtype != dtype:
+            raise TypeError(
+                f"{type(self).__name__}: parameter {name} is {value.dtype} but parameter "
+                f"{self._dtype_source} is {dtype}: a model has one dtype; give its tensor "
+                "parameters in one dtype (numbers take the model's dtype)")
+        return torch.as_tensor(value)
+
+    def _set_dtype(self, name: str, dtype: torch.dtype) -> None:
+        """Parameter ``name`` in ``dtype``, from its remembered exact value."""
+        current = getattr(self, name)
+        exact = self.exact_value(name).to(dtype=dtype, device=current.device)
+        with torch.no_grad():
+            if isinstance(current, nn.Parameter):
+                current.data = exact.clone()
+            else:
+                self._buffers[name] = exact.clone()
 
     @property
     def param_names(self) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_finite, check_positive, check_tensor
+from ..dtypes import ExactValues
 from ..spikes import Spikes
 from .arrivals import Arrivals, DelayedArrivals
 from .conv import dense_conv, event_jumps, tap_conv
@@ -62,7 +63,7 @@ def same_dt(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-9 * max(abs(a), abs(b))
 
 
-class Dense(nn.Module):
+class Dense(ExactValues, nn.Module):
     """Dense (or fixed fan-in sparse) synapses with optional, optionally learnable delays.
 
     Args:
@@ -93,6 +94,10 @@ class Dense(nn.Module):
         bias: add a learnable bias ``[n_out]`` at every output step (discrete time).
         round_in_eval: grid kernels: rounded one-tap delays in ``eval()`` (default).
         generator, dtype, device: for the initialisation and the tensors.
+
+    Dtype: that of ``weight`` if given, else ``dtype``, else the default dtype. Delays are drawn
+    in float64 and remembered, so ``.double()`` gives the delays a float64 build would have
+    (:class:`~ctsnn.dtypes.ExactValues`; e.g. ``delay=0.003`` stays exactly 0.003 s).
 
     Attributes: ``weight [n_out, n_in]`` (masked at init and by :meth:`clamp_delays_`; the
     forward always uses :attr:`effective_weight`); ``delay`` (seconds, or ``None``);
@@ -182,18 +187,21 @@ class Dense(nn.Module):
 
         init = delay if delay is not None else delay_init
         if self.kernel.grid:
-            steps = self._initial_steps(init, delay_std, generator).to(**factory)
-            self._register("delay_steps", steps, learn_delay)
+            exact = self._initial_steps(init, delay_std, generator)
+            self._register("delay_steps", exact.to(**factory), learn_delay)
+            self.remember_exact("delay_steps", exact)
             sigma = self.kernel.initial_sigma(self.kernel_size)
             self.register_buffer("sigma", None if sigma is None
                                  else torch.tensor(float(sigma), **factory))
+            if sigma is not None:
+                self.remember_exact("sigma", float(sigma))
         else:
-            seconds = None
+            seconds = exact = None
             if delay is not None or max_delay is not None:
+                exact = initial_delay(init, self._delay_shape(), max_delay=max_delay,
+                                      std=delay_std, generator=generator)
                 # Checked in the synapse's dtype (a float32 delay equal to max_delay is fine).
-                seconds = self._checked_seconds("delay", initial_delay(
-                    init, self._delay_shape(), max_delay=max_delay, std=delay_std,
-                    generator=generator).to(factory["dtype"]))
+                seconds = self._checked_seconds("delay", exact.to(factory["dtype"]))
             elif learn_delay:
                 raise ValueError("learn_delay=True needs delays: give delay= (seconds) or "
                                  "max_delay= (delays drawn by delay_init)")
@@ -201,6 +209,7 @@ class Dense(nn.Module):
                 self.register_buffer("delay", None)
             else:
                 self._register("delay", seconds.to(**factory), learn_delay)
+                self.remember_exact("delay", self._check_shape("delay", exact))
             self.register_buffer("sigma", None)
 
     # ----------------------------------------------------------------- construction helpers

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_finite, check_positive, check_tensor
+from ..dtypes import ExactValues
 from ..spikes import locate
 from .arrivals import StepArrivals, element_arrivals, ranks, row_order, snap_to_grid
 from .dense import PER, same_dt
@@ -55,7 +56,7 @@ from .ring import RingRead, RingRun
 EVAL_MODES = ("paper", "reference", "continuous")
 
 
-class RecurrentDense(nn.Module):
+class RecurrentDense(ExactValues, nn.Module):
     """A population's own recurrent synapses ``N -> N`` with delays (see the module docstring).
 
     Args:
@@ -162,18 +163,22 @@ class RecurrentDense(nn.Module):
                              "max_delay= to draw them with delay_init")
         seconds = initial_delay(delay if delay is not None else delay_init, shape,
                                 max_delay=max_delay, std=delay_std, generator=generator)
+        exact = seconds  # float64, remembered for exact dtype conversions
         if not self.kernel.grid:  # checked in the synapse's dtype, like Dense
             seconds = seconds.to(dtype)
         seconds = self._checked_seconds(seconds, shape)
         if self.kernel.grid:
             steps = (seconds / self.dt).to(dtype).contiguous().to(device)
             self._register("delay_steps", steps, learn_delay)
+            self.remember_exact("delay_steps", seconds.to(torch.float64) / self.dt)
             sigma = self.kernel.initial_sigma(0)
             self.register_buffer("sigma", torch.tensor(float(sigma), dtype=dtype, device=device))
+            self.remember_exact("sigma", float(sigma))
             self.p_spread = (nn.Parameter(torch.zeros(n, dtype=dtype, device=device))
                              if learn_width else None)
         else:
             self._register("delay", seconds.to(dtype=dtype, device=device), learn_delay)
+            self.remember_exact("delay", exact)
             self.register_buffer("sigma", None)
             self.p_spread = None
         self._run: RingRun | None = None
