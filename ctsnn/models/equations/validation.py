@@ -7,9 +7,9 @@ evaluates its compiled expressions once, in float64, when an instance is built:
   state (zero input, ``t = 0``), and the right-hand sides must be finite there (``-v/tau`` with
   ``tau = 0`` or ``/(a - b)`` with ``a == b`` would make the continuous run spin);
 * the reset must put a state at the threshold strictly below it: ``g(reset(x*)) < 0`` at a probe
-  state ``x*`` with ``g(x*) = 0`` (solved for one state variable of the threshold, the others at
-  their initial values), otherwise the neuron fires again at once and the discrete and
-  continuous runs disagree.
+  state ``x*`` where ``g`` just reaches 0 (``g(x*) >= 0``, found by bisection in one state
+  variable of the threshold, the others at their initial values), otherwise the neuron fires
+  again at once and the discrete and continuous runs disagree.
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ import sympy as sp
 import torch
 from torch import Tensor
 
-from .linear import is_affine_in
 from .parsing import EquationSpec
 from .symbolic import EquationError, broadcast_like, lambdify
 
 __all__ = ["ModelProbes", "build_probes", "check_reset_below_threshold", "check_start"]
 
-_NEWTON_STEPS = 60
-_TIE = 1e-9  # a reset within this relative distance of the threshold counts as "at" it
+_BRACKET_STEPS = 64  # search the threshold within ±2**63 of the initial value
+_BISECTIONS = 200  # enough to reach adjacent float64 numbers from any bracket
 
 
 @dataclass(frozen=True)
@@ -41,13 +40,11 @@ class ModelProbes:
             ``denominators`` order.
         denominators: ``f(*state, input, t, *params)`` -> the denominators (tuple).
         probe_var: index of the state variable solved for the threshold, or ``None``.
-        affine: whether the threshold is affine in that variable (one linear solve suffices).
     """
 
     terms: tuple[tuple[str, str, frozenset[str]], ...]
     denominators: Callable[..., Any] | None
     probe_var: int | None
-    affine: bool
 
 
 def _denominators(expr: sp.Expr) -> list[sp.Expr]:
@@ -80,17 +77,14 @@ def build_probes(spec: EquationSpec, jump_target: str) -> ModelProbes:
         for den in _denominators(expr):
             terms.append((where, str(den), frozenset(x.name for x in den.free_symbols)))
             dens.append(den)
-    probe_var, affine = None, False
+    probe_var = None
     if spec.threshold is not None:
         used = [s for s in spec.state_names if sym[s] in spec.threshold.free_symbols]
-        var = jump_target if jump_target in used else used[0]
-        probe_var = spec.state_names.index(var)
-        affine = is_affine_in(spec.threshold, sym[var])
+        probe_var = spec.state_names.index(jump_target if jump_target in used else used[0])
     return ModelProbes(
         terms=tuple(terms),
         denominators=lambdify(args, tuple(dens)) if dens else None,
         probe_var=probe_var,
-        affine=affine,
     )
 
 
@@ -163,28 +157,35 @@ def check_start(
 def _at_threshold(
     probes: ModelProbes, threshold_fn: Callable[..., Any], state: list[Tensor],
     params: Sequence[Tensor],
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(x*, slope, found)``: the probe variable where the threshold function is 0."""
+) -> tuple[Tensor, Tensor]:
+    """``(x, found)``: the probe variable where the threshold is just reached (``g(x) >= 0``
+    within rounding of a point where ``g < 0``), by bracketing from the initial value and
+    bisection; ``found`` is False where no sign change lies within ``±2**63`` of the start."""
     k = probes.probe_var
     assert k is not None
 
     def g(x: Tensor) -> Tensor:
         return broadcast_like(threshold_fn(*state[:k], x, *state[k + 1:], *params), state[0])
 
-    x = state[k].clone()
-    steps = 1 if probes.affine else _NEWTON_STEPS
-    slope = torch.ones_like(x)
-    for _ in range(steps):
-        h = 1.0 if probes.affine else 1e-6 * (1.0 + x.abs())
-        g0 = g(x)
-        slope = (g(x + h) - g0) / h
-        usable = torch.isfinite(slope) & (slope != 0) & torch.isfinite(g0)
-        x = torch.where(usable, x - g0 / torch.where(usable, slope, 1.0), x)
-    g_star = g(x)
-    found = torch.isfinite(x) & torch.isfinite(slope) & (slope != 0) & (
-        g_star.abs() <= _TIE * (1.0 + x.abs()) * slope.abs()
-    )
-    return x, slope, found
+    x0 = state[k]
+    nan = torch.full_like(x0, float("nan"))
+    g0 = g(x0)
+    lo = torch.where(g0 < 0, x0, nan)
+    hi = torch.where(g0 >= 0, x0, nan)
+    for e in range(_BRACKET_STEPS):
+        for x in (x0 + 2.0**e, x0 - 2.0**e):
+            gx = g(x)
+            lo = torch.where(lo.isnan() & (gx < 0), x, lo)
+            hi = torch.where(hi.isnan() & (gx >= 0), x, hi)
+        if not (lo.isnan() | hi.isnan()).any():
+            break
+    found = ~(lo.isnan() | hi.isnan())
+    lo, hi = torch.where(found, lo, x0), torch.where(found, hi, x0)
+    for _ in range(_BISECTIONS):
+        mid = (lo + hi) / 2
+        upper = g(mid) >= 0
+        lo, hi = torch.where(upper, lo, mid), torch.where(upper, mid, hi)
+    return hi, found
 
 
 def check_reset_below_threshold(
@@ -214,24 +215,26 @@ def check_reset_below_threshold(
         return
     state = list(state)
     k = probes.probe_var
-    x_star, slope, found = _at_threshold(probes, threshold_fn, state, params)
+    x_star, found = _at_threshold(probes, threshold_fn, state, params)
     at = [*state[:k], x_star, *state[k + 1:]]
     new = dict(zip(spec.reset, reset_fn(*at, *params), strict=True))
     after = [broadcast_like(new.get(s, x), x) for s, x in zip(spec.state_names, at, strict=True)]
     g_after = broadcast_like(threshold_fn(*after, *params), state[0])
-    tie = _TIE * (1.0 + x_star.abs()) * slope.abs()
-    bad = found & (g_after >= -tie)
+    bad = found & ~(g_after < 0)
     if not bad.any():
         return
     i = int(bad.reshape(-1).nonzero()[0])
-    reset_text = "; ".join(f"{var} = {value}" for var, value in spec.reset.items())
+    reset_text = "; ".join(
+        f"{var} = {sp.sstr(value, full_prec=False)}" for var, value in spec.reset.items()
+    )
+    threshold_text = sp.sstr(spec.threshold, full_prec=False)
     before = ", ".join(f"{s}={x.reshape(-1)[i].item():.6g}" for s, x in
                        zip(spec.state_names, at, strict=True))
     landed = ", ".join(f"{s}={broadcast_like(new[s], x_star).reshape(-1)[i].item():.6g}"
                        for s in spec.reset)
     raise EquationError(
         f"{cls_name}: the reset {reset_text!r} puts the state at or above the threshold "
-        f"'{spec.threshold} >= 0': at the threshold ({before}, neuron {i}) it gives "
-        f"{landed}, where the threshold function is {g_after.reshape(-1)[i].item():.6g} >= 0, so "
+        f"'{threshold_text} >= 0': at the threshold ({before}, neuron {i}) it gives {landed}, "
+        f"where the threshold function is {g_after.reshape(-1)[i].item():.6g} >= 0, so "
         "the neuron would fire again at once; the reset must land below the threshold"
     )
