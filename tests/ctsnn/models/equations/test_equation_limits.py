@@ -65,6 +65,11 @@ def refused(match: str, **kwargs: Any) -> str:
     return message
 
 
+def short_id(value: Any) -> str | None:
+    """Readable test ids for long strings."""
+    return value[:40] if isinstance(value, str) and len(value) > 40 else None
+
+
 NESTED_EXP = "dv/dt = " + "exp(" * 200 + "v" + ")" * 200
 
 
@@ -95,6 +100,7 @@ NESTED_EXP = "dv/dt = " + "exp(" * 200 + "v" + ")" * 200
         ("dv/dt = -v + dw/dt\ndw/dt = -w", r"derivative 'dw/dt'.*'w' is a state variable"),
         ("dw/dt = -u/dt\ndv/dt = -v", r"unknown symbol 'dt'.*time is 't'"),
     ],
+    ids=short_id,
 )
 def test_hostile_equations_are_refused_quickly(equations, match):
     message = refused(match, equations=equations)
