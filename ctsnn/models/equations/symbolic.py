@@ -228,7 +228,8 @@ class _Folder:
         if len(part) > 60:
             part = part[:57] + "..."
         sep = " " if what.startswith("is ") else ": "
-        return EquationError(f"{self.where}{sep}{what} at {part!r}")
+        where = self.where if len(self.where) <= 120 else self.where[:100] + "...'"
+        return EquationError(f"{where}{sep}{what} at {part!r}")
 
     def value(self, node: ast.AST, compute: Callable[[], Any]) -> tuple[ast.expr, float]:
         """``compute()`` as a checked float64 constant replacing ``node``."""

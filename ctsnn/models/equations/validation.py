@@ -28,7 +28,7 @@ from .symbolic import EquationError, broadcast_like, lambdify
 __all__ = ["ModelProbes", "build_probes", "check_reset_below_threshold", "check_start"]
 
 _BRACKET_STEPS = 64  # search the threshold within ±2**63 of the initial value
-_BISECTIONS = 200  # enough to reach adjacent float64 numbers from any bracket
+_BISECTIONS = 1100  # enough to reach adjacent float64 numbers from any bracket
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,8 @@ def _at_threshold(
     lo, hi = torch.where(found, lo, x0), torch.where(found, hi, x0)
     for _ in range(_BISECTIONS):
         mid = (lo + hi) / 2
+        if ((mid == lo) | (mid == hi)).all():  # adjacent floats everywhere: done
+            break
         upper = g(mid) >= 0
         lo, hi = torch.where(upper, lo, mid), torch.where(upper, mid, hi)
     return hi, found
