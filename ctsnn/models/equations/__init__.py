@@ -22,12 +22,15 @@ Grammar (one statement per line; ``#`` starts a comment):
 
 Modules, one concept each:
 
-* :mod:`.symbolic`: text -> sympy (restricted namespace, checks) and sympy -> torch;
+* :mod:`.symbolic`: text -> sympy (restricted namespace, bounded size/depth/exponents, constants
+  folded in float64, checks) and sympy -> torch;
 * :mod:`.parsing`: the statements -> :class:`EquationSpec` (state variables, right-hand sides,
   threshold, reset, linearity);
 * :mod:`.linear`: detecting ``dx/dt = A x + b`` and its exact flow (matrix exponential of the
   augmented system ``[[A, b], [0, 0]]``, a closed form for one variable; singular ``A`` too).
   Non-linear or time-dependent models have no flow and are integrated with Runge-Kutta;
+* :mod:`.validation`: the numeric checks of an instance with its parameter values (no zero
+  denominator at the initial state, a reset that lands below the threshold);
 * :mod:`.model`: :class:`EquationModel` and :func:`from_equations`, which builds one subclass
   per call from the compiled expressions.
 """

@@ -21,6 +21,12 @@ from ..base import NeuronModel
 from .linear import is_affine_in, linear_flow
 from .parsing import EquationSpec, parse_equations
 from .symbolic import EquationError, broadcast_like, lambdify, parse_expression
+from .validation import (
+    ModelProbes,
+    build_probes,
+    check_reset_below_threshold,
+    check_start,
+)
 
 __all__ = ["EquationModel", "from_equations"]
 
@@ -74,6 +80,7 @@ class EquationModel(NeuronModel):
     _default_learnable: tuple[str, ...] = ()
     _positive: tuple[str, ...] = ()
     _initial: dict[str, Any] = {}
+    _probes: ModelProbes
 
     def __init__(
         self,
@@ -111,6 +118,23 @@ class EquationModel(NeuronModel):
                 self.add_parameter(name, value, learnable=name in learnable)
             except ValueError as exc:  # wrong shape
                 raise EquationError(str(exc)) from None
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Finite right-hand sides and a reset below threshold with these parameter values.
+
+        See :mod:`~ctsnn.models.equations.validation`; evaluated once in float64.
+        """
+        cls_name = type(self).__name__
+        with torch.no_grad():
+            params = [p.detach().to(torch.float64) for p in self._params()]
+            state = [x.to(torch.float64) for x in self.initial_state(1, dtype=torch.float64)]
+            check_start(cls_name, self.spec, self._probes, self._dynamics_fn, state, params)
+            if self.spec.threshold is not None and self.spec.reset:
+                check_reset_below_threshold(
+                    cls_name, self.spec, self._probes, self._threshold_fn, self._reset_fn,
+                    state, params,
+                )
 
     # ----------------------------------------------------------------- helpers
     def _params(self) -> list[Tensor]:
@@ -355,7 +379,10 @@ def from_equations(
         threshold is affine in the variable.
 
     Raises:
-        EquationError: (a ``ValueError``) naming the faulty equation or argument.
+        EquationError: (a ``ValueError``) naming the faulty equation or argument; also (here
+            and when an instance is built with other parameter values) a division by a term
+            that is zero, or a right-hand side that is not finite, at the initial state, and a
+            reset that puts a state at the threshold at or above it.
     """
     parameters = _check_arguments(name, parameters, input_name)
     spec = parse_equations(
@@ -386,6 +413,7 @@ def from_equations(
         "_default_learnable": learnable,
         "_positive": positive,
         "_initial": init,
+        "_probes": build_probes(spec, jump_target),
         **_compiled_methods(spec),
     }
     cls = type(name, (EquationModel,), attrs)
