@@ -27,6 +27,12 @@ delays clamped to ``[0, K - 1]`` after every optimiser step; the Gaussian width 
 epochs, ``sigma_eff = SIG + 0.27``).
 Evaluation (``model.eval()``) uses rounded one-tap delays without changing the trained ones.
 
+Ablations (SEEDS A3, paper Fig. 5) are one option, :attr:`DCLSConfig.delays`: ``"learned"`` (the
+full method), ``"constant_sigma"`` (Gaussian width fixed at 0.5 step, no schedule),
+``"fixed_random"`` (random whole-step delays, never trained, one tap in training and
+evaluation), ``"none"`` (plain linear synapses); "fixed weights" is ``learn_weight=False`` and the
+sparse variant ``fan_in=10``. :func:`dcls_optimisers` applies the matching width schedule.
+
 Differences from the reference code, on purpose: delays are trained as ``d`` in steps instead of
 the centred position ``P = (K - 1)/2 - d`` (equivalent under Adam); the evaluation kernel is the
 exact ``w`` instead of ``w / (1 + 1e-7)``; evaluation never writes a checkpoint to disk.
@@ -149,6 +155,9 @@ class DCLSConfig:
             self.kernel_size  # noqa: B018 - max_delay must be a whole number of steps
         except ValueError as err:
             raise ValueError(f"max_delay: {err}") from None
+        if self.delays == "constant_sigma" and self.kernel != "gaussian":
+            raise ValueError(f"delays='constant_sigma' fixes the Gaussian width; it needs "
+                             f"kernel='gaussian', got kernel={self.kernel!r}")
         if self.delays in ("learned", "constant_sigma") and not self.learn_delay \
                 and self.kernel != "rounded":
             raise ValueError(

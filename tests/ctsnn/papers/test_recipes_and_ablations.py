@@ -138,6 +138,8 @@ def test_dcls_constant_sigma_has_no_schedule():
         assert all(math.isclose(m.sigma.item(), 0.5) for m in model.delayed())
         opt.end_epoch()
     assert model.config.sigma_schedule().decay_epochs == 0
+    with pytest.raises(ValueError, match="constant_sigma.*kernel"):
+        DCLSConfig.shd(delays="constant_sigma", kernel="triangle")
 
 
 def test_dcls_ablation_parameter_counts():
@@ -207,6 +209,7 @@ DCLS_BAD = [
     ("lr", 0.0), ("weight_decay", -1e-5), ("max_lr", float("inf")), ("lr_delay", "0.1"),
     ("sig_end", 0.0), ("surrogate_alpha", -5.0), ("threshold", 0.0),
     ("readout_threshold", float("nan")), ("kernel", 3), ("delays", "some"),
+    ("kernel", "mexican_hat"),
 ]
 
 
