@@ -88,14 +88,56 @@ def as_readout(spec: str | Integrand | Readout | None) -> Readout | None:
                     f"{type(spec).__name__}")
 
 
-def _check_readout(name: str, output: Tensor, target: Tensor | None = None) -> None:
+def check_labels(name: str, labels: object, n_classes: int, *,
+                 ignore_index: int | None = None) -> Tensor:
+    """Check class indices ``labels [B]``: an integer tensor with every value in
+    ``[0, n_classes)``, or equal to ``ignore_index`` when one is given (which must itself lie
+    outside ``[0, n_classes)``). The error names the first bad label and its index."""
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of class indices, got "
+                        f"{type(labels).__name__}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class indices (int64), got dtype "
+                        f"{labels.dtype}")
+    if ignore_index is not None:
+        if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
+            raise TypeError(f"ignore_index must be an int or None, got "
+                            f"{type(ignore_index).__name__}")
+        if 0 <= ignore_index < n_classes:
+            raise ValueError(f"ignore_index = {ignore_index} is a real class (classes are "
+                             f"[0, {n_classes})); choose a value outside, e.g. -100")
+    bad = (labels < 0) | (labels >= n_classes)
+    if ignore_index is not None:
+        bad &= labels != ignore_index
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in bad.nonzero()[0].tolist())
+        where = idx[0] if len(idx) == 1 else list(idx)
+        extra = "" if ignore_index is None else f" (or ignore_index = {ignore_index})"
+        raise ValueError(f"{name}[{where}] = {int(labels[idx])} is not a class index: labels must "
+                         f"be in [0, {n_classes}){extra}; to skip samples pass ignore_index=")
+    return labels
+
+
+def _check_readout(name: str, output: Tensor, target: Tensor | None = None,
+                   ignore_index: int | None = None) -> None:
     check_tensor(name, output, ndim=3, floating=True)
-    if target is not None and target.shape != output.shape[1:2]:
+    if target is None:
+        return
+    if isinstance(target, Tensor) and target.shape != output.shape[1:2]:
         raise ValueError(f"target must have shape [B] = [{output.shape[1]}] (class indices), got "
                          f"{list(target.shape)}; {name} is time-first [T, B, C]")
+    check_labels("target", target, output.shape[2], ignore_index=ignore_index)
 
 
-def summed_softmax_cross_entropy(output: Tensor, target: Tensor) -> Tensor:
+def _cross_entropy(scores: Tensor, target: Tensor, ignore_index: int | None) -> Tensor:
+    # F.cross_entropy's own default ignore_index (-100) never applies: labels were checked.
+    if ignore_index is None:
+        return F.cross_entropy(scores, target)
+    return F.cross_entropy(scores, target, ignore_index=ignore_index)
+
+
+def summed_softmax_cross_entropy(output: Tensor, target: Tensor, *,
+                                 ignore_index: int | None = None) -> Tensor:
     """Cross-entropy of the time-summed softmax: ``CE(sum_t softmax(output[t]), target)``.
 
     ``F.cross_entropy`` applies a log-softmax to the summed probabilities ``[B, C]`` (values in
@@ -103,13 +145,16 @@ def summed_softmax_cross_entropy(output: Tensor, target: Tensor) -> Tensor:
 
     Args:
         output: readout ``[T, B, C]`` (e.g. a non-spiking membrane trace over all steps).
-        target: class indices ``[B]`` (int64).
+        target: class indices ``[B]`` (int64), each in ``[0, C)``; anything else (e.g. -100) is
+            an error naming the label and its index.
+        ignore_index: opt in to skipping samples: targets equal to it (outside ``[0, C)``) are
+            left out of the loss and of the mean.
 
     Returns:
-        The mean loss over the batch (a scalar).
+        The mean loss over the (kept) batch (a scalar).
     """
-    _check_readout("output", output, target)
-    return F.cross_entropy(F.softmax(output, dim=-1).sum(0), target)
+    _check_readout("output", output, target, ignore_index)
+    return _cross_entropy(F.softmax(output, dim=-1).sum(0), target, ignore_index)
 
 
 def summed_softmax_prediction(output: Tensor) -> Tensor:
@@ -119,18 +164,21 @@ def summed_softmax_prediction(output: Tensor) -> Tensor:
     return F.softmax(output, dim=-1).sum(0).argmax(-1)
 
 
-def summed_logits_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+def summed_logits_cross_entropy(logits: Tensor, target: Tensor, *,
+                                ignore_index: int | None = None) -> Tensor:
     """Cross-entropy of the time-summed logits: ``CE(sum_t logits[t], target)``.
 
     Args:
         logits: per-step logits ``[T, B, C]``.
-        target: class indices ``[B]`` (int64).
+        target: class indices ``[B]`` (int64), each in ``[0, C)`` (else an error naming the
+            label and its index).
+        ignore_index: opt in to skipping samples whose target equals it (outside ``[0, C)``).
 
     Returns:
-        The mean loss over the batch (a scalar).
+        The mean loss over the (kept) batch (a scalar).
     """
-    _check_readout("logits", logits, target)
-    return F.cross_entropy(logits.sum(0), target)
+    _check_readout("logits", logits, target, ignore_index)
+    return _cross_entropy(logits.sum(0), target, ignore_index)
 
 
 def summed_logits_prediction(logits: Tensor) -> Tensor:
@@ -163,6 +211,7 @@ def mean_square_spike_penalty(spikes: Tensor | Sequence[Tensor], weight: float) 
 
 
 __all__ = [
+    "check_labels",
     "mean_square_spike_penalty",
     "summed_logits_cross_entropy",
     "summed_logits_prediction",
@@ -181,6 +230,8 @@ def time_invariant_mse(first_times: Tensor, labels: Tensor, delta: float) -> Ten
         labels: ``[B]`` class indices.
         delta: target lag of the wrong classes behind the right one (s).
     """
+    check_tensor("first_times", first_times, ndim=2, floating=True)
+    check_labels("labels", labels, first_times.shape[1])
     t_c = first_times.gather(1, labels.reshape(-1, 1))
     diff = first_times - t_c - delta
     mask = torch.ones_like(first_times, dtype=torch.bool)

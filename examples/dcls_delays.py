@@ -40,14 +40,21 @@ def accuracy(model: DCLSNet, x: torch.Tensor, y: torch.Tensor) -> float:
         return (summed_softmax_prediction(model(x)) == y).double().mean().item()
 
 
+def make_config(learn_delay: bool, epochs: int) -> DCLSConfig:
+    """The network: learned delays, or none at all (``delays="none"``: plain linear synapses,
+    the same model in training and evaluation; the paper's other ablations are
+    ``delays="fixed_random"`` and ``delays="constant_sigma"``)."""
+    return DCLSConfig(n_in=2, n_hidden=16, n_layers=1, n_out=2, dt=DT, tau=0.01005,
+                      max_delay=0.08, dropout=0.0, epochs=epochs,
+                      delays="learned" if learn_delay else "none")
+
+
 def train(learn_delay: bool, epochs: int, *, seed: int = 0, n_train: int = 256,
           verbose: bool = True) -> float:
     """Train one network; returns its test accuracy with rounded delays."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    config = DCLSConfig(n_in=2, n_hidden=16, n_layers=1, n_out=2, dt=DT, tau=0.01005,
-                        max_delay=0.08, dropout=0.0, epochs=epochs, learn_delay=learn_delay,
-                        delay_init="uniform" if learn_delay else 0.0)
+    config = make_config(learn_delay, epochs)
     model = DCLSNet(config, generator=g)
     x_train, y_train = make_data(n_train, g)
     x_test, y_test = make_data(256, g)

@@ -27,6 +27,12 @@ delays clamped to ``[0, K - 1]`` after every optimiser step; the Gaussian width 
 epochs, ``sigma_eff = SIG + 0.27``).
 Evaluation (``model.eval()``) uses rounded one-tap delays without changing the trained ones.
 
+Ablations (SEEDS A3, paper Fig. 5) are one option, :attr:`DCLSConfig.delays`: ``"learned"`` (the
+full method), ``"constant_sigma"`` (Gaussian width fixed at 0.5 step, no schedule),
+``"fixed_random"`` (random whole-step delays, never trained, one tap in training and
+evaluation), ``"none"`` (plain linear synapses); "fixed weights" is ``learn_weight=False`` and the
+sparse variant ``fan_in=10``. :func:`dcls_optimisers` applies the matching width schedule.
+
 Differences from the reference code, on purpose: delays are trained as ``d`` in steps instead of
 the centred position ``P = (K - 1)/2 - d`` (equivalent under Adam); the evaluation kernel is the
 exact ``w`` instead of ``w / (1 + 1e-7)``; evaluation never writes a checkpoint to disk.
@@ -41,15 +47,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_tensor
+from .._checks import check_tensor
 from ..dropout import SequenceDropout
 from ..engine import run_population
 from ..models.lif import LIF
 from ..network import Layer, clamp_delays_, delay_parameters
 from ..surrogate import atan
 from ..synapses import Dense, Gaussian, NormalisedSynapse
+from ..synapses.dense import GRID_DELAY_INITS
 from ..synapses.kernels import DCLS_SIGMA_OFFSET, as_kernel, kernel_size
 from ..training import DCLSSigmaSchedule, WeightDelayOptimiser, WeightDelayRecipe
+from .checks import check_bool_field, check_choice_field, check_int_field, check_real_field
+
+#: Training kernels of the delayed synapses (:attr:`DCLSConfig.kernel`).
+KERNELS = ("gaussian", "triangle", "rounded")
+#: The delay variants, i.e. the paper's ablations (:attr:`DCLSConfig.delays`).
+DELAY_VARIANTS = ("learned", "constant_sigma", "fixed_random", "none")
 
 # --------------------------------------------------------------------------- configuration
 
@@ -64,13 +77,31 @@ class DCLSConfig:
         max_delay: delay window (s); ``K = max_delay / dt`` taps, made odd.
         dropout: dropout probability (mask shared over time).
         pad: right-pad each layer's input by ``(K - 1) // 2`` steps.
-        kernel: training kernel of the delayed synapses (``"gaussian"`` in the paper).
-        learn_delay, learn_weight: what is trained.
+        kernel: training kernel of the delayed synapses (``"gaussian"`` in the paper) when
+            ``delays`` is ``"learned"`` or ``"constant_sigma"``.
+        delays: the delay variant, i.e. the paper's ablations (SEEDS A3, Fig. 5), each the same
+            model in training and evaluation except where the paper's own model differs:
+
+            * ``"learned"`` (the full method): learnable delays through ``kernel`` with the
+              decreasing-sigma schedule; rounded one-tap delays in ``eval()``.
+            * ``"constant_sigma"``: as ``"learned"`` with the Gaussian width fixed at its floor,
+              ``sigma_eff = sig_end + 0.27`` (0.5 step), from construction on; no schedule.
+            * ``"fixed_random"``: delays drawn by ``delay_init``, rounded to whole steps and
+              never trained, applied as one tap (kernel ``Rounded``) in training *and*
+              evaluation; no Gaussian, no sigma.
+            * ``"none"``: plain linear synapses (``w x[t]`` reaches the neurons in step ``t``),
+              no delays, no kernel, no sigma; ``max_delay`` still sets the padding.
+
+            "Fixed weights" is ``learn_weight=False``; the sparse ablation is ``fan_in=10``.
+        learn_delay, learn_weight: what is trained (``learn_delay`` only with ``"learned"`` /
+            ``"constant_sigma"``; fixed delays need a kernel that is the same in training and
+            evaluation, ``kernel="rounded"``: else use ``delays="fixed_random"``).
         fan_in: fixed fan-in of the hidden and readout synapses (sparse ablation: 10).
         delay_init: see :class:`~ctsnn.synapses.Dense` (``"uniform"`` over the window).
         epochs, batch_size: training length (the schedules depend on ``epochs``).
         lr, weight_decay, max_lr, lr_delay: optimiser recipe (:func:`dcls_optimisers`).
-        sig_end: floor of the DCLS ``SIG``; decay over ``epochs // 4`` epochs from ``K // 2``.
+        sig_end: floor of the DCLS ``SIG``; decay over ``epochs // 4`` epochs from ``K // 2``
+            (``"constant_sigma"``: ``SIG = sig_end`` throughout).
         surrogate_alpha, threshold, readout_threshold: neuron settings.
     """
 
@@ -84,6 +115,7 @@ class DCLSConfig:
     dropout: float = 0.4
     pad: bool = True
     kernel: str = "gaussian"
+    delays: str = "learned"
     learn_delay: bool = True
     learn_weight: bool = True
     fan_in: int | None = None
@@ -98,6 +130,41 @@ class DCLSConfig:
     surrogate_alpha: float = 5.0
     threshold: float = 1.0
     readout_threshold: float = 1e9
+
+    def __post_init__(self) -> None:
+        for name in ("n_in", "n_hidden", "n_layers", "n_out", "epochs", "batch_size"):
+            check_int_field(name, getattr(self, name))
+        if self.fan_in is not None:
+            check_int_field("fan_in", self.fan_in)
+        for name in ("dt", "tau", "lr", "max_lr", "lr_delay", "sig_end", "surrogate_alpha",
+                     "threshold", "readout_threshold"):
+            check_real_field(name, getattr(self, name))
+        check_real_field("max_delay", self.max_delay, allow_low=True)
+        check_real_field("weight_decay", self.weight_decay, allow_low=True)
+        check_real_field("dropout", self.dropout, allow_low=True, high=1.0)
+        for name in ("pad", "learn_delay", "learn_weight"):
+            check_bool_field(name, getattr(self, name))
+        check_choice_field("kernel", self.kernel, KERNELS)
+        check_choice_field("delays", self.delays, DELAY_VARIANTS)
+        if isinstance(self.delay_init, str):
+            check_choice_field("delay_init", self.delay_init, GRID_DELAY_INITS)
+        else:
+            check_real_field("delay_init", self.delay_init, allow_low=True, high=self.max_delay,
+                             allow_high=True)
+        try:
+            self.kernel_size  # noqa: B018 - max_delay must be a whole number of steps
+        except ValueError as err:
+            raise ValueError(f"max_delay: {err}") from None
+        if self.delays == "constant_sigma" and self.kernel != "gaussian":
+            raise ValueError(f"delays='constant_sigma' fixes the Gaussian width; it needs "
+                             f"kernel='gaussian', got kernel={self.kernel!r}")
+        if self.delays in ("learned", "constant_sigma") and not self.learn_delay \
+                and self.kernel != "rounded":
+            raise ValueError(
+                f"learn_delay=False with kernel={self.kernel!r} trains with a spread kernel and "
+                "evaluates with rounded one-tap delays (two different models): use "
+                "delays='fixed_random' (fixed one-tap random delays), delays='none' (no delays) "
+                "or kernel='rounded'")
 
     @property
     def kernel_size(self) -> int:
@@ -114,10 +181,20 @@ class DCLSConfig:
         """Membrane time constant in steps (SHD 1.005, SSC/GSC 1.5)."""
         return self.tau / self.dt
 
-    def sigma_schedule(self) -> DCLSSigmaSchedule:
-        """The published schedule: ``SIG`` from ``K // 2`` to ``sig_end`` over ``epochs // 4``."""
+    def sigma_schedule(self, epochs: int | None = None) -> DCLSSigmaSchedule | None:
+        """The published schedule for a run of ``epochs`` (default: :attr:`epochs`) epochs:
+        ``SIG`` from ``K // 2`` to ``sig_end`` over ``epochs // 4``; ``"constant_sigma"``:
+        ``SIG = sig_end`` throughout; ``None`` without a Gaussian kernel (``"fixed_random"``,
+        ``"none"``, or another ``kernel``)."""
+        if epochs is None:
+            epochs = self.epochs
+        check_int_field("epochs", epochs)
+        if self.delays in ("fixed_random", "none") or self.kernel != "gaussian":
+            return None
+        if self.delays == "constant_sigma":
+            return DCLSSigmaSchedule(sig_init=self.sig_end, decay_epochs=0, sig_end=self.sig_end)
         return DCLSSigmaSchedule(sig_init=float(self.kernel_size // 2),
-                                 decay_epochs=self.epochs // 4, sig_end=self.sig_end)
+                                 decay_epochs=epochs // 4, sig_end=self.sig_end)
 
     @classmethod
     def shd(cls, **changes) -> DCLSConfig:
@@ -140,6 +217,25 @@ class DCLSConfig:
 def _delayed(model: nn.Module) -> list[Dense]:
     """The grid-kernel (DCLS-style) ``Dense`` synapses of ``model``, input to output."""
     return [m for m in model.modules() if isinstance(m, Dense) and m.kernel.grid]
+
+
+def _synapse_options(cfg: DCLSConfig, generator: torch.Generator | None,
+                     dtype: torch.dtype) -> dict:
+    """Keyword arguments of every :class:`~ctsnn.synapses.Dense` of the network, by
+    :attr:`DCLSConfig.delays`."""
+    common = dict(learn_weight=cfg.learn_weight, generator=generator, dtype=dtype)
+    if cfg.delays == "none":                     # plain linear synapses: no delays, no kernel
+        return common
+    if cfg.delays == "fixed_random":             # fixed one-tap delays (rounded at build)
+        return common | dict(max_delay=cfg.max_delay, dt=cfg.dt, kernel="rounded",
+                             learn_delay=False, delay_init=cfg.delay_init)
+    if cfg.kernel == "gaussian":
+        sig = cfg.sig_end if cfg.delays == "constant_sigma" else float(cfg.kernel_size // 2)
+        kernel = Gaussian(sig + DCLS_SIGMA_OFFSET)
+    else:
+        kernel = as_kernel(cfg.kernel)
+    return common | dict(max_delay=cfg.max_delay, dt=cfg.dt, kernel=kernel,
+                         learn_delay=cfg.learn_delay, delay_init=cfg.delay_init)
 
 
 def _pad_time(x: Tensor, steps: int) -> Tensor:
@@ -168,17 +264,11 @@ class DCLSNet(nn.Module):
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         cfg = config or DCLSConfig()
-        check_choice("kernel", cfg.kernel, ("gaussian", "triangle", "rounded"))
-        if cfg.n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {cfg.n_layers}")
+        if not isinstance(cfg, DCLSConfig):
+            raise TypeError(f"config must be a DCLSConfig, got {type(cfg).__name__}")
         self.config = cfg
         dtype = dtype or torch.get_default_dtype()
-        k = cfg.kernel_size
-        kernel = (Gaussian(float(k // 2) + DCLS_SIGMA_OFFSET) if cfg.kernel == "gaussian"
-                  else as_kernel(cfg.kernel))
-        syn_kw = dict(max_delay=cfg.max_delay, dt=cfg.dt, kernel=kernel,
-                      learn_delay=cfg.learn_delay, learn_weight=cfg.learn_weight,
-                      delay_init=cfg.delay_init, generator=generator, dtype=dtype)
+        syn_kw = _synapse_options(cfg, generator, dtype)
         surrogate = atan(cfg.surrogate_alpha)
         self.blocks = nn.ModuleList()
         n_prev = cfg.n_in
@@ -196,6 +286,10 @@ class DCLSNet(nn.Module):
         self.readout = Dense(n_prev, cfg.n_out, fan_in=fan_in, **syn_kw)
         self.readout_lif = LIF(cfg.n_out, tau_mem=cfg.tau, v_threshold=cfg.readout_threshold,
                                v_reset=0.0)
+        if cfg.delays == "fixed_random":
+            with torch.no_grad():  # whole steps: one tap, the same in training and evaluation
+                for m in self.delayed():
+                    m.delay_steps.copy_(torch.round(m.delay_steps))
         self.to(dtype)
 
     def delayed(self) -> list[Dense]:
@@ -261,20 +355,24 @@ def dcls_optimisers(
       cycles Adam's beta1).
     * delays (steps): Adam(``lr_delay``, no decay), ``CosineAnnealingLR(T_max=epochs)``.
     * every optimiser step clamps the delays to the window and re-applies fan-in masks.
-    * ``sigma``: default the published schedule ``K // 2 -> 0.23`` over ``epochs // 4`` epochs
-      (``K`` of the first delayed module; a :class:`DCLSNet`'s own ``sig_end``); applied to the
-      model at once for epoch 0, then by every ``end_epoch`` for the next epoch.
+    * ``sigma``: default, for a :class:`DCLSNet`, its config's schedule over ``epochs``
+      (:meth:`DCLSConfig.sigma_schedule`: ``K // 2 -> sig_end`` over ``epochs // 4`` epochs, or
+      constant for ``delays="constant_sigma"``, none for ``"fixed_random"`` / ``"none"``); for
+      another model the published ``K // 2 -> 0.23`` (``K`` of its first delayed module).
+      Applied to the model at once for epoch 0, then by every ``end_epoch`` for the next epoch.
+
+    A :class:`DCLSNet` with ``delays="none"`` has no delayed synapse and trains its weights only.
     """
-    if not isinstance(epochs, int) or epochs < 1:
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     delayed = _delayed(model)
-    if not delayed:
-        raise ValueError("the model has no delayed grid-kernel Dense synapse")
     config = getattr(model, "config", None)
+    if not delayed and not (isinstance(config, DCLSConfig) and config.delays == "none"):
+        raise ValueError("the model has no delayed grid-kernel Dense synapse")
     if sigma is not None:
         schedule = sigma
-    elif isinstance(config, DCLSConfig) and config.epochs == epochs:
-        schedule = config.sigma_schedule()
+    elif isinstance(config, DCLSConfig):
+        schedule = config.sigma_schedule(epochs)
     else:
         schedule = DCLSSigmaSchedule.for_run(delayed[0].kernel_size, epochs)
 
@@ -288,7 +386,7 @@ def dcls_optimisers(
                                delay_scheduler="cosine", sigma_update="epoch_end")
     opt = recipe.build(model, epochs, delays=delay_parameters(model),
                        clamp=partial(clamp_delays_, model), sigma=schedule,
-                       set_sigma=set_sigma)
+                       set_sigma=None if schedule is None else set_sigma)
     opt.apply_sigma()
     return opt
 

@@ -50,7 +50,7 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_tensor
+from .._checks import check_tensor
 from ..engine import run_population
 from ..losses import (
     summed_logits_cross_entropy,
@@ -63,13 +63,17 @@ from ..network import Layer, clamp_delays_, delay_parameters
 from ..surrogate import Surrogate, atan, triangle
 from ..synapses import LinearSynapse, RecurrentDense, Triangle
 from ..synapses.init import half_normal_delays, uniform_delays
+from ..synapses.recurrent import EVAL_MODES
 from ..training import DelRecSigmaSchedule, WeightDelayOptimiser, WeightDelayRecipe
+from .checks import check_bool_field, check_choice_field, check_int_field, check_real_field
 
 RESETS = ("zero", "subtract")
 READOUTS = ("membrane", "linear")
 DROPOUT_POSITIONS = ("after_neuron", "before_neuron")
 SURROGATES = ("atan", "triangle")
 DELAY_INITS = ("uniform", "half_normal")
+#: The recurrent-delay variants, i.e. the paper's ablations (:attr:`DelRecConfig.rec_delays`).
+REC_DELAYS = ("learned", "fixed_random", "none")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -94,6 +98,19 @@ class DelRecConfig:
         learn_width: learnable ``p_spread`` per recurrent neuron.
         delay_init, delay_init_args: ``"uniform"`` ``(low, high)`` or ``"half_normal"``
             ``(std,)``, in steps.
+        rec_delays: the recurrent-delay variant (the paper's ablations, SEEDS B3), each the same
+            model in training and evaluation except for ``"learned"``:
+
+            * ``"learned"`` (DelRec): learnable delays, triangle spread ``σ`` following the
+              schedule from ``sigma_init``; integer delays and ``σ = 0`` in ``eval()``
+              (``eval_mode="paper"``).
+            * ``"fixed_random"``: delays drawn by ``delay_init``, rounded to whole steps
+              (``>= 0``), never trained; ``σ = 0`` throughout (one tap at lag ``1 + d``), no
+              schedule.
+            * ``"none"``: the vanilla RSNN, every recurrent delay 0 (lag one step), ``σ = 0``.
+
+            Layers without recurrence (the vanilla SNN) are ``recurrent=(False, ...)``.
+            ``learn_width`` needs ``"learned"`` (a fixed one-tap kernel has no width).
         sigma_init: σ at epoch 0 (steps). eval_mode: see :class:`~ctsnn.synapses.RecurrentDense`.
         clamp_delays: clamp delays to ``>= 0`` after every optimiser step (SHD only).
         epochs, batch_size: training length.
@@ -124,6 +141,7 @@ class DelRecConfig:
     learn_width: bool = False
     delay_init: str = "uniform"
     delay_init_args: tuple[float, ...] = (10.0, 30.0)
+    rec_delays: str = "learned"
     sigma_init: float = 10.0
     eval_mode: str = "paper"
     clamp_delays: bool = True
@@ -138,29 +156,55 @@ class DelRecConfig:
     delay_scheduler: str = "cosine"
 
     def __post_init__(self) -> None:
-        if not self.hidden or any(int(h) <= 0 for h in self.hidden):
-            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got "
-                             f"{self.hidden!r}")
+        for name in ("n_in", "n_out", "epochs", "batch_size"):
+            check_int_field(name, getattr(self, name))
+        if not isinstance(self.hidden, (tuple, list)) or not self.hidden:
+            raise TypeError(f"hidden must be a non-empty tuple of layer widths, got "
+                            f"{self.hidden!r}")
+        for k, h in enumerate(self.hidden):
+            check_int_field(f"hidden[{k}]", h)
+        if not isinstance(self.recurrent, (tuple, list)):
+            raise TypeError(f"recurrent must be a tuple of bools, one per hidden layer, got "
+                            f"{self.recurrent!r}")
         if len(self.recurrent) != len(self.hidden):
             raise ValueError(f"recurrent needs one flag per hidden layer ({len(self.hidden)}), "
                              f"got {self.recurrent!r}")
-        for name, value, choices in (
-            ("reset", self.reset, RESETS), ("readout", self.readout, READOUTS),
-            ("dropout_position", self.dropout_position, DROPOUT_POSITIONS),
-            ("surrogate", self.surrogate, SURROGATES), ("delay_init", self.delay_init, DELAY_INITS),
-            ("optimiser", self.optimiser, ("adam", "adamw")),
-            ("delay_optimiser", self.delay_optimiser, ("adam", "adamw")),
-            ("delay_scheduler", self.delay_scheduler, ("cosine", "onecycle")),
-        ):
-            check_choice(name, value, choices)
+        for k, r in enumerate(self.recurrent):
+            check_bool_field(f"recurrent[{k}]", r)
+        for name in ("dt", "tau_steps", "readout_threshold", "surrogate_scale", "lr", "lr_delay"):
+            check_real_field(name, getattr(self, name))
+        for name in ("sigma_init", "weight_decay", "bn_weight_decay"):
+            check_real_field(name, getattr(self, name), allow_low=True)
         for name in ("ff_dropout", "rec_dropout"):
-            p = getattr(self, name)
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {p!r}")
+            check_real_field(name, getattr(self, name), allow_low=True, high=1.0)
+        for name in ("batch_norm", "bias", "shared_dropout", "detach_reset", "learn_width",
+                     "clamp_delays"):
+            check_bool_field(name, getattr(self, name))
+        for name, choices in (
+            ("reset", RESETS), ("readout", READOUTS), ("dropout_position", DROPOUT_POSITIONS),
+            ("surrogate", SURROGATES), ("delay_init", DELAY_INITS),
+            ("optimiser", ("adam", "adamw")), ("delay_optimiser", ("adam", "adamw")),
+            ("delay_scheduler", ("cosine", "onecycle")), ("eval_mode", EVAL_MODES),
+            ("rec_delays", REC_DELAYS),
+        ):
+            check_choice_field(name, getattr(self, name), choices)
+        self._check_delay_init_args()
+        if self.learn_width and self.rec_delays != "learned":
+            raise ValueError(f"learn_width=True needs rec_delays='learned': with "
+                             f"rec_delays={self.rec_delays!r} the recurrent kernel is one fixed "
+                             f"tap (sigma 0) and has no width to learn")
+
+    def _check_delay_init_args(self) -> None:
+        args = self.delay_init_args
         want = 2 if self.delay_init == "uniform" else 1
-        if len(self.delay_init_args) != want:
-            raise ValueError(f"delay_init={self.delay_init!r} takes {want} argument(s) (steps), "
-                             f"got {self.delay_init_args!r}")
+        if not isinstance(args, (tuple, list)) or len(args) != want:
+            raise ValueError(f"delay_init_args: delay_init={self.delay_init!r} takes {want} "
+                             f"argument(s) (steps), got {args!r}")
+        for k, a in enumerate(args):
+            check_real_field(f"delay_init_args[{k}]", a, allow_low=True)
+        if want == 2 and args[0] > args[1]:
+            raise ValueError(f"delay_init_args = {tuple(args)!r}: the uniform range (low, high) "
+                             f"needs low <= high")
 
     @classmethod
     def shd(cls, **changes) -> DelRecConfig:
@@ -210,6 +254,20 @@ def _delay_init(config: DelRecConfig):
     return half_normal_delays(config.delay_init_args[0] * dt)
 
 
+def _recurrent(config: DelRecConfig, n: int) -> RecurrentDense:
+    """The delayed recurrence of one hidden layer, by :attr:`DelRecConfig.rec_delays`."""
+    learned = config.rec_delays == "learned"
+    rec = RecurrentDense(
+        n, kernel=Triangle(config.sigma_init if learned else 0.0), dt=config.dt, per="axon",
+        learn_delay=learned, learn_width=config.learn_width,
+        delay_init=_delay_init(config) if config.rec_delays != "none" else 0.0,
+        dropout=config.rec_dropout, eval_mode=config.eval_mode,
+    )
+    if config.rec_delays == "fixed_random":  # whole steps: one tap at lag 1 + d, train and eval
+        rec.round_()
+    return rec
+
+
 # --------------------------------------------------------------------------- network
 class DelRecNet(nn.Module):
     """A DelRec network (see the module docstring).
@@ -241,13 +299,7 @@ class DelRecNet(nn.Module):
             )
             neurons = LIF(n, tau_mem=cfg.tau_steps * cfg.dt, v_threshold=1.0, v_reset=0.0,
                           reset=cfg.reset)
-            rec = None
-            if cfg.recurrent[k]:
-                rec = RecurrentDense(
-                    n, kernel=Triangle(cfg.sigma_init), dt=cfg.dt, per="axon", learn_delay=True,
-                    learn_width=cfg.learn_width, delay_init=_delay_init(cfg),
-                    dropout=cfg.rec_dropout, eval_mode=cfg.eval_mode,
-                )
+            rec = _recurrent(cfg, n) if cfg.recurrent[k] else None
             self.layers.append(Layer(neurons, synapse, recurrent=rec, method="euler",
                                      surrogate=_surrogate(cfg), detach_reset=cfg.detach_reset))
         self.readout = LinearSynapse(
@@ -306,13 +358,21 @@ class DelRecNet(nn.Module):
         for m in self.recurrent_modules():
             m.set_sigma(sigma)
 
-    def sigma_schedule(self, epochs: int | None = None) -> DelRecSigmaSchedule:
-        """σ per epoch (steps) over ``epochs`` (default: the config's), from ``sigma_init``."""
-        return DelRecSigmaSchedule(epochs or self.config.epochs, sigma_init=self.config.sigma_init)
+    def sigma_schedule(self, epochs: int | None = None) -> DelRecSigmaSchedule | None:
+        """σ per epoch (steps) over ``epochs`` (default: the config's), from ``sigma_init``;
+        ``None`` for the ablations (``rec_delays`` other than ``"learned"``: σ stays 0)."""
+        if self.config.rec_delays != "learned":
+            return None
+        return DelRecSigmaSchedule(self.config.epochs if epochs is None else epochs,
+                                   sigma_init=self.config.sigma_init)
 
     def start_epoch(self, epoch: int, epochs: int | None = None) -> float:
-        """Apply the σ schedule at the start of epoch ``epoch`` (0-based); returns σ."""
-        sigma = self.sigma_schedule(epochs).sigma(epoch)
+        """Apply the σ schedule at the start of epoch ``epoch`` (0-based); returns σ (0 for the
+        ablations, which have no schedule)."""
+        schedule = self.sigma_schedule(epochs)
+        if schedule is None:
+            return 0.0
+        sigma = schedule.sigma(epoch)
         self.set_sigma(sigma)
         return sigma
 
@@ -333,18 +393,30 @@ def delrec_optimisers(model: DelRecNet, epochs: int | None = None) -> WeightDela
     under ``OneCycleLR(max_lr=lr, total_steps=epochs)`` (starts at ``lr/25``). Delays and
     ``p_spread``: Adam/AdamW(``lr_delay``, no decay) under ``CosineAnnealingLR(T_max=epochs)``
     (SHD) or ``OneCycleLR`` (SSC/PS-MNIST). ``step`` clamps the delays to ``>= 0`` when the
-    config says so (SHD). σ follows :meth:`DelRecNet.sigma_schedule` (over the config's epochs),
-    applied by ``start_epoch``.
+    config says so (SHD). σ follows :meth:`DelRecNet.sigma_schedule` over the same ``epochs``
+    as the learning-rate schedules, applied by ``start_epoch`` (none for the ablations).
+
+    Args:
+        model: a :class:`DelRecNet`.
+        epochs: run length for every schedule (learning rates and σ); default
+            ``model.config.epochs``.
     """
+    if not isinstance(model, DelRecNet):
+        raise TypeError(f"model must be a DelRecNet, got {type(model).__name__}")
     cfg = model.config
+    if epochs is None:
+        epochs = cfg.epochs
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    schedule = model.sigma_schedule(epochs)
     recipe = WeightDelayRecipe(
         lr=cfg.lr, lr_delay=cfg.lr_delay, optimiser=cfg.optimiser, weight_decay=cfg.weight_decay,
         norm_weight_decay=cfg.bn_weight_decay, delay_optimiser=cfg.delay_optimiser,
         delay_scheduler=cfg.delay_scheduler, sigma_update="epoch_start",
     )
-    return recipe.build(model, epochs or cfg.epochs, delays=delay_parameters(model),
+    return recipe.build(model, epochs, delays=delay_parameters(model),
                         clamp=partial(clamp_delays_, model) if cfg.clamp_delays else None,
-                        sigma=model.sigma_schedule(), set_sigma=model.set_sigma)
+                        sigma=schedule, set_sigma=None if schedule is None else model.set_sigma)
 
 
 __all__ = [

@@ -12,6 +12,7 @@ from ctsnn.losses import (
     summed_logits_prediction,
     summed_softmax_cross_entropy,
     summed_softmax_prediction,
+    time_invariant_mse,
 )
 
 F64 = torch.float64
@@ -63,3 +64,42 @@ def test_mean_square_spike_penalty():
                                                                        rel=1e-12)
     with pytest.raises(ValueError, match="at least one"):
         mean_square_spike_penalty([], 1.0)
+
+
+# --------------------------------------------------------------------------- labels (issue 9)
+LOSSES = [summed_softmax_cross_entropy, summed_logits_cross_entropy]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("bad", [-100, -1, 4])
+def test_labels_outside_the_classes_are_refused(loss, bad):
+    out = torch.randn(3, 3, 4, dtype=F64)
+    with pytest.raises(ValueError, match=rf"target\[2\] = {bad}.*\[0, 4\)"):
+        loss(out, torch.tensor([1, 0, bad]))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_label_types_are_checked(loss):
+    out = torch.randn(3, 2, 4, dtype=F64)
+    with pytest.raises(TypeError, match="target.*integer"):
+        loss(out, torch.tensor([1.0, 0.0]))
+    with pytest.raises(TypeError, match="target"):
+        loss(out, [1, 0])
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_ignoring_a_label_is_an_explicit_option(loss):
+    out = torch.randn(3, 3, 4, dtype=F64)
+    target = torch.tensor([1, -100, 2])
+    kept = loss(out[:, [0, 2]], target[[0, 2]])
+    torch.testing.assert_close(loss(out, target, ignore_index=-100), kept, rtol=0, atol=0)
+    # the ignored value is the only exception
+    with pytest.raises(ValueError, match=r"target\[1\] = -7"):
+        loss(out, torch.tensor([1, -7, 2]), ignore_index=-100)
+    with pytest.raises(ValueError, match="ignore_index"):
+        loss(out, target, ignore_index=2)       # a real class cannot be ignored
+
+
+def test_time_invariant_mse_refuses_bad_labels():
+    with pytest.raises(ValueError, match=r"labels\[0\] = -100"):
+        time_invariant_mse(torch.rand(2, 3, dtype=F64), torch.tensor([-100, 1]), 0.001)

@@ -53,7 +53,7 @@ def test_parameter_counts(config, expected):
     model = DCLSNet(config, dtype=torch.float32)
     assert count_parameters(model) == expected
     # sigma is a buffer and not counted; fixed delays still count as "positions".
-    fixed = DCLSNet(DCLSConfig.shd(learn_delay=False), dtype=torch.float32)
+    fixed = DCLSNet(DCLSConfig.shd(delays="fixed_random"), dtype=torch.float32)
     assert count_parameters(fixed) == 214_016
 
 
@@ -246,7 +246,7 @@ def test_optimiser_recipe():
 
 
 def test_recipe_errors_and_fixed_delays():
-    model = net(tiny(learn_delay=False))
+    model = net(tiny(delays="fixed_random"))
     opt = dcls_optimisers(model, 4)
     assert opt.delays is None and opt.delay_scheduler is None
     with pytest.raises(ValueError, match="grid-kernel Dense"):
