@@ -266,6 +266,12 @@ def advance_with_events(
             "move the state below the event threshold (check the reset of the neuron model)"
         )
     if torch.is_grad_enabled():
+        if integrand is not None and (tau.requires_grad or end.requires_grad):
+            # the empty piece's integral: zero valued, derivative l(y) w.r.t. end, -l(y) w.r.t. tau
+            h = end - tau
+            y0 = retype(y, (c.detach() for c in y))
+            piece = integrand(end.detach(), y0) * (h - h.detach())
+            integral = piece if integral is None else integral + piece
         y = _zero_length_tangent(flow, y, tau, end, hold_until)
     tau = end
     if integrand is not None:
