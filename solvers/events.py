@@ -119,7 +119,7 @@ def _tangent(flow: Flow, y: tuple, tau: Tensor, h: Tensor, held: Tensor | None) 
 
 
 def _zero_length_tangent(flow: Flow, y: tuple, tau: Tensor, end: Tensor,
-                         hold_until: Tensor | None) -> tuple:
+                         hold_until: Tensor | None, start: Tensor) -> tuple:
     """The state at ``end`` given the state ``y`` at ``tau``, where ``tau == end`` in value.
 
     The value is ``y`` bit for bit, but the state still depends on both ends of the (empty)
@@ -129,7 +129,7 @@ def _zero_length_tangent(flow: Flow, y: tuple, tau: Tensor, end: Tensor,
     ends exactly at ``end`` splits the empty piece into a held part ``[tau, hold_until]`` and a
     free part ``[hold_until, end]``: the tangent is ``f_held (hold_until - tau) + f_free (end -
     hold_until)`` (e.g. ``dy/d hold_until = f_held(y) - f_free(y)`` for a hold that covered the
-    end of the step).
+    end of the step). A hold that ended at the call's ``start`` was released by an earlier call.
     """
     moving = [t for t in (tau, end, hold_until) if t is not None and t.requires_grad]
     if not moving:
@@ -137,7 +137,7 @@ def _zero_length_tangent(flow: Flow, y: tuple, tau: Tensor, end: Tensor,
     held = None if hold_until is None else hold_until > end
     delta = _tangent(flow, y, tau, end - tau, held)
     if hold_until is not None and hold_until.requires_grad:
-        release = hold_until == end  # value test: the hold ends exactly here
+        release = (hold_until == end) & (hold_until > start)  # the hold ends exactly here
         if bool(release.any()):
             h = torch.where(release, hold_until - tau, torch.zeros_like(end))
             held_f = _tangent(flow, y, tau, h, release)
@@ -196,6 +196,7 @@ def advance_with_events(
         the integral when ``integrand`` is given.
     """
     events: list[Event] = []
+    start = tau.detach()
     rate = rate or slope
     differentiable = rate is not None and torch.is_grad_enabled()
     for _ in range(max_events):
@@ -231,10 +232,12 @@ def advance_with_events(
                 upper = torch.where(hidden, t_max, upper)
                 g1 = torch.where(hidden, g_max, g1)
         if not bool(cross.any()):
+            # Finished elements keep their own ``tau`` (the empty rest of their interval is
+            # accounted for once, at the end).
+            stop = torch.where(todo, stop, tau)
             if integrand is not None:
                 integral = quadrature(flow, integrand, y, tau, stop, held, integral)
-            # Finished elements keep their own ``tau`` (its gradient is used at the end).
-            y, tau = y1, torch.where(todo, stop, tau)
+            y, tau = y1, stop
             if held is None:  # every element reached its end: skip the final check
                 break
             continue
@@ -252,11 +255,11 @@ def advance_with_events(
             # through an overflowed flow is still 0 * inf = NaN in backward: recompute the
             # kept value without integrating the crossing elements.
             y1 = where_state(todo, flow(y, tau, torch.where(cross, tau, stop) - tau, held), y)
+        piece_end = torch.where(cross, t_event, torch.where(todo, stop, tau))
         if integrand is not None:
-            piece_end = torch.where(cross, t_event, stop)
             integral = quadrature(flow, integrand, y, tau, piece_end, held, integral)
         y = where_state(cross, jump(y_event), y1)
-        tau = torch.where(cross, t_event, torch.where(todo, stop, tau))
+        tau = piece_end
         if hold_until is not None:
             hold_until = torch.where(cross, t_event + hold_time, hold_until)
         events.append(Event(cross, t_event))
@@ -272,7 +275,7 @@ def advance_with_events(
             y0 = retype(y, (c.detach() for c in y))
             piece = integrand(end.detach(), y0) * (h - h.detach())
             integral = piece if integral is None else integral + piece
-        y = _zero_length_tangent(flow, y, tau, end, hold_until)
+        y = _zero_length_tangent(flow, y, tau, end, hold_until, start)
     tau = end
     if integrand is not None:
         return y, tau, hold_until, events, integral
