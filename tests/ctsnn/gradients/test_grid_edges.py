@@ -187,8 +187,8 @@ def _lif_loss(net, delay, *, refractory, v0):
 
 @settings(max_examples=15, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(net=_network((-0.3, 1.2), min_delay_steps=1), refractory=st.sampled_from([DT, 2 * DT, 3 * DT]),
-       v0=st.sampled_from([0.0, 0.6, 1.0]))
+@given(net=_network((-0.3, 1.2), min_delay_steps=1),
+       refractory=st.sampled_from([DT, 2 * DT, 3 * DT]), v0=st.sampled_from([0.0, 0.6, 1.0]))
 def test_refractory_ends_on_grid_points(net, refractory, v0):
     """LIF with v jumps and a refractory period of whole steps (surrogate path): spikes happen at
     arrivals (grid points) or at t = 0 (``v0 = 1``), so refractory ends are grid points too.
@@ -206,3 +206,33 @@ def test_refractory_ends_on_grid_points(net, refractory, v0):
         return value.item(), n
 
     _fd_check(loss_fn, net[4], grad)
+
+
+def _two_layer_loss(delay, gradient):
+    """LIF neurons fire at their (grid-point) arrivals, on the same instant when their delays
+    are equal; their spikes reach a CubaLIF layer without delays (zero-delay arrivals)."""
+    hidden = ctsnn.Layer(ctsnn.LIF(2, tau_mem=0.01), torch.tensor([[1.5], [1.2]]), delay=delay,
+                         learn_delay=True, time="continuous", gradient=gradient)
+    out = ctsnn.Layer(ctsnn.CubaLIF(1, tau_mem=0.01, tau_syn=0.005),
+                      torch.tensor([[4.0, 2.5]]), time="continuous", gradient=gradient)
+    spikes = ctsnn.Spikes.from_events(torch.tensor([1e-3, 3e-3]), torch.tensor([0, 0]), dt=DT,
+                                      n_steps=N_STEPS, n_units=1)
+    res = ctsnn.simulate([hidden, out], spikes, readout="first_spike")
+    return res.output.sum(), len(res.spikes), hidden.synapse.delay
+
+
+@pytest.mark.parametrize("gradient", ["surrogate", "adjoint"])
+@pytest.mark.parametrize("delay", [[[1e-3], [1e-3]], [[0.0], [0.0]], [[2e-3], [1e-3]]])
+def test_simultaneous_upstream_spikes(gradient, delay):
+    """Hidden spikes on grid points and on each other: each keeps its own time derivative
+    through the merged jump downstream (not the whole jump's derivative each)."""
+    delay = torch.tensor(delay)
+    loss, _, d = _two_layer_loss(delay, gradient)
+    grad = _grad(loss, d)
+
+    def loss_fn(dd):
+        with torch.no_grad():
+            value, n, _ = _two_layer_loss(dd, "surrogate")
+        return value.item(), n
+
+    assert _fd_check(loss_fn, delay, grad) == 2
