@@ -136,7 +136,7 @@ def _zero_length_tangent(flow: Flow, y: tuple, tau: Tensor, end: Tensor,
         return y
     held = None if hold_until is None else hold_until > end
     delta = _tangent(flow, y, tau, end - tau, held)
-    if hold_until is not None and hold_until.requires_grad:
+    if hold_until is not None:
         release = (hold_until == end) & (hold_until > start)  # the hold ends exactly here
         if bool(release.any()):
             h = torch.where(release, hold_until - tau, torch.zeros_like(end))

@@ -134,17 +134,18 @@ class Arrivals:
         value = amp if self.weight is None else amp @ self.weight.t()
         offset = offset.unsqueeze(-1).expand(k, self.batch_size, self.n_out)
         if off.requires_grad:  # each event's own time derivative, also where events coincide
-            def per_target(x: Tensor) -> Tensor:
-                return x if self.weight is None else x @ self.weight.t()
-
+            tangent = off - off.detach()
             moved = vals.new_zeros(k, self.batch_size, self.n_in)
-            moved.index_put_((rank, b, units), vals * (off - off.detach()), accumulate=True)
-            count = vals.new_zeros(k, self.batch_size, self.n_in)
-            count.index_put_((rank, b, units), torch.ones_like(vals), accumulate=True)
-            shift = vals.new_zeros(k, self.batch_size, self.n_in)
-            shift.index_put_((rank, b, units), off - off.detach(), accumulate=True)
-            offset = offset + tie_tangent(per_target(moved), value, per_target(count),
-                                          per_target(shift))
+            moved.index_put_((rank, b, units), vals * tangent, accumulate=True)
+            if self.weight is not None:
+                moved = moved @ self.weight.t()
+            # events per arrival time and sample, and their summed tangents, for every target
+            count = vals.new_zeros(k, self.batch_size).index_put_(
+                (rank, b), torch.ones_like(vals), accumulate=True)
+            shift = vals.new_zeros(k, self.batch_size).index_put_((rank, b), tangent,
+                                                                   accumulate=True)
+            offset = offset + tie_tangent(moved, value, count.unsqueeze(-1).expand_as(value),
+                                          shift.unsqueeze(-1).expand_as(value))
         return StepArrivals(offset, value)
 
 
