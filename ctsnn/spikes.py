@@ -92,9 +92,12 @@ def _compose(n: Tensor, offset: Tensor, dt: float, dtype: torch.dtype) -> Tensor
     lo = _grid(n, dt, dtype)
     hi = _grid(n + 1, dt, dtype)
     o = offset.to(dtype)
-    times = torch.minimum(lo + o, hi)
-    times = torch.maximum(times, torch.nextafter(lo, torch.full_like(lo, math.inf)))
-    return torch.where(o.detach() == 0, torch.zeros_like(times), times)
+    times = lo + o
+    # Clamp the value only: torch.minimum/maximum halve the gradient at a tie (offset dt).
+    inside = torch.maximum(torch.minimum(times, hi),
+                           torch.nextafter(lo, torch.full_like(lo, math.inf)))
+    times = times + (inside - times).detach()
+    return torch.where(o.detach() == 0, o - o.detach(), times)  # t = 0 keeps its gradient
 
 
 # ----------------------------------------------------------------------------------------------

@@ -110,6 +110,42 @@ def _implicit_time(flow, event, rate, y, tau, t_root, held, cross) -> Tensor:
     return t_root - correction
 
 
+def _tangent(flow: Flow, y: tuple, tau: Tensor, h: Tensor, held: Tensor | None) -> tuple:
+    """Zero-valued terms whose derivative is ``d flow(y, tau, h)/dh`` at ``h`` (value 0): the
+    vector field at ``y`` times ``h``, carrying ``h``'s gradient only."""
+    y0 = retype(y, (c.detach() for c in y))
+    moved = flow(y0, tau.detach(), h, held)
+    return tuple(m - m.detach() for m in moved)
+
+
+def _zero_length_tangent(flow: Flow, y: tuple, tau: Tensor, end: Tensor,
+                         hold_until: Tensor | None, start: Tensor) -> tuple:
+    """The state at ``end`` given the state ``y`` at ``tau``, where ``tau == end`` in value.
+
+    The value is ``y`` bit for bit, but the state still depends on both ends of the (empty)
+    remaining piece: ``dy(end)/d end = f(y) = -dy(end)/d tau``. Skipping the piece would drop
+    that derivative, e.g. w.r.t. an arrival at the very end of a grid step (offset ``dt``, the
+    case of every arrival on a grid point), or a spike exactly at ``end``. Likewise a hold that
+    ends exactly at ``end`` splits the empty piece into a held part ``[tau, hold_until]`` and a
+    free part ``[hold_until, end]``: the tangent is ``f_held (hold_until - tau) + f_free (end -
+    hold_until)`` (e.g. ``dy/d hold_until = f_held(y) - f_free(y)`` for a hold that covered the
+    end of the step). A hold that ended at the call's ``start`` was released by an earlier call.
+    """
+    moving = [t for t in (tau, end, hold_until) if t is not None and t.requires_grad]
+    if not moving:
+        return y
+    held = None if hold_until is None else hold_until > end
+    delta = _tangent(flow, y, tau, end - tau, held)
+    if hold_until is not None:
+        release = (hold_until == end) & (hold_until > start)  # the hold ends exactly here
+        if bool(release.any()):
+            h = torch.where(release, hold_until - tau, torch.zeros_like(end))
+            held_f = _tangent(flow, y, tau, h, release)
+            free_f = _tangent(flow, y, tau, h, None)
+            delta = tuple(d + a - b for d, a, b in zip(delta, held_f, free_f, strict=True))
+    return retype(y, (c + d for c, d in zip(y, delta, strict=True)))
+
+
 def advance_with_events(
     flow: Flow,
     y: tuple,
@@ -160,6 +196,7 @@ def advance_with_events(
         the integral when ``integrand`` is given.
     """
     events: list[Event] = []
+    start = tau.detach()
     rate = rate or slope
     differentiable = rate is not None and torch.is_grad_enabled()
     for _ in range(max_events):
@@ -195,6 +232,9 @@ def advance_with_events(
                 upper = torch.where(hidden, t_max, upper)
                 g1 = torch.where(hidden, g_max, g1)
         if not bool(cross.any()):
+            # Finished elements keep their own ``tau`` (the empty rest of their interval is
+            # accounted for once, at the end).
+            stop = torch.where(todo, stop, tau)
             if integrand is not None:
                 integral = quadrature(flow, integrand, y, tau, stop, held, integral)
             y, tau = y1, stop
@@ -215,11 +255,11 @@ def advance_with_events(
             # through an overflowed flow is still 0 * inf = NaN in backward: recompute the
             # kept value without integrating the crossing elements.
             y1 = where_state(todo, flow(y, tau, torch.where(cross, tau, stop) - tau, held), y)
+        piece_end = torch.where(cross, t_event, torch.where(todo, stop, tau))
         if integrand is not None:
-            piece_end = torch.where(cross, t_event, stop)
             integral = quadrature(flow, integrand, y, tau, piece_end, held, integral)
         y = where_state(cross, jump(y_event), y1)
-        tau = torch.where(cross, t_event, stop)
+        tau = piece_end
         if hold_until is not None:
             hold_until = torch.where(cross, t_event + hold_time, hold_until)
         events.append(Event(cross, t_event))
@@ -228,6 +268,15 @@ def advance_with_events(
             f"more than {max_events} events in one interval: the jump map probably does not "
             "move the state below the event threshold (check the reset of the neuron model)"
         )
+    if torch.is_grad_enabled():
+        if integrand is not None and (tau.requires_grad or end.requires_grad):
+            # the empty piece's integral: zero valued, derivative l(y) w.r.t. end, -l(y) w.r.t. tau
+            h = end - tau
+            y0 = retype(y, (c.detach() for c in y))
+            piece = integrand(end.detach(), y0) * (h - h.detach())
+            integral = piece if integral is None else integral + piece
+        y = _zero_length_tangent(flow, y, tau, end, hold_until, start)
+    tau = end
     if integrand is not None:
         return y, tau, hold_until, events, integral
     return y, tau, hold_until, events

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from solvers.events import advance_with_events, quadrature, where_state
 
-from ..synapses import StepArrivals, merge_arrivals
+from ..synapses import StepArrivals, merge_arrivals, snap_to_grid
 from .recurrence import start_recurrent
 from .result import SimulationResult
 from .setup import Population
@@ -128,7 +128,10 @@ def run_continuous(run: Population) -> SimulationResult:
         t0 = n * dt
         logged = len(run.log.times)
         x = zero if run.current is None else run.current[n]
-        hold = (run.ref_end - t0) if run.has_ref else None
+        # Local refractory ends, snapped (value only) onto 0 or dt when within a few ulps: a
+        # hold ending on a grid point must end at this step's end or the next one's start, not
+        # an ulp past the end here and at 0 there (its release would be in neither step).
+        hold = snap_to_grid(run.ref_end - t0, dt) if run.has_ref else None
         bounds = _boundaries(run, n, end_of_step)
         if jump_only_possible and (
             fixed_point_ok if run.current is None

@@ -20,9 +20,12 @@ class SpikeLog:
         idx = mask.nonzero()
         if idx.numel():
             t = offset if offset.shape == mask.shape else offset.expand(mask.shape)
-            # n dt + offset may round past the step's end point: keep it inside its step.
+            # n dt + offset may round past the step's end point: keep it inside its step, moving
+            # the value only (torch.minimum would halve the gradient of a spike exactly at the
+            # end of the step, e.g. one caused by an arrival on a grid point).
             end = torch.tensor((n + 1) * dt, dtype=t.dtype, device=t.device)
-            self.times.append(torch.minimum(t[mask] + n * dt, end))
+            times = t[mask] + n * dt
+            self.times.append(times - (times - end).clamp_min(0).detach())
             self.index.append(idx)
 
     def since(self, start: int) -> tuple[Tensor, Tensor, Tensor]:

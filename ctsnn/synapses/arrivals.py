@@ -127,11 +127,26 @@ class Arrivals:
         rank, b = self._rank[e0:e1], self._batch[e0:e1]
         vals = self._values[e0:e1]
         amp = vals.new_zeros(k, self.batch_size, self.n_in)
-        amp.index_put_((rank, b, self._units[e0:e1]), vals, accumulate=True)
+        units, off = self._units[e0:e1], self._offset[e0:e1]
+        amp.index_put_((rank, b, units), vals, accumulate=True)
         offset = vals.new_full((k, self.batch_size), self.dt)
-        offset[rank, b] = self._offset[e0:e1]
+        offset[rank, b] = off.detach()
         value = amp if self.weight is None else amp @ self.weight.t()
-        return StepArrivals(offset.unsqueeze(-1).expand(k, self.batch_size, self.n_out), value)
+        offset = offset.unsqueeze(-1).expand(k, self.batch_size, self.n_out)
+        if off.requires_grad:  # each event's own time derivative, also where events coincide
+            tangent = off - off.detach()
+            moved = vals.new_zeros(k, self.batch_size, self.n_in)
+            moved.index_put_((rank, b, units), vals * tangent, accumulate=True)
+            if self.weight is not None:
+                moved = moved @ self.weight.t()
+            # events per arrival time and sample, and their summed tangents, for every target
+            count = vals.new_zeros(k, self.batch_size).index_put_(
+                (rank, b), torch.ones_like(vals), accumulate=True)
+            shift = vals.new_zeros(k, self.batch_size).index_put_((rank, b), tangent,
+                                                                   accumulate=True)
+            offset = offset + tie_tangent(moved, value, count.unsqueeze(-1).expand_as(value),
+                                          shift.unsqueeze(-1).expand_as(value))
+        return StepArrivals(offset, value)
 
 
 class DelayedArrivals:
@@ -210,11 +225,34 @@ def element_arrivals(rank: Tensor, batch: Tensor, target: Tensor, offset: Tensor
                       ) -> StepArrivals:
     """Per-element arrival lists ``[k, B, N]`` from ranked (batch, target, offset, value)."""
     shape = (k, batch_size, n_out)
+    index = (rank, batch, target)
     jump = value.new_zeros(shape)
-    jump.index_put_((rank, batch, target), value, accumulate=True)
+    jump.index_put_(index, value, accumulate=True)
     when = value.new_full(shape, dt)
-    when[rank, batch, target] = offset
+    when[index] = offset.detach()
+    if offset.requires_grad:  # each event's own time derivative, also where events coincide
+        tangent = offset - offset.detach()
+        moved = value.new_zeros(shape).index_put_(index, value * tangent, accumulate=True)
+        count = value.new_zeros(shape).index_put_(index, torch.ones_like(value), accumulate=True)
+        shift = value.new_zeros(shape).index_put_(index, tangent, accumulate=True)
+        when = when + tie_tangent(moved, jump, count, shift)
     return StepArrivals(when, jump)
+
+
+def tie_tangent(moved: Tensor, jump: Tensor, count: Tensor, shift: Tensor) -> Tensor:
+    """Zero-valued time derivative of merged jumps (``[K, B, N]`` each).
+
+    Events arriving at the same instant are merged into one jump ``J = sum_i x_i``; moving
+    event ``i`` alone by ``δ`` moves a jump of size ``x_i``, so the merged jump time carries
+    ``sum_i x_i δ_i / J`` (``moved = sum_i x_i δ_i``, zero valued): exact for dynamics affine in
+    the jump target (the linear LIF family, as in the adjoint), and the right derivative of a
+    common shift in general. A single event carries its own ``δ`` (``shift``), as do merged
+    jumps that cancel exactly (``J == 0``: their mean ``shift / count``).
+    """
+    single = count <= 1
+    safe = torch.where(single | (jump == 0), torch.ones_like(jump), jump)
+    mean = shift / count.clamp_min(1)
+    return torch.where(single | (jump == 0), mean, moved / safe)
 
 
 def merge_arrivals(a: StepArrivals | None, b: StepArrivals | None) -> StepArrivals | None:
@@ -228,4 +266,4 @@ def merge_arrivals(a: StepArrivals | None, b: StepArrivals | None) -> StepArriva
 
 
 __all__ = ["StepArrivals", "Arrivals", "DelayedArrivals", "merge_arrivals", "element_arrivals",
-           "row_order", "ranks", "snap_to_grid"]
+           "row_order", "ranks", "snap_to_grid", "tie_tangent"]
