@@ -71,7 +71,7 @@ def check_delay_range(name: str, delay: Tensor, high: float | None, *, unit: str
     lo_v, hi_v = torch.stack((lo, hi)).tolist()
     if not (math.isfinite(lo_v) and math.isfinite(hi_v)):
         at = _where(~torch.isfinite(d))
-        raise ValueError(f"{name}: {d[tuple(at)].item()!r} {unit} at {at} is not finite (a "
+        raise ValueError(f"{name}: {d[tuple(at)].item()!r} {unit} at {at} is non-finite (a "
                          f"diverged update?); fix the training step, then {FIX}")
     if lo_v < 0:
         at = _where(d < 0)
@@ -96,7 +96,7 @@ def clamp_delay_(name: str, delay: Tensor, high: float | None) -> None:
     finite = torch.isfinite(delay)
     if not bool(finite.all()):
         at = _where(~finite)
-        raise ValueError(f"{name}: {delay[tuple(at)].item()!r} at {at} is not finite (a "
+        raise ValueError(f"{name}: {delay[tuple(at)].item()!r} at {at} is non-finite (a "
                          "diverged update) and cannot be projected into [0, max_delay]")
     delay.clamp_(min=0.0, max=high)
 
