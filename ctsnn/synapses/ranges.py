@@ -40,7 +40,8 @@ def check_max_delay(owner: str, max_delay: Any, *, learn_delay: bool) -> float |
                         f"{type(max_delay).__name__}")
     value = float(max_delay)
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{owner}: max_delay must be finite and >= 0 (seconds), got {value!r}")
+        raise ValueError(f"{owner}: max_delay must be finite and non-negative (seconds), got "
+                         f"{value!r}")
     if value == 0 and learn_delay:
         raise ValueError(f"{owner}: max_delay = 0 with learn_delay=True leaves the delays "
                          "nothing to learn (clamp_delays_ projects them onto 0): give a "
@@ -52,7 +53,8 @@ def _where(mask: Tensor) -> list[int]:
     return [int(i) for i in mask.nonzero()[0].tolist()]
 
 
-def check_delay_range(name: str, delay: Tensor, high: float | None, *, unit: str = "s") -> None:
+def check_delay_range(name: str, delay: Tensor, high: float | None, *, unit: str = "s",
+                      causal_below_zero: bool = False) -> None:
     """Raise ``ValueError`` unless every element of ``delay`` is finite and in ``[0, high]``.
 
     Args:
@@ -60,6 +62,9 @@ def check_delay_range(name: str, delay: Tensor, high: float | None, *, unit: str
         delay: the delays (any shape; seconds, or steps for grid kernels).
         high: the upper bound in the same unit (``None``: unbounded above).
         unit: ``"s"`` or ``"steps"``, for the message.
+        causal_below_zero: the kernel is causal for any delay (the recurrent ``Triangle``
+            discards the mass of lags below one step), so a negative delay is allowed: only
+            finiteness and the upper bound are checked.
 
     One ``aminmax`` reduction; the offending element is located only when raising. The upper
     bound is compared in ``delay``'s dtype, so a delay clamped to ``high`` passes.
@@ -73,13 +78,13 @@ def check_delay_range(name: str, delay: Tensor, high: float | None, *, unit: str
         at = _where(~torch.isfinite(d))
         raise ValueError(f"{name}: {d[tuple(at)].item()!r} {unit} at {at} is non-finite (a "
                          f"diverged update?); fix the training step, then {FIX}")
-    if lo_v < 0:
+    if lo_v < 0 and not causal_below_zero:
         at = _where(d < 0)
         raise ValueError(f"{name}: {d[tuple(at)].item()!r} {unit} at {at} is negative (a spike "
                          f"would arrive before it is sent); {FIX}")
     if high is not None and hi_v > torch.tensor(high, dtype=d.dtype).item():
         at = _where(d > high)
-        raise ValueError(f"{name}: {d[tuple(at)].item()!r} {unit} at {at} exceeds max_delay "
+        raise ValueError(f"{name}: {d[tuple(at)].item()!r} {unit} at {at} is above max_delay "
                          f"({high!r} {unit}); {FIX}")
 
 

@@ -251,15 +251,17 @@ class RecurrentDense(nn.Module):
         return self.delay.expand(self.n, self.n)
 
     def check_delays(self) -> None:
-        """Raise ``ValueError`` unless every delay is finite and in ``[0, max_delay]`` (seconds;
-        ``Triangle``: ``delay_steps`` in ``[0, max_delay / dt]`` steps), naming the parameter.
+        """Raise ``ValueError`` unless every delay is finite and in ``[0, max_delay]`` (seconds),
+        naming the parameter. ``Triangle``: ``delay_steps`` finite and ``<= max_delay / dt``
+        steps; a negative delay is allowed there, the spread being causal by construction (its
+        mass below lag 1 is discarded; DelRec's SSC / PS-MNIST recipes do not clamp).
 
         Called by :meth:`start` (once per sequence, one min/max reduction) and
-        :meth:`synapse_delay`; :meth:`clamp_delays_` projects back into the range.
+        :meth:`synapse_delay`; :meth:`clamp_delays_` projects back into ``[0, max_delay]``.
         """
         if self.kernel.grid:
             check_delay_range("RecurrentDense.delay_steps", self.delay_steps,
-                              self.max_delay_steps, unit="steps")
+                              self.max_delay_steps, unit="steps", causal_below_zero=True)
         else:
             check_delay_range("RecurrentDense.delay", self.delay, self.max_delay)
 
