@@ -58,7 +58,7 @@ def test_the_message_says_how_to_fix_it():
 def test_after_clamp_the_spike_is_causal(time):
     layer = Layer(LIF(2, tau_mem=0.01, v_threshold=1.0), exact_dense(-0.002))
     ctsnn.clamp_delays_(layer)
-    assert float(layer.synapse.delay[1, 0]) == 0.0
+    assert layer.synapse.delay[1, 0].item() == 0.0
     out = simulate(layer, one_spike(), time=time).spikes
     assert float(out.times.min()) >= 0.003 - 1e-12  # nothing before the input spike
 
