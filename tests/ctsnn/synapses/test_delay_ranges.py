@@ -71,7 +71,7 @@ def test_clamp_refuses_a_nan_delay_and_a_nan_max_delay():
     syn.max_delay = math.nan  # before: every delay became NaN
     with pytest.raises(ValueError, match="max_delay must be finite"):
         syn.clamp_delays_()
-    assert float(syn.delay[1, 0]) == 0.002
+    assert syn.delay[1, 0].item() == 0.002
 
 
 # --------------------------------------------------------------------------- max_delay
