@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ._checks import as_int, check_choice, check_finite, check_positive, check_tensor
@@ -293,7 +294,9 @@ def _check_size(signal: Tensor | Spikes | None, layers: list[Layer], n_steps: in
     what made the grid this long: the latest input spike, or the input's / given length."""
     width = sum(layer.n_in + layer.model.n * (1 + len(layer.model.state_names))
                 for layer in layers)
-    itemsize = 8 if isinstance(signal, Tensor) and signal.element_size() == 8 else 4
+    dtype = getattr(signal, "dtype", None)
+    itemsize = torch.finfo(dtype).bits // 8 if dtype is not None and dtype.is_floating_point \
+        else 4
     problem = grid_problem(n_steps, max(batch_size, 1), width, itemsize)
     if problem is None:
         return
