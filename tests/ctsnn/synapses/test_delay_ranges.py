@@ -158,7 +158,7 @@ def test_recurrent_triangle_is_causal_below_zero():
     with torch.no_grad():
         rec.delay_steps.fill_(-0.4)
     rec.check_delays()
-    h = rec.kernel_tensor()
+    h = rec.kernel_tensor().detach()
     assert float(h[0].abs().max()) == 0.0  # lag 0: nothing
     assert torch.allclose(h[1], torch.full_like(h[1], 0.6))  # the triangle's part at lag 1
 
