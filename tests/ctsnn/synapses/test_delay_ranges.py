@@ -201,6 +201,7 @@ def test_after_clamp_every_delay_is_finite_and_in_range(values, max_delay):
     ctsnn.clamp_delays_([syn, rec, tri])
     for d, high in ((syn.delay, max_delay), (rec.delay, max_delay),
                     (tri.delay_steps, tri.max_delay_steps)):
+        d = d.detach()
         assert bool(torch.isfinite(d).all())
         assert float(d.min()) >= 0.0 and float(d.max()) <= high
     syn.check_delays(), rec.check_delays(), tri.check_delays()  # the forward accepts them
