@@ -26,11 +26,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from ._checks import check_choice, check_finite, check_positive, check_tensor
+from ._checks import as_int, check_choice, check_finite, check_positive, check_tensor
 from .dtypes import check_simulation_dtypes
 from .engine import INTEGRAL_RULES, TIME_MODES, Recurrent, SimulationResult
+from .engine.limits import grid_problem
 from .gradients import GradientMethod, LayerCall, as_gradient
 from .losses import Readout, as_readout
 from .models.base import NeuronModel
@@ -283,8 +285,34 @@ def _check_input(input: Any, layers: list[Layer], batch_first: bool, n_steps: in
             raise ValueError("without input, give n_steps and batch_size")
         if not isinstance(n_steps, int) or n_steps <= 0:
             raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
-        return None, n_steps, batch_size
+        return None, n_steps, as_int("batch_size", batch_size, minimum=1)
     raise TypeError(f"input must be a Tensor, Spikes or None, got {type(input).__name__}")
+
+
+def _check_size(signal: Tensor | Spikes | None, layers: list[Layer], n_steps: int,
+                batch_size: int, dt: float) -> None:
+    """Refuse a run too large to fit before allocating it (:mod:`ctsnn.engine.limits`), naming
+    what made the grid this long: the latest input spike, or the input's / given length."""
+    width = sum(layer.n_in + layer.model.n * (1 + len(layer.model.state_names))
+                for layer in layers)
+    dtype = getattr(signal, "dtype", None)
+    itemsize = torch.finfo(dtype).bits // 8 if dtype is not None and dtype.is_floating_point \
+        else 4
+    problem = grid_problem(n_steps, max(batch_size, 1), width, itemsize)
+    if problem is None:
+        return
+    cause = f"n_steps = {n_steps} steps of dt = {dt} s"
+    if isinstance(signal, Spikes) and len(signal):
+        i = int(signal.times.detach().argmax())
+        t = float(signal.times[i])
+        if int(t / dt) + 2 >= n_steps:  # the grid is as long as this spike needs
+            cause = (f"input spike at t = {t:g} s (event {i}: sample {int(signal.batch[i])}, "
+                     f"unit {int(signal.units[i])}) makes a grid of {n_steps} steps of "
+                     f"dt = {dt} s")
+    elif isinstance(signal, Tensor):
+        cause = f"the input tensor has {n_steps} steps of dt = {dt} s"
+    raise ValueError(f"{cause}: {problem}; drop or clip late events, use a coarser dt, or "
+                     "split the run")
 
 
 def _check_readout(readout: Readout | None, layer: Layer) -> None:
@@ -336,7 +364,7 @@ def simulate(
         state: initial state (per layer for a network, as a list).
         record: variable names to record for every layer (those it has), or ``"all"``.
         batch_first: input and recordings as ``[B, T, N]``.
-        xtol: spike-time tolerance in seconds (continuous mode).
+        xtol: spike-time tolerance in seconds (continuous mode; finite, ``>= 0``).
         surrogate, detach_reset: discrete-time differentiable spikes for layers that leave them
             open (see :mod:`ctsnn.engine.discrete`); in continuous time a surrogate has no effect
             (a warning says so).
@@ -353,6 +381,10 @@ def simulate(
     Returns:
         :class:`~ctsnn.engine.SimulationResult` of the last layer; ``.layers`` holds every
         layer's result.
+
+    A run too large to fit (e.g. one input spike far in the future making a huge grid) is a
+    ``ValueError`` naming the spike, raised before anything is allocated (limits:
+    :mod:`ctsnn.engine.limits`).
     """
     if time is not None:
         check_choice("time", time, TIME_MODES)
@@ -368,6 +400,10 @@ def simulate(
     methods = _setting(layers, "method", method, None)
     surrogates = _setting(layers, "surrogate", surrogate, None)
     detaches = _setting(layers, "detach_reset", detach_reset, False)
+    if xtol is not None:
+        check_positive("xtol", xtol, allow_zero=True)
+    if batch_size is not None:
+        batch_size = as_int("batch_size", batch_size, minimum=1)
     if xtol is not None and "continuous" not in times:
         raise ValueError("xtol is the spike-time tolerance of continuous time; every layer runs "
                          "in discrete time, where spikes sit on grid points: drop xtol")
@@ -375,6 +411,7 @@ def simulate(
     ro = as_readout(readout)
     _check_readout(ro, layers[-1])
     signal, n_steps, batch_size = _check_input(input, layers, bf, n_steps, batch_size, dt)
+    _check_size(signal, layers, n_steps, batch_size, dt)
     states = list(state) if isinstance(state, list) else [state] + [None] * (len(layers) - 1)
     if len(states) != len(layers):
         raise ValueError(f"state: expected {len(layers)} entries (one per layer), "

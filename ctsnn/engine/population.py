@@ -16,12 +16,13 @@ from torch import Tensor
 
 from solvers.steppers import STEPPERS
 
-from .._checks import check_choice
+from .._checks import as_int, check_choice, check_finite, check_positive
 from ..models.base import NeuronModel
 from ..surrogate import Surrogate
 from ..synapses import Arrivals
 from .continuous import run_continuous
 from .discrete import run_discrete
+from .limits import check_grid
 from .recurrence import Recurrent
 from .result import SimulationResult
 from .setup import Population
@@ -60,11 +61,13 @@ def run_population(
         current: input current ``[T, B, N]`` held constant over each step (or ``None``).
         jumps: summed jumps ``[T, B, N]`` applied at the end of each step (or ``None``).
         arrivals: exact arrival schedule (continuous time; in discrete time, use ``jumps``).
-        state: initial state (``[B, N]`` per variable); default ``model.initial_state``.
+        state: initial state (``[B, N]`` per variable, finite); default
+            ``model.initial_state``.
         record: names of the variables to record at the end of every step.
         record_every: record only at the end of every ``record_every``-th step (checkpoints:
             index ``k`` holds the state at ``(k + 1) record_every dt``).
-        xtol: tolerance of spike times (s); default ``64 eps dt`` of the dtype.
+        xtol: tolerance of spike times (s, finite, ``>= 0``; 0: to the last bit); default
+            ``64 eps dt`` of the dtype.
         surrogate: discrete mode: spikes are ``surrogate(threshold(state))`` (0/1 forward,
             surrogate derivative backward) and the reset is blended as
             ``state + s (reset(state) - state)`` so gradients flow through it.
@@ -85,8 +88,15 @@ def run_population(
             DCLS's time-summed softmax readout is ``output / dt``).
     Returns:
         a :class:`SimulationResult` (time-first recordings).
+
+    Raises ``ValueError`` for a run too large to fit (see :mod:`ctsnn.engine.limits`), before
+    anything is allocated.
     """
     check_choice("time", time, TIME_MODES)
+    batch_size = as_int("batch_size", batch_size, minimum=1)
+    n_steps = as_int("n_steps", n_steps, minimum=0)
+    if xtol is not None:
+        check_positive("xtol", xtol, allow_zero=True)
     check_choice("integral_rule", integral_rule, INTEGRAL_RULES)
     grid_rule = integrand is not None and (time == "discrete" or integral_rule == "grid")
     if integrand is not None and not grid_rule and not elementwise(integrand, model):
@@ -109,12 +119,16 @@ def run_population(
     ref_param = model.refractory
     dtype = dtype or ref_param.dtype
     device = device or ref_param.device
+    width = model.n * (1 + len(model.state_names))
+    check_grid(n_steps, batch_size, width, torch.finfo(dtype).bits // 8,
+               cause=f"n_steps = {n_steps} (dt = {dt} s)")
     if state is None:
         state = model.initial_state(batch_size, dtype=dtype, device=device)
     else:
         if not isinstance(state, tuple) or len(state) != len(model.state_names):
             raise ValueError(f"state must be a {type(model).__name__}.State named tuple")
         state = model.State(*state)
+        _check_state(model, state, batch_size)
     run = Population(
         model=model, dt=dt, n_steps=n_steps, batch_size=batch_size, method=method, state=state,
         dtype=dtype, device=torch.device(device),
@@ -125,3 +139,17 @@ def run_population(
         grid_rule=grid_rule,
     )
     return run_discrete(run) if time == "discrete" else run_continuous(run)
+
+
+def _check_state(model: NeuronModel, state: tuple, batch_size: int) -> None:
+    """An initial state: one finite floating tensor ``[B, N]`` per variable."""
+    want = (batch_size, model.n)
+    for name, value in zip(model.state_names, state, strict=True):
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            what = value.dtype if isinstance(value, Tensor) else type(value).__name__
+            raise TypeError(f"state.{name} must be a floating-point tensor [B, N], got {what}")
+        if tuple(value.shape) != want:
+            raise ValueError(f"state.{name} must have shape [B, N] = {list(want)} "
+                             f"({type(model).__name__} with n = {model.n}, batch_size = "
+                             f"{batch_size}), got {list(value.shape)}")
+        check_finite(f"initial state.{name}", value.detach())

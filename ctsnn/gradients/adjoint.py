@@ -703,6 +703,7 @@ def adjoint_layer(
         raise TypeError("gradient='adjoint' supports recurrent=ctsnn.synapses.RecurrentDense "
                         f"(exact delayed recurrence), got {type(recurrent).__name__}")
     if recurrent is not None:
+        recurrent.check_delays()  # finite and in [0, max_delay], else an error naming it
         low = float(recurrent.delay.detach().min())
         if low < spikes.dt * (1 - 1e-9):
             raise ValueError(f"recurrent delays must be at least one grid step ({spikes.dt} s), "

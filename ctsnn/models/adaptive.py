@@ -12,6 +12,20 @@ from torch import Tensor
 from .base import NeuronModel
 
 
+def check_reset_below(model: NeuronModel, reset: str, threshold: str) -> None:
+    """Raise ``ValueError`` unless parameter ``reset`` < parameter ``threshold`` for every
+    neuron (a reset at or above threshold would fire again at once: the time modes and step
+    sizes then disagree on the spike count), naming both parameters and the first neuron."""
+    low, high = getattr(model, reset), getattr(model, threshold)
+    bad = (low >= high).expand(model.n)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        at = lambda p: float(p.expand(model.n)[i])  # noqa: E731
+        raise ValueError(f"{type(model).__name__}: {reset} = {at(low)!r} must be below "
+                         f"{threshold} = {at(high)!r} (neuron {i}); a reset at or above the "
+                         "threshold would fire again at once")
+
+
 class AdLIF(NeuronModel):
     """Adaptive LIF.
 
@@ -46,6 +60,7 @@ class AdLIF(NeuronModel):
         for name, value in dict(a=a, b=b, r=r, v_leak=v_leak, v_threshold=v_threshold,
                                 v_reset=v_reset).items():
             self.add_parameter(name, value)
+        check_reset_below(self, "v_reset", "v_threshold")
 
     def dynamics(self, t: Tensor, state: tuple, input: Tensor) -> tuple:
         dv = (self.v_leak - state.v + self.r * (input - state.w)) / self.tau_mem
@@ -102,6 +117,7 @@ class AdEx(NeuronModel):
         if v_peak is None:  # derived in float64 from the exact values (exact under .double())
             v_peak = (self.exact_value("v_t") + 5 * self.exact_value("delta_t")).tolist()
         self.add_parameter("v_peak", v_peak)
+        check_reset_below(self, "v_reset", "v_peak")
 
     def dynamics(self, t: Tensor, state: tuple, input: Tensor) -> tuple:
         spike_current = self.delta_t * torch.exp((state.v - self.v_t) / self.delta_t)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .adaptive import check_reset_below
 from .base import NeuronModel
 
 
@@ -81,6 +82,7 @@ class Izhikevich(NeuronModel):
         super().__init__(n, **kwargs)
         for name, value in dict(a=a, b=b, c=c, d=d, v_peak=v_peak).items():
             self.add_parameter(name, value)
+        check_reset_below(self, "c", "v_peak")
         self.add_parameter("time_unit", time_unit, positive=True)
 
     def initial_state(self, batch_size: int, **kw) -> tuple:

@@ -9,6 +9,8 @@ Modules:
 * :mod:`~ctsnn.synapses.recurrent` — :class:`RecurrentDense`, a population's own connection.
 * :mod:`~ctsnn.synapses.arrivals` — exact continuous-time arrival schedules.
 * :mod:`~ctsnn.synapses.init` — default initialisers of weights, delays, fan-in masks.
+* :mod:`~ctsnn.synapses.ranges` — the range of a delay: ``max_delay`` validation, the
+  projection ``clamp_delays_`` applies and the check every forward applies.
 * :mod:`~ctsnn.synapses.conv`, :mod:`~ctsnn.synapses.ring` — the fast paths (tap convolution,
   event-driven jumps, recurrent ring buffer with custom autograd).
 * :mod:`~ctsnn.synapses.blocks` — :class:`NormalisedSynapse` (BatchNorm after a synapse),
@@ -31,8 +33,9 @@ The interface the network layer relies on (every synapse):
   or ``None``; ``synapse_delay()`` expands it to ``[n_out, n_in]``. ``kernel``: the
   :class:`DelayKernel`. ``max_delay``: seconds or ``None``.
 * ``clamp_delays_()``: project delays into ``[0, max_delay]`` (and re-apply the fan-in mask)
-  after optimiser steps; nothing clamps silently. ``delay_parameters()``,
-  ``weight_parameters()``: for separate optimiser groups.
+  after optimiser steps; nothing clamps silently. ``check_delays()``: raise unless every delay
+  is finite and in range, naming it (every forward and ``synapse_delay()`` call it).
+  ``delay_parameters()``, ``weight_parameters()``: for separate optimiser groups.
 * Feed-forward (:class:`Dense`): ``check_input(x, dt=None)`` (raises a clear error for a wrong
   size or grid); discrete time ``jumps(x) -> [T + pad_right, B, n_out]`` for ``x`` a
   :class:`~ctsnn.spikes.Spikes` or a raster ``[T, B, n_in]`` (entry ``n`` = spike at the end of

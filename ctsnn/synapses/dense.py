@@ -45,6 +45,7 @@ from .kernels import (
     round_delay,
     taps_to_dense,
 )
+from .ranges import check_delay_range, check_max_delay, clamp_delay_
 
 PER = ("synapse", "axon")
 #: Grid-kernel delay initialisers by name (``"dcls_reference"``: the DCLS code's quirk).
@@ -155,6 +156,7 @@ class Dense(ExactValues, nn.Module):
         self.fan_in = fan_in
         self.round_in_eval = bool(round_in_eval)
         factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
+        max_delay = check_max_delay("Dense", max_delay, learn_delay=learn_delay)
         self._setup_grid(max_delay, dt)
         if pad_right == "half" and self.kernel.grid:
             pad_right = (self.kernel_size - 1) // 2
@@ -332,9 +334,27 @@ class Dense(ExactValues, nn.Module):
         return self.weight if self.mask is None else self.weight * self.mask
 
     def synapse_delay(self) -> Tensor | None:
-        """Delays in seconds as ``[n_out, n_in]`` (per-axon delays expanded), or ``None``."""
+        """Delays in seconds as ``[n_out, n_in]`` (per-axon delays expanded), or ``None``.
+
+        Checked first (:meth:`check_delays`): every reader (the forward, the adjoint paths)
+        gets finite delays in ``[0, max_delay]`` or a ``ValueError`` naming the parameter.
+        """
+        self.check_delays()
         d = self.delay
         return None if d is None else d.expand(self.n_out, self.n_in)
+
+    def check_delays(self) -> None:
+        """Raise ``ValueError`` unless every delay is finite and in ``[0, max_delay]`` s (grid
+        kernels: ``delay_steps`` in ``[0, K - 1]`` steps), naming the parameter and the element.
+
+        Called by every forward path (one min/max reduction); an optimiser step can leave the
+        range, :meth:`clamp_delays_` projects back into it.
+        """
+        if self.kernel.grid:
+            check_delay_range("Dense.delay_steps", self.delay_steps, self.max_delay_steps,
+                              unit="steps")
+        elif self.delay is not None:
+            check_delay_range("Dense.delay", self.delay, self.max_delay)
 
     def delay_parameters(self) -> Iterator[nn.Parameter]:
         """The learnable delays (if any)."""
@@ -395,14 +415,15 @@ class Dense(ExactValues, nn.Module):
         """Project after an optimiser step: delays into ``[0, max_delay]`` (grid kernels: the
         window ``[0, K - 1]`` steps) and the fan-in mask onto the weights.
 
-        Clamping is explicit: the forward pass never clamps or wraps silently. Grid kernels
-        raise ``ValueError`` if a delay became NaN or infinite (a diverged update).
+        Clamping is explicit: the forward pass never clamps or wraps silently, it refuses a
+        delay out of range (:meth:`check_delays`). A delay that became NaN or infinite (a
+        diverged update) has no projection: ``ValueError`` naming it (see
+        :func:`~ctsnn.synapses.ranges.clamp_delay_`).
         """
         if self.kernel.grid:
-            check_finite("delay_steps", self.delay_steps)
-            self.delay_steps.clamp_(0, self.max_delay_steps)
+            clamp_delay_("Dense.delay_steps", self.delay_steps, self.max_delay_steps)
         elif self.delay is not None:
-            self.delay.clamp_(min=0.0, max=self.max_delay)
+            clamp_delay_("Dense.delay", self.delay, self.max_delay)
         if self.mask is not None:
             self.weight.mul_(self.mask)
 
@@ -473,6 +494,7 @@ class Dense(ExactValues, nn.Module):
             kernels in training mode) delays.
         """
         self.check_input(x)
+        self.check_delays()
         dt = x.dt if isinstance(x, Spikes) else None
         raster = x.raster(dtype=self.weight.dtype) if isinstance(x, Spikes) else \
             x.to(self.weight.dtype)
@@ -491,7 +513,7 @@ class Dense(ExactValues, nn.Module):
                 raise ValueError("a synapse with exact delays needs Spikes (with their dt), not "
                                  "a raster")
             else:
-                lags = torch.round(self.synapse_delay() / dt).long()
+                lags = torch.round(self.delay.expand(self.n_out, self.n_in) / dt).long()
                 out = event_jumps(raster, self.effective_weight, lags)
         if self.bias is not None:
             out = out + self.bias

@@ -51,6 +51,7 @@ from .arrivals import StepArrivals, element_arrivals, ranks, row_order, snap_to_
 from .dense import PER, same_dt
 from .init import DelayInit, WeightInit, fixed_fan_in_mask, initial_delay, initial_weight
 from .kernels import EXACT, DelayKernel, as_kernel, buffer_length
+from .ranges import check_delay_range, check_max_delay, clamp_delay_
 from .ring import RingRead, RingRun
 
 EVAL_MODES = ("paper", "reference", "continuous")
@@ -133,8 +134,7 @@ class RecurrentDense(ExactValues, nn.Module):
             raise ValueError(f"n (number of neurons) must be a positive int, got {n!r}")
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if max_delay is not None:
-            check_positive("max_delay", max_delay, allow_zero=True)
+        max_delay = check_max_delay("RecurrentDense", max_delay, learn_delay=learn_delay)
         self._check_kernel_options(dt, learn_width, dropout, eval_mode)
         self.n, self.per, self.eval_mode = n, per, eval_mode
         self.dt = None if dt is None else float(dt)
@@ -250,8 +250,25 @@ class RecurrentDense(ExactValues, nn.Module):
         return self.max_delay / self.dt
 
     def synapse_delay(self) -> Tensor:
-        """Delays in seconds as ``[N, N]`` (per-axon delays expanded)."""
+        """Delays in seconds as ``[N, N]`` (per-axon delays expanded), checked first
+        (:meth:`check_delays`)."""
+        self.check_delays()
         return self.delay.expand(self.n, self.n)
+
+    def check_delays(self) -> None:
+        """Raise ``ValueError`` unless every delay is finite and in ``[0, max_delay]`` (seconds),
+        naming the parameter. ``Triangle``: ``delay_steps`` finite and ``<= max_delay / dt``
+        steps; a negative delay is allowed there, the spread being causal by construction (its
+        mass below lag 1 is discarded; DelRec's SSC / PS-MNIST recipes do not clamp).
+
+        Called by :meth:`start` (once per sequence, one min/max reduction) and
+        :meth:`synapse_delay`; :meth:`clamp_delays_` projects back into ``[0, max_delay]``.
+        """
+        if self.kernel.grid:
+            check_delay_range("RecurrentDense.delay_steps", self.delay_steps,
+                              self.max_delay_steps, unit="steps", causal_below_zero=True)
+        else:
+            check_delay_range("RecurrentDense.delay", self.delay, self.max_delay)
 
     def delay_parameters(self) -> Iterator[nn.Parameter]:
         """Learnable delays and width logits (DelRec trains them with their own optimiser)."""
@@ -277,11 +294,12 @@ class RecurrentDense(ExactValues, nn.Module):
     @torch.no_grad()
     def clamp_delays_(self) -> RecurrentDense:
         """Clamp the delays in place to ``[0, max_delay]`` and re-apply the fan-in mask (call
-        after every optimiser step; the forward never clamps silently)."""
+        after every optimiser step; the forward never clamps silently, it refuses a delay out
+        of range). A NaN or infinite delay (a diverged update) is a ``ValueError`` naming it."""
         if self.kernel.grid:
-            self.delay_steps.clamp_(min=0.0, max=self.max_delay_steps)
+            clamp_delay_("RecurrentDense.delay_steps", self.delay_steps, self.max_delay_steps)
         else:
-            self.delay.clamp_(min=0.0, max=self.max_delay)
+            clamp_delay_("RecurrentDense.delay", self.delay, self.max_delay)
         if self.mask is not None:
             self.weight.mul_(self.mask)
         return self
@@ -337,6 +355,7 @@ class RecurrentDense(ExactValues, nn.Module):
         """Begin a sequence of ``batch_size`` samples (the engine calls it before step 0);
         nothing from a previous sequence is kept."""
         self.kernel.require(time)
+        self.check_delays()
         if self.kernel.grid:
             self._start_ring(batch_size, dtype, device, dt)
         else:
@@ -371,7 +390,7 @@ class RecurrentDense(ExactValues, nn.Module):
         n_out = self.n
         target = torch.arange(n_out, device=times.device).repeat(times.numel())
         src = torch.repeat_interleave(torch.arange(times.numel(), device=times.device), n_out)
-        delay = self.synapse_delay()
+        delay = self.delay.expand(self.n, self.n)  # checked by start()
         arrival = snap_to_grid(times[src] + delay[target, units[src]], self._dt)
         step, offset = locate(arrival, self._dt)
         value = self.effective_weight[target, units[src]]

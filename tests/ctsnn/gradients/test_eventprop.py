@@ -393,8 +393,8 @@ def test_spike_count_regulariser_is_a_voltage_jump_at_each_spike():
 def _per_axon_layer():
     layer = ctsnn.Layer(ctsnn.CubaLI(2), torch.ones(2, 3), delay=torch.full((3,), 0.02),
                         learn_delay=True, max_delay=0.02, gradient="adjoint")
-    with torch.no_grad():  # as after an optimiser step that pushed the delays out of range
-        layer.synapse.delay.fill_(0.03)
+    with torch.no_grad():
+        layer.synapse.delay.fill_(0.015)
     spikes = ctsnn.Spikes.from_events(torch.tensor([0.001]), [0], dt=1e-3, n_steps=10, n_units=3)
     return layer, spikes
 
@@ -410,6 +410,10 @@ def test_errors_and_delay_clamp():
         ep.layer_forward(layer.model, spikes, layer.synapse.weight, layer.synapse.delay)
     ctsnn.simulate(layer, spikes, time="continuous", readout="max").output.sum().backward()
     assert layer.synapse.delay.grad is not None
+    with torch.no_grad():  # as after an optimiser step that pushed the delays out of range
+        layer.synapse.delay.fill_(0.03)
+    with pytest.raises(ValueError, match=r"Dense\.delay: 0\.03 s at \[0\] is above max_delay"):
+        ctsnn.simulate(layer, spikes, time="continuous", readout="max")
     ctsnn.clamp_delays_(layer)
     assert torch.all(layer.synapse.delay == 0.02)
 
