@@ -260,6 +260,12 @@ def _on_grid(spikes: Spikes, dt: float, n_steps: int | None) -> Spikes:
 
 def _check_input(input: Any, layers: list[Layer], batch_first: bool, n_steps: int | None,
                  batch_size: int | None, dt: float) -> tuple[Any, int, int | None]:
+    if input is not None and batch_size is not None:
+        given = input.shape[1 - batch_first] if isinstance(input, Tensor) else getattr(
+            input, "batch_size", None)
+        if given is not None and given != batch_size:
+            raise ValueError(f"batch_size={batch_size} disagrees with the input's {given} "
+                             "samples (the input sets the batch size: drop batch_size)")
     if isinstance(input, Tensor):
         check_tensor("input", input, ndim=3, floating=True)
         check_finite("input", input)

@@ -438,3 +438,11 @@ def test_options_of_the_other_time_mode_are_refused_or_warned():
     layer = ctsnn.Layer(ctsnn.LIF(2), torch.ones(2, 3), detach_reset=True)
     with pytest.warns(UserWarning, match="detach_reset= have no effect in continuous time"):
         ctsnn.simulate(layer, _spikes(), time="continuous")
+
+
+def test_batch_size_that_contradicts_the_input_is_an_error():
+    with pytest.raises(ValueError, match="batch_size=3 disagrees with the input's 2 samples"):
+        ctsnn.simulate(ctsnn.LIF(3), _spikes(batch=2), batch_size=3)
+    with pytest.raises(ValueError, match="batch_size=5 disagrees with the input's 4 samples"):
+        ctsnn.simulate(ctsnn.LIF(3), torch.zeros(6, 4, 3), dt=1e-3, batch_size=5)
+    assert ctsnn.simulate(ctsnn.LIF(3), _spikes(batch=2), batch_size=2).spikes.batch_size == 2
