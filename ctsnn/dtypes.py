@@ -22,7 +22,8 @@ The rules (see also docs/guide.md, "Dtypes"):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -134,4 +135,15 @@ def check_simulation_dtypes(layers: Sequence[nn.Module], models: Sequence[nn.Mod
     return dtype
 
 
-__all__ = ["ExactValues", "SIMULATION_DTYPES", "check_simulation_dtypes"]
+__all__ = ["ExactValues", "SIMULATION_DTYPES", "check_simulation_dtypes", "default_dtype"]
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Temporarily set torch's default dtype (e.g. to build a model in float64)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 import ctsnn
 from ctsnn.data import spike_template_task
-from ctsnn.demos import default_dtype
+from ctsnn.dtypes import default_dtype
 
 
 def build(n_in: int = 8, seed: int = 0) -> ctsnn.Layer:

@@ -18,7 +18,7 @@ import torch
 import ctsnn
 from ctsnn.analysis import compare_runs, run_time_modes
 from ctsnn.data import poisson_spikes
-from ctsnn.demos import default_dtype
+from ctsnn.dtypes import default_dtype
 from ctsnn.plot import time_mode_figure
 
 #: The (time mode, grid step in s) settings compared, and the reference among them.

@@ -3,26 +3,15 @@ a simulation runs in one dtype (mismatches and half precision are clear errors).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 import torch
 
 import ctsnn
 from ctsnn import Layer, Spikes, simulate
+from ctsnn.dtypes import default_dtype
 from ctsnn.synapses import Dense, RecurrentDense
 
 F32, F64 = torch.float32, torch.float64
-
-
-@contextmanager
-def default_dtype(dtype):
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 MODELS = {
