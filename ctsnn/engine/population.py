@@ -24,8 +24,8 @@ from .continuous import run_continuous
 from .discrete import run_discrete
 from .limits import check_grid
 from .recurrence import Recurrent
-from .saveat import check_saveat
 from .result import SimulationResult
+from .saveat import check_saveat
 from .setup import Population
 from .stepping import METHODS, elementwise
 
