@@ -97,12 +97,13 @@ class Saver:
         end = n_steps * dt
         # step of each time: the last grid start at or before it (n_steps: the final state)
         self.step = [n_steps if s >= end else bisect.bisect_right(starts, s) - 1 for s in times]
+        self.steps = set(self.step)
         self.values: dict[str, list[Tensor | None]] = {n: [None] * len(times) for n in names}
         self.pieces: list[tuple[tuple, Tensor, Tensor | None]] = []
 
     def active(self, n: int) -> bool:
         """Whether step ``n`` holds a save time (only then are its piece starts kept)."""
-        return n in self.step
+        return n in self.steps
 
     def piece(self, y: tuple, tau: Tensor, held: Tensor | None) -> None:
         """A piece of the current step starts at local time ``tau`` [B, N] in state ``y``."""
