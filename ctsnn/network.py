@@ -351,6 +351,7 @@ def simulate(
     detach_reset: bool | None = None,
     readout: str | Callable[[Tensor, tuple], Tensor] | Readout | None = None,
     integral_rule: str = "exact",
+    saveat: Tensor | Sequence[float] | None = None,
 ) -> SimulationResult:
     """Simulate a population, a layer or a feed-forward network of layers.
 
@@ -379,6 +380,13 @@ def simulate(
             :mod:`ctsnn.losses`).
         integral_rule: continuous time, integral readouts: ``"exact"`` quadrature (neuron-wise
             integrands) or ``"grid"`` (rectangle rule on the grid points; may couple neurons).
+        saveat: times (s; 1-D, sorted ascending, within ``[0, n_steps dt]``) at which every
+            layer that records saves its ``record`` variables: ``result.saved[name]``
+            ``[S, B, N]`` (``[B, S, N]`` with ``batch_first``). Continuous time: the exact
+            trajectory between grid points (closed-form flows; the Runge-Kutta dense output
+            otherwise), right-continuous (after a jump or reset at that time), without changing
+            the run; discrete time: grid points only. ``gradient="adjoint"`` layers refuse it.
+            See :mod:`ctsnn.engine.saveat`.
 
     Dtype: a simulation runs in one dtype, float32 or float64, that of the first layer's model;
     every layer's parameters and buffers, the input and the initial states must have it (an
@@ -394,6 +402,9 @@ def simulate(
     """
     if time is not None:
         check_choice("time", time, TIME_MODES)
+    if saveat is not None and not record:
+        raise ValueError("saveat: name the variables to save with record= (e.g. record=('v',) "
+                         "or record='all')")
     check_choice("input_as", input_as, INPUT_KINDS)
     check_choice("integral_rule", integral_rule, INTEGRAL_RULES)
     if dt is None:
@@ -434,10 +445,11 @@ def simulate(
             surrogate=surrogates[k], detach_reset=detaches[k],
             as_current=k == 0 and isinstance(signal, Tensor) and input_as == "current",
             n_steps=n_steps, batch_size=batch_size, readout=ro if last else None,
-            integral_rule=integral_rule)
+            integral_rule=integral_rule, saveat=saveat if names else None)
         result = layer.gradient.run(layer, signal, call)
         if bf:
             result.states = {name: v.transpose(0, 1) for name, v in result.states.items()}
+            result.saved = {name: v.transpose(0, 1) for name, v in result.saved.items()}
         results.append(result)
         signal = result.spikes
     out = results[-1]

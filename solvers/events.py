@@ -162,6 +162,7 @@ def advance_with_events(
     max_events: int = 100_000,
     integrand: Callable[[Tensor, tuple], Tensor] | None = None,
     integral: Tensor | None = None,
+    on_piece: Callable[[tuple, Tensor, Tensor | None], None] | None = None,
 ) -> tuple[tuple, Tensor, Tensor | None, list[Event]] | tuple[
     tuple, Tensor, Tensor | None, list[Event], Tensor
 ]:
@@ -189,6 +190,9 @@ def advance_with_events(
             is accumulated into ``integral`` by Gauss-Legendre quadrature on every smooth
             piece between events (the flow is the dense output), and returned last.
         integral: running value to add to (default zeros).
+        on_piece: optional ``on_piece(y, tau, held)``, called with the state at the start of
+            every smooth piece (after each event's jump, at each release of a hold): with
+            ``flow`` it gives the solution at any time (dense output) without changing it.
 
     Returns:
         ``(y, tau, hold_until, events)`` with ``tau == end`` everywhere and the list of
@@ -200,6 +204,8 @@ def advance_with_events(
     rate = rate or slope
     differentiable = rate is not None and torch.is_grad_enabled()
     for _ in range(max_events):
+        if on_piece is not None:
+            on_piece(y, tau, None if hold_until is None else hold_until > tau)
         todo = tau < end
         if not bool(todo.any()):
             break

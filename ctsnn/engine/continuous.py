@@ -21,6 +21,11 @@ from .setup import Population
 from .stepping import make_flow, receive, slope_fn
 
 
+def _pieces(run: Population, n: int):
+    """The save-time recorder of step ``n`` (``piece(y, tau, held)``), or ``None``."""
+    return run.saver.piece if run.saver is not None and run.saver.active(n) else None
+
+
 def _boundaries(run: Population, n: int, end_of_step: Tensor) -> list[tuple[Tensor, Tensor]]:
     """The step's jumps in time order: ``(local time [.., B, N], value [B, N])`` pairs."""
     step_arr: StepArrivals | None = None if run.arrivals is None else run.arrivals(n)
@@ -37,8 +42,11 @@ def _jump_only_step(run: Population, n: int, x: Tensor, bounds: list, end_of_ste
     """Spikes can only happen at jumps: the flow approaches a sub-threshold fixed point
     monotonically, so no root finding is needed between arrivals."""
     model, state, tau = run.model, run.state, run.zero
+    piece = _pieces(run, n)
     for k in range(len(bounds) + 1):
         end = bounds[k][0] if k < len(bounds) else end_of_step
+        if piece is not None:
+            piece(state, tau, None)
         state = model.flow(state, x, end - tau)
         tau = end
         if k == len(bounds):
@@ -64,9 +72,12 @@ def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step:
         lambda t, y, t0=t0: run.integrand(t0 + t, y)
     )
     state, tau = run.state, run.zero
+    piece = _pieces(run, n)
     for k in range(len(bounds) + 1):
         end = bounds[k][0] if k < len(bounds) else end_of_step
         if threshold is None:
+            if piece is not None:
+                piece(state, tau, None)
             if local is not None:
                 run.integral = quadrature(flow, local, state, tau, end, None, run.integral)
             state = flow(state, tau, end - tau, None)
@@ -75,7 +86,7 @@ def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step:
             out = advance_with_events(
                 flow, state, tau, end, threshold, model.reset, slope=slope, rate=rate,
                 hold_until=hold, hold_time=run.ref_param, xtol=xtol, integrand=local,
-                integral=run.integral,
+                integral=run.integral, on_piece=piece,
             )
             state, tau, hold, events = out[:4]
             if local is not None:
@@ -133,6 +144,8 @@ def run_continuous(run: Population) -> SimulationResult:
         # an ulp past the end here and at 0 there (its release would be in neither step).
         hold = snap_to_grid(run.ref_end - t0, dt) if run.has_ref else None
         bounds = _boundaries(run, n, end_of_step)
+        if _pieces(run, n) is not None:  # the state at the step's start
+            run.saver.piece(run.state, zero, None)
         if jump_only_possible and (
             fixed_point_ok if run.current is None
             else bool((run.threshold(model.flow(run.state, x, infinity)) < 0).all())
@@ -142,9 +155,13 @@ def run_continuous(run: Population) -> SimulationResult:
             hold = _general_step(run, n, x, bounds, end_of_step, hold, xtol)
         if hold is not None:
             run.ref_end = hold + t0
+        if _pieces(run, n) is not None:
+            run.saver.evaluate(n, make_flow(model, run.method, t0, x, run.delays))
         run.end_of_step(n, x)
         if recurrent is not None:  # schedule this step's spikes on the recurrent synapses
             recurrent.emit(n, *run.log.since(logged))
+    if run.saver is not None:
+        run.saver.grid(run.n_steps, run.state)
     spikes = run.log.spikes(dt=dt, n_steps=run.n_steps, shape=run.shape, like=zero)
     return SimulationResult(spikes=spikes, states=run.recordings(), final_state=run.state,
-                            output=run.integral)
+                            output=run.integral, saved=run.saved())

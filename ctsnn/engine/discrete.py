@@ -57,6 +57,8 @@ def run_discrete(run: Population) -> SimulationResult:
     recurrent = run.recurrent
     if recurrent is not None:
         start_recurrent(recurrent, run.batch_size, run.dtype, run.device, dt, "discrete")
+    if run.saver is not None:
+        run.saver.grid(0, run.state)
     for n in range(run.n_steps):
         x = zero if run.current is None else run.current[n]
         held = (count > 0) if run.has_ref else None
@@ -75,9 +77,11 @@ def run_discrete(run: Population) -> SimulationResult:
                 recurrent.write(n, spike)
         run.state = new
         run.end_of_step(n, x)
+        if run.saver is not None:
+            run.saver.grid(n + 1, new)
     raster = torch.stack(rows) if rows else torch.zeros((run.n_steps, *shape), dtype=run.dtype,
                                                         device=run.device)
     spikes = raster_spikes(raster, dt, run.log if run.fired is not None else None,
                            run.n_steps, shape, zero)
     return SimulationResult(spikes=spikes, states=run.recordings(), final_state=run.state,
-                            raster=raster, output=run.integral)
+                            raster=raster, output=run.integral, saved=run.saved())

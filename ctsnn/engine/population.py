@@ -25,6 +25,7 @@ from .discrete import run_discrete
 from .limits import check_grid
 from .recurrence import Recurrent
 from .result import SimulationResult
+from .saveat import check_saveat
 from .setup import Population
 from .stepping import METHODS, elementwise
 
@@ -46,6 +47,7 @@ def run_population(
     state: tuple | None = None,
     record: Sequence[str] = (),
     record_every: int = 1,
+    saveat: Tensor | Sequence[float] | None = None,
     xtol: float | None = None,
     surrogate: Surrogate | None = None,
     detach_reset: bool = False,
@@ -66,6 +68,12 @@ def run_population(
         record: names of the variables to record at the end of every step.
         record_every: record only at the end of every ``record_every``-th step (checkpoints:
             index ``k`` holds the state at ``(k + 1) record_every dt``).
+        saveat: times (s; 1-D, sorted ascending, within ``[0, n_steps dt]``) at which to save
+            the ``record`` variables, returned as ``result.saved[name]`` ``[S, B, N]``.
+            Continuous time: the engine's own trajectory at those times (exact for closed-form
+            flows, the Runge-Kutta dense output otherwise; right-continuous: after a jump or a
+            reset at that very time), without changing the run. Discrete time: grid points
+            only. See :mod:`ctsnn.engine.saveat`.
         xtol: tolerance of spike times (s, finite, ``>= 0``; 0: to the last bit); default
             ``64 eps dt`` of the dtype.
         surrogate: discrete mode: spikes are ``surrogate(threshold(state))`` (0/1 forward,
@@ -116,6 +124,9 @@ def run_population(
                 f"record: {type(model).__name__} has no state variable {name!r} "
                 f"(it has {list(model.state_names)})"
             )
+    saveat = check_saveat(saveat, dt, n_steps, time)
+    if saveat is not None and not record:
+        raise ValueError("saveat: name the variables to save with record= (e.g. record=('v',))")
     ref_param = model.refractory
     dtype = dtype or ref_param.dtype
     device = device or ref_param.device
@@ -136,7 +147,7 @@ def run_population(
         jumps=None if jumps is None else jumps.unbind(0),
         arrivals=arrivals, recurrent=recurrent, record=tuple(record), record_every=record_every,
         xtol=xtol, surrogate=surrogate, detach_reset=detach_reset, integrand=integrand,
-        grid_rule=grid_rule,
+        grid_rule=grid_rule, saveat=saveat,
     )
     return run_discrete(run) if time == "discrete" else run_continuous(run)
 

@@ -19,6 +19,9 @@ class SimulationResult:
             that only uses the raster pays nothing for it.
         states: recorded variables, name -> ``[T, B, N]`` (``[B, T, N]`` if ``batch_first``),
             value at the end of each step.
+        saved: the recorded variables at the save times of ``saveat``, name -> ``[S, B, N]``
+            (``[B, S, N]`` if ``batch_first``); empty without ``saveat`` (see
+            :mod:`ctsnn.engine.saveat`).
         final_state: state at ``T dt`` (named tuple of ``[B, N]``), to continue a simulation.
         raster: discrete mode only: the spikes as a dense ``[T, B, N]`` tensor (the same tensor
             as ``spikes.raster()``).
@@ -30,11 +33,13 @@ class SimulationResult:
     def __init__(self, spikes: Spikes | Callable[[], Spikes], states: dict[str, Tensor],
                  final_state: tuple | None, raster: Tensor | None = None,
                  output: Tensor | None = None,
-                 layers: list[SimulationResult] | None = None) -> None:
+                 layers: list[SimulationResult] | None = None,
+                 saved: dict[str, Tensor] | None = None) -> None:
         self._spikes = spikes
         self.states, self.final_state = states, final_state
         self.raster, self.output = raster, output
         self.layers = [] if layers is None else layers
+        self.saved = {} if saved is None else saved
 
     @property
     def spikes(self) -> Spikes:

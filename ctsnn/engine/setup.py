@@ -11,6 +11,7 @@ from torch import Tensor
 from ..models.base import NeuronModel
 from ..surrogate import Surrogate
 from .recurrence import Recurrent
+from .saveat import Saver
 from .spike_log import SpikeLog
 from .stepping import DelayedReads, check_state, initial_events
 
@@ -45,6 +46,7 @@ class Population:
     detach_reset: bool = False
     integrand: Integrand | None = None
     grid_rule: bool = False
+    saveat: tuple[float, ...] | None = None
     # filled by start()
     log: SpikeLog = field(default_factory=SpikeLog)
     rec: dict[str, list[Tensor]] = field(default_factory=dict)
@@ -52,6 +54,7 @@ class Population:
     delays: DelayedReads | None = None
     ref_end: Tensor | None = None
     integral: Tensor | None = None
+    saver: Saver | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -73,6 +76,8 @@ class Population:
         if self.fired is not None:
             self.log.add(self.fired, self.zero, 0, dt)
             self.ref_end = torch.where(self.fired, self.zero + self.ref_param, self.ref_end)
+        if self.saveat is not None:
+            self.saver = Saver(self.saveat, self.record, dt, self.n_steps)
 
     def end_of_step(self, n: int, x: Tensor) -> None:
         """Bookkeeping after step ``n``: history, divergence check, grid readout, recordings."""
@@ -88,6 +93,12 @@ class Population:
         if (n + 1) % self.record_every == 0:
             for name in self.record:
                 self.rec[name].append(getattr(state, name))
+
+    def saved(self) -> dict[str, Tensor]:
+        """The values at the save times, name -> ``[S, B, N]`` (empty without ``saveat``)."""
+        if self.saver is None:
+            return {}
+        return self.saver.result(self.zero)
 
     def recordings(self) -> dict[str, Tensor]:
         """The recorded variables, name -> ``[T', B, N]``."""

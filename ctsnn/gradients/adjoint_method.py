@@ -97,6 +97,10 @@ class Adjoint(GradientMethod):
     # ----------------------------------------------------------------- running
     def run(self, layer: LayerLike, signal: Tensor | Spikes | None,
             call: LayerCall) -> SimulationResult:
+        if call.saveat is not None:
+            raise ValueError("saveat= is not supported with gradient='adjoint' (its backward "
+                             "pass does not see saved values); use gradient='surrogate' for "
+                             "gradients through values saved between grid points")
         if call.state is not None:
             raise ValueError("gradient='adjoint' starts from the model's resting state; "
                              "state= is not supported")

@@ -47,11 +47,12 @@ class Autodiff(GradientMethod):
             method=call.method, state=call.state, record=record, xtol=call.xtol,
             surrogate=call.surrogate if call.time == "discrete" else None,
             detach_reset=call.detach_reset, recurrent=layer.recurrent, integrand=integrand,
-            integral_rule=call.integral_rule, **kw)
+            integral_rule=call.integral_rule, saveat=call.saveat, **kw)
         if readout is not None and readout.kind == "max":
             result.output = result.states["v"].amax(0)
             if "v" not in call.record:
                 del result.states["v"]
+                result.saved.pop("v", None)
         elif readout is not None and readout.kind == "first_spike":
             result.output = result.spikes.first_times()
         return result

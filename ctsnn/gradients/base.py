@@ -42,7 +42,8 @@ class LayerCall:
         record. xtol: spike-time tolerance (s). surrogate, detach_reset: discrete surrogate
         spikes. as_current: a tensor input is a current (``False``: jumps). n_steps, batch_size:
         the grid when there is no input. readout: the last layer's readout (else ``None``).
-        integral_rule: ``"exact"`` or ``"grid"`` (continuous integral readouts).
+        integral_rule: ``"exact"`` or ``"grid"`` (continuous integral readouts). saveat: times
+        (s) at which to save the recorded variables, or ``None``.
     """
 
     dt: float
@@ -58,6 +59,7 @@ class LayerCall:
     batch_size: int | None = None
     readout: Readout | None = None
     integral_rule: str = "exact"
+    saveat: Tensor | tuple[float, ...] | None = None
 
 
 class GradientMethod:
