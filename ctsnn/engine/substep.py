@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..synapses import StepArrivals
+from ..synapses import StepArrivals, merge_arrivals
 from .setup import Population
 
 
@@ -49,7 +49,6 @@ def settle_step(run: Population, n: int, logged: int,
     recurrent = run.recurrent
     state, integral = run.state, run.integral
     confirmed: set[tuple[int, int, int]] = set()
-    sources: list[tuple[Tensor, Tensor, Tensor]] = []
     extra: StepArrivals | None = None
     while True:
         hold = step(extra)
@@ -62,14 +61,15 @@ def settle_step(run: Population, n: int, logged: int,
         first = recurrent.first_in_step(n, times[idx], units[idx])
         if not bool(torch.isfinite(first).any()):
             return hold
-        horizon = float(first.min())
+        # the source of the earliest arrival always (its arrival may round an ulp below it)
+        horizon = max(float(first.min()), float(times[idx[first.argmin()]].detach()))
         now = (times[idx].detach() <= horizon).nonzero(as_tuple=True)[0]
         for j in now.tolist():
             confirmed.add(keys[new[j]])
         take = idx[now]
-        sources.append((times[take], batch[take], units[take]))
-        src = [torch.cat(x) for x in zip(*sources, strict=True)]
-        extra = recurrent.in_step_arrivals(n, *src)
+        # one wave: applied after the earlier waves' arrivals at the same instant
+        extra = merge_arrivals(extra, recurrent.in_step_arrivals(n, times[take], batch[take],
+                                                                 units[take]))
         # integrate the step again from its start
         run.state, run.integral = state, integral
         del run.log.times[logged:], run.log.index[logged:]

@@ -502,6 +502,8 @@ class RecurrentDense(ExactValues, nn.Module):
         self._dt, self._batch = dt, batch_size
         if time == "discrete":
             lags = torch.round(self.synapse_delay().detach() / dt).long()
+            if self.mask is not None:  # synapses removed by fan_in: their delay is unused
+                lags = torch.where(self.mask.bool(), lags, lags.clamp_min(1))
             self._lags = [int(k) for k in torch.unique(lags).tolist()]
             # One masked weight per distinct lag, built once per sequence (saved once).
             w = self.effective_weight
