@@ -19,6 +19,7 @@ from .recurrence import start_recurrent
 from .result import SimulationResult
 from .setup import Population
 from .stepping import make_flow, receive, slope_fn
+from .substep import settle_step
 
 
 def _pieces(run: Population, n: int):
@@ -37,12 +38,26 @@ def _boundaries(run: Population, n: int, end_of_step: Tensor) -> list[tuple[Tens
     return out
 
 
+def _insert(bounds: list[tuple[Tensor, Tensor]], extra: StepArrivals, end_of_step: Tensor,
+            has_jumps: bool) -> list[tuple[Tensor, Tensor]]:
+    """``bounds`` (from :func:`_boundaries`) with the arrivals ``extra`` merged in time order."""
+    tail = bounds[-1:] if has_jumps else []
+    head = bounds[:-1] if has_jumps else bounds
+    if head:
+        shape = torch.broadcast_shapes(*(o.shape for o, _ in head), extra.offset.shape[1:])
+        own = StepArrivals(torch.stack([o.expand(shape) for o, _ in head]),
+                           torch.stack([v.expand(shape) for _, v in head]))
+        extra = merge_arrivals(own, extra)
+    return list(zip(extra.offset, extra.value, strict=True)) + tail
+
+
 def _jump_only_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step: Tensor
                     ) -> None:
     """Spikes can only happen at jumps: the flow approaches a sub-threshold fixed point
     monotonically, so no root finding is needed between arrivals."""
     model, state, tau = run.model, run.state, run.zero
     piece = _pieces(run, n)
+    last = None  # local time of each element's last spike: one spike per instant (.substep)
     for k in range(len(bounds) + 1):
         end = bounds[k][0] if k < len(bounds) else end_of_step
         if piece is not None:
@@ -53,10 +68,20 @@ def _jump_only_step(run: Population, n: int, x: Tensor, bounds: list, end_of_ste
             break
         state = model.receive(state, bounds[k][1])
         fire = run.threshold(state) >= 0
+        if last is not None:
+            fire = fire & (last != tau)
         if bool(fire.any()):
             state = where_state(fire, model.reset(state), state)
             run.log.add(fire, tau, n, run.dt)
+            last = _last_spike(last, fire, tau)
     run.state = state
+
+
+def _last_spike(last: Tensor | None, fire: Tensor, tau: Tensor) -> Tensor:
+    """Each element's latest spike time (local, detached), ``-inf`` before the first."""
+    if last is None:
+        last = torch.full(fire.shape, -torch.inf, dtype=tau.dtype, device=fire.device)
+    return torch.where(fire, tau.detach().expand(fire.shape), last)
 
 
 def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step: Tensor,
@@ -73,6 +98,7 @@ def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step:
     )
     state, tau = run.state, run.zero
     piece = _pieces(run, n)
+    last = None  # local time of each element's last spike: one spike per instant (.substep)
     for k in range(len(bounds) + 1):
         end = bounds[k][0] if k < len(bounds) else end_of_step
         if threshold is None:
@@ -93,6 +119,7 @@ def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step:
                 run.integral = out[4]
             for ev in events:
                 run.log.add(ev.mask, ev.time, n, dt)
+                last = _last_spike(last, ev.mask, ev.time)
         if k == len(bounds):
             break
         held = None if hold is None else hold > tau
@@ -102,9 +129,12 @@ def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step:
             fire = (threshold(state) >= 0) & (threshold(before) < 0)
             if held is not None:
                 fire = fire & ~held
+            if last is not None:
+                fire = fire & (last != tau)
             if bool(fire.any()):
                 state = where_state(fire, model.reset(state), state)
                 run.log.add(fire, tau, n, dt)
+                last = _last_spike(last, fire, tau)
                 if hold is not None:
                     hold = torch.where(fire, tau + run.ref_param, hold)
     run.state = state
@@ -144,15 +174,27 @@ def run_continuous(run: Population) -> SimulationResult:
         # an ulp past the end here and at 0 there (its release would be in neither step).
         hold = snap_to_grid(run.ref_end - t0, dt) if run.has_ref else None
         bounds = _boundaries(run, n, end_of_step)
-        if _pieces(run, n) is not None:  # the state at the step's start
-            run.saver.piece(run.state, zero, None)
-        if jump_only_possible and (
+        jump_only = jump_only_possible and (
             fixed_point_ok if run.current is None
             else bool((run.threshold(model.flow(run.state, x, infinity)) < 0).all())
-        ):
-            _jump_only_step(run, n, x, bounds, end_of_step)
+        )
+
+        def step(extra: StepArrivals | None, n=n, x=x, bounds=bounds, hold=hold,
+                 jump_only=jump_only) -> Tensor | None:
+            if _pieces(run, n) is not None:  # the state at the step's start; a pass of
+                run.saver.pieces = []            # .substep re-runs the step from there
+                run.saver.piece(run.state, zero, None)
+            if extra is not None:  # in-step recurrent arrivals (sub-step delays)
+                bounds = _insert(bounds, extra, end_of_step, run.jumps is not None)
+            if jump_only:
+                _jump_only_step(run, n, x, bounds, end_of_step)
+                return hold
+            return _general_step(run, n, x, bounds, end_of_step, hold, xtol)
+
+        if getattr(recurrent, "substep", False):
+            hold = settle_step(run, n, logged, step)
         else:
-            hold = _general_step(run, n, x, bounds, end_of_step, hold, xtol)
+            hold = step(None)
         if hold is not None:
             run.ref_end = hold + t0
         if _pieces(run, n) is not None:

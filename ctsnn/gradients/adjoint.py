@@ -662,7 +662,8 @@ def adjoint_layer(
             require grad. Their grid (``dt``, ``n_steps``) is the simulated interval.
         weight: ``[N, N_in]``.
         delay: seconds, ``[N, N_in]`` or per axon ``[N_in]``, or ``None``.
-        recurrent: the layer's own delayed recurrent synapses (delays >= one step).
+        recurrent: the layer's own delayed recurrent synapses (delays >= one step; shorter or
+            zero delays need ``gradient='surrogate'``).
         integrand: ``l(t, state) -> [B, N]``; the readout is ``∫_0^T l dt`` ``[B, N]``.
         integral_rule: ``"exact"`` (quadrature between events, neuron-wise integrands) or
             ``"grid"`` (``Σ_n dt l((n+1) dt, x)``; the integrand may couple neurons).
@@ -706,8 +707,11 @@ def adjoint_layer(
         recurrent.check_delays()  # finite and in [0, max_delay], else an error naming it
         low = float(recurrent.delay.detach().min())
         if low < spikes.dt * (1 - 1e-9):
-            raise ValueError(f"recurrent delays must be at least one grid step ({spikes.dt} s), "
-                             f"got {low} s")
+            raise ValueError(
+                f"RecurrentDense.delay: gradient='adjoint' needs recurrent delays of at least one "
+                f"grid step (dt = {spikes.dt} s), got a minimum of {low} s; recurrent arrivals "
+                "inside the emitting step (sub-step or zero delays) are simulated exactly with "
+                "gradient='surrogate' (autograd through the settled step), or use a smaller dt")
     params = _params(model)
     setup = _Setup(model=model, method=method, dt=spikes.dt, n_steps=spikes.n_steps,
                    batch_size=spikes.batch_size, n_in=spikes.n_units, integrand=integrand,

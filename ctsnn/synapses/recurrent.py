@@ -3,10 +3,13 @@
 One class, two delay kernels (both with per-synapse ``[N, N]`` or per-axon ``[N]`` delays, fixed
 or learnable, optional fixed fan-in):
 
-* :class:`~ctsnn.synapses.kernels.Exact` (default), both time modes. Delays in seconds, at least
-  one grid step (checked by :meth:`RecurrentDense.start`). Continuous time: a spike at ``t``
-  reaches neuron ``i`` at exactly ``t + d_ij`` (scheduled as the spikes happen, differentiable
-  w.r.t. spike times, weights and delays). Discrete time: delays rounded to whole steps (ties to
+* :class:`~ctsnn.synapses.kernels.Exact` (default), both time modes. Delays in seconds.
+  Continuous time: any delay ``>= 0``; a spike at ``t`` reaches neuron ``i`` at exactly
+  ``t + d_ij`` (scheduled as the spikes happen, differentiable w.r.t. spike times, weights and
+  delays), also within the step that emitted it (sub-step and zero delays, see
+  :mod:`ctsnn.engine.substep`: results do not depend on ``dt``). Discrete time: delays at least
+  one grid step (checked by :meth:`RecurrentDense.start`, synapses removed by ``fan_in``
+  excepted). Discrete time: delays rounded to whole steps (ties to
   even), a spike of step ``n`` arrives at the end of step ``n + round(d / dt)``.
 * :class:`~ctsnn.synapses.kernels.Triangle` ``(sigma)``, discrete time (DelRec). Delays ``d`` in
   steps of the ``dt`` given at construction; a spike of neuron ``j`` emitted in step ``m``
@@ -182,6 +185,7 @@ class RecurrentDense(ExactValues, nn.Module):
             self.register_buffer("sigma", None)
             self.p_spread = None
         self._run: RingRun | None = None
+        self._substep = False
 
     # ----------------------------------------------------------------- construction helpers
     def _check_kernel_options(self, dt: float | None, learn_width: bool, dropout: float,
@@ -394,6 +398,12 @@ class RecurrentDense(ExactValues, nn.Module):
         arrival = snap_to_grid(times[src] + delay[target, units[src]], self._dt)
         step, offset = locate(arrival, self._dt)
         value = self.effective_weight[target, units[src]]
+        later = step > n  # arrivals within step n were applied there (see in_step_arrivals)
+        if not bool(later.all()):
+            target, src, step, offset, value = (x[later] for x in (target, src, step, offset,
+                                                                    value))
+            if step.numel() == 0:
+                return
         # Bucket by arrival step once, so each step takes its own arrivals without touching
         # (or adding autograd nodes for) everything still in flight.
         order = torch.argsort(step, stable=True)
@@ -402,6 +412,51 @@ class RecurrentDense(ExactValues, nn.Module):
         parts = [torch.split(x[order], sizes) for x in (batch[src], target, offset, value)]
         for i, k in enumerate(steps.tolist()):
             self._pending.setdefault(k, []).append(tuple(p[i] for p in parts))
+
+    @property
+    def substep(self) -> bool:
+        """Continuous time: some delay is shorter than the grid step (or zero), so spikes of a
+        step can act within that same step (the engine then settles the step, see
+        :mod:`ctsnn.engine.substep`). Set by :meth:`start`."""
+        return self._substep
+
+    def _in_step(self, n: int, times: Tensor, units: Tensor) -> tuple[Tensor, Tensor]:
+        """``(local arrival time in step n [S, N_post], inside step n [S, N_post])``."""
+        delay = self.delay.expand(self.n, self.n)
+        arrival = snap_to_grid(times[:, None] + delay[:, units].t(), self._dt)
+        step, _ = locate(arrival.detach().reshape(-1), self._dt)
+        inside = step.reshape(arrival.shape) <= n
+        return arrival - n * self._dt, inside
+
+    def first_in_step(self, n: int, times: Tensor, units: Tensor) -> Tensor:
+        """Earliest arrival time (absolute seconds, detached) inside step ``n`` of each spike
+        ``(times [S], units [S])``, ``inf`` for spikes with no arrival inside step ``n``."""
+        if times.numel() == 0:
+            return times.detach()
+        local, inside = self._in_step(n, times.detach(), units)
+        first = torch.where(inside, local.detach(), torch.full_like(local.detach(), torch.inf))
+        return first.min(dim=1).values + n * self._dt
+
+    def in_step_arrivals(self, n: int, times: Tensor, batch: Tensor, units: Tensor
+                         ) -> StepArrivals | None:
+        """Continuous time: the arrivals inside step ``n`` of spikes ``(times [S] seconds,
+        batch [S], units [S])`` emitted during step ``n`` (delays shorter than what is left of
+        the step, zero included: a zero-delay arrival lands at the spike's own time, local
+        offsets in ``[0, dt]``), as a :class:`StepArrivals` to merge with the step's others."""
+        if times.numel() == 0:
+            return None
+        local, inside = self._in_step(n, times, units)
+        src, target = inside.nonzero(as_tuple=True)
+        if src.numel() == 0:
+            return None
+        offset = local[src, target]
+        value = self.effective_weight[target, units[src]]
+        b = batch[src]
+        order = row_order((b, target), (self._batch, self.n), offset.detach())
+        b, target, offset, value = b[order], target[order], offset[order], value[order]
+        rank = ranks((b, target), offset.detach())
+        k = int(rank.max()) + 1
+        return element_arrivals(rank, b, target, offset, value, k, self._batch, self.n, self._dt)
 
     def arrivals(self, n: int) -> StepArrivals | None:
         """Continuous time: arrivals during step ``n`` of the spikes emitted so far."""
@@ -433,15 +488,22 @@ class RecurrentDense(ExactValues, nn.Module):
         if dt is None:
             raise ValueError("RecurrentDense with exact delays needs the grid step: "
                              "start(..., dt=) (the engine passes it)")
-        low = float(self.delay.detach().min())
-        if low < dt * (1 - 1e-9):
+        delay = self.delay.detach().expand(self.n, self.n)
+        present = delay if self.mask is None else delay[self.mask.bool()]
+        low = float(present.min()) if present.numel() else float("inf")
+        self._substep = time != "discrete" and low < dt * (1 - 1e-9)
+        if time == "discrete" and low < dt * (1 - 1e-9):
             raise ValueError(
-                f"recurrent delays must be at least one grid step (dt = {dt} s), got a minimum of "
-                f"{low} s: a spike cannot act within the step that emitted it"
+                f"RecurrentDense.delay: in discrete time recurrent delays must be at least one "
+                f"grid step (dt = {dt} s), got a minimum of {low} s (a spike of step n acts at "
+                "step n + 1 at the earliest); use time='continuous' for shorter or zero delays, "
+                "or a smaller dt"
             )
         self._dt, self._batch = dt, batch_size
         if time == "discrete":
             lags = torch.round(self.synapse_delay().detach() / dt).long()
+            if self.mask is not None:  # synapses removed by fan_in: their delay is unused
+                lags = torch.where(self.mask.bool(), lags, lags.clamp_min(1))
             self._lags = [int(k) for k in torch.unique(lags).tolist()]
             # One masked weight per distinct lag, built once per sequence (saved once).
             w = self.effective_weight

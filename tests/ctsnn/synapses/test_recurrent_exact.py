@@ -119,10 +119,11 @@ def test_continuous_recurrent_gradients_match_finite_differences():
     assert g_d.abs().sum() > 0
 
 
-def test_delays_shorter_than_a_step_are_rejected():
+def test_delays_shorter_than_a_step_are_rejected_in_discrete_time():
+    # (continuous time accepts them since issue 9: tests/ctsnn/synapses/test_recurrent_substep.py)
     layer = ctsnn.Layer(ctsnn.LIF(2), recurrent=RecurrentDense(weight=torch.ones(2, 2),
                                                               delay=torch.full((2, 2), 5e-4)))
     with pytest.raises(ValueError, match="at least one grid step"):
-        ctsnn.simulate(layer, torch.zeros(5, 1, 2), dt=1e-3, time="continuous")
+        ctsnn.simulate(layer, torch.zeros(5, 1, 2), dt=1e-3, time="discrete")
     with pytest.raises(ValueError, match="must be square"):
         RecurrentDense(weight=torch.ones(2, 3), delay=torch.ones(2, 3))
