@@ -56,11 +56,6 @@ class Readout:
     kind: str
     integrand: Integrand | None = None
 
-    @property
-    def is_integral(self) -> bool:
-        """Whether the readout is a time integral of the state (all but first_spike/max)."""
-        return self.kind in ("integral", "sum", "avg_exp")
-
     def integrand_on(self, dt: float, n_steps: int) -> Integrand | None:
         """The integrand ``l(t, state)`` of an integral readout on a grid, else ``None``."""
         if self.kind == "integral":

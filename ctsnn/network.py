@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ._checks import as_int, check_choice, check_finite, check_positive, check_tensor
 from .dtypes import check_simulation_dtypes
 from .engine import INTEGRAL_RULES, TIME_MODES, Recurrent, SimulationResult
-from .engine.limits import grid_problem
+from .engine.limits import check_grid, grid_problem
 from .gradients import GradientMethod, LayerCall, as_gradient
 from .losses import Readout, as_readout
 from .models.base import NeuronModel
@@ -304,9 +304,8 @@ def _check_size(signal: Tensor | Spikes | None, layers: list[Layer], n_steps: in
     dtype = getattr(signal, "dtype", None)
     itemsize = torch.finfo(dtype).bits // 8 if dtype is not None and dtype.is_floating_point \
         else 4
-    problem = grid_problem(n_steps, max(batch_size, 1), width, itemsize)
-    if problem is None:
-        return
+    if grid_problem(n_steps, max(batch_size, 1), width, itemsize) is None:
+        return  # the cause below is only worked out for a run that does not fit
     cause = f"n_steps = {n_steps} steps of dt = {dt} s"
     if isinstance(signal, Spikes) and len(signal):
         i = int(signal.times.detach().argmax())
@@ -317,8 +316,7 @@ def _check_size(signal: Tensor | Spikes | None, layers: list[Layer], n_steps: in
                      f"dt = {dt} s")
     elif isinstance(signal, Tensor):
         cause = f"the input tensor has {n_steps} steps of dt = {dt} s"
-    raise ValueError(f"{cause}: {problem}; drop or clip late events, use a coarser dt, or "
-                     "split the run")
+    check_grid(n_steps, max(batch_size, 1), width, itemsize, cause=cause)
 
 
 def _check_readout(readout: Readout | None, layer: Layer) -> None:
@@ -417,8 +415,6 @@ def simulate(
     methods = _setting(layers, "method", method, None)
     surrogates = _setting(layers, "surrogate", surrogate, None)
     detaches = _setting(layers, "detach_reset", detach_reset, False)
-    if xtol is not None:
-        check_positive("xtol", xtol, allow_zero=True)
     if batch_size is not None:
         batch_size = as_int("batch_size", batch_size, minimum=1)
     if xtol is not None and "continuous" not in times:
