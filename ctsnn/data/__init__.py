@@ -22,7 +22,11 @@ What lives here today:
 * :mod:`ctsnn.data.events` — :func:`collate_events` (exact-time batches) and
   :class:`SpikesDataset` (a dataset over a generated :class:`~ctsnn.Spikes` batch).
 
-What will live here: readers for Tonic datasets and Google Speech Commands, encoders.
+* :mod:`ctsnn.data.speech_commands` — Google Speech Commands v0.02 (:class:`SpeechCommands`,
+  official splits) with the DCLS log-mel features of :mod:`ctsnn.data.audio`
+  (:class:`MelRecipe`: resampling, STFT, HTK mel filters, dB), cached on disk.
+
+What will live here: readers for Tonic datasets, encoders.
 """
 
 from .augment import (
@@ -55,6 +59,11 @@ from .psmnist import PermutedSequentialMNIST, collate_sequences, pixel_permutati
 from .sequence_task import sequence_detection_task, sequence_templates
 from .yinyang import YINYANG_SPLITS, YinYang, latency_encode, yinyang_arrays
 
+# isort: split
+# Google Speech Commands (audio -> log-mel features)
+from .audio import MelRecipe, WavFormatError, read_wav
+from .speech_commands import WORDS, SpeechCommands, SpeechCommandsLayoutError
+
 __all__ = [
     "bernoulli_input", "make_generator", "poisson_spikes", "sequence_detection",
     "spike_template_task",
@@ -68,4 +77,7 @@ __all__ = [
     "SpikesDataset", "YINYANG_SPLITS", "YinYang", "collate_events", "collate_sequences",
     "latency_encode", "load_braille", "pixel_permutation", "psmnist_arrays", "read_idx",
     "sequence_detection_task", "sequence_templates", "write_idx", "yinyang_arrays",
+    # Google Speech Commands
+    "MelRecipe", "SpeechCommands", "SpeechCommandsLayoutError", "WORDS", "WavFormatError",
+    "read_wav",
 ]
