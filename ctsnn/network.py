@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ._checks import as_int, check_choice, check_finite, check_positive, check_tensor
 from .dtypes import check_simulation_dtypes
-from .engine import INTEGRAL_RULES, TIME_MODES, Recurrent, SimulationResult
+from .engine import INTEGRAL_RULES, TIME_MODES, Method, Recurrent, SimulationResult
 from .engine.limits import check_grid, grid_problem
 from .gradients import GradientMethod, LayerCall, as_gradient
 from .losses import Readout, as_readout
@@ -92,7 +92,7 @@ class Layer(nn.Module):
         fan_in: int | None = None,
         recurrent: Recurrent | nn.Module | None = None,
         time: str | None = None,
-        method: str | None = None,
+        method: Method | None = None,
         gradient: str | GradientMethod = "surrogate",
         surrogate: Surrogate | None = None,
         detach_reset: bool | None = None,
@@ -337,7 +337,7 @@ def simulate(
     *,
     dt: float | None = None,
     time: str | None = None,
-    method: str | None = None,
+    method: Method | None = None,
     input_as: str = "current",
     n_steps: int | None = None,
     batch_size: int | None = None,
@@ -363,8 +363,12 @@ def simulate(
         time: ``"discrete"`` or ``"continuous"`` for the layers that leave it open (default
             ``"discrete"``). Layers may run in different modes; spikes pass between them as
             :class:`Spikes`.
-        method: integrator for layers that leave it open; default ``"exact"`` when the model has
-            a closed form, else ``"rk4"`` (continuous) / ``"euler"`` (discrete).
+        method: integrator for layers that leave it open: ``"exact"`` (closed-form flow), a
+            Runge-Kutta step (``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``) or an adaptive
+            embedded pair integrating each grid step to a tolerance (``"dopri5"``, ``"bosh3"``,
+            or :class:`solvers.embedded.Adaptive` with ``rtol``/``atol``); default ``"exact"``
+            when the model has a closed form, else ``"rk4"`` (continuous) / ``"euler"``
+            (discrete).
         input_as: a tensor input is a ``"current"`` or ``"jump"``s.
         state: initial state (per layer for a network, as a list).
         record: variable names to record for every layer (those it has), or ``"all"``.

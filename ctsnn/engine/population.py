@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from solvers.steppers import STEPPERS
-
 from .._checks import as_int, check_choice, check_finite, check_positive
 from ..models.base import NeuronModel
 from ..surrogate import Surrogate
@@ -27,7 +25,7 @@ from .recurrence import Recurrent
 from .result import SimulationResult
 from .saveat import check_saveat
 from .setup import Population
-from .stepping import METHODS, elementwise
+from .stepping import Method, as_method, elementwise
 
 TIME_MODES = ("discrete", "continuous")
 INTEGRAL_RULES = ("exact", "grid")
@@ -43,7 +41,7 @@ def run_population(
     jumps: Tensor | None = None,
     arrivals: Arrivals | None = None,
     time: str = "discrete",
-    method: str | None = None,
+    method: Method | None = None,
     state: tuple | None = None,
     record: Sequence[str] = (),
     record_every: int = 1,
@@ -111,13 +109,7 @@ def run_population(
         raise ValueError("integrand couples the neurons (its value for one neuron depends on "
                          "another's state): the exact continuous-time quadrature integrates each "
                          "neuron between its own events; use integral_rule='grid'")
-    method = method or ("exact" if model.has_flow else ("rk4" if time == "continuous" else "euler"))
-    check_choice("method", method, METHODS)
-    if method == "exact" and not model.has_flow:
-        raise ValueError(
-            f"method='exact' needs a closed-form flow, which {type(model).__name__} does not "
-            f"provide; use one of {', '.join(STEPPERS)}"
-        )
+    method = as_method(method, model, time)
     for name in record:
         if name not in model.state_names:
             raise ValueError(

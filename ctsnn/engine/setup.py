@@ -13,7 +13,7 @@ from ..surrogate import Surrogate
 from .recurrence import Recurrent
 from .saveat import Saver
 from .spike_log import SpikeLog
-from .stepping import DelayedReads, check_state, initial_events
+from .stepping import DelayedReads, Method, check_state, initial_events
 
 Integrand = Callable[[Tensor, tuple], Tensor]
 
@@ -31,7 +31,7 @@ class Population:
     dt: float
     n_steps: int
     batch_size: int
-    method: str
+    method: Method
     state: tuple
     dtype: torch.dtype
     device: torch.device

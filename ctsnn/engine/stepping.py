@@ -1,7 +1,8 @@
 """Step maps of one population: the pieces both time-mode loops are built from.
 
 * :func:`make_flow` — the dense output ``flow(y, tau, h, held)`` of one grid step (closed-form
-  flow or a Runge-Kutta step), with refractory clamping;
+  flow, a Runge-Kutta step, or an adaptive embedded pair integrating to its tolerance), with
+  refractory clamping; :func:`as_method` — the one check of a ``method`` argument;
 * :func:`slope_fn` — the threshold's rate along the dynamics (root-finding safeguard);
 * :class:`DelayedReads` — history buffers for models that read their own delayed state (DDEs);
 * :func:`receive`, :func:`hold`, :func:`zero_clamped` — jumps and refractory clamping;
@@ -15,13 +16,35 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from solvers.embedded import TABLEAUS, Adaptive
 from solvers.events import where_state
 from solvers.history import History
 from solvers.steppers import STEPPERS
 
 from ..models.base import NeuronModel
 
-METHODS = ("exact", *STEPPERS)
+#: Method names: closed-form flow, fixed Runge-Kutta steps, adaptive embedded pairs (default
+#: tolerances; pass a :class:`solvers.embedded.Adaptive` to set them).
+METHODS = ("exact", *STEPPERS, *TABLEAUS)
+
+Method = str | Adaptive
+
+
+def as_method(method: Method | None, model: NeuronModel, time: str = "continuous") -> Method:
+    """Check a ``method`` argument; ``None`` gives the default (``"exact"`` for a closed-form
+    model, else ``"rk4"`` in continuous and ``"euler"`` in discrete time)."""
+    if method is None:
+        return "exact" if model.has_flow else ("rk4" if time == "continuous" else "euler")
+    if isinstance(method, Adaptive):
+        return method
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))} or a "
+                         f"solvers.embedded.Adaptive, got {method!r}")
+    if method == "exact" and not model.has_flow:
+        raise ValueError(
+            f"method='exact' needs a closed-form flow, which {type(model).__name__} does not "
+            f"provide; use one of {', '.join(m for m in METHODS if m != 'exact')}")
+    return Adaptive(method) if method in TABLEAUS else method
 
 
 def zero_clamped(model: NeuronModel, held: Tensor | None, parts: tuple) -> tuple:
@@ -55,7 +78,7 @@ def receive(model: NeuronModel, state: tuple, x: Tensor, held: Tensor | None) ->
 class DelayedReads:
     """History buffers of a model's ``delayed_reads`` (see :class:`NeuronModel`)."""
 
-    def __init__(self, model: NeuronModel, state: tuple, dt: float, method: str) -> None:
+    def __init__(self, model: NeuronModel, state: tuple, dt: float, method: Method) -> None:
         if method == "exact":
             raise ValueError(
                 f"{type(model).__name__} reads delayed state: use a Runge-Kutta method "
@@ -108,16 +131,18 @@ def delayed_dynamics(model: NeuronModel, delays: DelayedReads | None, t0: float)
     return dynamics
 
 
-def make_flow(model: NeuronModel, method: str, t0: Tensor | float, x: Tensor,
+def make_flow(model: NeuronModel, method: Method, t0: Tensor | float, x: Tensor,
                delays: DelayedReads | None = None):
-    """Dense output ``flow(y, tau, h, held)`` of one step for the given method."""
+    """Dense output ``flow(y, tau, h, held)`` of one step for the given method (a name of
+    :data:`METHODS` or an :class:`~solvers.embedded.Adaptive`)."""
     if method == "exact":
 
         def flow(y, tau, h, held):
             return hold(model, held, y, model.flow(y, x, h))
 
         return flow
-    stepper = STEPPERS[method]
+    stepper = method if isinstance(method, Adaptive) else (
+        Adaptive(method) if method in TABLEAUS else STEPPERS[method])
     dynamics = delayed_dynamics(model, delays, t0)
 
     def flow(y, tau, h, held):
@@ -144,7 +169,7 @@ def slope_fn(model: NeuronModel, t0: Tensor | float, x: Tensor,
 
 
 
-def check_state(model: NeuronModel, state: tuple, n: int, dt: float, method: str) -> None:
+def check_state(model: NeuronModel, state: tuple, n: int, dt: float, method: Method) -> None:
     """Raise if the state went non-finite (diverging integrator or model): say when and why."""
     bad = [name for name, v in zip(model.state_names, state, strict=True)
            if not bool(torch.isfinite(v).all())]

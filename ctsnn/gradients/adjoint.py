@@ -50,7 +50,7 @@ from torch import Tensor
 
 from solvers.events import quadrature
 
-from ..engine import METHODS, make_flow, run_population
+from ..engine import Method, as_method, make_flow, run_population
 from ..models.base import NeuronModel
 from ..spikes import Spikes, locate
 from ..synapses import Dense, RecurrentDense, snap_to_grid
@@ -95,7 +95,7 @@ class _Setup:
     """What one layer pass needs besides its tensors."""
 
     model: NeuronModel
-    method: str
+    method: Method
     dt: float
     n_steps: int
     batch_size: int
@@ -647,7 +647,7 @@ def adjoint_layer(
     *,
     recurrent: RecurrentDense | None = None,
     integrand: Integrand | None = None,
-    method: str | None = None,
+    method: Method | None = None,
     xtol: float | None = None,
     record: tuple[str, ...] = (),
     integral_rule: str = "exact",
@@ -670,7 +670,8 @@ def adjoint_layer(
         checkpoint_every: steps between the state checkpoints kept for the backward (memory
             ``T / checkpoint_every`` states; the backward replays one block at a time, so
             larger values trade memory for a larger transient block).
-        method: ``"exact"`` (closed-form flow) or a Runge-Kutta method; default as
+        method: ``"exact"`` (closed-form flow), a Runge-Kutta method or an adaptive pair
+            (``"dopri5"``, ``"bosh3"``, :class:`solvers.embedded.Adaptive`); default as
             :func:`ctsnn.engine.run_population`.
         xtol: spike-time tolerance (s).
         record: state variables whose (detached) trajectories ``[T, B, N]`` to return.
@@ -697,9 +698,7 @@ def adjoint_layer(
             raise ValueError(f"delay must be non-negative, got minimum {delay.min().item()!r}")
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
-    method = method or ("exact" if model.has_flow else "rk4")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    method = as_method(method, model)
     if recurrent is not None and not isinstance(recurrent, RecurrentDense):
         raise TypeError("gradient='adjoint' supports recurrent=ctsnn.synapses.RecurrentDense "
                         f"(exact delayed recurrence), got {type(recurrent).__name__}")

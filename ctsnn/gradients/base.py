@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol
 
 from torch import Tensor, nn
 
-from ..engine import SimulationResult
+from ..engine import Method, SimulationResult
 from ..losses import Readout
 from ..models.base import NeuronModel
 from ..spikes import Spikes
@@ -48,7 +48,7 @@ class LayerCall:
 
     dt: float
     time: str
-    method: str | None = None
+    method: Method | None = None
     state: tuple | None = None
     record: tuple[str, ...] = ()
     xtol: float | None = None

@@ -89,16 +89,17 @@ def test_generic_adjoint_equals_hand_derived_eventprop(cuba):
 
 # --------------------------------------------------------------------------- FD, non-linear
 def _fd_check(build, make_input, weight, delay, loss_fn, params: list[str], *, dt, steps,
-              eps=1e-7, entries=2, rtol=1e-5):
+              eps=1e-7, entries=2, rtol=1e-5, method=None):
     """Adjoint gradients (weights, delays, input times, neuron parameters) vs central FD."""
 
     def run(w, d, spikes, model, grad):
         if grad:
-            out, z, _, _ = adj.adjoint_layer(model, spikes, w, d, integrand=lambda t, s: s.v)
+            out, z, _, _ = adj.adjoint_layer(model, spikes, w, d, integrand=lambda t, s: s.v,
+                                             method=method)
             return loss_fn(out, z), len(out)
         with torch.no_grad():
             res = ctsnn.simulate(ctsnn.Layer(model, w, delay=d), spikes, dt=dt,
-                                 time="continuous", readout=lambda t, s: s.v)
+                                 time="continuous", readout=lambda t, s: s.v, method=method)
         return loss_fn(res.spikes, res.output), len(res.spikes)
 
     model = build()
@@ -115,7 +116,7 @@ def _fd_check(build, make_input, weight, delay, loss_fn, params: list[str], *, d
     layer = ctsnn.Layer(build(), weight.clone(), delay=delay.clone(), learn_delay=True,
                         time="continuous")
     res = ctsnn.simulate(layer, make_input(grad=False), dt=dt, time="continuous",
-                         readout=lambda t, s: s.v)
+                         readout=lambda t, s: s.v, method=method)
     g_engine = torch.autograd.grad(loss_fn(res.spikes, res.output),
                                    [layer.synapse.weight, layer.synapse.delay])
     for a, b in zip(grads[1:3], g_engine, strict=True):
@@ -193,6 +194,20 @@ def test_generic_adjoint_matches_finite_differences_on_nonlinear_models(model, p
               _rand(seed + 2, 3, N_IN, lo=w_range[0], hi=w_range[1]),
               _rand(seed + 3, 3, N_IN, lo=0.0, hi=0.01),
               _smooth_loss, params, dt=dt, steps=steps)
+
+
+def test_generic_adjoint_with_an_adaptive_solver_matches_finite_differences():
+    # dopri5 on a coarse 1 ms grid: every grid step is integrated to the tolerance, so the
+    # gradients of the simulated trajectory are those of the ODE to ~rtol; FD steps of 1e-6
+    # stay well above the solver's noise (step-size choices change with the perturbation).
+    from solvers.embedded import Adaptive
+
+    dt, steps = 1e-3, 30
+    _fd_check(lambda: _learnable(ctsnn.AdEx(3), ["b", "tau_w"]),
+              lambda grad: _input(3, 30, 0.025, dt=dt, n_steps=steps, grad=grad),
+              _rand(5, 3, N_IN, lo=10.0, hi=16.0), _rand(6, 3, N_IN, lo=0.0, hi=0.01),
+              _smooth_loss, ["b", "tau_w"], dt=dt, steps=steps, eps=1e-6, rtol=1e-4,
+              method=Adaptive("dopri5", rtol=1e-12, atol=1e-14))
 
 
 # --------------------------------------------------------------------------- F3.23 recurrent
