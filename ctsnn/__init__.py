@@ -23,6 +23,7 @@ from .models import (
     NeuronModel,
     from_equations,
 )
+from .interop import from_nir, to_nir
 from .network import Layer, clamp_delays_, delay_parameters, simulate, weight_parameters
 from .spikes import Spikes
 from .synapses import Arrivals, Dense
@@ -35,5 +36,5 @@ __all__ = [
     "Spikes", "NeuronModel", "LI", "LIF", "CubaLI", "CubaLIF", "AdLIF", "AdEx", "QIF", "Izhikevich",
     "HodgkinHuxley", "HH", "Layer", "Dense", "Arrivals", "SimulationResult", "simulate",
     "run_population", "from_equations", "clamp_delays_", "delay_parameters", "weight_parameters",
-    "gradients", "losses", "surrogate",
+    "gradients", "losses", "surrogate", "to_nir", "from_nir",
 ]

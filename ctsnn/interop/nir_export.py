@@ -1,0 +1,239 @@
+"""``ctsnn.to_nir``: a chain of layers as a NIR graph (conventions: ``docs/nir.md``).
+
+Node names, for layer ``k`` (``k = 0, 1, ...``)::
+
+    input -> [l{k}_fanout] -> [l{k}_delay] -> l{k}_linear -> [l{k}_scale] -> l{k}_neuron -> ...
+    l{k}_neuron -> [l{k}_rec_fanout] -> [l{k}_rec_delay] -> l{k}_rec_linear -> [l{k}_rec_scale]
+                -> l{k}_neuron                                          (recurrent connection)
+    l{last}_neuron -> output
+
+``l{k}_scale`` is the jump scale (:mod:`ctsnn.interop.nir_models`); ``l{k}_delay`` alone before
+the linear node is a per-axon delay, after ``l{k}_fanout`` the per-synapse expansion
+(:mod:`ctsnn.interop.nir_paths`). A layer without synapses (one-to-one) has no linear node.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+from torch import nn
+
+from .._checks import check_choice
+from ..models.base import NeuronModel
+from ..network import Layer
+from ..synapses import Dense, RecurrentDense
+from .nir_models import as_array, jump_scale, model_to_node
+from .nir_paths import expand, per_axon
+
+INPUT_KINDS = ("spikes", "current")
+
+
+def layers_of(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.Module
+              ) -> list[Layer]:
+    """The layers of a network as :func:`ctsnn.simulate` takes it (a model, a layer or a
+    sequence of them)."""
+    if isinstance(network, (NeuronModel, Layer)):
+        network = [network]
+    if not isinstance(network, (list, tuple, nn.Sequential, nn.ModuleList)) or not len(network):
+        raise TypeError("to_nir takes a NeuronModel, a Layer or a non-empty sequence of them "
+                        f"(as ctsnn.simulate does), got {type(network).__name__}")
+    out = []
+    for k, item in enumerate(network):
+        if isinstance(item, NeuronModel):
+            item = Layer(item)
+        if not isinstance(item, Layer):
+            raise TypeError(f"to_nir: item {k} is a {type(item).__name__}, not a Layer or "
+                            "NeuronModel")
+        out.append(item)
+    return out
+
+
+class _Builder:
+    """Nodes and edges of the graph being written."""
+
+    def __init__(self, expand_delays: bool, lossy: bool) -> None:
+        self.nodes: dict[str, nir.NIRNode] = {}
+        self.edges: list[tuple[str, str]] = []
+        self.expand_delays, self.lossy = expand_delays, lossy
+        self.lost: list[str] = []
+
+    def add(self, name: str, node: nir.NIRNode, source: str) -> str:
+        self.nodes[name] = node
+        self.edges.append((source, name))
+        return name
+
+    def connection(self, prefix: str, where: str, source: str, weight: np.ndarray,
+                   delay: np.ndarray | None, per: str, meta: dict) -> str:
+        """Nodes of a weight ``[N_out, N_in]`` with delays (``None``, per axon ``[N_in]`` or per
+        synapse ``[N_out, N_in]``) after ``source``; returns the last node's name."""
+        if delay is not None and per == "synapse":
+            axon = per_axon(delay)
+            if axon is None and not self.expand_delays:
+                if not self.lossy:
+                    raise ValueError(
+                        f"{where}: per-synapse delays differ between the targets of an input; "
+                        "NIR's Delay node holds one delay per channel. Use expand_delays=True "
+                        "(lossless expansion) or lossy=True (each input's mean delay)")
+                axon = delay.mean(axis=0).astype(delay.dtype)
+                self.lost.append(f"{where}: per-synapse delays replaced by each input's mean")
+            if axon is None:
+                return self._expanded(prefix, source, weight, delay, meta)
+            delay = axon
+        zeros = np.nonzero(weight == 0)
+        if len(zeros[0]):
+            meta["ctsnn_support"] = np.stack(zeros).astype(np.int64)
+        if delay is not None:
+            source = self.add(f"{prefix}_delay", nir.Delay(delay=delay), source)
+        return self.add(f"{prefix}_linear", nir.Linear(weight=weight, metadata=meta), source)
+
+    def _expanded(self, prefix: str, source: str, weight: np.ndarray, delay: np.ndarray,
+                  meta: dict) -> str:
+        ex = expand(weight, delay)
+        rows, cols = np.nonzero((ex.weight == 0) & _synapse_channels(ex, delay))
+        if len(rows):
+            meta["ctsnn_support"] = np.stack((rows, cols)).astype(np.int64)
+        source = self.add(f"{prefix}_fanout", nir.Linear(weight=ex.fanout), source)
+        source = self.add(f"{prefix}_delay", nir.Delay(delay=ex.delays), source)
+        return self.add(f"{prefix}_linear", nir.Linear(weight=ex.weight, metadata=meta), source)
+
+
+def _synapse_channels(ex, delay: np.ndarray) -> np.ndarray:
+    """``[N_out, C]``: whether channel ``c`` is the channel of a synapse of target ``i``."""
+    mask = np.zeros(ex.weight.shape, dtype=bool)
+    source_of = ex.fanout.argmax(axis=1)  # channel -> input
+    for j in range(delay.shape[1]):
+        chans = np.nonzero(source_of == j)[0]
+        hit = delay[:, j][:, None] == ex.delays[chans][None, :]
+        mask[:, chans] |= hit
+    return mask
+
+
+def _synapse_parts(syn: nn.Module, where: str, lossy: bool, lost: list[str]
+                   ) -> tuple[np.ndarray, np.ndarray | None, str, dict]:
+    """``(weight, delay, per, metadata)`` of an exact Dense / RecurrentDense synapse."""
+    if not isinstance(syn, (Dense, RecurrentDense)):
+        raise ValueError(f"{where}: NIR export supports Dense and RecurrentDense synapses, got "
+                         f"{type(syn).__name__}")
+    if syn.kernel.grid:
+        raise ValueError(f"{where}: {syn.kernel!r} spreads each delay over grid steps (a "
+                         "training kernel NIR cannot express); export a synapse with exact "
+                         "delays (kernel=Exact(), delays in seconds)")
+    if isinstance(syn, Dense) and (syn.bias is not None or syn.pad_right):
+        raise ValueError(f"{where}: bias and pad_right are per-step discrete-time additions "
+                         "NIR has no node for; build the synapse without them")
+    if getattr(syn, "dropout", 0.0):
+        raise ValueError(f"{where}: recurrent dropout is a training-time operation; set "
+                         "dropout=0 before exporting")
+    meta: dict = {}
+    if syn.mask is not None:
+        if not lossy:
+            raise ValueError(f"{where}: the fan-in mask (fixed connectivity for training) has no "
+                             "NIR equivalent (the masked weights are exported as zeros); pass "
+                             "lossy=True to export anyway")
+        lost.append(f"{where}: fan-in mask (masked weights exported as zeros)")
+    weight = as_array(syn.effective_weight)
+    delay = None if syn.delay is None else as_array(syn.delay)
+    if syn.max_delay is not None:
+        meta["ctsnn_max_delay"] = float(syn.max_delay)
+    learn = [name for name in ("weight", "delay") if isinstance(getattr(syn, name), nn.Parameter)]
+    if learn:
+        meta["ctsnn_learnable"] = ",".join(learn)
+    meta["ctsnn_per"] = syn.per
+    return weight, delay, syn.per, meta
+
+
+def _layer(b: _Builder, k: int, layer: Layer, source: str, input_kind: str) -> str:
+    """Add layer ``k`` after node ``source``; returns its neuron node's name."""
+    where = f"layer {k}"
+    neuron, lost = model_to_node(layer.model, f"{where} ({type(layer.model).__name__})",
+                                 lossy=b.lossy)
+    b.lost += [f"{where}: {x}" for x in lost]
+    name = f"l{k}_neuron"
+    scale = jump_scale(neuron)
+    if not np.isfinite(scale).all():
+        raise ValueError(f"{where}: r = 0 somewhere: spikes cannot reach the neurons in NIR's "
+                         "equations (tau dv/dt = ... + r I)")
+    spikes_in = k > 0 or input_kind == "spikes"
+    inputs = []
+    if layer.synapse is None:
+        inputs.append(source)
+    else:
+        weight, delay, per, meta = _synapse_parts(layer.synapse, f"{where} synapse", b.lossy,
+                                                  b.lost)
+        if not spikes_in and delay is not None:
+            raise ValueError(f"{where}: input_kind='current' but the first layer has delays; "
+                             "ctsnn applies a current input without delays (only spikes are "
+                             "delayed): export with input_kind='spikes'")
+        inputs.append(b.connection(f"l{k}", f"{where} synapse", source, weight, delay, per, meta))
+    if spikes_in:
+        inputs[0] = b.add(f"l{k}_scale", nir.Scale(scale=scale), inputs[0])
+    if layer.recurrent is not None:
+        weight, delay, per, meta = _synapse_parts(layer.recurrent, f"{where} recurrent", b.lossy,
+                                                  b.lost)
+        last = b.connection(f"l{k}_rec", f"{where} recurrent", name, weight, delay, per, meta)
+        inputs.append(b.add(f"l{k}_rec_scale", nir.Scale(scale=scale), last))
+    b.nodes[name] = neuron
+    b.edges += [(i, name) for i in inputs]
+    return name
+
+
+def to_nir(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.Module,
+           path: str | Path | None = None, *, input_kind: str = "spikes",
+           expand_delays: bool = True, lossy: bool = False) -> nir.NIRGraph:
+    """Export a network (what :func:`ctsnn.simulate` takes) as a NIR graph.
+
+    Args:
+        network: a :class:`~ctsnn.NeuronModel`, a :class:`~ctsnn.Layer` or a sequence of them.
+            Supported: models LIF, CubaLIF, LI, CubaLI and :class:`~ctsnn.interop.IF`;
+            synapses :class:`~ctsnn.Dense` / :class:`~ctsnn.synapses.RecurrentDense` with exact
+            delays (seconds; none, per axon, per synapse) or one-to-one input.
+        path: also write the graph to this ``.nir`` file (HDF5, ``nir.write``).
+        input_kind: what the graph input carries: ``"spikes"`` (NIR's Dirac spikes; the
+            first layer gets the jump-scale node) or ``"current"`` (an input current, as
+            ``simulate(..., input_as="current")`` uses it).
+        expand_delays: per-synapse delay matrices as the lossless expansion (fan-out, Delay,
+            summing Linear; see :mod:`ctsnn.interop.nir_paths`). ``False``: for consumers that
+            take only one delay per channel; a matrix whose delays differ between targets is
+            then an error (or, with ``lossy``, each input's mean delay).
+        lossy: export what NIR cannot express in an approximate form instead of raising
+            (per-synapse delays without ``expand_delays``, ``reset="subtract"`` / ``"none"``,
+            refractory periods, fan-in masks); a ``UserWarning`` lists what was lost. Reset
+            modes and refractory periods go into the node metadata, which :func:`from_nir`
+            restores.
+
+    Returns:
+        ``nir.NIRGraph`` with nodes ``input``, ``l{k}_*`` per layer and ``output``; arrays in
+        the network's dtype; time constants and delays in seconds.
+
+    Raises:
+        ValueError / TypeError naming the layer and what NIR cannot express.
+    """
+    check_choice("input_kind", input_kind, INPUT_KINDS)
+    for name, flag in (("expand_delays", expand_delays), ("lossy", lossy)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {flag!r}")
+    layers = layers_of(network)
+    b = _Builder(expand_delays, lossy)
+    with torch.no_grad():
+        b.nodes["input"] = nir.Input(input_type={"input": np.array([layers[0].n_in])})
+        source = "input"
+        for k, layer in enumerate(layers):
+            source = _layer(b, k, layer, source, input_kind)
+    b.nodes["output"] = nir.Output(output_type={"output": np.array([layers[-1].model.n])})
+    b.edges.append((source, "output"))
+    meta = {"ctsnn_input": input_kind, "ctsnn_format": 1}
+    graph = nir.NIRGraph(nodes=b.nodes, edges=b.edges, metadata=meta)
+    if b.lost:
+        warnings.warn("to_nir(lossy=True) could not express: " + "; ".join(b.lost),
+                      UserWarning, stacklevel=2)
+    if path is not None:
+        nir.write(path, graph)
+    return graph
+
+
+__all__ = ["to_nir", "layers_of", "INPUT_KINDS"]
