@@ -27,7 +27,7 @@ from .._checks import check_choice
 from ..models.base import NeuronModel
 from ..network import Layer
 from ..synapses import Dense, RecurrentDense
-from .nir_models import as_array, jump_scale, model_to_node
+from .nir_models import as_array, check_euler_dt, jump_scale, model_to_node
 from .nir_paths import expand, per_axon
 
 INPUT_KINDS = ("spikes", "current")
@@ -56,7 +56,8 @@ def layers_of(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.
 class _Builder:
     """Nodes and edges of the graph being written."""
 
-    def __init__(self, expand_delays: bool, lossy: bool) -> None:
+    def __init__(self, expand_delays: bool, lossy: bool, euler_dt: float | None) -> None:
+        self.euler_dt = euler_dt
         self.nodes: dict[str, nir.NIRNode] = {}
         self.edges: list[tuple[str, str]] = []
         self.expand_delays, self.lossy = expand_delays, lossy
@@ -68,9 +69,12 @@ class _Builder:
         return name
 
     def connection(self, prefix: str, where: str, source: str, weight: np.ndarray,
-                   delay: np.ndarray | None, per: str, meta: dict) -> str:
+                   delay: np.ndarray | None, per: str, meta: dict,
+                   bias: np.ndarray | None = None) -> str:
         """Nodes of a weight ``[N_out, N_in]`` with delays (``None``, per axon ``[N_in]`` or per
         synapse ``[N_out, N_in]``) after ``source``; returns the last node's name."""
+        if delay is not None and not bool((delay != 0).any()) and self.euler_dt is not None:
+            delay = None  # no Delay node for consumers that may not take one
         if delay is not None and per == "synapse":
             axon = per_axon(delay)
             if axon is None and not self.expand_delays:
@@ -89,7 +93,9 @@ class _Builder:
             meta["ctsnn_support"] = np.stack(zeros).astype(np.int64)
         if delay is not None:
             source = self.add(f"{prefix}_delay", nir.Delay(delay=delay), source)
-        return self.add(f"{prefix}_linear", nir.Linear(weight=weight, metadata=meta), source)
+        node = nir.Linear(weight=weight, metadata=meta) if bias is None else nir.Affine(
+            weight=weight, bias=bias, metadata=meta)
+        return self.add(f"{prefix}_linear", node, source)
 
     def _expanded(self, prefix: str, source: str, weight: np.ndarray, delay: np.ndarray,
                   meta: dict) -> str:
@@ -113,9 +119,11 @@ def _synapse_channels(ex, delay: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _synapse_parts(syn: nn.Module, where: str, lossy: bool, lost: list[str]
+def _synapse_parts(syn: nn.Module, where: str, b: _Builder, recurrent: bool
                    ) -> tuple[np.ndarray, np.ndarray | None, str, dict]:
-    """``(weight, delay, per, metadata)`` of an exact Dense / RecurrentDense synapse."""
+    """``(weight, delay, per, metadata)`` of an exact Dense / RecurrentDense synapse (with
+    ``b.euler_dt``: delays rounded to the grid as the discrete engine applies them, recurrent
+    ones one step shorter, the step discrete-time libraries add)."""
     if not isinstance(syn, (Dense, RecurrentDense)):
         raise ValueError(f"{where}: NIR export supports Dense and RecurrentDense synapses, got "
                          f"{type(syn).__name__}")
@@ -123,26 +131,30 @@ def _synapse_parts(syn: nn.Module, where: str, lossy: bool, lost: list[str]
         raise ValueError(f"{where}: {syn.kernel!r} spreads each delay over grid steps (a "
                          "training kernel NIR cannot express); export a synapse with exact "
                          "delays (kernel=Exact(), delays in seconds)")
-    if isinstance(syn, Dense) and (syn.bias is not None or syn.pad_right):
+    if isinstance(syn, Dense) and (syn.pad_right or (syn.bias is not None and
+                                                     b.euler_dt is None)):
         raise ValueError(f"{where}: bias and pad_right are per-step discrete-time additions "
-                         "NIR has no node for; build the synapse without them")
+                         "NIR has no node for (a bias exports with euler_dt=, as an Affine "
+                         "node); build the synapse without them")
     if getattr(syn, "dropout", 0.0):
         raise ValueError(f"{where}: recurrent dropout is a training-time operation; set "
                          "dropout=0 before exporting")
     meta: dict = {}
     if syn.mask is not None:
-        if not lossy:
+        if not b.lossy:
             raise ValueError(f"{where}: the fan-in mask (fixed connectivity for training) has no "
                              "NIR equivalent (the masked weights are exported as zeros); pass "
                              "lossy=True to export anyway")
-        lost.append(f"{where}: fan-in mask (masked weights exported as zeros)")
+        b.lost.append(f"{where}: fan-in mask (masked weights exported as zeros)")
     weight = as_array(syn.effective_weight)
     delay = None if syn.delay is None else as_array(syn.delay)
+    if delay is not None and b.euler_dt is not None:
+        steps = np.round(delay.astype(np.float64) / b.euler_dt) - recurrent
+        delay = (steps * b.euler_dt).astype(delay.dtype)
     if syn.max_delay is not None:
         meta["ctsnn_max_delay"] = float(syn.max_delay)
     learn = [name for name in ("weight", "delay") if isinstance(getattr(syn, name), nn.Parameter)]
-    if learn:
-        meta["ctsnn_learnable"] = ",".join(learn)
+    meta["ctsnn_learnable"] = ",".join(learn) or "none"
     meta["ctsnn_per"] = syn.per
     return weight, delay, syn.per, meta
 
@@ -151,7 +163,7 @@ def _layer(b: _Builder, k: int, layer: Layer, source: str, input_kind: str) -> s
     """Add layer ``k`` after node ``source``; returns its neuron node's name."""
     where = f"layer {k}"
     neuron, lost = model_to_node(layer.model, f"{where} ({type(layer.model).__name__})",
-                                 lossy=b.lossy)
+                                 lossy=b.lossy, euler_dt=b.euler_dt)
     b.lost += [f"{where}: {x}" for x in lost]
     name = f"l{k}_neuron"
     scale = jump_scale(neuron)
@@ -163,20 +175,22 @@ def _layer(b: _Builder, k: int, layer: Layer, source: str, input_kind: str) -> s
     if layer.synapse is None:
         inputs.append(source)
     else:
-        weight, delay, per, meta = _synapse_parts(layer.synapse, f"{where} synapse", b.lossy,
-                                                  b.lost)
+        weight, delay, per, meta = _synapse_parts(layer.synapse, f"{where} synapse", b, False)
+        bias = getattr(layer.synapse, "bias", None)
+        bias = None if bias is None else as_array(bias)
         if not spikes_in and delay is not None:
             raise ValueError(f"{where}: input_kind='current' but the first layer has delays; "
                              "ctsnn applies a current input without delays (only spikes are "
                              "delayed): export with input_kind='spikes'")
-        inputs.append(b.connection(f"l{k}", f"{where} synapse", source, weight, delay, per, meta))
-    if spikes_in:
+        inputs.append(b.connection(f"l{k}", f"{where} synapse", source, weight, delay, per, meta,
+                                   bias))
+    if spikes_in and b.euler_dt is None:
         inputs[0] = b.add(f"l{k}_scale", nir.Scale(scale=scale), inputs[0])
     if layer.recurrent is not None:
-        weight, delay, per, meta = _synapse_parts(layer.recurrent, f"{where} recurrent", b.lossy,
-                                                  b.lost)
+        weight, delay, per, meta = _synapse_parts(layer.recurrent, f"{where} recurrent", b, True)
         last = b.connection(f"l{k}_rec", f"{where} recurrent", name, weight, delay, per, meta)
-        inputs.append(b.add(f"l{k}_rec_scale", nir.Scale(scale=scale), last))
+        inputs.append(last if b.euler_dt is not None else
+                      b.add(f"l{k}_rec_scale", nir.Scale(scale=scale), last))
     b.nodes[name] = neuron
     b.edges += [(i, name) for i in inputs]
     return name
@@ -184,7 +198,8 @@ def _layer(b: _Builder, k: int, layer: Layer, source: str, input_kind: str) -> s
 
 def to_nir(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.Module,
            path: str | Path | None = None, *, input_kind: str = "spikes",
-           expand_delays: bool = True, lossy: bool = False) -> nir.NIRGraph:
+           expand_delays: bool = True, lossy: bool = False,
+           euler_dt: float | None = None) -> nir.NIRGraph:
     """Export a network (what :func:`ctsnn.simulate` takes) as a NIR graph.
 
     Args:
@@ -205,6 +220,14 @@ def to_nir(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.Mod
             refractory periods, fan-in masks); a ``UserWarning`` lists what was lost. Reset
             modes and refractory periods go into the node metadata, which :func:`from_nir`
             restores.
+        euler_dt: export for discrete-time consumers (snnTorch, SpikingJelly, ...), which run
+            NIR graphs with forward Euler on a step ``dt`` (s) and read a spike as a one-step
+            pulse: the graph then reproduces ctsnn's discrete-time run at this ``dt``. Time
+            constants ``dt / (1 - exp(-dt / tau))`` (same per-step decay), ``r = tau / dt``
+            (weights unchanged), no jump-scale nodes, delays rounded to the grid and recurrent
+            delays one step shorter (those libraries deliver recurrent spikes one step later);
+            a Dense bias becomes an ``Affine`` bias. LIF / LI / IF, spike input only.
+            :func:`from_nir` with the same ``euler_dt`` reads it back.
 
     Returns:
         ``nir.NIRGraph`` with nodes ``input``, ``l{k}_*`` per layer and ``output``; arrays in
@@ -217,8 +240,12 @@ def to_nir(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.Mod
     for name, flag in (("expand_delays", expand_delays), ("lossy", lossy)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
+    check_euler_dt(euler_dt)
+    if euler_dt is not None and input_kind != "spikes":
+        raise ValueError("euler_dt exports for discrete-time consumers driven by spikes: "
+                         "input_kind must be 'spikes'")
     layers = layers_of(network)
-    b = _Builder(expand_delays, lossy)
+    b = _Builder(expand_delays, lossy, euler_dt)
     with torch.no_grad():
         b.nodes["input"] = nir.Input(input_type={"input": np.array([layers[0].n_in])})
         source = "input"
@@ -227,6 +254,8 @@ def to_nir(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.Mod
     b.nodes["output"] = nir.Output(output_type={"output": np.array([layers[-1].model.n])})
     b.edges.append((source, "output"))
     meta = {"ctsnn_input": input_kind, "ctsnn_format": 1}
+    if euler_dt is not None:
+        meta["ctsnn_euler_dt"] = float(euler_dt)
     graph = nir.NIRGraph(nodes=b.nodes, edges=b.edges, metadata=meta)
     if b.lost:
         warnings.warn("to_nir(lossy=True) could not express: " + "; ".join(b.lost),

@@ -135,14 +135,21 @@ class _Graph:
             if w.ndim != 2 or w.shape[1] != p.n_out:
                 raise ValueError(f"{where}: weight shape {list(w.shape)} does not take the "
                                  f"{p.n_out} channels it receives (expected [N_out, {p.n_out}])")
+            bias = None
             if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
-                raise ValueError(f"{where}: a nonzero bias is a constant input current, which "
-                                 "ctsnn synapses do not have")
+                if self.euler_dt is None:
+                    raise ValueError(f"{where}: a nonzero bias is a constant input current, "
+                                     "which ctsnn synapses do not have (with euler_dt, read as "
+                                     "discrete-time libraries do, it becomes a per-step bias)")
+                bias = np.asarray(node.bias).reshape(-1)
+                if bias.shape != (w.shape[0],):
+                    raise ValueError(f"{where}: bias shape {list(np.shape(node.bias))} does not "
+                                     f"match weight shape {list(w.shape)}")
             meta = dict(node.metadata or {})
             extra = meta.get("ctsnn_support")
             if extra is not None:
                 extra = np.asarray(extra, dtype=np.int64).reshape(2, -1)
-            return p.through(w, extra, meta)
+            return p.through(w, extra, meta, bias)
         vec = np.asarray(node.delay if isinstance(node, nir.Delay) else node.scale)
         if vec.shape != (p.n_out,):
             raise ValueError(f"{where}: {vec.shape[0] if vec.ndim else 'a scalar'} values for "
@@ -188,7 +195,7 @@ def _synapse(p: Paths, n_in: int, where: str, dtype: torch.dtype, recurrent: boo
     """The ctsnn synapse of one composed map (``None``: one-to-one)."""
     w, d, reached = p.dense(n_in, where)
     if not p.has_linear and not p.has_delay and not recurrent and w.shape[0] == n_in \
-            and np.array_equal(w, np.eye(n_in)) and not _meta(p, "ctsnn_per"):
+            and np.array_equal(w, np.eye(n_in)) and p.bias is None:
         return None
     per = _meta(p, "ctsnn_per") or ("synapse" if p.delay_after_linear else "axon")
     delay: np.ndarray | None = None
@@ -204,7 +211,8 @@ def _synapse(p: Paths, n_in: int, where: str, dtype: torch.dtype, recurrent: boo
         delay = np.zeros(()) if euler_dt is None else None
     if recurrent and euler_dt is not None:  # discrete libraries: recurrent input one step later
         delay = (0.0 if delay is None else delay) + np.asarray(euler_dt)
-    learn = (_meta(p, "ctsnn_learnable") or "weight").split(",")
+    recorded = _meta(p, "ctsnn_learnable")  # absent: ctsnn's defaults (learnable weights)
+    learn = ("weight" if recorded is None else recorded).split(",")
     max_delay = _meta(p, "ctsnn_max_delay")
     kw: dict[str, Any] = {
         "weight": torch.as_tensor(w).to(dtype),
@@ -214,10 +222,18 @@ def _synapse(p: Paths, n_in: int, where: str, dtype: torch.dtype, recurrent: boo
         "max_delay": None if max_delay is None else float(max_delay)}
     if kw["delay"] is not None and kw["delay"].ndim == 0:
         kw["delay"] = float(kw["delay"])
+    if p.bias is not None:
+        if recurrent:
+            raise ValueError(f"{where}: a bias on a recurrent connection has no ctsnn form")
+        kw["bias"] = True
     try:
-        return RecurrentDense(**kw) if recurrent else Dense(**kw)
+        syn = RecurrentDense(**kw) if recurrent else Dense(**kw)
     except (ValueError, TypeError) as err:
         raise ValueError(f"{where}: {err}") from err
+    if p.bias is not None:
+        with torch.no_grad():
+            syn.bias.copy_(torch.as_tensor(p.bias).to(dtype))
+    return syn
 
 
 def _chain(g: _Graph) -> list[str]:
@@ -270,7 +286,9 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dtype: torch.dtype | None = No
             of height 1, recurrent spikes arriving one step later. The time constants become
             ``-dt / log(1 - dt / tau)`` (same per-step decay with ctsnn's exact flow), input
             weights ``dt r / tau`` times the NIR weight, and recurrent connections get an extra
-            delay ``dt``; simulate with ``dt = euler_dt``. LIF / LI / IF only.
+            delay ``dt``; simulate with ``dt = euler_dt``. LIF / LI / IF only. Default: the
+            value recorded by ``to_nir(..., euler_dt=)``, else ``None`` (NIR's own
+            continuous-time reading).
 
     Returns:
         ``nn.Sequential`` of :class:`~ctsnn.Layer` (``ctsnn.simulate(net, x, dt=...)``).
@@ -284,6 +302,9 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dtype: torch.dtype | None = No
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"from_nir takes a nir.NIRGraph or a path, got {type(graph).__name__}")
     check_euler_dt(euler_dt)
+    if euler_dt is None and isinstance(graph.metadata, dict):
+        recorded_dt = _text(graph.metadata.get("ctsnn_euler_dt"))
+        euler_dt = None if recorded_dt is None else float(recorded_dt)
     recorded = _text((graph.metadata or {}).get("ctsnn_input")) if isinstance(
         graph.metadata, dict) else None
     kind = input_kind or recorded or "spikes"

@@ -98,9 +98,14 @@ def jump_scale(node: nir.NIRNode) -> np.ndarray:
     raise TypeError(f"no jump scale for a {type(node).__name__} node")
 
 
-def model_to_node(model: NeuronModel, where: str, *, lossy: bool) -> tuple[nir.NIRNode, list[str]]:
+def model_to_node(model: NeuronModel, where: str, *, lossy: bool, euler_dt: float | None = None
+                  ) -> tuple[nir.NIRNode, list[str]]:
     """The NIR node of ``model`` and what NIR cannot express (``lossy=True``: recorded in the
     node's metadata, which :func:`node_to_model` restores; otherwise an error naming ``where``).
+
+    ``euler_dt``: the node for discrete-time consumers, forward Euler with this step: ``tau``
+    with the same per-step decay (``dt / (1 - exp(-dt / tau))``) and ``r = tau / dt`` (LIF, LI;
+    IF: ``r = 1 / dt``), so that a one-step pulse through weight ``w`` moves ``v`` by ``w``.
     """
     kind = NODE_OF.get(type(model))
     if kind is None:
@@ -123,6 +128,17 @@ def model_to_node(model: NeuronModel, where: str, *, lossy: bool) -> tuple[nir.N
                                                                   nn.Parameter)]
     if learnable:
         meta["ctsnn_learnable"] = ",".join(learnable)
+    if euler_dt is not None:
+        if kind in (nir.CubaLIF, nir.CubaLI):
+            raise ValueError(f"{where}: euler_dt exports forward-Euler parameters, which have no "
+                             "exact equivalent for a current-based neuron (the coupled v, I "
+                             "update differs); export it without euler_dt")
+        dtype = p["r"].dtype
+        if kind is nir.IF:
+            p["r"] = np.full_like(p["r"], 1.0 / euler_dt)
+        else:
+            tau = euler_dt / -np.expm1(-euler_dt / p["tau_mem"].astype(np.float64))
+            p["tau_mem"], p["r"] = tau.astype(dtype), (tau / euler_dt).astype(dtype)
     if kind is nir.LIF:
         node = nir.LIF(tau=p["tau_mem"], r=p["r"], v_leak=p["v_leak"],
                        v_threshold=p["v_threshold"], v_reset=p["v_reset"], metadata=meta)

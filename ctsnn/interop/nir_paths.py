@@ -23,14 +23,20 @@ nodes composes their maps, whatever the pattern (the expansion above, per-axon
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 
 @dataclass
 class Paths:
-    """Sparse delayed linear map (see the module docstring); arrays of one length."""
+    """Sparse delayed linear map (see the module docstring); arrays of one length.
+
+    Flags: ``has_linear`` / ``has_delay`` (a Linear / Delay node was passed),
+    ``delay_after_linear`` (a Delay node acts after a Linear one: delays per target),
+    ``meta`` (metadata of the last Linear node), ``bias`` (``[n_out]``, constant input added
+    by Affine nodes, carried through the later nodes; ``None``: none).
+    """
 
     n_out: int
     out: np.ndarray
@@ -40,7 +46,8 @@ class Paths:
     has_linear: bool = False
     delay_after_linear: bool = False
     has_delay: bool = False
-    meta: dict | None = None  # metadata of the last Linear node on the way
+    meta: dict | None = None
+    bias: np.ndarray | None = None
 
     @staticmethod
     def identity(n: int) -> Paths:
@@ -49,20 +56,20 @@ class Paths:
 
     def delayed(self, delay: np.ndarray) -> Paths:
         """Output channel ``c`` delayed by ``delay[c]`` (seconds)."""
-        return Paths(self.n_out, self.out, self.inp, self.weight,
-                     self.delay + delay.astype(np.float64)[self.out], self.has_linear,
-                     self.delay_after_linear or self.has_linear, True, self.meta)
+        return replace(self, delay=self.delay + delay.astype(np.float64)[self.out],
+                       has_delay=True, delay_after_linear=self.delay_after_linear or
+                       self.has_linear)
 
     def scaled(self, scale: np.ndarray) -> Paths:
         """Output channel ``c`` multiplied by ``scale[c]``."""
-        return Paths(self.n_out, self.out, self.inp,
-                     self.weight * scale.astype(np.float64)[self.out], self.delay,
-                     self.has_linear, self.delay_after_linear, self.has_delay, self.meta)
+        scale = np.asarray(scale, dtype=np.float64)
+        return replace(self, weight=self.weight * scale[self.out],
+                       bias=None if self.bias is None else self.bias * scale)
 
     def through(self, weight: np.ndarray, extra: np.ndarray | None = None,
-                meta: dict | None = None) -> Paths:
-        """``weight [M, n_out] @ self``; the products over the nonzero weights (and the
-        ``extra`` pairs ``[2, K]`` of ``(row, col)``: zero weights that still carry a synapse)."""
+                meta: dict | None = None, bias: np.ndarray | None = None) -> Paths:
+        """``weight [M, n_out] @ self (+ bias [M])``; the products over the nonzero weights (and
+        the ``extra`` pairs ``[2, K]`` of ``(row, col)``: zero weights that carry a synapse)."""
         support = weight != 0
         if extra is not None:
             support[extra[0], extra[1]] = True
@@ -76,18 +83,26 @@ class Paths:
         first = np.repeat(starts[cols], reps)
         offset = np.arange(total) - np.repeat(np.cumsum(reps) - reps, reps)
         idx = first + offset
-        new = Paths(weight.shape[0], np.repeat(rows, reps), inp[idx],
-                    np.repeat(weight[rows, cols].astype(np.float64), reps) * w[idx], d[idx],
-                    True, self.delay_after_linear, self.has_delay, meta)
-        return new.merged()
+        new_bias = None if self.bias is None else weight.astype(np.float64) @ self.bias
+        if bias is not None:
+            b = bias.astype(np.float64)
+            new_bias = b if new_bias is None else new_bias + b
+        return replace(self, n_out=weight.shape[0], out=np.repeat(rows, reps), inp=inp[idx],
+                       weight=np.repeat(weight[rows, cols].astype(np.float64), reps) * w[idx],
+                       delay=d[idx], has_linear=True, meta=meta, bias=new_bias).merged()
 
     def plus(self, other: Paths) -> Paths:
         """The sum of two maps of the same source and size."""
-        return Paths(self.n_out, *(np.concatenate((a, b)) for a, b in (
-            (self.out, other.out), (self.inp, other.inp), (self.weight, other.weight),
-            (self.delay, other.delay))), self.has_linear or other.has_linear,
-            self.delay_after_linear or other.delay_after_linear,
-            self.has_delay or other.has_delay, self.meta or other.meta).merged()
+        bias = self.bias if other.bias is None else other.bias if self.bias is None else \
+            self.bias + other.bias
+        return replace(self, out=np.concatenate((self.out, other.out)),
+                       inp=np.concatenate((self.inp, other.inp)),
+                       weight=np.concatenate((self.weight, other.weight)),
+                       delay=np.concatenate((self.delay, other.delay)),
+                       has_linear=self.has_linear or other.has_linear,
+                       delay_after_linear=self.delay_after_linear or other.delay_after_linear,
+                       has_delay=self.has_delay or other.has_delay,
+                       meta=self.meta or other.meta, bias=bias).merged()
 
     def merged(self) -> Paths:
         """Terms with the same ``(out, inp, delay)`` summed."""
@@ -98,9 +113,8 @@ class Paths:
         new = np.ones(len(out), dtype=bool)
         new[1:] = (out[1:] != out[:-1]) | (inp[1:] != inp[:-1]) | (d[1:] != d[:-1])
         starts = np.nonzero(new)[0]
-        return Paths(self.n_out, out[starts], inp[starts], np.add.reduceat(w, starts),
-                     d[starts], self.has_linear, self.delay_after_linear, self.has_delay,
-                     self.meta)
+        return replace(self, out=out[starts], inp=inp[starts], weight=np.add.reduceat(w, starts),
+                       delay=d[starts])
 
     def dense(self, n_in: int, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(W, D, reached)``, each ``[n_out, n_in]``: summed weight, delay (s) and whether any

@@ -1,0 +1,365 @@
+"""NIR import / export: exact round trips, the meaning of the exported graph, errors."""
+
+from __future__ import annotations
+
+import math
+
+import nir
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import ctsnn
+from ctsnn import LI, LIF, CubaLI, CubaLIF, Dense, Layer, Spikes
+from ctsnn.interop import IF, from_nir, to_nir
+from ctsnn.interop.nir_paths import Paths, expand
+from ctsnn.synapses import Gaussian, RecurrentDense
+
+
+def _net(dtype: torch.dtype, seed: int = 0) -> list[Layer]:
+    """Three layers covering the export paths: per-synapse delays (with repeated delays and a
+    zero weight), a per-axon recurrent connection, per-axon delays, a readout."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return torch.rand(*shape, generator=g, dtype=torch.float64).to(dtype)
+
+    w0 = (torch.randn(6, 5, generator=g, dtype=torch.float64) * 1.5).to(dtype)
+    w0[0, 1] = 0.0
+    d0 = torch.round(r(6, 5) * 4) * 1e-3 + 1e-3  # few distinct delays: shared channels
+    d0[0, 1] = 0.0123  # a zero-weight synapse's own delay must survive too
+    lif = LIF(6, tau_mem=r(6) * 0.02 + 0.01, r=r(6) + 0.5, v_leak=0.05, v_threshold=0.6,
+              v_reset=-0.1, learn_tau=True)
+    rec = RecurrentDense(weight=(torch.randn(6, 6, generator=g, dtype=torch.float64) * 0.3)
+                         .to(dtype), delay=r(6) * 0.004 + 0.002, per="axon", learn_delay=True,
+                         max_delay=0.01)
+    l0 = Layer(lif, Dense(weight=w0, delay=d0, learn_delay=True, max_delay=0.02), recurrent=rec)
+    l1 = Layer(CubaLIF(4, tau_mem=r(4) * 0.02 + 0.01, tau_syn=r(4) * 0.005 + 0.002,
+                       r=r(4) + 0.5, v_threshold=0.3),
+               Dense(weight=(torch.randn(4, 6, generator=g, dtype=torch.float64) * 4).to(dtype),
+                     delay=r(6) * 0.003, per="axon"))
+    l2 = Layer(LI(3, tau_mem=torch.full((3,), 0.02, dtype=dtype), r=2.0, v_leak=-0.1),
+               weight=(torch.randn(3, 4, generator=g, dtype=torch.float64)).to(dtype))
+    return [l0, l1, l2]
+
+
+def _assert_same_network(a: list[Layer], b: nn.Sequential) -> None:
+    assert len(a) == len(b)
+    for la, lb in zip(a, b, strict=True):
+        assert type(la.model) is type(lb.model)
+        assert getattr(la.model, "reset_mode", None) == getattr(lb.model, "reset_mode", None)
+        for part in ("model", "synapse", "recurrent"):
+            ma, mb = getattr(la, part), getattr(lb, part)
+            assert type(ma) is type(mb), part
+            if ma is None:
+                continue
+            assert getattr(ma, "per", None) == getattr(mb, "per", None)
+            assert getattr(ma, "max_delay", None) == getattr(mb, "max_delay", None)
+            sa, sb = ma.state_dict(), mb.state_dict()
+            assert sorted(sa) == sorted(sb), part
+            for k in sa:
+                assert sa[k].dtype == sb[k].dtype, (part, k)
+                assert torch.equal(sa[k], sb[k]), (part, k, sa[k], sb[k])
+            pa = sorted(n for n, _ in ma.named_parameters())
+            assert pa == sorted(n for n, _ in mb.named_parameters()), part
+
+
+def _input(dtype: torch.dtype, n_in: int = 5, seed: int = 3) -> Spikes:
+    g = torch.Generator().manual_seed(seed)
+    raster = (torch.rand(300, 2, n_in, generator=g) < 0.08).to(dtype)
+    return Spikes.from_raster(raster, dt=1e-4)
+
+
+def _same_spikes(a: Spikes, b: Spikes) -> None:
+    assert len(a) > 0
+    for f in ("times", "units", "batch"):
+        assert torch.equal(getattr(a, f), getattr(b, f)), f
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_round_trip_through_a_file_is_exact(dtype, tmp_path):
+    net = _net(dtype)
+    path = tmp_path / "net.nir"
+    graph = to_nir(net, path)
+    assert isinstance(graph, nir.NIRGraph) and path.exists()
+    assert graph.nodes["l0_neuron"].tau.dtype == np.dtype(str(dtype).split(".")[1])
+    back = from_nir(path)
+    _assert_same_network(net, back)
+    _assert_same_network(net, from_nir(graph))  # in memory too
+
+
+@pytest.mark.parametrize("time", ["discrete", "continuous"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_round_tripped_network_spikes_identically(dtype, time):
+    net = _net(dtype)
+    back = from_nir(to_nir(net))
+    x = _input(dtype)
+    ra = ctsnn.simulate(net[:2], x, time=time, record="v")
+    rb = ctsnn.simulate(list(back)[:2], x, time=time, record="v")
+    _same_spikes(ra.layers[0].spikes, rb.layers[0].spikes)
+    _same_spikes(ra.spikes, rb.spikes)
+    assert torch.equal(ra.states["v"], rb.states["v"])
+
+
+def test_other_models_and_one_to_one_round_trip():
+    net = [Layer(IF(3, r=torch.tensor([1.0, 2.0, 0.5]), v_threshold=0.7, v_reset=-0.2)),
+           Layer(CubaLI(2, tau_mem=0.01, tau_syn=0.004, r=1.5, v_leak=0.1),
+                 Dense(weight=torch.randn(2, 3)))]
+    graph = to_nir(net)
+    assert isinstance(graph.nodes["l0_neuron"], nir.IF)
+    assert isinstance(graph.nodes["l1_neuron"], nir.CubaLI)
+    assert ("l0_scale", "l0_neuron") in graph.edges  # one-to-one: only the jump scale
+    back = from_nir(graph)
+    assert back[0].synapse is None
+    _assert_same_network(net, back)
+
+
+def test_per_synapse_recurrent_and_learn_flags_round_trip():
+    g = torch.Generator().manual_seed(5)
+    rec = RecurrentDense(weight=torch.randn(4, 4, generator=g), per="synapse",
+                         delay=torch.rand(4, 4, generator=g) * 0.01 + 0.001)
+    net = [Layer(LIF(4, learn_threshold=True), Dense(weight=torch.randn(4, 2, generator=g),
+                                                     learn_weight=False), recurrent=rec)]
+    graph = to_nir(net)
+    assert "l0_rec_fanout" in graph.nodes
+    back = from_nir(graph)
+    _assert_same_network(net, back)
+    assert isinstance(back[0].model.v_threshold, nn.Parameter)
+    assert not isinstance(back[0].synapse.weight, nn.Parameter)
+
+
+def test_expansion_nodes_and_sizes():
+    net = _net(torch.float64)
+    graph = to_nir(net)
+    d = net[0].synapse.delay.detach().numpy()
+    n_channels = sum(len(np.unique(d[:, j])) for j in range(d.shape[1]))
+    assert graph.nodes["l0_fanout"].weight.shape == (n_channels, 5)
+    assert graph.nodes["l0_delay"].delay.shape == (n_channels,)
+    assert graph.nodes["l0_linear"].weight.shape == (6, n_channels)
+    assert isinstance(graph.nodes["l1_delay"], nir.Delay)  # per axon: one Delay, no fan-out
+    assert "l1_fanout" not in graph.nodes
+    assert np.array_equal(graph.nodes["l1_delay"].delay, net[1].synapse.delay.detach().numpy())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 5), st.integers(1, 4), st.integers(0, 2 ** 31 - 1))
+def test_expansion_composes_back_to_the_matrices(n_out, n_in, levels, seed):
+    """Property: fan-out, Delay, Linear compose to exactly W with delays D (nonzero W)."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(n_out, n_in)) * (rng.random((n_out, n_in)) < 0.8)
+    d = rng.integers(0, levels, size=(n_out, n_in)) * 1e-3 + rng.random() * 1e-4
+    ex = expand(w, d)
+    assert (ex.fanout.sum(axis=1) == 1).all()
+    p = Paths.identity(n_in).through(ex.fanout).delayed(ex.delays).through(ex.weight)
+    w2, d2, reached = p.dense(n_in, "test")
+    assert np.array_equal(w2, w)
+    live = w != 0
+    assert np.array_equal(d2[live], d[live]) and (reached == live).all()
+    assert ex.delays.shape[0] == sum(len(np.unique(d[:, j])) for j in range(n_in))
+
+
+def test_foreign_graph_reads_spikes_as_dirac_deltas():
+    """No jump-scale node: a NIR weight w into LIF(tau, r) makes v jump by r w / tau, and v
+    then decays with tau (closed form, float64)."""
+    tau, r, w, t0 = 0.02, 3.0, 0.4, 2e-3
+    graph = nir.NIRGraph.from_list(
+        nir.Linear(weight=np.array([[w]])),
+        nir.LIF(tau=np.array([tau]), r=np.array([r]), v_leak=np.array([0.0]),
+                v_threshold=np.array([1000.0]), v_reset=np.array([0.0])))
+    net = from_nir(graph)
+    assert net[0].model.tau_mem.dtype == torch.float64
+    assert net[0].synapse.weight.item() == pytest.approx(r * w / tau, rel=1e-15)
+    x = Spikes.from_events(torch.tensor([t0], dtype=torch.float64), torch.tensor([0]),
+                           torch.tensor([0]), batch_size=1, n_units=1, dt=1e-3, n_steps=10)
+    res = ctsnn.simulate(net, x, time="continuous", record="v",
+                         saveat=torch.tensor([5e-3, 9e-3], dtype=torch.float64))
+    expect = r * w / tau * np.exp(-(np.array([5e-3, 9e-3]) - t0) / tau)
+    assert np.allclose(res.saved["v"][:, 0, 0].detach().numpy(), expect, rtol=1e-12)
+
+
+def test_cuba_foreign_weight_uses_w_in_and_tau_syn():
+    node = nir.CubaLIF(tau_syn=np.array([0.004, 0.005]), tau_mem=np.array([0.01, 0.02]),
+                       r=np.array([1.0, 2.0]), v_leak=np.zeros(2), v_threshold=np.ones(2),
+                       w_in=np.array([2.0, 0.5]))
+    w = np.array([[1.0, -1.0], [0.5, 2.0]])
+    net = from_nir(nir.NIRGraph.from_list(nir.Linear(weight=w), node))
+    expect = (node.w_in / node.tau_syn)[:, None] * w
+    assert np.allclose(net[0].synapse.weight.detach().numpy(), expect, rtol=1e-15)
+
+
+def test_current_input_kind_round_trips_and_simulates_identically():
+    g = torch.Generator().manual_seed(2)
+    net = [Layer(LIF(3, tau_mem=0.01, r=2.0), weight=torch.rand(3, 4, generator=g)),
+           Layer(LIF(2, tau_mem=0.02), weight=torch.rand(2, 3, generator=g) * 3)]
+    graph = to_nir(net, input_kind="current")
+    assert ("l0_linear", "l0_neuron") in graph.edges  # a current needs no jump scale
+    back = from_nir(graph)
+    _assert_same_network(net, back)
+    x = torch.rand(200, 2, 4, generator=g) * 2
+    a = ctsnn.simulate(net, x, dt=1e-4)
+    b = ctsnn.simulate(list(back), x, dt=1e-4)
+    assert len(a.spikes) > 0 and torch.equal(a.spikes.raster(), b.spikes.raster())
+
+
+def test_lossy_export_records_what_nir_cannot_say():
+    net = [Layer(LIF(3, reset="subtract", refractory=0.002), weight=torch.randn(3, 2))]
+    with pytest.raises(ValueError, match=r"layer 0 \(LIF\).*refractory.*reset='subtract'"):
+        to_nir(net)
+    with pytest.warns(UserWarning, match="reset='subtract'"):
+        graph = to_nir(net, lossy=True)
+    back = from_nir(graph)
+    assert back[0].model.reset_mode == "subtract"
+    _assert_same_network(net, back)
+
+
+def test_without_expansion_per_synapse_delays_are_an_error_or_lossy_mean():
+    d = torch.tensor([[0.001, 0.002], [0.003, 0.002]])
+    net = [Layer(LIF(2), Dense(weight=torch.ones(2, 2), delay=d))]
+    with pytest.raises(ValueError, match="layer 0 synapse.*one delay per channel"):
+        to_nir(net, expand_delays=False)
+    with pytest.warns(UserWarning, match="mean"):
+        graph = to_nir(net, expand_delays=False, lossy=True)
+    assert np.allclose(graph.nodes["l0_delay"].delay, [0.002, 0.002])
+    # a per-synapse matrix with one delay per input needs no expansion and stays exact
+    same = [Layer(LIF(2), Dense(weight=torch.ones(2, 2), delay=d[0].expand(2, 2).clone()))]
+    _assert_same_network(same, from_nir(to_nir(same, expand_delays=False)))
+
+
+def _graph(nodes: dict, edges: list) -> nir.NIRGraph:
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def _lif(n: int) -> nir.LIF:
+    return nir.LIF(tau=np.full(n, 0.01), r=np.ones(n), v_leak=np.zeros(n),
+                   v_threshold=np.ones(n), v_reset=np.zeros(n))
+
+
+def test_unsupported_node_is_named():
+    graph = _graph({"input": nir.Input(np.array([2])), "thr": nir.Threshold(np.ones(2)),
+                    "output": nir.Output(np.array([2]))},
+                   [("input", "thr"), ("thr", "output")])
+    with pytest.raises(ValueError, match="'thr'.*unsupported node type Threshold"):
+        from_nir(graph)
+
+
+def test_inconsistent_shape_is_named():
+    graph = _graph({"input": nir.Input(np.array([3])), "w": nir.Linear(np.ones((2, 4))),
+                    "lif": _lif(2), "output": nir.Output(np.array([2]))},
+                   [("input", "w"), ("w", "lif"), ("lif", "output")])
+    with pytest.raises(ValueError, match=r"'w' \(Linear\): weight shape \[2, 4\]"):
+        from_nir(graph)
+    graph = _graph({"input": nir.Input(np.array([2])), "d": nir.Delay(np.ones(3)),
+                    "lif": _lif(2), "output": nir.Output(np.array([2]))},
+                   [("input", "d"), ("d", "lif"), ("lif", "output")])
+    with pytest.raises(ValueError, match=r"'d' \(Delay\): 3 values for 2 channels"):
+        from_nir(graph)
+
+
+def test_two_delays_for_one_synapse_and_non_chains_are_errors():
+    nodes = {"input": nir.Input(np.array([2])), "a": nir.Delay(np.array([0.001, 0.0])),
+             "b": nir.Delay(np.array([0.002, 0.0])), "lif": _lif(2),
+             "output": nir.Output(np.array([2]))}
+    graph = _graph(nodes, [("input", "a"), ("input", "b"), ("a", "lif"), ("b", "lif"),
+                           ("lif", "output")])
+    with pytest.raises(ValueError, match="'lif'.*two delays"):
+        from_nir(graph)
+    skip = _graph({"input": nir.Input(np.array([2])), "l1": _lif(2), "l2": _lif(2),
+                   "output": nir.Output(np.array([2]))},
+                  [("input", "l1"), ("l1", "l2"), ("input", "l2"), ("l2", "output")])
+    with pytest.raises(ValueError, match="'l2'.*chain"):
+        from_nir(skip)
+    bias = _graph({"input": nir.Input(np.array([2])),
+                   "w": nir.Affine(np.eye(2), np.ones(2)), "lif": _lif(2),
+                   "output": nir.Output(np.array([2]))},
+                  [("input", "w"), ("w", "lif"), ("lif", "output")])
+    with pytest.raises(ValueError, match="'w' \\(Affine\\): a nonzero bias"):
+        from_nir(bias)
+
+
+def test_export_errors_name_the_layer():
+    with pytest.raises(ValueError, match="layer 1 .*NIR has no node for AdEx"):
+        to_nir([Layer(LIF(2)), Layer(ctsnn.AdEx(2), weight=torch.ones(2, 2))])
+    grid = Dense(2, 2, kernel=Gaussian(), max_delay=0.01, dt=1e-3)
+    with pytest.raises(ValueError, match="layer 0 synapse.*exact"):
+        to_nir([Layer(LIF(2), grid)])
+    with pytest.raises(ValueError, match="input_kind='current'.*delays"):
+        to_nir([Layer(LIF(2), Dense(weight=torch.ones(2, 2), delay=0.001))],
+               input_kind="current")
+    with pytest.raises(ValueError, match="input_kind"):
+        to_nir([Layer(LIF(2))], input_kind="voltage")
+    with pytest.raises(TypeError, match="item 1"):
+        to_nir([Layer(LIF(2)), nn.Linear(2, 2)])
+    with pytest.raises(ValueError, match="CubaLIF.*euler_dt"):
+        to_nir([Layer(CubaLIF(2))], euler_dt=1e-4)
+
+
+def test_euler_reading_matches_forward_euler_closed_form():
+    """euler_dt: v[n+1] = (1 - dt/tau) v[n] + dt r / tau * w x[n] (float64)."""
+    dt, tau, r, w = 1e-4, 2e-3, 3.0, 0.7
+    graph = nir.NIRGraph.from_list(
+        nir.Linear(weight=np.array([[w]])),
+        nir.LIF(tau=np.array([tau]), r=np.array([r]), v_leak=np.array([0.0]),
+                v_threshold=np.array([100.0]), v_reset=np.array([0.0])))
+    net = from_nir(graph, euler_dt=dt)
+    x = torch.zeros(30, 1, 1, dtype=torch.float64)
+    x[[0, 4, 5, 17]] = 1.0
+    res = ctsnn.simulate(net, Spikes.from_raster(x, dt=dt), record="v")
+    v, expect = 0.0, []
+    for n in range(30):
+        v = (1 - dt / tau) * v + dt * r / tau * w * float(x[n])
+        expect.append(v)
+    assert np.allclose(res.states["v"][:, 0, 0].detach().numpy(), expect, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="euler_dt"):
+        from_nir(graph, euler_dt=-1.0)
+
+
+def test_euler_export_round_trip_reproduces_the_discrete_run():
+    g = torch.Generator().manual_seed(4)
+    dtype = torch.float64
+    rec = RecurrentDense(weight=torch.randn(5, 5, generator=g, dtype=dtype) * 0.5,
+                         delay=torch.tensor([1e-4, 2e-4, 3e-4, 1e-4, 5e-4], dtype=dtype),
+                         per="axon")
+    net = [Layer(LIF(5, tau_mem=torch.rand(5, generator=g, dtype=dtype) * 1e-3 + 5e-4,
+                     v_threshold=0.5), Dense(weight=torch.randn(5, 4, generator=g, dtype=dtype)
+                                             * 2, bias=True), recurrent=rec),
+           Layer(LIF(3, tau_mem=torch.full((3,), 1e-3, dtype=dtype), v_threshold=0.4),
+                 weight=torch.randn(3, 5, generator=g, dtype=dtype))]
+    with torch.no_grad():
+        net[0].synapse.bias.fill_(0.05)
+    graph = to_nir(net, euler_dt=1e-4)
+    assert not any(isinstance(n, nir.Scale) for n in graph.nodes.values())
+    assert np.allclose(graph.nodes["l0_rec_delay"].delay, rec.delay.numpy() - 1e-4)
+    back = from_nir(graph)  # the recorded euler_dt is used
+    x = _input(dtype, n_in=4)
+    a, b = ctsnn.simulate(net, x, record="v"), ctsnn.simulate(list(back), x, record="v")
+    assert len(a.spikes) > 10
+    assert torch.equal(a.spikes.raster(), b.spikes.raster())
+    assert torch.allclose(a.states["v"], b.states["v"], rtol=1e-9, atol=1e-12)
+
+
+def test_nested_graphs_are_flattened():
+    inner = nir.NIRGraph(nodes={"input": nir.Input(np.array([2])), "lif": _lif(2),
+                                "w": nir.Linear(np.eye(2) * 0.5),
+                                "output": nir.Output(np.array([2]))},
+                         edges=[("input", "lif"), ("lif", "w"), ("w", "lif"), ("lif", "output")],
+                         type_check=False)
+    graph = _graph({"input": nir.Input(np.array([3])), "w0": nir.Linear(np.ones((2, 3))),
+                    "rec": inner, "output": nir.Output(np.array([2]))},
+                   [("input", "w0"), ("w0", "rec"), ("rec", "output")])
+    net = from_nir(graph)
+    assert len(net) == 1 and isinstance(net[0].recurrent, RecurrentDense)
+    assert np.allclose(net[0].recurrent.weight.detach().numpy(), np.eye(2) * 0.5 * 1 / 0.01)
+    assert float(net[0].recurrent.delay.max()) == 0.0
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="NIRGraph or a path"):
+        from_nir(42)
+    with pytest.raises(ValueError, match="dtype"):
+        from_nir(to_nir([Layer(LIF(2))]), dtype=torch.float16)
+    with pytest.raises(TypeError, match="lossy must be a bool"):
+        to_nir([Layer(LIF(2))], lossy="yes")
+    assert math.isfinite(float(to_nir([Layer(LIF(2))]).nodes["l0_scale"].scale[0]))
