@@ -10,6 +10,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import gradients, losses, surrogate
 from .engine import SimulationResult, run_population
+from .interop import from_nir, to_nir
 from .models import (
     LI,
     LIF,
@@ -23,7 +24,6 @@ from .models import (
     NeuronModel,
     from_equations,
 )
-from .interop import from_nir, to_nir
 from .network import Layer, clamp_delays_, delay_parameters, simulate, weight_parameters
 from .spikes import Spikes
 from .synapses import Arrivals, Dense
