@@ -10,6 +10,7 @@ Nested graphs (e.g. snnTorch's recurrent layers) are flattened first. Convention
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -223,8 +224,6 @@ def _synapse(p: Paths, n_in: int, where: str, dtype: torch.dtype, recurrent: boo
     if kw["delay"] is not None and kw["delay"].ndim == 0:
         kw["delay"] = float(kw["delay"])
     if p.bias is not None:
-        if recurrent:
-            raise ValueError(f"{where}: a bias on a recurrent connection has no ctsnn form")
         kw["bias"] = True
     try:
         syn = RecurrentDense(**kw) if recurrent else Dense(**kw)
@@ -323,6 +322,11 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dtype: torch.dtype | None = No
         model, f_spike, f_current = node_to_model(name, g.nodes[name], dtype, euler_dt)
         factor = f_current if (source == g.input and kind == "current") else f_spike
         inputs = g.inputs_of(name, factor)
+        if name in inputs and inputs[name].bias is not None:
+            # a constant input is the same on any path: the feed-forward synapse carries it
+            ff, rec_bias = inputs[source], inputs[name].bias
+            inputs[source] = replace(ff, bias=rec_bias if ff.bias is None else ff.bias + rec_bias)
+            inputs[name] = replace(inputs[name], bias=None)
         n_in = g.size(source)
         syn = _synapse(inputs[source], n_in, f"NIR node {name!r} (input from {source!r})", dtype,
                        False, euler_dt)
