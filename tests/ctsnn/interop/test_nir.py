@@ -217,6 +217,20 @@ def test_lossy_export_records_what_nir_cannot_say():
     _assert_same_network(net, back)
 
 
+def test_zero_weight_column_keeps_its_per_axon_delay_and_masks_need_lossy():
+    w = torch.tensor([[1.0, 0.0, 2.0], [0.5, 0.0, -1.0]])
+    net = [Layer(LIF(2), Dense(weight=w, delay=torch.tensor([1e-3, 7e-3, 2e-3]), per="axon"))]
+    back = from_nir(to_nir(net))
+    _assert_same_network(net, back)
+    masked = [Layer(LIF(3), n_in=4, fan_in=2)]
+    with pytest.raises(ValueError, match="layer 0 synapse: the fan-in mask"):
+        to_nir(masked)
+    with pytest.warns(UserWarning, match="fan-in mask"):
+        back = from_nir(to_nir(masked, lossy=True))
+    assert back[0].synapse.mask is None
+    assert torch.equal(back[0].synapse.weight, masked[0].synapse.effective_weight.detach())
+
+
 def test_without_expansion_per_synapse_delays_are_an_error_or_lossy_mean():
     d = torch.tensor([[0.001, 0.002], [0.003, 0.002]])
     net = [Layer(LIF(2), Dense(weight=torch.ones(2, 2), delay=d))]
