@@ -2,14 +2,14 @@
 
 Node names, for layer ``k`` (``k = 0, 1, ...``)::
 
-    input -> [l{k}_fanout] -> [l{k}_delay] -> l{k}_linear -> [l{k}_scale] -> l{k}_neuron -> ...
-    l{k}_neuron -> [l{k}_rec_fanout] -> [l{k}_rec_delay] -> l{k}_rec_linear -> [l{k}_rec_scale]
-                -> l{k}_neuron                                          (recurrent connection)
+    input -> [l{k}_delay] -> l{k}_linear -> [l{k}_scale] -> l{k}_neuron -> ...
+    l{k}_neuron -> [l{k}_rec_delay] -> l{k}_rec_linear -> [l{k}_rec_scale] -> l{k}_neuron
     l{last}_neuron -> output
 
-``l{k}_scale`` is the jump scale (:mod:`ctsnn.interop.nir_models`); ``l{k}_delay`` alone before
-the linear node is a per-axon delay, after ``l{k}_fanout`` the per-synapse expansion
-(:mod:`ctsnn.interop.nir_paths`). A layer without synapses (one-to-one) has no linear node.
+``l{k}_scale`` is the jump scale (:mod:`ctsnn.interop.nir_models`); ``l{k}_delay`` is a per-axon
+delay. A per-synapse delay matrix becomes parallel branches ``l{k}_delay_{s} -> l{k}_linear_{s}``
+(``s = 0 .. K-1``) into the scale node (:mod:`ctsnn.interop.nir_paths`). A layer without
+synapses (one-to-one) has no linear node.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..models.base import NeuronModel
 from ..network import Layer
 from ..synapses import Dense, RecurrentDense
 from .nir_models import as_array, check_euler_dt, jump_scale, model_to_node
-from .nir_paths import expand, per_axon
+from .nir_paths import per_axon, slices
 
 INPUT_KINDS = ("spikes", "current")
 
@@ -63,16 +63,17 @@ class _Builder:
         self.expand_delays, self.lossy = expand_delays, lossy
         self.lost: list[str] = []
 
-    def add(self, name: str, node: nir.NIRNode, source: str) -> str:
+    def add(self, name: str, node: nir.NIRNode, source: str | list[str]) -> str:
         self.nodes[name] = node
-        self.edges.append((source, name))
+        self.edges += [(src, name) for src in ([source] if isinstance(source, str) else source)]
         return name
 
     def connection(self, prefix: str, where: str, source: str, weight: np.ndarray,
                    delay: np.ndarray | None, per: str, meta: dict,
-                   bias: np.ndarray | None = None) -> str:
+                   bias: np.ndarray | None = None) -> list[str]:
         """Nodes of a weight ``[N_out, N_in]`` with delays (``None``, per axon ``[N_in]`` or per
-        synapse ``[N_out, N_in]``) after ``source``; returns the last node's name."""
+        synapse ``[N_out, N_in]``) after ``source``; returns the names of the last nodes (their
+        outputs add up to the connection's)."""
         if delay is not None and not bool((delay != 0).any()) and self.euler_dt is not None:
             delay = None  # no Delay node for consumers that may not take one
         if delay is not None and per == "synapse":
@@ -86,37 +87,32 @@ class _Builder:
                 axon = delay.mean(axis=0).astype(delay.dtype)
                 self.lost.append(f"{where}: per-synapse delays replaced by each input's mean")
             if axon is None:
-                return self._expanded(prefix, source, weight, delay, meta)
+                return self._expanded(prefix, source, weight, delay, meta, bias)
             delay = axon
-        zeros = np.nonzero(weight == 0)
-        if len(zeros[0]):
-            meta["ctsnn_support"] = np.stack(zeros).astype(np.int64)
-        if delay is not None:
-            source = self.add(f"{prefix}_delay", nir.Delay(delay=delay), source)
-        node = nir.Linear(weight=weight, metadata=meta) if bias is None else nir.Affine(
-            weight=weight, bias=bias, metadata=meta)
-        return self.add(f"{prefix}_linear", node, source)
+        return [self._branch(prefix, "", source, weight, delay, meta, weight == 0, bias)]
 
-    def _expanded(self, prefix: str, source: str, weight: np.ndarray, delay: np.ndarray,
-                  meta: dict) -> str:
-        ex = expand(weight, delay)
-        rows, cols = np.nonzero((ex.weight == 0) & _synapse_channels(ex, delay))
+    def _branch(self, prefix: str, tag: str, source: str, weight: np.ndarray,
+                delay: np.ndarray | None, meta: dict, zero_synapses: np.ndarray,
+                bias: np.ndarray | None) -> str:
+        """``source -> [Delay] -> Linear / Affine``; synapses of weight 0 (``zero_synapses``,
+        ``[N_out, N_in]`` bool) are listed in the metadata (their delays are not observable)."""
+        meta = dict(meta)
+        rows, cols = np.nonzero(zero_synapses)
         if len(rows):
             meta["ctsnn_support"] = np.stack((rows, cols)).astype(np.int64)
-        source = self.add(f"{prefix}_fanout", nir.Linear(weight=ex.fanout), source)
-        source = self.add(f"{prefix}_delay", nir.Delay(delay=ex.delays), source)
-        return self.add(f"{prefix}_linear", nir.Linear(weight=ex.weight, metadata=meta), source)
+        if delay is not None:
+            source = self.add(f"{prefix}_delay{tag}", nir.Delay(delay=delay), source)
+        node = nir.Linear(weight=weight, metadata=meta) if bias is None else nir.Affine(
+            weight=weight, bias=bias, metadata=meta)
+        return self.add(f"{prefix}_linear{tag}", node, source)
 
-
-def _synapse_channels(ex, delay: np.ndarray) -> np.ndarray:
-    """``[N_out, C]``: whether channel ``c`` is the channel of a synapse of target ``i``."""
-    mask = np.zeros(ex.weight.shape, dtype=bool)
-    source_of = ex.fanout.argmax(axis=1)  # channel -> input
-    for j in range(delay.shape[1]):
-        chans = np.nonzero(source_of == j)[0]
-        hit = delay[:, j][:, None] == ex.delays[chans][None, :]
-        mask[:, chans] |= hit
-    return mask
+    def _expanded(self, prefix: str, source: str, weight: np.ndarray, delay: np.ndarray,
+                  meta: dict, bias: np.ndarray | None) -> list[str]:
+        sl = slices(weight, delay)
+        zero = weight == 0
+        return [self._branch(prefix, f"_{k}", source, sl.weights[k], sl.delays[k], meta,
+                             zero & (sl.slot == k), bias if k == 0 else None)
+                for k in range(len(sl.delays))]
 
 
 def _synapse_parts(syn: nn.Module, where: str, b: _Builder, recurrent: bool
@@ -171,7 +167,7 @@ def _layer(b: _Builder, k: int, layer: Layer, source: str, input_kind: str) -> s
         raise ValueError(f"{where}: r = 0 somewhere: spikes cannot reach the neurons in NIR's "
                          "equations (tau dv/dt = ... + r I)")
     spikes_in = k > 0 or input_kind == "spikes"
-    inputs = []
+    inputs: list[str] = []
     if layer.synapse is None:
         inputs.append(source)
     else:
@@ -182,15 +178,15 @@ def _layer(b: _Builder, k: int, layer: Layer, source: str, input_kind: str) -> s
             raise ValueError(f"{where}: input_kind='current' but the first layer has delays; "
                              "ctsnn applies a current input without delays (only spikes are "
                              "delayed): export with input_kind='spikes'")
-        inputs.append(b.connection(f"l{k}", f"{where} synapse", source, weight, delay, per, meta,
-                                   bias))
+        inputs += b.connection(f"l{k}", f"{where} synapse", source, weight, delay, per, meta,
+                               bias)
     if spikes_in and b.euler_dt is None:
-        inputs[0] = b.add(f"l{k}_scale", nir.Scale(scale=scale), inputs[0])
+        inputs = [b.add(f"l{k}_scale", nir.Scale(scale=scale), inputs)]
     if layer.recurrent is not None:
         weight, delay, per, meta = _synapse_parts(layer.recurrent, f"{where} recurrent", b, True)
         last = b.connection(f"l{k}_rec", f"{where} recurrent", name, weight, delay, per, meta)
-        inputs.append(last if b.euler_dt is not None else
-                      b.add(f"l{k}_rec_scale", nir.Scale(scale=scale), last))
+        inputs += last if b.euler_dt is not None else [
+            b.add(f"l{k}_rec_scale", nir.Scale(scale=scale), last)]
     b.nodes[name] = neuron
     b.edges += [(i, name) for i in inputs]
     return name

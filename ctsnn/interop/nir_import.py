@@ -198,14 +198,16 @@ def _synapse(p: Paths, n_in: int, where: str, dtype: torch.dtype, recurrent: boo
     if not p.has_linear and not p.has_delay and not recurrent and w.shape[0] == n_in \
             and np.array_equal(w, np.eye(n_in)) and p.bias is None:
         return None
-    per = _meta(p, "ctsnn_per") or ("synapse" if p.delay_after_linear else "axon")
+    same_column = all(len(np.unique(d[reached[:, j], j])) <= 1 for j in range(n_in))
+    per = _meta(p, "ctsnn_per") or (
+        "axon" if p.has_delay and not p.delay_after_linear and same_column else "synapse")
     delay: np.ndarray | None = None
     if p.has_delay:
         delay = d
         if per == "axon":
-            if p.delay_after_linear:
-                raise ValueError(f"{where}: metadata says per-axon delays but a Delay node "
-                                 "acts after the weights")
+            if not same_column:
+                raise ValueError(f"{where}: metadata says per-axon delays but the targets of "
+                                 "an input receive it at different delays")
             first = np.where(reached.any(axis=0), reached.argmax(axis=0), 0)
             delay = np.where(reached.any(axis=0), d[first, np.arange(n_in)], 0.0)
     elif recurrent:

@@ -1,23 +1,24 @@
 """Delayed linear maps between populations, as NIR primitives and back.
 
 **Export: the per-synapse delay expansion.** NIR's ``Delay`` node holds one delay per channel,
-so a per-synapse delay matrix ``D [N_out, N_in]`` (weights ``W``) is written as three nodes:
+so a per-synapse delay matrix ``D [N_out, N_in]`` (weights ``W``) is written as ``K`` parallel
+branches ``Delay -> Linear`` from the same source into the same target (NIR sums a node's
+inputs), ``K`` the largest number of distinct delays among the targets of one input:
 
-1. ``Linear`` fan-out ``E [C, N_in]`` (0/1, one 1 per row): input ``j`` is copied to one channel
-   per **distinct** delay among ``D[:, j]`` (channels ordered by input, then by delay);
-2. ``Delay`` ``[C]``: channel ``c`` of input ``j`` delayed by its delay ``d_c``;
-3. ``Linear`` ``W' [N_out, C]``: ``W'[i, c] = W[i, j]`` for the channel ``c`` of input ``j`` with
-   ``d_c = D[i, j]``, 0 elsewhere; it sums the delayed channels.
+* branch ``k`` delays input ``j`` by the ``k``-th smallest distinct value of ``D[:, j]`` (an input
+  with fewer distinct delays repeats its largest one there, with zero weights);
+* its ``Linear W_k [N_out, N_in]`` holds ``W[i, j]`` where ``D[i, j]`` is that value, 0 elsewhere.
 
-``W' E`` applied to ``x(t - d_c)`` is exactly ``sum_j W[i, j] x_j(t - D[i, j])`` and every
-number is copied, not computed, so the round trip is bit-exact. ``C`` is between ``N_in`` (one
-delay per input: then a per-axon ``Delay`` before ``W`` is used instead) and ``N_out N_in``.
+``sum_k W_k x(t - delays_k)`` is exactly ``sum_j W[i, j] x_j(t - D[i, j])`` and every number is
+copied, not computed, so the round trip is bit-exact. Size: ``K`` times the weights (``K = 1``,
+one delay per input, is a per-axon ``Delay`` before ``W`` instead).
 
 **Import: composition.** :class:`Paths` is a sparse delayed linear map, a list of terms
 ``(out, inp, weight, delay)`` meaning output channel ``out`` receives
-``weight * source[inp](t - delay)``. Walking a chain of ``Linear`` / ``Delay`` / ``Scale`` /
-nodes composes their maps, whatever the pattern (the expansion above, per-axon
-``Delay -> Linear``, per-target ``Linear -> Delay``, ...); a ctsnn synapse needs one delay per
+``weight * source[inp](t - delay)``. Walking the ``Linear`` / ``Delay`` / ``Scale`` nodes
+between two populations composes their maps, whatever the pattern (the branches above,
+per-axon ``Delay -> Linear``, per-target ``Linear -> Delay``, a fan-out ``Linear`` before a
+``Delay`` over the copies, ...); a ctsnn synapse needs one delay per
 (target, source) pair, checked at the end.
 """
 
@@ -142,30 +143,32 @@ class Paths:
 
 
 @dataclass
-class Expansion:
+class Slices:
     """The NIR form of a per-synapse delay matrix (see the module docstring)."""
 
-    fanout: np.ndarray  # [C, N_in], 0/1
-    delays: np.ndarray  # [C] seconds
-    weight: np.ndarray  # [N_out, C]
+    delays: np.ndarray  # [K, N_in] seconds: branch k delays input j by delays[k, j]
+    weights: np.ndarray  # [K, N_out, N_in]: branch k's Linear
+    slot: np.ndarray  # [N_out, N_in] int: the branch of each synapse
 
 
-def expand(weight: np.ndarray, delay: np.ndarray) -> Expansion:
-    """Lossless expansion of ``weight [N_out, N_in]`` with delays ``delay [N_out, N_in]``."""
+def slices(weight: np.ndarray, delay: np.ndarray) -> Slices:
+    """Lossless split of ``weight [N_out, N_in]`` with delays ``delay [N_out, N_in]`` into
+    ``K`` = (most distinct delays of one input) branches ``Delay -> Linear``."""
     n_out, n_in = weight.shape
-    channel = np.zeros((n_out, n_in), dtype=np.int64)
-    delays, sources = [], []
+    slot = np.zeros((n_out, n_in), dtype=np.int64)
+    levels = []
     for j in range(n_in):
         values, inverse = np.unique(delay[:, j], return_inverse=True)
-        channel[:, j] = len(delays) + inverse.reshape(-1)
-        delays.extend(values)
-        sources.extend([j] * len(values))
-    n_ch = len(delays)
-    fanout = np.zeros((n_ch, n_in), dtype=weight.dtype)
-    fanout[np.arange(n_ch), sources] = 1
-    wide = np.zeros((n_out, n_ch), dtype=weight.dtype)
-    wide[np.arange(n_out)[:, None], channel] = weight
-    return Expansion(fanout, np.asarray(delays, dtype=delay.dtype), wide)
+        slot[:, j] = inverse.reshape(-1)
+        levels.append(values)
+    k = max(len(v) for v in levels)
+    # an input with fewer distinct delays repeats its last one, with zero weights
+    delays = np.stack([np.concatenate((v, np.repeat(v[-1:], k - len(v)))) for v in levels],
+                      axis=1)
+    weights = np.zeros((k, n_out, n_in), dtype=weight.dtype)
+    rows, cols = np.indices((n_out, n_in))
+    weights[slot, rows, cols] = weight
+    return Slices(delays.astype(delay.dtype), weights, slot)
 
 
 def per_axon(delay: np.ndarray) -> np.ndarray | None:
@@ -175,4 +178,4 @@ def per_axon(delay: np.ndarray) -> np.ndarray | None:
     return None
 
 
-__all__ = ["Paths", "Expansion", "expand", "per_axon"]
+__all__ = ["Paths", "Slices", "slices", "per_axon"]

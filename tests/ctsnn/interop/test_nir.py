@@ -15,7 +15,7 @@ from torch import nn
 import ctsnn
 from ctsnn import LI, LIF, CubaLI, CubaLIF, Dense, Layer, Spikes
 from ctsnn.interop import IF, from_nir, to_nir
-from ctsnn.interop.nir_paths import Paths, expand
+from ctsnn.interop.nir_paths import Paths, slices
 from ctsnn.synapses import Gaussian, RecurrentDense
 
 
@@ -126,7 +126,7 @@ def test_per_synapse_recurrent_and_learn_flags_round_trip():
     net = [Layer(LIF(4, learn_threshold=True), Dense(weight=torch.randn(4, 2, generator=g),
                                                      learn_weight=False), recurrent=rec)]
     graph = to_nir(net)
-    assert "l0_rec_fanout" in graph.nodes
+    assert "l0_rec_delay_1" in graph.nodes
     back = from_nir(graph)
     _assert_same_network(net, back)
     assert isinstance(back[0].model.v_threshold, nn.Parameter)
@@ -137,30 +137,51 @@ def test_expansion_nodes_and_sizes():
     net = _net(torch.float64)
     graph = to_nir(net)
     d = net[0].synapse.delay.detach().numpy()
-    n_channels = sum(len(np.unique(d[:, j])) for j in range(d.shape[1]))
-    assert graph.nodes["l0_fanout"].weight.shape == (n_channels, 5)
-    assert graph.nodes["l0_delay"].delay.shape == (n_channels,)
-    assert graph.nodes["l0_linear"].weight.shape == (6, n_channels)
-    assert isinstance(graph.nodes["l1_delay"], nir.Delay)  # per axon: one Delay, no fan-out
-    assert "l1_fanout" not in graph.nodes
+    k = max(len(np.unique(d[:, j])) for j in range(d.shape[1]))
+    assert k > 1
+    for s in range(k):
+        assert graph.nodes[f"l0_delay_{s}"].delay.shape == (5,)
+        assert graph.nodes[f"l0_linear_{s}"].weight.shape == (6, 5)
+        assert (f"l0_linear_{s}", "l0_scale") in graph.edges
+    assert f"l0_linear_{k}" not in graph.nodes
+    assert isinstance(graph.nodes["l1_delay"], nir.Delay)  # per axon: one Delay, one Linear
     assert np.array_equal(graph.nodes["l1_delay"].delay, net[1].synapse.delay.detach().numpy())
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 5), st.integers(1, 5), st.integers(1, 4), st.integers(0, 2 ** 31 - 1))
 def test_expansion_composes_back_to_the_matrices(n_out, n_in, levels, seed):
-    """Property: fan-out, Delay, Linear compose to exactly W with delays D (nonzero W)."""
+    """Property: the branches Delay -> Linear sum to exactly W with delays D (nonzero W),
+    with as many branches as the most distinct delays of one input."""
     rng = np.random.default_rng(seed)
     w = rng.normal(size=(n_out, n_in)) * (rng.random((n_out, n_in)) < 0.8)
     d = rng.integers(0, levels, size=(n_out, n_in)) * 1e-3 + rng.random() * 1e-4
-    ex = expand(w, d)
-    assert (ex.fanout.sum(axis=1) == 1).all()
-    p = Paths.identity(n_in).through(ex.fanout).delayed(ex.delays).through(ex.weight)
+    sl = slices(w, d)
+    assert len(sl.delays) == max(len(np.unique(d[:, j])) for j in range(n_in))
+    p = None
+    for k in range(len(sl.delays)):
+        branch = Paths.identity(n_in).delayed(sl.delays[k]).through(sl.weights[k])
+        p = branch if p is None else p.plus(branch)
     w2, d2, reached = p.dense(n_in, "test")
     assert np.array_equal(w2, w)
     live = w != 0
     assert np.array_equal(d2[live], d[live]) and (reached == live).all()
-    assert ex.delays.shape[0] == sum(len(np.unique(d[:, j])) for j in range(n_in))
+
+
+def test_foreign_fan_out_expansion_is_read_too():
+    """Another tool's expansion: fan-out Linear, Delay over the copies, summing Linear."""
+    fan = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    graph = nir.NIRGraph.from_list(
+        nir.Linear(weight=fan), nir.Delay(delay=np.array([0.001, 0.003, 0.002])),
+        nir.Linear(weight=np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 4.0]])),
+        nir.LIF(tau=np.full(2, 0.01), r=np.full(2, 0.01), v_leak=np.zeros(2),
+                v_threshold=np.ones(2), v_reset=np.zeros(2)))
+    syn = from_nir(graph)[0].synapse
+    assert syn.per == "synapse"
+    assert torch.equal(syn.weight.detach(), torch.tensor([[1.0, 2.0], [3.0, 4.0]],
+                                                         dtype=torch.float64))
+    assert torch.equal(syn.delay, torch.tensor([[0.001, 0.002], [0.003, 0.002]],
+                                               dtype=torch.float64))
 
 
 def test_foreign_graph_reads_spikes_as_dirac_deltas():

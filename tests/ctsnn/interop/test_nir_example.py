@@ -17,4 +17,4 @@ def test_nir_example_round_trips(capsys, monkeypatch, tmp_path):
     assert out.exists()
     assert "parameters identical after the round trip: True" in text
     assert text.count("identical after the round trip: True") == 3
-    assert "l0_fanout" in text and "no jump-scale nodes: True" in text
+    assert "l0_linear_1" in text and "no jump-scale nodes: True" in text
