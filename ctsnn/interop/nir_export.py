@@ -207,8 +207,8 @@ def to_nir(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.Mod
         input_kind: what the graph input carries: ``"spikes"`` (NIR's Dirac spikes; the
             first layer gets the jump-scale node) or ``"current"`` (an input current, as
             ``simulate(..., input_as="current")`` uses it).
-        expand_delays: per-synapse delay matrices as the lossless expansion (fan-out, Delay,
-            summing Linear; see :mod:`ctsnn.interop.nir_paths`). ``False``: for consumers that
+        expand_delays: per-synapse delay matrices as the lossless expansion (parallel Delay ->
+            Linear branches; see :mod:`ctsnn.interop.nir_paths`). ``False``: for consumers that
             take only one delay per channel; a matrix whose delays differ between targets is
             then an error (or, with ``lossy``, each input's mean delay).
         lossy: export what NIR cannot express in an approximate form instead of raising
