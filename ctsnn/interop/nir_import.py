@@ -118,12 +118,12 @@ class _Graph:
         if not self.preds[name]:
             raise ValueError(f"NIR node {name!r} ({type(node).__name__}) has no input edge")
         self._busy.add(name)
-        summed: dict[str, Paths] = {}
+        parts: dict[str, list[Paths]] = {}
         for pred in self.preds[name]:
             for src, p in self.sources(pred).items():
-                summed[src] = p if src not in summed else summed[src].plus(p)
+                parts.setdefault(src, []).append(p)
         self._busy.discard(name)
-        out = {src: self._apply(name, node, p) for src, p in summed.items()}
+        out = {src: self._apply(name, node, Paths.total(ps)) for src, ps in parts.items()}
         self._memo[name] = out
         return out
 
@@ -165,26 +165,24 @@ class _Graph:
         """Maps from each source to neuron ``name``'s input in ctsnn units: NIR weights times
         ``factor`` per neuron, except through the exporter's own jump-scale node (exact)."""
         node = self.nodes[name]
-        out: dict[str, Paths] = {}
+        out: dict[str, list[Paths]] = {}
         for pred in self.preds[name]:
             p_node = self.nodes[pred]
             exact = (self.euler_dt is None and isinstance(p_node, nir.Scale)
                      and np.shape(p_node.scale) == np.shape(jump_scale(node))
                      and np.array_equal(p_node.scale, jump_scale(node))
                      and len(self.preds[pred]) > 0)
-            got = {}
-            if exact:
-                for q in self.preds[pred]:
-                    for src, p in self.sources(q).items():
-                        got[src] = p if src not in got else got[src].plus(p)
-            else:
-                got = {src: p.scaled(factor) for src, p in self.sources(pred).items()}
-            for src, p in got.items():
-                if p.n_out != len(factor):
-                    raise ValueError(f"NIR node {name!r}: receives {p.n_out} channels from "
-                                     f"{pred!r} but has {len(factor)} neurons")
-                out[src] = p if src not in out else out[src].plus(p)
-        return out
+            got: dict[str, list[Paths]] = {}
+            for q in self.preds[pred] if exact else [pred]:
+                for src, p in self.sources(q).items():
+                    got.setdefault(src, []).append(p if exact else p.scaled(factor))
+            for src, ps in got.items():
+                for p in ps:
+                    if p.n_out != len(factor):
+                        raise ValueError(f"NIR node {name!r}: receives {p.n_out} channels from "
+                                         f"{pred!r} but has {len(factor)} neurons")
+                out.setdefault(src, []).extend(ps)
+        return {src: Paths.total(ps) for src, ps in out.items()}
 
 
 def _meta(p: Paths, key: str) -> Any:

@@ -94,16 +94,21 @@ class Paths:
 
     def plus(self, other: Paths) -> Paths:
         """The sum of two maps of the same source and size."""
-        bias = self.bias if other.bias is None else other.bias if self.bias is None else \
-            self.bias + other.bias
-        return replace(self, out=np.concatenate((self.out, other.out)),
-                       inp=np.concatenate((self.inp, other.inp)),
-                       weight=np.concatenate((self.weight, other.weight)),
-                       delay=np.concatenate((self.delay, other.delay)),
-                       has_linear=self.has_linear or other.has_linear,
-                       delay_after_linear=self.delay_after_linear or other.delay_after_linear,
-                       has_delay=self.has_delay or other.has_delay,
-                       meta=self.meta or other.meta, bias=bias).merged()
+        return Paths.total([self, other])
+
+    @staticmethod
+    def total(parts: list[Paths]) -> Paths:
+        """The sum of maps of the same source and size (one merge for all)."""
+        if len(parts) == 1:
+            return parts[0]
+        biases = [p.bias for p in parts if p.bias is not None]
+        return replace(parts[0], **{f: np.concatenate([getattr(p, f) for p in parts])
+                                    for f in ("out", "inp", "weight", "delay")},
+                       has_linear=any(p.has_linear for p in parts),
+                       delay_after_linear=any(p.delay_after_linear for p in parts),
+                       has_delay=any(p.has_delay for p in parts),
+                       meta=next((p.meta for p in parts if p.meta), None),
+                       bias=sum(biases[1:], biases[0]) if biases else None).merged()
 
     def merged(self) -> Paths:
         """Terms with the same ``(out, inp, delay)`` summed."""

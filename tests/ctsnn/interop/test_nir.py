@@ -213,13 +213,13 @@ def test_cuba_foreign_weight_uses_w_in_and_tau_syn():
     assert np.allclose(net[0].synapse.weight.detach().numpy(), expect, rtol=1e-15)
 
 
-def test_current_input_kind_round_trips_and_simulates_identically():
+def test_current_input_kind_round_trips_and_simulates_identically(tmp_path):
     g = torch.Generator().manual_seed(2)
     net = [Layer(LIF(3, tau_mem=0.01, r=2.0), weight=torch.rand(3, 4, generator=g)),
            Layer(LIF(2, tau_mem=0.02), weight=torch.rand(2, 3, generator=g) * 3)]
-    graph = to_nir(net, input_kind="current")
+    graph = to_nir(net, tmp_path / "current.nir", input_kind="current")
     assert ("l0_linear", "l0_neuron") in graph.edges  # a current needs no jump scale
-    back = from_nir(graph)
+    back = from_nir(tmp_path / "current.nir")  # the input kind is recorded in the file
     _assert_same_network(net, back)
     x = torch.rand(200, 2, 4, generator=g) * 2
     a = ctsnn.simulate(net, x, dt=1e-4)
@@ -227,13 +227,13 @@ def test_current_input_kind_round_trips_and_simulates_identically():
     assert len(a.spikes) > 0 and torch.equal(a.spikes.raster(), b.spikes.raster())
 
 
-def test_lossy_export_records_what_nir_cannot_say():
+def test_lossy_export_records_what_nir_cannot_say(tmp_path):
     net = [Layer(LIF(3, reset="subtract", refractory=0.002), weight=torch.randn(3, 2))]
     with pytest.raises(ValueError, match=r"layer 0 \(LIF\).*refractory.*reset='subtract'"):
         to_nir(net)
     with pytest.warns(UserWarning, match="reset='subtract'"):
-        graph = to_nir(net, lossy=True)
-    back = from_nir(graph)
+        to_nir(net, tmp_path / "lossy.nir", lossy=True)
+    back = from_nir(tmp_path / "lossy.nir")
     assert back[0].model.reset_mode == "subtract"
     _assert_same_network(net, back)
 
@@ -353,7 +353,7 @@ def test_euler_reading_matches_forward_euler_closed_form():
         from_nir(graph, euler_dt=-1.0)
 
 
-def test_euler_export_round_trip_reproduces_the_discrete_run():
+def test_euler_export_round_trip_reproduces_the_discrete_run(tmp_path):
     g = torch.Generator().manual_seed(4)
     dtype = torch.float64
     rec = RecurrentDense(weight=torch.randn(5, 5, generator=g, dtype=dtype) * 0.5,
@@ -369,7 +369,8 @@ def test_euler_export_round_trip_reproduces_the_discrete_run():
     graph = to_nir(net, euler_dt=1e-4)
     assert not any(isinstance(n, nir.Scale) for n in graph.nodes.values())
     assert np.allclose(graph.nodes["l0_rec_delay"].delay, rec.delay.numpy() - 1e-4)
-    back = from_nir(graph)  # the recorded euler_dt is used
+    nir.write(tmp_path / "euler.nir", graph)
+    back = from_nir(tmp_path / "euler.nir")  # the recorded euler_dt is used
     x = _input(dtype, n_in=4)
     a, b = ctsnn.simulate(net, x, record="v"), ctsnn.simulate(list(back), x, record="v")
     assert len(a.spikes) > 10
