@@ -161,9 +161,11 @@ class _Graph:
             return p.delayed(vec)
         return p.scaled(vec)
 
-    def inputs_of(self, name: str, factor: np.ndarray) -> dict[str, Paths]:
+    def inputs_of(self, name: str, factor: np.ndarray, input_factor: np.ndarray
+                  ) -> dict[str, Paths]:
         """Maps from each source to neuron ``name``'s input in ctsnn units: NIR weights times
-        ``factor`` per neuron, except through the exporter's own jump-scale node (exact)."""
+        ``factor`` per neuron (``input_factor`` for the graph input), except through the
+        exporter's own jump-scale node (exact)."""
         node = self.nodes[name]
         out: dict[str, list[Paths]] = {}
         for pred in self.preds[name]:
@@ -175,7 +177,8 @@ class _Graph:
             got: dict[str, list[Paths]] = {}
             for q in self.preds[pred] if exact else [pred]:
                 for src, p in self.sources(q).items():
-                    got.setdefault(src, []).append(p if exact else p.scaled(factor))
+                    f = input_factor if src == self.input else factor
+                    got.setdefault(src, []).append(p if exact else p.scaled(f))
             for src, ps in got.items():
                 for p in ps:
                     if p.n_out != len(factor):
@@ -320,8 +323,7 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dtype: torch.dtype | None = No
     layers, source = [], g.input
     for name in order:
         model, f_spike, f_current = node_to_model(name, g.nodes[name], dtype, euler_dt)
-        factor = f_current if (source == g.input and kind == "current") else f_spike
-        inputs = g.inputs_of(name, factor)
+        inputs = g.inputs_of(name, f_spike, f_current if kind == "current" else f_spike)
         if name in inputs and inputs[name].bias is not None:
             # a constant input is the same on any path: the feed-forward synapse carries it
             ff, rec_bias = inputs[source], inputs[name].bias

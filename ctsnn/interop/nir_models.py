@@ -88,13 +88,15 @@ def as_array(t: Tensor) -> np.ndarray:
 
 def jump_scale(node: nir.NIRNode) -> np.ndarray:
     """Per-neuron factor ``s`` with ``w_nir = s * w_ctsnn`` for spikes into ``node`` (see the
-    module docstring); computed from the node's own arrays, in their dtype."""
-    if isinstance(node, (nir.LIF, nir.LI)):
-        return node.tau / node.r
-    if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
-        return node.tau_syn / node.w_in
-    if isinstance(node, nir.IF):
-        return 1.0 / node.r
+    module docstring); computed from the node's own arrays, in their dtype (``inf`` where
+    ``r`` or ``w_in`` is 0: no spike can reach such a neuron)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if isinstance(node, (nir.LIF, nir.LI)):
+            return node.tau / node.r
+        if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
+            return node.tau_syn / node.w_in
+        if isinstance(node, nir.IF):
+            return 1.0 / node.r
     raise TypeError(f"no jump scale for a {type(node).__name__} node")
 
 

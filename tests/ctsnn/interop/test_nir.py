@@ -401,3 +401,23 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="lossy must be a bool"):
         to_nir([Layer(LIF(2))], lossy="yes")
     assert math.isfinite(float(to_nir([Layer(LIF(2))]).nodes["l0_scale"].scale[0]))
+
+
+def test_current_input_factor_applies_to_the_input_only():
+    """input_kind='current': the input's weights are currents (unchanged for LIF), the
+    recurrent ones still spikes (times r / tau)."""
+    tau, r = 0.01, 2.0
+    lif = nir.LIF(tau=np.full(2, tau), r=np.full(2, r), v_leak=np.zeros(2),
+                  v_threshold=np.ones(2), v_reset=np.zeros(2))
+    w_in, w_rec = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), np.array([[0.0, 1.0], [2.0, 0.0]])
+    graph = _graph({"input": nir.Input(np.array([3])), "w": nir.Linear(w_in), "lif": lif,
+                    "d": nir.Delay(np.array([0.001, 0.002])), "rec": nir.Linear(w_rec),
+                    "output": nir.Output(np.array([2]))},
+                   [("input", "w"), ("w", "lif"), ("lif", "d"), ("d", "rec"), ("rec", "lif"),
+                    ("lif", "output")])
+    net = from_nir(graph, input_kind="current")
+    assert np.allclose(net[0].synapse.weight.detach().numpy(), w_in, rtol=1e-15)
+    assert np.allclose(net[0].recurrent.weight.detach().numpy(), w_rec * r / tau, rtol=1e-15)
+    assert net[0].recurrent.per == "axon"
+    spikes = from_nir(graph)  # the default: spikes everywhere
+    assert np.allclose(spikes[0].synapse.weight.detach().numpy(), w_in * r / tau, rtol=1e-15)
