@@ -421,3 +421,17 @@ def test_current_input_factor_applies_to_the_input_only():
     assert net[0].recurrent.per == "axon"
     spikes = from_nir(graph)  # the default: spikes everywhere
     assert np.allclose(spikes[0].synapse.weight.detach().numpy(), w_in * r / tau, rtol=1e-15)
+
+
+@pytest.mark.parametrize("time", ["discrete", "continuous"])
+def test_if_model_integrates_exactly(time):
+    """IF: v = v0 + r I t; with r = 2, I = 5.3, v_threshold = 1: spikes every 1/10.6 s."""
+    model = IF(1, r=torch.tensor([2.0], dtype=torch.float64), v_threshold=1.0, v_reset=0.0)
+    x = torch.full((40, 1, 1), 5.3, dtype=torch.float64)
+    res = ctsnn.simulate(model, x, dt=0.01, time=time)
+    period = 1.0 / 10.6
+    if time == "continuous":
+        expect = period * torch.arange(1, 5, dtype=torch.float64)
+        assert torch.allclose(res.spikes.times, expect, atol=1e-9)
+    else:  # on the grid: v grows by 0.106 per step, resets to 0 after reaching 1
+        assert res.spikes.raster()[:, 0, 0].nonzero().flatten().tolist() == [9, 19, 29, 39]
