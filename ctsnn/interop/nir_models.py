@@ -239,9 +239,6 @@ def node_to_model(name: str, node: nir.NIRNode, dtype: torch.dtype, euler_dt: fl
     f = np.asarray(f, dtype=np.float64) * np.ones(n)
     if euler_dt is not None:
         f = f * euler_dt
-    if not np.isfinite(f).all():
-        raise ValueError(f"NIR node {name!r}: spikes cannot enter it (its weight factor is "
-                         "not finite; r = 0 or a time constant of 0?)")
     return model, f, current
 
 

@@ -435,3 +435,48 @@ def test_if_model_integrates_exactly(time):
         assert torch.allclose(res.spikes.times, expect, atol=1e-9)
     else:  # on the grid: v grows by 0.106 per step, resets to 0 after reaching 1
         assert res.spikes.raster()[:, 0, 0].nonzero().flatten().tolist() == [9, 19, 29, 39]
+
+
+def _li(n: int) -> nir.LI:
+    return nir.LI(tau=np.full(n, 0.01), r=np.ones(n), v_leak=np.zeros(n))
+
+
+def _cuba(n: int) -> nir.CubaLIF:
+    return nir.CubaLIF(tau_syn=np.full(n, 0.005), tau_mem=np.full(n, 0.01), r=np.ones(n),
+                       v_leak=np.zeros(n), v_threshold=np.ones(n))
+
+
+@pytest.mark.parametrize(("nodes", "edges", "kwargs", "match"), [
+    ({"input": nir.Input(np.array([2])), "li": _li(2), "lif": _lif(2),
+      "output": nir.Output(np.array([2]))},
+     [("input", "li"), ("li", "lif"), ("lif", "output")], {}, "'li' \\(LI\\) does not spike"),
+    ({"input": nir.Input(np.array([2])), "lif": _lif(2), "w": nir.Linear(np.eye(2)),
+      "output": nir.Output(np.array([2]))},
+     [("input", "lif"), ("lif", "w"), ("w", "output")], {}, "'output': the Output must be fed"),
+    ({"input": nir.Input(np.array([2])), "in2": nir.Input(np.array([2])), "lif": _lif(2),
+      "output": nir.Output(np.array([2]))},
+     [("input", "lif"), ("in2", "lif"), ("lif", "output")], {}, "one Input and one Output"),
+    ({"input": nir.Input(np.array([2])), "lif": _lif(2), "output": nir.Output(np.array([2]))},
+     [("input", "lif"), ("lif", "nowhere")], {}, "'nowhere'"),
+    ({"input": nir.Input(np.array([2])), "lif": _lif(2), "output": nir.Output(np.array([2]))},
+     [("input", "lif"), ("lif", "output")], {"euler_dt": 0.05}, "'lif': tau = 0.01 s <= euler_dt"),
+    ({"input": nir.Input(np.array([2])), "c": _cuba(2), "output": nir.Output(np.array([2]))},
+     [("input", "c"), ("c", "output")], {"euler_dt": 1e-4}, "'c' \\(CubaLIF\\): euler_dt"),
+    ({"input": nir.Input(np.array([2])), "w": nir.Linear(np.ones((2, 2))),
+      "lif": nir.LIF(tau=np.zeros(2), r=np.ones(2), v_leak=np.zeros(2),
+                     v_threshold=np.ones(2), v_reset=np.zeros(2)),
+      "output": nir.Output(np.array([2]))},
+     [("input", "w"), ("w", "lif"), ("lif", "output")], {}, "'lif' \\(LIF\\): .*positive"),
+    ({"input": nir.Input(np.array([2])), "lif": nir.LIF(
+        tau=np.full(2, 0.01), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.zeros(2),
+        v_reset=np.ones(2)), "output": nir.Output(np.array([2]))},
+     [("input", "lif"), ("lif", "output")], {}, "'lif' \\(LIF\\): .*v_reset must be below"),
+])
+def test_import_errors_name_the_node(nodes, edges, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        from_nir(_graph(nodes, edges), **kwargs)
+
+
+def test_export_refuses_r_zero():
+    with pytest.raises(ValueError, match="layer 0: r = 0"):
+        to_nir([Layer(LIF(2, r=0.0), weight=torch.ones(2, 2))])
