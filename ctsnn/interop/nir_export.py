@@ -146,6 +146,10 @@ def _synapse_parts(syn: nn.Module, where: str, b: _Builder, recurrent: bool
     delay = None if syn.delay is None else as_array(syn.delay)
     if delay is not None and b.euler_dt is not None:
         steps = np.round(delay.astype(np.float64) / b.euler_dt) - recurrent
+        if bool((steps < 0).any()):
+            raise ValueError(f"{where}: a recurrent delay below one step of euler_dt = "
+                             f"{b.euler_dt} s has no discrete-time form (the spike would act "
+                             "in the step that emitted it)")
         delay = (steps * b.euler_dt).astype(delay.dtype)
     if syn.max_delay is not None:
         meta["ctsnn_max_delay"] = float(syn.max_delay)

@@ -331,6 +331,11 @@ def test_export_errors_name_the_layer():
         to_nir([Layer(LIF(2)), nn.Linear(2, 2)])
     with pytest.raises(ValueError, match="CubaLIF.*euler_dt"):
         to_nir([Layer(CubaLIF(2))], euler_dt=1e-4)
+    short = RecurrentDense(weight=torch.ones(2, 2), delay=3e-5)
+    with pytest.raises(ValueError, match="layer 0 recurrent: a recurrent delay below one step"):
+        to_nir([Layer(LIF(2), recurrent=short)], euler_dt=1e-4)
+    with pytest.raises(ValueError, match="euler_dt exports for discrete-time consumers driven"):
+        to_nir([Layer(LIF(2))], euler_dt=1e-4, input_kind="current")
 
 
 def test_euler_reading_matches_forward_euler_closed_form():
