@@ -250,6 +250,10 @@ def to_nir(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.Mod
         b.nodes["input"] = nir.Input(input_type={"input": np.array([layers[0].n_in])})
         source = "input"
         for k, layer in enumerate(layers):
+            if k < len(layers) - 1 and not layer.model.spiking:
+                raise ValueError(f"layer {k} ({type(layer.model).__name__}) does not spike: in "
+                                 "NIR its output would be its voltage, read by the next layer "
+                                 "as a current; only the last layer may be a readout")
             source = _layer(b, k, layer, source, input_kind)
     b.nodes["output"] = nir.Output(output_type={"output": np.array([layers[-1].model.n])})
     b.edges.append((source, "output"))

@@ -317,6 +317,8 @@ def test_two_delays_for_one_synapse_and_non_chains_are_errors():
 
 
 def test_export_errors_name_the_layer():
+    with pytest.raises(ValueError, match="layer 0 \\(LI\\) does not spike"):
+        to_nir([Layer(LI(2)), Layer(LIF(2), weight=torch.ones(2, 2))])
     with pytest.raises(ValueError, match="layer 1 .*NIR has no node for AdEx"):
         to_nir([Layer(LIF(2)), Layer(ctsnn.AdEx(2), weight=torch.ones(2, 2))])
     grid = Dense(2, 2, kernel=Gaussian(), max_delay=0.01, dt=1e-3)
