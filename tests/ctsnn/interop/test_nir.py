@@ -575,3 +575,15 @@ def test_exported_graph_means_the_same_under_nir_semantics():
     assert len(ref) > 5
     assert [u for _, u in ours] == [u for _, u in ref]
     assert np.allclose([t for t, _ in ours], [t for t, _ in ref], atol=1e-12)
+
+
+def test_grid_kernel_recipe_of_the_docs_gives_the_eval_input():
+    """docs/nir.md: a grid-kernel synapse in eval() equals an exact one at the rounded delays."""
+    torch.manual_seed(0)
+    syn = Dense(5, 4, kernel=Gaussian(), max_delay=0.01, dt=1e-3).eval()
+    exact = Dense(weight=syn.effective_weight.detach(),
+                  delay=torch.round(syn.delay_steps.detach()) * syn.dt)
+    x = Spikes.from_raster((torch.rand(50, 2, 5) < 0.2).float(), dt=1e-3)
+    assert torch.allclose(syn.jumps(x), exact.jumps(x), atol=1e-6)
+    back = from_nir(to_nir([Layer(LIF(4), exact)]))
+    assert torch.equal(back[0].synapse.jumps(x), exact.jumps(x))
