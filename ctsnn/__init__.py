@@ -10,6 +10,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import gradients, losses, surrogate
 from .engine import SimulationResult, run_population
+from .interop import from_nir, to_nir
 from .models import (
     LI,
     LIF,
@@ -35,5 +36,5 @@ __all__ = [
     "Spikes", "NeuronModel", "LI", "LIF", "CubaLI", "CubaLIF", "AdLIF", "AdEx", "QIF", "Izhikevich",
     "HodgkinHuxley", "HH", "Layer", "Dense", "Arrivals", "SimulationResult", "simulate",
     "run_population", "from_equations", "clamp_delays_", "delay_parameters", "weight_parameters",
-    "gradients", "losses", "surrogate",
+    "gradients", "losses", "surrogate", "to_nir", "from_nir",
 ]
