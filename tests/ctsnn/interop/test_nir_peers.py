@@ -3,8 +3,9 @@
 snnTorch writes and reads NIR graphs assuming ``dt = 1e-4`` s, a spike being a one-step pulse
 of height 1 (``beta = 1 - dt / tau``, ``r = tau / dt``): ``from_nir(..., euler_dt=1e-4)`` and
 ``to_nir(..., euler_dt=1e-4)`` speak that convention, and ctsnn's discrete engine at
-``dt = 1e-4`` must then give the very same spikes. Skipped when snnTorch is absent (install it
-with ``pip install --no-deps snntorch nirtorch``: the ``nir-peers`` extra).
+``dt = 1e-4`` must then give the very same spikes. snnTorch and nirtorch are in the ``test``
+extra (snnTorch 1.0 declares no dependencies), so CI runs these; skipped when snnTorch is
+absent.
 """
 
 from __future__ import annotations
