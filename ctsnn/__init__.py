@@ -9,6 +9,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import gradients, losses, surrogate
+from .analysis import compare_time_modes
 from .engine import SimulationResult, run_population
 from .models import (
     LI,
@@ -35,5 +36,5 @@ __all__ = [
     "Spikes", "NeuronModel", "LI", "LIF", "CubaLI", "CubaLIF", "AdLIF", "AdEx", "QIF", "Izhikevich",
     "HodgkinHuxley", "HH", "Layer", "Dense", "Arrivals", "SimulationResult", "simulate",
     "run_population", "from_equations", "clamp_delays_", "delay_parameters", "weight_parameters",
-    "gradients", "losses", "surrogate",
+    "gradients", "losses", "surrogate", "compare_time_modes",
 ]
