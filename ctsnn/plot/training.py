@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from ..synapses.kernels import gaussian_kernel
@@ -103,6 +104,7 @@ def learning_curves(log: str | Path | Sequence[Mapping[str, Any]], *,
         for (label, x, y), marker in zip(series[panel], ("o", "s"), strict=False):
             ax.plot(x, y, marker=marker, ms=3, lw=1.2, label=label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("loss" if panel == "loss" else "accuracy (%)")
         ax.set_title(panel)
         ax.grid(alpha=0.3)
@@ -171,7 +173,7 @@ def kernel_evolution(epochs: Sequence[float], delays: Tensor, sigmas: Tensor | S
     if delays.ndim != 2 or delays.shape[0] != n_epochs:
         raise ValueError(f"delays must be [E, S] with E = {n_epochs} epochs, got "
                          f"{list(delays.shape)}")
-    if sig.ndim == 1:
+    if sig.ndim == 1 and len(sig) == n_epochs:
         sig = sig[:, None].expand_as(delays)
     if sig.shape != delays.shape:
         raise ValueError(f"sigmas must be [E] or [E, S] = {list(delays.shape)}, got "
@@ -192,6 +194,7 @@ def kernel_evolution(epochs: Sequence[float], delays: Tensor, sigmas: Tensor | S
         left.plot(ep, d, color=color, lw=1.4, label=f"synapse {s}")
         left.fill_between(ep, d - w, d + w, color=color, alpha=0.15)
     left.set_xlabel("epoch")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_ylabel("delay (ms)")
     left.set_title("kernel position ± width")
     left.set_ylim(-0.05 * max_delay * 1e3, 1.05 * max_delay * 1e3)
