@@ -14,7 +14,7 @@ Both return a :class:`TimeModeComparison`; ``print(cmp.table())`` shows it as ma
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,6 +30,8 @@ from .orders import fitted_order
 from .spike_distance import van_rossum_distance
 from .spike_matching import compare_spikes
 from .time_modes import TimeModeRun, layer_results, parse_setting, run_time_modes
+
+PREDICTIONS = ("argmax", "first_spike")
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ def compare_time_modes(
     reference: tuple | None = None,
     labels: Tensor | None = None,
     readout: Any = None,
+    predict: str | Callable[[Any], Tensor] = "argmax",
     tau: float | None = None,
     input_dt: float | None = None,
     repeats: int = 1,
@@ -183,11 +186,14 @@ def compare_time_modes(
         reference: ``(time, dt)`` or ``(time, dt, method)`` of the reference run; default:
             continuous time at the smallest ``dt`` (with ``method``'s continuous entry). It is
             run once more only if it is not one of the settings.
-        labels: ``[B]`` class indices: then each run's accuracy; the prediction is the
-            ``argmax`` of the readout output (``readout``) or else of the last layer's spike
-            counts.
+        labels: ``[B]`` class indices: then each run's accuracy (see ``predict``).
         readout: readout of the last layer (see :func:`ctsnn.simulate`): then the output
             difference.
+        predict: how a run's class predictions ``[B]`` are made for the accuracy:
+            ``"argmax"`` of the readout output (or, without a readout, of the last layer's
+            spike counts), ``"first_spike"`` (the last-layer neuron that fires first; a
+            sample with no spike predicts class 0), or a callable ``result -> [B]`` on the
+            :func:`ctsnn.simulate` result.
         tau: van Rossum time constant (s); default ``10 * max(dts)``.
         input_dt: grid of a tensor ``inputs`` (s); an error with ``Spikes``.
         repeats: time each run this many times, keep the fastest.
@@ -204,8 +210,9 @@ def compare_time_modes(
     if reference is None:
         reference = ("continuous", min(dts), methods.get("continuous"))
     return work_precision(network, inputs, settings, reference=reference, labels=labels,
-                          readout=readout, tau=10 * max(dts) if tau is None else tau,
-                          input_dt=input_dt, repeats=repeats)
+                          readout=readout, predict=predict,
+                          tau=10 * max(dts) if tau is None else tau, input_dt=input_dt,
+                          repeats=repeats)
 
 
 def work_precision(
@@ -216,6 +223,7 @@ def work_precision(
     reference: tuple,
     labels: Tensor | None = None,
     readout: Any = None,
+    predict: str | Callable[[Any], Tensor] = "argmax",
     tau: float | None = None,
     input_dt: float | None = None,
     repeats: int = 3,
@@ -234,6 +242,8 @@ def work_precision(
     tau = 10 * max(dt for _, dt, _ in parsed) if tau is None else tau
     check_positive("tau", tau)
     repeats = as_int("repeats", repeats, minimum=1)
+    if not callable(predict) and predict not in PREDICTIONS:
+        raise ValueError(f"predict must be one of {PREDICTIONS} or a callable, got {predict!r}")
     _check_shapes(network, inputs, labels)
     if isinstance(inputs, Spikes):
         if input_dt is not None:
@@ -253,12 +263,12 @@ def work_precision(
         runs += run_time_modes(network, x, [(mode, dt, meth)], readout=readout, repeats=repeats)
     by_setting = {(r.time, r.dt, r.method): r for r in runs}
     ref_run = by_setting[ref]
-    ref_acc = _accuracy(ref_run.result, labels)
-    summaries = [_summarise(by_setting[s], ref_run, tau, labels, ref_acc)
+    ref_acc = _accuracy(ref_run.result, labels, predict)
+    summaries = [_summarise(by_setting[s], ref_run, tau, labels, ref_acc, predict)
                  for s in parsed]
     return TimeModeComparison(
         runs=tuple(summaries),
-        reference=_summarise(ref_run, ref_run, tau, labels, ref_acc),
+        reference=_summarise(ref_run, ref_run, tau, labels, ref_acc, predict),
         tau=float(tau),
         simulations={k: r.result for k, r in by_setting.items()},
     )
@@ -266,7 +276,7 @@ def work_precision(
 
 # --------------------------------------------------------------------------- helpers
 def _summarise(run: TimeModeRun, ref: TimeModeRun, tau: float, labels: Tensor | None,
-               ref_acc: float | None) -> RunSummary:
+               ref_acc: float | None, predict: Any) -> RunSummary:
     layers = []
     for x, r in zip(layer_results(run.result), layer_results(ref.result), strict=True):
         matched = compare_spikes(x.spikes, r.spikes)
@@ -274,17 +284,27 @@ def _summarise(run: TimeModeRun, ref: TimeModeRun, tau: float, labels: Tensor | 
         layers.append(LayerDifference(**asdict(matched), distance=dist))
     out, ref_out = run.result.output, ref.result.output
     out_diff = None if out is None else (out - ref_out).abs().max().item()
-    acc = _accuracy(run.result, labels)
+    acc = _accuracy(run.result, labels, predict)
     return RunSummary(run.time, run.dt, run.method, run.wall_s, tuple(layers), out_diff, acc,
                       None if acc is None else acc - ref_acc)
 
 
-def _accuracy(result: Any, labels: Tensor | None) -> float | None:
+def _accuracy(result: Any, labels: Tensor | None, predict: Any) -> float | None:
     if labels is None:
         return None
-    scores = result.output if result.output is not None else result.spikes.count().to(
-        torch.float64)
-    return (scores.argmax(dim=1).cpu() == labels.cpu()).double().mean().item()
+    if callable(predict):
+        pred = predict(result)
+    elif predict == "first_spike":
+        pred = result.spikes.first_times(fill=float("inf")).argmin(dim=1)
+    else:
+        scores = result.output if result.output is not None else result.spikes.count().to(
+            torch.float64)
+        pred = scores.argmax(dim=1)
+    pred = torch.as_tensor(pred).cpu()
+    if pred.shape != labels.shape:
+        raise ValueError(f"predict returned shape {list(pred.shape)}; expected [B] = "
+                         f"{list(labels.shape)}")
+    return (pred == labels.cpu()).double().mean().item()
 
 
 def _as_dts(dts: Sequence[float]) -> list[float]:

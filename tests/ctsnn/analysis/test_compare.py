@@ -122,3 +122,23 @@ def test_bad_input_raises_before_any_simulation(monkeypatch):
         compare_time_modes(net, x, [-1e-3])
     with pytest.raises(TypeError, match="sequence"):
         compare_time_modes(net, x, 1e-3)
+    with pytest.raises(ValueError, match="predict"):
+        compare_time_modes(net, x, [1e-3], predict="vote")
+
+
+def test_predictions_for_the_accuracy():
+    """Three samples whose first spikes and counts are known: sample b gets current 2 + b on
+    neuron b % 2 and 1.5 on the other; a stronger drive fires first and more often."""
+    lif = ctsnn.LIF(2, tau_mem=TAU_MEM, v_threshold=1.0, v_reset=0.0)
+    current = torch.full((20, 3, 2), 1.5)
+    for b in range(3):
+        current[:, b, b % 2] = 2.0 + b
+    labels = torch.tensor([0, 1, 1])  # the last sample is predicted 0: accuracy 2/3
+    for predict in ("first_spike", "argmax", lambda res: res.spikes.count().argmax(dim=1)):
+        cmp = compare_time_modes(ctsnn.Layer(lif), current, [2e-3], input_dt=2e-3,
+                                 labels=labels, predict=predict)
+        assert cmp.reference.accuracy == pytest.approx(2 / 3)
+        assert cmp.get("discrete", 2e-3).accuracy_difference == 0.0
+    with pytest.raises(ValueError, match="predict returned shape"):
+        compare_time_modes(ctsnn.Layer(lif), current, [2e-3], input_dt=2e-3, labels=labels,
+                           predict=lambda res: torch.zeros(2))
