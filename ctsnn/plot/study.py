@@ -7,6 +7,7 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from .rasters import legend_outside
 
@@ -24,6 +25,24 @@ def _check_metric(metric: str) -> str:
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
     return metric
+
+
+def _finish(ax: Axes, comparison: Any, layer: int, kind: str, zeros: int,
+            title: str | None) -> None:
+    """Log axes without crowded minor labels, a grid, the title and an outside legend."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    n_layers = len(comparison.reference.layers)
+    index = layer % n_layers
+    ref = comparison.reference
+    ax.set_title(title or (f"{kind}, layer {index} of {n_layers} (reference: {ref.time}, "
+                           f"dt = {ref.dt * 1e3:g} ms; point labels: dt in ms"
+                           + (f"; {zeros} run(s) with error 0 not shown)" if zeros else ")")),
+                 fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    legend_outside(ax)
 
 
 def _draw_series(ax: Axes, comparison: Any, x_of: Any, metric: str, layer: int) -> int:
@@ -65,17 +84,9 @@ def work_precision_plot(comparison: Any, *, layer: int = -1, metric: str = "time
     fig = Figure(figsize=(8, 4.8), layout="constrained")
     ax = fig.subplots()
     zeros = _draw_series(ax, comparison, lambda r: r.wall_s, metric, layer)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.set_xlabel("wall time per run (s)")
     ax.set_ylabel(METRICS[metric])
-    ref = comparison.reference
-    ax.set_title(title or (f"Work-precision, layer {layer} (reference: {ref.time}, "
-                           f"dt = {ref.dt * 1e3:g} ms; labels: dt in ms"
-                           + (f"; {zeros} run(s) with error 0 not shown)" if zeros else ")")),
-                 fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    legend_outside(ax)
+    _finish(ax, comparison, layer, "Work-precision", zeros, title)
     return fig
 
 
@@ -102,17 +113,9 @@ def convergence_plot(comparison: Any, *, layer: int = -1, metric: str = "time_er
         for p, style in ((1, ":"), (2, "--")):
             ax.plot(xs, [y0 * (x / x0) ** p for x in xs], color="gray", ls=style, lw=0.8,
                     label=f"slope {p}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.set_xlabel("grid step dt (s)")
     ax.set_ylabel(METRICS[metric])
-    ref = comparison.reference
-    ax.set_title(title or (f"Convergence, layer {layer} (reference: {ref.time}, dt = "
-                           f"{ref.dt * 1e3:g} ms"
-                           + (f"; {zeros} run(s) with error 0 not shown)" if zeros else ")")),
-                 fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    legend_outside(ax)
+    _finish(ax, comparison, layer, "Convergence", zeros, title)
     return fig
 
 
