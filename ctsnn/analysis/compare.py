@@ -32,6 +32,9 @@ from .spike_matching import compare_spikes
 from .time_modes import TimeModeRun, layer_results, parse_setting, run_time_modes
 
 PREDICTIONS = ("argmax", "first_spike")
+#: Spike-time errors (s) at or below this are rounding noise: such runs are exact and have no
+#: convergence order (:meth:`TimeModeComparison.order`).
+EXACT_BELOW = 1e-12
 
 
 @dataclass(frozen=True)
@@ -115,13 +118,14 @@ class TimeModeComparison:
                        f"{[r.setting for r in self.runs]}")
 
     def order(self, time: str, method: str | None = None, *, layer: int = -1,
-              metric: str = "time_error") -> float:
+              metric: str = "time_error", exact_below: float = EXACT_BELOW) -> float:
         """Observed convergence order of ``metric`` (``"time_error"`` or ``"distance"``) of one
         layer over the grid steps of the runs with this ``time`` and ``method``: the
         least-squares slope of ``log(metric)`` against ``log(dt)``
         (:func:`~ctsnn.analysis.fitted_order`). The reference run itself is left out. NaN with
-        fewer than two grid steps or an error of 0 or NaN (e.g. a closed-form flow, exact at
-        every dt)."""
+        fewer than two grid steps, an error of 0 or NaN, or when every run's spike-time error
+        is at most ``exact_below`` seconds (exact to rounding, e.g. a closed-form flow at any
+        dt: such errors are rounding noise and have no order)."""
         if metric not in ("time_error", "distance"):
             raise ValueError(f"metric must be 'time_error' or 'distance', got {metric!r}")
         runs = [r for r in self.runs if r.time == time and r.method == method
@@ -129,6 +133,8 @@ class TimeModeComparison:
         if not runs:
             raise KeyError(f"no runs with time={time!r}, method={method!r} besides the "
                            f"reference; runs: {[r.setting for r in self.runs]}")
+        if all(r.layers[layer].time_error <= exact_below for r in runs):
+            return float("nan")
         return fitted_order([r.dt for r in runs],
                             [getattr(r.layers[layer], metric) for r in runs])
 
@@ -376,6 +382,6 @@ def _check_shapes(network: Any, inputs: Any, labels: Tensor | None) -> None:
 
 
 __all__ = [
-    "LayerDifference", "RunSummary", "TimeModeComparison", "compare_time_modes",
-    "work_precision",
+    "EXACT_BELOW", "PREDICTIONS", "LayerDifference", "RunSummary", "TimeModeComparison",
+    "compare_time_modes", "work_precision",
 ]

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from ..spikes import Spikes
@@ -98,6 +99,7 @@ def overlay_rasters(ax: Axes, runs: Sequence[tuple[Spikes, str]], *, sample: int
     if runs:
         n_units = runs[0][0].n_units
         ax.set_ylim(-0.5 - spread / 2, n_units - 0.5 + spread / 2)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if legend:
         legend_outside(ax)
 

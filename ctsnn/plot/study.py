@@ -9,6 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from ..analysis.compare import EXACT_BELOW
 from .rasters import legend_outside
 
 METRICS = {"time_error": "mean spike-time error (s)", "distance": "van Rossum distance"}
@@ -104,7 +105,10 @@ def convergence_plot(comparison: Any, *, layer: int = -1, metric: str = "time_er
     for line in ax.get_lines():
         mode, _, method = line.get_label().partition(", ")
         order = comparison.order(mode, method or None, layer=layer, metric=metric)
-        line.set_label(f"{line.get_label()} (order {order:.2f})")
+        note = f"order {order:.2f}" if math.isfinite(order) else "no order: exact to rounding" \
+            if all(r.layers[layer].time_error <= EXACT_BELOW for r in comparison.runs
+                   if (r.time, r.method) == (mode, method or None)) else "order n/a"
+        line.set_label(f"{line.get_label()} ({note})")
     finite = [(x, y) for line in ax.get_lines() for x, y in zip(line.get_xdata(),
                                                                  line.get_ydata(), strict=True)]
     if finite:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ctsnn
-from ctsnn.analysis import compare_time_modes, work_precision
+from ctsnn.analysis import compare_time_modes, fitted_order, work_precision
 from ctsnn.analysis import time_modes as time_modes_module
 from ctsnn.data import poisson_spikes
 
@@ -48,6 +48,9 @@ def test_known_answer_single_spike():
         assert disc.accuracy == 1.0 and disc.accuracy_difference == 0.0
         assert disc.wall_s > 0
     assert "| discrete | 2 | default |" in cmp.table()
+    assert math.isnan(cmp.order("continuous"))  # exact flow: rounding noise has no order
+    assert cmp.order("discrete") == pytest.approx(fitted_order(
+        dts, [math.ceil(T_STAR / dt) * dt - T_STAR for dt in dts]), rel=1e-6)
     assert set(cmp.simulations) == {r.setting for r in cmp.runs}
     with pytest.raises(KeyError, match="no run"):
         cmp.get("discrete", 3e-3)
