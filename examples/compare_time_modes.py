@@ -51,8 +51,8 @@ def main(steps: int = 8, out_dir: str = ".", n_test: int = 200) -> TimeModeCompa
     train(layer, steps)
 
     spikes, labels = spike_template_task(n_test, seed=100)  # held out
-    cmp = ctsnn.compare_time_modes(layer, spikes, [1e-3, 5e-4, 2.5e-4, 1.25e-4],
-                                   labels=labels, predict="first_spike")
+    cmp = ctsnn.compare_time_modes(layer, spikes, [4e-3, 2e-3, 1e-3, 5e-4, 2.5e-4],
+                                   labels=labels, predict="first_spike", tau=0.005)
     print(cmp.table())
     print(f"\nobserved order of the discrete spike-time error: {cmp.order('discrete'):.2f}")
     for run in cmp.runs:
@@ -64,7 +64,7 @@ def main(steps: int = 8, out_dir: str = ".", n_test: int = 200) -> TimeModeCompa
                          layer.synapse.delay.detach()},
                         bins=16, title="Delays of the 2 x 8 synapses").savefig(
         out / "compare_delays.png", dpi=100)
-    comparison_figure(cmp, [("continuous", 1.25e-4), ("discrete", 1e-3)],
+    comparison_figure(cmp, [("continuous", 2.5e-4), ("discrete", 2e-3)],
                       layer_names=["output neurons"], window=(0.0, 0.05)).savefig(
         out / "compare_rasters.png", dpi=100)
     convergence_plot(cmp).savefig(out / "compare_convergence.png", dpi=100)
