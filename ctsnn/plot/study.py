@@ -38,7 +38,7 @@ def _finish(ax: Axes, comparison: Any, layer: int, kind: str, zeros: int,
     n_layers = len(comparison.reference.layers)
     index = layer % n_layers
     ref = comparison.reference
-    ax.set_title(title or (f"{kind}, layer {index} of {n_layers} (reference: {ref.time}, "
+    ax.set_title(title or (f"{kind}, layer {index} of {n_layers}\n(reference: {ref.time}, "
                            f"dt = {ref.dt * 1e3:g} ms; point labels: dt in ms"
                            + (f"; {zeros} run(s) with error 0 not shown)" if zeros else ")")),
                  fontsize=10)

@@ -144,6 +144,7 @@ def delay_distributions(delays: Mapping[str, Tensor], *, bins: int = 30, unit: s
                 label=f"{label} (mean {float(v.mean()):.3g} {unit}, n = {len(v)})")
     ax.set_xlabel(f"delay ({unit})")
     ax.set_ylabel("synapses")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title)
     legend_outside(ax)
     return fig
