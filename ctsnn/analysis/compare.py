@@ -175,6 +175,7 @@ def compare_time_modes(
     tau: float | None = None,
     input_dt: float | None = None,
     repeats: int = 1,
+    record: Sequence[str] = (),
 ) -> TimeModeComparison:
     """Run ``network`` on ``inputs`` in each time mode at each grid step and compare every run
     with a reference run.
@@ -203,6 +204,8 @@ def compare_time_modes(
         tau: van Rossum time constant (s); default ``10 * max(dts)``.
         input_dt: grid of a tensor ``inputs`` (s); an error with ``Spikes``.
         repeats: time each run this many times, keep the fastest.
+        record: state variables to record in every run (e.g. ``("v",)``), for figures:
+            ``cmp.simulations[setting].layers[k].states["v"]`` ``[T, B, N]``.
 
     Returns:
         A :class:`TimeModeComparison`. Mismatched shapes (input channels, consecutive layers,
@@ -218,7 +221,7 @@ def compare_time_modes(
     return work_precision(network, inputs, settings, reference=reference, labels=labels,
                           readout=readout, predict=predict,
                           tau=10 * max(dts) if tau is None else tau, input_dt=input_dt,
-                          repeats=repeats)
+                          repeats=repeats, record=record)
 
 
 def work_precision(
@@ -233,6 +236,7 @@ def work_precision(
     tau: float | None = None,
     input_dt: float | None = None,
     repeats: int = 3,
+    record: Sequence[str] = (),
 ) -> TimeModeComparison:
     """Error against cost over any ``(time, dt)`` / ``(time, dt, method)`` settings (time modes,
     grid steps, solvers), each measured against one ``reference`` setting.
@@ -266,7 +270,8 @@ def work_precision(
     for mode, dt, meth in ordered:
         x = inputs if isinstance(inputs, Spikes) else \
             inputs.repeat_interleave(_upsample_factor(dt, input_dt), dim=0)
-        runs += run_time_modes(network, x, [(mode, dt, meth)], readout=readout, repeats=repeats)
+        runs += run_time_modes(network, x, [(mode, dt, meth)], readout=readout,
+                               repeats=repeats, record=record)
     by_setting = {(r.time, r.dt, r.method): r for r in runs}
     ref_run = by_setting[ref]
     ref_acc = _accuracy(ref_run.result, labels, predict)

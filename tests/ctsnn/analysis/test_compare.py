@@ -88,7 +88,8 @@ def test_work_precision_over_methods():
     settings = [("discrete", 1e-3, "euler"), ("discrete", 1e-3, "exact"),
                 ("continuous", 1e-3, "exact"), ("continuous", 1e-3, "rk4")]
     cmp = work_precision(layer, current, settings, reference=("continuous", 2e-4, "exact"),
-                         input_dt=2e-3, repeats=2)
+                         input_dt=2e-3, repeats=2, record=("v",))
+    assert cmp.simulations[("discrete", 1e-3, "euler")].states["v"].shape == (40, 1, 1)
     assert [r.setting for r in cmp.runs] == settings
     assert cmp.get("continuous", 1e-3, "exact").layers[0].time_error < 1e-12
     assert cmp.get("continuous", 1e-3, "rk4").layers[0].time_error < 1e-7
