@@ -11,6 +11,11 @@
 
 Run: ``python examples/compare_time_modes.py [--steps 8] [--out-dir .]`` (about a minute on
 2 cores). The tutorial ``docs/tutorials/discrete-vs-continuous.md`` walks through its output.
+
+``--work-precision`` instead runs the work-precision study of ``docs/study-tools.md`` on the
+network of ``ctsnn demo`` (CubaLIF -> a user-defined exponential IF, no closed form): discrete
+Euler and continuous RK4 at several steps against continuous RK4 at 1/16 ms, and writes
+``work_precision.png`` (a few minutes).
 """
 
 from __future__ import annotations
@@ -21,10 +26,16 @@ from pathlib import Path
 import torch
 
 import ctsnn
-from ctsnn.analysis import TimeModeComparison
-from ctsnn.data import spike_template_task
+from ctsnn.analysis import TimeModeComparison, work_precision
+from ctsnn.data import poisson_spikes, spike_template_task
+from ctsnn.demos import two_modes
 from ctsnn.demos.delay_learning import build
-from ctsnn.plot import comparison_figure, convergence_plot, delay_distributions
+from ctsnn.plot import (
+    comparison_figure,
+    convergence_plot,
+    delay_distributions,
+    work_precision_plot,
+)
 
 TAU = 0.002  # s: temperature of the first-spike cross-entropy
 
@@ -72,10 +83,30 @@ def main(steps: int = 8, out_dir: str = ".", n_test: int = 200) -> TimeModeCompa
     return cmp
 
 
+def work_precision_study(out_dir: str = ".", repeats: int = 3) -> TimeModeComparison:
+    """Error against wall time on the ``ctsnn demo`` network, over modes, steps and solvers."""
+    torch.set_default_dtype(torch.float64)
+    net = two_modes.build_network()
+    x = poisson_spikes(40, 20.0, 0.1, batch=1, dt=1e-3, seed=1)
+    settings = ([("discrete", dt, "euler") for dt in (5e-4, 2.5e-4, 1.25e-4)]
+                + [("continuous", dt, "rk4") for dt in (1e-3, 5e-4, 2.5e-4)])
+    wp = work_precision(net, x, settings, reference=("continuous", 6.25e-5, "rk4"),
+                        repeats=repeats)
+    print(wp.table())
+    work_precision_plot(wp).savefig(Path(out_dir) / "work_precision.png", dpi=100)
+    print(f"\nfigure written to {out_dir}/work_precision.png")
+    return wp
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=8, help="training steps (batch 32)")
     parser.add_argument("--n-test", type=int, default=200, help="held-out samples")
     parser.add_argument("--out-dir", default=".", help="where the PNG figures go")
+    parser.add_argument("--work-precision", action="store_true",
+                        help="run the work-precision study instead")
     args = parser.parse_args()
-    main(steps=args.steps, out_dir=args.out_dir, n_test=args.n_test)
+    if args.work_precision:
+        work_precision_study(args.out_dir)
+    else:
+        main(steps=args.steps, out_dir=args.out_dir, n_test=args.n_test)

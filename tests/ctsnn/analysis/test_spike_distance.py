@@ -104,3 +104,17 @@ def test_kernel_matches_reference(events, tau):
                                  b.times[(b.batch == s) & (b.units == u)], tau) ** 2
                  for u in range(3))
         assert slow[s].item() == pytest.approx(math.sqrt(sq), rel=1e-9, abs=1e-9)
+
+
+times_lists = st.lists(st.floats(0.0, 0.5), max_size=8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(times_lists, times_lists, times_lists, st.floats(1e-3, 0.1))
+def test_metric_properties(x, y, z, tau):
+    """Symmetric, zero on identical trains, and the triangle inequality (it is an L2 norm)."""
+    a, b, c = T(x), T(y), T(z)
+    d_ab = van_rossum_pair(a, b, tau)
+    assert d_ab == pytest.approx(van_rossum_pair(b, a, tau), abs=1e-9)
+    assert van_rossum_pair(a, a, tau) == pytest.approx(0.0, abs=1e-6)
+    assert d_ab <= van_rossum_pair(a, c, tau) + van_rossum_pair(c, b, tau) + 1e-6
