@@ -61,6 +61,8 @@ def test_site_builds_in_strict_mode(tmp_path):
         assert (tmp_path / page).exists(), page
     api = (tmp_path / "api/analysis/index.html").read_text()
     assert "compare_time_modes" in api and "van_rossum_distance" in api
+    assert ":class:" not in api and ":func:" not in api  # docs/hooks/rst_roles.py
+    assert "a <code>Layer</code>, a <code>NeuronModel</code>" in api
 
 
 @pytest.mark.slow
