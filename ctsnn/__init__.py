@@ -9,6 +9,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import gradients, losses, surrogate
+from .analysis import compare_time_modes
 from .engine import SimulationResult, run_population
 from .interop import from_nir, to_nir
 from .models import (
@@ -36,5 +37,5 @@ __all__ = [
     "Spikes", "NeuronModel", "LI", "LIF", "CubaLI", "CubaLIF", "AdLIF", "AdEx", "QIF", "Izhikevich",
     "HodgkinHuxley", "HH", "Layer", "Dense", "Arrivals", "SimulationResult", "simulate",
     "run_population", "from_equations", "clamp_delays_", "delay_parameters", "weight_parameters",
-    "gradients", "losses", "surrogate", "to_nir", "from_nir",
+    "gradients", "losses", "surrogate", "to_nir", "from_nir", "compare_time_modes",
 ]

@@ -22,7 +22,6 @@ The configurations are those of ``tests/ctsnn/engine/test_convergence.py``.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import torch
 from torch import Tensor
 
 import ctsnn
+from ctsnn.analysis.orders import fitted_order, observed_orders
 from ctsnn.models import NeuronModel
 from solvers.adaptive import solve_events
 
@@ -117,17 +117,6 @@ def errors(cfg: Config, ref: list[Tensor], dt: float, time_mode: str, method: st
     return torch.cat(out)
 
 
-def orders(errs: list[float]) -> list[float]:
-    return [math.log2(a / b) for a, b in zip(errs, errs[1:], strict=False)]
-
-
-def fitted(dts: tuple[float, ...], errs: list[float]) -> float:
-    x = torch.log(torch.tensor(dts, dtype=F64))
-    y = torch.log(torch.tensor(errs, dtype=F64))
-    xc = x - x.mean()
-    return float((xc * (y - y.mean())).sum() / (xc * xc).sum())
-
-
 def fmt_range(values: list[float] | tuple[float, ...]) -> str:
     return f"{values[0]:.3g} → {values[-1]:.3g}"
 
@@ -158,15 +147,16 @@ def main() -> None:
         errs = [float(errors(cfg, ref, dt, "continuous", "rk4").max()) for dt in cfg.rk4]
         cont_rows.append(
             f"| {cfg.label} | {cfg.t_end:g} | {n_spikes} | {fmt_range(cfg.rk4)} | "
-            f"{errs[0]:.2e} → {errs[-1]:.2e} | {fmt_orders(orders(errs))} |"
+            f"{errs[0]:.2e} → {errs[-1]:.2e} | {fmt_orders(observed_orders(cfg.rk4, errs))} |"
         )
         if cfg.discrete is None:
             continue
         cells = []
         for method in ("euler", "rk4"):
             e = [float(errors(cfg, ref, dt, "discrete", method).mean()) for dt in cfg.discrete]
-            cells.append(f"{e[0]:.2e} → {e[-1]:.2e} | {fmt_orders(orders(e))} | "
-                         f"{fitted(cfg.discrete, e):.2f}")
+            cells.append(f"{e[0]:.2e} → {e[-1]:.2e} | "
+                         f"{fmt_orders(observed_orders(cfg.discrete, e))} | "
+                         f"{fitted_order(cfg.discrete, e):.2f}")
         disc_rows.append(f"| {cfg.label} | {n_spikes} | {fmt_range(cfg.discrete)} | "
                          + " | ".join(cells) + " |")
 

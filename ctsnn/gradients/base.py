@@ -42,8 +42,8 @@ class LayerCall:
         record. xtol: spike-time tolerance (s). surrogate, detach_reset: discrete surrogate
         spikes. as_current: a tensor input is a current (``False``: jumps). n_steps, batch_size:
         the grid when there is no input. readout: the last layer's readout (else ``None``).
-        integral_rule: ``"exact"`` or ``"grid"`` (continuous integral readouts). saveat: times
-        (s) at which to save the recorded variables, or ``None``.
+        integral_rule: ``"exact"`` or ``"grid"`` (continuous integral readouts).
+        saveat: times (s) at which to save the recorded variables, or ``None``.
     """
 
     dt: float

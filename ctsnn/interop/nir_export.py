@@ -234,7 +234,8 @@ def to_nir(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.Mod
         the network's dtype; time constants and delays in seconds.
 
     Raises:
-        ValueError / TypeError naming the layer and what NIR cannot express.
+        ValueError: names the layer and what NIR cannot express.
+        TypeError: names the layer whose type NIR cannot express.
     """
     check_choice("input_kind", input_kind, INPUT_KINDS)
     for name, flag in (("expand_delays", expand_delays), ("lossy", lossy)):

@@ -296,8 +296,8 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dtype: torch.dtype | None = No
         ``nn.Sequential`` of :class:`~ctsnn.Layer` (``ctsnn.simulate(net, x, dt=...)``).
 
     Raises:
-        ValueError naming the node for unsupported nodes, inconsistent shapes, a topology that
-        is not a chain, or paths with two delays for one synapse.
+        ValueError: names the node, for unsupported nodes, inconsistent shapes, a topology
+            that is not a chain, or paths with two delays for one synapse.
     """
     if isinstance(graph, (str, Path)):
         graph = nir.read(graph)
