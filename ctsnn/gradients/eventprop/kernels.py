@@ -32,7 +32,7 @@ _MAX_FIELDS = ("t", "side", "src", "vdot")
 
 
 # =========================================================================== scalar closed forms
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _phi1(x: float) -> float:
     """``(1 - e^{-x}) / x`` (1 at 0)."""
     if x == 0.0:
@@ -40,19 +40,19 @@ def _phi1(x: float) -> float:
     return -math.expm1(-x) / x
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _kappa(h: float, tau_m: float, tau_s: float) -> float:
     a = 1.0 / tau_m
     b = 1.0 / tau_s
     return math.exp(-h * min(a, b)) * h * _phi1(h * abs(a - b)) / tau_m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _q_decay(h: float, beta: float) -> float:
     return h * _phi1(h * beta)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _divided_q(h: float, b1: float, b2: float) -> float:
     diff = b2 - b1
     if abs(diff) <= 1e-5 * max(b1, b2):
@@ -63,7 +63,7 @@ def _divided_q(h: float, b1: float, b2: float) -> float:
 
 
 # =========================================================================== spiking layers
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _spike_adjoints(k0: int, k1: int, n: int, sp_t: np.ndarray, sp_cur: np.ndarray,
                     sp_g: np.ndarray, sp_reg: np.ndarray, tau_m: np.ndarray,
                     tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray, v_th: np.ndarray,
@@ -91,7 +91,7 @@ def _spike_adjoints(k0: int, k1: int, n: int, sp_t: np.ndarray, sp_cur: np.ndarr
             v_minus[k] = sp_reg[k]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _lif_trigger(k: int, k0: int, k1: int, sp_t: np.ndarray, s_sorted: np.ndarray,
                  tol: float) -> int:
     """Position (in ``s_sorted``) of the arrival that fired LIF spike ``k``: the arrival sorted
@@ -109,7 +109,7 @@ def _lif_trigger(k: int, k0: int, k1: int, sp_t: np.ndarray, s_sorted: np.ndarra
     return -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _spiking_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: np.ndarray,
                     ev_ptr: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
                     sp_t: np.ndarray, sp_ptr: np.ndarray, sp_cur: np.ndarray,
@@ -191,7 +191,7 @@ def _spiking_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_ord
 
 
 # =========================================================================== readouts
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _linear_pairs(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
                    weight: np.ndarray, delay: np.ndarray, has_delay: bool, g: np.ndarray,
                    tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray, cuba: bool,
@@ -326,7 +326,7 @@ def _max_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: 
     return -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
                          a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray,
                          has_delay: bool, g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray,
