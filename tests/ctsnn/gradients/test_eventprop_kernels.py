@@ -23,7 +23,7 @@ from ctsnn.gradients import eventprop as ep
 F64 = torch.float64
 pytestmark = [pytest.mark.usefixtures("float64_one_thread"),
               pytest.mark.skipif(not kernels_enabled(torch.zeros(1)),
-                                 reason="compiled kernels unavailable (numba)")]
+                                 reason="kernels off (CTSNN_KERNELS=0) or no numba")]
 
 DT = 2e-3
 MODELS = {
