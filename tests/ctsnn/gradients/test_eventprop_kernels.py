@@ -204,3 +204,22 @@ def test_kernel_path_matches_finite_differences():
             fd = (vals[0] - vals[1]) / (2 * eps)
             assert math.isclose(grads[which][idx].item(), fd, rel_tol=1e-5, abs_tol=1e-8), \
                 (which, idx, grads[which][idx].item(), fd)
+
+
+@pytest.mark.parametrize("readout", [None, "max", "avg_exp"])
+def test_float32_layer_gets_float32_gradients_close_to_float64(readout):
+    """The kernels compute in float64 and cast back: a float32 layer's gradients are float32
+    and agree with the float64 reference to float32 rounding of the inputs."""
+    events = _events(9, 20, 2, 3)
+    w, d = _params(9, 4, 3, w_mean=2.0 if readout is None else 0.3)
+    model = "CubaLIF" if readout is None else "CubaLI"
+    ref_val, ref = _run(MODELS[model](4), events, w, d, readout=readout, kernels=False)
+    ev32 = tuple(x.float() if torch.is_tensor(x) and x.is_floating_point() else x
+                 for x in events)
+    val, got = _run(MODELS[model](4).to(torch.float32), ev32, w.float(), d.float(),
+                    readout=readout, kernels=True)
+    assert val.dtype == torch.float32 and val.shape == ref_val.shape
+    torch.testing.assert_close(val.double(), ref_val, rtol=1e-4, atol=1e-6)
+    for a, b in zip(got, ref, strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a.double(), b, rtol=2e-3, atol=2e-3 * float(b.abs().max()))
