@@ -107,7 +107,7 @@ def _params(seed, n, n_in, *, delay="synapse", w_mean=2.0, d_max=0.01, grid_dela
 
 
 # --------------------------------------------------------------------------- hypothesis
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), model=st.sampled_from(["CubaLIF", "LIF", "CubaLI", "LI"]),
        n_ev=st.integers(0, 14), bsz=st.integers(1, 3), n_in=st.integers(1, 4),
        n=st.integers(1, 5), delay=st.sampled_from(["synapse", "axon", "none"]),
