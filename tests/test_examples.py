@@ -33,3 +33,11 @@ def test_mixed_gradients_example_trains_one_step(capsys, monkeypatch):
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     out = capsys.readouterr().out
     assert "gradient=adjoint" in out and "gradient=surrogate" in out and "step  0" in out
+
+
+def test_yinyang_eventprop_example_trains_and_times(capsys, monkeypatch):
+    name = "yinyang_eventprop.py"
+    monkeypatch.setattr(sys, "argv", [name, "--batches", "1", "--batch", "4"])
+    runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "kernels=on batch=4" in out and "epoch (5000 samples)" in out

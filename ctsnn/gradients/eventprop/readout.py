@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ...compiled import kernels_enabled
+from . import kernels
 from .common import (
     GL_W,
     GL_X,
@@ -343,7 +345,15 @@ class ReadoutFn(torch.autograd.Function):
             base = alpha * q_decay(torch.tensor(cfg.t_end, dtype=dtype), torch.tensor(inv_w,
                                                                                    dtype=dtype))
             z += (nrn.v_leak * base).repeat(bsz)
-        for b0, b1, ev in batch_chunks(cfg, b_in):
+        compiled = cfg.readout != "integrand" and kernels_enabled(t_in, weight)
+        if compiled and cfg.readout == "max":
+            z, extra = kernels.max_readout_forward(cfg, t_in, b_in, j_in, v_in, weight, delay)
+            z = z.reshape(-1)
+        elif compiled:
+            alpha, inv_w = _linear_kernel(cfg)
+            z += kernels.linear_readout_forward(cfg, t_in, b_in, j_in, v_in, weight, delay,
+                                                alpha, inv_w).reshape(-1).to(z)
+        for b0, b1, ev in () if compiled else batch_chunks(cfg, b_in):
             p = make_pairs(cfg, ev, t_in, b_in, j_in, v_in, weight, delay)
             if cfg.readout == "max":
                 _max_forward(cfg, p, b0, b1, extra)
@@ -362,6 +372,11 @@ class ReadoutFn(torch.autograd.Function):
         cfg = ctx.cfg
         t_in, weight, delay, b_in, j_in, v_in, *keep = ctx.saved_tensors
         need = tuple(ctx.needs_input_grad[i] for i in (0, 1, 2, 5))
+        if cfg.readout != "integrand" and kernels_enabled(t_in, weight, g_z):
+            lin = _linear_kernel(cfg) if cfg.readout != "max" else (0.0, 0.0)
+            g_tin, g_w, g_d, g_a = kernels.readout_backward(cfg, ctx.saved_tensors, g_z, need,
+                                                            *lin)
+            return g_tin, g_w, g_d, None, None, g_a, None
         grads = PairGrads(weight, delay, t_in.numel(), need)
         g = g_z.reshape(-1)
         for b0, b1, ev in batch_chunks(cfg, b_in):

@@ -9,9 +9,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ...compiled import kernels_enabled
 from ...engine import run_population
 from ...spikes import Spikes
 from ...synapses import Dense
+from . import kernels
 from .common import (
     LayerConfig,
     PairGrads,
@@ -65,6 +67,15 @@ def _current_at_spikes(cfg: LayerConfig, tensors: tuple, t_out: Tensor, b_out: T
     return current
 
 
+def _reg_jumps(cfg: LayerConfig, n_out: Tensor, dtype: torch.dtype) -> Tensor:
+    """``[K]`` the spike-count regulariser's ``dL/dV`` jump at each output spike (0 without)."""
+    if cfg.spike_reg is None or n_out.numel() == 0:
+        return torch.zeros(n_out.numel(), dtype=dtype, device=n_out.device)
+    strength, target = cfg.spike_reg
+    mean_count = torch.bincount(n_out, minlength=cfg.nrn.n).to(dtype) / cfg.batch_size
+    return strength * (mean_count[n_out] - target) / cfg.batch_size
+
+
 @dataclass
 class _SpikeAdjoint:
     """Adjoints at the output spikes, sorted by (neuron segment, time)."""
@@ -87,11 +98,7 @@ def _spike_adjoints(cfg: LayerConfig, t_out: Tensor, b_out: Tensor, n_out: Tenso
     seg, t, n = seg_all[order], t_out[order], n_out[order]
     g = g_t[order]
     k_count = t.numel()
-    reg = torch.zeros_like(t)
-    if cfg.spike_reg is not None and k_count:
-        strength, target = cfg.spike_reg
-        mean_count = torch.bincount(n_out, minlength=nrn.n).to(t.dtype) / cfg.batch_size
-        reg = strength * (mean_count[n] - target) / cfg.batch_size
+    reg = _reg_jumps(cfg, n_out, t_out.dtype)[order]
     v_minus, v_plus = torch.zeros_like(t), torch.zeros_like(t)
     i_minus = torch.zeros_like(t) if nrn.cuba else None
     idx = torch.arange(k_count, device=t.device)
@@ -131,6 +138,8 @@ def _spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor | None, need: 
     nrn = cfg.nrn
     if g_t is None:
         g_t = torch.zeros_like(t_out)
+    if kernels_enabled(t_in, weight, t_out):
+        return kernels.spiking_backward(cfg, saved, g_t, need, _reg_jumps(cfg, n_out, t_out.dtype))
     grads = PairGrads(weight, delay, t_in.numel(), need)
     if t_out.numel() == 0:  # a silent layer: nothing downstream depends on its inputs
         return grads.result(weight)

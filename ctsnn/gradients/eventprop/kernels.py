@@ -1,0 +1,512 @@
+"""Compiled (numba) EventProp of the closed-form layers: the spiking backward and the
+``"avg_exp"`` / ``"sum"`` / ``"max"`` readouts (forward and backward).
+
+Same equations as the pure-PyTorch reference (:mod:`.spiking`, :mod:`.readout`), which the
+tests compare these kernels against; selected by :func:`ctsnn.compiled.kernels_enabled`.
+Instead of materialising every (input spike, target neuron) pair, the kernels loop over
+``(sample, neuron)`` and, for each, over the sample's input spikes (arrival ``s = t + D``,
+skipped past ``T``) and the neuron's output spikes: memory is the spikes plus per-spike
+adjoints, flat in the number of time steps. Everything is computed in float64 and cast back.
+
+Event ordering follows the reference: an output spike sorts before an arrival at the same
+time (an arrival at a spike time belongs to the next inter-spike interval), equal arrival
+times keep the input order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from .common import LayerConfig, Neurons
+
+__all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
+           "spiking_backward"]
+
+_F64 = np.float64
+_MAX_FIELDS = ("t", "side", "src", "vdot")
+
+
+# =========================================================================== scalar closed forms
+@numba.njit(cache=True, error_model="numpy")
+def _phi1(x: float) -> float:
+    """``(1 - e^{-x}) / x`` (1 at 0)."""
+    if x == 0.0:
+        return 1.0
+    return -math.expm1(-x) / x
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _kappa(h: float, tau_m: float, tau_s: float) -> float:
+    a = 1.0 / tau_m
+    b = 1.0 / tau_s
+    return math.exp(-h * min(a, b)) * h * _phi1(h * abs(a - b)) / tau_m
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _q_decay(h: float, beta: float) -> float:
+    return h * _phi1(h * beta)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _divided_q(h: float, b1: float, b2: float) -> float:
+    diff = b2 - b1
+    if abs(diff) <= 1e-5 * max(b1, b2):
+        bm = 0.5 * (b1 + b2)
+        x = h * bm
+        return (-math.expm1(-x) - x * math.exp(-x)) / (bm * bm)
+    return (_q_decay(h, b1) - _q_decay(h, b2)) / diff
+
+
+# =========================================================================== spiking layers
+@numba.njit(cache=True, error_model="numpy")
+def _spike_adjoints(k0: int, k1: int, n: int, sp_t: np.ndarray, sp_cur: np.ndarray,
+                    sp_g: np.ndarray, sp_reg: np.ndarray, tau_m: np.ndarray,
+                    tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray, v_th: np.ndarray,
+                    v_reset: np.ndarray, cuba: bool, v_minus: np.ndarray,
+                    i_minus: np.ndarray, v_plus: np.ndarray) -> None:
+    """Adjoints just before (``v_minus``, ``i_minus``) and after (``v_plus``) each spike
+    ``k0..k1-1`` of one neuron (sorted by time), latest first."""
+    tm = tau_m[n]
+    for k in range(k1 - 1, k0 - 1, -1):
+        vp = 0.0
+        ip = 0.0
+        if k < k1 - 1:
+            h = sp_t[k + 1] - sp_t[k]
+            vp = math.exp(-h / tm) * v_minus[k + 1]
+            if cuba:
+                ip = (math.exp(-h / tau_s[n]) * i_minus[k + 1]
+                      + r[n] * _kappa(h, tm, tau_s[n]) * v_minus[k + 1])
+        v_plus[k] = vp
+        if cuba:
+            vdot_minus = (v_leak[n] - v_th[n] + r[n] * sp_cur[k]) / tm
+            vdot_plus = (v_leak[n] - v_reset[n] + r[n] * sp_cur[k]) / tm
+            v_minus[k] = (vp * vdot_plus - sp_g[k]) / vdot_minus + sp_reg[k]
+            i_minus[k] = ip
+        else:
+            v_minus[k] = sp_reg[k]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lif_trigger(k: int, k0: int, k1: int, sp_t: np.ndarray, s_sorted: np.ndarray,
+                 tol: float) -> int:
+    """Position (in ``s_sorted``) of the arrival that fired LIF spike ``k``: the arrival sorted
+    right after the spike (an exact tie), else the one right before, within ``tol``; -1 if
+    neither is adjacent to the spike."""
+    t_k = sp_t[k]
+    m = s_sorted.shape[0]
+    pos = np.searchsorted(s_sorted, t_k, side="left")  # first arrival with s >= t_k
+    if pos < m and abs(s_sorted[pos] - t_k) <= tol:
+        if k + 1 >= k1 or sp_t[k + 1] > s_sorted[pos]:
+            return pos
+    if pos > 0 and abs(s_sorted[pos - 1] - t_k) <= tol:
+        if k == k0 or sp_t[k - 1] <= s_sorted[pos - 1]:
+            return pos - 1
+    return -1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _spiking_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: np.ndarray,
+                    ev_ptr: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
+                    sp_t: np.ndarray, sp_ptr: np.ndarray, sp_cur: np.ndarray,
+                    sp_g: np.ndarray, sp_reg: np.ndarray, tau_m: np.ndarray,
+                    tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray, v_th: np.ndarray,
+                    v_reset: np.ndarray, cuba: bool, t_end: float, tol: float,
+                    g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
+                    g_a: np.ndarray) -> int:
+    """Backward of one spiking layer; returns -1, or the index of a LIF spike no arrival fired.
+
+    Spikes are sorted by (sample, neuron, time), ``sp_ptr[b * N + n]`` starts each neuron's;
+    ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes in input order.
+    """
+    n_units = weight.shape[0]
+    n_samples = ev_ptr.shape[0] - 1
+    n_spk = sp_t.shape[0]
+    v_minus = np.zeros(n_spk)
+    i_minus = np.zeros(n_spk)
+    v_plus = np.zeros(n_spk)
+    for b in range(n_samples):
+        e0, e1 = ev_ptr[b], ev_ptr[b + 1]
+        m_all = e1 - e0
+        s_loc = np.empty(m_all)
+        e_loc = np.empty(m_all, dtype=np.int64)
+        dj = np.empty(m_all)
+        ds = np.empty(m_all)
+        for n in range(n_units):
+            k0, k1 = sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1]
+            if k1 == k0:  # a silent neuron: its adjoint is zero, so are its pairs' gradients
+                continue
+            _spike_adjoints(k0, k1, n, sp_t, sp_cur, sp_g, sp_reg, tau_m, tau_s, r, v_leak,
+                            v_th, v_reset, cuba, v_minus, i_minus, v_plus)
+            m = 0
+            for q in range(e0, e1):
+                e = ev_order[q]
+                s = t_in[e] + delay[n, j_in[e]] if has_delay else t_in[e]
+                if s <= t_end:
+                    s_loc[m] = s
+                    e_loc[m] = e
+                    m += 1
+            tm = tau_m[n]
+            for q in range(m):
+                s = s_loc[q]
+                e = e_loc[q]
+                x = weight[n, j_in[e]] * a_in[e]
+                k = k0 + np.searchsorted(sp_t[k0:k1], s, side="right")  # next spike after s
+                if k >= k1:
+                    dj[q] = 0.0
+                    ds[q] = 0.0
+                    continue
+                h = sp_t[k] - s
+                lam_v = math.exp(-h / tm) * v_minus[k]
+                if cuba:
+                    ts = tau_s[n]
+                    lam_i = math.exp(-h / ts) * i_minus[k] + r[n] * _kappa(h, tm, ts) * v_minus[k]
+                    dj[q] = lam_i
+                    ds[q] = x * (lam_i / ts - r[n] * lam_v / tm)
+                else:
+                    dj[q] = lam_v
+                    ds[q] = x * lam_v / tm
+            if not cuba:
+                order = np.argsort(s_loc[:m], kind="mergesort")
+                s_sorted = s_loc[:m][order]
+                for k in range(k0, k1):
+                    pos = _lif_trigger(k, k0, k1, sp_t, s_sorted, tol)
+                    if pos < 0:
+                        return k
+                    q = order[pos]
+                    dj[q] = 0.0
+                    ds[q] = sp_g[k] - v_plus[k] * (v_leak[n] - v_reset[n]) / tm
+            for q in range(m):
+                e = e_loc[q]
+                j = j_in[e]
+                g_w[n, j] += a_in[e] * dj[q]
+                g_d[n, j] += ds[q]
+                g_t[e] += ds[q]
+                g_a[e] += weight[n, j] * dj[q]
+    return -1
+
+
+# =========================================================================== readouts
+@numba.njit(cache=True, error_model="numpy")
+def _linear_pairs(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
+                   weight: np.ndarray, delay: np.ndarray, has_delay: bool, g: np.ndarray,
+                   tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray, cuba: bool,
+                   alpha: float, inv_w: float, t_end: float, backward: bool, z: np.ndarray,
+                   g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray, g_a: np.ndarray) -> None:
+    """``"avg_exp"`` / ``"sum"``: every pair's response ``R(s)`` in closed form; forward adds
+    ``x R_target(s)`` to ``z [B, N]``, backward accumulates the gradients of ``sum g z``."""
+    n_units = weight.shape[0]
+    for e in range(t_in.shape[0]):
+        b = b_in[e]
+        j = j_in[e]
+        for n in range(n_units):
+            s = t_in[e] + delay[n, j] if has_delay else t_in[e]
+            if s > t_end:
+                continue
+            x = weight[n, j] * a_in[e]
+            h = t_end - s
+            ks = alpha * math.exp(-s * inv_w)
+            rate_m = 1.0 / tau_m[n]
+            r_v = ks * _q_decay(h, rate_m + inv_w)
+            r_t = r_v
+            if cuba:
+                r_t = ks * r[n] * rate_m * _divided_q(h, rate_m + inv_w, 1.0 / tau_s[n] + inv_w)
+            if not backward:
+                z[b, n] += x * r_t
+                continue
+            gp = g[b, n]
+            if cuba:
+                lam_i = gp * r_t
+                dj = lam_i
+                ds = x * (lam_i / tau_s[n] - r[n] * gp * r_v / tau_m[n])
+            else:
+                dj = gp * r_v
+                ds = x * (dj / tau_m[n] - gp * ks)
+            g_w[n, j] += a_in[e] * dj
+            g_d[n, j] += ds
+            g_t[e] += ds
+            g_a[e] += weight[n, j] * dj
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _max_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: np.ndarray,
+                ev_ptr: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
+                tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray,
+                cuba: bool, t_end: float, z: np.ndarray, t_star: np.ndarray,
+                side: np.ndarray, src: np.ndarray, vdot: np.ndarray) -> int:
+    """``z = max_t V(t)`` per ``(sample, neuron)``, with where it is attained: time ``t_star``,
+    ``side`` (-1 just before / +1 just after the arrival ``src``, 0 elsewhere) and ``V'`` there.
+
+    Candidates in the reference's order (the first of equal maxima wins): ``V(0)``, ``V`` just
+    before and then just after every arrival, CubaLI's stationary points between arrivals,
+    ``V(T)``. Returns -1, or a neuron whose CubaLI has ``tau_syn == tau_mem``.
+    """
+    n_units = weight.shape[0]
+    n_samples = ev_ptr.shape[0] - 1
+    for b in range(n_samples):
+        e0, e1 = ev_ptr[b], ev_ptr[b + 1]
+        s_loc = np.empty(e1 - e0)
+        e_loc = np.empty(e1 - e0, dtype=np.int64)
+        for n in range(n_units):
+            vl = v_leak[n]
+            tm = tau_m[n]
+            best, bt, bside, bsrc, bvdot = vl, 0.0, 0, -1, 0.0
+            m = 0
+            for q in range(e0, e1):
+                e = ev_order[q]
+                s = t_in[e] + delay[n, j_in[e]] if has_delay else t_in[e]
+                if s <= t_end:
+                    s_loc[m] = s
+                    e_loc[m] = e
+                    m += 1
+            if m > 0:
+                order = np.argsort(s_loc[:m], kind="mergesort")
+                ra, rb, ca, cb = 1.0 / tm, 0.0, 1.0, 0.0
+                if cuba:
+                    ts = tau_s[n]
+                    if abs(ts - tm) <= 1e-6 * tm:
+                        return n
+                    ca = r[n] * ts / (ts - tm)
+                    cb = -ca
+                    ra, rb = 1.0 / ts, 1.0 / tm
+                fa = np.empty(m)
+                fb = np.empty(m)
+                xs = np.empty(m)
+                ss = np.empty(m)
+                for q in range(m):  # the filters just after each arrival
+                    e = e_loc[order[q]]
+                    ss[q] = s_loc[order[q]]
+                    xs[q] = weight[n, j_in[e]] * a_in[e]
+                    if q == 0:
+                        fa[q] = xs[q]
+                        fb[q] = xs[q]
+                    else:
+                        fa[q] = math.exp(-(ss[q] - ss[q - 1]) * ra) * fa[q - 1] + xs[q]
+                        fb[q] = math.exp(-(ss[q] - ss[q - 1]) * rb) * fb[q - 1] + xs[q]
+                for sd in (-1, 1):
+                    for q in range(m):
+                        v_p = vl + ca * fa[q] + (cb * fb[q] if cuba else 0.0)
+                        if cuba:
+                            i_p = fa[q]
+                            val = v_p
+                            cur = i_p if sd > 0 else i_p - xs[q]
+                            vd = (vl - val + r[n] * cur) / tm
+                        else:
+                            val = v_p if sd > 0 else v_p - xs[q]
+                            vd = (vl - val) / tm
+                        if val > best:
+                            best, bt, bside, bsrc, bvdot = val, ss[q], sd, e_loc[order[q]], vd
+                if cuba:
+                    for q in range(m):  # stationary point inside each piece
+                        length = (ss[q + 1] if q + 1 < m else t_end) - ss[q]
+                        ratio = -(cb * fb[q] * rb) / (ca * fa[q] * ra)
+                        if not (ratio > 0.0 and math.isfinite(ratio)):
+                            continue
+                        hh = math.log(ratio) / (rb - ra)
+                        if not (hh > 0.0 and hh < length):
+                            continue
+                        val = vl + ca * fa[q] * math.exp(-ra * hh) + cb * fb[q] * math.exp(-rb * hh)
+                        if val > best:
+                            best, bt, bside, bsrc, bvdot = val, ss[q] + hh, 0, -1, 0.0
+                length = t_end - ss[m - 1]
+                val = vl + ca * fa[m - 1] * math.exp(-ra * length)
+                if cuba:
+                    val += cb * fb[m - 1] * math.exp(-rb * length)
+                if val > best:
+                    best, bt, bside, bsrc, bvdot = val, t_end, 0, -1, 0.0
+            z[b, n] = best
+            t_star[b, n] = bt
+            side[b, n] = bside
+            src[b, n] = bsrc
+            vdot[b, n] = bvdot
+    return -1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
+                         a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray,
+                         has_delay: bool, g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray,
+                         r: np.ndarray, cuba: bool, t_end: float, t_star: np.ndarray,
+                         side: np.ndarray, src: np.ndarray, vdot: np.ndarray,
+                         g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
+                         g_a: np.ndarray) -> None:
+    """Point drive ``g`` at ``t*``: arrivals before it see ``lam = g e^{A^T (t* - s)} e_V``;
+    the arrival ``t*`` is pinned to adds ``g V'(t*)`` to its time gradient."""
+    n_units = weight.shape[0]
+    for e in range(t_in.shape[0]):
+        b = b_in[e]
+        j = j_in[e]
+        for n in range(n_units):
+            s = t_in[e] + delay[n, j] if has_delay else t_in[e]
+            if s > t_end:
+                continue
+            ts, sd, gs = t_star[b, n], side[b, n], g[b, n]
+            x = weight[n, j] * a_in[e]
+            tm = tau_m[n]
+            dj = 0.0
+            ds = 0.0
+            if s < ts or (s == ts and sd > 0):
+                h = ts - s
+                lam_v = math.exp(-h / tm) * gs
+                if cuba:
+                    lam_i = r[n] * _kappa(h, tm, tau_s[n]) * gs
+                    dj = lam_i
+                    ds = x * (lam_i / tau_s[n] - r[n] * lam_v / tm)
+                else:
+                    dj = lam_v
+                    ds = x * lam_v / tm
+            if sd != 0 and src[b, n] == e:
+                ds += gs * vdot[b, n]
+            g_w[n, j] += a_in[e] * dj
+            g_d[n, j] += ds
+            g_t[e] += ds
+            g_a[e] += weight[n, j] * dj
+
+
+# =========================================================================== wrappers
+def _np(x: Tensor) -> np.ndarray:
+    return x.detach().to(device="cpu", dtype=torch.float64).contiguous().numpy()
+
+
+def _idx(x: Tensor) -> np.ndarray:
+    return x.detach().to(device="cpu", dtype=torch.int64).contiguous().numpy()
+
+
+def _constants(nrn: Neurons) -> tuple[np.ndarray, ...]:
+    """``tau_m, tau_s, r, v_leak, v_th, v_reset`` as float64 arrays (unused ones are ones)."""
+    ones = torch.ones(nrn.n, dtype=torch.float64)
+
+    def arr(x: Tensor | None) -> np.ndarray:
+        return _np(ones if x is None else x.expand(nrn.n))
+
+    return (arr(nrn.tau_m), arr(nrn.tau_s), arr(nrn.r), arr(nrn.v_leak), arr(nrn.v_th),
+            arr(nrn.v_reset))
+
+
+def _by_sample(b_in: Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input spikes grouped by sample, input order kept: ``(order, start pointers [B + 1])``."""
+    b = _idx(b_in)
+    order = np.argsort(b, kind="stable")
+    ptr = np.zeros(batch_size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(b, minlength=batch_size), out=ptr[1:])
+    return order, ptr
+
+
+def _weights(weight: Tensor, delay: Tensor | None) -> tuple[np.ndarray, np.ndarray, bool]:
+    w = _np(weight)
+    return w, (_np(delay) if delay is not None else np.zeros((1, 1))), delay is not None
+
+
+def _results(weight: Tensor, delay: Tensor | None, need: tuple, g_t: np.ndarray,
+             g_w: np.ndarray, g_d: np.ndarray, g_a: np.ndarray) -> tuple[Tensor | None, ...]:
+    """``(dL/dt_in, dL/dW, dL/dD, dL/da)`` in the layer's dtype, ``None`` where not needed."""
+    need_t, need_w, need_d, need_a = need
+
+    def out(x: np.ndarray, flag: bool) -> Tensor | None:
+        return torch.from_numpy(x).to(dtype=weight.dtype, device=weight.device) if flag else None
+
+    return (out(g_t, need_t), out(g_w, need_w), out(g_d, need_d and delay is not None),
+            out(g_a, need_a))
+
+
+def _zeros(weight: Tensor, n_events: int) -> tuple[np.ndarray, ...]:
+    shape = tuple(weight.shape)
+    return np.zeros(n_events), np.zeros(shape), np.zeros(shape), np.zeros(n_events)
+
+
+def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
+                     reg: Tensor) -> tuple[Tensor | None, ...]:
+    """Compiled form of the spiking layers' backward (see ``spiking._spiking_backward``).
+
+    Args:
+        saved: the forward's ``(t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out,
+            current)``; ``g_t [K]``: ``dL/d(output spike times)``; ``reg [K]``: the spike-count
+            regulariser's ``dL/dV`` jump per spike.
+    Returns:
+        ``(dL/dt_in [E], dL/dW [N, N_in], dL/dD [N, N_in], dL/da [E])`` (``None`` where not
+        needed).
+    """
+    t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out, current = saved
+    nrn = cfg.nrn
+    n = nrn.n
+    seg = _idx(b_out) * n + _idx(n_out)
+    t_np = _np(t_out)
+    order = np.lexsort((t_np, seg))
+    sp_ptr = np.zeros(cfg.batch_size * n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(seg, minlength=cfg.batch_size * n), out=sp_ptr[1:])
+    cur = _np(current)[order] if nrn.cuba else np.zeros(t_np.shape[0])
+    ev_order, ev_ptr = _by_sample(b_in, cfg.batch_size)
+    w, d, has_d = _weights(weight, delay)
+    g = _zeros(weight, t_in.numel())
+    tol = 256 * torch.finfo(t_out.dtype).eps * max(cfg.t_end, cfg.dt)
+    bad = _spiking_kernel(_np(t_in), _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
+                          t_np[order], sp_ptr, cur, _np(g_t)[order], _np(reg)[order],
+                          *_constants(nrn), nrn.cuba, float(cfg.t_end), float(tol), *g)
+    if bad >= 0:
+        raise RuntimeError("adjoint LIF: could not match a spike to the arrival that fired it")
+    return _results(weight, delay, need, *g)
+
+
+def linear_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tensor,
+                           v_in: Tensor, weight: Tensor, delay: Tensor | None,
+                           alpha: float, inv_w: float) -> Tensor:
+    """The arrivals' part of the ``"avg_exp"`` / ``"sum"`` readout, ``[B, N]``, float64."""
+    tau_m, tau_s, r, *_ = _constants(cfg.nrn)
+    w, d, has_d = _weights(weight, delay)
+    z = np.zeros((cfg.batch_size, cfg.nrn.n))
+    empty = np.zeros(0)
+    _linear_pairs(_np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, z, tau_m, tau_s,
+                   r, cfg.nrn.cuba, alpha, inv_w, float(cfg.t_end), False, z, empty,
+                   np.zeros((1, 1)), np.zeros((1, 1)), empty)
+    return torch.from_numpy(z)
+
+
+def max_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tensor,
+                        v_in: Tensor, weight: Tensor,
+                        delay: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+    """``z = max_t V`` ``[B, N]`` and where it is attained (``t``, ``side``, ``src``, ``vdot``,
+    flat ``[B N]``, as the reference's forward saves them)."""
+    nrn = cfg.nrn
+    tau_m, tau_s, r, v_leak, *_ = _constants(nrn)
+    ev_order, ev_ptr = _by_sample(b_in, cfg.batch_size)
+    w, d, has_d = _weights(weight, delay)
+    shape = (cfg.batch_size, nrn.n)
+    z, t_star, vdot = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    side, src = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+    bad = _max_kernel(_np(t_in), _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d, tau_m,
+                      tau_s, r, v_leak, nrn.cuba, float(cfg.t_end), z, t_star, side, src, vdot)
+    if bad >= 0:
+        raise NotImplementedError("max/integrand readouts on CubaLI need tau_syn != tau_mem")
+    dev, dt = weight.device, weight.dtype
+    keep = {"t": torch.from_numpy(t_star).reshape(-1).to(device=dev, dtype=dt),
+            "side": torch.from_numpy(side).reshape(-1).to(dev),
+            "src": torch.from_numpy(src).reshape(-1).to(dev),
+            "vdot": torch.from_numpy(vdot).reshape(-1).to(device=dev, dtype=dt)}
+    return torch.from_numpy(z).to(device=dev, dtype=dt), keep
+
+
+def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
+                     alpha: float = 0.0, inv_w: float = 0.0) -> tuple[Tensor | None, ...]:
+    """Compiled backward of the ``"avg_exp"`` / ``"sum"`` (give ``alpha``, ``inv_w``) and
+    ``"max"`` readouts; ``saved`` is the reference forward's saved tensors, ``g_z [B, N]``."""
+    t_in, weight, delay, b_in, j_in, v_in, *keep = saved
+    nrn = cfg.nrn
+    tau_m, tau_s, r, *_ = _constants(nrn)
+    w, d, has_d = _weights(weight, delay)
+    g = _zeros(weight, t_in.numel())
+    shape = (cfg.batch_size, nrn.n)
+    gz = _np(g_z).reshape(shape)
+    args = (_np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, gz, tau_m, tau_s, r,
+            nrn.cuba)
+    if cfg.readout == "max":
+        t_star, side, src, vdot = keep
+        _max_backward_kernel(*args, float(cfg.t_end), _np(t_star).reshape(shape),
+                             _idx(side).reshape(shape), _idx(src).reshape(shape),
+                             _np(vdot).reshape(shape), *g)
+    else:
+        _linear_pairs(*args, alpha, inv_w, float(cfg.t_end), True, np.zeros((1, 1)), *g)
+    return _results(weight, delay, need, *g)

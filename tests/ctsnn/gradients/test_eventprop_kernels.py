@@ -1,0 +1,225 @@
+"""Compiled EventProp (``ctsnn.gradients.eventprop.kernels``) against the PyTorch reference.
+
+Every returned gradient (input spike times, amplitudes, weights, delays) and the readout
+values must agree in float64 to ~1e-10 relative, on random layers (hypothesis) and on the edge
+cases: equal arrival times, arrivals on grid points and at t = 0, silent layers, batch > 1,
+each readout, LIF spikes fired by an arrival, the spike-count regulariser. One finite-difference
+check runs with the kernels on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ctsnn
+from ctsnn.compiled import kernels_enabled, use_kernels
+from ctsnn.gradients import eventprop as ep
+
+F64 = torch.float64
+pytestmark = [pytest.mark.usefixtures("float64_one_thread"),
+              pytest.mark.skipif(not kernels_enabled(torch.zeros(1)),
+                                 reason="kernels off (CTSNN_KERNELS=0) or no numba")]
+
+DT = 2e-3
+MODELS = {
+    "CubaLIF": lambda n: ctsnn.CubaLIF(n, tau_mem=0.02, tau_syn=0.005, v_threshold=1.0),
+    "LIF": lambda n: ctsnn.LIF(n, tau_mem=0.02, v_threshold=1.0),
+    "CubaLI": lambda n: ctsnn.CubaLI(n, tau_mem=0.02, tau_syn=0.006),
+    "LI": lambda n: ctsnn.LI(n, tau_mem=0.015),
+}
+
+
+def _run(model, events, weight, delay, *, readout=None, spike_reg=None, kernels=True,
+         n_steps=30, coef_seed=0):
+    """Forward + backward of one layer; returns the output value(s) and every gradient."""
+    t_in, u_in, b_in, amp, bsz, n_in = events
+    leaves = [x.clone().requires_grad_() for x in (t_in, amp, weight)]
+    d = None if delay is None else delay.clone().requires_grad_()
+    if d is not None:
+        leaves.append(d)
+    with use_kernels(kernels):
+        spikes = ctsnn.Spikes(leaves[0], u_in, b_in, leaves[1], dt=DT, n_steps=n_steps,
+                              batch_size=bsz, n_units=n_in)
+        out = ep.layer_forward(model, spikes, leaves[2], d, readout=readout,
+                               spike_reg=spike_reg)
+        g = torch.Generator().manual_seed(coef_seed)
+        if isinstance(out, ctsnn.Spikes):
+            value = out.times
+            coef = torch.randn(value.shape, generator=g, dtype=F64)
+            # a smooth function of the spike times and, through spike_reg, of the counts
+            loss = (coef * value).sum() + (value ** 2).sum()
+        else:
+            value = out
+            coef = torch.randn(value.shape, generator=g, dtype=F64)
+            loss = (coef * value).sum()
+        grads = torch.autograd.grad(loss, leaves, allow_unused=True) if loss.requires_grad \
+            else [None] * len(leaves)
+    return value.detach(), [None if x is None else x.detach() for x in grads]
+
+
+def _assert_same(model, events, weight, delay, **kw):
+    ref_val, ref = _run(model, events, weight, delay, kernels=False, **kw)
+    val, got = _run(model, events, weight, delay, kernels=True, **kw)
+    torch.testing.assert_close(val, ref_val, rtol=1e-10, atol=1e-12)
+    names = ["t_in", "amplitude", "weight", "delay"]
+    for name, a, b in zip(names, got, ref, strict=False):
+        if b is None:
+            assert a is None or not bool(a.any()), name
+            continue
+        assert a is not None, name
+        scale = max(1.0, float(b.abs().max())) if b.numel() else 1.0
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * scale, msg=name)
+    return ref
+
+
+def _events(seed, n_ev, bsz, n_in, *, grid=False, ties=False, t_max=0.04):
+    g = torch.Generator().manual_seed(seed)
+    t_in = torch.rand(n_ev, generator=g, dtype=F64) * t_max
+    if grid:
+        t_in = torch.round(t_in / DT) * DT
+    if ties and n_ev > 1:
+        t_in[1::2] = t_in[0:-1:2][: t_in[1::2].numel()]
+    if n_ev:
+        t_in[0] = 0.0
+    u_in = torch.randint(0, n_in, (n_ev,), generator=g)
+    b_in = torch.randint(0, bsz, (n_ev,), generator=g)
+    amp = 0.8 + 0.4 * torch.rand(n_ev, generator=g, dtype=F64)
+    return t_in, u_in, b_in, amp, bsz, n_in
+
+
+def _params(seed, n, n_in, *, delay="synapse", w_mean=2.0, d_max=0.01, grid_delay=False):
+    g = torch.Generator().manual_seed(seed + 1000)
+    w = w_mean + 1.5 * torch.randn(n, n_in, generator=g, dtype=F64)
+    if delay == "synapse":
+        d = d_max * torch.rand(n, n_in, generator=g, dtype=F64)
+    elif delay == "axon":
+        d = d_max * torch.rand(n_in, generator=g, dtype=F64)
+    else:
+        d = None
+    if d is not None and grid_delay:
+        d = torch.round(d / DT) * DT
+    return w, d
+
+
+# --------------------------------------------------------------------------- hypothesis
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), model=st.sampled_from(["CubaLIF", "LIF", "CubaLI", "LI"]),
+       n_ev=st.integers(0, 14), bsz=st.integers(1, 3), n_in=st.integers(1, 4),
+       n=st.integers(1, 5), delay=st.sampled_from(["synapse", "axon", "none"]),
+       grid=st.booleans(), ties=st.booleans(), readout=st.sampled_from(["avg_exp", "sum", "max"]),
+       reg=st.booleans())
+def test_random_layers_kernel_equals_reference(seed, model, n_ev, bsz, n_in, n, delay, grid,
+                                               ties, readout, reg):
+    events = _events(seed, n_ev, bsz, n_in, grid=grid, ties=ties)
+    w, d = _params(seed, n, n_in, delay=delay, grid_delay=grid)
+    nrn = MODELS[model](n)
+    if nrn.spiking:
+        _assert_same(nrn, events, w, d, spike_reg=(0.3, 1.0) if reg else None)
+    else:
+        _assert_same(nrn, events, 0.3 * w, d, readout=readout)
+
+
+# --------------------------------------------------------------------------- edge cases
+@pytest.mark.parametrize("model", ["CubaLIF", "LIF"])
+def test_spiking_layer_batch_ties_grid_points_and_regulariser(model):
+    events = _events(3, 40, 4, 5, grid=True, ties=True)
+    w, d = _params(3, 8, 5, grid_delay=True)
+    ref = _assert_same(MODELS[model](8), events, w, d, spike_reg=(0.5, 0.5))
+    assert bool(ref[2].abs().sum() > 0) or model == "LIF"
+    assert bool(ref[3].abs().sum() > 0)  # the comparison is not between zeros
+
+
+def test_spiking_layer_many_spikes_per_neuron():
+    events = _events(5, 60, 2, 3, t_max=0.05)
+    w, d = _params(5, 6, 3, w_mean=6.0)
+    ref = _assert_same(MODELS["CubaLIF"](6), events, w, d, n_steps=40)
+    assert bool(ref[2].abs().sum() > 0)
+
+
+def test_silent_layer_and_no_input_give_zero_gradients():
+    events = _events(1, 10, 2, 3)
+    w, d = _params(1, 4, 3, w_mean=-5.0)  # inhibitory: no spikes
+    _, grads = _run(MODELS["CubaLIF"](4), events, w, d, kernels=True)
+    assert all(g is None or not bool(g.any()) for g in grads)
+    empty = _events(1, 0, 2, 3)
+    for readout in ("max", "avg_exp", "sum"):
+        _assert_same(MODELS["CubaLI"](4), empty, w, d, readout=readout)
+
+
+@pytest.mark.parametrize("model", ["CubaLI", "LI"])
+@pytest.mark.parametrize("readout", ["avg_exp", "sum", "max"])
+def test_each_readout_batch_and_arrivals_past_the_end(model, readout):
+    events = _events(7, 30, 3, 4, t_max=0.058)  # some arrivals s = t + D fall past T
+    w, d = _params(7, 5, 4, w_mean=0.0, d_max=0.02)
+    ref = _assert_same(MODELS[model](5), events, w, d, readout=readout)
+    assert bool(ref[2].abs().sum() > 0)
+
+
+def test_max_readout_at_rest_and_at_a_jump():
+    """Negative weights only: the maximum is V(0) = v_leak (no gradient); one big LI jump: the
+    maximum is just after that arrival (pinned, ``dL/dt`` gets ``g V'``)."""
+    events = _events(2, 6, 2, 2)
+    w = -torch.ones(3, 2, dtype=F64)
+    _assert_same(MODELS["CubaLI"](3), events, w, None, readout="max")
+    _assert_same(MODELS["LI"](3), events, -w, None, readout="max")
+
+
+def test_kernel_path_matches_finite_differences():
+    """Two adjoint layers (CubaLIF -> CubaLI, max readout) with the kernels on: central
+    differences of the loss, spike counts unchanged."""
+    events = _events(11, 16, 2, 3)
+    w1, d1 = _params(11, 6, 3)
+    w2, d2 = _params(12, 2, 6, w_mean=0.3)
+    coef = torch.tensor([[1.0, -0.5], [0.3, 0.8]], dtype=F64)
+    t_in, u_in, b_in, amp, bsz, n_in = events
+
+    def loss(w1_, d1_, w2_, d2_, t_):
+        spikes = ctsnn.Spikes(t_, u_in, b_in, amp, dt=DT, n_steps=30, batch_size=bsz,
+                              n_units=n_in)
+        h = ep.layer_forward(MODELS["CubaLIF"](6), spikes, w1_, d1_)
+        z = ep.layer_forward(MODELS["CubaLI"](2), h, w2_, d2_, readout="max")
+        return (coef * z).sum(), len(h)
+
+    base = [w1, d1, w2, d2, t_in]
+    with use_kernels(True):
+        args = [x.clone().requires_grad_() for x in base]
+        value, count = loss(*args)
+        assert count > 0
+        grads = torch.autograd.grad(value, args)
+        eps = 1e-7
+        for which, idx in [(0, (1, 2)), (1, (0, 1)), (1, (4, 2)), (2, (1, 3)), (3, (0, 5)),
+                           (4, (3,)), (4, (8,))]:
+            vals = []
+            for sign in (1, -1):
+                p = [x.clone() for x in base]
+                p[which][idx] += sign * eps
+                v, c = loss(*p)
+                assert c == count
+                vals.append(v.item())
+            fd = (vals[0] - vals[1]) / (2 * eps)
+            assert math.isclose(grads[which][idx].item(), fd, rel_tol=1e-5, abs_tol=1e-8), \
+                (which, idx, grads[which][idx].item(), fd)
+
+
+@pytest.mark.parametrize("readout", [None, "max", "avg_exp"])
+def test_float32_layer_gets_float32_gradients_close_to_float64(readout):
+    """The kernels compute in float64 and cast back: a float32 layer's gradients are float32
+    and agree with the float64 reference to float32 rounding of the inputs."""
+    events = _events(9, 20, 2, 3)
+    w, d = _params(9, 4, 3, w_mean=2.0 if readout is None else 0.3)
+    model = "CubaLIF" if readout is None else "CubaLI"
+    ref_val, ref = _run(MODELS[model](4), events, w, d, readout=readout, kernels=False)
+    ev32 = tuple(x.float() if torch.is_tensor(x) and x.is_floating_point() else x
+                 for x in events)
+    val, got = _run(MODELS[model](4).to(torch.float32), ev32, w.float(), d.float(),
+                    readout=readout, kernels=True)
+    assert val.dtype == torch.float32 and val.shape == ref_val.shape
+    torch.testing.assert_close(val.double(), ref_val, rtol=1e-4, atol=1e-6)
+    for a, b in zip(got, ref, strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a.double(), b, rtol=2e-3, atol=2e-3 * float(b.abs().max()))
