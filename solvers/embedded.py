@@ -139,8 +139,60 @@ def _first_step(f: RHS, t: Tensor, y: tuple, k1: tuple, spec: Adaptive, order: i
     return torch.minimum(100 * h0, h1)
 
 
+def _rk_step(f: RHS, tab: Tableau, t0: Tensor, y: tuple, k1: tuple, step: Tensor) -> tuple:
+    """One step of the pair: ``(y_new, stages)``; the last stage is ``f`` at ``y_new``."""
+    ks = [k1]
+    for c, row in zip(tab.c[1:], tab.a, strict=True):
+        stage = retype(y, (v + step * _combine(row, ks, i) for i, v in enumerate(y)))
+        ks.append(f(t0 + c * step, stage))
+    return stage, ks                                        # row of the last stage = b
+
+
+def _search(f: RHS, tab: Tableau, spec: Adaptive, t: Tensor, y: tuple, k1: tuple, h: Tensor,
+            finished: Tensor) -> tuple[tuple, list[tuple[Tensor, Tensor, Tensor]]]:
+    """Step-size search without gradient: the final state and, per attempt that accepted
+    something, ``(size, accept, last)`` per element."""
+    done = torch.zeros_like(h)                                # accepted time per element
+    h_try = _first_step(f, t, y, k1, spec, tab.order)
+    taken = []
+    for _ in range(spec.max_steps):
+        left = (h - done).clamp_min(0)
+        last = ~finished & (h_try >= left)
+        size = torch.where(finished, torch.zeros_like(left), torch.minimum(h_try, left))
+        new, ks = _rk_step(f, tab, t + done, y, k1, size)
+        err = tuple(size * _combine(tab.e, ks, i) for i in range(len(y)))
+        scale = tuple(spec.atol + spec.rtol * torch.maximum(a.abs(), b.abs())
+                      for a, b in zip(y, new, strict=True))
+        ratio = _rms(err, scale)
+        ratio = torch.where(torch.isfinite(ratio), ratio, torch.full_like(ratio, math.inf))
+        accept = ~finished & (ratio <= 1.0)
+        # A solution that blows up in finite time (AdEx past its spike) drives the step size to
+        # zero: below 1e-9 of the interval the step is taken as it is, and an element whose
+        # state went non-finite stops at its last finite state.
+        accept = accept | (~finished & ~accept & (size <= 1e-9 * h))
+        blown = accept & ~_finite(new)
+        accept = accept & ~blown
+        if bool(accept.any()):
+            taken.append((size, accept, accept & last))
+        factor = torch.where(ratio == 0, torch.full_like(ratio, 10.0),
+                             0.9 * ratio.clamp_min(1e-300) ** (-1.0 / (tab.order + 1)))
+        y = retype(y, (torch.where(accept, b, a) for a, b in zip(y, new, strict=True)))
+        k1 = tuple(torch.where(accept, b, a) for a, b in zip(k1, ks[-1], strict=True))
+        done = torch.where(accept & last, h, torch.where(accept, done + size, done))
+        finished = finished | (accept & last) | blown
+        h_try = torch.where(finished, h_try, size.clamp_min(1e-300) * factor.clamp(0.2, 10.0))
+        if bool(finished.all()):
+            return y, taken
+    raise RuntimeError(f"{spec.name}: more than {spec.max_steps} step attempts in one interval "
+                       f"(rtol={spec.rtol}, atol={spec.atol}); the model may be diverging")
+
+
 def integrate(f: RHS, t: Tensor, y: tuple, h: Tensor | float, spec: Adaptive | str) -> tuple:
     """Advance every element from ``t`` over ``h`` (>= 0, per element) to the tolerance.
+
+    Under autograd the step sizes are searched first without gradient, then only the accepted
+    steps are replayed with it: rejected trial steps (which may overflow, e.g. AdEx's
+    exponential) never enter the graph.
 
     Args:
         f: right-hand side ``f(t, y) -> dy/dt``; ``t`` broadcasts against the components.
@@ -157,7 +209,6 @@ def integrate(f: RHS, t: Tensor, y: tuple, h: Tensor | float, spec: Adaptive | s
     like = y[0]
     h = torch.as_tensor(h, dtype=like.dtype, device=like.device).expand(like.shape)
     t = torch.as_tensor(t, dtype=like.dtype, device=like.device).expand(like.shape)
-    done = torch.zeros_like(like, dtype=like.dtype).detach()      # accepted time per element
     finished = h.detach() <= 0
     k1 = f(t, y)
     if bool(finished.any()):
@@ -166,43 +217,17 @@ def integrate(f: RHS, t: Tensor, y: tuple, h: Tensor | float, spec: Adaptive | s
         if bool(finished.all()):
             return y
     with torch.no_grad():
-        h_try = _first_step(f, t.detach(), retype(y, (v.detach() for v in y)),
-                            tuple(k.detach() for k in k1), spec, tab.order)
-    for _ in range(spec.max_steps):
-        left = (h.detach() - done).clamp_min(0)
-        last = ~finished & (h_try >= left)
-        size = torch.where(finished, torch.zeros_like(left), torch.minimum(h_try, left))
-        # The last step ends exactly at t + h: its size keeps the gradient of h.
-        step = torch.where(last, h - done, size)
-        t0 = t + done
-        ks = [k1]
-        for c, row in zip(tab.c[1:], tab.a, strict=True):
-            stage = retype(y, (v + step * _combine(row, ks, i) for i, v in enumerate(y)))
-            ks.append(f(t0 + c * step, stage))
-        new = stage                                                # row of the last stage = b
-        err = tuple(step * _combine(tab.e, ks, i) for i in range(len(y)))
-        with torch.no_grad():
-            scale = tuple(spec.atol + spec.rtol * torch.maximum(a.abs(), b.abs())
-                          for a, b in zip(y, new, strict=True))
-            ratio = _rms(tuple(e.detach() for e in err), scale)
-            ratio = torch.where(torch.isfinite(ratio), ratio, torch.full_like(ratio, math.inf))
-            accept = ~finished & (ratio <= 1.0)
-            # A solution that blows up in finite time (AdEx past its spike) drives the step
-            # size to zero: below 1e-9 of the interval the step is taken as it is, and an
-            # element whose state went non-finite stops at its last finite state.
-            forced = ~finished & ~accept & (size <= 1e-9 * h.detach())
-            accept = accept | forced
-            blown = accept & ~_finite(new)
-            accept = accept & ~blown
-            factor = torch.where(ratio == 0, torch.full_like(ratio, 10.0),
-                                 (0.9 * ratio.clamp_min(1e-300) ** (-1.0 / (tab.order + 1))))
-            factor = factor.clamp(0.2, 10.0)
+        end, taken = _search(f, tab, spec, t.detach(), retype(y, (v.detach() for v in y)),
+                             tuple(k.detach() for k in k1), h.detach(), finished)
+    if not torch.is_grad_enabled():
+        return end
+    done = torch.zeros_like(h).detach()
+    for size, accept, last in taken:
+        # The last step ends exactly at t + h: its size keeps the gradient of h; elements
+        # that took no step here take a zero step (the identity, finite derivatives).
+        step = torch.where(last, h - done, torch.where(accept, size, torch.zeros_like(size)))
+        new, ks = _rk_step(f, tab, t + done, y, k1, step)
         y = retype(y, (torch.where(accept, b, a) for a, b in zip(y, new, strict=True)))
         k1 = tuple(torch.where(accept, b, a) for a, b in zip(k1, ks[-1], strict=True))
-        done = torch.where(accept & last, h.detach(), torch.where(accept, done + size, done))
-        finished = finished | (accept & last) | blown
-        h_try = torch.where(finished, h_try, size.clamp_min(1e-300) * factor)
-        if bool(finished.all()):
-            return y
-    raise RuntimeError(f"{spec.name}: more than {spec.max_steps} step attempts in one interval "
-                       f"(rtol={spec.rtol}, atol={spec.atol}); the model may be diverging")
+        done = torch.where(accept, done + size, done)
+    return y
