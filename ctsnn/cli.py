@@ -1,12 +1,37 @@
-"""Command line: ctsnn demo and ctsnn bench <workload>."""
+"""Command line: ctsnn demo, ctsnn bench <workload>, ctsnn train CONFIG, ctsnn eval CHECKPOINT."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 
 from .bench import WORKLOADS, find_workload, workload_ids
+from .config import (
+    ConfigError,
+    evaluate_checkpoint,
+    load_config,
+    shipped_configs,
+    train_experiment,
+)
+from .config.schema import read_yaml
+
+TRAIN_HELP = """Train an experiment config (a YAML file, or the name of a shipped config).
+
+Overrides are section.key=value pairs, values read as YAML, validated like the file:
+  ctsnn train dcls_shd_2l data.root=~/data/shd train.epochs=3 model.n_hidden=128
+
+The run directory (default runs/<experiment name>) gets experiment.json (the resolved config),
+the trainer's checkpoints (last.pt, best.pt), logs and final.json. Running the same config
+again continues an interrupted run; a directory holding another config is refused.
+ctsnn train --list shows the shipped configs of the three papers (docs/configs.md)."""
+
+EVAL_HELP = """Evaluate a checkpoint of ctsnn train (best.pt or last.pt) on a split.
+
+The model is rebuilt from the config stored in the checkpoint. --data points at the data
+folder if it moved; --config and overrides may change the data settings, not the model (a
+checkpoint of another architecture is refused with the differences)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +58,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.add_argument("--quick", action="store_true", help="fewer configurations and repeats")
     bench.add_argument("--no-reference", action="store_true", help="skip the peers")
-    args = parser.parse_args(argv)
+    train = sub.add_parser("train", help="train an experiment config (YAML)",
+                           description=TRAIN_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("config", nargs="?", help="config file or shipped config name")
+    train.add_argument("overrides", nargs="*", help="section.key=value overrides (anywhere "
+                       "on the line)")
+    train.add_argument("--out", help="run directory (default: runs/<experiment name>)")
+    train.add_argument("--data", help="data folder (sets data.root)")
+    train.add_argument("--list", action="store_true", help="list the shipped configs")
+    ev = sub.add_parser("eval", help="evaluate a ctsnn train checkpoint",
+                        description=EVAL_HELP,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("checkpoint", help="best.pt or last.pt of a run directory")
+    ev.add_argument("overrides", nargs="*", help="section.key=value overrides (data only; "
+                    "anywhere on the line)")
+    ev.add_argument("--data", help="data folder (overrides the stored data.root)")
+    ev.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    ev.add_argument("--config", help="take the data settings from this config instead")
+    ev.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # overrides after an option (argparse reads positionals in one run)
+        bad = [a for a in extra if a.startswith("-") or "=" not in a
+               or args.command not in ("train", "eval")]
+        if bad:
+            parser.error(f"unrecognized arguments: {' '.join(bad)}")
+        args.overrides = [*args.overrides, *extra]
+    if args.command == "train":
+        return _train(parser, args)
+    if args.command == "eval":
+        return _eval(args)
     if args.command == "demo":
         from .demos import delay_learning, two_modes
 
@@ -47,6 +101,59 @@ def main(argv: list[str] | None = None) -> int:
         workload = importlib.import_module(find_workload(args.workload).module)
         return workload.main(quick=args.quick, reference=not args.no_reference)
     return 2
+
+
+def _target_line(target: dict | None, value: float | None) -> str:
+    got = "n/a" if value is None else f"{100 * value:.2f} %"
+    if not target:
+        return f"test accuracy {got}"
+    paper = "plotted only" if target.get("value") is None else (
+        f"{target['value']}" + (f" +- {target['std']}" if target.get("std") is not None else "")
+        + " %")
+    return f"test accuracy {got} (paper: {paper}; {target['source']})"
+
+
+def _list_configs() -> int:
+    for name, path in shipped_configs().items():
+        exp = (read_yaml(path) or {}).get("experiment", {})
+        target = exp.get("target") or {}
+        value = "-" if target.get("value") is None else f"{target['value']}"
+        print(f"{name:<34} {value:>7}  {exp.get('description', '')}")
+    return 0
+
+
+def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.list:
+        if args.config or args.overrides or args.out or args.data:
+            parser.error("train --list takes no config, overrides, --out or --data")
+        return _list_configs()
+    if not args.config:
+        parser.error("train needs a CONFIG (a file or a shipped name; see ctsnn train --list)")
+    try:
+        cfg = load_config(args.config, args.overrides)
+        final = train_experiment(cfg, args.out, data_root=args.data)
+    except (ConfigError, FileExistsError, FileNotFoundError) as err:
+        print(f"ctsnn train: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(final, indent=1, default=float))
+    test = (final.get("test") or {}).get("accuracy")
+    print(_target_line(cfg.to_dict()["experiment"].get("target"), test), file=sys.stderr)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    try:
+        out = evaluate_checkpoint(args.checkpoint, split=args.split, data_root=args.data,
+                                  config=args.config, overrides=args.overrides,
+                                  device=args.device)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"ctsnn eval: error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # another architecture (the trainer's fingerprint check)
+        print(f"ctsnn eval: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(out, indent=1, default=float))
+    return 0
 
 
 if __name__ == "__main__":
