@@ -136,8 +136,8 @@ def evaluate_checkpoint(path: str | os.PathLike, *, split: str = "test",
     diff = config_differences({"model": saved["model"]}, {"model": cfg.to_dict()["model"]})
     if diff:
         raise ConfigError(f"{path} holds a {saved['model']['kind']} model of another "
-                          f"architecture than {where}; differences (checkpoint -> "
-                          f"{where}):\n  " + "\n  ".join(diff))
+                          f"architecture (model config) than {where}; differences "
+                          f"(checkpoint -> {where}):\n  " + "\n  ".join(diff))
     model = build_model(cfg)
     check_fingerprint(ckpt["fingerprint"], model, path)
     model.load_state_dict(ckpt["model"])

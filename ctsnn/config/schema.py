@@ -218,6 +218,16 @@ def _loc(loc: Sequence[Any], data_kind: Any) -> str:
     return ".".join(parts) or "<top>"
 
 
+def _field_error(key: str, msg: str) -> tuple[str, str]:
+    """Point a whole-section error of a dataclass check (``TrainerConfig.lr must ...``) at its
+    field."""
+    msg = msg.removeprefix("Value error, ")
+    m = re.search(r"\bTrainerConfig\.(\w+)", msg)
+    if key == "train" and m and m.group(1) in {f.name for f in dataclasses.fields(TrainerConfig)}:
+        key = f"train.{m.group(1)}"
+    return key, msg
+
+
 def _raise(errors: list[tuple[str, str]], source: str, overrides: dict[str, str]) -> None:
     lines = []
     for key, msg in errors:
@@ -264,18 +274,21 @@ def validate_config(raw: Any, source: str = "<config>",
         top = _Top.model_validate(raw)
     except ValidationError as err:
         kind = raw.get("data", {}).get("kind") if isinstance(raw.get("data"), dict) else None
-        _raise([(_loc(e["loc"], kind), e["msg"]) for e in err.errors()], source, overrides)
+        _raise([_field_error(_loc(e["loc"], kind), e["msg"]) for e in err.errors()], source,
+               overrides)
     kind, (base, given) = _check_model(model_raw, source, overrides)
     train = top.train
-    train_keys = set(raw.get("train") or {})
+    default = TrainerConfig()
+    changed = {f.name for f in dataclasses.fields(train)
+               if getattr(train, f.name) != getattr(default, f.name)}
     if kind in ("dcls", "delrec"):
-        owned = sorted(train_keys & set(OPTIMISER_FIELDS))
+        owned = sorted(changed & set(OPTIMISER_FIELDS))
         if owned:
             _raise([(f"train.{owned[0]}", f"the {kind} model trains with its paper's optimiser "
                                           "recipe, which sets the optimisers and schedules; "
                                           "change them in the model section (e.g. model.lr)")],
                    source, overrides)
-    for name in sorted(train_keys & set(FROM_DATA)):
+    for name in sorted(changed & set(FROM_DATA)):
         _raise([(f"train.{name}", "the validation data is chosen by the data section "
                                   "(data.validation, data.val_fraction)")], source, overrides)
     run = {f.name: getattr(train, f.name) for f in dataclasses.fields(base)
