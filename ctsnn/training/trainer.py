@@ -393,10 +393,22 @@ class Trainer:
         if self.resume is True:
             raise FileNotFoundError(f"resume=True but {out} holds no run to resume (no last.pt)")
         taken = [n for n in RUN_FILES if (out / n).exists()]
-        if taken:
+        if taken and not self._same_run(out / "run.json"):
             raise FileExistsError(f"{out} already holds {taken} but no last.pt to resume "
                                   "from; refusing to overwrite them: choose a new out_dir")
-        return None
+        return None  # nothing, or this very run killed before its first last.pt: start over
+
+    def _same_run(self, run_json: Path) -> bool:
+        """Whether ``run.json`` describes this run (same config and architecture)."""
+        if not run_json.exists():
+            return False
+        try:
+            info = json.loads(run_json.read_text(encoding="utf-8"))
+            same_config = not TrainerConfig.from_dict(info["config"]).differences(self.config)
+        except (ValueError, KeyError, TypeError):
+            return False
+        return same_config and info.get("fingerprint") == json.loads(
+            json.dumps(fingerprint(self.model)))
 
     def _start(self) -> dict | None:
         ckpt = None
