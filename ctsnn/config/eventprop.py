@@ -61,6 +61,9 @@ class EventPropConfig:
             weights of input->hidden, hidden->hidden, recurrent and ->readout connections.
         delay_init: ``(low, high)`` (s) of the uniform initial feed-forward delays of the
             connections that learn them; rec_delay_init: the same for the recurrent ones.
+        output_delay: explicit initial delays (s) ``[n_out][n_last]`` of the connection into
+            the readout (e.g. the sequence task's worst initialisation); needs
+            ``learn_output_delay``.
         learn_weight: train the weights (the sequence task fixes them at 1: set
             ``in_weight = out_weight = (1, 0)``).
         learn_delay: learn the delays of the input->hidden, hidden->hidden and recurrent
@@ -89,6 +92,7 @@ class EventPropConfig:
     out_weight: tuple[float, float] = (0.0, 0.03)
     delay_init: tuple[float, float] = (0.0, 0.15)
     rec_delay_init: tuple[float, float] = (0.0, 0.0)
+    output_delay: tuple[tuple[float, ...], ...] | None = None
     learn_weight: bool = True
     learn_delay: bool = True
     learn_output_delay: bool = False
@@ -116,6 +120,8 @@ class EventPropConfig:
             if getattr(self, name)[1] > self.max_delay:
                 raise ValueError(f"{name} = {tuple(getattr(self, name))!r} exceeds max_delay = "
                                  f"{self.max_delay!r} s")
+        if self.output_delay is not None:
+            self._check_output_delay()
         if self.spike_reg is not None:
             _check_pair("spike_reg", self.spike_reg)
         if self.recurrent and self.time == "discrete":
@@ -126,6 +132,20 @@ class EventPropConfig:
         if self.readout == "first_spike" and self.time == "discrete":
             raise ValueError("readout='first_spike' needs time='continuous' (the discrete "
                              "EventProp reads out CubaLI voltages)")
+
+
+    def _check_output_delay(self) -> None:
+        rows, n_last = self.output_delay, (self.hidden[-1] if self.hidden else self.n_in)
+        if not self.learn_output_delay:
+            raise ValueError("output_delay sets the initial learnable readout delays: it needs "
+                             "learn_output_delay=True")
+        if len(rows) != self.n_out or any(len(r) != n_last for r in rows):
+            raise ValueError(f"output_delay must be {self.n_out} rows of {n_last} delays (s) "
+                             f"[n_out][n_last], got {rows!r}")
+        for i, r in enumerate(rows):
+            for j, v in enumerate(r):
+                check_real_field(f"output_delay[{i}][{j}]", v, allow_low=True,
+                                 high=self.max_delay, allow_high=True)
 
 
 def _gauss(shape: tuple[int, int], pair: tuple[float, float], g: torch.Generator,
@@ -178,7 +198,9 @@ class EventPropNet(nn.Module):
             self.layers.append(self._layer(lif, w, d, cfg.learn_delay, rec, hidden_grad))
         n_last = sizes[-1]
         w = _gauss((cfg.n_out, n_last), cfg.out_weight, g, dtype)
-        if cfg.learn_output_delay:
+        if cfg.output_delay is not None:
+            d = torch.tensor(cfg.output_delay, dtype=dtype)
+        elif cfg.learn_output_delay:
             d = _uniform((cfg.n_out, n_last), cfg.delay_init, g, dtype)
         else:
             d = torch.zeros(cfg.n_out, n_last, dtype=dtype)

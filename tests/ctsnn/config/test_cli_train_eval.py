@@ -3,6 +3,7 @@ refusals (unknown key, wrong type, another architecture, another run directory).
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -112,14 +113,20 @@ def test_train_list_and_help(capsys):
         assert "``" not in capsys.readouterr().out
 
 
-def test_shipped_sequence_task_trains_and_evaluates(tmp_path, capsys):
+def test_shipped_sequence_task_reaches_the_papers_result(tmp_path, capsys):
+    """SEEDS C3.1: from the worst initialisation, delays only, 100 % after each example was
+    seen at most 6 times (3 epochs of the four trials [0, 1, 0, 1])."""
     out = tmp_path / "seq"
-    assert main(["train", "eventprop_sequence", "--out", str(out), "train.epochs=2",
+    assert main(["train", "eventprop_sequence", "--out", str(out), "train.epochs=3",
                  "train.progress=false"]) == 0
     capsys.readouterr()
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert float(rows[0]["train_accuracy"]) == 0.0       # the worst initialisation
+    assert float(rows[-1]["val_accuracy"]) == 1.0
     assert main(["eval", str(out / "last.pt")]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["experiment"] == "eventprop_sequence" and result["metrics"]["samples"] == 4
+    assert result["metrics"]["accuracy"] == 1.0
 
 
 @pytest.mark.parametrize("model", [

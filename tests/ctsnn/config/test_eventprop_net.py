@@ -119,3 +119,15 @@ def test_input_checks():
         net(torch.zeros(5, 1, 2))
     with pytest.raises(ValueError, match="n_in = 2"):
         net(poisson_spikes(3, 10.0, 0.01))
+
+
+def test_output_delay_sets_the_initial_readout_delays():
+    worst = ((0.0, 0.010), (0.010, 0.0))
+    net = EventPropNet(EventPropConfig(**SEQ, output_delay=worst))
+    assert net.layers[0].synapse.delay.detach().tolist() == [list(r) for r in worst]
+    with pytest.raises(ValueError, match="2 rows of 2 delays"):
+        EventPropConfig(**SEQ, output_delay=((0.0,), (0.0,)))
+    with pytest.raises(ValueError, match="learn_output_delay=True"):
+        EventPropConfig(**{**SEQ, "learn_output_delay": False}, output_delay=worst)
+    with pytest.raises(ValueError, match=r"output_delay\[0\]\[1\]"):
+        EventPropConfig(**SEQ, output_delay=((0.0, 0.5), (0.0, 0.0)))
