@@ -124,7 +124,8 @@ def test_input_checks():
 def test_output_delay_sets_the_initial_readout_delays():
     worst = ((0.0, 0.010), (0.010, 0.0))
     net = EventPropNet(EventPropConfig(**SEQ, output_delay=worst))
-    assert net.layers[0].synapse.delay.detach().tolist() == [list(r) for r in worst]
+    torch.testing.assert_close(net.layers[0].synapse.delay.detach(), torch.tensor(worst),
+                               rtol=0, atol=0)
     with pytest.raises(ValueError, match="2 rows of 2 delays"):
         EventPropConfig(**SEQ, output_delay=((0.0,), (0.0,)))
     with pytest.raises(ValueError, match="learn_output_delay=True"):
