@@ -167,9 +167,14 @@ def _heidelberg(cfg: ExperimentConfig, root: Path) -> DataSets:
     d, kind = cfg.data, cfg.data.kind
     cls = SHD if kind == "shd" else SSC
     recipe = RECIPES[d.recipe] if d.recipe is not None else None
-    files = H5_FILES[kind]
+    files = {split: getattr(d, f"{split}_file") or name for split, name in H5_FILES[kind].items()}
+    if d.valid_file is not None:
+        files["valid"] = d.valid_file
 
     def open_split(split: str) -> Dataset:
+        if split not in files:
+            raise ConfigError(f"{cfg.source}: data.validation: {kind.upper()} has no official "
+                              "validation file (set data.valid_file)")
         path = root / files[split]
         if not path.is_file():
             raise ConfigError(f"{cfg.source}: data.root: {root} has no {files[split]} (the "

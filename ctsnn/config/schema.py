@@ -93,6 +93,10 @@ class HeidelbergData(_Strict):
     t_max: float | None = Field(None, description="exact events: grid end (s); later events "
                                                   "are dropped")
     cache_dir: str | None = None
+    train_file: str | None = Field(None, description="file names in root (default: "
+                                   "{kind}_train.h5, {kind}_valid.h5, {kind}_test.h5)")
+    valid_file: str | None = None
+    test_file: str | None = None
 
 
 class YinYangData(_Strict):
@@ -322,9 +326,9 @@ def _check_consistency(data: Any, kind: str, model: Any, source: str,
         if data.augment == "delrec" and data.recipe is None:
             _raise([("data.augment", "the DelRec augmentation works on rasters: name a "
                                      "recipe")], source, overrides)
-        if data.validation == "official" and data.kind != "ssc":
-            _raise([("data.validation", "only SSC has an official validation file")],
-                   source, overrides)
+        if data.validation == "official" and data.kind != "ssc" and data.valid_file is None:
+            _raise([("data.validation", "only SSC has an official validation file (or name "
+                                        "one: data.valid_file)")], source, overrides)
     elif data.kind in ("yinyang", "sequence", "braille") and kind != "eventprop":
         _raise([("model.kind", f"data kind {data.kind!r} gives exact-time spikes: use the "
                                "eventprop model")], source, overrides)

@@ -11,6 +11,7 @@ import pytest
 from config_files import tiny_dcls, write_config, write_synthetic_shd
 
 from ctsnn.cli import main
+from ctsnn.config import ConfigError, build_data, load_config
 
 
 def _files(directory: Path) -> dict[str, bytes]:
@@ -149,3 +150,18 @@ def test_other_models_train_on_the_same_files(shd_root, tmp_path, model):
     out = tmp_path / "out"
     assert main(["train", str(path), "--out", str(out)]) == 0
     assert main(["eval", str(out / "best.pt")]) == 0
+
+
+def test_file_names_and_validation_file_are_configurable(tmp_path):
+    root = write_synthetic_shd(tmp_path / "sd", splits=("train", "valid", "test"),
+                               prefix="digits", n_per_class=1)
+    data = tiny_dcls(root)
+    data["data"].update(train_file="digits_train.h5", test_file="digits_test.h5",
+                        valid_file="digits_valid.h5", validation="official")
+    cfg = load_config(write_config(tmp_path / "c.yaml", data))
+    sets = build_data(cfg)
+    assert len(sets.train) == len(sets.valid) == len(sets.test) == 20
+    assert str(sets.valid.path).endswith("digits_valid.h5")
+    data["data"].update(valid_file=None)
+    with pytest.raises(ConfigError, match="data.validation"):
+        load_config(write_config(tmp_path / "d.yaml", data))
