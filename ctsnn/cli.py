@@ -14,6 +14,7 @@ from .config import (
     load_config,
     shipped_configs,
     train_experiment,
+    train_seeds,
 )
 from .config.schema import read_yaml
 
@@ -25,6 +26,7 @@ Overrides are section.key=value pairs, values read as YAML, validated like the f
 The run directory (default runs/<experiment name>) gets experiment.json (the resolved config),
 the trainer's checkpoints (last.pt, best.pt), logs and final.json. Running the same config
 again continues an interrupted run; a directory holding another config is refused.
+--seeds 0,1,2 trains one run per seed (OUT/seed0, ...) and prints mean and std.
 ctsnn train --list shows the shipped configs of the three papers (docs/configs.md)."""
 
 EVAL_HELP = """Evaluate a checkpoint of ctsnn train (best.pt or last.pt) on a split.
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                        "on the line)")
     train.add_argument("--out", help="run directory (default: runs/<experiment name>)")
     train.add_argument("--data", help="data folder (sets data.root)")
+    train.add_argument("--seeds", type=_seed_list, metavar="S1,S2,...",
+                       help="one run per seed in OUT/seed<k>; prints mean and std")
     train.add_argument("--list", action="store_true", help="list the shipped configs")
     ev = sub.add_parser("eval", help="evaluate a ctsnn train checkpoint",
                         description=EVAL_HELP,
@@ -103,6 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
+            from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("expected at least one seed")
+    return seeds
+
+
 def _target_line(target: dict | None, value: float | None) -> str:
     got = "n/a" if value is None else f"{100 * value:.2f} %"
     if not target:
@@ -124,20 +139,32 @@ def _list_configs() -> int:
 
 def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.list:
-        if args.config or args.overrides or args.out or args.data:
-            parser.error("train --list takes no config, overrides, --out or --data")
+        if args.config or args.overrides or args.out or args.data or args.seeds:
+            parser.error("train --list takes no config, overrides, --out, --data or --seeds")
         return _list_configs()
     if not args.config:
         parser.error("train needs a CONFIG (a file or a shipped name; see ctsnn train --list)")
     try:
         cfg = load_config(args.config, args.overrides)
-        final = train_experiment(cfg, args.out, data_root=args.data)
+        if args.seeds and any(o.startswith("train.seed=") for o in args.overrides):
+            raise ConfigError("train.seed and --seeds conflict: give one of them")
+        if args.seeds:
+            final = train_seeds(cfg, args.seeds, args.out, data_root=args.data)
+        else:
+            final = train_experiment(cfg, args.out, data_root=args.data)
     except (ConfigError, FileExistsError, FileNotFoundError) as err:
         print(f"ctsnn train: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(final, indent=1, default=float))
-    test = (final.get("test") or {}).get("accuracy")
-    print(_target_line(cfg.to_dict()["experiment"].get("target"), test), file=sys.stderr)
+    target = cfg.to_dict()["experiment"].get("target")
+    if args.seeds:
+        acc = final["test_accuracy"]
+        spread = "" if acc["std"] is None else f" +- {100 * acc['std']:.2f}"
+        line = _target_line(target, acc["mean"]).replace(" (paper", f"{spread} over "
+                                                        f"{acc['n']} seeds (paper", 1)
+        print(line, file=sys.stderr)
+    else:
+        print(_target_line(target, (final.get("test") or {}).get("accuracy")), file=sys.stderr)
     return 0
 
 

@@ -12,8 +12,10 @@ overwritten.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,28 @@ def train_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike | None = 
     return trainer.fit()
 
 
+def train_seeds(cfg: ExperimentConfig, seeds: list[int] | tuple[int, ...],
+                out_dir: str | os.PathLike | None = None, *,
+                data_root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train ``cfg`` once per seed (``train.seed``) into ``<out_dir>/seed<k>`` (default
+    ``runs/<experiment name>``); each run is resumable on its own.
+
+    Returns ``{"runs": {seed: final metrics}, "test_accuracy": {"mean", "std", "n"}}`` (sample
+    standard deviation, ``ddof = 1``; ``None`` with one seed).
+    """
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct, got {list(seeds)!r}")
+    base = Path(out_dir) if out_dir is not None else Path("runs") / cfg.experiment.name
+    runs: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        one = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+        runs[seed] = train_experiment(one, base / f"seed{seed}", data_root=data_root)
+    acc = [r["test"]["accuracy"] for r in runs.values() if r.get("test")]
+    summary = {"mean": statistics.fmean(acc) if acc else None,
+               "std": statistics.stdev(acc) if len(acc) > 1 else None, "n": len(acc)}
+    return {"runs": runs, "test_accuracy": summary}
+
+
 def _saved_config(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
     record = (ckpt.get("metadata") or {}).get("experiment")
     if not isinstance(record, dict):
@@ -157,4 +181,5 @@ def evaluate_checkpoint(path: str | os.PathLike, *, split: str = "test",
             "target": saved["experiment"].get("target")}
 
 
-__all__ = ["EXPERIMENT_FILE", "config_differences", "evaluate_checkpoint", "train_experiment"]
+__all__ = ["EXPERIMENT_FILE", "config_differences", "evaluate_checkpoint", "train_experiment",
+           "train_seeds"]

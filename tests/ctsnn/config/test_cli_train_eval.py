@@ -165,3 +165,21 @@ def test_file_names_and_validation_file_are_configurable(tmp_path):
     data["data"].update(valid_file=None)
     with pytest.raises(ConfigError, match="data.validation"):
         load_config(write_config(tmp_path / "d.yaml", data))
+
+
+def test_seed_sweep_trains_one_run_per_seed(shd_root, tmp_path, capsys):
+    path = write_config(tmp_path / "tiny.yaml", tiny_dcls(shd_root))
+    out = tmp_path / "sweep"
+    assert main(["train", str(path), "--seeds", "3,4", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    finals = [json.loads((out / f"seed{s}" / "final.json").read_text()) for s in (3, 4)]
+    acc = [f["test"]["accuracy"] for f in finals]
+    assert summary["test_accuracy"]["n"] == 2
+    assert summary["test_accuracy"]["mean"] == pytest.approx(sum(acc) / 2)
+    assert summary["test_accuracy"]["std"] == pytest.approx(abs(acc[0] - acc[1]) / 2 ** 0.5)
+    seeds = [json.loads((out / f"seed{s}" / "experiment.json").read_text())["train"]["seed"]
+             for s in (3, 4)]
+    assert seeds == [3, 4]
+    assert main(["train", str(path), "--seeds", "1", "train.seed=2",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "conflict" in capsys.readouterr().err
