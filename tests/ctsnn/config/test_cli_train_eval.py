@@ -167,10 +167,10 @@ def test_file_names_and_validation_file_are_configurable(tmp_path):
         load_config(write_config(tmp_path / "d.yaml", data))
 
 
-def test_seed_sweep_trains_one_run_per_seed(shd_root, tmp_path, capsys):
-    path = write_config(tmp_path / "tiny.yaml", tiny_dcls(shd_root))
+def test_seed_sweep_trains_one_run_per_seed(tmp_path, capsys):
     out = tmp_path / "sweep"
-    assert main(["train", str(path), "--seeds", "3,4", "--out", str(out)]) == 0
+    assert main(["train", "eventprop_sequence", "--seeds", "3,4", "--out", str(out),
+                 "train.epochs=1", "train.progress=false"]) == 0
     summary = json.loads(capsys.readouterr().out)
     finals = [json.loads((out / f"seed{s}" / "final.json").read_text()) for s in (3, 4)]
     acc = [f["test"]["accuracy"] for f in finals]
@@ -180,6 +180,7 @@ def test_seed_sweep_trains_one_run_per_seed(shd_root, tmp_path, capsys):
     seeds = [json.loads((out / f"seed{s}" / "experiment.json").read_text())["train"]["seed"]
              for s in (3, 4)]
     assert seeds == [3, 4]
-    assert main(["train", str(path), "--seeds", "1", "train.seed=2",
+    assert main(["train", "eventprop_sequence", "--seeds", "1", "train.seed=2",
                  "--out", str(tmp_path / "x")]) == 2
     assert "conflict" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
