@@ -11,7 +11,8 @@ selection on the published validation split, the published test split at the end
 checkpoints (kill it and run the same command again: it resumes).
 
 Run: ``python examples/train_yinyang.py --out runs/yy --epochs 20`` (add ``--no-delays`` for
-the baseline, ``--seed`` for another seed). ``--train-size`` trains on the first samples only.
+the baseline, ``--seed`` for another seed). ``--train-size`` / ``--val-size`` use the first
+samples of the published splits only (the test split is always the full published one).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class YinYangNet(nn.Module):
     def __init__(self, hidden: int = 30, *, learn_delay: bool = True, seed: int = 0) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        w_in = 4.0 + 2.0 * torch.randn(hidden, 4, generator=g)
+        w_in = 2.0 + torch.randn(hidden, 4, generator=g)
         w_out = 3.0 * torch.randn(3, hidden, generator=g)
         delay = MAX_DELAY * torch.rand(hidden, 4, generator=g) if learn_delay else None
         self.hidden = ctsnn.Layer(
@@ -62,16 +63,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--hidden", type=int, default=30)
     p.add_argument("--no-delays", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-size", type=int, default=None)
+    p.add_argument("--train-size", type=int, default=None,
+                   help="train on the first N published training samples")
+    p.add_argument("--val-size", type=int, default=None,
+                   help="validate on the first N published validation samples")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--lr-delay", type=float, default=1e-3, help="s per unit gradient step")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
 
     enc = dict(n_steps=T_STEPS, dt=DT)
     train = YinYang("train", size=args.train_size, **enc)
-    val, test = YinYang("validation", **enc), YinYang("test", **enc)
+    val, test = YinYang("validation", size=args.val_size, **enc), YinYang("test", **enc)
     torch.manual_seed(args.seed)
     model = YinYangNet(args.hidden, learn_delay=not args.no_delays, seed=args.seed).double()
     config = TrainerConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
