@@ -77,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     enc = dict(n_steps=T_STEPS, dt=DT)
     train = YinYang("train", size=args.train_size, **enc)
-    val, test = YinYang("validation", size=args.val_size, **enc), YinYang("test", size=args.test_size, **enc)
+    val = YinYang("validation", size=args.val_size, **enc)
+    test = YinYang("test", size=args.test_size, **enc)
     torch.manual_seed(args.seed)
     model = YinYangNet(args.hidden, learn_delay=not args.no_delays, seed=args.seed).double()
     config = TrainerConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
