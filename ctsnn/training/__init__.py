@@ -28,6 +28,7 @@ from .schedules import DCLSSigmaSchedule, DelRecSigmaSchedule, EaseInSchedule, e
 # the trainer (uses the pieces above)
 from .checkpoint import load_checkpoint
 from .metrics import HEADS, SpikeMonitor
+from .sweep import aggregate, format_mean_std, seed_sweep
 from .trainer import Trainer, fit
 from .trainer_config import TrainerConfig
 
@@ -35,5 +36,6 @@ __all__ = [
     "DCLSSigmaSchedule", "DelRecSigmaSchedule", "EaseInSchedule", "WeightDelayOptimiser",
     "WeightDelayRecipe", "count_parameters", "ease_in", "weight_groups",
     # trainer
-    "HEADS", "SpikeMonitor", "Trainer", "TrainerConfig", "fit", "load_checkpoint",
+    "HEADS", "SpikeMonitor", "Trainer", "TrainerConfig", "aggregate", "fit", "format_mean_std",
+    "load_checkpoint", "seed_sweep",
 ]

@@ -132,6 +132,14 @@ def _output(out: Any, monitor: SpikeMonitor, x: Any) -> Any:
     return out
 
 
+def _correct(pred: Tensor, y: Tensor) -> float:
+    if not isinstance(pred, Tensor) or pred.shape != y.shape:
+        shape = list(pred.shape) if isinstance(pred, Tensor) else type(pred).__name__
+        raise ValueError(f"the prediction must have the targets' shape {list(y.shape)} (one "
+                         f"class per sample), got {shape}: check predict_fn")
+    return float((pred == y).sum())
+
+
 def _accuracy_key(has_val: bool) -> str:
     return "val_accuracy" if has_val else "train_accuracy"
 
@@ -550,7 +558,7 @@ class Trainer:
             self.monitor.rasters = []
             with torch.no_grad():
                 pred = self.predict_fn(out.detach() if isinstance(out, Tensor) else out)
-                self.running["correct"] += float((pred == y).sum())
+                self.running["correct"] += _correct(pred, y)
             self.running["loss"] += float(loss.detach()) * n_local
             self.running["penalty"] += float(penalty.detach()) * n_local
             self.running["count"] += n_local
@@ -635,6 +643,8 @@ class Trainer:
         return self._evaluate(self.model, dataset, rounded_delays)
 
     def _evaluate(self, model: nn.Module, dataset: Dataset, rounded: bool | None) -> dict:
+        if len(dataset) == 0:
+            raise ValueError("cannot evaluate on an empty dataset")
         rounded = self.config.rounded_eval if rounded is None else rounded
         switches = [m for m in model.modules() if isinstance(getattr(m, "round_in_eval", None),
                                                               bool)]
@@ -657,7 +667,7 @@ class Trainer:
                     x, y = _split_batch(_move(batch, self.device))
                     out = _output(model(x), monitor, x)
                     sums["loss"] += float(self.loss_fn(out, y)) * len(y)
-                    sums["correct"] += float((self.predict_fn(out) == y).sum())
+                    sums["correct"] += _correct(self.predict_fn(out), y)
                     sums["count"] += len(y)
         finally:
             for m, flag in zip(switches, saved_flags, strict=True):
@@ -681,6 +691,7 @@ class Trainer:
         if self.history:
             final["last"] = self.history[-1]
         if self.test_set is not None:
+            barrier(self.dist)  # rank 0 has written best.pt
             if self.val_set is not None and (self.out_dir / "best.pt").exists():
                 best = copy.deepcopy(self.model)
                 best.load_state_dict(load_checkpoint(self.out_dir / "best.pt")["model"])
