@@ -17,6 +17,7 @@ from .config import (
     train_seeds,
 )
 from .config.schema import read_yaml
+from .training import format_mean_std
 
 TRAIN_HELP = """Train an experiment config (a YAML file, or the name of a shipped config).
 
@@ -118,14 +119,14 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-def _target_line(target: dict | None, value: float | None) -> str:
-    got = "n/a" if value is None else f"{100 * value:.2f} %"
+def _paper_text(target: dict | None) -> str:
+    """``"paper: 95.07 +- 0.24 %; <source>"`` (or that there is no number)."""
     if not target:
-        return f"test accuracy {got}"
-    paper = "plotted only" if target.get("value") is None else (
-        f"{target['value']}" + (f" +- {target['std']}" if target.get("std") is not None else "")
-        + " %")
-    return f"test accuracy {got} (paper: {paper}; {target['source']})"
+        return "no paper number"
+    if target.get("value") is None:
+        return f"paper: plotted only; {target['source']}"
+    std = f" +- {target['std']}" if target.get("std") is not None else ""
+    return f"paper: {target['value']}{std} %; {target['source']}"
 
 
 def _list_configs() -> int:
@@ -158,13 +159,14 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     print(json.dumps(final, indent=1, default=float))
     target = cfg.to_dict()["experiment"].get("target")
     if args.seeds:
-        acc = final["test_accuracy"]
-        spread = "" if acc["std"] is None else f" +- {100 * acc['std']:.2f}"
-        line = _target_line(target, acc["mean"]).replace(" (paper", f"{spread} over "
-                                                        f"{acc['n']} seeds (paper", 1)
-        print(line, file=sys.stderr)
+        stats = final["aggregate"].get("test.accuracy")
+        got = "n/a" if stats is None else f"{format_mean_std(stats)} %"
+        print(f"test accuracy over seeds {args.seeds}: {got} ({_paper_text(target)})",
+              file=sys.stderr)
     else:
-        print(_target_line(target, (final.get("test") or {}).get("accuracy")), file=sys.stderr)
+        acc = (final.get("test") or {}).get("accuracy")
+        got = "n/a" if acc is None else f"{100 * acc:.2f} %"
+        print(f"test accuracy {got} ({_paper_text(target)})", file=sys.stderr)
     return 0
 
 

@@ -15,11 +15,10 @@ import copy
 import dataclasses
 import json
 import os
-import statistics
 from pathlib import Path
 from typing import Any
 
-from ..training import Trainer, TrainerConfig
+from ..training import Trainer, TrainerConfig, aggregate
 from ..training.checkpoint import atomic_write_text, check_fingerprint, load_checkpoint
 from ..training.trainer_config import RESUMABLE_CHANGES
 from .build import build_data, build_model, loss_and_prediction, optimiser_recipe
@@ -83,9 +82,11 @@ def _check_run_dir(out: Path, record: dict[str, Any]) -> bool:
 
 
 def train_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike | None = None, *,
-                     data_root: str | os.PathLike | None = None) -> dict[str, Any]:
+                     data_root: str | os.PathLike | None = None,
+                     resume: bool | None = None) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` (default ``runs/<experiment name>``), or continue the run
-    there; returns the trainer's final metrics."""
+    there; returns the trainer's final metrics. ``resume``: as for
+    :class:`~ctsnn.training.Trainer` (``True`` also returns a finished run's metrics)."""
     out = Path(out_dir) if out_dir is not None else Path("runs") / cfg.experiment.name
     record = cfg.to_dict()
     if data_root is not None:
@@ -100,30 +101,34 @@ def train_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike | None = 
     trainer = Trainer(model, data.train, cfg.train, out_dir=out, val_set=data.valid,
                       test_set=data.test, collate_fn=data.collate, loss_fn=loss_fn,
                       predict_fn=predict_fn, optimiser_recipe=optimiser_recipe(cfg),
-                      metadata={"experiment": record})
+                      metadata={"experiment": record}, resume=resume)
     return trainer.fit()
 
 
 def train_seeds(cfg: ExperimentConfig, seeds: list[int] | tuple[int, ...],
                 out_dir: str | os.PathLike | None = None, *,
                 data_root: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Train ``cfg`` once per seed (``train.seed``) into ``<out_dir>/seed<k>`` (default
-    ``runs/<experiment name>``); each run is resumable on its own.
-
-    Returns ``{"runs": {seed: final metrics}, "test_accuracy": {"mean", "std", "n"}}`` (sample
-    standard deviation, ``ddof = 1``; ``None`` with one seed).
+    """Train ``cfg`` once per seed (``train.seed``; data split and augmentation follow it)
+    into ``<out_dir>/seed<k>`` (default ``runs/<experiment name>``): each an ordinary run
+    (continued if interrupted, reused if finished). Like
+    :func:`ctsnn.training.seed_sweep`, returns and writes to ``<out_dir>/sweep.json``
+    ``{"seeds", "runs": {seed: final metrics}, "aggregate"}`` (:func:`ctsnn.training.aggregate`:
+    mean, sample std, sem per metric).
     """
+    seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds must be distinct, got {list(seeds)!r}")
+        raise ConfigError(f"seeds must be distinct, got {seeds!r}")
     base = Path(out_dir) if out_dir is not None else Path("runs") / cfg.experiment.name
     runs: dict[int, dict[str, Any]] = {}
     for seed in seeds:
         one = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
-        runs[seed] = train_experiment(one, base / f"seed{seed}", data_root=data_root)
-    acc = [r["test"]["accuracy"] for r in runs.values() if r.get("test")]
-    summary = {"mean": statistics.fmean(acc) if acc else None,
-               "std": statistics.stdev(acc) if len(acc) > 1 else None, "n": len(acc)}
-    return {"runs": runs, "test_accuracy": summary}
+        run_dir = base / f"seed{seed}"
+        resume = True if (run_dir / "last.pt").exists() else None
+        runs[seed] = train_experiment(one, run_dir, data_root=data_root, resume=resume)
+    result = {"seeds": seeds, "runs": {str(s): r for s, r in runs.items()},
+              "aggregate": aggregate([runs[s] for s in seeds])}
+    atomic_write_text(json.dumps(result, indent=1), base / "sweep.json")
+    return result
 
 
 def _saved_config(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -171,12 +171,22 @@ def test_seed_sweep_trains_one_run_per_seed(tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main(["train", "eventprop_sequence", "--seeds", "3,4", "--out", str(out),
                  "train.epochs=1", "train.progress=false"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
     finals = [json.loads((out / f"seed{s}" / "final.json").read_text()) for s in (3, 4)]
     acc = [f["test"]["accuracy"] for f in finals]
-    assert summary["test_accuracy"]["n"] == 2
-    assert summary["test_accuracy"]["mean"] == pytest.approx(sum(acc) / 2)
-    assert summary["test_accuracy"]["std"] == pytest.approx(abs(acc[0] - acc[1]) / 2 ** 0.5)
+    stats = summary["aggregate"]["test.accuracy"]
+    assert summary["seeds"] == [3, 4] and stats["n"] == 2 and stats["values"] == acc
+    assert stats["mean"] == pytest.approx(sum(acc) / 2)
+    assert stats["std"] == pytest.approx(abs(acc[0] - acc[1]) / 2 ** 0.5)
+    assert json.loads((out / "sweep.json").read_text()) == summary
+    assert "test accuracy over seeds [3, 4]: " in captured.err and "paper: 100.0 %" in captured.err
+    # again: the finished runs are reused, nothing is retrained or rewritten
+    before = {s: _files(out / f"seed{s}") for s in (3, 4)}
+    assert main(["train", "eventprop_sequence", "--seeds", "3,4", "--out", str(out),
+                 "train.epochs=1", "train.progress=false"]) == 0
+    assert json.loads(capsys.readouterr().out) == summary
+    assert {s: _files(out / f"seed{s}") for s in (3, 4)} == before
     seeds = [json.loads((out / f"seed{s}" / "experiment.json").read_text())["train"]["seed"]
              for s in (3, 4)]
     assert seeds == [3, 4]
