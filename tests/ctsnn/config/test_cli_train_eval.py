@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from config_files import tiny_dcls, write_config, write_synthetic_shd
 
 from ctsnn.cli import main
@@ -67,6 +68,20 @@ def test_eval_refuses_another_architecture(dcls_run, tmp_path, capsys):
     assert "model.n_layers: 1 -> 2" in capsys.readouterr().err
 
 
+def test_eval_refuses_tensors_of_another_architecture(dcls_run, tmp_path, capsys):
+    """A checkpoint whose stored config does not describe its tensors (here: edited) is
+    refused by the architecture fingerprint, naming the tensors that differ."""
+    _, out, _ = dcls_run
+    ckpt = torch.load(out / "best.pt", weights_only=False)
+    ckpt["metadata"]["experiment"]["model"]["n_hidden"] = 16
+    forged = tmp_path / "forged.pt"
+    torch.save(ckpt, forged)
+    assert main(["eval", str(forged)]) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {forged} was written by another architecture" in err
+    assert "shape [8, 140] torch.float32 in the checkpoint, [16, 140] torch.float32 here" in err
+
+
 def test_train_refuses_a_run_dir_of_another_config_and_overwrites_nothing(dcls_run, capsys):
     config, out, _ = dcls_run
     before = _files(out)
@@ -108,7 +123,7 @@ def test_train_list_and_help(capsys):
     out = capsys.readouterr().out
     for name in ("dcls_shd_2l", "delrec_ssc", "eventprop_braille_ff"):
         assert name in out
-    for command in ("train", "eval", "bench"):
+    for command in ("train", "eval", "bench", "demo"):
         with pytest.raises(SystemExit):
             main([command, "-h"])
         assert "``" not in capsys.readouterr().out
