@@ -153,7 +153,8 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             final = train_seeds(cfg, args.seeds, args.out, data_root=args.data)
         else:
             final = train_experiment(cfg, args.out, data_root=args.data)
-    except (ConfigError, FileExistsError, FileNotFoundError) as err:
+    except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as err:
+        # ValueError: what the trainer refuses at construction (before writing anything)
         print(f"ctsnn train: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(final, indent=1, default=float))
@@ -175,10 +176,8 @@ def _eval(args: argparse.Namespace) -> int:
         out = evaluate_checkpoint(args.checkpoint, split=args.split, data_root=args.data,
                                   config=args.config, overrides=args.overrides,
                                   device=args.device)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"ctsnn eval: error: {err}", file=sys.stderr)
-        return 2
-    except ValueError as err:  # another architecture (the trainer's fingerprint check)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        # ValueError: e.g. another architecture (the trainer's fingerprint check)
         print(f"ctsnn eval: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(out, indent=1, default=float))

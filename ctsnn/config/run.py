@@ -95,13 +95,13 @@ def train_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike | None = 
     data = build_data(cfg, data_root)           # errors about the data before writing
     model = build_model(cfg)
     loss_fn, predict_fn = loss_and_prediction(cfg, model)
-    if not resuming:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(json.dumps(record, indent=1), out / EXPERIMENT_FILE)
     trainer = Trainer(model, data.train, cfg.train, out_dir=out, val_set=data.valid,
                       test_set=data.test, collate_fn=data.collate, loss_fn=loss_fn,
                       predict_fn=predict_fn, optimiser_recipe=optimiser_recipe(cfg),
-                      metadata={"experiment": record}, resume=resume)
+                      metadata={"experiment": record}, resume=resume)  # writes nothing yet
+    if not resuming:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json.dumps(record, indent=1), out / EXPERIMENT_FILE)
     return trainer.fit()
 
 

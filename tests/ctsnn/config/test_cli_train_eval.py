@@ -118,6 +118,15 @@ def test_cli_reports_config_errors_with_file_and_key(shd_root, tmp_path, capsys)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_trainer_refusal_leaves_no_run_directory(tmp_path, capsys):
+    out = tmp_path / "refused"
+    # the sequence task learns delays only: a weight schedule is refused by the trainer
+    assert main(["train", "eventprop_sequence", "train.schedule=one_cycle", "--out",
+                 str(out)]) == 2
+    assert "no learnable weight" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_train_list_and_help(capsys):
     assert main(["train", "--list"]) == 0
     out = capsys.readouterr().out
