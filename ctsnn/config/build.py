@@ -39,6 +39,7 @@ from ..losses import summed_softmax_cross_entropy, summed_softmax_prediction
 from ..papers.dcls import DCLSNet, dcls_optimisers
 from ..papers.delrec import DelRecNet, delrec_optimisers
 from ..training import WeightDelayOptimiser
+from .delrec_ff import add_feedforward_delays
 from .eventprop import EventPropNet
 from .schema import ConfigError, ExperimentConfig
 
@@ -59,7 +60,12 @@ def build_model(cfg: ExperimentConfig, *, seed: int | None = None) -> nn.Module:
         return DCLSNet(cfg.model, generator=gen)
     if cfg.model_kind == "delrec":
         torch.manual_seed(seed)           # DelRecNet draws from the global generator
-        return DelRecNet(cfg.model)
+        net = DelRecNet(cfg.model)
+        ff = cfg.model_extra.get("ff_delays", ())
+        if ff:
+            max_delay = cfg.model_extra["ff_max_delay_steps"] * cfg.model.dt
+            add_feedforward_delays(net, ff, max_delay, generator=gen)
+        return net
     return EventPropNet(cfg.model, generator=gen)
 
 

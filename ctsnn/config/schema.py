@@ -158,6 +158,12 @@ MODEL_KINDS: dict[str, tuple[type, dict[str, Callable[..., Any]]]] = {
                               "psmnist": DelRecConfig.psmnist}),
     "eventprop": (EventPropConfig, {}),
 }
+#: model keys beyond the dataclass fields: name -> (type, default). DelRec's feed-forward
+#: delays (:mod:`ctsnn.config.delrec_ff`): hidden layers whose input synapse gets learnable
+#: delays, and their longest delay in steps (DelRec's code: kernel 25 taps, delays 0..24).
+MODEL_EXTRAS: dict[str, dict[str, tuple[Any, Any]]] = {
+    "delrec": {"ff_delays": (tuple[int, ...], ()), "ff_max_delay_steps": (int, 24)},
+}
 #: fields owned by the ``train`` section (the run length), never set in ``model``
 FROM_TRAIN = ("epochs", "batch_size")
 #: trainer fields the data section decides (validation data)
@@ -171,6 +177,8 @@ def _model_schema(kind: str) -> type[BaseModel]:
         f.name: (hints[f.name], None) for f in dataclasses.fields(cls)
         if f.name not in FROM_TRAIN
     }
+    for name, (hint, _) in MODEL_EXTRAS.get(kind, {}).items():
+        fields[name] = (hint, None)
     fields["kind"] = (Literal[kind], ...)
     if presets:
         fields["preset"] = (Literal[tuple(presets)] | None, None)  # type: ignore[valid-type]
@@ -190,6 +198,7 @@ class ExperimentConfig:
         experiment, data: the validated sections.
         model_kind: ``"dcls"``, ``"delrec"`` or ``"eventprop"``.
         model: the model's config dataclass, run length from ``train``.
+        model_extra: the model keys beyond the dataclass (:data:`MODEL_EXTRAS`), resolved.
         train: the :class:`ctsnn.training.TrainerConfig`.
         source: where it came from (file name, or ``"<checkpoint>"``).
     """
@@ -200,6 +209,7 @@ class ExperimentConfig:
     model: Any
     train: TrainerConfig
     source: str = "<config>"
+    model_extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Fully resolved, JSON-compatible form (what a run directory and a checkpoint store;
@@ -207,6 +217,7 @@ class ExperimentConfig:
         model = {"kind": self.model_kind}
         model.update({k: v for k, v in dataclasses.asdict(self.model).items()
                       if k not in FROM_TRAIN})
+        model.update(self.model_extra)
         return json.loads(json.dumps({
             "experiment": self.experiment.model_dump(mode="json"),
             "data": self.data.model_dump(mode="json"),
@@ -260,9 +271,11 @@ def _check_model(raw: Any, source: str, overrides: dict[str, str]) -> tuple[str,
     cls, presets = MODEL_KINDS[kind]
     given = {k: getattr(section, k) for k in section.model_fields_set
              if k not in ("kind", "preset")}
+    extras = MODEL_EXTRAS.get(kind, {})
+    extra = {k: given.pop(k) if k in given else default for k, (_, default) in extras.items()}
     preset = getattr(section, "preset", None)
     base = presets[preset]() if preset else cls()
-    return kind, (base, given)
+    return kind, (base, given, extra)
 
 
 def validate_config(raw: Any, source: str = "<config>",
@@ -280,7 +293,7 @@ def validate_config(raw: Any, source: str = "<config>",
         kind = raw.get("data", {}).get("kind") if isinstance(raw.get("data"), dict) else None
         _raise([_field_error(_loc(e["loc"], kind), e["msg"]) for e in err.errors()], source,
                overrides)
-    kind, (base, given) = _check_model(model_raw, source, overrides)
+    kind, (base, given, extra) = _check_model(model_raw, source, overrides)
     train = top.train
     default = TrainerConfig()
     changed = {f.name for f in dataclasses.fields(train)
@@ -304,9 +317,25 @@ def validate_config(raw: Any, source: str = "<config>",
         field = re.split(r"[\s\[:=]", msg, maxsplit=1)[0]
         key = f"model.{field}" if field in {f.name for f in dataclasses.fields(base)} else "model"
         _raise([(key, msg)], source, overrides)
+    _check_extra(kind, model, extra, source, overrides)
     _check_consistency(top.data, kind, model, source, overrides)
     return ExperimentConfig(experiment=top.experiment, data=top.data, model_kind=kind,
-                            model=model, train=train, source=source)
+                            model=model, train=train, source=source, model_extra=extra)
+
+
+def _check_extra(kind: str, model: Any, extra: dict[str, Any], source: str,
+                 overrides: dict[str, str]) -> None:
+    if kind != "delrec":
+        return
+    layers = extra["ff_delays"]
+    bad = [k for k in layers if not 0 <= k < len(model.hidden)]
+    if bad or len(set(layers)) != len(layers):
+        _raise([("model.ff_delays", f"distinct hidden-layer indices in 0..{len(model.hidden) - 1}"
+                                    f" expected, got {list(layers)}")], source, overrides)
+    if extra["ff_max_delay_steps"] < 1:
+        _raise([("model.ff_max_delay_steps", f"must be an int >= 1, got "
+                                             f"{extra['ff_max_delay_steps']!r}")],
+               source, overrides)
 
 
 def _check_consistency(data: Any, kind: str, model: Any, source: str,

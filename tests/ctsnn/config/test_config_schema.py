@@ -44,8 +44,9 @@ def test_every_paper_experiment_is_shipped():
         "nodelay", "fixed_random", "constant_sigma", "fixed_weights", "sparse10_learned",
         "sparse10_nodelay", "sparse10_fixed_random", "sparse10_constant_sigma",
         "sparse10_fixed_weights")} | {"dcls_shd_2l", "dcls_ssc_2l", "dcls_ssc_3l"}
-    delrec = {"delrec_shd", "delrec_ssc", "delrec_psmnist", "delrec_shd_small_rec",
-              "delrec_shd_small_fixed_rec", "delrec_shd_small_rsnn", "delrec_shd_small_snn"}
+    delrec = {"delrec_shd", "delrec_shd_rec_ff", "delrec_ssc", "delrec_psmnist",
+              "delrec_shd_small_rec", "delrec_shd_small_fixed_rec", "delrec_shd_small_rsnn",
+              "delrec_shd_small_snn", "delrec_shd_small_ff", "delrec_shd_small_rec_ff"}
     eventprop = {"eventprop_sequence", "eventprop_yinyang", "eventprop_shd_rec",
                  "eventprop_shd_ff", "eventprop_ssc_ff", "eventprop_braille_ff",
                  "eventprop_braille_ff256"}
@@ -89,8 +90,13 @@ def test_dcls_no_delay_ablation_has_the_full_models_parameter_count(dataset, spa
     assert abs(n_none - n_full) / n_full < 2e-3
 
 
+def test_delrec_rec_ff_has_the_papers_size():
+    # DelRec Table 2: rec + ff 0.24 M = rec-only 173,844 + 256 x 256 feed-forward delays
+    assert count_parameters(build_model(load_config("delrec_shd_rec_ff"))) == 173_844 + 256 * 256
+
+
 def test_delrec_equal_budget_configs_have_about_10k_parameters():
-    for key in ("rec", "fixed_rec", "rsnn"):
+    for key in ("rec", "fixed_rec", "rsnn", "ff", "rec_ff"):
         assert 9_500 < count_parameters(build_model(load_config(f"delrec_shd_small_{key}"))) \
             < 10_500
     assert 10_500 < count_parameters(build_model(load_config("delrec_shd_small_snn"))) < 11_500
