@@ -81,9 +81,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     test = YinYang("test", size=args.test_size, **enc)
     torch.manual_seed(args.seed)
     model = YinYangNet(args.hidden, learn_delay=not args.no_delays, seed=args.seed).double()
+    delays = {} if args.no_delays else {"lr_delay": args.lr_delay, "delay_schedule": "cosine"}
     config = TrainerConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                           lr_delay=args.lr_delay, schedule="cosine",
-                           delay_schedule="cosine", seed=args.seed, progress=args.progress)
+                           schedule="cosine", seed=args.seed, progress=args.progress, **delays)
     final = Trainer(model, train, config, out_dir=args.out, val_set=val, test_set=test,
                     metadata={"example": "train_yinyang", "hidden": args.hidden,
                               "delays": not args.no_delays}).fit()

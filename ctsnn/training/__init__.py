@@ -26,7 +26,7 @@ from .schedules import DCLSSigmaSchedule, DelRecSigmaSchedule, EaseInSchedule, e
 
 # isort: split
 # the trainer (uses the pieces above)
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, restore_model
 from .metrics import HEADS, SpikeMonitor
 from .sweep import aggregate, format_mean_std, seed_sweep
 from .trainer import Trainer, fit
@@ -37,5 +37,5 @@ __all__ = [
     "WeightDelayRecipe", "count_parameters", "ease_in", "weight_groups",
     # trainer
     "HEADS", "SpikeMonitor", "Trainer", "TrainerConfig", "aggregate", "fit", "format_mean_std",
-    "load_checkpoint", "seed_sweep",
+    "load_checkpoint", "restore_model", "seed_sweep",
 ]

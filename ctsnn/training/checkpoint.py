@@ -173,6 +173,17 @@ def check_fingerprint(saved: dict[str, Any], model: nn.Module, where: str | Path
                          + "; ".join(diff))
 
 
+def restore_model(model: nn.Module, path: str | Path,
+                  map_location: str | torch.device = "cpu") -> dict:
+    """Load the weights of a trainer checkpoint (``best.pt`` or ``last.pt``) into ``model``,
+    refusing another architecture (the message says what differs); returns the checkpoint."""
+    ckpt = load_checkpoint(path, map_location)
+    check_fingerprint(ckpt["fingerprint"], model, path)
+    model.load_state_dict(ckpt["model"])
+    return ckpt
+
+
 __all__ = ["CHECKPOINT_FORMAT", "atomic_save", "atomic_write_text", "check_fingerprint",
            "fingerprint", "fingerprint_differences", "load_checkpoint",
-           "remove_stale_temporaries", "rng_state", "seed_everything", "set_rng_state"]
+           "remove_stale_temporaries", "restore_model", "rng_state", "seed_everything",
+           "set_rng_state"]

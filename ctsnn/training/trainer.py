@@ -213,6 +213,10 @@ class Trainer:
         self.batch_scheduler = (ease_in(self.optimiser.weights, config.ease_in_factor,
                                         config.ease_in_multiplier)
                                 if config.schedule == "ease_in" else None)
+        if config.rounded_eval is not None and not any(
+                isinstance(getattr(m, "round_in_eval", None), bool) for m in model.modules()):
+            raise ValueError(f"TrainerConfig.rounded_eval={config.rounded_eval} but the model "
+                             "has no synapse that rounds its delays in evaluation")
         self.log = RunLog(self.out_dir, config.log)
         self.monitor = SpikeMonitor(model, keep_rasters=config.spike_reg > 0)
         # progress of the run (all of it goes into last.pt)
@@ -326,6 +330,13 @@ class Trainer:
             if cfg.schedule == "ease_in" and opt.weights is None:
                 raise ValueError("schedule='ease_in' needs a weight optimiser")
             return opt
+        if not delays:
+            given = [f for f, v in (("lr_delay", cfg.lr_delay), ("delay_optimiser",
+                     cfg.delay_optimiser)) if v is not None]
+            given += ["delay_schedule"] if cfg.delay_schedule != "none" else []
+            if given:
+                raise ValueError(f"the model has no learnable delay, so TrainerConfig fields "
+                                 f"{given} do not apply: leave them unset")
         sigma, set_sigma, update = self._sigma()
         groups = weight_groups(model, delays, weight_decay=cfg.weight_decay,
                                norm_weight_decay=cfg.norm_weight_decay)

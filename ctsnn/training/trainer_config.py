@@ -145,6 +145,14 @@ class TrainerConfig:
             raise ValueError("TrainerConfig.max_lr is the peak of the one-cycle schedule: set "
                              f"schedule='one_cycle' or leave max_lr None (schedule is "
                              f"{self.schedule!r})")
+        uses = {"lr_decay": "exponential" in (self.schedule, self.delay_schedule),
+                "ease_in_factor": self.schedule == "ease_in",
+                "ease_in_multiplier": self.schedule == "ease_in"}
+        for name, used in uses.items():
+            default = next(f.default for f in fields(self) if f.name == name)
+            if not used and getattr(self, name) != default:
+                raise ValueError(f"TrainerConfig.{name} is set but not used by schedule="
+                                 f"{self.schedule!r} / delay_schedule={self.delay_schedule!r}")
         if self.sigma_schedule is not None:
             check_choice("TrainerConfig.sigma_schedule", self.sigma_schedule, SIGMA_SCHEDULES)
         _int("seed", self.seed, 0)

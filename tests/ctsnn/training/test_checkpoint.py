@@ -16,6 +16,7 @@ from ctsnn.training.checkpoint import (
     fingerprint,
     load_checkpoint,
     remove_stale_temporaries,
+    restore_model,
     rng_state,
     set_rng_state,
 )
@@ -63,6 +64,17 @@ def test_fingerprint_says_what_differs():
         check_fingerprint(fingerprint(a), nn.Sequential(nn.Linear(3, 4)), "f")
     with pytest.raises(ValueError, match="float64"):
         check_fingerprint(fingerprint(a), a.double(), "f")
+
+
+def test_restore_model_checks_the_architecture(tmp_path):
+    a = nn.Linear(3, 2)
+    atomic_save({"format": "ctsnn-trainer-1", "fingerprint": fingerprint(a),
+                 "model": a.state_dict()}, tmp_path / "best.pt")
+    b = nn.Linear(3, 2)
+    restore_model(b, tmp_path / "best.pt")
+    assert torch.equal(a.weight, b.weight)
+    with pytest.raises(ValueError, match="another architecture"):
+        restore_model(nn.Linear(4, 2), tmp_path / "best.pt")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])

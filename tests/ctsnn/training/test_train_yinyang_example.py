@@ -19,3 +19,5 @@ def test_train_yinyang_example_tiny_run(tmp_path, capsys):
     assert "spikes/hidden" in final["test"] and "test_accuracy" in capsys.readouterr().out
     with pytest.raises(FileExistsError, match="finished"):
         main(args)
+    baseline = main(["--no-delays", *args[:1], str(tmp_path / "baseline"), *args[2:]])
+    assert "lr_delay" not in baseline["last"]

@@ -274,6 +274,11 @@ def test_spike_regularisation_and_synaptic_operations(tmp_path):
     t = Trainer(SpikingNet(), RasterData(), cfg, out_dir=tmp_path / "a")
     t.fit()
     assert float(t.log.read()[0]["train_spike_penalty"]) >= 0
+    with pytest.raises(ValueError, match=r"no learnable delay.*\['lr_delay'\]"):
+        Trainer(mlp(), toy_data(), TrainerConfig(lr_delay=0.1, **FAST), out_dir=tmp_path / "c")
+    with pytest.raises(ValueError, match="rounded_eval=True but the model"):
+        Trainer(mlp(), toy_data(), TrainerConfig(rounded_eval=True, **FAST),
+                out_dir=tmp_path / "d")
     with pytest.raises(ValueError, match="spike_reg needs the spikes"):
         fit(mlp(), toy_data(), cfg, out_dir=tmp_path / "b")
 
@@ -285,6 +290,10 @@ def test_config_validation_names_the_field():
         TrainerConfig(epochs=2.0)
     with pytest.raises(ValueError, match="max_lr"):
         TrainerConfig(max_lr=1.0)
+    with pytest.raises(ValueError, match="lr_decay is set but not used"):
+        TrainerConfig(lr_decay=0.5)
+    with pytest.raises(ValueError, match="ease_in_factor is set but not used"):
+        TrainerConfig(ease_in_factor=0.5, schedule="cosine")
     with pytest.raises(ValueError, match=r"unknown TrainerConfig field\(s\) \['lrr'\]"):
         TrainerConfig.from_dict({"lrr": 1})
     cfg = TrainerConfig(epochs=3, lr=0.1)
