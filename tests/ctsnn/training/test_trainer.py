@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 import ctsnn
 from ctsnn.losses import mean_square_spike_penalty
+from ctsnn.surrogate import atan
 from ctsnn.synapses import Dense
 from ctsnn.training import (
     DCLSSigmaSchedule,
@@ -47,7 +48,7 @@ class SpikingNet(nn.Module):
         torch.manual_seed(seed)
         syn = Dense(n_in, n, kernel="gaussian", max_delay=0.004, dt=1e-3, learn_delay=True,
                     fan_in=3)
-        self.layer = ctsnn.Layer(ctsnn.LIF(n, tau_mem=0.02), syn)
+        self.layer = ctsnn.Layer(ctsnn.LIF(n, tau_mem=0.02), syn, surrogate=atan(5.0))
         self.out = nn.Linear(n, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -167,6 +168,7 @@ def test_delays_are_projected_and_have_their_own_learning_rate(tmp_path):
     model = SpikingNet()
     cfg = TrainerConfig(epochs=2, lr=1e-2, lr_delay=50.0, **FAST)
     trainer = Trainer(model, RasterData(), cfg, out_dir=tmp_path)
+    before = model.layer.synapse.delay_steps.detach().clone()
     opt = trainer.optimiser
     assert opt.delays.param_groups[0]["lr"] == 50.0 and opt.weights.param_groups[0]["lr"] == 1e-2
     delay_ids = {id(p) for p in opt.delays.param_groups[0]["params"]}
@@ -175,6 +177,8 @@ def test_delays_are_projected_and_have_their_own_learning_rate(tmp_path):
     trainer.fit()
     d = model.layer.synapse.delay_steps.detach()
     assert float(d.min()) >= 0 and float(d.max()) <= 4
+    hit = (d == 0) | (d == 4)  # a huge delay rate pushes many delays to the window's ends
+    assert int(hit.sum()) > int(((before == 0) | (before == 4)).sum())
 
 
 def test_one_cycle_uses_the_weight_delay_recipe_and_recipes_replace_config(tmp_path):
@@ -268,7 +272,7 @@ def test_spike_regularisation_and_synaptic_operations(tmp_path):
         spikes, _ = model.layer(x, dt=1e-3, input_as="jump")
     fan_out = (model.layer.synapse.effective_weight != 0).sum(0).double()
     assert mon.synops == pytest.approx(float((x.sum((0, 1)).double() * fan_out).sum()))
-    assert mon.spikes == {"layer": float(spikes.raster().sum())}
+    assert mon.spikes == {"layer": float(spikes.raster().detach().sum())}
     assert torch.equal(mon.penalty(0.5), mean_square_spike_penalty([spikes.raster()], 0.5))
     cfg = TrainerConfig(epochs=1, spike_reg=0.1, **FAST)
     t = Trainer(SpikingNet(), RasterData(), cfg, out_dir=tmp_path / "a")
@@ -300,3 +304,19 @@ def test_config_validation_names_the_field():
     assert TrainerConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.differences(TrainerConfig(epochs=3, lr=0.2, progress=False)) == {
         "lr": (0.1, 0.2)}
+
+
+def test_delays_alone_train_when_the_weights_are_fixed(tmp_path):
+    model = SpikingNet()
+    model.layer.synapse.weight.requires_grad_(False)
+    model.out.requires_grad_(False)
+    before = model.layer.synapse.delay_steps.detach().clone()
+    weights = [p.detach().clone() for p in model.out.parameters()]
+    t = Trainer(model, RasterData(), TrainerConfig(epochs=1, lr=1.0, **FAST), out_dir=tmp_path)
+    assert t.optimiser.weights is None and t.optimiser.delays is not None
+    with pytest.raises(ValueError, match="no learnable weight"):
+        Trainer(model, RasterData(), TrainerConfig(schedule="cosine", **FAST),
+                out_dir=tmp_path / "b")
+    t.fit()
+    assert not torch.equal(model.layer.synapse.delay_steps.detach(), before)
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.out.parameters(), strict=True))
