@@ -320,3 +320,25 @@ def test_delays_alone_train_when_the_weights_are_fixed(tmp_path):
     t.fit()
     assert not torch.equal(model.layer.synapse.delay_steps.detach(), before)
     assert all(torch.equal(a, b) for a, b in zip(weights, model.out.parameters(), strict=True))
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path, monkeypatch):
+    import ctsnn.training.trainer as module
+
+    cfg = TrainerConfig(epochs=1, val_fraction=0.25, **FAST)
+    real = module.atomic_save
+
+    def crash_after_best(obj, path):
+        real(obj, path)
+        if path.name == "best.pt":
+            raise KeyboardInterrupt  # best.pt of epoch 1 written, last.pt not yet
+
+    monkeypatch.setattr(module, "atomic_save", crash_after_best)
+    with pytest.raises(KeyboardInterrupt):
+        fit(mlp(), toy_data(), cfg, out_dir=tmp_path)
+    monkeypatch.setattr(module, "atomic_save", real)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "run.json"]
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):  # another config
+        fit(mlp(), toy_data(), TrainerConfig(epochs=2, val_fraction=0.25, **FAST),
+            out_dir=tmp_path)
+    assert fit(mlp(), toy_data(), cfg, out_dir=tmp_path)["epochs_run"] == 1
