@@ -11,16 +11,31 @@ What lives here today:
 * :mod:`ctsnn.training.parameters` — :func:`count_parameters` (as the papers count) and
   :func:`weight_groups` (weight-decay groups).
 
-What will live here: a trainer (epochs, evaluation with rounded delays, metrics, progress
-bars, seeds), checkpoints that survive interruption, a CLI with config files, and data
-parallelism through ``torch.distributed``.
+* :mod:`ctsnn.training.trainer` — :class:`Trainer` / :func:`fit` with :class:`TrainerConfig`
+  (:mod:`~ctsnn.training.trainer_config`): weight/delay optimisers, schedules, delay projection,
+  validation split and model selection, early stopping, spike regularisation, rounded-delay
+  evaluation, metrics (:mod:`~ctsnn.training.metrics`), logs (:mod:`~ctsnn.training.logs`),
+  atomic checkpoints that resume bit-identically after SIGKILL
+  (:mod:`~ctsnn.training.checkpoint`), data parallelism over ``torch.distributed``
+  (:mod:`~ctsnn.training.distributed`) and multi-seed sweeps (:mod:`~ctsnn.training.sweep`).
 """
 
 from .optimisers import WeightDelayOptimiser, WeightDelayRecipe
 from .parameters import count_parameters, weight_groups
 from .schedules import DCLSSigmaSchedule, DelRecSigmaSchedule, EaseInSchedule, ease_in
 
+# isort: split
+# the trainer (uses the pieces above)
+from .checkpoint import load_checkpoint, restore_model
+from .metrics import HEADS, SpikeMonitor
+from .sweep import aggregate, format_mean_std, seed_sweep
+from .trainer import Trainer, fit
+from .trainer_config import TrainerConfig
+
 __all__ = [
     "DCLSSigmaSchedule", "DelRecSigmaSchedule", "EaseInSchedule", "WeightDelayOptimiser",
     "WeightDelayRecipe", "count_parameters", "ease_in", "weight_groups",
+    # trainer
+    "HEADS", "SpikeMonitor", "Trainer", "TrainerConfig", "aggregate", "fit", "format_mean_std",
+    "load_checkpoint", "restore_model", "seed_sweep",
 ]

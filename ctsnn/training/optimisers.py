@@ -49,7 +49,8 @@ class WeightDelayOptimiser:
     """Separate weight and delay optimisers bound to a model (see the module docstring).
 
     Attributes:
-        weights: optimiser over the weights (and normalisation parameters).
+        weights: optimiser over the weights (and normalisation parameters), ``None`` when only
+            delays are learned (weights fixed).
         delays: optimiser over the delays (and learnable widths), ``None`` if none are learned.
         weight_scheduler, delay_scheduler: per-epoch learning-rate schedulers (or ``None``).
         clamp: called after every optimiser step (clamp delays, re-apply masks), or ``None``.
@@ -60,7 +61,7 @@ class WeightDelayOptimiser:
         epoch: the current epoch (0-based).
     """
 
-    weights: torch.optim.Optimizer
+    weights: torch.optim.Optimizer | None
     delays: torch.optim.Optimizer | None
     weight_scheduler: LRScheduler | None
     delay_scheduler: LRScheduler | None
@@ -72,6 +73,8 @@ class WeightDelayOptimiser:
 
     def __post_init__(self) -> None:
         check_choice("sigma_update", self.sigma_update, SIGMA_UPDATES)
+        if self.weights is None and self.delays is None:
+            raise ValueError("WeightDelayOptimiser needs a weight or a delay optimiser")
         if (self.sigma is None) != (self.set_sigma is None):
             raise ValueError("sigma (a width schedule) and set_sigma (how to apply it) go "
                              "together: give both or neither")
@@ -92,13 +95,15 @@ class WeightDelayOptimiser:
         return self.apply_sigma()
 
     def zero_grad(self) -> None:
-        self.weights.zero_grad(set_to_none=True)
+        if self.weights is not None:
+            self.weights.zero_grad(set_to_none=True)
         if self.delays is not None:
             self.delays.zero_grad(set_to_none=True)
 
     def step(self) -> None:
         """Both optimiser steps, then :attr:`clamp` (every batch)."""
-        self.weights.step()
+        if self.weights is not None:
+            self.weights.step()
         if self.delays is not None:
             self.delays.step()
         if self.clamp is not None:
