@@ -26,8 +26,10 @@ from ..data import (
     DelRecAugmented,
     EventCollate,
     EventPropAugmented,
+    MelRecipe,
     PaddedCollate,
     PermutedSequentialMNIST,
+    SpeechCommands,
     SpikesDataset,
     YinYang,
     collate_sequences,
@@ -219,9 +221,19 @@ def _braille(cfg: ExperimentConfig, root: Path) -> DataSets:
     return DataSets(sets["train"], sets["valid"], sets["test"], collate)
 
 
+def _gsc(cfg: ExperimentConfig, root: Path) -> DataSets:
+    d = cfg.data
+    recipe = MelRecipe(f_max=d.f_max)
+    sets = {split: SpeechCommands(root, split, recipe=recipe, cache_dir=d.cache_dir)
+            for split in ("training", "validation", "testing")}
+    return DataSets(sets["training"], sets["validation"], sets["testing"], RasterCollate())
+
+
 def build_data(cfg: ExperimentConfig, root: str | os.PathLike | None = None) -> DataSets:
     """Open the data sets of ``cfg`` (``root`` overrides ``data.root``)."""
     d = cfg.data
+    if d.kind == "gsc":
+        return _gsc(cfg, _root(cfg, root))
     if d.kind in ("shd", "ssc"):
         return _heidelberg(cfg, _root(cfg, root))
     if d.kind == "braille":

@@ -5,8 +5,9 @@ A config has four sections (docs/configs.md has the reference):
 * ``experiment`` — ``name``, ``paper`` (``dcls`` / ``delrec`` / ``eventprop``), ``description``
   and ``target``: the paper's reported number (``value``, ``std``, ``metric``, ``source`` such as
   "Table 2", ``n_seeds``, ``note``).
-* ``data`` — one of the dataset kinds (``shd``, ``ssc``, ``yinyang``, ``psmnist``, ``braille``,
-  ``sequence``) with its options (root folder, binning recipe, validation, augmentation).
+* ``data`` — one of the dataset kinds (``shd``, ``ssc``, ``gsc``, ``yinyang``, ``psmnist``,
+  ``braille``, ``sequence``) with its options (root folder, binning recipe, validation,
+  augmentation).
 * ``model`` — ``kind`` (``dcls``, ``delrec``, ``eventprop``), an optional ``preset`` (the
   paper's settings: ``DCLSConfig.shd()`` ...), and any field of the matching dataclass
   (:class:`~ctsnn.papers.dcls.DCLSConfig`, :class:`~ctsnn.papers.delrec.DelRecConfig`,
@@ -136,8 +137,20 @@ class SequenceData(_Strict):
     n_steps: int = 25
 
 
+class GSCData(_Strict):
+    """Google Speech Commands v0.02 (SEEDS D2): the word folders and split lists in ``root``,
+    DCLS's log-mel features (:class:`~ctsnn.data.MelRecipe`)."""
+
+    kind: Literal["gsc"]
+    root: str | None = None
+    f_max: Literal["reference", "nyquist"] = Field(
+        "reference", description="mel range top: the reference's 14 kHz (above the 4 kHz "
+                                 "Nyquist frequency, as DCLS) or 4 kHz")
+    cache_dir: str | None = None
+
+
 DataSection = typing.Annotated[
-    HeidelbergData | YinYangData | PSMNISTData | BrailleData | SequenceData,
+    HeidelbergData | YinYangData | PSMNISTData | BrailleData | SequenceData | GSCData,
     Field(discriminator="kind"),
 ]
 
@@ -361,6 +374,9 @@ def _check_consistency(data: Any, kind: str, model: Any, source: str,
     elif data.kind in ("yinyang", "sequence", "braille") and kind != "eventprop":
         _raise([("model.kind", f"data kind {data.kind!r} gives exact-time spikes: use the "
                                "eventprop model")], source, overrides)
+    elif data.kind == "gsc" and kind != "dcls":
+        _raise([("model.kind", "gsc gives real-valued log-mel features: use the dcls model")],
+               source, overrides)
     elif data.kind == "psmnist" and kind != "delrec":
         _raise([("model.kind", "psmnist gives real-valued sequences: use the delrec model")],
                source, overrides)
@@ -375,14 +391,15 @@ def _check_consistency(data: Any, kind: str, model: Any, source: str,
 
 
 #: classes of each data kind
-CLASSES = {"shd": 20, "ssc": 35, "yinyang": 3, "psmnist": 10, "braille": 27, "sequence": 2}
+CLASSES = {"shd": 20, "ssc": 35, "yinyang": 3, "psmnist": 10, "braille": 27, "sequence": 2,
+           "gsc": 35}
 
 
 def data_channels(data: Any) -> int | None:
     """Input channels the data gives (``None``: known only from its file, Braille)."""
     if data.kind in ("shd", "ssc"):
         return 700 if data.recipe is None else RECIPES[data.recipe].n_channels(700)
-    return {"yinyang": 4, "psmnist": 1, "sequence": 2}.get(data.kind)
+    return {"yinyang": 4, "psmnist": 1, "sequence": 2, "gsc": 140}.get(data.kind)
 
 
 # --------------------------------------------------------------------------- files, overrides
