@@ -52,6 +52,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("w4", "lif-plain",
              "plain LIF vs SpikingJelly, snnTorch and Norse, with its W6 roofline"),
     Workload("w5", "sim-continuous", "simulation with heterogeneous delays vs Brian2"),
+    Workload("w7", "event-small", "exact continuous time vs eventax (vmap and loop)"),
+    Workload("y1", "yinyang-epoch", "one Yin-Yang epoch with exact gradients"),
 )
 
 
