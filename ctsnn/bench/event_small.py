@@ -56,8 +56,9 @@ from .harness import (
 )
 from .sim_continuous import compare_spikes
 
-__all__ = ["DT", "REF_DT", "eventax_events", "forward_call", "main", "make_layers",
-           "make_spikes", "reference_events", "run_forward", "train_call"]
+__all__ = ["DT", "REF_DT", "add_speedups", "eventax_events", "forward_call", "main",
+           "make_layers", "make_spikes", "reference_events", "reference_record", "run_forward",
+           "spike_accuracy", "train_call"]
 
 WORKLOAD = "W7 event-small"
 #: Our grid step (s): continuous time, the spike times do not depend on it.
@@ -154,7 +155,8 @@ def eventax_events(record: dict[str, Any]) -> Events:
             np.asarray(res["batch"], np.int64))
 
 
-def _accuracy(events: Events, ref: Events, n_units: int) -> dict[str, Any]:
+def spike_accuracy(events: Events, ref: Events, n_units: int) -> dict[str, Any]:
+    """Counts and median/max spike-time errors (s) of ``events`` against ``ref``."""
     cmp = compare_spikes(events, ref, n_units)
     keep = ("n_ours", "n_ref", "n_units_count_mismatch", "median_abs_dt_s", "max_abs_dt_s")
     return {k: cmp[k] for k in keep}
@@ -190,7 +192,9 @@ def _peer(inputs: dict[str, Any], task: str, use: bool, repeats: int, warmup: in
     return out
 
 
-def _reference_obj(peer: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def reference_record(peer: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The ``reference`` object of a JSON line from eventax's records per strategy: the best
+    strategy's median as ``median_s``, each strategy's timings; None when eventax did not run."""
     ok = {s: r for s, r in peer.items() if "median_s" in r}
     if not ok:
         return None if not peer else {"error": {s: r.get("error") for s, r in peer.items()}}
@@ -202,7 +206,8 @@ def _reference_obj(peer: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     return ref
 
 
-def _speedups(ours: dict[str, Any], ref: dict[str, Any] | None) -> None:
+def add_speedups(ours: dict[str, Any], ref: dict[str, Any] | None) -> None:
+    """Add ``speedup_vs_{vmap,loop,best}`` (eventax's time over ours) to ``ours``."""
     if not ref or "median_s" not in ref:
         return
     for s in STRATEGIES:
@@ -254,19 +259,19 @@ def main(quick: bool = False, reference: bool = True, *, seed: int = 0,
         ours = _time_ours(forward_call(make_layers(inputs, torch.float32, train=False),
                                        make_spikes(inputs, dt, torch.float32)),
                           repeats, warmup, budget_s)
-        acc32 = _accuracy(run_forward(inputs, torch.float32, dt), ref_ev, n_hid)
-        acc64 = _accuracy(run_forward(inputs, torch.float64, dt), ref_ev, n_hid)
+        acc32 = spike_accuracy(run_forward(inputs, torch.float32, dt), ref_ev, n_hid)
+        acc64 = spike_accuracy(run_forward(inputs, torch.float64, dt), ref_ev, n_hid)
         ours["accuracy_float32"], ours["accuracy_float64"] = acc32, acc64
         ok &= _exact_enough(acc64, 1e-9)
         f32_ok &= _exact_enough(acc32, 1e-6)
         peer = _peer(inputs, "forward", use_peer, repeats, warmup, peer_budget_s)
-        ref = _reference_obj(peer)
+        ref = reference_record(peer)
         if ref is not None and "median_s" in ref:
             for s in STRATEGIES:
                 if s in ref:
-                    ref[s]["accuracy"] = _accuracy(eventax_events(peer[s]), ref_ev, n_hid)
+                    ref[s]["accuracy"] = spike_accuracy(eventax_events(peer[s]), ref_ev, n_hid)
                     ref[s]["truncated"] = peer[s]["result"]["truncated"]
-        _speedups(ours, ref)
+        add_speedups(ours, ref)
         json_line(WORKLOAD, {**base, "task": "forward", "batch": batch}, ours, ref)
         summary[f"forward_b{batch}_speedup_vs_best"] = ours.get("speedup_vs_best")
         summary[f"forward_b{batch}_float32_max_err_s"] = acc32["max_abs_dt_s"]
@@ -284,12 +289,12 @@ def main(quick: bool = False, reference: bool = True, *, seed: int = 0,
         ours = _time_ours(lambda: losses.append(step()), repeats, warmup, budget_s)
         ours["loss"] = losses[-1]
         peer = _peer(inputs, "train", use_peer, repeats, warmup, peer_budget_s)
-        ref = _reference_obj(peer)
+        ref = reference_record(peer)
         if ref is not None and "median_s" in ref:
             for s in STRATEGIES:
                 if s in ref:
                     ref[s]["loss"] = peer[s]["result"]["loss"]
-        _speedups(ours, ref)
+        add_speedups(ours, ref)
         json_line(WORKLOAD, {**base, "task": "train", "batch": train_batch}, ours, ref)
         summary[f"train_b{train_batch}_speedup_vs_best"] = ours.get("speedup_vs_best")
 
