@@ -78,3 +78,11 @@ def test_main_without_the_peer_prints_json_lines(capsys: pytest.CaptureFixture[s
     assert forward["reference"] is None
     assert forward["ours"]["accuracy_float64"]["max_abs_dt_s"] <= 1e-9
     assert lines[-1]["ours"]["float64_within_1e-9_s"] is True
+
+
+def test_main_can_run_the_training_step_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    assert w7.main(reference=False, batches=(), train_batch=2, sizes=TINY, repeats=1,
+                   warmup=0) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [ln["config"].get("task") for ln in lines] == ["train", None]
+    assert lines[-1]["ours"]["forward_target_met"] is None
