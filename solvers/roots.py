@@ -55,14 +55,14 @@ def find_root(
         if not bool(active.any()):
             break
         finite = torch.isfinite(g_hi)
-        secant = lo - g_lo * width / torch.where(finite, g_hi - g_lo, torch.ones_like(g_hi))
+        secant = lo - g_lo * width / torch.where(finite, g_hi - g_lo, 1.0)
+        # (few, whole-tensor operators per iteration: on small batches their count, not their
+        # size, is the cost) the secant point where it is finite and strictly inside
+        use_secant = finite & (secant > lo) & (secant < hi)
         if it % 2 == 0 and it > 0:
-            stalled = width > 0.5 * window_start
+            use_secant = use_secant & ~(width > 0.5 * window_start)  # stalled: bisect
             window_start = width
-        else:
-            stalled = torch.zeros_like(active)
-        use_bisect = (~finite) | ~(secant > lo) | ~(secant < hi) | stalled
-        x = torch.where(use_bisect, mid, secant)
+        x = torch.where(use_secant, secant, mid)
         gx = torch.nan_to_num(g(x), nan=torch.inf, posinf=torch.inf)
         upper = active & (gx >= 0)
         lower = active & (gx < 0)
@@ -73,7 +73,6 @@ def find_root(
         g_hi = torch.where(upper, gx, g_hi)
         lo = torch.where(lower, x, lo)
         g_lo = torch.where(lower, gx, g_lo)
-        one = torch.ones_like(side)
-        side = torch.where(upper, one, torch.where(lower, -one, side))
+        side = torch.where(upper, 1.0, torch.where(lower, -1.0, side))
         active = active & (gx != 0)
     return hi

@@ -272,9 +272,9 @@ def compare_spikes(ours: Events, ref: Events, n_units: int) -> dict[str, Any]:
     Returns:
         ``n_ours``, ``n_ref`` (spike counts), ``n_matched`` (pairs),
         ``max_abs_dt_s`` (largest time difference over the pairs, NaN if none),
-        ``p99_abs_dt_s`` (its 99th percentile), ``n_abs_dt_over_1us`` (pairs more
-        than 1 us apart) and ``n_units_count_mismatch`` ((sample, neuron) with
-        unequal counts).
+        ``median_abs_dt_s`` and ``p99_abs_dt_s`` (its median and 99th percentile),
+        ``n_abs_dt_over_1us`` (pairs more than 1 us apart) and ``n_units_count_mismatch``
+        ((sample, neuron) with unequal counts).
     """
     ranked = []
     for t, u, b in (ours, ref):
@@ -296,6 +296,7 @@ def compare_spikes(ours: Events, ref: Events, n_units: int) -> dict[str, Any]:
         "n_ref": int(t2.size),
         "n_matched": int(dt.size),
         "max_abs_dt_s": float(dt.max()) if dt.size else math.nan,
+        "median_abs_dt_s": float(np.median(dt)) if dt.size else math.nan,
         "p99_abs_dt_s": float(np.quantile(dt, 0.99)) if dt.size else math.nan,
         "n_abs_dt_over_1us": int(np.count_nonzero(dt > 1e-6)),
         "n_units_count_mismatch": int(np.count_nonzero(c1 != c2)),
