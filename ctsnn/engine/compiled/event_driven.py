@@ -317,8 +317,8 @@ def _simulate(ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, 
 
 # =========================================================================== selection rule
 def event_driven_refusal(model: NeuronModel, *, time: str, method: str, arrivals: object,
-                         dt: float, current: object, jumps: object, recurrent: object, record: tuple,
-                         saveat: object, integrand: object, state: tuple | None,
+                         dt: float, current: object, jumps: object, recurrent: object,
+                         record: tuple, saveat: object, integrand: object, state: tuple | None,
                          dtype: torch.dtype) -> str | None:
     """Why the compiled event-driven engine cannot serve a run, or ``None`` when it does.
 
@@ -361,8 +361,8 @@ def event_driven_refusal(model: NeuronModel, *, time: str, method: str, arrivals
 
 # =========================================================================== entry point
 class EventDrivenOutput(NamedTuple):
-    """Spikes of the layer (``[K]`` each, grouped by sample and neuron, in time order within a
-    neuron), ``current`` ``[K]`` the synaptic current just before each spike (CubaLIF; zeros
+    """Spikes of the layer (``[K]`` each, in the order of :class:`Spikes`: by sample, then
+    time, then unit), ``current`` ``[K]`` the synaptic current just before each spike (CubaLIF; zeros
     otherwise) and the final state (the model's named tuple of ``[B, N]``)."""
 
     times: Tensor
@@ -456,10 +456,15 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
     times = torch.from_numpy(out_t[keep]).to(dtype)
     current = torch.from_numpy(out_c[keep]).to(dtype)
     rows_t = torch.from_numpy(rows)
+    batch, units = rows_t // n, rows_t % n
+    # the order of Spikes (by sample, time, unit; stable), so that `current` stays aligned
+    order = torch.sort(times, stable=True).indices
+    order = order[torch.sort(batch[order], stable=True).indices]
     parts = [torch.from_numpy(v_end).to(dtype)]
     if cuba:
         parts.append(torch.from_numpy(i_end).to(dtype))
-    return EventDrivenOutput(times, rows_t // n, rows_t % n, current, model.State(*parts))
+    return EventDrivenOutput(times[order], batch[order], units[order], current[order],
+                             model.State(*parts))
 
 
 def event_driven_spikes(out: EventDrivenOutput, *, dt: float, n_steps: int, batch_size: int,
