@@ -181,17 +181,19 @@ def test_empty_input_and_empty_samples(monkeypatch):
     assert got.spikes.times.numel() == 0 and got.spikes.times.dtype == F64
 
 
-def test_zero_steps_and_zero_inputs(monkeypatch):
-    gen = torch.Generator().manual_seed(2)
+def test_arrivals_after_the_end_are_dropped(monkeypatch):
+    """Delays push every arrival of sample 1 past T (and sample 2 has no input at all)."""
+    syn = Dense(weight=torch.full((2, 3), 2.0, dtype=F64),
+                delay=torch.tensor([0.0, 0.01, 0.5], dtype=F64), per="axon", learn_weight=False)
+    spikes = Spikes.from_events(torch.tensor([0.002, 0.02, 0.02], dtype=F64),
+                                torch.tensor([0, 2, 1]), torch.tensor([0, 1, 0]), dt=DT,
+                                n_steps=25, batch_size=3, n_units=3)
     model = LIF(2)
-    syn = Dense(weight=torch.zeros(2, 0, dtype=F64), learn_weight=False)
-    spikes = Spikes.from_events(torch.zeros(0, dtype=F64), torch.zeros(0, dtype=torch.long),
-                                torch.zeros(0, dtype=torch.long), dt=DT, n_steps=5,
-                                batch_size=3, n_units=0)
-    ref = _run(model, syn, spikes, kernels=False, n_steps=5)
+    ref = _run(model, syn, spikes, kernels=False, n_steps=25)
     _kernel_only(monkeypatch)
-    _assert_same(_run(model, syn, spikes, kernels=True, n_steps=5), ref, 2)
-    del gen
+    got = _run(model, syn, spikes, kernels=True, n_steps=25)
+    _assert_same(got, ref, 2)
+    assert got.spikes.batch.tolist() == [0, 0]
 
 
 @settings(max_examples=20, deadline=None,
@@ -271,7 +273,7 @@ def test_grad_requiring_run_takes_the_reference(monkeypatch):
                         lambda *a, **k: called.append(1) or run_event_driven(*a, **k))
     res = run_population(LIF(3), dt=DT, n_steps=30, batch_size=1, arrivals=syn.arrivals(spikes),
                          time="continuous")
-    assert not called and res.spikes.times.requires_grad
+    assert not called and res.final_state.v.requires_grad
     with torch.no_grad():
         run_population(LIF(3), dt=DT, n_steps=30, batch_size=1, arrivals=syn.arrivals(spikes),
                        time="continuous")
@@ -281,7 +283,7 @@ def test_grad_requiring_run_takes_the_reference(monkeypatch):
 def test_simulate_layer_under_no_grad_uses_the_kernel(monkeypatch):
     gen = torch.Generator().manual_seed(8)
     syn = _synapse(gen, 5, 4, "synapse", scale=3.0)
-    layer = ctsnn.Layer(syn, CubaLIF(4, r=2.0), time="continuous")
+    layer = ctsnn.Layer(CubaLIF(4, r=2.0).double(), syn, time="continuous")
     spikes = _spikes(gen, 5, 2, 60, 50)
     with torch.no_grad(), use_kernels(False):
         ref = ctsnn.simulate(layer, spikes)
