@@ -53,7 +53,7 @@ __all__ = ["EventDrivenOutput", "event_driven_refusal", "event_driven_spikes",
 MODELS = {LI: False, LIF: False, CubaLI: True, CubaLIF: True}
 _RESET_CODES = {"zero": 0, "subtract": 1, "none": 2}
 _SNAP_ULPS = 8.0  # as ctsnn.synapses.snap_to_grid
-_CAPACITY = 32  # spikes stored per (sample, neuron) on the first pass (re-run if exceeded)
+_BUDGET = 1 << 22  # spike slots of the first pass (16 to 256 per neuron; re-run if exceeded)
 
 
 # =========================================================================== numba kernels
@@ -150,7 +150,8 @@ def _arrival(a, snap, is32, dt, eps):
 def _log(out_t, out_c, row, count, t, i):
     if count < out_t.shape[1]:
         out_t[row, count] = t
-        out_c[row, count] = i
+        if out_c.shape[1] > 0:
+            out_c[row, count] = i
     return count + 1
 
 
@@ -273,15 +274,16 @@ def _shared_schedules(ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt, eps, t_e
 
 @numba.njit(cache=True, parallel=True)
 def _simulate(ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, is32, p, cuba,
-              spiking, mode, v0, i0, t_end, t_end_key, dt, eps, cap):
-    """Every (sample, neuron) in parallel; spikes in ``[B N, cap]`` rows (counted beyond)."""
-    n_b, n = v0.shape
-    out_t = np.empty((n_b * n, cap))
-    out_c = np.empty((n_b * n, cap))
-    counts = np.zeros(n_b * n, dtype=np.int64)
-    v_end = np.empty((n_b, n))
-    i_end = np.empty((n_b, n))
-    for q in prange(n_b * n):
+              spiking, mode, v0, i0, t_end, t_end_key, dt, eps, rows, cap, want_current,
+              v_end, i_end):
+    """The (sample, neuron) ``rows`` (flat ``b N + j``) in parallel; spikes in ``[R, cap]``
+    (counted beyond ``cap``); the final state is written into ``v_end``, ``i_end``."""
+    n = v0.shape[1]
+    out_t = np.empty((rows.shape[0], cap))
+    out_c = np.empty((rows.shape[0], cap if want_current else 0))
+    counts = np.zeros(rows.shape[0], dtype=np.int64)
+    for r in prange(rows.shape[0]):
+        q = rows[r]
         b, j = q // n, q % n
         e0, e1 = ptr[b], ptr[b + 1]
         if shared:
@@ -308,11 +310,56 @@ def _simulate(ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, 
             at = tmp[:m][order]
             aw = val[:m][order]
         c, v, i = _element(at, aw, m, v0[b, j], i0[b, j], cuba, spiking, mode, p[j], t_end,
-                           dt, eps, out_t, out_c, q)
-        counts[q] = c
+                           dt, eps, out_t, out_c, r)
+        counts[r] = c
         v_end[b, j] = v
         i_end[b, j] = i
-    return out_t, out_c, counts, v_end, i_end
+    return out_t, out_c, counts
+
+
+@numba.njit(cache=True, parallel=True)
+def _gather(n_b, n, out_t, out_c, counts, where, more_t, more_c, more_counts):
+    """Every spike in the order of :class:`Spikes` (by sample, then time, then unit): rows
+    ``b N + j`` come from the first pass (``where[q] < 0``) or from row ``where[q]`` of the
+    second. Returns ``(times, current, batch, unit)``."""
+    per_b = np.zeros(n_b + 1, dtype=np.int64)
+    for b in range(n_b):
+        for j in range(n):
+            q = b * n + j
+            per_b[b + 1] += counts[q] if where[q] < 0 else more_counts[where[q]]
+    start = np.cumsum(per_b)
+    total = start[n_b]
+    times = np.empty(total)
+    current = np.empty(total if out_c.shape[1] > 0 or more_c.shape[1] > 0 else 0)
+    batch = np.empty(total, dtype=np.int64)
+    units = np.empty(total, dtype=np.int64)
+    for b in prange(n_b):
+        k0, size = start[b], start[b + 1] - start[b]
+        t = np.empty(size)
+        c = np.zeros(size)
+        u = np.empty(size, dtype=np.int64)
+        k = 0
+        for j in range(n):
+            q = b * n + j
+            src_t, src_c, row = out_t, out_c, q
+            cnt = counts[q]
+            if where[q] >= 0:
+                src_t, src_c, row = more_t, more_c, where[q]
+                cnt = more_counts[row]
+            for s in range(cnt):
+                t[k] = src_t[row, s]
+                if src_c.shape[1] > 0:
+                    c[k] = src_c[row, s]
+                u[k] = j
+                k += 1
+        order = np.argsort(t, kind="mergesort")  # stable: equal times keep the unit order
+        for s in range(size):
+            times[k0 + s] = t[order[s]]
+            if current.shape[0] > 0:
+                current[k0 + s] = c[order[s]]
+            batch[k0 + s] = b
+            units[k0 + s] = u[order[s]]
+    return times, current, batch, units
 
 
 # =========================================================================== selection rule
@@ -362,8 +409,8 @@ def event_driven_refusal(model: NeuronModel, *, time: str, method: str, arrivals
 # =========================================================================== entry point
 class EventDrivenOutput(NamedTuple):
     """Spikes of the layer (``[K]`` each, in the order of :class:`Spikes`: by sample, then
-    time, then unit), ``current`` ``[K]`` the synaptic current just before each spike (CubaLIF; zeros
-    otherwise) and the final state (the model's named tuple of ``[B, N]``)."""
+    time, then unit), ``current`` ``[K]`` the synaptic current just before each spike
+    (CubaLIF; zeros otherwise) and the final state (the model's named tuple of ``[B, N]``)."""
 
     times: Tensor
     batch: Tensor
@@ -441,29 +488,30 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
     i0 = (state[1] if cuba else state[0] * 0).detach().to(torch.float64).cpu().numpy()
     p = _params(model, cuba)
     mode = _RESET_CODES.get(getattr(model, "reset_mode", "none"), 2)
-    cap = _CAPACITY
-    while True:
-        out_t, out_c, counts, v_end, i_end = _simulate(
-            ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, is32, p, cuba,
-            spiking, mode, v0, i0, t_end, t_end_key, dt, eps, cap)
-        most = int(counts.max()) if counts.size else 0
-        if most <= cap:
-            break
-        cap = most  # rare: some neuron fired more than cap times; run again with room
-    keep = np.arange(cap)[None, :] < counts[:, None]
-    rows = np.nonzero(keep)[0]
-    n = model.n
-    times = torch.from_numpy(out_t[keep]).to(dtype)
-    current = torch.from_numpy(out_c[keep]).to(dtype)
-    rows_t = torch.from_numpy(rows)
-    batch, units = rows_t // n, rows_t % n
-    # the order of Spikes (by sample, time, unit; stable), so that `current` stays aligned
-    order = torch.sort(times, stable=True).indices
-    order = order[torch.sort(batch[order], stable=True).indices]
+    n, rows = model.n, np.arange(batch_size * model.n, dtype=np.int64)
+    v_end, i_end = np.empty((batch_size, n)), np.empty((batch_size, n))
+    cap = int(min(max(_BUDGET // max(rows.size, 1), 16), 256))
+
+    def simulate(rows: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _simulate(ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, is32,
+                         p, cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, rows, cap,
+                         cuba, v_end, i_end)
+
+    out_t, out_c, counts = simulate(rows, cap)
+    where = np.full(rows.size, -1, dtype=np.int64)
+    over = np.nonzero(counts > cap)[0]
+    more_t, more_c, more_counts = out_t[:0], out_c[:0], counts[:0]
+    if over.size:  # neurons that fired more than cap times: run them again with room
+        where[over] = np.arange(over.size)
+        more_t, more_c, more_counts = simulate(over, int(counts[over].max()))
+    times, current, batch, units = _gather(batch_size, n, out_t, out_c, counts, where, more_t,
+                                           more_c, more_counts)
     parts = [torch.from_numpy(v_end).to(dtype)]
     if cuba:
         parts.append(torch.from_numpy(i_end).to(dtype))
-    return EventDrivenOutput(times[order], batch[order], units[order], current[order],
+    times = torch.from_numpy(times).to(dtype)
+    current = torch.from_numpy(current).to(dtype) if cuba else torch.zeros_like(times)
+    return EventDrivenOutput(times, torch.from_numpy(batch), torch.from_numpy(units), current,
                              model.State(*parts))
 
 
