@@ -318,10 +318,11 @@ def _simulate(ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, 
 
 
 @numba.njit(cache=True, parallel=True)
-def _gather(n_b, n, out_t, out_c, counts, where, more_t, more_c, more_counts):
+def _gather(n_b, n, out_t, out_c, counts, where, more_t, more_c, more_counts, is32):
     """Every spike in the order of :class:`Spikes` (by sample, then time, then unit): rows
     ``b N + j`` come from the first pass (``where[q] < 0``) or from row ``where[q]`` of the
-    second. Returns ``(times, current, batch, unit)``."""
+    second. Times are sorted as rounded to the run's dtype (float32 when ``is32``), so the
+    order holds for the returned values. Returns ``(times, current, batch, unit)``."""
     per_b = np.zeros(n_b + 1, dtype=np.int64)
     for b in range(n_b):
         for j in range(n):
@@ -347,7 +348,7 @@ def _gather(n_b, n, out_t, out_c, counts, where, more_t, more_c, more_counts):
                 src_t, src_c, row = more_t, more_c, where[q]
                 cnt = more_counts[row]
             for s in range(cnt):
-                t[k] = src_t[row, s]
+                t[k] = np.float64(np.float32(src_t[row, s])) if is32 else src_t[row, s]
                 if src_c.shape[1] > 0:
                     c[k] = src_c[row, s]
                 u[k] = j
@@ -505,7 +506,7 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
         where[over] = np.arange(over.size)
         more_t, more_c, more_counts = simulate(over, int(counts[over].max()))
     times, current, batch, units = _gather(batch_size, n, out_t, out_c, counts, where, more_t,
-                                           more_c, more_counts)
+                                           more_c, more_counts, is32)
     parts = [torch.from_numpy(v_end).to(dtype)]
     if cuba:
         parts.append(torch.from_numpy(i_end).to(dtype))
@@ -517,6 +518,6 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
 
 def event_driven_spikes(out: EventDrivenOutput, *, dt: float, n_steps: int, batch_size: int,
                         n_units: int) -> Spikes:
-    """The output spikes of :func:`run_event_driven` as :class:`Spikes`."""
-    return Spikes.from_events(out.times, out.units, out.batch, dt=dt, n_steps=n_steps,
-                              batch_size=batch_size, n_units=n_units)
+    """The output spikes of :func:`run_event_driven` as :class:`Spikes` (already in order)."""
+    return Spikes.from_sorted_events(out.times, out.units, out.batch, dt=dt, n_steps=n_steps,
+                                     batch_size=batch_size, n_units=n_units)
