@@ -306,3 +306,19 @@ def test_jump_only_reference_fires_on_upward_crossings_only():
     for kernels in (False, True):
         res = _run(model, syn, spikes, kernels=kernels, n_steps=10)
         assert res.spikes.times.tolist() == [0.001]
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_output_is_in_spikes_order(dtype):
+    """The kernel emits its events through the trusted Spikes constructor: they must be exactly
+    what the validating, sorting constructor makes of them (order, steps, amplitudes)."""
+    gen = torch.Generator().manual_seed(9)
+    model = LIF(6, v_leak=1.2, refractory=0.001).to(dtype)
+    syn = _synapse(gen, 5, 6, "synapse", scale=2.0, dtype=dtype, step=DT)
+    spikes = _spikes(gen, 5, 3, 60, 80, dtype=dtype, grid=True)
+    got = _run(model, syn, spikes, kernels=True, n_steps=60, dtype=dtype).spikes
+    ref = Spikes.from_events(got.times, got.units, got.batch, dt=DT, n_steps=60, batch_size=3,
+                             n_units=6)
+    assert len(got) > 50
+    for name in ("times", "units", "batch", "values", "step"):
+        assert torch.equal(getattr(got, name), getattr(ref, name)), name
