@@ -142,7 +142,7 @@ def run_population(
         state = model.State(*state)
         _check_state(model, state, batch_size)
     if event_driven_refusal(model, time=time, method=method, arrivals=arrivals, dt=dt,
-                            current=current, jumps=jumps, recurrent=recurrent,
+                            n_steps=n_steps, current=current, jumps=jumps, recurrent=recurrent,
                             record=tuple(record), saveat=saveat, integrand=integrand,
                             state=state, dtype=dtype) is None:
         out = run_event_driven(model, arrivals, n_steps=n_steps, batch_size=batch_size,

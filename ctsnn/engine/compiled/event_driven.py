@@ -260,7 +260,7 @@ def _shared_schedules(ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt, eps, t_e
         for e in range(e0, e1):
             a = ev_t[e] + axon_delay[ev_u[e]] if has_delay else ev_t[e]
             key, sim = _arrival(a, has_delay, is32, dt, eps)
-            if has_delay and key > t_end_key:
+            if key > t_end_key:
                 continue
             tmp[m], idx[m] = sim, e
             m += 1
@@ -365,7 +365,7 @@ def _gather(n_b, n, out_t, out_c, counts, where, more_t, more_c, more_counts, is
 
 # =========================================================================== selection rule
 def event_driven_refusal(model: NeuronModel, *, time: str, method: str, arrivals: object,
-                         dt: float, current: object, jumps: object, recurrent: object,
+                         dt: float, n_steps: int, current: object, jumps: object, recurrent: object,
                          record: tuple, saveat: object, integrand: object, state: tuple | None,
                          dtype: torch.dtype) -> str | None:
     """Why the compiled event-driven engine cannot serve a run, or ``None`` when it does.
@@ -387,6 +387,8 @@ def event_driven_refusal(model: NeuronModel, *, time: str, method: str, arrivals
         return "input is not spikes through a Dense synapse with the Exact kernel"
     if arrivals.dt != dt:
         return "the input spikes' dt differs from the run's"
+    if n_steps > arrivals.spikes.n_steps:
+        return "the run is longer than the input's grid"
     others = {"current": current, "jumps": jumps, "recurrent": recurrent, "saveat": saveat,
               "integrand": integrand}
     for name, value in others.items():
@@ -479,7 +481,7 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
         delay = delay_t.to(dtype).cpu().contiguous().numpy()
     eps = float(torch.finfo(dtype).eps)
     t_end = n_steps * dt
-    t_end_key = float(torch.tensor(t_end, dtype=torch.float64).to(dtype))
+    t_end_key = float(torch.tensor(t_end, dtype=torch.float64).to(dtype))  # later ones drop
     if shared:
         s_time, s_src, s_n = _shared_schedules(ev_t, ev_u, ptr, axon, has_delay, is32, dt, eps,
                                                t_end_key)

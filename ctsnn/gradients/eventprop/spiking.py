@@ -44,8 +44,9 @@ def _engine_spikes(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tensor, v
     arrivals = syn.arrivals(spikes)
     model = cfg.nrn.model
     if event_driven_refusal(model, time="continuous", method="exact", arrivals=arrivals,
-                            dt=cfg.dt, current=None, jumps=None, recurrent=None, record=(),
-                            saveat=None, integrand=None, state=None, dtype=weight.dtype) is None:
+                            dt=cfg.dt, n_steps=cfg.n_steps, current=None, jumps=None,
+                            recurrent=None, record=(), saveat=None, integrand=None, state=None,
+                            dtype=weight.dtype) is None:
         out = run_event_driven(model, arrivals, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
                                state=None, dtype=weight.dtype)
         return event_driven_spikes(out, dt=cfg.dt, n_steps=cfg.n_steps,

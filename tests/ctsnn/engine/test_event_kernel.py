@@ -247,7 +247,7 @@ def test_selection_rule():
     syn = _synapse(gen, 4, 3, "synapse")
     spikes = _spikes(gen, 4, 1, 10, 5)
     arr = syn.arrivals(spikes)
-    base = dict(time="continuous", method="exact", arrivals=arr, dt=DT, current=None,
+    base = dict(time="continuous", method="exact", arrivals=arr, dt=DT, n_steps=10, current=None,
                 jumps=None, recurrent=None, record=(), saveat=None, integrand=None, state=None,
                 dtype=F64)
     with torch.no_grad():
@@ -259,6 +259,7 @@ def test_selection_rule():
         assert "rk4" not in str(event_driven_refusal(model, **{**base, "method": "rk4"}))
         assert event_driven_refusal(model, **{**base, "method": "rk4"}) is not None
         assert "dt" in event_driven_refusal(model, **{**base, "dt": 2 * DT})
+        assert "longer" in event_driven_refusal(model, **{**base, "n_steps": 11})
     grad_syn = Dense(weight=syn.weight.detach().clone(), delay=syn.delay.detach().clone())
     grad_arr = grad_syn.arrivals(spikes)
     assert "autograd" in event_driven_refusal(model, **{**base, "arrivals": grad_arr})
@@ -322,3 +323,16 @@ def test_output_is_in_spikes_order(dtype):
     assert len(got) > 50
     for name in ("times", "units", "batch", "values", "step"):
         assert torch.equal(getattr(got, name), getattr(ref, name)), name
+
+
+@pytest.mark.parametrize("delays", ["none", "synapse"])
+def test_run_shorter_than_the_input(delays, monkeypatch):
+    """n_steps below the input's grid: later arrivals never come."""
+    gen = torch.Generator().manual_seed(12)
+    model = LIF(3, v_leak=0.5)
+    syn = _synapse(gen, 4, 3, delays, scale=4.0)
+    spikes = _spikes(gen, 4, 2, 40, 60)
+    refs = {n: _run(model, syn, spikes, kernels=False, n_steps=n) for n in (20, 40)}
+    _kernel_only(monkeypatch)
+    for n, ref in refs.items():
+        _assert_same(_run(model, syn, spikes, kernels=True, n_steps=n), ref, 3)
