@@ -74,11 +74,13 @@ def _flow(cuba, v, i, h, tm, ts, r, vl, near):
 
 @numba.njit(cache=True)
 def _g(which, cuba, v, i, h, tm, ts, r, vl, near, thr):
-    """``v(h) - v_th`` (``which == 0``) or minus ``dv/dt`` at ``h`` (``which == 1``)."""
+    """``v(h) - v_th`` (``which == 0``), minus ``dv/dt`` (``1``) or ``dv/dt`` (``2``) at ``h``."""
     vv, ii = _flow(cuba, v, i, h, tm, ts, r, vl, near)
     if which == 0:
         return vv - thr
-    return -(vl - vv + r * ii) / tm
+    if which == 1:
+        return -(vl - vv + r * ii) / tm
+    return (vl - vv + r * ii) / tm
 
 
 @numba.njit(cache=True)
@@ -165,6 +167,35 @@ def _reset(mode, v, thr, vr):
 
 
 @numba.njit(cache=True)
+def _bracket(cuba, v, i, h1, v1, i1, tm, ts, r, vl, near, thr):
+    """The first upward threshold crossing on ``[0, h1]`` from ``(v, i)`` (``(v1, i1)`` at
+    ``h1``), bracketed: ``(lo, g(lo) < 0, upper, g(upper) >= 0)``, or ``upper = -1`` if none.
+    ``v`` has at most one interior extremum (LIF: none): a crossing can hide behind a maximum
+    (both ends below threshold), or follow a minimum below threshold when ``v`` starts at or
+    above it (after ``reset="none"``)."""
+    g0, g1 = v - thr, v1 - thr
+    if not cuba:
+        return 0.0, g0, (h1 if g0 < 0 and g1 >= 0 else -1.0), g1
+    s0 = (vl - v + r * i) / tm
+    s1 = (vl - v1 + r * i1) / tm
+    if g0 < 0:
+        if g1 >= 0:
+            return 0.0, g0, h1, g1
+        if s0 > 0 and s1 < 0:  # a maximum inside: is it above the threshold?
+            hm = _root(1, cuba, v, i, 0.0, h1, -s0, -s1, tm, ts, r, vl, near, thr)
+            vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
+            if vm - thr >= 0:
+                return 0.0, g0, hm, vm - thr
+        return 0.0, g0, -1.0, g1
+    if g1 >= 0 and s0 < 0 and s1 > 0:  # a minimum inside: below the threshold?
+        hm = _root(2, cuba, v, i, 0.0, h1, s0, s1, tm, ts, r, vl, near, thr)
+        vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
+        if vm - thr < 0:
+            return hm, vm - thr, h1, g1
+    return 0.0, g0, -1.0, g1
+
+
+@numba.njit(cache=True)
 def _advance(t, t1, v, i, hold, count, cuba, spiking, mode, p, dt, eps, out_t, out_c, row):
     """Flow from ``t`` to ``t1`` (no arrival in between), spiking at every upward crossing."""
     tm, ts, r, vl, thr, vr, ref, near = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7] > 0
@@ -178,21 +209,10 @@ def _advance(t, t1, v, i, hold, count, cuba, spiking, mode, p, dt, eps, out_t, o
             continue
         h1 = t1 - t
         v1, i1 = _flow(cuba, v, i, h1, tm, ts, r, vl, near)
-        g0 = v - thr
-        if spiking and g0 < 0:
-            g1 = v1 - thr
-            upper = h1
-            cross = g1 >= 0
-            if not cross and cuba:
-                s0 = (vl - v + r * i) / tm
-                s1 = (vl - v1 + r * i1) / tm
-                if s0 > 0 and s1 < 0:  # a maximum inside: is it above the threshold?
-                    hm = _root(1, cuba, v, i, 0.0, h1, -s0, -s1, tm, ts, r, vl, near, thr)
-                    vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
-                    if vm - thr >= 0:
-                        cross, upper, g1 = True, hm, vm - thr
-            if cross:
-                hs = _root(0, cuba, v, i, 0.0, upper, g0, g1, tm, ts, r, vl, near, thr)
+        if spiking:
+            lo, g_lo, upper, g_up = _bracket(cuba, v, i, h1, v1, i1, tm, ts, r, vl, near, thr)
+            if upper >= 0:
+                hs = _root(0, cuba, v, i, lo, upper, g_lo, g_up, tm, ts, r, vl, near, thr)
                 ve, ie = _flow(cuba, v, i, hs, tm, ts, r, vl, near)
                 t = min(t + hs, t1)
                 count = _log(out_t, out_c, row, count, t, ie)

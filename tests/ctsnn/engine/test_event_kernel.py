@@ -336,3 +336,26 @@ def test_run_shorter_than_the_input(delays, monkeypatch):
     _kernel_only(monkeypatch)
     for n, ref in refs.items():
         _assert_same(_run(model, syn, spikes, kernels=True, n_steps=n), ref, 3)
+
+
+def test_crossing_after_a_dip_below_threshold_is_found_on_any_grid():
+    """CubaLIF, reset='none', starting above threshold with a negative current: v dips below
+    threshold and climbs back to v_leak > threshold. The upward crossing is a spike whatever
+    the grid: the kernel finds it in one 0.2 s step as the reference does on a 1 ms grid, at
+    the root of the closed form (bisection on the reference flow)."""
+    model = CubaLIF(1, tau_mem=0.02, tau_syn=0.005, v_leak=1.5, v_threshold=1.0,
+                    reset="none").double()
+    state = model.State(torch.tensor([[1.2]], dtype=F64), torch.tensor([[-30.0]], dtype=F64))
+    syn = Dense(weight=torch.ones(1, 1, dtype=F64), learn_weight=False)
+    lo, hi = torch.tensor(0.002, dtype=F64), torch.tensor(0.2, dtype=F64)
+    for _ in range(200):  # v is below threshold at 2 ms and above at 0.2 s
+        mid = 0.5 * (lo + hi)
+        below = bool(model.flow(state, torch.zeros(()), mid).v < 1.0)
+        lo, hi = (mid, hi) if below else (lo, mid)
+    for dt, kernels in ((0.2, True), (0.001, False), (0.001, True)):
+        n_steps = round(0.2 / dt)
+        none = Spikes.from_events(torch.zeros(0, dtype=F64), torch.zeros(0, dtype=torch.long),
+                                  dt=dt, n_steps=n_steps, batch_size=1, n_units=1)
+        res = _run(model, syn, none, kernels=kernels, n_steps=n_steps, state=state)
+        assert res.spikes.times.numel() == 1, (dt, kernels)
+        assert abs(float(res.spikes.times[0]) - float(hi)) <= 1e-12
