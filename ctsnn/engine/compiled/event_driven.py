@@ -54,6 +54,9 @@ MODELS = {LI: False, LIF: False, CubaLI: True, CubaLIF: True}
 _RESET_CODES = {"zero": 0, "subtract": 1, "none": 2}
 _SNAP_ULPS = 8.0  # as ctsnn.synapses.snap_to_grid
 _BUDGET = 1 << 22  # spike slots of the first pass (16 to 256 per neuron; re-run if exceeded)
+#: Below this many (input spike, target) pairs a call runs on one thread: waking the others
+#: costs more (measured ~50 ms per parallel region on the loaded 2-core machine, 0.6 ms alone).
+_PARALLEL_PAIRS = 200_000
 
 
 # =========================================================================== numba kernels
@@ -520,15 +523,21 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
                          p, cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, rows, cap,
                          cuba, v_end, i_end)
 
-    out_t, out_c, counts = simulate(rows, cap)
-    where = np.full(rows.size, -1, dtype=np.int64)
-    over = np.nonzero(counts > cap)[0]
-    more_t, more_c, more_counts = out_t[:0], out_c[:0], counts[:0]
-    if over.size:  # neurons that fired more than cap times: run them again with room
-        where[over] = np.arange(over.size)
-        more_t, more_c, more_counts = simulate(over, int(counts[over].max()))
-    times, current, batch, units = _gather(batch_size, n, out_t, out_c, counts, where, more_t,
-                                           more_c, more_counts, is32)
+    threads = numba.get_num_threads()
+    if ev_t.size * n < _PARALLEL_PAIRS:
+        numba.set_num_threads(1)
+    try:
+        out_t, out_c, counts = simulate(rows, cap)
+        where = np.full(rows.size, -1, dtype=np.int64)
+        over = np.nonzero(counts > cap)[0]
+        more_t, more_c, more_counts = out_t[:0], out_c[:0], counts[:0]
+        if over.size:  # neurons that fired more than cap times: run them again with room
+            where[over] = np.arange(over.size)
+            more_t, more_c, more_counts = simulate(over, int(counts[over].max()))
+        times, current, batch, units = _gather(batch_size, n, out_t, out_c, counts, where,
+                                               more_t, more_c, more_counts, is32)
+    finally:
+        numba.set_num_threads(threads)
     parts = [torch.from_numpy(v_end).to(dtype)]
     if cuba:
         parts.append(torch.from_numpy(i_end).to(dtype))
