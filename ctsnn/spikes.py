@@ -465,6 +465,20 @@ class Spikes:
         return obj
 
     @classmethod
+    def from_sorted_events(cls, times: Tensor, units: Tensor, batch: Tensor, *, dt: float,
+                           n_steps: int, batch_size: int, n_units: int) -> Spikes:
+        """Trusted constructor for engines that emit events already valid and in this class's
+        order (by ``batch``, then ``times``, then ``units``; times in ``[0, n_steps dt]``
+        seconds, indices in range): no checks and no sort, unit amplitudes. Anything else
+        should use :meth:`from_events`, which validates and sorts."""
+        obj = cls.__new__(cls)
+        obj._events = (times, units, batch, torch.ones_like(times), locate(times, dt)[0])
+        obj._dense, obj._build = None, None
+        obj.dt = as_dt("dt", dt)
+        obj.n_steps, obj.batch_size, obj.n_units = n_steps, batch_size, n_units
+        return obj
+
+    @classmethod
     def empty(
         cls,
         *,

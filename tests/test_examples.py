@@ -20,7 +20,8 @@ def _restore_default_dtype():
     torch.set_default_dtype(old)
 
 
-@pytest.mark.parametrize("name", ["spikes_and_delays.py", "custom_neuron.py"])
+@pytest.mark.parametrize("name", ["spikes_and_delays.py", "custom_neuron.py",
+                                  "event_driven_kernel.py"])
 def test_example_runs(name, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", [name])
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")

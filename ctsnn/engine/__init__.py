@@ -6,7 +6,9 @@
 * :mod:`~ctsnn.engine.stepping` — step maps (closed-form flow, Runge-Kutta dense output),
   refractory clamping, delayed reads of the model's own state;
 * :mod:`~ctsnn.engine.setup`, :mod:`~ctsnn.engine.spike_log`, :mod:`~ctsnn.engine.recurrence`
-  — what the loops share; :mod:`~ctsnn.engine.result` — :class:`SimulationResult`.
+  — what the loops share; :mod:`~ctsnn.engine.result` — :class:`SimulationResult`;
+* :mod:`~ctsnn.engine.compiled` — numba kernels beside their reference paths (the event-driven
+  continuous-time engine that :func:`run_population` selects, see docs/kernels.md).
 """
 
 from .population import INTEGRAL_RULES, TIME_MODES, run_population

@@ -66,8 +66,9 @@ def _jump_only_step(run: Population, n: int, x: Tensor, bounds: list, end_of_ste
         tau = end
         if k == len(bounds):
             break
+        before = run.threshold(state) < 0  # an upward crossing, as in _general_step
         state = model.receive(state, bounds[k][1])
-        fire = run.threshold(state) >= 0
+        fire = (run.threshold(state) >= 0) & before
         if last is not None:
             fire = fire & (last != tau)
         if bool(fire.any()):

@@ -38,7 +38,9 @@ def drive(synapse: nn.Module | None, signal: Tensor | Spikes | None, *, time: st
             kw["jumps"] = signal if synapse is None else synapse.jumps(signal)
     elif isinstance(signal, Spikes):
         kw.update(n_steps=signal.n_steps, batch_size=signal.batch_size)
-        kw["dtype"] = signal.dtype if synapse is None else next(synapse.parameters()).dtype
+        weight = getattr(synapse, "weight", None)  # a buffer when not learnt
+        kw["dtype"] = (signal.dtype if synapse is None else weight.dtype
+                       if isinstance(weight, Tensor) else next(synapse.parameters()).dtype)
         if time == "continuous":
             if synapse is not None and not hasattr(synapse, "arrivals"):
                 raise ValueError(f"{type(synapse).__name__} has no continuous-time arrivals: use "

@@ -18,6 +18,7 @@ from .._checks import as_int, check_choice, check_finite, check_positive
 from ..models.base import NeuronModel
 from ..surrogate import Surrogate
 from ..synapses import Arrivals
+from .compiled.event_driven import event_driven_refusal, event_driven_spikes, run_event_driven
 from .continuous import run_continuous
 from .discrete import run_discrete
 from .limits import check_grid
@@ -132,6 +133,15 @@ def run_population(
             raise ValueError(f"state must be a {type(model).__name__}.State named tuple")
         state = model.State(*state)
         _check_state(model, state, batch_size)
+    if event_driven_refusal(model, time=time, method=method, arrivals=arrivals, dt=dt,
+                            n_steps=n_steps, current=current, jumps=jumps, recurrent=recurrent,
+                            record=tuple(record), saveat=saveat, integrand=integrand,
+                            state=state, dtype=dtype) is None:
+        out = run_event_driven(model, arrivals, n_steps=n_steps, batch_size=batch_size,
+                               state=state, dtype=dtype)
+        spikes = event_driven_spikes(out, dt=dt, n_steps=n_steps, batch_size=batch_size,
+                                     n_units=model.n)
+        return SimulationResult(spikes=spikes, states={}, final_state=out.final_state)
     run = Population(
         model=model, dt=dt, n_steps=n_steps, batch_size=batch_size, method=method, state=state,
         dtype=dtype, device=torch.device(device),

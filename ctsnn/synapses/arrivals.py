@@ -108,6 +108,7 @@ class Arrivals:
     def __init__(self, spikes: Spikes, weight: Tensor | None) -> None:
         self.dt = spikes.dt
         self.batch_size = spikes.batch_size
+        self.spikes = spikes  # the input itself (read by the compiled event-driven engine)
         self.weight = weight
         self.n_in = spikes.n_units
         self.n_out = spikes.n_units if weight is None else weight.shape[0]
@@ -168,6 +169,7 @@ class DelayedArrivals:
                  max_pairs: int = 4_000_000) -> None:
         self.dt, self.n_steps, self.batch_size = spikes.dt, spikes.n_steps, spikes.batch_size
         self.weight, self.delay = weight, delay
+        self.spikes = spikes  # the input itself (read by the compiled event-driven engine)
         self.n_out = weight.shape[0]
         order = torch.argsort(spikes.times, stable=True)
         self._times = spikes.times[order]

@@ -11,6 +11,11 @@ from torch import Tensor
 
 from ...compiled import kernels_enabled
 from ...engine import run_population
+from ...engine.compiled.event_driven import (
+    event_driven_refusal,
+    event_driven_spikes,
+    run_event_driven,
+)
 from ...spikes import Spikes
 from ...synapses import Dense
 from . import kernels
@@ -31,16 +36,28 @@ from .common import (
 
 # =========================================================================== spiking layers
 def _engine_spikes(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tensor, v_in: Tensor,
-                   weight: Tensor, delay: Tensor | None) -> Spikes:
-    """Output spikes of the layer from the continuous engine (exact spike times)."""
+                   weight: Tensor, delay: Tensor | None) -> tuple[Spikes, Tensor | None]:
+    """Output spikes of the layer from the continuous engine (exact spike times), and the
+    synaptic current just before each spike when the compiled event-driven engine ran (it
+    gives it for free; ``None`` otherwise: :func:`_current_at_spikes` computes it)."""
     spikes = Spikes(t_in, j_in, b_in, v_in, dt=cfg.dt, n_steps=cfg.n_steps,
                     batch_size=cfg.batch_size, n_units=cfg.n_in)
     syn = Dense(weight=weight, delay=delay, learn_weight=False)
-    res = run_population(cfg.nrn.model, dt=cfg.dt, n_steps=cfg.n_steps,
-                         batch_size=cfg.batch_size, arrivals=syn.arrivals(spikes),
+    arrivals = syn.arrivals(spikes)
+    model = cfg.nrn.model
+    if event_driven_refusal(model, time="continuous", method="exact", arrivals=arrivals,
+                            dt=cfg.dt, n_steps=cfg.n_steps, current=None, jumps=None,
+                            recurrent=None, record=(), saveat=None, integrand=None, state=None,
+                            dtype=weight.dtype) is None:
+        out = run_event_driven(model, arrivals, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
+                               state=None, dtype=weight.dtype)
+        return event_driven_spikes(out, dt=cfg.dt, n_steps=cfg.n_steps,
+                                   batch_size=cfg.batch_size, n_units=model.n), out.current
+    res = run_population(model, dt=cfg.dt, n_steps=cfg.n_steps,
+                         batch_size=cfg.batch_size, arrivals=arrivals,
                          time="continuous", method="exact", dtype=weight.dtype,
                          device=weight.device, xtol=cfg.xtol)
-    return res.spikes
+    return res.spikes, None
 
 
 def _current_at_spikes(cfg: LayerConfig, tensors: tuple, t_out: Tensor, b_out: Tensor,
@@ -217,13 +234,13 @@ class SpikingLayerFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, t_in: Tensor, weight: Tensor, delay: Tensor | None, b_in: Tensor,
                 j_in: Tensor, v_in: Tensor, cfg: LayerConfig) -> tuple[Tensor, Tensor, Tensor]:
-        out = _engine_spikes(cfg, t_in, b_in, j_in, v_in, weight, delay)
+        out, current = _engine_spikes(cfg, t_in, b_in, j_in, v_in, weight, delay)
         t_out, b_out, n_out = out.times, out.batch, out.units
-        if cfg.nrn.cuba:
+        if not cfg.nrn.cuba:
+            current = t_out.new_zeros(0)
+        elif current is None:  # (the compiled forward saves I(t_k^-) as it goes)
             current = _current_at_spikes(cfg, (t_in, b_in, j_in, v_in, weight, delay), t_out,
                                          b_out, n_out)
-        else:
-            current = t_out.new_zeros(0)
         ctx.save_for_backward(t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out,
                               current)
         ctx.cfg = cfg

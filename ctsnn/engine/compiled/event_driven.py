@@ -1,0 +1,554 @@
+"""Compiled event-driven simulation of a feed-forward layer of LIF / CubaLIF / LI / CubaLI.
+
+The grid-stepping continuous engine (:mod:`ctsnn.engine.continuous`) advances every neuron
+together, step by step, with many small tensor operations per step. For the linear leaky models
+(closed-form affine flow) a neuron's trajectory is known between events, so this kernel jumps
+from event to event instead, one (sample, neuron) at a time, in float64:
+
+1. the arrival schedule of the neuron: ``t_e + D_ij`` for every input spike ``e`` of its sample
+   (sorted once per sample when the delays do not depend on the target — no delay or per-axon
+   delays — else per target), rounded onto the grid exactly as the reference schedule does
+   (:func:`ctsnn.synapses.snap_to_grid`, in the run's dtype) and dropped after ``T dt``;
+   simultaneous arrivals are summed into one jump;
+2. between arrivals the closed-form flow; an upward threshold crossing is bracketed on the
+   interval (for CubaLIF also a crossing hidden between two points where ``v`` is below the
+   threshold: the one interior maximum is located first), then refined to the last bit by a
+   safeguarded Illinois / bisection search (it returns the first float with ``v >= v_th``);
+3. resets and refractory ends at their exact times (a refractory end within 8 ulps of a grid
+   point is put on it, as the reference does), arrivals during the refractory period do not
+   move a held ``v`` (CubaLIF's current still jumps), an arrival fires a neuron when it carries
+   ``v`` from below to at or above the threshold (one spike per instant).
+
+Cost: the arrivals and spikes of every neuron, not ``T x N``. Every (sample, neuron) is
+independent: numba ``prange`` runs them in parallel. Results equal the reference engine's to
+rounding (float64: spike times to ~1e-15 s); float32 runs are computed in float64 and rounded
+at the end, so their spike times do not drift with ``dt``.
+
+When it runs: :func:`event_driven_refusal` (the one selection rule, also documented in
+docs/kernels.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import torch
+from numba import prange
+from torch import Tensor
+
+from ...compiled import kernels_enabled
+from ...models.base import NeuronModel
+from ...models.lif import LI, LIF, CubaLI, CubaLIF
+from ...spikes import Spikes
+from ...synapses import Arrivals, DelayedArrivals
+from ...synapses.arrivals import row_order
+
+__all__ = ["EventDrivenOutput", "event_driven_refusal", "event_driven_spikes",
+           "run_event_driven"]
+
+#: The models served, and whether each has a synaptic current (CubaLI / CubaLIF).
+MODELS = {LI: False, LIF: False, CubaLI: True, CubaLIF: True}
+_RESET_CODES = {"zero": 0, "subtract": 1, "none": 2}
+_SNAP_ULPS = 8.0  # as ctsnn.synapses.snap_to_grid
+_BUDGET = 1 << 22  # spike slots of the first pass (16 to 256 per neuron; re-run if exceeded)
+#: Below this many (input spike, target) pairs a call runs on one thread: waking the others
+#: costs more (measured ~50 ms per parallel region on the loaded 2-core machine, 0.6 ms alone).
+_PARALLEL_PAIRS = 200_000
+
+
+# =========================================================================== numba kernels
+@numba.njit(cache=True)
+def _flow(cuba, v, i, h, tm, ts, r, vl, near):
+    """The closed-form flow over ``h`` seconds without input current (see ctsnn.models.lif)."""
+    em = math.exp(-h / tm)
+    if not cuba:
+        return vl + (v - vl) * em, i
+    es = math.exp(-h / ts)
+    c = r * i
+    if near:
+        coupled = c * (h / tm) * em
+    else:
+        coupled = c * ts / (ts - tm) * (es - em)
+    return vl + (v - vl) * em + coupled, i * es
+
+
+@numba.njit(cache=True)
+def _g(which, cuba, v, i, h, tm, ts, r, vl, near, thr):
+    """``v(h) - v_th`` (``which == 0``), minus ``dv/dt`` (``1``) or ``dv/dt`` (``2``) at ``h``."""
+    vv, ii = _flow(cuba, v, i, h, tm, ts, r, vl, near)
+    if which == 0:
+        return vv - thr
+    if which == 1:
+        return -(vl - vv + r * ii) / tm
+    return (vl - vv + r * ii) / tm
+
+
+@numba.njit(cache=True)
+def _root(which, cuba, v, i, lo, hi, g_lo, g_hi, tm, ts, r, vl, near, thr):
+    """The first ``h`` in ``(lo, hi]`` with ``g(h) >= 0`` to the last bit (``g(lo) < 0 <=
+    g(hi)``): Illinois steps, bisection when a step leaves the bracket or two steps fail to
+    halve it (as :func:`solvers.roots.find_root` with ``xtol = 0``)."""
+    side = 0
+    window = hi - lo
+    for it in range(400):
+        width = hi - lo
+        mid = lo + 0.5 * width
+        if not (mid > lo and mid < hi):
+            break
+        stalled = False
+        if it % 2 == 0 and it > 0:
+            stalled = width > 0.5 * window
+            window = width
+        x = mid
+        if not stalled and math.isfinite(g_hi) and g_hi != g_lo:
+            sec = lo - g_lo * width / (g_hi - g_lo)
+            if lo < sec < hi:
+                x = sec
+        gx = _g(which, cuba, v, i, x, tm, ts, r, vl, near, thr)
+        if gx >= 0:
+            if side > 0:
+                g_lo *= 0.5
+            hi, g_hi, side = x, gx, 1
+            if gx == 0:
+                break
+        else:
+            if side < 0:
+                g_hi *= 0.5
+            lo, g_lo, side = x, gx, -1
+    return hi
+
+
+@numba.njit(cache=True)
+def _snap(t, dt, eps):
+    """``t`` moved onto the grid point ``k dt`` when within 8 ulps (``eps``) of it."""
+    g = np.round(t / dt) * dt
+    if abs(t - g) <= _SNAP_ULPS * eps * max(abs(g), dt):
+        return g
+    return t
+
+
+@numba.njit(cache=True)
+def _arrival(a, snap, is32, dt, eps):
+    """``(key, time)`` of an arrival computed in the run's dtype: ``key`` is its value in that
+    dtype after the reference's grid snapping (decides ties and the drop after ``T dt``),
+    ``time`` the float64 instant simulated (the float64 grid point when it was snapped)."""
+    if is32:
+        k = np.round(np.float64(a) / dt)
+        g = np.float32(k * dt)
+        tol = np.float32(_SNAP_ULPS * eps) * max(abs(g), np.float32(dt))
+        if abs(np.float32(a) - g) <= tol:
+            return np.float64(g), k * dt
+        return np.float64(a), np.float64(a)
+    a64 = np.float64(a)
+    if snap:
+        k = np.round(a64 / dt)
+        g = k * dt
+        if abs(a64 - g) <= _SNAP_ULPS * eps * max(abs(g), dt):
+            return g, g
+    return a64, a64
+
+
+@numba.njit(cache=True)
+def _log(out_t, out_c, row, count, t, i):
+    if count < out_t.shape[1]:
+        out_t[row, count] = t
+        if out_c.shape[1] > 0:
+            out_c[row, count] = i
+    return count + 1
+
+
+@numba.njit(cache=True)
+def _reset(mode, v, thr, vr):
+    if mode == 0:
+        return vr
+    if mode == 1:
+        return v - (thr - vr)
+    return v
+
+
+@numba.njit(cache=True)
+def _bracket(cuba, v, i, h1, v1, i1, tm, ts, r, vl, near, thr):
+    """The first upward threshold crossing on ``[0, h1]`` from ``(v, i)`` (``(v1, i1)`` at
+    ``h1``), bracketed: ``(lo, g(lo) < 0, upper, g(upper) >= 0)``, or ``upper = -1`` if none.
+    ``v`` has at most one interior extremum (LIF: none): a crossing can hide behind a maximum
+    (both ends below threshold), or follow a minimum below threshold when ``v`` starts at or
+    above it (after ``reset="none"``)."""
+    g0, g1 = v - thr, v1 - thr
+    if not cuba:
+        return 0.0, g0, (h1 if g0 < 0 and g1 >= 0 else -1.0), g1
+    s0 = (vl - v + r * i) / tm
+    s1 = (vl - v1 + r * i1) / tm
+    if g0 < 0:
+        if g1 >= 0:
+            return 0.0, g0, h1, g1
+        if s0 > 0 and s1 < 0:  # a maximum inside: is it above the threshold?
+            hm = _root(1, cuba, v, i, 0.0, h1, -s0, -s1, tm, ts, r, vl, near, thr)
+            vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
+            if vm - thr >= 0:
+                return 0.0, g0, hm, vm - thr
+        return 0.0, g0, -1.0, g1
+    if g1 >= 0 and s0 < 0 and s1 > 0:  # a minimum inside: below the threshold?
+        hm = _root(2, cuba, v, i, 0.0, h1, s0, s1, tm, ts, r, vl, near, thr)
+        vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
+        if vm - thr < 0:
+            return hm, vm - thr, h1, g1
+    return 0.0, g0, -1.0, g1
+
+
+@numba.njit(cache=True)
+def _advance(t, t1, v, i, hold, count, cuba, spiking, mode, p, dt, eps, out_t, out_c, row):
+    """Flow from ``t`` to ``t1`` (no arrival in between), spiking at every upward crossing."""
+    tm, ts, r, vl, thr, vr, ref, near = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7] > 0
+    last = np.nan
+    while t < t1:
+        if hold > t:  # refractory: v is held, the current decays
+            stop = min(hold, t1)
+            if cuba:
+                i = i * math.exp(-(stop - t) / ts)
+            t = stop
+            continue
+        h1 = t1 - t
+        v1, i1 = _flow(cuba, v, i, h1, tm, ts, r, vl, near)
+        if spiking:
+            lo, g_lo, upper, g_up = _bracket(cuba, v, i, h1, v1, i1, tm, ts, r, vl, near, thr)
+            if upper >= 0:
+                hs = _root(0, cuba, v, i, lo, upper, g_lo, g_up, tm, ts, r, vl, near, thr)
+                ve, ie = _flow(cuba, v, i, hs, tm, ts, r, vl, near)
+                t = min(t + hs, t1)
+                count = _log(out_t, out_c, row, count, t, ie)
+                v, i, last = _reset(mode, ve, thr, vr), ie, t
+                if ref > 0:
+                    hold = _snap(t + ref, dt, eps)
+                continue
+        v, i, t = v1, i1, t1
+    return t, v, i, hold, last, count
+
+
+@numba.njit(cache=True)
+def _element(at, aw, n, v, i, cuba, spiking, mode, p, t_end, dt, eps, out_t, out_c, row):
+    """One (sample, neuron) from 0 to ``t_end``: arrivals ``at`` (sorted, float64 s) with
+    jumps ``aw``; returns the spike count and the final state."""
+    thr, vr, ref = p[4], p[5], p[6]
+    count, hold, last, t, k = 0, -np.inf, np.nan, 0.0, 0
+    if spiking and mode != 2 and v - thr >= 0:  # starts at threshold: fires at t = 0
+        count = _log(out_t, out_c, row, count, 0.0, i)
+        v = _reset(mode, v, thr, vr)
+        if ref > 0:
+            hold = _snap(ref, dt, eps)
+    while k < n:
+        ta = at[k]
+        jump = aw[k]
+        k += 1
+        while k < n and at[k] == ta:  # simultaneous arrivals: one jump
+            jump += aw[k]
+            k += 1
+        if jump == 0:  # moves nothing, fires nothing
+            continue
+        t, v, i, hold, seen, count = _advance(t, ta, v, i, hold, count, cuba, spiking, mode, p,
+                                              dt, eps, out_t, out_c, row)
+        if not math.isnan(seen):
+            last = seen
+        held = hold > ta
+        before = v - thr
+        if cuba:
+            i += jump
+        elif not held:
+            v += jump
+        if spiking and not held and before < 0 and v - thr >= 0 and last != ta:
+            count = _log(out_t, out_c, row, count, ta, i - (jump if cuba else 0.0))
+            v, last = _reset(mode, v, thr, vr), ta
+            if ref > 0:
+                hold = _snap(ta + ref, dt, eps)
+    t, v, i, hold, seen, count = _advance(t, t_end, v, i, hold, count, cuba, spiking, mode, p,
+                                          dt, eps, out_t, out_c, row)
+    return count, v, i
+
+
+@numba.njit(cache=True, parallel=True)
+def _shared_schedules(ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt, eps, t_end_key):
+    """Per sample, the arrivals of a target-independent schedule (no delay or per-axon
+    delays) sorted by time: ``(time [E], event [E], count [B])`` (sample ``b`` at ``ptr[b]``)."""
+    n_b = ptr.shape[0] - 1
+    s_time = np.empty(ev_t.shape[0])
+    s_src = np.empty(ev_t.shape[0], dtype=np.int64)
+    s_n = np.zeros(n_b, dtype=np.int64)
+    for b in prange(n_b):
+        e0, e1 = ptr[b], ptr[b + 1]
+        tmp = np.empty(e1 - e0)
+        idx = np.empty(e1 - e0, dtype=np.int64)
+        m = 0
+        for e in range(e0, e1):
+            a = ev_t[e] + axon_delay[ev_u[e]] if has_delay else ev_t[e]
+            key, sim = _arrival(a, has_delay, is32, dt, eps)
+            if key > t_end_key:
+                continue
+            tmp[m], idx[m] = sim, e
+            m += 1
+        order = np.argsort(tmp[:m], kind="mergesort")
+        for q in range(m):
+            s_time[e0 + q] = tmp[order[q]]
+            s_src[e0 + q] = idx[order[q]]
+        s_n[b] = m
+    return s_time, s_src, s_n
+
+
+@numba.njit(cache=True, parallel=True)
+def _simulate(ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, is32, p, cuba,
+              spiking, mode, v0, i0, t_end, t_end_key, dt, eps, rows, cap, want_current,
+              v_end, i_end):
+    """The (sample, neuron) ``rows`` (flat ``b N + j``) in parallel; spikes in ``[R, cap]``
+    (counted beyond ``cap``); the final state is written into ``v_end``, ``i_end``."""
+    n = v0.shape[1]
+    out_t = np.empty((rows.shape[0], cap))
+    out_c = np.empty((rows.shape[0], cap if want_current else 0))
+    counts = np.zeros(rows.shape[0], dtype=np.int64)
+    for r in prange(rows.shape[0]):
+        q = rows[r]
+        b, j = q // n, q % n
+        e0, e1 = ptr[b], ptr[b + 1]
+        if shared:
+            m = s_n[b]
+            at = s_time[e0:e0 + m].copy()
+            aw = np.empty(m)
+            for k in range(m):
+                e = s_src[e0 + k]
+                aw[k] = ev_x[e] * weight[j, ev_u[e]]
+        else:
+            tmp = np.empty(e1 - e0)
+            val = np.empty(e1 - e0)
+            m = 0
+            for e in range(e0, e1):
+                w = weight[j, ev_u[e]]
+                if w == 0:
+                    continue
+                key, sim = _arrival(ev_t[e] + delay[j, ev_u[e]], True, is32, dt, eps)
+                if key > t_end_key:
+                    continue
+                tmp[m], val[m] = sim, ev_x[e] * w
+                m += 1
+            order = np.argsort(tmp[:m], kind="mergesort")
+            at = tmp[:m][order]
+            aw = val[:m][order]
+        c, v, i = _element(at, aw, m, v0[b, j], i0[b, j], cuba, spiking, mode, p[j], t_end,
+                           dt, eps, out_t, out_c, r)
+        counts[r] = c
+        v_end[b, j] = v
+        i_end[b, j] = i
+    return out_t, out_c, counts
+
+
+@numba.njit(cache=True, parallel=True)
+def _gather(n_b, n, out_t, out_c, counts, where, more_t, more_c, more_counts, is32):
+    """Every spike in the order of :class:`Spikes` (by sample, then time, then unit): rows
+    ``b N + j`` come from the first pass (``where[q] < 0``) or from row ``where[q]`` of the
+    second. Times are sorted as rounded to the run's dtype (float32 when ``is32``), so the
+    order holds for the returned values. Returns ``(times, current, batch, unit)``."""
+    per_b = np.zeros(n_b + 1, dtype=np.int64)
+    for b in range(n_b):
+        for j in range(n):
+            q = b * n + j
+            per_b[b + 1] += counts[q] if where[q] < 0 else more_counts[where[q]]
+    start = np.cumsum(per_b)
+    total = start[n_b]
+    times = np.empty(total)
+    current = np.empty(total if out_c.shape[1] > 0 or more_c.shape[1] > 0 else 0)
+    batch = np.empty(total, dtype=np.int64)
+    units = np.empty(total, dtype=np.int64)
+    for b in prange(n_b):
+        k0, size = start[b], start[b + 1] - start[b]
+        t = np.empty(size)
+        c = np.zeros(size)
+        u = np.empty(size, dtype=np.int64)
+        k = 0
+        for j in range(n):
+            q = b * n + j
+            src_t, src_c, row = out_t, out_c, q
+            cnt = counts[q]
+            if where[q] >= 0:
+                src_t, src_c, row = more_t, more_c, where[q]
+                cnt = more_counts[row]
+            for s in range(cnt):
+                t[k] = np.float64(np.float32(src_t[row, s])) if is32 else src_t[row, s]
+                if src_c.shape[1] > 0:
+                    c[k] = src_c[row, s]
+                u[k] = j
+                k += 1
+        order = np.argsort(t, kind="mergesort")  # stable: equal times keep the unit order
+        for s in range(size):
+            times[k0 + s] = t[order[s]]
+            if current.shape[0] > 0:
+                current[k0 + s] = c[order[s]]
+            batch[k0 + s] = b
+            units[k0 + s] = u[order[s]]
+    return times, current, batch, units
+
+
+# =========================================================================== selection rule
+def event_driven_refusal(model: NeuronModel, *, time: str, method: str, arrivals: object,
+                         dt: float, n_steps: int, current: object, jumps: object, recurrent: object,
+                         record: tuple, saveat: object, integrand: object, state: tuple | None,
+                         dtype: torch.dtype) -> str | None:
+    """Why the compiled event-driven engine cannot serve a run, or ``None`` when it does.
+
+    The one selection rule (see docs/kernels.md): continuous time with the closed-form flow
+    (``method="exact"``) of exactly :class:`LIF`, :class:`CubaLIF`, :class:`LI` or
+    :class:`CubaLI`; input only as spikes through a :class:`~ctsnn.synapses.Dense` synapse
+    with the ``Exact`` kernel (zero, per-axon or per-synapse delays); no input current, jumps,
+    recurrent synapse, recording, ``saveat`` or integrand; float32 / float64; nothing that
+    needs an autograd graph (no grad mode, or no input, weight, delay, parameter or initial
+    state requiring grad); and compiled kernels enabled for these CPU tensors
+    (:func:`ctsnn.compiled.kernels_enabled`). Otherwise the reference engine runs.
+    """
+    if time != "continuous" or method != "exact":
+        return "not continuous time with the exact flow"
+    if type(model) not in MODELS:
+        return f"{type(model).__name__} is not one of LIF, CubaLIF, LI, CubaLI"
+    if not isinstance(arrivals, (Arrivals, DelayedArrivals)) or arrivals.weight is None:
+        return "input is not spikes through a Dense synapse with the Exact kernel"
+    if arrivals.dt != dt:
+        return "the input spikes' dt differs from the run's"
+    if n_steps > arrivals.spikes.n_steps:
+        return "the run is longer than the input's grid"
+    others = {"current": current, "jumps": jumps, "recurrent": recurrent, "saveat": saveat,
+              "integrand": integrand}
+    for name, value in others.items():
+        if value is not None:
+            return f"{name} is given"
+    if record:
+        return "record is given"
+    if dtype not in (torch.float32, torch.float64):
+        return f"dtype {dtype} (float32 / float64 only)"
+    tensors = [arrivals.weight, arrivals.spikes.times, arrivals.spikes.values,
+               *model.parameters(), *model.buffers(), *(() if state is None else state)]
+    if isinstance(arrivals, DelayedArrivals):
+        tensors.append(arrivals.delay)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return "an input needs an autograd graph"
+    if not kernels_enabled(*tensors):
+        return "compiled kernels are off or a tensor is not on the CPU"
+    return None
+
+
+# =========================================================================== entry point
+class EventDrivenOutput(NamedTuple):
+    """Spikes of the layer (``[K]`` each, in the order of :class:`Spikes`: by sample, then
+    time, then unit), ``current`` ``[K]`` the synaptic current just before each spike
+    (CubaLIF; zeros otherwise) and the final state (the model's named tuple of ``[B, N]``)."""
+
+    times: Tensor
+    batch: Tensor
+    units: Tensor
+    current: Tensor
+    final_state: tuple
+
+
+def _params(model: NeuronModel, cuba: bool) -> np.ndarray:
+    """Per-neuron float64 parameters ``[N, 8]``: tau_mem, tau_syn, r, v_leak, v_th, v_reset,
+    refractory, near (tau_syn within 1e-9 tau_mem, as the reference flow decides)."""
+    n = model.n
+
+    def get(name: str, default: float) -> Tensor:
+        value = getattr(model, name, None)
+        if value is None:
+            return torch.full((n,), default, dtype=torch.float64)
+        return value.detach().to(torch.float64).cpu()
+
+    tm, ts = get("tau_mem", 1.0), get("tau_syn", 1.0)
+    near = torch.zeros(n, dtype=torch.bool)
+    if cuba:  # decided in the model's dtype, as the reference flow does
+        tm_m, ts_m = model.tau_mem.detach(), model.tau_syn.detach()
+        near = ((ts_m - tm_m).abs() <= 1e-9 * tm_m).cpu()
+    cols = [tm, ts, get("r", 1.0), get("v_leak", 0.0), get("v_threshold", math.inf),
+            get("v_reset", 0.0), get("refractory", 0.0), near.to(torch.float64)]
+    return torch.stack(cols, dim=1).contiguous().numpy()
+
+
+def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *,
+                     n_steps: int, batch_size: int, state: tuple | None,
+                     dtype: torch.dtype) -> EventDrivenOutput:
+    """Simulate the layer event by event (see the module docstring).
+
+    Args:
+        model: an LIF, CubaLIF, LI or CubaLI population of ``N`` neurons.
+        arrivals: the schedule :meth:`ctsnn.synapses.Dense.arrivals` built (its input spikes,
+            weight ``[N, N_in]`` and delays ``[N, N_in]`` seconds).
+        n_steps, batch_size: the grid (``T = n_steps dt`` seconds) and ``B``.
+        state: initial state (``[B, N]`` per variable), default ``model.initial_state``.
+        dtype: dtype of the results (the computation is float64).
+    """
+    cuba, spiking = MODELS[type(model)], model.spiking
+    spikes, dt = arrivals.spikes, arrivals.dt
+    if state is None:
+        state = model.initial_state(batch_size, dtype=dtype)
+    is32 = dtype == torch.float32
+    np_dtype = np.float32 if is32 else np.float64
+    order = row_order((spikes.batch,), (batch_size,), spikes.times.detach())
+    batch = spikes.batch[order]
+    ev_t = spikes.times.detach()[order].to(dtype).cpu().numpy().astype(np_dtype, copy=False)
+    ev_u = spikes.units[order].cpu().numpy().astype(np.int64, copy=False)
+    ev_x = spikes.values.detach()[order].to(torch.float64).cpu().numpy()
+    ptr = torch.searchsorted(batch, torch.arange(batch_size + 1)).numpy().astype(np.int64)
+    weight = arrivals.weight.detach().to(torch.float64).cpu().contiguous().numpy()
+    delay_t = arrivals.delay.detach() if isinstance(arrivals, DelayedArrivals) else None
+    shared = delay_t is None or delay_t.shape[0] <= 1 or delay_t.stride(0) == 0
+    has_delay = delay_t is not None
+    delay = np.zeros((1, 1), dtype=np_dtype)
+    axon = np.zeros(1, dtype=np_dtype)
+    if has_delay and shared:
+        axon = (delay_t[0].to(dtype).cpu().contiguous().numpy() if delay_t.shape[0]
+                else np.zeros(weight.shape[1], dtype=np_dtype))
+    elif has_delay:
+        delay = delay_t.to(dtype).cpu().contiguous().numpy()
+    eps = float(torch.finfo(dtype).eps)
+    t_end = n_steps * dt
+    t_end_key = float(torch.tensor(t_end, dtype=torch.float64).to(dtype))  # later ones drop
+    if shared:
+        s_time, s_src, s_n = _shared_schedules(ev_t, ev_u, ptr, axon, has_delay, is32, dt, eps,
+                                               t_end_key)
+    else:
+        s_time, s_src, s_n = np.empty(0), np.empty(0, dtype=np.int64), np.empty(0, np.int64)
+    v0 = state[0].detach().to(torch.float64).cpu().numpy()
+    i0 = (state[1] if cuba else state[0] * 0).detach().to(torch.float64).cpu().numpy()
+    p = _params(model, cuba)
+    mode = _RESET_CODES.get(getattr(model, "reset_mode", "none"), 2)
+    n, rows = model.n, np.arange(batch_size * model.n, dtype=np.int64)
+    v_end, i_end = np.empty((batch_size, n)), np.empty((batch_size, n))
+    cap = int(min(max(_BUDGET // max(rows.size, 1), 16), 256))
+
+    def simulate(rows: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _simulate(ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, is32,
+                         p, cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, rows, cap,
+                         cuba, v_end, i_end)
+
+    threads = numba.get_num_threads()
+    if ev_t.size * n < _PARALLEL_PAIRS:
+        numba.set_num_threads(1)
+    try:
+        out_t, out_c, counts = simulate(rows, cap)
+        where = np.full(rows.size, -1, dtype=np.int64)
+        over = np.nonzero(counts > cap)[0]
+        more_t, more_c, more_counts = out_t[:0], out_c[:0], counts[:0]
+        if over.size:  # neurons that fired more than cap times: run them again with room
+            where[over] = np.arange(over.size)
+            more_t, more_c, more_counts = simulate(over, int(counts[over].max()))
+        times, current, batch, units = _gather(batch_size, n, out_t, out_c, counts, where,
+                                               more_t, more_c, more_counts, is32)
+    finally:
+        numba.set_num_threads(threads)
+    parts = [torch.from_numpy(v_end).to(dtype)]
+    if cuba:
+        parts.append(torch.from_numpy(i_end).to(dtype))
+    times = torch.from_numpy(times).to(dtype)
+    current = torch.from_numpy(current).to(dtype) if cuba else torch.zeros_like(times)
+    return EventDrivenOutput(times, torch.from_numpy(batch), torch.from_numpy(units), current,
+                             model.State(*parts))
+
+
+def event_driven_spikes(out: EventDrivenOutput, *, dt: float, n_steps: int, batch_size: int,
+                        n_units: int) -> Spikes:
+    """The output spikes of :func:`run_event_driven` as :class:`Spikes` (already in order)."""
+    return Spikes.from_sorted_events(out.times, out.units, out.batch, dt=dt, n_steps=n_steps,
+                                     batch_size=batch_size, n_units=n_units)
