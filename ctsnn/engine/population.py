@@ -20,6 +20,7 @@ from .._checks import as_int, check_choice, check_finite, check_positive
 from ..models.base import NeuronModel
 from ..surrogate import Surrogate
 from ..synapses import Arrivals
+from .compiled.lif_bptt import fused_lif_applies, run_fused_lif
 from .continuous import run_continuous
 from .discrete import run_discrete
 from .limits import check_grid
@@ -140,6 +141,14 @@ def run_population(
             raise ValueError(f"state must be a {type(model).__name__}.State named tuple")
         state = model.State(*state)
         _check_state(model, state, batch_size)
+    if arrivals is None and n_steps > 0 and fused_lif_applies(
+            model, time=time, method=method, state=state, surrogate=surrogate,
+            recurrent=recurrent, record=tuple(record), saveat=saveat, integrand=integrand,
+            tensors=(current, jumps)):
+        # the whole input is known: all steps in one compiled kernel (same update and gradients)
+        return run_fused_lif(model, dt=dt, n_steps=n_steps, state=state, jumps=jumps,
+                             current=current, method=method, surrogate=surrogate,
+                             detach_reset=detach_reset)
     run = Population(
         model=model, dt=dt, n_steps=n_steps, batch_size=batch_size, method=method, state=state,
         dtype=dtype, device=torch.device(device),

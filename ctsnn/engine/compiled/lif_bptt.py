@@ -1,0 +1,335 @@
+"""Fused multi-step LIF / CubaLIF for surrogate BPTT: the whole sequence in one numba kernel.
+
+The discrete engine (:mod:`ctsnn.engine.discrete`) runs one step at a time from Python: a few
+small tensor operations per step, recorded one by one on the autograd tape. For a feed-forward
+``LIF`` or ``CubaLIF`` layer whose whole input is known before the run, this module runs all
+``T`` steps in one compiled loop (:func:`fused_lif`) and the backward pass over all ``T`` steps
+in another (a :class:`torch.autograd.Function`), with the same update as the engine:
+
+* flow (``method="exact"`` or ``"euler"``), written as the affine step per neuron
+  ``u = A v + B i + C0 + D c`` and ``i' = E i + F c`` (``c`` the input current of the step;
+  ``B = E = F = 0`` for LIF), coefficients computed by :func:`step_coefficients` in PyTorch so
+  that gradients reach ``tau_mem``, ``tau_syn``, ``r`` and ``v_leak`` through autograd;
+* jumps added to the model's jump target (``v`` for LIF, ``i`` for CubaLIF) after the flow;
+* spike ``s = H(u - v_threshold)`` (with ``reset="none"`` only where ``v`` was below threshold
+  before the step), surrogate derivative in the backward pass (any
+  :class:`~ctsnn.surrogate.Surrogate`: its derivative is evaluated in PyTorch on the saved
+  threshold values, once for the whole sequence);
+* reset ``v = u + f (R(u) - u)`` with ``f = s`` (or ``s.detach()`` with ``detach_reset``) and
+  ``R`` the model's reset (``"zero"``, ``"subtract"``, ``"none"``).
+
+Saved for the backward pass: ``u`` and the spikes ``[T, B, N]`` (and ``i`` before each step for
+CubaLIF). :func:`fused_lif_applies` says when the engine may use it: CPU tensors with kernels on
+(:func:`ctsnn.compiled.kernels_enabled`), exactly ``LIF`` or ``CubaLIF``, method ``"exact"`` or
+``"euler"``, a surrogate, no refractory period, no recurrent connection, no recordings,
+``saveat`` or readout integrand, and no neuron at or above threshold at ``t = 0``. Everything
+else runs the step-by-step reference loop, which the tests compare this kernel against.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from ...compiled import kernels_enabled
+from ...models.base import NeuronModel
+from ...models.lif import LIF, CubaLIF
+from ...surrogate import Surrogate
+from ..result import SimulationResult
+from ..spike_log import raster_spikes
+from ..stepping import check_state
+
+__all__ = ["RESET_CODES", "StepCoefficients", "fused_lif", "fused_lif_applies",
+           "run_fused_lif", "step_coefficients"]
+
+#: ``model.reset_mode`` -> the integer code the kernels take.
+RESET_CODES = {"zero": 0, "subtract": 1, "none": 2}
+FUSED_METHODS = ("exact", "euler")
+
+
+class StepCoefficients(NamedTuple):
+    """Per-neuron ``[N]`` coefficients of one grid step: ``u = A v + B i + C0 + D c``,
+    ``i' = E i + F c`` (differentiable w.r.t. the model's parameters)."""
+
+    A: Tensor
+    B: Tensor
+    C0: Tensor
+    D: Tensor
+    E: Tensor
+    F: Tensor
+
+
+def step_coefficients(model: NeuronModel, method: str, dt: float) -> StepCoefficients:
+    """The affine step of ``model`` (``LIF`` or ``CubaLIF``) for ``method`` over ``dt`` seconds.
+
+    ``"exact"``: the closed-form flow with the input held constant; ``"euler"``: one forward
+    Euler step. Equal (to rounding) to the engine's ``make_flow`` for the same model and method.
+    """
+    if method not in FUSED_METHODS:
+        raise ValueError(f"the fused LIF step supports methods {FUSED_METHODS}, got {method!r}")
+    h = float(dt)
+    vl, r, tm = model.v_leak, model.r, model.tau_mem
+    zero = torch.zeros_like(vl)
+    if isinstance(model, CubaLIF):
+        ts = model.tau_syn
+        if method == "euler":
+            km, ks = h / tm, h / ts
+            return StepCoefficients(1 - km, r * km, km * vl, zero, 1 - ks, ks)
+        em, es = torch.exp(-h / tm), torch.exp(-h / ts)
+        diff = ts - tm
+        near = diff.abs() <= 1e-9 * tm
+        safe = torch.where(near, torch.ones_like(diff), diff)
+        k = torch.where(near, (h / tm) * em, ts / safe * (es - em))
+        return StepCoefficients(em, r * k, (1 - em) * vl, r * (1 - em) - r * k, es, 1 - es)
+    if method == "euler":
+        km = h / tm
+        return StepCoefficients(1 - km, zero, km * vl, km * r, zero, zero)
+    em = torch.exp(-h / tm)
+    return StepCoefficients(em, zero, (1 - em) * vl, r * (1 - em), zero, zero)
+
+
+# --------------------------------------------------------------------------- kernels
+@numba.njit(cache=True)
+def _post_reset(u, s, th, vr, mode):
+    """``v`` after the reset of a step whose pre-reset value is ``u`` and spike ``s``."""
+    if s == 0.0 or mode == 2:
+        return u
+    if mode == 0:
+        return vr
+    return u - (th - vr)
+
+
+@numba.njit(cache=True, parallel=True)
+def _forward_kernel(jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
+                    spikes, u_all, i_before, v_end, i_end):
+    """All ``T`` steps; arrays ``[T, Bt, N]`` / ``[Bt, N]``, coefficients ``[N]``.
+
+    ``jumps`` / ``cur`` may have ``T = 0`` rows (absent). Writes ``spikes``, ``u_all``,
+    ``i_before`` (CubaLIF) and the final state (``v_end``, ``i_end`` also hold the running
+    state). Loops: batch (parallel), time, neurons (contiguous).
+    """
+    n_steps = spikes.shape[0]
+    batch, n = v0.shape
+    has_j = jumps.shape[0] > 0
+    has_c = cur.shape[0] > 0
+    for b in numba.prange(batch):
+        v = v_end[b]
+        i = i_end[b]
+        v[:] = v0[b]
+        i[:] = i0[b]
+        for t in range(n_steps):
+            for k in range(n):
+                u = A[k] * v[k] + B[k] * i[k] + C0[k]
+                if has_c:
+                    u += D[k] * cur[t, b, k]
+                if cuba:
+                    i_before[t, b, k] = i[k]
+                    ik = E[k] * i[k]
+                    if has_c:
+                        ik += F[k] * cur[t, b, k]
+                    if has_j:
+                        ik += jumps[t, b, k]
+                    i[k] = ik
+                elif has_j:
+                    u += jumps[t, b, k]
+                s = 1.0 if u - th[k] >= 0.0 else 0.0
+                if mode == 2 and not v[k] - th[k] < 0.0:
+                    s = 0.0
+                u_all[t, b, k] = u
+                spikes[t, b, k] = s
+                v[k] = _post_reset(u, s, th[k], vr[k], mode)
+
+
+@numba.njit(cache=True, parallel=True)
+def _backward_kernel(g_spikes, sd, u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr,
+                     mode, cuba, detach, g_jumps, g_cur, lv_all, li_all, acc):
+    """Reverse sweep over ``T``: the transpose of :func:`_forward_kernel`'s linearisation.
+
+    ``lv_all`` / ``li_all`` ``[Bt, N]`` enter as the gradients of the final state and leave as
+    those of the initial state. ``acc [8, Bt, N]`` (zeros on entry) accumulates the gradients
+    of ``A, B, C0, D, E, F, v_threshold, v_reset`` per ``(b, k)``; the caller sums the batch.
+    ``g_cur`` may have 0 rows (no current gradient wanted).
+    """
+    n_steps = spikes.shape[0]
+    batch, n = v0.shape
+    want_c = g_cur.shape[0] > 0
+    has_c = cur.shape[0] > 0
+    for b in numba.prange(batch):
+        lvb = lv_all[b]
+        lib = li_all[b]
+        for t in range(n_steps - 1, -1, -1):
+            for k in range(n):
+                lv = lvb[k]
+                li = lib[k]
+                u = u_all[t, b, k]
+                s = spikes[t, b, k]
+                if t == 0:
+                    vp = v0[b, k]
+                else:
+                    vp = _post_reset(u_all[t - 1, b, k], spikes[t - 1, b, k], th[k], vr[k], mode)
+                allowed = 1.0
+                if mode == 2 and not vp - th[k] < 0.0:
+                    allowed = 0.0
+                gs = g_spikes[t, b, k]
+                if mode == 0:
+                    if not detach:
+                        gs += lv * (vr[k] - u)
+                    gu_reset = lv * (1.0 - s)
+                    acc[7, b, k] += lv * s
+                elif mode == 1:
+                    if not detach:
+                        gs += lv * ((u - (th[k] - vr[k])) - u)
+                    gu_reset = lv
+                    acc[6, b, k] -= lv * s
+                    acc[7, b, k] += lv * s
+                else:
+                    gu_reset = lv
+                gsd = gs * sd[t, b, k] * allowed
+                gu = gu_reset + gsd
+                acc[6, b, k] -= gsd
+                acc[0, b, k] += gu * vp
+                acc[2, b, k] += gu
+                gc = D[k] * gu
+                c = 0.0
+                if has_c:
+                    c = cur[t, b, k]
+                    acc[3, b, k] += gu * c
+                if cuba:
+                    ip = i_before[t, b, k]
+                    g_jumps[t, b, k] = li
+                    acc[4, b, k] += li * ip
+                    acc[5, b, k] += li * c
+                    acc[1, b, k] += gu * ip
+                    gc += F[k] * li
+                    lib[k] = E[k] * li + B[k] * gu
+                else:
+                    g_jumps[t, b, k] = gu
+                if want_c:
+                    g_cur[t, b, k] = gc
+                lvb[k] = A[k] * gu
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def _empty_like_steps(like: Tensor) -> Tensor:
+    return like.new_zeros((0, *like.shape[1:]))
+
+
+class _FusedLIF(torch.autograd.Function):
+    """``(jumps, current, v0, i0, A, B, C0, D, E, F, th, vr) -> (spikes, v_end, i_end)``."""
+
+    @staticmethod
+    def forward(ctx, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr,  # type: ignore[override]
+                n_steps, mode, cuba, detach, surrogate):
+        spikes = v0.new_empty((n_steps, *v0.shape))
+        u_all = torch.empty_like(spikes)
+        i_before = torch.empty_like(spikes) if cuba else _empty_like_steps(spikes)
+        v_end, i_end = torch.empty_like(v0), torch.empty_like(v0)
+        _forward_kernel(_np(jumps), _np(cur), _np(v0), _np(i0), _np(A), _np(B), _np(C0), _np(D),
+                        _np(E), _np(F), _np(th), _np(vr), mode, cuba, spikes.numpy(),
+                        u_all.numpy(), i_before.numpy(), v_end.numpy(), i_end.numpy())
+        ctx.save_for_backward(u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr)
+        ctx.flags = (mode, cuba, detach, surrogate, jumps.shape[0] > 0)
+        return spikes, v_end, i_end
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_spikes, g_v_end, g_i_end):  # type: ignore[override]
+        u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr = ctx.saved_tensors
+        mode, cuba, detach, surrogate, has_j = ctx.flags
+        g_spikes = torch.zeros_like(spikes) if g_spikes is None else g_spikes.contiguous()
+        g_v_end = torch.zeros_like(v0) if g_v_end is None else g_v_end.contiguous()
+        g_i_end = torch.zeros_like(v0) if g_i_end is None else g_i_end.contiguous()
+        sd = surrogate.derivative(u_all - th).contiguous()
+        g_jumps = torch.empty_like(spikes)
+        g_cur = torch.empty_like(spikes) if ctx.needs_input_grad[1] else \
+            _empty_like_steps(spikes)
+        lv, li = g_v_end.clone(), g_i_end.clone()
+        acc = v0.new_zeros((8, *v0.shape))
+        _backward_kernel(_np(g_spikes), _np(sd), _np(u_all), _np(spikes), _np(i_before),
+                         _np(cur), _np(v0), _np(A), _np(B), _np(D), _np(E), _np(F), _np(th),
+                         _np(vr), mode, cuba, detach, g_jumps.numpy(), g_cur.numpy(),
+                         lv.numpy(), li.numpy(), acc.numpy())
+        gA, gB, gC0, gD, gE, gF, gth, gvr = acc.sum(1).unbind(0)
+        g_v0, g_i0 = lv, li
+        return (g_jumps if has_j else None, g_cur if ctx.needs_input_grad[1] else None,
+                g_v0, g_i0 if cuba else None, gA, gB, gC0, gD, gE, gF, gth, gvr,
+                None, None, None, None, None)
+
+
+def fused_lif(model: NeuronModel, *, dt: float, n_steps: int, state: tuple,
+              jumps: Tensor | None, current: Tensor | None, method: str,
+              surrogate: Surrogate, detach_reset: bool) -> tuple[Tensor, tuple]:
+    """Run a ``LIF`` / ``CubaLIF`` population over all steps in one kernel.
+
+    Args:
+        model: a :class:`~ctsnn.models.LIF` or :class:`~ctsnn.models.CubaLIF`.
+        dt: grid step (s).
+        n_steps: ``T``.
+        state: initial state (``[B, N]`` per variable).
+        jumps: ``[T, B, N]`` added to the jump target at the end of each step, or ``None``.
+        current: ``[T, B, N]`` input current held over each step, or ``None``.
+        method: ``"exact"`` or ``"euler"``.
+        surrogate: the spike's surrogate (its derivative is used in the backward pass).
+        detach_reset: stop the gradient through the reset's spike factor.
+
+    Returns:
+        ``(raster [T, B, N], final state)``; differentiable w.r.t. the inputs, the initial state
+        and the model's parameters.
+    """
+    if type(model) not in (LIF, CubaLIF):
+        raise TypeError(f"fused_lif runs LIF and CubaLIF, got {type(model).__name__}")
+    coef = step_coefficients(model, method, dt)
+    cuba = isinstance(model, CubaLIF)
+    v0 = state.v
+    i0 = state.i if cuba else torch.zeros_like(v0)
+    none = _empty_like_steps(v0.unsqueeze(0))
+    th = model.v_threshold.to(v0.dtype)
+    vr = model.v_reset.to(v0.dtype)
+    spikes, v_end, i_end = _FusedLIF.apply(
+        none if jumps is None else jumps.contiguous(),
+        none if current is None else current.contiguous(),
+        v0, i0, *coef, th, vr, int(n_steps), RESET_CODES[model.reset_mode], cuba,
+        bool(detach_reset), surrogate)
+    final = model.State(v_end, i_end) if cuba else model.State(v_end)
+    return spikes, final
+
+
+def fused_lif_applies(model: NeuronModel, *, time: str, method: str, state: tuple,
+                      surrogate: Surrogate | None, recurrent: object, record: tuple,
+                      saveat: object, integrand: object, tensors: tuple) -> bool:
+    """Whether :func:`run_fused_lif` may replace the step-by-step discrete loop (see module)."""
+    if time != "discrete" or type(model) not in (LIF, CubaLIF) or method not in FUSED_METHODS:
+        return False
+    if surrogate is None or recurrent is not None or record or saveat is not None:
+        return False
+    if integrand is not None or model.delayed_reads:
+        return False
+    present = tuple(t for t in (*tensors, *state) if t is not None)
+    if not kernels_enabled(*present, model.tau_mem):
+        return False
+    if bool((model.refractory > 0).any()):
+        return False
+    if model.resets and bool((state.v.detach() >= model.v_threshold.detach()).any()):
+        return False  # spikes at t = 0: the reference loop logs them
+    return True
+
+
+def run_fused_lif(model: NeuronModel, *, dt: float, n_steps: int, state: tuple,
+                  jumps: Tensor | None, current: Tensor | None, method: str,
+                  surrogate: Surrogate, detach_reset: bool) -> SimulationResult:
+    """The engine's discrete run of an eligible population (:func:`fused_lif_applies`)."""
+    raster, final = fused_lif(model, dt=dt, n_steps=n_steps, state=state, jumps=jumps,
+                              current=current, method=method, surrogate=surrogate,
+                              detach_reset=detach_reset)
+    check_state(model, final, max(n_steps - 1, 0), dt, method)
+    zero = torch.zeros_like(state.v)
+    spikes = raster_spikes(raster, dt, None, n_steps, tuple(zero.shape), zero)
+    return SimulationResult(spikes=spikes, states={}, final_state=final, raster=raster,
+                            output=None, saved={})
