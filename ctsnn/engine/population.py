@@ -142,13 +142,13 @@ def run_population(
         state = model.State(*state)
         _check_state(model, state, batch_size)
     if arrivals is None and n_steps > 0 and fused_lif_applies(
-            model, time=time, method=method, state=state, surrogate=surrogate,
-            recurrent=recurrent, record=tuple(record), saveat=saveat, integrand=integrand,
-            tensors=(current, jumps)):
+            model, time=time, method=method, state=state, recurrent=recurrent,
+            record=tuple(record), record_every=record_every, saveat=saveat,
+            integrand=integrand, tensors=(current, jumps)):
         # the whole input is known: all steps in one compiled kernel (same update and gradients)
         return run_fused_lif(model, dt=dt, n_steps=n_steps, state=state, jumps=jumps,
                              current=current, method=method, surrogate=surrogate,
-                             detach_reset=detach_reset)
+                             detach_reset=detach_reset, record=tuple(record))
     run = Population(
         model=model, dt=dt, n_steps=n_steps, batch_size=batch_size, method=method, state=state,
         dtype=dtype, device=torch.device(device),

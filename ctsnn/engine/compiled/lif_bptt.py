@@ -21,8 +21,9 @@ in another (a :class:`torch.autograd.Function`), with the same update as the eng
 Saved for the backward pass: ``u`` and the spikes ``[T, B, N]`` (and ``i`` before each step for
 CubaLIF). :func:`fused_lif_applies` says when the engine may use it: CPU tensors with kernels on
 (:func:`ctsnn.compiled.kernels_enabled`), exactly ``LIF`` or ``CubaLIF``, method ``"exact"`` or
-``"euler"``, a surrogate, no refractory period, no recurrent connection, no recordings,
-``saveat`` or readout integrand, and no neuron at or above threshold at ``t = 0``. Everything
+``"euler"``, no refractory period, no recurrent connection, no recordings but ``v`` (every
+step), no ``saveat`` or readout integrand, and no neuron at or above threshold at ``t = 0``.
+Without a surrogate the spikes are hard (no gradient), as in the engine. Everything
 else runs the step-by-step reference loop, which the tests compare this kernel against.
 """
 
@@ -43,7 +44,7 @@ from ..result import SimulationResult
 from ..spike_log import raster_spikes
 from ..stepping import check_state
 
-__all__ = ["RESET_CODES", "StepCoefficients", "fused_lif", "fused_lif_applies",
+__all__ = ["FusedRun", "RESET_CODES", "StepCoefficients", "fused_lif", "fused_lif_applies",
            "run_fused_lif", "step_coefficients"]
 
 #: ``model.reset_mode`` -> the integer code the kernels take.
@@ -105,17 +106,19 @@ def _post_reset(u, s, th, vr, mode):
 
 @numba.njit(cache=True, parallel=True)
 def _forward_kernel(jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
-                    spikes, u_all, i_before, v_end, i_end):
+                    spikes, u_all, i_before, v_rec, v_end, i_end):
     """All ``T`` steps; arrays ``[T, Bt, N]`` / ``[Bt, N]``, coefficients ``[N]``.
 
     ``jumps`` / ``cur`` may have ``T = 0`` rows (absent). Writes ``spikes``, ``u_all``,
-    ``i_before`` (CubaLIF) and the final state (``v_end``, ``i_end`` also hold the running
-    state). Loops: batch (parallel), time, neurons (contiguous).
+    ``i_before`` (CubaLIF), ``v_rec`` (``v`` after each step, if it has ``T`` rows) and the
+    final state (``v_end``, ``i_end`` also hold the running state). Loops: batch (parallel),
+    time, neurons (contiguous).
     """
     n_steps = spikes.shape[0]
     batch, n = v0.shape
     has_j = jumps.shape[0] > 0
     has_c = cur.shape[0] > 0
+    rec = v_rec.shape[0] > 0
     for b in numba.prange(batch):
         v = v_end[b]
         i = i_end[b]
@@ -142,28 +145,34 @@ def _forward_kernel(jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
                 u_all[t, b, k] = u
                 spikes[t, b, k] = s
                 v[k] = _post_reset(u, s, th[k], vr[k], mode)
+                if rec:
+                    v_rec[t, b, k] = v[k]
 
 
 @numba.njit(cache=True, parallel=True)
-def _backward_kernel(g_spikes, sd, u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr,
-                     mode, cuba, detach, g_jumps, g_cur, lv_all, li_all, acc):
+def _backward_kernel(g_spikes, sd, g_rec, u_all, spikes, i_before, cur, v0, A, B, D, E, F, th,
+                     vr, mode, cuba, detach, g_jumps, g_cur, lv_all, li_all, acc):
     """Reverse sweep over ``T``: the transpose of :func:`_forward_kernel`'s linearisation.
 
     ``lv_all`` / ``li_all`` ``[Bt, N]`` enter as the gradients of the final state and leave as
     those of the initial state. ``acc [8, Bt, N]`` (zeros on entry) accumulates the gradients
     of ``A, B, C0, D, E, F, v_threshold, v_reset`` per ``(b, k)``; the caller sums the batch.
-    ``g_cur`` may have 0 rows (no current gradient wanted).
+    ``g_cur`` may have 0 rows (no current gradient wanted), ``g_rec`` (the gradient of the
+    recorded ``v``) 0 rows when nothing was recorded.
     """
     n_steps = spikes.shape[0]
     batch, n = v0.shape
     want_c = g_cur.shape[0] > 0
     has_c = cur.shape[0] > 0
+    rec = g_rec.shape[0] > 0
     for b in numba.prange(batch):
         lvb = lv_all[b]
         lib = li_all[b]
         for t in range(n_steps - 1, -1, -1):
             for k in range(n):
                 lv = lvb[k]
+                if rec:
+                    lv += g_rec[t, b, k]
                 li = lib[k]
                 u = u_all[t, b, k]
                 s = spikes[t, b, k]
@@ -222,50 +231,70 @@ def _empty_like_steps(like: Tensor) -> Tensor:
 
 
 class _FusedLIF(torch.autograd.Function):
-    """``(jumps, current, v0, i0, A, B, C0, D, E, F, th, vr) -> (spikes, v_end, i_end)``."""
+    """``(jumps, current, v0, i0, A, B, C0, D, E, F, th, vr, ...) -> (spikes, v_rec, v_end,
+    i_end)``; ``surrogate=None``: hard spikes (the reset still passes gradient to ``v``)."""
 
     @staticmethod
     def forward(ctx, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr,  # type: ignore[override]
-                n_steps, mode, cuba, detach, surrogate):
+                n_steps, mode, cuba, detach, surrogate, record_v):
         spikes = v0.new_empty((n_steps, *v0.shape))
         u_all = torch.empty_like(spikes)
         i_before = torch.empty_like(spikes) if cuba else _empty_like_steps(spikes)
+        v_rec = torch.empty_like(spikes) if record_v else _empty_like_steps(spikes)
         v_end, i_end = torch.empty_like(v0), torch.empty_like(v0)
         _forward_kernel(_np(jumps), _np(cur), _np(v0), _np(i0), _np(A), _np(B), _np(C0), _np(D),
                         _np(E), _np(F), _np(th), _np(vr), mode, cuba, spikes.numpy(),
-                        u_all.numpy(), i_before.numpy(), v_end.numpy(), i_end.numpy())
+                        u_all.numpy(), i_before.numpy(), v_rec.numpy(), v_end.numpy(),
+                        i_end.numpy())
         ctx.save_for_backward(u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr)
-        ctx.flags = (mode, cuba, detach, surrogate, jumps.shape[0] > 0)
-        return spikes, v_end, i_end
+        ctx.flags = (mode, cuba, detach or surrogate is None, surrogate, jumps.shape[0] > 0,
+                     record_v)
+        if surrogate is None:
+            ctx.mark_non_differentiable(spikes)
+        return spikes, v_rec, v_end, i_end
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g_spikes, g_v_end, g_i_end):  # type: ignore[override]
+    def backward(ctx, g_spikes, g_rec, g_v_end, g_i_end):  # type: ignore[override]
         u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr = ctx.saved_tensors
-        mode, cuba, detach, surrogate, has_j = ctx.flags
-        g_spikes = torch.zeros_like(spikes) if g_spikes is None else g_spikes.contiguous()
-        g_v_end = torch.zeros_like(v0) if g_v_end is None else g_v_end.contiguous()
-        g_i_end = torch.zeros_like(v0) if g_i_end is None else g_i_end.contiguous()
-        sd = surrogate.derivative(u_all - th).contiguous()
+        mode, cuba, detach, surrogate, has_j, record_v = ctx.flags
+        if surrogate is None or g_spikes is None:
+            sd = torch.zeros_like(spikes)  # no gradient through the spikes
+            g_spikes = sd
+        else:
+            g_spikes = g_spikes.contiguous()
+            sd = surrogate.derivative(u_all - th).contiguous()
+        g_rec = g_rec.contiguous() if record_v and g_rec is not None else \
+            _empty_like_steps(spikes)
+        lv = torch.zeros_like(v0) if g_v_end is None else g_v_end.clone()
+        li = torch.zeros_like(v0) if g_i_end is None else g_i_end.clone()
         g_jumps = torch.empty_like(spikes)
         g_cur = torch.empty_like(spikes) if ctx.needs_input_grad[1] else \
             _empty_like_steps(spikes)
-        lv, li = g_v_end.clone(), g_i_end.clone()
         acc = v0.new_zeros((8, *v0.shape))
-        _backward_kernel(_np(g_spikes), _np(sd), _np(u_all), _np(spikes), _np(i_before),
-                         _np(cur), _np(v0), _np(A), _np(B), _np(D), _np(E), _np(F), _np(th),
-                         _np(vr), mode, cuba, detach, g_jumps.numpy(), g_cur.numpy(),
-                         lv.numpy(), li.numpy(), acc.numpy())
+        _backward_kernel(_np(g_spikes), _np(sd), _np(g_rec), _np(u_all), _np(spikes),
+                         _np(i_before), _np(cur), _np(v0), _np(A), _np(B), _np(D), _np(E),
+                         _np(F), _np(th), _np(vr), mode, cuba, detach, g_jumps.numpy(),
+                         g_cur.numpy(), lv.numpy(), li.numpy(), acc.numpy())
         gA, gB, gC0, gD, gE, gF, gth, gvr = acc.sum(1).unbind(0)
-        g_v0, g_i0 = lv, li
         return (g_jumps if has_j else None, g_cur if ctx.needs_input_grad[1] else None,
-                g_v0, g_i0 if cuba else None, gA, gB, gC0, gD, gE, gF, gth, gvr,
-                None, None, None, None, None)
+                lv, li if cuba else None, gA, gB, gC0, gD, gE, gF, gth, gvr,
+                None, None, None, None, None, None)
+
+
+class FusedRun(NamedTuple):
+    """What :func:`fused_lif` returns: ``raster [T, B, N]``, the recorded ``v [T, B, N]`` (or
+    ``None``) and the final state."""
+
+    raster: Tensor
+    v: Tensor | None
+    final_state: tuple
 
 
 def fused_lif(model: NeuronModel, *, dt: float, n_steps: int, state: tuple,
               jumps: Tensor | None, current: Tensor | None, method: str,
-              surrogate: Surrogate, detach_reset: bool) -> tuple[Tensor, tuple]:
+              surrogate: Surrogate | None, detach_reset: bool,
+              record_v: bool = False) -> FusedRun:
     """Run a ``LIF`` / ``CubaLIF`` population over all steps in one kernel.
 
     Args:
@@ -276,12 +305,14 @@ def fused_lif(model: NeuronModel, *, dt: float, n_steps: int, state: tuple,
         jumps: ``[T, B, N]`` added to the jump target at the end of each step, or ``None``.
         current: ``[T, B, N]`` input current held over each step, or ``None``.
         method: ``"exact"`` or ``"euler"``.
-        surrogate: the spike's surrogate (its derivative is used in the backward pass).
+        surrogate: the spike's surrogate (its derivative is used in the backward pass), or
+            ``None``: hard 0/1 spikes without gradient (as the engine without a surrogate).
         detach_reset: stop the gradient through the reset's spike factor.
+        record_v: also return ``v`` at the end of every step.
 
     Returns:
-        ``(raster [T, B, N], final state)``; differentiable w.r.t. the inputs, the initial state
-        and the model's parameters.
+        :class:`FusedRun`; differentiable w.r.t. the inputs, the initial state and the model's
+        parameters.
     """
     if type(model) not in (LIF, CubaLIF):
         raise TypeError(f"fused_lif runs LIF and CubaLIF, got {type(model).__name__}")
@@ -292,24 +323,24 @@ def fused_lif(model: NeuronModel, *, dt: float, n_steps: int, state: tuple,
     none = _empty_like_steps(v0.unsqueeze(0))
     th = model.v_threshold.to(v0.dtype)
     vr = model.v_reset.to(v0.dtype)
-    spikes, v_end, i_end = _FusedLIF.apply(
+    spikes, v_rec, v_end, i_end = _FusedLIF.apply(
         none if jumps is None else jumps.contiguous(),
         none if current is None else current.contiguous(),
         v0, i0, *coef, th, vr, int(n_steps), RESET_CODES[model.reset_mode], cuba,
-        bool(detach_reset), surrogate)
+        bool(detach_reset), surrogate, bool(record_v))
     final = model.State(v_end, i_end) if cuba else model.State(v_end)
-    return spikes, final
+    return FusedRun(spikes, v_rec if record_v else None, final)
 
 
 def fused_lif_applies(model: NeuronModel, *, time: str, method: str, state: tuple,
-                      surrogate: Surrogate | None, recurrent: object, record: tuple,
-                      saveat: object, integrand: object, tensors: tuple) -> bool:
+                      recurrent: object, record: tuple, record_every: int, saveat: object,
+                      integrand: object, tensors: tuple) -> bool:
     """Whether :func:`run_fused_lif` may replace the step-by-step discrete loop (see module)."""
     if time != "discrete" or type(model) not in (LIF, CubaLIF) or method not in FUSED_METHODS:
         return False
-    if surrogate is None or recurrent is not None or record or saveat is not None:
+    if recurrent is not None or saveat is not None or integrand is not None:
         return False
-    if integrand is not None or model.delayed_reads:
+    if model.delayed_reads or (record and (tuple(record) != ("v",) or record_every != 1)):
         return False
     present = tuple(t for t in (*tensors, *state) if t is not None)
     if not kernels_enabled(*present, model.tau_mem):
@@ -323,13 +354,15 @@ def fused_lif_applies(model: NeuronModel, *, time: str, method: str, state: tupl
 
 def run_fused_lif(model: NeuronModel, *, dt: float, n_steps: int, state: tuple,
                   jumps: Tensor | None, current: Tensor | None, method: str,
-                  surrogate: Surrogate, detach_reset: bool) -> SimulationResult:
+                  surrogate: Surrogate | None, detach_reset: bool,
+                  record: tuple = ()) -> SimulationResult:
     """The engine's discrete run of an eligible population (:func:`fused_lif_applies`)."""
-    raster, final = fused_lif(model, dt=dt, n_steps=n_steps, state=state, jumps=jumps,
-                              current=current, method=method, surrogate=surrogate,
-                              detach_reset=detach_reset)
-    check_state(model, final, max(n_steps - 1, 0), dt, method)
+    run = fused_lif(model, dt=dt, n_steps=n_steps, state=state, jumps=jumps, current=current,
+                    method=method, surrogate=surrogate, detach_reset=detach_reset,
+                    record_v="v" in record)
+    check_state(model, run.final_state, max(n_steps - 1, 0), dt, method)
     zero = torch.zeros_like(state.v)
-    spikes = raster_spikes(raster, dt, None, n_steps, tuple(zero.shape), zero)
-    return SimulationResult(spikes=spikes, states={}, final_state=final, raster=raster,
-                            output=None, saved={})
+    spikes = raster_spikes(run.raster, dt, None, n_steps, tuple(zero.shape), zero)
+    states = {} if run.v is None else {"v": run.v}
+    return SimulationResult(spikes=spikes, states=states, final_state=run.final_state,
+                            raster=run.raster, output=None, saved={})

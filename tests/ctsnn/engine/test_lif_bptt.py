@@ -141,16 +141,50 @@ def test_selected_only_where_it_applies(monkeypatch):
     model = _model("lif", "zero", learn=False)
     jumps, _ = _inputs(1)
     _run(model, jumps, None, kernels=True, method="euler", surrogate=atan(), detach=False)
-    assert calls == [1]
+    _run(model, jumps, None, kernels=True, method="euler", surrogate=None, detach=False)
+    assert calls == [1, 1]
     _run(model, jumps, None, kernels=False, method="euler", surrogate=atan(), detach=False)
     _run(model, jumps, None, kernels=True, method="rk4", surrogate=atan(), detach=False)
-    _run(model, jumps, None, kernels=True, method="euler", surrogate=None, detach=False)
     with use_kernels(True):
-        run_population(model, dt=DT, n_steps=T, batch_size=B, jumps=jumps, method="euler",
-                       surrogate=atan(), record=("v",))
+        for record, every in ((("v",), 2), (("v", "i"), 1)):
+            cuba = _model("cuba", "zero", learn=False)
+            run_population(cuba, dt=DT, n_steps=T, batch_size=B, jumps=jumps, method="euler",
+                           surrogate=atan(), record=record, record_every=every)
     ref = ctsnn.LIF(N, tau_mem=torch.full((N,), 2e-3, dtype=torch.float64), refractory=2e-3)
     _run(ref, jumps, None, kernels=True, method="euler", surrogate=atan(), detach=False)
-    assert calls == [1]
+    hot = model.initial_state(B, dtype=torch.float64)
+    hot = model.State(hot.v + 5.0)  # fires at t = 0: the reference loop logs that spike
+    _run(model, jumps, None, kernels=True, method="euler", surrogate=atan(), detach=False,
+         state=hot)
+    assert calls == [1, 1]
+
+
+@pytest.mark.parametrize("kind", ["lif", "cuba"])
+@pytest.mark.parametrize("surrogate", [None, atan(2.0)], ids=["hard", "atan"])
+def test_recorded_membrane_and_hard_spikes(kind, surrogate):
+    """A readout-style run: ``record=("v",)``, gradients through the recorded trace."""
+    model = _model(kind, "zero", learn=True)
+    jumps, cur = _inputs(8)
+    params = [model.tau_mem, model.v_threshold]
+    out = []
+    for kernels in (False, True):
+        with use_kernels(kernels):
+            res = run_population(model, dt=DT, n_steps=T, batch_size=B, jumps=jumps,
+                                 current=cur, method="exact", surrogate=surrogate,
+                                 record=("v",))
+        w = torch.randn(res.states["v"].shape, generator=torch.Generator().manual_seed(2),
+                        dtype=torch.float64)
+        loss = (res.states["v"] * w).sum() + (res.raster * w.flip(0)).sum()
+        out.append((res.states["v"].detach(), res.raster.detach(),
+                    torch.autograd.grad(loss, [jumps, cur, *params], allow_unused=True)))
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out[1][1], out[0][1], rtol=0, atol=0)
+    assert out[0][1].sum() > 0
+    for a, b in zip(out[1][2], out[0][2], strict=True):
+        if b is None:  # no path in the reference graph (hard spikes: threshold): zero here
+            assert a is None or not a.any()
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_rejects_other_models():
