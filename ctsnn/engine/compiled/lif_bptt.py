@@ -345,6 +345,8 @@ def fused_lif_applies(model: NeuronModel, *, time: str, method: str, state: tupl
     present = tuple(t for t in (*tensors, *state) if t is not None)
     if not kernels_enabled(*present, model.tau_mem):
         return False
+    if any(t.dtype != state.v.dtype for t in present):
+        return False  # mixed dtypes: the reference loop promotes as PyTorch does
     if bool((model.refractory > 0).any()):
         return False
     if model.resets and bool((state.v.detach() >= model.v_threshold.detach()).any()):
