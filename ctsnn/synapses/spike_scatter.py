@@ -11,15 +11,18 @@ Layout: rows per unit with time and batch flattened, batch contiguous (``x -> [N
 ``out -> [N_out, T_out * B]``), so a lag of ``L`` steps is a shift of ``L * B`` in a row.
 
 * forward: the non-zero entries of ``x`` per input unit (positions ascending), scattered into
-  every target's row (parallel over targets: no write conflicts);
+  every target's row (one target row at a time: rows stay in cache);
 * backward, the transpose: ``dL/dx[j]`` is a sum of shifted rows of ``dL/dout`` (dense: the
-  surrogate gradient reaches every input entry; contiguous, vectorised loops, parallel over
-  inputs), ``dL/dcoefs[k, i, j]`` a sum over the spikes of ``j`` only. Gradients w.r.t. weights
+  surrogate gradient reaches every input entry; contiguous, vectorised loops),
+  ``dL/dcoefs[k, i, j]`` a sum over the spikes of ``j`` only. Gradients w.r.t. weights
   and delays follow from ``dL/dcoefs`` through the kernel's own interpolation weights in
   PyTorch autograd, exactly as on the reference path.
 
 :func:`scatter_pays` says when :class:`~ctsnn.synapses.Dense` takes this path (CPU, kernels on,
 input density at most :data:`MAX_DENSITY`).
+
+The kernels run on one thread: on a machine whose cores PyTorch's own thread pool already
+keeps busy (and spins on), a second pool made them slower under load (measured).
 """
 
 from __future__ import annotations
@@ -40,12 +43,12 @@ __all__ = ["MAX_DENSITY", "SpikeScatter", "scatter_pays", "spike_scatter"]
 MAX_DENSITY = 0.25
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _forward(offsets, pos, val, lags, coefs, n_batch, out):
     """``out[i, pos + L B] += c val`` for every spike of every input and every tap."""
     n_taps, n_out, n_in = lags.shape
     size = out.shape[1]
-    for i in numba.prange(n_out):
+    for i in range(n_out):
         row = out[i]
         for j in range(n_in):
             a = offsets[j]
@@ -64,7 +67,7 @@ def _forward(offsets, pos, val, lags, coefs, n_batch, out):
                     row[p] += c * val[q]
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True)
 def _grad_input(g, lags, coefs, n_batch, gx):
     """``gx[j, p] = sum_{i, k} coefs[k, i, j] g[i, p + lags[k, i, j] B]`` (dense rows).
 
@@ -74,7 +77,7 @@ def _grad_input(g, lags, coefs, n_batch, gx):
     n_taps, n_out, n_in = lags.shape
     size_out = g.shape[1]
     size_in = gx.shape[1]
-    for j in numba.prange(n_in):
+    for j in range(n_in):
         row = gx[j]
         for i in range(n_out):
             for k in range(n_taps):
@@ -89,12 +92,12 @@ def _grad_input(g, lags, coefs, n_batch, gx):
                     dst[p] += c * src[p]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _grad_coefs(offsets, pos, val, lags, g, n_batch, gc):
     """``gc[k, i, j] = sum over the spikes q of j of val[q] g[i, pos[q] + lags[k, i, j] B]``."""
     n_taps, n_out, n_in = lags.shape
     size = g.shape[1]
-    for i in numba.prange(n_out):
+    for i in range(n_out):
         grow = g[i]
         for j in range(n_in):
             a = offsets[j]

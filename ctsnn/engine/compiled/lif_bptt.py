@@ -25,6 +25,7 @@ CubaLIF). :func:`fused_lif_applies` says when the engine may use it: CPU tensors
 step), no ``saveat`` or readout integrand, and no neuron at or above threshold at ``t = 0``.
 Without a surrogate the spikes are hard (no gradient), as in the engine. Everything
 else runs the step-by-step reference loop, which the tests compare this kernel against.
+The kernels run on one thread (see :mod:`ctsnn.synapses.spike_scatter`).
 """
 
 from __future__ import annotations
@@ -104,14 +105,14 @@ def _post_reset(u, s, th, vr, mode):
     return u - (th - vr)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _forward_kernel(jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
                     spikes, u_all, i_before, v_rec, v_end, i_end):
     """All ``T`` steps; arrays ``[T, Bt, N]`` / ``[Bt, N]``, coefficients ``[N]``.
 
     ``jumps`` / ``cur`` may have ``T = 0`` rows (absent). Writes ``spikes``, ``u_all``,
     ``i_before`` (CubaLIF), ``v_rec`` (``v`` after each step, if it has ``T`` rows) and the
-    final state (``v_end``, ``i_end`` also hold the running state). Loops: batch (parallel),
+    final state (``v_end``, ``i_end`` also hold the running state). Loops: batch,
     time, neurons (contiguous).
     """
     n_steps = spikes.shape[0]
@@ -119,7 +120,7 @@ def _forward_kernel(jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
     has_j = jumps.shape[0] > 0
     has_c = cur.shape[0] > 0
     rec = v_rec.shape[0] > 0
-    for b in numba.prange(batch):
+    for b in range(batch):
         v = v_end[b]
         i = i_end[b]
         v[:] = v0[b]
@@ -149,7 +150,7 @@ def _forward_kernel(jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
                     v_rec[t, b, k] = v[k]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _backward_kernel(g_spikes, sd, g_rec, u_all, spikes, i_before, cur, v0, A, B, D, E, F, th,
                      vr, mode, cuba, detach, g_jumps, g_cur, lv_all, li_all, acc):
     """Reverse sweep over ``T``: the transpose of :func:`_forward_kernel`'s linearisation.
@@ -165,7 +166,7 @@ def _backward_kernel(g_spikes, sd, g_rec, u_all, spikes, i_before, cur, v0, A, B
     want_c = g_cur.shape[0] > 0
     has_c = cur.shape[0] > 0
     rec = g_rec.shape[0] > 0
-    for b in numba.prange(batch):
+    for b in range(batch):
         lvb = lv_all[b]
         lib = li_all[b]
         for t in range(n_steps - 1, -1, -1):
