@@ -94,7 +94,33 @@ def step_coefficients(model: NeuronModel, method: str, dt: float) -> StepCoeffic
     return StepCoefficients(em, zero, (1 - em) * vl, r * (1 - em), zero, zero)
 
 
+#: Built-in surrogates (``Surrogate.family``) the backward kernel evaluates itself; any other
+#: surrogate's derivative is evaluated in PyTorch, in chunks of time steps.
+SURROGATE_CODES = {"atan": 1, "fast_sigmoid": 2, "superspike": 3, "triangle": 4, "sigmoid": 5}
+#: Elements per chunk when a user surrogate's derivative is evaluated in PyTorch (small
+#: temporaries the allocator reuses; one [T, B, N] temporary per operator page-faults).
+_CHUNK = 1 << 16
+
+
 # --------------------------------------------------------------------------- kernels
+@numba.njit(cache=True)
+def _surrogate_derivative(code, p, x):
+    """Derivative of the built-in surrogate ``code`` with parameter ``p`` at ``x``."""
+    if code == 1:
+        z = 0.5 * np.pi * p * x
+        return 0.5 * p / (1.0 + z * z)
+    if code == 2:
+        z = p * abs(x) + 1.0
+        return 1.0 / (z * z)
+    if code == 3:
+        z = p * abs(x) + 1.0
+        return p / (z * z) / 2.0
+    if code == 4:
+        return max(0.0, p - abs(x)) / (p * p)
+    s = 1.0 / (1.0 + np.exp(-p * x))
+    return p * s * (1.0 - s)
+
+
 @numba.njit(cache=True)
 def _post_reset(u, s, th, vr, mode):
     """``v`` after the reset of a step whose pre-reset value is ``u`` and spike ``s``."""
@@ -151,76 +177,109 @@ def _forward_kernel(jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
 
 
 @numba.njit(cache=True)
-def _backward_kernel(g_spikes, sd, g_rec, u_all, spikes, i_before, cur, v0, A, B, D, E, F, th,
-                     vr, mode, cuba, detach, g_jumps, g_cur, lv_all, li_all, acc):
+def _derivative_row(code, param, u_row, th, out):
+    """``out = surrogate'(u_row - th)`` for a built-in surrogate (one vectorisable loop)."""
+    if code == 1:
+        for k in range(u_row.shape[0]):
+            z = 0.5 * np.pi * param * (u_row[k] - th[k])
+            out[k] = 0.5 * param / (1.0 + z * z)
+    else:
+        for k in range(u_row.shape[0]):
+            out[k] = _surrogate_derivative(code, param, u_row[k] - th[k])
+
+
+@numba.njit(cache=True)
+def _backward_kernel(g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, cur, v0, A, B,
+                     D, E, F, th, vr, mode, cuba, detach, g_jumps, g_cur, lv_all, li_all, acc):
     """Reverse sweep over ``T``: the transpose of :func:`_forward_kernel`'s linearisation.
 
     ``lv_all`` / ``li_all`` ``[Bt, N]`` enter as the gradients of the final state and leave as
-    those of the initial state. ``acc [8, Bt, N]`` (zeros on entry) accumulates the gradients
-    of ``A, B, C0, D, E, F, v_threshold, v_reset`` per ``(b, k)``; the caller sums the batch.
-    ``g_cur`` may have 0 rows (no current gradient wanted), ``g_rec`` (the gradient of the
-    recorded ``v``) 0 rows when nothing was recorded.
+    those of the initial state. ``acc [8, N]`` (zeros on entry) accumulates the gradients
+    of ``A, B, C0, D, E, F, v_threshold, v_reset`` (summed over the batch).
+    Surrogate derivative: ``code`` of :data:`SURROGATE_CODES` (evaluated here, row by row),
+    ``0``: read from ``sd [T, Bt, N]`` (a user surrogate, evaluated in PyTorch), ``-1``: no
+    spike gradient (``g_spikes`` and ``sd`` unused). ``g_cur`` may have 0 rows (no current
+    gradient wanted), ``g_rec`` (the gradient of the recorded ``v``) 0 rows when nothing was
+    recorded. The loops over neurons use selects rather than branches, so that they vectorise.
     """
     n_steps = spikes.shape[0]
     batch, n = v0.shape
     want_c = g_cur.shape[0] > 0
     has_c = cur.shape[0] > 0
     rec = g_rec.shape[0] > 0
+    has_s = code >= 0
+    zero = 1.0 if mode == 0 else 0.0
+    sub = 1.0 if mode == 1 else 0.0
+    gate = 1.0 if mode == 2 else 0.0
+    keep = 0.0 if detach else 1.0
+    gu_v = np.empty(n, dtype=v0.dtype)
+    vp_v = np.empty(n, dtype=v0.dtype)
+    sd_v = np.zeros(n, dtype=v0.dtype)
     for b in range(batch):
-        lvb = lv_all[b]
-        lib = li_all[b]
+        lv = lv_all[b]
+        li = li_all[b]
+        a_acc, b_acc, c0_acc, d_acc = acc[0], acc[1], acc[2], acc[3]
+        e_acc, f_acc, th_acc, vr_acc = acc[4], acc[5], acc[6], acc[7]
         for t in range(n_steps - 1, -1, -1):
+            u_t = u_all[t, b]
+            s_t = spikes[t, b]
+            if rec:
+                g_r = g_rec[t, b]
+                for k in range(n):
+                    lv[k] += g_r[k]
+            if t == 0:
+                for k in range(n):
+                    vp_v[k] = v0[b, k]
+            else:
+                u_p = u_all[t - 1, b]
+                s_p = spikes[t - 1, b]
+                for k in range(n):
+                    up = u_p[k]
+                    after = vr[k] if mode == 0 else up - (th[k] - vr[k])
+                    vp_v[k] = after if s_p[k] * (1.0 - gate) != 0.0 else up
+            if code > 0:
+                _derivative_row(code, param, u_t, th, sd_v)
+            elif code == 0:
+                sd_v[:] = sd[t, b]
             for k in range(n):
-                lv = lvb[k]
-                if rec:
-                    lv += g_rec[t, b, k]
-                li = lib[k]
-                u = u_all[t, b, k]
-                s = spikes[t, b, k]
-                if t == 0:
-                    vp = v0[b, k]
-                else:
-                    vp = _post_reset(u_all[t - 1, b, k], spikes[t - 1, b, k], th[k], vr[k], mode)
-                allowed = 1.0
-                if mode == 2 and not vp - th[k] < 0.0:
-                    allowed = 0.0
-                gs = g_spikes[t, b, k]
-                if mode == 0:
-                    if not detach:
-                        gs += lv * (vr[k] - u)
-                    gu_reset = lv * (1.0 - s)
-                    acc[7, b, k] += lv * s
-                elif mode == 1:
-                    if not detach:
-                        gs += lv * ((u - (th[k] - vr[k])) - u)
-                    gu_reset = lv
-                    acc[6, b, k] -= lv * s
-                    acc[7, b, k] += lv * s
-                else:
-                    gu_reset = lv
-                gsd = gs * sd[t, b, k] * allowed
-                gu = gu_reset + gsd
-                acc[6, b, k] -= gsd
-                acc[0, b, k] += gu * vp
-                acc[2, b, k] += gu
-                gc = D[k] * gu
-                c = 0.0
-                if has_c:
-                    c = cur[t, b, k]
-                    acc[3, b, k] += gu * c
-                if cuba:
-                    ip = i_before[t, b, k]
-                    g_jumps[t, b, k] = li
-                    acc[4, b, k] += li * ip
-                    acc[5, b, k] += li * c
-                    acc[1, b, k] += gu * ip
-                    gc += F[k] * li
-                    lib[k] = E[k] * li + B[k] * gu
-                else:
-                    g_jumps[t, b, k] = gu
+                u = u_t[k]
+                s = s_t[k]
+                lvk = lv[k]
+                gs = 0.0
+                if has_s:
+                    allowed = 0.0 if gate * (vp_v[k] - th[k]) >= 0.0 and gate != 0.0 else 1.0
+                    jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
+                    gs = (g_spikes[t, b, k] + keep * lvk * jump) * sd_v[k] * allowed
+                gu = lvk * (1.0 - zero * s) + gs
+                vr_acc[k] += (zero + sub) * lvk * s
+                th_acc[k] -= sub * lvk * s + gs
+                a_acc[k] += gu * vp_v[k]
+                c0_acc[k] += gu
+                lv[k] = A[k] * gu
+                gu_v[k] = gu
+            gj = g_jumps[t, b]
+            if cuba:
+                ip_t = i_before[t, b]
+                for k in range(n):
+                    gj[k] = li[k]
+                    e_acc[k] += li[k] * ip_t[k]
+                    b_acc[k] += gu_v[k] * ip_t[k]
+            else:
+                for k in range(n):
+                    gj[k] = gu_v[k]
+            if has_c:
+                c_t = cur[t, b]
+                for k in range(n):
+                    d_acc[k] += gu_v[k] * c_t[k]
+                    if cuba:
+                        f_acc[k] += li[k] * c_t[k]
                 if want_c:
-                    g_cur[t, b, k] = gc
-                lvb[k] = A[k] * gu
+                    gc = g_cur[t, b]
+                    for k in range(n):
+                        gc[k] = D[k] * gu_v[k] + (F[k] * li[k] if cuba else 0.0)
+            if cuba:
+                for k in range(n):
+                    li[k] = E[k] * li[k] + B[k] * gu_v[k]
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -229,6 +288,15 @@ def _np(t: Tensor) -> np.ndarray:
 
 def _empty_like_steps(like: Tensor) -> Tensor:
     return like.new_zeros((0, *like.shape[1:]))
+
+
+def _chunked_derivative(surrogate: Surrogate, u_all: Tensor, th: Tensor) -> Tensor:
+    """``surrogate.derivative(u - th)`` over ``[T, B, N]``, a few time steps at a time."""
+    sd = torch.empty_like(u_all)
+    step = max(1, _CHUNK // max(1, u_all[0].numel()))
+    for t in range(0, u_all.shape[0], step):
+        sd[t:t + step] = surrogate.derivative(u_all[t:t + step] - th)
+    return sd
 
 
 class _FusedLIF(torch.autograd.Function):
@@ -259,12 +327,18 @@ class _FusedLIF(torch.autograd.Function):
     def backward(ctx, g_spikes, g_rec, g_v_end, g_i_end):  # type: ignore[override]
         u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr = ctx.saved_tensors
         mode, cuba, detach, surrogate, has_j, record_v = ctx.flags
-        if surrogate is None or g_spikes is None:
-            sd = torch.zeros_like(spikes)  # no gradient through the spikes
-            g_spikes = sd
+        empty = _empty_like_steps(spikes)
+        sd, code, param = empty, -1, 0.0  # no spike gradient
+        if surrogate is not None and g_spikes is not None:
+            code = SURROGATE_CODES.get(surrogate.family, 0)
+            if code:
+                param = float(surrogate.parameter)
+            else:
+                sd = _chunked_derivative(surrogate, u_all, th)
+            if g_spikes.dtype != spikes.dtype:
+                g_spikes = g_spikes.to(spikes.dtype)
         else:
-            g_spikes = g_spikes.contiguous()
-            sd = surrogate.derivative(u_all - th).contiguous()
+            g_spikes = empty
         g_rec = g_rec.contiguous() if record_v and g_rec is not None else \
             _empty_like_steps(spikes)
         lv = torch.zeros_like(v0) if g_v_end is None else g_v_end.clone()
@@ -272,12 +346,14 @@ class _FusedLIF(torch.autograd.Function):
         g_jumps = torch.empty_like(spikes)
         g_cur = torch.empty_like(spikes) if ctx.needs_input_grad[1] else \
             _empty_like_steps(spikes)
-        acc = v0.new_zeros((8, *v0.shape))
-        _backward_kernel(_np(g_spikes), _np(sd), _np(g_rec), _np(u_all), _np(spikes),
+        acc = v0.new_zeros((8, v0.shape[1]))  # small: PyTorch runs it on one thread
+        # g_spikes may be broadcast (e.g. from a sum): read through its strides, no copy
+        _backward_kernel(g_spikes.detach().numpy(), _np(sd), code, param, _np(g_rec),
+                         _np(u_all), _np(spikes),
                          _np(i_before), _np(cur), _np(v0), _np(A), _np(B), _np(D), _np(E),
                          _np(F), _np(th), _np(vr), mode, cuba, detach, g_jumps.numpy(),
                          g_cur.numpy(), lv.numpy(), li.numpy(), acc.numpy())
-        gA, gB, gC0, gD, gE, gF, gth, gvr = acc.sum(1).unbind(0)
+        gA, gB, gC0, gD, gE, gF, gth, gvr = acc.unbind(0)
         return (g_jumps if has_j else None, g_cur if ctx.needs_input_grad[1] else None,
                 lv, li if cuba else None, gA, gB, gC0, gD, gE, gF, gth, gvr,
                 None, None, None, None, None, None)

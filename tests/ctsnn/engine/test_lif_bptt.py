@@ -12,7 +12,7 @@ import ctsnn
 from ctsnn.compiled import use_kernels
 from ctsnn.engine import run_population
 from ctsnn.engine.compiled import lif_bptt
-from ctsnn.surrogate import atan, fast_sigmoid, sigmoid, superspike, triangle
+from ctsnn.surrogate import Surrogate, atan, fast_sigmoid, sigmoid, superspike, triangle
 
 T, B, N = 7, 3, 5
 DT = 1e-3
@@ -92,9 +92,14 @@ def test_fused_equals_reference(kind, reset, method, detach):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
 
 
+CUSTOM = Surrogate("custom", lambda x: torch.exp(-x.abs()))  # no family: PyTorch evaluates it
+
+
 @pytest.mark.parametrize("surrogate", [atan(2.0), fast_sigmoid(10.0), superspike(20.0),
-                                       triangle(0.7), sigmoid(3.0)], ids=lambda s: s.name)
-def test_every_surrogate(surrogate):
+                                       triangle(0.7), sigmoid(3.0), CUSTOM],
+                         ids=lambda s: s.name)
+def test_every_surrogate(surrogate, monkeypatch):
+    monkeypatch.setattr(lif_bptt, "_CHUNK", 2 * B * N)  # several chunks for a user surrogate
     model = _model("lif", "zero", learn=False)
     jumps, _ = _inputs(4)
     grads = []
