@@ -37,10 +37,16 @@ class _Heaviside(torch.autograd.Function):
 
 @dataclass(frozen=True)
 class Surrogate:
-    """Heaviside forward, ``derivative(x)`` backward. Build with the factory functions."""
+    """Heaviside forward, ``derivative(x)`` backward. Build with the factory functions.
+
+    ``family`` and ``parameter`` name a built-in surrogate and its parameter (compiled kernels
+    evaluate those themselves; ``None`` for a user surrogate, whose ``derivative`` is called).
+    """
 
     name: str
     derivative: Callable[[Tensor], Tensor]
+    family: str | None = None
+    parameter: float | None = None
 
     def __call__(self, x: Tensor) -> Tensor:
         return _Heaviside.apply(x, self.derivative)
@@ -50,27 +56,30 @@ def atan(alpha: float = 2.0) -> Surrogate:
     """Arctan (SpikingJelly ``ATan``): ``(alpha/2) / (1 + (pi alpha x / 2)^2)``."""
     check_positive("alpha", alpha)
     return Surrogate(f"atan(alpha={alpha})",
-                     lambda x: (alpha / 2) / (1 + (math.pi / 2 * alpha * x) ** 2))
+                     lambda x: (alpha / 2) / (1 + (math.pi / 2 * alpha * x) ** 2),
+                     "atan", float(alpha))
 
 
 def fast_sigmoid(slope: float = 25.0) -> Surrogate:
     """Fast sigmoid as in snnTorch: ``1 / (slope |x| + 1)^2`` (integrates to ``2 / slope``)."""
     check_positive("slope", slope)
-    return Surrogate(f"fast_sigmoid(slope={slope})", lambda x: 1.0 / (slope * x.abs() + 1.0) ** 2)
+    return Surrogate(f"fast_sigmoid(slope={slope})", lambda x: 1.0 / (slope * x.abs() + 1.0) ** 2,
+                     "fast_sigmoid", float(slope))
 
 
 def superspike(beta: float = 100.0) -> Surrogate:
     """SuperSpike (Zenke & Ganguli 2018): ``1 / (beta |x| + 1)^2``, normalised by ``beta``."""
     check_positive("beta", beta)
     return Surrogate(f"superspike(beta={beta})",
-                     lambda x: beta / (beta * x.abs() + 1.0) ** 2 / 2.0)
+                     lambda x: beta / (beta * x.abs() + 1.0) ** 2 / 2.0, "superspike", float(beta))
 
 
 def triangle(width: float = 1.0) -> Surrogate:
     """Triangle (DelRec SSC): ``max(0, width - |x|) / width^2``."""
     check_positive("width", width)
     return Surrogate(f"triangle(width={width})",
-                     lambda x: torch.clamp(width - x.abs(), min=0.0) / width**2)
+                     lambda x: torch.clamp(width - x.abs(), min=0.0) / width**2, "triangle",
+                     float(width))
 
 
 def sigmoid(alpha: float = 4.0) -> Surrogate:
@@ -81,7 +90,7 @@ def sigmoid(alpha: float = 4.0) -> Surrogate:
         s = torch.sigmoid(alpha * x)
         return alpha * s * (1 - s)
 
-    return Surrogate(f"sigmoid(alpha={alpha})", d)
+    return Surrogate(f"sigmoid(alpha={alpha})", d, "sigmoid", float(alpha))
 
 
 __all__ = ["Surrogate", "atan", "fast_sigmoid", "superspike", "triangle", "sigmoid"]

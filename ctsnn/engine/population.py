@@ -19,6 +19,7 @@ from ..models.base import NeuronModel
 from ..surrogate import Surrogate
 from ..synapses import Arrivals
 from .compiled.event_driven import event_driven_refusal, event_driven_spikes, run_event_driven
+from .compiled.lif_bptt import fused_lif_applies, run_fused_lif
 from .continuous import run_continuous
 from .discrete import run_discrete
 from .limits import check_grid
@@ -142,6 +143,14 @@ def run_population(
         spikes = event_driven_spikes(out, dt=dt, n_steps=n_steps, batch_size=batch_size,
                                      n_units=model.n)
         return SimulationResult(spikes=spikes, states={}, final_state=out.final_state)
+    if arrivals is None and n_steps > 0 and fused_lif_applies(
+            model, time=time, method=method, state=state, recurrent=recurrent,
+            record=tuple(record), record_every=record_every, saveat=saveat,
+            integrand=integrand, tensors=(current, jumps)):
+        # the whole input is known: all steps in one compiled kernel (same update and gradients)
+        return run_fused_lif(model, dt=dt, n_steps=n_steps, state=state, jumps=jumps,
+                             current=current, method=method, surrogate=surrogate,
+                             detach_reset=detach_reset, record=tuple(record))
     run = Population(
         model=model, dt=dt, n_steps=n_steps, batch_size=batch_size, method=method, state=state,
         dtype=dtype, device=torch.device(device),

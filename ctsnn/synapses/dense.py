@@ -46,6 +46,7 @@ from .kernels import (
     taps_to_dense,
 )
 from .ranges import check_delay_range, check_max_delay, clamp_delay_
+from .spike_scatter import scatter_pays, spike_scatter
 
 PER = ("synapse", "axon")
 #: Grid-kernel delay initialisers by name (``"dcls_reference"``: the DCLS code's quirk).
@@ -450,16 +451,19 @@ class Dense(ExactValues, nn.Module):
                              "the spikes, or build the synapse with this dt")
 
     # ----------------------------------------------------------------- kernels
-    def taps(self) -> Taps | None:
+    def taps(self, *, support: bool = False) -> Taps | None:
         """Grid kernels: the sparse kernel (weights included), ``None`` for a dense kernel.
 
         Evaluation mode (with ``round_in_eval``): one tap at the rounded delay, value ``w``.
+        ``support=True``: also a dense kernel's few-tap form equal to it to rounding where it
+        has one (a narrow Gaussian, :meth:`DelayKernel.support_taps`; the spike-scatter path).
         """
         w = self.effective_weight
         d = self.delay_steps.clamp(0, self.max_delay_steps).expand(self.n_out, self.n_in)
         if not self.training and self.round_in_eval:
             return Taps(round_delay(d.detach()).long().unsqueeze(0), w.unsqueeze(0))
-        taps = self.kernel.taps(d, self.kernel_size, sigma=self.sigma)
+        form = self.kernel.support_taps if support else self.kernel.taps
+        taps = form(d, self.kernel_size, sigma=self.sigma)
         return None if taps is None else Taps(taps.lags, taps.coefs * w)
 
     def kernel_tensor(self) -> Tensor:
@@ -499,8 +503,12 @@ class Dense(ExactValues, nn.Module):
         raster = x.raster(dtype=self.weight.dtype) if isinstance(x, Spikes) else \
             x.to(self.weight.dtype)
         if self.kernel.grid:
-            taps = self.taps()
-            if taps is None:
+            # CPU and sparse input: scatter each spike into its delayed slots (numba)
+            fast = scatter_pays(raster, self.weight)
+            taps = self.taps(support=fast)
+            if fast and taps is not None:
+                out = spike_scatter(raster, taps, self.pad_right)
+            elif taps is None:
                 out = dense_conv(raster, self.kernel_tensor(), self.pad_right)
             else:
                 out = tap_conv(raster, taps, self.pad_right)

@@ -285,6 +285,47 @@ def gaussian_mass(delay_steps: Tensor, sigma_eff: Tensor | float, k: int) -> Ten
 
 
 
+def gaussian_support_taps(delay_steps: Tensor, sigma_eff: Tensor | float, k: int, *,
+                          eps: float = DCLS_EPS) -> Taps | None:
+    """:func:`gaussian_kernel` truncated to its numerical support, as taps (or ``None``).
+
+    Lags farther than ``R`` from ``d`` are dropped, ``R`` the distance where the unnormalised
+    Gaussian falls below ``2^-8`` of the dtype's machine epsilon
+    (``R = sigma sqrt(2 ln(2^8 / eps_dtype))``), and the kept taps are normalised over the
+    window as in :func:`gaussian_kernel`; the result equals the dense kernel to rounding
+    (DCLS's final width ``sigma_eff = 0.5``: 8 taps in float32, 10 in float64). Taps falling
+    outside ``[0, K - 1]`` carry 0. ``None`` when that would need more than ``K // 2`` taps (a
+    wide Gaussian: use the dense kernel).
+
+    Args:
+        delay_steps: ``[...]`` delays in steps.
+        sigma_eff: width in steps (a number or a 0-d tensor).
+        k: number of taps ``K`` of the window.
+        eps: normalisation safety term (DCLS: 1e-7).
+
+    Returns:
+        :class:`Taps` ``[n_taps, ...]`` (differentiable w.r.t. ``delay_steps`` and a tensor
+        ``sigma_eff``), or ``None``.
+    """
+    _check_k(k)
+    sigma = float(sigma_eff)
+    check_positive("sigma_eff", sigma)
+    tiny = torch.finfo(delay_steps.dtype).eps / 256.0
+    radius = sigma * math.sqrt(2.0 * math.log(1.0 / tiny))
+    n_taps = 2 * math.floor(radius) + 2
+    if n_taps > k // 2:
+        return None
+    base = torch.floor(delay_steps.detach()).long() - math.floor(radius)
+    offsets = torch.arange(n_taps, device=delay_steps.device).reshape(-1, *([1] * delay_steps.ndim))
+    lags = base.unsqueeze(0) + offsets
+    inside = (lags >= 0) & (lags <= k - 1)
+    s = sigma_eff.to(delay_steps.dtype) if isinstance(sigma_eff, Tensor) else sigma
+    z = (lags.to(delay_steps.dtype) - delay_steps.unsqueeze(0)) / s
+    g = torch.where(inside, torch.exp(-0.5 * z * z), torch.zeros((), dtype=delay_steps.dtype,
+                                                                  device=delay_steps.device))
+    return Taps(lags.clamp(0, k - 1), g / (g.sum(0, keepdim=True) + eps))
+
+
 # --------------------------------------------------------------------------- triangle spread
 def triangle_spread(delay: Tensor, width: Tensor | float, n_lags: int, *,
                     first_lag: int = 1) -> Tensor:
@@ -366,6 +407,12 @@ class DelayKernel:
              ) -> Taps | None:
         """Sparse form (1 or 2 taps, weights not included), or ``None`` if only dense exists."""
         return None
+
+    def support_taps(self, delay_steps: Tensor, k: int, *,
+                     sigma: Tensor | float | None = None) -> Taps | None:
+        """Few-tap form equal to :meth:`dense` to rounding (the spike-scatter path), or
+        ``None``; the sparse kernels' :meth:`taps` by default."""
+        return self.taps(delay_steps, k, sigma=sigma)
 
     def dense(self, delay_steps: Tensor, k: int, *, sigma: Tensor | float | None = None
               ) -> Tensor:
@@ -492,6 +539,12 @@ class Gaussian(DelayKernel):
               ) -> Tensor:
         return gaussian_kernel(delay_steps, self.initial_sigma(k) if sigma is None else sigma, k)
 
+    def support_taps(self, delay_steps: Tensor, k: int, *,
+                     sigma: Tensor | float | None = None) -> Taps | None:
+        """The Gaussian truncated to its support (:func:`gaussian_support_taps`) when narrow."""
+        return gaussian_support_taps(delay_steps, self.initial_sigma(k) if sigma is None
+                                     else sigma, k)
+
     def __repr__(self) -> str:
         return "Gaussian()" if self.sigma is None else f"Gaussian(sigma={self.sigma:g})"
 
@@ -517,6 +570,6 @@ __all__ = [
     "DelayKernel", "Exact", "EXACT", "Rounded", "Triangle", "Gaussian", "KERNELS", "as_kernel",
     "DCLS_EPS", "DCLS_SIGMA_OFFSET", "ROUNDING_MODES", "Taps", "kernel_size",
     "position_to_delay", "delay_to_position", "clamp_delay", "round_delay", "gaussian_kernel",
-    "gaussian_mass", "taps_to_dense", "triangle_taps", "triangle_kernel",
+    "gaussian_mass", "gaussian_support_taps", "taps_to_dense", "triangle_taps", "triangle_kernel",
     "rounded_taps", "rounded_kernel", "triangle_spread", "buffer_length",
 ]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import ctsnn
+from ctsnn.compiled import use_kernels
 
 F64 = torch.float64
 
@@ -31,9 +32,13 @@ def test_subtract_equals_the_old_soft_reset_lif(detach_reset):
     runs = []
     for model in (new, old):
         x = _jumps(40, 3, 6, seed=1)
-        res = ctsnn.run_population(model, dt=1.4 / 249, n_steps=40, batch_size=3, jumps=x,
-                                   method="euler", record=("v",), detach_reset=detach_reset,
-                                   surrogate=ctsnn.surrogate.triangle())
+        # both on the step loop: the fused LIF kernel (which serves LIF, not the subclass)
+        # equals it to rounding, tested in tests/ctsnn/engine/test_lif_bptt.py
+        with use_kernels(False):
+            res = ctsnn.run_population(model, dt=1.4 / 249, n_steps=40, batch_size=3, jumps=x,
+                                       method="euler", record=("v",),
+                                       detach_reset=detach_reset,
+                                       surrogate=ctsnn.surrogate.triangle())
         (res.raster.sum() + res.states["v"].square().sum()).backward()
         runs.append((res.raster, res.states["v"], x.grad))
     assert runs[0][0].sum() > 10  # the reset is exercised

@@ -1,0 +1,447 @@
+"""Fused multi-step LIF / CubaLIF for surrogate BPTT: the whole sequence in one numba kernel.
+
+The discrete engine (:mod:`ctsnn.engine.discrete`) runs one step at a time from Python: a few
+small tensor operations per step, recorded one by one on the autograd tape. For a feed-forward
+``LIF`` or ``CubaLIF`` layer whose whole input is known before the run, this module runs all
+``T`` steps in one compiled loop (:func:`fused_lif`) and the backward pass over all ``T`` steps
+in another (a :class:`torch.autograd.Function`), with the same update as the engine:
+
+* flow (``method="exact"`` or ``"euler"``), written as the affine step per neuron
+  ``u = A v + B i + C0 + D c`` and ``i' = E i + F c`` (``c`` the input current of the step;
+  ``B = E = F = 0`` for LIF), coefficients computed by :func:`step_coefficients` in PyTorch so
+  that gradients reach ``tau_mem``, ``tau_syn``, ``r`` and ``v_leak`` through autograd;
+* jumps added to the model's jump target (``v`` for LIF, ``i`` for CubaLIF) after the flow;
+* spike ``s = H(u - v_threshold)`` (with ``reset="none"`` only where ``v`` was below threshold
+  before the step), surrogate derivative in the backward pass (any
+  :class:`~ctsnn.surrogate.Surrogate`: its derivative is evaluated in PyTorch on the saved
+  threshold values, once for the whole sequence);
+* reset ``v = u + f (R(u) - u)`` with ``f = s`` (or ``s.detach()`` with ``detach_reset``) and
+  ``R`` the model's reset (``"zero"``, ``"subtract"``, ``"none"``).
+
+Saved for the backward pass: ``u`` and the spikes ``[T, B, N]`` (and ``i`` before each step for
+CubaLIF). :func:`fused_lif_applies` says when the engine may use it: CPU tensors with kernels on
+(:func:`ctsnn.compiled.kernels_enabled`), exactly ``LIF`` or ``CubaLIF``, method ``"exact"`` or
+``"euler"``, no refractory period, no recurrent connection, no recordings but ``v`` (every
+step), no ``saveat`` or readout integrand, and no neuron at or above threshold at ``t = 0``.
+Without a surrogate the spikes are hard (no gradient), as in the engine. Everything
+else runs the step-by-step reference loop, which the tests compare this kernel against.
+The kernels run on one thread (see :mod:`ctsnn.synapses.spike_scatter`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from ...compiled import kernels_enabled
+from ...models.base import NeuronModel
+from ...models.lif import LIF, CubaLIF
+from ...surrogate import Surrogate
+from ..result import SimulationResult
+from ..spike_log import raster_spikes
+from ..stepping import check_state
+
+__all__ = ["FusedRun", "RESET_CODES", "StepCoefficients", "fused_lif", "fused_lif_applies",
+           "run_fused_lif", "step_coefficients"]
+
+#: ``model.reset_mode`` -> the integer code the kernels take.
+RESET_CODES = {"zero": 0, "subtract": 1, "none": 2}
+FUSED_METHODS = ("exact", "euler")
+
+
+class StepCoefficients(NamedTuple):
+    """Per-neuron ``[N]`` coefficients of one grid step: ``u = A v + B i + C0 + D c``,
+    ``i' = E i + F c`` (differentiable w.r.t. the model's parameters)."""
+
+    A: Tensor
+    B: Tensor
+    C0: Tensor
+    D: Tensor
+    E: Tensor
+    F: Tensor
+
+
+def step_coefficients(model: NeuronModel, method: str, dt: float) -> StepCoefficients:
+    """The affine step of ``model`` (``LIF`` or ``CubaLIF``) for ``method`` over ``dt`` seconds.
+
+    ``"exact"``: the closed-form flow with the input held constant; ``"euler"``: one forward
+    Euler step. Equal (to rounding) to the engine's ``make_flow`` for the same model and method.
+    """
+    if method not in FUSED_METHODS:
+        raise ValueError(f"the fused LIF step supports methods {FUSED_METHODS}, got {method!r}")
+    h = float(dt)
+    vl, r, tm = model.v_leak, model.r, model.tau_mem
+    zero = torch.zeros_like(vl)
+    if isinstance(model, CubaLIF):
+        ts = model.tau_syn
+        if method == "euler":
+            km, ks = h / tm, h / ts
+            return StepCoefficients(1 - km, r * km, km * vl, zero, 1 - ks, ks)
+        em, es = torch.exp(-h / tm), torch.exp(-h / ts)
+        diff = ts - tm
+        near = diff.abs() <= 1e-9 * tm
+        safe = torch.where(near, torch.ones_like(diff), diff)
+        k = torch.where(near, (h / tm) * em, ts / safe * (es - em))
+        return StepCoefficients(em, r * k, (1 - em) * vl, r * (1 - em) - r * k, es, 1 - es)
+    if method == "euler":
+        km = h / tm
+        return StepCoefficients(1 - km, zero, km * vl, km * r, zero, zero)
+    em = torch.exp(-h / tm)
+    return StepCoefficients(em, zero, (1 - em) * vl, r * (1 - em), zero, zero)
+
+
+#: Built-in surrogates (``Surrogate.family``) the backward kernel evaluates itself; any other
+#: surrogate's derivative is evaluated in PyTorch, in chunks of time steps.
+SURROGATE_CODES = {"atan": 1, "fast_sigmoid": 2, "superspike": 3, "triangle": 4, "sigmoid": 5}
+#: Elements per chunk when a user surrogate's derivative is evaluated in PyTorch (small
+#: temporaries the allocator reuses; one [T, B, N] temporary per operator page-faults).
+_CHUNK = 1 << 16
+
+
+# --------------------------------------------------------------------------- kernels
+@numba.njit(cache=True)
+def _surrogate_derivative(code, p, x):
+    """Derivative of the built-in surrogate ``code`` with parameter ``p`` at ``x``."""
+    if code == 1:
+        z = 0.5 * np.pi * p * x
+        return 0.5 * p / (1.0 + z * z)
+    if code == 2:
+        z = p * abs(x) + 1.0
+        return 1.0 / (z * z)
+    if code == 3:
+        z = p * abs(x) + 1.0
+        return p / (z * z) / 2.0
+    if code == 4:
+        return max(0.0, p - abs(x)) / (p * p)
+    s = 1.0 / (1.0 + np.exp(-p * x))
+    return p * s * (1.0 - s)
+
+
+@numba.njit(cache=True)
+def _post_reset(u, s, th, vr, mode):
+    """``v`` after the reset of a step whose pre-reset value is ``u`` and spike ``s``."""
+    if s == 0.0 or mode == 2:
+        return u
+    if mode == 0:
+        return vr
+    return u - (th - vr)
+
+
+@numba.njit(cache=True)
+def _forward_kernel(jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
+                    spikes, u_all, i_before, v_rec, v_end, i_end):
+    """All ``T`` steps; arrays ``[T, Bt, N]`` / ``[Bt, N]``, coefficients ``[N]``.
+
+    ``jumps`` / ``cur`` may have ``T = 0`` rows (absent). Writes ``spikes``, ``u_all``,
+    ``i_before`` (CubaLIF), ``v_rec`` (``v`` after each step, if it has ``T`` rows) and the
+    final state (``v_end``, ``i_end`` also hold the running state). Loops: batch,
+    time, neurons (contiguous).
+    """
+    n_steps = spikes.shape[0]
+    batch, n = v0.shape
+    has_j = jumps.shape[0] > 0
+    has_c = cur.shape[0] > 0
+    rec = v_rec.shape[0] > 0
+    for b in range(batch):
+        v = v_end[b]
+        i = i_end[b]
+        v[:] = v0[b]
+        i[:] = i0[b]
+        for t in range(n_steps):
+            for k in range(n):
+                u = A[k] * v[k] + B[k] * i[k] + C0[k]
+                if has_c:
+                    u += D[k] * cur[t, b, k]
+                if cuba:
+                    i_before[t, b, k] = i[k]
+                    ik = E[k] * i[k]
+                    if has_c:
+                        ik += F[k] * cur[t, b, k]
+                    if has_j:
+                        ik += jumps[t, b, k]
+                    i[k] = ik
+                elif has_j:
+                    u += jumps[t, b, k]
+                s = 1.0 if u - th[k] >= 0.0 else 0.0
+                if mode == 2 and not v[k] - th[k] < 0.0:
+                    s = 0.0
+                u_all[t, b, k] = u
+                spikes[t, b, k] = s
+                v[k] = _post_reset(u, s, th[k], vr[k], mode)
+                if rec:
+                    v_rec[t, b, k] = v[k]
+
+
+@numba.njit(cache=True)
+def _derivative_row(code, param, u_row, th, out):
+    """``out = surrogate'(u_row - th)`` for a built-in surrogate (one vectorisable loop)."""
+    if code == 1:
+        for k in range(u_row.shape[0]):
+            z = 0.5 * np.pi * param * (u_row[k] - th[k])
+            out[k] = 0.5 * param / (1.0 + z * z)
+    else:
+        for k in range(u_row.shape[0]):
+            out[k] = _surrogate_derivative(code, param, u_row[k] - th[k])
+
+
+@numba.njit(cache=True)
+def _backward_kernel(g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, cur, v0, A, B,
+                     D, E, F, th, vr, mode, cuba, detach, g_jumps, g_cur, lv_all, li_all, acc):
+    """Reverse sweep over ``T``: the transpose of :func:`_forward_kernel`'s linearisation.
+
+    ``lv_all`` / ``li_all`` ``[Bt, N]`` enter as the gradients of the final state and leave as
+    those of the initial state. ``acc [8, N]`` (zeros on entry) accumulates the gradients
+    of ``A, B, C0, D, E, F, v_threshold, v_reset`` (summed over the batch).
+    Surrogate derivative: ``code`` of :data:`SURROGATE_CODES` (evaluated here, row by row),
+    ``0``: read from ``sd [T, Bt, N]`` (a user surrogate, evaluated in PyTorch), ``-1``: no
+    spike gradient (``g_spikes`` and ``sd`` unused). ``g_cur`` may have 0 rows (no current
+    gradient wanted), ``g_rec`` (the gradient of the recorded ``v``) 0 rows when nothing was
+    recorded. The loops over neurons use selects rather than branches, so that they vectorise.
+    """
+    n_steps = spikes.shape[0]
+    batch, n = v0.shape
+    want_c = g_cur.shape[0] > 0
+    has_c = cur.shape[0] > 0
+    rec = g_rec.shape[0] > 0
+    has_s = code >= 0
+    zero = 1.0 if mode == 0 else 0.0
+    sub = 1.0 if mode == 1 else 0.0
+    gate = 1.0 if mode == 2 else 0.0
+    keep = 0.0 if detach else 1.0
+    gu_v = np.empty(n, dtype=v0.dtype)
+    vp_v = np.empty(n, dtype=v0.dtype)
+    sd_v = np.zeros(n, dtype=v0.dtype)
+    for b in range(batch):
+        lv = lv_all[b]
+        li = li_all[b]
+        a_acc, b_acc, c0_acc, d_acc = acc[0], acc[1], acc[2], acc[3]
+        e_acc, f_acc, th_acc, vr_acc = acc[4], acc[5], acc[6], acc[7]
+        for t in range(n_steps - 1, -1, -1):
+            u_t = u_all[t, b]
+            s_t = spikes[t, b]
+            if rec:
+                g_r = g_rec[t, b]
+                for k in range(n):
+                    lv[k] += g_r[k]
+            if t == 0:
+                for k in range(n):
+                    vp_v[k] = v0[b, k]
+            else:
+                u_p = u_all[t - 1, b]
+                s_p = spikes[t - 1, b]
+                for k in range(n):
+                    up = u_p[k]
+                    after = vr[k] if mode == 0 else up - (th[k] - vr[k])
+                    vp_v[k] = after if s_p[k] * (1.0 - gate) != 0.0 else up
+            if code > 0:
+                _derivative_row(code, param, u_t, th, sd_v)
+            elif code == 0:
+                sd_v[:] = sd[t, b]
+            for k in range(n):
+                u = u_t[k]
+                s = s_t[k]
+                lvk = lv[k]
+                gs = 0.0
+                if has_s:
+                    allowed = 0.0 if gate * (vp_v[k] - th[k]) >= 0.0 and gate != 0.0 else 1.0
+                    jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
+                    gs = (g_spikes[t, b, k] + keep * lvk * jump) * sd_v[k] * allowed
+                gu = lvk * (1.0 - zero * s) + gs
+                vr_acc[k] += (zero + sub) * lvk * s
+                th_acc[k] -= sub * lvk * s + gs
+                a_acc[k] += gu * vp_v[k]
+                c0_acc[k] += gu
+                lv[k] = A[k] * gu
+                gu_v[k] = gu
+            gj = g_jumps[t, b]
+            if cuba:
+                ip_t = i_before[t, b]
+                for k in range(n):
+                    gj[k] = li[k]
+                    e_acc[k] += li[k] * ip_t[k]
+                    b_acc[k] += gu_v[k] * ip_t[k]
+            else:
+                for k in range(n):
+                    gj[k] = gu_v[k]
+            if has_c:
+                c_t = cur[t, b]
+                for k in range(n):
+                    d_acc[k] += gu_v[k] * c_t[k]
+                    if cuba:
+                        f_acc[k] += li[k] * c_t[k]
+                if want_c:
+                    gc = g_cur[t, b]
+                    for k in range(n):
+                        gc[k] = D[k] * gu_v[k] + (F[k] * li[k] if cuba else 0.0)
+            if cuba:
+                for k in range(n):
+                    li[k] = E[k] * li[k] + B[k] * gu_v[k]
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def _empty_like_steps(like: Tensor) -> Tensor:
+    return like.new_zeros((0, *like.shape[1:]))
+
+
+def _chunked_derivative(surrogate: Surrogate, u_all: Tensor, th: Tensor) -> Tensor:
+    """``surrogate.derivative(u - th)`` over ``[T, B, N]``, a few time steps at a time."""
+    sd = torch.empty_like(u_all)
+    step = max(1, _CHUNK // max(1, u_all[0].numel()))
+    for t in range(0, u_all.shape[0], step):
+        sd[t:t + step] = surrogate.derivative(u_all[t:t + step] - th)
+    return sd
+
+
+class _FusedLIF(torch.autograd.Function):
+    """``(jumps, current, v0, i0, A, B, C0, D, E, F, th, vr, ...) -> (spikes, v_rec, v_end,
+    i_end)``; ``surrogate=None``: hard spikes (the reset still passes gradient to ``v``)."""
+
+    @staticmethod
+    def forward(ctx, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr,  # type: ignore[override]
+                n_steps, mode, cuba, detach, surrogate, record_v):
+        spikes = v0.new_empty((n_steps, *v0.shape))
+        u_all = torch.empty_like(spikes)
+        i_before = torch.empty_like(spikes) if cuba else _empty_like_steps(spikes)
+        v_rec = torch.empty_like(spikes) if record_v else _empty_like_steps(spikes)
+        v_end, i_end = torch.empty_like(v0), torch.empty_like(v0)
+        _forward_kernel(_np(jumps), _np(cur), _np(v0), _np(i0), _np(A), _np(B), _np(C0), _np(D),
+                        _np(E), _np(F), _np(th), _np(vr), mode, cuba, spikes.numpy(),
+                        u_all.numpy(), i_before.numpy(), v_rec.numpy(), v_end.numpy(),
+                        i_end.numpy())
+        ctx.save_for_backward(u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr)
+        ctx.flags = (mode, cuba, detach or surrogate is None, surrogate, jumps.shape[0] > 0,
+                     record_v)
+        if surrogate is None:
+            ctx.mark_non_differentiable(spikes)
+        return spikes, v_rec, v_end, i_end
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_spikes, g_rec, g_v_end, g_i_end):  # type: ignore[override]
+        u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr = ctx.saved_tensors
+        mode, cuba, detach, surrogate, has_j, record_v = ctx.flags
+        empty = _empty_like_steps(spikes)
+        sd, code, param = empty, -1, 0.0  # no spike gradient
+        if surrogate is not None and g_spikes is not None:
+            code = SURROGATE_CODES.get(surrogate.family, 0)
+            if code:
+                param = float(surrogate.parameter)
+            else:
+                sd = _chunked_derivative(surrogate, u_all, th)
+            if g_spikes.dtype != spikes.dtype:
+                g_spikes = g_spikes.to(spikes.dtype)
+        else:
+            g_spikes = empty
+        g_rec = g_rec.contiguous() if record_v and g_rec is not None else \
+            _empty_like_steps(spikes)
+        lv = torch.zeros_like(v0) if g_v_end is None else g_v_end.clone()
+        li = torch.zeros_like(v0) if g_i_end is None else g_i_end.clone()
+        g_jumps = torch.empty_like(spikes)
+        g_cur = torch.empty_like(spikes) if ctx.needs_input_grad[1] else \
+            _empty_like_steps(spikes)
+        acc = v0.new_zeros((8, v0.shape[1]))  # small: PyTorch runs it on one thread
+        # g_spikes may be broadcast (e.g. from a sum): read through its strides, no copy
+        _backward_kernel(g_spikes.detach().numpy(), _np(sd), code, param, _np(g_rec),
+                         _np(u_all), _np(spikes),
+                         _np(i_before), _np(cur), _np(v0), _np(A), _np(B), _np(D), _np(E),
+                         _np(F), _np(th), _np(vr), mode, cuba, detach, g_jumps.numpy(),
+                         g_cur.numpy(), lv.numpy(), li.numpy(), acc.numpy())
+        gA, gB, gC0, gD, gE, gF, gth, gvr = acc.unbind(0)
+        return (g_jumps if has_j else None, g_cur if ctx.needs_input_grad[1] else None,
+                lv, li if cuba else None, gA, gB, gC0, gD, gE, gF, gth, gvr,
+                None, None, None, None, None, None)
+
+
+class FusedRun(NamedTuple):
+    """What :func:`fused_lif` returns: ``raster [T, B, N]``, the recorded ``v [T, B, N]`` (or
+    ``None``) and the final state."""
+
+    raster: Tensor
+    v: Tensor | None
+    final_state: tuple
+
+
+def fused_lif(model: NeuronModel, *, dt: float, n_steps: int, state: tuple,
+              jumps: Tensor | None, current: Tensor | None, method: str,
+              surrogate: Surrogate | None, detach_reset: bool,
+              record_v: bool = False) -> FusedRun:
+    """Run a ``LIF`` / ``CubaLIF`` population over all steps in one kernel.
+
+    Args:
+        model: a :class:`~ctsnn.models.LIF` or :class:`~ctsnn.models.CubaLIF`.
+        dt: grid step (s).
+        n_steps: ``T``.
+        state: initial state (``[B, N]`` per variable).
+        jumps: ``[T, B, N]`` added to the jump target at the end of each step, or ``None``.
+        current: ``[T, B, N]`` input current held over each step, or ``None``.
+        method: ``"exact"`` or ``"euler"``.
+        surrogate: the spike's surrogate (its derivative is used in the backward pass), or
+            ``None``: hard 0/1 spikes without gradient (as the engine without a surrogate).
+        detach_reset: stop the gradient through the reset's spike factor.
+        record_v: also return ``v`` at the end of every step.
+
+    Returns:
+        :class:`FusedRun`; differentiable w.r.t. the inputs, the initial state and the model's
+        parameters.
+    """
+    if type(model) not in (LIF, CubaLIF):
+        raise TypeError(f"fused_lif runs LIF and CubaLIF, got {type(model).__name__}")
+    coef = step_coefficients(model, method, dt)
+    cuba = isinstance(model, CubaLIF)
+    v0 = state.v
+    i0 = state.i if cuba else torch.zeros_like(v0)
+    none = _empty_like_steps(v0.unsqueeze(0))
+    th = model.v_threshold.to(v0.dtype)
+    vr = model.v_reset.to(v0.dtype)
+    spikes, v_rec, v_end, i_end = _FusedLIF.apply(
+        none if jumps is None else jumps.contiguous(),
+        none if current is None else current.contiguous(),
+        v0, i0, *coef, th, vr, int(n_steps), RESET_CODES[model.reset_mode], cuba,
+        bool(detach_reset), surrogate, bool(record_v))
+    final = model.State(v_end, i_end) if cuba else model.State(v_end)
+    return FusedRun(spikes, v_rec if record_v else None, final)
+
+
+def fused_lif_applies(model: NeuronModel, *, time: str, method: str, state: tuple,
+                      recurrent: object, record: tuple, record_every: int, saveat: object,
+                      integrand: object, tensors: tuple) -> bool:
+    """Whether :func:`run_fused_lif` may replace the step-by-step discrete loop (see module)."""
+    if time != "discrete" or type(model) not in (LIF, CubaLIF) or method not in FUSED_METHODS:
+        return False
+    if recurrent is not None or saveat is not None or integrand is not None:
+        return False
+    if model.delayed_reads or (record and (tuple(record) != ("v",) or record_every != 1)):
+        return False
+    present = tuple(t for t in (*tensors, *state) if t is not None)
+    if not kernels_enabled(*present, model.tau_mem):
+        return False
+    if any(t.dtype != state.v.dtype for t in present):
+        return False  # mixed dtypes: the reference loop promotes as PyTorch does
+    if bool((model.refractory > 0).any()):
+        return False
+    if model.resets and bool((state.v.detach() >= model.v_threshold.detach()).any()):
+        return False  # spikes at t = 0: the reference loop logs them
+    return True
+
+
+def run_fused_lif(model: NeuronModel, *, dt: float, n_steps: int, state: tuple,
+                  jumps: Tensor | None, current: Tensor | None, method: str,
+                  surrogate: Surrogate | None, detach_reset: bool,
+                  record: tuple = ()) -> SimulationResult:
+    """The engine's discrete run of an eligible population (:func:`fused_lif_applies`)."""
+    run = fused_lif(model, dt=dt, n_steps=n_steps, state=state, jumps=jumps, current=current,
+                    method=method, surrogate=surrogate, detach_reset=detach_reset,
+                    record_v="v" in record)
+    check_state(model, run.final_state, max(n_steps - 1, 0), dt, method)
+    zero = torch.zeros_like(state.v)
+    spikes = raster_spikes(run.raster, dt, None, n_steps, tuple(zero.shape), zero)
+    states = {} if run.v is None else {"v": run.v}
+    return SimulationResult(spikes=spikes, states=states, final_state=run.final_state,
+                            raster=run.raster, output=None, saved={})
