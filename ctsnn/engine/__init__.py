@@ -14,7 +14,7 @@
 from .population import INTEGRAL_RULES, TIME_MODES, run_population
 from .recurrence import Recurrent
 from .result import SimulationResult
-from .stepping import METHODS, Method, as_method, make_flow
+from .stepping import METHODS, Method, as_method, is_adaptive, make_flow
 
 __all__ = ["INTEGRAL_RULES", "METHODS", "TIME_MODES", "Method", "Recurrent",
-           "SimulationResult", "as_method", "make_flow", "run_population"]
+           "SimulationResult", "as_method", "is_adaptive", "make_flow", "run_population"]

@@ -30,6 +30,11 @@ METHODS = ("exact", *STEPPERS, *TABLEAUS)
 Method = str | Adaptive
 
 
+def is_adaptive(method: Method | None) -> bool:
+    """Whether ``method`` names an adaptive embedded pair."""
+    return isinstance(method, Adaptive) or (isinstance(method, str) and method in TABLEAUS)
+
+
 def as_method(method: Method | None, model: NeuronModel, time: str = "continuous") -> Method:
     """Check a ``method`` argument; ``None`` gives the default (``"exact"`` for a closed-form
     model, else ``"rk4"`` in continuous and ``"euler"`` in discrete time)."""
