@@ -43,8 +43,8 @@ def as_method(method: Method | None, model: NeuronModel, time: str = "continuous
     if isinstance(method, Adaptive):
         return method
     if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))} or a "
-                         f"solvers.embedded.Adaptive, got {method!r}")
+        raise ValueError(f"unknown method {method!r}; expected one of "
+                         f"{', '.join(map(repr, METHODS))} or a solvers.embedded.Adaptive")
     if method == "exact" and not model.has_flow:
         raise ValueError(
             f"method='exact' needs a closed-form flow, which {type(model).__name__} does not "

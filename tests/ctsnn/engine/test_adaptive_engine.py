@@ -36,7 +36,7 @@ def test_names_and_objects_are_accepted_and_equal() -> None:
 def test_bad_methods_are_refused() -> None:
     model = ctsnn.AdEx(1)
     current = torch.zeros(3, 1, 1)
-    with pytest.raises(ValueError, match="method must be one of .*'dopri5'"):
+    with pytest.raises(ValueError, match="unknown method 'rk45'; expected one of .*'dopri5'"):
         ctsnn.simulate(model, current, dt=1e-3, time="continuous", method="rk45")
     with pytest.raises(ValueError, match="method='exact' needs a closed-form flow"):
         ctsnn.simulate(model, current, dt=1e-3, time="continuous", method="exact")
