@@ -255,17 +255,23 @@ def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w
              t_out, b_out, n_out, states, g_t, g_z):
     global last_replay_error
     forced: dict[int, int] = {}
-    for _ in range(8):
+    while True:
         pairs = build_pairs(setup, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d, t_out,
-                          b_out, n_out, forced)
+                            b_out, n_out, forced)
         back = _Backward(setup, params, pairs, states, weight, t_out, g_t, g_z)
         if not pairs.ambiguous:
             break
-        # zero-delay instants whose firing jumps the event times do not tell: from the state
-        forced.update(back.firing_arrivals(pairs.ambiguous))
-    else:
-        raise RuntimeError("gradient='adjoint': the events of a zero-delay cascade could not be "
-                           "ordered; use gradient='surrogate'")
+        # zero-delay instants whose firing jumps the event times do not tell: from the state.
+        # A neuron's replayed state depends on its own events only, so each neuron's earliest
+        # undecided spike is decided right; the later ones after the table is rebuilt.
+        earliest: dict[int, int] = {}
+        times = t_out.detach().tolist()
+        for k in pairs.ambiguous:
+            key = int(b_out[k]) * setup.model.n + int(n_out[k])
+            if key not in earliest or times[k] < times[earliest[key]]:
+                earliest[key] = k
+        forced.update(back.firing_arrivals({k: pairs.ambiguous[k]
+                                            for k in earliest.values()}))
     back.run()
     last_replay_error = back.worst
     return (*_input_gradients(setup, pairs, back, t_in, v_in, j_in, weight, rec_w, n_out),
@@ -598,7 +604,9 @@ class _Backward:
         where = {k: (int(n), float(o)) for k, n, o in zip(ambiguous, steps.tolist(),
                                                           offs.tolist(), strict=True)}
         every, out = self.setup.checkpoint_every, {}
-        jump, tol = self.pairs.jump, 256 * torch.finfo(self.dtype).eps * dt * self.setup.n_steps
+        eps = torch.finfo(self.dtype).eps
+        jump, tol = self.pairs.jump, 256 * eps * dt * self.setup.n_steps
+        xtol = self.setup.xtol if self.setup.xtol is not None else 64 * eps * dt
         for n0 in sorted({n - n % every for n, _ in where.values()}):
             reps = self.replay_block(n0, min(n0 + every, self.setup.n_steps))
             for k, cands in ambiguous.items():
@@ -611,9 +619,16 @@ class _Backward:
                 # the element's first rank at this instant: x(t-) from the state before it
                 r0 = int(((lay.off[:, b, i] - off).abs() <= tol).nonzero()[0])
                 a = lay.off[r0 - 1] if r0 else torch.zeros_like(lay.off[0])
-                x = rep.flow(model.State(*rep.starts[r0]), a, lay.off[r0] - a, None)
+                with torch.enable_grad():
+                    h = (lay.off[r0] - a).requires_grad_()
+                    x = rep.flow(model.State(*rep.starts[r0]), a, h, None)
+                    g = model.threshold(x)[b, i]
+                    slope = torch.autograd.grad(g, h, allow_unused=True)[0]
+                x = model.State(*(v.detach() for v in x))
+                # a located crossing is at threshold up to the root finder's tolerance
+                band = 4 * xtol * (0.0 if slope is None else abs(float(slope[b, i])))
                 out[k] = -1
-                if float(model.threshold(x)[b, i]) < 0:
+                if float(g) < -band:
                     for p in cands:
                         value = torch.zeros_like(lay.off[0])
                         value[b, i] = jump[p]
