@@ -270,8 +270,11 @@ def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w
             key = int(b_out[k]) * setup.model.n + int(n_out[k])
             if key not in earliest or times[k] < times[earliest[key]]:
                 earliest[key] = k
-        forced.update(back.firing_arrivals({k: pairs.ambiguous[k]
-                                            for k in earliest.values()}))
+        decided = back.firing_arrivals({k: pairs.ambiguous[k] for k in earliest.values()})
+        if all(forced.get(k) == v for k, v in decided.items()):
+            raise RuntimeError("gradient='adjoint': the events of a zero-delay cascade could "
+                               "not be ordered; use gradient='surrogate'")
+        forced.update(decided)
     back.run()
     last_replay_error = back.worst
     return (*_input_gradients(setup, pairs, back, t_in, v_in, j_in, weight, rec_w, n_out),
@@ -614,8 +617,11 @@ class _Backward:
                 if n - n0 not in range(len(reps)):
                     continue
                 rep, lay = reps[n - n0], reps[n - n0].lay
-                hit = (lay.ref == k) & ((lay.kind == 2) | (lay.kind == 3))
-                _, b, i = hit.nonzero()[0].tolist()
+                out[k] = -1
+                hit = ((lay.ref == k) & ((lay.kind == 2) | (lay.kind == 3))).nonzero()
+                if not len(hit):
+                    continue
+                _, b, i = hit[0].tolist()
                 # the element's first rank at this instant: x(t-) from the state before it
                 r0 = int(((lay.off[:, b, i] - off).abs() <= tol).nonzero()[0])
                 a = lay.off[r0 - 1] if r0 else torch.zeros_like(lay.off[0])
@@ -627,7 +633,6 @@ class _Backward:
                 x = model.State(*(v.detach() for v in x))
                 # a located crossing is at threshold up to the root finder's tolerance
                 band = 4 * xtol * (0.0 if slope is None else abs(float(slope[b, i])))
-                out[k] = -1
                 if float(g) < -band:
                     for p in cands:
                         value = torch.zeros_like(lay.off[0])
