@@ -55,7 +55,7 @@ def _grads(make, params, u_in, dt, gradient):
     loss, count, layer, t = _forward(make, params, u_in, dt, gradient)
     loss.backward()
     rec = layer.recurrent
-    return float(loss), count, [layer.synapse.weight.grad, t.grad, rec.weight.grad,
+    return float(loss.detach()), count, [layer.synapse.weight.grad, t.grad, rec.weight.grad,
                                 rec.delay.grad]
 
 
