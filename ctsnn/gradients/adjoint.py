@@ -31,9 +31,14 @@ Backward, step by step in reverse (state ``x``, adjoint ``lam = dL/dx``, seconds
   i.e. the implicit-function-theorem derivative of the crossing time, applied through the
   interval's own time derivative ``F_h``. A spike fired by an arrival's jump (the jump carried
   the state over threshold) has the arrival's time: its ``E_k`` goes to that arrival.
-* Recurrent arrivals of the layer's own spikes (:class:`~ctsnn.synapses.RecurrentDense`,
-  delays of at least one step) add their ``dL/ds`` to ``G`` of the spike that sent them; in
-  reverse time they are always processed first.
+* Recurrent arrivals of the layer's own spikes (:class:`~ctsnn.synapses.RecurrentDense`) add
+  their ``dL/ds`` to ``G`` of the spike that sent them (``ds/dt_k = 1``, ``ds/dd = 1``). An
+  arrival in a later step is processed first in reverse time. Sub-step and zero delays (an
+  arrival inside the step of its spike, the forward's :mod:`ctsnn.engine.substep`): such a step
+  is walked by each neuron at its own pace, a spike waiting until every in-step arrival it sent
+  has its ``dL/ds``; the events of one instant (zero delays) are in the forward's causal order
+  (:mod:`ctsnn.gradients.instants`: the crossing, the jumps by wave, a neuron firing at its
+  first jump over threshold), so gradients do not depend on ``dt``.
 
 Limits (checked, with a clear error): no refractory period, no ``delayed_reads``, spike-driven
 input only (no continuous current), default initial state.
@@ -53,7 +58,8 @@ from solvers.events import quadrature
 from ..engine import Method, as_method, make_flow, run_population
 from ..models.base import NeuronModel
 from ..spikes import Spikes, locate
-from ..synapses import Dense, RecurrentDense, snap_to_grid
+from ..synapses import Dense, RecurrentDense
+from .adjoint_events import Events, Pairs, build_pairs
 
 Integrand = Callable[[Tensor, tuple], Tensor]
 
@@ -131,73 +137,6 @@ def _run(setup: _Setup, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d):
     )
 
 
-# =========================================================================== event table
-@dataclass
-class _Events:
-    """Every event of the layer, sorted by (step, element, time, arrival-before-spike)."""
-
-    step: Tensor  # [E]
-    elem: Tensor  # [E] b * N + i
-    off: Tensor  # [E] offset in the step (s)
-    kind: Tensor  # [E] 1 arrival, 2 spike (crossing), 3 spike fired by the arrival before it
-    ref: Tensor  # [E] pair index (arrivals) or spike index (spikes)
-    bounds: list[int]  # events of step n: [bounds[n], bounds[n + 1])
-
-
-def _arrival_pairs(t: Tensor, b: Tensor, j: Tensor, delay: Tensor | None, n_out: int,
-                   dt: float, t_end: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(source event, target, batch, arrival time, kept) of every (event, target) pair."""
-    n_ev = t.numel()
-    src = torch.repeat_interleave(torch.arange(n_ev, device=t.device), n_out)
-    tgt = torch.arange(n_out, device=t.device).repeat(n_ev)
-    if delay is None:
-        s = t[src]
-    else:
-        s = snap_to_grid(t[src] + delay[tgt, j[src]], dt)
-    keep = s <= torch.tensor(t_end, dtype=s.dtype)
-    return src[keep], tgt[keep], b[src][keep], s[keep], keep
-
-
-def _sort_events(step, elem, off, kind) -> Tensor:
-    order = torch.argsort(kind, stable=True)
-    for key in (off, elem, step):
-        order = order[torch.argsort(key[order], stable=True)]
-    return order
-
-
-def _event_table(setup: _Setup, arr_step, arr_elem, arr_off, sp_step, sp_elem, sp_off,
-                 tol: float) -> _Events:
-    n_arr = arr_step.numel()
-    step = torch.cat([arr_step, sp_step])
-    elem = torch.cat([arr_elem, sp_elem])
-    off = torch.cat([arr_off, sp_off])
-    kind = torch.cat([torch.ones_like(arr_step), torch.full_like(sp_step, 2)])
-    ref = torch.cat([torch.arange(n_arr, device=step.device),
-                     torch.arange(sp_step.numel(), device=step.device)])
-    order = _sort_events(step, elem, off, kind)
-    step, elem, off, kind, ref = (x[order] for x in (step, elem, off, kind, ref))
-    if kind.numel() > 1:
-        # A spike within tol of an arrival of the same neuron was fired by that arrival's jump
-        # (the engine logs it at the arrival's time; rounding may sort it either side).
-        def near(i: Tensor, j: Tensor) -> Tensor:
-            return ((elem[i] == elem[j]) & (step[i] == step[j])
-                    & ((off[i] - off[j]).abs() <= tol))
-
-        i = torch.arange(kind.numel() - 1, device=kind.device)
-        swap = (kind[i] == 2) & (kind[i + 1] == 1) & near(i, i + 1)
-        if bool(swap.any()):
-            s = i[swap]
-            perm = torch.arange(kind.numel(), device=kind.device)
-            perm[s], perm[s + 1] = s + 1, s
-            step, elem, off, kind, ref = (x[perm] for x in (step, elem, off, kind, ref))
-        fired = torch.zeros_like(kind, dtype=torch.bool)
-        fired[1:] = (kind[1:] == 2) & (kind[:-1] == 1) & near(i + 1, i)
-        kind = torch.where(fired, torch.full_like(kind, 3), kind)
-        off = torch.where(fired, torch.roll(off, 1), off)
-    bounds = torch.searchsorted(step, torch.arange(setup.n_steps + 1, device=step.device))
-    return _Events(step=step, elem=elem, off=off, kind=kind, ref=ref, bounds=bounds.tolist())
-
-
 # =========================================================================== backward
 @dataclass
 class _Replay:
@@ -213,7 +152,7 @@ class _Replay:
 class _Layout:
     """Per-rank views ``[M, B, N]`` of one step's events."""
 
-    def __init__(self, ev: _Events, e0: int, e1: int, shape: tuple[int, int], dt: float,
+    def __init__(self, ev: Events, e0: int, e1: int, shape: tuple[int, int], dt: float,
                  like: Tensor) -> None:
         elem, kind = ev.elem[e0:e1], ev.kind[e0:e1]
         m = e1 - e0
@@ -315,67 +254,45 @@ class _AdjointFn(torch.autograd.Function):
 def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d,
              t_out, b_out, n_out, states, g_t, g_z):
     global last_replay_error
-    pairs = _arrivals(setup, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d, t_out, b_out,
-                      n_out)
-    back = _Backward(setup, params, pairs, states, weight, t_out, g_t, g_z)
+    forced: dict[int, int] = {}
+    while True:
+        pairs = build_pairs(setup, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d, t_out,
+                            b_out, n_out, forced)
+        back = _Backward(setup, params, pairs, states, weight, t_out, g_t, g_z)
+        if not pairs.ambiguous:
+            break
+        # zero-delay instants whose firing jumps the event times do not tell: from the state.
+        # A neuron's replayed state depends on its own events only, so each neuron's earliest
+        # undecided spike is decided right; the later ones after the table is rebuilt.
+        earliest: dict[int, int] = {}
+        times = t_out.detach().tolist()
+        for k in pairs.ambiguous:
+            key = int(b_out[k]) * setup.model.n + int(n_out[k])
+            if key not in earliest or times[k] < times[earliest[key]]:
+                earliest[key] = k
+        decided = back.firing_arrivals({k: pairs.ambiguous[k] for k in earliest.values()})
+        if all(forced.get(k) == v for k, v in decided.items()):
+            raise RuntimeError("gradient='adjoint': the events of a zero-delay cascade could "
+                               "not be ordered; use gradient='surrogate'")
+        forced.update(decided)
     back.run()
     last_replay_error = back.worst
     return (*_input_gradients(setup, pairs, back, t_in, v_in, j_in, weight, rec_w, n_out),
             back.g_params)
 
 
-@dataclass
-class _Pairs:
-    """Every (event, target) arrival of the layer, external pairs first, then recurrent ones
-    (pair ``p`` is external iff ``p < n_ext``), and the layer's event table."""
-
-    e_src: Tensor  # [n_ext] input event of each external pair
-    e_tgt: Tensor  # [n_ext] its target neuron
-    r_src: Tensor  # [P - n_ext] output spike of each recurrent pair
-    r_tgt: Tensor  # [P - n_ext] its target neuron
-    n_ext: int
-    jump: Tensor  # [P] the jump each pair delivers (weight x amplitude)
-    ev: _Events
-
-
-def _arrivals(setup: _Setup, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d, t_out, b_out,
-              n_out) -> _Pairs:
-    """Pairs: external (input event, target) and recurrent (output spike, target), and the
-    event table of their arrivals and the output spikes."""
-    n, dt, dtype = setup.model.n, setup.dt, weight.dtype
-    t_end = float(torch.tensor(setup.n_steps, dtype=torch.float64) * dt)
-    tol = 256 * torch.finfo(dtype).eps * max(t_end, dt)
-    ext = _arrival_pairs(t_in, b_in, j_in, delay if setup.has_delay else None, n, dt, t_end)
-    e_src, e_tgt, e_b, e_s, _ = ext
-    e_x = weight[e_tgt, j_in[e_src]] * v_in[e_src]
-    if setup.recurrent:
-        r_src, r_tgt, r_b, r_s, _ = _arrival_pairs(t_out, b_out, n_out, rec_d, n, dt, t_end)
-        r_x = rec_w[r_tgt, n_out[r_src]]
-    else:
-        r_src = r_tgt = r_b = torch.zeros(0, dtype=torch.long, device=t_in.device)
-        r_s = r_x = t_in.new_zeros(0)
-    s_all = torch.cat([e_s, r_s]).to(dtype)
-    x_all = torch.cat([e_x, r_x]).to(dtype)
-    elem_all = torch.cat([e_b * n + e_tgt, r_b * n + r_tgt])
-    a_step, a_off = locate(s_all, dt)
-    sp_step, sp_off = locate(t_out.to(dtype), dt)
-    ev = _event_table(setup, a_step, elem_all, a_off, sp_step, b_out * n + n_out,
-                      sp_off, tol)
-    return _Pairs(e_src=e_src, e_tgt=e_tgt, r_src=r_src, r_tgt=r_tgt, n_ext=e_s.numel(),
-                  jump=x_all, ev=ev)
-
-
 class _Backward:
     """The reverse pass of one layer: the adjoint ``lam`` and the gradient accumulators,
     updated block by block (replayed from its checkpoint), step by step in reverse."""
 
-    def __init__(self, setup: _Setup, params: list[Tensor], pairs: _Pairs, states: Tensor,
+    def __init__(self, setup: _Setup, params: list[Tensor], pairs: Pairs, states: Tensor,
                  weight: Tensor, t_out: Tensor, g_t: Tensor | None, g_z: Tensor | None) -> None:
         model = setup.model
         self.setup, self.model, self.params, self.pairs = setup, model, params, pairs
         self.states = states  # [K, S, B, N]: the checkpoints, one per block
         self.dt, self.dtype, self.device = setup.dt, weight.dtype, weight.device
         self.like = weight
+        self.t_out = t_out
         self.shape = (setup.batch_size, model.n)
         self.maps = _StepMaps(setup, weight)
         self.n_vars = len(model.state_names)
@@ -462,9 +379,17 @@ class _Backward:
         then event r, interval r, ..., interval 0; then the step's recurrent arrivals."""
         dt, shape, lay = self.dt, self.shape, rep.lay
         m = lay.m
-        zeros = torch.zeros(shape, dtype=self.dtype, device=self.device)
         if self.drive is not None and self.setup.integral_rule == "grid":
             self._grid_readout(step, rep.end)
+        pairs = self.pairs
+        if m and pairs.r_in_step is not None and bool(pairs.r_in_step.any()):
+            ev = pairs.ev
+            e0, e1 = ev.bounds[step], ev.bounds[step + 1]
+            ids = ev.ref[e0:e1][(ev.kind[e0:e1] == 1) & (ev.ref[e0:e1] >= pairs.n_ext)]
+            if bool(pairs.r_in_step[ids - pairs.n_ext].any()):
+                self._staged_step(step, rep)
+                return
+        zeros = torch.zeros(shape, dtype=self.dtype, device=self.device)
         t_hi = torch.full(shape, dt, dtype=self.dtype, device=self.device)
         a_next = None  # dL/d(start time) of the interval after the current event
         pending = None  # time cotangent of a jump-fired spike at rank r + 1, for its arrival
@@ -472,9 +397,10 @@ class _Backward:
             a = zeros if r == 0 else lay.off[r - 1]
             b = t_hi if r == m else lay.off[r]
             spike_r = e_fired = None
+            pre = rep.pres[r] if r < m else None
             if r < m:
-                spike_r, e_fired = self._event(rep, r, a_next)
-            a_bar, b_bar = self._interval(step, rep, r, a, b, spike_r)
+                spike_r, e_fired = self._event(lay.kind[r], lay.ref[r], pre, a_next)
+            a_bar, b_bar = self._interval(step, rep.flow, rep.starts[r], pre, a, b, spike_r)
             new_pending = None
             if r < m:
                 new_pending = self._arrival_times(lay.kind[r], lay.ref[r], b_bar, a_next,
@@ -483,6 +409,64 @@ class _Backward:
             a_next = a_bar
         if self.setup.recurrent:
             self._recurrent_arrivals(step)
+
+    def _staged_step(self, step: int, rep: _Replay) -> None:
+        """:meth:`backward_step` for a step with recurrent arrivals sent within it (sub-step
+        and zero delays): each element walks its events in reverse at its own pace, and a spike
+        waits until every in-step arrival it sent has its ``dL/ds`` (added to its ``G``), so the
+        arrivals are processed after (in reverse time: before) the spike that sent them."""
+        dt, shape, lay, pairs = self.dt, self.shape, rep.lay, self.pairs
+        m, n_ext = lay.m, pairs.n_ext
+        cur = torch.full(shape, m, dtype=torch.long, device=self.device)
+        remaining = torch.zeros(self.big_g.numel(), dtype=torch.long, device=self.device)
+        ev = pairs.ev
+        e0, e1 = ev.bounds[step], ev.bounds[step + 1]
+        ids = ev.ref[e0:e1][(ev.kind[e0:e1] == 1) & (ev.ref[e0:e1] >= n_ext)]
+        in_step = ids[pairs.r_in_step[ids - n_ext]]
+        remaining.index_add_(0, pairs.r_src[in_step - n_ext], torch.ones_like(in_step))
+        in_step_pair = torch.zeros(pairs.jump.numel(), dtype=torch.bool, device=self.device)
+        in_step_pair[in_step] = True
+        starts = tuple(torch.stack(v) for v in zip(*rep.starts, strict=True))
+        pres = tuple(torch.stack(v) for v in zip(*rep.pres, strict=True))
+
+        def at(x: Tensor, idx: Tensor) -> Tensor:
+            return x.gather(0, idx[None])[0]
+
+        zeros = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        a_next, pending = zeros, zeros
+        while True:
+            done = cur < 0
+            if bool(done.all()):
+                break
+            r = cur.clamp_min(0)
+            ev_r = r.clamp_max(m - 1)
+            is_event = (r < m) & ~done
+            kind = torch.where(is_event, at(lay.kind, ev_r), torch.zeros_like(r))
+            ref = at(lay.ref, ev_r)
+            spike = (kind == 2) | (kind == 3)
+            blocked = spike & (remaining[torch.where(spike, ref, 0)] > 0)
+            active = ~done & ~blocked
+            if not bool(active.any()):
+                raise RuntimeError("gradient='adjoint': in-step recurrent arrivals wait on each "
+                                   "other (event order inconsistent); use gradient='surrogate'")
+            kind = torch.where(active, kind, torch.zeros_like(kind))
+            a = torch.where(r == 0, zeros, at(lay.off, (r - 1).clamp_min(0)))
+            b = torch.where(r >= m, torch.full_like(zeros, dt), at(lay.off, ev_r))
+            start = tuple(at(v, r) for v in starts)
+            pre = tuple(at(v, ev_r) for v in pres)
+            spike_r, e_fired = self._event(kind, ref, pre, a_next)
+            a_bar, b_bar = self._interval(step, rep.flow, start, pre, a, b, spike_r, active)
+            new_pending = self._arrival_times(kind, ref, b_bar, a_next, pending, e_fired)
+            pending = torch.where(active, zeros if new_pending is None else new_pending,
+                                  pending)
+            a_next = torch.where(active, a_bar, a_next)
+            sent = active & (kind == 1) & in_step_pair[torch.where(kind == 1, ref, 0)]
+            if bool(sent.any()):  # dL/ds of in-step arrivals: G of the spikes that sent them
+                p = ref[sent]
+                self.big_g.index_add_(0, pairs.r_src[p - n_ext], self.d_time[p])
+                remaining.index_add_(0, pairs.r_src[p - n_ext], -torch.ones_like(p))
+            cur = torch.where(active, cur - 1, cur)
+        self._recurrent_arrivals(step, skip=in_step_pair)
 
     def _grid_readout(self, step: int, end: tuple) -> None:
         """``z += dt l((n+1) dt, x)``: a jump of ``lam`` at the grid point."""
@@ -494,30 +478,30 @@ class _Backward:
         self.lam = tuple(lv + g for lv, g in zip(self.lam, res_e[:self.n_vars], strict=True))
         _add(self.g_params, res_e[self.n_vars:])
 
-    def _event(self, rep: _Replay, r: int, a_next: Tensor) -> tuple[tuple | None, Tensor | None]:
-        """Event rank ``r`` (at the end of interval ``r``): ``lam(b+) -> lam(b-)`` through the
-        resets of the neurons that spike there, and ``dL/dJ`` of the arrivals.
+    def _event(self, kind: Tensor, ref: Tensor, pre: tuple, a_next: Tensor
+               ) -> tuple[tuple | None, Tensor | None]:
+        """Event at one rank (``kind``, ``ref`` ``[B, N]``, at the end of its interval; ``pre``
+        the state just before its reset): ``lam(b+) -> lam(b-)`` through the resets of the
+        neurons that spike there, and ``dL/dJ`` of the arrivals.
 
         Returns ``(crossing mask, E_k)`` if threshold crossings are at this rank (else None),
         and ``E_k`` if spikes fired by an arrival's jump are (else None).
         """
-        lay = rep.lay
-        kind = lay.kind[r]
         arrive = kind == 1
         fire = (kind == 2) | (kind == 3)
         lam_pre = self.lam
         spike_r = e_fired = None
         if bool(fire.any()):
-            k = torch.where(fire, lay.ref[r], torch.zeros_like(lay.ref[r]))
+            k = torch.where(fire, ref, torch.zeros_like(ref))
             e_k = torch.where(fire, self.big_g[k] + a_next, torch.zeros_like(a_next))
-            lam_pre = self._through_reset(rep.pres[r], fire)
+            lam_pre = self._through_reset(pre, fire)
             crossing = kind == 2
             if bool(crossing.any()):
                 spike_r = (crossing, e_k)
             if bool((kind == 3).any()):
                 e_fired = e_k
         if bool(arrive.any()) and self.target is not None:
-            _set_pairs(self.d_jump, lay.ref[r], arrive, lam_pre[self.target])
+            _set_pairs(self.d_jump, ref, arrive, lam_pre[self.target])
         self.lam = lam_pre
         return spike_r, e_fired
 
@@ -534,23 +518,34 @@ class _Backward:
         _add(self.g_params, out[self.n_vars:])
         return lam_pre
 
-    def _interval(self, step: int, rep: _Replay, r: int, a: Tensor, b: Tensor,
-                  spike_r: tuple | None) -> tuple[Tensor, Tensor]:
-        """Interval ``r``, ``[a, b]``: ``lam(b-) -> lam(a+)`` through the step map and the
-        readout drive (one VJP), with ``nu g_x`` added where it ends at a threshold crossing.
-        Parameter gradients accumulate; returns ``(dL/da, dL/db)``."""
-        xa = tuple(v.detach().requires_grad_() for v in rep.starts[r])
+    def _interval(self, step: int, flow, start: tuple, pre: tuple | None, a: Tensor,
+                  b: Tensor, spike_r: tuple | None, active: Tensor | None = None
+                  ) -> tuple[Tensor, Tensor]:
+        """Interval ``[a, b]`` from the state ``start``: ``lam(b-) -> lam(a+)`` through the step
+        map and the readout drive (one VJP), with ``nu g_x`` added where it ends at a threshold
+        crossing (``pre``: the state there). Parameter gradients accumulate; returns
+        ``(dL/da, dL/db)``. ``active``: only these elements take the interval (others keep
+        their ``lam``)."""
+        xa = tuple(v.detach().requires_grad_() for v in start)
         a_req = a.detach().clone().requires_grad_()
         b_req = b.detach().clone().requires_grad_()
-        xb, q = self.maps.interval(step, rep.flow, xa, a_req, b_req)
+        xb, q = self.maps.interval(step, flow, xa, a_req, b_req)
         outs = [*xb, *([q] if q is not None else [])]
         drive = [self.drive] if q is not None else []  # the readout's cotangent
         cot = list(self.lam)
+        if active is not None:
+            keep = active.to(self.dtype)
+            drive = [d * keep for d in drive]
+            cot = [c * keep for c in cot]
         if spike_r is not None:
-            cot = self._at_crossing(rep.pres[r], outs, drive, xb, b_req, cot, *spike_r)
+            cot = self._at_crossing(pre, outs, drive, xb, b_req, cot, *spike_r)
         res = _vjp(outs, [*xa, a_req, b_req, *self.params], [*cot, *drive])
         n_vars = self.n_vars
-        self.lam = tuple(res[:n_vars])
+        lam = tuple(res[:n_vars])
+        if active is not None:
+            lam = tuple(torch.where(active, new, old)
+                        for new, old in zip(lam, self.lam, strict=True))
+        self.lam = lam
         _add(self.g_params, res[n_vars + 2:])
         return res[n_vars], res[n_vars + 1]
 
@@ -589,16 +584,67 @@ class _Backward:
         # the spike's time is its arrival's: hand it over
         return torch.where(kind == 3, e_fired + b_bar, torch.zeros_like(b_bar))
 
-    def _recurrent_arrivals(self, step: int) -> None:
-        """Recurrent arrivals of this step: hand their ``dL/ds`` to the spikes that sent them."""
+    def _recurrent_arrivals(self, step: int, skip: Tensor | None = None) -> None:
+        """Recurrent arrivals of this step: hand their ``dL/ds`` to the spikes that sent them
+        (``skip [P]``: pairs already handed over)."""
         ev, rec_start = self.pairs.ev, self.pairs.n_ext
         e0, e1 = ev.bounds[step], ev.bounds[step + 1]
         ids = ev.ref[e0:e1][(ev.kind[e0:e1] == 1) & (ev.ref[e0:e1] >= rec_start)]
+        if skip is not None:
+            ids = ids[~skip[ids]]
         if ids.numel():
             self.big_g.index_add_(0, self.pairs.r_src[ids - rec_start], self.d_time[ids])
 
+    @torch.no_grad()
+    def firing_arrivals(self, ambiguous: dict[int, list[int]]) -> dict[int, int]:
+        """Spike -> the arrival whose jump fired it (``-1``: a threshold crossing), for the
+        ``ambiguous`` spikes (with their candidate arrivals in the forward's order), from a
+        replay: the state just before the instant's jumps, then the candidates' jumps in order
+        until the threshold is reached (what the forward does)."""
+        model, dt = self.model, self.dt
+        t_k = self.t_out[list(ambiguous)].to(self.dtype)
+        steps, offs = locate(t_k, dt)
+        where = {k: (int(n), float(o)) for k, n, o in zip(ambiguous, steps.tolist(),
+                                                          offs.tolist(), strict=True)}
+        every, out = self.setup.checkpoint_every, {}
+        eps = torch.finfo(self.dtype).eps
+        jump, tol = self.pairs.jump, 256 * eps * dt * self.setup.n_steps
+        xtol = self.setup.xtol if self.setup.xtol is not None else 64 * eps * dt
+        for n0 in sorted({n - n % every for n, _ in where.values()}):
+            reps = self.replay_block(n0, min(n0 + every, self.setup.n_steps))
+            for k, cands in ambiguous.items():
+                n, off = where[k]
+                if n - n0 not in range(len(reps)):
+                    continue
+                rep, lay = reps[n - n0], reps[n - n0].lay
+                out[k] = -1
+                hit = ((lay.ref == k) & ((lay.kind == 2) | (lay.kind == 3))).nonzero()
+                if not len(hit):
+                    continue
+                _, b, i = hit[0].tolist()
+                # the element's first rank at this instant: x(t-) from the state before it
+                r0 = int(((lay.off[:, b, i] - off).abs() <= tol).nonzero()[0])
+                a = lay.off[r0 - 1] if r0 else torch.zeros_like(lay.off[0])
+                with torch.enable_grad():
+                    h = (lay.off[r0] - a).requires_grad_()
+                    x = rep.flow(model.State(*rep.starts[r0]), a, h, None)
+                    g = model.threshold(x)[b, i]
+                    slope = torch.autograd.grad(g, h, allow_unused=True)[0]
+                x = model.State(*(v.detach() for v in x))
+                # a located crossing is at threshold up to the root finder's tolerance
+                band = 4 * xtol * (0.0 if slope is None else abs(float(slope[b, i])))
+                if float(g) < -band:
+                    for p in cands:
+                        value = torch.zeros_like(lay.off[0])
+                        value[b, i] = jump[p]
+                        x = model.receive(x, value)
+                        if float(model.threshold(x)[b, i]) >= 0:
+                            out[k] = p
+                            break
+        return out
 
-def _input_gradients(setup: _Setup, pairs: _Pairs, back: _Backward, t_in, v_in, j_in, weight,
+
+def _input_gradients(setup: _Setup, pairs: Pairs, back: _Backward, t_in, v_in, j_in, weight,
                      rec_w, n_out) -> tuple:
     """``(dL/dt_in, dL/dv_in, dL/dW, dL/dD, dL/dW_rec, dL/dD_rec)`` from the per-pair ``dL/dJ``
     and ``dL/ds`` (the recurrent ones None without recurrence)."""
@@ -662,8 +708,8 @@ def adjoint_layer(
             require grad. Their grid (``dt``, ``n_steps``) is the simulated interval.
         weight: ``[N, N_in]``.
         delay: seconds, ``[N, N_in]`` or per axon ``[N_in]``, or ``None``.
-        recurrent: the layer's own delayed recurrent synapses (delays >= one step; shorter or
-            zero delays need ``gradient='surrogate'``).
+        recurrent: the layer's own delayed recurrent synapses (any delays ``>= 0``: shorter
+            than a step and zero delays act within the step that sent them).
         integrand: ``l(t, state) -> [B, N]``; the readout is ``∫_0^T l dt`` ``[B, N]``.
         integral_rule: ``"exact"`` (quadrature between events, neuron-wise integrands) or
             ``"grid"`` (``Σ_n dt l((n+1) dt, x)``; the integrand may couple neurons).
@@ -704,13 +750,6 @@ def adjoint_layer(
                         f"(exact delayed recurrence), got {type(recurrent).__name__}")
     if recurrent is not None:
         recurrent.check_delays()  # finite and in [0, max_delay], else an error naming it
-        low = float(recurrent.delay.detach().min())
-        if low < spikes.dt * (1 - 1e-9):
-            raise ValueError(
-                f"RecurrentDense.delay: gradient='adjoint' needs recurrent delays of at least one "
-                f"grid step (dt = {spikes.dt} s), got a minimum of {low} s; recurrent arrivals "
-                "inside the emitting step (sub-step or zero delays) are simulated exactly with "
-                "gradient='surrogate' (autograd through the settled step), or use a smaller dt")
     params = _params(model)
     setup = _Setup(model=model, method=method, dt=spikes.dt, n_steps=spikes.n_steps,
                    batch_size=spikes.batch_size, n_in=spikes.n_units, integrand=integrand,

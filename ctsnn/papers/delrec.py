@@ -34,8 +34,12 @@ picks the one matching the readout.
 Training recipe (:func:`delrec_optimisers`, a :class:`~ctsnn.training.WeightDelayRecipe`):
 separate optimisers for weights and for delays (and ``p_spread``); σ follows
 :class:`~ctsnn.training.DelRecSigmaSchedule` (``10 · 0.95^(100 e/E)``, set at the start of each
-epoch); SHD clamps delays to ``>= 0`` after every step, SSC/PS-MNIST do
-not. Evaluation (``model.eval()``) uses integer delays and σ = 0 (``eval_mode="paper"``) or the
+epoch); every preset projects the delays into ``[0, max]`` after every step
+(:func:`~ctsnn.clamp_delays_`). The reference SHD trainer does so; its SSC/PS-MNIST trainers do
+not, which lets a delay go negative between evaluations — here a negative recurrent delay is
+refused by the forward (it would mean arriving before lag ``1``, the half of the triangle below
+lag 1 silently dropped), so all presets project (a documented deviation, SEEDS B1.6).
+Evaluation (``model.eval()``) uses integer delays and σ = 0 (``eval_mode="paper"``) or the
 reference code's in-place rounding with σ kept (``eval_mode="reference"``).
 
 Unverified details (kept configurable): feed-forward dropout masks are shared over time
@@ -112,7 +116,9 @@ class DelRecConfig:
             Layers without recurrence (the vanilla SNN) are ``recurrent=(False, ...)``.
             ``learn_width`` needs ``"learned"`` (a fixed one-tap kernel has no width).
         sigma_init: σ at epoch 0 (steps). eval_mode: see :class:`~ctsnn.synapses.RecurrentDense`.
-        clamp_delays: clamp delays to ``>= 0`` after every optimiser step (SHD only).
+        clamp_delays: project the delays into ``[0, max]`` after every optimiser step; must be
+            ``True`` with ``rec_delays="learned"`` (the forward refuses a negative delay; the
+            reference SSC/PS-MNIST trainers do not clamp, a documented deviation).
         epochs, batch_size: training length.
         optimiser, lr, weight_decay, bn_weight_decay: weights' optimiser (``"adam"``/
             ``"adamw"``), ``OneCycleLR(max_lr=lr, total_steps=epochs)``.
@@ -193,6 +199,11 @@ class DelRecConfig:
             raise ValueError(f"learn_width=True needs rec_delays='learned': with "
                              f"rec_delays={self.rec_delays!r} the recurrent kernel is one fixed "
                              f"tap (sigma 0) and has no width to learn")
+        if not self.clamp_delays and self.rec_delays == "learned":
+            raise ValueError("clamp_delays=False with rec_delays='learned': an optimiser step "
+                             "can make a recurrent delay negative, which the forward refuses "
+                             "(acausal: it would act before lag 1); keep clamp_delays=True (the "
+                             "projection after every step) or fix the delays")
 
     def _check_delay_init_args(self) -> None:
         args = self.delay_init_args
@@ -220,7 +231,7 @@ class DelRecConfig:
             ff_dropout=0.1, dropout_position="before_neuron", rec_dropout=0.3,
             readout="linear", surrogate="triangle", surrogate_scale=1.0, detach_reset=False,
             learn_width=True, delay_init="half_normal", delay_init_args=(12.0,),
-            clamp_delays=False, epochs=100, batch_size=128, optimiser="adam", lr=1e-3,
+            epochs=100, batch_size=128, optimiser="adam", lr=1e-3,
             weight_decay=1e-5, bn_weight_decay=1e-5, delay_optimiser="adam",
             delay_scheduler="onecycle",
         )
@@ -392,9 +403,10 @@ def delrec_optimisers(model: DelRecNet, epochs: int | None = None) -> WeightDela
     Weights: Adam/AdamW(``lr``, ``weight_decay``; BatchNorm parameters ``bn_weight_decay``)
     under ``OneCycleLR(max_lr=lr, total_steps=epochs)`` (starts at ``lr/25``). Delays and
     ``p_spread``: Adam/AdamW(``lr_delay``, no decay) under ``CosineAnnealingLR(T_max=epochs)``
-    (SHD) or ``OneCycleLR`` (SSC/PS-MNIST). ``step`` clamps the delays to ``>= 0`` when the
-    config says so (SHD). σ follows :meth:`DelRecNet.sigma_schedule` over the same ``epochs``
-    as the learning-rate schedules, applied by ``start_epoch`` (none for the ablations).
+    (SHD) or ``OneCycleLR`` (SSC/PS-MNIST). ``step`` projects the delays into ``[0, max]``
+    (:func:`~ctsnn.clamp_delays_`, every preset, see the module docstring). σ follows
+    :meth:`DelRecNet.sigma_schedule` over the same ``epochs`` as the learning-rate
+    schedules, applied by ``start_epoch`` (none for the ablations).
 
     Args:
         model: a :class:`DelRecNet`.

@@ -53,8 +53,7 @@ def _where(mask: Tensor) -> list[int]:
     return [int(i) for i in mask.nonzero()[0].tolist()]
 
 
-def check_delay_range(name: str, delay: Tensor, high: float | None, *, unit: str = "s",
-                      causal_below_zero: bool = False) -> None:
+def check_delay_range(name: str, delay: Tensor, high: float | None, *, unit: str = "s") -> None:
     """Raise ``ValueError`` unless every element of ``delay`` is finite and in ``[0, high]``.
 
     Args:
@@ -62,9 +61,6 @@ def check_delay_range(name: str, delay: Tensor, high: float | None, *, unit: str
         delay: the delays (any shape; seconds, or steps for grid kernels).
         high: the upper bound in the same unit (``None``: unbounded above).
         unit: ``"s"`` or ``"steps"``, for the message.
-        causal_below_zero: the kernel is causal for any delay (the recurrent ``Triangle``
-            discards the mass of lags below one step), so a negative delay is allowed: only
-            finiteness and the upper bound are checked.
 
     One ``aminmax`` reduction; the offending element is located only when raising. The upper
     bound is compared in ``delay``'s dtype, so a delay clamped to ``high`` passes.
@@ -78,7 +74,7 @@ def check_delay_range(name: str, delay: Tensor, high: float | None, *, unit: str
         at = _where(~torch.isfinite(d))
         raise ValueError(f"{name}: {d[tuple(at)].item()!r} {unit} at {at} is non-finite (a "
                          f"diverged update?); fix the training step, then {FIX}")
-    if lo_v < 0 and not causal_below_zero:
+    if lo_v < 0:
         at = _where(d < 0)
         raise ValueError(f"{name}: {d[tuple(at)].item()!r} {unit} at {at} is negative (a spike "
                          f"would arrive before it is sent); {FIX}")

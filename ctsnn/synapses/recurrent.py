@@ -8,8 +8,8 @@ or learnable, optional fixed fan-in):
   ``t + d_ij`` (scheduled as the spikes happen, differentiable w.r.t. spike times, weights and
   delays), also within the step that emitted it (sub-step and zero delays, see
   :mod:`ctsnn.engine.substep`: results do not depend on ``dt``). Discrete time: delays at least
-  one grid step (checked by :meth:`RecurrentDense.start`, synapses removed by ``fan_in``
-  excepted). Discrete time: delays rounded to whole steps (ties to
+  one grid step after rounding (checked by :meth:`RecurrentDense.start` on the rounded lags,
+  synapses removed by ``fan_in`` excepted). Discrete time: delays rounded to whole steps (ties to
   even), a spike of step ``n`` arrives at the end of step ``n + round(d / dt)``.
 * :class:`~ctsnn.synapses.kernels.Triangle` ``(sigma)``, discrete time (DelRec). Delays ``d`` in
   steps of the ``dt`` given at construction; a spike of neuron ``j`` emitted in step ``m``
@@ -20,8 +20,10 @@ or learnable, optional fixed fan-in):
   (:func:`~ctsnn.synapses.kernels.triangle_spread`): the effective lag is ``1 + d``, so
   ``d = 0`` is a vanilla RSNN. With ``learn_width=True`` the half-width is per presynaptic
   neuron, ``s_j = 1 + 2σ sigmoid(p_j)``. Lag 0 does not exist, so for ``d < σ`` the part of the
-  triangle at ``τ <= 0`` is discarded (mass < 1; ``d < 0`` is allowed during training, as in
-  the reference trainers); the samples sum to 1 for a whole ``σ`` and ``d >= σ``. Gradient
+  triangle at ``τ <= 0`` is discarded (mass < 1); ``d < 0`` is refused by the forward (it would
+  ask for lags below one step, an acausal delay whose mass is silently dropped), so training
+  projects with :meth:`RecurrentDense.clamp_delays_` after each step; the samples sum to 1 for
+  a whole ``σ`` and ``d >= σ``. Gradient
   w.r.t. ``d``: ``sign(τ - 1 - d) / s²`` inside the support (0 at the kinks: do not start
   training at integer delays with ``σ = 0``). Recurrent ``dropout`` multiplies the summed input
   by a Bernoulli mask drawn once per sequence. Evaluation (``eval()``), by ``eval_mode``:
@@ -261,16 +263,16 @@ class RecurrentDense(ExactValues, nn.Module):
 
     def check_delays(self) -> None:
         """Raise ``ValueError`` unless every delay is finite and in ``[0, max_delay]`` (seconds),
-        naming the parameter. ``Triangle``: ``delay_steps`` finite and ``<= max_delay / dt``
-        steps; a negative delay is allowed there, the spread being causal by construction (its
-        mass below lag 1 is discarded; DelRec's SSC / PS-MNIST recipes do not clamp).
+        naming the parameter. ``Triangle``: ``delay_steps`` finite and in ``[0, max_delay / dt]``
+        steps (a negative delay is acausal: it asks for lags below one step, whose mass the
+        kernel would silently drop; the DelRec recipes project with :meth:`clamp_delays_`).
 
         Called by :meth:`start` (once per sequence, one min/max reduction) and
         :meth:`synapse_delay`; :meth:`clamp_delays_` projects back into ``[0, max_delay]``.
         """
         if self.kernel.grid:
             check_delay_range("RecurrentDense.delay_steps", self.delay_steps,
-                              self.max_delay_steps, unit="steps", causal_below_zero=True)
+                              self.max_delay_steps, unit="steps")
         else:
             check_delay_range("RecurrentDense.delay", self.delay, self.max_delay)
 
@@ -492,12 +494,14 @@ class RecurrentDense(ExactValues, nn.Module):
         present = delay if self.mask is None else delay[self.mask.bool()]
         low = float(present.min()) if present.numel() else float("inf")
         self._substep = time != "discrete" and low < dt * (1 - 1e-9)
-        if time == "discrete" and low < dt * (1 - 1e-9):
+        # Discrete time uses round(d / dt) steps (in the delay's dtype): the check compares
+        # the same rounded lags, so a float32 1e-4 (9.99999997e-5) at dt = 1e-4 is one step.
+        if time == "discrete" and present.numel() and float(torch.round(present / dt).min()) < 1:
             raise ValueError(
                 f"RecurrentDense.delay: in discrete time recurrent delays must be at least one "
-                f"grid step (dt = {dt} s), got a minimum of {low} s (a spike of step n acts at "
-                "step n + 1 at the earliest); use time='continuous' for shorter or zero delays, "
-                "or a smaller dt"
+                f"grid step (dt = {dt} s; delays are rounded to whole steps), got a minimum of "
+                f"{low} s = {low / dt:g} steps (a spike of step n acts at step n + 1 at the "
+                "earliest); use time='continuous' for shorter or zero delays, or a smaller dt"
             )
         self._dt, self._batch = dt, batch_size
         if time == "discrete":

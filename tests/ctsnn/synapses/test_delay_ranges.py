@@ -141,7 +141,6 @@ def rec_layer(kernel: str, value: float, time: str) -> Layer:
     (kernel, time, kind)
     for kernel, time in (("exact", "discrete"), ("exact", "continuous"), ("triangle", "discrete"))
     for kind in BAD
-    if not (kernel == "triangle" and kind == "negative")  # causal below zero (next test)
 ])
 def test_recurrent_forward_refuses_a_delay_out_of_range(kernel, time, kind):
     layer = rec_layer(kernel, BAD[kind], time)
@@ -150,17 +149,21 @@ def test_recurrent_forward_refuses_a_delay_out_of_range(kernel, time, kind):
         simulate(layer, one_spike())
 
 
-def test_recurrent_triangle_is_causal_below_zero():
-    """DelRec's SSC recipe does not clamp: a negative delay is allowed, its spread below lag 1
-    is discarded, so nothing acts within the step that emitted it."""
+def test_recurrent_triangle_refuses_a_negative_delay_and_clamp_projects_it():
+    """A negative Triangle delay asks for lags below one step (acausal; the kernel would drop
+    that mass silently): the forward refuses it naming the parameter, clamp_delays_ projects."""
     rec = RecurrentDense(2, kernel=Triangle(0.0), dt=1e-3, delay=0.002, max_delay=0.01,
                          learn_delay=True)
     with torch.no_grad():
         rec.delay_steps.fill_(-0.4)
-    rec.check_delays()
-    h = rec.kernel_tensor().detach()
-    assert float(h[0].abs().max()) == 0.0  # lag 0: nothing
-    assert torch.allclose(h[1], torch.full_like(h[1], 0.6))  # the triangle's part at lag 1
+    with pytest.raises(ValueError, match=r"RecurrentDense\.delay_steps: -0\.4.* is negative"):
+        rec.check_delays()
+    layer = Layer(LIF(2, tau_mem=0.01), weight=torch.tensor([[3.0], [3.0]]), recurrent=rec)
+    with pytest.raises(ValueError, match=r"RecurrentDense\.delay_steps: .* is negative"):
+        simulate(layer, one_spike())
+    rec.clamp_delays_()
+    assert torch.equal(rec.delay_steps.detach(), torch.zeros(2, 2))
+    simulate(layer, one_spike())  # in range again
 
 
 # --------------------------------------------------------------------------- adjoint paths

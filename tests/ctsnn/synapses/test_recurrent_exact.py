@@ -119,6 +119,26 @@ def test_continuous_recurrent_gradients_match_finite_differences():
     assert g_d.abs().sum() > 0
 
 
+def test_float32_delay_of_one_step_is_one_step_in_discrete_time():
+    """float32 stores 1e-4 as 9.99999997e-5: discrete time uses round(d / dt) = 1 step, and the
+    one-step check compares the same rounded lag (it refused it before)."""
+    rec = RecurrentDense(weight=torch.full((2, 2), 0.6, dtype=torch.float32), delay=1e-4)
+    assert float(rec.delay[0, 0]) < 1e-4  # the float32 rounding this is about
+    layer = ctsnn.Layer(ctsnn.LIF(2, tau_mem=0.01), torch.eye(2), recurrent=rec).float()
+    x = torch.zeros(6, 1, 2, dtype=torch.float32)
+    x[0, 0, 0] = 200.0  # drives neuron 0 over threshold in step 0
+    out = ctsnn.simulate(layer, x, dt=1e-4, time="discrete", record=("v",))
+    v = out.states["v"].detach()
+    assert out.spikes.times.tolist() == [pytest.approx(1e-4)]
+    # its recurrent jump (0.6) reaches neuron 1 one step later
+    assert float(v[0, 0, 1]) == 0.0 and float(v[1, 0, 1]) > 0.5
+    # just below half a step rounds to 0 steps: still refused, the message gives the steps
+    short = RecurrentDense(weight=torch.ones(2, 2, dtype=torch.float32), delay=0.49e-4)
+    layer = ctsnn.Layer(ctsnn.LIF(2), torch.eye(2), recurrent=short).float()
+    with pytest.raises(ValueError, match=r"at least one grid step .* = 0\.49 steps"):
+        ctsnn.simulate(layer, x, dt=1e-4, time="discrete")
+
+
 def test_delays_shorter_than_a_step_are_rejected_in_discrete_time():
     # (continuous time accepts them since issue 9: tests/ctsnn/synapses/test_recurrent_substep.py)
     layer = ctsnn.Layer(ctsnn.LIF(2), recurrent=RecurrentDense(weight=torch.ones(2, 2),

@@ -2,8 +2,8 @@
 
 Spikes of a step act within that step (:mod:`ctsnn.engine.substep`), so the results do not
 depend on ``dt``; checked against an independent event-driven reference, with zero-delay
-cascades, gradients against finite differences, and the errors of the paths that cannot
-express such delays (discrete time, ``gradient="adjoint"``).
+cascades, gradients against finite differences, and the error of the path that cannot
+express such delays (discrete time).
 """
 
 from __future__ import annotations
@@ -235,16 +235,22 @@ def test_discrete_time_ignores_delays_of_synapses_removed_by_fan_in():
     ctsnn.simulate(layer, torch.zeros(5, 1, 4), dt=1e-3, time="discrete")
 
 
-def test_adjoint_refuses_substep_delays_naming_the_alternative():
+def test_adjoint_accepts_substep_delays():
+    """gradient='adjoint' runs sub-step delays (gradients: tests/ctsnn/gradients/
+    test_adjoint_substep.py) and gives the surrogate path's spikes."""
     n = 3
-    layer = ctsnn.Layer(ctsnn.CubaLIF(n, tau_mem=TAU_M, tau_syn=TAU_S), torch.eye(n) * W_IN,
-                        recurrent=RecurrentDense(weight=torch.ones(n, n),
-                                                 delay=torch.full((n, n), 0.0003)),
-                        gradient="adjoint")
     spikes = ctsnn.Spikes.from_events(torch.tensor([0.001]), torch.tensor([0]), dt=1e-3,
-                                      n_steps=5, n_units=n)
-    with pytest.raises(ValueError, match="gradient='surrogate'"):
-        ctsnn.simulate(layer, spikes, dt=1e-3, time="continuous")
+                                      n_steps=10, n_units=n)
+    out = []
+    for gradient in ("adjoint", "surrogate"):
+        layer = ctsnn.Layer(ctsnn.CubaLIF(n, tau_mem=TAU_M, tau_syn=TAU_S), torch.eye(n) * 9.0,
+                            recurrent=RecurrentDense(weight=torch.full((n, n), 3.0),
+                                                     delay=torch.full((n, n), 0.0003)),
+                            gradient=gradient)
+        with torch.no_grad():
+            out.append(ctsnn.simulate(layer, spikes, dt=1e-3, time="continuous").spikes)
+    assert out[0].times.numel() >= 3  # recurrent spikes
+    assert torch.equal(out[0].times, out[1].times) and torch.equal(out[0].units, out[1].units)
 
 
 def test_saved_states_do_not_depend_on_dt_with_in_step_arrivals():
