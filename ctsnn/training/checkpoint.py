@@ -48,27 +48,20 @@ def _temporary(path: Path) -> Path:
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save(obj)`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
-    path = Path(path)
-    tmp = _temporary(path)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
+    _atomic(Path(path), "wb", lambda f: torch.save(obj, f))
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:
     """Write ``text`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
-    path = Path(path)
+    _atomic(Path(path), "w", lambda f: f.write(text))
+
+
+def _atomic(path: Path, mode: str, write) -> None:
+    """``write(file)`` into a temporary file beside ``path``, fsync, rename over ``path``."""
     tmp = _temporary(path)
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

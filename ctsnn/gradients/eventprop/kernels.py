@@ -64,6 +64,23 @@ def _divided_q(h: float, b1: float, b2: float) -> float:
 
 # =========================================================================== spiking layers
 @numba.njit(cache=True, error_model="numpy")
+def _arrivals_at(n: int, e0: int, e1: int, ev_order: np.ndarray, t_in: np.ndarray,
+                 j_in: np.ndarray, delay: np.ndarray, has_delay: bool, t_end: float,
+                 s_loc: np.ndarray, e_loc: np.ndarray) -> int:
+    """Arrival times at neuron ``n`` of the sample's events ``ev_order[e0:e1]`` up to
+    ``t_end``, written to ``s_loc`` / ``e_loc`` (time, event); returns their number."""
+    m = 0
+    for q in range(e0, e1):
+        e = ev_order[q]
+        s = t_in[e] + delay[n, j_in[e]] if has_delay else t_in[e]
+        if s <= t_end:
+            s_loc[m] = s
+            e_loc[m] = e
+            m += 1
+    return m
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _spike_adjoints(k0: int, k1: int, n: int, sp_t: np.ndarray, sp_cur: np.ndarray,
                     sp_g: np.ndarray, sp_reg: np.ndarray, tau_m: np.ndarray,
                     tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray, v_th: np.ndarray,
@@ -142,14 +159,8 @@ def _spiking_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_ord
                 continue
             _spike_adjoints(k0, k1, n, sp_t, sp_cur, sp_g, sp_reg, tau_m, tau_s, r, v_leak,
                             v_th, v_reset, cuba, v_minus, i_minus, v_plus)
-            m = 0
-            for q in range(e0, e1):
-                e = ev_order[q]
-                s = t_in[e] + delay[n, j_in[e]] if has_delay else t_in[e]
-                if s <= t_end:
-                    s_loc[m] = s
-                    e_loc[m] = e
-                    m += 1
+            m = _arrivals_at(n, e0, e1, ev_order, t_in, j_in, delay, has_delay, t_end, s_loc,
+                             e_loc)
             tm = tau_m[n]
             for q in range(m):
                 s = s_loc[q]
@@ -255,14 +266,8 @@ def _max_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: 
             vl = v_leak[n]
             tm = tau_m[n]
             best, bt, bside, bsrc, bvdot = vl, 0.0, 0, -1, 0.0
-            m = 0
-            for q in range(e0, e1):
-                e = ev_order[q]
-                s = t_in[e] + delay[n, j_in[e]] if has_delay else t_in[e]
-                if s <= t_end:
-                    s_loc[m] = s
-                    e_loc[m] = e
-                    m += 1
+            m = _arrivals_at(n, e0, e1, ev_order, t_in, j_in, delay, has_delay, t_end, s_loc,
+                             e_loc)
             if m > 0:
                 order = np.argsort(s_loc[:m], kind="mergesort")
                 ra, rb, ca, cb = 1.0 / tm, 0.0, 1.0, 0.0
