@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .audio import MelRecipe, read_wav
+from .audio import MelRecipe, fit_length, read_wav
 
 __all__ = ["SPLITS", "WORDS", "SpeechCommands", "SpeechCommandsLayoutError", "find_root"]
 
@@ -148,8 +148,7 @@ class SpeechCommands(Dataset):
         """File ``j`` as float32 ``[16000]`` at 16 kHz (errors name the file)."""
         rate = 16_000 if self.recipe is None else self.recipe.orig_rate
         length = 16_000 if self.recipe is None else self.recipe.length
-        x = read_wav(self.root / self.files[j], sample_rate=rate)
-        return torch.nn.functional.pad(x, (0, max(0, length - x.shape[0])))[:length]
+        return fit_length(read_wav(self.root / self.files[j], sample_rate=rate), length)
 
     def __getitem__(self, j: int) -> tuple[Tensor, int]:
         label = int(self.labels[j])

@@ -3,8 +3,6 @@ kernel-evolution figure (delay positions and widths over epochs)."""
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +14,7 @@ from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from ..synapses.kernels import gaussian_kernel
+from ..training.logs import read_log_rows
 from .rasters import legend_outside
 
 #: Learning-curve columns: (panel, label, accepted column names in order of preference).
@@ -39,19 +38,7 @@ def read_training_log(path: str | Path) -> list[dict[str, Any]]:
         path = found[0]
     if not path.exists():
         raise FileNotFoundError(f"training log {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        rows = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}, line {i}: not JSON ({e.msg})") from None
-        return rows
-    if path.suffix == ".csv":
-        return list(csv.DictReader(text.splitlines()))
-    raise ValueError(f"training log {path}: expected a .csv or .jsonl file")
+    return read_log_rows(path)
 
 
 def _number(value: Any) -> float:

@@ -79,12 +79,26 @@ class RunLog:
 
     def read(self) -> list[dict[str, Any]]:
         """The rows in the file (CSV values as strings, JSON values as written)."""
-        if not self.path.exists():
-            return []
-        text = self.path.read_text(encoding="utf-8")
-        if self.format == "jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return read_log_rows(self.path) if self.path.exists() else []
+
+
+def read_log_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``.csv`` (header row; values as strings) or ``.jsonl`` log file (one JSON
+    object per line, values as written); a malformed JSON line is an error naming it."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        rows = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}, line {i}: not JSON ({e.msg})") from None
+        return rows
+    if path.suffix == ".csv":
         return list(csv.DictReader(io.StringIO(text)))
+    raise ValueError(f"training log {path}: expected a .csv or .jsonl file")
 
 
-__all__ = ["FORMATS", "RunLog"]
+__all__ = ["FORMATS", "RunLog", "read_log_rows"]
