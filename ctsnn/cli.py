@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from .bench import WORKLOADS, find_workload, workload_ids
@@ -39,6 +40,15 @@ checkpoint of another architecture is refused with the differences)."""
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ctsnn`` command."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early: not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's exit-time flush must not raise again
+        return 0
+
+
+def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="ctsnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(

@@ -207,21 +207,24 @@ def clamp_delays_(net: nn.Module | Sequence[nn.Module]) -> None:
 
 
 # --------------------------------------------------------------------------- simulate
-def _layers_of(target: Any) -> list[Layer]:
-    if isinstance(target, NeuronModel):
-        return [Layer(target)]
-    if isinstance(target, Layer):
-        return [target]
-    if isinstance(target, (list, tuple, nn.Sequential, nn.ModuleList)):
-        layers = [t if isinstance(t, Layer) else Layer(t) if isinstance(t, NeuronModel) else None
-                  for t in target]
-        if not layers or any(layer is None for layer in layers):
-            raise TypeError("a network must be a non-empty sequence of Layer or NeuronModel")
-        return layers
-    raise TypeError(
-        "simulate() takes a NeuronModel, a Layer or a sequence of them, "
-        f"got {type(target).__name__}"
-    )
+def layers_of(target: Any, caller: str = "simulate") -> list[Layer]:
+    """The layers of a network as :func:`simulate` takes it: a :class:`NeuronModel`, a
+    :class:`Layer` or a non-empty sequence of them (models are wrapped in a default
+    :class:`Layer`). ``caller`` names the public function in error messages."""
+    if isinstance(target, (NeuronModel, Layer)):
+        target = [target]
+    if not isinstance(target, (list, tuple, nn.Sequential, nn.ModuleList)) or not len(target):
+        raise TypeError(f"{caller}() takes a NeuronModel, a Layer or a non-empty sequence of "
+                        f"them, got {type(target).__name__}")
+    layers = []
+    for k, item in enumerate(target):
+        if isinstance(item, NeuronModel):
+            item = Layer(item)
+        if not isinstance(item, Layer):
+            raise TypeError(f"{caller}(): network item {k} is a {type(item).__name__}, not a "
+                            "Layer or NeuronModel")
+        layers.append(item)
+    return layers
 
 
 def _setting(layers: list[Layer], name: str, given: Any, default: Any) -> list[Any]:
@@ -414,7 +417,7 @@ def simulate(
             raise ValueError("dt is required (seconds) unless the input is Spikes")
         dt = input.dt
     check_positive("dt", dt)
-    layers = _layers_of(target)
+    layers = layers_of(target)
     times = _setting(layers, "time", time, "discrete")
     methods = _setting(layers, "method", method, None)
     surrogates = _setting(layers, "surrogate", surrogate, None)
@@ -457,5 +460,5 @@ def simulate(
     return out
 
 
-__all__ = ["Layer", "simulate", "delay_parameters", "weight_parameters", "clamp_delays_"]
+__all__ = ["Layer", "simulate", "delay_parameters", "weight_parameters", "clamp_delays_", "layers_of"]
 

@@ -25,32 +25,12 @@ from torch import nn
 
 from .._checks import check_choice
 from ..models.base import NeuronModel
-from ..network import Layer
+from ..network import Layer, layers_of
 from ..synapses import Dense, RecurrentDense
 from .nir_models import as_array, check_euler_dt, jump_scale, model_to_node
 from .nir_paths import per_axon, slices
 
 INPUT_KINDS = ("spikes", "current")
-
-
-def layers_of(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.Module
-              ) -> list[Layer]:
-    """The layers of a network as :func:`ctsnn.simulate` takes it (a model, a layer or a
-    sequence of them)."""
-    if isinstance(network, (NeuronModel, Layer)):
-        network = [network]
-    if not isinstance(network, (list, tuple, nn.Sequential, nn.ModuleList)) or not len(network):
-        raise TypeError("to_nir takes a NeuronModel, a Layer or a non-empty sequence of them "
-                        f"(as ctsnn.simulate does), got {type(network).__name__}")
-    out = []
-    for k, item in enumerate(network):
-        if isinstance(item, NeuronModel):
-            item = Layer(item)
-        if not isinstance(item, Layer):
-            raise TypeError(f"to_nir: item {k} is a {type(item).__name__}, not a Layer or "
-                            "NeuronModel")
-        out.append(item)
-    return out
 
 
 class _Builder:
@@ -245,7 +225,7 @@ def to_nir(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.Mod
     if euler_dt is not None and input_kind != "spikes":
         raise ValueError("euler_dt exports for discrete-time consumers driven by spikes: "
                          "input_kind must be 'spikes'")
-    layers = layers_of(network)
+    layers = layers_of(network, caller="to_nir")
     b = _Builder(expand_delays, lossy, euler_dt)
     with torch.no_grad():
         b.nodes["input"] = nir.Input(input_type={"input": np.array([layers[0].n_in])})
@@ -270,4 +250,4 @@ def to_nir(network: NeuronModel | Layer | Sequence[Layer | NeuronModel] | nn.Mod
     return graph
 
 
-__all__ = ["to_nir", "layers_of", "INPUT_KINDS"]
+__all__ = ["to_nir", "INPUT_KINDS"]

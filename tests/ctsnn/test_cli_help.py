@@ -26,3 +26,17 @@ def test_help_of_every_command_is_plain_text(capsys):
         text = help_text(argv, capsys)
         assert not MARKUP.search(text), (argv, MARKUP.search(text).group(0))
         assert text.strip()
+
+
+def test_output_piped_into_a_reader_that_closes_early_is_not_an_error():
+    """`ctsnn train --list | head -1` must not print a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+    code = "import sys; from ctsnn.cli import main; sys.exit(main(['train', '--list']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away before the writer has finished
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "BrokenPipeError" not in err and "Traceback" not in err, err

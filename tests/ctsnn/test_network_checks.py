@@ -10,6 +10,7 @@ import torch
 
 import ctsnn
 from ctsnn import LIF, Layer, Spikes, simulate
+from ctsnn.network import layers_of
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -66,3 +67,12 @@ def test_an_explicit_n_steps_too_large_is_named(monkeypatch):
         simulate(LIF(1), None, dt=1e-3, n_steps=101, batch_size=1)
     with pytest.raises(ValueError, match=r"the input tensor has 200 steps"):
         simulate(LIF(1), current(200), dt=1e-3)
+
+
+def test_layers_of_names_the_caller_and_the_bad_item():
+    model = LIF(2, tau_mem=0.02)
+    assert len(layers_of(model)) == 1 and len(layers_of([model, Layer(LIF(2))])) == 2
+    with pytest.raises(TypeError, match=r"to_nir\(\): network item 1 is a str"):
+        layers_of([model, "x"], caller="to_nir")
+    with pytest.raises(TypeError, match=r"simulate\(\) takes .* non-empty sequence"):
+        layers_of([])
