@@ -9,6 +9,14 @@ device-agnostic. The reference path is what the tests compare every kernel again
 
 Turn kernels off for a block with ``with ctsnn.compiled.use_kernels(False): ...`` or for a
 process with the environment variable ``CTSNN_KERNELS=0``.
+
+Models without a closed-form flow (AdEx, Izhikevich, equation models) are stepped by a
+Runge-Kutta map issued from Python, a few dozen small operators per step. With
+``use_compiled_steps(True)`` (or ``CTSNN_COMPILE_STEPS=1``) that map, the model's dynamics
+inlined, goes through ``torch.compile``, which fuses it into one generated kernel per shape.
+It is off by default: Inductor needs a C++ compiler on the CPU, the first call of each model
+pays seconds of compilation, and the fused arithmetic rounds differently in the last bit
+(results agree to rounding, not bit for bit).
 """
 
 from __future__ import annotations
@@ -20,9 +28,14 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["kernels_enabled", "numba_available", "use_kernels"]
+__all__ = ["compiled_steps_enabled", "kernels_enabled", "numba_available",
+           "use_compiled_steps", "use_kernels"]
 
-_state = {"on": os.environ.get("CTSNN_KERNELS", "1").strip().lower() not in ("0", "false", "no")}
+def _env_flag(name: str, default: str) -> bool:
+    return os.environ.get(name, default).strip().lower() not in ("0", "false", "no", "")
+
+
+_state = {"on": _env_flag("CTSNN_KERNELS", "1"), "steps": _env_flag("CTSNN_COMPILE_STEPS", "0")}
 
 
 def numba_available() -> bool:
@@ -40,14 +53,32 @@ def kernels_enabled(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" for t in tensors)
 
 
+def compiled_steps_enabled() -> bool:
+    """Whether fixed Runge-Kutta steps of models without a closed form go through
+    ``torch.compile`` (see :func:`use_compiled_steps`)."""
+    return _state["steps"]
+
+
 @contextlib.contextmanager
-def use_kernels(enabled: bool) -> Iterator[None]:
-    """Turn compiled kernels on or off inside a ``with`` block (restored on exit)."""
+def _switch(key: str, enabled: bool, name: str) -> Iterator[None]:
     if not isinstance(enabled, bool):
-        raise TypeError(f"use_kernels(enabled) takes a bool, got {type(enabled).__name__}")
-    before = _state["on"]
-    _state["on"] = enabled
+        raise TypeError(f"{name}(enabled) takes a bool, got {type(enabled).__name__}")
+    before = _state[key]
+    _state[key] = enabled
     try:
         yield
     finally:
-        _state["on"] = before
+        _state[key] = before
+
+
+def use_kernels(enabled: bool) -> contextlib.AbstractContextManager[None]:
+    """Turn compiled kernels on or off inside a ``with`` block (restored on exit)."""
+    return _switch("on", enabled, "use_kernels")
+
+
+def use_compiled_steps(enabled: bool) -> contextlib.AbstractContextManager[None]:
+    """Inside a ``with`` block, step models that have no closed-form flow with a
+    ``torch.compile``-d Runge-Kutta map (``method`` one of euler/midpoint/heun/rk4, no delayed
+    reads of the model's own state); restored on exit. Needs a working ``torch.compile``
+    (on the CPU, a C++ compiler)."""
+    return _switch("steps", enabled, "use_compiled_steps")

@@ -28,6 +28,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 import ctsnn
+from ctsnn.compiled import use_compiled_steps
 
 from .harness import bench_env, git_state, json_line
 
@@ -79,9 +80,26 @@ def torch_call_count(call: Callable[[], object]) -> int:
     return mode.n
 
 
+def _timed(call: Callable[[], ctsnn.SimulationResult], repeats: int) -> dict[str, Any]:
+    c0, w0 = time.process_time(), time.perf_counter()
+    res = call()  # the first call pays torch.compile's compilation when compiled
+    first = {"first_call_wall_s": time.perf_counter() - w0,
+             "first_call_cpu_s": time.process_time() - c0}
+    walls, cpus = [], []
+    for _ in range(repeats):
+        c0, w0 = time.process_time(), time.perf_counter()
+        call()
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return {"min_wall_s": min(walls), "min_cpu_s": min(cpus), "walls_s": walls, "cpus_s": cpus,
+            "torch_calls": torch_call_count(call), "n_spikes": len(res.spikes), **first,
+            "result": res}
+
+
 def main(quick: bool = False, reference: bool = True, *, repeats: int | None = None,
          **sizes: Any) -> int:
-    """Time the AdEx network (``quick``: batch 2, 20 ms) and print one JSON line.
+    """Time the AdEx network eagerly and with :func:`ctsnn.compiled.use_compiled_steps` in one
+    run (``quick``: batch 2, 20 ms) and print one JSON line.
 
     ``reference`` is accepted for the common signature (there is no peer). ``sizes`` go to
     :func:`build`. Returns 0.
@@ -91,16 +109,19 @@ def main(quick: bool = False, reference: bool = True, *, repeats: int | None = N
     if quick:
         sizes = {"batch": 2, "duration": 0.02, **sizes}
     call = build(**sizes)
-    res = call()
     repeats = repeats or (2 if quick else 3)
-    walls, cpus = [], []
-    for _ in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        call()
-        walls.append(time.perf_counter() - w0)
-        cpus.append(time.process_time() - c0)
-    ours = {"min_wall_s": min(walls), "min_cpu_s": min(cpus), "walls_s": walls, "cpus_s": cpus,
-            "torch_calls": torch_call_count(call), "n_spikes": len(res.spikes),
+    runs = {}
+    for name, on in (("eager", False), ("compiled_steps", True)):
+        with use_compiled_steps(on):
+            runs[name] = _timed(call, repeats)
+    eager, comp = runs["eager"].pop("result"), runs["compiled_steps"].pop("result")
+    same = eager.spikes.units.shape == comp.spikes.units.shape and bool(
+        (eager.spikes.units == comp.spikes.units).all())
+    ours = {**runs, "cpu_ratio_compiled_over_eager":
+            runs["compiled_steps"]["min_cpu_s"] / runs["eager"]["min_cpu_s"],
+            "same_spiking_units": same,
+            "max_spike_time_diff_s": float((eager.spikes.times - comp.spikes.times).abs().max())
+            if same and len(eager.spikes) else None,
             "load_avg_1m": env["load_avg_1m"], "git": git_state()}
     json_line(WORKLOAD, {"threads": 1, "method": "rk4", **sizes}, ours, None)
     return 0

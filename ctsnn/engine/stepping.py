@@ -21,6 +21,7 @@ from solvers.events import where_state
 from solvers.history import History
 from solvers.steppers import STEPPERS
 
+from ..compiled import compiled_steps_enabled
 from ..models.base import NeuronModel
 
 #: Method names: closed-form flow, fixed Runge-Kutta steps, adaptive embedded pairs (default
@@ -136,6 +137,27 @@ def delayed_dynamics(model: NeuronModel, delays: DelayedReads | None, t0: float)
     return dynamics
 
 
+def fixed_step(stepper, model: NeuronModel, t: Tensor, y: tuple, h: Tensor, x: Tensor,
+               held: Tensor | None) -> tuple:
+    """One fixed Runge-Kutta step of ``model`` (no delayed reads) with refractory clamping:
+    the map :func:`make_flow` hands to ``torch.compile`` under
+    :func:`ctsnn.compiled.use_compiled_steps`."""
+    def rhs(tt, s):
+        return zero_clamped(model, held, model.dynamics(tt, s, x))
+
+    return hold(model, held, y, stepper(rhs, t, y, h))
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def _compiled_fixed_step():
+    # one compiled function for all models and steppers: Dynamo guards on which are passed
+    if "step" not in _COMPILED:
+        _COMPILED["step"] = torch.compile(fixed_step, dynamic=True)
+    return _COMPILED["step"]
+
+
 def make_flow(model: NeuronModel, method: Method, t0: Tensor | float, x: Tensor,
                delays: DelayedReads | None = None):
     """Dense output ``flow(y, tau, h, held)`` of one step for the given method (a name of
@@ -148,6 +170,13 @@ def make_flow(model: NeuronModel, method: Method, t0: Tensor | float, x: Tensor,
         return flow
     stepper = method if isinstance(method, Adaptive) else (
         Adaptive(method) if method in TABLEAUS else STEPPERS[method])
+    if delays is None and not isinstance(stepper, Adaptive) and compiled_steps_enabled():
+        step = _compiled_fixed_step()
+
+        def compiled_flow(y, tau, h, held):
+            return step(stepper, model, t0 + tau, y, h, x, held)
+
+        return compiled_flow
     dynamics = delayed_dynamics(model, delays, t0)
 
     def flow(y, tau, h, held):

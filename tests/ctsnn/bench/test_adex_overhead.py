@@ -27,4 +27,7 @@ def test_torch_calls_are_counted() -> None:
 def test_main_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert adex_overhead.main(batch=1, n_in=5, n=4, duration=0.005, repeats=1) == 0
     line = json.loads(capsys.readouterr().out)
-    assert line["ours"]["torch_calls"] > 0 and line["config"]["method"] == "rk4"
+    ours = line["ours"]
+    assert ours["eager"]["torch_calls"] > 0 and line["config"]["method"] == "rk4"
+    assert ours["same_spiking_units"] is True
+    assert ours["eager"]["n_spikes"] == ours["compiled_steps"]["n_spikes"]
