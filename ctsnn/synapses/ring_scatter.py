@@ -1,0 +1,315 @@
+"""DelRec's recurrent spread delays as a compiled spike scatter into future ring slots (CPU).
+
+The compiled counterpart of :mod:`ctsnn.synapses.ring` for
+:class:`~ctsnn.synapses.RecurrentDense` with a ``Triangle`` kernel, chosen by
+:meth:`RecurrentDense.start` when :func:`ctsnn.compiled.kernels_enabled` says so (CPU, numba,
+switch on, float32/float64); the ``RingRead`` path stays the reference (CUDA, kernels off).
+
+The triangle ``h(τ)`` of each synapse (or axon) is non-zero on at most ``K = ceil(2 s)``
+integer lags (two for ``σ = 0``), kept as *taps* ``lags, coefs [K, N_pre, (N_post)]``
+gathered from the same dense spread the reference uses (so values and gradients, kinks
+included, are the reference's). Per step ``m``:
+
+* write: every spike ``S[m][b, j]`` is added, times each tap's coefficient, into the ring slot
+  ``(m + lag) mod L`` of the targets, ``ring [L, B, N_post]`` (rows contiguous over the targets):
+  cost spikes x taps x N (axonal: ``coef = h[k, j] W_ij``, synaptic: ``W_ij h_ij(τ_k)``);
+* read: the slot of step ``n`` is the recurrent input; it is then cleared.
+
+Backward is the transpose, in the same per-step graph the engine builds: each read stores its
+output gradient ``G[n]`` (axonal also ``G[n] W``, one BLAS product), each write gathers the
+gradient of its spikes from the future reads it fed,
+``dS[m][b, j] = Σ_k Σ_i coef G[m + lag][b, i]`` (dense: the surrogate gradient reaches every
+entry), and accumulates the tap gradients over its spikes only. A chain of empty *token*
+tensors (write ``m`` -> write ``m + 1`` and read ``m + 1``) makes autograd run every write's
+backward after all later reads' and the first write's last; the first write returns the
+accumulated gradients of the taps (and of the weight, axonal), which reach ``delay_steps``,
+``p_spread`` and ``weight`` through PyTorch autograd as on the reference path. Nothing per
+step is saved beyond references to the spike tensors the engine holds anyway; backward keeps
+``G`` (and ``G W``) as ``[T, B, N]``.
+
+The kernels run on one thread (as :mod:`ctsnn.synapses.spike_scatter`).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+__all__ = ["ScatterRun", "spread_taps"]
+
+
+# --------------------------------------------------------------------------- kernels
+@numba.njit(cache=True)
+def _write_axon(ring, m, spikes, lags, h, wt):
+    """``ring[(m + lags[k, j]) % L, b, :] += S[b, j] h[k, j] Wᵀ[j, :]`` for every spike."""
+    n_ring, n_batch, n_post = ring.shape
+    n_taps, n_pre = lags.shape
+    for b in range(n_batch):
+        for j in range(n_pre):
+            v = spikes[b, j]
+            if v == 0.0:
+                continue
+            w = wt[j]
+            for k in range(n_taps):
+                c = h[k, j] * v
+                if c == 0.0:
+                    continue
+                row = ring[(m + lags[k, j]) % n_ring, b]
+                for i in range(n_post):
+                    row[i] += c * w[i]
+
+
+@numba.njit(cache=True)
+def _write_synapse(ring, m, spikes, lags, coefs):
+    """``ring[(m + lags[k, j, i]) % L, b, i] += S[b, j] coefs[k, j, i]`` for every spike."""
+    n_ring, n_batch, n_post = ring.shape
+    n_taps, n_pre, _ = lags.shape
+    for b in range(n_batch):
+        for j in range(n_pre):
+            v = spikes[b, j]
+            if v == 0.0:
+                continue
+            for k in range(n_taps):
+                lk = lags[k, j]
+                ck = coefs[k, j]
+                for i in range(n_post):
+                    c = ck[i]
+                    if c != 0.0:
+                        ring[(m + lk[i]) % n_ring, b, i] += c * v
+
+
+@numba.njit(cache=True)
+def _back_axon(m, spikes, lags, h, g, gw, n_reads, ds, gh, gwt):
+    """Transpose of :func:`_write_axon` for the spikes of step ``m``.
+
+    ``ds[b, j] = Σ_k h[k, j] (G W)[m + lag][b, j]``; over the spikes: ``gh[k, j] += S (G W)``
+    and ``gwt[j, :] += S h[k, j] G[m + lag][b, :]`` (``gwt = dL/dWᵀ``).
+    """
+    n_batch, n_pre = spikes.shape
+    n_taps = lags.shape[0]
+    n_post = g.shape[2]
+    for b in range(n_batch):
+        for j in range(n_pre):
+            v = spikes[b, j]
+            acc = 0.0
+            for k in range(n_taps):
+                t = m + lags[k, j]
+                if t >= n_reads:
+                    continue
+                x = gw[t, b, j]
+                acc += h[k, j] * x
+                if v != 0.0:
+                    gh[k, j] += v * x
+                    c = v * h[k, j]
+                    if c != 0.0:
+                        row = g[t, b]
+                        out = gwt[j]
+                        for i in range(n_post):
+                            out[i] += c * row[i]
+            ds[b, j] = acc
+
+
+@numba.njit(cache=True)
+def _back_synapse(m, spikes, lags, coefs, g, n_reads, ds, gc):
+    """Transpose of :func:`_write_synapse`: ``ds[b, j] = Σ_{k, i} coefs[k, j, i]
+    G[m + lags[k, j, i]][b, i]`` and, over the spikes, ``gc[k, j, i] += S G[m + lag][b, i]``."""
+    n_batch, n_pre = spikes.shape
+    n_taps = lags.shape[0]
+    n_post = g.shape[2]
+    for b in range(n_batch):
+        for j in range(n_pre):
+            v = spikes[b, j]
+            acc = 0.0
+            for k in range(n_taps):
+                lk = lags[k, j]
+                ck = coefs[k, j]
+                gk = gc[k, j]
+                for i in range(n_post):
+                    t = m + lk[i]
+                    if t >= n_reads:
+                        continue
+                    x = g[t, b, i]
+                    acc += ck[i] * x
+                    if v != 0.0:
+                        gk[i] += v * x
+            ds[b, j] = acc
+
+
+# --------------------------------------------------------------------------- taps
+def spread_taps(h: Tensor) -> tuple[Tensor, Tensor]:
+    """The non-zero lags of a recurrent spread ``h [L, *S]`` (``h[0] = 0``).
+
+    ``K`` is the largest number of non-zero lags of one synapse (at most ``ceil(2 s)``: the
+    support ``(1 + d - s, 1 + d + s)`` is open; two for ``σ = 0``); a zero-valued lag has a zero
+    derivative on the reference path too (``relu`` at 0), so leaving it out changes nothing.
+
+    Args:
+        h: the dense spread (:meth:`Triangle.spread`), differentiable.
+
+    Returns:
+        ``lags [K, *S]`` (int64, in ``[1, L - 1]``) and ``coefs [K, *S]``, gathered from ``h``
+        (differentiable: the reference's values and gradients); lags of taps that fall outside
+        ``[1, L - 1]`` have coefficient 0.
+    """
+    n_lags = h.shape[0]
+    # The support found on the values themselves (so it agrees with h exactly, ties included);
+    # it is contiguous: each operation of the triangle's formula is monotone in τ.
+    nonzero = (h.detach() != 0).to(torch.int8)
+    n_taps = min(n_lags - 1, max(1, int(nonzero.sum(0).max()) if nonzero.numel() else 1))
+    first = torch.argmax(nonzero, dim=0).clamp_min(1)  # all-zero columns: 1
+    first = torch.minimum(first, torch.full_like(first, n_lags - n_taps))
+    lags = first.unsqueeze(0) + torch.arange(n_taps, device=h.device).reshape(
+        -1, *([1] * (h.ndim - 1)))
+    coefs = torch.gather(h, 0, lags)
+    return lags, coefs
+
+
+# --------------------------------------------------------------------------- autograd
+class _Write(torch.autograd.Function):
+    """Step ``m``'s write: ``(spikes [B, N], token, run, m, *taps) -> token``."""
+
+    @staticmethod
+    def forward(ctx, spikes: Tensor, token: Tensor | None, run: ScatterRun,  # type: ignore[override]
+                m: int, *taps: Tensor) -> Tensor:
+        values = spikes.detach().contiguous()
+        run.scatter(m, values)
+        ctx.run, ctx.m, ctx.values = run, m, values
+        return spikes.new_zeros(())
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_token: Tensor):  # type: ignore[override]
+        run: ScatterRun = ctx.run
+        ds = run.transpose(ctx.m, ctx.values)
+        need_spikes, need_token = ctx.needs_input_grad[:2]
+        token_grad = grad_token.new_zeros(()) if need_token else None
+        taps = run.finish() if ctx.m == 0 else ()
+        return (ds if need_spikes else None, token_grad, None, None, *taps)
+
+
+class _Read(torch.autograd.Function):
+    """Step ``n``'s read: ``(token, run, n) -> x [B, N]`` (the ring slot of step ``n``)."""
+
+    @staticmethod
+    def forward(ctx, token: Tensor, run: ScatterRun, n: int) -> Tensor:  # type: ignore[override]
+        ctx.run, ctx.n = run, n
+        return run.take(n)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        ctx.run.store_grad(ctx.n, grad)
+        return grad.new_zeros(()), None, None
+
+
+class ScatterRun:
+    """Per-sequence working set of the scatter path (no autograd graph inside: the graph's
+    nodes reference the run, never the other way round).
+
+    Args:
+        lags, coefs: taps (:func:`spread_taps`), axonal ``[K, N]``, synaptic ``[K, N_post,
+            N_pre]``; ``coefs`` differentiable (synaptic: weights included).
+        weight: axonal: the effective weight ``[N_post, N_pre]`` (differentiable); synaptic:
+            ``None``.
+        n_lags: ring length ``L``.
+        batch_size: ``B``.
+        mask: recurrent dropout mask ``[B, N]`` (applied by the caller) or ``None``.
+    """
+
+    def __init__(self, lags: Tensor, coefs: Tensor, weight: Tensor | None, n_lags: int,
+                 batch_size: int, mask: Tensor | None = None) -> None:
+        self.synaptic, self.mask = weight is None, mask
+        if self.synaptic:
+            lags, coefs = lags.transpose(1, 2), coefs.transpose(1, 2)  # [K, N_pre, N_post]
+            self.inputs: tuple[Tensor, ...] = (coefs,)
+        else:
+            self.inputs = (coefs, weight)
+            self.wt = weight.detach().t().contiguous().numpy()
+        self.lags = lags.contiguous().numpy()
+        self.coefs = coefs.detach().contiguous().numpy()
+        n = coefs.shape[-1]
+        self.ring = coefs.new_zeros((n_lags, batch_size, n)).detach()
+        self.batch_size, self.n = batch_size, n
+        self.step = 0  # next step to read
+        self.n_reads = 0
+        self._g: Tensor | None = None
+        self._gw: Tensor | None = None
+        self._acc: list[np.ndarray] | None = None
+
+    # ---------------------------------------------------------------- forward
+    def read(self, n: int, token: Tensor | None) -> Tensor:
+        """The recurrent input of step ``n`` ``[B, N]`` (differentiable through ``token``)."""
+        self.n_reads = n + 1
+        if token is None or not torch.is_grad_enabled():
+            return self.take(n)
+        return _Read.apply(token, self, n)
+
+    def write(self, m: int, spikes: Tensor, token: Tensor | None) -> Tensor:
+        """Scatter step ``m``'s spikes; returns the next token (the first write carries the
+        taps, so their gradient arrives when every write's backward is done)."""
+        self.step = m + 1
+        if not torch.is_grad_enabled():
+            self.scatter(m, spikes.detach().contiguous())
+            return spikes.new_zeros(())
+        taps = self.inputs if token is None else ()
+        return _Write.apply(spikes, token, self, m, *taps)
+
+    def take(self, n: int) -> Tensor:
+        slot = self.ring[n % self.ring.shape[0]]
+        out = slot.clone()
+        slot.zero_()
+        return out
+
+    def scatter(self, m: int, values: Tensor) -> None:
+        v = values.to(self.ring.dtype).numpy()
+        if self.synaptic:
+            _write_synapse(self.ring.numpy(), m, v, self.lags, self.coefs)
+        else:
+            _write_axon(self.ring.numpy(), m, v, self.lags, self.coefs, self.wt)
+
+    # ---------------------------------------------------------------- backward
+    def _buffers(self) -> None:
+        if self._g is None:
+            shape = (self.n_reads, self.batch_size, self.n)
+            self._g = self.ring.new_zeros(shape)
+            self._gw = None if self.synaptic else self.ring.new_zeros(shape)
+            self._acc = [np.zeros_like(self.coefs)]
+            if not self.synaptic:
+                self._acc.append(np.zeros_like(self.wt))
+
+    def store_grad(self, n: int, grad: Tensor) -> None:
+        """A read's output gradient (axonal: also ``G W``, the gradient of the delayed
+        presynaptic sum)."""
+        self._buffers()
+        g = grad.to(self.ring.dtype)
+        self._g[n] = g
+        if self._gw is not None:
+            torch.matmul(g, self.inputs[1].detach(), out=self._gw[n])
+
+    def transpose(self, m: int, values: Tensor) -> Tensor:
+        """Gradient of step ``m``'s spikes ``[B, N]``; accumulates the taps' gradients."""
+        self._buffers()
+        ds = self.ring.new_empty((self.batch_size, self.n))
+        v = values.to(self.ring.dtype).numpy()
+        if self.synaptic:
+            _back_synapse(m, v, self.lags, self.coefs, self._g.numpy(), self.n_reads,
+                          ds.numpy(), self._acc[0])
+        else:
+            _back_axon(m, v, self.lags, self.coefs, self._g.numpy(), self._gw.numpy(),
+                       self.n_reads, ds.numpy(), self._acc[0], self._acc[1])
+        return ds.to(values.dtype)
+
+    def finish(self) -> tuple[Tensor, ...]:
+        """The accumulated gradients of the taps (first write's backward: the last one), then
+        the backward buffers are released."""
+        self._buffers()
+        acc = [torch.from_numpy(a) for a in self._acc]
+        if self.synaptic:
+            grads: tuple[Tensor, ...] = (acc[0],)
+        else:
+            grads = (acc[0], acc[1].t())
+        self._g = self._gw = self._acc = None
+        return grads
