@@ -310,6 +310,6 @@ class ScatterRun:
         if self.synaptic:
             grads: tuple[Tensor, ...] = (acc[0],)
         else:
-            grads = (acc[0], acc[1].t())
+            grads = (acc[0], acc[1].t().contiguous())
         self._g = self._gw = self._acc = None
         return grads
