@@ -206,3 +206,16 @@ def test_no_grad_forward_and_layer_selects_kernel():
         with use_kernels(kernels), torch.no_grad():
             rasters.append(layer(x, dt=DT, input_as="jump")[0].raster())
     assert torch.equal(*rasters) and float(rasters[0].sum()) > 0
+
+
+def test_example_runs(capsys, monkeypatch):
+    """examples/delrec_scatter_kernel.py (kept here, beside the kernel it shows)."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "delrec_scatter_kernel.py"
+    monkeypatch.setattr(sys, "argv", [path.name, "--batch", "2", "--steps", "30"])
+    runpy.run_path(str(path), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "identical: True" in out and "recurrent.delay_steps" in out
