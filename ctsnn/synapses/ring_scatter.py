@@ -43,23 +43,19 @@ __all__ = ["ScatterRun", "spread_taps"]
 
 # --------------------------------------------------------------------------- kernels
 @numba.njit(cache=True)
-def _write_axon(ring, m, spikes, lags, h, wt):
-    """``ring[(m + lags[k, j]) % L, b, :] += S[b, j] h[k, j] Wᵀ[j, :]`` for every spike."""
-    n_ring, n_batch, n_post = ring.shape
-    n_taps, n_pre = lags.shape
+def _write_axon(ring, m, spikes, lags, h):
+    """``ring[(m + lags[k, j]) % L, b, j] += S[b, j] h[k, j]`` for every spike (the delayed
+    presynaptic sum; the weight is applied at the read)."""
+    n_ring = ring.shape[0]
+    n_batch, n_pre = spikes.shape
+    n_taps = lags.shape[0]
     for b in range(n_batch):
         for j in range(n_pre):
             v = spikes[b, j]
             if v == 0.0:
                 continue
-            w = wt[j]
             for k in range(n_taps):
-                c = h[k, j] * v
-                if c == 0.0:
-                    continue
-                row = ring[(m + lags[k, j]) % n_ring, b]
-                for i in range(n_post):
-                    row[i] += c * w[i]
+                ring[(m + lags[k, j]) % n_ring, b, j] += h[k, j] * v
 
 
 @numba.njit(cache=True)
@@ -82,15 +78,12 @@ def _write_synapse(ring, m, spikes, lags, coefs):
 
 
 @numba.njit(cache=True)
-def _back_axon(m, spikes, lags, h, g, gw, n_reads, ds, gh, gwt):
-    """Transpose of :func:`_write_axon` for the spikes of step ``m``.
-
-    ``ds[b, j] = Σ_k h[k, j] (G W)[m + lag][b, j]``; over the spikes: ``gh[k, j] += S (G W)``
-    and ``gwt[j, :] += S h[k, j] G[m + lag][b, :]`` (``gwt = dL/dWᵀ``).
-    """
+def _back_axon(m, spikes, lags, h, gy, n_reads, ds, gh):
+    """Transpose of :func:`_write_axon` for the spikes of step ``m`` (``gy = G W``, the
+    gradient of the delayed presynaptic sum): ``ds[b, j] = Σ_k h[k, j] gy[m + lag][b, j]`` and,
+    over the spikes, ``gh[k, j] += S[b, j] gy[m + lag][b, j]``."""
     n_batch, n_pre = spikes.shape
     n_taps = lags.shape[0]
-    n_post = g.shape[2]
     for b in range(n_batch):
         for j in range(n_pre):
             v = spikes[b, j]
@@ -99,16 +92,10 @@ def _back_axon(m, spikes, lags, h, g, gw, n_reads, ds, gh, gwt):
                 t = m + lags[k, j]
                 if t >= n_reads:
                     continue
-                x = gw[t, b, j]
+                x = gy[t, b, j]
                 acc += h[k, j] * x
                 if v != 0.0:
                     gh[k, j] += v * x
-                    c = v * h[k, j]
-                    if c != 0.0:
-                        row = g[t, b]
-                        out = gwt[j]
-                        for i in range(n_post):
-                            out[i] += c * row[i]
             ds[b, j] = acc
 
 
@@ -190,13 +177,26 @@ class _Write(torch.autograd.Function):
         return (ds if need_spikes else None, token_grad, None, None, *taps)
 
 
+def _one_thread_matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    """``a @ b`` on one intra-op thread, for the small per-step products (measured on 2
+    loaded cores, ``[64, 256] x [256, 256]``: 0.05 ms CPU on one thread, 0.8-7 ms on two,
+    which wait for each other); the thread count is restored at once."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.matmul(a, b, out=out)
+    finally:
+        torch.set_num_threads(threads)
+
+
 class _Read(torch.autograd.Function):
-    """Step ``n``'s read: ``(token, run, n) -> x [B, N]`` (the ring slot of step ``n``)."""
+    """Step ``n``'s read: ``(token, run, n) -> x [B, N]`` (the ring slot of step ``n``; axonal:
+    times ``Wᵀ``)."""
 
     @staticmethod
     def forward(ctx, token: Tensor, run: ScatterRun, n: int) -> Tensor:  # type: ignore[override]
         ctx.run, ctx.n = run, n
-        return run.take(n)
+        return run.take(n, record=True)
 
     @staticmethod
     @once_differentiable
@@ -227,7 +227,8 @@ class ScatterRun:
             self.inputs: tuple[Tensor, ...] = (coefs,)
         else:
             self.inputs = (coefs, weight)
-            self.wt = weight.detach().t().contiguous().numpy()
+            self.weight = weight.detach().contiguous()
+            self.weight_t = self.weight.t().contiguous()
         self.lags = lags.contiguous().numpy()
         self.coefs = coefs.detach().contiguous().numpy()
         n = coefs.shape[-1]
@@ -235,16 +236,18 @@ class ScatterRun:
         self.batch_size, self.n = batch_size, n
         self.step = 0  # next step to read
         self.n_reads = 0
+        # axonal: the delayed presynaptic sums y[n] of the reads (for dL/dW = Σ_n G[n]ᵀ y[n])
+        self._sums: list[tuple[int, Tensor]] = []
         self._g: Tensor | None = None
-        self._gw: Tensor | None = None
-        self._acc: list[np.ndarray] | None = None
+        self._gy: Tensor | None = None
+        self._acc: np.ndarray | None = None
 
     # ---------------------------------------------------------------- forward
     def read(self, n: int, token: Tensor | None) -> Tensor:
         """The recurrent input of step ``n`` ``[B, N]`` (differentiable through ``token``)."""
         self.n_reads = n + 1
         if token is None or not torch.is_grad_enabled():
-            return self.take(n)
+            return self.take(n, record=False)
         return _Read.apply(token, self, n)
 
     def write(self, m: int, spikes: Tensor, token: Tensor | None) -> Tensor:
@@ -257,45 +260,41 @@ class ScatterRun:
         taps = self.inputs if token is None else ()
         return _Write.apply(spikes, token, self, m, *taps)
 
-    def take(self, n: int) -> Tensor:
+    def take(self, n: int, *, record: bool) -> Tensor:
+        """Ring slot of step ``n`` (cleared); axonal: times ``Wᵀ``, the sum kept if
+        ``record``."""
         slot = self.ring[n % self.ring.shape[0]]
         out = slot.clone()
         slot.zero_()
-        return out
+        if self.synaptic:
+            return out
+        if record:
+            self._sums.append((n, out))
+        return _one_thread_matmul(out, self.weight_t)
 
     def scatter(self, m: int, values: Tensor) -> None:
         v = values.to(self.ring.dtype).numpy()
         if self.synaptic:
             _write_synapse(self.ring.numpy(), m, v, self.lags, self.coefs)
         else:
-            _write_axon(self.ring.numpy(), m, v, self.lags, self.coefs, self.wt)
+            _write_axon(self.ring.numpy(), m, v, self.lags, self.coefs)
 
     # ---------------------------------------------------------------- backward
     def _buffers(self) -> None:
         if self._g is None:
             shape = (self.n_reads, self.batch_size, self.n)
             self._g = self.ring.new_zeros(shape)
-            self._gw = None if self.synaptic else self.ring.new_zeros(shape)
-            self._acc = [np.zeros_like(self.coefs)]
-            if not self.synaptic:
-                self._acc.append(np.zeros_like(self.wt))
+            self._gy = None if self.synaptic else self.ring.new_zeros(shape)
+            self._acc = np.zeros_like(self.coefs)
 
     def store_grad(self, n: int, grad: Tensor) -> None:
-        """A read's output gradient (axonal: also ``G W``, the gradient of the delayed
-        presynaptic sum)."""
+        """A read's output gradient ``G[n]`` (axonal: also ``G[n] W``, the gradient of the
+        delayed presynaptic sum)."""
         self._buffers()
         g = grad.to(self.ring.dtype)
         self._g[n] = g
-        if self._gw is not None:
-            # A [B, N] x [N, N] product per step: on one thread (measured on 2 loaded cores,
-            # 64 x 256 x 256: 0.05 ms CPU on one thread, 0.8-7 ms on two, which wait for
-            # each other); the thread count is restored at once.
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                torch.matmul(g, self.inputs[1].detach(), out=self._gw[n])
-            finally:
-                torch.set_num_threads(threads)
+        if self._gy is not None:
+            _one_thread_matmul(g, self.weight, out=self._gy[n])
 
     def transpose(self, m: int, values: Tensor) -> Tensor:
         """Gradient of step ``m``'s spikes ``[B, N]``; accumulates the taps' gradients."""
@@ -304,20 +303,24 @@ class ScatterRun:
         v = values.to(self.ring.dtype).numpy()
         if self.synaptic:
             _back_synapse(m, v, self.lags, self.coefs, self._g.numpy(), self.n_reads,
-                          ds.numpy(), self._acc[0])
+                          ds.numpy(), self._acc)
         else:
-            _back_axon(m, v, self.lags, self.coefs, self._g.numpy(), self._gw.numpy(),
-                       self.n_reads, ds.numpy(), self._acc[0], self._acc[1])
+            _back_axon(m, v, self.lags, self.coefs, self._gy.numpy(), self.n_reads,
+                       ds.numpy(), self._acc)
         return ds.to(values.dtype)
 
     def finish(self) -> tuple[Tensor, ...]:
-        """The accumulated gradients of the taps (first write's backward: the last one), then
-        the backward buffers are released."""
+        """The accumulated gradients of the taps, axonal also of the weight (one product
+        ``Σ_n G[n]ᵀ y[n]``) (first write's backward: the last one); then the backward buffers
+        are released."""
         self._buffers()
-        acc = [torch.from_numpy(a) for a in self._acc]
-        if self.synaptic:
-            grads: tuple[Tensor, ...] = (acc[0],)
-        else:
-            grads = (acc[0], acc[1].t().contiguous())
-        self._g = self._gw = self._acc = None
+        grads: tuple[Tensor, ...] = (torch.from_numpy(self._acc),)
+        if not self.synaptic and not self._sums:
+            grads += (torch.zeros_like(self.weight),)
+        elif not self.synaptic:
+            steps = torch.tensor([n for n, _ in self._sums], dtype=torch.int64)
+            sums = torch.stack([y for _, y in self._sums]).reshape(-1, self.n)
+            g = self._g[steps].reshape(-1, self.n)
+            grads += (g.t() @ sums,)
+        self._g = self._gy = self._acc = None
         return grads
