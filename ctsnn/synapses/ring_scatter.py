@@ -78,25 +78,35 @@ def _write_synapse(ring, m, spikes, lags, coefs):
 
 
 @numba.njit(cache=True)
-def _back_axon(m, spikes, lags, h, gy, n_reads, ds, gh):
-    """Transpose of :func:`_write_axon` for the spikes of step ``m`` (``gy = G W``, the
-    gradient of the delayed presynaptic sum): ``ds[b, j] = Σ_k h[k, j] gy[m + lag][b, j]`` and,
-    over the spikes, ``gh[k, j] += S[b, j] gy[m + lag][b, j]``."""
+def _back_axon(m, spikes, first, h_t, gy, ds, gh_t):
+    """Transpose of :func:`_write_axon` for the spikes of step ``m``; ``gy [B, N, T]`` is
+    ``G W``, the gradient of the delayed presynaptic sums, time last, and an axon's taps are
+    the consecutive lags ``first[j] + k`` (``h_t = hᵀ [N, K]``): each sum is a contiguous dot.
+
+    ``ds[b, j] = Σ_k h[k, j] gy[b, j, m + first[j] + k]`` and, over the spikes,
+    ``gh[k, j] += S[b, j] gy[b, j, m + first[j] + k]`` (``gh_t = ghᵀ``).
+    """
     n_batch, n_pre = spikes.shape
-    n_taps = lags.shape[0]
+    n_taps = h_t.shape[1]
+    n_reads = gy.shape[2]
     for b in range(n_batch):
         for j in range(n_pre):
-            v = spikes[b, j]
+            t0 = m + first[j]
+            n_k = min(n_taps, n_reads - t0)
+            if n_k <= 0:
+                ds[b, j] = 0.0
+                continue
+            row = gy[b, j, t0:t0 + n_k]
+            hj = h_t[j, :n_k]
             acc = 0.0
-            for k in range(n_taps):
-                t = m + lags[k, j]
-                if t >= n_reads:
-                    continue
-                x = gy[t, b, j]
-                acc += h[k, j] * x
-                if v != 0.0:
-                    gh[k, j] += v * x
+            for k in range(n_k):
+                acc += hj[k] * row[k]
             ds[b, j] = acc
+            v = spikes[b, j]
+            if v != 0.0:
+                gj = gh_t[j, :n_k]
+                for k in range(n_k):
+                    gj[k] += v * row[k]
 
 
 @numba.njit(cache=True)
@@ -231,6 +241,9 @@ class ScatterRun:
             self.weight_t = self.weight.t().contiguous()
         self.lags = lags.contiguous().numpy()
         self.coefs = coefs.detach().contiguous().numpy()
+        if not self.synaptic:  # an axon's taps are consecutive lags (spread_taps)
+            self.first = np.ascontiguousarray(self.lags[0])
+            self.coefs_t = np.ascontiguousarray(self.coefs.T)
         n = coefs.shape[-1]
         self.ring = coefs.new_zeros((n_lags, batch_size, n)).detach()
         self.batch_size, self.n = batch_size, n
@@ -284,17 +297,17 @@ class ScatterRun:
         if self._g is None:
             shape = (self.n_reads, self.batch_size, self.n)
             self._g = self.ring.new_zeros(shape)
-            self._gy = None if self.synaptic else self.ring.new_zeros(shape)
-            self._acc = np.zeros_like(self.coefs)
+            self._gy = None if self.synaptic else self.ring.new_zeros(shape[1:] + shape[:1])
+            self._acc = np.zeros_like(self.coefs if self.synaptic else self.coefs_t)
 
     def store_grad(self, n: int, grad: Tensor) -> None:
         """A read's output gradient ``G[n]`` (axonal: also ``G[n] W``, the gradient of the
-        delayed presynaptic sum)."""
+        delayed presynaptic sum, kept time last ``[B, N, T]``)."""
         self._buffers()
         g = grad.to(self.ring.dtype)
         self._g[n] = g
         if self._gy is not None:
-            _one_thread_matmul(g, self.weight, out=self._gy[n])
+            self._gy[:, :, n] = _one_thread_matmul(g, self.weight)
 
     def transpose(self, m: int, values: Tensor) -> Tensor:
         """Gradient of step ``m``'s spikes ``[B, N]``; accumulates the taps' gradients."""
@@ -305,8 +318,8 @@ class ScatterRun:
             _back_synapse(m, v, self.lags, self.coefs, self._g.numpy(), self.n_reads,
                           ds.numpy(), self._acc)
         else:
-            _back_axon(m, v, self.lags, self.coefs, self._gy.numpy(), self.n_reads,
-                       ds.numpy(), self._acc)
+            _back_axon(m, v, self.first, self.coefs_t, self._gy.numpy(), ds.numpy(),
+                       self._acc)
         return ds.to(values.dtype)
 
     def finish(self) -> tuple[Tensor, ...]:
@@ -314,7 +327,8 @@ class ScatterRun:
         ``Σ_n G[n]ᵀ y[n]``) (first write's backward: the last one); then the backward buffers
         are released."""
         self._buffers()
-        grads: tuple[Tensor, ...] = (torch.from_numpy(self._acc),)
+        acc = torch.from_numpy(self._acc)
+        grads: tuple[Tensor, ...] = (acc if self.synaptic else acc.t().contiguous(),)
         if not self.synaptic and not self._sums:
             grads += (torch.zeros_like(self.weight),)
         elif not self.synaptic:
