@@ -31,6 +31,11 @@ or learnable, optional fixed fan-in):
   ``"reference"`` (the DelRec code: entering evaluation rounds the delays **in place** and
   clamps them to ``>= 0``; the current σ stays), ``"continuous"`` (the training kernel).
 
+  On the CPU with compiled kernels on (:func:`ctsnn.compiled.kernels_enabled`), float32 or
+  float64, each step's spikes are instead scattered into the future slots of a ring by a numba
+  kernel and the backward is its transpose (:mod:`ctsnn.synapses.ring_scatter`; same values and
+  gradients); what follows describes the reference path (CUDA, kernels off).
+
   Memory: each read is a weighted sum over the last ``L - 1`` spike tensors through a custom
   autograd function (:mod:`ctsnn.synapses.ring`) that saves only references to the spike tensors
   the engine holds anyway, plus an ``O(B N L)`` ring buffer; ``L = ceil(1 + max d + max s) + 1``
