@@ -219,3 +219,12 @@ def test_example_runs(capsys, monkeypatch):
     runpy.run_path(str(path), run_name="__main__")
     out = capsys.readouterr().out
     assert "identical: True" in out and "recurrent.delay_steps" in out
+
+
+@pytest.mark.parametrize("eval_mode", ["paper", "continuous"])
+def test_evaluation_modes(eval_mode):
+    """In eval(): paper mode (σ = 0, integer delays: one tap) and the training kernel."""
+    mod = make(6, per="axon", sigma=1.5, eval_mode=eval_mode, dropout=0.2).eval()
+    x = inputs(20, 2, 6)
+    outs = [drive(mod, x, kernels=k)[0].detach() for k in (True, False)]
+    assert torch.equal(*outs) and float(outs[0].sum()) > 0
