@@ -31,10 +31,11 @@ or learnable, optional fixed fan-in):
   ``"reference"`` (the DelRec code: entering evaluation rounds the delays **in place** and
   clamps them to ``>= 0``; the current σ stays), ``"continuous"`` (the training kernel).
 
-  On the CPU with compiled kernels on (:func:`ctsnn.compiled.kernels_enabled`), float32 or
-  float64, each step's spikes are instead scattered into the future slots of a ring by a numba
-  kernel and the backward is its transpose (:mod:`ctsnn.synapses.ring_scatter`; same values and
-  gradients); what follows describes the reference path (CUDA, kernels off).
+  Per-axon delays on the CPU with compiled kernels on (:func:`ctsnn.compiled.kernels_enabled`),
+  float32 or float64: each step's spikes are instead scattered into the future slots of a ring
+  by a numba kernel and the backward is its transpose (:mod:`ctsnn.synapses.ring_scatter`;
+  same values and gradients); what follows describes the reference path (CUDA, kernels off,
+  per-synapse delays).
 
   Memory: each read is a weighted sum over the last ``L - 1`` spike tensors through a custom
   autograd function (:mod:`ctsnn.synapses.ring`) that saves only references to the spike tensors
@@ -565,10 +566,10 @@ class RecurrentDense(ExactValues, nn.Module):
                                               device=device)) / keep
         kernel = h if self.per == "axon" else h * self.effective_weight
         self._token = None
-        if kernels_enabled(kernel) and dtype in (torch.float32, torch.float64):
+        if (self.per == "axon" and kernels_enabled(kernel)
+                and dtype in (torch.float32, torch.float64)):
             lags, coefs = spread_taps(kernel)
-            weight = self.effective_weight if self.per == "axon" else None
-            self._run = ScatterRun(lags, coefs, weight, n_lags, batch_size, mask)
+            self._run = ScatterRun(lags, coefs, self.effective_weight, n_lags, batch_size, mask)
             return
         # rotated(n) = kernel[(n - slot) mod L] for ring slot ``slot``: a contiguous slice of
         # ``doubled[i] = kernel[(-i) mod L]`` (see _read_ring()).

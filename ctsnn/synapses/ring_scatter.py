@@ -1,31 +1,35 @@
-"""DelRec's recurrent spread delays as a compiled spike scatter into future ring slots (CPU).
+"""DelRec's recurrent axonal delays as a compiled spike scatter into future ring slots (CPU).
 
 The compiled counterpart of :mod:`ctsnn.synapses.ring` for
-:class:`~ctsnn.synapses.RecurrentDense` with a ``Triangle`` kernel, chosen by
-:meth:`RecurrentDense.start` when :func:`ctsnn.compiled.kernels_enabled` says so (CPU, numba,
-switch on, float32/float64); the ``RingRead`` path stays the reference (CUDA, kernels off).
+:class:`~ctsnn.synapses.RecurrentDense` with a ``Triangle`` kernel and per-axon delays
+(``per="axon"``, DelRec's published setting), chosen by :meth:`RecurrentDense.start` when
+:func:`ctsnn.compiled.kernels_enabled` says so (CPU, numba, switch on, float32/float64); the
+``RingRead`` path stays the reference (CUDA, kernels off) and serves per-synapse delays, whose
+transposed scatter (``B N² K`` scattered reads per step) measured slower than the reference's
+BLAS products (docs/kernels-grid.md).
 
-The triangle ``h(τ)`` of each synapse (or axon) is non-zero on at most ``K = ceil(2 s)``
-integer lags (two for ``σ = 0``), kept as *taps* ``lags, coefs [K, N_pre, (N_post)]``
-gathered from the same dense spread the reference uses (so values and gradients, kinks
-included, are the reference's). Per step ``m``:
+The triangle ``h(τ)`` of each axon is non-zero on at most ``K = ceil(2 s)`` consecutive
+integer lags (two for ``σ = 0``), kept as *taps* ``lags, coefs [K, N]`` gathered from the
+same dense spread the reference uses (so values and gradients, kinks included, are the
+reference's). Per step ``m``:
 
 * write: every spike ``S[m][b, j]`` is added, times each tap's coefficient, into the ring slot
-  ``(m + lag) mod L`` of the targets, ``ring [L, B, N_post]`` (rows contiguous over the targets):
-  cost spikes x taps x N (axonal: ``coef = h[k, j] W_ij``, synaptic: ``W_ij h_ij(τ_k)``);
-* read: the slot of step ``n`` is the recurrent input; it is then cleared.
+  ``(m + lag) mod L``, ``ring [L, B, N]`` (cost spikes x K), so a slot holds the delayed
+  presynaptic sum ``y[n] = Σ_τ h(τ) ⊙ S[n - τ]``;
+* read: the slot of step ``n`` times ``Wᵀ`` (one ``[B, N] x [N, N]`` product) is the
+  recurrent input; the slot is then cleared.
 
 Backward is the transpose, in the same per-step graph the engine builds: each read stores its
-output gradient ``G[n]`` (axonal also ``G[n] W``, one BLAS product), each write gathers the
+output gradient ``G[n]`` and ``G[n] W`` (the gradient of ``y[n]``), each write gathers the
 gradient of its spikes from the future reads it fed,
-``dS[m][b, j] = Σ_k Σ_i coef G[m + lag][b, i]`` (dense: the surrogate gradient reaches every
-entry), and accumulates the tap gradients over its spikes only. A chain of empty *token*
-tensors (write ``m`` -> write ``m + 1`` and read ``m + 1``) makes autograd run every write's
-backward after all later reads' and the first write's last; the first write returns the
-accumulated gradients of the taps (and of the weight, axonal), which reach ``delay_steps``,
-``p_spread`` and ``weight`` through PyTorch autograd as on the reference path. Nothing per
-step is saved beyond references to the spike tensors the engine holds anyway; backward keeps
-``G`` (and ``G W``) as ``[T, B, N]``.
+``dS[m][b, j] = Σ_k h[k, j] (G W)[m + lag][b, j]`` (dense: the surrogate gradient reaches every
+entry), and accumulates the tap gradients over its spikes only; ``dL/dW = Σ_n G[n]ᵀ y[n]`` is
+one product at the end. A chain of empty *token* tensors (write ``m`` -> write ``m + 1`` and
+read ``m + 1``) makes autograd run every write's backward after all later reads' and the first
+write's last; the first write returns the gradients of the taps and of the weight, which reach
+``delay_steps``, ``p_spread`` and ``weight`` through PyTorch autograd as on the reference path.
+Nothing per step is saved beyond references to the spike tensors the engine holds anyway and
+the reads' ``y`` (``T B N``); backward keeps ``G`` and ``G W`` (``[T, B, N]`` each).
 
 The kernels run on one thread (as :mod:`ctsnn.synapses.spike_scatter`).
 """
@@ -56,25 +60,6 @@ def _write_axon(ring, m, spikes, lags, h):
                 continue
             for k in range(n_taps):
                 ring[(m + lags[k, j]) % n_ring, b, j] += h[k, j] * v
-
-
-@numba.njit(cache=True)
-def _write_synapse(ring, m, spikes, lags, coefs):
-    """``ring[(m + lags[k, j, i]) % L, b, i] += S[b, j] coefs[k, j, i]`` for every spike."""
-    n_ring, n_batch, n_post = ring.shape
-    n_taps, n_pre, _ = lags.shape
-    for b in range(n_batch):
-        for j in range(n_pre):
-            v = spikes[b, j]
-            if v == 0.0:
-                continue
-            for k in range(n_taps):
-                lk = lags[k, j]
-                ck = coefs[k, j]
-                for i in range(n_post):
-                    c = ck[i]
-                    if c != 0.0:
-                        ring[(m + lk[i]) % n_ring, b, i] += c * v
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -109,37 +94,11 @@ def _back_axon(m, spikes, first, h_t, gy, ds, gh_t):
                     gh_t[j, k] += v * gy[b, j, t0 + k]
 
 
-@numba.njit(cache=True)
-def _back_synapse(m, spikes, lags, coefs, g, n_reads, ds, gc):
-    """Transpose of :func:`_write_synapse`: ``ds[b, j] = Σ_{k, i} coefs[k, j, i]
-    G[m + lags[k, j, i]][b, i]`` and, over the spikes, ``gc[k, j, i] += S G[m + lag][b, i]``."""
-    n_batch, n_pre = spikes.shape
-    n_taps = lags.shape[0]
-    n_post = g.shape[2]
-    for b in range(n_batch):
-        for j in range(n_pre):
-            v = spikes[b, j]
-            acc = 0.0
-            for k in range(n_taps):
-                lk = lags[k, j]
-                ck = coefs[k, j]
-                gk = gc[k, j]
-                for i in range(n_post):
-                    t = m + lk[i]
-                    if t >= n_reads:
-                        continue
-                    x = g[t, b, i]
-                    acc += ck[i] * x
-                    if v != 0.0:
-                        gk[i] += v * x
-            ds[b, j] = acc
-
-
 # --------------------------------------------------------------------------- taps
 def spread_taps(h: Tensor) -> tuple[Tensor, Tensor]:
-    """The non-zero lags of a recurrent spread ``h [L, *S]`` (``h[0] = 0``).
+    """The non-zero lags of a recurrent spread ``h [L, *S]`` (``h[0] = 0``), consecutive.
 
-    ``K`` is the largest number of non-zero lags of one synapse (at most ``ceil(2 s)``: the
+    ``K`` is the largest number of non-zero lags of one axon or synapse (at most ``ceil(2 s)``: the
     support ``(1 + d - s, 1 + d + s)`` is open; two for ``σ = 0``); a zero-valued lag has a zero
     derivative on the reference path too (``relu`` at 0), so leaving it out changes nothing.
 
@@ -147,9 +106,9 @@ def spread_taps(h: Tensor) -> tuple[Tensor, Tensor]:
         h: the dense spread (:meth:`Triangle.spread`), differentiable.
 
     Returns:
-        ``lags [K, *S]`` (int64, in ``[1, L - 1]``) and ``coefs [K, *S]``, gathered from ``h``
-        (differentiable: the reference's values and gradients); lags of taps that fall outside
-        ``[1, L - 1]`` have coefficient 0.
+        ``lags [K, *S]`` (int64, in ``[1, L - 1]``, ``lags[k] = lags[0] + k``) and
+        ``coefs [K, *S]``, gathered from ``h`` (differentiable: the reference's values and
+        gradients; a lag outside a support has coefficient 0).
     """
     n_lags = h.shape[0]
     # The support found on the values themselves (so it agrees with h exactly, ties included);
@@ -202,8 +161,8 @@ def _one_thread_matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tenso
 
 
 class _Read(torch.autograd.Function):
-    """Step ``n``'s read: ``(token, run, n) -> x [B, N]`` (the ring slot of step ``n``; axonal:
-    times ``Wᵀ``)."""
+    """Step ``n``'s read: ``(token, run, n) -> x [B, N]`` (the ring slot of step ``n`` times
+    ``Wᵀ``)."""
 
     @staticmethod
     def forward(ctx, token: Tensor, run: ScatterRun, n: int) -> Tensor:  # type: ignore[override]
@@ -222,37 +181,33 @@ class ScatterRun:
     nodes reference the run, never the other way round).
 
     Args:
-        lags, coefs: taps (:func:`spread_taps`), axonal ``[K, N]``, synaptic ``[K, N_post,
-            N_pre]``; ``coefs`` differentiable (synaptic: weights included).
-        weight: axonal: the effective weight ``[N_post, N_pre]`` (differentiable); synaptic:
-            ``None``.
+        lags, coefs: taps ``[K, N]`` (:func:`spread_taps` of the axonal spread ``h [L, N]``);
+            ``coefs`` differentiable.
+        weight: the effective weight ``[N_post, N_pre]`` (differentiable).
         n_lags: ring length ``L``.
         batch_size: ``B``.
         mask: recurrent dropout mask ``[B, N]`` (applied by the caller) or ``None``.
     """
 
-    def __init__(self, lags: Tensor, coefs: Tensor, weight: Tensor | None, n_lags: int,
+    def __init__(self, lags: Tensor, coefs: Tensor, weight: Tensor, n_lags: int,
                  batch_size: int, mask: Tensor | None = None) -> None:
-        self.synaptic, self.mask = weight is None, mask
-        if self.synaptic:
-            lags, coefs = lags.transpose(1, 2), coefs.transpose(1, 2)  # [K, N_pre, N_post]
-            self.inputs: tuple[Tensor, ...] = (coefs,)
-        else:
-            self.inputs = (coefs, weight)
-            self.weight = weight.detach().contiguous()
-            self.weight_t = self.weight.t().contiguous()
+        if lags.ndim != 2 or lags.shape != coefs.shape or weight.shape != (lags.shape[1],) * 2:
+            raise ValueError(f"ScatterRun takes axonal taps [K, N] and a weight [N, N], got "
+                             f"{list(lags.shape)}, {list(coefs.shape)}, {list(weight.shape)}")
+        self.mask = mask
+        self.inputs = (coefs, weight)
+        self.weight = weight.detach().contiguous()
+        self.weight_t = self.weight.t().contiguous()
+        self.coefs_t = coefs.detach().t().contiguous().numpy()  # [N, K]
+        self.first = lags[0].contiguous().numpy()  # taps are lags first + k (spread_taps)
         self.lags = lags.contiguous().numpy()
         self.coefs = coefs.detach().contiguous().numpy()
-        if not self.synaptic:  # an axon's taps are consecutive lags (spread_taps)
-            self.first = np.ascontiguousarray(self.lags[0])
-            self.coefs_t = np.ascontiguousarray(self.coefs.T)
         n = coefs.shape[-1]
         self.ring = coefs.new_zeros((n_lags, batch_size, n)).detach()
         self.batch_size, self.n = batch_size, n
         self.step = 0  # next step to read
         self.n_reads = 0
-        # axonal: the delayed presynaptic sums y[n] of the reads (for dL/dW = Σ_n G[n]ᵀ y[n])
-        self._sums: list[tuple[int, Tensor]] = []
+        self._sums: list[tuple[int, Tensor]] = []  # the reads' y[n], for dL/dW = Σ G[n]ᵀ y[n]
         self._g: Tensor | None = None
         self._gy: Tensor | None = None
         self._acc: np.ndarray | None = None
@@ -276,67 +231,51 @@ class ScatterRun:
         return _Write.apply(spikes, token, self, m, *taps)
 
     def take(self, n: int, *, record: bool) -> Tensor:
-        """Ring slot of step ``n`` (cleared); axonal: times ``Wᵀ``, the sum kept if
-        ``record``."""
+        """Ring slot of step ``n`` (cleared) times ``Wᵀ``; the slot's sum kept if ``record``."""
         slot = self.ring[n % self.ring.shape[0]]
-        out = slot.clone()
+        y = slot.clone()
         slot.zero_()
-        if self.synaptic:
-            return out
         if record:
-            self._sums.append((n, out))
-        return _one_thread_matmul(out, self.weight_t)
+            self._sums.append((n, y))
+        return _one_thread_matmul(y, self.weight_t)
 
     def scatter(self, m: int, values: Tensor) -> None:
-        v = values.to(self.ring.dtype).numpy()
-        if self.synaptic:
-            _write_synapse(self.ring.numpy(), m, v, self.lags, self.coefs)
-        else:
-            _write_axon(self.ring.numpy(), m, v, self.lags, self.coefs)
+        _write_axon(self.ring.numpy(), m, values.to(self.ring.dtype).numpy(), self.lags,
+                    self.coefs)
 
     # ---------------------------------------------------------------- backward
     def _buffers(self) -> None:
         if self._g is None:
-            shape = (self.n_reads, self.batch_size, self.n)
-            self._g = self.ring.new_zeros(shape)
-            self._gy = None if self.synaptic else self.ring.new_zeros(shape[1:] + shape[:1])
-            self._acc = np.zeros_like(self.coefs if self.synaptic else self.coefs_t)
+            self._g = self.ring.new_zeros((self.n_reads, self.batch_size, self.n))
+            self._gy = self.ring.new_zeros((self.batch_size, self.n, self.n_reads))
+            self._acc = np.zeros_like(self.coefs_t)
 
     def store_grad(self, n: int, grad: Tensor) -> None:
-        """A read's output gradient ``G[n]`` (axonal: also ``G[n] W``, the gradient of the
-        delayed presynaptic sum, kept time last ``[B, N, T]``)."""
+        """A read's output gradient ``G[n]`` and ``G[n] W``, the gradient of the delayed
+        presynaptic sum (kept time last, ``[B, N, T]``)."""
         self._buffers()
         g = grad.to(self.ring.dtype)
         self._g[n] = g
-        if self._gy is not None:
-            self._gy[:, :, n] = _one_thread_matmul(g, self.weight)
+        self._gy[:, :, n] = _one_thread_matmul(g, self.weight)
 
     def transpose(self, m: int, values: Tensor) -> Tensor:
         """Gradient of step ``m``'s spikes ``[B, N]``; accumulates the taps' gradients."""
         self._buffers()
         ds = self.ring.new_empty((self.batch_size, self.n))
-        v = values.to(self.ring.dtype).numpy()
-        if self.synaptic:
-            _back_synapse(m, v, self.lags, self.coefs, self._g.numpy(), self.n_reads,
-                          ds.numpy(), self._acc)
-        else:
-            _back_axon(m, v, self.first, self.coefs_t, self._gy.numpy(), ds.numpy(),
-                       self._acc)
+        _back_axon(m, values.to(self.ring.dtype).numpy(), self.first, self.coefs_t,
+                   self._gy.numpy(), ds.numpy(), self._acc)
         return ds.to(values.dtype)
 
-    def finish(self) -> tuple[Tensor, ...]:
-        """The accumulated gradients of the taps, axonal also of the weight (one product
-        ``Σ_n G[n]ᵀ y[n]``) (first write's backward: the last one); then the backward buffers
-        are released."""
+    def finish(self) -> tuple[Tensor, Tensor]:
+        """The gradients of the taps and of the weight (``Σ_n G[n]ᵀ y[n]``, one product), in
+        the first write's backward (the last one); then the backward buffers are released."""
         self._buffers()
-        acc = torch.from_numpy(self._acc)
-        grads: tuple[Tensor, ...] = (acc if self.synaptic else acc.t().contiguous(),)
-        if not self.synaptic and not self._sums:
-            grads += (torch.zeros_like(self.weight),)
-        elif not self.synaptic:
+        grad_taps = torch.from_numpy(self._acc).t().contiguous()
+        if self._sums:
             steps = torch.tensor([n for n, _ in self._sums], dtype=torch.int64)
             sums = torch.stack([y for _, y in self._sums]).reshape(-1, self.n)
-            g = self._g[steps].reshape(-1, self.n)
-            grads += (g.t() @ sums,)
+            grad_weight = self._g[steps].reshape(-1, self.n).t() @ sums
+        else:
+            grad_weight = torch.zeros_like(self.weight)
         self._g = self._gy = self._acc = None
-        return grads
+        return grad_taps, grad_weight

@@ -1,5 +1,6 @@
-"""The compiled spike scatter of DelRec's recurrent delays (ctsnn/synapses/ring_scatter.py)
-against the ring-buffer reference (``RingRead``, kernels off), in float64.
+"""The compiled spike scatter of DelRec's recurrent axonal delays
+(ctsnn/synapses/ring_scatter.py) against the ring-buffer reference (``RingRead``, kernels off),
+in float64. Per-synapse delays stay on the reference.
 
 The recurrence is driven directly through the module's protocol (start / read / write), with
 surrogate spikes (forward: Heaviside, backward: a sigmoid's slope) or, for finite differences,
@@ -53,7 +54,7 @@ def drive(mod, x, *, kernels, smooth=False, seed=0):
     torch.manual_seed(seed)  # the dropout mask
     with use_kernels(kernels):
         mod.start(batch, dtype=x.dtype, device=CPU, dt=DT)
-        assert isinstance(mod._run, ScatterRun if kernels else RingRun)
+        assert isinstance(mod._run, ScatterRun if kernels and mod.per == "axon" else RingRun)
         v = torch.zeros(batch, n, dtype=x.dtype)
         rows = []
         for step in range(n_steps):
@@ -94,57 +95,49 @@ def inputs(n_steps, batch, n, *, scale=1.3, seed=1):
     return torch.rand(n_steps, batch, n, generator=g, dtype=F64) * scale
 
 
-@pytest.mark.parametrize("per", ["axon", "synapse"])
 @pytest.mark.parametrize("sigma,learn_width", [(0.0, False), (2.5, False), (1.5, True)])
 @pytest.mark.parametrize("batch", [1, 4])
-def test_kernel_equals_reference(per, sigma, learn_width, batch):
-    mod = make(7, per=per, sigma=sigma, learn_width=learn_width)
+def test_kernel_equals_reference(sigma, learn_width, batch):
+    mod = make(7, sigma=sigma, learn_width=learn_width)
     out, g = assert_same(mod, inputs(25, batch, 7))
     assert 0.05 < float(out.mean()) < 0.8  # spikes, not silence or saturation
     assert all(float(t.abs().max()) > 0 for t in g.values())
 
 
-@pytest.mark.parametrize("per", ["axon", "synapse"])
-def test_dropout_and_fan_in(per):
-    mod = make(8, per=per, sigma=1.0, dropout=0.3, fan_in=5)
+def test_dropout_and_fan_in():
+    mod = make(8, sigma=1.0, dropout=0.3, fan_in=5)
     assert_same(mod, inputs(20, 3, 8))
 
 
-@pytest.mark.parametrize("per", ["axon", "synapse"])
 @pytest.mark.parametrize("sigma", [0.0, 2.0])
-def test_integer_delays_tap_ties(per, sigma):
+def test_integer_delays_tap_ties(sigma):
     """Delays on whole steps: with σ = 0 one tap carries everything and its neighbour is 0
     (a tie); the gradient at the kink is the reference's (autograd of the same spread)."""
     g = torch.Generator().manual_seed(3)
-    shape = (6,) if per == "axon" else (6, 6)
-    delay = torch.randint(0, 6, shape, generator=g).to(F64)
-    mod = make(6, per=per, sigma=sigma, delay=delay)
+    delay = torch.randint(0, 6, (6,), generator=g).to(F64)
+    mod = make(6, sigma=sigma, delay=delay)
     assert_same(mod, inputs(20, 2, 6))
 
 
-@pytest.mark.parametrize("per", ["axon", "synapse"])
-def test_delays_at_the_max(per):
-    shape = (5,) if per == "axon" else (5, 5)
-    mod = make(5, per=per, sigma=0.7, delay=torch.full(shape, 6.0, dtype=F64), max_steps=6.0)
+def test_delays_at_the_max():
+    mod = make(5, sigma=0.7, delay=torch.full((5,), 6.0, dtype=F64), max_steps=6.0)
     out, g = assert_same(mod, inputs(20, 2, 5))
     assert float(out.sum()) > 0
 
 
-@pytest.mark.parametrize("per", ["axon", "synapse"])
-def test_zero_spikes(per):
+def test_zero_spikes():
     """No spike: no recurrent input; weights and delays get zero gradients on both paths."""
-    mod = make(5, per=per, sigma=1.0)
+    mod = make(5, sigma=1.0)
     out, g = assert_same(mod, torch.zeros(10, 2, 5, dtype=F64))
     assert float(out.abs().sum()) == 0.0
     assert float(g["weight"].abs().sum()) == 0.0 and float(g["delay_steps"].abs().sum()) == 0.0
 
 
-@pytest.mark.parametrize("per", ["axon", "synapse"])
 @pytest.mark.parametrize("sigma", [0.0, 1.3])
-def test_delay_gradient_by_finite_differences(per, sigma):
+def test_delay_gradient_by_finite_differences(sigma):
     """Smooth spikes: the loss is a smooth function of the delays away from the triangle's
     kinks (delays drawn off the grid); central differences agree with the kernel's gradient."""
-    mod = make(5, per=per, sigma=sigma, seed=4)
+    mod = make(5, sigma=sigma, seed=4)
     with torch.no_grad():  # keep every delay (and d ± s) at least 0.05 step from the kinks
         d = mod.delay_steps
         d.copy_(torch.floor(d) + 0.1 + 0.8 * (d - torch.floor(d)))
@@ -179,14 +172,14 @@ def test_spread_taps_rebuild_the_spread():
 
 @settings(max_examples=12, deadline=None)
 @given(n=st.integers(1, 6), batch=st.integers(1, 3), sigma=st.sampled_from([0.0, 0.5, 3.0]),
-       per=st.sampled_from(["axon", "synapse"]), seed=st.integers(0, 10_000))
-def test_property_kernel_equals_reference(n, batch, sigma, per, seed):
-    mod = make(n, per=per, sigma=sigma, seed=seed, max_steps=4.0)
+       learn_width=st.booleans(), seed=st.integers(0, 10_000))
+def test_property_kernel_equals_reference(n, batch, sigma, learn_width, seed):
+    mod = make(n, sigma=sigma, seed=seed, max_steps=4.0, learn_width=learn_width)
     assert_same(mod, inputs(12, batch, n, seed=seed + 1))
 
 
 def test_float32_close_to_reference():
-    mod = make(8, per="axon", sigma=2.0).float()
+    mod = make(8, sigma=2.0).float()
     x = inputs(20, 3, 8).float()
     out1, g1 = grads(mod, x, kernels=True)
     out0, g0 = grads(mod, x, kernels=False)
@@ -197,7 +190,7 @@ def test_float32_close_to_reference():
 
 def test_no_grad_forward_and_layer_selects_kernel():
     """Inference (no graph) and a whole Layer: same spikes with and without kernels."""
-    rec = make(6, per="axon", sigma=1.0)
+    rec = make(6, sigma=1.0)
     layer = ctsnn.Layer(ctsnn.LIF(6, tau_mem=0.01), 0.9 * torch.ones(6, 3, dtype=F64),
                         recurrent=rec, surrogate=atan(), method="euler")
     x = (torch.rand(30, 2, 3, generator=torch.Generator().manual_seed(0)) < 0.3).double()
@@ -224,7 +217,20 @@ def test_example_runs(capsys, monkeypatch):
 @pytest.mark.parametrize("eval_mode", ["paper", "continuous"])
 def test_evaluation_modes(eval_mode):
     """In eval(): paper mode (σ = 0, integer delays: one tap) and the training kernel."""
-    mod = make(6, per="axon", sigma=1.5, eval_mode=eval_mode, dropout=0.2).eval()
+    mod = make(6, sigma=1.5, eval_mode=eval_mode, dropout=0.2).eval()
     x = inputs(20, 2, 6)
     outs = [drive(mod, x, kernels=k)[0].detach() for k in (True, False)]
     assert torch.equal(*outs) and float(outs[0].sum()) > 0
+
+
+def test_per_synapse_delays_stay_on_the_reference():
+    """Per-synapse delays run RingRead even with kernels on (``drive`` checks the path)."""
+    mod = make(5, per="synapse", sigma=1.0)
+    out, _ = drive(mod, inputs(10, 2, 5), kernels=True)
+    assert float(out.detach().sum()) > 0
+
+
+def test_scatter_run_refuses_synaptic_taps():
+    taps = torch.ones(2, 4, 4, dtype=F64)
+    with pytest.raises(ValueError, match=r"axonal taps \[K, N\]"):
+        ScatterRun(taps.long(), taps, torch.ones(4, 4, dtype=F64), 5, 2)
