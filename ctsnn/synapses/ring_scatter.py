@@ -53,13 +53,17 @@ def _write_axon(ring, m, spikes, lags, h):
     n_ring = ring.shape[0]
     n_batch, n_pre = spikes.shape
     n_taps = lags.shape[0]
+    base = m % n_ring  # lags are in [1, L - 1]: one conditional wrap, no division per update
     for b in range(n_batch):
         for j in range(n_pre):
             v = spikes[b, j]
             if v == 0.0:
                 continue
             for k in range(n_taps):
-                ring[(m + lags[k, j]) % n_ring, b, j] += h[k, j] * v
+                slot = base + lags[k, j]
+                if slot >= n_ring:
+                    slot -= n_ring
+                ring[slot, b, j] += h[k, j] * v
 
 
 @numba.njit(cache=True, fastmath=True)
