@@ -146,7 +146,7 @@ class _Write(torch.autograd.Function):
         ds = run.transpose(ctx.m, ctx.values)
         need_spikes, need_token = ctx.needs_input_grad[:2]
         token_grad = grad_token.new_zeros(()) if need_token else None
-        taps = run.finish() if ctx.m == 0 else ()
+        taps = run.finish(*ctx.needs_input_grad[4:]) if ctx.m == 0 else ()
         return (ds if need_spikes else None, token_grad, None, None, *taps)
 
 
@@ -270,12 +270,16 @@ class ScatterRun:
                    self._gy.numpy(), ds.numpy(), self._acc)
         return ds.to(values.dtype)
 
-    def finish(self) -> tuple[Tensor, Tensor]:
+    def finish(self, need_taps: bool = True, need_weight: bool = True
+               ) -> tuple[Tensor | None, Tensor | None]:
         """The gradients of the taps and of the weight (``Σ_n G[n]ᵀ y[n]``, one product), in
-        the first write's backward (the last one); then the backward buffers are released."""
+        the first write's backward (the last one), ``None`` where not needed; then the
+        backward buffers are released."""
         self._buffers()
-        grad_taps = torch.from_numpy(self._acc).t().contiguous()
-        if self._sums:
+        grad_taps = torch.from_numpy(self._acc).t().contiguous() if need_taps else None
+        if not need_weight:
+            grad_weight = None
+        elif self._sums:
             steps = torch.tensor([n for n, _ in self._sums], dtype=torch.int64)
             sums = torch.stack([y for _, y in self._sums]).reshape(-1, self.n)
             grad_weight = self._g[steps].reshape(-1, self.n).t() @ sums

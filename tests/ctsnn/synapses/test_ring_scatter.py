@@ -234,3 +234,25 @@ def test_scatter_run_refuses_synaptic_taps():
     taps = torch.ones(2, 4, 4, dtype=F64)
     with pytest.raises(ValueError, match=r"axonal taps \[K, N\]"):
         ScatterRun(taps.long(), taps, torch.ones(4, 4, dtype=F64), 5, 2)
+
+
+@pytest.mark.parametrize("learn_weight,learn_delay", [(False, False), (True, False),
+                                                       (False, True)])
+def test_frozen_parameters_and_input_gradient(learn_weight, learn_delay):
+    """Only some parameters learnable; the gradient reaching the input through the recurrence
+    is the reference's."""
+    g = torch.Generator().manual_seed(0)
+    mod = RecurrentDense(6, kernel=Triangle(1.0), dt=DT, per="axon", learn_delay=learn_delay,
+                         learn_weight=learn_weight, generator=g, max_delay=6 * DT,
+                         delay=torch.rand(6, generator=g, dtype=F64) * 4 * DT, dtype=F64)
+    results = []
+    for kernels in (True, False):
+        mod.zero_grad()
+        x = inputs(15, 2, 6).requires_grad_(True)
+        _, loss = drive(mod, x, kernels=kernels)
+        with use_kernels(kernels):
+            loss.backward()
+        results.append([x.grad.clone(), *(p.grad.clone() for p in mod.parameters())])
+    assert len(results[0]) == 1 + learn_weight + learn_delay
+    for a, b in zip(*results, strict=True):
+        assert float((a - b).abs().max()) <= 1e-12 * float(b.abs().max())
