@@ -31,6 +31,12 @@ or learnable, optional fixed fan-in):
   ``"reference"`` (the DelRec code: entering evaluation rounds the delays **in place** and
   clamps them to ``>= 0``; the current σ stays), ``"continuous"`` (the training kernel).
 
+  Per-axon delays on the CPU with compiled kernels on (:func:`ctsnn.compiled.kernels_enabled`),
+  float32 or float64: each step's spikes are instead scattered into the future slots of a ring
+  by a numba kernel and the backward is its transpose (:mod:`ctsnn.synapses.ring_scatter`;
+  same values and gradients); what follows describes the reference path (CUDA, kernels off,
+  per-synapse delays).
+
   Memory: each read is a weighted sum over the last ``L - 1`` spike tensors through a custom
   autograd function (:mod:`ctsnn.synapses.ring`) that saves only references to the spike tensors
   the engine holds anyway, plus an ``O(B N L)`` ring buffer; ``L = ceil(1 + max d + max s) + 1``
@@ -50,6 +56,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_finite, check_positive, check_tensor
+from ..compiled import kernels_enabled
 from ..dtypes import ExactValues
 from ..spikes import locate
 from .arrivals import StepArrivals, element_arrivals, ranks, row_order, snap_to_grid
@@ -58,6 +65,7 @@ from .init import DelayInit, WeightInit, fixed_fan_in_mask, initial_delay, initi
 from .kernels import EXACT, DelayKernel, as_kernel, buffer_length
 from .ranges import check_delay_range, check_max_delay, clamp_delay_
 from .ring import RingRead, RingRun
+from .ring_scatter import ScatterRun, spread_taps
 
 EVAL_MODES = ("paper", "reference", "continuous")
 
@@ -186,7 +194,8 @@ class RecurrentDense(ExactValues, nn.Module):
             self.remember_exact("delay", exact)
             self.register_buffer("sigma", None)
             self.p_spread = None
-        self._run: RingRun | None = None
+        self._run: RingRun | ScatterRun | None = None
+        self._token: Tensor | None = None  # scatter path: last write's token (see ring_scatter)
         self._substep = False
 
     # ----------------------------------------------------------------- construction helpers
@@ -478,12 +487,12 @@ class RecurrentDense(ExactValues, nn.Module):
 
     def release(self) -> None:
         """Drop the last sequence's working set (ring buffer, window, kernel graph)."""
-        self._run = None
+        self._run = self._token = None
 
     def __getstate__(self) -> dict:
         # copy.deepcopy / pickle: the working set holds non-leaf tensors of the last graph.
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        return {**state, "_run": None}
+        return {**state, "_run": None, "_token": None}
 
     # ----------------------------------------------------------------- exact delays
     def _start_exact(self, batch_size: int, dt: float | None, time: str) -> None:
@@ -550,7 +559,18 @@ class RecurrentDense(ExactValues, nn.Module):
         if self.per == "synapse" and s.ndim == 1:
             s = s[None, :]
         h = self.kernel.spread(d, s, n_lags)
+        mask = None
+        if self.training and self.dropout > 0:
+            keep = 1.0 - self.dropout
+            mask = torch.bernoulli(torch.full((batch_size, self.n), keep, dtype=dtype,
+                                              device=device)) / keep
         kernel = h if self.per == "axon" else h * self.effective_weight
+        self._token = None
+        if (self.per == "axon" and kernels_enabled(kernel)
+                and dtype in (torch.float32, torch.float64)):
+            lags, coefs = spread_taps(kernel)
+            self._run = ScatterRun(lags, coefs, self.effective_weight, n_lags, batch_size, mask)
+            return
         # rotated(n) = kernel[(n - slot) mod L] for ring slot ``slot``: a contiguous slice of
         # ``doubled[i] = kernel[(-i) mod L]`` (see _read_ring()).
         idx = (-torch.arange(2 * n_lags, device=kernel.device)) % n_lags
@@ -558,16 +578,11 @@ class RecurrentDense(ExactValues, nn.Module):
         if self.per == "synapse":
             doubled = doubled.transpose(1, 2)
         doubled = doubled.contiguous()
-        mask = None
-        if self.training and self.dropout > 0:
-            keep = 1.0 - self.dropout
-            mask = torch.bernoulli(torch.full((batch_size, self.n), keep, dtype=dtype,
-                                              device=device)) / keep
         ring = torch.zeros(batch_size, n_lags, self.n, dtype=dtype, device=device)
         self._run = RingRun(kernel, doubled, ring, deque(maxlen=n_lags - 1), mask, batch_size,
                             self.per == "synapse")
 
-    def _check_step(self, what: str, n: int) -> RingRun:
+    def _check_step(self, what: str, n: int) -> RingRun | ScatterRun:
         run = self._run
         if run is None:
             raise RuntimeError(f"RecurrentDense.{what}({n}) before start(): the engine calls "
@@ -579,6 +594,9 @@ class RecurrentDense(ExactValues, nn.Module):
 
     def _read_ring(self, n: int) -> Tensor:
         run = self._check_step("read", n)
+        if isinstance(run, ScatterRun):
+            x = run.read(n, self._token)
+            return x if run.mask is None else x * run.mask
         if not run.window:
             return torch.zeros(run.batch_size, self.n, dtype=run.ring.dtype,
                                device=run.ring.device)
@@ -596,6 +614,9 @@ class RecurrentDense(ExactValues, nn.Module):
             got = list(spikes.shape) if isinstance(spikes, Tensor) else type(spikes).__name__
             raise ValueError(f"RecurrentDense.write: spikes must have shape {list(shape)} "
                              f"[B, N], got {got}")
+        if isinstance(run, ScatterRun):
+            self._token = run.write(n, spikes, self._token)
+            return
         run.ring[:, n % run.ring.shape[1]] = spikes.detach()
         run.window.appendleft(spikes)
         run.step += 1
