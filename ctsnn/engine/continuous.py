@@ -202,7 +202,7 @@ def run_continuous(run: Population) -> SimulationResult:
             run.saver.evaluate(n, make_flow(model, run.method, t0, x, run.delays))
         run.end_of_step(n, x)
         if recurrent is not None:  # schedule this step's spikes on the recurrent synapses
-            recurrent.emit(n, *run.log.since(logged))
+            recurrent.emit(n, *run.log.since(logged), local=run.log.local_since(logged))
     if run.saver is not None:
         run.saver.grid(run.n_steps, run.state)
     spikes = run.log.spikes(dt=dt, n_steps=run.n_steps, shape=run.shape, like=zero)

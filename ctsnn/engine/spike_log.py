@@ -14,6 +14,9 @@ class SpikeLog:
     def __init__(self) -> None:
         self.times: list[Tensor] = []
         self.index: list[Tensor] = []
+        # the same spikes' local times within their step (the in-step recurrent arrivals are
+        # scheduled from these: n dt + offset - n dt need not give the offset back bit for bit)
+        self.local: list[Tensor] = []
 
     def add(self, mask: Tensor, offset: Tensor, n: int, dt: float) -> None:
         """Log the elements in ``mask`` as spiking at local ``offset`` within step ``n``."""
@@ -27,6 +30,7 @@ class SpikeLog:
             times = t[mask] + n * dt
             self.times.append(times - (times - end).clamp_min(0).detach())
             self.index.append(idx)
+            self.local.append(t[mask])
 
     def since(self, start: int) -> tuple[Tensor, Tensor, Tensor]:
         """``(times, batch, units)`` of the spikes logged after the first ``start`` entries."""
@@ -35,6 +39,16 @@ class SpikeLog:
             return torch.zeros(0), empty, empty
         idx = torch.cat(self.index[start:])
         return torch.cat(self.times[start:]), idx[:, 0], idx[:, 1]
+
+    def local_since(self, start: int) -> Tensor:
+        """Local times (within their step, seconds) of the spikes of :meth:`since`."""
+        if len(self.local) == start:
+            return torch.zeros(0)
+        return torch.cat(self.local[start:])
+
+    def truncate(self, start: int) -> None:
+        """Forget every entry after the first ``start``."""
+        del self.times[start:], self.index[start:], self.local[start:]
 
     def spikes(self, *, dt: float, n_steps: int, shape: tuple[int, int], like: Tensor) -> Spikes:
         if self.times:

@@ -53,26 +53,26 @@ def settle_step(run: Population, n: int, logged: int,
     while True:
         hold = step(extra)
         times, batch, units = run.log.since(logged)
+        local = run.log.local_since(logged)
         keys = _keys(times, batch, units)
         new = [i for i, key in enumerate(keys) if key not in confirmed]
         if not new:
             return hold
         idx = torch.tensor(new, dtype=torch.long, device=times.device)
-        first = recurrent.first_in_step(n, times[idx], units[idx])
+        first = recurrent.first_in_step(local[idx], units[idx])
         if not bool(torch.isfinite(first).any()):
             return hold
         # the source of the earliest arrival always (its arrival may round an ulp below it)
-        horizon = max(float(first.min()), float(times[idx[first.argmin()]].detach()))
-        now = (times[idx].detach() <= horizon).nonzero(as_tuple=True)[0]
+        horizon = max(float(first.min()), float(local[idx[first.argmin()]].detach()))
+        now = (local[idx].detach() <= horizon).nonzero(as_tuple=True)[0]
         for j in now.tolist():
             confirmed.add(keys[new[j]])
         take = idx[now]
         # one wave: applied after the earlier waves' arrivals at the same instant
-        extra = merge_arrivals(extra, recurrent.in_step_arrivals(n, times[take], batch[take],
+        extra = merge_arrivals(extra, recurrent.in_step_arrivals(local[take], batch[take],
                                                                  units[take]))
         # integrate the step again from its start
         run.state, run.integral = state, integral
-        del run.log.times[logged:], run.log.index[logged:]
-
+        run.log.truncate(logged)
 
 __all__ = ["settle_step"]
