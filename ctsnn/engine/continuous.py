@@ -14,12 +14,12 @@ from torch import Tensor
 
 from solvers.events import advance_with_events, quadrature, where_state
 
-from ..synapses import StepArrivals, merge_arrivals, snap_to_grid
+from ..synapses import StepArrivals, coalesce, merge_arrivals, snap_to_grid
 from .recurrence import start_recurrent
 from .result import SimulationResult
 from .setup import Population
 from .stepping import make_flow, receive, slope_fn
-from .substep import settle_step
+from .substep import Rows, settle_step
 
 
 def _pieces(run: Population, n: int):
@@ -27,28 +27,45 @@ def _pieces(run: Population, n: int):
     return run.saver.piece if run.saver is not None and run.saver.active(n) else None
 
 
-def _boundaries(run: Population, n: int, end_of_step: Tensor) -> list[tuple[Tensor, Tensor]]:
-    """The step's jumps in time order: ``(local time [.., B, N], value [B, N])`` pairs."""
+Bound = tuple[Tensor, Tensor, "Tensor | None"]
+"""One jump slot of a step: ``(local time [.., B, N], value [B, N], causal depth [B, N] or
+None for 0)``."""
+
+
+def _boundaries(run: Population, n: int, end_of_step: Tensor) -> list[Bound]:
+    """The step's jumps in time order; jumps of an element at the same instant are summed
+    (one threshold test, whatever their order; see :mod:`.substep`)."""
     step_arr: StepArrivals | None = None if run.arrivals is None else run.arrivals(n)
     if run.recurrent is not None:
-        step_arr = merge_arrivals(step_arr, run.recurrent.arrivals(n))
-    out = [] if step_arr is None else list(zip(step_arr.offset, step_arr.value, strict=True))
+        other = run.recurrent.arrivals(n)
+        if step_arr is not None and other is not None:
+            merged = merge_arrivals(step_arr, other)
+            offset, value, _ = coalesce(merged.offset.expand(merged.value.shape), merged.value)
+            step_arr = StepArrivals(offset, value)
+        elif other is not None:
+            step_arr = other
+    out = [] if step_arr is None else [(o, v, None) for o, v in zip(step_arr.offset,
+                                                                    step_arr.value,
+                                                                    strict=True)]
     if run.jumps is not None:
-        out.append((end_of_step, run.jumps[n]))
+        out.append((end_of_step, run.jumps[n], None))
     return out
 
 
-def _insert(bounds: list[tuple[Tensor, Tensor]], extra: StepArrivals, end_of_step: Tensor,
-            has_jumps: bool) -> list[tuple[Tensor, Tensor]]:
-    """``bounds`` (from :func:`_boundaries`) with the arrivals ``extra`` merged in time order."""
+def _insert(bounds: list[Bound], extra: Rows, has_jumps: bool) -> list[Bound]:
+    """``bounds`` (from :func:`_boundaries`) with the in-step arrivals ``extra`` merged in:
+    one jump per (instant, depth) and element, in time then depth order."""
     tail = bounds[-1:] if has_jumps else []
     head = bounds[:-1] if has_jumps else bounds
+    offset, value, depth = extra
     if head:
-        shape = torch.broadcast_shapes(*(o.shape for o, _ in head), extra.offset.shape[1:])
-        own = StepArrivals(torch.stack([o.expand(shape) for o, _ in head]),
-                           torch.stack([v.expand(shape) for _, v in head]))
-        extra = merge_arrivals(own, extra)
-    return list(zip(extra.offset, extra.value, strict=True)) + tail
+        shape = value.shape[1:]
+        offset = torch.cat([torch.stack([o.expand(shape) for o, _, _ in head]), offset])
+        value = torch.cat([torch.stack([v.expand(shape) for _, v, _ in head]), value])
+        depth = torch.cat([torch.zeros((len(head), *shape), dtype=depth.dtype,
+                                       device=depth.device), depth])
+    offset, value, depth = coalesce(offset, value, depth)
+    return list(zip(offset, value, depth, strict=True)) + tail
 
 
 def _jump_only_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step: Tensor
@@ -73,7 +90,7 @@ def _jump_only_step(run: Population, n: int, x: Tensor, bounds: list, end_of_ste
             fire = fire & (last != tau)
         if bool(fire.any()):
             state = where_state(fire, model.reset(state), state)
-            run.log.add(fire, tau, n, run.dt)
+            run.log.add(fire, tau, n, run.dt, bounds[k][2])
             last = _last_spike(last, fire, tau)
     run.state = state
 
@@ -134,7 +151,7 @@ def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step:
                 fire = fire & (last != tau)
             if bool(fire.any()):
                 state = where_state(fire, model.reset(state), state)
-                run.log.add(fire, tau, n, dt)
+                run.log.add(fire, tau, n, dt, bounds[k][2])
                 last = _last_spike(last, fire, tau)
                 if hold is not None:
                     hold = torch.where(fire, tau + run.ref_param, hold)
@@ -180,13 +197,13 @@ def run_continuous(run: Population) -> SimulationResult:
             else bool((run.threshold(model.flow(run.state, x, infinity)) < 0).all())
         )
 
-        def step(extra: StepArrivals | None, n=n, x=x, bounds=bounds, hold=hold,
+        def step(extra: Rows | None, n=n, x=x, bounds=bounds, hold=hold,
                  jump_only=jump_only) -> Tensor | None:
             if _pieces(run, n) is not None:  # the state at the step's start; a pass of
                 run.saver.pieces = []            # .substep re-runs the step from there
                 run.saver.piece(run.state, zero, None)
             if extra is not None:  # in-step recurrent arrivals (sub-step delays)
-                bounds = _insert(bounds, extra, end_of_step, run.jumps is not None)
+                bounds = _insert(bounds, extra, run.jumps is not None)
             if jump_only:
                 _jump_only_step(run, n, x, bounds, end_of_step)
                 return hold

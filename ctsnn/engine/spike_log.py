@@ -17,9 +17,14 @@ class SpikeLog:
         # the same spikes' local times within their step (the in-step recurrent arrivals are
         # scheduled from these: n dt + offset - n dt need not give the offset back bit for bit)
         self.local: list[Tensor] = []
+        # causal depth of each spike at its instant (0: a crossing or fired by the jumps from
+        # elsewhere; k: fired by the k-th wave of zero-delay arrivals, see .substep)
+        self.depth: list[Tensor] = []
 
-    def add(self, mask: Tensor, offset: Tensor, n: int, dt: float) -> None:
-        """Log the elements in ``mask`` as spiking at local ``offset`` within step ``n``."""
+    def add(self, mask: Tensor, offset: Tensor, n: int, dt: float,
+            depth: Tensor | None = None) -> None:
+        """Log the elements in ``mask`` as spiking at local ``offset`` within step ``n``
+        (``depth``: the causal depth of the jumps that fired them, default 0)."""
         idx = mask.nonzero()
         if idx.numel():
             t = offset if offset.shape == mask.shape else offset.expand(mask.shape)
@@ -31,6 +36,9 @@ class SpikeLog:
             self.times.append(times - (times - end).clamp_min(0).detach())
             self.index.append(idx)
             self.local.append(t[mask])
+            self.depth.append(torch.zeros(int(idx.shape[0]), dtype=torch.long,
+                                          device=mask.device) if depth is None
+                              else depth.expand(mask.shape)[mask])
 
     def since(self, start: int) -> tuple[Tensor, Tensor, Tensor]:
         """``(times, batch, units)`` of the spikes logged after the first ``start`` entries."""
@@ -46,9 +54,15 @@ class SpikeLog:
             return torch.zeros(0)
         return torch.cat(self.local[start:])
 
+    def depth_since(self, start: int) -> Tensor:
+        """Causal depths (long) of the spikes of :meth:`since`."""
+        if len(self.depth) == start:
+            return torch.zeros(0, dtype=torch.long)
+        return torch.cat(self.depth[start:])
+
     def truncate(self, start: int) -> None:
         """Forget every entry after the first ``start``."""
-        del self.times[start:], self.index[start:], self.local[start:]
+        del self.times[start:], self.index[start:], self.local[start:], self.depth[start:]
 
     def spikes(self, *, dt: float, n_steps: int, shape: tuple[int, int], like: Tensor) -> Spikes:
         if self.times:

@@ -9,12 +9,23 @@ their arrivals added, and the step is integrated again from its start. It ends w
 unconfirmed spike causes an arrival inside the step; each pass confirms at least one spike, so
 a step with ``S`` such spikes takes at most ``S + 1`` passes (only the last one is kept: its
 graph is the one the results depend on, so autograd differentiates through the arrivals).
+In-step arrivals are scheduled from the spikes' local times (``offset + d``), so a zero-delay
+arrival lands on its spike's time bit for bit, after it.
 
-Simultaneous events: a zero-delay arrival caused by a spike at ``t`` is applied just after that
-spike (after its reset), and arrivals at the same instant are applied in causal waves (the
-step's own arrivals at ``t`` first, then those caused by spikes at ``t``, and so on). A neuron
-fires at most once per instant (an arrival at the instant of its own spike moves its state but
-cannot make it fire again), so zero-delay loops end.
+Simultaneous events (one semantics for every path, see docs/recurrent_substep_adjoint.md): at
+an instant ``t`` each neuron takes
+
+1. a threshold crossing of its flow at ``t`` (spike, reset);
+2. the jumps arriving at ``t`` whose causes are not at ``t`` (inputs, recurrent arrivals with
+   a positive delay), *summed* into one jump; the threshold is tested once after it
+   (depth 0);
+3. wave ``k`` (``k >= 1``): the zero-delay arrivals of the spikes at ``t`` of depth ``k - 1``
+   (a crossing counts as depth 0, a spike fired by the depth-``j`` jump has depth ``j``),
+   summed, then the threshold tested once.
+
+A neuron fires at most once per instant (an arrival at the instant of its own spike moves its
+state but cannot make it fire again), so zero-delay loops end. The order of the presynaptic
+indices, and ``dt``, do not change anything.
 """
 
 from __future__ import annotations
@@ -24,8 +35,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..synapses import StepArrivals, merge_arrivals
+from ..synapses.arrivals import ranks, row_order
 from .setup import Population
+
+#: In-step arrivals per element, ``(offset, value, depth)`` each ``[K, B, N]`` (not merged).
+Rows = tuple[Tensor, Tensor, Tensor]
 
 
 def _keys(times: Tensor, batch: Tensor, units: Tensor) -> list[tuple[int, int, int]]:
@@ -41,19 +55,36 @@ def _keys(times: Tensor, batch: Tensor, units: Tensor) -> list[tuple[int, int, i
     return keys
 
 
+def _rows(extra: list[tuple[Tensor, ...]], batch: int, n: int, dt: float) -> Rows | None:
+    """The flat in-step arrivals ``(batch, target, offset, value, depth)`` as per-element rows
+    (padding: zero jumps at ``dt``, depth 0)."""
+    if not extra:
+        return None
+    b, target, offset, value, depth = (torch.cat(x) for x in zip(*extra, strict=True))
+    order = row_order((b, target), (batch, n), torch.arange(b.numel(), device=b.device))
+    b, target, offset, value, depth = (x[order] for x in (b, target, offset, value, depth))
+    rank = ranks((b, target), torch.arange(b.numel(), device=b.device))
+    shape = (int(rank.max()) + 1, batch, n)
+    index = (rank, b, target)
+    when = offset.new_full(shape, dt).index_put(index, offset)
+    jump = value.new_zeros(shape).index_put(index, value)
+    return when, jump, torch.zeros(shape, dtype=torch.long, device=b.device).index_put(index,
+                                                                                       depth)
+
+
 def settle_step(run: Population, n: int, logged: int,
-                step: Callable[[StepArrivals | None], Tensor | None]) -> Tensor | None:
+                step: Callable[[Rows | None], Tensor | None]) -> Tensor | None:
     """Run ``step(extra_arrivals)`` (step ``n`` of ``run`` from its current state, logging
     spikes after the first ``logged`` entries of ``run.log``; returns the refractory ends)
     until the in-step recurrent arrivals are consistent with the spikes (module docstring)."""
     recurrent = run.recurrent
     state, integral = run.state, run.integral
     confirmed: set[tuple[int, int, int]] = set()
-    extra: StepArrivals | None = None
+    extra: list[tuple[Tensor, ...]] = []
     while True:
-        hold = step(extra)
+        hold = step(_rows(extra, run.batch_size, run.model.n, run.dt))
         times, batch, units = run.log.since(logged)
-        local = run.log.local_since(logged)
+        local, depth = run.log.local_since(logged), run.log.depth_since(logged)
         keys = _keys(times, batch, units)
         new = [i for i, key in enumerate(keys) if key not in confirmed]
         if not new:
@@ -68,11 +99,14 @@ def settle_step(run: Population, n: int, logged: int,
         for j in now.tolist():
             confirmed.add(keys[new[j]])
         take = idx[now]
-        # one wave: applied after the earlier waves' arrivals at the same instant
-        extra = merge_arrivals(extra, recurrent.in_step_arrivals(local[take], batch[take],
-                                                                 units[take]))
+        arrivals = recurrent.in_step_arrivals(local[take], units[take])
+        if arrivals is not None:
+            src, target, offset, value, zero = arrivals
+            # a zero-delay arrival joins the wave after its sender's; others are depth 0
+            wave = torch.where(zero, depth[take][src] + 1, torch.zeros_like(src))
+            extra.append((batch[take][src], target, offset, value, wave))
         # integrate the step again from its start
         run.state, run.integral = state, integral
         run.log.truncate(logged)
 
-__all__ = ["settle_step"]
+__all__ = ["Rows", "settle_step"]

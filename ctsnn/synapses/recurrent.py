@@ -446,26 +446,21 @@ class RecurrentDense(ExactValues, nn.Module):
         first = torch.where(inside, arrival, torch.full_like(arrival, torch.inf))
         return first.min(dim=1).values
 
-    def in_step_arrivals(self, local: Tensor, batch: Tensor, units: Tensor
-                         ) -> StepArrivals | None:
+    def in_step_arrivals(self, local: Tensor, units: Tensor
+                         ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
         """Continuous time: the arrivals inside their step of spikes ``(local [S] seconds
-        within the step, batch [S], units [S])`` (delays shorter than what is left of the
-        step, zero included: a zero-delay arrival lands at the spike's own time, local
-        offsets in ``[0, dt]``), as a :class:`StepArrivals` to merge with the step's others."""
+        within the step, units [S])`` (delays shorter than what is left of the step, zero
+        included: a zero-delay arrival lands at the spike's own time bit for bit), one per
+        (spike, target): ``(src [E] index of the spike, target [E], local offset [E] in
+        ``[0, dt]``, value [E], zero [E] the delay is 0)``, or ``None``."""
         if local.numel() == 0:
             return None
         offsets, inside = self._in_step(local, units)
         src, target = inside.nonzero(as_tuple=True)
         if src.numel() == 0:
             return None
-        offset = offsets[src, target]
-        value = self.effective_weight[target, units[src]]
-        b = batch[src]
-        order = row_order((b, target), (self._batch, self.n), offset.detach())
-        b, target, offset, value = b[order], target[order], offset[order], value[order]
-        rank = ranks((b, target), offset.detach())
-        k = int(rank.max()) + 1
-        return element_arrivals(rank, b, target, offset, value, k, self._batch, self.n, self._dt)
+        zero = self.delay.expand(self.n, self.n)[target, units[src]].detach() == 0
+        return src, target, offsets[src, target], self.effective_weight[target, units[src]], zero
 
     def arrivals(self, n: int) -> StepArrivals | None:
         """Continuous time: arrivals during step ``n`` of the spikes emitted so far."""
