@@ -29,12 +29,15 @@ def forward(make, params, u_in, dt, gradient, *, grad=True, t_end=0.01, kernels=
 
 
 def grads(make, params, u_in, dt, gradient, t_end=0.01):
-    """``(loss, spike count, [dL/dw_in, dL/dt_in, dL/dw_rec, dL/dd_rec])``."""
+    """``(loss, spike count, [dL/dw_in, dL/dt_in, dL/dw_rec, dL/dd_rec])`` (zeros where the
+    loss does not depend on a parameter)."""
     loss, spikes, layer, t = forward(make, params, u_in, dt, gradient, t_end=t_end)
-    loss.backward()
     rec = layer.recurrent
-    return float(loss.detach()), len(spikes), [layer.synapse.weight.grad, t.grad,
-                                               rec.weight.grad, rec.delay.grad]
+    wrt = [layer.synapse.weight, t, rec.weight, rec.delay]
+    if loss.requires_grad:
+        loss.backward()
+    return float(loss.detach()), len(spikes), [
+        torch.zeros_like(x) if x.grad is None else x.grad for x in wrt]
 
 
 def finite_difference(make, params, u_in, dt, which, idx, count, h=1e-7, t_end=0.01):
@@ -44,13 +47,37 @@ def finite_difference(make, params, u_in, dt, which, idx, count, h=1e-7, t_end=0
         p = [x.clone() for x in params]
         p[which][idx] += shift
         with torch.no_grad():
-            loss, spikes, _, _ = forward(make, p, u_in, dt, "adjoint", grad=False, t_end=t_end)
+            loss, spikes, _, _ = forward(make, p, u_in, dt, "surrogate", grad=False,
+                                         t_end=t_end)
         assert len(spikes) == count, "the perturbation changed the spike count"
         return float(loss)
 
     if which == 3 and float(params[3][idx]) == 0.0:
         return (-3 * at(0.0) + 4 * at(h) - at(2 * h)) / (2 * h)
     return (at(h) - at(-h)) / (2 * h)
+
+
+def one_sided(make, params, u_in, dt, which, idx, count, h=1e-8, t_end=0.01):
+    """``(left, right)`` first-order differences of the loss w.r.t. ``params[which][idx]``
+    (``left`` is ``None`` where the parameter cannot decrease: a zero delay, an input at
+    ``t = 0``), or ``None`` if a perturbation changes the spike count. Where they differ
+    (beyond ``O(h)``) the loss has a kink there (e.g. two events crossing each other's
+    order) and no derivative to compare with."""
+    def at(shift):
+        p = [x.clone() for x in params]
+        p[which][idx] += shift
+        with torch.no_grad():
+            loss, spikes, _, _ = forward(make, p, u_in, dt, "surrogate", grad=False,
+                                         t_end=t_end)
+        return float(loss), len(spikes)
+
+    (l0, c0), (lp, cp) = at(0.0), at(h)
+    if c0 != count or cp != count:
+        return None
+    if which in (1, 3) and float(params[which][idx]) == 0.0:
+        return None, (lp - l0) / h
+    lm, cm = at(-h)
+    return (None if cm != count else (l0 - lm) / h), (lp - l0) / h
 
 
 def sorted_events(spikes) -> list[tuple[int, int, float]]:
