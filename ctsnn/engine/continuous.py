@@ -19,7 +19,7 @@ from .recurrence import start_recurrent
 from .result import SimulationResult
 from .setup import Population
 from .stepping import make_flow, receive, slope_fn
-from .substep import Rows, settle_step
+from .substep import Rows, Start, settle_step
 
 
 def _pieces(run: Population, n: int):
@@ -68,17 +68,28 @@ def _insert(bounds: list[Bound], extra: Rows, has_jumps: bool) -> list[Bound]:
     return list(zip(offset, value, depth, strict=True)) + tail
 
 
-def _jump_only_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step: Tensor
-                    ) -> None:
+def _begin(run: Population, start: Start | None) -> tuple[tuple, Tensor, Tensor | None]:
+    """``(state, local time, last spike time or None)`` where a (pass of a) step begins."""
+    if start is None:
+        return run.state, run.zero, None
+    time = torch.full(run.shape, start.time, dtype=run.dtype, device=run.device)
+    return start.state, start.tau, torch.where(start.fired, time, torch.full_like(time,
+                                                                                 -torch.inf))
+
+
+def _jump_only_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step: Tensor,
+                    start: Start | None = None) -> None:
     """Spikes can only happen at jumps: the flow approaches a sub-threshold fixed point
     monotonically, so no root finding is needed between arrivals."""
-    model, state, tau = run.model, run.state, run.zero
+    model = run.model
+    state, tau, last = _begin(run, start)  # last: one spike per instant (.substep)
     piece = _pieces(run, n)
-    last = None  # local time of each element's last spike: one spike per instant (.substep)
     for k in range(len(bounds) + 1):
         end = bounds[k][0] if k < len(bounds) else end_of_step
         if piece is not None:
             piece(state, tau, None)
+        if run.trace is not None:
+            run.trace.append((state, tau))
         state = model.flow(state, x, end - tau)
         tau = end
         if k == len(bounds):
@@ -103,7 +114,8 @@ def _last_spike(last: Tensor | None, fire: Tensor, tau: Tensor) -> Tensor:
 
 
 def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step: Tensor,
-                  hold: Tensor | None, xtol: float) -> Tensor | None:
+                  hold: Tensor | None, xtol: float, start: Start | None = None
+                  ) -> Tensor | None:
     """Integrate step ``n`` piece by piece between jumps, locating every crossing; returns the
     refractory ends (local time) for the next step."""
     model, dt, t0 = run.model, run.dt, n * run.dt
@@ -114,9 +126,14 @@ def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step:
     local = None if run.integrand is None or run.grid_rule else (
         lambda t, y, t0=t0: run.integrand(t0 + t, y)
     )
-    state, tau = run.state, run.zero
+    state, tau, last = _begin(run, start)  # last: one spike per instant (.substep)
     piece = _pieces(run, n)
-    last = None  # local time of each element's last spike: one spike per instant (.substep)
+    if run.trace is not None:  # the pieces of a pass (.substep continues from them)
+        trace = run.trace
+
+        def piece(y, tau, held, trace=trace):
+            trace.append((y, tau))
+
     for k in range(len(bounds) + 1):
         end = bounds[k][0] if k < len(bounds) else end_of_step
         if threshold is None:
@@ -159,6 +176,26 @@ def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step:
     return hold
 
 
+def _after(bounds: list[Bound], start: Start, has_jumps: bool) -> list[Bound]:
+    """``bounds`` with the jumps at or before ``start.time`` (applied already) made empty and
+    moved to each element's start (so that they split no piece)."""
+    tail = bounds[-1:] if has_jumps else []
+    begin = start.tau
+    out = []
+    for o, v, d in bounds[:len(bounds) - len(tail)]:
+        done = o.detach() <= start.time
+        out.append((torch.where(done, begin, o), torch.where(done, torch.zeros_like(v.detach()),
+                                                             v), d))
+    return out + tail
+
+
+def _resumable(run: Population, n: int) -> bool:
+    """Whether a settled step can continue from an in-step arrival
+    (:func:`.substep.settle_step`) rather than integrate again from the step's start (not
+    with refractoriness, an integrand or saved times)."""
+    return not (run.has_ref or run.integrand is not None or _pieces(run, n) is not None)
+
+
 def run_continuous(run: Population) -> SimulationResult:
     """Simulate ``run`` in continuous time (see the module docstring)."""
     run.start()
@@ -197,20 +234,22 @@ def run_continuous(run: Population) -> SimulationResult:
             else bool((run.threshold(model.flow(run.state, x, infinity)) < 0).all())
         )
 
-        def step(extra: Rows | None, n=n, x=x, bounds=bounds, hold=hold,
-                 jump_only=jump_only) -> Tensor | None:
+        def step(extra: Rows | None, start: Start | None = None, n=n, x=x, bounds=bounds,
+                 hold=hold, jump_only=jump_only) -> Tensor | None:
             if _pieces(run, n) is not None:  # the state at the step's start; a pass of
                 run.saver.pieces = []            # .substep re-runs the step from there
                 run.saver.piece(run.state, zero, None)
+            if start is not None:  # a pass from an in-step arrival: the jumps up to it are in
+                bounds = _after(bounds, start, run.jumps is not None)
             if extra is not None:  # in-step recurrent arrivals (sub-step delays)
                 bounds = _insert(bounds, extra, run.jumps is not None)
             if jump_only:
-                _jump_only_step(run, n, x, bounds, end_of_step)
+                _jump_only_step(run, n, x, bounds, end_of_step, start)
                 return hold
-            return _general_step(run, n, x, bounds, end_of_step, hold, xtol)
+            return _general_step(run, n, x, bounds, end_of_step, hold, xtol, start)
 
         if getattr(recurrent, "substep", False):
-            hold = settle_step(run, n, logged, step)
+            hold = settle_step(run, n, logged, step, _resumable(run, n))
         else:
             hold = step(None)
         if hold is not None:

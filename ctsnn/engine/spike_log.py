@@ -64,6 +64,15 @@ class SpikeLog:
         """Forget every entry after the first ``start``."""
         del self.times[start:], self.index[start:], self.local[start:], self.depth[start:]
 
+    def keep_until(self, start: int, limit: float) -> None:
+        """Drop the spikes after the first ``start`` entries whose local time exceeds
+        ``limit`` (seconds within their step)."""
+        for j in range(start, len(self.times)):
+            keep = self.local[j].detach() <= limit
+            if not bool(keep.all()):
+                self.times[j], self.index[j] = self.times[j][keep], self.index[j][keep]
+                self.local[j], self.depth[j] = self.local[j][keep], self.depth[j][keep]
+
     def spikes(self, *, dt: float, n_steps: int, shape: tuple[int, int], like: Tensor) -> Spikes:
         if self.times:
             times = torch.cat(self.times)

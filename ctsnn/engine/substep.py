@@ -31,6 +31,7 @@ indices, and ``dt``, do not change anything.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -72,27 +73,58 @@ def _rows(extra: list[tuple[Tensor, ...]], batch: int, n: int, dt: float) -> Row
                                                                                        depth)
 
 
+class Start(NamedTuple):
+    """Where a pass of a settled step starts: each element's state ``state`` at its local
+    time ``tau [B, N]`` (the start of its piece of the previous pass that contains ``time``,
+    so each element is split only where a pass from the step's start would split it), and
+    the elements that spiked at ``time`` (``fired``: they cannot fire again at that instant).
+    The jumps at or before ``time`` were applied already."""
+
+    state: tuple
+    tau: Tensor
+    time: float
+    fired: Tensor
+
+
+def _rewind(trace: list[tuple[tuple, Tensor]], time: float) -> tuple[tuple, Tensor]:
+    """Every element's ``(state, local time)`` at the start of its piece that contains
+    ``time`` in the recorded pieces of a pass."""
+    shape = trace[0][0][0].shape
+    taus = torch.stack([t.detach().expand(shape) for _, t in trace])
+    which = ((taus <= time).sum(0) - 1).clamp_min(0)[None]
+    tau = torch.stack([t.expand(shape) for _, t in trace]).gather(0, which)[0]
+    y = type(trace[0][0])(*(torch.stack([s[i] for s, _ in trace]).gather(0, which)[0]
+                            for i in range(len(trace[0][0]))))
+    return y, tau
+
+
 def settle_step(run: Population, n: int, logged: int,
-                step: Callable[[Rows | None], Tensor | None]) -> Tensor | None:
-    """Run ``step(extra_arrivals)`` (step ``n`` of ``run`` from its current state, logging
-    spikes after the first ``logged`` entries of ``run.log``; returns the refractory ends)
-    until the in-step recurrent arrivals are consistent with the spikes (module docstring)."""
+                step: Callable[[Rows | None, Start | None], Tensor | None],
+                resume: bool = False) -> Tensor | None:
+    """Run ``step(extra_arrivals, start)`` (step ``n`` of ``run``, logging spikes after the
+    first ``logged`` entries of ``run.log``; returns the refractory ends) until the in-step
+    recurrent arrivals are consistent with the spikes (module docstring). With ``resume``
+    (the step records its pieces in ``run.trace``; not with refractoriness, an integrand or
+    saved times) a pass continues from the earliest new arrival: each element from the start
+    of its piece there; otherwise it integrates the step again from its start."""
     recurrent = run.recurrent
     state, integral = run.state, run.integral
     confirmed: set[tuple[int, int, int]] = set()
     extra: list[tuple[Tensor, ...]] = []
+    rows, start = None, None
     while True:
-        hold = step(_rows(extra, run.batch_size, run.model.n, run.dt))
+        run.trace = [] if resume else None
+        hold = step(rows, start)
         times, batch, units = run.log.since(logged)
         local, depth = run.log.local_since(logged), run.log.depth_since(logged)
         keys = _keys(times, batch, units)
         new = [i for i, key in enumerate(keys) if key not in confirmed]
         if not new:
-            return hold
+            break
         idx = torch.tensor(new, dtype=torch.long, device=times.device)
         first = recurrent.first_in_step(local[idx], units[idx])
         if not bool(torch.isfinite(first).any()):
-            return hold
+            break
         # the source of the earliest arrival always (its arrival may round an ulp below it)
         horizon = max(float(first.min()), float(local[idx[first.argmin()]].detach()))
         now = (local[idx].detach() <= horizon).nonzero(as_tuple=True)[0]
@@ -100,13 +132,34 @@ def settle_step(run: Population, n: int, logged: int,
             confirmed.add(keys[new[j]])
         take = idx[now]
         arrivals = recurrent.in_step_arrivals(local[take], units[take])
+        fresh = None
         if arrivals is not None:
             src, target, offset, value, zero = arrivals
             # a zero-delay arrival joins the wave after its sender's; others are depth 0
             wave = torch.where(zero, depth[take][src] + 1, torch.zeros_like(src))
-            extra.append((batch[take][src], target, offset, value, wave))
-        # integrate the step again from its start
-        run.state, run.integral = state, integral
-        run.log.truncate(logged)
+            fresh = (batch[take][src], target, offset, value, wave)
+        t = float(first.min())
+        # continue from t unless a new depth-0 jump lands exactly at t (it must be summed
+        # with the depth-0 jumps the pass already applied there)
+        redo = not resume or fresh is None or bool(
+            ((fresh[2].detach() == t) & (fresh[4] == 0)).any())
+        if redo:
+            extra += [] if fresh is None else [fresh]
+            rows, start = _rows(extra, run.batch_size, run.model.n, run.dt), None
+            run.state, run.integral = state, integral
+            run.log.truncate(logged)
+            continue
+        at, tau = _rewind(run.trace, t)
+        run.log.keep_until(logged, t)
+        _, b_now, u_now = run.log.since(logged)
+        fired = torch.zeros(run.shape, dtype=torch.bool, device=b_now.device)
+        fired[b_now[run.log.local_since(logged).detach() == t],
+              u_now[run.log.local_since(logged).detach() == t]] = True
+        # pending: the arrivals after t (those at t or before were applied), and the new ones
+        pending = [tuple(x[e[2].detach() > t] for x in e) for e in extra] + [fresh]
+        extra.append(fresh)
+        rows, start = _rows(pending, run.batch_size, run.model.n, run.dt), Start(at, tau, t, fired)
+    run.trace = None
+    return hold
 
-__all__ = ["Rows", "settle_step"]
+__all__ = ["Rows", "Start", "settle_step"]
