@@ -1,14 +1,18 @@
 """Recurrent arrivals inside the step that emitted them (sub-step and zero delays).
 
 A recurrent synapse whose delays can be shorter than the grid step (``substep``) lets a spike
-at ``t`` act at ``t + d`` within the same step. The step is settled by repetition: it is
-integrated with the in-step arrivals of the spikes confirmed so far; among the spikes not yet
+at ``t`` act at ``t + d`` within the same step. The step is settled pass by pass: a pass
+integrates with the in-step arrivals of the spikes confirmed so far; among the spikes not yet
 confirmed, let ``T`` be the earliest in-step arrival they cause; everything up to ``T`` is then
 right (all arrivals before ``T`` were applied), so the spikes at times ``<= T`` are confirmed,
-their arrivals added, and the step is integrated again from its start. It ends when no
-unconfirmed spike causes an arrival inside the step; each pass confirms at least one spike, so
-a step with ``S`` such spikes takes at most ``S + 1`` passes (only the last one is kept: its
-graph is the one the results depend on, so autograd differentiates through the arrivals).
+their arrivals added, and the next pass continues from ``T``: each element from the start of
+its piece of the last pass that contains ``T`` (its state and time there, recorded in
+``run.trace``), with the jumps after ``T`` and the new ones; so it is split exactly where a
+pass from the step's start would split it (Runge-Kutta steps included) and the results and
+autograd graph are those of integrating the whole step again, at the cost of the remainder
+only. The step is integrated again from its start instead with refractoriness, an integrand
+or saved times, and when a new depth-0 jump lands exactly on ``T``. It ends when no
+unconfirmed spike causes an arrival inside the step; each pass confirms at least one spike.
 In-step arrivals are scheduled from the spikes' local times (``offset + d``), so a zero-delay
 arrival lands on its spike's time bit for bit, after it.
 
