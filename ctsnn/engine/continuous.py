@@ -14,12 +14,12 @@ from torch import Tensor
 
 from solvers.events import advance_with_events, quadrature, where_state
 
-from ..synapses import StepArrivals, merge_arrivals, snap_to_grid
+from ..synapses import StepArrivals, coalesce, merge_arrivals, snap_to_grid
 from .recurrence import start_recurrent
 from .result import SimulationResult
 from .setup import Population
 from .stepping import make_flow, receive, slope_fn
-from .substep import settle_step
+from .substep import Rows, Start, settle_step
 
 
 def _pieces(run: Population, n: int):
@@ -27,41 +27,69 @@ def _pieces(run: Population, n: int):
     return run.saver.piece if run.saver is not None and run.saver.active(n) else None
 
 
-def _boundaries(run: Population, n: int, end_of_step: Tensor) -> list[tuple[Tensor, Tensor]]:
-    """The step's jumps in time order: ``(local time [.., B, N], value [B, N])`` pairs."""
+Bound = tuple[Tensor, Tensor, "Tensor | None"]
+"""One jump slot of a step: ``(local time [.., B, N], value [B, N], causal depth [B, N] or
+None for 0)``."""
+
+
+def _boundaries(run: Population, n: int, end_of_step: Tensor) -> list[Bound]:
+    """The step's jumps in time order; jumps of an element at the same instant are summed
+    (one threshold test, whatever their order; see :mod:`.substep`)."""
     step_arr: StepArrivals | None = None if run.arrivals is None else run.arrivals(n)
     if run.recurrent is not None:
-        step_arr = merge_arrivals(step_arr, run.recurrent.arrivals(n))
-    out = [] if step_arr is None else list(zip(step_arr.offset, step_arr.value, strict=True))
+        other = run.recurrent.arrivals(n)
+        if step_arr is not None and other is not None:
+            merged = merge_arrivals(step_arr, other)
+            offset, value, _ = coalesce(merged.offset.expand(merged.value.shape), merged.value)
+            step_arr = StepArrivals(offset, value)
+        elif other is not None:
+            step_arr = other
+    out = [] if step_arr is None else [(o, v, None) for o, v in zip(step_arr.offset,
+                                                                    step_arr.value,
+                                                                    strict=True)]
     if run.jumps is not None:
-        out.append((end_of_step, run.jumps[n]))
+        out.append((end_of_step, run.jumps[n], None))
     return out
 
 
-def _insert(bounds: list[tuple[Tensor, Tensor]], extra: StepArrivals, end_of_step: Tensor,
-            has_jumps: bool) -> list[tuple[Tensor, Tensor]]:
-    """``bounds`` (from :func:`_boundaries`) with the arrivals ``extra`` merged in time order."""
+def _insert(bounds: list[Bound], extra: Rows, has_jumps: bool) -> list[Bound]:
+    """``bounds`` (from :func:`_boundaries`) with the in-step arrivals ``extra`` merged in:
+    one jump per (instant, depth) and element, in time then depth order."""
     tail = bounds[-1:] if has_jumps else []
     head = bounds[:-1] if has_jumps else bounds
+    offset, value, depth = extra
     if head:
-        shape = torch.broadcast_shapes(*(o.shape for o, _ in head), extra.offset.shape[1:])
-        own = StepArrivals(torch.stack([o.expand(shape) for o, _ in head]),
-                           torch.stack([v.expand(shape) for _, v in head]))
-        extra = merge_arrivals(own, extra)
-    return list(zip(extra.offset, extra.value, strict=True)) + tail
+        shape = value.shape[1:]
+        offset = torch.cat([torch.stack([o.expand(shape) for o, _, _ in head]), offset])
+        value = torch.cat([torch.stack([v.expand(shape) for _, v, _ in head]), value])
+        depth = torch.cat([torch.zeros((len(head), *shape), dtype=depth.dtype,
+                                       device=depth.device), depth])
+    offset, value, depth = coalesce(offset, value, depth)
+    return list(zip(offset, value, depth, strict=True)) + tail
 
 
-def _jump_only_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step: Tensor
-                    ) -> None:
+def _begin(run: Population, start: Start | None) -> tuple[tuple, Tensor, Tensor | None]:
+    """``(state, local time, last spike time or None)`` where a (pass of a) step begins."""
+    if start is None:
+        return run.state, run.zero, None
+    time = torch.full(run.shape, start.time, dtype=run.dtype, device=run.device)
+    return start.state, start.tau, torch.where(start.fired, time, torch.full_like(time,
+                                                                                 -torch.inf))
+
+
+def _jump_only_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step: Tensor,
+                    start: Start | None = None) -> None:
     """Spikes can only happen at jumps: the flow approaches a sub-threshold fixed point
     monotonically, so no root finding is needed between arrivals."""
-    model, state, tau = run.model, run.state, run.zero
+    model = run.model
+    state, tau, last = _begin(run, start)  # last: one spike per instant (.substep)
     piece = _pieces(run, n)
-    last = None  # local time of each element's last spike: one spike per instant (.substep)
     for k in range(len(bounds) + 1):
         end = bounds[k][0] if k < len(bounds) else end_of_step
         if piece is not None:
             piece(state, tau, None)
+        if run.trace is not None:
+            run.trace.append((state, tau))
         state = model.flow(state, x, end - tau)
         tau = end
         if k == len(bounds):
@@ -73,7 +101,7 @@ def _jump_only_step(run: Population, n: int, x: Tensor, bounds: list, end_of_ste
             fire = fire & (last != tau)
         if bool(fire.any()):
             state = where_state(fire, model.reset(state), state)
-            run.log.add(fire, tau, n, run.dt)
+            run.log.add(fire, tau, n, run.dt, bounds[k][2])
             last = _last_spike(last, fire, tau)
     run.state = state
 
@@ -86,7 +114,8 @@ def _last_spike(last: Tensor | None, fire: Tensor, tau: Tensor) -> Tensor:
 
 
 def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step: Tensor,
-                  hold: Tensor | None, xtol: float) -> Tensor | None:
+                  hold: Tensor | None, xtol: float, start: Start | None = None
+                  ) -> Tensor | None:
     """Integrate step ``n`` piece by piece between jumps, locating every crossing; returns the
     refractory ends (local time) for the next step."""
     model, dt, t0 = run.model, run.dt, n * run.dt
@@ -97,9 +126,14 @@ def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step:
     local = None if run.integrand is None or run.grid_rule else (
         lambda t, y, t0=t0: run.integrand(t0 + t, y)
     )
-    state, tau = run.state, run.zero
+    state, tau, last = _begin(run, start)  # last: one spike per instant (.substep)
     piece = _pieces(run, n)
-    last = None  # local time of each element's last spike: one spike per instant (.substep)
+    if run.trace is not None:  # the pieces of a pass (.substep continues from them)
+        trace = run.trace
+
+        def piece(y, tau, held, trace=trace):
+            trace.append((y, tau))
+
     for k in range(len(bounds) + 1):
         end = bounds[k][0] if k < len(bounds) else end_of_step
         if threshold is None:
@@ -134,12 +168,32 @@ def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step:
                 fire = fire & (last != tau)
             if bool(fire.any()):
                 state = where_state(fire, model.reset(state), state)
-                run.log.add(fire, tau, n, dt)
+                run.log.add(fire, tau, n, dt, bounds[k][2])
                 last = _last_spike(last, fire, tau)
                 if hold is not None:
                     hold = torch.where(fire, tau + run.ref_param, hold)
     run.state = state
     return hold
+
+
+def _after(bounds: list[Bound], start: Start, has_jumps: bool) -> list[Bound]:
+    """``bounds`` with the jumps at or before ``start.time`` (applied already) made empty and
+    moved to each element's start (so that they split no piece)."""
+    tail = bounds[-1:] if has_jumps else []
+    begin = start.tau
+    out = []
+    for o, v, d in bounds[:len(bounds) - len(tail)]:
+        done = o.detach() <= start.time
+        out.append((torch.where(done, begin, o), torch.where(done, torch.zeros_like(v.detach()),
+                                                             v), d))
+    return out + tail
+
+
+def _resumable(run: Population, n: int) -> bool:
+    """Whether a settled step can continue from an in-step arrival
+    (:func:`.substep.settle_step`) rather than integrate again from the step's start (not
+    with refractoriness, an integrand or saved times)."""
+    return not (run.has_ref or run.integrand is not None or _pieces(run, n) is not None)
 
 
 def run_continuous(run: Population) -> SimulationResult:
@@ -180,20 +234,22 @@ def run_continuous(run: Population) -> SimulationResult:
             else bool((run.threshold(model.flow(run.state, x, infinity)) < 0).all())
         )
 
-        def step(extra: StepArrivals | None, n=n, x=x, bounds=bounds, hold=hold,
-                 jump_only=jump_only) -> Tensor | None:
+        def step(extra: Rows | None, start: Start | None = None, n=n, x=x, bounds=bounds,
+                 hold=hold, jump_only=jump_only) -> Tensor | None:
             if _pieces(run, n) is not None:  # the state at the step's start; a pass of
                 run.saver.pieces = []            # .substep re-runs the step from there
                 run.saver.piece(run.state, zero, None)
+            if start is not None:  # a pass from an in-step arrival: the jumps up to it are in
+                bounds = _after(bounds, start, run.jumps is not None)
             if extra is not None:  # in-step recurrent arrivals (sub-step delays)
-                bounds = _insert(bounds, extra, end_of_step, run.jumps is not None)
+                bounds = _insert(bounds, extra, run.jumps is not None)
             if jump_only:
-                _jump_only_step(run, n, x, bounds, end_of_step)
+                _jump_only_step(run, n, x, bounds, end_of_step, start)
                 return hold
-            return _general_step(run, n, x, bounds, end_of_step, hold, xtol)
+            return _general_step(run, n, x, bounds, end_of_step, hold, xtol, start)
 
         if getattr(recurrent, "substep", False):
-            hold = settle_step(run, n, logged, step)
+            hold = settle_step(run, n, logged, step, _resumable(run, n))
         else:
             hold = step(None)
         if hold is not None:
@@ -202,7 +258,7 @@ def run_continuous(run: Population) -> SimulationResult:
             run.saver.evaluate(n, make_flow(model, run.method, t0, x, run.delays))
         run.end_of_step(n, x)
         if recurrent is not None:  # schedule this step's spikes on the recurrent synapses
-            recurrent.emit(n, *run.log.since(logged))
+            recurrent.emit(n, *run.log.since(logged), local=run.log.local_since(logged))
     if run.saver is not None:
         run.saver.grid(run.n_steps, run.state)
     spikes = run.log.spikes(dt=dt, n_steps=run.n_steps, shape=run.shape, like=zero)

@@ -16,8 +16,9 @@ class Recurrent(Protocol):
     them). Discrete time: ``read(n)`` returns the summed jumps ``[B, N]`` arriving at the end
     of step ``n``; ``write(n, spikes)`` hands over the spikes ``[B, N]`` emitted in step ``n``
     (they may arrive in step ``n + 1`` at the earliest). Continuous time additionally:
-    ``arrivals(n) -> StepArrivals | None`` and ``emit(n, times, batch, units)`` (see the
-    recurrent synapses of :mod:`ctsnn.synapses`).
+    ``arrivals(n) -> StepArrivals | None`` and ``emit(n, times, batch, units, local=)``
+    (``local``: the spikes' times within step ``n``; see the recurrent synapses of
+    :mod:`ctsnn.synapses`).
     """
 
     def start(self, batch_size: int, *, dtype: torch.dtype, device: torch.device) -> None: ...

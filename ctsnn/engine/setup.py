@@ -55,6 +55,9 @@ class Population:
     ref_end: Tensor | None = None
     integral: Tensor | None = None
     saver: Saver | None = None
+    # (state, local time) at the start of every smooth piece of the current step, when a
+    # settled step may continue from an in-step arrival (.substep); None otherwise
+    trace: list[tuple[tuple, Tensor]] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -14,9 +14,17 @@ class SpikeLog:
     def __init__(self) -> None:
         self.times: list[Tensor] = []
         self.index: list[Tensor] = []
+        # the same spikes' local times within their step (the in-step recurrent arrivals are
+        # scheduled from these: n dt + offset - n dt need not give the offset back bit for bit)
+        self.local: list[Tensor] = []
+        # causal depth of each spike at its instant (0: a crossing or fired by the jumps from
+        # elsewhere; k: fired by the k-th wave of zero-delay arrivals, see .substep)
+        self.depth: list[Tensor] = []
 
-    def add(self, mask: Tensor, offset: Tensor, n: int, dt: float) -> None:
-        """Log the elements in ``mask`` as spiking at local ``offset`` within step ``n``."""
+    def add(self, mask: Tensor, offset: Tensor, n: int, dt: float,
+            depth: Tensor | None = None) -> None:
+        """Log the elements in ``mask`` as spiking at local ``offset`` within step ``n``
+        (``depth``: the causal depth of the jumps that fired them, default 0)."""
         idx = mask.nonzero()
         if idx.numel():
             t = offset if offset.shape == mask.shape else offset.expand(mask.shape)
@@ -27,6 +35,10 @@ class SpikeLog:
             times = t[mask] + n * dt
             self.times.append(times - (times - end).clamp_min(0).detach())
             self.index.append(idx)
+            self.local.append(t[mask])
+            self.depth.append(torch.zeros(int(idx.shape[0]), dtype=torch.long,
+                                          device=mask.device) if depth is None
+                              else depth.expand(mask.shape)[mask])
 
     def since(self, start: int) -> tuple[Tensor, Tensor, Tensor]:
         """``(times, batch, units)`` of the spikes logged after the first ``start`` entries."""
@@ -35,6 +47,31 @@ class SpikeLog:
             return torch.zeros(0), empty, empty
         idx = torch.cat(self.index[start:])
         return torch.cat(self.times[start:]), idx[:, 0], idx[:, 1]
+
+    def local_since(self, start: int) -> Tensor:
+        """Local times (within their step, seconds) of the spikes of :meth:`since`."""
+        if len(self.local) == start:
+            return torch.zeros(0)
+        return torch.cat(self.local[start:])
+
+    def depth_since(self, start: int) -> Tensor:
+        """Causal depths (long) of the spikes of :meth:`since`."""
+        if len(self.depth) == start:
+            return torch.zeros(0, dtype=torch.long)
+        return torch.cat(self.depth[start:])
+
+    def truncate(self, start: int) -> None:
+        """Forget every entry after the first ``start``."""
+        del self.times[start:], self.index[start:], self.local[start:], self.depth[start:]
+
+    def keep_until(self, start: int, limit: float) -> None:
+        """Drop the spikes after the first ``start`` entries whose local time exceeds
+        ``limit`` (seconds within their step)."""
+        for j in range(start, len(self.times)):
+            keep = self.local[j].detach() <= limit
+            if not bool(keep.all()):
+                self.times[j], self.index[j] = self.times[j][keep], self.index[j][keep]
+                self.local[j], self.depth[j] = self.local[j][keep], self.depth[j][keep]
 
     def spikes(self, *, dt: float, n_steps: int, shape: tuple[int, int], like: Tensor) -> Spikes:
         if self.times:

@@ -596,11 +596,13 @@ class _Backward:
             self.big_g.index_add_(0, self.pairs.r_src[ids - rec_start], self.d_time[ids])
 
     @torch.no_grad()
-    def firing_arrivals(self, ambiguous: dict[int, list[int]]) -> dict[int, int]:
+    def firing_arrivals(self, ambiguous: dict[int, list[list[int]]]) -> dict[int, int]:
         """Spike -> the arrival whose jump fired it (``-1``: a threshold crossing), for the
-        ``ambiguous`` spikes (with their candidate arrivals in the forward's order), from a
-        replay: the state just before the instant's jumps, then the candidates' jumps in order
-        until the threshold is reached (what the forward does)."""
+        ``ambiguous`` spikes (with their candidate arrivals grouped by depth, in the forward's
+        order), from a replay: the state just before the instant's jumps, then each group's
+        summed jump until the threshold is reached (what the forward does); the spike is
+        given to the group's first arrival (a spike fired by a jump is ordered after every
+        arrival of that jump's instant and depth, so any member gives the same order)."""
         model, dt = self.model, self.dt
         t_k = self.t_out[list(ambiguous)].to(self.dtype)
         steps, offs = locate(t_k, dt)
@@ -634,12 +636,12 @@ class _Backward:
                 # a located crossing is at threshold up to the root finder's tolerance
                 band = 4 * xtol * (0.0 if slope is None else abs(float(slope[b, i])))
                 if float(g) < -band:
-                    for p in cands:
+                    for group in cands:
                         value = torch.zeros_like(lay.off[0])
-                        value[b, i] = jump[p]
+                        value[b, i] = jump[group].sum()
                         x = model.receive(x, value)
                         if float(model.threshold(x)[b, i]) >= 0:
-                            out[k] = p
+                            out[k] = group[0]
                             break
         return out
 

@@ -125,7 +125,7 @@ class Pairs:
     jump: Tensor  # [P] the jump each pair delivers (weight x amplitude)
     ev: Events
     r_in_step: Tensor | None = None  # [P - n_ext] arrives in the step of its sending spike
-    ambiguous: dict[int, list[int]] | None = None  # see ctsnn.gradients.instants
+    ambiguous: dict[int, list[list[int]]] | None = None  # see ctsnn.gradients.instants
 
 
 def build_pairs(setup: Any, t_in, v_in, b_in, j_in, weight, delay, rec_w, rec_d, t_out, b_out,

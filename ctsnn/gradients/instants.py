@@ -5,7 +5,8 @@ the very instant of the spike that sent it (delay 0). The forward
 (:mod:`ctsnn.engine.substep`) applies the events of one instant in causal waves: a threshold
 crossing first, then the step's own arrivals, then the arrivals caused by spikes at that
 instant, then those caused by the spikes these fire, and so on; a neuron fires at most once per
-instant, at the first jump that carries it over threshold. The backward needs that order per
+instant, at the first group of jumps (same instant and depth, summed) that carries it over
+threshold; it is then ordered after every jump of that group. The backward needs that order per
 neuron and, for a spike fired by a jump, the arrival that fired it.
 
 Depth: an arrival from the outside, or sent by a spike at another instant, has depth 0; a
@@ -35,14 +36,15 @@ class InstantOrder:
     module docstring); ``fired_by [S]``: the arrival that fired each spike, ``-1`` for a
     crossing. ``ambiguous``: spikes (not in ``forced``) whose firing arrival the event times
     do not tell (several candidate jumps at their instant, or a cascade with no evident root),
-    each with its candidate arrivals in the order the forward applies them; the caller decides
-    them from the state (:func:`first_over`) and asks again with ``forced``.
+    each with its candidate arrivals grouped by depth in the order the forward applies them
+    (the forward sums the jumps of one group and tests the threshold once); the caller decides
+    them from the state and asks again with ``forced``.
     """
 
     arr_depth: Tensor
     sp_depth: Tensor
     fired_by: Tensor
-    ambiguous: dict[int, list[int]] = field(default_factory=dict)
+    ambiguous: dict[int, list[list[int]]] = field(default_factory=dict)
 
 
 def instant_order(arr_step: Tensor, arr_elem: Tensor, arr_off: Tensor, arr_sender: Tensor,
@@ -122,7 +124,12 @@ def instant_order(arr_step: Tensor, arr_elem: Tensor, arr_off: Tensor, arr_sende
             resolve(k, -1, -1)
             unsure.add(k)
     depth_of = [int(d) for d in arr_depth]
-    ambiguous = {k: sorted(cands[k], key=lambda a: (depth_of[a], a)) for k in sorted(unsure)}
+    ambiguous = {}
+    for k in sorted(unsure):  # candidates grouped by depth: the forward sums each group
+        groups: dict[int, list[int]] = {}
+        for a in sorted(cands[k]):
+            groups.setdefault(depth_of[a], []).append(a)
+        ambiguous[k] = [groups[d] for d in sorted(groups)]
     long = dict(dtype=torch.long, device=arr_step.device)
     return InstantOrder(arr_depth=torch.tensor(depth_of, **long),
                         sp_depth=torch.tensor(sp_depth, **long),

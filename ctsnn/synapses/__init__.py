@@ -58,7 +58,14 @@ synapses), a ``ValueError`` says what to use instead. A new kernel is one subcla
 ``dense``, and ``spread`` for recurrent use).
 """
 
-from .arrivals import Arrivals, DelayedArrivals, StepArrivals, merge_arrivals, snap_to_grid
+from .arrivals import (
+                       Arrivals,
+                       DelayedArrivals,
+                       StepArrivals,
+                       coalesce,
+                       merge_arrivals,
+                       snap_to_grid,
+)
 from .blocks import LinearSynapse, NormalisedSynapse
 from .dense import Dense
 from .init import constant_delays, half_normal_delays, uniform_delays
@@ -68,6 +75,7 @@ from .recurrent import RecurrentDense
 __all__ = [
     "Dense", "RecurrentDense", "DelayKernel", "Exact", "EXACT", "Rounded", "Triangle",
     "Gaussian", "Taps", "Arrivals", "DelayedArrivals", "StepArrivals", "merge_arrivals",
+    "coalesce",
     "snap_to_grid", "uniform_delays", "half_normal_delays", "constant_delays",
     "NormalisedSynapse", "LinearSynapse",
 ]

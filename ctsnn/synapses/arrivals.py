@@ -257,6 +257,41 @@ def tie_tangent(moved: Tensor, jump: Tensor, count: Tensor, shift: Tensor) -> Te
     return torch.where(single | (jump == 0), mean, moved / safe)
 
 
+def coalesce(offset: Tensor, value: Tensor, depth: Tensor | None = None
+             ) -> tuple[Tensor, Tensor, Tensor]:
+    """Jumps of one step (``[K, B, N]`` each, any order) as one jump per instant and depth.
+
+    The jumps of an element that arrive at the same instant with the same causal depth
+    (``depth [K, B, N]`` long, default 0; see :mod:`ctsnn.engine.substep`) are summed into one,
+    so the threshold is tested once per group whatever the order of the inputs. Returns
+    ``(offset, value, depth)`` ``[K', B, N]`` sorted by (offset, depth) per element; an
+    element with fewer groups is padded with zero jumps at its last group's instant and depth.
+    The merged time carries the value-weighted time derivative of :func:`tie_tangent`.
+    """
+    when = offset.detach()
+    key = torch.zeros_like(when, dtype=torch.long) if depth is None else depth.expand(when.shape)
+    first = torch.argsort(key, dim=0, stable=True)
+    order = first.gather(0, torch.argsort(when.gather(0, first), dim=0, stable=True))
+    when, key = when.gather(0, order), key.gather(0, order)
+    value = value.expand(when.shape).gather(0, order)
+    new = torch.ones_like(when, dtype=torch.bool)
+    new[1:] = (when[1:] != when[:-1]) | (key[1:] != key[:-1])
+    rank = torch.cumsum(new.long(), 0) - 1
+    k = int(rank.max()) + 1 if rank.numel() else 0
+    shape = (k, *when.shape[1:])
+    out_when = when[-1:].expand(shape).clone().scatter_(0, rank, when)
+    out_key = key[-1:].expand(shape).clone().scatter_(0, rank, key)
+    jump = value.new_zeros(shape).scatter_add(0, rank, value)
+    if offset.requires_grad:
+        tangent = offset.expand(order.shape).gather(0, order)
+        tangent = tangent - tangent.detach()
+        moved = value.new_zeros(shape).scatter_add(0, rank, value * tangent)
+        count = value.new_zeros(shape).scatter_add(0, rank, torch.ones_like(value))
+        shift = value.new_zeros(shape).scatter_add(0, rank, tangent)
+        out_when = out_when + tie_tangent(moved, jump, count, shift)
+    return out_when, jump, out_key
+
+
 def merge_arrivals(a: StepArrivals | None, b: StepArrivals | None) -> StepArrivals | None:
     """Both schedules of one step as one, in time order per element (stable)."""
     if a is None or b is None:
@@ -267,5 +302,6 @@ def merge_arrivals(a: StepArrivals | None, b: StepArrivals | None) -> StepArriva
     return StepArrivals(offset.gather(0, order), value.gather(0, order))
 
 
-__all__ = ["StepArrivals", "Arrivals", "DelayedArrivals", "merge_arrivals", "element_arrivals",
+__all__ = ["StepArrivals", "Arrivals", "DelayedArrivals", "merge_arrivals", "coalesce",
+           "element_arrivals",
            "row_order", "ranks", "snap_to_grid", "tie_tangent"]

@@ -397,9 +397,11 @@ class RecurrentDense(ExactValues, nn.Module):
         else:
             self._history.append(spikes)
 
-    def emit(self, n: int, times: Tensor, batch: Tensor, units: Tensor) -> None:
+    def emit(self, n: int, times: Tensor, batch: Tensor, units: Tensor,
+             local: Tensor | None = None) -> None:
         """Continuous time: schedule the arrivals of the spikes emitted during step ``n``
-        (times in seconds)."""
+        (times in seconds; ``local``: the same times within step ``n``, which decide, as in
+        :meth:`in_step_arrivals`, which arrivals were already applied within the step)."""
         if times.numel() == 0:
             return
         n_out = self.n
@@ -409,7 +411,11 @@ class RecurrentDense(ExactValues, nn.Module):
         arrival = snap_to_grid(times[src] + delay[target, units[src]], self._dt)
         step, offset = locate(arrival, self._dt)
         value = self.effective_weight[target, units[src]]
-        later = step > n  # arrivals within step n were applied there (see in_step_arrivals)
+        if local is None or not self._substep:
+            later = step > n  # arrivals within step n were applied there (in_step_arrivals)
+        else:
+            _, inside = self._in_step(local, units)
+            later = ~inside.reshape(-1)  # [S, N_post] row-major: the pairs above
         if not bool(later.all()):
             target, src, step, offset, value = (x[later] for x in (target, src, step, offset,
                                                                     value))
@@ -431,43 +437,39 @@ class RecurrentDense(ExactValues, nn.Module):
         :mod:`ctsnn.engine.substep`). Set by :meth:`start`."""
         return self._substep
 
-    def _in_step(self, n: int, times: Tensor, units: Tensor) -> tuple[Tensor, Tensor]:
-        """``(local arrival time in step n [S, N_post], inside step n [S, N_post])``."""
+    def _in_step(self, local: Tensor, units: Tensor) -> tuple[Tensor, Tensor]:
+        """``(local arrival time [S, N_post], inside the step [S, N_post])`` of spikes at local
+        times ``local [S]`` within their step: ``local + d`` (a zero delay gives the spike's
+        own time bit for bit), snapped onto the step's end within a few ulps."""
         delay = self.delay.expand(self.n, self.n)
-        arrival = snap_to_grid(times[:, None] + delay[:, units].t(), self._dt)
-        step, _ = locate(arrival.detach().reshape(-1), self._dt)
-        inside = step.reshape(arrival.shape) <= n
-        return arrival - n * self._dt, inside
+        arrival = snap_to_grid(local[:, None] + delay[:, units].t(), self._dt)
+        return arrival, arrival.detach() <= self._dt
 
-    def first_in_step(self, n: int, times: Tensor, units: Tensor) -> Tensor:
-        """Earliest arrival time (absolute seconds, detached) inside step ``n`` of each spike
-        ``(times [S], units [S])``, ``inf`` for spikes with no arrival inside step ``n``."""
-        if times.numel() == 0:
-            return times.detach()
-        local, inside = self._in_step(n, times.detach(), units)
-        first = torch.where(inside, local.detach(), torch.full_like(local.detach(), torch.inf))
-        return first.min(dim=1).values + n * self._dt
+    def first_in_step(self, local: Tensor, units: Tensor) -> Tensor:
+        """Earliest arrival time (local, detached) inside their step of each spike
+        ``(local times [S], units [S])``, ``inf`` for spikes with no arrival inside it."""
+        if local.numel() == 0:
+            return local.detach()
+        arrival, inside = self._in_step(local.detach(), units)
+        arrival = arrival.detach()
+        first = torch.where(inside, arrival, torch.full_like(arrival, torch.inf))
+        return first.min(dim=1).values
 
-    def in_step_arrivals(self, n: int, times: Tensor, batch: Tensor, units: Tensor
-                         ) -> StepArrivals | None:
-        """Continuous time: the arrivals inside step ``n`` of spikes ``(times [S] seconds,
-        batch [S], units [S])`` emitted during step ``n`` (delays shorter than what is left of
-        the step, zero included: a zero-delay arrival lands at the spike's own time, local
-        offsets in ``[0, dt]``), as a :class:`StepArrivals` to merge with the step's others."""
-        if times.numel() == 0:
+    def in_step_arrivals(self, local: Tensor, units: Tensor
+                         ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
+        """Continuous time: the arrivals inside their step of spikes ``(local [S] seconds
+        within the step, units [S])`` (delays shorter than what is left of the step, zero
+        included: a zero-delay arrival lands at the spike's own time bit for bit), one per
+        (spike, target): ``(src [E] index of the spike, target [E], local offset [E] in
+        ``[0, dt]``, value [E], zero [E] the delay is 0)``, or ``None``."""
+        if local.numel() == 0:
             return None
-        local, inside = self._in_step(n, times, units)
+        offsets, inside = self._in_step(local, units)
         src, target = inside.nonzero(as_tuple=True)
         if src.numel() == 0:
             return None
-        offset = local[src, target]
-        value = self.effective_weight[target, units[src]]
-        b = batch[src]
-        order = row_order((b, target), (self._batch, self.n), offset.detach())
-        b, target, offset, value = b[order], target[order], offset[order], value[order]
-        rank = ranks((b, target), offset.detach())
-        k = int(rank.max()) + 1
-        return element_arrivals(rank, b, target, offset, value, k, self._batch, self.n, self._dt)
+        zero = self.delay.expand(self.n, self.n)[target, units[src]].detach() == 0
+        return src, target, offsets[src, target], self.effective_weight[target, units[src]], zero
 
     def arrivals(self, n: int) -> StepArrivals | None:
         """Continuous time: arrivals during step ``n`` of the spikes emitted so far."""
