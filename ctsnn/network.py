@@ -460,5 +460,6 @@ def simulate(
     return out
 
 
-__all__ = ["Layer", "simulate", "delay_parameters", "weight_parameters", "clamp_delays_", "layers_of"]
+__all__ = ["Layer", "simulate", "delay_parameters", "weight_parameters", "clamp_delays_",
+           "layers_of"]
 
