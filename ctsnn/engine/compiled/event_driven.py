@@ -44,7 +44,6 @@ from ...models.base import NeuronModel
 from ...models.lif import LI, LIF, CubaLI, CubaLIF
 from ...spikes import Spikes
 from ...synapses import Arrivals, DelayedArrivals
-from ...synapses.arrivals import row_order
 from .schedule import chunk_bounds, sort_arrivals
 
 __all__ = ["EventDrivenOutput", "event_driven_refusal", "event_driven_spikes",
@@ -541,12 +540,12 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
         state = model.initial_state(batch_size, dtype=dtype)
     is32 = dtype == torch.float32
     np_dtype = np.float32 if is32 else np.float64
-    order = row_order((spikes.batch,), (batch_size,), spikes.times.detach())
-    batch = spikes.batch[order]
-    ev_t = spikes.times.detach()[order].to(dtype).cpu().numpy().astype(np_dtype, copy=False)
-    ev_u = spikes.units[order].cpu().numpy().astype(np.int64, copy=False)
-    ev_x = spikes.values.detach()[order].to(torch.float64).cpu().numpy()
-    ptr = torch.searchsorted(batch, torch.arange(batch_size + 1)).numpy().astype(np.int64)
+    # Spikes keep their events sorted by (sample, time, unit): the samples are contiguous
+    ev_t = spikes.times.detach().to(dtype).cpu().numpy().astype(np_dtype, copy=False)
+    ev_u = spikes.units.cpu().numpy().astype(np.int64, copy=False)
+    ev_x = spikes.values.detach().to(torch.float64).cpu().numpy()
+    ptr = np.zeros(batch_size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(spikes.batch.cpu().numpy(), minlength=batch_size), out=ptr[1:])
     weight = arrivals.weight.detach().to(torch.float64).cpu().contiguous().numpy()
     delay_t = arrivals.delay.detach() if isinstance(arrivals, DelayedArrivals) else None
     shared = delay_t is None or delay_t.shape[0] <= 1 or delay_t.stride(0) == 0
