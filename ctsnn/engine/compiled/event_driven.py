@@ -53,7 +53,8 @@ __all__ = ["EventDrivenOutput", "event_driven_refusal", "event_driven_spikes",
 MODELS = {LI: False, LIF: False, CubaLI: True, CubaLIF: True}
 _RESET_CODES = {"zero": 0, "subtract": 1, "none": 2}
 _SNAP_ULPS = 8.0  # as ctsnn.synapses.snap_to_grid
-_BUDGET = 1 << 22  # spike slots of the first pass (16 to 256 per neuron; re-run if exceeded)
+_BUDGET = 1 << 22  # spike slots of the first pass (16 to 256 per neuron, at most the widest
+# sample's input spikes; neurons that fire more are run again with room)
 #: Below this many (input spike, target) pairs a call runs on one thread: waking the others
 #: costs more (measured ~50 ms per parallel region on the loaded 2-core machine, 0.6 ms alone).
 _PARALLEL_PAIRS = 200_000
@@ -170,6 +171,26 @@ def _reset(mode, v, thr, vr):
 
 
 @numba.njit(cache=True)
+def _stationary(which, v, i, h1, s0, s1, tm, ts, r, vl, near, thr):
+    """Where ``dv/dt = 0`` inside ``(0, h1)`` for CubaLIF (``v = vl + A e^{-h/tm} + B
+    e^{-h/ts}``): in closed form (one ``log``), else by the root search when the closed form
+    falls outside the interval (rounding at its ends)."""
+    c = r * i
+    if near:  # v = vl + (v - vl) e^{-h/tm} + c (h/tm) e^{-h/tm}
+        h = tm * (1.0 - (v - vl) / c) if c != 0 else -1.0
+    else:
+        b = c * ts / (ts - tm)
+        a = (v - vl) - b
+        ratio = -(b * tm) / (a * ts) if a != 0 else -1.0
+        h = math.log(ratio) / (1.0 / ts - 1.0 / tm) if ratio > 0 else -1.0
+    if h > 0 and h < h1:
+        return h
+    if which == 1:
+        return _root(1, True, v, i, 0.0, h1, -s0, -s1, tm, ts, r, vl, near, thr)
+    return _root(2, True, v, i, 0.0, h1, s0, s1, tm, ts, r, vl, near, thr)
+
+
+@numba.njit(cache=True)
 def _bracket(cuba, v, i, h1, v1, i1, tm, ts, r, vl, near, thr):
     """The first upward threshold crossing on ``[0, h1]`` from ``(v, i)`` (``(v1, i1)`` at
     ``h1``), bracketed: ``(lo, g(lo) < 0, upper, g(upper) >= 0)``, or ``upper = -1`` if none.
@@ -185,13 +206,13 @@ def _bracket(cuba, v, i, h1, v1, i1, tm, ts, r, vl, near, thr):
         if g1 >= 0:
             return 0.0, g0, h1, g1
         if s0 > 0 and s1 < 0:  # a maximum inside: is it above the threshold?
-            hm = _root(1, cuba, v, i, 0.0, h1, -s0, -s1, tm, ts, r, vl, near, thr)
+            hm = _stationary(1, v, i, h1, s0, s1, tm, ts, r, vl, near, thr)
             vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
             if vm - thr >= 0:
                 return 0.0, g0, hm, vm - thr
         return 0.0, g0, -1.0, g1
     if g1 >= 0 and s0 < 0 and s1 > 0:  # a minimum inside: below the threshold?
-        hm = _root(2, cuba, v, i, 0.0, h1, s0, s1, tm, ts, r, vl, near, thr)
+        hm = _stationary(2, v, i, h1, s0, s1, tm, ts, r, vl, near, thr)
         vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
         if vm - thr < 0:
             return hm, vm - thr, h1, g1
@@ -594,7 +615,11 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
         return out_t, out_c, counts
 
     rows = np.arange(n_rows, dtype=np.int64)
-    out_t, out_c, counts = simulate(rows, int(min(max(_BUDGET // max(n_rows, 1), 16), 256)))
+    # spike slots per row: rarely more than the sample's input spikes (a neuron that fires
+    # more often is run again with room), so small inputs do not page in a large buffer
+    widest = int(np.diff(ptr).max()) if batch_size else 0
+    cap = int(min(max(_BUDGET // max(n_rows, 1), 16), 256, max(widest, 16)))
+    out_t, out_c, counts = simulate(rows, cap)
     where = np.full(n_rows, -1, dtype=np.int64)
     over = np.nonzero(counts > out_t.shape[1])[0]
     more = (out_t[:0], out_c[:0], counts[:0])

@@ -182,3 +182,26 @@ def test_eventprop_kernels_same_on_one_and_two_threads_and_equal_the_reference(
         # does not depend on the weights)
         assert bool(b.abs().sum() > 0) or (model == "LIF" and name == "weight")
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * max(1.0, float(b.abs().max())))
+
+
+def test_neurons_firing_more_often_than_their_inputs_are_run_again():
+    """The first pass gives each neuron as many spike slots as its sample has input spikes
+    (at least 16): tonic neurons (``v_leak`` above threshold) fire far more often than the
+    3 input spikes of their sample and must still equal the reference engine."""
+    from ctsnn.models.lif import LIF
+
+    spikes = _input(7, n_in=3, batch=2, n_ev=6, n_steps=300)
+    w, d = _layer(7, n_in=3, n=3)
+    model = LIF(3, tau_mem=0.01, v_leak=torch.tensor([1.4, 1.2, 0.0], dtype=F64),
+                v_threshold=1.0)
+    syn = Dense(weight=w, delay=d, learn_weight=False)
+    with torch.no_grad():
+        got = event_driven.run_event_driven(model, syn.arrivals(spikes), n_steps=300,
+                                            batch_size=2, state=None, dtype=F64)
+        with use_kernels(False):
+            ref = run_population(model, dt=DT, n_steps=300, batch_size=2,
+                                 arrivals=syn.arrivals(spikes), time="continuous",
+                                 dtype=F64).spikes
+    assert int(torch.bincount(got.batch * 3 + got.units).max()) > 16
+    assert torch.equal(got.batch, ref.batch) and torch.equal(got.units, ref.units)
+    assert float((got.times - ref.times).abs().max()) <= 1e-12
