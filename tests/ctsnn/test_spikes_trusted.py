@@ -43,8 +43,8 @@ def test_eventprop_order_check_accepts_spikes_order_only():
     assert spiking._in_spikes_order(s.times[:1], s.units[:1], s.batch[:1])
     swapped = torch.tensor([1, 0, 2, 3, 4])  # two events of one sample, times out of order
     assert not spiking._in_spikes_order(s.times[swapped], s.units[swapped], s.batch[swapped])
-    units = s.units.clone()
-    units[1], units[2] = units[2], units[1]  # equal times, units descending
+    assert torch.equal(s.units[:3], torch.tensor([1, 0, 2]))
+    units = torch.tensor([1, 2, 0, 1, 2])  # equal times (events 1 and 2), units descending
     assert not spiking._in_spikes_order(s.times, units, s.batch)
     batch = torch.tensor([0, 0, 1, 0, 1])
     assert not spiking._in_spikes_order(s.times, s.units, batch)
