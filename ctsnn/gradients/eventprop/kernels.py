@@ -513,7 +513,7 @@ def _chunks(batch_size: int, pairs: int) -> int:
 def _run_chunks(serial: object, parallel: object, args: tuple) -> object:
     """``parallel(*args)`` on up to ``n_chunks = args[0]`` threads, or ``serial(*args)`` when
     there is one chunk or one thread (identical results)."""
-    threads = min(kernel_threads(), args[0])
+    threads = min(kernel_threads(), args[0]) if args[0] > 1 else 1
     if threads > 1:
         with numba_threads(threads):
             return parallel(*args)
