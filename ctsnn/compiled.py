@@ -28,8 +28,8 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["compiled_steps_enabled", "kernels_enabled", "numba_available",
-           "use_compiled_steps", "use_kernels"]
+__all__ = ["compiled_steps_enabled", "kernel_threads", "kernels_enabled", "numba_available",
+           "numba_threads", "use_compiled_steps", "use_kernels"]
 
 def _env_flag(name: str, default: str) -> bool:
     return os.environ.get(name, default).strip().lower() not in ("0", "false", "no", "")
@@ -82,3 +82,41 @@ def use_compiled_steps(enabled: bool) -> contextlib.AbstractContextManager[None]
     reads of the model's own state); restored on exit. Needs a working ``torch.compile``
     (on the CPU, a C++ compiler)."""
     return _switch("steps", enabled, "use_compiled_steps")
+
+
+def _numba():  # noqa: ANN202 - the module
+    """numba, imported here only (the one lazy import of this module: importing ctsnn must not
+    pay for it, and callers first check :func:`numba_available`)."""
+    import numba
+
+    return numba
+
+
+def kernel_threads() -> int:
+    """Threads a parallel kernel may use: ``torch.get_num_threads()``, capped by numba's
+    thread pool; 1 when numba is missing or has no working threading layer (then kernels run
+    their serial form)."""
+    if not numba_available():
+        return 1
+    numba = _numba()
+    try:
+        pool = numba.config.NUMBA_NUM_THREADS
+        numba.get_num_threads()  # starts the threading layer; raises if none can load
+    except (ValueError, RuntimeError, ImportError, OSError):
+        return 1
+    return max(1, min(torch.get_num_threads(), pool))
+
+
+@contextlib.contextmanager
+def numba_threads(n: int) -> Iterator[None]:
+    """Run numba's parallel regions on ``n`` threads inside a ``with`` block (restored on
+    exit); ``n`` in ``[1, kernel_threads()]``."""
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= kernel_threads():
+        raise ValueError(f"numba_threads(n) takes an int in [1, {kernel_threads()}], got {n!r}")
+    numba = _numba()
+    before = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)

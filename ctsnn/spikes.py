@@ -466,13 +466,16 @@ class Spikes:
 
     @classmethod
     def from_sorted_events(cls, times: Tensor, units: Tensor, batch: Tensor, *, dt: float,
-                           n_steps: int, batch_size: int, n_units: int) -> Spikes:
+                           n_steps: int, batch_size: int, n_units: int,
+                           values: Tensor | None = None) -> Spikes:
         """Trusted constructor for engines that emit events already valid and in this class's
         order (by ``batch``, then ``times``, then ``units``; times in ``[0, n_steps dt]``
-        seconds, indices in range): no checks and no sort, unit amplitudes. Anything else
-        should use :meth:`from_events`, which validates and sorts."""
+        seconds, indices in range): no checks and no sort; ``values`` [E] in the dtype of
+        ``times`` (default: unit amplitudes). Anything else should use :meth:`from_events`,
+        which validates and sorts."""
         obj = cls.__new__(cls)
-        obj._events = (times, units, batch, torch.ones_like(times), locate(times, dt)[0])
+        values = torch.ones_like(times) if values is None else values
+        obj._events = (times, units, batch, values, locate(times, dt)[0])
         obj._dense, obj._build = None, None
         obj.dt = as_dt("dt", dt)
         obj.n_steps, obj.batch_size, obj.n_units = n_steps, batch_size, n_units
@@ -681,6 +684,9 @@ class Spikes:
         """
         if dtype is not None and not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
+        if ((dtype is None or dtype == self.dtype)
+                and (device is None or torch.device(device) == self.device)):
+            return self  # nothing changes (Spikes are immutable): no copy, no re-validation
         times = self.times
         if dtype is not None and dtype != self.dtype:
             # rebuild from (step, offset): grid points of one dtype are not grid points of

@@ -39,12 +39,12 @@ import torch
 from numba import prange
 from torch import Tensor
 
-from ...compiled import kernels_enabled
+from ...compiled import kernel_threads, kernels_enabled, numba_threads
 from ...models.base import NeuronModel
 from ...models.lif import LI, LIF, CubaLI, CubaLIF
 from ...spikes import Spikes
 from ...synapses import Arrivals, DelayedArrivals
-from ...synapses.arrivals import row_order
+from .schedule import chunk_bounds, sort_arrivals
 
 __all__ = ["EventDrivenOutput", "event_driven_refusal", "event_driven_spikes",
            "run_event_driven"]
@@ -53,7 +53,8 @@ __all__ = ["EventDrivenOutput", "event_driven_refusal", "event_driven_spikes",
 MODELS = {LI: False, LIF: False, CubaLI: True, CubaLIF: True}
 _RESET_CODES = {"zero": 0, "subtract": 1, "none": 2}
 _SNAP_ULPS = 8.0  # as ctsnn.synapses.snap_to_grid
-_BUDGET = 1 << 22  # spike slots of the first pass (16 to 256 per neuron; re-run if exceeded)
+_BUDGET = 1 << 22  # spike slots of the first pass (16 to 256 per neuron, at most the widest
+# sample's input spikes; neurons that fire more are run again with room)
 #: Below this many (input spike, target) pairs a call runs on one thread: waking the others
 #: costs more (measured ~50 ms per parallel region on the loaded 2-core machine, 0.6 ms alone).
 _PARALLEL_PAIRS = 200_000
@@ -170,6 +171,26 @@ def _reset(mode, v, thr, vr):
 
 
 @numba.njit(cache=True)
+def _stationary(which, v, i, h1, s0, s1, tm, ts, r, vl, near, thr):
+    """Where ``dv/dt = 0`` inside ``(0, h1)`` for CubaLIF (``v = vl + A e^{-h/tm} + B
+    e^{-h/ts}``): in closed form (one ``log``), else by the root search when the closed form
+    falls outside the interval (rounding at its ends)."""
+    c = r * i
+    if near:  # v = vl + (v - vl) e^{-h/tm} + c (h/tm) e^{-h/tm}
+        h = tm * (1.0 - (v - vl) / c) if c != 0 else -1.0
+    else:
+        b = c * ts / (ts - tm)
+        a = (v - vl) - b
+        ratio = -(b * tm) / (a * ts) if a != 0 else -1.0
+        h = math.log(ratio) / (1.0 / ts - 1.0 / tm) if ratio > 0 else -1.0
+    if h > 0 and h < h1:
+        return h
+    if which == 1:
+        return _root(1, True, v, i, 0.0, h1, -s0, -s1, tm, ts, r, vl, near, thr)
+    return _root(2, True, v, i, 0.0, h1, s0, s1, tm, ts, r, vl, near, thr)
+
+
+@numba.njit(cache=True)
 def _bracket(cuba, v, i, h1, v1, i1, tm, ts, r, vl, near, thr):
     """The first upward threshold crossing on ``[0, h1]`` from ``(v, i)`` (``(v1, i1)`` at
     ``h1``), bracketed: ``(lo, g(lo) < 0, upper, g(upper) >= 0)``, or ``upper = -1`` if none.
@@ -185,13 +206,13 @@ def _bracket(cuba, v, i, h1, v1, i1, tm, ts, r, vl, near, thr):
         if g1 >= 0:
             return 0.0, g0, h1, g1
         if s0 > 0 and s1 < 0:  # a maximum inside: is it above the threshold?
-            hm = _root(1, cuba, v, i, 0.0, h1, -s0, -s1, tm, ts, r, vl, near, thr)
+            hm = _stationary(1, v, i, h1, s0, s1, tm, ts, r, vl, near, thr)
             vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
             if vm - thr >= 0:
                 return 0.0, g0, hm, vm - thr
         return 0.0, g0, -1.0, g1
     if g1 >= 0 and s0 < 0 and s1 > 0:  # a minimum inside: below the threshold?
-        hm = _root(2, cuba, v, i, 0.0, h1, s0, s1, tm, ts, r, vl, near, thr)
+        hm = _stationary(2, v, i, h1, s0, s1, tm, ts, r, vl, near, thr)
         vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
         if vm - thr < 0:
             return hm, vm - thr, h1, g1
@@ -267,18 +288,18 @@ def _element(at, aw, n, v, i, cuba, spiking, mode, p, t_end, dt, eps, out_t, out
     return count, v, i
 
 
-@numba.njit(cache=True, parallel=True)
-def _shared_schedules(ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt, eps, t_end_key):
-    """Per sample, the arrivals of a target-independent schedule (no delay or per-axon
-    delays) sorted by time: ``(time [E], event [E], count [B])`` (sample ``b`` at ``ptr[b]``)."""
-    n_b = ptr.shape[0] - 1
-    s_time = np.empty(ev_t.shape[0])
-    s_src = np.empty(ev_t.shape[0], dtype=np.int64)
-    s_n = np.zeros(n_b, dtype=np.int64)
-    for b in prange(n_b):
+@numba.njit(cache=True)
+def _shared_range(b0, b1, ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt, eps, t_end,
+                  t_end_key, s_time, s_src, s_n):
+    """Samples ``b0..b1-1`` of :func:`_shared_schedules` (scratch allocated once)."""
+    width = 0
+    for b in range(b0, b1):
+        width = max(width, ptr[b + 1] - ptr[b])
+    tmp, idx = np.empty(width), np.empty(width)
+    at, src = np.empty(width), np.empty(width)
+    bins = np.empty(width + 1, dtype=np.int64)
+    for b in range(b0, b1):
         e0, e1 = ptr[b], ptr[b + 1]
-        tmp = np.empty(e1 - e0)
-        idx = np.empty(e1 - e0, dtype=np.int64)
         m = 0
         for e in range(e0, e1):
             a = ev_t[e] + axon_delay[ev_u[e]] if has_delay else ev_t[e]
@@ -287,38 +308,48 @@ def _shared_schedules(ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt, eps, t_e
                 continue
             tmp[m], idx[m] = sim, e
             m += 1
-        order = np.argsort(tmp[:m], kind="mergesort")
+        sort_arrivals(tmp, idx, m, t_end, bins, at, src)
         for q in range(m):
-            s_time[e0 + q] = tmp[order[q]]
-            s_src[e0 + q] = idx[order[q]]
+            s_time[e0 + q] = at[q]
+            s_src[e0 + q] = np.int64(src[q])
         s_n[b] = m
-    return s_time, s_src, s_n
 
 
 @numba.njit(cache=True, parallel=True)
-def _simulate(ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, is32, p, cuba,
-              spiking, mode, v0, i0, t_end, t_end_key, dt, eps, rows, cap, want_current,
-              v_end, i_end):
-    """The (sample, neuron) ``rows`` (flat ``b N + j``) in parallel; spikes in ``[R, cap]``
-    (counted beyond ``cap``); the final state is written into ``v_end``, ``i_end``."""
+def _shared_parallel(n_chunks, ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt, eps, t_end,
+                     t_end_key, s_time, s_src, s_n):
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, ptr.shape[0] - 1)
+        _shared_range(b0, b1, ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt, eps, t_end,
+                      t_end_key, s_time, s_src, s_n)
+
+
+@numba.njit(cache=True)
+def _rows_range(r0, r1, rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n,
+                is32, p, cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, out_t, out_c,
+                counts, v_end, i_end):
+    """The (sample, neuron) ``rows[r0:r1]`` (flat ``b N + j``), one after the other, with one
+    set of scratch arrays: spikes into row ``r`` of ``out_t`` / ``out_c`` (counted beyond their
+    width), the final state into ``v_end``, ``i_end``."""
     n = v0.shape[1]
-    out_t = np.empty((rows.shape[0], cap))
-    out_c = np.empty((rows.shape[0], cap if want_current else 0))
-    counts = np.zeros(rows.shape[0], dtype=np.int64)
-    for r in prange(rows.shape[0]):
+    width = 0
+    for r in range(r0, r1):
+        b = rows[r] // n
+        width = max(width, ptr[b + 1] - ptr[b])
+    tmp, val = np.empty(width), np.empty(width)
+    at, aw = np.empty(width), np.empty(width)
+    bins = np.empty(width + 1, dtype=np.int64)
+    for r in range(r0, r1):
         q = rows[r]
         b, j = q // n, q % n
         e0, e1 = ptr[b], ptr[b + 1]
         if shared:
             m = s_n[b]
-            at = s_time[e0:e0 + m].copy()
-            aw = np.empty(m)
             for k in range(m):
                 e = s_src[e0 + k]
+                at[k] = s_time[e0 + k]
                 aw[k] = ev_x[e] * weight[j, ev_u[e]]
         else:
-            tmp = np.empty(e1 - e0)
-            val = np.empty(e1 - e0)
             m = 0
             for e in range(e0, e1):
                 w = weight[j, ev_u[e]]
@@ -329,39 +360,52 @@ def _simulate(ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, 
                     continue
                 tmp[m], val[m] = sim, ev_x[e] * w
                 m += 1
-            order = np.argsort(tmp[:m], kind="mergesort")
-            at = tmp[:m][order]
-            aw = val[:m][order]
+            sort_arrivals(tmp, val, m, t_end, bins, at, aw)
         c, v, i = _element(at, aw, m, v0[b, j], i0[b, j], cuba, spiking, mode, p[j], t_end,
                            dt, eps, out_t, out_c, r)
         counts[r] = c
         v_end[b, j] = v
         i_end[b, j] = i
-    return out_t, out_c, counts
 
 
 @numba.njit(cache=True, parallel=True)
-def _gather(n_b, n, out_t, out_c, counts, where, more_t, more_c, more_counts, is32):
-    """Every spike in the order of :class:`Spikes` (by sample, then time, then unit): rows
-    ``b N + j`` come from the first pass (``where[q] < 0``) or from row ``where[q]`` of the
-    second. Times are sorted as rounded to the run's dtype (float32 when ``is32``), so the
-    order holds for the returned values. Returns ``(times, current, batch, unit)``."""
-    per_b = np.zeros(n_b + 1, dtype=np.int64)
+def _rows_parallel(n_chunks, rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src,
+                   s_n, is32, p, cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, out_t,
+                   out_c, counts, v_end, i_end):
+    """:func:`_rows_range` over ``n_chunks`` chunks of rows in parallel (each chunk owns its
+    rows: results do not depend on the number of threads)."""
+    for c in prange(n_chunks):
+        r0, r1 = chunk_bounds(c, n_chunks, rows.shape[0])
+        _rows_range(r0, r1, rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src,
+                    s_n, is32, p, cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, out_t,
+                    out_c, counts, v_end, i_end)
+
+
+@numba.njit(cache=True)
+def _gather_start(n_b, n, counts, where, more_counts):
+    """Where each sample's spikes start in the output ``[B + 1]``."""
+    start = np.zeros(n_b + 1, dtype=np.int64)
     for b in range(n_b):
+        total = 0
         for j in range(n):
             q = b * n + j
-            per_b[b + 1] += counts[q] if where[q] < 0 else more_counts[where[q]]
-    start = np.cumsum(per_b)
-    total = start[n_b]
-    times = np.empty(total)
-    current = np.empty(total if out_c.shape[1] > 0 or more_c.shape[1] > 0 else 0)
-    batch = np.empty(total, dtype=np.int64)
-    units = np.empty(total, dtype=np.int64)
-    for b in prange(n_b):
+            total += counts[q] if where[q] < 0 else more_counts[where[q]]
+        start[b + 1] = start[b] + total
+    return start
+
+
+@numba.njit(cache=True)
+def _gather_range(b0, b1, n, start, out_t, out_c, counts, where, more_t, more_c, more_counts,
+                  is32, times, current, batch, units):
+    """Samples ``b0..b1-1`` of :func:`_gather_spikes` (see there)."""
+    size_max = 0
+    for b in range(b0, b1):
+        size_max = max(size_max, start[b + 1] - start[b])
+    t = np.empty(size_max)
+    c = np.zeros(size_max)
+    u = np.empty(size_max, dtype=np.int64)
+    for b in range(b0, b1):
         k0, size = start[b], start[b + 1] - start[b]
-        t = np.empty(size)
-        c = np.zeros(size)
-        u = np.empty(size, dtype=np.int64)
         k = 0
         for j in range(n):
             q = b * n + j
@@ -376,13 +420,45 @@ def _gather(n_b, n, out_t, out_c, counts, where, more_t, more_c, more_counts, is
                     c[k] = src_c[row, s]
                 u[k] = j
                 k += 1
-        order = np.argsort(t, kind="mergesort")  # stable: equal times keep the unit order
+        order = np.argsort(t[:size], kind="mergesort")  # stable: equal times keep unit order
         for s in range(size):
             times[k0 + s] = t[order[s]]
             if current.shape[0] > 0:
                 current[k0 + s] = c[order[s]]
             batch[k0 + s] = b
             units[k0 + s] = u[order[s]]
+
+
+@numba.njit(cache=True, parallel=True)
+def _gather_parallel(n_chunks, n_b, n, start, out_t, out_c, counts, where, more_t, more_c,
+                     more_counts, is32, times, current, batch, units):
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, n_b)
+        _gather_range(b0, b1, n, start, out_t, out_c, counts, where, more_t, more_c,
+                      more_counts, is32, times, current, batch, units)
+
+
+def _gather_spikes(n_b: int, n: int, out_t: np.ndarray, out_c: np.ndarray, counts: np.ndarray,
+                  where: np.ndarray, more: tuple, is32: bool,
+                  threads: int) -> tuple[np.ndarray, ...]:
+    """Every spike in the order of :class:`Spikes` (by sample, then time, then unit): rows
+    ``b N + j`` come from the first pass (``where[q] < 0``) or from row ``where[q]`` of the
+    second (``more = (times, current, counts)``). Times are sorted as rounded to the run's
+    dtype (float32 when ``is32``), so the order holds for the returned values. Returns
+    ``(times, current, batch, unit)`` (``current`` empty when not recorded)."""
+    more_t, more_c, more_counts = more
+    start = _gather_start(n_b, n, counts, where, more_counts)
+    total = int(start[n_b])
+    times = np.empty(total)
+    current = np.empty(total if out_c.shape[1] > 0 or more_c.shape[1] > 0 else 0)
+    batch = np.empty(total, dtype=np.int64)
+    units = np.empty(total, dtype=np.int64)
+    args = (n, start, out_t, out_c, counts, where, more_t, more_c, more_counts, is32, times,
+            current, batch, units)
+    if threads > 1 and n_b > 1:
+        _gather_parallel(min(n_b, 4 * threads), n_b, *args)
+    else:
+        _gather_range(0, n_b, *args)
     return times, current, batch, units
 
 
@@ -485,12 +561,12 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
         state = model.initial_state(batch_size, dtype=dtype)
     is32 = dtype == torch.float32
     np_dtype = np.float32 if is32 else np.float64
-    order = row_order((spikes.batch,), (batch_size,), spikes.times.detach())
-    batch = spikes.batch[order]
-    ev_t = spikes.times.detach()[order].to(dtype).cpu().numpy().astype(np_dtype, copy=False)
-    ev_u = spikes.units[order].cpu().numpy().astype(np.int64, copy=False)
-    ev_x = spikes.values.detach()[order].to(torch.float64).cpu().numpy()
-    ptr = torch.searchsorted(batch, torch.arange(batch_size + 1)).numpy().astype(np.int64)
+    # Spikes keep their events sorted by (sample, time, unit): the samples are contiguous
+    ev_t = spikes.times.detach().to(dtype).cpu().numpy().astype(np_dtype, copy=False)
+    ev_u = spikes.units.cpu().numpy().astype(np.int64, copy=False)
+    ev_x = spikes.values.detach().to(torch.float64).cpu().numpy()
+    ptr = np.zeros(batch_size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(spikes.batch.cpu().numpy(), minlength=batch_size), out=ptr[1:])
     weight = arrivals.weight.detach().to(torch.float64).cpu().contiguous().numpy()
     delay_t = arrivals.delay.detach() if isinstance(arrivals, DelayedArrivals) else None
     shared = delay_t is None or delay_t.shape[0] <= 1 or delay_t.stride(0) == 0
@@ -505,39 +581,53 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
     eps = float(torch.finfo(dtype).eps)
     t_end = n_steps * dt
     t_end_key = float(torch.tensor(t_end, dtype=torch.float64).to(dtype))  # later ones drop
+    n, n_rows = model.n, batch_size * model.n
+    threads = kernel_threads() if ev_t.size * n >= _PARALLEL_PAIRS else 1
+    s_time, s_src, s_n = np.empty(0), np.empty(0, dtype=np.int64), np.zeros(0, np.int64)
     if shared:
-        s_time, s_src, s_n = _shared_schedules(ev_t, ev_u, ptr, axon, has_delay, is32, dt, eps,
-                                               t_end_key)
-    else:
-        s_time, s_src, s_n = np.empty(0), np.empty(0, dtype=np.int64), np.empty(0, np.int64)
+        s_time, s_src = np.empty(ev_t.size), np.empty(ev_t.size, dtype=np.int64)
+        s_n = np.zeros(batch_size, dtype=np.int64)
+        args = (ev_t, ev_u, ptr, axon, has_delay, is32, dt, eps, t_end, t_end_key, s_time, s_src,
+                s_n)
+        if threads > 1 and batch_size > 1:
+            with numba_threads(threads):
+                _shared_parallel(min(batch_size, 4 * threads), *args)
+        else:
+            _shared_range(0, batch_size, *args)
     v0 = state[0].detach().to(torch.float64).cpu().numpy()
     i0 = (state[1] if cuba else state[0] * 0).detach().to(torch.float64).cpu().numpy()
     p = _params(model, cuba)
     mode = _RESET_CODES.get(getattr(model, "reset_mode", "none"), 2)
-    n, rows = model.n, np.arange(batch_size * model.n, dtype=np.int64)
     v_end, i_end = np.empty((batch_size, n)), np.empty((batch_size, n))
-    cap = int(min(max(_BUDGET // max(rows.size, 1), 16), 256))
 
     def simulate(rows: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _simulate(ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, is32,
-                         p, cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, rows, cap,
-                         cuba, v_end, i_end)
+        out_t = np.empty((rows.size, cap))
+        out_c = np.empty((rows.size, cap if cuba else 0))
+        counts = np.zeros(rows.size, dtype=np.int64)
+        args = (rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, is32, p,
+                cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, out_t, out_c, counts,
+                v_end, i_end)
+        if threads > 1 and rows.size > 1:
+            with numba_threads(threads):
+                _rows_parallel(min(rows.size, 16 * threads), *args)
+        else:
+            _rows_range(0, rows.size, *args)
+        return out_t, out_c, counts
 
-    threads = numba.get_num_threads()
-    if ev_t.size * n < _PARALLEL_PAIRS:
-        numba.set_num_threads(1)
-    try:
-        out_t, out_c, counts = simulate(rows, cap)
-        where = np.full(rows.size, -1, dtype=np.int64)
-        over = np.nonzero(counts > cap)[0]
-        more_t, more_c, more_counts = out_t[:0], out_c[:0], counts[:0]
-        if over.size:  # neurons that fired more than cap times: run them again with room
-            where[over] = np.arange(over.size)
-            more_t, more_c, more_counts = simulate(over, int(counts[over].max()))
-        times, current, batch, units = _gather(batch_size, n, out_t, out_c, counts, where,
-                                               more_t, more_c, more_counts, is32)
-    finally:
-        numba.set_num_threads(threads)
+    rows = np.arange(n_rows, dtype=np.int64)
+    # spike slots per row: rarely more than the sample's input spikes (a neuron that fires
+    # more often is run again with room), so small inputs do not page in a large buffer
+    widest = int(np.diff(ptr).max()) if batch_size else 0
+    cap = int(min(max(_BUDGET // max(n_rows, 1), 16), 256, max(widest, 16)))
+    out_t, out_c, counts = simulate(rows, cap)
+    where = np.full(n_rows, -1, dtype=np.int64)
+    over = np.nonzero(counts > out_t.shape[1])[0]
+    more = (out_t[:0], out_c[:0], counts[:0])
+    if over.size:  # neurons that fired more than cap times: run them again with room
+        where[over] = np.arange(over.size)
+        more = simulate(over, int(counts[over].max()))
+    times, current, batch, units = _gather_spikes(batch_size, n, out_t, out_c, counts, where,
+                                                  more, is32, threads)
     parts = [torch.from_numpy(v_end).to(dtype)]
     if cuba:
         parts.append(torch.from_numpy(i_end).to(dtype))

@@ -140,6 +140,7 @@ def layer_forward(
         return ReadoutFn.apply(times, weight, delay, spikes.batch, spikes.units, values, cfg)
     t_out, b_out, n_out = SpikingLayerFn.apply(times, weight, delay, spikes.batch,
                                                 spikes.units, values, cfg)
-    out = Spikes(t_out, n_out, b_out, dt=spikes.dt, n_steps=spikes.n_steps,
-                 batch_size=spikes.batch_size, n_units=nrn.n)
+    # the layer's output comes from the engine in Spikes order, valid: no re-validation/sort
+    out = Spikes.from_sorted_events(t_out, n_out, b_out, dt=spikes.dt, n_steps=spikes.n_steps,
+                                    batch_size=spikes.batch_size, n_units=nrn.n)
     return out.first_times() if readout == "first_spike" else out

@@ -20,8 +20,11 @@ import math
 import numba
 import numpy as np
 import torch
+from numba import prange
 from torch import Tensor
 
+from ...compiled import kernel_threads, numba_threads
+from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
@@ -29,6 +32,13 @@ __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
 
 _F64 = np.float64
 _MAX_FIELDS = ("t", "side", "src", "vdot")
+#: Below this many (input spike, target) pairs a layer runs as one chunk on one thread (waking
+#: other threads costs more than it saves); above, as :data:`_CHUNKS` chunks of samples.
+_PARALLEL_PAIRS = 200_000
+#: Chunks of samples of a large call. Fixed (not the thread count): the chunks' partial sums
+#: of the weight and delay gradients are added in chunk order, so results are the same on any
+#: number of threads.
+_CHUNKS = 8
 
 
 # =========================================================================== scalar closed forms
@@ -45,6 +55,28 @@ def _kappa(h: float, tau_m: float, tau_s: float) -> float:
     a = 1.0 / tau_m
     b = 1.0 / tau_s
     return math.exp(-h * min(a, b)) * h * _phi1(h * abs(a - b)) / tau_m
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _decays(h: float, tau_m: float, tau_s: float) -> tuple[float, float, float]:
+    """``(e^{-h/tau_m}, e^{-h/tau_s}, kappa(h))`` from one ``exp`` and one ``expm1`` (instead
+    of four transcendentals): the faster decay is the slower one times
+    ``1 + expm1(-h |1/tau_m - 1/tau_s|)``, which also gives :func:`_kappa`'s ``phi1``."""
+    a = 1.0 / tau_m
+    b = 1.0 / tau_s
+    x = h * abs(a - b)
+    if x < 0.5:  # 1 + expm1(-x) >= 0.39: no cancellation
+        xm = math.expm1(-x)
+        ex = 1.0 + xm
+    else:  # 1 - e^{-x} >= 0.39: no cancellation either
+        ex = math.exp(-x)
+        xm = ex - 1.0
+    phi = 1.0 if x == 0.0 else -xm / x
+    if a <= b:
+        em = math.exp(-h / tau_m)
+        return em, em * ex, em * h * phi / tau_m
+    es = math.exp(-h / tau_s)
+    return es * ex, es, es * h * phi / tau_m
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -127,32 +159,32 @@ def _lif_trigger(k: int, k0: int, k1: int, sp_t: np.ndarray, s_sorted: np.ndarra
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _spiking_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: np.ndarray,
-                    ev_ptr: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
-                    sp_t: np.ndarray, sp_ptr: np.ndarray, sp_cur: np.ndarray,
-                    sp_g: np.ndarray, sp_reg: np.ndarray, tau_m: np.ndarray,
-                    tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray, v_th: np.ndarray,
-                    v_reset: np.ndarray, cuba: bool, t_end: float, tol: float,
-                    g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                    g_a: np.ndarray) -> int:
-    """Backward of one spiking layer; returns -1, or the index of a LIF spike no arrival fired.
+def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
+                   ev_order: np.ndarray, ev_ptr: np.ndarray, weight: np.ndarray,
+                   delay: np.ndarray, has_delay: bool, sp_t: np.ndarray, sp_ptr: np.ndarray,
+                   sp_cur: np.ndarray, sp_g: np.ndarray, sp_reg: np.ndarray,
+                   tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray,
+                   v_th: np.ndarray, v_reset: np.ndarray, cuba: bool, t_end: float, tol: float,
+                   v_minus: np.ndarray, i_minus: np.ndarray, v_plus: np.ndarray,
+                   g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray, g_a: np.ndarray) -> int:
+    """Backward of samples ``b0..b1-1`` of one spiking layer; returns -1, or the index of a
+    LIF spike no arrival fired.
 
     Spikes are sorted by (sample, neuron, time), ``sp_ptr[b * N + n]`` starts each neuron's;
-    ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes in input order.
+    ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes in input order. The
+    samples own their spikes' adjoints (``v_minus``, ``i_minus``, ``v_plus``) and their input
+    spikes' gradients (``g_t``, ``g_a``); ``g_w``, ``g_d`` ``[N, N_in]`` are added to.
     """
     n_units = weight.shape[0]
-    n_samples = ev_ptr.shape[0] - 1
-    n_spk = sp_t.shape[0]
-    v_minus = np.zeros(n_spk)
-    i_minus = np.zeros(n_spk)
-    v_plus = np.zeros(n_spk)
-    for b in range(n_samples):
+    width = 0
+    for b in range(b0, b1):
+        width = max(width, ev_ptr[b + 1] - ev_ptr[b])
+    s_loc = np.empty(width)
+    e_loc = np.empty(width, dtype=np.int64)
+    dj = np.empty(width)
+    ds = np.empty(width)
+    for b in range(b0, b1):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
-        m_all = e1 - e0
-        s_loc = np.empty(m_all)
-        e_loc = np.empty(m_all, dtype=np.int64)
-        dj = np.empty(m_all)
-        ds = np.empty(m_all)
         for n in range(n_units):
             k0, k1 = sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1]
             if k1 == k0:  # a silent neuron: its adjoint is zero, so are its pairs' gradients
@@ -172,13 +204,15 @@ def _spiking_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_ord
                     ds[q] = 0.0
                     continue
                 h = sp_t[k] - s
-                lam_v = math.exp(-h / tm) * v_minus[k]
                 if cuba:
                     ts = tau_s[n]
-                    lam_i = math.exp(-h / ts) * i_minus[k] + r[n] * _kappa(h, tm, ts) * v_minus[k]
+                    em, es, kappa = _decays(h, tm, ts)
+                    lam_v = em * v_minus[k]
+                    lam_i = es * i_minus[k] + r[n] * kappa * v_minus[k]
                     dj[q] = lam_i
                     ds[q] = x * (lam_i / ts - r[n] * lam_v / tm)
                 else:
+                    lam_v = math.exp(-h / tm) * v_minus[k]
                     dj[q] = lam_v
                     ds[q] = x * lam_v / tm
             if not cuba:
@@ -201,20 +235,73 @@ def _spiking_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_ord
     return -1
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _spiking_serial(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
+                    ev_order: np.ndarray, ev_ptr: np.ndarray, weight: np.ndarray,
+                    delay: np.ndarray, has_delay: bool, sp_t: np.ndarray, sp_ptr: np.ndarray,
+                    sp_cur: np.ndarray, sp_g: np.ndarray, sp_reg: np.ndarray,
+                    tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray,
+                    v_th: np.ndarray, v_reset: np.ndarray, cuba: bool, t_end: float,
+                    tol: float, v_minus: np.ndarray, i_minus: np.ndarray, v_plus: np.ndarray,
+                    g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
+                    g_a: np.ndarray) -> np.ndarray:
+    """:func:`_spiking_range` over ``n_chunks`` chunks of samples, one after the other; chunk
+    ``c`` adds into ``g_w[c]``, ``g_d[c]``. Returns each chunk's -1 / bad spike."""
+    bad = np.full(n_chunks, -1, dtype=np.int64)
+    for c in range(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, ev_ptr.shape[0] - 1)
+        bad[c] = _spiking_range(b0, b1, t_in, j_in, a_in, ev_order, ev_ptr, weight, delay,
+                                has_delay, sp_t, sp_ptr, sp_cur, sp_g, sp_reg, tau_m, tau_s, r,
+                                v_leak, v_th, v_reset, cuba, t_end, tol, v_minus, i_minus,
+                                v_plus, g_t, g_w[c], g_d[c], g_a)
+    return bad
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _spiking_parallel(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
+                      ev_order: np.ndarray, ev_ptr: np.ndarray, weight: np.ndarray,
+                      delay: np.ndarray, has_delay: bool, sp_t: np.ndarray,
+                      sp_ptr: np.ndarray, sp_cur: np.ndarray, sp_g: np.ndarray,
+                      sp_reg: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
+                      v_leak: np.ndarray, v_th: np.ndarray, v_reset: np.ndarray, cuba: bool,
+                      t_end: float, tol: float, v_minus: np.ndarray, i_minus: np.ndarray,
+                      v_plus: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
+                      g_a: np.ndarray) -> np.ndarray:
+    """:func:`_spiking_serial` with the chunks in parallel (same chunks, same results)."""
+    bad = np.full(n_chunks, -1, dtype=np.int64)
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, ev_ptr.shape[0] - 1)
+        bad[c] = _spiking_range(b0, b1, t_in, j_in, a_in, ev_order, ev_ptr, weight, delay,
+                                has_delay, sp_t, sp_ptr, sp_cur, sp_g, sp_reg, tau_m, tau_s, r,
+                                v_leak, v_th, v_reset, cuba, t_end, tol, v_minus, i_minus,
+                                v_plus, g_t, g_w[c], g_d[c], g_a)
+    return bad
+
+
+@numba.njit(cache=True)
+def _sum_chunks(parts: np.ndarray) -> np.ndarray:
+    """``parts [C, ...]`` summed over ``C`` in chunk order (a fixed order: deterministic)."""
+    out = parts[0].copy()
+    for c in range(1, parts.shape[0]):
+        out += parts[c]
+    return out
+
+
 # =========================================================================== readouts
 @numba.njit(cache=True, error_model="numpy")
-def _linear_pairs(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
-                   weight: np.ndarray, delay: np.ndarray, has_delay: bool, g: np.ndarray,
-                   tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray, cuba: bool,
-                   alpha: float, inv_w: float, t_end: float, backward: bool, z: np.ndarray,
-                   g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray, g_a: np.ndarray) -> None:
-    """``"avg_exp"`` / ``"sum"``: every pair's response ``R(s)`` in closed form; forward adds
-    ``x R_target(s)`` to ``z [B, N]``, backward accumulates the gradients of ``sum g z``."""
-    n_units = weight.shape[0]
-    for e in range(t_in.shape[0]):
+def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np.ndarray,
+                  j_in: np.ndarray, a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray,
+                  has_delay: bool, g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray,
+                  r: np.ndarray, cuba: bool, alpha: float, inv_w: float, t_end: float,
+                  backward: bool, z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray,
+                  g_d: np.ndarray, g_a: np.ndarray) -> None:
+    """``"avg_exp"`` / ``"sum"`` over the pairs of input spikes ``e0..e1-1`` and targets
+    ``n0..n1-1``: every pair's response ``R(s)`` in closed form; forward adds ``x R_target(s)``
+    to ``z [B, N]``, backward accumulates the gradients of ``sum g z``."""
+    for e in range(e0, e1):
         b = b_in[e]
         j = j_in[e]
-        for n in range(n_units):
+        for n in range(n0, n1):
             s = t_in[e] + delay[n, j] if has_delay else t_in[e]
             if s > t_end:
                 continue
@@ -241,6 +328,51 @@ def _linear_pairs(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray, a_in: np
             g_d[n, j] += ds
             g_t[e] += ds
             g_a[e] += weight[n, j] * dj
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _linear_chunk(c: int, n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
+                  a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
+                  g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
+                  cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
+                  z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
+                  g_a: np.ndarray) -> None:
+    """Chunk ``c`` of :func:`_linear_pairs`: the forward owns a range of targets (its columns
+    of ``z``), the backward a range of input spikes (adding into ``g_w[c]``, ``g_d[c]``)."""
+    if backward:
+        e0, e1 = chunk_bounds(c, n_chunks, t_in.shape[0])
+        _linear_pairs(e0, e1, 0, weight.shape[0], t_in, b_in, j_in, a_in, weight, delay,
+                      has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, True, z, g_t,
+                      g_w[c], g_d[c], g_a)
+    else:
+        n0, n1 = chunk_bounds(c, n_chunks, weight.shape[0])
+        _linear_pairs(0, t_in.shape[0], n0, n1, t_in, b_in, j_in, a_in, weight, delay,
+                      has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, False, z, g_t,
+                      g_w[0], g_d[0], g_a)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _linear_serial(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
+                   a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
+                   g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
+                   cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
+                   z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
+                   g_a: np.ndarray) -> None:
+    for c in range(n_chunks):
+        _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
+                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a)
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _linear_parallel(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
+                     a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
+                     g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
+                     cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
+                     z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
+                     g_a: np.ndarray) -> None:
+    for c in prange(n_chunks):
+        _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
+                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -373,6 +505,21 @@ def _max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
 
 
 # =========================================================================== wrappers
+def _chunks(batch_size: int, pairs: int) -> int:
+    """How many chunks of samples a call of ``pairs`` (input spike, target) pairs runs as."""
+    return 1 if pairs < _PARALLEL_PAIRS else max(1, min(batch_size, _CHUNKS))
+
+
+def _run_chunks(serial: object, parallel: object, args: tuple) -> object:
+    """``parallel(*args)`` on up to ``n_chunks = args[0]`` threads, or ``serial(*args)`` when
+    there is one chunk or one thread (identical results)."""
+    threads = min(kernel_threads(), args[0]) if args[0] > 1 else 1
+    if threads > 1:
+        with numba_threads(threads):
+            return parallel(*args)
+    return serial(*args)
+
+
 def _np(x: Tensor) -> np.ndarray:
     return x.detach().to(device="cpu", dtype=torch.float64).contiguous().numpy()
 
@@ -440,19 +587,25 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     n = nrn.n
     seg = _idx(b_out) * n + _idx(n_out)
     t_np = _np(t_out)
-    order = np.lexsort((t_np, seg))
+    order = np.argsort(seg, kind="stable")  # the forward's spikes are sorted by time in a sample
     sp_ptr = np.zeros(cfg.batch_size * n + 1, dtype=np.int64)
     np.cumsum(np.bincount(seg, minlength=cfg.batch_size * n), out=sp_ptr[1:])
     cur = _np(current)[order] if nrn.cuba else np.zeros(t_np.shape[0])
     ev_order, ev_ptr = _by_sample(b_in, cfg.batch_size)
     w, d, has_d = _weights(weight, delay)
-    g = _zeros(weight, t_in.numel())
     tol = 256 * torch.finfo(t_out.dtype).eps * max(cfg.t_end, cfg.dt)
-    bad = _spiking_kernel(_np(t_in), _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
-                          t_np[order], sp_ptr, cur, _np(g_t)[order], _np(reg)[order],
-                          *_constants(nrn), nrn.cuba, float(cfg.t_end), float(tol), *g)
-    if bad >= 0:
+    n_chunks = _chunks(cfg.batch_size, t_in.numel() * n)
+    g_t_in, g_a = np.zeros(t_in.numel()), np.zeros(t_in.numel())
+    g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
+    k = t_np.shape[0]
+    args = (n_chunks, _np(t_in), _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
+            t_np[order], sp_ptr, cur, _np(g_t)[order], _np(reg)[order], *_constants(nrn),
+            nrn.cuba, float(cfg.t_end), float(tol), np.zeros(k), np.zeros(k), np.zeros(k),
+            g_t_in, g_w, g_d, g_a)
+    bad = _run_chunks(_spiking_serial, _spiking_parallel, args)
+    if (bad >= 0).any():
         raise RuntimeError("adjoint LIF: could not match a spike to the arrival that fired it")
+    g = (g_t_in, _sum_chunks(g_w), _sum_chunks(g_d), g_a)
     return _results(weight, delay, need, *g)
 
 
@@ -463,10 +616,12 @@ def linear_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: T
     tau_m, tau_s, r, *_ = _constants(cfg.nrn)
     w, d, has_d = _weights(weight, delay)
     z = np.zeros((cfg.batch_size, cfg.nrn.n))
-    empty = np.zeros(0)
-    _linear_pairs(_np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, z, tau_m, tau_s,
-                   r, cfg.nrn.cuba, alpha, inv_w, float(cfg.t_end), False, z, empty,
-                   np.zeros((1, 1)), np.zeros((1, 1)), empty)
+    empty, none = np.zeros(0), np.zeros((1, 1, 1))
+    n_chunks = _chunks(cfg.nrn.n, t_in.numel() * cfg.nrn.n)
+    _run_chunks(_linear_serial, _linear_parallel,
+                (n_chunks, _np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, z, tau_m,
+                 tau_s, r, cfg.nrn.cuba, alpha, inv_w, float(cfg.t_end), False, z, empty, none,
+                 none, empty))
     return torch.from_numpy(z)
 
 
@@ -513,5 +668,11 @@ def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
                              _idx(side).reshape(shape), _idx(src).reshape(shape),
                              _np(vdot).reshape(shape), *g)
     else:
-        _linear_pairs(*args, alpha, inv_w, float(cfg.t_end), True, np.zeros((1, 1)), *g)
+        n_chunks = _chunks(t_in.numel(), t_in.numel() * nrn.n)
+        g_t_in, _, _, g_a = g
+        g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
+        _run_chunks(_linear_serial, _linear_parallel,
+                    (n_chunks, *args, alpha, inv_w, float(cfg.t_end), True, np.zeros((1, 1)),
+                     g_t_in, g_w, g_d, g_a))
+        g = (g_t_in, _sum_chunks(g_w), _sum_chunks(g_d), g_a)
     return _results(weight, delay, need, *g)

@@ -223,3 +223,21 @@ def test_float32_layer_gets_float32_gradients_close_to_float64(readout):
     for a, b in zip(got, ref, strict=True):
         assert a.dtype == torch.float32
         torch.testing.assert_close(a.double(), b, rtol=2e-3, atol=2e-3 * float(b.abs().max()))
+
+
+@pytest.mark.parametrize(("tau_m", "tau_s"), [(0.02, 0.005), (0.005, 0.02), (0.01, 0.01),
+                                              (0.02, 0.02 * (1 + 1e-9))])
+def test_fused_decays_equal_the_separate_closed_forms(tau_m, tau_s):
+    """The backward's two-transcendental form of ``(e^{-h/tau_m}, e^{-h/tau_s}, kappa)``
+    equals the separate exponentials and ``_kappa`` to a few ulps in float64, times the
+    condition number of ``exp(-h/tau)`` (``h/tau``: its argument is rounded differently)."""
+    from ctsnn.gradients.eventprop import kernels
+
+    ulp = 2.0 ** -52
+    for h in (0.0, 1e-9, 3e-4, 0.007, 0.02, 0.05, 0.9):
+        em, es, kappa = kernels._decays(h, tau_m, tau_s)
+        tol = 8 * ulp * (1 + h / min(tau_m, tau_s))
+        assert math.isclose(em, math.exp(-h / tau_m), rel_tol=tol, abs_tol=1e-300)
+        assert math.isclose(es, math.exp(-h / tau_s), rel_tol=tol, abs_tol=1e-300)
+        assert math.isclose(kappa, kernels._kappa(h, tau_m, tau_s), rel_tol=tol,
+                            abs_tol=1e-300)
