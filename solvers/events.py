@@ -19,7 +19,7 @@ tested. This is exact for functions with at most one interior extremum per inter
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -31,6 +31,30 @@ from .steppers import retype
 Flow = Callable[[tuple, Tensor, Tensor, "Tensor | None"], tuple]
 """``flow(y, tau, h, held) -> y(tau + h)``; ``held`` marks elements whose held components
 must not change (``None`` when nothing is held)."""
+
+
+class Piece(Protocol):
+    """One integrated piece ``[tau, tau + h]`` with a continuous extension (adaptive solvers).
+
+    ``end``: the state at ``tau + reached`` (no gradient): ``reached == h`` except for the
+    watched elements whose event function became ``>= 0`` (they stop at the end of the
+    integrator's step that brackets the crossing); ``piece(x)``: the state at ``tau + x`` for
+    ``0 <= x <= reached`` per element (no gradient, no re-integration); ``replay(keep)``: the
+    state at ``tau + h`` with gradient for the elements of ``keep`` (which must have reached
+    ``h``), the others left at the piece's start state.
+    """
+
+    end: tuple
+    reached: Tensor
+
+    def __call__(self, x: Tensor) -> tuple: ...
+
+    def replay(self, keep: Tensor | None = None) -> tuple: ...
+
+
+DenseFlow = Callable[[tuple, Tensor, Tensor, "Tensor | None", Callable, Tensor], Piece]
+"""``dense(y, tau, h, held, event, watch) -> Piece``: integrate once (the elements of ``watch``
+stop at their first step ending with ``event >= 0``), then evaluate anywhere inside."""
 
 
 class Event(NamedTuple):
@@ -86,8 +110,13 @@ def _crossing_speed(flow, event, rate, y, tau, t_root, held, y_root) -> Tensor:
     y0 = retype(y, (c.detach() for c in y))
     tau0 = tau.detach()
     try:
-        return torch.func.jvp(lambda t: event(flow(y0, tau0, t - tau0, held)),
-                              (t_root.detach(),), (torch.ones_like(t_root),))[1]
+        # grad mode on: a flow that searches its step sizes without gradient (adaptive pairs)
+        # then replays the accepted steps, whose last one carries the tangent in t (with grad
+        # mode off it would return the detached search result: a zero speed)
+        with torch.enable_grad():
+            speed = torch.func.jvp(lambda t: event(flow(y0, tau0, t - tau0, held)),
+                                   (t_root.detach(),), (torch.ones_like(t_root),))[1]
+        return speed.detach()
     except (RuntimeError, NotImplementedError):
         return rate(y_root)
 
@@ -146,6 +175,23 @@ def _zero_length_tangent(flow: Flow, y: tuple, tau: Tensor, end: Tensor,
     return retype(y, (c + d for c, d in zip(y, delta, strict=True)))
 
 
+def _hidden(slope, event, along, y, y1, tau, stop, candidate, cross, upper, g1, xtol):
+    """Crossings hidden inside the piece (``g`` rises above zero and falls back): where the
+    slope goes from rising to falling, locate the maximum and test it. Returns the updated
+    ``(cross, upper, g1)``."""
+    s0, s1 = slope(y), slope(y1)
+    hidden = candidate & ~cross & (s0 > 0) & (s1 < 0)
+    if bool(hidden.any()):
+        t_max = find_root(lambda x: -slope(along(x)), tau, stop, -s0, -s1, mask=hidden,
+                          xtol=xtol)
+        g_max = event(along(t_max))
+        hidden = hidden & (g_max >= 0)
+        cross = cross | hidden
+        upper = torch.where(hidden, t_max, upper)
+        g1 = torch.where(hidden, g_max, g1)
+    return cross, upper, g1
+
+
 def advance_with_events(
     flow: Flow,
     y: tuple,
@@ -163,6 +209,7 @@ def advance_with_events(
     integrand: Callable[[Tensor, tuple], Tensor] | None = None,
     integral: Tensor | None = None,
     on_piece: Callable[[tuple, Tensor, Tensor | None], None] | None = None,
+    dense: DenseFlow | None = None,
 ) -> tuple[tuple, Tensor, Tensor | None, list[Event]] | tuple[
     tuple, Tensor, Tensor | None, list[Event], Tensor
 ]:
@@ -193,6 +240,11 @@ def advance_with_events(
         on_piece: optional ``on_piece(y, tau, held)``, called with the state at the start of
             every smooth piece (after each event's jump, at each release of a hold): with
             ``flow`` it gives the solution at any time (dense output) without changing it.
+        dense: optional :data:`DenseFlow` of the same integrator (adaptive solvers): each
+            piece is integrated once and its crossings are searched on the continuous
+            extension instead of re-integrating for every root-finder evaluation; the state at
+            an event is still ``flow`` over the exact interval to the event (the integrated
+            one, not the interpolated one).
 
     Returns:
         ``(y, tau, hold_until, events)`` with ``tau == end`` everywhere and the list of
@@ -215,28 +267,33 @@ def advance_with_events(
         else:
             held = hold_until > tau
             stop = torch.where(held & (hold_until < end), hold_until, end)
-        # Finished elements keep their state bit for bit (a flow over h = 0 may round).
-        y1 = where_state(todo, flow(y, tau, stop - tau, held), y)
         g0 = event(y)
-        g1 = torch.nan_to_num(event(y1), nan=torch.inf, posinf=torch.inf)
         candidate = todo & (g0 < 0)
         if held is not None:
             candidate = candidate & ~held
+        # Finished elements keep their state bit for bit (a flow over h = 0 may round).
+        if dense is None:
+            piece = None
+            y1 = where_state(todo, flow(y, tau, stop - tau, held), y)
+            upper = stop
+
+            def along(x, y=y, tau=tau, held=held):
+                return flow(y, tau, x - tau, held)
+        else:  # y1 without gradient: replayed below for the elements that keep it
+            piece = dense(y, tau, stop - tau, held, event, candidate)
+            y1 = where_state(todo, piece.end, y)
+            upper = torch.minimum(stop, tau + piece.reached)   # the state y1 is at upper
+
+            def along(x, piece=piece, tau=tau):
+                return piece(x - tau)
+        g1 = torch.nan_to_num(event(y1), nan=torch.inf, posinf=torch.inf)
         cross = candidate & (g1 >= 0)
-        upper = stop
         if slope is not None:
-            s0, s1 = slope(y), slope(y1)
-            hidden = candidate & ~cross & (s0 > 0) & (s1 < 0)
-            if bool(hidden.any()):
-                t_max = find_root(
-                    lambda x, y=y, tau=tau, held=held: -slope(flow(y, tau, x - tau, held)),
-                    tau, stop, -s0, -s1, mask=hidden, xtol=xtol,
-                )
-                g_max = event(flow(y, tau, t_max - tau, held))
-                hidden = hidden & (g_max >= 0)
-                cross = cross | hidden
-                upper = torch.where(hidden, t_max, upper)
-                g1 = torch.where(hidden, g_max, g1)
+            cross, upper, g1 = _hidden(slope, event, along, y, y1, tau, stop, candidate, cross,
+                                       upper, g1, xtol)
+        if piece is not None and torch.is_grad_enabled():
+            # crossing elements take y_event instead: their piece past the event is not replayed
+            y1 = where_state(todo, piece.replay(todo & ~cross), y)
         if not bool(cross.any()):
             # Finished elements keep their own ``tau`` (the empty rest of their interval is
             # accounted for once, at the end).
@@ -248,14 +305,13 @@ def advance_with_events(
                 break
             continue
         with torch.no_grad():  # the search itself needs no graph
-            t_event = find_root(
-                lambda x, y=y, tau=tau, held=held: event(flow(y, tau, x - tau, held)),
-                tau, upper, g0, g1, mask=cross, xtol=xtol,
-            )
+            t_event = find_root(lambda x: event(along(x)), tau, upper, g0, g1, mask=cross,
+                                xtol=xtol)
         if differentiable:
             t_event = _implicit_time(flow, event, rate, y, tau, t_event, held, cross)
         y_event = flow(y, tau, t_event - tau, held)
-        if differentiable and not all(bool(torch.isfinite(c).all()) for c in y1):
+        if differentiable and piece is None and not all(bool(torch.isfinite(c).all())
+                                                        for c in y1):
             # The full-interval flow overflowed where the state runs away past the threshold
             # (exponential models). Those elements take y_event instead, but a zero cotangent
             # through an overflowed flow is still 0 * inf = NaN in backward: recompute the
