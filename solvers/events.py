@@ -104,21 +104,61 @@ def quadrature(
 
 def _crossing_speed(flow, event, rate, y, tau, t_root, held, y_root) -> Tensor:
     """``d/dt g(flow(y, tau, t - tau))`` at the root: the rate along the step map the root was
-    found on (forward-mode AD), so event times are differentiated exactly for that map (a
-    Runge-Kutta step's time derivative differs from ``dg/dt`` along the exact dynamics by the
-    local error). Falls back to ``rate`` where forward-mode AD is unavailable."""
+    found on, so event times are differentiated exactly for that map (a Runge-Kutta step's
+    time derivative differs from ``dg/dt`` along the exact dynamics by the local error).
+
+    Reverse mode on the sum over elements (they are independent systems), with grad mode on:
+    a flow that searches its step sizes without gradient (the adaptive pairs) then replays the
+    accepted steps, whose last one carries ``t``; with grad mode off it would return the
+    detached search result, i.e. a zero speed, and event-time gradients off by ``1 / speed``.
+    Falls back to ``rate`` where ``g`` does not depend on ``t`` through the flow.
+    """
     y0 = retype(y, (c.detach() for c in y))
     tau0 = tau.detach()
-    try:
-        # grad mode on: a flow that searches its step sizes without gradient (adaptive pairs)
-        # then replays the accepted steps, whose last one carries the tangent in t (with grad
-        # mode off it would return the detached search result: a zero speed)
-        with torch.enable_grad():
-            speed = torch.func.jvp(lambda t: event(flow(y0, tau0, t - tau0, held)),
-                                   (t_root.detach(),), (torch.ones_like(t_root),))[1]
-        return speed.detach()
-    except (RuntimeError, NotImplementedError):
-        return rate(y_root)
+    t = t_root.detach().requires_grad_()
+    with torch.enable_grad():
+        g = event(flow(y0, tau0, t - tau0, held))
+        speed = None
+        if g.requires_grad:
+            (speed,) = torch.autograd.grad(g.sum(), t, allow_unused=True)
+    return rate(y_root) if speed is None else speed
+
+
+def _polish(flow, event, rate, y, tau, held, t, upper, cross, xtol) -> Tensor:
+    """Refine a crossing ``t`` located on a piece's continuous extension on ``flow`` itself.
+
+    The extension differs from the integrated solution by about the tolerance, so at ``t`` the
+    integrated ``g`` may still be slightly negative: the state at the event would then sit just
+    below the threshold and a model without reset would cross again at once. A bracket
+    ``[lo, hi]`` of the integrated ``g`` around ``t`` is grown from the Newton width
+    ``2 |g(t)| / |dg/dt|`` and the root is found in it on ``flow``: the result has
+    ``event(flow(y, tau, t - tau)) >= 0``, like the root of every other method.
+    """
+
+    def g(x):
+        return torch.nan_to_num(event(flow(y, tau, x - tau, held)), nan=torch.inf,
+                                posinf=torch.inf)
+
+    y_t = flow(y, tau, t - tau, held)
+    g_t = torch.nan_to_num(event(y_t), nan=torch.inf, posinf=torch.inf)
+    speed = rate(y_t).abs() if rate is not None else torch.zeros_like(t)
+    newton = torch.where(torch.isfinite(speed) & (speed > 0) & torch.isfinite(g_t),
+                         2 * g_t.abs() / speed, torch.zeros_like(t))
+    w = torch.maximum(newton, 1e-10 * (upper - tau)).clamp_min(xtol)
+    lo, hi, g_lo, g_hi = t, t, g_t, g_t
+    need_lo, need_hi = cross & (g_t >= 0), cross & (g_t < 0)
+    for _ in range(40):       # x4 per round: from 1e-10 of the piece to all of it in 17
+        if not bool((need_lo | need_hi).any()):
+            break
+        lo = torch.where(need_lo, torch.maximum(tau, t - w), lo)
+        hi = torch.where(need_hi, torch.minimum(upper, t + w), hi)
+        gx = g(torch.where(need_lo, lo, hi))
+        g_lo, g_hi = torch.where(need_lo, gx, g_lo), torch.where(need_hi, gx, g_hi)
+        need_lo = need_lo & (g_lo >= 0) & (lo > tau)
+        need_hi = need_hi & (g_hi < 0) & (hi < upper)
+        w = 4 * w
+    fine = cross & (g_lo < 0) & (g_hi >= 0)
+    return torch.where(fine, find_root(g, lo, hi, g_lo, g_hi, mask=fine, xtol=xtol), t)
 
 
 def _implicit_time(flow, event, rate, y, tau, t_root, held, cross) -> Tensor:
@@ -307,6 +347,8 @@ def advance_with_events(
         with torch.no_grad():  # the search itself needs no graph
             t_event = find_root(lambda x: event(along(x)), tau, upper, g0, g1, mask=cross,
                                 xtol=xtol)
+            if piece is not None:
+                t_event = _polish(flow, event, rate, y, tau, held, t_event, upper, cross, xtol)
         if differentiable:
             t_event = _implicit_time(flow, event, rate, y, tau, t_event, held, cross)
         y_event = flow(y, tau, t_event - tau, held)
