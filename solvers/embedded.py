@@ -2,11 +2,15 @@
 
 :func:`integrate` advances every element of a batched state over its own interval ``h`` to a
 tolerance, each element with its own adaptive step size. It has the signature of the fixed
-steppers of :mod:`solvers.steppers` (``f, t, y, h -> y(t + h)``), so the engine uses it as the
-dense output of a grid step exactly like RK4: threshold crossings are located by root finding
-on it, resets applied at the event, delayed arrivals are step boundaries. Every call is a
-deterministic function of ``(t, y, h)`` (the first step size is chosen from ``y`` and ``f``,
-never remembered between calls), so the backward's replay of a step reproduces the forward.
+steppers of :mod:`solvers.steppers` (``f, t, y, h -> y(t + h)``). :func:`solve` runs the same
+step-size search once and returns the accepted steps (:class:`Steps`): the end state, a
+continuous extension evaluated anywhere inside without re-integrating (dopri5's fourth-order
+dense output, bosh3's cubic Hermite) and a differentiable replay. The engine integrates each
+piece once with it, locates threshold crossings on the extension and refines them on the
+integrated solution (:func:`solvers.events.advance_with_events`, ``dense=``); a watched element
+stops at the step that brackets its crossing. Every call is a deterministic function of
+``(t, y, h)`` (the first step size is chosen from ``y`` and ``f``, never remembered between
+calls), so the backward's replay of a step reproduces the forward.
 
 Gradients: autograd runs through the accepted steps; step sizes are chosen without gradient,
 except the last step of each element, which ends exactly at ``t + h``: so ``d/dh`` is the

@@ -147,9 +147,9 @@ def test_dense_search_gives_the_events_of_reintegration_without_duplicates(name)
 
 @pytest.mark.parametrize("use_dense", [False, True])
 def test_event_time_gradient_through_an_adaptive_flow(use_dense) -> None:
-    # y' = a (1 + y^2), y(0) = 0: y = tan(a t) crosses 1 at t* = pi / (4 a),
-    # dt*/da = -pi / (4 a^2) (one crossing per element before the end). (The speed dg/dt at the root used to come out zero here, i.e.
-    # 1 after the guard, giving -t*/a... off by the factor dg/dt = 2a.)
+    # y' = a (1 + y^2), y(0) = 0: y = tan(a t) crosses 1 at t* = pi / (4 a) (one crossing
+    # per element before the end), dt*/da = -pi / (4 a^2). The speed dg/dt = 2a at the root
+    # used to come out as zero through the adaptive flow (then 1 after the guard): -2 t*.
     a = torch.tensor([3.0, 0.7], dtype=F64, requires_grad=True)
     flow, dense = flows(lambda t, y: Y(a * (1 + y.y**2)), Adaptive("dopri5", rtol=1e-12,
                                                                     atol=1e-14))
