@@ -232,6 +232,26 @@ def _hidden(slope, event, along, y, y1, tau, stop, candidate, cross, upper, g1, 
     return cross, upper, g1
 
 
+def _integrate_piece(flow, dense, event, y, tau, stop, held, todo, candidate):
+    """The piece ``[tau, stop]``: ``(piece, y1, upper, along)`` with ``y1`` the state at
+    ``upper`` (``stop``, or for ``dense`` the end of the step bracketing a watched crossing;
+    without gradient for ``dense``, replayed later), ``along(x)`` the state at local time ``x``
+    (the flow, or the continuous extension) and ``piece`` the :class:`Piece` or ``None``.
+    Finished elements keep their state bit for bit (a flow over h = 0 may round)."""
+    if dense is None:
+        def along(x):
+            return flow(y, tau, x - tau, held)
+
+        return None, where_state(todo, flow(y, tau, stop - tau, held), y), stop, along
+    piece = dense(y, tau, stop - tau, held, event, candidate)
+
+    def along_piece(x):
+        return piece(x - tau)
+
+    return (piece, where_state(todo, piece.end, y), torch.minimum(stop, tau + piece.reached),
+            along_piece)
+
+
 def advance_with_events(
     flow: Flow,
     y: tuple,
@@ -311,21 +331,8 @@ def advance_with_events(
         candidate = todo & (g0 < 0)
         if held is not None:
             candidate = candidate & ~held
-        # Finished elements keep their state bit for bit (a flow over h = 0 may round).
-        if dense is None:
-            piece = None
-            y1 = where_state(todo, flow(y, tau, stop - tau, held), y)
-            upper = stop
-
-            def along(x, y=y, tau=tau, held=held):
-                return flow(y, tau, x - tau, held)
-        else:  # y1 without gradient: replayed below for the elements that keep it
-            piece = dense(y, tau, stop - tau, held, event, candidate)
-            y1 = where_state(todo, piece.end, y)
-            upper = torch.minimum(stop, tau + piece.reached)   # the state y1 is at upper
-
-            def along(x, piece=piece, tau=tau):
-                return piece(x - tau)
+        piece, y1, upper, along = _integrate_piece(flow, dense, event, y, tau, stop, held,
+                                                   todo, candidate)
         g1 = torch.nan_to_num(event(y1), nan=torch.inf, posinf=torch.inf)
         cross = candidate & (g1 >= 0)
         if slope is not None:
@@ -345,8 +352,8 @@ def advance_with_events(
                 break
             continue
         with torch.no_grad():  # the search itself needs no graph
-            t_event = find_root(lambda x: event(along(x)), tau, upper, g0, g1, mask=cross,
-                                xtol=xtol)
+            t_event = find_root(lambda x, along=along: event(along(x)), tau, upper, g0, g1,
+                                mask=cross, xtol=xtol)
             if piece is not None:
                 t_event = _polish(flow, event, rate, y, tau, held, t_event, upper, cross, xtol)
         if differentiable:
