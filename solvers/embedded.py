@@ -2,11 +2,15 @@
 
 :func:`integrate` advances every element of a batched state over its own interval ``h`` to a
 tolerance, each element with its own adaptive step size. It has the signature of the fixed
-steppers of :mod:`solvers.steppers` (``f, t, y, h -> y(t + h)``), so the engine uses it as the
-dense output of a grid step exactly like RK4: threshold crossings are located by root finding
-on it, resets applied at the event, delayed arrivals are step boundaries. Every call is a
-deterministic function of ``(t, y, h)`` (the first step size is chosen from ``y`` and ``f``,
-never remembered between calls), so the backward's replay of a step reproduces the forward.
+steppers of :mod:`solvers.steppers` (``f, t, y, h -> y(t + h)``). :func:`solve` runs the same
+step-size search once and returns the accepted steps (:class:`Steps`): the end state, a
+continuous extension evaluated anywhere inside without re-integrating (dopri5's fourth-order
+dense output, bosh3's cubic Hermite) and a differentiable replay. The engine integrates each
+piece once with it, locates threshold crossings on the extension and refines them on the
+integrated solution (:func:`solvers.events.advance_with_events`, ``dense=``); a watched element
+stops at the step that brackets its crossing. Every call is a deterministic function of
+``(t, y, h)`` (the first step size is chosen from ``y`` and ``f``, never remembered between
+calls), so the backward's replay of a step reproduces the forward.
 
 Gradients: autograd runs through the accepted steps; step sizes are chosen without gradient,
 except the last step of each element, which ends exactly at ``t + h``: so ``d/dh`` is the
@@ -19,14 +23,16 @@ Methods (:data:`TABLEAUS`): ``"dopri5"`` (Dormand-Prince 5(4), FSAL) and ``"bosh
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from .steppers import RHS, retype
 
-__all__ = ["TABLEAUS", "Adaptive", "Tableau", "integrate"]
+__all__ = ["TABLEAUS", "Adaptive", "Steps", "Tableau", "integrate", "solve"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,8 @@ class Tableau:
 
     ``a[i]`` holds the coefficients of stage ``i + 1``; the last stage is evaluated at the new
     state (its row equals ``b``), so it is the next step's first stage. ``e = b - b_hat``
-    weights the error estimate; ``order`` is the lower order of the pair.
+    weights the error estimate; ``order`` is the lower order of the pair. ``d`` weights the
+    quartic term of the continuous extension (see :class:`Steps`); empty for cubic Hermite.
     """
 
     c: tuple[float, ...]
@@ -43,10 +50,16 @@ class Tableau:
     b: tuple[float, ...]
     e: tuple[float, ...]
     order: int
+    d: tuple[float, ...] = ()
 
 
 _DP_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
 _DP_B_HAT = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
+# Dormand-Prince's fourth-order continuous extension (Hairer, Norsett & Wanner, Solving ODEs I,
+# sec. II.6): the weights of the stage derivatives in the quartic term (they sum to zero).
+_DP_D = (-12715105075 / 11282082432, 0.0, 87487479700 / 32700410799,
+         -10690763975 / 1880347072, 701980252875 / 199316789632, -1453857185 / 822651844,
+         69997945 / 29380423)
 _BS_B = (2 / 9, 1 / 3, 4 / 9, 0.0)
 _BS_B_HAT = (7 / 24, 1 / 4, 1 / 3, 1 / 8)
 
@@ -60,7 +73,8 @@ TABLEAUS: dict[str, Tableau] = {
            (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
            (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
            _DP_B[:6]),
-        b=_DP_B, e=tuple(p - q for p, q in zip(_DP_B, _DP_B_HAT, strict=True)), order=4),
+        b=_DP_B, e=tuple(p - q for p, q in zip(_DP_B, _DP_B_HAT, strict=True)), order=4,
+        d=_DP_D),
     "bosh3": Tableau(
         c=(0.0, 1 / 2, 3 / 4, 1.0),
         a=((1 / 2,), (0.0, 3 / 4), _BS_B[:3]),
@@ -148,10 +162,27 @@ def _rk_step(f: RHS, tab: Tableau, t0: Tensor, y: tuple, k1: tuple, step: Tensor
     return stage, ks                                        # row of the last stage = b
 
 
+
+
+class _Attempt(NamedTuple):
+    """One attempt of the search that accepted a step for some elements (all detached)."""
+
+    start: Tensor      # offset of the step's start from ``t``, per element
+    size: Tensor       # step size per element
+    accept: Tensor     # elements that accepted this step
+    last: Tensor       # accepted and ending the interval (its size keeps ``h``'s gradient)
+    y: tuple           # state at the step's start
+    new: tuple         # state at the step's end
+    ks: list           # stage derivatives (the last one is ``f`` at ``new``)
+
+
 def _search(f: RHS, tab: Tableau, spec: Adaptive, t: Tensor, y: tuple, k1: tuple, h: Tensor,
-            finished: Tensor) -> tuple[tuple, list[tuple[Tensor, Tensor, Tensor]]]:
-    """Step-size search without gradient: the final state and, per attempt that accepted
-    something, ``(size, accept, last)`` per element."""
+            finished: Tensor, event: Callable[[tuple], Tensor] | None = None,
+            watch: Tensor | None = None) -> tuple[tuple, Tensor, list[_Attempt]]:
+    """Step-size search without gradient: the final state, the time reached per element and
+    the attempts that accepted something (per element, at most one accepted step per attempt,
+    in time order). Elements of ``watch`` stop after their first accepted step that ends with
+    ``event >= 0`` (or non-finite)."""
     done = torch.zeros_like(h)                                # accepted time per element
     h_try = _first_step(f, t, y, k1, spec, tab.order)
     taken = []
@@ -170,21 +201,144 @@ def _search(f: RHS, tab: Tableau, spec: Adaptive, t: Tensor, y: tuple, k1: tuple
         # zero: below 1e-9 of the interval the step is taken as it is, and an element whose
         # state went non-finite stops at its last finite state.
         accept = accept | (~finished & ~accept & (size <= 1e-9 * h))
-        blown = accept & ~_finite(new)
-        accept = accept & ~blown
+        stops = accept & ~_finite(new)
+        accept = accept & ~stops
+        if watch is not None:   # this step brackets the crossing: stop at its end
+            stops = stops | (accept & watch & ~(event(new) < 0))
         if bool(accept.any()):
-            taken.append((size, accept, accept & last))
+            taken.append(_Attempt(done, size, accept, accept & last, y, new, ks))
         factor = torch.where(ratio == 0, torch.full_like(ratio, 10.0),
                              0.9 * ratio.clamp_min(1e-300) ** (-1.0 / (tab.order + 1)))
         y = retype(y, (torch.where(accept, b, a) for a, b in zip(y, new, strict=True)))
         k1 = tuple(torch.where(accept, b, a) for a, b in zip(k1, ks[-1], strict=True))
         done = torch.where(accept & last, h, torch.where(accept, done + size, done))
-        finished = finished | (accept & last) | blown
+        finished = finished | (accept & last) | stops
         h_try = torch.where(finished, h_try, size.clamp_min(1e-300) * factor.clamp(0.2, 10.0))
         if bool(finished.all()):
-            return y, taken
+            return y, done, taken
     raise RuntimeError(f"{spec.name}: more than {spec.max_steps} step attempts in one interval "
                        f"(rtol={spec.rtol}, atol={spec.atol}); the model may be diverging")
+
+
+class Steps:
+    """The accepted steps of one interval: its end state, continuous extension and replay.
+
+    Built by :func:`solve` (the step-size search, without gradient). ``steps(x)`` is the state
+    at ``t + x`` for ``0 <= x <= h`` per element, from the accepted step that contains it:
+    ``y(θ) = r1 + θ (r2 + (1 - θ) (r3 + θ (r4 + (1 - θ) r5)))`` with ``θ`` the fraction of the
+    step, ``r1 = y0``, ``r2 = y1 - y0``, ``r3 = s k1 - r2``, ``r4 = r2 - s k_end - r3`` (``s`` the
+    step size, ``k1``/``k_end`` the derivatives at its ends) and ``r5 = s sum_i d_i k_i``
+    (:attr:`Tableau.d`; zero for bosh3, which leaves the cubic Hermite interpolant). It
+    matches the step's end values and derivatives, is of order 4 (dopri5) or 3 (bosh3) and
+    costs no evaluation of ``f``. :meth:`replay` re-runs the accepted steps with gradient.
+    """
+
+    def __init__(self, f: RHS, tab: Tableau, t: Tensor, y: tuple, h: Tensor, end: tuple,
+                 reached: Tensor, taken: list[_Attempt]) -> None:
+        self.f, self.tab, self.t, self.y, self.h = f, tab, t, y, h
+        # the state at t + reached, detached: reached == h except where the search stopped
+        # early (a non-finite state, or a watched event)
+        self.end, self.reached, self.taken = end, reached, taken
+        self._table: tuple | None = None
+
+    def _coefficients(self) -> tuple:
+        """Stacked per attempt: starts, sizes, accept masks, ``[K, 5, ...]`` per component."""
+        if self._table is None:
+            taken, d = self.taken, self.tab.d
+            comps = []
+            for i in range(len(self.y)):
+                rows = []
+                for a in taken:
+                    r1, r2 = a.y[i], a.new[i] - a.y[i]
+                    r3 = a.size * a.ks[0][i] - r2
+                    r4 = r2 - a.size * a.ks[-1][i] - r3
+                    r5 = a.size * _combine(d, a.ks, i) if d else torch.zeros_like(r1)
+                    rows.append(torch.stack(torch.broadcast_tensors(r1, r2, r3, r4, r5)))
+                comps.append(torch.stack(rows))
+            self._table = (torch.stack([a.start for a in taken]),
+                           torch.stack([a.size for a in taken]),
+                           torch.stack([a.accept for a in taken]), comps)
+        return self._table
+
+    def __call__(self, x: Tensor) -> tuple:
+        """The state at ``t + x`` (``x`` per element, clamped to the accepted steps), detached."""
+        y0 = retype(self.y, (v.detach() for v in self.y))
+        if not self.taken:
+            return y0
+        starts, sizes, accept, comps = self._coefficients()
+        x = torch.as_tensor(x, dtype=starts.dtype, device=starts.device).detach()
+        x = x.expand(starts.shape[1:])
+        order = torch.arange(len(self.taken), device=x.device).view(-1, *([1] * x.dim()))
+        # the last accepted step starting at or before x (accepted steps are in time order)
+        idx = torch.where(accept & (starts <= x), order, -1).amax(0)
+        none = idx < 0
+        idx = idx.clamp_min(0).unsqueeze(0)
+        start, size = starts.gather(0, idx)[0], sizes.gather(0, idx)[0]
+        theta = ((x - start) / torch.where(size > 0, size, 1.0)).clamp(0.0, 1.0)
+        rest = 1.0 - theta
+        out = []
+        for v, c in zip(y0, comps, strict=True):
+            r1, r2, r3, r4, r5 = c.gather(0, idx.unsqueeze(1).expand(1, *c.shape[1:]))[0]
+            val = r1 + theta * (r2 + rest * (r3 + theta * (r4 + rest * r5)))
+            out.append(torch.where(none, v, val))
+        return retype(self.y, out)
+
+    def replay(self, keep: Tensor | None = None) -> tuple:
+        """The end state with gradient: the accepted steps re-run (step sizes fixed, except
+        the last one of each element, which ends exactly at ``t + h`` and so carries ``h``'s
+        gradient). Elements outside ``keep`` take no step (their start state)."""
+        f, t, y, h = self.f, self.t, self.y, self.h
+        k1 = f(t, y)
+        finished = h.detach() <= 0
+        if bool(finished.any()):
+            # Zero-length intervals: y + h f(t, y) is y itself with the derivative f in h.
+            y = retype(y, (torch.where(finished, v + h * k, v)
+                           for v, k in zip(y, k1, strict=True)))
+        done = torch.zeros_like(h).detach()
+        for a in self.taken:
+            accept, last = (a.accept, a.last) if keep is None else (a.accept & keep,
+                                                                   a.last & keep)
+            if not bool(accept.any()):
+                continue
+            # elements that took no step here take a zero step (the identity, finite
+            # derivatives)
+            step = torch.where(last, h - done, torch.where(accept, a.size,
+                                                           torch.zeros_like(a.size)))
+            new, ks = _rk_step(f, self.tab, t + done, y, k1, step)
+            y = retype(y, (torch.where(accept, b, v) for v, b in zip(y, new, strict=True)))
+            k1 = tuple(torch.where(accept, b, v) for v, b in zip(k1, ks[-1], strict=True))
+            done = torch.where(accept, done + a.size, done)
+        return y
+
+
+def solve(f: RHS, t: Tensor, y: tuple, h: Tensor | float, spec: Adaptive | str,
+          event: Callable[[tuple], Tensor] | None = None, watch: Tensor | None = None) -> Steps:
+    """Search the step sizes from ``t`` over ``h`` (>= 0, per element) without gradient.
+
+    Arguments as :func:`integrate`; with ``event`` (``g(y)``, per element) and ``watch`` (a
+    boolean mask), a watched element stops at the end of its first accepted step where
+    ``g >= 0``: that step brackets the crossing, and nothing past it is integrated (e.g. the
+    finite-time blow-up of AdEx after its threshold). Returns the :class:`Steps`: ``.end``
+    (the state at ``t + .reached``, detached; ``.reached == h`` unless stopped early), the
+    continuous extension ``steps(x)`` and ``steps.replay()`` (the end state with gradient
+    w.r.t. ``y``, ``t``, ``h`` and whatever ``f`` depends on). Every call is a deterministic
+    function of its inputs.
+    """
+    if (event is None) != (watch is None):
+        raise ValueError("solve: pass both event and watch, or neither")
+    spec = Adaptive(spec) if isinstance(spec, str) else spec
+    tab = TABLEAUS[spec.name]
+    like = y[0]
+    h = torch.as_tensor(h, dtype=like.dtype, device=like.device).expand(like.shape)
+    t = torch.as_tensor(t, dtype=like.dtype, device=like.device).expand(like.shape)
+    finished = h.detach() <= 0
+    with torch.no_grad():
+        y0 = retype(y, (v.detach() for v in y))
+        if bool(finished.all()):
+            return Steps(f, tab, t, y, h, y0, torch.zeros_like(h), [])
+        end, reached, taken = _search(f, tab, spec, t.detach(), y0, f(t.detach(), y0),
+                                      h.detach(), finished, event, watch)
+    return Steps(f, tab, t, y, h, end, reached, taken)
 
 
 def integrate(f: RHS, t: Tensor, y: tuple, h: Tensor | float, spec: Adaptive | str) -> tuple:
@@ -204,30 +358,5 @@ def integrate(f: RHS, t: Tensor, y: tuple, h: Tensor | float, spec: Adaptive | s
     Returns:
         the state at ``t + h`` of the type of ``y``.
     """
-    spec = Adaptive(spec) if isinstance(spec, str) else spec
-    tab = TABLEAUS[spec.name]
-    like = y[0]
-    h = torch.as_tensor(h, dtype=like.dtype, device=like.device).expand(like.shape)
-    t = torch.as_tensor(t, dtype=like.dtype, device=like.device).expand(like.shape)
-    finished = h.detach() <= 0
-    k1 = f(t, y)
-    if bool(finished.any()):
-        # Zero-length intervals: y + h f(t, y) is y itself with the derivative f in h.
-        y = retype(y, (torch.where(finished, v + h * k, v) for v, k in zip(y, k1, strict=True)))
-        if bool(finished.all()):
-            return y
-    with torch.no_grad():
-        end, taken = _search(f, tab, spec, t.detach(), retype(y, (v.detach() for v in y)),
-                             tuple(k.detach() for k in k1), h.detach(), finished)
-    if not torch.is_grad_enabled():
-        return end
-    done = torch.zeros_like(h).detach()
-    for size, accept, last in taken:
-        # The last step ends exactly at t + h: its size keeps the gradient of h; elements
-        # that took no step here take a zero step (the identity, finite derivatives).
-        step = torch.where(last, h - done, torch.where(accept, size, torch.zeros_like(size)))
-        new, ks = _rk_step(f, tab, t + done, y, k1, step)
-        y = retype(y, (torch.where(accept, b, a) for a, b in zip(y, new, strict=True)))
-        k1 = tuple(torch.where(accept, b, a) for a, b in zip(k1, ks[-1], strict=True))
-        done = torch.where(accept, done + size, done)
-    return y
+    steps = solve(f, t, y, h, spec)
+    return steps.replay() if torch.is_grad_enabled() else steps.end

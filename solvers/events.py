@@ -19,7 +19,7 @@ tested. This is exact for functions with at most one interior extremum per inter
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -31,6 +31,30 @@ from .steppers import retype
 Flow = Callable[[tuple, Tensor, Tensor, "Tensor | None"], tuple]
 """``flow(y, tau, h, held) -> y(tau + h)``; ``held`` marks elements whose held components
 must not change (``None`` when nothing is held)."""
+
+
+class Piece(Protocol):
+    """One integrated piece ``[tau, tau + h]`` with a continuous extension (adaptive solvers).
+
+    ``end``: the state at ``tau + reached`` (no gradient): ``reached == h`` except for the
+    watched elements whose event function became ``>= 0`` (they stop at the end of the
+    integrator's step that brackets the crossing); ``piece(x)``: the state at ``tau + x`` for
+    ``0 <= x <= reached`` per element (no gradient, no re-integration); ``replay(keep)``: the
+    state at ``tau + h`` with gradient for the elements of ``keep`` (which must have reached
+    ``h``), the others left at the piece's start state.
+    """
+
+    end: tuple
+    reached: Tensor
+
+    def __call__(self, x: Tensor) -> tuple: ...
+
+    def replay(self, keep: Tensor | None = None) -> tuple: ...
+
+
+DenseFlow = Callable[[tuple, Tensor, Tensor, "Tensor | None", Callable, Tensor], Piece]
+"""``dense(y, tau, h, held, event, watch) -> Piece``: integrate once (the elements of ``watch``
+stop at their first step ending with ``event >= 0``), then evaluate anywhere inside."""
 
 
 class Event(NamedTuple):
@@ -80,16 +104,61 @@ def quadrature(
 
 def _crossing_speed(flow, event, rate, y, tau, t_root, held, y_root) -> Tensor:
     """``d/dt g(flow(y, tau, t - tau))`` at the root: the rate along the step map the root was
-    found on (forward-mode AD), so event times are differentiated exactly for that map (a
-    Runge-Kutta step's time derivative differs from ``dg/dt`` along the exact dynamics by the
-    local error). Falls back to ``rate`` where forward-mode AD is unavailable."""
+    found on, so event times are differentiated exactly for that map (a Runge-Kutta step's
+    time derivative differs from ``dg/dt`` along the exact dynamics by the local error).
+
+    Reverse mode on the sum over elements (they are independent systems), with grad mode on:
+    a flow that searches its step sizes without gradient (the adaptive pairs) then replays the
+    accepted steps, whose last one carries ``t``; with grad mode off it would return the
+    detached search result, i.e. a zero speed, and event-time gradients off by ``1 / speed``.
+    Falls back to ``rate`` where ``g`` does not depend on ``t`` through the flow.
+    """
     y0 = retype(y, (c.detach() for c in y))
     tau0 = tau.detach()
-    try:
-        return torch.func.jvp(lambda t: event(flow(y0, tau0, t - tau0, held)),
-                              (t_root.detach(),), (torch.ones_like(t_root),))[1]
-    except (RuntimeError, NotImplementedError):
-        return rate(y_root)
+    t = t_root.detach().requires_grad_()
+    with torch.enable_grad():
+        g = event(flow(y0, tau0, t - tau0, held))
+        speed = None
+        if g.requires_grad:
+            (speed,) = torch.autograd.grad(g.sum(), t, allow_unused=True)
+    return rate(y_root) if speed is None else speed
+
+
+def _polish(flow, event, rate, y, tau, held, t, upper, cross, xtol) -> Tensor:
+    """Refine a crossing ``t`` located on a piece's continuous extension on ``flow`` itself.
+
+    The extension differs from the integrated solution by about the tolerance, so at ``t`` the
+    integrated ``g`` may still be slightly negative: the state at the event would then sit just
+    below the threshold and a model without reset would cross again at once. A bracket
+    ``[lo, hi]`` of the integrated ``g`` around ``t`` is grown from the Newton width
+    ``2 |g(t)| / |dg/dt|`` and the root is found in it on ``flow``: the result has
+    ``event(flow(y, tau, t - tau)) >= 0``, like the root of every other method.
+    """
+
+    def g(x):
+        return torch.nan_to_num(event(flow(y, tau, x - tau, held)), nan=torch.inf,
+                                posinf=torch.inf)
+
+    y_t = flow(y, tau, t - tau, held)
+    g_t = torch.nan_to_num(event(y_t), nan=torch.inf, posinf=torch.inf)
+    speed = rate(y_t).abs() if rate is not None else torch.zeros_like(t)
+    newton = torch.where(torch.isfinite(speed) & (speed > 0) & torch.isfinite(g_t),
+                         2 * g_t.abs() / speed, torch.zeros_like(t))
+    w = torch.maximum(newton, 1e-10 * (upper - tau)).clamp_min(xtol)
+    lo, hi, g_lo, g_hi = t, t, g_t, g_t
+    need_lo, need_hi = cross & (g_t >= 0), cross & (g_t < 0)
+    for _ in range(40):       # x4 per round: from 1e-10 of the piece to all of it in 17
+        if not bool((need_lo | need_hi).any()):
+            break
+        lo = torch.where(need_lo, torch.maximum(tau, t - w), lo)
+        hi = torch.where(need_hi, torch.minimum(upper, t + w), hi)
+        gx = g(torch.where(need_lo, lo, hi))
+        g_lo, g_hi = torch.where(need_lo, gx, g_lo), torch.where(need_hi, gx, g_hi)
+        need_lo = need_lo & (g_lo >= 0) & (lo > tau)
+        need_hi = need_hi & (g_hi < 0) & (hi < upper)
+        w = 4 * w
+    fine = cross & (g_lo < 0) & (g_hi >= 0)
+    return torch.where(fine, find_root(g, lo, hi, g_lo, g_hi, mask=fine, xtol=xtol), t)
 
 
 def _implicit_time(flow, event, rate, y, tau, t_root, held, cross) -> Tensor:
@@ -146,6 +215,43 @@ def _zero_length_tangent(flow: Flow, y: tuple, tau: Tensor, end: Tensor,
     return retype(y, (c + d for c, d in zip(y, delta, strict=True)))
 
 
+def _hidden(slope, event, along, y, y1, tau, stop, candidate, cross, upper, g1, xtol):
+    """Crossings hidden inside the piece (``g`` rises above zero and falls back): where the
+    slope goes from rising to falling, locate the maximum and test it. Returns the updated
+    ``(cross, upper, g1)``."""
+    s0, s1 = slope(y), slope(y1)
+    hidden = candidate & ~cross & (s0 > 0) & (s1 < 0)
+    if bool(hidden.any()):
+        t_max = find_root(lambda x: -slope(along(x)), tau, stop, -s0, -s1, mask=hidden,
+                          xtol=xtol)
+        g_max = event(along(t_max))
+        hidden = hidden & (g_max >= 0)
+        cross = cross | hidden
+        upper = torch.where(hidden, t_max, upper)
+        g1 = torch.where(hidden, g_max, g1)
+    return cross, upper, g1
+
+
+def _integrate_piece(flow, dense, event, y, tau, stop, held, todo, candidate):
+    """The piece ``[tau, stop]``: ``(piece, y1, upper, along)`` with ``y1`` the state at
+    ``upper`` (``stop``, or for ``dense`` the end of the step bracketing a watched crossing;
+    without gradient for ``dense``, replayed later), ``along(x)`` the state at local time ``x``
+    (the flow, or the continuous extension) and ``piece`` the :class:`Piece` or ``None``.
+    Finished elements keep their state bit for bit (a flow over h = 0 may round)."""
+    if dense is None:
+        def along(x):
+            return flow(y, tau, x - tau, held)
+
+        return None, where_state(todo, flow(y, tau, stop - tau, held), y), stop, along
+    piece = dense(y, tau, stop - tau, held, event, candidate)
+
+    def along_piece(x):
+        return piece(x - tau)
+
+    return (piece, where_state(todo, piece.end, y), torch.minimum(stop, tau + piece.reached),
+            along_piece)
+
+
 def advance_with_events(
     flow: Flow,
     y: tuple,
@@ -163,6 +269,7 @@ def advance_with_events(
     integrand: Callable[[Tensor, tuple], Tensor] | None = None,
     integral: Tensor | None = None,
     on_piece: Callable[[tuple, Tensor, Tensor | None], None] | None = None,
+    dense: DenseFlow | None = None,
 ) -> tuple[tuple, Tensor, Tensor | None, list[Event]] | tuple[
     tuple, Tensor, Tensor | None, list[Event], Tensor
 ]:
@@ -193,6 +300,11 @@ def advance_with_events(
         on_piece: optional ``on_piece(y, tau, held)``, called with the state at the start of
             every smooth piece (after each event's jump, at each release of a hold): with
             ``flow`` it gives the solution at any time (dense output) without changing it.
+        dense: optional :data:`DenseFlow` of the same integrator (adaptive solvers): each
+            piece is integrated once and its crossings are searched on the continuous
+            extension instead of re-integrating for every root-finder evaluation; the state at
+            an event is still ``flow`` over the exact interval to the event (the integrated
+            one, not the interpolated one).
 
     Returns:
         ``(y, tau, hold_until, events)`` with ``tau == end`` everywhere and the list of
@@ -215,28 +327,20 @@ def advance_with_events(
         else:
             held = hold_until > tau
             stop = torch.where(held & (hold_until < end), hold_until, end)
-        # Finished elements keep their state bit for bit (a flow over h = 0 may round).
-        y1 = where_state(todo, flow(y, tau, stop - tau, held), y)
         g0 = event(y)
-        g1 = torch.nan_to_num(event(y1), nan=torch.inf, posinf=torch.inf)
         candidate = todo & (g0 < 0)
         if held is not None:
             candidate = candidate & ~held
+        piece, y1, upper, along = _integrate_piece(flow, dense, event, y, tau, stop, held,
+                                                   todo, candidate)
+        g1 = torch.nan_to_num(event(y1), nan=torch.inf, posinf=torch.inf)
         cross = candidate & (g1 >= 0)
-        upper = stop
         if slope is not None:
-            s0, s1 = slope(y), slope(y1)
-            hidden = candidate & ~cross & (s0 > 0) & (s1 < 0)
-            if bool(hidden.any()):
-                t_max = find_root(
-                    lambda x, y=y, tau=tau, held=held: -slope(flow(y, tau, x - tau, held)),
-                    tau, stop, -s0, -s1, mask=hidden, xtol=xtol,
-                )
-                g_max = event(flow(y, tau, t_max - tau, held))
-                hidden = hidden & (g_max >= 0)
-                cross = cross | hidden
-                upper = torch.where(hidden, t_max, upper)
-                g1 = torch.where(hidden, g_max, g1)
+            cross, upper, g1 = _hidden(slope, event, along, y, y1, tau, stop, candidate, cross,
+                                       upper, g1, xtol)
+        if piece is not None and torch.is_grad_enabled():
+            # crossing elements take y_event instead: their piece past the event is not replayed
+            y1 = where_state(todo, piece.replay(todo & ~cross), y)
         if not bool(cross.any()):
             # Finished elements keep their own ``tau`` (the empty rest of their interval is
             # accounted for once, at the end).
@@ -248,14 +352,15 @@ def advance_with_events(
                 break
             continue
         with torch.no_grad():  # the search itself needs no graph
-            t_event = find_root(
-                lambda x, y=y, tau=tau, held=held: event(flow(y, tau, x - tau, held)),
-                tau, upper, g0, g1, mask=cross, xtol=xtol,
-            )
+            t_event = find_root(lambda x, along=along: event(along(x)), tau, upper, g0, g1,
+                                mask=cross, xtol=xtol)
+            if piece is not None:
+                t_event = _polish(flow, event, rate, y, tau, held, t_event, upper, cross, xtol)
         if differentiable:
             t_event = _implicit_time(flow, event, rate, y, tau, t_event, held, cross)
         y_event = flow(y, tau, t_event - tau, held)
-        if differentiable and not all(bool(torch.isfinite(c).all()) for c in y1):
+        if differentiable and piece is None and not all(bool(torch.isfinite(c).all())
+                                                        for c in y1):
             # The full-interval flow overflowed where the state runs away past the threshold
             # (exponential models). Those elements take y_event instead, but a zero cotangent
             # through an overflowed flow is still 0 * inf = NaN in backward: recompute the

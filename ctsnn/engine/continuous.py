@@ -18,7 +18,7 @@ from ..synapses import StepArrivals, coalesce, merge_arrivals, snap_to_grid
 from .recurrence import start_recurrent
 from .result import SimulationResult
 from .setup import Population
-from .stepping import make_flow, receive, slope_fn
+from .stepping import make_dense, make_flow, receive, slope_fn
 from .substep import Rows, Start, settle_step
 
 
@@ -120,6 +120,7 @@ def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step:
     refractory ends (local time) for the next step."""
     model, dt, t0 = run.model, run.dt, n * run.dt
     flow = make_flow(model, run.method, t0, x, run.delays)
+    dense = make_dense(model, run.method, t0, x, run.delays)
     threshold = run.threshold
     rate = slope_fn(model, t0, x, run.delays) if threshold is not None else None
     slope = None if model.monotone else rate
@@ -147,7 +148,7 @@ def _general_step(run: Population, n: int, x: Tensor, bounds: list, end_of_step:
             out = advance_with_events(
                 flow, state, tau, end, threshold, model.reset, slope=slope, rate=rate,
                 hold_until=hold, hold_time=run.ref_param, xtol=xtol, integrand=local,
-                integral=run.integral, on_piece=piece,
+                integral=run.integral, on_piece=piece, dense=dense,
             )
             state, tau, hold, events = out[:4]
             if local is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from solvers.embedded import TABLEAUS, Adaptive
+from solvers.embedded import TABLEAUS, Adaptive, Steps, solve
 from solvers.events import where_state
 from solvers.history import History
 from solvers.steppers import STEPPERS
@@ -186,6 +186,45 @@ def make_flow(model: NeuronModel, method: Method, t0: Tensor | float, x: Tensor,
         return hold(model, held, y, stepper(rhs, t0 + tau, y, h))
 
     return flow
+
+
+class HeldPiece:
+    """A :class:`solvers.embedded.Steps` seen through refractory clamping (see :func:`hold`):
+    the :class:`solvers.events.Piece` of one adaptive piece of the engine."""
+
+    def __init__(self, model: NeuronModel, held: Tensor | None, steps: Steps) -> None:
+        self.model, self.held, self.steps = model, held, steps
+        self.end, self.reached = self._held(steps.end), steps.reached
+
+    def _held(self, new: tuple) -> tuple:
+        return hold(self.model, self.held, self.steps.y, new)
+
+    def __call__(self, x: Tensor) -> tuple:
+        """The state at ``tau + x`` on the continuous extension (no gradient)."""
+        return self._held(self.steps(x))
+
+    def replay(self, keep: Tensor | None = None) -> tuple:
+        """The state at the piece's end with gradient (``keep``: see ``Steps.replay``)."""
+        return self._held(self.steps.replay(keep))
+
+
+def make_dense(model: NeuronModel, method: Method, t0: Tensor | float, x: Tensor,
+               delays: DelayedReads | None = None):
+    """For an adaptive pair, ``dense(y, tau, h, held)``: the piece integrated once, as a
+    :class:`HeldPiece` (end state, continuous extension, replay); ``None`` for other methods
+    (their step map is cheap to re-evaluate)."""
+    if not is_adaptive(method):
+        return None
+    spec = method if isinstance(method, Adaptive) else Adaptive(method)
+    dynamics = delayed_dynamics(model, delays, t0)
+
+    def dense(y, tau, h, held, event=None, watch=None):
+        def rhs(t, s):
+            return zero_clamped(model, held, dynamics(t, s, x))
+
+        return HeldPiece(model, held, solve(rhs, t0 + tau, y, h, spec, event, watch))
+
+    return dense
 
 
 def slope_fn(model: NeuronModel, t0: Tensor | float, x: Tensor,

@@ -3,32 +3,21 @@
 In discrete time the spike's derivative is a surrogate (``Layer(surrogate=...)``; without one the
 spikes carry no gradient). In continuous time spike *times* are differentiable: at each located
 crossing the implicit function theorem gives ``dt*/dθ = -(∂g/∂θ) / (dg/dt)``, so autograd through
-the engine is exact (memory grows with the number of steps).
+the engine is exact (memory grows with the number of steps). With an adaptive pair
+(``method="dopri5"``/``"bosh3"``) autograd runs through the replayed accepted steps (step sizes
+fixed by a search without gradient) and the event times located on them.
 """
 
 from __future__ import annotations
 
 import warnings
 
-import torch
 from torch import Tensor
 
-from ..engine import SimulationResult, is_adaptive, run_population
+from ..engine import SimulationResult, run_population
 from ..engine.drive import drive
 from ..spikes import Spikes
 from .base import GradientMethod, LayerCall, LayerLike
-
-
-def _records_graph(layer: LayerLike, signal: Tensor | Spikes | None) -> bool:
-    """Whether autograd would record the run (grad mode on and something requires grad)."""
-    if not torch.is_grad_enabled():
-        return False
-    modules = (layer.model, layer.synapse, layer.recurrent)
-    if any(p.requires_grad for m in modules if m is not None for p in m.parameters()):
-        return True
-    if isinstance(signal, Spikes):
-        return signal.times.requires_grad or signal.values.requires_grad
-    return isinstance(signal, Tensor) and signal.requires_grad
 
 
 class Autodiff(GradientMethod):
@@ -42,14 +31,6 @@ class Autodiff(GradientMethod):
             warnings.warn("surrogate= / detach_reset= have no effect in continuous time: spike "
                           "times are differentiated exactly there (implicit function theorem)",
                           stacklevel=4)
-        if call.time == "continuous" and is_adaptive(call.method) and _records_graph(layer,
-                                                                                    signal):
-            raise ValueError(
-                f"method={call.method!r} with gradient='surrogate' in continuous time: "
-                "autograd through the adaptive pairs' step-size search is not supported yet "
-                "(wrong gradients past a finite-time blow-up were measured); use "
-                "gradient='adjoint' (the generic adjoint differentiates the accepted steps), "
-                "a fixed Runge-Kutta method, or simulate under torch.no_grad()")
         readout = call.readout
         kw = drive(layer.synapse, signal, time=call.time, as_current=call.as_current, dt=call.dt)
         n_steps = kw.pop("n_steps", call.n_steps)
