@@ -24,6 +24,7 @@ import math
 
 from torch import Tensor
 
+from ..compiled import kernels_enabled
 from ..engine import SimulationResult
 from ..engine.stepping import elementwise
 from ..losses import Readout
@@ -124,8 +125,11 @@ class Adjoint(GradientMethod):
     def _closed_form(self, layer: LayerLike, call: LayerCall) -> bool:
         """The closed-form LIF-family EventProp applies (cheaper than the generic adjoint)."""
         readout = call.readout
-        if layer.recurrent is not None or not eventprop.supports(layer.model) or call.record:
+        if not eventprop.supports(layer.model) or call.record:
             return False
+        if layer.recurrent is not None:  # the compiled recurrent backward (CPU kernels only)
+            return (layer.model.spiking and (readout is None or readout.kind == "first_spike")
+                    and kernels_enabled(layer.synapse.effective_weight, layer.recurrent.weight))
         if layer.model.spiking:
             return readout is None or readout.kind == "first_spike"
         if readout is None or call.integral_rule != "exact":
@@ -138,6 +142,13 @@ class Adjoint(GradientMethod):
                        call: LayerCall) -> SimulationResult:
         syn, readout = layer.synapse, call.readout
         named = readout is not None and readout.kind not in ("integral", "first_spike")
+        if layer.recurrent is not None:
+            out = eventprop.recurrent_layer_forward(
+                layer.model, signal, syn.effective_weight, syn.synapse_delay(),
+                layer.recurrent.weight, layer.recurrent.synapse_delay(),
+                spike_reg=self.spike_reg, xtol=call.xtol)
+            first = out.first_times() if readout is not None else None
+            return SimulationResult(spikes=out, states={}, final_state=None, output=first)
         out = eventprop.layer_forward(
             layer.model, signal, syn.effective_weight, syn.synapse_delay(),
             readout=readout.kind if named else None,
