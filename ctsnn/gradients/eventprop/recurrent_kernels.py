@@ -42,7 +42,18 @@ from .common import LayerConfig
 
 __all__ = ["recurrent_backward"]
 
-OK, REFUSED = 0, 1
+#: kernel status: done, or why it refused (two spikes of one neuron at one instant; a spike at
+#: an arrival's instant that is not the one LIF arrival firing it; a LIF spike fired by a
+#: zero-delay recurrent arrival, i.e. a cascade within one instant)
+OK, SAME_INSTANT, AT_ARRIVAL, CASCADE, NO_ARRIVAL = 0, 1, 2, 3, 4
+REFUSALS = {SAME_INSTANT: "two spikes of one neuron at one instant",
+            AT_ARRIVAL: "a spike at the instant of an arrival that did not fire it, or at "
+                        "several arrivals a few ulps apart",
+            CASCADE: "a LIF spike fired by a zero-delay recurrent arrival",
+            NO_ARRIVAL: "a LIF spike at no arrival"}
+
+#: the reason of the last refusal (None: the last backward ran compiled); read by the tests
+last_refusal: str | None = None
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -93,11 +104,23 @@ def _neuron_arrivals(b: int, n: int, n_units: int, e0: int, e1: int, ev_order: n
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _table_key(ident: int, sp_orig: np.ndarray, n_ev: int) -> int:
+    """Position of an arrival in the reference's pair order: external pairs by input event,
+    then recurrent ones by the sending spike's index in the forward's output."""
+    return ident if ident >= 0 else n_ev + sp_orig[-1 - ident]
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _spike_inputs(b: int, n: int, n_units: int, m: int, s_loc: np.ndarray, x_loc: np.ndarray,
-                  id_loc: np.ndarray, sp_t: np.ndarray, sp_ptr: np.ndarray, tau_s: float,
-                  cuba: bool, tol: float, sp_cur: np.ndarray, trig: np.ndarray) -> int:
+                  id_loc: np.ndarray, sp_t: np.ndarray, sp_ptr: np.ndarray, sp_orig: np.ndarray,
+                  n_ev: int, tau_s: float, cuba: bool, tol: float, sp_cur: np.ndarray,
+                  trig: np.ndarray) -> int:
     """Per spike of neuron ``n``: the current just before it (``CubaLIF``) or the id of the
-    arrival that fired it (``LIF``, ``trig``); returns ``REFUSED`` for an unordered instant."""
+    arrival that fired it (``LIF``, ``trig``); returns ``OK`` or why it refuses.
+
+    ``LIF`` spikes at several simultaneous arrivals: the reference's choice (its event table
+    sorted by time, then pair order; the spike belongs to the arrival next to it): the last
+    such arrival in pair order, or the first if the spike time rounded to just before them."""
     k0, k1 = sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1]
     order = np.argsort(s_loc[:m], kind="mergesort")
     p = 0
@@ -106,7 +129,7 @@ def _spike_inputs(b: int, n: int, n_units: int, m: int, s_loc: np.ndarray, x_loc
     for k in range(k0, k1):
         t_k = sp_t[k]
         if k > k0 and t_k - sp_t[k - 1] <= tol:
-            return REFUSED
+            return SAME_INSTANT
         while p < m and s_loc[order[p]] < t_k - tol:
             a = order[p]
             if cuba:
@@ -115,22 +138,29 @@ def _spike_inputs(b: int, n: int, n_units: int, m: int, s_loc: np.ndarray, x_loc
             p += 1
         count = 0
         last = 0
+        s_fire = 0.0
         q = p
         while q < m and s_loc[order[q]] <= t_k + tol:
             a = order[q]
             if id_loc[a] != -1 - k:  # the spike's own zero-delay arrival comes after it
+                if count == 0:
+                    s_fire, last = s_loc[a], id_loc[a]
+                elif s_loc[a] != s_fire:
+                    return AT_ARRIVAL
+                elif (_table_key(id_loc[a], sp_orig, n_ev) > _table_key(last, sp_orig, n_ev)) \
+                        == (t_k >= s_fire):
+                    last = id_loc[a]
                 count += 1
-                last = id_loc[a]
             q += 1
         if cuba:
             if count > 0:
-                return REFUSED
+                return AT_ARRIVAL
             sp_cur[k] = cur * math.exp(-(t_k - t_cur) / tau_s)
         else:
-            if count != 1:
-                return REFUSED
+            if count == 0:
+                return NO_ARRIVAL
             if last < 0 and t_k - sp_t[-1 - last] <= tol:  # fired within its sender's instant
-                return REFUSED
+                return CASCADE
             trig[k] = last
     return OK
 
@@ -167,11 +197,11 @@ def _trigger_of(i0: int, i1: int, s: float, ident: int, sp_t: np.ndarray, trig: 
 
 @numba.njit(cache=True, error_model="numpy")
 def _recurrent_kernel(t_in, j_in, a_in, ev_order, ev_ptr, weight, delay, has_delay, rec_w,
-                      rec_d, sp_t, sp_n, sp_ptr, sp_g, sp_reg, tau_m, tau_s, r, v_leak, v_th,
+                      rec_d, sp_t, sp_n, sp_orig, sp_ptr, sp_g, sp_reg, tau_m, tau_s, r, v_leak, v_th,
                       v_reset, cuba, dt, ulps_eps, t_end, tol, g_t, g_w, g_d, g_a, g_rw,
                       g_rd) -> int:
-    """Backward of one recurrent spiking layer (see the module docstring); ``OK`` or
-    ``REFUSED``. Spikes sorted by (sample, neuron, time), ``sp_ptr[b * N + n]`` starts each
+    """Backward of one recurrent spiking layer (see the module docstring); ``OK`` or why it
+    refuses. Spikes sorted by (sample, neuron, time), ``sp_ptr[b * N + n]`` starts each
     neuron's; ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes."""
     n_units = weight.shape[0]
     n_samples = ev_ptr.shape[0] - 1
@@ -197,9 +227,10 @@ def _recurrent_kernel(t_in, j_in, a_in, ev_order, ev_ptr, weight, delay, has_del
             m = _neuron_arrivals(b, n, n_units, e0, e1, ev_order, t_in, j_in, a_in, weight,
                                  delay, has_delay, rec_w, rec_d, sp_t, sp_n, sp_ptr, dt,
                                  ulps_eps, t_end, s_loc, x_loc, id_loc)
-            if _spike_inputs(b, n, n_units, m, s_loc, x_loc, id_loc, sp_t, sp_ptr, tau_s[n],
-                             cuba, tol, sp_cur, trig) != OK:
-                return REFUSED
+            status = _spike_inputs(b, n, n_units, m, s_loc, x_loc, id_loc, sp_t, sp_ptr,
+                                   sp_orig, t_in.shape[0], tau_s[n], cuba, tol, sp_cur, trig)
+            if status != OK:
+                return status
         # (2) the sample's spikes, latest first
         by_time = s0 + np.argsort(sp_t[s0:s1], kind="mergesort")
         for u in range(s1 - s0 - 1, -1, -1):
@@ -317,9 +348,11 @@ def recurrent_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     status = _recurrent_kernel(
         f64(t_in), i64(j_in), f64(v_in), ev_order, ev_ptr, f64(weight),
         f64(delay) if delay is not None else np.zeros((1, 1)), delay is not None,
-        f64(rec_w), f64(rec_d.expand(n, n)), t_np[order], i64(n_out)[order], sp_ptr,
+        f64(rec_w), f64(rec_d.expand(n, n)), t_np[order], i64(n_out)[order], order, sp_ptr,
         f64(g_t)[order], f64(reg)[order], *consts, nrn.cuba, float(cfg.dt), 8 * eps,
         float(cfg.t_end), float(tol), g_tin, g_w, g_d, g_a, g_rw, g_rd)
+    global last_refusal
+    last_refusal = REFUSALS.get(status)
     if status != OK:
         return None
     need_t, need_w, need_d, need_rw, need_rd, need_a = need
