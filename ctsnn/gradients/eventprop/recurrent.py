@@ -24,9 +24,9 @@ from ...engine import run_population
 from ...models.base import NeuronModel
 from ...spikes import Spikes
 from ...synapses import Dense, RecurrentDense
+from .._weights import full_delay
 from ..adjoint import adjoint_layer
 from . import recurrent_kernels
-from .._weights import full_delay
 from .common import LayerConfig, neuron_constants
 from .spiking import reg_jumps
 

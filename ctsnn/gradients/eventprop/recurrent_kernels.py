@@ -197,9 +197,9 @@ def _trigger_of(i0: int, i1: int, s: float, ident: int, sp_t: np.ndarray, trig: 
 
 @numba.njit(cache=True, error_model="numpy")
 def _recurrent_kernel(t_in, j_in, a_in, ev_order, ev_ptr, weight, delay, has_delay, rec_w,
-                      rec_d, sp_t, sp_n, sp_orig, sp_ptr, sp_g, sp_reg, tau_m, tau_s, r, v_leak, v_th,
-                      v_reset, cuba, dt, ulps_eps, t_end, tol, g_t, g_w, g_d, g_a, g_rw,
-                      g_rd) -> int:
+                      rec_d, sp_t, sp_n, sp_orig, sp_ptr, sp_g, sp_reg, tau_m, tau_s, r,
+                      v_leak, v_th, v_reset, cuba, dt, ulps_eps, t_end, tol, g_t, g_w, g_d,
+                      g_a, g_rw, g_rd) -> int:
     """Backward of one recurrent spiking layer (see the module docstring); ``OK`` or why it
     refuses. Spikes sorted by (sample, neuron, time), ``sp_ptr[b * N + n]`` starts each
     neuron's; ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes."""
