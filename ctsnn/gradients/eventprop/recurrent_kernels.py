@@ -113,14 +113,17 @@ def _table_key(ident: int, sp_orig: np.ndarray, n_ev: int) -> int:
 @numba.njit(cache=True, error_model="numpy")
 def _spike_inputs(b: int, n: int, n_units: int, m: int, s_loc: np.ndarray, x_loc: np.ndarray,
                   id_loc: np.ndarray, sp_t: np.ndarray, sp_ptr: np.ndarray, sp_orig: np.ndarray,
-                  n_ev: int, tau_s: float, cuba: bool, tol: float, sp_cur: np.ndarray,
-                  trig: np.ndarray) -> int:
+                  n_ev: int, tau_s: float, cuba: bool, instants: bool, tol: float,
+                  sp_cur: np.ndarray, trig: np.ndarray) -> int:
     """Per spike of neuron ``n``: the current just before it (``CubaLIF``) or the id of the
     arrival that fired it (``LIF``, ``trig``); returns ``OK`` or why it refuses.
 
-    ``LIF`` spikes at several simultaneous arrivals: the reference's choice (its event table
-    sorted by time, then pair order; the spike belongs to the arrival next to it): the last
-    such arrival in pair order, or the first if the spike time rounded to just before them."""
+    A ``LIF`` spike at several arrivals (within ``tol``) is fired, as the reference's event
+    table has it (sorted by time, then pair order; a spike belongs to the arrival next to it),
+    by the first arrival after its time if any, else by the last one at or before it. With
+    zero-delay arrivals in the layer (``instants``) the reference orders instants causally and
+    decides such spikes from the state: refused."""
+    last_pos = 0
     k0, k1 = sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1]
     order = np.argsort(s_loc[:m], kind="mergesort")
     p = 0
@@ -137,21 +140,34 @@ def _spike_inputs(b: int, n: int, n_units: int, m: int, s_loc: np.ndarray, x_loc
                 t_cur = s_loc[a]
             p += 1
         count = 0
-        last = 0
-        s_fire = 0.0
+        last = 0  # the firing arrival: the reference's (see the docstring)
+        after = False  # whether it lies after the spike time
         q = p
         while q < m and s_loc[order[q]] <= t_k + tol:
             a = order[q]
-            if id_loc[a] != -1 - k:  # the spike's own zero-delay arrival comes after it
+            ident = id_loc[a]
+            if ident != -1 - k:  # the spike's own zero-delay arrival comes after it
+                s_a = s_loc[a]
                 if count == 0:
-                    s_fire, last = s_loc[a], id_loc[a]
-                elif s_loc[a] != s_fire:
+                    better = True
+                elif s_a > t_k:  # the first arrival after the spike
+                    s_l = s_loc[last_pos]
+                    better = not after or s_a < s_l or (
+                        s_a == s_l and _table_key(ident, sp_orig, n_ev)
+                        < _table_key(last, sp_orig, n_ev))
+                else:  # else the last arrival at or before it
+                    s_l = s_loc[last_pos]
+                    better = not after and (s_a > s_l or (
+                        s_a == s_l and _table_key(ident, sp_orig, n_ev)
+                        > _table_key(last, sp_orig, n_ev)))
+                if better:
+                    last, last_pos, after = ident, a, s_a > t_k
+                if instants and x_loc[a] == 0.0:  # not a firing candidate there
                     return AT_ARRIVAL
-                elif (_table_key(id_loc[a], sp_orig, n_ev) > _table_key(last, sp_orig, n_ev)) \
-                        == (t_k >= s_fire):
-                    last = id_loc[a]
                 count += 1
             q += 1
+        if count > 1 and (cuba or instants):  # the reference decides from the state
+            return AT_ARRIVAL
         if cuba:
             if count > 0:
                 return AT_ARRIVAL
@@ -212,6 +228,12 @@ def _recurrent_kernel(t_in, j_in, a_in, ev_order, ev_ptr, weight, delay, has_del
     big_g = np.zeros(n_spk)
     sp_cur = np.zeros(n_spk)
     trig = np.zeros(n_spk, dtype=np.int64)
+    instants = False  # a recurrent arrival at its sender's instant (zero delay) anywhere
+    for k in range(n_spk):
+        for i in range(n_units):
+            s = _snap(sp_t[k] + rec_d[i, sp_n[k]], dt, ulps_eps)
+            if s <= t_end and abs(s - sp_t[k]) <= tol:
+                instants = True
     for b in range(n_samples):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
         s0, s1 = sp_ptr[b * n_units], sp_ptr[(b + 1) * n_units]
@@ -228,7 +250,8 @@ def _recurrent_kernel(t_in, j_in, a_in, ev_order, ev_ptr, weight, delay, has_del
                                  delay, has_delay, rec_w, rec_d, sp_t, sp_n, sp_ptr, dt,
                                  ulps_eps, t_end, s_loc, x_loc, id_loc)
             status = _spike_inputs(b, n, n_units, m, s_loc, x_loc, id_loc, sp_t, sp_ptr,
-                                   sp_orig, t_in.shape[0], tau_s[n], cuba, tol, sp_cur, trig)
+                                   sp_orig, t_in.shape[0], tau_s[n], cuba, instants, tol,
+                                   sp_cur, trig)
             if status != OK:
                 return status
         # (2) the sample's spikes, latest first
