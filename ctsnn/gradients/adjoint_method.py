@@ -7,8 +7,12 @@ amplitudes of the spikes it received, so adjoint and surrogate layers mix in one
 * continuous time, feed-forward ``LIF`` / ``CubaLIF`` / ``LI`` / ``CubaLI`` (reset to
   ``v_reset``): the closed-form EventProp (:mod:`ctsnn.gradients.eventprop`; memory grows with
   the number of spikes, not with T) — the automatic fast path;
-* continuous time, any other model, recurrent layers (exact recurrent synapses), learnable
-  neuron parameters, recordings: the generic adjoint (:mod:`ctsnn.gradients.adjoint`);
+* continuous time, recurrent ``LIF`` / ``CubaLIF`` layers (exact recurrent synapses) on the
+  CPU with kernels on: the same closed form with a compiled backward
+  (:mod:`ctsnn.gradients.eventprop.recurrent`, memory flat in T; instants it cannot order fall
+  back to the generic adjoint);
+* continuous time, any other model, other recurrent layers, learnable neuron parameters,
+  recordings: the generic adjoint (:mod:`ctsnn.gradients.adjoint`);
 * discrete time: EventProp on the grid (:mod:`ctsnn.gradients.discrete`, mlGeNN's
   discretisation; ``CubaLIF`` hidden layers and a ``CubaLI`` readout with ``readout="avg_exp"``);
   its gradients converge to the continuous ones as ``dt -> 0``.
