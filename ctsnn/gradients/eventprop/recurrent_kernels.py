@@ -23,10 +23,16 @@ to the grid as the engine and the reference backward snap them
 (:func:`ctsnn.synapses.snap_to_grid`).
 
 Refused (the caller then runs the reference, :func:`ctsnn.gradients.adjoint.adjoint_layer`):
-events that share an instant in a way the event times alone do not order — a ``CubaLIF``
-spike within ``tol`` of an arrival at its neuron (other than its own zero-delay self arrival),
-a ``LIF`` spike with no or several arrivals at its time, or fired by a zero-delay recurrent
-arrival (a cascade within one instant), two spikes of one neuron within ``tol``.
+events that share an instant in a way the event times alone do not order — a ``LIF`` spike at
+no arrival, fired by a zero-delay recurrent arrival (a cascade within one instant), or at several
+arrivals when the layer has zero-delay arrivals (the reference decides those from the state);
+two spikes of one neuron within ``tol = 256 eps max(T, dt)``.
+
+One deliberate difference: a ``CubaLIF`` spike within ``tol`` of an arrival at its neuron
+(a coincidence in float64; frequent in float32, where ``tol`` is ~30 us per second of ``T``)
+is, as in the feed-forward closed form, a threshold crossing with the arrival after it (at the
+same time) or before it; the generic reference takes such a spike as fired by the arrival's
+jump, which a jump of ``I`` cannot do.
 """
 
 from __future__ import annotations
@@ -47,8 +53,8 @@ __all__ = ["recurrent_backward"]
 #: zero-delay recurrent arrival, i.e. a cascade within one instant)
 OK, SAME_INSTANT, AT_ARRIVAL, CASCADE, NO_ARRIVAL = 0, 1, 2, 3, 4
 REFUSALS = {SAME_INSTANT: "two spikes of one neuron at one instant",
-            AT_ARRIVAL: "a spike at the instant of an arrival that did not fire it, or at "
-                        "several arrivals a few ulps apart",
+            AT_ARRIVAL: "a LIF spike at several arrivals (or a zero jump) with zero-delay "
+                        "arrivals in the layer",
             CASCADE: "a LIF spike fired by a zero-delay recurrent arrival",
             NO_ARRIVAL: "a LIF spike at no arrival"}
 
@@ -118,26 +124,23 @@ def _spike_inputs(b: int, n: int, n_units: int, m: int, s_loc: np.ndarray, x_loc
     """Per spike of neuron ``n``: the current just before it (``CubaLIF``) or the id of the
     arrival that fired it (``LIF``, ``trig``); returns ``OK`` or why it refuses.
 
-    A ``LIF`` spike at several arrivals (within ``tol``) is fired, as the reference's event
-    table has it (sorted by time, then pair order; a spike belongs to the arrival next to it),
-    by the first arrival after its time if any, else by the last one at or before it. With
+    ``CubaLIF``: :func:`_currents`. A ``LIF`` spike at several arrivals (within ``tol``) is
+    fired, as the reference's event table has it (sorted by time, then pair order; a spike
+    belongs to the arrival next to it), by the first arrival after its time if any, else by the
+    last one at or before it. With
     zero-delay arrivals in the layer (``instants``) the reference orders instants causally and
     decides such spikes from the state: refused."""
-    last_pos = 0
     k0, k1 = sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1]
     order = np.argsort(s_loc[:m], kind="mergesort")
+    if cuba:
+        return _currents(k0, k1, m, order, s_loc, x_loc, id_loc, sp_t, tau_s, tol, sp_cur)
     p = 0
-    cur = 0.0
-    t_cur = 0.0
+    last_pos = 0
     for k in range(k0, k1):
         t_k = sp_t[k]
         if k > k0 and t_k - sp_t[k - 1] <= tol:
             return SAME_INSTANT
         while p < m and s_loc[order[p]] < t_k - tol:
-            a = order[p]
-            if cuba:
-                cur = cur * math.exp(-(s_loc[a] - t_cur) / tau_s) + x_loc[a]
-                t_cur = s_loc[a]
             p += 1
         count = 0
         last = 0  # the firing arrival: the reference's (see the docstring)
@@ -166,18 +169,43 @@ def _spike_inputs(b: int, n: int, n_units: int, m: int, s_loc: np.ndarray, x_loc
                     return AT_ARRIVAL
                 count += 1
             q += 1
-        if count > 1 and (cuba or instants):  # the reference decides from the state
+        if count > 1 and instants:  # the reference decides from the state
             return AT_ARRIVAL
-        if cuba:
-            if count > 0:
-                return AT_ARRIVAL
-            sp_cur[k] = cur * math.exp(-(t_k - t_cur) / tau_s)
-        else:
-            if count == 0:
-                return NO_ARRIVAL
-            if last < 0 and t_k - sp_t[-1 - last] <= tol:  # fired within its sender's instant
-                return CASCADE
-            trig[k] = last
+        if count == 0:
+            return NO_ARRIVAL
+        if last < 0 and t_k - sp_t[-1 - last] <= tol:  # fired within its sender's instant
+            return CASCADE
+        trig[k] = last
+    return OK
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _currents(k0: int, k1: int, m: int, order: np.ndarray, s_loc: np.ndarray,
+              x_loc: np.ndarray, id_loc: np.ndarray, sp_t: np.ndarray, tau_s: float,
+              tol: float, sp_cur: np.ndarray) -> int:
+    """``CubaLIF``: the synaptic current just before each spike ``k0..k1-1`` of one neuron,
+    from its arrivals strictly before the spike (an arrival at the spike time comes after it,
+    as in the feed-forward EventProp: a jump of ``I`` cannot fire the neuron)."""
+    p = 0
+    cur = 0.0
+    t_cur = 0.0
+    for k in range(k0, k1):
+        t_k = sp_t[k]
+        if k > k0 and t_k - sp_t[k - 1] <= tol:
+            return SAME_INSTANT
+        own = 0.0
+        while p < m and s_loc[order[p]] < t_k:
+            a = order[p]
+            s = s_loc[a]
+            if id_loc[a] == -1 - k:  # its own zero-delay arrival, snapped to just before it
+                own += x_loc[a] * math.exp(-(t_k - s) / tau_s)
+            else:
+                cur = cur * math.exp(-(s - t_cur) / tau_s) + x_loc[a]
+                t_cur = s
+            p += 1
+        sp_cur[k] = cur * math.exp(-(t_k - t_cur) / tau_s)
+        if own != 0.0:
+            cur, t_cur = sp_cur[k] + own, t_k
     return OK
 
 
