@@ -287,3 +287,20 @@ def test_compiled_path_matches_finite_differences():
             vals.append(v)
         fd = (vals[0] - vals[1]) / (2 * eps)
         assert abs(g[name][idx].item() - fd) <= 1e-5 * abs(fd) + 1e-7, (name, idx, fd)
+
+
+def test_float32_layer_runs_compiled_close_to_float64():
+    """A float32 layer (zero recurrent delays) runs compiled, without refusal; its gradients are
+    float32 and close to the float64 ones."""
+    p = _net(14, n_ev=40, bsz=2, rec_delay=(0.0, 0.0))
+    _, ref, count = _run(MODELS["CubaLIF"](5), p, kernel=True)
+    assert count > 0 and recurrent_kernels.last_refusal is None
+    p32 = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+           for k, v in p.items()}
+    model = MODELS["CubaLIF"](5).to(torch.float32)
+    _, got, count32 = _run(model, p32, kernel=True)
+    assert count32 == count and recurrent_kernels.last_refusal is None
+    for name, a, b in zip(NAMES, got, ref, strict=True):
+        assert a.dtype == torch.float32, name
+        scale = float(b.abs().max())
+        torch.testing.assert_close(a.double(), b, rtol=0, atol=1e-3 * scale + 1e-6, msg=name)
