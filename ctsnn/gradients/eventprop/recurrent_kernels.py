@@ -117,95 +117,71 @@ def _table_key(ident: int, sp_orig: np.ndarray, n_ev: int) -> int:
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _spike_inputs(b: int, n: int, n_units: int, m: int, s_loc: np.ndarray, x_loc: np.ndarray,
-                  id_loc: np.ndarray, sp_t: np.ndarray, sp_ptr: np.ndarray, sp_orig: np.ndarray,
-                  n_ev: int, tau_s: float, cuba: bool, instants: bool, tol: float,
-                  sp_cur: np.ndarray, trig: np.ndarray) -> int:
-    """Per spike of neuron ``n``: the current just before it (``CubaLIF``) or the id of the
-    arrival that fired it (``LIF``, ``trig``); returns ``OK`` or why it refuses.
-
-    ``CubaLIF``: :func:`_currents`. A ``LIF`` spike at several arrivals (within ``tol``) is
-    fired, as the reference's event table has it (sorted by time, then pair order; a spike
-    belongs to the arrival next to it), by the first arrival after its time if any, else by the
-    last one at or before it. With
-    zero-delay arrivals in the layer (``instants``) the reference orders instants causally and
-    decides such spikes from the state: refused."""
-    k0, k1 = sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1]
-    order = np.argsort(s_loc[:m], kind="mergesort")
-    if cuba:
-        return _currents(k0, k1, m, order, s_loc, x_loc, id_loc, sp_t, tau_s, tol, sp_cur)
-    p = 0
-    last_pos = 0
-    for k in range(k0, k1):
-        t_k = sp_t[k]
-        if k > k0 and t_k - sp_t[k - 1] <= tol:
-            return SAME_INSTANT
-        while p < m and s_loc[order[p]] < t_k - tol:
-            p += 1
-        count = 0
-        last = 0  # the firing arrival: the reference's (see the docstring)
-        after = False  # whether it lies after the spike time
-        q = p
-        while q < m and s_loc[order[q]] <= t_k + tol:
-            a = order[q]
-            ident = id_loc[a]
-            if ident != -1 - k:  # the spike's own zero-delay arrival comes after it
-                s_a = s_loc[a]
-                if count == 0:
-                    better = True
-                elif s_a > t_k:  # the first arrival after the spike
-                    s_l = s_loc[last_pos]
-                    better = not after or s_a < s_l or (
-                        s_a == s_l and _table_key(ident, sp_orig, n_ev)
-                        < _table_key(last, sp_orig, n_ev))
-                else:  # else the last arrival at or before it
-                    s_l = s_loc[last_pos]
-                    better = not after and (s_a > s_l or (
-                        s_a == s_l and _table_key(ident, sp_orig, n_ev)
-                        > _table_key(last, sp_orig, n_ev)))
-                if better:
-                    last, last_pos, after = ident, a, s_a > t_k
-                if instants and x_loc[a] == 0.0:  # not a firing candidate there
-                    return AT_ARRIVAL
-                count += 1
-            q += 1
-        if count > 1 and instants:  # the reference decides from the state
-            return AT_ARRIVAL
-        if count == 0:
-            return NO_ARRIVAL
-        if last < 0 and t_k - sp_t[-1 - last] <= tol:  # fired within its sender's instant
-            return CASCADE
-        trig[k] = last
-    return OK
+def _fires_first(s_c: float, key_c: int, s_b: float, key_b: int, t_k: float) -> bool:
+    """Whether candidate ``c`` rather than ``b`` fired the LIF spike at ``t_k`` (the
+    reference's event table: the first arrival after the spike, else the last at or before
+    it, in (time, pair order))."""
+    after_c = s_c > t_k
+    if after_c != (s_b > t_k):
+        return after_c
+    if after_c:
+        return s_c < s_b or (s_c == s_b and key_c < key_b)
+    return s_c > s_b or (s_c == s_b and key_c > key_b)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _currents(k0: int, k1: int, m: int, order: np.ndarray, s_loc: np.ndarray,
-              x_loc: np.ndarray, id_loc: np.ndarray, sp_t: np.ndarray, tau_s: float,
-              tol: float, sp_cur: np.ndarray) -> int:
-    """``CubaLIF``: the synaptic current just before each spike ``k0..k1-1`` of one neuron,
-    from its arrivals strictly before the spike (an arrival at the spike time comes after it,
-    as in the feed-forward EventProp: a jump of ``I`` cannot fire the neuron)."""
-    p = 0
-    cur = 0.0
-    t_cur = 0.0
-    for k in range(k0, k1):
-        t_k = sp_t[k]
-        if k > k0 and t_k - sp_t[k - 1] <= tol:
+def _spike_inputs(k0: int, k1: int, m: int, s_loc: np.ndarray, x_loc: np.ndarray,
+                  id_loc: np.ndarray, sp_t: np.ndarray, sp_orig: np.ndarray, n_ev: int,
+                  tau_s: float, cuba: bool, instants: bool, tol: float, sp_cur: np.ndarray,
+                  trig: np.ndarray, cand_s: np.ndarray, cand_n: np.ndarray) -> int:
+    """Per spike ``k0..k1-1`` of one neuron (its ``m`` arrivals in ``s_loc`` ...): the current
+    just before it (``CubaLIF``) or the id of the arrival that fired it (``LIF``, ``trig``);
+    returns ``OK`` or why it refuses. Each arrival finds its spikes by binary search.
+
+    ``CubaLIF``: the arrivals strictly before the spike count (an arrival at the spike time
+    comes after it, as in the feed-forward EventProp: a jump of ``I`` cannot fire the neuron;
+    the spike's own zero-delay arrival comes after it even if snapped to just before it).
+    ``LIF``: a spike at several arrivals (within ``tol``) is fired by :func:`_fires_first`'s
+    choice; with zero-delay arrivals in the layer (``instants``) the reference orders instants
+    causally and decides such spikes from the state: refused."""
+    for k in range(k0 + 1, k1):
+        if sp_t[k] - sp_t[k - 1] <= tol:
             return SAME_INSTANT
-        own = 0.0
-        while p < m and s_loc[order[p]] < t_k:
-            a = order[p]
+    if cuba:
+        sp_cur[k0:k1] = 0.0
+        for a in range(m):
             s = s_loc[a]
-            if id_loc[a] == -1 - k:  # its own zero-delay arrival, snapped to just before it
-                own += x_loc[a] * math.exp(-(t_k - s) / tau_s)
-            else:
-                cur = cur * math.exp(-(s - t_cur) / tau_s) + x_loc[a]
-                t_cur = s
-            p += 1
-        sp_cur[k] = cur * math.exp(-(t_k - t_cur) / tau_s)
-        if own != 0.0:
-            cur, t_cur = sp_cur[k] + own, t_k
+            q = k0 + np.searchsorted(sp_t[k0:k1], s, side="right")
+            if k0 <= -1 - id_loc[a] < k1:  # its own arrival: after the spike that sent it
+                q = max(q, -id_loc[a])
+            if q < k1:
+                sp_cur[q] += x_loc[a] * math.exp(-(sp_t[q] - s) / tau_s)
+        for k in range(k0 + 1, k1):
+            sp_cur[k] += sp_cur[k - 1] * math.exp(-(sp_t[k] - sp_t[k - 1]) / tau_s)
+        return OK
+    cand_n[k0:k1] = 0
+    for a in range(m):
+        s = s_loc[a]
+        ident = id_loc[a]
+        key = _table_key(ident, sp_orig, n_ev)
+        q = k0 + np.searchsorted(sp_t[k0:k1], s - tol, side="left")
+        while q < k1 and sp_t[q] <= s + tol:
+            if ident != -1 - q:  # the spike's own zero-delay arrival comes after it
+                if instants and x_loc[a] == 0.0:  # not a firing candidate there
+                    return AT_ARRIVAL
+                if cand_n[q] == 0 or _fires_first(s, key, cand_s[q],
+                                                   _table_key(trig[q], sp_orig, n_ev), sp_t[q]):
+                    trig[q] = ident
+                    cand_s[q] = s
+                cand_n[q] += 1
+            q += 1
+    for k in range(k0, k1):
+        if cand_n[k] == 0:
+            return NO_ARRIVAL
+        if cand_n[k] > 1 and instants:  # the reference decides from the state
+            return AT_ARRIVAL
+        if trig[k] < 0 and sp_t[k] - sp_t[-1 - trig[k]] <= tol:  # within its sender's instant
+            return CASCADE
     return OK
 
 
@@ -256,6 +232,8 @@ def _recurrent_kernel(t_in, j_in, a_in, ev_order, ev_ptr, weight, delay, has_del
     big_g = np.zeros(n_spk)
     sp_cur = np.zeros(n_spk)
     trig = np.zeros(n_spk, dtype=np.int64)
+    cand_s = np.zeros(n_spk)
+    cand_n = np.zeros(n_spk, dtype=np.int64)
     instants = False  # a recurrent arrival at its sender's instant (zero delay) anywhere
     for k in range(n_spk):
         for i in range(n_units):
@@ -277,9 +255,9 @@ def _recurrent_kernel(t_in, j_in, a_in, ev_order, ev_ptr, weight, delay, has_del
             m = _neuron_arrivals(b, n, n_units, e0, e1, ev_order, t_in, j_in, a_in, weight,
                                  delay, has_delay, rec_w, rec_d, sp_t, sp_n, sp_ptr, dt,
                                  ulps_eps, t_end, s_loc, x_loc, id_loc)
-            status = _spike_inputs(b, n, n_units, m, s_loc, x_loc, id_loc, sp_t, sp_ptr,
-                                   sp_orig, t_in.shape[0], tau_s[n], cuba, instants, tol,
-                                   sp_cur, trig)
+            status = _spike_inputs(sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1], m,
+                                   s_loc, x_loc, id_loc, sp_t, sp_orig, t_in.shape[0],
+                                   tau_s[n], cuba, instants, tol, sp_cur, trig, cand_s, cand_n)
             if status != OK:
                 return status
         # (2) the sample's spikes, latest first
