@@ -174,8 +174,9 @@ class Adjoint(GradientMethod):
                              "layer without recurrence (the closed-form EventProp); use an "
                              "integral readout here")
         if self.spike_reg is not None:
-            raise ValueError("spike_reg is implemented by the closed-form EventProp (feed-forward "
-                             "LIF/CubaLIF layers); this layer runs the generic adjoint")
+            raise ValueError("spike_reg is implemented by the closed-form EventProp (LIF/CubaLIF "
+                             "layers; recurrent ones only with the CPU kernels on); this layer "
+                             "runs the generic adjoint")
         integrand = None if readout is None else readout.integrand_on(signal.dt, signal.n_steps)
         syn = layer.synapse
         spikes, z, final, states = adjoint_layer(
