@@ -7,8 +7,12 @@ amplitudes of the spikes it received, so adjoint and surrogate layers mix in one
 * continuous time, feed-forward ``LIF`` / ``CubaLIF`` / ``LI`` / ``CubaLI`` (reset to
   ``v_reset``): the closed-form EventProp (:mod:`ctsnn.gradients.eventprop`; memory grows with
   the number of spikes, not with T) — the automatic fast path;
-* continuous time, any other model, recurrent layers (exact recurrent synapses), learnable
-  neuron parameters, recordings: the generic adjoint (:mod:`ctsnn.gradients.adjoint`);
+* continuous time, recurrent ``LIF`` / ``CubaLIF`` layers (exact recurrent synapses) on the
+  CPU with kernels on: the same closed form with a compiled backward
+  (:mod:`ctsnn.gradients.eventprop.recurrent`, memory flat in T; instants it cannot order fall
+  back to the generic adjoint);
+* continuous time, any other model, other recurrent layers, learnable neuron parameters,
+  recordings: the generic adjoint (:mod:`ctsnn.gradients.adjoint`);
 * discrete time: EventProp on the grid (:mod:`ctsnn.gradients.discrete`, mlGeNN's
   discretisation; ``CubaLIF`` hidden layers and a ``CubaLI`` readout with ``readout="avg_exp"``);
   its gradients converge to the continuous ones as ``dt -> 0``.
@@ -24,6 +28,7 @@ import math
 
 from torch import Tensor
 
+from ..compiled import kernels_enabled
 from ..engine import SimulationResult
 from ..engine.stepping import elementwise
 from ..losses import Readout
@@ -124,8 +129,11 @@ class Adjoint(GradientMethod):
     def _closed_form(self, layer: LayerLike, call: LayerCall) -> bool:
         """The closed-form LIF-family EventProp applies (cheaper than the generic adjoint)."""
         readout = call.readout
-        if layer.recurrent is not None or not eventprop.supports(layer.model) or call.record:
+        if not eventprop.supports(layer.model) or call.record:
             return False
+        if layer.recurrent is not None:  # the compiled recurrent backward (CPU kernels only)
+            return (layer.model.spiking and (readout is None or readout.kind == "first_spike")
+                    and kernels_enabled(layer.synapse.effective_weight, layer.recurrent.weight))
         if layer.model.spiking:
             return readout is None or readout.kind == "first_spike"
         if readout is None or call.integral_rule != "exact":
@@ -138,6 +146,13 @@ class Adjoint(GradientMethod):
                        call: LayerCall) -> SimulationResult:
         syn, readout = layer.synapse, call.readout
         named = readout is not None and readout.kind not in ("integral", "first_spike")
+        if layer.recurrent is not None:
+            out = eventprop.recurrent_layer_forward(
+                layer.model, signal, syn.effective_weight, syn.synapse_delay(),
+                layer.recurrent.weight, layer.recurrent.synapse_delay(),
+                spike_reg=self.spike_reg, xtol=call.xtol)
+            first = out.first_times() if readout is not None else None
+            return SimulationResult(spikes=out, states={}, final_state=None, output=first)
         out = eventprop.layer_forward(
             layer.model, signal, syn.effective_weight, syn.synapse_delay(),
             readout=readout.kind if named else None,
@@ -159,8 +174,9 @@ class Adjoint(GradientMethod):
                              "layer without recurrence (the closed-form EventProp); use an "
                              "integral readout here")
         if self.spike_reg is not None:
-            raise ValueError("spike_reg is implemented by the closed-form EventProp (feed-forward "
-                             "LIF/CubaLIF layers); this layer runs the generic adjoint")
+            raise ValueError("spike_reg is implemented by the closed-form EventProp (LIF/CubaLIF "
+                             "layers; recurrent ones only with the CPU kernels on); this layer "
+                             "runs the generic adjoint")
         integrand = None if readout is None else readout.integrand_on(signal.dt, signal.n_steps)
         syn = layer.synapse
         spikes, z, final, states = adjoint_layer(

@@ -71,9 +71,10 @@ from ...spikes import Spikes
 from .._weights import full_delay
 from .common import READOUTS, Integrand, LayerConfig, neuron_constants, supports
 from .readout import ReadoutFn
+from .recurrent import recurrent_layer_forward
 from .spiking import SpikingLayerFn
 
-__all__ = ["READOUTS", "layer_forward", "supports"]
+__all__ = ["READOUTS", "layer_forward", "recurrent_layer_forward", "supports"]
 
 
 # =========================================================================== public API

@@ -99,7 +99,7 @@ def _current_at_spikes(cfg: LayerConfig, tensors: tuple, t_out: Tensor, b_out: T
     return current
 
 
-def _reg_jumps(cfg: LayerConfig, n_out: Tensor, dtype: torch.dtype) -> Tensor:
+def reg_jumps(cfg: LayerConfig, n_out: Tensor, dtype: torch.dtype) -> Tensor:
     """``[K]`` the spike-count regulariser's ``dL/dV`` jump at each output spike (0 without)."""
     if cfg.spike_reg is None or n_out.numel() == 0:
         return torch.zeros(n_out.numel(), dtype=dtype, device=n_out.device)
@@ -130,7 +130,7 @@ def _spike_adjoints(cfg: LayerConfig, t_out: Tensor, b_out: Tensor, n_out: Tenso
     seg, t, n = seg_all[order], t_out[order], n_out[order]
     g = g_t[order]
     k_count = t.numel()
-    reg = _reg_jumps(cfg, n_out, t_out.dtype)[order]
+    reg = reg_jumps(cfg, n_out, t_out.dtype)[order]
     v_minus, v_plus = torch.zeros_like(t), torch.zeros_like(t)
     i_minus = torch.zeros_like(t) if nrn.cuba else None
     idx = torch.arange(k_count, device=t.device)
@@ -171,7 +171,7 @@ def _spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor | None, need: 
     if g_t is None:
         g_t = torch.zeros_like(t_out)
     if kernels_enabled(t_in, weight, t_out):
-        return kernels.spiking_backward(cfg, saved, g_t, need, _reg_jumps(cfg, n_out, t_out.dtype))
+        return kernels.spiking_backward(cfg, saved, g_t, need, reg_jumps(cfg, n_out, t_out.dtype))
     grads = PairGrads(weight, delay, t_in.numel(), need)
     if t_out.numel() == 0:  # a silent layer: nothing downstream depends on its inputs
         return grads.result(weight)
