@@ -26,7 +26,8 @@ from ctsnn.config.eventprop import EventPropConfig, EventPropNet
 
 
 def _input(n_in: int, duration: float, batch: int, dt: float, rate: float) -> ctsnn.Spikes:
-    """Uniform random spikes, ``rate`` Hz per input channel (SHD: ~15 Hz average)."""
+    """Uniform random spikes, ``rate`` Hz per input channel (SHD is bursty: at ~60 Hz of
+    uniform input the recipe's hidden layer fires)."""
     n_events = int(rate * duration * n_in * batch)
     return ctsnn.Spikes.from_events(
         torch.rand(n_events, dtype=torch.float64) * duration,
@@ -56,7 +57,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--duration", type=float, default=0.1, help="simulated time (s)")
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--rate", type=float, default=15.0, help="input rate per channel (Hz)")
+    parser.add_argument("--rate", type=float, default=60.0, help="input rate per channel (Hz)")
     parser.add_argument("--rec-delay", type=float, default=0.0,
                         help="upper end of the uniform recurrent delays (s; recipe: 0)")
     parser.add_argument("--train-step", action="store_true",

@@ -172,8 +172,9 @@ def _state_at(j, t, v, i, tj, hold, cuba, p):
 @numba.njit(cache=True)
 def _predict(j, v, i, tj, hold, cuba, p, bound, t_end):
     """``(start, h)``: neuron ``j``'s next upward threshold crossing at ``start + h`` if no
-    input arrives before it (``h < 0``: none up to ``t_end``). ``start`` is its last event or
-    the end of its refractory hold."""
+    input arrives before it (``h < 0``: none up to ``t_end``, the neuron's next feed-forward
+    arrival or the end of the run, where it is predicted again). ``start`` is its last event
+    or the end of its refractory hold."""
     tm, ts, r, vl, thr = p[j, 0], p[j, 1], p[j, 2], p[j, 3], p[j, 4]
     near = p[j, 7] > 0
     t0, vv, ii = tj[j], v[j], i[j]
@@ -325,14 +326,14 @@ def _sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s
             if f_ptr[j + 1] > f_ptr[j]:
                 h, size, seq = _push(h, size, seq, f_t[f_ptr[j]], _P_FF, _FF_ONE, j,
                                      f_ptr[j], 0)
+    ffpos = f_ptr[:n].copy()  # each neuron's next feed-forward arrival (per-synapse delays)
+    spos = e0  # the sample's next shared input event (no or per-axon delays)
     n_rec = rec_v.shape[0]
     if n_rec > 0:
         h, size, seq = _push(h, size, seq, rec_every * dt, _P_RECORD, _RECORD, 0, 0, 0)
     for j in range(n):
-        t0, hs = _predict(j, v, i, tj, hold, cuba, p, bound, t_end)
-        if hs >= 0:
-            h, size, seq = _push(h, size, seq, min(t0 + hs, t_end), _P_CROSS, _CROSS, j,
-                                 ver[j], hs)
+        h, size, seq = _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound, t_end,
+                                  shared, ffpos, f_ptr, f_t, spos, e0 + s_n[b], s_time)
     while size > 0:
         size = _pop(h, size)
         t, prio, kind = h[size, 0], h[size, 1], int(h[size, 3])
@@ -363,11 +364,9 @@ def _sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s
                 h, size, seq = _send(h, size, seq, count, sp, rec_d, rec_ptr, rec_tgt, is32,
                                      dt, eps, t_end_key)
             count = new
-            ver[j] += 1
-            t0, hs = _predict(j, v, i, tj, hold, cuba, p, bound, t_end)
-            if hs >= 0:
-                h, size, seq = _push(h, size, seq, min(t0 + hs, t_end), _P_CROSS, _CROSS, j,
-                                     ver[j], hs)
+            h, size, seq = _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound,
+                                      t_end, shared, ffpos, f_ptr, f_t, spos, e0 + s_n[b],
+                                      s_time)
             continue
         # an arrival group: every arrival of this (instant, class), summed per neuron
         n_touched = 0
@@ -379,6 +378,7 @@ def _sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s
             first = False
             if kind == _FF_ONE:
                 n_touched = _add(a, f_w[c], acc, mark, touched, n_touched)
+                ffpos[a] = c + 1
                 if c + 1 < f_ptr[a + 1]:
                     h, size, seq = _push(h, size, seq, f_t[c + 1], _P_FF, _FF_ONE, a, c + 1, 0)
             elif kind == _FF_ALL:
@@ -386,6 +386,7 @@ def _sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s
                 for j in range(n):
                     n_touched = _add(j, ev_x[e] * weight[j, ev_u[e]], acc, mark, touched,
                                      n_touched)
+                spos = a + 1
                 if a + 1 < e0 + s_n[b]:
                     h, size, seq = _push(h, size, seq, s_time[a + 1], _P_FF, _FF_ALL, a + 1,
                                          0, 0)
@@ -401,8 +402,11 @@ def _sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s
             j = touched[q]
             jump = acc[j]
             acc[j], mark[j] = 0.0, False
-            if jump == 0:
-                continue  # moves nothing, fires nothing
+            if jump == 0:  # moves nothing, fires nothing; the prediction window moves on
+                h, size, seq = _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound,
+                                          t_end, shared, ffpos, f_ptr, f_t, spos, e0 + s_n[b],
+                                          s_time)
+                continue
             _advance(j, t, v, i, tj, hold, cuba, p)
             held = hold[j] > t
             before = v[j] - p[j, 4]
@@ -422,15 +426,32 @@ def _sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s
                     h, size, seq = _send(h, size, seq, count, sp, rec_d, rec_ptr, rec_tgt,
                                          is32, dt, eps, t_end_key)
                 count = new
-            ver[j] += 1
-            t0, hs = _predict(j, v, i, tj, hold, cuba, p, bound, t_end)
-            if hs >= 0:
-                h, size, seq = _push(h, size, seq, min(t0 + hs, t_end), _P_CROSS, _CROSS, j,
-                                     ver[j], hs)
+            h, size, seq = _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound,
+                                      t_end, shared, ffpos, f_ptr, f_t, spos, e0 + s_n[b],
+                                      s_time)
     v_end, i_end = np.empty(n), np.empty(n)
     for j in range(n):
         v_end[j], i_end[j] = _state_at(j, t_end, v, i, tj, hold, cuba, p)
     return sp[:count], v_end, i_end
+
+
+@numba.njit(cache=True)
+def _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound, t_end, shared, ffpos,
+               f_ptr, f_t, spos, s_end, s_time):
+    """Invalidate neuron ``j``'s predicted crossing and push the new one, if any, looking as
+    far as its next feed-forward arrival (where it is predicted again) or the end of the run
+    (as the feed-forward kernel brackets between arrivals)."""
+    ver[j] += 1
+    horizon = t_end
+    if shared:
+        if spos < s_end:
+            horizon = s_time[spos]
+    elif ffpos[j] < f_ptr[j + 1]:
+        horizon = f_t[ffpos[j]]
+    t0, hs = _predict(j, v, i, tj, hold, cuba, p, bound, horizon)
+    if hs >= 0:
+        return _push(h, size, seq, min(t0 + hs, horizon), _P_CROSS, _CROSS, j, ver[j], hs)
+    return h, size, seq
 
 
 @numba.njit(cache=True)
