@@ -390,12 +390,10 @@ def _sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s
                 if a + 1 < e0 + s_n[b]:
                     h, size, seq = _push(h, size, seq, s_time[a + 1], _P_FF, _FF_ALL, a + 1,
                                          0, 0)
-            else:  # a recurrent stream: spike a, its c-th target
-                u = int(sp[a, 1])
-                j = rec_tgt[rec_ptr[u] + c]
-                n_touched = _add(j, rec_w[j, u], acc, mark, touched, n_touched)
-                h, size, seq = _next_target(h, size, seq, a, c + 1, sp, rec_d, rec_ptr,
-                                            rec_tgt, is32, dt, eps, t_end_key)
+            else:  # a recurrent stream: spike a from its c-th target on
+                h, size, seq, n_touched = _stream(h, size, seq, a, c, t, prio, sp, rec_w,
+                                                  rec_d, rec_ptr, rec_tgt, is32, dt, eps,
+                                                  t_end_key, acc, mark, touched, n_touched)
             if size == 0 or h[0, 0] != t or h[0, 1] != prio:
                 break
         for q in range(n_touched):
@@ -477,6 +475,33 @@ def _next_target(h, size, seq, s, c, sp, rec_d, rec_ptr, rec_tgt, is32, dt, eps,
     if t < 0:  # after the run (the later targets too: they are in delay order)
         return h, size, seq
     return _push(h, size, seq, t, prio, _REC, s, c, 0)
+
+
+@numba.njit(cache=True)
+def _stream(h, size, seq, s, c, t, prio, sp, rec_w, rec_d, rec_ptr, rec_tgt, is32, dt, eps,
+            t_end_key, acc, mark, touched, n_touched):
+    """Add the arrival of spike ``s`` at its ``c``-th target (in delay order) to the group of
+    instant ``t``, class ``prio``, and the next targets' while they arrive in the same group
+    (zero or equal delays: no heap traffic); push the first later one."""
+    u = int(sp[s, 1])
+    ts = sp[s, 0]
+    ts_key = np.float64(np.float32(ts)) if is32 else ts
+    end = rec_ptr[u + 1]
+    k = rec_ptr[u] + c
+    j = rec_tgt[k]
+    n_touched = _add(j, rec_w[j, u], acc, mark, touched, n_touched)
+    k += 1
+    while k < end:
+        j = rec_tgt[k]
+        t2, p2 = _rec_arrival(ts, ts_key, rec_d[j, u], sp[s, 3], is32, dt, eps, t_end_key)
+        if t2 < 0:  # after the run (the later targets too: they are in delay order)
+            return h, size, seq, n_touched
+        if t2 != t or p2 != prio:
+            h, size, seq = _push(h, size, seq, t2, p2, _REC, s, k - rec_ptr[u], 0)
+            return h, size, seq, n_touched
+        n_touched = _add(j, rec_w[j, u], acc, mark, touched, n_touched)
+        k += 1
+    return h, size, seq, n_touched
 
 
 @numba.njit(cache=True)
