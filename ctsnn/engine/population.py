@@ -19,6 +19,11 @@ from ..models.base import NeuronModel
 from ..surrogate import Surrogate
 from ..synapses import Arrivals
 from .compiled.event_driven import event_driven_refusal, event_driven_spikes, run_event_driven
+from .compiled.event_recurrent import (
+    event_recurrent_refusal,
+    event_recurrent_spikes,
+    run_event_recurrent,
+)
 from .compiled.lif_bptt import fused_lif_applies, run_fused_lif
 from .continuous import run_continuous
 from .discrete import run_discrete
@@ -143,6 +148,16 @@ def run_population(
         spikes = event_driven_spikes(out, dt=dt, n_steps=n_steps, batch_size=batch_size,
                                      n_units=model.n)
         return SimulationResult(spikes=spikes, states={}, final_state=out.final_state)
+    if recurrent is not None and event_recurrent_refusal(
+            model, time=time, method=method, arrivals=arrivals, dt=dt, n_steps=n_steps,
+            current=current, jumps=jumps, recurrent=recurrent, saveat=saveat,
+            integrand=integrand, state=state, dtype=dtype) is None:
+        out = run_event_recurrent(model, arrivals, recurrent, dt=dt, n_steps=n_steps,
+                                  batch_size=batch_size, state=state, dtype=dtype,
+                                  record=tuple(record), record_every=record_every)
+        spikes = event_recurrent_spikes(out, dt=dt, n_steps=n_steps, batch_size=batch_size,
+                                        n_units=model.n)
+        return SimulationResult(spikes=spikes, states=out.states, final_state=out.final_state)
     if arrivals is None and n_steps > 0 and fused_lif_applies(
             model, time=time, method=method, state=state, recurrent=recurrent,
             record=tuple(record), record_every=record_every, saveat=saveat,

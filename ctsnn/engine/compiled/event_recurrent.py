@@ -1,0 +1,762 @@
+"""Compiled event-driven simulation of a recurrent LIF / CubaLIF layer (exact delays).
+
+The layer gets feed-forward spikes through a :class:`~ctsnn.synapses.Dense` synapse (the
+``Exact`` kernel: no, per-axon or per-synapse delays) and its own spikes back through a
+:class:`~ctsnn.synapses.RecurrentDense` with exact delays (any delay ``>= 0``: longer than a
+step, shorter than a step, zero). Its neurons interact, so unlike the feed-forward kernel
+(:mod:`.event_driven`, one neuron at a time) each sample is one event queue, a binary heap of
+(time, class, sequence) ordered events, processed in time order in float64:
+
+* the next feed-forward arrival of every neuron (per-synapse delays: each neuron's arrivals
+  sorted once; otherwise one shared, time-sorted input list applied to every target);
+* every recurrent spike as a stream over its targets sorted by delay (one heap entry per
+  spike in flight, not per synapse: the next target's arrival is pushed when one is popped);
+* the predicted threshold crossing of every neuron: after each change of its state the next
+  upward crossing without further input is bracketed on ``[t, T dt]`` and refined to the last
+  bit as the feed-forward kernel does (:func:`.event_driven._bracket`, ``_root``), with a cheap
+  exact upper bound of ``v`` ruling out most neurons first; a later change of the neuron's state
+  makes the prediction stale (version numbers);
+* the grid points where recordings are taken (after everything else at that instant).
+
+Between events each neuron follows its closed-form flow from its own last event; resets and
+refractory ends at their exact times; arrival times are rounded in the run's dtype and snapped
+onto the grid exactly as the reference schedules (:func:`ctsnn.synapses.snap_to_grid`).
+
+Simultaneous events (the reference's :mod:`ctsnn.engine.substep` semantics). At one instant
+``t`` a neuron sees, in this order: its own threshold crossing; the feed-forward arrivals (one
+summed jump); the recurrent arrivals of spikes from earlier grid steps (one summed jump); the
+in-step arrivals of spikes before ``t`` (sub-step delays; one summed jump); then the zero-delay
+arrivals in causal waves: wave 1 from the spikes at ``t`` caused by the events above, wave
+``k + 1`` from the spikes wave ``k`` caused (each wave one summed jump per neuron). A neuron
+fires at most once per instant, and a jump fires it when it carries ``v`` from below to at or
+above the threshold. (Sub-step arrivals from two different earlier spikes landing on the same
+neuron at the very same instant are summed here; the reference groups such coincidences by
+its settling passes, which can depend on the other samples of the batch.) As in the
+reference, spikes at ``t = 0`` of neurons that start at threshold are not sent through the
+recurrent synapses.
+
+Cost: arrivals + spikes x fan-out, each with a heap operation (``log`` of the events in
+flight), independent of ``T x N``; samples run in parallel (numba ``prange``).
+
+When it runs: :func:`event_recurrent_refusal` (documented in docs/kernels.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import torch
+from numba import prange
+from torch import Tensor
+
+from ...compiled import kernels_enabled
+from ...models.base import NeuronModel
+from ...models.lif import LIF, CubaLIF
+from ...spikes import Spikes
+from ...synapses import Arrivals, DelayedArrivals, RecurrentDense
+from ...synapses.arrivals import row_order
+from .event_driven import (
+    _RESET_CODES,
+    _arrival,
+    _bracket,
+    _flow,
+    _params,
+    _reset,
+    _root,
+    _shared_schedules,
+    _snap,
+)
+
+__all__ = ["EventRecurrentOutput", "event_recurrent_refusal", "event_recurrent_spikes",
+           "run_event_recurrent"]
+
+_CUBA = {LIF: False, CubaLIF: True}
+# event kinds and classes (the order of events at one instant)
+_CROSS, _FF_ONE, _FF_ALL, _REC, _RECORD = 0, 1, 2, 3, 4
+_P_CROSS, _P_FF, _P_LATER, _P_INSTEP = 0.0, 1.0, 2.0, 3.0  # zero-delay wave k: class 3 + k
+_P_RECORD = float(2 ** 50)
+_SPIKE_SLOTS = 1 << 22  # spike slots of the first pass, shared by the samples
+_PARALLEL_WORK = 200_000  # below this many (input spike, target) pairs: one thread
+
+
+# =========================================================================== binary heap
+@numba.njit(cache=True)
+def _less(h, a, b):
+    if h[a, 0] != h[b, 0]:
+        return h[a, 0] < h[b, 0]
+    if h[a, 1] != h[b, 1]:
+        return h[a, 1] < h[b, 1]
+    return h[a, 2] < h[b, 2]
+
+
+@numba.njit(cache=True)
+def _swap(h, a, b):
+    for c in range(h.shape[1]):
+        h[a, c], h[b, c] = h[b, c], h[a, c]
+
+
+@numba.njit(cache=True)
+def _push(h, size, seq, t, prio, kind, a, b, c):
+    """Push the event ``(t, prio, seq; kind, a, b, c)``; returns ``(heap, size, seq)`` (the
+    heap grows by doubling)."""
+    if size == h.shape[0]:
+        grown = np.empty((2 * size, h.shape[1]))
+        grown[:size] = h[:size]
+        h = grown
+    h[size, 0], h[size, 1], h[size, 2] = t, prio, seq
+    h[size, 3], h[size, 4], h[size, 5], h[size, 6] = kind, a, b, c
+    k = size
+    while k > 0:
+        parent = (k - 1) // 2
+        if not _less(h, k, parent):
+            break
+        _swap(h, k, parent)
+        k = parent
+    return h, size + 1, seq + 1
+
+
+@numba.njit(cache=True)
+def _pop(h, size):
+    """Remove the first event; it is left in row ``size - 1``. Returns the new size."""
+    size -= 1
+    _swap(h, 0, size)
+    k = 0
+    while True:
+        left, right, best = 2 * k + 1, 2 * k + 2, k
+        if left < size and _less(h, left, best):
+            best = left
+        if right < size and _less(h, right, best):
+            best = right
+        if best == k:
+            return size
+        _swap(h, k, best)
+        k = best
+
+
+# =========================================================================== neuron pieces
+@numba.njit(cache=True)
+def _advance(j, t, v, i, tj, hold, cuba, p):
+    """Flow neuron ``j`` from its last event to ``t`` (no crossing in between: the queue
+    handled it); during a refractory hold ``v`` stays and the current decays."""
+    tt = tj[j]
+    while tt < t:
+        if hold[j] > tt:
+            stop = min(hold[j], t)
+            if cuba:
+                i[j] *= math.exp(-(stop - tt) / p[j, 1])
+            tt = stop
+            continue
+        v[j], i[j] = _flow(cuba, v[j], i[j], t - tt, p[j, 0], p[j, 1], p[j, 2], p[j, 3],
+                           p[j, 7] > 0)
+        tt = t
+    tj[j] = t
+
+
+@numba.njit(cache=True)
+def _state_at(j, t, v, i, tj, hold, cuba, p):
+    """Neuron ``j``'s state at ``t`` without moving it (recordings, final state)."""
+    vv, ii, tt = v[j], i[j], tj[j]
+    if hold[j] > tt:
+        stop = min(hold[j], t)
+        if cuba:
+            ii *= math.exp(-(stop - tt) / p[j, 1])
+        tt = stop
+    if t > tt:
+        vv, ii = _flow(cuba, vv, ii, t - tt, p[j, 0], p[j, 1], p[j, 2], p[j, 3], p[j, 7] > 0)
+    return vv, ii
+
+
+@numba.njit(cache=True)
+def _predict(j, v, i, tj, hold, cuba, p, bound, t_end):
+    """``(start, h)``: neuron ``j``'s next upward threshold crossing at ``start + h`` if no
+    input arrives before it (``h < 0``: none up to ``t_end``, the neuron's next feed-forward
+    arrival or the end of the run, where it is predicted again). ``start`` is its last event
+    or the end of its refractory hold."""
+    tm, ts, r, vl, thr = p[j, 0], p[j, 1], p[j, 2], p[j, 3], p[j, 4]
+    near = p[j, 7] > 0
+    t0, vv, ii = tj[j], v[j], i[j]
+    if hold[j] > t0:
+        if hold[j] >= t_end:
+            return t0, -1.0
+        if cuba:
+            ii *= math.exp(-(hold[j] - t0) / ts)
+        t0 = hold[j]
+    span = t_end - t0
+    if span <= 0:
+        return t0, -1.0
+    # v(h) <= v_leak + max(v - v_leak, 0) + |r I| max_h q(h): most neurons stop here
+    top = vl + max(vv - vl, 0.0) + (abs(r * ii) * bound[j] if cuba else 0.0)
+    if top < thr - 1e-9 * (abs(thr) + 1.0):
+        return t0, -1.0
+    v1, i1 = _flow(cuba, vv, ii, span, tm, ts, r, vl, near)
+    lo, g_lo, upper, g_up = _bracket(cuba, vv, ii, span, v1, i1, tm, ts, r, vl, near, thr)
+    if upper < 0:
+        return t0, -1.0
+    return t0, _root(0, cuba, vv, ii, lo, upper, g_lo, g_up, tm, ts, r, vl, near, thr)
+
+
+@numba.njit(cache=True)
+def _step_of(key, dt, is32):
+    """Grid step of a time (``(n dt, (n+1) dt]``, as :func:`ctsnn.spikes.locate`): grid
+    points are float64 products rounded to the run's dtype."""
+    n = max(math.ceil(key / dt) - 1, 0)
+    for _ in range(8):
+        lo, hi = n * dt, (n + 1) * dt
+        if is32:
+            lo, hi = np.float64(np.float32(lo)), np.float64(np.float32(hi))
+        if key <= lo and n > 0:
+            n -= 1
+        elif key > hi:
+            n += 1
+        else:
+            break
+    return n
+
+
+@numba.njit(cache=True)
+def _rec_arrival(ts, ts_key, d, origin, is32, dt, eps, t_end_key):
+    """``(time, class)`` of a recurrent arrival ``ts + d`` of a spike at ``ts`` (``ts_key``
+    in the run's dtype) sent in class ``origin``; ``time < 0`` when after the run."""
+    a = np.float32(np.float32(ts_key) + np.float32(d)) if is32 else ts_key + d
+    key, sim = _arrival(a, True, is32, dt, eps)
+    if key > t_end_key:
+        return -1.0, 0.0
+    if key == ts_key or sim <= ts:  # zero delay: the next causal wave of this instant
+        return ts, max(origin, _P_INSTEP) + 1
+    if _step_of(key, dt, is32) > _step_of(ts_key, dt, is32):
+        return sim, _P_LATER
+    return sim, _P_INSTEP
+
+
+# =========================================================================== one sample
+@numba.njit(cache=True)
+def _ff_lists(e0, e1, ev_t, ev_u, ev_x, weight, delay, n, is32, dt, eps, t_end_key):
+    """Per-synapse feed-forward delays: every neuron's arrivals sorted by time, flat
+    ``(time, jump, ptr [N + 1])``."""
+    m_all = (e1 - e0) * n
+    f_t = np.empty(m_all)
+    f_w = np.empty(m_all)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    tmp = np.empty(e1 - e0)
+    val = np.empty(e1 - e0)
+    for j in range(n):
+        m = 0
+        for e in range(e0, e1):
+            w = weight[j, ev_u[e]]
+            if w == 0:
+                continue
+            key, sim = _arrival(ev_t[e] + delay[j, ev_u[e]], True, is32, dt, eps)
+            if key > t_end_key:
+                continue
+            tmp[m], val[m] = sim, ev_x[e] * w
+            m += 1
+        order = np.argsort(tmp[:m], kind="mergesort")
+        base = ptr[j]
+        for q in range(m):
+            f_t[base + q] = tmp[order[q]]
+            f_w[base + q] = val[order[q]]
+        ptr[j + 1] = base + m
+    return f_t, f_w, ptr
+
+
+@numba.njit(cache=True)
+def _fire(j, t, cur, origin, sp, count, v, last, hold, p, mode, dt, eps, rec_ptr):
+    """Log a spike of neuron ``j`` at ``t`` (state before it: current ``cur``), reset it;
+    returns the new spike count. ``sp`` rows: time, unit, current, class, has targets."""
+    if count == sp.shape[0]:
+        return -1  # the caller grows the log and retries
+    sp[count, 0], sp[count, 1], sp[count, 2], sp[count, 3] = t, j, cur, origin
+    sp[count, 4] = rec_ptr[j + 1] > rec_ptr[j]
+    v[j] = _reset(mode, v[j], p[j, 4], p[j, 5])
+    last[j] = t
+    if p[j, 6] > 0:
+        hold[j] = _snap(t + p[j, 6], dt, eps)
+    return count + 1
+
+
+@numba.njit(cache=True)
+def _grow(sp):
+    bigger = np.empty((2 * sp.shape[0], sp.shape[1]))
+    bigger[:sp.shape[0]] = sp
+    return bigger
+
+
+@numba.njit(cache=True)
+def _sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_n,
+            rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba, mode, v0, i0, t_end, t_end_key,
+            dt, eps, is32, rec_every, rec_v, rec_i):
+    """Simulate sample ``b`` (see the module docstring). Returns the spike log ``[K, 5]``
+    (time, unit, current before the spike, class, -) in processing order, and the final
+    state; recordings are written into ``rec_v``, ``rec_i`` ``[R, B, N]``."""
+    n = v0.shape[1]
+    v, i = v0[b].copy(), i0[b].copy()
+    tj = np.zeros(n)
+    hold = np.full(n, -np.inf)
+    last = np.full(n, np.nan)
+    ver = np.zeros(n)
+    acc = np.zeros(n)
+    touched = np.zeros(n, dtype=np.int64)
+    mark = np.zeros(n, dtype=np.bool_)
+    sp = np.empty((max(64, 4 * n), 5))
+    count = 0
+    for j in range(n):  # a neuron starting at threshold fires at t = 0 (not sent on)
+        if mode != 2 and v[j] - p[j, 4] >= 0:
+            sp[count, 0], sp[count, 1], sp[count, 2], sp[count, 3] = 0.0, j, i[j], -1.0
+            sp[count, 4] = 0.0
+            count += 1
+            v[j] = _reset(mode, v[j], p[j, 4], p[j, 5])
+            last[j] = 0.0
+            if p[j, 6] > 0:
+                hold[j] = _snap(p[j, 6], dt, eps)
+        if count == sp.shape[0]:
+            sp = _grow(sp)
+    h = np.empty((4 * n + 64, 7))
+    size, seq = 0, 0.0
+    if shared:
+        if s_n[b] > 0:
+            h, size, seq = _push(h, size, seq, s_time[e0], _P_FF, _FF_ALL, e0, 0, 0)
+        f_t, f_w, f_ptr = np.empty(0), np.empty(0), np.zeros(n + 1, dtype=np.int64)
+    else:
+        f_t, f_w, f_ptr = _ff_lists(e0, e1, ev_t, ev_u, ev_x, weight, delay, n, is32, dt, eps,
+                                    t_end_key)
+        for j in range(n):
+            if f_ptr[j + 1] > f_ptr[j]:
+                h, size, seq = _push(h, size, seq, f_t[f_ptr[j]], _P_FF, _FF_ONE, j,
+                                     f_ptr[j], 0)
+    ffpos = f_ptr[:n].copy()  # each neuron's next feed-forward arrival (per-synapse delays)
+    spos = e0  # the sample's next shared input event (no or per-axon delays)
+    n_rec = rec_v.shape[0]
+    if n_rec > 0:
+        h, size, seq = _push(h, size, seq, rec_every * dt, _P_RECORD, _RECORD, 0, 0, 0)
+    for j in range(n):
+        h, size, seq = _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound, t_end,
+                                  shared, ffpos, f_ptr, f_t, spos, e0 + s_n[b], s_time)
+    while size > 0:
+        size = _pop(h, size)
+        t, prio, kind = h[size, 0], h[size, 1], int(h[size, 3])
+        a, c, x = int(h[size, 4]), int(h[size, 5]), h[size, 6]
+        if kind == _RECORD:
+            for j in range(n):
+                rec_v[a, b, j], rec_i[a, b, j] = _state_at(j, t, v, i, tj, hold, cuba, p)
+            if a + 1 < n_rec:
+                h, size, seq = _push(h, size, seq, (a + 2) * rec_every * dt, _P_RECORD,
+                                     _RECORD, a + 1, 0, 0)
+            continue
+        if kind == _CROSS:
+            if c != ver[a]:
+                continue  # stale: the neuron's state changed since
+            j = a
+            t0 = max(tj[j], hold[j])
+            _advance(j, t0, v, i, tj, hold, cuba, p)
+            v[j], i[j] = _flow(cuba, v[j], i[j], x, p[j, 0], p[j, 1], p[j, 2], p[j, 3],
+                               p[j, 7] > 0)
+            tj[j] = t
+            new = _fire(j, t, i[j], _P_CROSS, sp, count, v, last, hold, p, mode, dt, eps,
+                        rec_ptr)
+            if new < 0:
+                sp = _grow(sp)
+                new = _fire(j, t, i[j], _P_CROSS, sp, count, v, last, hold, p, mode, dt, eps,
+                            rec_ptr)
+            if sp[count, 4] > 0:
+                h, size, seq = _send(h, size, seq, count, sp, rec_d, rec_ptr, rec_tgt, is32,
+                                     dt, eps, t_end_key)
+            count = new
+            h, size, seq = _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound,
+                                      t_end, shared, ffpos, f_ptr, f_t, spos, e0 + s_n[b],
+                                      s_time)
+            continue
+        # an arrival group: every arrival of this (instant, class), summed per neuron
+        n_touched = 0
+        first = True
+        while True:
+            if not first:
+                size = _pop(h, size)
+                kind, a, c = int(h[size, 3]), int(h[size, 4]), int(h[size, 5])
+            first = False
+            if kind == _FF_ONE:
+                n_touched = _add(a, f_w[c], acc, mark, touched, n_touched)
+                ffpos[a] = c + 1
+                if c + 1 < f_ptr[a + 1]:
+                    h, size, seq = _push(h, size, seq, f_t[c + 1], _P_FF, _FF_ONE, a, c + 1, 0)
+            elif kind == _FF_ALL:
+                e = s_src[a]
+                for j in range(n):
+                    n_touched = _add(j, ev_x[e] * weight[j, ev_u[e]], acc, mark, touched,
+                                     n_touched)
+                spos = a + 1
+                if a + 1 < e0 + s_n[b]:
+                    h, size, seq = _push(h, size, seq, s_time[a + 1], _P_FF, _FF_ALL, a + 1,
+                                         0, 0)
+            else:  # a recurrent stream: spike a from its c-th target on
+                h, size, seq, n_touched = _stream(h, size, seq, a, c, t, prio, sp, rec_w,
+                                                  rec_d, rec_ptr, rec_tgt, is32, dt, eps,
+                                                  t_end_key, acc, mark, touched, n_touched)
+            if size == 0 or h[0, 0] != t or h[0, 1] != prio:
+                break
+        for q in range(n_touched):
+            j = touched[q]
+            jump = acc[j]
+            acc[j], mark[j] = 0.0, False
+            if jump == 0:  # moves nothing, fires nothing; the prediction window moves on
+                h, size, seq = _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound,
+                                          t_end, shared, ffpos, f_ptr, f_t, spos, e0 + s_n[b],
+                                          s_time)
+                continue
+            _advance(j, t, v, i, tj, hold, cuba, p)
+            held = hold[j] > t
+            before = v[j] - p[j, 4]
+            if cuba:
+                i[j] += jump
+            elif not held:
+                v[j] += jump
+            if not held and before < 0 and v[j] - p[j, 4] >= 0 and last[j] != t:
+                cur = i[j] - jump if cuba else 0.0
+                new = _fire(j, t, cur, prio, sp, count, v, last, hold, p, mode, dt, eps,
+                            rec_ptr)
+                if new < 0:
+                    sp = _grow(sp)
+                    new = _fire(j, t, cur, prio, sp, count, v, last, hold, p, mode, dt, eps,
+                                rec_ptr)
+                if sp[count, 4] > 0:
+                    h, size, seq = _send(h, size, seq, count, sp, rec_d, rec_ptr, rec_tgt,
+                                         is32, dt, eps, t_end_key)
+                count = new
+            h, size, seq = _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound,
+                                      t_end, shared, ffpos, f_ptr, f_t, spos, e0 + s_n[b],
+                                      s_time)
+    v_end, i_end = np.empty(n), np.empty(n)
+    for j in range(n):
+        v_end[j], i_end[j] = _state_at(j, t_end, v, i, tj, hold, cuba, p)
+    return sp[:count], v_end, i_end
+
+
+@numba.njit(cache=True)
+def _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound, t_end, shared, ffpos,
+               f_ptr, f_t, spos, s_end, s_time):
+    """Invalidate neuron ``j``'s predicted crossing and push the new one, if any, looking as
+    far as its next feed-forward arrival (where it is predicted again) or the end of the run
+    (as the feed-forward kernel brackets between arrivals)."""
+    ver[j] += 1
+    horizon = t_end
+    if shared:
+        if spos < s_end:
+            horizon = s_time[spos]
+    elif ffpos[j] < f_ptr[j + 1]:
+        horizon = f_t[ffpos[j]]
+    t0, hs = _predict(j, v, i, tj, hold, cuba, p, bound, horizon)
+    if hs >= 0:
+        return _push(h, size, seq, min(t0 + hs, horizon), _P_CROSS, _CROSS, j, ver[j], hs)
+    return h, size, seq
+
+
+@numba.njit(cache=True)
+def _add(j, w, acc, mark, touched, n_touched):
+    acc[j] += w
+    if not mark[j]:
+        mark[j] = True
+        touched[n_touched] = j
+        n_touched += 1
+    return n_touched
+
+
+@numba.njit(cache=True)
+def _next_target(h, size, seq, s, c, sp, rec_d, rec_ptr, rec_tgt, is32, dt, eps, t_end_key):
+    """Push the arrival of spike ``s`` at its ``c``-th target (in delay order), if any."""
+    u = int(sp[s, 1])
+    if rec_ptr[u] + c >= rec_ptr[u + 1]:
+        return h, size, seq
+    j = rec_tgt[rec_ptr[u] + c]
+    ts = sp[s, 0]
+    ts_key = np.float64(np.float32(ts)) if is32 else ts
+    t, prio = _rec_arrival(ts, ts_key, rec_d[j, u], sp[s, 3], is32, dt, eps, t_end_key)
+    if t < 0:  # after the run (the later targets too: they are in delay order)
+        return h, size, seq
+    return _push(h, size, seq, t, prio, _REC, s, c, 0)
+
+
+@numba.njit(cache=True)
+def _stream(h, size, seq, s, c, t, prio, sp, rec_w, rec_d, rec_ptr, rec_tgt, is32, dt, eps,
+            t_end_key, acc, mark, touched, n_touched):
+    """Add the arrival of spike ``s`` at its ``c``-th target (in delay order) to the group of
+    instant ``t``, class ``prio``, and the next targets' while they arrive in the same group
+    (zero or equal delays: no heap traffic); push the first later one."""
+    u = int(sp[s, 1])
+    ts = sp[s, 0]
+    ts_key = np.float64(np.float32(ts)) if is32 else ts
+    end = rec_ptr[u + 1]
+    k = rec_ptr[u] + c
+    j = rec_tgt[k]
+    n_touched = _add(j, rec_w[j, u], acc, mark, touched, n_touched)
+    k += 1
+    while k < end:
+        j = rec_tgt[k]
+        t2, p2 = _rec_arrival(ts, ts_key, rec_d[j, u], sp[s, 3], is32, dt, eps, t_end_key)
+        if t2 < 0:  # after the run (the later targets too: they are in delay order)
+            return h, size, seq, n_touched
+        if t2 != t or p2 != prio:
+            h, size, seq = _push(h, size, seq, t2, p2, _REC, s, k - rec_ptr[u], 0)
+            return h, size, seq, n_touched
+        n_touched = _add(j, rec_w[j, u], acc, mark, touched, n_touched)
+        k += 1
+    return h, size, seq, n_touched
+
+
+@numba.njit(cache=True)
+def _send(h, size, seq, s, sp, rec_d, rec_ptr, rec_tgt, is32, dt, eps, t_end_key):
+    """Start the recurrent stream of spike ``s``."""
+    return _next_target(h, size, seq, s, 0, sp, rec_d, rec_ptr, rec_tgt, is32, dt, eps,
+                        t_end_key)
+
+
+# =========================================================================== all samples
+@numba.njit(cache=True, parallel=True)
+def _simulate(samples, ptr, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_n,
+              rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba, mode, v0, i0, t_end, t_end_key,
+              dt, eps, is32, rec_every, rec_v, rec_i, v_end, i_end, cap):
+    """The ``samples`` in parallel: spikes ``[S, cap, 3]`` (time, unit, current; in
+    processing order), their counts ``[S]`` (counted beyond ``cap``)."""
+    out = np.empty((samples.shape[0], cap, 3))
+    counts = np.zeros(samples.shape[0], dtype=np.int64)
+    for q in prange(samples.shape[0]):
+        b = samples[q]
+        sp, ve, ie = _sample(b, ptr[b], ptr[b + 1], ev_t, ev_u, ev_x, weight, delay, shared,
+                             s_time, s_src, s_n, rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba,
+                             mode, v0, i0, t_end, t_end_key, dt, eps, is32, rec_every, rec_v,
+                             rec_i)
+        k = sp.shape[0]
+        counts[q] = k
+        for s in range(min(k, cap)):
+            out[q, s, 0], out[q, s, 1], out[q, s, 2] = sp[s, 0], sp[s, 1], sp[s, 2]
+        v_end[b], i_end[b] = ve, ie
+    return out, counts
+
+
+@numba.njit(cache=True)
+def _gather(n_b, first, counts, where, more, more_counts, is32):
+    """Every spike in the order of :class:`Spikes` (by sample, then time as rounded to the
+    run's dtype, then unit): ``(times, current, batch, unit)``."""
+    start = np.zeros(n_b + 1, dtype=np.int64)
+    for b in range(n_b):
+        start[b + 1] = start[b] + (counts[b] if where[b] < 0 else more_counts[where[b]])
+    total = start[n_b]
+    times, current = np.empty(total), np.empty(total)
+    batch, units = np.empty(total, dtype=np.int64), np.empty(total, dtype=np.int64)
+    for b in range(n_b):
+        src, row = (first, b) if where[b] < 0 else (more, where[b])
+        size = start[b + 1] - start[b]
+        t = np.empty(size)
+        u = np.empty(size, dtype=np.int64)
+        for s in range(size):
+            t[s] = np.float64(np.float32(src[row, s, 0])) if is32 else src[row, s, 0]
+            u[s] = int(src[row, s, 1])
+        by_unit = np.argsort(u, kind="mergesort")
+        order = by_unit[np.argsort(t[by_unit], kind="mergesort")]
+        for s in range(size):
+            k = start[b] + s
+            times[k], units[k], batch[k] = t[order[s]], u[order[s]], b
+            current[k] = src[row, order[s], 2]
+    return times, current, batch, units
+
+
+# =========================================================================== selection rule
+def event_recurrent_refusal(model: NeuronModel, *, time: str, method: str, arrivals: object,
+                            dt: float, n_steps: int, current: object, jumps: object,
+                            recurrent: object, saveat: object, integrand: object,
+                            state: tuple | None, dtype: torch.dtype) -> str | None:
+    """Why the compiled recurrent event-driven engine cannot serve a run, or ``None``.
+
+    The one selection rule for recurrent layers (see docs/kernels.md): continuous time with
+    the closed-form flow (``method="exact"``) of exactly :class:`LIF` or :class:`CubaLIF`;
+    recurrence through a :class:`~ctsnn.synapses.RecurrentDense` with exact delays (any
+    ``>= 0``); input, if any, only as spikes through a :class:`~ctsnn.synapses.Dense` synapse
+    with the ``Exact`` kernel; no input current, jumps, ``saveat`` or integrand (recordings of
+    the state at grid points are served); float32 / float64; nothing that needs an autograd
+    graph; compiled kernels enabled for these CPU tensors. Otherwise the reference runs.
+    """
+    if time != "continuous" or method != "exact":
+        return "not continuous time with the exact flow"
+    if type(model) not in _CUBA:
+        return f"{type(model).__name__} is not LIF or CubaLIF"
+    if not isinstance(recurrent, RecurrentDense) or recurrent.kernel.grid:
+        return "the recurrence is not a RecurrentDense with exact delays"
+    if arrivals is not None:
+        if not isinstance(arrivals, (Arrivals, DelayedArrivals)) or arrivals.weight is None:
+            return "input is not spikes through a Dense synapse with the Exact kernel"
+        if arrivals.dt != dt:
+            return "the input spikes' dt differs from the run's"
+        if n_steps > arrivals.spikes.n_steps:
+            return "the run is longer than the input's grid"
+    others = {"current": current, "jumps": jumps, "saveat": saveat, "integrand": integrand}
+    for name, value in others.items():
+        if value is not None:
+            return f"{name} is given"
+    if dtype not in (torch.float32, torch.float64):
+        return f"dtype {dtype} (float32 / float64 only)"
+    tensors = [*model.parameters(), *model.buffers(), *recurrent.parameters(),
+               *recurrent.buffers(), *(() if state is None else state)]
+    if arrivals is not None:
+        tensors += [arrivals.weight, arrivals.spikes.times, arrivals.spikes.values]
+        if isinstance(arrivals, DelayedArrivals):
+            tensors.append(arrivals.delay)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return "an input needs an autograd graph"
+    if not kernels_enabled(*tensors):
+        return "compiled kernels are off or a tensor is not on the CPU"
+    return None
+
+
+# =========================================================================== entry point
+class EventRecurrentOutput(NamedTuple):
+    """Spikes of the layer (``[K]`` each, in the order of :class:`Spikes`: by sample, then
+    time, then unit; ``current`` the synaptic current just before each spike, zeros for LIF),
+    the final state (the model's named tuple of ``[B, N]``) and the recordings (name ->
+    ``[T // record_every, B, N]``, the state at every ``record_every``-th grid point)."""
+
+    times: Tensor
+    batch: Tensor
+    units: Tensor
+    current: Tensor
+    final_state: tuple
+    states: dict[str, Tensor]
+
+
+def _input_events(arrivals: Arrivals | DelayedArrivals | None, batch_size: int, n: int,
+                  dtype: torch.dtype) -> tuple:
+    """The feed-forward spikes sorted by sample then time, as numpy arrays: ``(ptr [B + 1],
+    times, units, values, weight [N, N_in], per-synapse delay, per-axon delay, shared,
+    has_delay)``."""
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    if arrivals is None:
+        empty = np.zeros(0, dtype=np_dtype)
+        return (np.zeros(batch_size + 1, dtype=np.int64), empty, np.zeros(0, dtype=np.int64),
+                np.zeros(0), np.zeros((n, 1)), np.zeros((1, 1), dtype=np_dtype), empty, True,
+                False)
+    spikes = arrivals.spikes
+    order = row_order((spikes.batch,), (batch_size,), spikes.times.detach())
+    batch = spikes.batch[order]
+    ev_t = spikes.times.detach()[order].to(dtype).cpu().numpy().astype(np_dtype, copy=False)
+    ev_u = spikes.units[order].cpu().numpy().astype(np.int64, copy=False)
+    ev_x = spikes.values.detach()[order].to(torch.float64).cpu().numpy()
+    ptr = torch.searchsorted(batch, torch.arange(batch_size + 1)).numpy().astype(np.int64)
+    weight = arrivals.weight.detach().to(torch.float64).cpu().contiguous().numpy()
+    delay_t = arrivals.delay.detach() if isinstance(arrivals, DelayedArrivals) else None
+    shared = delay_t is None or delay_t.shape[0] <= 1 or delay_t.stride(0) == 0
+    delay = np.zeros((1, 1), dtype=np_dtype)
+    axon = np.zeros(1, dtype=np_dtype)
+    if delay_t is not None and shared:
+        axon = (delay_t[0].to(dtype).cpu().contiguous().numpy() if delay_t.shape[0]
+                else np.zeros(weight.shape[1], dtype=np_dtype))
+    elif delay_t is not None:
+        delay = delay_t.to(dtype).cpu().contiguous().numpy()
+    return ptr, ev_t, ev_u, ev_x, weight, delay, axon, shared, delay_t is not None
+
+
+def _recurrent_targets(recurrent: RecurrentDense, n: int, dtype: torch.dtype) -> tuple:
+    """``(weight [N, N] float64, delay [N, N] in dtype, ptr [N + 1], targets)``: for every
+    source ``u`` its targets with a non-zero weight, sorted by delay (then index)."""
+    w = recurrent.effective_weight.detach().to(torch.float64).cpu()
+    d = recurrent.synapse_delay().detach().to(dtype).cpu().expand(n, n).contiguous()
+    order = torch.argsort(d, dim=0, stable=True)  # [N_post, N_pre]: targets of each source
+    keep = torch.gather(w, 0, order) != 0
+    ptr = torch.zeros(n + 1, dtype=torch.int64)
+    ptr[1:] = torch.cumsum(keep.sum(0), 0)
+    targets = order.t()[keep.t()]
+    return w.contiguous().numpy(), d.numpy(), ptr.numpy(), targets.contiguous().numpy()
+
+
+def _current_bound(p: np.ndarray) -> np.ndarray:
+    """``max_h q(h)`` per neuron, ``q(h) = ts/(ts - tm) (e^{-h/ts} - e^{-h/tm})`` (``h/tm
+    e^{-h/tm}`` when ``ts ~ tm``): the largest ``v`` a unit current adds; slightly enlarged."""
+    tm, ts, near = p[:, 0], p[:, 1], p[:, 7] > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hm = ts * tm * np.log(tm / ts) / (tm - ts)
+        q = ts / (ts - tm) * (np.exp(-hm / ts) - np.exp(-hm / tm))
+    q = np.where(near | ~np.isfinite(q), math.exp(-1.0), q)
+    return q * (1 + 1e-6) + 1e-12
+
+
+def run_event_recurrent(model: NeuronModel, arrivals: Arrivals | DelayedArrivals | None,
+                        recurrent: RecurrentDense, *, dt: float, n_steps: int, batch_size: int,
+                        state: tuple | None, dtype: torch.dtype, record: tuple[str, ...] = (),
+                        record_every: int = 1) -> EventRecurrentOutput:
+    """Simulate the recurrent layer event by event (see the module docstring).
+
+    Args:
+        model: an LIF or CubaLIF population of ``N`` neurons.
+        arrivals: the feed-forward schedule :meth:`ctsnn.synapses.Dense.arrivals` built (its
+            input spikes, weight ``[N, N_in]``, delays ``[N, N_in]`` seconds), or ``None``.
+        recurrent: the layer's :class:`~ctsnn.synapses.RecurrentDense` (exact delays,
+            seconds); its delays are checked as the reference checks them.
+        dt, n_steps, batch_size: the grid (``T = n_steps dt`` seconds) and ``B``.
+        state: initial state (``[B, N]`` per variable), default ``model.initial_state``.
+        dtype: dtype of the results (the computation is float64).
+        record, record_every: state variables to record at every ``record_every``-th grid
+            point (as :func:`ctsnn.engine.run_population`).
+    """
+    cuba, n = _CUBA[type(model)], model.n
+    recurrent.check_delays()
+    if state is None:
+        state = model.initial_state(batch_size, dtype=dtype)
+    is32 = dtype == torch.float32
+    ptr, ev_t, ev_u, ev_x, weight, delay, axon, shared, has_delay = _input_events(
+        arrivals, batch_size, n, dtype)
+    eps = float(torch.finfo(dtype).eps)
+    t_end = n_steps * dt
+    t_end_key = float(torch.tensor(t_end, dtype=torch.float64).to(dtype))  # later ones drop
+    if arrivals is not None and shared:
+        s_time, s_src, s_n = _shared_schedules(ev_t, ev_u, ptr, axon, has_delay, is32, dt, eps,
+                                               t_end_key)
+    else:
+        s_time, s_src = np.empty(0), np.empty(0, dtype=np.int64)
+        s_n = np.zeros(batch_size, dtype=np.int64)
+    rec_w, rec_d, rec_ptr, rec_tgt = _recurrent_targets(recurrent, n, dtype)
+    v0 = state[0].detach().to(torch.float64).cpu().numpy()
+    i0 = (state[1] if cuba else state[0] * 0).detach().to(torch.float64).cpu().numpy()
+    p = _params(model, cuba)
+    bound = _current_bound(p)
+    mode = _RESET_CODES.get(getattr(model, "reset_mode", "none"), 2)
+    n_rec = n_steps // record_every if record else 0
+    rec_v, rec_i = np.empty((n_rec, batch_size, n)), np.empty((n_rec, batch_size, n))
+    v_end, i_end = np.empty((batch_size, n)), np.empty((batch_size, n))
+    cap = int(min(max(_SPIKE_SLOTS // batch_size, 64), 64 * n))
+
+    def simulate(samples: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+        return _simulate(samples, ptr, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src,
+                         s_n, rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba, mode, v0, i0,
+                         t_end, t_end_key, dt, eps, is32, record_every, rec_v, rec_i, v_end,
+                         i_end, cap)
+
+    threads = numba.get_num_threads()
+    if batch_size == 1 or ev_t.size * n < _PARALLEL_WORK:
+        numba.set_num_threads(1)
+    try:
+        first, counts = simulate(np.arange(batch_size, dtype=np.int64), cap)
+        where = np.full(batch_size, -1, dtype=np.int64)
+        over = np.nonzero(counts > cap)[0]
+        more, more_counts = first[:0], counts[:0]
+        if over.size:  # samples with more spikes than cap: run them again with room
+            where[over] = np.arange(over.size)
+            more, more_counts = simulate(over.astype(np.int64), int(counts[over].max()))
+    finally:
+        numba.set_num_threads(threads)
+    times, current, batch, units = _gather(batch_size, first, counts, where, more, more_counts,
+                                           is32)
+    parts = [torch.from_numpy(v_end).to(dtype)]
+    if cuba:
+        parts.append(torch.from_numpy(i_end).to(dtype))
+    recorded = {"v": rec_v, "i": rec_i}
+    states = {name: torch.from_numpy(recorded[name]).to(dtype) for name in record}
+    times = torch.from_numpy(times).to(dtype)
+    current = torch.from_numpy(current).to(dtype) if cuba else torch.zeros_like(times)
+    return EventRecurrentOutput(times, torch.from_numpy(batch), torch.from_numpy(units),
+                                current, model.State(*parts), states)
+
+
+def event_recurrent_spikes(out: EventRecurrentOutput, *, dt: float, n_steps: int,
+                           batch_size: int, n_units: int) -> Spikes:
+    """The output spikes of :func:`run_event_recurrent` as :class:`Spikes` (already in order)."""
+    return Spikes.from_sorted_events(out.times, out.units, out.batch, dt=dt, n_steps=n_steps,
+                                     batch_size=batch_size, n_units=n_units)
