@@ -324,6 +324,24 @@ def _shared_parallel(n_chunks, ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt,
                       t_end_key, s_time, s_src, s_n)
 
 
+def _shared_schedules(ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt, eps, t_end, t_end_key,
+                      threads=1):
+    """Per sample, the arrivals of a target-independent schedule (no delay or per-axon
+    delays) sorted by time: ``(time [E], event [E], count [B])`` (sample ``b`` at ``ptr[b]``);
+    samples in parallel chunks when ``threads > 1`` (same result: each sample is one task)."""
+    batch_size = ptr.shape[0] - 1
+    s_time, s_src = np.empty(ev_t.size), np.empty(ev_t.size, dtype=np.int64)
+    s_n = np.zeros(batch_size, dtype=np.int64)
+    args = (ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt, eps, t_end, t_end_key, s_time,
+            s_src, s_n)
+    if threads > 1 and batch_size > 1:
+        with numba_threads(threads):
+            _shared_parallel(min(batch_size, 4 * threads), *args)
+    else:
+        _shared_range(0, batch_size, *args)
+    return s_time, s_src, s_n
+
+
 @numba.njit(cache=True)
 def _rows_range(r0, r1, rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n,
                 is32, p, cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, out_t, out_c,
@@ -585,15 +603,8 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
     threads = kernel_threads() if ev_t.size * n >= _PARALLEL_PAIRS else 1
     s_time, s_src, s_n = np.empty(0), np.empty(0, dtype=np.int64), np.zeros(0, np.int64)
     if shared:
-        s_time, s_src = np.empty(ev_t.size), np.empty(ev_t.size, dtype=np.int64)
-        s_n = np.zeros(batch_size, dtype=np.int64)
-        args = (ev_t, ev_u, ptr, axon, has_delay, is32, dt, eps, t_end, t_end_key, s_time, s_src,
-                s_n)
-        if threads > 1 and batch_size > 1:
-            with numba_threads(threads):
-                _shared_parallel(min(batch_size, 4 * threads), *args)
-        else:
-            _shared_range(0, batch_size, *args)
+        s_time, s_src, s_n = _shared_schedules(ev_t, ev_u, ptr, axon, has_delay, is32, dt, eps,
+                                               t_end, t_end_key, threads)
     v0 = state[0].detach().to(torch.float64).cpu().numpy()
     i0 = (state[1] if cuba else state[0] * 0).detach().to(torch.float64).cpu().numpy()
     p = _params(model, cuba)

@@ -708,7 +708,7 @@ def run_event_recurrent(model: NeuronModel, arrivals: Arrivals | DelayedArrivals
     t_end_key = float(torch.tensor(t_end, dtype=torch.float64).to(dtype))  # later ones drop
     if arrivals is not None and shared:
         s_time, s_src, s_n = _shared_schedules(ev_t, ev_u, ptr, axon, has_delay, is32, dt, eps,
-                                               t_end_key)
+                                               t_end, t_end_key)
     else:
         s_time, s_src = np.empty(0), np.empty(0, dtype=np.int64)
         s_n = np.zeros(batch_size, dtype=np.int64)
