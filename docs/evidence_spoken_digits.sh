@@ -11,15 +11,15 @@ mkdir -p "$OUT"
 export OMP_NUM_THREADS=1
 COMMON="data.root=$D data.train_file=train.h5 data.test_file=test.h5 data.validation=train_split
         data.cache_dir=$OUT/cache train.progress=false train.batch_size=64"
-DCLS="train.epochs=5 model.n_hidden=64"          # reduced budget, the same for every variant
-DELREC="train.epochs=10"
+DCLS="train.epochs=8"      # reduced budget, the same for every variant (paper: 150 epochs, 2 x 256)
+DELREC="train.epochs=20"   # (paper: 30 epochs)
 dcls_variants=(
   "dcls_shd_nodelay model.n_hidden=107"          # widened: 28,997 parameters vs 28,928
-  "dcls_shd_fixed_random"
-  "dcls_shd_2l"
+  "dcls_shd_fixed_random model.n_hidden=64"
+  "dcls_shd_2l model.n_hidden=64"
   "dcls_shd_sparse10_nodelay model.n_hidden=126" # widened: 3,224 active vs 3,216
-  "dcls_shd_sparse10_fixed_random"
-  "dcls_shd_sparse10_learned"
+  "dcls_shd_sparse10_fixed_random model.n_hidden=64"
+  "dcls_shd_sparse10_learned model.n_hidden=64"
 )
 delrec_variants=(delrec_shd_small_snn delrec_shd_small_ff delrec_shd_small_rec)
 run() {  # stream seeds config [overrides...]
@@ -35,7 +35,7 @@ dcls_stream() {
       set -- $v
       local cfg=$1; shift
       # shellcheck disable=SC2086
-      run dcls "$seeds" "$cfg" $DCLS "$@"   # the variant's model.n_hidden comes last: it wins
+      run dcls "$seeds" "$cfg" $DCLS "$@"
     done
   done
 }
