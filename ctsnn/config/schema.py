@@ -404,7 +404,8 @@ def data_channels(data: Any) -> int | None:
 
 # --------------------------------------------------------------------------- files, overrides
 def parse_overrides(items: Sequence[str]) -> dict[str, str]:
-    """``["train.epochs=3", ...]`` -> ``{"train.epochs": "train.epochs=3"}`` (checked form)."""
+    """``["train.epochs=3", ...]`` -> ``{"train.epochs": "train.epochs=3"}`` (checked form);
+    a key given twice is an error (neither value silently wins)."""
     out: dict[str, str] = {}
     for item in items:
         key, sep, _ = item.partition("=")
@@ -414,6 +415,9 @@ def parse_overrides(items: Sequence[str]) -> dict[str, str]:
         if key.split(".")[0] not in SECTIONS:
             raise ConfigError(f"override {item!r}: unknown section {key.split('.')[0]!r}; "
                               f"expected one of {SECTIONS}")
+        if key in out:
+            raise ConfigError(f"overrides {out[key]!r} and {item!r} both set {key!r}: give "
+                              "each key once")
         out[key] = item
     return out
 

@@ -148,6 +148,16 @@ def test_overrides_are_applied_and_validated(tmp_path):
         parse_overrides(["trian.epochs=3"])
 
 
+def test_an_override_key_given_twice_is_an_error(tmp_path):
+    path = write_config(tmp_path / "c.yaml", tiny_dcls(None))
+    with pytest.raises(ConfigError, match="'model.n_hidden=64' and 'model.n_hidden=107' both "
+                                          "set 'model.n_hidden'"):
+        load_config(path, ["model.n_hidden=64", "train.epochs=2", "model.n_hidden=107"])
+    # the same value twice is still two settings of one key
+    with pytest.raises(ConfigError, match="both set 'train.epochs'"):
+        parse_overrides(["train.epochs=2", "train.epochs=2"])
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 10_000), st.floats(0.0, 0.99, allow_nan=False))
 def test_override_values_round_trip(n, p):
