@@ -4,17 +4,18 @@ A recurrent synapse whose delays can be shorter than the grid step (``substep``)
 at ``t`` act at ``t + d`` within the same step. The step is settled pass by pass: a pass
 integrates with the in-step arrivals of the spikes confirmed so far; among the spikes not yet
 confirmed, let ``T`` be the earliest in-step arrival they cause; everything up to ``T`` is then
-right (all arrivals before ``T`` were applied), so the spikes at times ``<= T`` are confirmed,
-their arrivals added, and the next pass continues from ``T``: each element from the start of
-its piece of the last pass that contains ``T`` (its state and time there, recorded in
-``run.trace``), with the jumps after ``T`` and the new ones; so it is split exactly where a
-pass from the step's start would split it (Runge-Kutta steps included) and the results and
-autograd graph are those of integrating the whole step again, at the cost of the remainder
-only. The step is integrated again from its start instead with refractoriness, an integrand
-or saved times, and when a new depth-0 jump lands exactly on ``T``. It ends when no
-unconfirmed spike causes an arrival inside the step; each pass confirms at least one spike.
-In-step arrivals are scheduled from the spikes' local times (``offset + d``), so a zero-delay
-arrival lands on its spike's time bit for bit, after it.
+right (all arrivals before ``T`` were applied), so the spikes at times ``<= T`` are confirmed
+(only those before ``T`` when a depth-0 arrival lands at ``T``: summed in, it may change the
+spikes at ``T``), their arrivals added, and the next pass continues from ``T``: each element
+from the start of its piece of the last pass that contains ``T`` (its state and time there,
+recorded in ``run.trace``), with the jumps after ``T`` and the new ones; so it is split exactly
+where a pass from the step's start would split it (Runge-Kutta steps included) and the results
+and autograd graph are those of integrating the whole step again, at the cost of the remainder
+only. The step is integrated again from its start instead with refractoriness, an integrand or
+saved times, and when a new depth-0 jump lands exactly on ``T``. It ends when no unconfirmed
+spike causes an arrival inside the step; each pass confirms at least one spike. In-step
+arrivals are scheduled from the spikes' local times (``offset + d``), so a zero-delay arrival
+lands on its spike's time bit for bit, after it.
 
 Simultaneous events (one semantics for every path, see docs/recurrent_substep_adjoint.md): at
 an instant ``t`` each neuron takes
@@ -131,18 +132,26 @@ def settle_step(run: Population, n: int, logged: int,
             break
         # the source of the earliest arrival always (its arrival may round an ulp below it)
         horizon = max(float(first.min()), float(local[idx[first.argmin()]].detach()))
-        now = (local[idx].detach() <= horizon).nonzero(as_tuple=True)[0]
+        t = float(first.min())
+        loc = local[idx].detach()
+        now = (loc <= horizon).nonzero(as_tuple=True)[0]
+        arrivals = recurrent.in_step_arrivals(local[idx[now]], units[idx[now]])
+        if arrivals is not None and bool(((arrivals[2].detach() == t) & ~arrivals[4]).any()):
+            # a depth-0 arrival lands at t: the spikes at t may change once it is summed in
+            # (or vanish), so only the earlier ones (its senders) are confirmed
+            early = loc[now] < t
+            if bool(early.any()):
+                now = now[early]
+                arrivals = recurrent.in_step_arrivals(local[idx[now]], units[idx[now]])
         for j in now.tolist():
             confirmed.add(keys[new[j]])
         take = idx[now]
-        arrivals = recurrent.in_step_arrivals(local[take], units[take])
         fresh = None
         if arrivals is not None:
             src, target, offset, value, zero = arrivals
             # a zero-delay arrival joins the wave after its sender's; others are depth 0
             wave = torch.where(zero, depth[take][src] + 1, torch.zeros_like(src))
             fresh = (batch[take][src], target, offset, value, wave)
-        t = float(first.min())
         # continue from t unless a new depth-0 jump lands exactly at t (it must be summed
         # with the depth-0 jumps the pass already applied there)
         redo = not resume or fresh is None or bool(

@@ -22,18 +22,16 @@ Between events each neuron follows its closed-form flow from its own last event;
 refractory ends at their exact times; arrival times are rounded in the run's dtype and snapped
 onto the grid exactly as the reference schedules (:func:`ctsnn.synapses.snap_to_grid`).
 
-Simultaneous events (the reference's :mod:`ctsnn.engine.substep` semantics). At one instant
-``t`` a neuron sees, in this order: its own threshold crossing; the feed-forward arrivals (one
-summed jump); the recurrent arrivals of spikes from earlier grid steps (one summed jump); the
-in-step arrivals of spikes before ``t`` (sub-step delays; one summed jump); then the zero-delay
-arrivals in causal waves: wave 1 from the spikes at ``t`` caused by the events above, wave
-``k + 1`` from the spikes wave ``k`` caused (each wave one summed jump per neuron). A neuron
+Simultaneous events (the reference's :mod:`ctsnn.engine.substep` semantics, see
+docs/recurrent_substep_adjoint.md). At one instant ``t`` a neuron takes, in this order: its own
+threshold crossing; then every jump arriving at ``t`` whose cause is not at ``t`` (feed-forward
+arrivals, recurrent arrivals with a positive delay, from any step) summed into one jump, the
+threshold tested once after it (depth 0); then the zero-delay arrivals in causal waves: wave 1
+from the spikes at ``t`` of depth 0 (crossings and spikes fired by the depth-0 jump), wave
+``k + 1`` from the spikes wave ``k`` fired (each wave one summed jump per neuron). A neuron
 fires at most once per instant, and a jump fires it when it carries ``v`` from below to at or
-above the threshold. (Sub-step arrivals from two different earlier spikes landing on the same
-neuron at the very same instant are summed here; the reference groups such coincidences by
-its settling passes, which can depend on the other samples of the batch.) As in the
-reference, spikes at ``t = 0`` of neurons that start at threshold are not sent through the
-recurrent synapses.
+above the threshold. As in the reference, spikes at ``t = 0`` of neurons that start at
+threshold are not sent through the recurrent synapses.
 
 Cost: arrivals + spikes x fan-out, each with a heap operation (``log`` of the events in
 flight), independent of ``T x N``; samples run in parallel (numba ``prange``).
@@ -76,7 +74,7 @@ __all__ = ["EventRecurrentOutput", "event_recurrent_refusal", "event_recurrent_s
 _CUBA = {LIF: False, CubaLIF: True}
 # event kinds and classes (the order of events at one instant)
 _CROSS, _FF_ONE, _FF_ALL, _REC, _RECORD = 0, 1, 2, 3, 4
-_P_CROSS, _P_FF, _P_LATER, _P_INSTEP = 0.0, 1.0, 2.0, 3.0  # zero-delay wave k: class 3 + k
+_P_CROSS, _P_ARRIVE = 0.0, 1.0  # depth 0: every arrival not caused at t; wave k: class 1 + k
 _P_RECORD = float(2 ** 50)
 _SPIKE_SLOTS = 1 << 22  # spike slots of the first pass, shared by the samples
 _PARALLEL_WORK = 200_000  # below this many (input spike, target) pairs: one thread
@@ -199,24 +197,6 @@ def _predict(j, v, i, tj, hold, cuba, p, bound, t_end):
 
 
 @numba.njit(cache=True)
-def _step_of(key, dt, is32):
-    """Grid step of a time (``(n dt, (n+1) dt]``, as :func:`ctsnn.spikes.locate`): grid
-    points are float64 products rounded to the run's dtype."""
-    n = max(math.ceil(key / dt) - 1, 0)
-    for _ in range(8):
-        lo, hi = n * dt, (n + 1) * dt
-        if is32:
-            lo, hi = np.float64(np.float32(lo)), np.float64(np.float32(hi))
-        if key <= lo and n > 0:
-            n -= 1
-        elif key > hi:
-            n += 1
-        else:
-            break
-    return n
-
-
-@numba.njit(cache=True)
 def _rec_arrival(ts, ts_key, d, origin, is32, dt, eps, t_end_key):
     """``(time, class)`` of a recurrent arrival ``ts + d`` of a spike at ``ts`` (``ts_key``
     in the run's dtype) sent in class ``origin``; ``time < 0`` when after the run."""
@@ -225,10 +205,8 @@ def _rec_arrival(ts, ts_key, d, origin, is32, dt, eps, t_end_key):
     if key > t_end_key:
         return -1.0, 0.0
     if key == ts_key or sim <= ts:  # zero delay: the next causal wave of this instant
-        return ts, max(origin, _P_INSTEP) + 1
-    if _step_of(key, dt, is32) > _step_of(ts_key, dt, is32):
-        return sim, _P_LATER
-    return sim, _P_INSTEP
+        return ts, max(origin, _P_ARRIVE) + 1
+    return sim, _P_ARRIVE  # depth 0: summed with everything else arriving at that instant
 
 
 # =========================================================================== one sample
@@ -317,14 +295,14 @@ def _sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s
     size, seq = 0, 0.0
     if shared:
         if s_n[b] > 0:
-            h, size, seq = _push(h, size, seq, s_time[e0], _P_FF, _FF_ALL, e0, 0, 0)
+            h, size, seq = _push(h, size, seq, s_time[e0], _P_ARRIVE, _FF_ALL, e0, 0, 0)
         f_t, f_w, f_ptr = np.empty(0), np.empty(0), np.zeros(n + 1, dtype=np.int64)
     else:
         f_t, f_w, f_ptr = _ff_lists(e0, e1, ev_t, ev_u, ev_x, weight, delay, n, is32, dt, eps,
                                     t_end_key)
         for j in range(n):
             if f_ptr[j + 1] > f_ptr[j]:
-                h, size, seq = _push(h, size, seq, f_t[f_ptr[j]], _P_FF, _FF_ONE, j,
+                h, size, seq = _push(h, size, seq, f_t[f_ptr[j]], _P_ARRIVE, _FF_ONE, j,
                                      f_ptr[j], 0)
     ffpos = f_ptr[:n].copy()  # each neuron's next feed-forward arrival (per-synapse delays)
     spos = e0  # the sample's next shared input event (no or per-axon delays)
@@ -380,7 +358,7 @@ def _sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s
                 n_touched = _add(a, f_w[c], acc, mark, touched, n_touched)
                 ffpos[a] = c + 1
                 if c + 1 < f_ptr[a + 1]:
-                    h, size, seq = _push(h, size, seq, f_t[c + 1], _P_FF, _FF_ONE, a, c + 1, 0)
+                    h, size, seq = _push(h, size, seq, f_t[c + 1], _P_ARRIVE, _FF_ONE, a, c + 1, 0)
             elif kind == _FF_ALL:
                 e = s_src[a]
                 for j in range(n):
@@ -388,7 +366,7 @@ def _sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s
                                      n_touched)
                 spos = a + 1
                 if a + 1 < e0 + s_n[b]:
-                    h, size, seq = _push(h, size, seq, s_time[a + 1], _P_FF, _FF_ALL, a + 1,
+                    h, size, seq = _push(h, size, seq, s_time[a + 1], _P_ARRIVE, _FF_ALL, a + 1,
                                          0, 0)
             else:  # a recurrent stream: spike a from its c-th target on
                 h, size, seq, n_touched = _stream(h, size, seq, a, c, t, prio, sp, rec_w,

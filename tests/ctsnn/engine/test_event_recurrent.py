@@ -170,6 +170,40 @@ def test_ties_on_the_grid(cls, monkeypatch):
         assert bool(on_grid.all()) and ref.spikes.times.numel() > 20
 
 
+@pytest.mark.parametrize(("w_sub", "fires"), [(-0.8, False), (0.4, True)])
+def test_simultaneous_arrivals_are_one_summed_jump(w_sub, fires, monkeypatch):
+    """LIF neuron 1 (at rest, reset to zero) gets at ``5 dt``: a feed-forward +1.6, -0.5 from
+    neuron 0's spike at ``2 dt`` (delay ``3 dt``, an earlier step) and ``w_sub`` from neuron
+    2's spike at ``4.5 dt`` (delay ``dt / 2``, the same step, landing on its end). They are
+    one jump, the threshold tested once: it fires iff ``1.1 + w_sub >= 1`` and is then reset
+    to zero (taken one by one, the feed-forward +1.6 alone would fire it). Its zero-delay
+    arrival +0.3 at neuron 3 comes only with its spike (the reference used to confirm the
+    spike a settling pass found at ``5 dt`` before the sub-step arrival there was summed)."""
+    model = LIF(4, tau_mem=0.02, v_threshold=1.0, reset="zero").double()
+    syn = Dense(weight=torch.tensor([[1.5, 0, 0], [0, 1.6, 0], [0, 0, 1.5], [0, 0, 0]],
+                                    dtype=F64), learn_weight=False)
+    w_rec = torch.zeros(4, 4, dtype=F64)
+    w_rec[1, 0], w_rec[1, 2], w_rec[3, 1] = -0.5, w_sub, 0.3
+    d_rec = torch.full((4, 4), 3 * DT, dtype=F64)
+    d_rec[1, 2], d_rec[3, 1] = DT / 2, 0.0
+    rec = RecurrentDense(weight=w_rec, delay=d_rec, learn_weight=False)
+    spikes = Spikes.from_events(torch.tensor([2 * DT, 5 * DT, 4.5 * DT], dtype=F64),
+                                torch.tensor([0, 1, 2]), torch.tensor([0, 0, 0]), dt=DT,
+                                n_steps=10, batch_size=1, n_units=3)
+    ref = _run(model, syn, rec, spikes, kernels=False, n_steps=10)
+    with monkeypatch.context() as m:
+        _kernel_only(m)
+        got = _run(model, syn, rec, spikes, kernels=True, n_steps=10)
+    _assert_same(got, ref, 4)
+    t1 = got.spikes.times[got.spikes.units == 1]
+    assert t1.tolist() == ([5 * DT] if fires else [])
+    decay = torch.exp(torch.tensor(-5 * DT / 0.02, dtype=F64))
+    v1, v3 = (0.0, 0.3 * decay) if fires else ((1.1 + w_sub) * decay, 0.0)
+    for j, v in ((1, v1), (3, v3)):
+        torch.testing.assert_close(got.final_state[0][0, j], torch.as_tensor(v, dtype=F64),
+                                   rtol=1e-12, atol=1e-14)
+
+
 def _cascade(v0: list[float], w_rec: list[list[float]]):
     """LIF neurons at rest ``v0``, one input spike at 4 dt into neuron 0 (+1.5), zero-delay
     recurrence ``w_rec``."""
