@@ -633,16 +633,22 @@ class _Backward:
                     g = model.threshold(x)[b, i]
                     slope = torch.autograd.grad(g, h, allow_unused=True)[0]
                 x = model.State(*(v.detach() for v in x))
-                # a located crossing is at threshold up to the root finder's tolerance
+                # a located crossing is at threshold up to the root finder's tolerance; a
+                # neuron above it (it ended an earlier instant there: it fires once per
+                # instant) did not cross either
                 band = 4 * xtol * (0.0 if slope is None else abs(float(slope[b, i])))
-                if float(g) < -band:
+                if abs(float(g)) > band:
+                    # the forward fires at a group that takes g from below 0 to 0 or above
+                    below = float(g) < 0
                     for group in cands:
                         value = torch.zeros_like(lay.off[0])
                         value[b, i] = jump[group].sum()
                         x = model.receive(x, value)
-                        if float(model.threshold(x)[b, i]) >= 0:
+                        g_after = float(model.threshold(x)[b, i])
+                        if below and g_after >= 0:
                             out[k] = group[0]
                             break
+                        below = g_after < 0
         return out
 
 
