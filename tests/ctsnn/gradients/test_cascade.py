@@ -67,7 +67,8 @@ def test_neuron_above_threshold_before_an_instant_is_fired_by_a_wave():
         assert float(g[1][i]) == pytest.approx(fd, rel=1e-6), i
 
 
-@pytest.mark.parametrize("seed", [33, 71, 78])
+@pytest.mark.parametrize("seed", [33, pytest.param(71, marks=pytest.mark.slow),
+                                  pytest.param(78, marks=pytest.mark.slow)])
 def test_cascades_refused_or_wrong_before_match_finite_differences(seed):
     """33: each of two neurons looked fired by the other's wave (refused); 71: wrong input-time
     gradient; 78: a zero-delay self-arrival sorted before its own spike by a rounding
