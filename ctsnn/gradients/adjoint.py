@@ -57,9 +57,10 @@ from solvers.events import quadrature
 
 from ..engine import Method, as_method, make_flow, run_population
 from ..models.base import NeuronModel
-from ..spikes import Spikes, locate
+from ..spikes import Spikes
 from ..synapses import Dense, RecurrentDense
 from .adjoint_events import Events, Pairs, build_pairs
+from .cascade import decidable, firing_arrivals
 
 Integrand = Callable[[Tensor, tuple], Tensor]
 
@@ -262,15 +263,11 @@ def _adjoint(setup: _Setup, params, t_in, v_in, b_in, j_in, weight, delay, rec_w
         if not pairs.ambiguous:
             break
         # zero-delay instants whose firing jumps the event times do not tell: from the state.
-        # A neuron's replayed state depends on its own events only, so each neuron's earliest
-        # undecided spike is decided right; the later ones after the table is rebuilt.
-        earliest: dict[int, int] = {}
-        times = t_out.detach().tolist()
-        for k in pairs.ambiguous:
-            key = int(b_out[k]) * setup.model.n + int(n_out[k])
-            if key not in earliest or times[k] < times[earliest[key]]:
-                earliest[key] = k
-        decided = back.firing_arrivals({k: pairs.ambiguous[k] for k in earliest.values()})
+        # A neuron's replayed state depends on its own events only, so an instant is decided
+        # once the earlier spikes of every neuron spiking at it are (then the table is rebuilt)
+        tol = 256 * torch.finfo(weight.dtype).eps * setup.dt * setup.n_steps
+        chosen = decidable(list(pairs.ambiguous), t_out, b_out, n_out, tol)
+        decided = firing_arrivals(back, chosen)
         if all(forced.get(k) == v for k, v in decided.items()):
             raise RuntimeError("gradient='adjoint': the events of a zero-delay cascade could "
                                "not be ordered; use gradient='surrogate'")
@@ -594,56 +591,6 @@ class _Backward:
             ids = ids[~skip[ids]]
         if ids.numel():
             self.big_g.index_add_(0, self.pairs.r_src[ids - rec_start], self.d_time[ids])
-
-    @torch.no_grad()
-    def firing_arrivals(self, ambiguous: dict[int, list[list[int]]]) -> dict[int, int]:
-        """Spike -> the arrival whose jump fired it (``-1``: a threshold crossing), for the
-        ``ambiguous`` spikes (with their candidate arrivals grouped by depth, in the forward's
-        order), from a replay: the state just before the instant's jumps, then each group's
-        summed jump until the threshold is reached (what the forward does); the spike is
-        given to the group's first arrival (a spike fired by a jump is ordered after every
-        arrival of that jump's instant and depth, so any member gives the same order)."""
-        model, dt = self.model, self.dt
-        t_k = self.t_out[list(ambiguous)].to(self.dtype)
-        steps, offs = locate(t_k, dt)
-        where = {k: (int(n), float(o)) for k, n, o in zip(ambiguous, steps.tolist(),
-                                                          offs.tolist(), strict=True)}
-        every, out = self.setup.checkpoint_every, {}
-        eps = torch.finfo(self.dtype).eps
-        jump, tol = self.pairs.jump, 256 * eps * dt * self.setup.n_steps
-        xtol = self.setup.xtol if self.setup.xtol is not None else 64 * eps * dt
-        for n0 in sorted({n - n % every for n, _ in where.values()}):
-            reps = self.replay_block(n0, min(n0 + every, self.setup.n_steps))
-            for k, cands in ambiguous.items():
-                n, off = where[k]
-                if n - n0 not in range(len(reps)):
-                    continue
-                rep, lay = reps[n - n0], reps[n - n0].lay
-                out[k] = -1
-                hit = ((lay.ref == k) & ((lay.kind == 2) | (lay.kind == 3))).nonzero()
-                if not len(hit):
-                    continue
-                _, b, i = hit[0].tolist()
-                # the element's first rank at this instant: x(t-) from the state before it
-                r0 = int(((lay.off[:, b, i] - off).abs() <= tol).nonzero()[0])
-                a = lay.off[r0 - 1] if r0 else torch.zeros_like(lay.off[0])
-                with torch.enable_grad():
-                    h = (lay.off[r0] - a).requires_grad_()
-                    x = rep.flow(model.State(*rep.starts[r0]), a, h, None)
-                    g = model.threshold(x)[b, i]
-                    slope = torch.autograd.grad(g, h, allow_unused=True)[0]
-                x = model.State(*(v.detach() for v in x))
-                # a located crossing is at threshold up to the root finder's tolerance
-                band = 4 * xtol * (0.0 if slope is None else abs(float(slope[b, i])))
-                if float(g) < -band:
-                    for group in cands:
-                        value = torch.zeros_like(lay.off[0])
-                        value[b, i] = jump[group].sum()
-                        x = model.receive(x, value)
-                        if float(model.threshold(x)[b, i]) >= 0:
-                            out[k] = group[0]
-                            break
-        return out
 
 
 def _input_gradients(setup: _Setup, pairs: Pairs, back: _Backward, t_in, v_in, j_in, weight,

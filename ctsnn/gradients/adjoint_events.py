@@ -96,7 +96,16 @@ def ordered_table(setup: Any, arr_step, arr_elem, arr_off, sp_step, sp_elem, sp_
     n_arr = arr_step.numel()
     fired = order.fired_by >= 0
     by = order.fired_by.clamp_min(0)
-    sp_off = torch.where(fired, arr_off[by] if n_arr else sp_off, sp_off)
+    # one instant, one offset: a spike fired by a jump takes its arrival's, a zero-delay
+    # arrival its spike's (both may differ by rounding; the sort must follow the depths)
+    zero = order.sender >= 0
+    src = order.sender.clamp_min(0)
+    for _ in range(int(order.arr_depth.max()) + 1 if n_arr else 0):
+        sp_new = torch.where(fired, arr_off[by], sp_off)
+        arr_new = torch.where(zero, sp_new[src], arr_off) if sp_off.numel() else arr_off
+        if torch.equal(arr_new, arr_off) and torch.equal(sp_new, sp_off):
+            break
+        arr_off, sp_off = arr_new, sp_new
     step = torch.cat([arr_step, sp_step])
     elem = torch.cat([arr_elem, sp_elem])
     off = torch.cat([arr_off, sp_off])

@@ -34,16 +34,18 @@ class InstantOrder:
 
     ``arr_depth [A]`` and ``sp_depth [S]`` (long): the depth of each arrival and spike (see the
     module docstring); ``fired_by [S]``: the arrival that fired each spike, ``-1`` for a
-    crossing. ``ambiguous``: spikes (not in ``forced``) whose firing arrival the event times
-    do not tell (several candidate jumps at their instant, or a cascade with no evident root),
-    each with its candidate arrivals grouped by depth in the order the forward applies them
-    (the forward sums the jumps of one group and tests the threshold once); the caller decides
-    them from the state and asks again with ``forced``.
+    crossing; ``sender [A]``: as ``arr_sender`` of :func:`instant_order`. ``ambiguous``:
+    spikes (not in ``forced``) whose firing arrival the event times do not tell (several
+    candidate jumps at their instant, or a cascade with no evident root), each with its
+    candidate arrivals grouped by depth in the order the forward applies them (the forward
+    sums the jumps of one group and tests the threshold once); the caller decides them from
+    the state and asks again with ``forced``.
     """
 
     arr_depth: Tensor
     sp_depth: Tensor
     fired_by: Tensor
+    sender: Tensor  # [A] the spike that sent each zero-delay arrival, -1 for the others
     ambiguous: dict[int, list[list[int]]] = field(default_factory=dict)
 
 
@@ -133,7 +135,8 @@ def instant_order(arr_step: Tensor, arr_elem: Tensor, arr_off: Tensor, arr_sende
     long = dict(dtype=torch.long, device=arr_step.device)
     return InstantOrder(arr_depth=torch.tensor(depth_of, **long),
                         sp_depth=torch.tensor(sp_depth, **long),
-                        fired_by=torch.tensor(fired_by, **long), ambiguous=ambiguous)
+                        fired_by=torch.tensor(fired_by, **long), sender=arr_sender,
+                        ambiguous=ambiguous)
 
 
 __all__ = ["InstantOrder", "instant_order"]
