@@ -519,6 +519,13 @@ def event_driven_refusal(model: NeuronModel, *, time: str, method: str, arrivals
                *model.parameters(), *model.buffers(), *(() if state is None else state)]
     if isinstance(arrivals, DelayedArrivals):
         tensors.append(arrivals.delay)
+    return tensors_refusal(tensors)
+
+
+def tensors_refusal(tensors: list[Tensor]) -> str | None:
+    """Why the kernels cannot take these tensors (an autograd graph is needed, kernels are off
+    or a tensor is not on the CPU), or ``None``: the part of the refusal both event kernels
+    (feed-forward and recurrent) share."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return "an input needs an autograd graph"
     if not kernels_enabled(*tensors):

@@ -50,7 +50,6 @@ import torch
 from numba import prange
 from torch import Tensor
 
-from ...compiled import kernels_enabled
 from ...models.base import NeuronModel
 from ...models.lif import LIF, CubaLIF
 from ...spikes import Spikes
@@ -66,6 +65,7 @@ from .event_driven import (
     _root,
     _shared_schedules,
     _snap,
+    tensors_refusal,
 )
 
 __all__ = ["EventRecurrentOutput", "event_recurrent_refusal", "event_recurrent_spikes",
@@ -579,11 +579,7 @@ def event_recurrent_refusal(model: NeuronModel, *, time: str, method: str, arriv
         tensors += [arrivals.weight, arrivals.spikes.times, arrivals.spikes.values]
         if isinstance(arrivals, DelayedArrivals):
             tensors.append(arrivals.delay)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return "an input needs an autograd graph"
-    if not kernels_enabled(*tensors):
-        return "compiled kernels are off or a tensor is not on the CPU"
-    return None
+    return tensors_refusal(tensors)
 
 
 # =========================================================================== entry point

@@ -51,7 +51,7 @@ def _phi1(x: float) -> float:
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _kappa(h: float, tau_m: float, tau_s: float) -> float:
+def kappa(h: float, tau_m: float, tau_s: float) -> float:
     a = 1.0 / tau_m
     b = 1.0 / tau_s
     return math.exp(-h * min(a, b)) * h * _phi1(h * abs(a - b)) / tau_m
@@ -61,7 +61,7 @@ def _kappa(h: float, tau_m: float, tau_s: float) -> float:
 def _decays(h: float, tau_m: float, tau_s: float) -> tuple[float, float, float]:
     """``(e^{-h/tau_m}, e^{-h/tau_s}, kappa(h))`` from one ``exp`` and one ``expm1`` (instead
     of four transcendentals): the faster decay is the slower one times
-    ``1 + expm1(-h |1/tau_m - 1/tau_s|)``, which also gives :func:`_kappa`'s ``phi1``."""
+    ``1 + expm1(-h |1/tau_m - 1/tau_s|)``, which also gives :func:`kappa`'s ``phi1``."""
     a = 1.0 / tau_m
     b = 1.0 / tau_s
     x = h * abs(a - b)
@@ -113,6 +113,35 @@ def _arrivals_at(n: int, e0: int, e1: int, ev_order: np.ndarray, t_in: np.ndarra
 
 
 @numba.njit(cache=True, error_model="numpy")
+def spike_adjoint(k: int, has_next: bool, n: int, g: float, sp_t: np.ndarray,
+                  sp_cur: np.ndarray, sp_reg: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray,
+                  r: np.ndarray, v_leak: np.ndarray, v_th: np.ndarray, v_reset: np.ndarray,
+                  cuba: bool, v_minus: np.ndarray, i_minus: np.ndarray,
+                  v_plus: np.ndarray) -> None:
+    """The adjoint jump at spike ``k`` of neuron ``n`` (``g``: the loss's and later spikes'
+    total ``dL/dt_k``): ``v_plus[k]`` (after the spike, carried back from spike ``k + 1`` when
+    ``has_next``), then ``v_minus[k]`` and ``i_minus[k]`` just before it. Shared by the
+    feed-forward and recurrent backward kernels."""
+    tm = tau_m[n]
+    vp = 0.0
+    ip = 0.0
+    if has_next:
+        h = sp_t[k + 1] - sp_t[k]
+        vp = math.exp(-h / tm) * v_minus[k + 1]
+        if cuba:
+            ip = (math.exp(-h / tau_s[n]) * i_minus[k + 1]
+                  + r[n] * kappa(h, tm, tau_s[n]) * v_minus[k + 1])
+    v_plus[k] = vp
+    if cuba:
+        vdot_minus = (v_leak[n] - v_th[n] + r[n] * sp_cur[k]) / tm
+        vdot_plus = (v_leak[n] - v_reset[n] + r[n] * sp_cur[k]) / tm
+        v_minus[k] = (vp * vdot_plus - g) / vdot_minus + sp_reg[k]
+        i_minus[k] = ip
+    else:
+        v_minus[k] = sp_reg[k]
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _spike_adjoints(k0: int, k1: int, n: int, sp_t: np.ndarray, sp_cur: np.ndarray,
                     sp_g: np.ndarray, sp_reg: np.ndarray, tau_m: np.ndarray,
                     tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray, v_th: np.ndarray,
@@ -120,24 +149,9 @@ def _spike_adjoints(k0: int, k1: int, n: int, sp_t: np.ndarray, sp_cur: np.ndarr
                     i_minus: np.ndarray, v_plus: np.ndarray) -> None:
     """Adjoints just before (``v_minus``, ``i_minus``) and after (``v_plus``) each spike
     ``k0..k1-1`` of one neuron (sorted by time), latest first."""
-    tm = tau_m[n]
     for k in range(k1 - 1, k0 - 1, -1):
-        vp = 0.0
-        ip = 0.0
-        if k < k1 - 1:
-            h = sp_t[k + 1] - sp_t[k]
-            vp = math.exp(-h / tm) * v_minus[k + 1]
-            if cuba:
-                ip = (math.exp(-h / tau_s[n]) * i_minus[k + 1]
-                      + r[n] * _kappa(h, tm, tau_s[n]) * v_minus[k + 1])
-        v_plus[k] = vp
-        if cuba:
-            vdot_minus = (v_leak[n] - v_th[n] + r[n] * sp_cur[k]) / tm
-            vdot_plus = (v_leak[n] - v_reset[n] + r[n] * sp_cur[k]) / tm
-            v_minus[k] = (vp * vdot_plus - sp_g[k]) / vdot_minus + sp_reg[k]
-            i_minus[k] = ip
-        else:
-            v_minus[k] = sp_reg[k]
+        spike_adjoint(k, k < k1 - 1, n, sp_g[k], sp_t, sp_cur, sp_reg, tau_m, tau_s, r, v_leak,
+                      v_th, v_reset, cuba, v_minus, i_minus, v_plus)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -490,7 +504,7 @@ def _max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
                 h = ts - s
                 lam_v = math.exp(-h / tm) * gs
                 if cuba:
-                    lam_i = r[n] * _kappa(h, tm, tau_s[n]) * gs
+                    lam_i = r[n] * kappa(h, tm, tau_s[n]) * gs
                     dj = lam_i
                     ds = x * (lam_i / tau_s[n] - r[n] * lam_v / tm)
                 else:

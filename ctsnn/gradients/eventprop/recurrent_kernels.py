@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from .common import LayerConfig
+from .kernels import kappa, spike_adjoint
 
 __all__ = ["recurrent_backward"]
 
@@ -69,15 +70,6 @@ def _snap(t: float, dt: float, ulps_eps: float) -> float:
     if abs(t - grid) <= ulps_eps * max(abs(grid), dt):
         return grid
     return t
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _kappa(h: float, tau_m: float, tau_s: float) -> float:
-    a = 1.0 / tau_m
-    b = 1.0 / tau_s
-    x = h * abs(a - b)
-    phi = 1.0 if x == 0.0 else -math.expm1(-x) / x
-    return math.exp(-h * min(a, b)) * h * phi / tau_m
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -198,7 +190,7 @@ def _arrival_adjoint(i0: int, i1: int, k_min: int, s: float, x: float, sp_t: np.
     h = sp_t[q] - s
     lam_v = math.exp(-h / tm) * v_minus[q]
     if cuba:
-        lam_i = math.exp(-h / ts) * i_minus[q] + r * _kappa(h, tm, ts) * v_minus[q]
+        lam_i = math.exp(-h / ts) * i_minus[q] + r * kappa(h, tm, ts) * v_minus[q]
         return lam_i, x * (lam_i / ts - r * lam_v / tm)
     return lam_v, x * lam_v / tm
 
@@ -285,23 +277,9 @@ def _recurrent_kernel(t_in, j_in, a_in, ev_order, ev_ptr, weight, delay, has_del
                 g_rw[i, n] += dj
                 g_rd[i, n] += ds
             big_g[k] = g
-            tm = tau_m[n]
-            vp = 0.0
-            ip = 0.0
-            if k + 1 < sp_ptr[b * n_units + n + 1]:
-                h = sp_t[k + 1] - sp_t[k]
-                vp = math.exp(-h / tm) * v_minus[k + 1]
-                if cuba:
-                    ip = (math.exp(-h / tau_s[n]) * i_minus[k + 1]
-                          + r[n] * _kappa(h, tm, tau_s[n]) * v_minus[k + 1])
-            v_plus[k] = vp
-            if cuba:
-                vdot_minus = (v_leak[n] - v_th[n] + r[n] * sp_cur[k]) / tm
-                vdot_plus = (v_leak[n] - v_reset[n] + r[n] * sp_cur[k]) / tm
-                v_minus[k] = (vp * vdot_plus - g) / vdot_minus + sp_reg[k]
-                i_minus[k] = ip
-            else:
-                v_minus[k] = sp_reg[k]
+            spike_adjoint(k, k + 1 < sp_ptr[b * n_units + n + 1], n, g, sp_t, sp_cur, sp_reg,
+                          tau_m, tau_s, r, v_leak, v_th, v_reset, cuba, v_minus, i_minus,
+                          v_plus)
         # (3) the external arrivals
         for n in range(n_units):
             i0, i1 = sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1]

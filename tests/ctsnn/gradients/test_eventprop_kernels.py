@@ -229,7 +229,7 @@ def test_float32_layer_gets_float32_gradients_close_to_float64(readout):
                                               (0.02, 0.02 * (1 + 1e-9))])
 def test_fused_decays_equal_the_separate_closed_forms(tau_m, tau_s):
     """The backward's two-transcendental form of ``(e^{-h/tau_m}, e^{-h/tau_s}, kappa)``
-    equals the separate exponentials and ``_kappa`` to a few ulps in float64, times the
+    equals the separate exponentials and ``kappa`` to a few ulps in float64, times the
     condition number of ``exp(-h/tau)`` (``h/tau``: its argument is rounded differently)."""
     from ctsnn.gradients.eventprop import kernels
 
@@ -239,5 +239,5 @@ def test_fused_decays_equal_the_separate_closed_forms(tau_m, tau_s):
         tol = 8 * ulp * (1 + h / min(tau_m, tau_s))
         assert math.isclose(em, math.exp(-h / tau_m), rel_tol=tol, abs_tol=1e-300)
         assert math.isclose(es, math.exp(-h / tau_s), rel_tol=tol, abs_tol=1e-300)
-        assert math.isclose(kappa, kernels._kappa(h, tau_m, tau_s), rel_tol=tol,
+        assert math.isclose(kappa, kernels.kappa(h, tau_m, tau_s), rel_tol=tol,
                             abs_tol=1e-300)
