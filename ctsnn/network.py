@@ -23,6 +23,7 @@ Conventions shared by both entry points:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -457,9 +458,34 @@ def simulate(
         signal = result.spikes
     out = results[-1]
     out.layers = results
+    for observer in tuple(_OBSERVERS):
+        observer(layers, input, results)
     return out
 
 
-__all__ = ["Layer", "simulate", "delay_parameters", "weight_parameters", "clamp_delays_",
+#: Callbacks ``fn(layers, input, results)`` run after every :func:`simulate` (see
+#: :func:`observing`).
+_OBSERVERS: list[Callable[[list[Layer], Any, list[SimulationResult]], None]] = []
+
+
+@contextlib.contextmanager
+def observing(fn: Callable[[list[Layer], Any, list[SimulationResult]], None]
+              ) -> Iterator[None]:
+    """Inside the block, call ``fn(layers, input, results)`` after every :func:`simulate`
+    (also the one each :meth:`Layer.forward` runs): the network's layers, the input as given
+    and one :class:`SimulationResult` per layer. This is how
+    :class:`ctsnn.training.SpikeMonitor` counts spikes of models that call :func:`simulate`
+    themselves."""
+    if not callable(fn):
+        raise TypeError(f"observing(fn) takes a callable, got {type(fn).__name__}")
+    _OBSERVERS.append(fn)
+    try:
+        yield
+    finally:
+        _OBSERVERS.remove(fn)
+
+
+__all__ = ["Layer", "simulate", "observing", "delay_parameters", "weight_parameters",
+           "clamp_delays_",
            "layers_of"]
 

@@ -38,7 +38,7 @@ from ..losses import (
     summed_softmax_cross_entropy,
     summed_softmax_prediction,
 )
-from ..network import Layer
+from ..network import Layer, observing
 from ..spikes import Spikes
 
 LossFn = Callable[[Any, Tensor], Tensor]
@@ -139,7 +139,9 @@ def unit_events(x: Any) -> Tensor | None:
 class SpikeMonitor:
     """Counts spikes and synaptic operations of every :class:`ctsnn.Layer` in a model.
 
-    Use as a context manager around forward passes; :attr:`spikes` (``{layer name: count}``)
+    Use as a context manager around forward passes: every :func:`ctsnn.simulate` inside it
+    that runs the model's layers is counted, whether through ``Layer.forward`` or a model that
+    calls ``simulate(layers, x)`` itself; :attr:`spikes` (``{layer name: count}``)
     and :attr:`synops` accumulate until :meth:`reset`. With ``keep_rasters`` the layers'
     output rasters (with their gradient) of the last forward pass are kept in :attr:`rasters`
     for :meth:`penalty`.
@@ -150,7 +152,8 @@ class SpikeMonitor:
                        if isinstance(m, Layer)]
         self.keep_rasters = keep_rasters
         self.rasters: list[Tensor] = []
-        self._handles: list[Any] = []
+        self._names: dict[int, str] = {}
+        self._observing: Any = None
         self.reset()
 
     def reset(self) -> None:
@@ -160,44 +163,20 @@ class SpikeMonitor:
         self.seen = 0  # forward passes in which spikes were observed
         self.rasters = []
 
-    def _hook(self, name: str, layer: Layer) -> Callable:
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            out = output[0] if isinstance(output, tuple) else output
-            if not isinstance(out, Spikes):
-                return
-            if self.keep_rasters and torch.is_grad_enabled():
-                self.rasters.append(out.raster())
-            own = unit_events(out)
-            self.spikes[name] += float(own.sum())
-            self.seen += 1
-            x = args[0] if args else None
-            ev_in, fo_in = unit_events(x), fan_out(layer.synapse)
-            if ev_in is not None and fo_in is not None and ev_in.shape == fo_in.shape:
-                self.synops += float((ev_in * fo_in.to(ev_in.device)).sum())
-            fo_rec = fan_out(layer.recurrent)
-            if fo_rec is not None and fo_rec.shape == own.shape:
-                self.synops += float((own * fo_rec.to(own.device)).sum())
-        return hook
-
-    def observe(self, x: Any, result: SimulationResult) -> None:
-        """Count the spikes of a network's :class:`~ctsnn.engine.SimulationResult` (models
-        that run ``ctsnn.simulate(layers, x, ...)`` themselves: their layers' ``forward`` is
-        not called). ``result.layers[i]`` is matched with the ``i``-th Layer of the model
-        when the numbers agree (synaptic operations need the synapses), else named
-        ``layer<i>`` (spikes only)."""
-        results = result.layers or [result]
-        matched = len(results) == len(self.layers)
+    def _seen(self, layers: list[Layer], x: Any, results: list[SimulationResult]) -> None:
+        """Count one :func:`ctsnn.simulate` call (an observer, see
+        :func:`ctsnn.network.observing`): the output spikes of each of the model's layers and
+        the synaptic operations of its input events and recurrent spikes."""
         prev = x
-        for i, r in enumerate(results):
+        for layer, r in zip(layers, results, strict=True):
+            name = self._names.get(id(layer))
             spikes = r.spikes
-            own = unit_events(spikes)
-            name = self.layers[i][0] if matched else f"layer{i}"
-            self.spikes[name] = self.spikes.get(name, 0.0) + float(own.sum())
-            self.seen += 1
-            if self.keep_rasters and torch.is_grad_enabled():
-                self.rasters.append(r.raster if r.raster is not None else spikes.raster())
-            if matched:
-                layer = self.layers[i][1]
+            if name is not None:
+                if self.keep_rasters and torch.is_grad_enabled():
+                    self.rasters.append(r.raster if r.raster is not None else spikes.raster())
+                own = unit_events(spikes)
+                self.spikes[name] += float(own.sum())
+                self.seen += 1
                 ev_in, fo_in = unit_events(prev), fan_out(layer.synapse)
                 if ev_in is not None and fo_in is not None and ev_in.shape == fo_in.shape:
                     self.synops += float((ev_in * fo_in.to(ev_in.device)).sum())
@@ -207,13 +186,13 @@ class SpikeMonitor:
             prev = spikes
 
     def __enter__(self) -> SpikeMonitor:
-        self._handles = [m.register_forward_hook(self._hook(name, m)) for name, m in self.layers]
+        self._names = {id(m): name for name, m in self.layers}
+        self._observing = observing(self._seen)
+        self._observing.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        self._observing.__exit__(*exc)
 
     def penalty(self, strength: float) -> Tensor:
         """:func:`~ctsnn.losses.mean_square_spike_penalty` of the kept rasters."""

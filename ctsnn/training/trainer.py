@@ -120,14 +120,13 @@ def _split_batch(batch: Any) -> tuple[Any, Tensor]:
     return batch[0], batch[1]
 
 
-def _output(out: Any, monitor: SpikeMonitor, x: Any) -> Any:
-    """The model's output for the loss; a :class:`SimulationResult` gives its ``output``
-    (the readout) and its layers' spikes to the monitor."""
+def _output(out: Any) -> Any:
+    """The model's output for the loss: a :class:`SimulationResult` gives its ``output``
+    (the readout; its spikes were counted by the monitor when ``simulate`` ran)."""
     if isinstance(out, SimulationResult):
         if out.output is None:
             raise ValueError("the model returned a SimulationResult without output: ask "
                              "simulate(...) for a readout (e.g. readout='max')")
-        monitor.observe(x, out)
         return out.output
     return out
 
@@ -558,7 +557,7 @@ class Trainer:
             x, y = _split_batch(_move(batch, self.device))
             self.monitor.rasters = []
             with self.monitor:
-                out = _output(self.model(x), self.monitor, x)
+                out = _output(self.model(x))
                 loss = self.loss_fn(out, y)
                 penalty = (self.monitor.penalty(cfg.spike_reg) if cfg.spike_reg
                            else torch.zeros((), device=self.device))
@@ -676,7 +675,7 @@ class Trainer:
             with torch.no_grad(), monitor:
                 for batch in self._loader(dataset, local, _EVAL):
                     x, y = _split_batch(_move(batch, self.device))
-                    out = _output(model(x), monitor, x)
+                    out = _output(model(x))
                     sums["loss"] += float(self.loss_fn(out, y)) * len(y)
                     sums["correct"] += _correct(self.predict_fn(out), y)
                     sums["count"] += len(y)

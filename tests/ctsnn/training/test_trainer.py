@@ -342,3 +342,30 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path, monkeypa
         fit(mlp(), toy_data(), TrainerConfig(epochs=2, val_fraction=0.25, **FAST),
             out_dir=tmp_path)
     assert fit(mlp(), toy_data(), cfg, out_dir=tmp_path)["epochs_run"] == 1
+
+
+def test_monitor_counts_models_that_call_simulate_themselves(tmp_path):
+    """A model that runs ``ctsnn.simulate(layers, x)`` (as EventPropNet does) has its spikes
+    counted once per layer; a Layer called directly is counted once, not twice."""
+    from ctsnn.config import build_model, load_config
+    cfg = load_config("eventprop_yinyang", ["model.hidden=[6]"])
+    model = build_model(cfg)
+    x = ctsnn.Spikes.from_events(torch.tensor([0.005, 0.01, 0.005, 0.01]),
+                                 torch.tensor([0, 1, 2, 3]), dt=cfg.model.dt,
+                                 n_steps=20, n_units=cfg.model.n_in)
+    with SpikeMonitor(model) as mon:
+        out = model(x)
+    result = ctsnn.simulate(list(model.layers), x, readout=cfg.model.readout)
+    torch.testing.assert_close(out, result.output)
+    names = [name for name, _ in mon.layers]
+    assert len(names) == 2 and mon.seen == 2
+    for name, r in zip(names, result.layers, strict=True):
+        assert mon.spikes[name] == float(len(r.spikes))
+    assert mon.spikes[names[0]] > 0  # the hidden layer fired, so the check could fail
+    net = SpikingNet()
+    xr = RasterData(4, 2).collate([RasterData(4, 2)[i] for i in range(4)])[0]
+    with SpikeMonitor(net) as mon2:
+        spikes, _ = net.layer(xr, dt=1e-3, input_as="jump")
+    assert mon2.seen == 1 and mon2.spikes == {"layer": float(spikes.raster().sum())}
+    ctsnn.simulate(net.layer, xr, dt=1e-3, input_as="jump")  # outside the block: not counted
+    assert mon2.seen == 1
