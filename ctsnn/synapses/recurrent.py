@@ -449,7 +449,7 @@ class RecurrentDense(ExactValues, nn.Module):
         delay = self.delay.expand(self.n, self.n)[:, units].t()
         step, offset = locate(snap_to_grid(times[:, None] + delay, self._dt), self._dt)
         zero = delay.detach() == 0
-        offset = torch.where(zero, local[:, None].expand(offset.shape), offset)
+        offset = torch.where(zero, local[:, None] + delay, offset)  # + 0: the gradient in d
         return offset, zero | (step == n)
 
     def first_in_step(self, local: Tensor, times: Tensor, units: Tensor, n: int) -> Tensor:
