@@ -13,9 +13,11 @@ where a pass from the step's start would split it (Runge-Kutta steps included) a
 and autograd graph are those of integrating the whole step again, at the cost of the remainder
 only. The step is integrated again from its start instead with refractoriness, an integrand or
 saved times, and when a new depth-0 jump lands exactly on ``T``. It ends when no unconfirmed
-spike causes an arrival inside the step; each pass confirms at least one spike. In-step
-arrivals are scheduled from the spikes' local times (``offset + d``), so a zero-delay arrival
-lands on its spike's time bit for bit, after it.
+spike causes an arrival inside the step; each pass confirms at least one spike. An in-step
+arrival with a positive delay lands at ``t + d`` (the spike's time in seconds, located in the
+grid) exactly as an arrival in a later step does, so its time, and its ties with other
+arrivals, do not depend on ``dt`` (``offset + d`` from the local time can differ in the last
+bit); a zero-delay arrival lands on its spike's local time bit for bit, after it.
 
 Simultaneous events (one semantics for every path, see docs/recurrent_substep_adjoint.md): at
 an instant ``t`` each neuron takes
@@ -127,7 +129,7 @@ def settle_step(run: Population, n: int, logged: int,
         if not new:
             break
         idx = torch.tensor(new, dtype=torch.long, device=times.device)
-        first = recurrent.first_in_step(local[idx], units[idx])
+        first = recurrent.first_in_step(local[idx], times[idx], units[idx], n)
         if not bool(torch.isfinite(first).any()):
             break
         # the source of the earliest arrival always (its arrival may round an ulp below it)
@@ -135,14 +137,16 @@ def settle_step(run: Population, n: int, logged: int,
         t = float(first.min())
         loc = local[idx].detach()
         now = (loc <= horizon).nonzero(as_tuple=True)[0]
-        arrivals = recurrent.in_step_arrivals(local[idx[now]], units[idx[now]])
+        arrivals = recurrent.in_step_arrivals(local[idx[now]], times[idx[now]],
+                                              units[idx[now]], n)
         if arrivals is not None and bool(((arrivals[2].detach() == t) & ~arrivals[4]).any()):
             # a depth-0 arrival lands at t: the spikes at t may change once it is summed in
             # (or vanish), so only the earlier ones (its senders) are confirmed
             early = loc[now] < t
             if bool(early.any()):
                 now = now[early]
-                arrivals = recurrent.in_step_arrivals(local[idx[now]], units[idx[now]])
+                arrivals = recurrent.in_step_arrivals(local[idx[now]], times[idx[now]],
+                                              units[idx[now]], n)
         for j in now.tolist():
             confirmed.add(keys[new[j]])
         take = idx[now]

@@ -414,7 +414,7 @@ class RecurrentDense(ExactValues, nn.Module):
         if local is None or not self._substep:
             later = step > n  # arrivals within step n were applied there (in_step_arrivals)
         else:
-            _, inside = self._in_step(local, units)
+            _, inside = self._in_step(local, times, units, n)
             later = ~inside.reshape(-1)  # [S, N_post] row-major: the pairs above
         if not bool(later.all()):
             target, src, step, offset, value = (x[later] for x in (target, src, step, offset,
@@ -437,34 +437,43 @@ class RecurrentDense(ExactValues, nn.Module):
         :mod:`ctsnn.engine.substep`). Set by :meth:`start`."""
         return self._substep
 
-    def _in_step(self, local: Tensor, units: Tensor) -> tuple[Tensor, Tensor]:
-        """``(local arrival time [S, N_post], inside the step [S, N_post])`` of spikes at local
-        times ``local [S]`` within their step: ``local + d`` (a zero delay gives the spike's
-        own time bit for bit), snapped onto the step's end within a few ulps."""
-        delay = self.delay.expand(self.n, self.n)
-        arrival = snap_to_grid(local[:, None] + delay[:, units].t(), self._dt)
-        return arrival, arrival.detach() <= self._dt
+    def _in_step(self, local: Tensor, times: Tensor, units: Tensor, n: int
+                 ) -> tuple[Tensor, Tensor]:
+        """``(local arrival time [S, N_post], inside step n [S, N_post])`` of spikes of step
+        ``n`` at local times ``local [S]`` (``times [S]``: the same in seconds, as logged).
+        A positive delay arrives at ``times + d`` (snapped onto a grid point within a few
+        ulps) located in the grid exactly as :meth:`emit` locates the arrivals of later steps,
+        so the arrival time does not depend on ``dt`` nor on whether it lands in its
+        sender's step (``local + d`` can differ from it in the last bit and split a tie of
+        two arrivals); a zero delay lands on its spike's local time bit for bit."""
+        delay = self.delay.expand(self.n, self.n)[:, units].t()
+        step, offset = locate(snap_to_grid(times[:, None] + delay, self._dt), self._dt)
+        zero = delay.detach() == 0
+        offset = torch.where(zero, local[:, None] + delay, offset)  # + 0: the gradient in d
+        return offset, zero | (step == n)
 
-    def first_in_step(self, local: Tensor, units: Tensor) -> Tensor:
-        """Earliest arrival time (local, detached) inside their step of each spike
-        ``(local times [S], units [S])``, ``inf`` for spikes with no arrival inside it."""
+    def first_in_step(self, local: Tensor, times: Tensor, units: Tensor, n: int) -> Tensor:
+        """Earliest arrival time (local, detached) inside their step ``n`` of each spike
+        ``(local times [S], times [S] seconds, units [S])``, ``inf`` for spikes with no
+        arrival inside it."""
         if local.numel() == 0:
             return local.detach()
-        arrival, inside = self._in_step(local.detach(), units)
+        arrival, inside = self._in_step(local.detach(), times.detach(), units, n)
         arrival = arrival.detach()
         first = torch.where(inside, arrival, torch.full_like(arrival, torch.inf))
         return first.min(dim=1).values
 
-    def in_step_arrivals(self, local: Tensor, units: Tensor
+    def in_step_arrivals(self, local: Tensor, times: Tensor, units: Tensor, n: int
                          ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
-        """Continuous time: the arrivals inside their step of spikes ``(local [S] seconds
-        within the step, units [S])`` (delays shorter than what is left of the step, zero
-        included: a zero-delay arrival lands at the spike's own time bit for bit), one per
-        (spike, target): ``(src [E] index of the spike, target [E], local offset [E] in
-        ``[0, dt]``, value [E], zero [E] the delay is 0)``, or ``None``."""
+        """Continuous time: the arrivals inside their step ``n`` of spikes ``(local [S]
+        seconds within the step, times [S] the same in seconds, units [S])`` (delays shorter
+        than what is left of the step, zero included: a zero-delay arrival lands at the
+        spike's own time bit for bit), one per (spike, target): ``(src [E] index of the
+        spike, target [E], local offset [E] in ``[0, dt]``, value [E], zero [E] the delay is
+        0)``, or ``None``."""
         if local.numel() == 0:
             return None
-        offsets, inside = self._in_step(local, units)
+        offsets, inside = self._in_step(local, times, units, n)
         src, target = inside.nonzero(as_tuple=True)
         if src.numel() == 0:
             return None

@@ -150,28 +150,34 @@ def test_random_networks(monkeypatch, **kw):
     _random_network(monkeypatch, **kw)
 
 
-@pytest.mark.xfail(strict=True, reason="reference engine: an extra spike at dt and dt/2 that "
-                   "dt/4 and the kernel (at every dt) do not have; see docs/kernels-recurrent.md")
 def test_reference_is_dt_independent_on_a_network_the_kernel_gets_right():
     """Found by hypothesis (seed 0, LIF, per-axon recurrent delays up to 4 ms, sample 2 of 3):
-    the settled-step reference fires neuron 1 again at 13.59 ms at dt and dt/2 (21 spikes)
-    but not at dt/4 (20); the compiled kernel gives 20 at every dt. The reference must not
-    depend on dt; when it is fixed this test passes and the xfail must go."""
+    neurons 3 and 4 spike together at 4.61 ms and each reaches neuron 1 through the other
+    (delays 0.44 ms and 3.24 ms, in either order): both arrivals land at 8.288578 ms, equal
+    in float64 as ``t + d`` in seconds. At ``dt`` and ``dt / 2`` one of them lands in its
+    sender's step, and the reference used to time it from the local spike time
+    (``offset + d``), an ulp earlier: the tie split, neuron 1 fired on the first jump and
+    took the second after its reset, and fired again at 13.59 ms (21 spikes instead of 20).
+    The reference now times in-step arrivals as every other arrival: the same spikes (times
+    to 1e-12 s) at every ``dt``, and the kernel's."""
     gen = torch.Generator().manual_seed(0)
     model = _model(LIF, 5, "zero", gen)
     syn, rec = _network(gen, 6, 5, ff="none", rec_per="axon", zero_frac=0.0, max_rec=0.004)
     spikes = _spikes(gen, 6, 3, 25, 25, grid=False)
     pick = spikes.batch == 2
-    counts = []
-    for f in (1, 4):
+    runs = []
+    for f in (1, 2, 4):
         one = Spikes.from_events(spikes.times[pick], spikes.units[pick],
                                  torch.zeros(int(pick.sum()), dtype=torch.long),
                                  dt=spikes.dt / f, n_steps=25 * f, batch_size=1, n_units=6)
-        kernel = _run(model, syn, rec, one, kernels=True, n_steps=25 * f).spikes
-        reference = _run(model, syn, rec, one, kernels=False, n_steps=25 * f).spikes
-        assert kernel.times.numel() == 20
-        counts.append(reference.times.numel())
-    assert counts[0] == counts[1]
+        kernel = _run(model, syn, rec, one, kernels=True, n_steps=25 * f)
+        reference = _run(model, syn, rec, one, kernels=False, n_steps=25 * f)
+        assert kernel.spikes.times.numel() == 20
+        assert reference.spikes.times.numel() == 20
+        _assert_same(reference, kernel, 5)
+        runs.append(reference)
+    for other in runs[1:]:
+        _assert_same(other, runs[0], 5)
 
 
 @pytest.mark.slow
