@@ -343,6 +343,25 @@ def _shared_schedules(ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt, eps, t_e
 
 
 @numba.njit(cache=True)
+def synapse_arrivals(j, e0, e1, ev_t, ev_u, ev_x, weight, delay, is32, dt, eps, t_end_key, tmp,
+                     val):
+    """Per-synapse delays: the arrivals at neuron ``j`` of input events ``e0..e1-1`` (zero
+    weights and arrivals after the run dropped) into ``tmp`` (time) and ``val`` (jump), in
+    event order; returns their number. Shared by the feed-forward and recurrent kernels."""
+    m = 0
+    for e in range(e0, e1):
+        w = weight[j, ev_u[e]]
+        if w == 0:
+            continue
+        key, sim = _arrival(ev_t[e] + delay[j, ev_u[e]], True, is32, dt, eps)
+        if key > t_end_key:
+            continue
+        tmp[m], val[m] = sim, ev_x[e] * w
+        m += 1
+    return m
+
+
+@numba.njit(cache=True)
 def _rows_range(r0, r1, rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n,
                 is32, p, cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, out_t, out_c,
                 counts, v_end, i_end):
@@ -368,16 +387,8 @@ def _rows_range(r0, r1, rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_ti
                 at[k] = s_time[e0 + k]
                 aw[k] = ev_x[e] * weight[j, ev_u[e]]
         else:
-            m = 0
-            for e in range(e0, e1):
-                w = weight[j, ev_u[e]]
-                if w == 0:
-                    continue
-                key, sim = _arrival(ev_t[e] + delay[j, ev_u[e]], True, is32, dt, eps)
-                if key > t_end_key:
-                    continue
-                tmp[m], val[m] = sim, ev_x[e] * w
-                m += 1
+            m = synapse_arrivals(j, e0, e1, ev_t, ev_u, ev_x, weight, delay, is32, dt, eps,
+                                 t_end_key, tmp, val)
             sort_arrivals(tmp, val, m, t_end, bins, at, aw)
         c, v, i = _element(at, aw, m, v0[b, j], i0[b, j], cuba, spiking, mode, p[j], t_end,
                            dt, eps, out_t, out_c, r)

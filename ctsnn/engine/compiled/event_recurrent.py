@@ -65,6 +65,7 @@ from .event_driven import (
     _root,
     _shared_schedules,
     _snap,
+    synapse_arrivals,
     tensors_refusal,
 )
 
@@ -221,16 +222,8 @@ def _ff_lists(e0, e1, ev_t, ev_u, ev_x, weight, delay, n, is32, dt, eps, t_end_k
     tmp = np.empty(e1 - e0)
     val = np.empty(e1 - e0)
     for j in range(n):
-        m = 0
-        for e in range(e0, e1):
-            w = weight[j, ev_u[e]]
-            if w == 0:
-                continue
-            key, sim = _arrival(ev_t[e] + delay[j, ev_u[e]], True, is32, dt, eps)
-            if key > t_end_key:
-                continue
-            tmp[m], val[m] = sim, ev_x[e] * w
-            m += 1
+        m = synapse_arrivals(j, e0, e1, ev_t, ev_u, ev_x, weight, delay, is32, dt, eps,
+                             t_end_key, tmp, val)
         order = np.argsort(tmp[:m], kind="mergesort")
         base = ptr[j]
         for q in range(m):

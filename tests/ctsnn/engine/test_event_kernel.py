@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from event_compare import assert_same, kernel_only, sorted_spikes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,31 +54,6 @@ def _run(model, syn, spikes, *, kernels, n_steps, state=None, dtype=F64, **kw):
                               dtype=dtype, **kw)
 
 
-def _sorted(spikes: Spikes, n: int):
-    key = (spikes.batch * n + spikes.units).to(F64) * 1e6 + spikes.times.to(F64)
-    order = torch.argsort(key)
-    return spikes.times[order].to(F64), spikes.batch[order], spikes.units[order]
-
-
-def _assert_same(a, b, n, tol=1e-12):
-    ta, ba, ua = _sorted(a.spikes, n)
-    tb, bb, ub = _sorted(b.spikes, n)
-    assert ta.numel() == tb.numel(), (ta.numel(), tb.numel())
-    assert torch.equal(ba, bb) and torch.equal(ua, ub)
-    if ta.numel():
-        assert float((ta - tb).abs().max()) <= tol
-    for x, y in zip(a.final_state, b.final_state, strict=True):
-        assert x.dtype == y.dtype and x.shape == y.shape
-        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10)
-
-
-def _kernel_only(monkeypatch):
-    """Make the reference loop fail, so a passing run proves the kernel served it."""
-    def refuse(run):
-        raise AssertionError("the reference engine ran")
-    monkeypatch.setattr(population, "run_continuous", refuse)
-
-
 def _model(cls, n, reset, gen, **kw):
     per_neuron = {"tau_mem": 0.005 + 0.02 * torch.rand(n, generator=gen, dtype=F64)}
     if cls in (CubaLI, CubaLIF):
@@ -101,9 +77,9 @@ def test_kernel_matches_reference(cls, reset, delays, monkeypatch):
     syn = _synapse(gen, n_in, n_out, delays, scale=3.0)
     spikes = _spikes(gen, n_in, batch, n_steps, 150)
     ref = _run(model, syn, spikes, kernels=False, n_steps=n_steps)
-    _kernel_only(monkeypatch)
+    kernel_only(monkeypatch)
     got = _run(model, syn, spikes, kernels=True, n_steps=n_steps)
-    _assert_same(got, ref, n_out)
+    assert_same(got, ref, n_out)
     if model.spiking:
         assert ref.spikes.times.numel() > 0  # the comparison saw spikes
 
@@ -121,10 +97,10 @@ def test_refractory_and_tonic_firing(cls, reset, monkeypatch):
     syn = _synapse(gen, 6, n_out, "synapse", scale=1.0)
     spikes = _spikes(gen, 6, 2, n_steps, 60)
     ref = _run(model, syn, spikes, kernels=False, n_steps=n_steps)
-    _kernel_only(monkeypatch)
+    kernel_only(monkeypatch)
     monkeypatch.setattr(event_driven, "_BUDGET", 1)  # 16 spike slots per neuron on pass one
     got = _run(model, syn, spikes, kernels=True, n_steps=n_steps)
-    _assert_same(got, ref, n_out)
+    assert_same(got, ref, n_out)
     counts = torch.bincount(ref.spikes.batch * n_out + ref.spikes.units)
     assert int(counts.max()) > 16 and int(counts.min()) <= 16  # both passes are used
 
@@ -148,9 +124,9 @@ def test_ties_grid_points_and_time_zero(cls, reset, monkeypatch):
     with torch.no_grad():
         syn.delay[:, 0] = 0.0  # the t = 0 spike of input 0 arrives at t = 0
     ref = _run(model, syn, spikes, kernels=False, n_steps=n_steps)
-    _kernel_only(monkeypatch)
+    kernel_only(monkeypatch)
     got = _run(model, syn, spikes, kernels=True, n_steps=n_steps)
-    _assert_same(got, ref, n_out)
+    assert_same(got, ref, n_out)
 
 
 def test_initial_state_above_threshold_and_given_state(monkeypatch):
@@ -161,9 +137,9 @@ def test_initial_state_above_threshold_and_given_state(monkeypatch):
     state = model.State(torch.tensor([[1.2, 0.5, 0.99], [0.0, 1.0, -1.0]], dtype=F64),
                         torch.tensor([[0.0, 50.0, 5.0], [150.0, 0.0, -3.0]], dtype=F64))
     ref = _run(model, syn, spikes, kernels=False, n_steps=50, state=state)
-    _kernel_only(monkeypatch)
+    kernel_only(monkeypatch)
     got = _run(model, syn, spikes, kernels=True, n_steps=50, state=state)
-    _assert_same(got, ref, 3)
+    assert_same(got, ref, 3)
     assert ref.spikes.times.numel() > 2
 
 
@@ -177,10 +153,10 @@ def test_empty_input_and_empty_samples(monkeypatch):
     ref = _run(model, syn, none, kernels=False, n_steps=30)
     quiet = LIF(3)
     ref_quiet = _run(quiet, syn, none, kernels=False, n_steps=30)
-    _kernel_only(monkeypatch)
-    _assert_same(_run(model, syn, none, kernels=True, n_steps=30), ref, 3)
+    kernel_only(monkeypatch)
+    assert_same(_run(model, syn, none, kernels=True, n_steps=30), ref, 3)
     got = _run(quiet, syn, none, kernels=True, n_steps=30)
-    _assert_same(got, ref_quiet, 3)
+    assert_same(got, ref_quiet, 3)
     assert got.spikes.times.numel() == 0 and got.spikes.times.dtype == F64
 
 
@@ -193,9 +169,9 @@ def test_arrivals_after_the_end_are_dropped(monkeypatch):
                                 n_steps=25, batch_size=3, n_units=3)
     model = LIF(2)
     ref = _run(model, syn, spikes, kernels=False, n_steps=25)
-    _kernel_only(monkeypatch)
+    kernel_only(monkeypatch)
     got = _run(model, syn, spikes, kernels=True, n_steps=25)
-    _assert_same(got, ref, 2)
+    assert_same(got, ref, 2)
     assert got.spikes.batch.tolist() == [0, 0]
 
 
@@ -213,7 +189,7 @@ def test_random_networks(seed, which, delays, n_in, n_out, batch, n_events, grid
     spikes = _spikes(gen, n_in, batch, 30, n_events, grid=grid)
     ref = _run(model, syn, spikes, kernels=False, n_steps=30)
     got = _run(model, syn, spikes, kernels=True, n_steps=30)
-    _assert_same(got, ref, n_out)
+    assert_same(got, ref, n_out)
 
 
 @pytest.mark.parametrize("dt", [1e-3, 5e-3, 25e-3])
@@ -235,8 +211,8 @@ def test_float32_within_a_microsecond_at_any_dt(cls, dt):
     spikes64 = spikes32.to(dtype=F64)
     ref = _run(model32.double(), syn64, spikes64, kernels=False, n_steps=n_steps)
     got = _run(model32, syn32, spikes32, kernels=True, n_steps=n_steps, dtype=torch.float32)
-    ta, _, _ = _sorted(got.spikes, 6)
-    tb, _, _ = _sorted(ref.spikes, 6)
+    ta, _, _ = sorted_spikes(got.spikes, 6)
+    tb, _, _ = sorted_spikes(ref.spikes, 6)
     assert got.spikes.times.dtype == torch.float32
     assert ta.numel() == tb.numel() > 10
     assert float((ta - tb).abs().max()) <= 1e-6
@@ -291,10 +267,10 @@ def test_simulate_layer_under_no_grad_uses_the_kernel(monkeypatch):
     spikes = _spikes(gen, 5, 2, 60, 50)
     with torch.no_grad(), use_kernels(False):
         ref = ctsnn.simulate(layer, spikes)
-    _kernel_only(monkeypatch)
+    kernel_only(monkeypatch)
     with torch.no_grad():
         got = ctsnn.simulate(layer, spikes)
-    _assert_same(got, ref, 4)
+    assert_same(got, ref, 4)
 
 
 def test_jump_only_reference_fires_on_upward_crossings_only():
@@ -333,9 +309,9 @@ def test_run_shorter_than_the_input(delays, monkeypatch):
     syn = _synapse(gen, 4, 3, delays, scale=4.0)
     spikes = _spikes(gen, 4, 2, 40, 60)
     refs = {n: _run(model, syn, spikes, kernels=False, n_steps=n) for n in (20, 40)}
-    _kernel_only(monkeypatch)
+    kernel_only(monkeypatch)
     for n, ref in refs.items():
-        _assert_same(_run(model, syn, spikes, kernels=True, n_steps=n), ref, 3)
+        assert_same(_run(model, syn, spikes, kernels=True, n_steps=n), ref, 3)
 
 
 def test_crossing_after_a_dip_below_threshold_is_found_on_any_grid():

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from event_compare import assert_same, kernel_only, sorted_spikes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ctsnn
 from ctsnn.compiled import use_kernels
-from ctsnn.engine import population, run_population
+from ctsnn.engine import run_population
 from ctsnn.engine.compiled import event_recurrent
 from ctsnn.engine.compiled.event_recurrent import event_recurrent_refusal, run_event_recurrent
 from ctsnn.gradients.adjoint import adjoint_layer
@@ -71,34 +72,9 @@ def _run(model, syn, rec, spikes, *, kernels, n_steps, dtype=F64, **kw):
                               recurrent=rec, time="continuous", dtype=dtype, **kw)
 
 
-def _sorted(spikes: Spikes, n: int):
-    key = (spikes.batch * n + spikes.units).to(F64) * 1e6 + spikes.times.to(F64)
-    order = torch.argsort(key)
-    return spikes.times[order].to(F64), spikes.batch[order], spikes.units[order]
-
-
 def _assert_same(a, b, n, tol=1e-12):
-    ta, ba, ua = _sorted(a.spikes, n)
-    tb, bb, ub = _sorted(b.spikes, n)
-    assert ta.numel() == tb.numel(), (ta.numel(), tb.numel())
-    assert torch.equal(ba, bb) and torch.equal(ua, ub)
-    if ta.numel():
-        assert float((ta - tb).abs().max()) <= tol
-    close = 1e-10 if a.spikes.times.dtype == F64 else 1e-5
-    for x, y in zip(a.final_state, b.final_state, strict=True):
-        assert x.dtype == y.dtype and x.shape == y.shape
-        torch.testing.assert_close(x, y, rtol=close, atol=close)
-    assert a.states.keys() == b.states.keys()
-    for name in a.states:
-        assert a.states[name].shape == b.states[name].shape
-        torch.testing.assert_close(a.states[name], b.states[name], rtol=close, atol=close)
-
-
-def _kernel_only(monkeypatch):
-    """Make the reference loop fail, so a passing run proves the kernel served it."""
-    def refuse(run):
-        raise AssertionError("the reference engine ran")
-    monkeypatch.setattr(population, "run_continuous", refuse)
+    assert_same(a, b, n, tol, close=1e-10 if a.spikes.times.dtype == F64 else 1e-5,
+                states=True)
 
 
 def _compare(monkeypatch, cls, reset, seed, *, batch=3, n=5, n_in=6, n_steps=40, n_events=40,
@@ -110,7 +86,7 @@ def _compare(monkeypatch, cls, reset, seed, *, batch=3, n=5, n_in=6, n_steps=40,
     kw = {"record": model.state_names, "record_every": 7} if record else {}
     ref = _run(model, syn, rec, spikes, kernels=False, n_steps=n_steps, **kw)
     with monkeypatch.context() as m:
-        _kernel_only(m)
+        kernel_only(m)
         got = _run(model, syn, rec, spikes, kernels=True, n_steps=n_steps, **kw)
     _assert_same(got, ref, n)
     return ref
@@ -222,7 +198,7 @@ def test_simultaneous_arrivals_are_one_summed_jump(w_sub, fires, monkeypatch):
                                 n_steps=10, batch_size=1, n_units=3)
     ref = _run(model, syn, rec, spikes, kernels=False, n_steps=10)
     with monkeypatch.context() as m:
-        _kernel_only(m)
+        kernel_only(m)
         got = _run(model, syn, rec, spikes, kernels=True, n_steps=10)
     _assert_same(got, ref, 4)
     t1 = got.spikes.times[got.spikes.units == 1]
@@ -257,7 +233,7 @@ def test_zero_delay_waves(monkeypatch):
               time="continuous", state=state)
     with use_kernels(False), torch.no_grad():
         ref = run_population(model, **kw)
-    _kernel_only(monkeypatch)
+    kernel_only(monkeypatch)
     with torch.no_grad():
         got = run_population(model, **kw)
     _assert_same(got, ref, 3)
@@ -277,7 +253,7 @@ def test_zero_delay_cascade_fires_once_per_instant(monkeypatch):
               time="continuous", state=state)
     with use_kernels(False), torch.no_grad():
         ref = run_population(model, **kw)
-    _kernel_only(monkeypatch)
+    kernel_only(monkeypatch)
     with torch.no_grad():
         got = run_population(model, **kw)
     _assert_same(got, ref, 3)
@@ -314,7 +290,7 @@ def test_empty_and_silent_layers(monkeypatch):
         kw = {"record": ("v", "i"), "record_every": 3}
         ref = _run(model, s, rec, spikes, kernels=False, n_steps=20, **kw)
         with monkeypatch.context() as m:
-            _kernel_only(m)
+            kernel_only(m)
             got = _run(model, s, rec, spikes, kernels=True, n_steps=20, **kw)
         _assert_same(got, ref, 4)
         assert got.spikes.times.numel() == 0
@@ -339,7 +315,7 @@ def test_tonic_firing_refractory_and_initial_spikes(monkeypatch):
     ref = _run(model, None, rec, empty, kernels=False, n_steps=300, state=state)
     with monkeypatch.context() as m:
         m.setattr(event_recurrent, "_SPIKE_SLOTS", 1)  # 64 spike slots per sample
-        _kernel_only(m)
+        kernel_only(m)
         got = _run(model, None, rec, empty, kernels=True, n_steps=300, state=state)
     _assert_same(got, ref, n)
     per_sample = torch.bincount(got.spikes.batch, minlength=2)
@@ -383,8 +359,8 @@ def test_float32_within_a_microsecond_at_any_dt(dt):
                n_steps=n_steps)
     got = _run(model.float(), syn32, rec32, spikes32, kernels=True, n_steps=n_steps,
                dtype=torch.float32)
-    ta, ba, ua = _sorted(got.spikes, 6)
-    tb, bb, ub = _sorted(ref.spikes, 6)
+    ta, ba, ua = sorted_spikes(got.spikes, 6)
+    tb, bb, ub = sorted_spikes(ref.spikes, 6)
     assert got.spikes.times.dtype == torch.float32
     assert ta.numel() == tb.numel() > 20
     assert torch.equal(ua, ub) and torch.equal(ba, bb)
@@ -398,7 +374,7 @@ def test_float32_close_to_the_float32_reference(monkeypatch):
     syn, rec = syn.float(), rec.float()
     spikes = _spikes(gen, 6, 2, 40, 50, dtype=torch.float32)
     ref = _run(model, syn, rec, spikes, kernels=False, n_steps=40, dtype=torch.float32)
-    _kernel_only(monkeypatch)
+    kernel_only(monkeypatch)
     got = _run(model, syn, rec, spikes, kernels=True, n_steps=40, dtype=torch.float32)
     _assert_same(got, ref, 5, tol=1e-6)
 
@@ -470,7 +446,7 @@ def test_simulate_recurrent_layer_under_no_grad_uses_the_kernel(monkeypatch):
     spikes = _spikes(gen, 5, 2, 50, 50)
     with torch.no_grad(), use_kernels(False):
         ref = ctsnn.simulate(layer, spikes)
-    _kernel_only(monkeypatch)
+    kernel_only(monkeypatch)
     with torch.no_grad():
         got = ctsnn.simulate(layer, spikes)
     _assert_same(got, ref, 4)
