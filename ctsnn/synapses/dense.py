@@ -522,7 +522,13 @@ class Dense(ExactValues, nn.Module):
                                  "a raster")
             else:
                 lags = torch.round(self.delay.expand(self.n_out, self.n_in) / dt).long()
-                out = event_jumps(raster, self.effective_weight, lags)
+                if not raster.requires_grad and scatter_pays(raster, self.weight):
+                    # CPU, sparse input: the one-tap spike scatter (numba). Only for an input
+                    # without gradient: event_jumps' gradient w.r.t. the raster lives on the
+                    # spikes alone, the scatter's transpose is the full linear map.
+                    out = spike_scatter(raster, Taps(lags[None], self.effective_weight[None]))
+                else:
+                    out = event_jumps(raster, self.effective_weight, lags)
         if self.bias is not None:
             out = out + self.bias
         return out

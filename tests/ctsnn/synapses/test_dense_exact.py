@@ -147,3 +147,56 @@ def test_learnable_delays_are_parameters_and_clamp_explicitly():
         layer.synapse.delay[1, 1] = -0.001
     layer.synapse.clamp_delays_()
     assert layer.synapse.delay[0, 0] == 0.003 and layer.synapse.delay[1, 1] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("per", ["synapse", "axon"])
+def test_discrete_exact_delays_kernel_path_equals_event_jumps(dtype, per, monkeypatch):
+    """CPU with kernels on and an input without gradient: the one-tap spike scatter gives the
+    event_jumps result and weight gradient (lags at 0, mid-window and past the end, pad_right);
+    an input that needs its gradient keeps event_jumps (gradient on the spikes only)."""
+    import ctsnn.synapses.spike_scatter as scatter_mod
+    from ctsnn.compiled import use_kernels
+
+    calls = []
+    real = scatter_mod.SpikeScatter.apply
+    monkeypatch.setattr(scatter_mod.SpikeScatter, "apply",
+                        lambda *a: calls.append(1) or real(*a))
+    dt, n_steps = 1e-3, 30
+    t_in, u_in, _, _ = _w5_like(4, n_in=6, n_out=5, rate=40.0, duration=n_steps * dt)
+    t_in = np.concatenate([[0.0, (n_steps - 1) * dt], t_in])  # a spike at t = 0 and one at the end
+    u_in = np.concatenate([[0, 1], u_in])
+    spikes = ctsnn.Spikes.from_events(torch.as_tensor(t_in, dtype=dtype), torch.as_tensor(u_in),
+                                      torch.zeros(len(t_in), dtype=torch.long), dt=dt,
+                                      n_steps=n_steps, batch_size=1, n_units=6)
+    gen = torch.Generator().manual_seed(0)
+    shape = (5, 6) if per == "synapse" else (6,)
+    delay = torch.rand(shape, generator=gen, dtype=torch.float64) * 0.04  # some past T
+    delay.view(-1)[0] = 0.0
+    syn = Dense(6, 5, delay=delay.to(dtype), per=per, pad_right=4, dtype=dtype)
+    res = []
+    for on in (False, True):
+        syn.zero_grad()
+        with use_kernels(on):
+            out = syn.jumps(spikes)
+        g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+        (out * g).sum().backward()
+        res.append((out.detach(), syn.weight.grad.clone()))
+    assert calls == [1]
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {}
+    torch.testing.assert_close(res[1][0], res[0][0], **tol)
+    torch.testing.assert_close(res[1][1], res[0][1], **tol)
+    assert res[0][0].abs().sum() > 0
+
+    values = torch.ones(len(t_in), dtype=dtype, requires_grad=True)
+    diff = ctsnn.Spikes.from_events(spikes.times, spikes.units, spikes.batch, values=values,
+                                    dt=dt, n_steps=n_steps, batch_size=1, n_units=6)
+    outs = []
+    for on in (False, True):
+        with use_kernels(on):
+            out = syn.jumps(diff)
+        outs.append((out.detach(),
+                     torch.autograd.grad((out * g).sum(), values, retain_graph=True)[0]))
+    assert calls == [1]  # the differentiable input kept event_jumps
+    torch.testing.assert_close(outs[1][0], res[0][0], **tol)
+    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=0, atol=0)
