@@ -577,8 +577,7 @@ class RecurrentDense(ExactValues, nn.Module):
                                               device=device)) / keep
         kernel = h if self.per == "axon" else h * self.effective_weight
         self._token = None
-        if (self.per == "axon" and kernels_enabled(kernel)
-                and dtype in (torch.float32, torch.float64)):
+        if self.scatter_applies(dtype):
             lags, coefs = spread_taps(kernel)
             self._run = ScatterRun(lags, coefs, self.effective_weight, n_lags, batch_size, mask)
             return
@@ -592,6 +591,22 @@ class RecurrentDense(ExactValues, nn.Module):
         ring = torch.zeros(batch_size, n_lags, self.n, dtype=dtype, device=device)
         self._run = RingRun(kernel, doubled, ring, deque(maxlen=n_lags - 1), mask, batch_size,
                             self.per == "synapse")
+
+    def scatter_applies(self, dtype: torch.dtype) -> bool:
+        """Whether :meth:`start` takes the compiled spike-scatter path
+        (:mod:`ctsnn.synapses.ring_scatter`) for a run in ``dtype``: ``Triangle`` kernel,
+        per-axon delays, float32 or float64, and :func:`ctsnn.compiled.kernels_enabled` for the
+        module's tensors (CPU, numba, switch on). The engine's fused recurrent LIF
+        (:mod:`ctsnn.engine.compiled.lif_recurrent`) runs exactly when this holds."""
+        return (self.kernel.grid and self.per == "axon"
+                and dtype in (torch.float32, torch.float64)
+                and kernels_enabled(self.weight, self.delay_steps))
+
+    @property
+    def scatter_run(self) -> ScatterRun | None:
+        """The working set of the current sequence on the scatter path (after :meth:`start`),
+        else ``None``."""
+        return self._run if isinstance(self._run, ScatterRun) else None
 
     def _check_step(self, what: str, n: int) -> RingRun | ScatterRun:
         run = self._run
