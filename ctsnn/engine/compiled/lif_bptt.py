@@ -314,10 +314,10 @@ class _FusedLIF(torch.autograd.Function):
         i_before = torch.empty_like(spikes) if cuba else _empty_like_steps(spikes)
         v_rec = torch.empty_like(spikes) if record_v else _empty_like_steps(spikes)
         v_end, i_end = torch.empty_like(v0), torch.empty_like(v0)
-        _forward_kernel(as_numpy(jumps), as_numpy(cur), as_numpy(v0), as_numpy(i0), as_numpy(A), as_numpy(B), as_numpy(C0), as_numpy(D),
-                        as_numpy(E), as_numpy(F), as_numpy(th), as_numpy(vr), mode, cuba, spikes.numpy(),
-                        u_all.numpy(), i_before.numpy(), v_rec.numpy(), v_end.numpy(),
-                        i_end.numpy())
+        _forward_kernel(*(as_numpy(a) for a in (jumps, cur, v0, i0, A, B, C0, D, E, F, th,
+                                                 vr)),
+                        mode, cuba, spikes.numpy(), u_all.numpy(), i_before.numpy(),
+                        v_rec.numpy(), v_end.numpy(), i_end.numpy())
         ctx.save_for_backward(u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr)
         ctx.flags = (mode, cuba, detach or surrogate is None, surrogate, jumps.shape[0] > 0,
                      record_v)
@@ -351,11 +351,11 @@ class _FusedLIF(torch.autograd.Function):
             _empty_like_steps(spikes)
         acc = v0.new_zeros((8, v0.shape[1]))  # small: PyTorch runs it on one thread
         # g_spikes may be broadcast (e.g. from a sum): read through its strides, no copy
-        _backward_kernel(g_spikes.detach().numpy(), as_numpy(sd), code, param, as_numpy(g_rec),
-                         as_numpy(u_all), as_numpy(spikes),
-                         as_numpy(i_before), as_numpy(cur), as_numpy(v0), as_numpy(A), as_numpy(B), as_numpy(D), as_numpy(E),
-                         as_numpy(F), as_numpy(th), as_numpy(vr), mode, cuba, detach, g_jumps.numpy(),
-                         g_cur.numpy(), lv.numpy(), li.numpy(), acc.numpy())
+        _backward_kernel(g_spikes.detach().numpy(), as_numpy(sd), code, param,
+                         *(as_numpy(a) for a in (g_rec, u_all, spikes, i_before, cur, v0, A, B,
+                                                 D, E, F, th, vr)),
+                         mode, cuba, detach, g_jumps.numpy(), g_cur.numpy(), lv.numpy(),
+                         li.numpy(), acc.numpy())
         gA, gB, gC0, gD, gE, gF, gth, gvr = acc.unbind(0)
         return (g_jumps if has_j else None, g_cur if ctx.needs_input_grad[1] else None,
                 lv, li if cuba else None, gA, gB, gC0, gD, gE, gF, gth, gvr,

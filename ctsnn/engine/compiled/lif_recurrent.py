@@ -31,9 +31,10 @@ one thread, loops in a fixed order: the results do not depend on the thread coun
 Saved for backward: ``u``, the spikes, ``y`` (``[T, B, N]`` each; ``i`` before each step for
 CubaLIF); during backward ``G`` and ``G W``. The gradients of the taps and of the effective
 weight reach ``delay_steps``, ``p_spread`` (``learn_width``) and ``weight`` through PyTorch
-autograd, as on the reference path. Selection: :func:`ctsnn.engine.compiled.lif_bptt.fused_lif_applies`
-(the fused LIF's conditions, with a recurrent connection only when it takes the scatter path);
-the step loop with ``RingRead`` (kernels off, CUDA) stays the reference the tests compare with.
+autograd, as on the reference path. Selection:
+:func:`ctsnn.engine.compiled.lif_bptt.fused_lif_applies` (the fused LIF's conditions, with a
+recurrent connection only when it takes the scatter path); the step loop with ``RingRead``
+(kernels off, CUDA) stays the reference the tests compare with.
 """
 
 from __future__ import annotations
@@ -250,7 +251,8 @@ class _FusedRecurrentLIF(torch.autograd.Function):
         v_rec = torch.empty_like(spikes) if record_v else _steps(v0, 0)
         v_end, i_end = v0.detach().clone(), i0.detach().clone()
         x = torch.empty_like(v0)
-        mask = _steps(v0, 0) if run.mask is None else run.mask.detach().to(v0.dtype).contiguous()
+        mask = (v0.new_zeros((0, n)) if run.mask is None
+                else run.mask.detach().to(v0.dtype).contiguous())
         arrays = [as_numpy(a) for a in (jumps, cur, x)]
         arrays += [mask.numpy(), v_end.numpy(), i_end.numpy()]
         arrays += [as_numpy(a) for a in (A, B, C0, D, E, F, th, vr)]
