@@ -18,10 +18,11 @@ and backward. Here the whole sequence is one :class:`torch.autograd.Function`:
   spikes x K); the kernel then moves the next step's slot into ``y[t + 1]`` and clears it.
 * backward, one reverse sweep (one numba call and one product per step): the gradient of the
   step's spikes from the future reads they fed, ``dS[t][b, j] = Σ_k h[k, j] (G W)[t + lag]``
-  (:func:`ctsnn.synapses.ring_scatter.back_axon`, which also accumulates the taps' gradient
-  over the spikes), the surrogate gradient through ``v`` (and ``i``), and the gradient of the
-  step's recurrent input ``G[t]`` (masked), whose product ``G[t] W`` the earlier steps read;
-  the weight's gradient is one product at the end, ``Σ_t G[t]ᵀ y[t]``.
+  (with ``G W`` kept batch last, ``[N, T, B]``, so the sums vectorise over the batch; the taps'
+  gradient is accumulated over the spikes in the same pass), the surrogate gradient through
+  ``v`` (and ``i``), and the gradient of the step's recurrent input ``G[t]`` (masked), whose
+  product ``G[t] W`` the earlier steps read; the weight's gradient is one product at the end,
+  ``Σ_t G[t]ᵀ y[t]``.
 
 The product could be done in the kernel (``x`` already weighted in the ring: spikes x K x N per
 step) but both directions need the dense ``G W`` anyway, and BLAS does the dense product at
@@ -49,7 +50,7 @@ from ...models.base import NeuronModel
 from ...models.lif import CubaLIF
 from ...surrogate import Surrogate
 from ...synapses.recurrent import RecurrentDense
-from ...synapses.ring_scatter import ScatterRun, back_axon
+from ...synapses.ring_scatter import ScatterRun
 from ..recurrence import start_recurrent
 from ..result import SimulationResult
 from ..spike_log import raster_spikes
@@ -112,7 +113,9 @@ def _forward_step(t, jumps, cur, x, has_x, mask, v, i, A, B, C0, D, E, F, th, vr
             v[b, k] = vn
             if rec:
                 v_rec[t, b, k] = vn
-            if s != 0.0:
+        s_row = spikes[t, b]
+        for k in range(n):
+            if s_row[k] != 0.0:
                 for kk in range(n_taps):
                     slot = base + first[k] + kk  # lags in [1, L - 1]: at most one wrap
                     if slot >= n_ring:
@@ -131,6 +134,39 @@ def _forward_step(t, jumps, cur, x, has_x, mask, v, i, A, B, C0, D, E, F, th, vr
     return nonzero
 
 
+@numba.njit(cache=True, fastmath=True)
+def _spike_grads(t, spikes_t, first, h_t, gyt, ds_t, gh_t, column):
+    """The transpose of step ``t``'s scatter, batch innermost: ``gyt [N, T, B]`` holds
+    ``G W`` (the gradient of the delayed sums), ``ds_t[j, b] = Σ_k h[k, j] gyt[j, t + lag, b]``
+    and, over the batch, ``gh[k, j] += Σ_b S[b, j] gyt[j, t + lag, b]`` (``h_t = hᵀ``,
+    ``gh_t = ghᵀ [N, K]``, lags ``first[j] + k``; ``column [B]`` scratch). The loops over the
+    batch are contiguous and vectorise (``fastmath``: the sums over the batch may be
+    reassociated; fixed order otherwise, so the result does not depend on the thread count).
+    """
+    n_batch, n = spikes_t.shape
+    n_taps = h_t.shape[1]
+    n_reads = gyt.shape[1]
+    for j in range(n):
+        t0 = t + first[j]
+        n_k = min(n_taps, n_reads - t0)
+        row = ds_t[j]
+        spiked = False
+        for b in range(n_batch):
+            row[b] = 0.0
+            column[b] = spikes_t[b, j]
+            spiked |= column[b] != 0.0
+        for k in range(n_k):
+            g = gyt[j, t0 + k]
+            hk = h_t[j, k]
+            for b in range(n_batch):
+                row[b] += hk * g[b]
+            if spiked:
+                acc = g[0] * 0.0
+                for b in range(n_batch):
+                    acc += column[b] * g[b]
+                gh_t[j, k] += acc
+
+
 @numba.njit(cache=True)
 def _backward_step(t, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, cur, v0,
                    A, B, D, E, F, th, vr, mode, cuba, detach, g_jumps, g_cur, lv_all, li_all,
@@ -138,19 +174,19 @@ def _backward_step(t, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before,
     """Step ``t`` of the reverse sweep (the transpose of :func:`_forward_step`'s
     linearisation, the per-step body of ``lif_bptt``'s backward kernel plus the recurrence).
 
-    ``gy_next [B, N]`` is ``G[t + 1] W`` (stored first into ``gy [B, N, T]``, time last);
-    ``ds [B, N]`` receives the gradient of step ``t``'s spikes through the ring, ``gh_t``
+    ``gy_next [B, N]`` is ``G[t + 1] W`` (stored first into ``gy [N, T, B]``, batch last);
+    ``ds [N, B]`` receives the gradient of step ``t``'s spikes through the ring, ``gh_t``
     accumulates the taps' gradient, ``gm_all[t]`` receives ``G[t]``, the gradient of the
     (unmasked) recurrent read of step ``t``. ``lv_all`` / ``li_all`` carry the state's
-    gradient; ``acc [8, N]`` as in ``lif_bptt``; ``work [3, N]`` scratch.
+    gradient; ``acc [8, N]`` as in ``lif_bptt``; ``work [4, max(N, B)]`` scratch.
     """
     n_steps = spikes.shape[0]
     batch, n = v0.shape
     if t + 1 < n_steps:
-        for b in range(batch):
-            for k in range(n):
-                gy[b, k, t + 1] = gy_next[b, k]
-    back_axon(t, spikes[t], first, h_t, gy, ds, gh_t)
+        for k in range(n):
+            for b in range(batch):
+                gy[k, t + 1, b] = gy_next[b, k]
+    _spike_grads(t, spikes[t], first, h_t, gy, ds, gh_t, work[3, :batch])
     want_c = g_cur.shape[0] > 0
     has_c = cur.shape[0] > 0
     has_m = mask.shape[0] > 0
@@ -160,7 +196,7 @@ def _backward_step(t, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before,
     sub = 1.0 if mode == 1 else 0.0
     gate = 1.0 if mode == 2 else 0.0
     keep = 0.0 if detach else 1.0
-    gu_v, vp_v, sd_v = work[0], work[1], work[2]
+    gu_v, vp_v, sd_v = work[0, :n], work[1, :n], work[2, :n]
     a_acc, b_acc, c0_acc, d_acc = acc[0], acc[1], acc[2], acc[3]
     e_acc, f_acc, th_acc, vr_acc = acc[4], acc[5], acc[6], acc[7]
     for b in range(batch):
@@ -195,7 +231,7 @@ def _backward_step(t, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before,
             if has_s:
                 allowed = 0.0 if gate * (vp_v[k] - th[k]) >= 0.0 and gate != 0.0 else 1.0
                 jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
-                gs = (g_spikes[t, b, k] + ds[b, k] + keep * lvk * jump) * sd_v[k] * allowed
+                gs = (g_spikes[t, b, k] + ds[k, b] + keep * lvk * jump) * sd_v[k] * allowed
             gu = lvk * (1.0 - zero * s) + gs
             vr_acc[k] += (zero + sub) * lvk * s
             th_acc[k] -= sub * lvk * s + gs
@@ -304,11 +340,11 @@ class _FusedRecurrentLIF(torch.autograd.Function):
         g_cur = torch.empty_like(spikes) if want_cur else _steps(v0, 0)
         acc = v0.new_zeros((8, n))
         gm_all = torch.empty_like(spikes)
-        gy = v0.new_zeros((n_batch, n, n_steps))
+        gy = v0.new_zeros((n, n_steps, n_batch))
         gy_next = torch.zeros_like(v0)
-        ds = torch.empty_like(v0)
+        ds = v0.new_empty((n, n_batch))
         gh_t = np.zeros_like(run.coefs_t)
-        work = np.empty((3, n), dtype=gh_t.dtype)
+        work = np.empty((4, max(n, n_batch)), dtype=gh_t.dtype)
         arrays = [as_numpy(a) for a in (g_spikes, sd)]
         arrays2 = [as_numpy(a) for a in (g_rec, u_all, spikes, i_before, cur, v0, A, B, D, E, F,
                                          th, vr)]
