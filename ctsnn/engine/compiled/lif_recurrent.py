@@ -73,9 +73,10 @@ __all__ = ["run_fused_recurrent"]
 def _forward_step(t, jumps, cur, x, has_x, mask, v, i, A, B, C0, D, E, F, th, vr, mode, cuba,
                   spikes, u_all, i_before, v_rec, ring, first, h, y_all):
     """Step ``t`` of every sample; returns whether ``y[t + 1]`` (moved out of the ring) is
-    non-zero. ``jumps``, ``cur``, ``mask``, ``i_before``, ``v_rec`` may have 0 rows (absent);
+    non-zero. ``ring [B, L, N]``: one sample's ring stays in the cache while its spikes are
+    scattered. ``jumps``, ``cur``, ``mask``, ``i_before``, ``v_rec`` may have 0 rows (absent);
     ``x [B, N]`` is read only if ``has_x``; ``h [K, N]`` the taps, lags ``first[j] + k``."""
-    n_ring = ring.shape[0]
+    n_ring = ring.shape[1]
     batch, n = v.shape
     n_taps = h.shape[0]
     has_j = jumps.shape[0] > 0
@@ -120,15 +121,15 @@ def _forward_step(t, jumps, cur, x, has_x, mask, v, i, A, B, C0, D, E, F, th, vr
                     slot = base + first[k] + kk  # lags in [1, L - 1]: at most one wrap
                     if slot >= n_ring:
                         slot -= n_ring
-                    ring[slot, b, k] += h[kk, k]
+                    ring[b, slot, k] += h[kk, k]
     nonzero = False
     if t + 1 < y_all.shape[0]:
         slot = (t + 1) % n_ring
         for b in range(batch):
             for k in range(n):
-                val = ring[slot, b, k]
+                val = ring[b, slot, k]
                 y_all[t + 1, b, k] = val
-                ring[slot, b, k] = 0.0
+                ring[b, slot, k] = 0.0
                 if val != 0.0:
                     nonzero = True
     return nonzero
@@ -293,7 +294,8 @@ class _FusedRecurrentLIF(torch.autograd.Function):
         arrays += [mask.numpy(), v_end.numpy(), i_end.numpy()]
         arrays += [as_numpy(a) for a in (A, B, C0, D, E, F, th, vr)]
         outputs = [a.numpy() for a in (spikes, u_all, i_before, v_rec)]
-        ring, y_np = run.ring.numpy(), y_all.numpy()
+        ring = np.zeros((n_batch, run.ring.shape[0], n), dtype=run.coefs.dtype)
+        y_np = y_all.numpy()
         weight_t = run.weight_t
         has_x = False  # y[0] = 0: nothing has been scattered yet
         threads = torch.get_num_threads()
