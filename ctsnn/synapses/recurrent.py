@@ -34,8 +34,10 @@ or learnable, optional fixed fan-in):
   Per-axon delays on the CPU with compiled kernels on (:func:`ctsnn.compiled.kernels_enabled`),
   float32 or float64: each step's spikes are instead scattered into the future slots of a ring
   by a numba kernel and the backward is its transpose (:mod:`ctsnn.synapses.ring_scatter`;
-  same values and gradients); what follows describes the reference path (CUDA, kernels off,
-  per-synapse delays).
+  same values and gradients; :meth:`RecurrentDense.scatter_applies` says when); with a
+  ``LIF`` / ``CubaLIF`` population the engine then runs the neurons and this scatter together
+  over all steps (:mod:`ctsnn.engine.compiled.lif_recurrent`). What follows describes the
+  reference path (CUDA, kernels off, per-synapse delays).
 
   Memory: each read is a weighted sum over the last ``L - 1`` spike tensors through a custom
   autograd function (:mod:`ctsnn.synapses.ring`) that saves only references to the spike tensors

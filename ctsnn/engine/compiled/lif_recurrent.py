@@ -342,7 +342,7 @@ class _FusedRecurrentLIF(torch.autograd.Function):
         g_cur = torch.empty_like(spikes) if want_cur else _steps(v0, 0)
         acc = v0.new_zeros((8, n))
         gm_all = torch.empty_like(spikes)
-        gy = v0.new_zeros((n, n_steps, n_batch))
+        gy = v0.new_empty((n, n_steps, n_batch))  # [:, t] written before any read
         gy_next = torch.zeros_like(v0)
         ds = v0.new_empty((n, n_batch))
         gh_t = np.zeros_like(run.coefs_t)
