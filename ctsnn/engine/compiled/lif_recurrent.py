@@ -136,13 +136,14 @@ def _forward_step(t, jumps, cur, x, has_x, mask, v, i, A, B, C0, D, E, F, th, vr
 
 
 @numba.njit(cache=True, fastmath=True)
-def _spike_grads(t, spikes_t, first, h_t, gyt, ds_t, gh_t, column):
+def _spike_grads(t, spikes_t, first, h_t, gyt, ds_t, gh_t, column, spiking):
     """The transpose of step ``t``'s scatter, batch innermost: ``gyt [N, T, B]`` holds
     ``G W`` (the gradient of the delayed sums), ``ds_t[j, b] = Σ_k h[k, j] gyt[j, t + lag, b]``
-    and, over the batch, ``gh[k, j] += Σ_b S[b, j] gyt[j, t + lag, b]`` (``h_t = hᵀ``,
-    ``gh_t = ghᵀ [N, K]``, lags ``first[j] + k``; ``column [B]`` scratch). The loops over the
-    batch are contiguous and vectorise (``fastmath``: the sums over the batch may be
-    reassociated; fixed order otherwise, so the result does not depend on the thread count).
+    and, over the spikes, ``gh[k, j] += Σ_b S[b, j] gyt[j, t + lag, b]`` (``h_t = hᵀ``,
+    ``gh_t = ghᵀ [N, K]``, lags ``first[j] + k``; ``column [B]`` and ``spiking [B]`` (int)
+    scratch). The dense loop over the batch is contiguous and vectorises (``fastmath``); the
+    tap sums run over the spiking samples only. Fixed order: the result does not depend on the
+    thread count.
     """
     n_batch, n = spikes_t.shape
     n_taps = h_t.shape[1]
@@ -151,27 +152,30 @@ def _spike_grads(t, spikes_t, first, h_t, gyt, ds_t, gh_t, column):
         t0 = t + first[j]
         n_k = min(n_taps, n_reads - t0)
         row = ds_t[j]
-        spiked = False
+        n_s = 0
         for b in range(n_batch):
             row[b] = 0.0
-            column[b] = spikes_t[b, j]
-            spiked |= column[b] != 0.0
+            c = spikes_t[b, j]
+            if c != 0.0:
+                column[n_s] = c
+                spiking[n_s] = b
+                n_s += 1
         for k in range(n_k):
             g = gyt[j, t0 + k]
             hk = h_t[j, k]
             for b in range(n_batch):
                 row[b] += hk * g[b]
-            if spiked:
+            if n_s:
                 acc = g[0] * 0.0
-                for b in range(n_batch):
-                    acc += column[b] * g[b]
+                for q in range(n_s):
+                    acc += column[q] * g[spiking[q]]
                 gh_t[j, k] += acc
 
 
 @numba.njit(cache=True)
 def _backward_step(t, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, cur, v0,
                    A, B, D, E, F, th, vr, mode, cuba, detach, g_jumps, g_cur, lv_all, li_all,
-                   acc, mask, first, h_t, gy, gh_t, gy_next, ds, gm_all, work):
+                   acc, mask, first, h_t, gy, gh_t, gy_next, ds, gm_all, work, spiking):
     """Step ``t`` of the reverse sweep (the transpose of :func:`_forward_step`'s
     linearisation, the per-step body of ``lif_bptt``'s backward kernel plus the recurrence).
 
@@ -179,7 +183,8 @@ def _backward_step(t, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before,
     ``ds [N, B]`` receives the gradient of step ``t``'s spikes through the ring, ``gh_t``
     accumulates the taps' gradient, ``gm_all[t]`` receives ``G[t]``, the gradient of the
     (unmasked) recurrent read of step ``t``. ``lv_all`` / ``li_all`` carry the state's
-    gradient; ``acc [8, N]`` as in ``lif_bptt``; ``work [4, max(N, B)]`` scratch.
+    gradient; ``acc [8, N]`` as in ``lif_bptt``; ``work [4, max(N, B)]``, ``spiking [B]``
+    scratch.
     """
     n_steps = spikes.shape[0]
     batch, n = v0.shape
@@ -187,7 +192,7 @@ def _backward_step(t, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before,
         for k in range(n):
             for b in range(batch):
                 gy[k, t + 1, b] = gy_next[b, k]
-    _spike_grads(t, spikes[t], first, h_t, gy, ds, gh_t, work[3, :batch])
+    _spike_grads(t, spikes[t], first, h_t, gy, ds, gh_t, work[3, :batch], spiking)
     want_c = g_cur.shape[0] > 0
     has_c = cur.shape[0] > 0
     has_m = mask.shape[0] > 0
@@ -352,7 +357,7 @@ class _FusedRecurrentLIF(torch.autograd.Function):
                                          th, vr)]
         outs = [g_jumps.numpy(), g_cur.numpy(), lv.numpy(), li.numpy(), acc.numpy(),
                 as_numpy(mask), run.first, run.coefs_t, gy.numpy(), gh_t, gy_next.numpy(),
-                ds.numpy(), gm_all.numpy(), work]
+                ds.numpy(), gm_all.numpy(), work, np.empty(n_batch, dtype=np.int64)]
         weight = run.weight
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
