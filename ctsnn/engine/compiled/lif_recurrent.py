@@ -366,10 +366,12 @@ class _FusedRecurrentLIF(torch.autograd.Function):
                 _backward_step(t, *arrays, code, param, *arrays2, mode, cuba, detach, *outs)
                 if t > 0:  # G[0] W is never read: no step before 0 wrote spikes
                     torch.matmul(gm_all[t], weight, out=gy_next)
+            need = ctx.needs_input_grad
+            # on one thread too: a split of the sum over T B would change the bits with the
+            # thread count (measured: 1 vs 2 threads differ in the last bits)
+            g_weight = gm_all.reshape(-1, n).t() @ y_all.reshape(-1, n) if need[13] else None
         finally:
             torch.set_num_threads(threads)
-        need = ctx.needs_input_grad
-        g_weight = gm_all.reshape(-1, n).t() @ y_all.reshape(-1, n) if need[13] else None
         g_coefs = torch.from_numpy(gh_t).t().contiguous() if need[12] else None
         gA, gB, gC0, gD, gE, gF, gth, gvr = acc.unbind(0)
         return (g_jumps if has_j else None, g_cur if want_cur else None, lv,

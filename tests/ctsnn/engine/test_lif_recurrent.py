@@ -256,3 +256,27 @@ def test_property_random_layers(n, batch, n_steps, sigma, max_steps, seed, kind,
     rec = _recurrent(n, sigma=sigma, max_steps=max_steps, seed=seed, dropout=dropout)
     jumps, _ = _inputs(n_steps, batch, n, seed=seed)
     _compare(model, rec, jumps, None, surrogate=atan(), seed=seed)
+
+
+def test_same_bits_on_one_and_two_threads():
+    """Deterministic: the fused path gives the same bits on 1 and 2 intra-op threads (float32,
+    sizes at which PyTorch's products would split their work)."""
+    f32 = torch.float32
+    model = _model("lif", 96, "zero", dtype=f32)
+    rec = _recurrent(96, sigma=4.0, dtype=f32, dropout=0.2, max_steps=10.0, gain=1.0)
+    jumps = _inputs(60, 24, 96, seed=12)[0].detach().float().requires_grad_()
+    before = torch.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            res = _run(model, rec, jumps, None, kernels=True, surrogate=atan())
+            leaves = [jumps, *rec.parameters(), *model.parameters()]
+            out.append((res.raster.detach(), res.final_state.v.detach(),
+                        torch.autograd.grad(_loss(res), leaves)))
+    finally:
+        torch.set_num_threads(before)
+    (r1, v1, g1), (r2, v2, g2) = out
+    assert torch.equal(r1, r2) and torch.equal(v1, v2) and float(r1.sum()) > 0
+    for a, b in zip(g1, g2, strict=True):
+        assert torch.equal(a, b)
