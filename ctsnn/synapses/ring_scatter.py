@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["ScatterRun", "back_axon", "spread_taps"]
+__all__ = ["ScatterRun", "spread_taps"]
 
 
 # --------------------------------------------------------------------------- kernels
@@ -67,7 +67,7 @@ def _write_axon(ring, m, spikes, lags, h):
 
 
 @numba.njit(cache=True, fastmath=True)
-def back_axon(m, spikes, first, h_t, gy, ds, gh_t):
+def _back_axon(m, spikes, first, h_t, gy, ds, gh_t):
     """Transpose of :func:`_write_axon` for the spikes of step ``m``; ``gy [B, N, T]`` is
     ``G W``, the gradient of the delayed presynaptic sums, time last, and an axon's taps are
     the consecutive lags ``first[j] + k`` (``h_t = hᵀ [N, K]``): each sum is a contiguous dot.
@@ -266,7 +266,7 @@ class ScatterRun:
         """Gradient of step ``m``'s spikes ``[B, N]``; accumulates the taps' gradients."""
         self._buffers()
         ds = self.ring.new_empty((self.batch_size, self.n))
-        back_axon(m, values.to(self.ring.dtype).numpy(), self.first, self.coefs_t,
+        _back_axon(m, values.to(self.ring.dtype).numpy(), self.first, self.coefs_t,
                    self._gy.numpy(), ds.numpy(), self._acc)
         return ds.to(values.dtype)
 
