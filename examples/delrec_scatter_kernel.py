@@ -3,8 +3,10 @@
 A layer of LIF neurons with learnable recurrent axonal delays (``RecurrentDense`` with
 ``Triangle(sigma)``, DelRec) trains one step with the compiled kernels (the default on the
 CPU: each step's spikes are scattered into the future ring slots they reach, backward is the
-transpose, ``ctsnn.synapses.ring_scatter``) and once with the reference
-(``ctsnn.compiled.use_kernels(False)``): same spikes, same gradients for weights and delays.
+transpose, ``ctsnn.synapses.ring_scatter``; with LIF neurons the layer's neurons and the scatter
+run together over all steps in one autograd node, ``ctsnn.engine.compiled.lif_recurrent``) and
+once with the reference (``ctsnn.compiled.use_kernels(False)``: the engine's step loop): same
+spikes, same gradients for weights and delays.
 
 Run: ``python examples/delrec_scatter_kernel.py [--batch B] [--steps T] [--sigma S]``.
 """

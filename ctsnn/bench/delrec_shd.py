@@ -13,7 +13,9 @@ What :func:`main` measures (``ctsnn bench w3 [--quick] [--no-reference]``):
   ``U(10, 30)`` steps, sigma 10, recurrent dropout 0.2, dropout 0.4) with the DelRec recipe
   (:func:`~ctsnn.papers.delrec.delrec_optimisers` at epoch 0: AdamW on weights, AdamW on
   delays, clamp); a training step is ``zero_grad``, forward, loss, backward, both optimiser
-  steps and the clamp. Input Bernoulli(0.03) (as W1), labels uniform.
+  steps and the clamp. On the CPU with kernels on, the recurrent layer (LIF + axonal scatter)
+  runs fused over all steps (:mod:`ctsnn.engine.compiled.lif_recurrent`), the other LIF layers
+  in :mod:`ctsnn.engine.compiled.lif_bptt`. Input Bernoulli(0.03) (as W1), labels uniform.
   Time by the protocol (fewer repeats when one step exceeds the budget: ``reduced``), peak RSS
   increase of one step in a fresh process, saved-for-backward memory of one forward pass.
 * **yardstick** — W4's SpikingJelly network (:func:`ctsnn.bench.peers.spikingjelly_lif_net`)

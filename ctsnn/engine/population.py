@@ -25,6 +25,7 @@ from .compiled.event_recurrent import (
     run_event_recurrent,
 )
 from .compiled.lif_bptt import fused_lif_applies, run_fused_lif
+from .compiled.lif_recurrent import run_fused_recurrent
 from .continuous import run_continuous
 from .discrete import run_discrete
 from .limits import check_grid
@@ -162,7 +163,13 @@ def run_population(
             model, time=time, method=method, state=state, recurrent=recurrent,
             record=tuple(record), record_every=record_every, saveat=saveat,
             integrand=integrand, tensors=(current, jumps)):
-        # the whole input is known: all steps in one compiled kernel (same update and gradients)
+        # the whole input is known: all steps in one compiled kernel (same update and
+        # gradients); a recurrent connection on DelRec's spike scatter joins the kernel
+        if recurrent is not None:
+            return run_fused_recurrent(
+                model, recurrent, dt=dt, n_steps=n_steps, batch_size=batch_size, state=state,
+                jumps=jumps, current=current, method=method, surrogate=surrogate,
+                detach_reset=detach_reset, record=tuple(record), dtype=dtype, device=device)
         return run_fused_lif(model, dt=dt, n_steps=n_steps, state=state, jumps=jumps,
                              current=current, method=method, surrogate=surrogate,
                              detach_reset=detach_reset, record=tuple(record))

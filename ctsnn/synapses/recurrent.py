@@ -34,8 +34,10 @@ or learnable, optional fixed fan-in):
   Per-axon delays on the CPU with compiled kernels on (:func:`ctsnn.compiled.kernels_enabled`),
   float32 or float64: each step's spikes are instead scattered into the future slots of a ring
   by a numba kernel and the backward is its transpose (:mod:`ctsnn.synapses.ring_scatter`;
-  same values and gradients); what follows describes the reference path (CUDA, kernels off,
-  per-synapse delays).
+  same values and gradients; :meth:`RecurrentDense.scatter_applies` says when); with a
+  ``LIF`` / ``CubaLIF`` population the engine then runs the neurons and this scatter together
+  over all steps (:mod:`ctsnn.engine.compiled.lif_recurrent`). What follows describes the
+  reference path (CUDA, kernels off, per-synapse delays).
 
   Memory: each read is a weighted sum over the last ``L - 1`` spike tensors through a custom
   autograd function (:mod:`ctsnn.synapses.ring`) that saves only references to the spike tensors
@@ -577,8 +579,7 @@ class RecurrentDense(ExactValues, nn.Module):
                                               device=device)) / keep
         kernel = h if self.per == "axon" else h * self.effective_weight
         self._token = None
-        if (self.per == "axon" and kernels_enabled(kernel)
-                and dtype in (torch.float32, torch.float64)):
+        if self.scatter_applies(dtype):
             lags, coefs = spread_taps(kernel)
             self._run = ScatterRun(lags, coefs, self.effective_weight, n_lags, batch_size, mask)
             return
@@ -592,6 +593,22 @@ class RecurrentDense(ExactValues, nn.Module):
         ring = torch.zeros(batch_size, n_lags, self.n, dtype=dtype, device=device)
         self._run = RingRun(kernel, doubled, ring, deque(maxlen=n_lags - 1), mask, batch_size,
                             self.per == "synapse")
+
+    def scatter_applies(self, dtype: torch.dtype) -> bool:
+        """Whether :meth:`start` takes the compiled spike-scatter path
+        (:mod:`ctsnn.synapses.ring_scatter`) for a run in ``dtype``: ``Triangle`` kernel,
+        per-axon delays, float32 or float64, and :func:`ctsnn.compiled.kernels_enabled` for the
+        module's tensors (CPU, numba, switch on). The engine's fused recurrent LIF
+        (:mod:`ctsnn.engine.compiled.lif_recurrent`) runs exactly when this holds."""
+        return (self.kernel.grid and self.per == "axon"
+                and dtype in (torch.float32, torch.float64)
+                and kernels_enabled(self.weight, self.delay_steps))
+
+    @property
+    def scatter_run(self) -> ScatterRun | None:
+        """The working set of the current sequence on the scatter path (after :meth:`start`),
+        else ``None``."""
+        return self._run if isinstance(self._run, ScatterRun) else None
 
     def _check_step(self, what: str, n: int) -> RingRun | ScatterRun:
         run = self._run

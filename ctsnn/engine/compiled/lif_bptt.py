@@ -21,7 +21,8 @@ in another (a :class:`torch.autograd.Function`), with the same update as the eng
 Saved for the backward pass: ``u`` and the spikes ``[T, B, N]`` (and ``i`` before each step for
 CubaLIF). :func:`fused_lif_applies` says when the engine may use it: CPU tensors with kernels on
 (:func:`ctsnn.compiled.kernels_enabled`), exactly ``LIF`` or ``CubaLIF``, method ``"exact"`` or
-``"euler"``, no refractory period, no recurrent connection, no recordings but ``v`` (every
+``"euler"``, no refractory period, no recurrent connection (except a ``RecurrentDense`` on the
+spike-scatter path: :mod:`.lif_recurrent`), no recordings but ``v`` (every
 step), no ``saveat`` or readout integrand, and no neuron at or above threshold at ``t = 0``.
 Without a surrogate the spikes are hard (no gradient), as in the engine. Everything
 else runs the step-by-step reference loop, which the tests compare this kernel against.
@@ -41,6 +42,7 @@ from ...compiled import kernels_enabled
 from ...models.base import NeuronModel
 from ...models.lif import LIF, CubaLIF
 from ...surrogate import Surrogate
+from ...synapses.recurrent import RecurrentDense
 from ..result import SimulationResult
 from ..spike_log import raster_spikes
 from ..stepping import check_state
@@ -104,7 +106,7 @@ _CHUNK = 1 << 16
 
 # --------------------------------------------------------------------------- kernels
 @numba.njit(cache=True)
-def _surrogate_derivative(code, p, x):
+def surrogate_derivative(code, p, x):
     """Derivative of the built-in surrogate ``code`` with parameter ``p`` at ``x``."""
     if code == 1:
         z = 0.5 * np.pi * p * x
@@ -122,7 +124,7 @@ def _surrogate_derivative(code, p, x):
 
 
 @numba.njit(cache=True)
-def _post_reset(u, s, th, vr, mode):
+def post_reset(u, s, th, vr, mode):
     """``v`` after the reset of a step whose pre-reset value is ``u`` and spike ``s``."""
     if s == 0.0 or mode == 2:
         return u
@@ -171,13 +173,13 @@ def _forward_kernel(jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
                     s = 0.0
                 u_all[t, b, k] = u
                 spikes[t, b, k] = s
-                v[k] = _post_reset(u, s, th[k], vr[k], mode)
+                v[k] = post_reset(u, s, th[k], vr[k], mode)
                 if rec:
                     v_rec[t, b, k] = v[k]
 
 
 @numba.njit(cache=True)
-def _derivative_row(code, param, u_row, th, out):
+def derivative_row(code, param, u_row, th, out):
     """``out = surrogate'(u_row - th)`` for a built-in surrogate (one vectorisable loop)."""
     if code == 1:
         for k in range(u_row.shape[0]):
@@ -185,7 +187,7 @@ def _derivative_row(code, param, u_row, th, out):
             out[k] = 0.5 * param / (1.0 + z * z)
     else:
         for k in range(u_row.shape[0]):
-            out[k] = _surrogate_derivative(code, param, u_row[k] - th[k])
+            out[k] = surrogate_derivative(code, param, u_row[k] - th[k])
 
 
 @numba.njit(cache=True)
@@ -238,7 +240,7 @@ def _backward_kernel(g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, 
                     after = vr[k] if mode == 0 else up - (th[k] - vr[k])
                     vp_v[k] = after if s_p[k] * (1.0 - gate) != 0.0 else up
             if code > 0:
-                _derivative_row(code, param, u_t, th, sd_v)
+                derivative_row(code, param, u_t, th, sd_v)
             elif code == 0:
                 sd_v[:] = sd[t, b]
             for k in range(n):
@@ -282,7 +284,8 @@ def _backward_kernel(g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, 
                     li[k] = E[k] * li[k] + B[k] * gu_v[k]
 
 
-def _np(t: Tensor) -> np.ndarray:
+def as_numpy(t: Tensor) -> np.ndarray:
+    """A detached, contiguous tensor's NumPy view (a copy only if not contiguous)."""
     return t.detach().contiguous().numpy()
 
 
@@ -290,7 +293,7 @@ def _empty_like_steps(like: Tensor) -> Tensor:
     return like.new_zeros((0, *like.shape[1:]))
 
 
-def _chunked_derivative(surrogate: Surrogate, u_all: Tensor, th: Tensor) -> Tensor:
+def chunked_derivative(surrogate: Surrogate, u_all: Tensor, th: Tensor) -> Tensor:
     """``surrogate.derivative(u - th)`` over ``[T, B, N]``, a few time steps at a time."""
     sd = torch.empty_like(u_all)
     step = max(1, _CHUNK // max(1, u_all[0].numel()))
@@ -311,10 +314,10 @@ class _FusedLIF(torch.autograd.Function):
         i_before = torch.empty_like(spikes) if cuba else _empty_like_steps(spikes)
         v_rec = torch.empty_like(spikes) if record_v else _empty_like_steps(spikes)
         v_end, i_end = torch.empty_like(v0), torch.empty_like(v0)
-        _forward_kernel(_np(jumps), _np(cur), _np(v0), _np(i0), _np(A), _np(B), _np(C0), _np(D),
-                        _np(E), _np(F), _np(th), _np(vr), mode, cuba, spikes.numpy(),
-                        u_all.numpy(), i_before.numpy(), v_rec.numpy(), v_end.numpy(),
-                        i_end.numpy())
+        _forward_kernel(*(as_numpy(a) for a in (jumps, cur, v0, i0, A, B, C0, D, E, F, th,
+                                                 vr)),
+                        mode, cuba, spikes.numpy(), u_all.numpy(), i_before.numpy(),
+                        v_rec.numpy(), v_end.numpy(), i_end.numpy())
         ctx.save_for_backward(u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr)
         ctx.flags = (mode, cuba, detach or surrogate is None, surrogate, jumps.shape[0] > 0,
                      record_v)
@@ -334,7 +337,7 @@ class _FusedLIF(torch.autograd.Function):
             if code:
                 param = float(surrogate.parameter)
             else:
-                sd = _chunked_derivative(surrogate, u_all, th)
+                sd = chunked_derivative(surrogate, u_all, th)
             if g_spikes.dtype != spikes.dtype:
                 g_spikes = g_spikes.to(spikes.dtype)
         else:
@@ -348,11 +351,11 @@ class _FusedLIF(torch.autograd.Function):
             _empty_like_steps(spikes)
         acc = v0.new_zeros((8, v0.shape[1]))  # small: PyTorch runs it on one thread
         # g_spikes may be broadcast (e.g. from a sum): read through its strides, no copy
-        _backward_kernel(g_spikes.detach().numpy(), _np(sd), code, param, _np(g_rec),
-                         _np(u_all), _np(spikes),
-                         _np(i_before), _np(cur), _np(v0), _np(A), _np(B), _np(D), _np(E),
-                         _np(F), _np(th), _np(vr), mode, cuba, detach, g_jumps.numpy(),
-                         g_cur.numpy(), lv.numpy(), li.numpy(), acc.numpy())
+        _backward_kernel(g_spikes.detach().numpy(), as_numpy(sd), code, param,
+                         *(as_numpy(a) for a in (g_rec, u_all, spikes, i_before, cur, v0, A, B,
+                                                 D, E, F, th, vr)),
+                         mode, cuba, detach, g_jumps.numpy(), g_cur.numpy(), lv.numpy(),
+                         li.numpy(), acc.numpy())
         gA, gB, gC0, gD, gE, gF, gth, gvr = acc.unbind(0)
         return (g_jumps if has_j else None, g_cur if ctx.needs_input_grad[1] else None,
                 lv, li if cuba else None, gA, gB, gC0, gD, gE, gF, gth, gvr,
@@ -415,8 +418,11 @@ def fused_lif_applies(model: NeuronModel, *, time: str, method: str, state: tupl
     """Whether :func:`run_fused_lif` may replace the step-by-step discrete loop (see module)."""
     if time != "discrete" or type(model) not in (LIF, CubaLIF) or method not in FUSED_METHODS:
         return False
-    if recurrent is not None or saveat is not None or integrand is not None:
+    if saveat is not None or integrand is not None:
         return False
+    if recurrent is not None and not (isinstance(recurrent, RecurrentDense)
+                                      and recurrent.scatter_applies(state.v.dtype)):
+        return False  # a recurrent layer fuses only with DelRec's scatter (lif_recurrent)
     if model.delayed_reads or (record and (tuple(record) != ("v",) or record_every != 1)):
         return False
     present = tuple(t for t in (*tensors, *state) if t is not None)
