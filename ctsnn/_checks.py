@@ -38,6 +38,10 @@ def check_positive(name: str, value: float | Tensor, *, allow_zero: bool = False
 
 def check_finite(name: str, x: Tensor) -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or inf, saying where the first one is."""
+    # One reduction first (NaN and inf propagate through a sum; only an overflow of finite
+    # values makes it non-finite too): the element-wise mask is built only when it fails.
+    if x.numel() > 1024 and bool(torch.isfinite(x.detach().sum())):
+        return
     finite = torch.isfinite(x)
     if not finite.all():
         idx = tuple(int(i) for i in (~finite).nonzero()[0].tolist())
