@@ -14,6 +14,7 @@ from ...models.base import NeuronModel
 from ...models.lif import LI, LIF, CubaLI, CubaLIF
 
 READOUTS = ("avg_exp", "sum", "max")
+TAU_NAMES = ("tau_mem", "tau_syn")  # the learnable parameters this path differentiates
 GL_X, GL_W = (torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(8))
 Integrand = Callable[[Tensor, tuple], Tensor]
 
@@ -36,14 +37,29 @@ class Neurons:
     v_reset: Tensor | None
 
 
-def supports(model: NeuronModel) -> bool:
+def supports(model: NeuronModel, *, recurrent: bool = False, integrand: bool = False) -> bool:
     """Whether this module's closed-form adjoint applies to ``model`` (else use the generic
-    adjoint, :mod:`ctsnn.gradients.adjoint`)."""
+    adjoint, :mod:`ctsnn.gradients.adjoint`).
+
+    Learnable ``tau_mem`` / ``tau_syn`` are supported for feed-forward layers with spike
+    outputs or the ``avg_exp`` / ``sum`` / ``max`` readouts, not yet for ``recurrent`` layers
+    or ``integrand`` readouts.
+    """
     try:
         neuron_constants(model)
     except (TypeError, NotImplementedError, ValueError):
         return False
-    return True
+    return not ((recurrent or integrand) and any(t is not None for t in learnable_taus(model)))
+
+
+def learnable_taus(model: NeuronModel) -> tuple[Tensor | None, Tensor | None]:
+    """``(tau_mem, tau_syn)`` of ``model`` where they require grad (the live ``[N]``
+    parameters, so autograd routes their gradients), ``None`` where not (or absent)."""
+    out = []
+    for name in TAU_NAMES:
+        tau = getattr(model, name, None)
+        out.append(tau if isinstance(tau, Tensor) and tau.requires_grad else None)
+    return out[0], out[1]
 
 
 def neuron_constants(model: NeuronModel) -> Neurons:
@@ -53,10 +69,10 @@ def neuron_constants(model: NeuronModel) -> Neurons:
             "(use autograd through the engine, ctsnn.simulate(..., time='continuous'), for others)"
         )
     for name in model.param_names:
-        if getattr(model, name).requires_grad:
+        if getattr(model, name).requires_grad and name not in TAU_NAMES:
             raise NotImplementedError(
                 f"{type(model).__name__}.{name} is learnable, but the adjoint path gives "
-                "gradients for weights, delays and input spike times only"
+                "gradients for weights, delays, input spike times and time constants only"
             )
     if bool((model.refractory > 0).any()):
         raise NotImplementedError("adjoint gradients: refractory periods are not supported")

@@ -27,7 +27,7 @@ from ...synapses import Dense, RecurrentDense
 from .._weights import full_delay
 from ..adjoint import adjoint_layer
 from . import recurrent_kernels
-from .common import LayerConfig, neuron_constants
+from .common import LayerConfig, learnable_taus, neuron_constants
 from .spiking import reg_jumps
 
 __all__ = ["RecurrentLayerFn", "recurrent_layer_forward"]
@@ -156,6 +156,10 @@ def recurrent_layer_forward(model: NeuronModel, spikes: Spikes, weight: Tensor,
     if not isinstance(spikes, Spikes):
         raise TypeError(f"spikes must be a ctsnn.Spikes, got {type(spikes).__name__}")
     nrn = neuron_constants(model)
+    if any(t is not None for t in learnable_taus(model)):
+        raise NotImplementedError(f"recurrent_layer_forward: learnable time constants of "
+                                  f"{type(model).__name__} (use the generic adjoint, "
+                                  "ctsnn.gradients.adjoint.adjoint_layer)")
     if not nrn.spiking:
         raise ValueError(f"recurrent_layer_forward: {type(model).__name__} does not spike, so "
                          "it has no recurrence to drive")
