@@ -10,6 +10,10 @@ readouts, other learnable parameters).
 
 from __future__ import annotations
 
+import runpy
+import sys
+from pathlib import Path
+
 import mpmath
 import pytest
 import torch
@@ -258,3 +262,13 @@ def test_simulate_routes_learnable_taus():
         (z.reshape(-1) * coef[: z.numel()]).sum().backward()
         got.append(model.tau_mem.grad.clone())
     assert torch.allclose(got[0], got[1], rtol=1e-10, atol=0)
+
+
+@pytest.mark.slow
+def test_time_constants_example_reduces_the_loss(capsys, monkeypatch):
+    path = Path(__file__).resolve().parents[3] / "examples" / "eventprop_time_constants.py"
+    monkeypatch.setattr(sys, "argv", [path.name, "--steps", "6"])
+    runpy.run_path(str(path), run_name="__main__")
+    losses = [float(line.split()[3]) for line in capsys.readouterr().out.splitlines()
+              if line.startswith("step")]
+    assert len(losses) == 2 and losses[-1] < losses[0]
