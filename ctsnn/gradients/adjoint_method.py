@@ -130,8 +130,7 @@ class Adjoint(GradientMethod):
         """The closed-form LIF-family EventProp applies (cheaper than the generic adjoint)."""
         readout = call.readout
         integral = readout is not None and readout.kind == "integral"
-        if call.record or not eventprop.supports(layer.model, recurrent=layer.recurrent is not None,
-                                                 integrand=integral):
+        if call.record or not eventprop.supports(layer.model, integrand=integral):
             return False
         if layer.recurrent is not None:  # the compiled recurrent backward (CPU kernels only)
             return (layer.model.spiking and (readout is None or readout.kind == "first_spike")

@@ -37,19 +37,19 @@ class Neurons:
     v_reset: Tensor | None
 
 
-def supports(model: NeuronModel, *, recurrent: bool = False, integrand: bool = False) -> bool:
+def supports(model: NeuronModel, *, integrand: bool = False) -> bool:
     """Whether this module's closed-form adjoint applies to ``model`` (else use the generic
     adjoint, :mod:`ctsnn.gradients.adjoint`).
 
-    Learnable ``tau_mem`` / ``tau_syn`` are supported for feed-forward layers with spike
-    outputs or the ``avg_exp`` / ``sum`` / ``max`` readouts, not yet for ``recurrent`` layers
-    or ``integrand`` readouts.
+    Learnable ``tau_mem`` / ``tau_syn`` are supported (spike outputs, feed-forward or
+    recurrent, and the ``avg_exp`` / ``sum`` / ``max`` readouts), except with an
+    ``integrand`` readout.
     """
     try:
         neuron_constants(model)
     except (TypeError, NotImplementedError, ValueError):
         return False
-    return not ((recurrent or integrand) and any(t is not None for t in learnable_taus(model)))
+    return not (integrand and any(t is not None for t in learnable_taus(model)))
 
 
 def learnable_taus(model: NeuronModel) -> tuple[Tensor | None, Tensor | None]:

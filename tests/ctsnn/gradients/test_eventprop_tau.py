@@ -235,10 +235,7 @@ def test_refusals():
     with pytest.raises(NotImplementedError, match="v_threshold is learnable"):
         ep.layer_forward(thr, spikes, w)
     tau = _model("CubaLIF", 0.02, 0.005)
-    assert ep.supports(tau) and not ep.supports(tau, recurrent=True)
-    with pytest.raises(NotImplementedError, match="learnable time constants"):
-        ep.recurrent_layer_forward(tau, spikes, w, None, torch.zeros(N, N, dtype=F64),
-                                   torch.zeros(N, N, dtype=F64))
+    assert ep.supports(tau) and not ep.supports(tau, integrand=True)
     li = _model("LI", 0.02, None)
     assert not ep.supports(li, integrand=True)
     with pytest.raises(NotImplementedError, match="integrand"):

@@ -1,0 +1,126 @@
+"""Compiled (numba) time-constant gradients of the closed-form EventProp: the scalar forms of
+:mod:`.taus` and the walk over one neuron's events that sums them (derivation in
+``docs/eventprop-time-constants.md``). Shared by the feed-forward and recurrent backward
+kernels; all arithmetic float64."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .kernels import kappa
+
+_TERMS = 20  # Taylor terms (as taus._TAYLOR_TERMS)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _dd_taylor(x0: float, x1: float, x2: float, n: int) -> float:
+    """``exp[x_0..x_{n-1}]`` (``n`` = 2 or 3) by the Taylor series about the centre."""
+    lo = min(x0, x1) if n == 2 else min(x0, x1, x2)
+    hi = max(x0, x1) if n == 2 else max(x0, x1, x2)
+    c = 0.5 * (lo + hi)
+    h = np.zeros(_TERMS + 1)
+    h[0] = 1.0
+    for k in range(n):
+        d = (x0 if k == 0 else x1 if k == 1 else x2) - c
+        for j in range(1, _TERMS + 1):
+            h[j] += d * h[j - 1]
+    total = 0.0
+    fact = 1.0
+    for m in range(1, n):
+        fact *= m  # (n - 1)!
+    for j in range(_TERMS + 1):
+        total += h[j] / fact
+        fact *= j + n
+    return math.exp(c) * total
+
+
+@numba.njit(cache=True, error_model="numpy")
+def dd2(a: float, b: float) -> float:
+    """``exp[a, b]`` without cancellation (``exp[a, a] = e^a``)."""
+    lo, hi = min(a, b), max(a, b)
+    if hi - lo < 1.0:
+        return _dd_taylor(lo, hi, 0.0, 2)
+    return (math.exp(hi) - math.exp(lo)) / (hi - lo)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def dd3(a: float, b: float, c: float) -> float:
+    """``exp[a, b, c]`` without cancellation (repeated points allowed)."""
+    lo = min(a, b, c)
+    hi = max(a, b, c)
+    mid = a + b + c - lo - hi
+    if hi - lo < 1.0:
+        return _dd_taylor(lo, mid, hi, 3)
+    return (dd2(mid, hi) - dd2(lo, mid)) / (hi - lo)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def piece_terms(h: float, y: float, i: float, lam_v: float, lam_i: float, tm: float, ts: float,
+                r: float, cuba: bool) -> tuple[float, float]:
+    """As :func:`.taus.piece_terms` for one piece (scalars)."""
+    xm = -h / tm
+    em = math.exp(xm)
+    if not cuba:
+        return lam_v * y * h * em / (tm * tm), 0.0
+    xs = -h / ts
+    hh = h * h
+    jm = lam_v / (tm * tm) * (y * h * em + r * i * (hh * dd3(xm, xm, xs) / tm - h * dd2(xm, xs)))
+    js = i / (ts * ts) * (lam_i * h * math.exp(xs) + r * lam_v / tm * hh * dd3(xs, xs, xm))
+    return jm, js
+
+
+@numba.njit(cache=True, error_model="numpy")
+def neuron_tau_terms(k0: int, k1: int, m: int, s_loc: np.ndarray, x_loc: np.ndarray,
+                     sp_t: np.ndarray, v_minus: np.ndarray, i_minus: np.ndarray, tm: float,
+                     ts: float, r: float, y_reset: float, cuba: bool) -> tuple[float, float]:
+    """``(∫ lam . df/dtau_m, ∫ lam . df/dtau_s)`` of one neuron of one sample: its spikes
+    ``k0..k1-1`` (sorted, with their adjoints just before) and its ``m`` arrivals (``s_loc``,
+    jumps ``x_loc``, any order). Walks the events in time order (``CubaLIF``: a spike before an
+    equal-time arrival; ``LIF``: after it, the arrival fires it), carrying the state
+    ``(y = V - v_leak, I)`` forward and taking each piece's end adjoint from the next spike."""
+    jm_tot = 0.0
+    js_tot = 0.0
+    if k1 == k0:
+        return jm_tot, js_tot
+    order = np.argsort(s_loc[:m], kind="mergesort")
+    y = 0.0
+    cur = 0.0
+    t_prev = 0.0
+    q = k0  # next spike
+    a = 0  # next arrival (in order)
+    while q < k1:
+        spike_next = a >= m
+        if not spike_next:
+            s = s_loc[order[a]]
+            spike_next = sp_t[q] < s or (cuba and sp_t[q] == s)
+        t = sp_t[q] if spike_next else s_loc[order[a]]
+        h = t - t_prev
+        if h > 0.0 and (y != 0.0 or cur != 0.0):
+            w = sp_t[q] - t  # the adjoint just before this event, from spike q
+            lv = math.exp(-w / tm) * v_minus[q]
+            li = 0.0
+            if cuba:
+                li = math.exp(-w / ts) * i_minus[q] + r * kappa(w, tm, ts) * v_minus[q]
+            jm, js = piece_terms(h, y, cur, lv, li, tm, ts, r, cuba)
+            jm_tot += jm
+            js_tot += js
+        if h > 0.0:
+            if cuba:
+                y = y * math.exp(-h / tm) + r * kappa(h, tm, ts) * cur
+                cur *= math.exp(-h / ts)
+            else:
+                y *= math.exp(-h / tm)
+        t_prev = t
+        if spike_next:
+            y = y_reset
+            q += 1
+        else:
+            if cuba:
+                cur += x_loc[order[a]]
+            else:
+                y += x_loc[order[a]]
+            a += 1
+    return jm_tot, js_tot
