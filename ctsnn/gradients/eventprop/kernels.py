@@ -26,6 +26,7 @@ from torch import Tensor
 from ...compiled import kernel_threads, numba_threads
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
+from .tau_kernels import neuron_tau_terms
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
            "spiking_backward"]
@@ -180,9 +181,11 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                    tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray,
                    v_th: np.ndarray, v_reset: np.ndarray, cuba: bool, t_end: float, tol: float,
                    v_minus: np.ndarray, i_minus: np.ndarray, v_plus: np.ndarray,
-                   g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray, g_a: np.ndarray) -> int:
+                   g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray, g_a: np.ndarray,
+                   need_tau: bool, g_tau: np.ndarray) -> int:
     """Backward of samples ``b0..b1-1`` of one spiking layer; returns -1, or the index of a
-    LIF spike no arrival fired.
+    LIF spike no arrival fired. With ``need_tau``, ``g_tau [2, N]`` is added
+    ``(dL/dtau_m, dL/dtau_s)`` (:func:`.tau_kernels.neuron_tau_terms`).
 
     Spikes are sorted by (sample, neuron, time), ``sp_ptr[b * N + n]`` starts each neuron's;
     ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes in input order. The
@@ -197,6 +200,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     e_loc = np.empty(width, dtype=np.int64)
     dj = np.empty(width)
     ds = np.empty(width)
+    x_loc = np.empty(width if need_tau else 0)
     for b in range(b0, b1):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
         for n in range(n_units):
@@ -246,6 +250,13 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                 g_d[n, j] += ds[q]
                 g_t[e] += ds[q]
                 g_a[e] += weight[n, j] * dj[q]
+            if need_tau:
+                for q in range(m):
+                    x_loc[q] = weight[n, j_in[e_loc[q]]] * a_in[e_loc[q]]
+                jm, js = neuron_tau_terms(k0, k1, m, s_loc, x_loc, sp_t, v_minus, i_minus, tm,
+                                          tau_s[n], r[n], v_reset[n] - v_leak[n], cuba)
+                g_tau[0, n] += jm
+                g_tau[1, n] += js
     return -1
 
 
@@ -258,16 +269,17 @@ def _spiking_serial(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.
                     v_th: np.ndarray, v_reset: np.ndarray, cuba: bool, t_end: float,
                     tol: float, v_minus: np.ndarray, i_minus: np.ndarray, v_plus: np.ndarray,
                     g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                    g_a: np.ndarray) -> np.ndarray:
+                    g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> np.ndarray:
     """:func:`_spiking_range` over ``n_chunks`` chunks of samples, one after the other; chunk
-    ``c`` adds into ``g_w[c]``, ``g_d[c]``. Returns each chunk's -1 / bad spike."""
+    ``c`` adds into ``g_w[c]``, ``g_d[c]``, ``g_tau[c]``. Returns each chunk's -1 / bad
+    spike."""
     bad = np.full(n_chunks, -1, dtype=np.int64)
     for c in range(n_chunks):
         b0, b1 = chunk_bounds(c, n_chunks, ev_ptr.shape[0] - 1)
         bad[c] = _spiking_range(b0, b1, t_in, j_in, a_in, ev_order, ev_ptr, weight, delay,
                                 has_delay, sp_t, sp_ptr, sp_cur, sp_g, sp_reg, tau_m, tau_s, r,
                                 v_leak, v_th, v_reset, cuba, t_end, tol, v_minus, i_minus,
-                                v_plus, g_t, g_w[c], g_d[c], g_a)
+                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c])
     return bad
 
 
@@ -280,7 +292,7 @@ def _spiking_parallel(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                       v_leak: np.ndarray, v_th: np.ndarray, v_reset: np.ndarray, cuba: bool,
                       t_end: float, tol: float, v_minus: np.ndarray, i_minus: np.ndarray,
                       v_plus: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                      g_a: np.ndarray) -> np.ndarray:
+                      g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> np.ndarray:
     """:func:`_spiking_serial` with the chunks in parallel (same chunks, same results)."""
     bad = np.full(n_chunks, -1, dtype=np.int64)
     for c in prange(n_chunks):
@@ -288,7 +300,7 @@ def _spiking_parallel(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
         bad[c] = _spiking_range(b0, b1, t_in, j_in, a_in, ev_order, ev_ptr, weight, delay,
                                 has_delay, sp_t, sp_ptr, sp_cur, sp_g, sp_reg, tau_m, tau_s, r,
                                 v_leak, v_th, v_reset, cuba, t_end, tol, v_minus, i_minus,
-                                v_plus, g_t, g_w[c], g_d[c], g_a)
+                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c])
     return bad
 
 
@@ -585,16 +597,18 @@ def _zeros(weight: Tensor, n_events: int) -> tuple[np.ndarray, ...]:
 
 
 def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
-                     reg: Tensor) -> tuple[Tensor | None, ...]:
+                     reg: Tensor, need_tau: tuple[bool, bool] = (False, False)
+                     ) -> tuple[Tensor | None, ...]:
     """Compiled form of the spiking layers' backward (see ``spiking._spiking_backward``).
 
     Args:
         saved: the forward's ``(t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out,
             current)``; ``g_t [K]``: ``dL/d(output spike times)``; ``reg [K]``: the spike-count
-            regulariser's ``dL/dV`` jump per spike.
+            regulariser's ``dL/dV`` jump per spike; ``need_tau``: whether ``(tau_mem,
+            tau_syn)`` need gradients (computed only then).
     Returns:
-        ``(dL/dt_in [E], dL/dW [N, N_in], dL/dD [N, N_in], dL/da [E])`` (``None`` where not
-        needed).
+        ``(dL/dt_in [E], dL/dW [N, N_in], dL/dD [N, N_in], dL/da [E], dL/dtau_mem [N],
+        dL/dtau_syn [N])`` (``None`` where not needed).
     """
     t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out, current = saved
     nrn = cfg.nrn
@@ -611,16 +625,23 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     n_chunks = _chunks(cfg.batch_size, t_in.numel() * n)
     g_t_in, g_a = np.zeros(t_in.numel()), np.zeros(t_in.numel())
     g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
+    g_tau = np.zeros((n_chunks, 2, n if any(need_tau) else 0))
     k = t_np.shape[0]
     args = (n_chunks, _np(t_in), _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
             t_np[order], sp_ptr, cur, _np(g_t)[order], _np(reg)[order], *_constants(nrn),
             nrn.cuba, float(cfg.t_end), float(tol), np.zeros(k), np.zeros(k), np.zeros(k),
-            g_t_in, g_w, g_d, g_a)
+            g_t_in, g_w, g_d, g_a, any(need_tau), g_tau)
     bad = _run_chunks(_spiking_serial, _spiking_parallel, args)
     if (bad >= 0).any():
         raise RuntimeError("adjoint LIF: could not match a spike to the arrival that fired it")
     g = (g_t_in, _sum_chunks(g_w), _sum_chunks(g_d), g_a)
-    return _results(weight, delay, need, *g)
+    tau = _sum_chunks(g_tau)
+
+    def out(x: np.ndarray, flag: bool) -> Tensor | None:
+        return torch.from_numpy(x).to(dtype=weight.dtype, device=weight.device) if flag else None
+
+    return (*_results(weight, delay, need, *g), out(tau[0], need_tau[0]),
+            out(tau[1], need_tau[1] and nrn.cuba))
 
 
 def linear_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tensor,

@@ -168,16 +168,21 @@ def _spike_adjoints(cfg: LayerConfig, t_out: Tensor, b_out: Tensor, n_out: Tenso
                          v_plus=v_plus)
 
 
-def _spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor | None, need: tuple) -> tuple:
+def _spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor | None, need: tuple,
+                      need_tau: tuple[bool, bool] = (False, False)) -> tuple:
+    """``(dL/dt_in, dL/dW, dL/dD, dL/da, dL/dtau_mem, dL/dtau_syn)`` (``None`` where not
+    needed): the compiled kernels where enabled, else this reference."""
     t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out, current = saved
     nrn = cfg.nrn
     if g_t is None:
         g_t = torch.zeros_like(t_out)
     if kernels_enabled(t_in, weight, t_out):
-        return kernels.spiking_backward(cfg, saved, g_t, need, reg_jumps(cfg, n_out, t_out.dtype))
+        return kernels.spiking_backward(cfg, saved, g_t, need, reg_jumps(cfg, n_out, t_out.dtype),
+                                        need_tau)
     grads = PairGrads(weight, delay, t_in.numel(), need)
+    taus = _tau_grads(cfg, saved, g_t, need_tau) if any(need_tau) else (None, None)
     if t_out.numel() == 0:  # a silent layer: nothing downstream depends on its inputs
-        return grads.result(weight)
+        return (*grads.result(weight), *taus)
     adj = _spike_adjoints(cfg, t_out, b_out, n_out, current, g_t)
     g_sorted = g_t[adj.order]
     tol = 256 * torch.finfo(t_out.dtype).eps * max(cfg.t_end, cfg.dt)
@@ -213,7 +218,7 @@ def _spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor | None, need: 
         if not nrn.cuba and nk:
             dj, ds = _lif_triggers(cfg, adj, p, o, seg_o, time, nk, k0, g_sorted, dj, ds, tol)
         grads.add(p, dj, ds)
-    return grads.result(weight)
+    return (*grads.result(weight), *taus)
 
 
 def _lif_triggers(cfg: LayerConfig, adj: _SpikeAdjoint, p: Pairs, o: Tensor, seg_o: Tensor,
@@ -346,11 +351,7 @@ class SpikingLayerFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g_t: Tensor | None, _gb: Any, _gn: Any) -> tuple:
         need = tuple(ctx.needs_input_grad[i] for i in (0, 1, 2, 5))
-        g_tin, g_w, g_d, g_a = _spiking_backward(ctx.cfg, ctx.saved_tensors, g_t, need)
-        g_m, g_s = None, None
-        if ctx.needs_input_grad[7] or ctx.needs_input_grad[8]:
-            t_out = ctx.saved_tensors[6]
-            g_m, g_s = _tau_grads(ctx.cfg, ctx.saved_tensors,
-                                  torch.zeros_like(t_out) if g_t is None else g_t,
-                                  (ctx.needs_input_grad[7], ctx.needs_input_grad[8]))
+        need_tau = (ctx.needs_input_grad[7], ctx.needs_input_grad[8])
+        g_tin, g_w, g_d, g_a, g_m, g_s = _spiking_backward(ctx.cfg, ctx.saved_tensors, g_t,
+                                                           need, need_tau)
         return g_tin, g_w, g_d, None, None, g_a, None, g_m, g_s

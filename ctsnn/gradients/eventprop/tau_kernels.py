@@ -10,8 +10,6 @@ import math
 import numba
 import numpy as np
 
-from .kernels import kappa
-
 _TERMS = 20  # Taylor terms (as taus._TAYLOR_TERMS)
 
 
@@ -80,7 +78,8 @@ def neuron_tau_terms(k0: int, k1: int, m: int, s_loc: np.ndarray, x_loc: np.ndar
     ``k0..k1-1`` (sorted, with their adjoints just before) and its ``m`` arrivals (``s_loc``,
     jumps ``x_loc``, any order). Walks the events in time order (``CubaLIF``: a spike before an
     equal-time arrival; ``LIF``: after it, the arrival fires it), carrying the state
-    ``(y = V - v_leak, I)`` forward and taking each piece's end adjoint from the next spike."""
+    ``(y = V - v_leak, I)`` forward and taking each piece's end adjoint from the next spike
+    (``kappa(h) = h exp[-h/tau_m, -h/tau_s] / tau_m``)."""
     jm_tot = 0.0
     js_tot = 0.0
     if k1 == k0:
@@ -103,13 +102,14 @@ def neuron_tau_terms(k0: int, k1: int, m: int, s_loc: np.ndarray, x_loc: np.ndar
             lv = math.exp(-w / tm) * v_minus[q]
             li = 0.0
             if cuba:
-                li = math.exp(-w / ts) * i_minus[q] + r * kappa(w, tm, ts) * v_minus[q]
+                kap = w * dd2(-w / tm, -w / ts) / tm
+                li = math.exp(-w / ts) * i_minus[q] + r * kap * v_minus[q]
             jm, js = piece_terms(h, y, cur, lv, li, tm, ts, r, cuba)
             jm_tot += jm
             js_tot += js
         if h > 0.0:
             if cuba:
-                y = y * math.exp(-h / tm) + r * kappa(h, tm, ts) * cur
+                y = y * math.exp(-h / tm) + r * h * dd2(-h / tm, -h / ts) / tm * cur
                 cur *= math.exp(-h / ts)
             else:
                 y *= math.exp(-h / tm)

@@ -73,11 +73,11 @@ def _loss(kind, readout, tau_m, tau_s, seed, *, kernels=False, grads=True):
             loss = (coef[:k] * out.times).sum() + 30.0 * (out.times ** 2).sum()
         else:
             loss = (coef[: out.numel()].reshape(out.shape) * out).sum()
-    if not grads:
-        return loss.item()
-    params = [model.tau_mem] + ([model.tau_syn] if hasattr(model, "tau_syn") else [])
-    g = torch.autograd.grad(loss, params, allow_unused=True)
-    return loss.item(), g[0], (g[1] if len(g) > 1 else None)
+        if not grads:
+            return loss.item()
+        params = [model.tau_mem] + ([model.tau_syn] if hasattr(model, "tau_syn") else [])
+        g = torch.autograd.grad(loss, params, allow_unused=True)  # (the backward also checks
+    return loss.item(), g[0], (g[1] if len(g) > 1 else None)  # kernels_enabled: inside)
 
 
 def _fd(kind, readout, tau_m, tau_s, seed, which, eps, kernels=False):
@@ -170,8 +170,8 @@ def test_kernels_equal_reference_with_learnable_taus(kind, readout):
             out = ep.layer_forward(model, spikes, leaves[1], leaves[2], readout=readout)
             val = out.times if isinstance(out, ctsnn.Spikes) else out.reshape(-1)
             loss = (val * coef[: val.numel()]).sum()
-        params = leaves + [p for p in model.parameters()]
-        res.append(torch.autograd.grad(loss, params, allow_unused=True))
+            params = leaves + [p for p in model.parameters()]
+            res.append(torch.autograd.grad(loss, params, allow_unused=True))
     for a, c in zip(*res, strict=True):
         if a is None or c is None:
             assert a is None and c is None
