@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import mpmath
+import numba
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,7 @@ import ctsnn
 from ctsnn.compiled import kernels_enabled, use_kernels
 from ctsnn.gradients import eventprop as ep
 from ctsnn.gradients.adjoint import adjoint_layer
+from ctsnn.gradients.eventprop import kernels as ep_kernels
 from ctsnn.gradients.eventprop import recurrent_kernels
 from ctsnn.gradients.eventprop.taus import dd_exp
 from ctsnn.synapses import RecurrentDense
@@ -341,3 +343,26 @@ def test_simulate_recurrent_layer_takes_the_closed_form_with_learnable_taus():
     assert model.tau_mem.grad is not None and model.tau_syn.grad is not None
     if kernels_enabled(torch.zeros(1)):
         assert recurrent_kernels.last_refusal is None  # the compiled backward ran
+
+
+@pytest.mark.skipif(not kernels_enabled(torch.zeros(1)) or numba.config.NUMBA_NUM_THREADS < 2,
+                    reason="kernels off, no numba or one numba thread")
+def test_compiled_tau_gradients_same_on_one_and_two_threads(monkeypatch):
+    """The chunked parallel backward (forced here) sums each chunk's ``dL/dtau`` in chunk
+    order: 1 and 2 threads give bit-identical time-constant gradients, equal to the
+    reference's to 1e-10."""
+    monkeypatch.setattr(ep_kernels, "_PARALLEL_PAIRS", 0)
+    tau_m = torch.tensor([0.02, 0.026, 0.016], dtype=F64)
+    tau_s = torch.tensor([0.005, 0.0035, 0.006], dtype=F64)
+    before = torch.get_num_threads()
+    got = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            got.append(_loss("CubaLIF", None, tau_m, tau_s, 0, kernels=True)[1:])
+    finally:
+        torch.set_num_threads(before)
+    ref = _loss("CubaLIF", None, tau_m, tau_s, 0, kernels=False)[1:]
+    for a, b, c in zip(*got, ref, strict=True):
+        assert torch.equal(a, b)
+        assert torch.allclose(a, c, rtol=1e-10, atol=1e-10 * float(c.abs().max()))
