@@ -26,7 +26,7 @@ from torch import Tensor
 from ...compiled import kernel_threads, numba_threads
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
-from .tau_kernels import neuron_tau_terms
+from .tau_kernels import linear_response_terms, neuron_tau_terms, response_terms
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
            "spiking_backward"]
@@ -320,10 +320,11 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
                   has_delay: bool, g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray,
                   r: np.ndarray, cuba: bool, alpha: float, inv_w: float, t_end: float,
                   backward: bool, z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray,
-                  g_d: np.ndarray, g_a: np.ndarray) -> None:
+                  g_d: np.ndarray, g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
     """``"avg_exp"`` / ``"sum"`` over the pairs of input spikes ``e0..e1-1`` and targets
     ``n0..n1-1``: every pair's response ``R(s)`` in closed form; forward adds ``x R_target(s)``
-    to ``z [B, N]``, backward accumulates the gradients of ``sum g z``."""
+    to ``z [B, N]``, backward accumulates the gradients of ``sum g z`` (with ``need_tau``
+    also ``dL/d(tau_m, tau_s)`` into ``g_tau [2, N]``)."""
     for e in range(e0, e1):
         b = b_in[e]
         j = j_in[e]
@@ -354,6 +355,11 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
             g_d[n, j] += ds
             g_t[e] += ds
             g_a[e] += weight[n, j] * dj
+            if need_tau:
+                dm, dts = linear_response_terms(s, t_end, alpha, inv_w, tau_m[n], tau_s[n], r[n],
+                                                cuba)
+                g_tau[0, n] += gp * x * dm
+                g_tau[1, n] += gp * x * dts
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -362,19 +368,19 @@ def _linear_chunk(c: int, n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_i
                   g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
                   cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
                   z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                  g_a: np.ndarray) -> None:
+                  g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
     """Chunk ``c`` of :func:`_linear_pairs`: the forward owns a range of targets (its columns
     of ``z``), the backward a range of input spikes (adding into ``g_w[c]``, ``g_d[c]``)."""
     if backward:
         e0, e1 = chunk_bounds(c, n_chunks, t_in.shape[0])
         _linear_pairs(e0, e1, 0, weight.shape[0], t_in, b_in, j_in, a_in, weight, delay,
                       has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, True, z, g_t,
-                      g_w[c], g_d[c], g_a)
+                      g_w[c], g_d[c], g_a, need_tau, g_tau[c])
     else:
         n0, n1 = chunk_bounds(c, n_chunks, weight.shape[0])
         _linear_pairs(0, t_in.shape[0], n0, n1, t_in, b_in, j_in, a_in, weight, delay,
                       has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, False, z, g_t,
-                      g_w[0], g_d[0], g_a)
+                      g_w[0], g_d[0], g_a, False, g_tau[0])
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -383,10 +389,11 @@ def _linear_serial(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.n
                    g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
                    cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
                    z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                   g_a: np.ndarray) -> None:
+                   g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
     for c in range(n_chunks):
         _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
-                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a)
+                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a,
+                      need_tau, g_tau)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -395,10 +402,11 @@ def _linear_parallel(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np
                      g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
                      cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
                      z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                     g_a: np.ndarray) -> None:
+                     g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
     for c in prange(n_chunks):
         _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
-                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a)
+                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a,
+                      need_tau, g_tau)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -496,9 +504,10 @@ def _max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
                          r: np.ndarray, cuba: bool, t_end: float, t_star: np.ndarray,
                          side: np.ndarray, src: np.ndarray, vdot: np.ndarray,
                          g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                         g_a: np.ndarray) -> None:
+                         g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
     """Point drive ``g`` at ``t*``: arrivals before it see ``lam = g e^{A^T (t* - s)} e_V``;
-    the arrival ``t*`` is pinned to adds ``g V'(t*)`` to its time gradient."""
+    the arrival ``t*`` is pinned to adds ``g V'(t*)`` to its time gradient (``need_tau``:
+    ``g x dpsi(t* - s)/dtau`` into ``g_tau [2, N]``)."""
     n_units = weight.shape[0]
     for e in range(t_in.shape[0]):
         b = b_in[e]
@@ -522,6 +531,10 @@ def _max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
                 else:
                     dj = lam_v
                     ds = x * lam_v / tm
+                if need_tau:
+                    dm, dts = response_terms(h, tm, tau_s[n], r[n], cuba)
+                    g_tau[0, n] += gs * x * dm
+                    g_tau[1, n] += gs * x * dts
             if sd != 0 and src[b, n] == e:
                 ds += gs * vdot[b, n]
             g_w[n, j] += a_in[e] * dj
@@ -656,7 +669,7 @@ def linear_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: T
     _run_chunks(_linear_serial, _linear_parallel,
                 (n_chunks, _np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, z, tau_m,
                  tau_s, r, cfg.nrn.cuba, alpha, inv_w, float(cfg.t_end), False, z, empty, none,
-                 none, empty))
+                 none, empty, False, np.zeros((1, 2, 0))))
     return torch.from_numpy(z)
 
 
@@ -685,9 +698,12 @@ def max_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tens
 
 
 def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
-                     alpha: float = 0.0, inv_w: float = 0.0) -> tuple[Tensor | None, ...]:
+                     alpha: float = 0.0, inv_w: float = 0.0,
+                     need_tau: tuple[bool, bool] = (False, False)) -> tuple[Tensor | None, ...]:
     """Compiled backward of the ``"avg_exp"`` / ``"sum"`` (give ``alpha``, ``inv_w``) and
-    ``"max"`` readouts; ``saved`` is the reference forward's saved tensors, ``g_z [B, N]``."""
+    ``"max"`` readouts; ``saved`` is the reference forward's saved tensors, ``g_z [B, N]``.
+    Returns ``(dL/dt_in, dL/dW, dL/dD, dL/da, dL/dtau_mem, dL/dtau_syn)`` (``None`` where not
+    needed; the time constants' only computed when ``need_tau``)."""
     t_in, weight, delay, b_in, j_in, v_in, *keep = saved
     nrn = cfg.nrn
     tau_m, tau_s, r, *_ = _constants(nrn)
@@ -697,17 +713,26 @@ def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
     gz = _np(g_z).reshape(shape)
     args = (_np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, gz, tau_m, tau_s, r,
             nrn.cuba)
+    width = nrn.n if any(need_tau) else 0
     if cfg.readout == "max":
         t_star, side, src, vdot = keep
+        tau = np.zeros((2, width))
         _max_backward_kernel(*args, float(cfg.t_end), _np(t_star).reshape(shape),
                              _idx(side).reshape(shape), _idx(src).reshape(shape),
-                             _np(vdot).reshape(shape), *g)
+                             _np(vdot).reshape(shape), *g, any(need_tau), tau)
     else:
         n_chunks = _chunks(t_in.numel(), t_in.numel() * nrn.n)
         g_t_in, _, _, g_a = g
         g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
+        g_tau = np.zeros((n_chunks, 2, width))
         _run_chunks(_linear_serial, _linear_parallel,
                     (n_chunks, *args, alpha, inv_w, float(cfg.t_end), True, np.zeros((1, 1)),
-                     g_t_in, g_w, g_d, g_a))
+                     g_t_in, g_w, g_d, g_a, any(need_tau), g_tau))
         g = (g_t_in, _sum_chunks(g_w), _sum_chunks(g_d), g_a)
-    return _results(weight, delay, need, *g)
+        tau = _sum_chunks(g_tau)
+
+    def out(x: np.ndarray, flag: bool) -> Tensor | None:
+        return torch.from_numpy(x).to(dtype=weight.dtype, device=weight.device) if flag else None
+
+    return (*_results(weight, delay, need, *g), out(tau[0], need_tau[0]),
+            out(tau[1], need_tau[1] and nrn.cuba))

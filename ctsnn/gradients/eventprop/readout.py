@@ -408,13 +408,13 @@ class ReadoutFn(torch.autograd.Function):
         t_in, weight, delay, b_in, j_in, v_in, *keep = ctx.saved_tensors
         need = tuple(ctx.needs_input_grad[i] for i in (0, 1, 2, 5))
         need_tau = (ctx.needs_input_grad[7], ctx.needs_input_grad[8])
-        g_tau = (_tau_grads(cfg, ctx.saved_tensors, g_z, need_tau) if any(need_tau)
-                 else (None, None))
         if cfg.readout != "integrand" and kernels_enabled(t_in, weight, g_z):
             lin = _linear_kernel(cfg) if cfg.readout != "max" else (0.0, 0.0)
-            g_tin, g_w, g_d, g_a = kernels.readout_backward(cfg, ctx.saved_tensors, g_z, need,
-                                                            *lin)
+            g_tin, g_w, g_d, g_a, *g_tau = kernels.readout_backward(
+                cfg, ctx.saved_tensors, g_z, need, *lin, need_tau)
             return g_tin, g_w, g_d, None, None, g_a, None, *g_tau
+        g_tau = (_tau_grads(cfg, ctx.saved_tensors, g_z, need_tau) if any(need_tau)
+                 else (None, None))
         grads = PairGrads(weight, delay, t_in.numel(), need)
         g = g_z.reshape(-1)
         for b0, b1, ev in batch_chunks(cfg, b_in):

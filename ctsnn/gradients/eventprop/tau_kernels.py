@@ -14,15 +14,17 @@ _TERMS = 20  # Taylor terms (as taus._TAYLOR_TERMS)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _dd_taylor(x0: float, x1: float, x2: float, n: int) -> float:
-    """``exp[x_0..x_{n-1}]`` (``n`` = 2 or 3) by the Taylor series about the centre."""
-    lo = min(x0, x1) if n == 2 else min(x0, x1, x2)
-    hi = max(x0, x1) if n == 2 else max(x0, x1, x2)
+def _dd_taylor(x0: float, x1: float, x2: float, x3: float, n: int) -> float:
+    """``exp[x_0..x_{n-1}]`` (``2 <= n <= 4``; unused points ignored) by the Taylor series
+    about the centre of the points."""
+    pts = np.array([x0, x1, x2, x3])
+    lo = pts[:n].min()
+    hi = pts[:n].max()
     c = 0.5 * (lo + hi)
     h = np.zeros(_TERMS + 1)
     h[0] = 1.0
     for k in range(n):
-        d = (x0 if k == 0 else x1 if k == 1 else x2) - c
+        d = pts[k] - c
         for j in range(1, _TERMS + 1):
             h[j] += d * h[j - 1]
     total = 0.0
@@ -40,7 +42,7 @@ def dd2(a: float, b: float) -> float:
     """``exp[a, b]`` without cancellation (``exp[a, a] = e^a``)."""
     lo, hi = min(a, b), max(a, b)
     if hi - lo < 1.0:
-        return _dd_taylor(lo, hi, 0.0, 2)
+        return _dd_taylor(lo, hi, 0.0, 0.0, 2)
     return (math.exp(hi) - math.exp(lo)) / (hi - lo)
 
 
@@ -51,8 +53,46 @@ def dd3(a: float, b: float, c: float) -> float:
     hi = max(a, b, c)
     mid = a + b + c - lo - hi
     if hi - lo < 1.0:
-        return _dd_taylor(lo, mid, hi, 3)
+        return _dd_taylor(lo, mid, hi, 0.0, 3)
     return (dd2(mid, hi) - dd2(lo, mid)) / (hi - lo)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def dd4(a: float, b: float, c: float, d: float) -> float:
+    """``exp[a, b, c, d]`` without cancellation (repeated points allowed)."""
+    p = np.sort(np.array([a, b, c, d]))
+    if p[3] - p[0] < 1.0:
+        return _dd_taylor(p[0], p[1], p[2], p[3], 4)
+    return (dd3(p[1], p[2], p[3]) - dd3(p[0], p[1], p[2])) / (p[3] - p[0])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def response_terms(h: float, tm: float, ts: float, r: float,
+                   cuba: bool) -> tuple[float, float]:
+    """As :func:`.taus.response_terms` (scalars): ``d psi(h) / d(tau_m, tau_s)``."""
+    xm = -h / tm
+    if not cuba:
+        return h * math.exp(xm) / (tm * tm), 0.0
+    xs = -h / ts
+    hh = h * h
+    dm = r * (hh * dd3(xm, xm, xs) / (tm * tm * tm) - h * dd2(xm, xs) / (tm * tm))
+    return dm, r * hh * dd3(xs, xs, xm) / (tm * ts * ts)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def linear_response_terms(s: float, t_end: float, alpha: float, inv_w: float, tm: float,
+                          ts: float, r: float, cuba: bool) -> tuple[float, float]:
+    """As :func:`.taus.linear_response_terms` (scalars): ``d R(s) / d(tau_m, tau_s)``."""
+    big_h = t_end - s
+    ks = alpha * math.exp(-s * inv_w)
+    xm = -big_h * (1.0 / tm + inv_w)
+    if not cuba:
+        return ks * big_h * big_h * dd3(0.0, xm, xm) / (tm * tm), 0.0
+    xs = -big_h * (1.0 / ts + inv_w)
+    h2 = big_h * big_h
+    h3 = h2 * big_h
+    dm = ks * r * (h3 * dd4(0.0, xm, xm, xs) / (tm * tm * tm) - h2 * dd3(0.0, xm, xs) / (tm * tm))
+    return dm, ks * r * h3 * dd4(0.0, xm, xs, xs) / (tm * ts * ts)
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -26,7 +26,7 @@ from ctsnn.compiled import kernels_enabled, use_kernels
 from ctsnn.gradients import eventprop as ep
 from ctsnn.gradients.adjoint import adjoint_layer
 from ctsnn.gradients.eventprop import kernels as ep_kernels
-from ctsnn.gradients.eventprop import recurrent_kernels
+from ctsnn.gradients.eventprop import recurrent_kernels, tau_kernels
 from ctsnn.gradients.eventprop.taus import dd_exp
 from ctsnn.synapses import RecurrentDense
 
@@ -366,3 +366,16 @@ def test_compiled_tau_gradients_same_on_one_and_two_threads(monkeypatch):
     for a, b, c in zip(*got, ref, strict=True):
         assert torch.equal(a, b)
         assert torch.allclose(a, c, rtol=1e-10, atol=1e-10 * float(c.abs().max()))
+
+
+@pytest.mark.skipif(not kernels_enabled(torch.zeros(1)), reason="kernels off or no numba")
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(2, 4), scale=st.floats(-7.0, 3.0), data=st.data())
+def test_compiled_divided_differences_equal_the_reference(n, scale, data):
+    """``tau_kernels.dd2/dd3/dd4`` (numba, scalar) against :func:`taus.dd_exp` (~1e-14)."""
+    pts = [-(10.0 ** scale) * data.draw(st.floats(0.0, 1.0)) for _ in range(n)]
+    if data.draw(st.booleans()):
+        pts[-1] = pts[0]
+    fn = {2: tau_kernels.dd2, 3: tau_kernels.dd3, 4: tau_kernels.dd4}[n]
+    want = float(dd_exp(*[torch.tensor(p, dtype=F64) for p in pts]))
+    assert abs(fn(*pts) - want) <= 1e-14 * abs(want) + 1e-300
