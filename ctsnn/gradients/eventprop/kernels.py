@@ -26,7 +26,7 @@ from torch import Tensor
 from ...compiled import kernel_threads, numba_threads
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
-from .tau_kernels import linear_response_terms, neuron_tau_terms, response_terms
+from .tau_kernels import linear_response_terms, neuron_tau_terms, response_terms, scratch
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
            "spiking_backward"]
@@ -201,6 +201,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     dj = np.empty(width)
     ds = np.empty(width)
     x_loc = np.empty(width if need_tau else 0)
+    buf = scratch()
     for b in range(b0, b1):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
         for n in range(n_units):
@@ -254,7 +255,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                 for q in range(m):
                     x_loc[q] = weight[n, j_in[e_loc[q]]] * a_in[e_loc[q]]
                 jm, js = neuron_tau_terms(k0, k1, m, s_loc, x_loc, sp_t, v_minus, i_minus, tm,
-                                          tau_s[n], r[n], v_reset[n] - v_leak[n], cuba)
+                                          tau_s[n], r[n], v_reset[n] - v_leak[n], cuba, buf)
                 g_tau[0, n] += jm
                 g_tau[1, n] += js
     return -1
@@ -325,6 +326,7 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
     ``n0..n1-1``: every pair's response ``R(s)`` in closed form; forward adds ``x R_target(s)``
     to ``z [B, N]``, backward accumulates the gradients of ``sum g z`` (with ``need_tau``
     also ``dL/d(tau_m, tau_s)`` into ``g_tau [2, N]``)."""
+    buf = scratch()
     for e in range(e0, e1):
         b = b_in[e]
         j = j_in[e]
@@ -357,7 +359,7 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
             g_a[e] += weight[n, j] * dj
             if need_tau:
                 dm, dts = linear_response_terms(s, t_end, alpha, inv_w, tau_m[n], tau_s[n], r[n],
-                                                cuba)
+                                                cuba, buf)
                 g_tau[0, n] += gp * x * dm
                 g_tau[1, n] += gp * x * dts
 
@@ -509,6 +511,7 @@ def _max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
     the arrival ``t*`` is pinned to adds ``g V'(t*)`` to its time gradient (``need_tau``:
     ``g x dpsi(t* - s)/dtau`` into ``g_tau [2, N]``)."""
     n_units = weight.shape[0]
+    buf = scratch()
     for e in range(t_in.shape[0]):
         b = b_in[e]
         j = j_in[e]
@@ -532,7 +535,7 @@ def _max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
                     dj = lam_v
                     ds = x * lam_v / tm
                 if need_tau:
-                    dm, dts = response_terms(h, tm, tau_s[n], r[n], cuba)
+                    dm, dts = response_terms(h, tm, tau_s[n], r[n], cuba, buf)
                     g_tau[0, n] += gs * x * dm
                     g_tau[1, n] += gs * x * dts
             if sd != 0 and src[b, n] == e:

@@ -14,17 +14,23 @@ _TERMS = 20  # Taylor terms (as taus._TAYLOR_TERMS)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _dd_taylor(x0: float, x1: float, x2: float, x3: float, n: int) -> float:
+def _dd_taylor(x0: float, x1: float, x2: float, x3: float, n: int, h: np.ndarray) -> float:
     """``exp[x_0..x_{n-1}]`` (``2 <= n <= 4``; unused points ignored) by the Taylor series
-    about the centre of the points."""
-    pts = np.array([x0, x1, x2, x3])
-    lo = pts[:n].min()
-    hi = pts[:n].max()
+    about the centre of the points; ``h`` is scratch space of ``_TERMS + 1`` floats (no
+    allocation per call: this runs once per piece)."""
+    lo = min(x0, x1)
+    hi = max(x0, x1)
+    if n > 2:
+        lo = min(lo, x2)
+        hi = max(hi, x2)
+    if n > 3:
+        lo = min(lo, x3)
+        hi = max(hi, x3)
     c = 0.5 * (lo + hi)
-    h = np.zeros(_TERMS + 1)
     h[0] = 1.0
+    h[1:] = 0.0
     for k in range(n):
-        d = pts[k] - c
+        d = (x0 if k == 0 else x1 if k == 1 else x2 if k == 2 else x3) - c
         for j in range(1, _TERMS + 1):
             h[j] += d * h[j - 1]
     total = 0.0
@@ -37,67 +43,88 @@ def _dd_taylor(x0: float, x1: float, x2: float, x3: float, n: int) -> float:
     return math.exp(c) * total
 
 
+@numba.njit(cache=True)
+def scratch() -> np.ndarray:
+    """Scratch space for the divided differences below (allocate once per kernel call)."""
+    return np.empty(_TERMS + 1)
+
+
 @numba.njit(cache=True, error_model="numpy")
-def dd2(a: float, b: float) -> float:
+def dd2(a: float, b: float, buf: np.ndarray) -> float:
     """``exp[a, b]`` without cancellation (``exp[a, a] = e^a``)."""
     lo, hi = min(a, b), max(a, b)
     if hi - lo < 1.0:
-        return _dd_taylor(lo, hi, 0.0, 0.0, 2)
+        return _dd_taylor(lo, hi, 0.0, 0.0, 2, buf)
     return (math.exp(hi) - math.exp(lo)) / (hi - lo)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def dd3(a: float, b: float, c: float) -> float:
+def dd3(a: float, b: float, c: float, buf: np.ndarray) -> float:
     """``exp[a, b, c]`` without cancellation (repeated points allowed)."""
     lo = min(a, b, c)
     hi = max(a, b, c)
     mid = a + b + c - lo - hi
     if hi - lo < 1.0:
-        return _dd_taylor(lo, mid, hi, 0.0, 3)
-    return (dd2(mid, hi) - dd2(lo, mid)) / (hi - lo)
+        return _dd_taylor(lo, mid, hi, 0.0, 3, buf)
+    return (dd2(mid, hi, buf) - dd2(lo, mid, buf)) / (hi - lo)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def dd4(a: float, b: float, c: float, d: float) -> float:
+def dd4(a: float, b: float, c: float, d: float, buf: np.ndarray) -> float:
     """``exp[a, b, c, d]`` without cancellation (repeated points allowed)."""
-    p = np.sort(np.array([a, b, c, d]))
-    if p[3] - p[0] < 1.0:
-        return _dd_taylor(p[0], p[1], p[2], p[3], 4)
-    return (dd3(p[1], p[2], p[3]) - dd3(p[0], p[1], p[2])) / (p[3] - p[0])
+    lo = min(a, b, c, d)
+    hi = max(a, b, c, d)
+    if hi - lo < 1.0:
+        return _dd_taylor(a, b, c, d, 4, buf)
+    # drop the smallest / the largest point: the two inner 3-point differences
+    p0, p1, p2, p3 = a, b, c, d  # sort 4 scalars (no allocation)
+    if p0 > p1:
+        p0, p1 = p1, p0
+    if p2 > p3:
+        p2, p3 = p3, p2
+    if p0 > p2:
+        p0, p2 = p2, p0
+    if p1 > p3:
+        p1, p3 = p3, p1
+    if p1 > p2:
+        p1, p2 = p2, p1
+    return (dd3(p1, p2, p3, buf) - dd3(p0, p1, p2, buf)) / (p3 - p0)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def response_terms(h: float, tm: float, ts: float, r: float,
-                   cuba: bool) -> tuple[float, float]:
+def response_terms(h: float, tm: float, ts: float, r: float, cuba: bool,
+                   buf: np.ndarray) -> tuple[float, float]:
     """As :func:`.taus.response_terms` (scalars): ``d psi(h) / d(tau_m, tau_s)``."""
     xm = -h / tm
     if not cuba:
         return h * math.exp(xm) / (tm * tm), 0.0
     xs = -h / ts
     hh = h * h
-    dm = r * (hh * dd3(xm, xm, xs) / (tm * tm * tm) - h * dd2(xm, xs) / (tm * tm))
-    return dm, r * hh * dd3(xs, xs, xm) / (tm * ts * ts)
+    dm = r * (hh * dd3(xm, xm, xs, buf) / (tm * tm * tm) - h * dd2(xm, xs, buf) / (tm * tm))
+    return dm, r * hh * dd3(xs, xs, xm, buf) / (tm * ts * ts)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def linear_response_terms(s: float, t_end: float, alpha: float, inv_w: float, tm: float,
-                          ts: float, r: float, cuba: bool) -> tuple[float, float]:
+                          ts: float, r: float, cuba: bool,
+                          buf: np.ndarray) -> tuple[float, float]:
     """As :func:`.taus.linear_response_terms` (scalars): ``d R(s) / d(tau_m, tau_s)``."""
     big_h = t_end - s
     ks = alpha * math.exp(-s * inv_w)
     xm = -big_h * (1.0 / tm + inv_w)
     if not cuba:
-        return ks * big_h * big_h * dd3(0.0, xm, xm) / (tm * tm), 0.0
+        return ks * big_h * big_h * dd3(0.0, xm, xm, buf) / (tm * tm), 0.0
     xs = -big_h * (1.0 / ts + inv_w)
     h2 = big_h * big_h
     h3 = h2 * big_h
-    dm = ks * r * (h3 * dd4(0.0, xm, xm, xs) / (tm * tm * tm) - h2 * dd3(0.0, xm, xs) / (tm * tm))
-    return dm, ks * r * h3 * dd4(0.0, xm, xs, xs) / (tm * ts * ts)
+    dm = ks * r * (h3 * dd4(0.0, xm, xm, xs, buf) / (tm * tm * tm)
+                   - h2 * dd3(0.0, xm, xs, buf) / (tm * tm))
+    return dm, ks * r * h3 * dd4(0.0, xm, xs, xs, buf) / (tm * ts * ts)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def piece_terms(h: float, y: float, i: float, lam_v: float, lam_i: float, tm: float, ts: float,
-                r: float, cuba: bool) -> tuple[float, float]:
+                r: float, cuba: bool, buf: np.ndarray) -> tuple[float, float]:
     """As :func:`.taus.piece_terms` for one piece (scalars)."""
     xm = -h / tm
     em = math.exp(xm)
@@ -105,15 +132,17 @@ def piece_terms(h: float, y: float, i: float, lam_v: float, lam_i: float, tm: fl
         return lam_v * y * h * em / (tm * tm), 0.0
     xs = -h / ts
     hh = h * h
-    jm = lam_v / (tm * tm) * (y * h * em + r * i * (hh * dd3(xm, xm, xs) / tm - h * dd2(xm, xs)))
-    js = i / (ts * ts) * (lam_i * h * math.exp(xs) + r * lam_v / tm * hh * dd3(xs, xs, xm))
+    jm = lam_v / (tm * tm) * (y * h * em
+                              + r * i * (hh * dd3(xm, xm, xs, buf) / tm - h * dd2(xm, xs, buf)))
+    js = i / (ts * ts) * (lam_i * h * math.exp(xs) + r * lam_v / tm * hh * dd3(xs, xs, xm, buf))
     return jm, js
 
 
 @numba.njit(cache=True, error_model="numpy")
 def neuron_tau_terms(k0: int, k1: int, m: int, s_loc: np.ndarray, x_loc: np.ndarray,
                      sp_t: np.ndarray, v_minus: np.ndarray, i_minus: np.ndarray, tm: float,
-                     ts: float, r: float, y_reset: float, cuba: bool) -> tuple[float, float]:
+                     ts: float, r: float, y_reset: float, cuba: bool,
+                     buf: np.ndarray) -> tuple[float, float]:
     """``(∫ lam . df/dtau_m, ∫ lam . df/dtau_s)`` of one neuron of one sample: its spikes
     ``k0..k1-1`` (sorted, with their adjoints just before) and its ``m`` arrivals (``s_loc``,
     jumps ``x_loc``, any order). Walks the events in time order (``CubaLIF``: a spike before an
@@ -142,14 +171,14 @@ def neuron_tau_terms(k0: int, k1: int, m: int, s_loc: np.ndarray, x_loc: np.ndar
             lv = math.exp(-w / tm) * v_minus[q]
             li = 0.0
             if cuba:
-                kap = w * dd2(-w / tm, -w / ts) / tm
+                kap = w * dd2(-w / tm, -w / ts, buf) / tm
                 li = math.exp(-w / ts) * i_minus[q] + r * kap * v_minus[q]
-            jm, js = piece_terms(h, y, cur, lv, li, tm, ts, r, cuba)
+            jm, js = piece_terms(h, y, cur, lv, li, tm, ts, r, cuba, buf)
             jm_tot += jm
             js_tot += js
         if h > 0.0:
             if cuba:
-                y = y * math.exp(-h / tm) + r * h * dd2(-h / tm, -h / ts) / tm * cur
+                y = y * math.exp(-h / tm) + r * h * dd2(-h / tm, -h / ts, buf) / tm * cur
                 cur *= math.exp(-h / ts)
             else:
                 y *= math.exp(-h / tm)
