@@ -10,7 +10,8 @@ import math
 import numba
 import numpy as np
 
-_TERMS = 20  # Taylor terms (as taus._TAYLOR_TERMS)
+_TERMS = 20  # at most this many Taylor terms (as taus._TAYLOR_TERMS)
+_INV_FACT = np.array([1.0 / math.factorial(k) for k in range(_TERMS + 4)])
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -27,19 +28,22 @@ def _dd_taylor(x0: float, x1: float, x2: float, x3: float, n: int, h: np.ndarray
         lo = min(lo, x3)
         hi = max(hi, x3)
     c = 0.5 * (lo + hi)
+    # terms: |x - c| <= delta, so term j is at most delta^j / j! relative to the first
+    delta = 0.5 * (hi - lo)
+    terms = 0
+    bound = 1.0
+    while bound > 1e-17 and terms < _TERMS:
+        terms += 1
+        bound *= delta / terms
     h[0] = 1.0
-    h[1:] = 0.0
+    h[1:terms + 1] = 0.0
     for k in range(n):
         d = (x0 if k == 0 else x1 if k == 1 else x2 if k == 2 else x3) - c
-        for j in range(1, _TERMS + 1):
+        for j in range(1, terms + 1):
             h[j] += d * h[j - 1]
     total = 0.0
-    fact = 1.0
-    for m in range(1, n):
-        fact *= m  # (n - 1)!
-    for j in range(_TERMS + 1):
-        total += h[j] / fact
-        fact *= j + n
+    for j in range(terms, -1, -1):
+        total += h[j] * _INV_FACT[j + n - 1]
     return math.exp(c) * total
 
 
@@ -61,9 +65,13 @@ def dd2(a: float, b: float, buf: np.ndarray) -> float:
 @numba.njit(cache=True, error_model="numpy")
 def dd3(a: float, b: float, c: float, buf: np.ndarray) -> float:
     """``exp[a, b, c]`` without cancellation (repeated points allowed)."""
-    lo = min(a, b, c)
-    hi = max(a, b, c)
-    mid = a + b + c - lo - hi
+    lo, mid, hi = a, b, c  # sort 3 scalars (exactly: the points themselves)
+    if lo > mid:
+        lo, mid = mid, lo
+    if mid > hi:
+        mid, hi = hi, mid
+    if lo > mid:
+        lo, mid = mid, lo
     if hi - lo < 1.0:
         return _dd_taylor(lo, mid, hi, 0.0, 3, buf)
     return (dd2(mid, hi, buf) - dd2(lo, mid, buf)) / (hi - lo)
