@@ -201,7 +201,6 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     dj = np.empty(width)
     ds = np.empty(width)
     x_loc = np.empty(width if need_tau else 0)
-    buf = scratch()
     for b in range(b0, b1):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
         for n in range(n_units):
@@ -255,7 +254,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                 for q in range(m):
                     x_loc[q] = weight[n, j_in[e_loc[q]]] * a_in[e_loc[q]]
                 jm, js = neuron_tau_terms(k0, k1, m, s_loc, x_loc, sp_t, v_minus, i_minus, tm,
-                                          tau_s[n], r[n], v_reset[n] - v_leak[n], cuba, buf)
+                                          tau_s[n], r[n], v_reset[n] - v_leak[n], cuba)
                 g_tau[0, n] += jm
                 g_tau[1, n] += js
     return -1
@@ -511,7 +510,6 @@ def _max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
     the arrival ``t*`` is pinned to adds ``g V'(t*)`` to its time gradient (``need_tau``:
     ``g x dpsi(t* - s)/dtau`` into ``g_tau [2, N]``)."""
     n_units = weight.shape[0]
-    buf = scratch()
     for e in range(t_in.shape[0]):
         b = b_in[e]
         j = j_in[e]
@@ -535,7 +533,7 @@ def _max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
                     dj = lam_v
                     ds = x * lam_v / tm
                 if need_tau:
-                    dm, dts = response_terms(h, tm, tau_s[n], r[n], cuba, buf)
+                    dm, dts = response_terms(h, tm, tau_s[n], r[n], cuba)
                     g_tau[0, n] += gs * x * dm
                     g_tau[1, n] += gs * x * dts
             if sd != 0 and src[b, n] == e:

@@ -46,7 +46,7 @@ from torch import Tensor
 
 from .common import LayerConfig
 from .kernels import kappa, spike_adjoint
-from .tau_kernels import neuron_tau_terms, scratch
+from .tau_kernels import neuron_tau_terms
 
 __all__ = ["recurrent_backward"]
 
@@ -227,7 +227,6 @@ def _recurrent_kernel(t_in, j_in, a_in, ev_order, ev_ptr, weight, delay, has_del
     trig = np.zeros(n_spk, dtype=np.int64)
     cand_s = np.zeros(n_spk)
     cand_n = np.zeros(n_spk, dtype=np.int64)
-    buf = scratch()  # (time-constant sums)
     instants = False  # a recurrent arrival at its sender's instant (zero delay) anywhere
     for k in range(n_spk):
         for i in range(n_units):
@@ -315,7 +314,7 @@ def _recurrent_kernel(t_in, j_in, a_in, ev_order, ev_ptr, weight, delay, has_del
                                      ulps_eps, t_end, s_loc, x_loc, id_loc)
                 jm, js = neuron_tau_terms(i0, i1, m, s_loc, x_loc, sp_t, v_minus, i_minus,
                                           tau_m[n], tau_s[n], r[n], v_reset[n] - v_leak[n],
-                                          cuba, buf)
+                                          cuba)
                 g_tm[n] += jm
                 g_ts[n] += js
     return OK

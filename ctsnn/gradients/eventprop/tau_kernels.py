@@ -100,16 +100,50 @@ def dd4(a: float, b: float, c: float, d: float, buf: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, error_model="numpy")
-def response_terms(h: float, tm: float, ts: float, r: float, cuba: bool,
-                   buf: np.ndarray) -> tuple[float, float]:
-    """As :func:`.taus.response_terms` (scalars): ``d psi(h) / d(tau_m, tau_s)``."""
+def two_rate(h: float, tm: float, ts: float) -> tuple[float, float, float, float, float]:
+    """``(e^{xm}, e^{xs}, exp[xm, xs], exp[xm, xm, xs], exp[xs, xs, xm])`` for ``xm = -h/tm``,
+    ``xs = -h/ts`` (``h >= 0``) from two ``exp`` and one ``expm1``: with ``p <= q`` the two
+    points and ``u = q - p``, ``exp[p, q] = e^q (1 - e^{-u})/u``, ``exp[p, p, q] = e^q (1 - (1 +
+    u) e^{-u})/u^2`` and ``exp[p, q, q] = e^q (u - 1 + e^{-u})/u^2`` (series below
+    ``u = 1/4``: no cancellation; equal time constants are ``u = 0``)."""
     xm = -h / tm
-    if not cuba:
-        return h * math.exp(xm) / (tm * tm), 0.0
     xs = -h / ts
+    em = math.exp(xm)
+    es = math.exp(xs)
+    u = abs(xs - xm)
+    eq = max(em, es)
+    if u < 0.25:  # series: phi = sum (-u)^k/(k+1)!, ppq = sum (-1)^k (k+1) u^k/(k+2)!, ...
+        phi = 0.0
+        ppq = 0.0
+        pqq = 0.0
+        term = 1.0  # (-u)^k
+        for k in range(16):
+            phi += term * _INV_FACT[k + 1]
+            ppq += term * (k + 1) * _INV_FACT[k + 2]
+            pqq += term * _INV_FACT[k + 2]
+            term *= -u
+    else:
+        xm1 = math.expm1(-u)
+        emu = 1.0 + xm1
+        phi = -xm1 / u
+        ppq = (-xm1 - u * emu) / (u * u)
+        pqq = (u + xm1) / (u * u)
+    d2 = eq * phi
+    if xm <= xs:  # p = xm, q = xs
+        return em, es, d2, eq * ppq, eq * pqq
+    return em, es, d2, eq * pqq, eq * ppq
+
+
+@numba.njit(cache=True, error_model="numpy")
+def response_terms(h: float, tm: float, ts: float, r: float,
+                   cuba: bool) -> tuple[float, float]:
+    """As :func:`.taus.response_terms` (scalars): ``d psi(h) / d(tau_m, tau_s)``."""
+    if not cuba:
+        return h * math.exp(-h / tm) / (tm * tm), 0.0
+    _, _, d2, mms, ssm = two_rate(h, tm, ts)
     hh = h * h
-    dm = r * (hh * dd3(xm, xm, xs, buf) / (tm * tm * tm) - h * dd2(xm, xs, buf) / (tm * tm))
-    return dm, r * hh * dd3(xs, xs, xm, buf) / (tm * ts * ts)
+    dm = r * (hh * mms / (tm * tm * tm) - h * d2 / (tm * tm))
+    return dm, r * hh * ssm / (tm * ts * ts)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -132,25 +166,20 @@ def linear_response_terms(s: float, t_end: float, alpha: float, inv_w: float, tm
 
 @numba.njit(cache=True, error_model="numpy")
 def piece_terms(h: float, y: float, i: float, lam_v: float, lam_i: float, tm: float, ts: float,
-                r: float, cuba: bool, buf: np.ndarray) -> tuple[float, float]:
-    """As :func:`.taus.piece_terms` for one piece (scalars)."""
-    xm = -h / tm
-    em = math.exp(xm)
-    if not cuba:
-        return lam_v * y * h * em / (tm * tm), 0.0
-    xs = -h / ts
+                r: float, forms: tuple[float, float, float, float, float]) -> tuple[float, float]:
+    """As :func:`.taus.piece_terms` for one ``CubaLIF`` piece (scalars); ``forms`` is
+    :func:`two_rate` of ``h`` (``LIF``: ``lam_v y h e^{-h/tau_m} / tau_m^2``, inline)."""
+    em, es, d2, mms, ssm = forms
     hh = h * h
-    jm = lam_v / (tm * tm) * (y * h * em
-                              + r * i * (hh * dd3(xm, xm, xs, buf) / tm - h * dd2(xm, xs, buf)))
-    js = i / (ts * ts) * (lam_i * h * math.exp(xs) + r * lam_v / tm * hh * dd3(xs, xs, xm, buf))
+    jm = lam_v / (tm * tm) * (y * h * em + r * i * (hh * mms / tm - h * d2))
+    js = i / (ts * ts) * (lam_i * h * es + r * lam_v / tm * hh * ssm)
     return jm, js
 
 
 @numba.njit(cache=True, error_model="numpy")
 def neuron_tau_terms(k0: int, k1: int, m: int, s_loc: np.ndarray, x_loc: np.ndarray,
                      sp_t: np.ndarray, v_minus: np.ndarray, i_minus: np.ndarray, tm: float,
-                     ts: float, r: float, y_reset: float, cuba: bool,
-                     buf: np.ndarray) -> tuple[float, float]:
+                     ts: float, r: float, y_reset: float, cuba: bool) -> tuple[float, float]:
     """``(∫ lam . df/dtau_m, ∫ lam . df/dtau_s)`` of one neuron of one sample: its spikes
     ``k0..k1-1`` (sorted, with their adjoints just before) and its ``m`` arrivals (``s_loc``,
     jumps ``x_loc``, any order). Walks the events in time order (``CubaLIF``: a spike before an
@@ -174,22 +203,24 @@ def neuron_tau_terms(k0: int, k1: int, m: int, s_loc: np.ndarray, x_loc: np.ndar
             spike_next = sp_t[q] < s or (cuba and sp_t[q] == s)
         t = sp_t[q] if spike_next else s_loc[order[a]]
         h = t - t_prev
-        if h > 0.0 and (y != 0.0 or cur != 0.0):
-            w = sp_t[q] - t  # the adjoint just before this event, from spike q
-            lv = math.exp(-w / tm) * v_minus[q]
-            li = 0.0
-            if cuba:
-                kap = w * dd2(-w / tm, -w / ts, buf) / tm
-                li = math.exp(-w / ts) * i_minus[q] + r * kap * v_minus[q]
-            jm, js = piece_terms(h, y, cur, lv, li, tm, ts, r, cuba, buf)
-            jm_tot += jm
-            js_tot += js
         if h > 0.0:
+            w = sp_t[q] - t  # the adjoint just before this event comes from spike q
             if cuba:
-                y = y * math.exp(-h / tm) + r * h * dd2(-h / tm, -h / ts, buf) / tm * cur
-                cur *= math.exp(-h / ts)
+                forms = two_rate(h, tm, ts)
+                if y != 0.0 or cur != 0.0:
+                    em_w, es_w, d2_w, _, _ = two_rate(w, tm, ts)
+                    lv = em_w * v_minus[q]
+                    li = es_w * i_minus[q] + r * w * d2_w / tm * v_minus[q]
+                    jm, js = piece_terms(h, y, cur, lv, li, tm, ts, r, forms)
+                    jm_tot += jm
+                    js_tot += js
+                y = y * forms[0] + r * h * forms[2] / tm * cur
+                cur *= forms[1]
             else:
-                y *= math.exp(-h / tm)
+                em = math.exp(-h / tm)
+                if y != 0.0:
+                    jm_tot += math.exp(-w / tm) * v_minus[q] * y * h * em / (tm * tm)
+                y *= em
         t_prev = t
         if spike_next:
             y = y_reset

@@ -379,3 +379,17 @@ def test_compiled_divided_differences_equal_the_reference(n, scale, data):
     fn = {2: tau_kernels.dd2, 3: tau_kernels.dd3, 4: tau_kernels.dd4}[n]
     want = float(dd_exp(*[torch.tensor(p, dtype=F64) for p in pts]))
     assert abs(fn(*pts, tau_kernels.scratch()) - want) <= 1e-14 * abs(want) + 1e-300
+
+
+@pytest.mark.skipif(not kernels_enabled(torch.zeros(1)), reason="kernels off or no numba")
+@settings(max_examples=200, deadline=None)
+@given(h=st.floats(0.0, 2.0), tm=st.floats(1e-3, 0.1), ratio=st.sampled_from(
+    [1.0, 1.0 + 1e-12, 1.0 - 1e-9, 1.001, 0.3, 3.0, 50.0]))
+def test_two_rate_forms_equal_the_divided_differences(h, tm, ratio):
+    """``tau_kernels.two_rate`` (one expm1) against :func:`taus.dd_exp` (1e-14 relative)."""
+    ts = tm * ratio
+    got = tau_kernels.two_rate(h, tm, ts)
+    xm, xs = (torch.tensor(-h / tau, dtype=F64) for tau in (tm, ts))
+    want = [torch.exp(xm), torch.exp(xs), dd_exp(xm, xs), dd_exp(xm, xm, xs), dd_exp(xs, xs, xm)]
+    for a, b in zip(got, want, strict=True):
+        assert abs(a - float(b)) <= 1e-14 * abs(float(b)) + 1e-300
