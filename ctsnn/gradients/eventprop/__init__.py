@@ -4,9 +4,10 @@
 :class:`torch.autograd.Function`: its forward runs the continuous engine
 (:func:`ctsnn.engine.run_population`) under ``torch.no_grad()`` and keeps only the input and
 output spike events and, per output spike, the synaptic current just before it; its backward
-solves the adjoint equations exactly, event by event, and returns ``dL/dW``, ``dL/dD`` and
-``dL/d(input spike times)``, so layers compose through ordinary autograd. Nothing is stored
-per time step: the saved state grows with the number of spikes, not with ``T``.
+solves the adjoint equations exactly, event by event, and returns ``dL/dW``, ``dL/dD``,
+``dL/d(input spike times)`` and, where ``tau_mem`` / ``tau_syn`` require grad, their gradients
+(``docs/eventprop-time-constants.md``), so layers compose through ordinary autograd. Nothing is
+stored per time step: the saved state grows with the number of spikes, not with ``T``.
 
 Models (feed-forward input through per-synapse delays, default initial state, no refractory
 period):
@@ -93,7 +94,9 @@ def layer_forward(
     """One layer with adjoint gradients (functional form).
 
     Args:
-        model: ``LIF`` / ``CubaLIF`` (spiking) or ``LI`` / ``CubaLI`` (readout), ``N`` neurons.
+        model: ``LIF`` / ``CubaLIF`` (spiking) or ``LI`` / ``CubaLI`` (readout), ``N`` neurons;
+            learnable ``tau_mem`` / ``tau_syn`` (``[N]``, seconds) get gradients (not with an
+            ``integrand`` readout), other learnable parameters are refused.
         spikes: input events (``n_units = N_in``); their ``times`` may require grad. The
             grid (``dt``, ``n_steps``) sets the simulated interval ``[0, n_steps dt]``.
         weight: ``[N, N_in]``.

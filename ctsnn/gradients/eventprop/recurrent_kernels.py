@@ -17,9 +17,11 @@ Per sample the kernel (1) rebuilds, per neuron, the synaptic current just before
 spikes from the external and recurrent arrivals (and, for ``LIF``, the arrival whose jump fired
 each spike); (2) walks the sample's spikes in decreasing time, summing ``G_k`` over the
 spike's recurrent arrivals and setting the spike's adjoint jump; (3) gives every external
-arrival its gradients, as the feed-forward kernel does. Memory is the spikes, per-spike
-adjoints and one neuron's arrivals: flat in the number of time steps. Arrival times are snapped
-to the grid as the engine and the reference backward snap them
+arrival its gradients, as the feed-forward kernel does; (4) only when a time constant requires
+grad, walks each neuron's arrivals and spikes in time order and sums the closed-form
+``∫ lam . df/dtau`` of every piece (:func:`.tau_kernels.neuron_tau_terms`). Memory is the
+spikes, per-spike adjoints and one neuron's arrivals: flat in the number of time steps.
+Arrival times are snapped to the grid as the engine and the reference backward snap them
 (:func:`ctsnn.synapses.snap_to_grid`).
 
 Refused (the caller then runs the reference, :func:`ctsnn.gradients.adjoint.adjoint_layer`):
