@@ -96,6 +96,17 @@ def neuron_constants(model: NeuronModel) -> Neurons:
     )
 
 
+def tau_dtypes(tau_m: Tensor | None, tau_s: Tensor | None) -> tuple:
+    """The dtypes of the time-constant inputs of an autograd function (``None`` if absent)."""
+    return tuple(None if t is None else t.dtype for t in (tau_m, tau_s))
+
+
+def as_tau_dtypes(grads: tuple, dtypes: tuple) -> tuple:
+    """Time-constant gradients (computed in the layer's dtype) cast to their parameters'."""
+    return tuple(g if g is None or d is None else g.to(d)
+                 for g, d in zip(grads, dtypes, strict=True))
+
+
 # =========================================================================== closed forms
 def phi1(x: Tensor) -> Tensor:
     """``(1 - e^{-x}) / x`` for ``x >= 0`` (1 at 0), without cancellation."""

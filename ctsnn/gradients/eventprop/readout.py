@@ -18,6 +18,7 @@ from .common import (
     LayerConfig,
     PairGrads,
     Pairs,
+    as_tau_dtypes,
     batch_chunks,
     decay_prev,
     divided_q,
@@ -29,6 +30,7 @@ from .common import (
     reverse_tail,
     same_prev,
     segment_order,
+    tau_dtypes,
 )
 from .taus import linear_response_terms, response_terms
 
@@ -365,7 +367,8 @@ class ReadoutFn(torch.autograd.Function):
     def forward(ctx: Any, t_in: Tensor, weight: Tensor, delay: Tensor | None, b_in: Tensor,
                 j_in: Tensor, v_in: Tensor, cfg: LayerConfig, tau_m: Tensor | None = None,
                 tau_s: Tensor | None = None) -> Tensor:
-        del tau_m, tau_s  # (inputs so autograd routes their gradients; cfg.nrn has the values)
+        ctx.tau_dtypes = tau_dtypes(tau_m, tau_s)  # (inputs so autograd routes their gradients;
+        # cfg.nrn has the values)
         nrn = cfg.nrn
         n, bsz = nrn.n, cfg.batch_size
         dtype = weight.dtype
@@ -412,7 +415,7 @@ class ReadoutFn(torch.autograd.Function):
             lin = _linear_kernel(cfg) if cfg.readout != "max" else (0.0, 0.0)
             g_tin, g_w, g_d, g_a, *g_tau = kernels.readout_backward(
                 cfg, ctx.saved_tensors, g_z, need, *lin, need_tau)
-            return g_tin, g_w, g_d, None, None, g_a, None, *g_tau
+            return g_tin, g_w, g_d, None, None, g_a, None, *as_tau_dtypes(g_tau, ctx.tau_dtypes)
         g_tau = (_tau_grads(cfg, ctx.saved_tensors, g_z, need_tau) if any(need_tau)
                  else (None, None))
         grads = PairGrads(weight, delay, t_in.numel(), need)
@@ -438,4 +441,4 @@ class ReadoutFn(torch.autograd.Function):
                     ds = p.x * (lam_v / nrn.tau_m[p.tgt] - gp * ks)
             grads.add(p, dj, ds)
         g_tin, g_w, g_d, g_a = grads.result(weight)
-        return g_tin, g_w, g_d, None, None, g_a, None, *g_tau
+        return g_tin, g_w, g_d, None, None, g_a, None, *as_tau_dtypes(g_tau, ctx.tau_dtypes)

@@ -27,7 +27,7 @@ from ...synapses import Dense, RecurrentDense
 from .._weights import full_delay
 from ..adjoint import adjoint_layer
 from . import recurrent_kernels
-from .common import LayerConfig, learnable_taus, neuron_constants
+from .common import LayerConfig, as_tau_dtypes, learnable_taus, neuron_constants, tau_dtypes
 from .spiking import reg_jumps
 
 __all__ = ["RecurrentLayerFn", "recurrent_layer_forward"]
@@ -111,7 +111,8 @@ class RecurrentLayerFn(torch.autograd.Function):
                 rec_d: Tensor, b_in: Tensor, j_in: Tensor, v_in: Tensor,
                 cfg: LayerConfig, tau_m: Tensor | None = None,
                 tau_s: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        del tau_m, tau_s  # (inputs so autograd routes their gradients; cfg.nrn has the values)
+        ctx.tau_dtypes = tau_dtypes(tau_m, tau_s)  # (inputs so autograd routes their gradients;
+        # cfg.nrn has the values)
         out = _forward_spikes(cfg, t_in, b_in, j_in, v_in, weight, delay, rec_w, rec_d)
         t_out, b_out, n_out = out.times, out.batch, out.units
         ctx.save_for_backward(t_in, weight, delay, rec_w, rec_d, b_in, j_in, v_in, t_out,
@@ -134,7 +135,8 @@ class RecurrentLayerFn(torch.autograd.Function):
         if grads is None:
             grads = _reference_backward(cfg, saved, g_t, need, need_tau)
         g_tin, g_w, g_d, g_rw, g_rd, g_a, g_tm, g_ts = grads
-        return g_tin, g_w, g_d, g_rw, g_rd, None, None, g_a, None, g_tm, g_ts
+        return (g_tin, g_w, g_d, g_rw, g_rd, None, None, g_a, None,
+                *as_tau_dtypes((g_tm, g_ts), ctx.tau_dtypes))
 
 
 def recurrent_layer_forward(model: NeuronModel, spikes: Spikes, weight: Tensor,

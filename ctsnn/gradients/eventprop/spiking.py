@@ -23,6 +23,7 @@ from .common import (
     LayerConfig,
     PairGrads,
     Pairs,
+    as_tau_dtypes,
     batch_chunks,
     decay_prev,
     kappa,
@@ -33,6 +34,7 @@ from .common import (
     propagate,
     same_prev,
     segment_order,
+    tau_dtypes,
 )
 from .taus import piece_terms
 
@@ -334,7 +336,8 @@ class SpikingLayerFn(torch.autograd.Function):
     def forward(ctx: Any, t_in: Tensor, weight: Tensor, delay: Tensor | None, b_in: Tensor,
                 j_in: Tensor, v_in: Tensor, cfg: LayerConfig, tau_m: Tensor | None = None,
                 tau_s: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        del tau_m, tau_s  # (inputs so autograd routes their gradients; cfg.nrn has the values)
+        ctx.tau_dtypes = tau_dtypes(tau_m, tau_s)  # (inputs so autograd routes their gradients;
+        # cfg.nrn has the values)
         out, current = _engine_spikes(cfg, t_in, b_in, j_in, v_in, weight, delay)
         t_out, b_out, n_out = out.times, out.batch, out.units
         if not cfg.nrn.cuba:
@@ -354,4 +357,5 @@ class SpikingLayerFn(torch.autograd.Function):
         need_tau = (ctx.needs_input_grad[7], ctx.needs_input_grad[8])
         g_tin, g_w, g_d, g_a, g_m, g_s = _spiking_backward(ctx.cfg, ctx.saved_tensors, g_t,
                                                            need, need_tau)
-        return g_tin, g_w, g_d, None, None, g_a, None, g_m, g_s
+        return (g_tin, g_w, g_d, None, None, g_a, None,
+                *as_tau_dtypes((g_m, g_s), ctx.tau_dtypes))

@@ -393,3 +393,47 @@ def test_two_rate_forms_equal_the_divided_differences(h, tm, ratio):
     want = [torch.exp(xm), torch.exp(xs), dd_exp(xm, xs), dd_exp(xm, xm, xs), dd_exp(xs, xs, xm)]
     for a, b in zip(got, want, strict=True):
         assert abs(a - float(b)) <= 1e-14 * abs(float(b)) + 1e-300
+
+
+@pytest.mark.parametrize(("kind", "readout"), [("CubaLIF", None), ("CubaLI", "avg_exp"),
+                                               ("LI", "max")])
+@pytest.mark.parametrize("kernels", [False, True])
+def test_float32_time_constants(kind, readout, kernels):
+    """A float32 model: gradients come back in float32, close to float64's (the forward's float32
+    spike times bound the agreement)."""
+    t, u, b, w, d, coef = _network(kind, 0)
+    grads = {}
+    for dtype in (torch.float32, F64):
+        model = _model(kind, torch.tensor([0.02, 0.026, 0.016], dtype=dtype),
+                       torch.tensor([0.005, 0.0035, 0.006], dtype=dtype))
+        with use_kernels(kernels):
+            spikes = ctsnn.Spikes(t.to(dtype), u, b, dt=DT, n_steps=N_STEPS, batch_size=BSZ,
+                                  n_units=N_IN)
+            out = ep.layer_forward(model, spikes, w.to(dtype), d.to(dtype), readout=readout)
+            val = out.times if isinstance(out, ctsnn.Spikes) else out.reshape(-1)
+            (val * coef[: val.numel()].to(dtype)).sum().backward()
+        grads[dtype] = model.tau_mem.grad
+    assert grads[torch.float32].dtype == torch.float32
+    ref = grads[F64]
+    assert torch.allclose(grads[torch.float32].double(), ref, rtol=1e-3,
+                          atol=1e-3 * float(ref.abs().max()))
+
+
+@pytest.mark.parametrize("kind", ["CubaLIF", "LIF"])
+def test_tau_gradients_with_spike_reg_kernel_equals_reference(kind):
+    """With the spike-count regulariser (a heuristic dL/dV before each spike, so no finite
+    differences), the compiled time-constant gradients equal the reference's (1e-10)."""
+    res = []
+    for kernels in (False, True):
+        t, u, b, w, d, coef = _network(kind, 2)
+        model = _model(kind, torch.tensor([0.02, 0.026, 0.016], dtype=F64),
+                       torch.tensor([0.005, 0.0035, 0.006], dtype=F64))
+        with use_kernels(kernels):
+            spikes = ctsnn.Spikes(t, u, b, dt=DT, n_steps=N_STEPS, batch_size=BSZ,
+                                  n_units=N_IN)
+            out = ep.layer_forward(model, spikes, w, d, spike_reg=(0.5, 1.0))
+            (out.times * coef[: out.times.numel()]).sum().backward()
+        res.append([p.grad for p in model.parameters()])
+    for a, c in zip(*res, strict=True):
+        assert float(c.abs().max()) > 0  # LIF too: the regulariser drives lam_V
+        assert torch.allclose(a, c, rtol=1e-10, atol=1e-10 * float(c.abs().max()))
