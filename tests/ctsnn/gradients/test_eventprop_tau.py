@@ -437,3 +437,16 @@ def test_tau_gradients_with_spike_reg_kernel_equals_reference(kind):
     for a, c in zip(*res, strict=True):
         assert float(c.abs().max()) > 0  # LIF too: the regulariser drives lam_V
         assert torch.allclose(a, c, rtol=1e-10, atol=1e-10 * float(c.abs().max()))
+
+
+@pytest.mark.skipif(not kernels_enabled(torch.zeros(1)), reason="kernels off or no numba")
+def test_recurrent_fallback_returns_tau_gradients(monkeypatch):
+    """Where the recurrent kernel refuses, the generic-adjoint fallback gives the time
+    constants' gradients too (equal to the compiled ones)."""
+    tau_m = torch.tensor([0.02, 0.026, 0.016], dtype=F64)
+    tau_s = torch.tensor([0.005, 0.0035, 0.006], dtype=F64)
+    _, compiled = _recurrent_loss("CubaLIF", tau_m, tau_s, 5)
+    monkeypatch.setattr(recurrent_kernels, "recurrent_backward", lambda *a, **k: None)
+    _, fallback = _recurrent_loss("CubaLIF", tau_m, tau_s, 5)
+    for a, c in zip(compiled, fallback, strict=True):
+        assert torch.allclose(a, c, rtol=0, atol=1e-9 * float(c.abs().max()))
