@@ -3,6 +3,7 @@ scans, (input spike, target) pairs and their gradient accumulation."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -131,15 +132,50 @@ def q_decay(h: Tensor, beta: Tensor) -> Tensor:
 
 
 def divided_q(h: Tensor, b1: Tensor, b2: Tensor) -> Tensor:
-    """``∫_0^h (e^{-u b1} - e^{-u b2}) / (b2 - b1) du`` for rates ``b1, b2 > 0``."""
-    diff = b2 - b1
-    close = diff.abs() <= 1e-5 * torch.maximum(b1, b2)
-    safe = torch.where(close, torch.ones_like(diff), diff)
-    direct = (q_decay(h, b1) - q_decay(h, b2)) / safe
-    bm = 0.5 * (b1 + b2)
-    x = h * bm
-    deriv = (-torch.expm1(-x) - x * torch.exp(-x)) / (bm * bm)  # ∫_0^h u e^{-u bm} du
-    return torch.where(close, deriv, direct)
+    """``∫_0^h (e^{-u b1} - e^{-u b2}) / (b2 - b1) du`` for rates ``b1, b2 > 0``: the triple
+    convolution ``(E_0 * E_b1 * E_b2)(h) = h^2 exp[0, -h b1, -h b2]`` (exact for equal and
+    nearly equal rates)."""
+    return h * h * dd_exp(torch.zeros_like(h * b1), -h * b1, -h * b2)
+
+
+_TAYLOR_TERMS = 20  # Taylor terms of a divided difference whose points spread less than 1
+
+
+def _dd_taylor(x: Tensor) -> Tensor:
+    """``exp[x_0, ..., x_{n-1}]`` (``x`` is ``[n, ...]``) by the Taylor series about the centre
+    ``c``: ``e^c Σ_j h_j(x - c) / (j + n - 1)!`` (``h_j`` complete homogeneous polynomials)."""
+    n = x.shape[0]
+    c = 0.5 * (x.min(0).values + x.max(0).values)
+    d = x - c
+    h = [torch.ones_like(c)] + [torch.zeros_like(c)] * _TAYLOR_TERMS  # h_j of no variable
+    for k in range(n):  # add variable k: h_j <- h_j + d_k h_{j-1} (in increasing j)
+        for j in range(1, _TAYLOR_TERMS + 1):
+            h[j] = h[j] + d[k] * h[j - 1]
+    total = torch.zeros_like(c)
+    for j in range(_TAYLOR_TERMS, -1, -1):
+        total = total + h[j] * (1.0 / math.factorial(j + n - 1))
+    return torch.exp(c) * total
+
+
+def dd_exp(*xs: Tensor) -> Tensor:
+    """Divided difference ``exp[x_0, ..., x_{n-1}]`` (elementwise, ``1 <= n <= 4``; repeated
+    points allowed), e.g. ``exp[a, b] = (e^b - e^a)/(b - a)``, ``exp[a, a] = e^a``.
+
+    The convolution of exponentials ``E_a * E_b * ...`` (``E_a(u) = e^{-a u}``, ``n`` factors)
+    at ``h`` is ``h^{n-1} exp[-a h, -b h, ...]``. Points that spread by less than 1 use the
+    Taylor series (no cancellation), others the recursion on the extreme points (sorted)."""
+    if len(xs) == 1:
+        return torch.exp(xs[0])
+    x = torch.stack(torch.broadcast_tensors(*xs)).sort(0).values
+    spread = x[-1] - x[0]
+    close = spread < 1.0
+    taylor = _dd_taylor(x)
+    if bool(close.all()):
+        return taylor
+    rec = (dd_exp(*x[1:]) - dd_exp(*x[:-1])) / torch.where(close, torch.ones_like(spread), spread)
+    return torch.where(close, taylor, rec)
+
+
 
 
 def propagate(nrn: Neurons, n: Tensor, lam_v: Tensor, lam_i: Tensor | None,

@@ -26,7 +26,7 @@ from torch import Tensor
 from ...compiled import kernel_threads, numba_threads
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
-from .tau_kernels import linear_response_terms, neuron_tau_terms, response_terms, scratch
+from .tau_kernels import dd3, linear_response_terms, neuron_tau_terms, response_terms, scratch
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
            "spiking_backward"]
@@ -86,13 +86,9 @@ def _q_decay(h: float, beta: float) -> float:
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _divided_q(h: float, b1: float, b2: float) -> float:
-    diff = b2 - b1
-    if abs(diff) <= 1e-5 * max(b1, b2):
-        bm = 0.5 * (b1 + b2)
-        x = h * bm
-        return (-math.expm1(-x) - x * math.exp(-x)) / (bm * bm)
-    return (_q_decay(h, b1) - _q_decay(h, b2)) / diff
+def _divided_q(h: float, b1: float, b2: float, buf: np.ndarray) -> float:
+    """As ``common.divided_q``: ``h^2 exp[0, -h b1, -h b2]``."""
+    return h * h * dd3(0.0, -h * b1, -h * b2, buf)
 
 
 # =========================================================================== spiking layers
@@ -340,7 +336,8 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
             r_v = ks * _q_decay(h, rate_m + inv_w)
             r_t = r_v
             if cuba:
-                r_t = ks * r[n] * rate_m * _divided_q(h, rate_m + inv_w, 1.0 / tau_s[n] + inv_w)
+                r_t = ks * r[n] * rate_m * _divided_q(h, rate_m + inv_w, 1.0 / tau_s[n] + inv_w,
+                                                      buf)
             if not backward:
                 z[b, n] += x * r_t
                 continue

@@ -10,7 +10,7 @@ import math
 import numba
 import numpy as np
 
-_TERMS = 20  # at most this many Taylor terms (as taus._TAYLOR_TERMS)
+_TERMS = 20  # at most this many Taylor terms (as common._TAYLOR_TERMS)
 _INV_FACT = np.array([1.0 / math.factorial(k) for k in range(_TERMS + 4)])
 
 

@@ -13,50 +13,12 @@ for short pieces. The derivation is in ``docs/eventprop-time-constants.md``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from .common import Neurons
+from .common import Neurons, dd_exp
 
-_TAYLOR_TERMS = 20  # Taylor terms of a divided difference whose points spread less than 1
-
-
-def _dd_taylor(x: Tensor) -> Tensor:
-    """``exp[x_0, ..., x_{n-1}]`` (``x`` is ``[n, ...]``) by the Taylor series about the centre
-    ``c``: ``e^c Σ_j h_j(x - c) / (j + n - 1)!`` (``h_j`` complete homogeneous polynomials)."""
-    n = x.shape[0]
-    c = 0.5 * (x.min(0).values + x.max(0).values)
-    d = x - c
-    h = [torch.ones_like(c)] + [torch.zeros_like(c)] * _TAYLOR_TERMS  # h_j of no variable
-    for k in range(n):  # add variable k: h_j <- h_j + d_k h_{j-1} (in increasing j)
-        for j in range(1, _TAYLOR_TERMS + 1):
-            h[j] = h[j] + d[k] * h[j - 1]
-    total = torch.zeros_like(c)
-    for j in range(_TAYLOR_TERMS, -1, -1):
-        total = total + h[j] * (1.0 / math.factorial(j + n - 1))
-    return torch.exp(c) * total
-
-
-def dd_exp(*xs: Tensor) -> Tensor:
-    """Divided difference ``exp[x_0, ..., x_{n-1}]`` (elementwise, ``1 <= n <= 4``; repeated
-    points allowed), e.g. ``exp[a, b] = (e^b - e^a)/(b - a)``, ``exp[a, a] = e^a``.
-
-    The convolution of exponentials ``E_a * E_b * ...`` (``E_a(u) = e^{-a u}``, ``n`` factors)
-    at ``h`` is ``h^{n-1} exp[-a h, -b h, ...]``. Points that spread by less than 1 use the
-    Taylor series (no cancellation), others the recursion on the extreme points (sorted)."""
-    if len(xs) == 1:
-        return torch.exp(xs[0])
-    x = torch.stack(torch.broadcast_tensors(*xs)).sort(0).values
-    spread = x[-1] - x[0]
-    close = spread < 1.0
-    taylor = _dd_taylor(x)
-    if bool(close.all()):
-        return taylor
-    rec = (dd_exp(*x[1:]) - dd_exp(*x[:-1])) / torch.where(close, torch.ones_like(spread), spread)
-    return torch.where(close, taylor, rec)
-
+__all__ = ["dd_exp", "linear_response_terms", "piece_terms", "response_terms"]
 
 def piece_terms(nrn: Neurons, n: Tensor, h: Tensor, y: Tensor, i: Tensor | None,
                 lam_v: Tensor, lam_i: Tensor | None) -> tuple[Tensor, Tensor | None]:
