@@ -27,7 +27,7 @@ from ctsnn.gradients import eventprop as ep
 from ctsnn.gradients.adjoint import adjoint_layer
 from ctsnn.gradients.eventprop import kernels as ep_kernels
 from ctsnn.gradients.eventprop import recurrent_kernels, tau_kernels
-from ctsnn.gradients.eventprop.taus import dd_exp
+from ctsnn.gradients.eventprop.common import dd_exp, divided_q
 from ctsnn.synapses import RecurrentDense
 
 F64 = torch.float64
@@ -450,3 +450,19 @@ def test_recurrent_fallback_returns_tau_gradients(monkeypatch):
     _, fallback = _recurrent_loss("CubaLIF", tau_m, tau_s, 5)
     for a, c in zip(compiled, fallback, strict=True):
         assert torch.allclose(a, c, rtol=0, atol=1e-9 * float(c.abs().max()))
+
+
+@pytest.mark.parametrize("rel", [0.0, 1e-9, 1e-6, 9e-6, 2e-5, 0.3])
+def test_divided_q_is_exact_near_equal_rates(rel):
+    """``common.divided_q`` (the CubaLI linear readout's response) against mpmath quadrature,
+    including just below and above the old midpoint switch at 1e-5 relative."""
+    h, b1 = 0.5, 300.0
+    b2 = b1 * (1 + rel)
+    mpmath.mp.dps = 50
+    if rel == 0.0:
+        want = mpmath.quad(lambda u: u * mpmath.exp(-u * b1), [0, h])
+    else:
+        want = mpmath.quad(lambda u: (mpmath.exp(-u * b1) - mpmath.exp(-u * b2)) / (b2 - b1),
+                           [0, h])
+    got = float(divided_q(*(torch.tensor(x, dtype=F64) for x in (h, b1, b2))))
+    assert abs(got - float(want)) <= 1e-14 * float(want)
