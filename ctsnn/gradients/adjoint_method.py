@@ -129,7 +129,8 @@ class Adjoint(GradientMethod):
     def _closed_form(self, layer: LayerLike, call: LayerCall) -> bool:
         """The closed-form LIF-family EventProp applies (cheaper than the generic adjoint)."""
         readout = call.readout
-        if not eventprop.supports(layer.model) or call.record:
+        integral = readout is not None and readout.kind == "integral"
+        if call.record or not eventprop.supports(layer.model, integrand=integral):
             return False
         if layer.recurrent is not None:  # the compiled recurrent backward (CPU kernels only)
             return (layer.model.spiking and (readout is None or readout.kind == "first_spike")

@@ -4,9 +4,10 @@
 :class:`torch.autograd.Function`: its forward runs the continuous engine
 (:func:`ctsnn.engine.run_population`) under ``torch.no_grad()`` and keeps only the input and
 output spike events and, per output spike, the synaptic current just before it; its backward
-solves the adjoint equations exactly, event by event, and returns ``dL/dW``, ``dL/dD`` and
-``dL/d(input spike times)``, so layers compose through ordinary autograd. Nothing is stored
-per time step: the saved state grows with the number of spikes, not with ``T``.
+solves the adjoint equations exactly, event by event, and returns ``dL/dW``, ``dL/dD``,
+``dL/d(input spike times)`` and, where ``tau_mem`` / ``tau_syn`` require grad, their gradients
+(``docs/eventprop-time-constants.md``), so layers compose through ordinary autograd. Nothing is
+stored per time step: the saved state grows with the number of spikes, not with ``T``.
 
 Models (feed-forward input through per-synapse delays, default initial state, no refractory
 period):
@@ -69,7 +70,7 @@ from torch import Tensor
 from ...models.base import NeuronModel
 from ...spikes import Spikes
 from .._weights import full_delay
-from .common import READOUTS, Integrand, LayerConfig, neuron_constants, supports
+from .common import READOUTS, Integrand, LayerConfig, learnable_taus, neuron_constants, supports
 from .readout import ReadoutFn
 from .recurrent import recurrent_layer_forward
 from .spiking import SpikingLayerFn
@@ -93,7 +94,9 @@ def layer_forward(
     """One layer with adjoint gradients (functional form).
 
     Args:
-        model: ``LIF`` / ``CubaLIF`` (spiking) or ``LI`` / ``CubaLI`` (readout), ``N`` neurons.
+        model: ``LIF`` / ``CubaLIF`` (spiking) or ``LI`` / ``CubaLI`` (readout), ``N`` neurons;
+            learnable ``tau_mem`` / ``tau_syn`` (``[N]``, seconds) get gradients (not with an
+            ``integrand`` readout), other learnable parameters are refused.
         spikes: input events (``n_units = N_in``); their ``times`` may require grad. The
             grid (``dt``, ``n_steps``) sets the simulated interval ``[0, n_steps dt]``.
         weight: ``[N, N_in]``.
@@ -131,6 +134,11 @@ def layer_forward(
     elif readout not in (*READOUTS, "integrand"):
         raise ValueError(f"{type(model).__name__} does not spike: give readout= one of "
                          f"{READOUTS} or an integrand")
+    taus = learnable_taus(model)
+    if readout == "integrand" and any(t is not None for t in taus):
+        raise NotImplementedError(f"{type(model).__name__}: learnable time constants with an "
+                                  "integrand readout (use the generic adjoint, "
+                                  "ctsnn.gradients.adjoint)")
     t_end = float(torch.tensor(spikes.n_steps, dtype=torch.float64) * spikes.dt)
     cfg = LayerConfig(nrn=nrn, dt=spikes.dt, n_steps=spikes.n_steps, batch_size=spikes.batch_size,
                   n_in=spikes.n_units, t_end=t_end, max_pairs=max_pairs, spike_reg=spike_reg,
@@ -138,9 +146,10 @@ def layer_forward(
     times = spikes.times.to(weight.dtype)
     values = spikes.values.to(weight.dtype)
     if not nrn.spiking:
-        return ReadoutFn.apply(times, weight, delay, spikes.batch, spikes.units, values, cfg)
+        return ReadoutFn.apply(times, weight, delay, spikes.batch, spikes.units, values, cfg,
+                               *taus)
     t_out, b_out, n_out = SpikingLayerFn.apply(times, weight, delay, spikes.batch,
-                                                spikes.units, values, cfg)
+                                                spikes.units, values, cfg, *taus)
     # the layer's output comes from the engine in Spikes order, valid: no re-validation/sort
     out = Spikes.from_sorted_events(t_out, n_out, b_out, dt=spikes.dt, n_steps=spikes.n_steps,
                                     batch_size=spikes.batch_size, n_units=nrn.n)

@@ -3,6 +3,7 @@ scans, (input spike, target) pairs and their gradient accumulation."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from ...models.base import NeuronModel
 from ...models.lif import LI, LIF, CubaLI, CubaLIF
 
 READOUTS = ("avg_exp", "sum", "max")
+TAU_NAMES = ("tau_mem", "tau_syn")  # the learnable parameters this path differentiates
 GL_X, GL_W = (torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(8))
 Integrand = Callable[[Tensor, tuple], Tensor]
 
@@ -36,14 +38,29 @@ class Neurons:
     v_reset: Tensor | None
 
 
-def supports(model: NeuronModel) -> bool:
+def supports(model: NeuronModel, *, integrand: bool = False) -> bool:
     """Whether this module's closed-form adjoint applies to ``model`` (else use the generic
-    adjoint, :mod:`ctsnn.gradients.adjoint`)."""
+    adjoint, :mod:`ctsnn.gradients.adjoint`).
+
+    Learnable ``tau_mem`` / ``tau_syn`` are supported (spike outputs, feed-forward or
+    recurrent, and the ``avg_exp`` / ``sum`` / ``max`` readouts), except with an
+    ``integrand`` readout.
+    """
     try:
         neuron_constants(model)
     except (TypeError, NotImplementedError, ValueError):
         return False
-    return True
+    return not (integrand and any(t is not None for t in learnable_taus(model)))
+
+
+def learnable_taus(model: NeuronModel) -> tuple[Tensor | None, Tensor | None]:
+    """``(tau_mem, tau_syn)`` of ``model`` where they require grad (the live ``[N]``
+    parameters, so autograd routes their gradients), ``None`` where not (or absent)."""
+    out = []
+    for name in TAU_NAMES:
+        tau = getattr(model, name, None)
+        out.append(tau if isinstance(tau, Tensor) and tau.requires_grad else None)
+    return out[0], out[1]
 
 
 def neuron_constants(model: NeuronModel) -> Neurons:
@@ -53,10 +70,10 @@ def neuron_constants(model: NeuronModel) -> Neurons:
             "(use autograd through the engine, ctsnn.simulate(..., time='continuous'), for others)"
         )
     for name in model.param_names:
-        if getattr(model, name).requires_grad:
+        if getattr(model, name).requires_grad and name not in TAU_NAMES:
             raise NotImplementedError(
                 f"{type(model).__name__}.{name} is learnable, but the adjoint path gives "
-                "gradients for weights, delays and input spike times only"
+                "gradients for weights, delays, input spike times and time constants only"
             )
     if bool((model.refractory > 0).any()):
         raise NotImplementedError("adjoint gradients: refractory periods are not supported")
@@ -78,6 +95,17 @@ def neuron_constants(model: NeuronModel) -> Neurons:
         v_th=model.v_threshold.detach() if spiking else None,
         v_reset=model.v_reset.detach() if spiking else None,
     )
+
+
+def tau_dtypes(tau_m: Tensor | None, tau_s: Tensor | None) -> tuple:
+    """The dtypes of the time-constant inputs of an autograd function (``None`` if absent)."""
+    return tuple(None if t is None else t.dtype for t in (tau_m, tau_s))
+
+
+def as_tau_dtypes(grads: tuple, dtypes: tuple) -> tuple:
+    """Time-constant gradients (computed in the layer's dtype) cast to their parameters'."""
+    return tuple(g if g is None or d is None else g.to(d)
+                 for g, d in zip(grads, dtypes, strict=True))
 
 
 # =========================================================================== closed forms
@@ -104,15 +132,50 @@ def q_decay(h: Tensor, beta: Tensor) -> Tensor:
 
 
 def divided_q(h: Tensor, b1: Tensor, b2: Tensor) -> Tensor:
-    """``∫_0^h (e^{-u b1} - e^{-u b2}) / (b2 - b1) du`` for rates ``b1, b2 > 0``."""
-    diff = b2 - b1
-    close = diff.abs() <= 1e-5 * torch.maximum(b1, b2)
-    safe = torch.where(close, torch.ones_like(diff), diff)
-    direct = (q_decay(h, b1) - q_decay(h, b2)) / safe
-    bm = 0.5 * (b1 + b2)
-    x = h * bm
-    deriv = (-torch.expm1(-x) - x * torch.exp(-x)) / (bm * bm)  # ∫_0^h u e^{-u bm} du
-    return torch.where(close, deriv, direct)
+    """``∫_0^h (e^{-u b1} - e^{-u b2}) / (b2 - b1) du`` for rates ``b1, b2 > 0``: the triple
+    convolution ``(E_0 * E_b1 * E_b2)(h) = h^2 exp[0, -h b1, -h b2]`` (exact for equal and
+    nearly equal rates)."""
+    return h * h * dd_exp(torch.zeros_like(h * b1), -h * b1, -h * b2)
+
+
+_TAYLOR_TERMS = 20  # Taylor terms of a divided difference whose points spread less than 1
+
+
+def _dd_taylor(x: Tensor) -> Tensor:
+    """``exp[x_0, ..., x_{n-1}]`` (``x`` is ``[n, ...]``) by the Taylor series about the centre
+    ``c``: ``e^c Σ_j h_j(x - c) / (j + n - 1)!`` (``h_j`` complete homogeneous polynomials)."""
+    n = x.shape[0]
+    c = 0.5 * (x.min(0).values + x.max(0).values)
+    d = x - c
+    h = [torch.ones_like(c)] + [torch.zeros_like(c)] * _TAYLOR_TERMS  # h_j of no variable
+    for k in range(n):  # add variable k: h_j <- h_j + d_k h_{j-1} (in increasing j)
+        for j in range(1, _TAYLOR_TERMS + 1):
+            h[j] = h[j] + d[k] * h[j - 1]
+    total = torch.zeros_like(c)
+    for j in range(_TAYLOR_TERMS, -1, -1):
+        total = total + h[j] * (1.0 / math.factorial(j + n - 1))
+    return torch.exp(c) * total
+
+
+def dd_exp(*xs: Tensor) -> Tensor:
+    """Divided difference ``exp[x_0, ..., x_{n-1}]`` (elementwise, ``1 <= n <= 4``; repeated
+    points allowed), e.g. ``exp[a, b] = (e^b - e^a)/(b - a)``, ``exp[a, a] = e^a``.
+
+    The convolution of exponentials ``E_a * E_b * ...`` (``E_a(u) = e^{-a u}``, ``n`` factors)
+    at ``h`` is ``h^{n-1} exp[-a h, -b h, ...]``. Points that spread by less than 1 use the
+    Taylor series (no cancellation), others the recursion on the extreme points (sorted)."""
+    if len(xs) == 1:
+        return torch.exp(xs[0])
+    x = torch.stack(torch.broadcast_tensors(*xs)).sort(0).values
+    spread = x[-1] - x[0]
+    close = spread < 1.0
+    taylor = _dd_taylor(x)
+    if bool(close.all()):
+        return taylor
+    rec = (dd_exp(*x[1:]) - dd_exp(*x[:-1])) / torch.where(close, torch.ones_like(spread), spread)
+    return torch.where(close, taylor, rec)
+
+
 
 
 def propagate(nrn: Neurons, n: Tensor, lam_v: Tensor, lam_i: Tensor | None,

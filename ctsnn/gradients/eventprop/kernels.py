@@ -26,6 +26,7 @@ from torch import Tensor
 from ...compiled import kernel_threads, numba_threads
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
+from .tau_kernels import dd3, linear_response_terms, neuron_tau_terms, response_terms, scratch
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
            "spiking_backward"]
@@ -85,13 +86,9 @@ def _q_decay(h: float, beta: float) -> float:
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _divided_q(h: float, b1: float, b2: float) -> float:
-    diff = b2 - b1
-    if abs(diff) <= 1e-5 * max(b1, b2):
-        bm = 0.5 * (b1 + b2)
-        x = h * bm
-        return (-math.expm1(-x) - x * math.exp(-x)) / (bm * bm)
-    return (_q_decay(h, b1) - _q_decay(h, b2)) / diff
+def _divided_q(h: float, b1: float, b2: float, buf: np.ndarray) -> float:
+    """As ``common.divided_q``: ``h^2 exp[0, -h b1, -h b2]``."""
+    return h * h * dd3(0.0, -h * b1, -h * b2, buf)
 
 
 # =========================================================================== spiking layers
@@ -180,9 +177,11 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                    tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray,
                    v_th: np.ndarray, v_reset: np.ndarray, cuba: bool, t_end: float, tol: float,
                    v_minus: np.ndarray, i_minus: np.ndarray, v_plus: np.ndarray,
-                   g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray, g_a: np.ndarray) -> int:
+                   g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray, g_a: np.ndarray,
+                   need_tau: bool, g_tau: np.ndarray) -> int:
     """Backward of samples ``b0..b1-1`` of one spiking layer; returns -1, or the index of a
-    LIF spike no arrival fired.
+    LIF spike no arrival fired. With ``need_tau``, ``g_tau [2, N]`` is added
+    ``(dL/dtau_m, dL/dtau_s)`` (:func:`.tau_kernels.neuron_tau_terms`).
 
     Spikes are sorted by (sample, neuron, time), ``sp_ptr[b * N + n]`` starts each neuron's;
     ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes in input order. The
@@ -197,6 +196,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     e_loc = np.empty(width, dtype=np.int64)
     dj = np.empty(width)
     ds = np.empty(width)
+    x_loc = np.empty(width if need_tau else 0)
     for b in range(b0, b1):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
         for n in range(n_units):
@@ -246,6 +246,13 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                 g_d[n, j] += ds[q]
                 g_t[e] += ds[q]
                 g_a[e] += weight[n, j] * dj[q]
+            if need_tau:
+                for q in range(m):
+                    x_loc[q] = weight[n, j_in[e_loc[q]]] * a_in[e_loc[q]]
+                jm, js = neuron_tau_terms(k0, k1, m, s_loc, x_loc, sp_t, v_minus, i_minus, tm,
+                                          tau_s[n], r[n], v_reset[n] - v_leak[n], cuba)
+                g_tau[0, n] += jm
+                g_tau[1, n] += js
     return -1
 
 
@@ -258,16 +265,17 @@ def _spiking_serial(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.
                     v_th: np.ndarray, v_reset: np.ndarray, cuba: bool, t_end: float,
                     tol: float, v_minus: np.ndarray, i_minus: np.ndarray, v_plus: np.ndarray,
                     g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                    g_a: np.ndarray) -> np.ndarray:
+                    g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> np.ndarray:
     """:func:`_spiking_range` over ``n_chunks`` chunks of samples, one after the other; chunk
-    ``c`` adds into ``g_w[c]``, ``g_d[c]``. Returns each chunk's -1 / bad spike."""
+    ``c`` adds into ``g_w[c]``, ``g_d[c]``, ``g_tau[c]``. Returns each chunk's -1 / bad
+    spike."""
     bad = np.full(n_chunks, -1, dtype=np.int64)
     for c in range(n_chunks):
         b0, b1 = chunk_bounds(c, n_chunks, ev_ptr.shape[0] - 1)
         bad[c] = _spiking_range(b0, b1, t_in, j_in, a_in, ev_order, ev_ptr, weight, delay,
                                 has_delay, sp_t, sp_ptr, sp_cur, sp_g, sp_reg, tau_m, tau_s, r,
                                 v_leak, v_th, v_reset, cuba, t_end, tol, v_minus, i_minus,
-                                v_plus, g_t, g_w[c], g_d[c], g_a)
+                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c])
     return bad
 
 
@@ -280,7 +288,7 @@ def _spiking_parallel(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                       v_leak: np.ndarray, v_th: np.ndarray, v_reset: np.ndarray, cuba: bool,
                       t_end: float, tol: float, v_minus: np.ndarray, i_minus: np.ndarray,
                       v_plus: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                      g_a: np.ndarray) -> np.ndarray:
+                      g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> np.ndarray:
     """:func:`_spiking_serial` with the chunks in parallel (same chunks, same results)."""
     bad = np.full(n_chunks, -1, dtype=np.int64)
     for c in prange(n_chunks):
@@ -288,7 +296,7 @@ def _spiking_parallel(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
         bad[c] = _spiking_range(b0, b1, t_in, j_in, a_in, ev_order, ev_ptr, weight, delay,
                                 has_delay, sp_t, sp_ptr, sp_cur, sp_g, sp_reg, tau_m, tau_s, r,
                                 v_leak, v_th, v_reset, cuba, t_end, tol, v_minus, i_minus,
-                                v_plus, g_t, g_w[c], g_d[c], g_a)
+                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c])
     return bad
 
 
@@ -308,10 +316,12 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
                   has_delay: bool, g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray,
                   r: np.ndarray, cuba: bool, alpha: float, inv_w: float, t_end: float,
                   backward: bool, z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray,
-                  g_d: np.ndarray, g_a: np.ndarray) -> None:
+                  g_d: np.ndarray, g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
     """``"avg_exp"`` / ``"sum"`` over the pairs of input spikes ``e0..e1-1`` and targets
     ``n0..n1-1``: every pair's response ``R(s)`` in closed form; forward adds ``x R_target(s)``
-    to ``z [B, N]``, backward accumulates the gradients of ``sum g z``."""
+    to ``z [B, N]``, backward accumulates the gradients of ``sum g z`` (with ``need_tau``
+    also ``dL/d(tau_m, tau_s)`` into ``g_tau [2, N]``)."""
+    buf = scratch()
     for e in range(e0, e1):
         b = b_in[e]
         j = j_in[e]
@@ -326,7 +336,8 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
             r_v = ks * _q_decay(h, rate_m + inv_w)
             r_t = r_v
             if cuba:
-                r_t = ks * r[n] * rate_m * _divided_q(h, rate_m + inv_w, 1.0 / tau_s[n] + inv_w)
+                r_t = ks * r[n] * rate_m * _divided_q(h, rate_m + inv_w, 1.0 / tau_s[n] + inv_w,
+                                                      buf)
             if not backward:
                 z[b, n] += x * r_t
                 continue
@@ -342,6 +353,11 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
             g_d[n, j] += ds
             g_t[e] += ds
             g_a[e] += weight[n, j] * dj
+            if need_tau:
+                dm, dts = linear_response_terms(s, t_end, alpha, inv_w, tau_m[n], tau_s[n], r[n],
+                                                cuba, buf)
+                g_tau[0, n] += gp * x * dm
+                g_tau[1, n] += gp * x * dts
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -350,19 +366,19 @@ def _linear_chunk(c: int, n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_i
                   g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
                   cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
                   z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                  g_a: np.ndarray) -> None:
+                  g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
     """Chunk ``c`` of :func:`_linear_pairs`: the forward owns a range of targets (its columns
     of ``z``), the backward a range of input spikes (adding into ``g_w[c]``, ``g_d[c]``)."""
     if backward:
         e0, e1 = chunk_bounds(c, n_chunks, t_in.shape[0])
         _linear_pairs(e0, e1, 0, weight.shape[0], t_in, b_in, j_in, a_in, weight, delay,
                       has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, True, z, g_t,
-                      g_w[c], g_d[c], g_a)
+                      g_w[c], g_d[c], g_a, need_tau, g_tau[c])
     else:
         n0, n1 = chunk_bounds(c, n_chunks, weight.shape[0])
         _linear_pairs(0, t_in.shape[0], n0, n1, t_in, b_in, j_in, a_in, weight, delay,
                       has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, False, z, g_t,
-                      g_w[0], g_d[0], g_a)
+                      g_w[0], g_d[0], g_a, False, g_tau[0])
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -371,10 +387,11 @@ def _linear_serial(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.n
                    g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
                    cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
                    z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                   g_a: np.ndarray) -> None:
+                   g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
     for c in range(n_chunks):
         _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
-                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a)
+                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a,
+                      need_tau, g_tau)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -383,10 +400,11 @@ def _linear_parallel(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np
                      g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
                      cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
                      z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                     g_a: np.ndarray) -> None:
+                     g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
     for c in prange(n_chunks):
         _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
-                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a)
+                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a,
+                      need_tau, g_tau)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -484,9 +502,10 @@ def _max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
                          r: np.ndarray, cuba: bool, t_end: float, t_star: np.ndarray,
                          side: np.ndarray, src: np.ndarray, vdot: np.ndarray,
                          g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                         g_a: np.ndarray) -> None:
+                         g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
     """Point drive ``g`` at ``t*``: arrivals before it see ``lam = g e^{A^T (t* - s)} e_V``;
-    the arrival ``t*`` is pinned to adds ``g V'(t*)`` to its time gradient."""
+    the arrival ``t*`` is pinned to adds ``g V'(t*)`` to its time gradient (``need_tau``:
+    ``g x dpsi(t* - s)/dtau`` into ``g_tau [2, N]``)."""
     n_units = weight.shape[0]
     for e in range(t_in.shape[0]):
         b = b_in[e]
@@ -510,6 +529,10 @@ def _max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
                 else:
                     dj = lam_v
                     ds = x * lam_v / tm
+                if need_tau:
+                    dm, dts = response_terms(h, tm, tau_s[n], r[n], cuba)
+                    g_tau[0, n] += gs * x * dm
+                    g_tau[1, n] += gs * x * dts
             if sd != 0 and src[b, n] == e:
                 ds += gs * vdot[b, n]
             g_w[n, j] += a_in[e] * dj
@@ -585,16 +608,18 @@ def _zeros(weight: Tensor, n_events: int) -> tuple[np.ndarray, ...]:
 
 
 def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
-                     reg: Tensor) -> tuple[Tensor | None, ...]:
+                     reg: Tensor, need_tau: tuple[bool, bool] = (False, False)
+                     ) -> tuple[Tensor | None, ...]:
     """Compiled form of the spiking layers' backward (see ``spiking._spiking_backward``).
 
     Args:
         saved: the forward's ``(t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out,
             current)``; ``g_t [K]``: ``dL/d(output spike times)``; ``reg [K]``: the spike-count
-            regulariser's ``dL/dV`` jump per spike.
+            regulariser's ``dL/dV`` jump per spike; ``need_tau``: whether ``(tau_mem,
+            tau_syn)`` need gradients (computed only then).
     Returns:
-        ``(dL/dt_in [E], dL/dW [N, N_in], dL/dD [N, N_in], dL/da [E])`` (``None`` where not
-        needed).
+        ``(dL/dt_in [E], dL/dW [N, N_in], dL/dD [N, N_in], dL/da [E], dL/dtau_mem [N],
+        dL/dtau_syn [N])`` (``None`` where not needed).
     """
     t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out, current = saved
     nrn = cfg.nrn
@@ -611,16 +636,23 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     n_chunks = _chunks(cfg.batch_size, t_in.numel() * n)
     g_t_in, g_a = np.zeros(t_in.numel()), np.zeros(t_in.numel())
     g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
+    g_tau = np.zeros((n_chunks, 2, n if any(need_tau) else 0))
     k = t_np.shape[0]
     args = (n_chunks, _np(t_in), _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
             t_np[order], sp_ptr, cur, _np(g_t)[order], _np(reg)[order], *_constants(nrn),
             nrn.cuba, float(cfg.t_end), float(tol), np.zeros(k), np.zeros(k), np.zeros(k),
-            g_t_in, g_w, g_d, g_a)
+            g_t_in, g_w, g_d, g_a, any(need_tau), g_tau)
     bad = _run_chunks(_spiking_serial, _spiking_parallel, args)
     if (bad >= 0).any():
         raise RuntimeError("adjoint LIF: could not match a spike to the arrival that fired it")
     g = (g_t_in, _sum_chunks(g_w), _sum_chunks(g_d), g_a)
-    return _results(weight, delay, need, *g)
+    tau = _sum_chunks(g_tau)
+
+    def out(x: np.ndarray, flag: bool) -> Tensor | None:
+        return torch.from_numpy(x).to(dtype=weight.dtype, device=weight.device) if flag else None
+
+    return (*_results(weight, delay, need, *g), out(tau[0], need_tau[0]),
+            out(tau[1], need_tau[1] and nrn.cuba))
 
 
 def linear_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tensor,
@@ -635,7 +667,7 @@ def linear_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: T
     _run_chunks(_linear_serial, _linear_parallel,
                 (n_chunks, _np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, z, tau_m,
                  tau_s, r, cfg.nrn.cuba, alpha, inv_w, float(cfg.t_end), False, z, empty, none,
-                 none, empty))
+                 none, empty, False, np.zeros((1, 2, 0))))
     return torch.from_numpy(z)
 
 
@@ -664,9 +696,12 @@ def max_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tens
 
 
 def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
-                     alpha: float = 0.0, inv_w: float = 0.0) -> tuple[Tensor | None, ...]:
+                     alpha: float = 0.0, inv_w: float = 0.0,
+                     need_tau: tuple[bool, bool] = (False, False)) -> tuple[Tensor | None, ...]:
     """Compiled backward of the ``"avg_exp"`` / ``"sum"`` (give ``alpha``, ``inv_w``) and
-    ``"max"`` readouts; ``saved`` is the reference forward's saved tensors, ``g_z [B, N]``."""
+    ``"max"`` readouts; ``saved`` is the reference forward's saved tensors, ``g_z [B, N]``.
+    Returns ``(dL/dt_in, dL/dW, dL/dD, dL/da, dL/dtau_mem, dL/dtau_syn)`` (``None`` where not
+    needed; the time constants' only computed when ``need_tau``)."""
     t_in, weight, delay, b_in, j_in, v_in, *keep = saved
     nrn = cfg.nrn
     tau_m, tau_s, r, *_ = _constants(nrn)
@@ -676,17 +711,26 @@ def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
     gz = _np(g_z).reshape(shape)
     args = (_np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, gz, tau_m, tau_s, r,
             nrn.cuba)
+    width = nrn.n if any(need_tau) else 0
     if cfg.readout == "max":
         t_star, side, src, vdot = keep
+        tau = np.zeros((2, width))
         _max_backward_kernel(*args, float(cfg.t_end), _np(t_star).reshape(shape),
                              _idx(side).reshape(shape), _idx(src).reshape(shape),
-                             _np(vdot).reshape(shape), *g)
+                             _np(vdot).reshape(shape), *g, any(need_tau), tau)
     else:
         n_chunks = _chunks(t_in.numel(), t_in.numel() * nrn.n)
         g_t_in, _, _, g_a = g
         g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
+        g_tau = np.zeros((n_chunks, 2, width))
         _run_chunks(_linear_serial, _linear_parallel,
                     (n_chunks, *args, alpha, inv_w, float(cfg.t_end), True, np.zeros((1, 1)),
-                     g_t_in, g_w, g_d, g_a))
+                     g_t_in, g_w, g_d, g_a, any(need_tau), g_tau))
         g = (g_t_in, _sum_chunks(g_w), _sum_chunks(g_d), g_a)
-    return _results(weight, delay, need, *g)
+        tau = _sum_chunks(g_tau)
+
+    def out(x: np.ndarray, flag: bool) -> Tensor | None:
+        return torch.from_numpy(x).to(dtype=weight.dtype, device=weight.device) if flag else None
+
+    return (*_results(weight, delay, need, *g), out(tau[0], need_tau[0]),
+            out(tau[1], need_tau[1] and nrn.cuba))

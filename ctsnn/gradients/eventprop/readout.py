@@ -18,6 +18,7 @@ from .common import (
     LayerConfig,
     PairGrads,
     Pairs,
+    as_tau_dtypes,
     batch_chunks,
     decay_prev,
     divided_q,
@@ -29,7 +30,9 @@ from .common import (
     reverse_tail,
     same_prev,
     segment_order,
+    tau_dtypes,
 )
+from .taus import linear_response_terms, response_terms
 
 
 # =========================================================================== readouts
@@ -325,12 +328,47 @@ def _integrand_backward(cfg: LayerConfig, p: Pairs, g: Tensor, b0: int,
     return dj, ds
 
 
+def _tau_grads(cfg: LayerConfig, saved: tuple, g_z: Tensor,
+               need: tuple[bool, bool]) -> tuple[Tensor | None, Tensor | None]:
+    """``(dL/dtau_mem, dL/dtau_syn)`` ``[N]`` of a readout layer: ``z`` is linear in the jumps,
+    ``z = v_leak-part + Σ_pairs x R(s)`` (``avg_exp`` / ``sum``) or ``V(t*) = v_leak +
+    Σ_{s before t*} x psi(t* - s)`` (``max``, where ``t*`` does not move to first order: ``V' = 0``
+    there or it is pinned to an arrival or an end), so ``dz/dtau`` is the sum of the closed-form
+    derivatives of the responses (:mod:`.taus`)."""
+    t_in, weight, delay, b_in, j_in, v_in, *keep = saved
+    nrn = cfg.nrn
+    g_m = weight.new_zeros(nrn.n) if need[0] else None
+    g_s = weight.new_zeros(nrn.n) if need[1] and nrn.cuba else None
+    g = g_z.reshape(-1).to(weight.dtype)
+    for _, _, ev in batch_chunks(cfg, b_in):
+        if ev.numel() == 0:
+            continue
+        p = make_pairs(cfg, ev, t_in, b_in, j_in, v_in, weight, delay)
+        if cfg.readout == "max":
+            t_star, side = keep[0][p.seg], keep[1][p.seg]
+            before = (p.s < t_star) | ((p.s == t_star) & (side > 0))
+            dm, ds = response_terms(nrn, p.tgt, (t_star - p.s).clamp(min=0))
+            coef = torch.where(before, g[p.seg] * p.x, torch.zeros_like(p.x))
+        else:
+            alpha, inv_w = _linear_kernel(cfg)
+            dm, ds = linear_response_terms(nrn, p.tgt, p.s, cfg.t_end, alpha, inv_w)
+            coef = g[p.seg] * p.x
+        if g_m is not None:
+            g_m.index_add_(0, p.tgt, coef * dm)
+        if g_s is not None:
+            g_s.index_add_(0, p.tgt, coef * ds)
+    return g_m, g_s
+
+
 class ReadoutFn(torch.autograd.Function):
     """Input spike times, W, D -> readout ``z [B, N]`` of a non-spiking layer."""
 
     @staticmethod
     def forward(ctx: Any, t_in: Tensor, weight: Tensor, delay: Tensor | None, b_in: Tensor,
-                j_in: Tensor, v_in: Tensor, cfg: LayerConfig) -> Tensor:
+                j_in: Tensor, v_in: Tensor, cfg: LayerConfig, tau_m: Tensor | None = None,
+                tau_s: Tensor | None = None) -> Tensor:
+        ctx.tau_dtypes = tau_dtypes(tau_m, tau_s)  # (inputs so autograd routes their gradients;
+        # cfg.nrn has the values)
         nrn = cfg.nrn
         n, bsz = nrn.n, cfg.batch_size
         dtype = weight.dtype
@@ -372,11 +410,14 @@ class ReadoutFn(torch.autograd.Function):
         cfg = ctx.cfg
         t_in, weight, delay, b_in, j_in, v_in, *keep = ctx.saved_tensors
         need = tuple(ctx.needs_input_grad[i] for i in (0, 1, 2, 5))
+        need_tau = (ctx.needs_input_grad[7], ctx.needs_input_grad[8])
         if cfg.readout != "integrand" and kernels_enabled(t_in, weight, g_z):
             lin = _linear_kernel(cfg) if cfg.readout != "max" else (0.0, 0.0)
-            g_tin, g_w, g_d, g_a = kernels.readout_backward(cfg, ctx.saved_tensors, g_z, need,
-                                                            *lin)
-            return g_tin, g_w, g_d, None, None, g_a, None
+            g_tin, g_w, g_d, g_a, *g_tau = kernels.readout_backward(
+                cfg, ctx.saved_tensors, g_z, need, *lin, need_tau)
+            return g_tin, g_w, g_d, None, None, g_a, None, *as_tau_dtypes(g_tau, ctx.tau_dtypes)
+        g_tau = (_tau_grads(cfg, ctx.saved_tensors, g_z, need_tau) if any(need_tau)
+                 else (None, None))
         grads = PairGrads(weight, delay, t_in.numel(), need)
         g = g_z.reshape(-1)
         for b0, b1, ev in batch_chunks(cfg, b_in):
@@ -400,4 +441,4 @@ class ReadoutFn(torch.autograd.Function):
                     ds = p.x * (lam_v / nrn.tau_m[p.tgt] - gp * ks)
             grads.add(p, dj, ds)
         g_tin, g_w, g_d, g_a = grads.result(weight)
-        return g_tin, g_w, g_d, None, None, g_a, None
+        return g_tin, g_w, g_d, None, None, g_a, None, *as_tau_dtypes(g_tau, ctx.tau_dtypes)

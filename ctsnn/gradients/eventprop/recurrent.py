@@ -27,7 +27,7 @@ from ...synapses import Dense, RecurrentDense
 from .._weights import full_delay
 from ..adjoint import adjoint_layer
 from . import recurrent_kernels
-from .common import LayerConfig, neuron_constants
+from .common import LayerConfig, as_tau_dtypes, learnable_taus, neuron_constants, tau_dtypes
 from .spiking import reg_jumps
 
 __all__ = ["RecurrentLayerFn", "recurrent_layer_forward"]
@@ -68,8 +68,10 @@ def _matching(t_a: Tensor, b_a: Tensor, n_a: Tensor, t_b: Tensor, b_b: Tensor, n
     return p
 
 
-def _reference_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple) -> tuple:
-    """The generic adjoint's gradients (the reference), from a rerun of the forward."""
+def _reference_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
+                        need_tau: tuple[bool, bool] = (False, False)) -> tuple:
+    """The generic adjoint's gradients (the reference), from a rerun of the forward; the
+    time constants' (``need_tau``) from the same rerun (the model's live parameters)."""
     if cfg.spike_reg is not None:
         raise NotImplementedError(
             "adjoint (recurrent): events share an instant in a way the compiled backward does "
@@ -88,7 +90,8 @@ def _reference_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple
         p = _matching(t_out, b_out, n_out, out.times, out.batch, out.units, cfg.nrn.n, tol)
         cot = torch.zeros_like(out.times)
         cot[p] = g_t.to(cot.dtype)
-        leaves = [t_l, w_l, d_l, rec.weight, rec.delay, v_l]
+        leaves = [t_l, w_l, d_l, rec.weight, rec.delay, v_l, *learnable_taus(cfg.nrn.model)]
+        need = (*need, *need_tau)
         wanted = [x for x, flag in zip(leaves, need, strict=True) if flag and x is not None]
         grads = (torch.autograd.grad(out.times, wanted, cot, allow_unused=True)
                  if wanted and out.times.requires_grad else [None] * len(wanted))
@@ -106,7 +109,10 @@ class RecurrentLayerFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, t_in: Tensor, weight: Tensor, delay: Tensor | None, rec_w: Tensor,
                 rec_d: Tensor, b_in: Tensor, j_in: Tensor, v_in: Tensor,
-                cfg: LayerConfig) -> tuple[Tensor, Tensor, Tensor]:
+                cfg: LayerConfig, tau_m: Tensor | None = None,
+                tau_s: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        ctx.tau_dtypes = tau_dtypes(tau_m, tau_s)  # (inputs so autograd routes their gradients;
+        # cfg.nrn has the values)
         out = _forward_spikes(cfg, t_in, b_in, j_in, v_in, weight, delay, rec_w, rec_d)
         t_out, b_out, n_out = out.times, out.batch, out.units
         ctx.save_for_backward(t_in, weight, delay, rec_w, rec_d, b_in, j_in, v_in, t_out,
@@ -121,14 +127,16 @@ class RecurrentLayerFn(torch.autograd.Function):
         saved = ctx.saved_tensors
         t_out, n_out = saved[8], saved[10]
         need = tuple(ctx.needs_input_grad[i] for i in (0, 1, 2, 3, 4, 7))
+        need_tau = (ctx.needs_input_grad[9], ctx.needs_input_grad[10])
         if g_t is None:
             g_t = torch.zeros_like(t_out)
         reg = reg_jumps(cfg, n_out, t_out.dtype)
-        grads = recurrent_kernels.recurrent_backward(cfg, saved, g_t, need, reg)
+        grads = recurrent_kernels.recurrent_backward(cfg, saved, g_t, need, reg, need_tau)
         if grads is None:
-            grads = _reference_backward(cfg, saved, g_t, need)
-        g_tin, g_w, g_d, g_rw, g_rd, g_a = grads
-        return g_tin, g_w, g_d, g_rw, g_rd, None, None, g_a, None
+            grads = _reference_backward(cfg, saved, g_t, need, need_tau)
+        g_tin, g_w, g_d, g_rw, g_rd, g_a, g_tm, g_ts = grads
+        return (g_tin, g_w, g_d, g_rw, g_rd, None, None, g_a, None,
+                *as_tau_dtypes((g_tm, g_ts), ctx.tau_dtypes))
 
 
 def recurrent_layer_forward(model: NeuronModel, spikes: Spikes, weight: Tensor,
@@ -139,8 +147,8 @@ def recurrent_layer_forward(model: NeuronModel, spikes: Spikes, weight: Tensor,
     """One recurrent spiking layer with closed-form adjoint gradients (functional form).
 
     Args:
-        model: ``LIF`` or ``CubaLIF``, ``N`` neurons, no learnable parameters (for learnable
-            time constants use the generic adjoint, :func:`ctsnn.gradients.adjoint.adjoint_layer`).
+        model: ``LIF`` or ``CubaLIF``, ``N`` neurons; learnable ``tau_mem`` / ``tau_syn`` get
+            gradients (``[N]``), other learnable parameters are refused.
         spikes: input events (``n_units = N_in``); ``times`` and ``values`` may require grad.
         weight: ``[N, N_in]``; delay: seconds, ``[N, N_in]``, ``[N_in]`` or ``None``.
         rec_weight: ``[N, N]`` (target, source); rec_delay: seconds, ``[N, N]`` or ``[N]`` (per
@@ -184,7 +192,7 @@ def recurrent_layer_forward(model: NeuronModel, spikes: Spikes, weight: Tensor,
     t_out, b_out, n_out = RecurrentLayerFn.apply(
         spikes.times.to(weight.dtype), weight, delay, rec_weight.to(weight.dtype),
         rec_delay.to(weight.dtype).contiguous(), spikes.batch, spikes.units,
-        spikes.values.to(weight.dtype), cfg)
+        spikes.values.to(weight.dtype), cfg, *learnable_taus(model))
     out = Spikes(t_out, n_out, b_out, dt=spikes.dt, n_steps=spikes.n_steps,
                  batch_size=spikes.batch_size, n_units=n)
     return out.first_times() if readout == "first_spike" else out

@@ -17,9 +17,11 @@ Per sample the kernel (1) rebuilds, per neuron, the synaptic current just before
 spikes from the external and recurrent arrivals (and, for ``LIF``, the arrival whose jump fired
 each spike); (2) walks the sample's spikes in decreasing time, summing ``G_k`` over the
 spike's recurrent arrivals and setting the spike's adjoint jump; (3) gives every external
-arrival its gradients, as the feed-forward kernel does. Memory is the spikes, per-spike
-adjoints and one neuron's arrivals: flat in the number of time steps. Arrival times are snapped
-to the grid as the engine and the reference backward snap them
+arrival its gradients, as the feed-forward kernel does; (4) only when a time constant requires
+grad, walks each neuron's arrivals and spikes in time order and sums the closed-form
+``∫ lam . df/dtau`` of every piece (:func:`.tau_kernels.neuron_tau_terms`). Memory is the
+spikes, per-spike adjoints and one neuron's arrivals: flat in the number of time steps.
+Arrival times are snapped to the grid as the engine and the reference backward snap them
 (:func:`ctsnn.synapses.snap_to_grid`).
 
 Refused (the caller then runs the reference, :func:`ctsnn.gradients.adjoint.adjoint_layer`):
@@ -46,6 +48,7 @@ from torch import Tensor
 
 from .common import LayerConfig
 from .kernels import kappa, spike_adjoint
+from .tau_kernels import neuron_tau_terms
 
 __all__ = ["recurrent_backward"]
 
@@ -211,7 +214,7 @@ def _trigger_of(i0: int, i1: int, s: float, ident: int, sp_t: np.ndarray, trig: 
 def _recurrent_kernel(t_in, j_in, a_in, ev_order, ev_ptr, weight, delay, has_delay, rec_w,
                       rec_d, sp_t, sp_n, sp_orig, sp_ptr, sp_g, sp_reg, tau_m, tau_s, r,
                       v_leak, v_th, v_reset, cuba, dt, ulps_eps, t_end, tol, g_t, g_w, g_d,
-                      g_a, g_rw, g_rd) -> int:
+                      g_a, g_rw, g_rd, need_tau, g_tm, g_ts) -> int:
     """Backward of one recurrent spiking layer (see the module docstring); ``OK`` or why it
     refuses. Spikes sorted by (sample, neuron, time), ``sp_ptr[b * N + n]`` starts each
     neuron's; ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes."""
@@ -303,12 +306,27 @@ def _recurrent_kernel(t_in, j_in, a_in, ev_order, ev_ptr, weight, delay, has_del
                 g_d[n, j] += ds
                 g_t[e] += ds
                 g_a[e] += weight[n, j] * dj
+        if need_tau:  # (4) time constants: every neuron's pieces between its events
+            for n in range(n_units):
+                i0, i1 = sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1]
+                if i1 == i0:  # lam = 0 on a silent neuron
+                    continue
+                m = _neuron_arrivals(b, n, n_units, e0, e1, ev_order, t_in, j_in, a_in, weight,
+                                     delay, has_delay, rec_w, rec_d, sp_t, sp_n, sp_ptr, dt,
+                                     ulps_eps, t_end, s_loc, x_loc, id_loc)
+                jm, js = neuron_tau_terms(i0, i1, m, s_loc, x_loc, sp_t, v_minus, i_minus,
+                                          tau_m[n], tau_s[n], r[n], v_reset[n] - v_leak[n],
+                                          cuba)
+                g_tm[n] += jm
+                g_ts[n] += js
     return OK
 
 
 # =========================================================================== wrapper
 def recurrent_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
-                       reg: Tensor) -> tuple[Tensor | None, ...] | None:
+                       reg: Tensor,
+                       need_tau: tuple[bool, bool] = (False, False)
+                       ) -> tuple[Tensor | None, ...] | None:
     """Compiled backward of a recurrent spiking layer, or ``None`` where it refuses (see the
     module docstring; the caller runs the reference then).
 
@@ -319,10 +337,12 @@ def recurrent_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
         g_t: ``[K]`` ``dL/d(output spike times)`` from outside the layer.
         need: which of ``(t_in, weight, delay, rec_w, rec_d, v_in)`` need gradients.
         reg: ``[K]`` the spike-count regulariser's ``dL/dV`` jump per spike.
+        need_tau: whether ``(tau_mem, tau_syn)`` need gradients (computed only then).
 
     Returns:
-        ``(dL/dt_in, dL/dW, dL/dD, dL/dW_rec, dL/dD_rec, dL/dv_in)`` in the layer's dtype
-        (``None`` where not needed), or ``None`` (refused).
+        ``(dL/dt_in, dL/dW, dL/dD, dL/dW_rec, dL/dD_rec, dL/dv_in, dL/dtau_mem,
+        dL/dtau_syn)`` (``[N]`` for the time constants) in the layer's dtype (``None`` where
+        not needed), or ``None`` (refused).
     """
     t_in, weight, delay, rec_w, rec_d, b_in, j_in, v_in, t_out, b_out, n_out = saved
     nrn = cfg.nrn
@@ -350,6 +370,7 @@ def recurrent_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     g_tin, g_a = np.zeros(t_in.numel()), np.zeros(t_in.numel())
     g_w, g_d = np.zeros(shape), np.zeros(shape)
     g_rw, g_rd = np.zeros((n, n)), np.zeros((n, n))
+    g_tm, g_ts = np.zeros(n), np.zeros(n)
     eps = float(torch.finfo(weight.dtype).eps)
     tol = 256 * eps * max(cfg.t_end, cfg.dt)
     status = _recurrent_kernel(
@@ -357,7 +378,8 @@ def recurrent_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
         f64(delay) if delay is not None else np.zeros((1, 1)), delay is not None,
         f64(rec_w), f64(rec_d.expand(n, n)), t_np[order], i64(n_out)[order], order, sp_ptr,
         f64(g_t)[order], f64(reg)[order], *consts, nrn.cuba, float(cfg.dt), 8 * eps,
-        float(cfg.t_end), float(tol), g_tin, g_w, g_d, g_a, g_rw, g_rd)
+        float(cfg.t_end), float(tol), g_tin, g_w, g_d, g_a, g_rw, g_rd, any(need_tau), g_tm,
+        g_ts)
     global last_refusal
     last_refusal = REFUSALS.get(status)
     if status != OK:
@@ -368,4 +390,5 @@ def recurrent_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
         return torch.from_numpy(x).to(dtype=weight.dtype, device=weight.device) if flag else None
 
     return (out(g_tin, need_t), out(g_w, need_w), out(g_d, need_d and delay is not None),
-            out(g_rw, need_rw), out(g_rd, need_rd), out(g_a, need_a))
+            out(g_rw, need_rw), out(g_rd, need_rd), out(g_a, need_a), out(g_tm, need_tau[0]),
+            out(g_ts, need_tau[1] and nrn.cuba))

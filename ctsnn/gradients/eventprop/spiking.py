@@ -23,15 +23,20 @@ from .common import (
     LayerConfig,
     PairGrads,
     Pairs,
+    as_tau_dtypes,
     batch_chunks,
     decay_prev,
+    kappa,
     linear_scan,
     make_pairs,
     next_marked,
     pair_rates,
     propagate,
+    same_prev,
     segment_order,
+    tau_dtypes,
 )
+from .taus import piece_terms
 
 
 # =========================================================================== spiking layers
@@ -165,16 +170,21 @@ def _spike_adjoints(cfg: LayerConfig, t_out: Tensor, b_out: Tensor, n_out: Tenso
                          v_plus=v_plus)
 
 
-def _spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor | None, need: tuple) -> tuple:
+def _spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor | None, need: tuple,
+                      need_tau: tuple[bool, bool] = (False, False)) -> tuple:
+    """``(dL/dt_in, dL/dW, dL/dD, dL/da, dL/dtau_mem, dL/dtau_syn)`` (``None`` where not
+    needed): the compiled kernels where enabled, else this reference."""
     t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out, current = saved
     nrn = cfg.nrn
     if g_t is None:
         g_t = torch.zeros_like(t_out)
     if kernels_enabled(t_in, weight, t_out):
-        return kernels.spiking_backward(cfg, saved, g_t, need, reg_jumps(cfg, n_out, t_out.dtype))
+        return kernels.spiking_backward(cfg, saved, g_t, need, reg_jumps(cfg, n_out, t_out.dtype),
+                                        need_tau)
     grads = PairGrads(weight, delay, t_in.numel(), need)
+    taus = _tau_grads(cfg, saved, g_t, need_tau) if any(need_tau) else (None, None)
     if t_out.numel() == 0:  # a silent layer: nothing downstream depends on its inputs
-        return grads.result(weight)
+        return (*grads.result(weight), *taus)
     adj = _spike_adjoints(cfg, t_out, b_out, n_out, current, g_t)
     g_sorted = g_t[adj.order]
     tol = 256 * torch.finfo(t_out.dtype).eps * max(cfg.t_end, cfg.dt)
@@ -210,7 +220,7 @@ def _spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor | None, need: 
         if not nrn.cuba and nk:
             dj, ds = _lif_triggers(cfg, adj, p, o, seg_o, time, nk, k0, g_sorted, dj, ds, tol)
         grads.add(p, dj, ds)
-    return grads.result(weight)
+    return (*grads.result(weight), *taus)
 
 
 def _lif_triggers(cfg: LayerConfig, adj: _SpikeAdjoint, p: Pairs, o: Tensor, seg_o: Tensor,
@@ -243,12 +253,91 @@ def _lif_triggers(cfg: LayerConfig, adj: _SpikeAdjoint, p: Pairs, o: Tensor, seg
     return dj, ds
 
 
+def _tau_grads(cfg: LayerConfig, saved: tuple, g_t: Tensor,
+               need: tuple[bool, bool]) -> tuple[Tensor | None, Tensor | None]:
+    """``(dL/dtau_mem, dL/dtau_syn)`` ``[N]``: ``∫ lam . df/dtau dt`` over every piece between
+    consecutive events (arrivals and output spikes) of every neuron and sample, closed form
+    (:func:`.taus.piece_terms`) from the state after the piece's first event and the adjoint
+    before its last. ``None`` where not ``need``-ed."""
+    t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out, current = saved
+    nrn = cfg.nrn
+    g_m = t_out.new_zeros(nrn.n) if need[0] else None
+    g_s = t_out.new_zeros(nrn.n) if need[1] and nrn.cuba else None
+    if t_out.numel() == 0 or not (g_m is not None or g_s is not None):
+        return g_m, g_s  # a silent layer: lam = 0
+    adj = _spike_adjoints(cfg, t_out, b_out, n_out, current, g_t)
+    for b0, b1, ev in batch_chunks(cfg, b_in):
+        k0 = int(torch.searchsorted(adj.seg, b0 * nrn.n))
+        k1 = int(torch.searchsorted(adj.seg, b1 * nrn.n))
+        if ev.numel() == 0 or k1 == k0:
+            continue
+        p = make_pairs(cfg, ev, t_in, b_in, j_in, v_in, weight, delay)
+        _add_piece_terms(cfg, adj, p, k0, k1, g_m, g_s)
+    return g_m, g_s
+
+
+def _add_piece_terms(cfg: LayerConfig, adj: _SpikeAdjoint, p: Pairs, k0: int, k1: int,
+                     g_m: Tensor | None, g_s: Tensor | None) -> None:
+    """One batch chunk of :func:`_tau_grads`: merge spikes and arrivals per neuron (CubaLIF:
+    a spike sorts before an equal-time arrival; LIF: after, the arrival fires it), the state
+    after every event by two scans, the adjoint before it from the next spike."""
+    nrn = cfg.nrn
+    nk, npair = k1 - k0, p.s.numel()
+    ks = torch.arange(k0, k1, device=p.s.device)
+    spk = [torch.ones(nk, dtype=torch.bool, device=ks.device),
+           torch.zeros(npair, dtype=torch.bool, device=ks.device)]
+    parts = [(adj.seg[ks], p.seg), (adj.t[ks], p.s), (adj.n[ks], p.tgt),
+             (torch.zeros_like(adj.t[ks]), p.x), spk, (ks - k0, torch.full_like(p.tgt, -1))]
+    first = 0 if nrn.cuba else 1  # which block sorts first at equal times
+    seg, t, n, x, is_spk, kloc = (torch.cat([a, b] if first == 0 else [b, a]) for a, b in parts)
+    o = segment_order(seg, t)
+    seg, t, n, x, is_spk, kloc = seg[o], t[o], n[o], x[o], is_spk[o], kloc[o]
+    m = t.numel()
+    same = same_prev(seg)
+    h_prev = torch.zeros_like(t)
+    h_prev[1:] = t[1:] - t[:-1]
+    h_prev = torch.where(same, h_prev, torch.zeros_like(h_prev))
+    reset = nrn.v_reset[n] - nrn.v_leak[n]
+    if nrn.cuba:
+        i_after = linear_scan(decay_prev(seg, t, 1.0 / nrn.tau_s[n]), x)
+        i_prev = torch.zeros_like(t)
+        i_prev[1:] = i_after[:-1]
+        drive = nrn.r[n] * kappa(h_prev, nrn.tau_m[n], nrn.tau_s[n]) * i_prev * same
+    else:
+        i_after, drive = None, x
+    dec = torch.where(is_spk, torch.zeros_like(t), decay_prev(seg, t, 1.0 / nrn.tau_m[n]))
+    y_after = linear_scan(dec, torch.where(is_spk, reset, drive))
+    # adjoint just before every event: propagated from the next spike at or after it
+    nxt = next_marked(is_spk)
+    nxc = nxt.clamp(max=m - 1)
+    valid = (nxt < m) & (seg[nxc] == seg)
+    kk = k0 + torch.where(valid, kloc[nxc], torch.zeros_like(nxc))
+    lv, li = propagate(nrn, n, adj.v_minus[kk], adj.i_minus[kk] if nrn.cuba else None,
+                       (t[nxc] - t).clamp(min=0))
+    lv = torch.where(valid, lv, torch.zeros_like(lv))
+    li = torch.where(valid, li, torch.zeros_like(li)) if nrn.cuba else None
+    # piece q -> q + 1 (same neuron and sample)
+    has = torch.zeros_like(same)
+    has[:-1] = same[1:]
+    q = has.nonzero().squeeze(1)
+    jm, js = piece_terms(nrn, n[q], t[q + 1] - t[q], y_after[q],
+                         i_after[q] if nrn.cuba else None, lv[q + 1],
+                         li[q + 1] if nrn.cuba else None)
+    if g_m is not None:
+        g_m.index_add_(0, n[q], jm)
+    if g_s is not None:
+        g_s.index_add_(0, n[q], js)
+
+
 class SpikingLayerFn(torch.autograd.Function):
     """Input spike times, W, D -> output spike times (exact), adjoint backward."""
 
     @staticmethod
     def forward(ctx: Any, t_in: Tensor, weight: Tensor, delay: Tensor | None, b_in: Tensor,
-                j_in: Tensor, v_in: Tensor, cfg: LayerConfig) -> tuple[Tensor, Tensor, Tensor]:
+                j_in: Tensor, v_in: Tensor, cfg: LayerConfig, tau_m: Tensor | None = None,
+                tau_s: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        ctx.tau_dtypes = tau_dtypes(tau_m, tau_s)  # (inputs so autograd routes their gradients;
+        # cfg.nrn has the values)
         out, current = _engine_spikes(cfg, t_in, b_in, j_in, v_in, weight, delay)
         t_out, b_out, n_out = out.times, out.batch, out.units
         if not cfg.nrn.cuba:
@@ -265,5 +354,8 @@ class SpikingLayerFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g_t: Tensor | None, _gb: Any, _gn: Any) -> tuple:
         need = tuple(ctx.needs_input_grad[i] for i in (0, 1, 2, 5))
-        g_tin, g_w, g_d, g_a = _spiking_backward(ctx.cfg, ctx.saved_tensors, g_t, need)
-        return g_tin, g_w, g_d, None, None, g_a, None
+        need_tau = (ctx.needs_input_grad[7], ctx.needs_input_grad[8])
+        g_tin, g_w, g_d, g_a, g_m, g_s = _spiking_backward(ctx.cfg, ctx.saved_tensors, g_t,
+                                                           need, need_tau)
+        return (g_tin, g_w, g_d, None, None, g_a, None,
+                *as_tau_dtypes((g_m, g_s), ctx.tau_dtypes))
