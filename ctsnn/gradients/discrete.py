@@ -92,6 +92,7 @@ import torch
 from torch import Tensor
 
 from ..models.base import NeuronModel
+from ..models.exponentials import coupled_response
 from ..models.lif import CubaLI, CubaLIF
 from ..spikes import Spikes
 from ._weights import full_delay
@@ -150,11 +151,10 @@ def _consts(model: NeuronModel, dt: float, dtype: torch.dtype, device: torch.dev
     tau_m, tau_s, r = get("tau_mem"), get("tau_syn"), get("r")
     alpha, beta = torch.exp(-dt / tau_m), torch.exp(-dt / tau_s)
     scale = -torch.expm1(-dt / tau_s) * tau_s / dt
-    # tau_m/(tau_m - tau_s)(alpha - beta) = (dt/tau_s) e^{-dt min(a, b)} phi1(dt |a - b|),
-    # a = 1/tau_m, b = 1/tau_s, phi1(x) = (1 - e^{-x})/x: no cancellation for tau_m ~ tau_s.
-    x = dt * (1 / tau_m - 1 / tau_s).abs()
-    phi1 = torch.where(x == 0, torch.ones_like(x), -torch.expm1(-x) / torch.where(x == 0, 1.0, x))
-    coupling = r * dt / tau_s * torch.exp(-dt * torch.minimum(1 / tau_m, 1 / tau_s)) * phi1
+    # tau_m/(tau_m - tau_s)(alpha - beta) = (tau_m/tau_s) kappa(dt), no cancellation for
+    # tau_m ~ tau_s
+    coupling = r * tau_m / tau_s * coupled_response(torch.as_tensor(dt, dtype=tau_m.dtype),
+                                                     tau_m, tau_s)
 
     def cast(t: Tensor) -> Tensor:
         return t.to(dtype)

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .base import NeuronModel
+from .exponentials import coupled_response
 
 RESET_MODES = ("zero", "subtract", "none")
 """Values of ``reset=`` of the LIF family (see the module docstring)."""
@@ -185,13 +186,9 @@ class CubaLI(NeuronModel):
         em, es = torch.exp(-h / tm), torch.exp(-h / ts)
         c = self.r * (state.i - input)  # the decaying part of r*I
         v_inf = self.v_leak + self.r * input
-        # Particular solution of tau_m v' = -v + c e^{-t/ts}:
-        #   c ts/(ts - tm) (e^{-t/ts} - e^{-t/tm});
-        # its limit for ts -> tm is c (t/tm) e^{-t/tm}.
-        diff = ts - tm
-        near = diff.abs() <= 1e-9 * tm
-        safe = torch.where(near, torch.ones_like(diff), diff)
-        coupled = torch.where(near, c * (h / tm) * em, c * ts / safe * (es - em))
+        # Particular solution of tau_m v' = -v + c e^{-t/ts}: c kappa(t), written without
+        # cancellation and differentiable at ts = tm (its limit (t/tm) e^{-t/tm}).
+        coupled = c * coupled_response(h, tm, ts)
         v = v_inf + (state.v - v_inf) * em + coupled
         i = input + (state.i - input) * es
         return state._replace(v=v, i=i)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ...models.base import NeuronModel
+from ...models.exponentials import coupled_response, expm1_ratio
 from ...models.lif import LI, LIF, CubaLI, CubaLIF
 
 READOUTS = ("avg_exp", "sum", "max")
@@ -110,20 +111,13 @@ def as_tau_dtypes(grads: tuple, dtypes: tuple) -> tuple:
 
 # =========================================================================== closed forms
 def phi1(x: Tensor) -> Tensor:
-    """``(1 - e^{-x}) / x`` for ``x >= 0`` (1 at 0), without cancellation."""
-    safe = torch.where(x == 0, torch.ones_like(x), x)
-    return torch.where(x == 0, torch.ones_like(x), -torch.expm1(-safe) / safe)
+    """``(1 - e^{-x}) / x`` (1 at 0), without cancellation, differentiable at 0."""
+    return expm1_ratio(-x)
 
 
-def kappa(h: Tensor, tau_m: Tensor, tau_s: Tensor) -> Tensor:
-    """``tau_s/(tau_m - tau_s) (e^{-h/tau_m} - e^{-h/tau_s})`` for ``h >= 0``.
-
-    The voltage response ``r kappa(h)`` to a unit jump of ``I`` at time 0 (limit
-    ``(h/tau) e^{-h/tau}`` for equal time constants), written as ``e^{-h min rate} h
-    phi1(h |rate difference|) / tau_m`` so it neither cancels nor overflows.
-    """
-    a, b = 1.0 / tau_m, 1.0 / tau_s
-    return torch.exp(-h * torch.minimum(a, b)) * h * phi1(h * (a - b).abs()) / tau_m
+#: ``tau_s/(tau_m - tau_s) (e^{-h/tau_m} - e^{-h/tau_s})``: the voltage response ``r kappa(h)``
+#: to a unit jump of ``I`` at time 0 (:func:`ctsnn.models.exponentials.coupled_response`)
+kappa = coupled_response
 
 
 def q_decay(h: Tensor, beta: Tensor) -> Tensor:

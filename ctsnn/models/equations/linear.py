@@ -15,6 +15,7 @@ import sympy as sp
 import torch
 from torch import Tensor
 
+from ..exponentials import expm1_ratio
 from .symbolic import broadcast_like
 
 __all__ = ["analyse_linear", "is_affine_in", "linear_flow"]
@@ -78,9 +79,7 @@ def linear_flow(
     if d == 1:
         a = broadcast_like(a_flat[0], ref)
         z = a * h
-        zero = z == 0
-        phi1 = torch.where(zero, torch.ones_like(z), torch.expm1(z) / torch.where(zero, 1.0, z))
-        return (ref * torch.exp(z) + broadcast_like(b[0], ref) * h * phi1,)
+        return (ref * torch.exp(z) + broadcast_like(b[0], ref) * h * expm1_ratio(z),)
     shape = torch.broadcast_shapes(ref.shape, h.shape, input.shape)
     base = ref.new_zeros(shape)
     rows = [
