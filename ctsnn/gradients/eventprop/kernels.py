@@ -26,6 +26,7 @@ from torch import Tensor
 from ...compiled import kernel_threads, numba_threads
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
+from .layout import by_neuron, neuron_layout
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
            "spiking_backward"]
@@ -598,22 +599,22 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     """
     t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out, current = saved
     nrn = cfg.nrn
-    n = nrn.n
-    seg = _idx(b_out) * n + _idx(n_out)
-    t_np = _np(t_out)
-    order = np.argsort(seg, kind="stable")  # the forward's spikes are sorted by time in a sample
-    sp_ptr = np.zeros(cfg.batch_size * n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(seg, minlength=cfg.batch_size * n), out=sp_ptr[1:])
-    cur = _np(current)[order] if nrn.cuba else np.zeros(t_np.shape[0])
+    n, k = nrn.n, t_out.numel()
+    # the spikes by (sample, neuron), time order kept (they come sorted by time in a sample)
+    sp_ptr, pos = neuron_layout(_idx(b_out), _idx(n_out), n, cfg.batch_size * n)
+    sp_t = by_neuron(pos, t_out)
+    cur = by_neuron(pos, current) if nrn.cuba else np.zeros(k)
+    sp_g = by_neuron(pos, g_t)
+    sp_reg = by_neuron(pos, reg) if cfg.spike_reg is not None else np.zeros(k)
+    del pos
     ev_order, ev_ptr = _by_sample(b_in, cfg.batch_size)
     w, d, has_d = _weights(weight, delay)
     tol = 256 * torch.finfo(t_out.dtype).eps * max(cfg.t_end, cfg.dt)
     n_chunks = _chunks(cfg.batch_size, t_in.numel() * n)
     g_t_in, g_a = np.zeros(t_in.numel()), np.zeros(t_in.numel())
     g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
-    k = t_np.shape[0]
     args = (n_chunks, _np(t_in), _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
-            t_np[order], sp_ptr, cur, _np(g_t)[order], _np(reg)[order], *_constants(nrn),
+            sp_t, sp_ptr, cur, sp_g, sp_reg, *_constants(nrn),
             nrn.cuba, float(cfg.t_end), float(tol), np.zeros(k), np.zeros(k), np.zeros(k),
             g_t_in, g_w, g_d, g_a)
     bad = _run_chunks(_spiking_serial, _spiking_parallel, args)
