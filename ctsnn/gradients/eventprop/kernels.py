@@ -592,7 +592,7 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     Args:
         saved: the forward's ``(t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out,
             current)``; ``g_t [K]``: ``dL/d(output spike times)``; ``reg [K]``: the spike-count
-            regulariser's ``dL/dV`` jump per spike.
+            regulariser's ``dL/dV`` jump per spike (not read without ``cfg.spike_reg``).
     Returns:
         ``(dL/dt_in [E], dL/dW [N, N_in], dL/dD [N, N_in], dL/da [E])`` (``None`` where not
         needed).
@@ -603,9 +603,13 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     # the spikes by (sample, neuron), time order kept (they come sorted by time in a sample)
     sp_ptr, pos = neuron_layout(_idx(b_out), _idx(n_out), n, cfg.batch_size * n)
     sp_t = by_neuron(pos, t_out)
-    cur = by_neuron(pos, current) if nrn.cuba else np.zeros(k)
-    sp_g = by_neuron(pos, g_t)
-    sp_reg = by_neuron(pos, reg) if cfg.spike_reg is not None else np.zeros(k)
+    # current, dL/dt_k and the regulariser's jump enter only sums and products with float64
+    # values: kept in the run's dtype (float32 -> float64 is exact), no regulariser: a view
+    own = np.float32 if t_out.dtype == torch.float32 else np.float64
+    cur = by_neuron(pos, current, own) if nrn.cuba else np.zeros(k)
+    sp_g = by_neuron(pos, g_t.to(t_out.dtype), own)
+    sp_reg = (by_neuron(pos, reg.to(t_out.dtype), own) if cfg.spike_reg is not None
+              else np.broadcast_to(np.zeros(1, dtype=own), (k,)))
     del pos
     ev_order, ev_ptr = _by_sample(b_in, cfg.batch_size)
     w, d, has_d = _weights(weight, delay)

@@ -40,16 +40,16 @@ def neuron_layout(batch: np.ndarray, units: np.ndarray, n: int,
 
 
 @numba.njit(cache=True)
-def _scatter(pos: np.ndarray, x: np.ndarray) -> np.ndarray:
-    out = np.empty(pos.shape[0])
+def _scatter(pos: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
     for q in range(pos.shape[0]):
         out[pos[q]] = x[q]  # float32 -> float64 is exact
     return out
 
 
-def by_neuron(pos: np.ndarray, x: Tensor) -> np.ndarray:
-    """``x [K]`` (float32 / float64, CPU) as float64 in the order ``pos`` of
-    :func:`neuron_layout` (``out[pos[q]] = x[q]``)."""
+def by_neuron(pos: np.ndarray, x: Tensor, dtype: type = np.float64) -> np.ndarray:
+    """``x [K]`` (float32 / float64, CPU) in the order ``pos`` of :func:`neuron_layout`
+    (``out[pos[q]] = x[q]``), as ``dtype`` (float64, or the dtype of ``x`` for an array the
+    kernels only combine with float64 values: the same arithmetic, half the memory)."""
     if x.shape != (pos.shape[0],):
         raise ValueError(f"by_neuron: x must have shape [{pos.shape[0]}], got {list(x.shape)}")
-    return _scatter(pos, x.detach().contiguous().numpy())
+    return _scatter(pos, x.detach().contiguous().numpy(), np.empty(pos.shape[0], dtype=dtype))

@@ -170,7 +170,9 @@ def _spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor | None, need: 
     if g_t is None:
         g_t = torch.zeros_like(t_out)
     if kernels_enabled(t_in, weight, t_out):
-        return kernels.spiking_backward(cfg, saved, g_t, need, reg_jumps(cfg, n_out, t_out.dtype))
+        reg = (reg_jumps(cfg, n_out, t_out.dtype) if cfg.spike_reg is not None
+               else t_out.new_zeros(0))  # (no regulariser: the kernel reads none)
+        return kernels.spiking_backward(cfg, saved, g_t, need, reg)
     grads = PairGrads(weight, delay, t_in.numel(), need)
     if t_out.numel() == 0:  # a silent layer: nothing downstream depends on its inputs
         return grads.result(weight)
