@@ -205,9 +205,9 @@ class Spikes:
         order = order[torch.sort(t[order], stable=True).indices]
         order = order[torch.sort(batch[order], stable=True).indices]
 
-        times = times[order]
-        self._events: tuple[Tensor, ...] | None = (
-            times, units[order], batch[order], values[order], locate(times, dt)[0]
+        # (the step of each event, the fifth field, is located on first use: see ``step``)
+        self._events: tuple[Tensor | None, ...] | None = (
+            times[order], units[order], batch[order], values[order], None
         )
         self._dense: Tensor | None = None
         self._build: Callable[[], Spikes] | None = None
@@ -220,7 +220,9 @@ class Spikes:
     # event fields (filled on first access for spikes that come from a dense raster)
     # ------------------------------------------------------------------------------------------
 
-    def _fields(self) -> tuple[Tensor, ...]:
+    def _fields(self) -> tuple[Tensor | None, ...]:
+        """``(times, units, batch, values, step or None)`` (built from the raster on first
+        use; ``step`` is filled by the ``step`` property)."""
         if self._events is None:
             assert self._build is not None
             self._events = self._build()._fields()
@@ -475,7 +477,7 @@ class Spikes:
         which validates and sorts."""
         obj = cls.__new__(cls)
         values = torch.ones_like(times) if values is None else values
-        obj._events = (times, units, batch, values, locate(times, dt)[0])
+        obj._events = (times, units, batch, values, None)  # step: located on first use
         obj._dense, obj._build = None, None
         obj.dt = as_dt("dt", dt)
         obj.n_steps, obj.batch_size, obj.n_units = n_steps, batch_size, n_units
@@ -566,8 +568,15 @@ class Spikes:
 
     @property
     def step(self) -> Tensor:
-        """int64 [E]: grid step of each event (see the module's time convention)."""
-        return self._fields()[4]
+        """int64 [E]: grid step of each event (see the module's time convention).
+
+        Located on first use and kept: engines that only pass events on (the compiled
+        event-driven and EventProp paths) never pay for it."""
+        fields = self._fields()
+        if fields[4] is None:
+            fields = (*fields[:4], locate(fields[0], self.dt)[0])
+            self._events = fields
+        return fields[4]
 
     @property
     def offset(self) -> Tensor:

@@ -171,16 +171,19 @@ class DelayedArrivals:
         self.weight, self.delay = weight, delay
         self.spikes = spikes  # the input itself (read by the compiled event-driven engine)
         self.n_out = weight.shape[0]
-        order = torch.argsort(spikes.times, stable=True)
-        self._times = spikes.times[order]
-        self._batch, self._units = spikes.batch[order], spikes.units[order]
-        self._values = spikes.values[order]
-        self._max_delay = float(delay.detach().max()) if delay.numel() else 0.0
+        self._times: Tensor | None = None  # events by time, longest delay: first window
         rate = max(len(spikes), 1) / self.n_steps  # input events per step
         self._window = max(1, int(max_pairs / max(rate * self.n_out, 1.0)))
         self._start = -1  # first step of the cached window
 
     def _build(self, n0: int) -> None:
+        if self._times is None:  # (the compiled engine reads self.spikes: it never sorts)
+            spikes = self.spikes
+            order = torch.argsort(spikes.times, stable=True)
+            self._times = spikes.times[order]
+            self._batch, self._units = spikes.batch[order], spikes.units[order]
+            self._values = spikes.values[order]
+            self._max_delay = float(self.delay.detach().max()) if self.delay.numel() else 0.0
         n1 = min(n0 + self._window, self.n_steps)
         dt = self.dt
         lo = torch.searchsorted(self._times, torch.tensor(n0 * dt - self._max_delay - dt,

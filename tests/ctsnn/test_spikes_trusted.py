@@ -48,3 +48,24 @@ def test_eventprop_order_check_accepts_spikes_order_only():
     assert not spiking._in_spikes_order(s.times, units, s.batch)
     batch = torch.tensor([0, 0, 1, 0, 1])
     assert not spiking._in_spikes_order(s.times, s.units, batch)
+
+
+def test_step_is_located_on_first_use_only(monkeypatch):
+    """Engines that only pass events on never locate them (W2: ~0.8 M spikes per step)."""
+    from ctsnn import spikes as spikes_mod
+
+    s = _spikes()
+    expected = spikes_mod.locate(s.times, s.dt)[0]
+    calls = []
+    real = spikes_mod.locate
+    monkeypatch.setattr(spikes_mod, "locate", lambda t, dt: calls.append(1) or real(t, dt))
+    for make in (lambda: Spikes.from_sorted_events(s.times, s.units, s.batch, dt=s.dt,
+                                                   n_steps=10, batch_size=2, n_units=3),
+                 lambda: Spikes(s.times, s.units, s.batch, dt=s.dt, n_steps=10, batch_size=2,
+                                n_units=3)):
+        calls.clear()
+        t = make()
+        assert (len(t), t.times.shape, t.values.shape) == (5, (5,), (5,)) and calls == []
+        assert torch.equal(t.step, expected) and len(calls) == 1
+        assert torch.equal(t.step, expected) and len(calls) == 1  # kept
+        assert torch.equal(t.raster().sum((0, 2)), torch.tensor([3.0, 2.0], dtype=s.dtype))

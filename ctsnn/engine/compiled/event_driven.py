@@ -474,12 +474,14 @@ def _gather_spikes(n_b: int, n: int, out_t: np.ndarray, out_c: np.ndarray, count
     ``b N + j`` come from the first pass (``where[q] < 0``) or from row ``where[q]`` of the
     second (``more = (times, current, counts)``). Times are sorted as rounded to the run's
     dtype (float32 when ``is32``), so the order holds for the returned values. Returns
-    ``(times, current, batch, unit)`` (``current`` empty when not recorded)."""
+    ``(times, current, batch, unit)`` (``current`` empty when not recorded; times and current
+    in the dtype of ``out_t``, float32 or float64)."""
     more_t, more_c, more_counts = more
     start = _gather_start(n_b, n, counts, where, more_counts)
     total = int(start[n_b])
-    times = np.empty(total)
-    current = np.empty(total if out_c.shape[1] > 0 or more_c.shape[1] > 0 else 0)
+    times = np.empty(total, dtype=out_t.dtype)
+    current = np.empty(total if out_c.shape[1] > 0 or more_c.shape[1] > 0 else 0,
+                       dtype=out_t.dtype)
     batch = np.empty(total, dtype=np.int64)
     units = np.empty(total, dtype=np.int64)
     args = (n, start, out_t, out_c, counts, where, more_t, more_c, more_counts, is32, times,
@@ -630,8 +632,10 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
     v_end, i_end = np.empty((batch_size, n)), np.empty((batch_size, n))
 
     def simulate(rows: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out_t = np.empty((rows.size, cap))
-        out_c = np.empty((rows.size, cap if cuba else 0))
+        # spike slots in the run's dtype: a float32 run stores each float64 spike time and
+        # current rounded once, as the float64 slots were rounded at the end (half the memory)
+        out_t = np.empty((rows.size, cap), dtype=np_dtype)
+        out_c = np.empty((rows.size, cap if cuba else 0), dtype=np_dtype)
         counts = np.zeros(rows.size, dtype=np.int64)
         args = (rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, is32, p,
                 cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, out_t, out_c, counts,

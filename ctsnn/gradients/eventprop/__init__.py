@@ -67,6 +67,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..._checks import check_finite
 from ...models.base import NeuronModel
 from ...spikes import Spikes
 from .._weights import full_delay
@@ -121,6 +122,9 @@ def layer_forward(
         raise ValueError(f"weight must have shape [N, N_in] = [{nrn.n}, {spikes.n_units}], got "
                          f"{list(weight.shape)}")
     delay = full_delay(weight, delay)
+    check_finite("weight", weight.detach())
+    if delay is not None:
+        check_finite("delay", delay.detach())
     if delay is not None and bool((delay.detach() < 0).any()):
         raise ValueError(f"delay must be non-negative, got minimum {delay.min().item()!r}")
     if integrand is not None:

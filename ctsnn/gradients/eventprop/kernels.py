@@ -26,6 +26,7 @@ from torch import Tensor
 from ...compiled import kernel_threads, numba_threads
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
+from .layout import by_neuron, neuron_layout
 from .tau_kernels import dd3, linear_response_terms, neuron_tau_terms, response_terms, scratch
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
@@ -615,21 +616,26 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     Args:
         saved: the forward's ``(t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out,
             current)``; ``g_t [K]``: ``dL/d(output spike times)``; ``reg [K]``: the spike-count
-            regulariser's ``dL/dV`` jump per spike; ``need_tau``: whether ``(tau_mem,
-            tau_syn)`` need gradients (computed only then).
+            regulariser's ``dL/dV`` jump per spike (not read without ``cfg.spike_reg``);
+            ``need_tau``: whether ``(tau_mem, tau_syn)`` need gradients (computed only then).
     Returns:
         ``(dL/dt_in [E], dL/dW [N, N_in], dL/dD [N, N_in], dL/da [E], dL/dtau_mem [N],
         dL/dtau_syn [N])`` (``None`` where not needed).
     """
     t_in, weight, delay, b_in, j_in, v_in, t_out, b_out, n_out, current = saved
     nrn = cfg.nrn
-    n = nrn.n
-    seg = _idx(b_out) * n + _idx(n_out)
-    t_np = _np(t_out)
-    order = np.argsort(seg, kind="stable")  # the forward's spikes are sorted by time in a sample
-    sp_ptr = np.zeros(cfg.batch_size * n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(seg, minlength=cfg.batch_size * n), out=sp_ptr[1:])
-    cur = _np(current)[order] if nrn.cuba else np.zeros(t_np.shape[0])
+    n, k = nrn.n, t_out.numel()
+    # the spikes by (sample, neuron), time order kept (they come sorted by time in a sample)
+    sp_ptr, pos = neuron_layout(_idx(b_out), _idx(n_out), n, cfg.batch_size * n)
+    sp_t = by_neuron(pos, t_out)
+    # current, dL/dt_k and the regulariser's jump enter only sums and products with float64
+    # values: kept in the run's dtype (float32 -> float64 is exact), no regulariser: a view
+    own = np.float32 if t_out.dtype == torch.float32 else np.float64
+    cur = by_neuron(pos, current, own) if nrn.cuba else np.zeros(k)
+    sp_g = by_neuron(pos, g_t.to(t_out.dtype), own)
+    sp_reg = (by_neuron(pos, reg.to(t_out.dtype), own) if cfg.spike_reg is not None
+              else np.broadcast_to(np.zeros(1, dtype=own), (k,)))
+    del pos
     ev_order, ev_ptr = _by_sample(b_in, cfg.batch_size)
     w, d, has_d = _weights(weight, delay)
     tol = 256 * torch.finfo(t_out.dtype).eps * max(cfg.t_end, cfg.dt)
@@ -637,9 +643,8 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     g_t_in, g_a = np.zeros(t_in.numel()), np.zeros(t_in.numel())
     g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
     g_tau = np.zeros((n_chunks, 2, n if any(need_tau) else 0))
-    k = t_np.shape[0]
     args = (n_chunks, _np(t_in), _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
-            t_np[order], sp_ptr, cur, _np(g_t)[order], _np(reg)[order], *_constants(nrn),
+            sp_t, sp_ptr, cur, sp_g, sp_reg, *_constants(nrn),
             nrn.cuba, float(cfg.t_end), float(tol), np.zeros(k), np.zeros(k), np.zeros(k),
             g_t_in, g_w, g_d, g_a, any(need_tau), g_tau)
     bad = _run_chunks(_spiking_serial, _spiking_parallel, args)

@@ -11,13 +11,9 @@ from torch import Tensor
 
 from ...compiled import kernels_enabled
 from ...engine import run_population
-from ...engine.compiled.event_driven import (
-    event_driven_refusal,
-    event_driven_spikes,
-    run_event_driven,
-)
+from ...engine.compiled.event_driven import event_driven_refusal, run_event_driven
 from ...spikes import Spikes
-from ...synapses import Dense
+from ...synapses import Arrivals, DelayedArrivals
 from . import kernels
 from .common import (
     LayerConfig,
@@ -52,18 +48,22 @@ def _in_spikes_order(times: Tensor, units: Tensor, batch: Tensor) -> bool:
 
 
 def _engine_spikes(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tensor, v_in: Tensor,
-                   weight: Tensor, delay: Tensor | None) -> tuple[Spikes, Tensor | None]:
-    """Output spikes of the layer from the continuous engine (exact spike times), and the
-    synaptic current just before each spike when the compiled event-driven engine ran (it
-    gives it for free; ``None`` otherwise: :func:`_current_at_spikes` computes it)."""
+                   weight: Tensor, delay: Tensor | None
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Output spikes ``(times, batch, units)`` ``[K]`` of the layer from the continuous engine
+    (exact spike times, in :class:`Spikes` order), and the synaptic current just before each
+    spike when the compiled event-driven engine ran (it gives it for free; ``None`` otherwise:
+    :func:`_current_at_spikes` computes it). ``weight`` and ``delay`` were validated by
+    :func:`ctsnn.gradients.eventprop.layer_forward`: the schedule is built from them directly."""
     kw = {"dt": cfg.dt, "n_steps": cfg.n_steps, "batch_size": cfg.batch_size,
           "n_units": cfg.n_in}
     if _in_spikes_order(t_in, j_in, b_in):  # (they come from a Spikes: checked, only the dtype
         spikes = Spikes.from_sorted_events(t_in, j_in, b_in, values=v_in, **kw)  # may differ)
     else:
         spikes = Spikes(t_in, j_in, b_in, v_in, **kw)
-    syn = Dense(weight=weight, delay=delay, learn_weight=False)
-    arrivals = syn.arrivals(spikes)
+    # the schedule Dense(weight, delay).arrivals(spikes) builds, without the module's copies
+    arrivals = (Arrivals(spikes, weight) if delay is None else
+                DelayedArrivals(spikes, weight, delay))
     model = cfg.nrn.model
     if event_driven_refusal(model, time="continuous", method="exact", arrivals=arrivals,
                             dt=cfg.dt, n_steps=cfg.n_steps, current=None, jumps=None,
@@ -71,13 +71,12 @@ def _engine_spikes(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tensor, v
                             dtype=weight.dtype) is None:
         out = run_event_driven(model, arrivals, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
                                state=None, dtype=weight.dtype)
-        return event_driven_spikes(out, dt=cfg.dt, n_steps=cfg.n_steps,
-                                   batch_size=cfg.batch_size, n_units=model.n), out.current
+        return out.times, out.batch, out.units, out.current
     res = run_population(model, dt=cfg.dt, n_steps=cfg.n_steps,
                          batch_size=cfg.batch_size, arrivals=arrivals,
                          time="continuous", method="exact", dtype=weight.dtype,
                          device=weight.device, xtol=cfg.xtol)
-    return res.spikes, None
+    return res.spikes.times, res.spikes.batch, res.spikes.units, None
 
 
 def _current_at_spikes(cfg: LayerConfig, tensors: tuple, t_out: Tensor, b_out: Tensor,
@@ -179,8 +178,9 @@ def _spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor | None, need: 
     if g_t is None:
         g_t = torch.zeros_like(t_out)
     if kernels_enabled(t_in, weight, t_out):
-        return kernels.spiking_backward(cfg, saved, g_t, need, reg_jumps(cfg, n_out, t_out.dtype),
-                                        need_tau)
+        reg = (reg_jumps(cfg, n_out, t_out.dtype) if cfg.spike_reg is not None
+               else t_out.new_zeros(0))  # (no regulariser: the kernel reads none)
+        return kernels.spiking_backward(cfg, saved, g_t, need, reg, need_tau)
     grads = PairGrads(weight, delay, t_in.numel(), need)
     taus = _tau_grads(cfg, saved, g_t, need_tau) if any(need_tau) else (None, None)
     if t_out.numel() == 0:  # a silent layer: nothing downstream depends on its inputs
@@ -338,8 +338,8 @@ class SpikingLayerFn(torch.autograd.Function):
                 tau_s: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         ctx.tau_dtypes = tau_dtypes(tau_m, tau_s)  # (inputs so autograd routes their gradients;
         # cfg.nrn has the values)
-        out, current = _engine_spikes(cfg, t_in, b_in, j_in, v_in, weight, delay)
-        t_out, b_out, n_out = out.times, out.batch, out.units
+        t_out, b_out, n_out, current = _engine_spikes(cfg, t_in, b_in, j_in, v_in, weight,
+                                                      delay)
         if not cfg.nrn.cuba:
             current = t_out.new_zeros(0)
         elif current is None:  # (the compiled forward saves I(t_k^-) as it goes)
