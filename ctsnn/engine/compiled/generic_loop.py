@@ -8,8 +8,11 @@ step and per root-finder iteration from Python. This kernel runs the same algori
 * the model is its equations: an :class:`~ctsnn.models.equations.EquationModel` (from
   :func:`ctsnn.from_equations`) or :class:`~ctsnn.AdEx` (whose equation form is
   :data:`ADEX_EQUATIONS`) is printed as scalar ``math`` source
-  (:func:`ctsnn.models.equations.codegen.model_source`) and compiled with ``numba.njit``
-  together with the loop; compiled kernels are cached per equation text and method;
+  (:func:`ctsnn.models.equations.codegen.model_source`), put into the loop's template
+  (:mod:`.generic_template`) and compiled with ``numba.njit``; the module is a file named
+  after the hash of its text in a cache directory (:func:`loop_module`), so numba's disk
+  cache serves later processes (the first call of a new model or method compiles, tens of
+  seconds on a busy machine);
 * every grid step ``n`` is split at the exact arrival times of the step (local offsets in
   ``(0, dt]`` as :func:`ctsnn.spikes.locate` computes them in the run's dtype, after the grid
   snapping of delayed arrivals; every input spike splits the step of every target, also
@@ -34,13 +37,17 @@ When it runs: :func:`generic_loop_refusal` (the selection rule, docs/kernels-gen
 
 from __future__ import annotations
 
-import math
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
-import numba
 import numpy as np
 import torch
-from numba import prange
 from torch import Tensor
 
 from ...compiled import kernel_threads, numba_threads
@@ -51,10 +58,9 @@ from ...models.equations.codegen import CodegenError, ModelSource, model_source
 from ...spikes import Spikes
 from ...synapses import Arrivals, DelayedArrivals
 from .event_driven import tensors_refusal
-from .schedule import chunk_bounds, sort_arrivals
 
 __all__ = ["ADEX_EQUATIONS", "METHODS", "GenericOutput", "generic_loop_refusal",
-           "generic_source", "generic_spikes", "run_generic_loop"]
+           "generic_source", "generic_spikes", "loop_module", "loop_source", "run_generic_loop"]
 
 #: :class:`~ctsnn.AdEx` as equations (the form the compiled loop is generated from; the tests
 #: check it against ``AdEx.dynamics``): ``(equations, threshold, reset)``.
@@ -68,10 +74,7 @@ _ADEX_PARAMS = ("tau_mem", "tau_w", "r", "v_leak", "v_t", "delta_t", "a", "b", "
                 "v_peak")
 #: Fixed-step methods served (the index is the kernel's method code).
 METHODS = ("euler", "midpoint", "heun", "rk4")
-_SNAP_ULPS = 8.0  # as ctsnn.synapses.snap_to_grid
-_MAX_ITER = 100  # as solvers.roots.find_root
 _PARALLEL_WORK = 20_000  # rows x steps below which one thread runs the call
-_NEG_MAX = -1.7976931348623157e308
 
 
 # =========================================================================== model source
@@ -100,334 +103,66 @@ def generic_source(model: NeuronModel) -> ModelSource:
 
 
 # =========================================================================== kernels
-@numba.njit(cache=True)
-def _nan_to_inf(x):
-    """As ``torch.nan_to_num(x, nan=inf, posinf=inf)`` (``-inf`` to the lowest float)."""
-    if math.isnan(x) or x == math.inf:
-        return math.inf
-    if x == -math.inf:
-        return _NEG_MAX
-    return x
+_TEMPLATE = Path(__file__).with_name("generic_template.py")
+_BEGIN, _END = "# PLACEHOLDERS BEGIN\n", "# PLACEHOLDERS END\n"
+_MODULES: dict[str, ModuleType] = {}
 
 
-@numba.njit(cache=True)
-def _key(t, d, snap, is32, dt, eps):
-    """An arrival time ``t + d`` in the run's dtype, snapped onto a grid point within 8 ulps
-    (:func:`ctsnn.synapses.snap_to_grid`) when ``snap``; returned as float64."""
-    if is32:
-        a = np.float32(np.float32(t) + np.float32(d))
-        if snap:
-            g = np.float32(np.round(np.float64(a) / dt) * dt)
-            if abs(a - g) <= np.float32(_SNAP_ULPS * eps) * max(abs(g), np.float32(dt)):
-                a = g
-        return np.float64(a)
-    a = t + d
-    if snap:
-        g = np.round(a / dt) * dt
-        if abs(a - g) <= _SNAP_ULPS * eps * max(abs(g), dt):
-            a = g
-    return a
-
-
-@numba.njit(cache=True)
-def _grid(n, dt, is32):
-    return np.float64(np.float32(n * dt)) if is32 else n * dt
-
-
-@numba.njit(cache=True)
-def _locate(t, dt, is32):
-    """``(step, offset)`` of a time as :func:`ctsnn.spikes.locate` computes it in the dtype."""
-    n = max(math.ceil(t / dt) - 1, 0)
-    for _ in range(8):
-        lo, hi = _grid(n, dt, is32), _grid(n + 1, dt, is32)
-        if t <= lo and n > 0:
-            n -= 1
-        elif t > hi:
-            n += 1
-        else:
-            break
-    lo, hi = _grid(n, dt, is32), _grid(n + 1, dt, is32)
-    step = _grid(1, dt, is32) if is32 else dt
-    if t >= hi:
-        return n, step
-    off = np.float64(np.float32(np.float32(t) - np.float32(lo))) if is32 else t - lo
-    return n, min(off, step)
-
-
-@numba.njit(cache=True)
-def _schedule(j, e0, e1, ev_t, ev_u, ev_x, weight, delay, has_delay, is32, dt, eps, key_end,
-              n_steps, tmp, val, at, aw, bins, a_step, a_off, a_val):
-    """The arrivals at neuron ``j`` of events ``e0..e1-1`` as steps, offsets and summed jumps
-    (one per instant, zero jumps kept: they split the step as in the reference); returns
-    their number."""
-    m = 0
-    for e in range(e0, e1):
-        u = ev_u[e]
-        key = _key(ev_t[e], delay[j, u] if has_delay else 0.0, has_delay, is32, dt, eps)
-        if key > key_end:
+def _cache_dir() -> Path:
+    """Where generated loop modules (and numba's cache of them) live: ``$CTSNN_CACHE_DIR``,
+    else ``~/.cache/ctsnn/generic_loop``, else a directory in the system's temp dir."""
+    user = os.getuid() if hasattr(os, "getuid") else 0
+    for base in (os.environ.get("CTSNN_CACHE_DIR"),
+                 Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ctsnn",
+                 Path(tempfile.gettempdir()) / f"ctsnn-{user}"):
+        if base is None:
             continue
-        tmp[m], val[m] = key, ev_x[e] * weight[j, u]
-        m += 1
-    sort_arrivals(tmp, val, m, max(key_end, dt), bins, at, aw)
-    k = 0
-    q = 0
-    while q < m:
-        t = at[q]
-        jump = aw[q]
-        q += 1
-        while q < m and at[q] == t:
-            jump += aw[q]
-            q += 1
-        n, off = _locate(t, dt, is32)
-        if n >= n_steps:
-            break
-        a_step[k], a_off[k], a_val[k] = n, off, jump
-        k += 1
-    return k
+        path = Path(base) / "generic_loop"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(path, os.W_OK):
+            return path
+    raise OSError("no writable directory for the generated generic-loop modules")
 
 
-_jit = numba.njit(error_model="numpy")  # inf / nan, never ZeroDivisionError, as torch
+def loop_source(source: ModelSource, method: str, has_slope: bool, jump: int) -> str:
+    """The text of the loop module for one model and method: the template
+    (``generic_template.py``) with its placeholder block replaced by the generated model
+    functions (each compiled with the template's ``_jit``) and constants."""
+    template = _TEMPLATE.read_text()
+    begin, end = template.index(_BEGIN), template.index(_END) + len(_END)
+    model = "\n".join(f"@_jit\n{line}" if line.startswith("def ") else line
+                      for line in source.source.splitlines())
+    block = (f"METHOD = {METHODS.index(method)}\nSPIKING = {source.spiking}\n"
+             f"RESETS = {source.resets}\nHAS_SLOPE = {has_slope}\nJUMP = {jump}\n\n\n"
+             f"{model}\n")
+    return template[:begin] + block + template[end:]
 
 
-def _model_functions(source: ModelSource) -> tuple:
-    """``rhs, g, slope, reset`` of the generated source, compiled."""
-    namespace: dict = {"math": math}
-    exec(compile(source.source, f"<ctsnn generated {source.state_names}>", "exec"), namespace)
-    return tuple(_jit(namespace[k]) for k in ("rhs", "g", "slope", "reset"))
+def loop_module(source: ModelSource, method: str, has_slope: bool, jump: int) -> ModuleType:
+    """The compiled loop of one model and method (its ``rows_range`` and ``rows_parallel``).
 
-
-def _make_step(rhs, method: int):
-    """``step(y, t, h, p, j, out, w)``: one step of the method (code ``method``)."""
-
-    @_jit
-    def step(y, t, h, p, j, out, w):
-        """One step of the method from ``(t, y)`` over ``h`` (the reference's op order)."""
-        k1, k2, k3, k4, tmp = w[0], w[1], w[2], w[3], w[4]
-        s = y.shape[0]
-        rhs(y, t, p, j, k1)
-        if method == 0:
-            for i in range(s):
-                out[i] = y[i] + h * k1[i]
-        elif method == 1:
-            half = 0.5 * h
-            for i in range(s):
-                tmp[i] = y[i] + half * k1[i]
-            rhs(tmp, t + half, p, j, k2)
-            for i in range(s):
-                out[i] = y[i] + h * k2[i]
-        elif method == 2:
-            for i in range(s):
-                tmp[i] = y[i] + h * k1[i]
-            rhs(tmp, t + h, p, j, k2)
-            for i in range(s):
-                out[i] = y[i] + 0.5 * h * (k1[i] + k2[i])
-        else:
-            half = 0.5 * h
-            for i in range(s):
-                tmp[i] = y[i] + half * k1[i]
-            rhs(tmp, t + half, p, j, k2)
-            for i in range(s):
-                tmp[i] = y[i] + half * k2[i]
-            rhs(tmp, t + half, p, j, k3)
-            for i in range(s):
-                tmp[i] = y[i] + h * k3[i]
-            rhs(tmp, t + h, p, j, k4)
-            sixth = h / 6.0
-            for i in range(s):
-                out[i] = y[i] + sixth * (((k1[i] + 2.0 * k2[i]) + 2.0 * k3[i]) + k4[i])
-
-    return step
-
-
-def _make_root(rhs, g, slope, step):
-    """``root(kind, ...)``: the crossing search of one element (see below)."""
-
-    @_jit
-    def root(kind, y, tau, lo, hi, g_lo, g_hi, t0, p, j, xtol, w, yx, dy):
-        """:func:`solvers.roots.find_root` for one element: ``g`` (``kind`` 0) or minus the
-        slope of ``g`` (1) along the partial step from ``(tau, y)``."""
-        g_hi = _nan_to_inf(g_hi)
-        side = 0
-        window = hi - lo
-        for it in range(_MAX_ITER):
-            width = hi - lo
-            mid = lo + 0.5 * width
-            if not (width > xtol and mid > lo and mid < hi):
-                break
-            use = False
-            secant = mid
-            if math.isfinite(g_hi):
-                secant = lo - g_lo * width / (g_hi - g_lo)
-                use = secant > lo and secant < hi
-            if it % 2 == 0 and it > 0:
-                use = use and not (width > 0.5 * window)
-                window = width
-            x = secant if use else mid
-            step(y, t0 + tau, x - tau, p, j, yx, w)
-            if kind == 0:
-                gx = g(yx, p, j)
-            else:
-                rhs(yx, t0, p, j, dy)
-                gx = -slope(yx, dy, p, j)
-            gx = _nan_to_inf(gx)
-            if gx >= 0:
-                if side > 0:
-                    g_lo *= 0.5
-                hi, g_hi, side = x, gx, 1
-            else:
-                if side < 0:
-                    g_hi *= 0.5
-                lo, g_lo, side = x, gx, -1
-            if gx == 0:
-                break
-        return hi
-
-    return root
-
-
-def _make_advance(rhs, g, slope, reset, step, root, spiking: bool, has_slope: bool):
-    """``advance(...)``: one element from ``tau`` to ``end`` with its crossings."""
-
-    @_jit
-    def advance(y, tau, end, t0, p, j, xtol, n, count, out_n, out_tau, row, w, y1, ye, dy):
-        """:func:`solvers.events.advance_with_events` for one element (no hold): from
-        ``tau`` to ``end``, spiking at every crossing; returns ``(count, last spike)``."""
-        s = y.shape[0]
-        last = -math.inf
-        while tau < end:
-            g0 = g(y, p, j) if spiking else 0.0
-            step(y, t0 + tau, end - tau, p, j, y1, w)
-            cross = False
-            upper = end
-            g1 = 0.0
-            if spiking and g0 < 0:
-                g1 = _nan_to_inf(g(y1, p, j))
-                cross = g1 >= 0
-                if not cross and has_slope:
-                    rhs(y, t0, p, j, dy)
-                    s0 = slope(y, dy, p, j)
-                    rhs(y1, t0, p, j, dy)
-                    s1 = slope(y1, dy, p, j)
-                    if s0 > 0 and s1 < 0:
-                        t_max = root(1, y, tau, tau, end, -s0, -s1, t0, p, j, xtol, w, ye, dy)
-                        step(y, t0 + tau, t_max - tau, p, j, ye, w)
-                        g_max = g(ye, p, j)
-                        if g_max >= 0:
-                            cross, upper, g1 = True, t_max, g_max
-            if not cross:
-                for i in range(s):
-                    y[i] = y1[i]
-                break
-            t_event = root(0, y, tau, tau, upper, g0, g1, t0, p, j, xtol, w, ye, dy)
-            step(y, t0 + tau, t_event - tau, p, j, ye, w)
-            for i in range(s):
-                y[i] = ye[i]
-            reset(y, p, j)
-            tau = t_event
-            last = t_event
-            if count < out_n.shape[1]:
-                out_n[row, count], out_tau[row, count] = n, t_event
-            count += 1
-        return count, last
-
-    return advance
-
-
-def _make_rows(g, reset, advance, spiking: bool, resets: bool, jump: int):
-    """``rows_range`` and ``rows_parallel``: the whole run of a range of rows."""
-
-    @_jit
-    def element(a_step, a_off, a_val, m, y, p, j, n_steps, dt, dt_end, xtol, out_n, out_tau,
-                row, w, y1, ye, dy):
-        """One (sample, neuron) over the run; returns ``(spike count, finite throughout)``."""
-        count = 0
-        if spiking and resets and g(y, p, j) >= 0:  # at threshold at t = 0: fires at 0
-            reset(y, p, j)
-            if count < out_n.shape[1]:
-                out_n[row, count], out_tau[row, count] = 0, 0.0
-            count += 1
-        k = 0
-        finite = True
-        for n in range(n_steps):
-            t0 = n * dt
-            tau = 0.0
-            last = -math.inf
-            while True:
-                has = k < m and a_step[k] == n
-                end = a_off[k] if has else dt_end
-                count, seen = advance(y, tau, end, t0, p, j, xtol, n, count, out_n, out_tau,
-                                      row, w, y1, ye, dy)
-                if seen > -math.inf:
-                    last = seen
-                tau = end
-                if not has:
-                    break
-                before = g(y, p, j) if spiking else 0.0
-                y[jump] += a_val[k]
-                k += 1
-                if spiking and before < 0 and g(y, p, j) >= 0 and last != tau:
-                    reset(y, p, j)
-                    last = tau
-                    if count < out_n.shape[1]:
-                        out_n[row, count], out_tau[row, count] = n, tau
-                    count += 1
-            for i in range(y.shape[0]):
-                finite = finite and math.isfinite(y[i])
-        return count, finite
-
-    @_jit
-    def rows_range(r0, r1, rows, ev_t, ev_u, ev_x, ptr, weight, delay, has_delay, is32, dt,
-                   eps, key_end, n_steps, dt_end, xtol, p, y0, out_n, out_tau, counts, finite,
-                   y_end):
-        """Rows ``rows[r0:r1]`` (flat ``b N + j``), scratch allocated once."""
-        n, s = y0.shape[1], y0.shape[2]
-        width = 1
-        for r in range(r0, r1):
-            b = rows[r] // n
-            width = max(width, ptr[b + 1] - ptr[b])
-        tmp, val, at, aw = np.empty(width), np.empty(width), np.empty(width), np.empty(width)
-        bins = np.empty(width + 1, dtype=np.int64)
-        a_step, a_off, a_val = np.empty(width, dtype=np.int64), np.empty(width), np.empty(width)
-        w = np.empty((5, s))
-        y, y1, ye, dy = np.empty(s), np.empty(s), np.empty(s), np.empty(s)
-        for r in range(r0, r1):
-            q = rows[r]
-            b, j = q // n, q % n
-            m = _schedule(j, ptr[b], ptr[b + 1], ev_t, ev_u, ev_x, weight, delay, has_delay,
-                          is32, dt, eps, key_end, n_steps, tmp, val, at, aw, bins, a_step,
-                          a_off, a_val)
-            for i in range(s):
-                y[i] = y0[b, j, i]
-            c, ok = element(a_step, a_off, a_val, m, y, p, j, n_steps, dt, dt_end, xtol,
-                            out_n, out_tau, r, w, y1, ye, dy)
-            counts[r] = c
-            finite[r] = ok
-            for i in range(s):
-                y_end[b, j, i] = y[i]
-
-    @numba.njit(parallel=True, error_model="numpy")
-    def rows_parallel(n_chunks, rows, *args):
-        for c in prange(n_chunks):
-            r0, r1 = chunk_bounds(c, n_chunks, rows.shape[0])
-            rows_range(r0, r1, rows, *args)
-
-    return rows_range, rows_parallel
-
-
-_KERNELS: dict[tuple, tuple] = {}
-
-
-def _kernels(source: ModelSource, method: str, has_slope: bool, jump: int) -> tuple:
-    """``(rows_range, rows_parallel)`` for a model source and method, built once per process
-    (the generated functions are closures: numba compiles them at their first call)."""
-    key = (source.source, method, has_slope, jump)
-    if key not in _KERNELS:
-        rhs, g, slope, reset = _model_functions(source)
-        step = _make_step(rhs, METHODS.index(method))
-        root = _make_root(rhs, g, slope, step)
-        advance = _make_advance(rhs, g, slope, reset, step, root, source.spiking, has_slope)
-        _KERNELS[key] = _make_rows(g, reset, advance, source.spiking, source.resets, jump)
-    return _KERNELS[key]
+    The module text (:func:`loop_source`) is written once to a file named after its hash in
+    the cache directory and imported; numba compiles it at the first call and keeps the
+    machine code in that directory (``cache=True``), so later processes load it instead.
+    """
+    text = loop_source(source, method, has_slope, jump)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+    if digest not in _MODULES:
+        name = f"ctsnn_generic_loop_{digest}"
+        path = _cache_dir() / f"{name}.py"
+        if not path.exists() or path.read_text() != text:
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(text)
+            os.replace(partial, path)  # atomic: a concurrent process never reads half a file
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        _MODULES[digest] = module
+    return _MODULES[digest]
 
 
 # =========================================================================== selection rule
@@ -521,8 +256,8 @@ def run_generic_loop(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
         caller then runs the reference engine, which raises the explanatory error).
     """
     source = generic_source(model)
-    rows_range, rows_parallel = _kernels(source, method, not model.monotone,
-                                         model.state_names.index(model.jump_target))
+    loop = loop_module(source, method, not model.monotone,
+                       model.state_names.index(model.jump_target))
     spikes, dt = arrivals.spikes, arrivals.dt
     if state is None:
         state = model.initial_state(batch_size, dtype=dtype)
@@ -559,9 +294,9 @@ def run_generic_loop(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
                 n_steps, dt_end, xtol, p, y0, out_n, out_tau, counts, finite, y_end)
         if threads > 1 and rows.size > 1:
             with numba_threads(threads):
-                rows_parallel(min(rows.size, 16 * threads), rows, *args)
+                loop.rows_parallel(min(rows.size, 16 * threads), rows, *args)
         else:
-            rows_range(0, rows.size, rows, *args)
+            loop.rows_range(0, rows.size, rows, *args)
         return out_n, out_tau, counts, finite
 
     rows = np.arange(n_rows, dtype=np.int64)

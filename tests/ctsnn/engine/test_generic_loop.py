@@ -285,3 +285,20 @@ def test_diverging_state_falls_back_to_the_reference_error():
     spikes = _spikes(gen, 2, 1, 20, 4)
     with pytest.raises(FloatingPointError, match="NaN or infinite"):
         _run(blow, syn, spikes, kernels=True, n_steps=20)
+
+
+def test_loop_module_is_a_cached_file_per_model_and_method(tmp_path, monkeypatch):
+    """The generated loop is a module file named after its text's hash (numba's disk cache
+    then serves later processes); the same text is imported once per process."""
+    monkeypatch.setenv("CTSNN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(generic_loop, "_MODULES", {})
+    source = generic_loop.generic_source(ctsnn.AdEx(2))
+    text = generic_loop.loop_source(source, "rk4", True, 0)
+    assert "METHOD = 3" in text and "def rhs(y, tt, p, j, out)" in text
+    assert "raise NotImplementedError" not in text  # the placeholders were replaced
+    assert generic_loop.loop_source(source, "euler", True, 0) != text
+    module = generic_loop.loop_module(source, "rk4", True, 0)
+    files = list((tmp_path / "generic_loop").glob("ctsnn_generic_loop_*.py"))
+    assert len(files) == 1 and files[0].read_text() == text
+    assert generic_loop.loop_module(source, "rk4", True, 0) is module
+    assert callable(module.rows_range) and callable(module.rows_parallel)
