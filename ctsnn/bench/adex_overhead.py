@@ -43,8 +43,10 @@ WORKLOAD = "AdEx generic-model overhead"
 
 
 def build(*, seed: int = 0, batch: int = 8, n_in: int = 50, n: int = 100,
-          duration: float = 0.1, dt: float = 1e-3) -> Callable[[], ctsnn.SimulationResult]:
-    """The AdEx network and its input; returns the call that simulates it (no autograd)."""
+          duration: float = 0.1, dt: float = 1e-3, float64: bool = False
+          ) -> Callable[[], ctsnn.SimulationResult]:
+    """The AdEx network and its input (float32, or float64 with ``float64``); returns the
+    call that simulates it (no autograd)."""
     g = torch.Generator().manual_seed(seed)
     steps = max(1, round(duration / dt))
     times, units, samples = [], [], []
@@ -57,6 +59,8 @@ def build(*, seed: int = 0, batch: int = 8, n_in: int = 50, n: int = 100,
                                       dt=dt, n_steps=steps, batch_size=batch, n_units=n_in)
     layer = ctsnn.Layer(ctsnn.AdEx(n), torch.rand(n, n_in, generator=g) * 6.0,
                         delay=torch.rand(n, n_in, generator=g) * 0.01, time="continuous")
+    if float64:
+        layer, spikes = layer.double(), spikes.to(dtype=torch.float64)
 
     def call() -> ctsnn.SimulationResult:
         with torch.no_grad():  # no autograd: the compiled generic loop applies when enabled
@@ -152,4 +156,6 @@ def main(quick: bool = False, reference: bool = True, *, repeats: int | None = N
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
-    sys.exit(main(quick=p.parse_args().quick))
+    p.add_argument("--float64", action="store_true", help="float64 network and input")
+    cli = p.parse_args()
+    sys.exit(main(quick=cli.quick, float64=cli.float64))
