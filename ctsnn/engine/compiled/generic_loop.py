@@ -6,8 +6,8 @@ step and per root-finder iteration from Python. This kernel runs the same algori
 (sample, neuron) row at a time, in float64 numba code generated from the model's equations:
 
 * the model is its equations: an :class:`~ctsnn.models.equations.EquationModel` (from
-  :func:`ctsnn.from_equations`) or :class:`~ctsnn.AdEx` (whose equation form is
-  :data:`ADEX_EQUATIONS`) is printed as scalar ``math`` source
+  :func:`ctsnn.from_equations`) or a built-in model of :data:`EQUATION_FORMS` (AdEx, AdLIF,
+  QIF: their equation form) is printed as scalar ``math`` source
   (:func:`ctsnn.models.equations.codegen.model_source`), put into the loop's template
   (:mod:`.generic_template`) and compiled with ``numba.njit``; the module is a file named
   after the hash of its text in a cache directory (:func:`loop_module`), so numba's disk
@@ -51,27 +51,31 @@ import torch
 from torch import Tensor
 
 from ...compiled import kernel_threads, numba_threads
-from ...models.adaptive import AdEx
+from ...models.adaptive import AdEx, AdLIF
 from ...models.base import NeuronModel
 from ...models.equations import EquationModel, parse_equations
 from ...models.equations.codegen import CodegenError, ModelSource, model_source
+from ...models.quadratic import QIF
 from ...spikes import Spikes
 from ...synapses import Arrivals, DelayedArrivals
 from .event_driven import tensors_refusal
 
-__all__ = ["ADEX_EQUATIONS", "METHODS", "GenericOutput", "generic_loop_refusal",
+__all__ = ["EQUATION_FORMS", "METHODS", "GenericOutput", "generic_loop_refusal",
            "generic_source", "generic_spikes", "loop_module", "loop_source", "run_generic_loop"]
 
-#: :class:`~ctsnn.AdEx` as equations (the form the compiled loop is generated from; the tests
-#: check it against ``AdEx.dynamics``): ``(equations, threshold, reset)``.
-ADEX_EQUATIONS = (
-    "dv/dt = (v_leak - v + delta_t*exp((v - v_t)/delta_t) + r*(I - w))/tau_mem\n"
-    "dw/dt = (a*(v - v_leak) - w)/tau_w",
-    "v >= v_peak",
-    "v = v_reset; w += b",
-)
-_ADEX_PARAMS = ("tau_mem", "tau_w", "r", "v_leak", "v_t", "delta_t", "a", "b", "v_reset",
-                "v_peak")
+#: The built-in models without a closed form that the loop serves, as equations (the form
+#: the loop is generated from; tests check each against the class's ``dynamics``,
+#: ``threshold`` and ``reset``): class -> ``(equations, threshold, reset, parameter names)``.
+EQUATION_FORMS: dict[type, tuple[str, str, str, tuple[str, ...]]] = {
+    AdEx: ("dv/dt = (v_leak - v + delta_t*exp((v - v_t)/delta_t) + r*(I - w))/tau_mem\n"
+           "dw/dt = (a*(v - v_leak) - w)/tau_w", "v >= v_peak", "v = v_reset; w += b",
+           ("tau_mem", "tau_w", "r", "v_leak", "v_t", "delta_t", "a", "b", "v_reset", "v_peak")),
+    AdLIF: ("dv/dt = (v_leak - v + r*(I - w))/tau_mem\ndw/dt = (a*(v - v_leak) - w)/tau_w",
+            "v >= v_threshold", "v = v_reset; w += b",
+            ("tau_mem", "tau_w", "a", "b", "r", "v_leak", "v_threshold", "v_reset")),
+    QIF: ("dv/dt = (a*(v - v_rest)*(v - v_crit) + r*I)/tau_mem", "v >= v_peak", "v = v_reset",
+          ("tau_mem", "a", "r", "v_rest", "v_crit", "v_peak", "v_reset")),
+}
 #: Fixed-step methods served (the index is the kernel's method code).
 METHODS = ("euler", "midpoint", "heun", "rk4")
 _PARALLEL_WORK = 20_000  # rows x steps below which one thread runs the call
@@ -82,7 +86,8 @@ _SOURCES: dict[type, ModelSource] = {}
 
 
 def generic_source(model: NeuronModel) -> ModelSource:
-    """The generated source of ``model`` (an :class:`EquationModel` or :class:`AdEx`).
+    """The generated source of ``model`` (an :class:`EquationModel` or a model of
+    :data:`EQUATION_FORMS`).
 
     Raises:
         CodegenError: the model is neither, or its equations use something the loop cannot
@@ -92,12 +97,13 @@ def generic_source(model: NeuronModel) -> ModelSource:
     if cls not in _SOURCES:
         if isinstance(model, EquationModel):
             spec = model.spec
-        elif cls is AdEx:
-            equations, threshold, reset = ADEX_EQUATIONS
-            spec = parse_equations(equations, parameters=_ADEX_PARAMS, threshold=threshold,
+        elif cls in EQUATION_FORMS:
+            equations, threshold, reset, names = EQUATION_FORMS[cls]
+            spec = parse_equations(equations, parameters=names, threshold=threshold,
                                    reset=reset)
         else:
-            raise CodegenError(f"{cls.__name__} is neither an equation model nor AdEx")
+            raise CodegenError(f"{cls.__name__} is neither an equation model nor one of "
+                               f"{', '.join(c.__name__ for c in EQUATION_FORMS)}")
         _SOURCES[cls] = model_source(spec)
     return _SOURCES[cls]
 
@@ -174,7 +180,8 @@ def generic_loop_refusal(model: NeuronModel, *, time: str, method: object, arriv
 
     The selection rule (docs/kernels-generic.md): continuous time with a fixed-step method
     (one of :data:`METHODS`); an :class:`~ctsnn.models.equations.EquationModel` or
-    :class:`~ctsnn.AdEx` whose equations the generator can print
+    built-in model of :data:`EQUATION_FORMS` (AdEx, AdLIF, QIF) whose equations the generator
+    can print
     (:func:`generic_source`), without refractory period or delayed reads; input only as
     spikes through a :class:`~ctsnn.synapses.Dense` synapse with the ``Exact`` kernel (zero,
     per-axon or per-synapse delays); no input current, jumps, recurrent synapse, recording,
@@ -184,8 +191,9 @@ def generic_loop_refusal(model: NeuronModel, *, time: str, method: object, arriv
     """
     if time != "continuous" or not isinstance(method, str) or method not in METHODS:
         return f"not continuous time with a fixed-step method ({', '.join(METHODS)})"
-    if not (isinstance(model, EquationModel) or type(model) is AdEx):
-        return f"{type(model).__name__} is neither an equation model nor AdEx"
+    if not (isinstance(model, EquationModel) or type(model) in EQUATION_FORMS):
+        names = ", ".join(c.__name__ for c in EQUATION_FORMS)
+        return f"{type(model).__name__} is neither an equation model nor one of {names}"
     if model.delayed_reads:
         return "the model reads its own delayed state"
     if bool((model.refractory.detach() > 0).any()):
@@ -242,7 +250,8 @@ def run_generic_loop(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
     """Simulate the layer with the compiled loop (see the module docstring).
 
     Args:
-        model: an :class:`EquationModel` or :class:`AdEx` population of ``N`` neurons.
+        model: an :class:`EquationModel` or a model of :data:`EQUATION_FORMS` (``N``
+            neurons).
         arrivals: the schedule :meth:`ctsnn.synapses.Dense.arrivals` built (input spikes,
             weight ``[N, N_in]``, delays ``[N, N_in]`` seconds).
         method: one of :data:`METHODS`.

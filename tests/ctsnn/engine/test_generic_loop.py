@@ -105,6 +105,16 @@ def test_loop_matches_reference(name, delays, monkeypatch):
     assert ref.spikes.times.numel() > 5  # the comparison saw spikes
 
 
+@pytest.mark.parametrize("cls", [ctsnn.AdLIF, ctsnn.QIF])
+def test_builtin_models_from_their_equation_forms(cls, monkeypatch):
+    """AdLIF and QIF run from their equation forms (as AdEx in the tests above)."""
+    gen = torch.Generator().manual_seed(12)
+    model = cls(4, tau_mem=0.01 + 0.01 * torch.rand(4, generator=gen, dtype=F64)).double()
+    syn = _synapse(gen, 8, 4, "synapse", 1.5)
+    ref = _compare(model, syn, _spikes(gen, 8, 2, 40, 120), 40, monkeypatch)
+    assert ref.spikes.times.numel() > 5
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31 - 1), name=st.sampled_from(list(MODELS)),

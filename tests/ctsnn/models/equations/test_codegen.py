@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ctsnn
-from ctsnn.engine.compiled.generic_loop import ADEX_EQUATIONS, generic_source
+from ctsnn.engine.compiled.generic_loop import EQUATION_FORMS
 from ctsnn.models.equations import parse_equations
 from ctsnn.models.equations.codegen import CodegenError, expression_source, model_source
 
@@ -26,27 +26,30 @@ def _functions(source):
     return namespace["rhs"], namespace["g"], namespace["slope"], namespace["reset"]
 
 
-def _adex_as_equations(model: ctsnn.AdEx):
-    equations, threshold, reset = ADEX_EQUATIONS
-    names = generic_source(model).param_names
+def _as_equations(model):
+    equations, threshold, reset, names = EQUATION_FORMS[type(model)]
     return ctsnn.from_equations(equations, threshold=threshold, reset=reset,
                                 parameters={p: getattr(model, p) for p in names}, n=model.n,
-                                name="AdExEq").double()
+                                name=f"{type(model).__name__}Eq").double()
 
 
-def test_adex_equation_form_is_adex():
-    """:data:`ADEX_EQUATIONS` (what the loop is generated from) is ``AdEx``'s dynamics,
-    threshold and reset."""
+@pytest.mark.parametrize("cls", list(EQUATION_FORMS))
+def test_equation_forms_are_the_builtin_models(cls):
+    """:data:`EQUATION_FORMS` (what the loop is generated from) are the built-in models'
+    dynamics, threshold and reset (float64, to rounding: sympy orders the terms)."""
     gen = torch.Generator().manual_seed(0)
-    adex = ctsnn.AdEx(5, a=torch.rand(5, generator=gen, dtype=F64) * 0.01).double()
-    eq = _adex_as_equations(adex)
-    state = adex.State(-70 + 25 * torch.rand(3, 5, generator=gen, dtype=F64),
-                       torch.rand(3, 5, generator=gen, dtype=F64))
+    model = cls(5, a=0.004 + torch.rand(5, generator=gen, dtype=F64) * 0.01).double()
+    eq = _as_equations(model)
+    assert set(EQUATION_FORMS[cls][3]) == set(model.param_names) - {"refractory"}
+    v = model.initial_state(3, dtype=F64)[0] + 20 * torch.rand(3, 5, generator=gen, dtype=F64)
+    state = model.State(v, *(torch.rand(3, 5, generator=gen, dtype=F64)
+                             for _ in model.state_names[1:]))
     zero = torch.zeros(3, 5, dtype=F64)
-    for a, b in zip(adex.dynamics(0.0, state, zero), eq.dynamics(0.0, state, zero), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-12)
-    torch.testing.assert_close(adex.threshold(state), eq.threshold(state), rtol=0, atol=0)
-    for a, b in zip(adex.reset(state), eq.reset(state), strict=True):
+    for a, b in zip(model.dynamics(0.0, state, zero), eq.dynamics(0.0, state, zero),
+                    strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-12)
+    torch.testing.assert_close(model.threshold(state), eq.threshold(state), rtol=0, atol=0)
+    for a, b in zip(model.reset(state), eq.reset(state), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
