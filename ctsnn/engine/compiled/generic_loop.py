@@ -24,7 +24,12 @@ step and per root-finder iteration from Python. This kernel runs the same algori
   :func:`solvers.roots.find_root` on the same map (a partial step from the piece's start),
   to ``xtol`` (default ``64 eps dt``); the reset is applied there and the piece continues;
 * an arrival that carries ``g`` from below to at or above zero fires (once per instant);
-  a neuron at or above threshold at ``t = 0`` fires at ``t = 0``.
+  a neuron at or above threshold at ``t = 0`` fires at ``t = 0``;
+* a refractory period holds the clamped variables (their derivatives zeroed in every stage,
+  their values restored after the step) and suppresses crossings until it ends: a piece
+  stops at the end of the hold, which is kept per step as the reference keeps it (local,
+  snapped onto the grid within 8 ulps); arrivals during it do not move a clamped jump
+  target and fire nothing.
 
 Rows are independent (feed-forward layer): numba ``prange`` runs chunks of rows, each chunk
 owning its rows, so results do not depend on the thread count. float32 runs are computed in
@@ -181,8 +186,7 @@ def generic_loop_refusal(model: NeuronModel, *, time: str, method: object, arriv
     The selection rule (docs/kernels-generic.md): continuous time with a fixed-step method
     (one of :data:`METHODS`); an :class:`~ctsnn.models.equations.EquationModel` or
     built-in model of :data:`EQUATION_FORMS` (AdEx, AdLIF, QIF) whose equations the generator
-    can print
-    (:func:`generic_source`), without refractory period or delayed reads; input only as
+    can print (:func:`generic_source`), without delayed reads; input only as
     spikes through a :class:`~ctsnn.synapses.Dense` synapse with the ``Exact`` kernel (zero,
     per-axon or per-synapse delays); no input current, jumps, recurrent synapse, recording,
     ``saveat`` or integrand; float32 / float64; nothing that needs an autograd graph; and
@@ -196,8 +200,6 @@ def generic_loop_refusal(model: NeuronModel, *, time: str, method: object, arriv
         return f"{type(model).__name__} is neither an equation model nor one of {names}"
     if model.delayed_reads:
         return "the model reads its own delayed state"
-    if bool((model.refractory.detach() > 0).any()):
-        return "a refractory period is set"
     if not isinstance(arrivals, (Arrivals, DelayedArrivals)) or arrivals.weight is None:
         return "input is not spikes through a Dense synapse with the Exact kernel"
     if arrivals.dt != dt:
@@ -292,6 +294,10 @@ def run_generic_loop(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
     y0 = np.ascontiguousarray(y0)
     y_end = np.empty_like(y0)
     p = _params(model, source.param_names)
+    ref = model.refractory.detach().to(dtype).to(torch.float64).cpu().expand(n).contiguous()
+    has_ref = bool((ref > 0).any())
+    ref = ref.numpy()
+    clamp = np.array([name in model.clamped_names for name in model.state_names])
     threads = kernel_threads() if n_rows * max(n_steps, 1) >= _PARALLEL_WORK else 1
 
     def simulate(rows: np.ndarray, cap: int) -> tuple[np.ndarray, ...]:
@@ -300,7 +306,8 @@ def run_generic_loop(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
         counts = np.zeros(rows.size, dtype=np.int64)
         finite = np.ones(rows.size, dtype=np.bool_)
         args = (ev_t, ev_u, ev_x, ptr, weight, delay, has_delay, is32, dt, eps, key_end,
-                n_steps, dt_end, xtol, p, y0, out_n, out_tau, counts, finite, y_end)
+                n_steps, dt_end, xtol, p, ref, has_ref, clamp, y0, out_n, out_tau, counts,
+                finite, y_end)
         if threads > 1 and rows.size > 1:
             with numba_threads(threads):
                 loop.rows_parallel(min(rows.size, 16 * threads), rows, *args)

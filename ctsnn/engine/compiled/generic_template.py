@@ -148,11 +148,22 @@ def schedule(j, e0, e1, ev_t, ev_u, ev_x, weight, delay, has_delay, is32, dt, ep
 
 
 @_jit
-def step(y, t, h, p, j, out, w):
-    """One step of the method from ``(t, y)`` over ``h`` (the reference's op order)."""
+def field(y, t, p, j, out, held, clamp):
+    """``rhs`` with the derivatives of the clamped variables zeroed where ``held``."""
+    rhs(y, t, p, j, out)
+    if held:
+        for i in range(y.shape[0]):
+            if clamp[i]:
+                out[i] = 0.0
+
+
+@_jit
+def step(y, t, h, p, j, out, w, held, clamp):
+    """One step of the method from ``(t, y)`` over ``h`` (the reference's op order); where
+    ``held``, the clamped variables keep their values (refractory period)."""
     k1, k2, k3, k4, tmp = w[0], w[1], w[2], w[3], w[4]
     s = y.shape[0]
-    rhs(y, t, p, j, k1)
+    field(y, t, p, j, k1, held, clamp)
     if METHOD == 0:
         for i in range(s):
             out[i] = y[i] + h * k1[i]
@@ -160,33 +171,37 @@ def step(y, t, h, p, j, out, w):
         half = 0.5 * h
         for i in range(s):
             tmp[i] = y[i] + half * k1[i]
-        rhs(tmp, t + half, p, j, k2)
+        field(tmp, t + half, p, j, k2, held, clamp)
         for i in range(s):
             out[i] = y[i] + h * k2[i]
     elif METHOD == 2:
         for i in range(s):
             tmp[i] = y[i] + h * k1[i]
-        rhs(tmp, t + h, p, j, k2)
+        field(tmp, t + h, p, j, k2, held, clamp)
         for i in range(s):
             out[i] = y[i] + 0.5 * h * (k1[i] + k2[i])
     else:
         half = 0.5 * h
         for i in range(s):
             tmp[i] = y[i] + half * k1[i]
-        rhs(tmp, t + half, p, j, k2)
+        field(tmp, t + half, p, j, k2, held, clamp)
         for i in range(s):
             tmp[i] = y[i] + half * k2[i]
-        rhs(tmp, t + half, p, j, k3)
+        field(tmp, t + half, p, j, k3, held, clamp)
         for i in range(s):
             tmp[i] = y[i] + h * k3[i]
-        rhs(tmp, t + h, p, j, k4)
+        field(tmp, t + h, p, j, k4, held, clamp)
         sixth = h / 6.0
         for i in range(s):
             out[i] = y[i] + sixth * (((k1[i] + 2.0 * k2[i]) + 2.0 * k3[i]) + k4[i])
+    if held:
+        for i in range(s):
+            if clamp[i]:
+                out[i] = y[i]
 
 
 @_jit
-def root(kind, y, tau, lo, hi, g_lo, g_hi, t0, p, j, xtol, w, yx, dy):
+def root(kind, y, tau, lo, hi, g_lo, g_hi, t0, p, j, xtol, w, yx, dy, clamp):
     """:func:`solvers.roots.find_root` for one element: ``g`` (``kind`` 0) or minus the
     slope of ``g`` (1) along the partial step from ``(tau, y)``."""
     g_hi = nan_to_inf(g_hi)
@@ -206,7 +221,7 @@ def root(kind, y, tau, lo, hi, g_lo, g_hi, t0, p, j, xtol, w, yx, dy):
             use = use and not (width > 0.5 * window)
             window = width
         x = secant if use else mid
-        step(y, t0 + tau, x - tau, p, j, yx, w)
+        step(y, t0 + tau, x - tau, p, j, yx, w, False, clamp)
         if kind == 0:
             gx = g(yx, p, j)
         else:
@@ -227,18 +242,22 @@ def root(kind, y, tau, lo, hi, g_lo, g_hi, t0, p, j, xtol, w, yx, dy):
 
 
 @_jit
-def advance(y, tau, end, t0, p, j, xtol, n, count, out_n, out_tau, row, w, y1, ye, dy):
-    """:func:`solvers.events.advance_with_events` for one element (no hold): from
-    ``tau`` to ``end``, spiking at every crossing; returns ``(count, last spike)``."""
+def advance(y, tau, end, t0, p, j, xtol, n, count, out_n, out_tau, row, w, y1, ye, dy, hold,
+            ref, has_ref, clamp):
+    """:func:`solvers.events.advance_with_events` for one element: from ``tau`` to ``end``,
+    spiking at every crossing, held (no crossing, clamped variables fixed) until ``hold``
+    when ``has_ref``; returns ``(count, last spike, hold)``."""
     s = y.shape[0]
     last = -math.inf
     while tau < end:
+        held = has_ref and hold > tau
+        stop = hold if held and hold < end else end
         g0 = g(y, p, j) if SPIKING else 0.0
-        step(y, t0 + tau, end - tau, p, j, y1, w)
+        step(y, t0 + tau, stop - tau, p, j, y1, w, held, clamp)
         cross = False
-        upper = end
+        upper = stop
         g1 = 0.0
-        if SPIKING and g0 < 0:
+        if SPIKING and g0 < 0 and not held:
             g1 = nan_to_inf(g(y1, p, j))
             cross = g1 >= 0
             if not cross and HAS_SLOPE:
@@ -247,35 +266,50 @@ def advance(y, tau, end, t0, p, j, xtol, n, count, out_n, out_tau, row, w, y1, y
                 rhs(y1, t0, p, j, dy)
                 s1 = slope(y1, dy, p, j)
                 if s0 > 0 and s1 < 0:
-                    t_max = root(1, y, tau, tau, end, -s0, -s1, t0, p, j, xtol, w, ye, dy)
-                    step(y, t0 + tau, t_max - tau, p, j, ye, w)
+                    t_max = root(1, y, tau, tau, stop, -s0, -s1, t0, p, j, xtol, w, ye, dy,
+                                 clamp)
+                    step(y, t0 + tau, t_max - tau, p, j, ye, w, False, clamp)
                     g_max = g(ye, p, j)
                     if g_max >= 0:
                         cross, upper, g1 = True, t_max, g_max
         if not cross:
             for i in range(s):
                 y[i] = y1[i]
-            break
-        t_event = root(0, y, tau, tau, upper, g0, g1, t0, p, j, xtol, w, ye, dy)
-        step(y, t0 + tau, t_event - tau, p, j, ye, w)
+            tau = stop
+            continue
+        t_event = root(0, y, tau, tau, upper, g0, g1, t0, p, j, xtol, w, ye, dy, clamp)
+        step(y, t0 + tau, t_event - tau, p, j, ye, w, False, clamp)
         for i in range(s):
             y[i] = ye[i]
         reset(y, p, j)
         tau = t_event
         last = t_event
+        if has_ref:
+            hold = t_event + ref
         if count < out_n.shape[1]:
             out_n[row, count], out_tau[row, count] = n, t_event
         count += 1
-    return count, last
+    return count, last, hold
 
 
 @_jit
-def element(a_step, a_off, a_val, m, y, p, j, n_steps, dt, dt_end, xtol, out_n, out_tau,
-            row, w, y1, ye, dy):
+def snap(t, dt, eps):
+    """``t`` moved onto the grid point ``k dt`` within 8 ulps (as ctsnn.synapses.snap_to_grid)."""
+    at = np.round(t / dt) * dt
+    if abs(t - at) <= SNAP_ULPS * eps * max(abs(at), dt):
+        return t + (at - t)
+    return t
+
+
+@_jit
+def element(a_step, a_off, a_val, m, y, p, j, n_steps, dt, dt_end, eps, xtol, out_n, out_tau,
+            row, w, y1, ye, dy, ref, has_ref, clamp):
     """One (sample, neuron) over the run; returns ``(spike count, finite throughout)``."""
     count = 0
+    ref_end = -math.inf  # absolute time at which the refractory period ends
     if SPIKING and RESETS and g(y, p, j) >= 0:  # at threshold at t = 0: fires at 0
         reset(y, p, j)
+        ref_end = ref
         if count < out_n.shape[1]:
             out_n[row, count], out_tau[row, count] = 0, 0.0
         count += 1
@@ -285,33 +319,41 @@ def element(a_step, a_off, a_val, m, y, p, j, n_steps, dt, dt_end, xtol, out_n, 
         t0 = n * dt
         tau = 0.0
         last = -math.inf
+        hold = snap(ref_end - t0, dt, eps) if has_ref else -math.inf
         while True:
             has = k < m and a_step[k] == n
             end = a_off[k] if has else dt_end
-            count, seen = advance(y, tau, end, t0, p, j, xtol, n, count, out_n, out_tau,
-                                  row, w, y1, ye, dy)
+            count, seen, hold = advance(y, tau, end, t0, p, j, xtol, n, count, out_n, out_tau,
+                                        row, w, y1, ye, dy, hold, ref, has_ref, clamp)
             if seen > -math.inf:
                 last = seen
             tau = end
             if not has:
                 break
+            held = has_ref and hold > tau
             before = g(y, p, j) if SPIKING else 0.0
-            y[JUMP] += a_val[k]
+            if not (held and clamp[JUMP]):
+                y[JUMP] += a_val[k]
             k += 1
-            if SPIKING and before < 0 and g(y, p, j) >= 0 and last != tau:
+            if SPIKING and not held and before < 0 and g(y, p, j) >= 0 and last != tau:
                 reset(y, p, j)
                 last = tau
+                if has_ref:
+                    hold = tau + ref
                 if count < out_n.shape[1]:
                     out_n[row, count], out_tau[row, count] = n, tau
                 count += 1
+        if has_ref:
+            ref_end = hold + t0
         for i in range(y.shape[0]):
             finite = finite and math.isfinite(y[i])
     return count, finite
 
+
 @_jit
 def rows_range(r0, r1, rows, ev_t, ev_u, ev_x, ptr, weight, delay, has_delay, is32, dt,
-               eps, key_end, n_steps, dt_end, xtol, p, y0, out_n, out_tau, counts, finite,
-               y_end):
+               eps, key_end, n_steps, dt_end, xtol, p, ref, has_ref, clamp, y0, out_n, out_tau,
+               counts, finite, y_end):
     """Rows ``rows[r0:r1]`` (flat ``b N + j``), scratch allocated once."""
     n, s = y0.shape[1], y0.shape[2]
     width = 1
@@ -331,8 +373,8 @@ def rows_range(r0, r1, rows, ev_t, ev_u, ev_x, ptr, weight, delay, has_delay, is
                       a_off, a_val)
         for i in range(s):
             y[i] = y0[b, j, i]
-        c, ok = element(a_step, a_off, a_val, m, y, p, j, n_steps, dt, dt_end, xtol,
-                        out_n, out_tau, r, w, y1, ye, dy)
+        c, ok = element(a_step, a_off, a_val, m, y, p, j, n_steps, dt, dt_end, eps, xtol,
+                        out_n, out_tau, r, w, y1, ye, dy, ref[j], has_ref, clamp)
         counts[r] = c
         finite[r] = ok
         for i in range(s):
