@@ -100,14 +100,15 @@ def generic_source(model: NeuronModel) -> ModelSource:
     """
     cls = type(model)
     if cls not in _SOURCES:
-        if isinstance(model, EquationModel):
+        if cls.__bases__ == (EquationModel,):  # as built: a subclass may override methods
             spec = model.spec
         elif cls in EQUATION_FORMS:
             equations, threshold, reset, names = EQUATION_FORMS[cls]
             spec = parse_equations(equations, parameters=names, threshold=threshold,
                                    reset=reset)
         else:
-            raise CodegenError(f"{cls.__name__} is neither an equation model nor one of "
+            raise CodegenError(f"{cls.__name__} is neither a model built by from_equations nor "
+                               "one of "
                                f"{', '.join(c.__name__ for c in EQUATION_FORMS)}")
         _SOURCES[cls] = model_source(spec)
     return _SOURCES[cls]
@@ -195,9 +196,10 @@ def generic_loop_refusal(model: NeuronModel, *, time: str, method: object, arriv
     """
     if time != "continuous" or not isinstance(method, str) or method not in METHODS:
         return f"not continuous time with a fixed-step method ({', '.join(METHODS)})"
-    if not (isinstance(model, EquationModel) or type(model) in EQUATION_FORMS):
+    if not (type(model).__bases__ == (EquationModel,) or type(model) in EQUATION_FORMS):
         names = ", ".join(c.__name__ for c in EQUATION_FORMS)
-        return f"{type(model).__name__} is neither an equation model nor one of {names}"
+        return (f"{type(model).__name__} is neither a model built by from_equations nor one "
+                f"of {names}")
     if model.delayed_reads:
         return "the model reads its own delayed state"
     if not isinstance(arrivals, (Arrivals, DelayedArrivals)) or arrivals.weight is None:

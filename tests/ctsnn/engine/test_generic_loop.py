@@ -277,6 +277,13 @@ def test_selection_rule():
         assert "fixed-step" in _refusal(model, syn, spikes, method="dopri5")
         assert "fixed-step" in _refusal(model, syn, spikes, time="discrete")
         assert "neither" in _refusal(_Custom(3).double(), syn, spikes)
+
+        class Overridden(type(_qif(3, gen))):  # the generated code would not see this
+            def dynamics(self, t, state, input):
+                return (-state.v,)
+
+        assert "neither" in _refusal(Overridden(3).double(), syn, spikes)
+        assert "neither" in _refusal(type("Sub", (ctsnn.AdEx,), {})(3).double(), syn, spikes)
         assert "record" in _refusal(model, syn, spikes, record=("v",))
         assert "current" in _refusal(model, syn, spikes, current=torch.zeros(1))
         assert _refusal(ctsnn.AdEx(3, refractory=0.002).double(), syn, spikes) is None
