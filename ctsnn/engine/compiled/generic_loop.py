@@ -47,6 +47,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+import weakref
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
@@ -87,7 +88,7 @@ _PARALLEL_WORK = 20_000  # rows x steps below which one thread runs the call
 
 
 # =========================================================================== model source
-_SOURCES: dict[type, ModelSource] = {}
+_SOURCES: weakref.WeakKeyDictionary[type, ModelSource] = weakref.WeakKeyDictionary()
 
 
 def generic_source(model: NeuronModel) -> ModelSource:
