@@ -11,7 +11,10 @@ Turn kernels off for a block with ``with ctsnn.compiled.use_kernels(False): ...`
 process with the environment variable ``CTSNN_KERNELS=0``.
 
 Models without a closed-form flow (AdEx, Izhikevich, equation models) are stepped by a
-Runge-Kutta map issued from Python, a few dozen small operators per step. With
+Runge-Kutta map issued from Python, a few dozen small operators per step. Where no autograd
+graph is needed, feed-forward layers of equation models, AdEx, AdLIF and QIF run instead in
+the compiled generic loop (:mod:`ctsnn.engine.compiled.generic_loop`, the same algorithm in
+numba code generated from the equations; selected by the same switch). With
 ``use_compiled_steps(True)`` (or ``CTSNN_COMPILE_STEPS=1``) that map, the model's dynamics
 inlined, goes through ``torch.compile``, which fuses it into one generated kernel per shape.
 It is off by default: Inductor needs a C++ compiler on the CPU, the first call of each model

@@ -13,6 +13,11 @@ Network: ``n_in`` Poisson inputs at 30 Hz -> ``n`` AdEx (the regular-spiking def
 :class:`ctsnn.AdEx`, mV and nA), weights ``U[0, 6)`` mV jumps, delays ``U[0, 10 ms)``, batch
 ``batch``, ``duration`` s at dt 1 ms, method ``rk4`` (the default without a closed form).
 
+Sides, one after the other in one process: ``eager`` (the reference engine, kernels off),
+``compiled_steps`` (:func:`ctsnn.compiled.use_compiled_steps`, kernels off) and
+``generic_loop`` (the compiled loop of :mod:`ctsnn.engine.compiled.generic_loop`, kernels on);
+each reports its first call (compilation) apart and its spike agreement with ``eager``.
+
 Run: ``OMP_WAIT_POLICY=PASSIVE python -m ctsnn.bench.adex_overhead [--quick]`` (one JSON line).
 """
 
@@ -28,7 +33,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 import ctsnn
-from ctsnn.compiled import use_compiled_steps
+from ctsnn.compiled import use_compiled_steps, use_kernels
 
 from .harness import bench_env, git_state, json_line
 
@@ -38,8 +43,10 @@ WORKLOAD = "AdEx generic-model overhead"
 
 
 def build(*, seed: int = 0, batch: int = 8, n_in: int = 50, n: int = 100,
-          duration: float = 0.1, dt: float = 1e-3) -> Callable[[], ctsnn.SimulationResult]:
-    """The AdEx network and its input; returns the call that simulates it (no autograd)."""
+          duration: float = 0.1, dt: float = 1e-3, float64: bool = False
+          ) -> Callable[[], ctsnn.SimulationResult]:
+    """The AdEx network and its input (float32, or float64 with ``float64``); returns the
+    call that simulates it (no autograd)."""
     g = torch.Generator().manual_seed(seed)
     steps = max(1, round(duration / dt))
     times, units, samples = [], [], []
@@ -52,9 +59,11 @@ def build(*, seed: int = 0, batch: int = 8, n_in: int = 50, n: int = 100,
                                       dt=dt, n_steps=steps, batch_size=batch, n_units=n_in)
     layer = ctsnn.Layer(ctsnn.AdEx(n), torch.rand(n, n_in, generator=g) * 6.0,
                         delay=torch.rand(n, n_in, generator=g) * 0.01, time="continuous")
+    if float64:
+        layer, spikes = layer.double(), spikes.to(dtype=torch.float64)
 
     def call() -> ctsnn.SimulationResult:
-        with torch.no_grad():
+        with torch.no_grad():  # no autograd: the compiled generic loop applies when enabled
             return ctsnn.simulate(layer, spikes)
 
     return call
@@ -96,10 +105,28 @@ def _timed(call: Callable[[], ctsnn.SimulationResult], repeats: int) -> dict[str
             "result": res}
 
 
+_SIDES = {  # name -> (compiled kernels, compiled steps)
+    "eager": (False, False),
+    "compiled_steps": (False, True),
+    "generic_loop": (True, False),
+}
+
+
+def _agreement(ref: ctsnn.SimulationResult, other: ctsnn.SimulationResult) -> dict[str, Any]:
+    same = ref.spikes.units.shape == other.spikes.units.shape and bool(
+        (ref.spikes.units == other.spikes.units).all()) and bool(
+        (ref.spikes.batch == other.spikes.batch).all())
+    return {"same_spiking_units": same,
+            "max_spike_time_diff_s": float((ref.spikes.times - other.spikes.times).abs().max())
+            if same and len(ref.spikes) else None}
+
+
 def main(quick: bool = False, reference: bool = True, *, repeats: int | None = None,
          **sizes: Any) -> int:
-    """Time the AdEx network eagerly and with :func:`ctsnn.compiled.use_compiled_steps` in one
-    run (``quick``: batch 2, 20 ms) and print one JSON line.
+    """Time the AdEx network eagerly, with :func:`ctsnn.compiled.use_compiled_steps` and with
+    the compiled generic loop (:mod:`ctsnn.engine.compiled.generic_loop`) in one run
+    (``quick``: batch 2, 20 ms) and print one JSON line; each side's first call (which pays
+    the compilation) is reported apart.
 
     ``reference`` is accepted for the common signature (there is no peer). ``sizes`` go to
     :func:`build`. Returns 0.
@@ -111,17 +138,16 @@ def main(quick: bool = False, reference: bool = True, *, repeats: int | None = N
     call = build(**sizes)
     repeats = repeats or (2 if quick else 3)
     runs = {}
-    for name, on in (("eager", False), ("compiled_steps", True)):
-        with use_compiled_steps(on):
+    for name, (kernels, steps) in _SIDES.items():
+        with use_kernels(kernels), use_compiled_steps(steps):
             runs[name] = _timed(call, repeats)
-    eager, comp = runs["eager"].pop("result"), runs["compiled_steps"].pop("result")
-    same = eager.spikes.units.shape == comp.spikes.units.shape and bool(
-        (eager.spikes.units == comp.spikes.units).all())
-    ours = {**runs, "cpu_ratio_compiled_over_eager":
-            runs["compiled_steps"]["min_cpu_s"] / runs["eager"]["min_cpu_s"],
-            "same_spiking_units": same,
-            "max_spike_time_diff_s": float((eager.spikes.times - comp.spikes.times).abs().max())
-            if same and len(eager.spikes) else None,
+    results = {name: run.pop("result") for name, run in runs.items()}
+    eager_cpu = runs["eager"]["min_cpu_s"]
+    ours = {**runs,
+            "cpu_ratio_compiled_over_eager": runs["compiled_steps"]["min_cpu_s"] / eager_cpu,
+            "cpu_ratio_loop_over_eager": runs["generic_loop"]["min_cpu_s"] / eager_cpu,
+            "compiled_steps_vs_eager": _agreement(results["eager"], results["compiled_steps"]),
+            "generic_loop_vs_eager": _agreement(results["eager"], results["generic_loop"]),
             "load_avg_1m": env["load_avg_1m"], "git": git_state()}
     json_line(WORKLOAD, {"threads": 1, "method": "rk4", **sizes}, ours, None)
     return 0
@@ -130,4 +156,6 @@ def main(quick: bool = False, reference: bool = True, *, repeats: int | None = N
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
-    sys.exit(main(quick=p.parse_args().quick))
+    p.add_argument("--float64", action="store_true", help="float64 network and input")
+    cli = p.parse_args()
+    sys.exit(main(quick=cli.quick, float64=cli.float64))

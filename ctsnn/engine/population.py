@@ -24,6 +24,7 @@ from .compiled.event_recurrent import (
     event_recurrent_spikes,
     run_event_recurrent,
 )
+from .compiled.generic_loop import generic_loop_refusal, generic_spikes, run_generic_loop
 from .compiled.lif_bptt import fused_lif_applies, run_fused_lif
 from .compiled.lif_recurrent import run_fused_recurrent
 from .continuous import run_continuous
@@ -149,6 +150,16 @@ def run_population(
         spikes = event_driven_spikes(out, dt=dt, n_steps=n_steps, batch_size=batch_size,
                                      n_units=model.n)
         return SimulationResult(spikes=spikes, states={}, final_state=out.final_state)
+    if generic_loop_refusal(model, time=time, method=method, arrivals=arrivals, dt=dt,
+                            n_steps=n_steps, current=current, jumps=jumps, recurrent=recurrent,
+                            record=tuple(record), saveat=saveat, integrand=integrand,
+                            state=state, dtype=dtype) is None:
+        fast = run_generic_loop(model, arrivals, method=method, n_steps=n_steps,
+                                batch_size=batch_size, state=state, dtype=dtype, xtol=xtol)
+        if fast is not None:  # None: the state diverged; the reference engine says why
+            spikes = generic_spikes(fast, dt=dt, n_steps=n_steps, batch_size=batch_size,
+                                    n_units=model.n)
+            return SimulationResult(spikes=spikes, states={}, final_state=fast.final_state)
     if recurrent is not None and event_recurrent_refusal(
             model, time=time, method=method, arrivals=arrivals, dt=dt, n_steps=n_steps,
             current=current, jumps=jumps, recurrent=recurrent, saveat=saveat,
