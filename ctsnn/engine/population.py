@@ -141,9 +141,38 @@ def run_population(
             raise ValueError(f"state must be a {type(model).__name__}.State named tuple")
         state = model.State(*state)
         _check_state(model, state, batch_size)
+    fast = _compiled_run(model, time=time, method=method, dt=dt, n_steps=n_steps,
+                         batch_size=batch_size, current=current, jumps=jumps, arrivals=arrivals,
+                         state=state, record=tuple(record), record_every=record_every,
+                         saveat=saveat, xtol=xtol, surrogate=surrogate,
+                         detach_reset=detach_reset, recurrent=recurrent, integrand=integrand,
+                         dtype=dtype, device=device)
+    if fast is not None:
+        return fast
+    run = Population(
+        model=model, dt=dt, n_steps=n_steps, batch_size=batch_size, method=method, state=state,
+        dtype=dtype, device=torch.device(device),
+        current=None if current is None else current.unbind(0),
+        jumps=None if jumps is None else jumps.unbind(0),
+        arrivals=arrivals, recurrent=recurrent, record=tuple(record), record_every=record_every,
+        xtol=xtol, surrogate=surrogate, detach_reset=detach_reset, integrand=integrand,
+        grid_rule=grid_rule, saveat=saveat,
+    )
+    return run_discrete(run) if time == "discrete" else run_continuous(run)
+
+
+def _compiled_run(model: NeuronModel, *, time: str, method: Method, dt: float, n_steps: int,
+                  batch_size: int, current: Tensor | None, jumps: Tensor | None,
+                  arrivals: Arrivals | None, state: tuple, record: tuple[str, ...],
+                  record_every: int, saveat: Tensor | None, xtol: float | None,
+                  surrogate: Surrogate | None, detach_reset: bool, recurrent: Recurrent | None,
+                  integrand: Callable[[Tensor, tuple], Tensor] | None, dtype: torch.dtype,
+                  device: torch.device | str) -> SimulationResult | None:
+    """The run on the first compiled kernel that takes it exactly (each one's refusal says
+    why not), or ``None``: the reference engine's step loop."""
     if event_driven_refusal(model, time=time, method=method, arrivals=arrivals, dt=dt,
                             n_steps=n_steps, current=current, jumps=jumps, recurrent=recurrent,
-                            record=tuple(record), saveat=saveat, integrand=integrand,
+                            record=record, saveat=saveat, integrand=integrand,
                             state=state, dtype=dtype) is None:
         out = run_event_driven(model, arrivals, n_steps=n_steps, batch_size=batch_size,
                                state=state, dtype=dtype)
@@ -152,7 +181,7 @@ def run_population(
         return SimulationResult(spikes=spikes, states={}, final_state=out.final_state)
     if generic_loop_refusal(model, time=time, method=method, arrivals=arrivals, dt=dt,
                             n_steps=n_steps, current=current, jumps=jumps, recurrent=recurrent,
-                            record=tuple(record), saveat=saveat, integrand=integrand,
+                            record=record, saveat=saveat, integrand=integrand,
                             state=state, dtype=dtype) is None:
         fast = run_generic_loop(model, arrivals, method=method, n_steps=n_steps,
                                 batch_size=batch_size, state=state, dtype=dtype, xtol=xtol)
@@ -166,13 +195,13 @@ def run_population(
             integrand=integrand, state=state, dtype=dtype) is None:
         out = run_event_recurrent(model, arrivals, recurrent, dt=dt, n_steps=n_steps,
                                   batch_size=batch_size, state=state, dtype=dtype,
-                                  record=tuple(record), record_every=record_every)
+                                  record=record, record_every=record_every)
         spikes = event_recurrent_spikes(out, dt=dt, n_steps=n_steps, batch_size=batch_size,
                                         n_units=model.n)
         return SimulationResult(spikes=spikes, states=out.states, final_state=out.final_state)
     if arrivals is None and n_steps > 0 and fused_lif_applies(
             model, time=time, method=method, state=state, recurrent=recurrent,
-            record=tuple(record), record_every=record_every, saveat=saveat,
+            record=record, record_every=record_every, saveat=saveat,
             integrand=integrand, tensors=(current, jumps)):
         # the whole input is known: all steps in one compiled kernel (same update and
         # gradients); a recurrent connection on DelRec's spike scatter joins the kernel
@@ -180,20 +209,11 @@ def run_population(
             return run_fused_recurrent(
                 model, recurrent, dt=dt, n_steps=n_steps, batch_size=batch_size, state=state,
                 jumps=jumps, current=current, method=method, surrogate=surrogate,
-                detach_reset=detach_reset, record=tuple(record), dtype=dtype, device=device)
+                detach_reset=detach_reset, record=record, dtype=dtype, device=device)
         return run_fused_lif(model, dt=dt, n_steps=n_steps, state=state, jumps=jumps,
                              current=current, method=method, surrogate=surrogate,
-                             detach_reset=detach_reset, record=tuple(record))
-    run = Population(
-        model=model, dt=dt, n_steps=n_steps, batch_size=batch_size, method=method, state=state,
-        dtype=dtype, device=torch.device(device),
-        current=None if current is None else current.unbind(0),
-        jumps=None if jumps is None else jumps.unbind(0),
-        arrivals=arrivals, recurrent=recurrent, record=tuple(record), record_every=record_every,
-        xtol=xtol, surrogate=surrogate, detach_reset=detach_reset, integrand=integrand,
-        grid_rule=grid_rule, saveat=saveat,
-    )
-    return run_discrete(run) if time == "discrete" else run_continuous(run)
+                             detach_reset=detach_reset, record=record)
+    return None
 
 
 def _check_state(model: NeuronModel, state: tuple, batch_size: int) -> None:

@@ -43,8 +43,10 @@ def test_coupled_response_derivatives_equal_mpmath_also_at_the_tie(rel):
     args = [torch.tensor(v, dtype=F64, requires_grad=True) for v in (h, tm, ts)]
     grads = torch.autograd.grad(coupled_response(*args), args)
     for k, g in enumerate(grads):
-        ref = mpmath.diff(lambda x: _kappa(*[x if j == k else v for j, v in
-                                             enumerate((h, tm, ts))]), (h, tm, ts)[k])
+        def moved(x, k=k):
+            return _kappa(*[x if j == k else v for j, v in enumerate((h, tm, ts))])
+
+        ref = mpmath.diff(moved, (h, tm, ts)[k])
         assert float(g) == pytest.approx(float(ref), rel=1e-9)
 
 
