@@ -191,7 +191,7 @@ def _stationary(which, v, i, h1, s0, s1, tm, ts, r, vl, near, thr):
 
 
 @numba.njit(cache=True)
-def _below_tangent(v, i, h1, s0, tm, ts, r, vl, thr):
+def _below_tangent(v, i, h1, s0, tm, ts, r, vl, near, thr):
     """Whether CubaLIF's ``v`` stays clearly below the threshold on ``[0, h1]``, from its
     tangent at 0: when ``r i >= 0`` and ``v`` rises (``s0 = dv/dt > 0``), ``d2v/dt2 = -(r i /
     ts + dv/dt) / tm < 0`` while ``v`` rises, and ``v`` has one extremum, so ``v(h) <= v + h1
@@ -199,7 +199,7 @@ def _below_tangent(v, i, h1, s0, tm, ts, r, vl, thr):
     (``1e-9`` of the magnitudes involved), so the answer is the one the located maximum would
     give. Saves the maximum's ``log`` and flow on most intervals that hold one."""
     c = r * i
-    if c < 0:
+    if c < 0 or near:
         return False
     scale = abs(thr) + abs(vl) + abs(v) + c * (1.0 + ts / abs(ts - tm))
     margin = 1e-9 * scale * (1.0 + h1 / tm)
@@ -216,21 +216,21 @@ def _bracket(cuba, v, i, h1, v1, i1, tm, ts, r, vl, near, thr):
     g0, g1 = v - thr, v1 - thr
     if not cuba:
         return 0.0, g0, (h1 if g0 < 0 and g1 >= 0 else -1.0), g1
-    s0 = (vl - v + r * i) / tm
-    s1 = (vl - v1 + r * i1) / tm
+    n0, n1 = vl - v + r * i, vl - v1 + r * i1  # tm dv/dt at both ends (signs of the slopes)
     if g0 < 0:
         if g1 >= 0:
             return 0.0, g0, h1, g1
-        if s0 > 0 and s1 < 0:  # a maximum inside: is it above the threshold?
-            if _below_tangent(v, i, h1, s0, tm, ts, r, vl, thr):
+        if n0 > 0 and n1 < 0:  # a maximum inside: is it above the threshold?
+            s0, s1 = n0 / tm, n1 / tm
+            if _below_tangent(v, i, h1, s0, tm, ts, r, vl, near, thr):
                 return 0.0, g0, -1.0, g1
             hm = _stationary(1, v, i, h1, s0, s1, tm, ts, r, vl, near, thr)
             vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
             if vm - thr >= 0:
                 return 0.0, g0, hm, vm - thr
         return 0.0, g0, -1.0, g1
-    if g1 >= 0 and s0 < 0 and s1 > 0:  # a minimum inside: below the threshold?
-        hm = _stationary(2, v, i, h1, s0, s1, tm, ts, r, vl, near, thr)
+    if g1 >= 0 and n0 < 0 and n1 > 0:  # a minimum inside: below the threshold?
+        hm = _stationary(2, v, i, h1, n0 / tm, n1 / tm, tm, ts, r, vl, near, thr)
         vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
         if vm - thr < 0:
             return hm, vm - thr, h1, g1
