@@ -288,8 +288,9 @@ def _element(at, aw, n, v, i, cuba, spiking, mode, p, t_end, dt, eps, out_t, out
             continue
         if hold <= t < ta:  # most pairs: one flow, no crossing (else the general advance)
             v1, i1 = _flow(cuba, v, i, ta - t, tm, ts, r, vl, near)
-            if not spiking or _bracket(cuba, v, i, ta - t, v1, i1, tm, ts, r, vl, near,
-                                       thr)[2] < 0:
+            if (not spiking or (v < thr and v1 < thr and not (  # no crossing, no maximum
+                    cuba and vl - v + r * i > 0 and vl - v1 + r * i1 < 0))
+                    or _bracket(cuba, v, i, ta - t, v1, i1, tm, ts, r, vl, near, thr)[2] < 0):
                 v, i, t = v1, i1, ta
         if t < ta:
             t, v, i, hold, seen, count = _advance(t, ta, v, i, hold, count, cuba, spiking, mode,
