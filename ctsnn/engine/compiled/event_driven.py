@@ -191,6 +191,22 @@ def _stationary(which, v, i, h1, s0, s1, tm, ts, r, vl, near, thr):
 
 
 @numba.njit(cache=True)
+def _below_tangent(v, i, h1, s0, tm, ts, r, vl, near, thr):
+    """Whether CubaLIF's ``v`` stays clearly below the threshold on ``[0, h1]``, from its
+    tangent at 0: when ``r i >= 0`` and ``v`` rises (``s0 = dv/dt > 0``), ``d2v/dt2 = -(r i /
+    ts + dv/dt) / tm < 0`` while ``v`` rises, and ``v`` has one extremum, so ``v(h) <= v + h1
+    s0`` on the interval. "Clearly": by a margin far above the rounding of the closed forms
+    (``1e-9`` of the magnitudes involved), so the answer is the one the located maximum would
+    give. Saves the maximum's ``log`` and flow on most intervals that hold one."""
+    c = r * i
+    if c < 0 or near:
+        return False
+    scale = abs(thr) + abs(vl) + abs(v) + c * (1.0 + ts / abs(ts - tm))
+    margin = 1e-9 * scale * (1.0 + h1 / tm)
+    return v + h1 * s0 < thr - margin
+
+
+@numba.njit(cache=True)
 def _bracket(cuba, v, i, h1, v1, i1, tm, ts, r, vl, near, thr):
     """The first upward threshold crossing on ``[0, h1]`` from ``(v, i)`` (``(v1, i1)`` at
     ``h1``), bracketed: ``(lo, g(lo) < 0, upper, g(upper) >= 0)``, or ``upper = -1`` if none.
@@ -200,19 +216,21 @@ def _bracket(cuba, v, i, h1, v1, i1, tm, ts, r, vl, near, thr):
     g0, g1 = v - thr, v1 - thr
     if not cuba:
         return 0.0, g0, (h1 if g0 < 0 and g1 >= 0 else -1.0), g1
-    s0 = (vl - v + r * i) / tm
-    s1 = (vl - v1 + r * i1) / tm
+    n0, n1 = vl - v + r * i, vl - v1 + r * i1  # tm dv/dt at both ends (signs of the slopes)
     if g0 < 0:
         if g1 >= 0:
             return 0.0, g0, h1, g1
-        if s0 > 0 and s1 < 0:  # a maximum inside: is it above the threshold?
+        if n0 > 0 and n1 < 0:  # a maximum inside: is it above the threshold?
+            s0, s1 = n0 / tm, n1 / tm
+            if _below_tangent(v, i, h1, s0, tm, ts, r, vl, near, thr):
+                return 0.0, g0, -1.0, g1
             hm = _stationary(1, v, i, h1, s0, s1, tm, ts, r, vl, near, thr)
             vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
             if vm - thr >= 0:
                 return 0.0, g0, hm, vm - thr
         return 0.0, g0, -1.0, g1
-    if g1 >= 0 and s0 < 0 and s1 > 0:  # a minimum inside: below the threshold?
-        hm = _stationary(2, v, i, h1, s0, s1, tm, ts, r, vl, near, thr)
+    if g1 >= 0 and n0 < 0 and n1 > 0:  # a minimum inside: below the threshold?
+        hm = _stationary(2, v, i, h1, n0 / tm, n1 / tm, tm, ts, r, vl, near, thr)
         vm, _ = _flow(cuba, v, i, hm, tm, ts, r, vl, near)
         if vm - thr < 0:
             return hm, vm - thr, h1, g1
@@ -252,7 +270,7 @@ def _advance(t, t1, v, i, hold, count, cuba, spiking, mode, p, dt, eps, out_t, o
 def _element(at, aw, n, v, i, cuba, spiking, mode, p, t_end, dt, eps, out_t, out_c, row):
     """One (sample, neuron) from 0 to ``t_end``: arrivals ``at`` (sorted, float64 s) with
     jumps ``aw``; returns the spike count and the final state."""
-    thr, vr, ref = p[4], p[5], p[6]
+    tm, ts, r, vl, thr, vr, ref, near = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7] > 0
     count, hold, last, t, k = 0, -np.inf, np.nan, 0.0, 0
     if spiking and mode != 2 and v - thr >= 0:  # starts at threshold: fires at t = 0
         count = _log(out_t, out_c, row, count, 0.0, i)
@@ -268,10 +286,17 @@ def _element(at, aw, n, v, i, cuba, spiking, mode, p, t_end, dt, eps, out_t, out
             k += 1
         if jump == 0:  # moves nothing, fires nothing
             continue
-        t, v, i, hold, seen, count = _advance(t, ta, v, i, hold, count, cuba, spiking, mode, p,
-                                              dt, eps, out_t, out_c, row)
-        if not math.isnan(seen):
-            last = seen
+        if hold <= t < ta:  # most pairs: one flow, no crossing (else the general advance)
+            v1, i1 = _flow(cuba, v, i, ta - t, tm, ts, r, vl, near)
+            if (not spiking or (v < thr and v1 < thr and not (  # no crossing, no maximum
+                    cuba and vl - v + r * i > 0 and vl - v1 + r * i1 < 0))
+                    or _bracket(cuba, v, i, ta - t, v1, i1, tm, ts, r, vl, near, thr)[2] < 0):
+                v, i, t = v1, i1, ta
+        if t < ta:
+            t, v, i, hold, seen, count = _advance(t, ta, v, i, hold, count, cuba, spiking, mode,
+                                                  p, dt, eps, out_t, out_c, row)
+            if not math.isnan(seen):
+                last = seen
         held = hold > ta
         before = v - thr
         if cuba:
