@@ -44,6 +44,7 @@ from ...models.base import NeuronModel
 from ...models.lif import LI, LIF, CubaLI, CubaLIF
 from ...spikes import Spikes
 from ...synapses import Arrivals, DelayedArrivals
+from .closed_forms import decays
 from .schedule import chunk_bounds, sort_arrivals
 
 __all__ = ["EventDrivenOutput", "event_driven_refusal", "event_driven_spikes",
@@ -63,17 +64,12 @@ _PARALLEL_PAIRS = 200_000
 # =========================================================================== numba kernels
 @numba.njit(cache=True)
 def _flow(cuba, v, i, h, tm, ts, r, vl, near):
-    """The closed-form flow over ``h`` seconds without input current (see ctsnn.models.lif)."""
-    em = math.exp(-h / tm)
+    """The closed-form flow over ``h`` seconds without input current (see ctsnn.models.lif;
+    the coupling ``kappa`` without cancellation at any ``tau_s / tau_m``)."""
     if not cuba:
-        return vl + (v - vl) * em, i
-    es = math.exp(-h / ts)
-    c = r * i
-    if near:
-        coupled = c * (h / tm) * em
-    else:
-        coupled = c * ts / (ts - tm) * (es - em)
-    return vl + (v - vl) * em + coupled, i * es
+        return vl + (v - vl) * math.exp(-h / tm), i
+    em, es, k = decays(h, tm, ts)
+    return vl + (v - vl) * em + r * i * k, i * es
 
 
 @numba.njit(cache=True)

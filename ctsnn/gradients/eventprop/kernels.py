@@ -24,6 +24,7 @@ from numba import prange
 from torch import Tensor
 
 from ...compiled import kernel_threads, numba_threads
+from ...engine.compiled.closed_forms import decays, kappa, phi1
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
 from .layout import by_neuron, neuron_layout
@@ -45,45 +46,8 @@ _CHUNKS = 8
 
 # =========================================================================== scalar closed forms
 @numba.njit(cache=True, error_model="numpy")
-def _phi1(x: float) -> float:
-    """``(1 - e^{-x}) / x`` (1 at 0)."""
-    if x == 0.0:
-        return 1.0
-    return -math.expm1(-x) / x
-
-
-@numba.njit(cache=True, error_model="numpy")
-def kappa(h: float, tau_m: float, tau_s: float) -> float:
-    a = 1.0 / tau_m
-    b = 1.0 / tau_s
-    return math.exp(-h * min(a, b)) * h * _phi1(h * abs(a - b)) / tau_m
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _decays(h: float, tau_m: float, tau_s: float) -> tuple[float, float, float]:
-    """``(e^{-h/tau_m}, e^{-h/tau_s}, kappa(h))`` from one ``exp`` and one ``expm1`` (instead
-    of four transcendentals): the faster decay is the slower one times
-    ``1 + expm1(-h |1/tau_m - 1/tau_s|)``, which also gives :func:`kappa`'s ``phi1``."""
-    a = 1.0 / tau_m
-    b = 1.0 / tau_s
-    x = h * abs(a - b)
-    if x < 0.5:  # 1 + expm1(-x) >= 0.39: no cancellation
-        xm = math.expm1(-x)
-        ex = 1.0 + xm
-    else:  # 1 - e^{-x} >= 0.39: no cancellation either
-        ex = math.exp(-x)
-        xm = ex - 1.0
-    phi = 1.0 if x == 0.0 else -xm / x
-    if a <= b:
-        em = math.exp(-h / tau_m)
-        return em, em * ex, em * h * phi / tau_m
-    es = math.exp(-h / tau_s)
-    return es * ex, es, es * h * phi / tau_m
-
-
-@numba.njit(cache=True, error_model="numpy")
 def _q_decay(h: float, beta: float) -> float:
-    return h * _phi1(h * beta)
+    return h * phi1(h * beta)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -221,7 +185,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                 h = sp_t[k] - s
                 if cuba:
                     ts = tau_s[n]
-                    em, es, kappa = _decays(h, tm, ts)
+                    em, es, kappa = decays(h, tm, ts)
                     lam_v = em * v_minus[k]
                     lam_i = es * i_minus[k] + r[n] * kappa * v_minus[k]
                     dj[q] = lam_i

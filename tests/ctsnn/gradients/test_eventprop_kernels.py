@@ -231,11 +231,11 @@ def test_fused_decays_equal_the_separate_closed_forms(tau_m, tau_s):
     """The backward's two-transcendental form of ``(e^{-h/tau_m}, e^{-h/tau_s}, kappa)``
     equals the separate exponentials and ``kappa`` to a few ulps in float64, times the
     condition number of ``exp(-h/tau)`` (``h/tau``: its argument is rounded differently)."""
-    from ctsnn.gradients.eventprop import kernels
+    from ctsnn.engine.compiled import closed_forms as kernels
 
     ulp = 2.0 ** -52
     for h in (0.0, 1e-9, 3e-4, 0.007, 0.02, 0.05, 0.9):
-        em, es, kappa = kernels._decays(h, tau_m, tau_s)
+        em, es, kappa = kernels.decays(h, tau_m, tau_s)
         tol = 8 * ulp * (1 + h / min(tau_m, tau_s))
         assert math.isclose(em, math.exp(-h / tau_m), rel_tol=tol, abs_tol=1e-300)
         assert math.isclose(es, math.exp(-h / tau_s), rel_tol=tol, abs_tol=1e-300)
