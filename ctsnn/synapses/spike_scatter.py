@@ -55,7 +55,7 @@ __all__ = ["MAX_DENSITY", "MAX_WINDOW_DENSITY", "SpikeScatter", "WindowScatter",
 MAX_DENSITY = 0.25
 #: Same for a dense window kernel (every lag of ``K``) against ``conv1d`` (docs/kernels-grid.md,
 #: "W1 profile and fused paths").
-MAX_WINDOW_DENSITY = 0.06
+MAX_WINDOW_DENSITY = 0.10
 
 
 @numba.njit(cache=True)
