@@ -137,24 +137,47 @@ def _forward(offsets, opos, val, lags, coefs, out):
 @numba.njit(cache=True, fastmath=True)
 def _grad_coefs(offsets, opos, val, lags, g, gc):
     """``gc[k, i, j] = sum over the spikes q of j of val[q] g[i, opos[q] + lags[k, i, j]]``
-    (every tap of a spike in one pass; consecutive lags read one contiguous slice)."""
+    (every tap of a spike in one pass: scalar accumulators for one or two taps, a contiguous
+    slice for consecutive lags)."""
     n_taps, n_out, n_in = lags.shape
     tl = np.empty(n_taps, np.int64)
     acc = np.empty(n_taps, g.dtype)
     for i in range(n_out):
         grow = g[i]
         for j in range(n_in):
+            a = offsets[j]
+            e = offsets[j + 1]
+            if n_taps == 1:
+                s0 = g.dtype.type(0.0)
+                lag = lags[0, i, j]
+                for q in range(a, e):
+                    s0 += val[q] * grow[opos[q] + lag]
+                gc[0, i, j] = s0
+                continue
+            if n_taps == 2:
+                s0 = g.dtype.type(0.0)
+                s1 = g.dtype.type(0.0)
+                l0 = lags[0, i, j]
+                l1 = lags[1, i, j]
+                for q in range(a, e):
+                    p = opos[q]
+                    v = val[q]
+                    s0 += v * grow[p + l0]
+                    s1 += v * grow[p + l1]
+                gc[0, i, j] = s0
+                gc[1, i, j] = s1
+                continue
             for k in range(n_taps):
                 tl[k] = lags[k, i, j]
                 acc[k] = 0.0
-            if n_taps > 1 and _consecutive(tl, n_taps):
-                for q in range(offsets[j], offsets[j + 1]):
+            if _consecutive(tl, n_taps):
+                for q in range(a, e):
                     v = val[q]
                     src = grow[opos[q] + tl[0]:opos[q] + tl[0] + n_taps]
                     for k in range(n_taps):
                         acc[k] += v * src[k]
             else:
-                for q in range(offsets[j], offsets[j + 1]):
+                for q in range(a, e):
                     p = opos[q]
                     v = val[q]
                     for k in range(n_taps):
@@ -163,45 +186,69 @@ def _grad_coefs(offsets, opos, val, lags, g, gc):
                 gc[k, i, j] = acc[k]
 
 
+#: Positions per block of :func:`_grad_input`: ``dL/dout`` of every target over one block
+#: (``N_out x _BLOCK`` values) stays in the L2 cache while every input row uses it.
+_BLOCK = 1024
+
+
 @numba.njit(cache=True, fastmath=True)
 def _grad_input(g, lags, coefs, gx):
     """``gx[j, p] = sum_{i, k} coefs[k, i, j] g[i, p + lags[k, i, j]]`` (dense rows).
 
-    Contiguous loops over the whole row, four taps per pass (vectorised; ``fastmath`` lets
-    them use fused multiply-adds and drop alias checks); the slack of every segment keeps
-    samples apart.
+    Per input row, the non-zero (target, tap) pairs are taken four at a time in one
+    contiguous, vectorised pass (``fastmath`` lets it use fused multiply-adds), block by block
+    of positions so that the block of ``g`` stays in cache across the input rows. The rows
+    hold every sample in a segment of ``seg >= T + max lag`` steps, so positions past
+    ``size - max lag`` (the last sample's slack) are never needed.
     """
     n_taps, n_out, n_in = lags.shape
     size = g.shape[1]
-    tl = np.empty(n_taps, np.int64)
-    tc = np.empty(n_taps, coefs.dtype)
-    for j in range(n_in):
-        row = gx[j]
+    n = size
+    count = np.zeros(n_in + 1, np.int64)
+    for k in range(n_taps):
         for i in range(n_out):
-            grow = g[i]
-            m = 0
+            for j in range(n_in):
+                n = min(n, size - lags[k, i, j])
+                if coefs[k, i, j] != 0.0:
+                    count[j + 1] += 1
+    for j in range(n_in):
+        count[j + 1] += count[j]
+    ti = np.empty(count[n_in], np.int64)
+    tl = np.empty(count[n_in], np.int64)
+    tc = np.empty(count[n_in], coefs.dtype)
+    for j in range(n_in):
+        m = count[j]
+        for i in range(n_out):
             for k in range(n_taps):
                 c = coefs[k, i, j]
                 if c != 0.0:
+                    ti[m] = i
                     tl[m] = lags[k, i, j]
                     tc[m] = c
                     m += 1
-            k = 0
-            while k + 4 <= m:
-                c0, c1, c2, c3 = tc[k], tc[k + 1], tc[k + 2], tc[k + 3]
-                l0, l1, l2, l3 = tl[k], tl[k + 1], tl[k + 2], tl[k + 3]
-                n = size - max(max(l0, l1), max(l2, l3))
-                s0, s1, s2, s3 = grow[l0:l0 + n], grow[l1:l1 + n], grow[l2:l2 + n], \
-                    grow[l3:l3 + n]
-                for p in range(n):
+    for p0 in range(0, n, _BLOCK):
+        w = min(_BLOCK, n - p0)
+        for j in range(n_in):
+            row = gx[j, p0:p0 + w]
+            u = count[j]
+            e = count[j + 1]
+            while u + 4 <= e:
+                c0, c1, c2, c3 = tc[u], tc[u + 1], tc[u + 2], tc[u + 3]
+                a0, a1, a2, a3 = p0 + tl[u], p0 + tl[u + 1], p0 + tl[u + 2], p0 + tl[u + 3]
+                s0 = g[ti[u], a0:a0 + w]
+                s1 = g[ti[u + 1], a1:a1 + w]
+                s2 = g[ti[u + 2], a2:a2 + w]
+                s3 = g[ti[u + 3], a3:a3 + w]
+                for p in range(w):
                     row[p] += c0 * s0[p] + c1 * s1[p] + c2 * s2[p] + c3 * s3[p]
-                k += 4
-            while k < m:
-                c0, l0 = tc[k], tl[k]
-                s0 = grow[l0:]
-                for p in range(size - l0):
+                u += 4
+            while u < e:
+                c0 = tc[u]
+                a0 = p0 + tl[u]
+                s0 = g[ti[u], a0:a0 + w]
+                for p in range(w):
                     row[p] += c0 * s0[p]
-                k += 1
+                u += 1
 
 
 @numba.njit(cache=True, fastmath=True)
