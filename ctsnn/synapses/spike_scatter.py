@@ -254,12 +254,25 @@ def _grad_input(g, lags, coefs, gx):
 @numba.njit(cache=True, fastmath=True)
 def _forward_window(offsets, opos, val, kernel, out):
     """``out[i, opos + n] += kernel[i, j, n] val`` for every spike and lag ``n``
-    (contiguous in ``n``: vectorised)."""
+    (contiguous in ``n``: vectorised; two targets per pass over the spikes)."""
     n_out, n_in, k = kernel.shape
-    for i in range(n_out):
-        row = out[i]
+    for i in range(0, n_out - 1, 2):
+        row0 = out[i]
+        row1 = out[i + 1]
         for j in range(n_in):
-            w = kernel[i, j]
+            w0 = kernel[i, j]
+            w1 = kernel[i + 1, j]
+            for q in range(offsets[j], offsets[j + 1]):
+                v = val[q]
+                d0 = row0[opos[q]:opos[q] + k]
+                d1 = row1[opos[q]:opos[q] + k]
+                for n in range(k):
+                    d0[n] += v * w0[n]
+                    d1[n] += v * w1[n]
+    if n_out % 2:
+        row = out[n_out - 1]
+        for j in range(n_in):
+            w = kernel[n_out - 1, j]
             for q in range(offsets[j], offsets[j + 1]):
                 v = val[q]
                 dst = row[opos[q]:opos[q] + k]
@@ -269,19 +282,27 @@ def _forward_window(offsets, opos, val, kernel, out):
 
 @numba.njit(cache=True, fastmath=True)
 def _grad_window(offsets, opos, val, g, gk):
-    """``gk[i, j, n] = sum over the spikes q of j of val[q] g[i, opos[q] + n]``."""
+    """``gk[i, j, n] = sum over the spikes q of j of val[q] g[i, opos[q] + n]`` (two targets
+    per pass over the spikes)."""
     n_out, n_in, k = gk.shape
-    acc = np.empty(k, g.dtype)
-    for i in range(n_out):
-        grow = g[i]
+    acc0 = np.empty(k, g.dtype)
+    acc1 = np.empty(k, g.dtype)
+    for i in range(0, n_out, 2):
+        i1 = min(i + 1, n_out - 1)
+        g0 = g[i]
+        g1 = g[i1]
         for j in range(n_in):
-            acc[:] = 0.0
+            acc0[:] = 0.0
+            acc1[:] = 0.0
             for q in range(offsets[j], offsets[j + 1]):
                 v = val[q]
-                src = grow[opos[q]:opos[q] + k]
+                s0 = g0[opos[q]:opos[q] + k]
+                s1 = g1[opos[q]:opos[q] + k]
                 for n in range(k):
-                    acc[n] += v * src[n]
-            gk[i, j] = acc
+                    acc0[n] += v * s0[n]
+                    acc1[n] += v * s1[n]
+            gk[i, j] = acc0
+            gk[i1, j] = acc1
 
 
 def _events_of(x: Tensor, seg: int) -> tuple[np.ndarray, ...]:

@@ -70,6 +70,8 @@ def test_window_edges_batch_one_empty_and_dense_input():
     empty = torch.zeros(6, 2, 5, dtype=F64, requires_grad=True)
     assert _compare(empty, _gaussian(4)).abs().sum() == 0
     _compare(_raster(5, p=1.0, values=True), _gaussian(5))  # every entry non-zero
+    for n_out in (1, 3):  # odd numbers of targets (the kernels take two per pass)
+        _compare(_raster(6, p=0.3), _gaussian(6, n_out=n_out))
 
 
 def test_window_no_input_gradient_when_input_is_data():
