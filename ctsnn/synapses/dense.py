@@ -46,7 +46,7 @@ from .kernels import (
     taps_to_dense,
 )
 from .ranges import check_delay_range, check_max_delay, clamp_delay_
-from .spike_scatter import scatter_pays, spike_scatter
+from .spike_scatter import scatter_pays, spike_scatter, window_pays, window_scatter
 
 PER = ("synapse", "axon")
 #: Grid-kernel delay initialisers by name (``"dcls_reference"``: the DCLS code's quirk).
@@ -506,12 +506,13 @@ class Dense(ExactValues, nn.Module):
             # CPU and sparse input: scatter each spike into its delayed slots (numba)
             fast = scatter_pays(raster, self.weight)
             taps = self.taps(support=fast)
-            if fast and taps is not None:
-                out = spike_scatter(raster, taps, self.pad_right)
-            elif taps is None:
-                out = dense_conv(raster, self.kernel_tensor(), self.pad_right)
-            else:
-                out = tap_conv(raster, taps, self.pad_right)
+            if taps is not None:
+                conv = spike_scatter if fast else tap_conv
+                out = conv(raster, taps, self.pad_right)
+            else:  # a dense (wide) kernel: scattered too when the input is sparse enough
+                conv = window_scatter if fast and window_pays(raster, self.weight) \
+                    else dense_conv
+                out = conv(raster, self.kernel_tensor(), self.pad_right)
         else:
             if self.pad_right:
                 raster = F.pad(raster, (0, 0, 0, 0, 0, self.pad_right))

@@ -7,19 +7,29 @@ N_in]``, weights included)::
 
     out[t + lags[k, i, j], b, i] += coefs[k, i, j] x[t, b, j]
 
-Layout: rows per unit with time and batch flattened, batch contiguous (``x -> [N_in, T * B]``,
-``out -> [N_out, T_out * B]``), so a lag of ``L`` steps is a shift of ``L * B`` in a row.
+and as :func:`ctsnn.synapses.conv.dense_conv` for a dense kernel ``[N_out, N_in, K]`` (lag
+``n`` = index ``n``, every synapse the whole window: :func:`window_scatter`).
 
-* forward: the non-zero entries of ``x`` per input unit (positions ascending), scattered into
-  every target's row (one target row at a time: rows stay in cache);
+Layout: rows per unit with batch and time flattened, **time contiguous** (``x -> [N_in, B *
+T]``, ``out -> [N_out, B * T_out]``), so a lag of ``L`` steps is a shift of ``L`` in a row and
+the taps of one spike, all within ``K`` steps, touch one or two cache lines of a target's row
+(contiguous for the dense window: vectorised).
+
+* events: the non-zero entries of ``x [T, B, N_in]`` per input unit, read in one compiled pass
+  over ``x`` (no transposed copy);
+* forward: per target row (it stays in cache), every spike of every input adds its taps;
 * backward, the transpose: ``dL/dx[j]`` is a sum of shifted rows of ``dL/dout`` (dense: the
-  surrogate gradient reaches every input entry; contiguous, vectorised loops),
-  ``dL/dcoefs[k, i, j]`` a sum over the spikes of ``j`` only. Gradients w.r.t. weights
-  and delays follow from ``dL/dcoefs`` through the kernel's own interpolation weights in
-  PyTorch autograd, exactly as on the reference path.
+  surrogate gradient reaches every input entry; contiguous, vectorised loops per sample) —
+  computed only when ``x`` needs a gradient (never for a network's data input);
+  ``dL/dcoefs[k, i, j]`` a sum over the spikes of ``j`` only, every tap of a spike in one pass
+  (independent accumulators). Gradients w.r.t. weights and delays follow from ``dL/dcoefs``
+  through the kernel's own interpolation weights in PyTorch autograd, exactly as on the
+  reference path.
 
-:func:`scatter_pays` says when :class:`~ctsnn.synapses.Dense` takes this path (CPU, kernels on,
-input density at most :data:`MAX_DENSITY`).
+:func:`scatter_pays` says when :class:`~ctsnn.synapses.Dense` takes the tap path (CPU, kernels
+on, input density at most :data:`MAX_DENSITY`), :func:`window_pays` when a dense (wide) kernel
+takes :func:`window_scatter` (density at most :data:`MAX_WINDOW_DENSITY`; its ``dL/dx`` stays a
+BLAS convolution).
 
 The kernels run on one thread: on a machine whose cores PyTorch's own thread pool already
 keeps busy (and spins on), a second pool made them slower under load (measured).
@@ -30,24 +40,66 @@ from __future__ import annotations
 import numba
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..compiled import kernels_enabled
 from .kernels import Taps
 
-__all__ = ["MAX_DENSITY", "SpikeScatter", "scatter_pays", "spike_scatter"]
+__all__ = ["MAX_DENSITY", "MAX_WINDOW_DENSITY", "SpikeScatter", "WindowScatter",
+           "scatter_pays", "spike_scatter", "window_pays", "window_scatter"]
 
 #: Largest fraction of non-zero input entries for which the scatter path is chosen (measured
 #: break-even against the dense-lag path, see docs/kernels-grid.md).
 MAX_DENSITY = 0.25
+#: Same for a dense window kernel (every lag of ``K``) against ``conv1d`` (docs/kernels-grid.md,
+#: "W1 profile and fused paths").
+MAX_WINDOW_DENSITY = 0.10
 
 
 @numba.njit(cache=True)
-def _forward(offsets, pos, val, lags, coefs, n_batch, out):
-    """``out[i, pos + L B] += c val`` for every spike of every input and every tap."""
+def _events(x, seg, offsets, opos, val):
+    """Non-zero entries of ``x [T, B, N]`` per unit ``j`` (``offsets [N + 1]``), each as its
+    row position ``b * seg + t`` and its value; ascending per unit."""
+    n_steps, batch, n_units = x.shape
+    counts = np.zeros(n_units, np.int64)
+    for t in range(n_steps):
+        for b in range(batch):
+            for j in range(n_units):
+                if x[t, b, j] != 0:
+                    counts[j] += 1
+    offsets[0] = 0
+    for j in range(n_units):
+        offsets[j + 1] = offsets[j] + counts[j]
+    cursor = offsets[:-1].copy()
+    for b in range(batch):
+        for t in range(n_steps):
+            for j in range(n_units):
+                v = x[t, b, j]
+                if v != 0:
+                    q = cursor[j]
+                    opos[q] = b * seg + t
+                    val[q] = v
+                    cursor[j] = q + 1
+
+
+@numba.njit(cache=True)
+def _consecutive(tl, m):
+    """Whether the first ``m`` lags of ``tl`` are ``tl[0], tl[0] + 1, ...``."""
+    for k in range(1, m):
+        if tl[k] != tl[0] + k:
+            return False
+    return True
+
+
+@numba.njit(cache=True, fastmath=True)
+def _forward(offsets, opos, val, lags, coefs, out):
+    """``out[i, opos + L] += c val`` for every spike of every input and every non-zero tap
+    (consecutive lags, e.g. a truncated Gaussian: one contiguous, vectorised update)."""
     n_taps, n_out, n_in = lags.shape
-    size = out.shape[1]
+    tl = np.empty(n_taps, np.int64)
+    tc = np.empty(n_taps, coefs.dtype)
     for i in range(n_out):
         row = out[i]
         for j in range(n_in):
@@ -55,84 +107,227 @@ def _forward(offsets, pos, val, lags, coefs, n_batch, out):
             e = offsets[j + 1]
             if a == e:
                 continue
+            m = 0
             for k in range(n_taps):
                 c = coefs[k, i, j]
-                if c == 0.0:
-                    continue
-                shift = lags[k, i, j] * n_batch
+                if c != 0.0:
+                    tl[m] = lags[k, i, j]
+                    tc[m] = c
+                    m += 1
+            if m == 1:  # one tap (rounded delays): a tight loop
+                c, lag = tc[0], tl[0]
                 for q in range(a, e):
-                    p = pos[q] + shift
-                    if p >= size:
-                        break
-                    row[p] += c * val[q]
+                    row[opos[q] + lag] += c * val[q]
+                continue
+            if m > 1 and _consecutive(tl, m):
+                cs = tc[:m]
+                for q in range(a, e):
+                    v = val[q]
+                    dst = row[opos[q] + tl[0]:opos[q] + tl[0] + m]
+                    for k in range(m):
+                        dst[k] += cs[k] * v
+                continue
+            for q in range(a, e):
+                p = opos[q]
+                v = val[q]
+                for k in range(m):
+                    row[p + tl[k]] += tc[k] * v
 
 
 @numba.njit(cache=True, fastmath=True)
-def _grad_input(g, lags, coefs, n_batch, gx):
-    """``gx[j, p] = sum_{i, k} coefs[k, i, j] g[i, p + lags[k, i, j] B]`` (dense rows).
-
-    The inner loop is a contiguous axpy on slices (vectorised; ``fastmath`` only lets it use
-    fused multiply-adds and drop alias checks).
-    """
+def _grad_coefs(offsets, opos, val, lags, g, gc):
+    """``gc[k, i, j] = sum over the spikes q of j of val[q] g[i, opos[q] + lags[k, i, j]]``
+    (every tap of a spike in one pass: scalar accumulators for one or two taps, a contiguous
+    slice for consecutive lags)."""
     n_taps, n_out, n_in = lags.shape
-    size_out = g.shape[1]
-    size_in = gx.shape[1]
-    for j in range(n_in):
-        row = gx[j]
-        for i in range(n_out):
-            for k in range(n_taps):
-                c = coefs[k, i, j]
-                if c == 0.0:
-                    continue
-                shift = lags[k, i, j] * n_batch
-                m = min(size_in, size_out - shift)
-                src = g[i, shift:shift + m]
-                dst = row[:m]
-                for p in range(m):
-                    dst[p] += c * src[p]
-
-
-@numba.njit(cache=True)
-def _grad_coefs(offsets, pos, val, lags, g, n_batch, gc):
-    """``gc[k, i, j] = sum over the spikes q of j of val[q] g[i, pos[q] + lags[k, i, j] B]``."""
-    n_taps, n_out, n_in = lags.shape
-    size = g.shape[1]
+    tl = np.empty(n_taps, np.int64)
+    acc = np.empty(n_taps, g.dtype)
     for i in range(n_out):
         grow = g[i]
         for j in range(n_in):
             a = offsets[j]
             e = offsets[j + 1]
-            for k in range(n_taps):
-                shift = lags[k, i, j] * n_batch
-                s = 0.0
+            if n_taps == 1:
+                s0 = g.dtype.type(0.0)
+                lag = lags[0, i, j]
                 for q in range(a, e):
-                    p = pos[q] + shift
-                    if p >= size:
-                        break
-                    s += val[q] * grow[p]
-                gc[k, i, j] = s
+                    s0 += val[q] * grow[opos[q] + lag]
+                gc[0, i, j] = s0
+                continue
+            if n_taps == 2:
+                s0 = g.dtype.type(0.0)
+                s1 = g.dtype.type(0.0)
+                l0 = lags[0, i, j]
+                l1 = lags[1, i, j]
+                for q in range(a, e):
+                    p = opos[q]
+                    v = val[q]
+                    s0 += v * grow[p + l0]
+                    s1 += v * grow[p + l1]
+                gc[0, i, j] = s0
+                gc[1, i, j] = s1
+                continue
+            for k in range(n_taps):
+                tl[k] = lags[k, i, j]
+                acc[k] = 0.0
+            if _consecutive(tl, n_taps):
+                for q in range(a, e):
+                    v = val[q]
+                    src = grow[opos[q] + tl[0]:opos[q] + tl[0] + n_taps]
+                    for k in range(n_taps):
+                        acc[k] += v * src[k]
+            else:
+                for q in range(a, e):
+                    p = opos[q]
+                    v = val[q]
+                    for k in range(n_taps):
+                        acc[k] += v * grow[p + tl[k]]
+            for k in range(n_taps):
+                gc[k, i, j] = acc[k]
 
 
-def _events(x: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Non-zero entries of ``x [T, B, N]`` per unit: ``offsets [N + 1]``, flat positions
-    ``t * B + b`` (ascending within a unit) and values."""
-    rows = x.detach().permute(2, 0, 1).reshape(x.shape[2], -1)
-    unit, pos = rows.nonzero(as_tuple=True)
-    val = rows[unit, pos].contiguous()
-    counts = torch.bincount(unit, minlength=x.shape[2])
-    offsets = torch.zeros(x.shape[2] + 1, dtype=torch.int64)
-    torch.cumsum(counts, 0, out=offsets[1:])
-    return offsets.numpy(), pos.contiguous().numpy(), val.numpy()
+#: Positions per block of :func:`_grad_input`: ``dL/dout`` of every target over one block
+#: (``N_out x _BLOCK`` values) stays in the L2 cache while every input row uses it.
+_BLOCK = 1024
 
 
-def _rows(t: Tensor) -> Tensor:
-    """``[T, B, N] -> [N, T * B]`` contiguous (batch contiguous within a row)."""
-    return t.permute(2, 0, 1).reshape(t.shape[2], -1).contiguous()
+@numba.njit(cache=True, fastmath=True)
+def _grad_input(g, lags, coefs, gx):
+    """``gx[j, p] = sum_{i, k} coefs[k, i, j] g[i, p + lags[k, i, j]]`` (dense rows).
+
+    Per input row, the non-zero (target, tap) pairs are taken four at a time in one
+    contiguous, vectorised pass (``fastmath`` lets it use fused multiply-adds), block by block
+    of positions so that the block of ``g`` stays in cache across the input rows. The rows
+    hold every sample in a segment of ``seg >= T + max lag`` steps, so positions past
+    ``size - max lag`` (the last sample's slack) are never needed.
+    """
+    n_taps, n_out, n_in = lags.shape
+    size = g.shape[1]
+    n = size
+    count = np.zeros(n_in + 1, np.int64)
+    for k in range(n_taps):
+        for i in range(n_out):
+            for j in range(n_in):
+                n = min(n, size - lags[k, i, j])
+                if coefs[k, i, j] != 0.0:
+                    count[j + 1] += 1
+    for j in range(n_in):
+        count[j + 1] += count[j]
+    ti = np.empty(count[n_in], np.int64)
+    tl = np.empty(count[n_in], np.int64)
+    tc = np.empty(count[n_in], coefs.dtype)
+    for j in range(n_in):
+        m = count[j]
+        for i in range(n_out):
+            for k in range(n_taps):
+                c = coefs[k, i, j]
+                if c != 0.0:
+                    ti[m] = i
+                    tl[m] = lags[k, i, j]
+                    tc[m] = c
+                    m += 1
+    for p0 in range(0, n, _BLOCK):
+        w = min(_BLOCK, n - p0)
+        for j in range(n_in):
+            row = gx[j, p0:p0 + w]
+            u = count[j]
+            e = count[j + 1]
+            while u + 4 <= e:
+                c0, c1, c2, c3 = tc[u], tc[u + 1], tc[u + 2], tc[u + 3]
+                a0, a1, a2, a3 = p0 + tl[u], p0 + tl[u + 1], p0 + tl[u + 2], p0 + tl[u + 3]
+                s0 = g[ti[u], a0:a0 + w]
+                s1 = g[ti[u + 1], a1:a1 + w]
+                s2 = g[ti[u + 2], a2:a2 + w]
+                s3 = g[ti[u + 3], a3:a3 + w]
+                for p in range(w):
+                    row[p] += c0 * s0[p] + c1 * s1[p] + c2 * s2[p] + c3 * s3[p]
+                u += 4
+            while u < e:
+                c0 = tc[u]
+                a0 = p0 + tl[u]
+                s0 = g[ti[u], a0:a0 + w]
+                for p in range(w):
+                    row[p] += c0 * s0[p]
+                u += 1
+
+
+@numba.njit(cache=True, fastmath=True)
+def _forward_window(offsets, opos, val, kernel, out):
+    """``out[i, opos + n] += kernel[i, j, n] val`` for every spike and lag ``n``
+    (contiguous in ``n``: vectorised; two targets per pass over the spikes)."""
+    n_out, n_in, k = kernel.shape
+    for i in range(0, n_out - 1, 2):
+        row0 = out[i]
+        row1 = out[i + 1]
+        for j in range(n_in):
+            w0 = kernel[i, j]
+            w1 = kernel[i + 1, j]
+            for q in range(offsets[j], offsets[j + 1]):
+                v = val[q]
+                d0 = row0[opos[q]:opos[q] + k]
+                d1 = row1[opos[q]:opos[q] + k]
+                for n in range(k):
+                    d0[n] += v * w0[n]
+                    d1[n] += v * w1[n]
+    if n_out % 2:
+        row = out[n_out - 1]
+        for j in range(n_in):
+            w = kernel[n_out - 1, j]
+            for q in range(offsets[j], offsets[j + 1]):
+                v = val[q]
+                dst = row[opos[q]:opos[q] + k]
+                for n in range(k):
+                    dst[n] += v * w[n]
+
+
+@numba.njit(cache=True, fastmath=True)
+def _grad_window(offsets, opos, val, g, gk):
+    """``gk[i, j, n] = sum over the spikes q of j of val[q] g[i, opos[q] + n]`` (two targets
+    per pass over the spikes)."""
+    n_out, n_in, k = gk.shape
+    acc0 = np.empty(k, g.dtype)
+    acc1 = np.empty(k, g.dtype)
+    for i in range(0, n_out, 2):
+        i1 = min(i + 1, n_out - 1)
+        g0 = g[i]
+        g1 = g[i1]
+        for j in range(n_in):
+            acc0[:] = 0.0
+            acc1[:] = 0.0
+            for q in range(offsets[j], offsets[j + 1]):
+                v = val[q]
+                s0 = g0[opos[q]:opos[q] + k]
+                s1 = g1[opos[q]:opos[q] + k]
+                for n in range(k):
+                    acc0[n] += v * s0[n]
+                    acc1[n] += v * s1[n]
+            gk[i, j] = acc0
+            gk[i1, j] = acc1
+
+
+def _events_of(x: Tensor, seg: int) -> tuple[np.ndarray, ...]:
+    """Events of ``x [T, B, N]`` (see :func:`_events`): ``offsets, opos, val`` arrays."""
+    xc = x.detach().contiguous()
+    n_nonzero = int(torch.count_nonzero(xc))
+    offsets = np.empty(x.shape[2] + 1, np.int64)
+    opos = np.empty(n_nonzero, np.int64)
+    val = np.empty(n_nonzero, xc.numpy().dtype)
+    _events(xc.numpy(), seg, offsets, opos, val)
+    return offsets, opos, val
+
+
+def _rows(t: Tensor, seg: int) -> Tensor:
+    """``[T', B, N] -> [N, B * seg]`` (time contiguous, each sample's segment of ``seg >= T'``
+    steps zero after ``T'``)."""
+    n_steps, batch, n = t.shape
+    rows = t.new_zeros((n, batch, seg))
+    rows[:, :, :n_steps] = t.permute(2, 1, 0)
+    return rows.view(n, batch * seg)
 
 
 def _unrows(rows: Tensor, n_steps: int, batch: int) -> Tensor:
-    """``[N, T * B] -> [T, B, N]`` contiguous."""
-    return rows.view(rows.shape[0], n_steps, batch).permute(1, 2, 0).contiguous()
+    """``[N, B * seg] -> [T, B, N]`` contiguous (the first ``n_steps`` of every segment)."""
+    return rows.view(rows.shape[0], batch, -1)[:, :, :n_steps].permute(2, 1, 0).contiguous()
 
 
 class SpikeScatter(torch.autograd.Function):
@@ -145,33 +340,72 @@ class SpikeScatter(torch.autograd.Function):
     def forward(ctx, x: Tensor, lags: Tensor, coefs: Tensor,  # type: ignore[override]
                 pad_right: int) -> Tensor:
         n_steps, batch, _ = x.shape
-        n_out = coefs.shape[1]
         lags = lags.contiguous()
         coefs_c = coefs.detach().contiguous()
-        offsets, pos, val = _events(x)
-        out = x.new_zeros((n_out, (n_steps + pad_right) * batch))
-        _forward(offsets, pos, val, lags.numpy(), coefs_c.numpy(), batch, out.numpy())
+        # every sample's segment holds its latest arrival: no bound checks in the kernels
+        seg = n_steps + max(pad_right, int(lags.max()) if lags.numel() else 0)
+        events = _events_of(x, seg)
+        out = x.new_zeros((coefs.shape[1], batch * seg))
+        _forward(*events, lags.numpy(), coefs_c.numpy(), out.numpy())
         ctx.save_for_backward(lags, coefs_c)
-        ctx.events = (offsets, pos, val)
-        ctx.shape = (n_steps, batch, x.shape[2], pad_right)
+        ctx.events = events
+        ctx.shape = (n_steps, batch, x.shape[2], seg)
         return _unrows(out, n_steps + pad_right, batch)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         lags, coefs = ctx.saved_tensors
-        n_steps, batch, n_in, pad_right = ctx.shape
-        g = _rows(grad.to(coefs.dtype))
+        n_steps, batch, n_in, seg = ctx.shape
+        g = _rows(grad.to(coefs.dtype), seg)
         need_x, _, need_c, _ = ctx.needs_input_grad
         gx = gc = None
         if need_x:
-            rows = g.new_zeros((n_in, n_steps * batch))
-            _grad_input(g.numpy(), lags.numpy(), coefs.numpy(), batch, rows.numpy())
+            rows = g.new_zeros((n_in, batch * seg))
+            _grad_input(g.numpy(), lags.numpy(), coefs.numpy(), rows.numpy())
             gx = _unrows(rows, n_steps, batch)
         if need_c:
             gc = torch.empty_like(coefs)
-            _grad_coefs(*ctx.events, lags.numpy(), g.numpy(), batch, gc.numpy())
+            _grad_coefs(*ctx.events, lags.numpy(), g.numpy(), gc.numpy())
         return gx, None, gc, None
+
+
+class WindowScatter(torch.autograd.Function):
+    """``(x [T, B, N_in], kernel [N_out, N_in, K], pad_right) -> [T + pad, B, N_out]``: the
+    dense-window convolution of :func:`~ctsnn.synapses.conv.dense_conv` with the forward and
+    ``dL/dkernel`` scattered from the spikes of ``x``; ``dL/dx`` (dense) by ``conv1d``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, kernel: Tensor,  # type: ignore[override]
+                pad_right: int) -> Tensor:
+        n_steps, batch, _ = x.shape
+        kernel_c = kernel.detach().contiguous()
+        seg = n_steps + max(pad_right, kernel.shape[2] - 1)
+        events = _events_of(x, seg)
+        out = x.new_zeros((kernel.shape[0], batch * seg))
+        _forward_window(*events, kernel_c.numpy(), out.numpy())
+        ctx.save_for_backward(kernel_c)
+        ctx.events = events
+        ctx.shape = (n_steps, batch, seg)
+        return _unrows(out, n_steps + pad_right, batch)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (kernel,) = ctx.saved_tensors
+        n_steps, batch, seg = ctx.shape
+        n_out_steps, k = grad.shape[0], kernel.shape[2]
+        grad = grad.to(kernel.dtype)
+        need_x, need_k, _ = ctx.needs_input_grad
+        gx = gk = None
+        if need_x:
+            # gx[t, b, j] = sum_{i, n} kernel[i, j, n] grad[t + n, b, i] (a cross-correlation)
+            gb = F.pad(grad.permute(1, 2, 0), (0, max(0, n_steps + k - 1 - n_out_steps)))
+            gx = F.conv1d(gb, kernel.transpose(0, 1))[:, :, :n_steps].permute(2, 0, 1)
+        if need_k:
+            gk = torch.empty_like(kernel)
+            _grad_window(*ctx.events, _rows(grad, seg).numpy(), gk.numpy())
+        return gx, gk, None
 
 
 def spike_scatter(x: Tensor, taps: Taps, pad_right: int = 0) -> Tensor:
@@ -199,10 +433,42 @@ def spike_scatter(x: Tensor, taps: Taps, pad_right: int = 0) -> Tensor:
     return SpikeScatter.apply(x, lags.to(torch.int64), coefs, int(pad_right))
 
 
-def scatter_pays(x: Tensor, *tensors: Tensor) -> bool:
-    """Whether the scatter path serves ``x``: kernels on for ``x`` and ``tensors`` (CPU) and at
-    most :data:`MAX_DENSITY` of ``x``'s entries non-zero."""
+def window_scatter(x: Tensor, kernel: Tensor, pad_right: int = 0) -> Tensor:
+    """Causal convolution of a sparse ``x [T, B, N_in]`` with a dense lag-indexed kernel.
+
+    Args:
+        x: input raster (spikes or sparse values), CPU.
+        kernel: ``[N_out, N_in, K]``, tap ``n`` = lag ``n`` steps (weights included).
+        pad_right: zero steps appended (late spikes still delivered).
+
+    Returns:
+        ``[T + pad_right, B, N_out]``, equal to :func:`ctsnn.synapses.conv.dense_conv` (to
+        rounding), differentiable w.r.t. ``x`` and ``kernel``. Forward and ``dL/dkernel`` cost
+        spikes x N_out x K; ``dL/dx`` (only when ``x`` needs it) is one ``conv1d``.
+    """
+    if x.ndim != 3:
+        raise ValueError(f"x must be a raster [T, B, N_in], got shape {list(x.shape)}")
+    if kernel.ndim != 3 or kernel.shape[1] != x.shape[2] or kernel.shape[2] < 1:
+        raise ValueError(f"kernel must be [N_out, N_in = {x.shape[2]}, K >= 1], got "
+                         f"{list(kernel.shape)}")
+    if kernel.dtype != x.dtype:
+        x = x.to(kernel.dtype)
+    return WindowScatter.apply(x, kernel, int(pad_right))
+
+
+def _density_at_most(x: Tensor, limit: float, *tensors: Tensor) -> bool:
     if not kernels_enabled(x, *tensors) or x.numel() == 0:
         return False
-    return int(torch.count_nonzero(x.detach())) <= MAX_DENSITY * x.numel()
+    return int(torch.count_nonzero(x.detach())) <= limit * x.numel()
 
+
+def scatter_pays(x: Tensor, *tensors: Tensor) -> bool:
+    """Whether the tap scatter serves ``x``: kernels on for ``x`` and ``tensors`` (CPU) and at
+    most :data:`MAX_DENSITY` of ``x``'s entries non-zero."""
+    return _density_at_most(x, MAX_DENSITY, *tensors)
+
+
+def window_pays(x: Tensor, *tensors: Tensor) -> bool:
+    """Whether :func:`window_scatter` serves ``x`` with a dense kernel: kernels on (CPU) and at
+    most :data:`MAX_WINDOW_DENSITY` of ``x``'s entries non-zero."""
+    return _density_at_most(x, MAX_WINDOW_DENSITY, *tensors)
