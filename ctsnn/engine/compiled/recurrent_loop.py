@@ -140,20 +140,25 @@ def heap_replace_top(h, size, seq, t, prio, c):
 
 # =========================================================================== neuron pieces
 @numba.njit(cache=True, inline="always")
+def _advance_s(t, vv, ii, tt, hh, cuba, tm, ts, r, vl, near):
+    """A neuron's state ``(v, i)`` flowed from its last event ``tt`` to ``t`` (no crossing in
+    between: the queue handled it); during a refractory hold (until ``hh``) ``v`` stays and the
+    current decays. Scalars only (no array reference counting in the hot loop)."""
+    if hh > tt:
+        stop = min(hh, t)
+        if cuba and stop > tt:
+            ii *= math.exp(-(stop - tt) / ts)
+        tt = max(stop, tt)
+    if tt < t:
+        vv, ii = _flow(cuba, vv, ii, t - tt, tm, ts, r, vl, near)
+    return vv, ii
+
+
+@numba.njit(cache=True)
 def _advance(j, t, v, i, tj, hold, cuba, p):
-    """Flow neuron ``j`` from its last event to ``t`` (no crossing in between: the queue
-    handled it); during a refractory hold ``v`` stays and the current decays."""
-    tt = tj[j]
-    while tt < t:
-        if hold[j] > tt:
-            stop = min(hold[j], t)
-            if cuba:
-                i[j] *= math.exp(-(stop - tt) / p[j, 1])
-            tt = stop
-            continue
-        v[j], i[j] = _flow(cuba, v[j], i[j], t - tt, p[j, 0], p[j, 1], p[j, 2], p[j, 3],
-                           p[j, 7] > 0)
-        tt = t
+    """Move neuron ``j`` to ``t`` (:func:`_advance_s`)."""
+    v[j], i[j] = _advance_s(t, v[j], i[j], tj[j], hold[j], cuba, p[j, 0], p[j, 1], p[j, 2],
+                            p[j, 3], p[j, 7] > 0)
     tj[j] = t
 
 
@@ -172,25 +177,24 @@ def state_at(j, t, v, i, tj, hold, cuba, p):
 
 
 @numba.njit(cache=True, inline="always")
-def _lower(j, v, i, tj, hold, cuba, p, bound, horizon):
+def _lower(t0, vv, ii, hh, cuba, tm, r, vl, thr, bnd, horizon):
     """A lower bound of neuron ``j``'s next upward threshold crossing if no input arrives
     before it (``inf``: none before ``horizon``). From its state ``(v0, i0)`` at the start
     ``t0`` (last event or end of its refractory hold, during which ``|i|`` only decays),
     ``v(s) - v_leak = (v0 - v_leak) e^{-s/tm} + r i0 q(s)`` with ``0 <= q(s) <= min(s/tm,
     max q)``, so ``v(s) <= v0 + (max(v_leak - v0, 0) + max(r i0, 0)) s / tm`` (``e^{-x} >=
     1 - x``) and ``v(s) <= v_leak + max(v0 - v_leak, 0) + |r i0| max q``; both keep a margin
-    of ``1e-9 (|v_th| + 1)`` over rounding."""
-    tm, r, vl, thr = p[j, 0], p[j, 2], p[j, 3], p[j, 4]
-    t0, vv = tj[j], v[j]
-    if hold[j] > t0:
-        if hold[j] >= horizon:
+    of ``1e-9 (|v_th| + 1)`` over rounding. Scalars only (``hh``: end of the hold, ``bnd``:
+    ``max q``)."""
+    if hh > t0:
+        if hh >= horizon:
             return np.inf
-        t0 = hold[j]
+        t0 = hh
     if horizon - t0 <= 0:
         return np.inf
-    c = r * i[j] if cuba else 0.0
+    c = r * ii if cuba else 0.0
     tol = 1e-9 * (abs(thr) + 1.0)
-    top = vl + max(vv - vl, 0.0) + (abs(c) * bound[j] if cuba else 0.0)
+    top = vl + max(vv - vl, 0.0) + (abs(c) * bnd if cuba else 0.0)
     if top < thr - tol:
         return np.inf
     gap = thr - tol - vv
@@ -229,18 +233,6 @@ def _exact(j, v, i, tj, hold, cuba, p, bound, t_end):
     if upper < 0:
         return t0, -1.0
     return t0, _root(0, cuba, vv, ii, lo, upper, g_lo, g_up, tm, ts, r, vl, near, thr)
-
-
-@numba.njit(cache=True, inline="always")
-def _horizon(j, shared, ffpos, f_ptr, f_t, spos, s_end, s_time, t_end):
-    """Where neuron ``j``'s prediction stops: its next feed-forward arrival (where it is
-    predicted again) or the end of the run."""
-    if shared:
-        if spos < s_end:
-            return s_time[spos]
-    elif ffpos[j] < f_ptr[j + 1]:
-        return f_t[ffpos[j]]
-    return t_end
 
 
 @numba.njit(cache=True, inline="always")
@@ -366,62 +358,42 @@ def _initial_spikes(v, i, hold, last, p, mode, dt, eps):
 
 
 # =========================================================================== one sample
-@numba.njit(cache=True, inline="always")
-def _predict(j, ck, cx, cexact, v, i, tj, hold, cuba, p, bound, horizon):
-    """Neuron ``j``'s crossing leaf after a change of its state: a lower bound (exact later)."""
-    ck[j] = _lower(j, v, i, tj, hold, cuba, p, bound, horizon)
-    cexact[j] = False
+@numba.njit(cache=True)
+def _record(k, b, t, n, v, i, tj, hold, cuba, p, rec_v, rec_i):
+    """The state of every neuron at ``t`` into recording ``k`` of sample ``b``."""
+    for j in range(n):
+        rec_v[k, b, j], rec_i[k, b, j] = state_at(j, t, v, i, tj, hold, cuba, p)
 
 
 @numba.njit(cache=True)
-def _refine(j, ck, cx, cexact, v, i, tj, hold, cuba, p, bound, horizon):
-    """Replace neuron ``j``'s lower bound by its exact crossing (``inf``: none before the
-    horizon); the state is the one the bound came from, so the result is the eager one's."""
-    t0, hs = _exact(j, v, i, tj, hold, cuba, p, bound, horizon)
-    ck[j] = min(t0 + hs, horizon) if hs >= 0 else np.inf
-    cx[j] = hs
-    cexact[j] = True
-
-
-@numba.njit(cache=True, inline="always")
-def _apply(t, prio, n_touched, touched, acc, mark, sp, count, h, size, seq, nrn, crs, rec, ff,
-           spos, cfg):
-    """Apply the summed jump of each touched neuron at ``t`` (class ``prio``): threshold test,
-    spikes (logged, their streams started), new crossing bounds. Returns ``(sp, count, h,
-    size, seq)``. Tuples (few arguments: numba inlines the call): ``nrn = (v, i, tj, hold,
-    last)``, ``crs = (ck, cx, cexact, ctree)``, ``rec = (rec_d, rec_ptr, rec_tgt)``, ``ff =
-    (ffpos, f_ptr, f_t, s_time)``, ``cfg = (cuba, p, bound, mode, dt, eps, is32, t_end_key,
-    shared, s_end, t_end)``."""
+def _cross(j, horizon, sp, count, h, size, seq, nrn, crs, rec, cfg):
+    """Neuron ``j``'s crossing leaf comes first: refine a lower bound into the exact crossing
+    (the state is the one the bound came from, so the prediction is the eager one), or fire an
+    exact crossing (log, reset, start its stream, new bound). Returns ``(sp, count, h, size,
+    seq)``. The tuples as in :func:`sample`."""
     v, i, tj, hold, last = nrn
     ck, cx, cexact, ctree = crs
     rec_d, rec_ptr, rec_tgt = rec
-    ffpos, f_ptr, f_t, s_time = ff
-    cuba, p, bound, mode, dt, eps, is32, t_end_key, shared, s_end, t_end = cfg
-    for q in range(n_touched):
-        j = touched[q]
-        jump = acc[j]
-        acc[j], mark[j] = 0.0, False
-        if jump != 0:  # a zero jump moves nothing, fires nothing; the horizon moves on
-            _advance(j, t, v, i, tj, hold, cuba, p)
-            held = hold[j] > t
-            before = v[j] - p[j, 4]
-            if cuba:
-                i[j] += jump
-            elif not held:
-                v[j] += jump
-            if not held and before < 0 and v[j] - p[j, 4] >= 0 and last[j] != t:
-                sp = _fire(j, t, i[j] - jump if cuba else 0.0, prio, sp, count, v, last, hold,
-                           p, mode, dt, eps)
-                h, size, seq = _send(h, size, seq, count, sp, rec_d, rec_ptr, rec_tgt, is32,
-                                     dt, eps, t_end_key)
-                count += 1
-        horizon = _horizon(j, shared, ffpos, f_ptr, f_t, spos, s_end, s_time, t_end)
-        _predict(j, ck, cx, cexact, v, i, tj, hold, cuba, p, bound, horizon)
-        if 4 * n_touched <= ctree.shape[0]:
-            tree_set(ctree, ck, j)
-    if 4 * n_touched > ctree.shape[0]:
-        tree_build(ctree, ck)
-    return sp, count, h, size, seq
+    cuba, p, bound, mode, dt, eps, is32, t_end_key = cfg
+    if not cexact[j]:
+        t0, hs = _exact(j, v, i, tj, hold, cuba, p, bound, horizon)
+        ck[j] = min(t0 + hs, horizon) if hs >= 0 else np.inf
+        cx[j] = hs
+        cexact[j] = True
+        tree_set(ctree, ck, j)
+        return sp, count, h, size, seq
+    t = ck[j]
+    _advance(j, max(tj[j], hold[j]), v, i, tj, hold, cuba, p)
+    v[j], i[j] = _flow(cuba, v[j], i[j], cx[j], p[j, 0], p[j, 1], p[j, 2], p[j, 3], p[j, 7] > 0)
+    tj[j] = t
+    sp = _fire(j, t, i[j], _P_CROSS, sp, count, v, last, hold, p, mode, dt, eps)
+    h, size, seq = _send(h, size, seq, count, sp, rec_d, rec_ptr, rec_tgt, is32, dt, eps,
+                         t_end_key)
+    ck[j] = _lower(tj[j], v[j], i[j], hold[j], cuba, p[j, 0], p[j, 2], p[j, 3], p[j, 4],
+                   bound[j], horizon)
+    cexact[j] = False
+    tree_set(ctree, ck, j)
+    return sp, count + 1, h, size, seq
 
 
 @numba.njit(cache=True)
@@ -433,15 +405,10 @@ def sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_
     recordings are written into ``rec_v``, ``rec_i`` ``[R, B, N]``."""
     n = v0.shape[1]
     v, i = v0[b].copy(), i0[b].copy()
-    tj = np.zeros(n)
-    hold = np.full(n, -np.inf)
-    last = np.full(n, np.nan)
-    acc = np.zeros(n)
-    touched = np.zeros(n, dtype=np.int64)
-    mark = np.zeros(n, dtype=np.bool_)
+    tj, hold, last = np.zeros(n), np.full(n, -np.inf), np.full(n, np.nan)
+    acc, touched, mark = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_)
     sp, count = _initial_spikes(v, i, hold, last, p, mode, dt, eps)
-    h = np.empty((64, 5))
-    size, seq = 0, 0.0
+    h, size, seq = np.empty((64, 5)), 0, 0.0
     s_end = e0 + s_n[b]
     if shared:
         f_t, f_w, f_ptr = np.empty(0), np.empty(0), np.zeros(n + 1, dtype=np.int64)
@@ -450,21 +417,20 @@ def sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_
                                     t_end_key)
     ffpos = f_ptr[:n].copy()  # each neuron's next feed-forward arrival (per-synapse delays)
     fk = np.full(n + 1, np.inf)  # its time (the tree's keys; the last one pads)
+    ck, cx = np.full(n + 1, np.inf), np.zeros(n)  # crossing leaves: time or lower bound
+    cexact = np.zeros(n, dtype=np.bool_)
+    spos = e0  # the sample's next shared input event (no or per-axon delays)
     for j in range(n):
         if not shared and f_ptr[j + 1] > f_ptr[j]:
             fk[j] = f_t[f_ptr[j]]
-    ftree = tree_new(n, fk)
-    spos = e0  # the sample's next shared input event (no or per-axon delays)
-    ck, cx = np.full(n + 1, np.inf), np.zeros(n)  # crossing leaves: time or lower bound
-    cexact = np.zeros(n, dtype=np.bool_)
-    for j in range(n):
-        horizon = _horizon(j, shared, ffpos, f_ptr, f_t, spos, s_end, s_time, t_end)
-        _predict(j, ck, cx, cexact, v, i, tj, hold, cuba, p, bound, horizon)
-    ctree = tree_new(n, ck)
+        horizon = (fk[j] if fk[j] < np.inf else t_end) if not shared else (
+            s_time[spos] if spos < s_end else t_end)
+        ck[j] = _lower(0.0, v[j], i[j], hold[j], cuba, p[j, 0], p[j, 2], p[j, 3], p[j, 4],
+                       bound[j], horizon)
+    ftree, ctree = tree_new(n, fk), tree_new(n, ck)
     n_rec, rec_k = rec_v.shape[0], 0
-    nrn, crs = (v, i, tj, hold, last), (ck, cx, cexact, ctree)
-    rec, ff = (rec_d, rec_ptr, rec_tgt), (ffpos, f_ptr, f_t, s_time)
-    cfg = (cuba, p, bound, mode, dt, eps, is32, t_end_key, shared, s_end, t_end)
+    nrn, crs, rec = (v, i, tj, hold, last), (ck, cx, cexact, ctree), (rec_d, rec_ptr, rec_tgt)
+    cfg = (cuba, p, bound, mode, dt, eps, is32, t_end_key)
     while True:
         bt, bp = np.inf, np.inf  # the first event other than a crossing
         if size > 0:
@@ -476,29 +442,16 @@ def sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_
             bt, bp = (rec_k + 1) * rec_every * dt, _P_RECORD
         j = ctree[1]
         if ck[j] <= bt and ck[j] < np.inf:  # a crossing comes first (or may: refine it)
-            horizon = _horizon(j, shared, ffpos, f_ptr, f_t, spos, s_end, s_time, t_end)
-            if not cexact[j]:
-                _refine(j, ck, cx, cexact, v, i, tj, hold, cuba, p, bound, horizon)
-                tree_set(ctree, ck, j)
-                continue
-            t = ck[j]
-            _advance(j, max(tj[j], hold[j]), v, i, tj, hold, cuba, p)
-            v[j], i[j] = _flow(cuba, v[j], i[j], cx[j], p[j, 0], p[j, 1], p[j, 2], p[j, 3],
-                               p[j, 7] > 0)
-            tj[j] = t
-            sp = _fire(j, t, i[j], _P_CROSS, sp, count, v, last, hold, p, mode, dt, eps)
-            h, size, seq = _send(h, size, seq, count, sp, rec_d, rec_ptr, rec_tgt, is32, dt,
-                                 eps, t_end_key)
-            count += 1
-            _predict(j, ck, cx, cexact, v, i, tj, hold, cuba, p, bound, horizon)
-            tree_set(ctree, ck, j)
+            horizon = (fk[j] if fk[j] < np.inf else t_end) if not shared else (
+            s_time[spos] if spos < s_end else t_end)
+            sp, count, h, size, seq = _cross(j, horizon, sp, count, h, size, seq,
+                                             nrn, crs, rec, cfg)
             continue
         if bt == np.inf:
             break
         t = bt
         if bp == _P_RECORD:
-            for j in range(n):
-                rec_v[rec_k, b, j], rec_i[rec_k, b, j] = state_at(j, t, v, i, tj, hold, cuba, p)
+            _record(rec_k, b, t, n, v, i, tj, hold, cuba, p, rec_v, rec_i)
             rec_k += 1
             continue
         # an arrival group: every arrival of this (instant, class), summed per neuron
@@ -521,9 +474,37 @@ def sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_
             size, seq, n_touched = _deliver(h, size, seq, t, bp, sp, rec_w, rec_d, rec_ptr,
                                             rec_tgt, is32, dt, eps, t_end_key, acc, mark,
                                             touched, n_touched)
-        sp, count, h, size, seq = _apply(
-            t, bp, n_touched, touched, acc, mark, sp, count, h, size, seq, nrn, crs, rec, ff,
-            spos, cfg)
+        rebuild = 4 * n_touched > ctree.shape[0]
+        s_next = s_time[spos] if spos < s_end else t_end
+        for q in range(n_touched):  # each touched neuron: its summed jump, a new bound
+            j = touched[q]
+            jump = acc[j]
+            acc[j], mark[j] = 0.0, False
+            tm, r, vl, thr = p[j, 0], p[j, 2], p[j, 3], p[j, 4]
+            if jump != 0:  # a zero jump moves nothing, fires nothing; the horizon moves on
+                v[j], i[j] = _advance_s(t, v[j], i[j], tj[j], hold[j], cuba, tm, p[j, 1], r,
+                                        vl, p[j, 7] > 0)
+                tj[j] = t
+                held = hold[j] > t
+                before = v[j] - thr
+                if cuba:
+                    i[j] += jump
+                elif not held:
+                    v[j] += jump
+                if not held and before < 0 and v[j] - thr >= 0 and last[j] != t:
+                    sp = _fire(j, t, i[j] - jump if cuba else 0.0, bp, sp, count, v, last,
+                               hold, p, mode, dt, eps)
+                    h, size, seq = _send(h, size, seq, count, sp, rec_d, rec_ptr, rec_tgt,
+                                         is32, dt, eps, t_end_key)
+                    count += 1
+            horizon = (fk[j] if fk[j] < np.inf else t_end) if not shared else s_next
+            ck[j] = _lower(tj[j], v[j], i[j], hold[j], cuba, tm, r, vl, thr, bound[j],
+                           horizon)
+            cexact[j] = False
+            if not rebuild:
+                tree_set(ctree, ck, j)
+        if rebuild:
+            tree_build(ctree, ck)
     v_end, i_end = np.empty(n), np.empty(n)
     for j in range(n):
         v_end[j], i_end[j] = state_at(j, t_end, v, i, tj, hold, cuba, p)
