@@ -4,19 +4,14 @@ The layer gets feed-forward spikes through a :class:`~ctsnn.synapses.Dense` syna
 ``Exact`` kernel: no, per-axon or per-synapse delays) and its own spikes back through a
 :class:`~ctsnn.synapses.RecurrentDense` with exact delays (any delay ``>= 0``: longer than a
 step, shorter than a step, zero). Its neurons interact, so unlike the feed-forward kernel
-(:mod:`.event_driven`, one neuron at a time) each sample is one event queue, a binary heap of
-(time, class, sequence) ordered events, processed in time order in float64:
-
-* the next feed-forward arrival of every neuron (per-synapse delays: each neuron's arrivals
-  sorted once; otherwise one shared, time-sorted input list applied to every target);
-* every recurrent spike as a stream over its targets sorted by delay (one heap entry per
-  spike in flight, not per synapse: the next target's arrival is pushed when one is popped);
-* the predicted threshold crossing of every neuron: after each change of its state the next
-  upward crossing without further input is bracketed on ``[t, T dt]`` and refined to the last
-  bit as the feed-forward kernel does (:func:`.event_driven._bracket`, ``_root``), with a cheap
-  exact upper bound of ``v`` ruling out most neurons first; a later change of the neuron's state
-  makes the prediction stale (version numbers);
-* the grid points where recordings are taken (after everything else at that instant).
+(:mod:`.event_driven`, one neuron at a time) each sample is simulated in time order in float64
+by one event loop (:mod:`.recurrent_loop`): threshold crossings (lower bounds in a tournament
+tree, the exact crossing — bracketed and refined to the last bit as the feed-forward kernel
+does — only when a neuron's bound comes first), feed-forward arrivals (per-synapse delays: each
+neuron's arrivals sorted once, their next ones in a second tree; otherwise one shared,
+time-sorted input list), every recurrent spike as a stream over its targets sorted by delay
+(one heap entry per spike in flight, not per synapse), and the grid points where recordings are
+taken (after everything else at that instant).
 
 Between events each neuron follows its closed-form flow from its own last event; resets and
 refractory ends at their exact times; arrival times are rounded in the run's dtype and snapped
@@ -33,8 +28,9 @@ fires at most once per instant, and a jump fires it when it carries ``v`` from b
 above the threshold. As in the reference, spikes at ``t = 0`` of neurons that start at
 threshold are not sent through the recurrent synapses.
 
-Cost: arrivals + spikes x fan-out, each with a heap operation (``log`` of the events in
-flight), independent of ``T x N``; samples run in parallel (numba ``prange``).
+Cost: arrivals + spikes x fan-out (a tree update per arrival, a heap sift per recurrent
+arrival at a new instant), independent of ``T x N``; samples run in parallel (numba
+``prange``).
 
 When it runs: :func:`event_recurrent_refusal` (documented in docs/kernels.md).
 """
