@@ -428,6 +428,7 @@ def sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_
         ck[j] = _lower(0.0, v[j], i[j], hold[j], cuba, p[j, 0], p[j, 2], p[j, 3], p[j, 4],
                        bound[j], horizon)
     ftree, ctree = tree_new(n, fk), tree_new(n, ck)
+    half = ctree.shape[0] // 2  # first leaf; per-arrival tree updates are written out below
     n_rec, rec_k = rec_v.shape[0], 0
     nrn, crs, rec = (v, i, tj, hold, last), (ck, cx, cexact, ctree), (rec_d, rec_ptr, rec_tgt)
     cfg = (cuba, p, bound, mode, dt, eps, is32, t_end_key)
@@ -466,10 +467,18 @@ def sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_
         elif bp == _P_ARRIVE:
             while fk[ftree[1]] == t:
                 j = ftree[1]
-                n_touched = _add(j, f_w[ffpos[j]], acc, mark, touched, n_touched)
+                acc[j] += f_w[ffpos[j]]
+                if not mark[j]:
+                    mark[j] = True
+                    touched[n_touched] = j
+                    n_touched += 1
                 ffpos[j] += 1
                 fk[j] = f_t[ffpos[j]] if ffpos[j] < f_ptr[j + 1] else np.inf
-                tree_set(ftree, fk, j)
+                k = (half + j) >> 1
+                while k >= 1:
+                    l2, r2 = ftree[2 * k], ftree[2 * k + 1]
+                    ftree[k] = l2 if fk[l2] <= fk[r2] else r2
+                    k >>= 1
         while size > 0 and h[0, _H_T] == t and h[0, _H_P] == bp:
             size, seq, n_touched = _deliver(h, size, seq, t, bp, sp, rec_w, rec_d, rec_ptr,
                                             rec_tgt, is32, dt, eps, t_end_key, acc, mark,
@@ -502,7 +511,11 @@ def sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_
                            horizon)
             cexact[j] = False
             if not rebuild:
-                tree_set(ctree, ck, j)
+                k = (half + j) >> 1
+                while k >= 1:
+                    l2, r2 = ctree[2 * k], ctree[2 * k + 1]
+                    ctree[k] = l2 if ck[l2] <= ck[r2] else r2
+                    k >>= 1
         if rebuild:
             tree_build(ctree, ck)
     v_end, i_end = np.empty(n), np.empty(n)
