@@ -43,7 +43,6 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import torch
-from numba import prange
 from torch import Tensor
 
 from ...models.base import NeuronModel
@@ -52,7 +51,7 @@ from ...spikes import Spikes
 from ...synapses import Arrivals, DelayedArrivals, RecurrentDense
 from ...synapses.arrivals import row_order
 from .event_driven import _RESET_CODES, _params, _shared_schedules, tensors_refusal
-from .recurrent_loop import sample
+from .recurrent_loop import simulate_samples
 
 __all__ = ["EventRecurrentOutput", "event_recurrent_refusal", "event_recurrent_spikes",
            "run_event_recurrent"]
@@ -62,29 +61,7 @@ _SPIKE_SLOTS = 1 << 22  # spike slots of the first pass, shared by the samples
 _PARALLEL_WORK = 200_000  # below this many (input spike, target) pairs: one thread
 
 
-# =========================================================================== all samples
-@numba.njit(cache=True, parallel=True)
-def _simulate(samples, ptr, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_n,
-              rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba, mode, v0, i0, t_end, t_end_key,
-              dt, eps, is32, rec_every, rec_v, rec_i, v_end, i_end, cap):
-    """The ``samples`` in parallel: spikes ``[S, cap, 3]`` (time, unit, current; in
-    processing order), their counts ``[S]`` (counted beyond ``cap``)."""
-    out = np.empty((samples.shape[0], cap, 3))
-    counts = np.zeros(samples.shape[0], dtype=np.int64)
-    for q in prange(samples.shape[0]):
-        b = samples[q]
-        sp, ve, ie = sample(b, ptr[b], ptr[b + 1], ev_t, ev_u, ev_x, weight, delay, shared,
-                             s_time, s_src, s_n, rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba,
-                             mode, v0, i0, t_end, t_end_key, dt, eps, is32, rec_every, rec_v,
-                             rec_i)
-        k = sp.shape[0]
-        counts[q] = k
-        for s in range(min(k, cap)):
-            out[q, s, 0], out[q, s, 1], out[q, s, 2] = sp[s, 0], sp[s, 1], sp[s, 2]
-        v_end[b], i_end[b] = ve, ie
-    return out, counts
-
-
+# =========================================================================== gathering
 @numba.njit(cache=True)
 def _gather(n_b, first, counts, where, more, more_counts, is32):
     """Every spike in the order of :class:`Spikes` (by sample, then time as rounded to the
@@ -271,10 +248,10 @@ def run_event_recurrent(model: NeuronModel, arrivals: Arrivals | DelayedArrivals
     cap = int(min(max(_SPIKE_SLOTS // batch_size, 64), 64 * n))
 
     def simulate(samples: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
-        return _simulate(samples, ptr, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src,
-                         s_n, rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba, mode, v0, i0,
-                         t_end, t_end_key, dt, eps, is32, record_every, rec_v, rec_i, v_end,
-                         i_end, cap)
+        return simulate_samples(samples, ptr, ev_t, ev_u, ev_x, weight, delay, shared,
+                                s_time, s_src, s_n, rec_w, rec_d, rec_ptr, rec_tgt, p, bound,
+                                cuba, mode, v0, i0, t_end, t_end_key, dt, eps, is32,
+                                record_every, rec_v, rec_i, v_end, i_end, cap)
 
     threads = numba.get_num_threads()
     if batch_size == 1 or ev_t.size * n < _PARALLEL_WORK:

@@ -30,6 +30,7 @@ import math
 
 import numba
 import numpy as np
+from numba import prange
 
 from .event_driven import _arrival, _bracket, _flow, _reset, _root, _snap, synapse_arrivals
 
@@ -522,3 +523,28 @@ def sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_
     for j in range(n):
         v_end[j], i_end[j] = state_at(j, t_end, v, i, tj, hold, cuba, p)
     return sp[:count], v_end, i_end
+
+
+# =========================================================================== all samples
+@numba.njit(cache=True, parallel=True)
+def simulate_samples(samples, ptr, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_n,
+                     rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba, mode, v0, i0, t_end,
+                     t_end_key, dt, eps, is32, rec_every, rec_v, rec_i, v_end, i_end, cap):
+    """The ``samples`` in parallel: spikes ``[S, cap, 3]`` (time, unit, current; in
+    processing order), their counts ``[S]`` (counted beyond ``cap``). Here, next to
+    :func:`sample`, so that numba's on-disk cache of this entry point is invalidated with the
+    loop's source (it does not follow callees into other files)."""
+    out = np.empty((samples.shape[0], cap, 3))
+    counts = np.zeros(samples.shape[0], dtype=np.int64)
+    for q in prange(samples.shape[0]):
+        b = samples[q]
+        sp, ve, ie = sample(b, ptr[b], ptr[b + 1], ev_t, ev_u, ev_x, weight, delay, shared,
+                            s_time, s_src, s_n, rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba,
+                            mode, v0, i0, t_end, t_end_key, dt, eps, is32, rec_every, rec_v,
+                            rec_i)
+        k = sp.shape[0]
+        counts[q] = k
+        for s in range(min(k, cap)):
+            out[q, s, 0], out[q, s, 1], out[q, s, 2] = sp[s, 0], sp[s, 1], sp[s, 2]
+        v_end[b], i_end[b] = ve, ie
+    return out, counts
