@@ -315,29 +315,24 @@ def _deliver(h, size, seq, t, prio, sp, rec_w, rec_d, rec_ptr, rec_tgt, is32, dt
     ts_key = np.float64(np.float32(ts)) if is32 else ts
     end = rec_ptr[u + 1]
     k = rec_ptr[u] + c
-    n_touched = _add(rec_tgt[k], rec_w[rec_tgt[k], u], acc, mark, touched, n_touched)
-    k += 1
-    while k < end:
+    first = True
+    while k < end:  # the sums written out (an array-taking call per target costs refcounts)
         j = rec_tgt[k]
-        t2, p2 = _rec_arrival(ts, ts_key, rec_d[j, u], sp[s, 3], is32, dt, eps, t_end_key)
-        if t2 < 0:  # after the run (the later targets too: they are in delay order)
-            break
-        if t2 != t or p2 != prio:
-            seq = heap_replace_top(h, size, seq, t2, p2, k - rec_ptr[u])
-            return size, seq, n_touched
-        n_touched = _add(j, rec_w[j, u], acc, mark, touched, n_touched)
+        if not first:
+            t2, p2 = _rec_arrival(ts, ts_key, rec_d[j, u], sp[s, 3], is32, dt, eps, t_end_key)
+            if t2 < 0:  # after the run (the later targets too: they are in delay order)
+                break
+            if t2 != t or p2 != prio:
+                seq = heap_replace_top(h, size, seq, t2, p2, k - rec_ptr[u])
+                return size, seq, n_touched
+        first = False
+        acc[j] += rec_w[j, u]
+        if not mark[j]:
+            mark[j] = True
+            touched[n_touched] = j
+            n_touched += 1
         k += 1
     return heap_pop(h, size), seq, n_touched
-
-
-@numba.njit(cache=True, inline="always")
-def _add(j, w, acc, mark, touched, n_touched):
-    acc[j] += w
-    if not mark[j]:
-        mark[j] = True
-        touched[n_touched] = j
-        n_touched += 1
-    return n_touched
 
 
 @numba.njit(cache=True)
@@ -462,8 +457,11 @@ def sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_
             while spos < s_end and s_time[spos] == t:
                 e = s_src[spos]
                 for j in range(n):
-                    n_touched = _add(j, ev_x[e] * weight[j, ev_u[e]], acc, mark, touched,
-                                     n_touched)
+                    acc[j] += ev_x[e] * weight[j, ev_u[e]]
+                    if not mark[j]:
+                        mark[j] = True
+                        touched[n_touched] = j
+                        n_touched += 1
                 spos += 1
         elif bp == _P_ARRIVE:
             while fk[ftree[1]] == t:
