@@ -43,3 +43,11 @@ def test_yinyang_eventprop_example_trains_and_times(capsys, monkeypatch):
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     out = capsys.readouterr().out
     assert "kernels=on batch=4" in out and "epoch (5000 samples)" in out
+
+
+def test_recurrent_event_kernel_example_times_the_kernel_alone(capsys, monkeypatch):
+    name = "recurrent_event_kernel.py"
+    monkeypatch.setattr(sys, "argv", [name, "--hidden", "16", "--duration", "0.02",
+                                      "--batch", "1", "--no-reference"])
+    runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    assert "forward (kernel)" in capsys.readouterr().out

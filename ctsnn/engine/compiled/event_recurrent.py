@@ -4,19 +4,14 @@ The layer gets feed-forward spikes through a :class:`~ctsnn.synapses.Dense` syna
 ``Exact`` kernel: no, per-axon or per-synapse delays) and its own spikes back through a
 :class:`~ctsnn.synapses.RecurrentDense` with exact delays (any delay ``>= 0``: longer than a
 step, shorter than a step, zero). Its neurons interact, so unlike the feed-forward kernel
-(:mod:`.event_driven`, one neuron at a time) each sample is one event queue, a binary heap of
-(time, class, sequence) ordered events, processed in time order in float64:
-
-* the next feed-forward arrival of every neuron (per-synapse delays: each neuron's arrivals
-  sorted once; otherwise one shared, time-sorted input list applied to every target);
-* every recurrent spike as a stream over its targets sorted by delay (one heap entry per
-  spike in flight, not per synapse: the next target's arrival is pushed when one is popped);
-* the predicted threshold crossing of every neuron: after each change of its state the next
-  upward crossing without further input is bracketed on ``[t, T dt]`` and refined to the last
-  bit as the feed-forward kernel does (:func:`.event_driven._bracket`, ``_root``), with a cheap
-  exact upper bound of ``v`` ruling out most neurons first; a later change of the neuron's state
-  makes the prediction stale (version numbers);
-* the grid points where recordings are taken (after everything else at that instant).
+(:mod:`.event_driven`, one neuron at a time) each sample is simulated in time order in float64
+by one event loop (:mod:`.recurrent_loop`): threshold crossings (lower bounds in a tournament
+tree, the exact crossing — bracketed and refined to the last bit as the feed-forward kernel
+does — only when a neuron's bound comes first), feed-forward arrivals (per-synapse delays: each
+neuron's arrivals sorted once, their next ones in a second tree; otherwise one shared,
+time-sorted input list), every recurrent spike as a stream over its targets sorted by delay
+(one heap entry per spike in flight, not per synapse), and the grid points where recordings are
+taken (after everything else at that instant).
 
 Between events each neuron follows its closed-form flow from its own last event; resets and
 refractory ends at their exact times; arrival times are rounded in the run's dtype and snapped
@@ -33,8 +28,9 @@ fires at most once per instant, and a jump fires it when it carries ``v`` from b
 above the threshold. As in the reference, spikes at ``t = 0`` of neurons that start at
 threshold are not sent through the recurrent synapses.
 
-Cost: arrivals + spikes x fan-out, each with a heap operation (``log`` of the events in
-flight), independent of ``T x N``; samples run in parallel (numba ``prange``).
+Cost: arrivals + spikes x fan-out (a tree update per arrival, a heap sift per recurrent
+arrival at a new instant), independent of ``T x N``; samples run in parallel (numba
+``prange``).
 
 When it runs: :func:`event_recurrent_refusal` (documented in docs/kernels.md).
 """
@@ -47,7 +43,6 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import torch
-from numba import prange
 from torch import Tensor
 
 from ...models.base import NeuronModel
@@ -55,456 +50,18 @@ from ...models.lif import LIF, CubaLIF
 from ...spikes import Spikes
 from ...synapses import Arrivals, DelayedArrivals, RecurrentDense
 from ...synapses.arrivals import row_order
-from .event_driven import (
-    _RESET_CODES,
-    _arrival,
-    _bracket,
-    _flow,
-    _params,
-    _reset,
-    _root,
-    _shared_schedules,
-    _snap,
-    synapse_arrivals,
-    tensors_refusal,
-)
+from .event_driven import _RESET_CODES, _params, _shared_schedules, tensors_refusal
+from .recurrent_loop import simulate_samples
 
 __all__ = ["EventRecurrentOutput", "event_recurrent_refusal", "event_recurrent_spikes",
            "run_event_recurrent"]
 
 _CUBA = {LIF: False, CubaLIF: True}
-# event kinds and classes (the order of events at one instant)
-_CROSS, _FF_ONE, _FF_ALL, _REC, _RECORD = 0, 1, 2, 3, 4
-_P_CROSS, _P_ARRIVE = 0.0, 1.0  # depth 0: every arrival not caused at t; wave k: class 1 + k
-_P_RECORD = float(2 ** 50)
 _SPIKE_SLOTS = 1 << 22  # spike slots of the first pass, shared by the samples
 _PARALLEL_WORK = 200_000  # below this many (input spike, target) pairs: one thread
 
 
-# =========================================================================== binary heap
-@numba.njit(cache=True)
-def _less(h, a, b):
-    if h[a, 0] != h[b, 0]:
-        return h[a, 0] < h[b, 0]
-    if h[a, 1] != h[b, 1]:
-        return h[a, 1] < h[b, 1]
-    return h[a, 2] < h[b, 2]
-
-
-@numba.njit(cache=True)
-def _swap(h, a, b):
-    for c in range(h.shape[1]):
-        h[a, c], h[b, c] = h[b, c], h[a, c]
-
-
-@numba.njit(cache=True)
-def _push(h, size, seq, t, prio, kind, a, b, c):
-    """Push the event ``(t, prio, seq; kind, a, b, c)``; returns ``(heap, size, seq)`` (the
-    heap grows by doubling)."""
-    if size == h.shape[0]:
-        grown = np.empty((2 * size, h.shape[1]))
-        grown[:size] = h[:size]
-        h = grown
-    h[size, 0], h[size, 1], h[size, 2] = t, prio, seq
-    h[size, 3], h[size, 4], h[size, 5], h[size, 6] = kind, a, b, c
-    k = size
-    while k > 0:
-        parent = (k - 1) // 2
-        if not _less(h, k, parent):
-            break
-        _swap(h, k, parent)
-        k = parent
-    return h, size + 1, seq + 1
-
-
-@numba.njit(cache=True)
-def _pop(h, size):
-    """Remove the first event; it is left in row ``size - 1``. Returns the new size."""
-    size -= 1
-    _swap(h, 0, size)
-    k = 0
-    while True:
-        left, right, best = 2 * k + 1, 2 * k + 2, k
-        if left < size and _less(h, left, best):
-            best = left
-        if right < size and _less(h, right, best):
-            best = right
-        if best == k:
-            return size
-        _swap(h, k, best)
-        k = best
-
-
-# =========================================================================== neuron pieces
-@numba.njit(cache=True)
-def _advance(j, t, v, i, tj, hold, cuba, p):
-    """Flow neuron ``j`` from its last event to ``t`` (no crossing in between: the queue
-    handled it); during a refractory hold ``v`` stays and the current decays."""
-    tt = tj[j]
-    while tt < t:
-        if hold[j] > tt:
-            stop = min(hold[j], t)
-            if cuba:
-                i[j] *= math.exp(-(stop - tt) / p[j, 1])
-            tt = stop
-            continue
-        v[j], i[j] = _flow(cuba, v[j], i[j], t - tt, p[j, 0], p[j, 1], p[j, 2], p[j, 3],
-                           p[j, 7] > 0)
-        tt = t
-    tj[j] = t
-
-
-@numba.njit(cache=True)
-def _state_at(j, t, v, i, tj, hold, cuba, p):
-    """Neuron ``j``'s state at ``t`` without moving it (recordings, final state)."""
-    vv, ii, tt = v[j], i[j], tj[j]
-    if hold[j] > tt:
-        stop = min(hold[j], t)
-        if cuba:
-            ii *= math.exp(-(stop - tt) / p[j, 1])
-        tt = stop
-    if t > tt:
-        vv, ii = _flow(cuba, vv, ii, t - tt, p[j, 0], p[j, 1], p[j, 2], p[j, 3], p[j, 7] > 0)
-    return vv, ii
-
-
-@numba.njit(cache=True)
-def _predict(j, v, i, tj, hold, cuba, p, bound, t_end):
-    """``(start, h)``: neuron ``j``'s next upward threshold crossing at ``start + h`` if no
-    input arrives before it (``h < 0``: none up to ``t_end``, the neuron's next feed-forward
-    arrival or the end of the run, where it is predicted again). ``start`` is its last event
-    or the end of its refractory hold."""
-    tm, ts, r, vl, thr = p[j, 0], p[j, 1], p[j, 2], p[j, 3], p[j, 4]
-    near = p[j, 7] > 0
-    t0, vv, ii = tj[j], v[j], i[j]
-    if hold[j] > t0:
-        if hold[j] >= t_end:
-            return t0, -1.0
-        if cuba:
-            ii *= math.exp(-(hold[j] - t0) / ts)
-        t0 = hold[j]
-    span = t_end - t0
-    if span <= 0:
-        return t0, -1.0
-    # v(h) <= v_leak + max(v - v_leak, 0) + |r I| max_h q(h): most neurons stop here
-    top = vl + max(vv - vl, 0.0) + (abs(r * ii) * bound[j] if cuba else 0.0)
-    if top < thr - 1e-9 * (abs(thr) + 1.0):
-        return t0, -1.0
-    v1, i1 = _flow(cuba, vv, ii, span, tm, ts, r, vl, near)
-    lo, g_lo, upper, g_up = _bracket(cuba, vv, ii, span, v1, i1, tm, ts, r, vl, near, thr)
-    if upper < 0:
-        return t0, -1.0
-    return t0, _root(0, cuba, vv, ii, lo, upper, g_lo, g_up, tm, ts, r, vl, near, thr)
-
-
-@numba.njit(cache=True)
-def _rec_arrival(ts, ts_key, d, origin, is32, dt, eps, t_end_key):
-    """``(time, class)`` of a recurrent arrival ``ts + d`` of a spike at ``ts`` (``ts_key``
-    in the run's dtype) sent in class ``origin``; ``time < 0`` when after the run."""
-    a = np.float32(np.float32(ts_key) + np.float32(d)) if is32 else ts_key + d
-    key, sim = _arrival(a, True, is32, dt, eps)
-    if key > t_end_key:
-        return -1.0, 0.0
-    if key == ts_key or sim <= ts:  # zero delay: the next causal wave of this instant
-        return ts, max(origin, _P_ARRIVE) + 1
-    return sim, _P_ARRIVE  # depth 0: summed with everything else arriving at that instant
-
-
-# =========================================================================== one sample
-@numba.njit(cache=True)
-def _ff_lists(e0, e1, ev_t, ev_u, ev_x, weight, delay, n, is32, dt, eps, t_end_key):
-    """Per-synapse feed-forward delays: every neuron's arrivals sorted by time, flat
-    ``(time, jump, ptr [N + 1])``."""
-    m_all = (e1 - e0) * n
-    f_t = np.empty(m_all)
-    f_w = np.empty(m_all)
-    ptr = np.zeros(n + 1, dtype=np.int64)
-    tmp = np.empty(e1 - e0)
-    val = np.empty(e1 - e0)
-    for j in range(n):
-        m = synapse_arrivals(j, e0, e1, ev_t, ev_u, ev_x, weight, delay, is32, dt, eps,
-                             t_end_key, tmp, val)
-        order = np.argsort(tmp[:m], kind="mergesort")
-        base = ptr[j]
-        for q in range(m):
-            f_t[base + q] = tmp[order[q]]
-            f_w[base + q] = val[order[q]]
-        ptr[j + 1] = base + m
-    return f_t, f_w, ptr
-
-
-@numba.njit(cache=True)
-def _fire(j, t, cur, origin, sp, count, v, last, hold, p, mode, dt, eps, rec_ptr):
-    """Log a spike of neuron ``j`` at ``t`` (state before it: current ``cur``), reset it;
-    returns the new spike count. ``sp`` rows: time, unit, current, class, has targets."""
-    if count == sp.shape[0]:
-        return -1  # the caller grows the log and retries
-    sp[count, 0], sp[count, 1], sp[count, 2], sp[count, 3] = t, j, cur, origin
-    sp[count, 4] = rec_ptr[j + 1] > rec_ptr[j]
-    v[j] = _reset(mode, v[j], p[j, 4], p[j, 5])
-    last[j] = t
-    if p[j, 6] > 0:
-        hold[j] = _snap(t + p[j, 6], dt, eps)
-    return count + 1
-
-
-@numba.njit(cache=True)
-def _grow(sp):
-    bigger = np.empty((2 * sp.shape[0], sp.shape[1]))
-    bigger[:sp.shape[0]] = sp
-    return bigger
-
-
-@numba.njit(cache=True)
-def _sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_n,
-            rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba, mode, v0, i0, t_end, t_end_key,
-            dt, eps, is32, rec_every, rec_v, rec_i):
-    """Simulate sample ``b`` (see the module docstring). Returns the spike log ``[K, 5]``
-    (time, unit, current before the spike, class, -) in processing order, and the final
-    state; recordings are written into ``rec_v``, ``rec_i`` ``[R, B, N]``."""
-    n = v0.shape[1]
-    v, i = v0[b].copy(), i0[b].copy()
-    tj = np.zeros(n)
-    hold = np.full(n, -np.inf)
-    last = np.full(n, np.nan)
-    ver = np.zeros(n)
-    acc = np.zeros(n)
-    touched = np.zeros(n, dtype=np.int64)
-    mark = np.zeros(n, dtype=np.bool_)
-    sp = np.empty((max(64, 4 * n), 5))
-    count = 0
-    for j in range(n):  # a neuron starting at threshold fires at t = 0 (not sent on)
-        if mode != 2 and v[j] - p[j, 4] >= 0:
-            sp[count, 0], sp[count, 1], sp[count, 2], sp[count, 3] = 0.0, j, i[j], -1.0
-            sp[count, 4] = 0.0
-            count += 1
-            v[j] = _reset(mode, v[j], p[j, 4], p[j, 5])
-            last[j] = 0.0
-            if p[j, 6] > 0:
-                hold[j] = _snap(p[j, 6], dt, eps)
-        if count == sp.shape[0]:
-            sp = _grow(sp)
-    h = np.empty((4 * n + 64, 7))
-    size, seq = 0, 0.0
-    if shared:
-        if s_n[b] > 0:
-            h, size, seq = _push(h, size, seq, s_time[e0], _P_ARRIVE, _FF_ALL, e0, 0, 0)
-        f_t, f_w, f_ptr = np.empty(0), np.empty(0), np.zeros(n + 1, dtype=np.int64)
-    else:
-        f_t, f_w, f_ptr = _ff_lists(e0, e1, ev_t, ev_u, ev_x, weight, delay, n, is32, dt, eps,
-                                    t_end_key)
-        for j in range(n):
-            if f_ptr[j + 1] > f_ptr[j]:
-                h, size, seq = _push(h, size, seq, f_t[f_ptr[j]], _P_ARRIVE, _FF_ONE, j,
-                                     f_ptr[j], 0)
-    ffpos = f_ptr[:n].copy()  # each neuron's next feed-forward arrival (per-synapse delays)
-    spos = e0  # the sample's next shared input event (no or per-axon delays)
-    n_rec = rec_v.shape[0]
-    if n_rec > 0:
-        h, size, seq = _push(h, size, seq, rec_every * dt, _P_RECORD, _RECORD, 0, 0, 0)
-    for j in range(n):
-        h, size, seq = _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound, t_end,
-                                  shared, ffpos, f_ptr, f_t, spos, e0 + s_n[b], s_time)
-    while size > 0:
-        size = _pop(h, size)
-        t, prio, kind = h[size, 0], h[size, 1], int(h[size, 3])
-        a, c, x = int(h[size, 4]), int(h[size, 5]), h[size, 6]
-        if kind == _RECORD:
-            for j in range(n):
-                rec_v[a, b, j], rec_i[a, b, j] = _state_at(j, t, v, i, tj, hold, cuba, p)
-            if a + 1 < n_rec:
-                h, size, seq = _push(h, size, seq, (a + 2) * rec_every * dt, _P_RECORD,
-                                     _RECORD, a + 1, 0, 0)
-            continue
-        if kind == _CROSS:
-            if c != ver[a]:
-                continue  # stale: the neuron's state changed since
-            j = a
-            t0 = max(tj[j], hold[j])
-            _advance(j, t0, v, i, tj, hold, cuba, p)
-            v[j], i[j] = _flow(cuba, v[j], i[j], x, p[j, 0], p[j, 1], p[j, 2], p[j, 3],
-                               p[j, 7] > 0)
-            tj[j] = t
-            new = _fire(j, t, i[j], _P_CROSS, sp, count, v, last, hold, p, mode, dt, eps,
-                        rec_ptr)
-            if new < 0:
-                sp = _grow(sp)
-                new = _fire(j, t, i[j], _P_CROSS, sp, count, v, last, hold, p, mode, dt, eps,
-                            rec_ptr)
-            if sp[count, 4] > 0:
-                h, size, seq = _send(h, size, seq, count, sp, rec_d, rec_ptr, rec_tgt, is32,
-                                     dt, eps, t_end_key)
-            count = new
-            h, size, seq = _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound,
-                                      t_end, shared, ffpos, f_ptr, f_t, spos, e0 + s_n[b],
-                                      s_time)
-            continue
-        # an arrival group: every arrival of this (instant, class), summed per neuron
-        n_touched = 0
-        first = True
-        while True:
-            if not first:
-                size = _pop(h, size)
-                kind, a, c = int(h[size, 3]), int(h[size, 4]), int(h[size, 5])
-            first = False
-            if kind == _FF_ONE:
-                n_touched = _add(a, f_w[c], acc, mark, touched, n_touched)
-                ffpos[a] = c + 1
-                if c + 1 < f_ptr[a + 1]:
-                    h, size, seq = _push(h, size, seq, f_t[c + 1], _P_ARRIVE, _FF_ONE, a, c + 1, 0)
-            elif kind == _FF_ALL:
-                e = s_src[a]
-                for j in range(n):
-                    n_touched = _add(j, ev_x[e] * weight[j, ev_u[e]], acc, mark, touched,
-                                     n_touched)
-                spos = a + 1
-                if a + 1 < e0 + s_n[b]:
-                    h, size, seq = _push(h, size, seq, s_time[a + 1], _P_ARRIVE, _FF_ALL, a + 1,
-                                         0, 0)
-            else:  # a recurrent stream: spike a from its c-th target on
-                h, size, seq, n_touched = _stream(h, size, seq, a, c, t, prio, sp, rec_w,
-                                                  rec_d, rec_ptr, rec_tgt, is32, dt, eps,
-                                                  t_end_key, acc, mark, touched, n_touched)
-            if size == 0 or h[0, 0] != t or h[0, 1] != prio:
-                break
-        for q in range(n_touched):
-            j = touched[q]
-            jump = acc[j]
-            acc[j], mark[j] = 0.0, False
-            if jump == 0:  # moves nothing, fires nothing; the prediction window moves on
-                h, size, seq = _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound,
-                                          t_end, shared, ffpos, f_ptr, f_t, spos, e0 + s_n[b],
-                                          s_time)
-                continue
-            _advance(j, t, v, i, tj, hold, cuba, p)
-            held = hold[j] > t
-            before = v[j] - p[j, 4]
-            if cuba:
-                i[j] += jump
-            elif not held:
-                v[j] += jump
-            if not held and before < 0 and v[j] - p[j, 4] >= 0 and last[j] != t:
-                cur = i[j] - jump if cuba else 0.0
-                new = _fire(j, t, cur, prio, sp, count, v, last, hold, p, mode, dt, eps,
-                            rec_ptr)
-                if new < 0:
-                    sp = _grow(sp)
-                    new = _fire(j, t, cur, prio, sp, count, v, last, hold, p, mode, dt, eps,
-                                rec_ptr)
-                if sp[count, 4] > 0:
-                    h, size, seq = _send(h, size, seq, count, sp, rec_d, rec_ptr, rec_tgt,
-                                         is32, dt, eps, t_end_key)
-                count = new
-            h, size, seq = _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound,
-                                      t_end, shared, ffpos, f_ptr, f_t, spos, e0 + s_n[b],
-                                      s_time)
-    v_end, i_end = np.empty(n), np.empty(n)
-    for j in range(n):
-        v_end[j], i_end[j] = _state_at(j, t_end, v, i, tj, hold, cuba, p)
-    return sp[:count], v_end, i_end
-
-
-@numba.njit(cache=True)
-def _repredict(j, h, size, seq, v, i, tj, hold, ver, cuba, p, bound, t_end, shared, ffpos,
-               f_ptr, f_t, spos, s_end, s_time):
-    """Invalidate neuron ``j``'s predicted crossing and push the new one, if any, looking as
-    far as its next feed-forward arrival (where it is predicted again) or the end of the run
-    (as the feed-forward kernel brackets between arrivals)."""
-    ver[j] += 1
-    horizon = t_end
-    if shared:
-        if spos < s_end:
-            horizon = s_time[spos]
-    elif ffpos[j] < f_ptr[j + 1]:
-        horizon = f_t[ffpos[j]]
-    t0, hs = _predict(j, v, i, tj, hold, cuba, p, bound, horizon)
-    if hs >= 0:
-        return _push(h, size, seq, min(t0 + hs, horizon), _P_CROSS, _CROSS, j, ver[j], hs)
-    return h, size, seq
-
-
-@numba.njit(cache=True)
-def _add(j, w, acc, mark, touched, n_touched):
-    acc[j] += w
-    if not mark[j]:
-        mark[j] = True
-        touched[n_touched] = j
-        n_touched += 1
-    return n_touched
-
-
-@numba.njit(cache=True)
-def _next_target(h, size, seq, s, c, sp, rec_d, rec_ptr, rec_tgt, is32, dt, eps, t_end_key):
-    """Push the arrival of spike ``s`` at its ``c``-th target (in delay order), if any."""
-    u = int(sp[s, 1])
-    if rec_ptr[u] + c >= rec_ptr[u + 1]:
-        return h, size, seq
-    j = rec_tgt[rec_ptr[u] + c]
-    ts = sp[s, 0]
-    ts_key = np.float64(np.float32(ts)) if is32 else ts
-    t, prio = _rec_arrival(ts, ts_key, rec_d[j, u], sp[s, 3], is32, dt, eps, t_end_key)
-    if t < 0:  # after the run (the later targets too: they are in delay order)
-        return h, size, seq
-    return _push(h, size, seq, t, prio, _REC, s, c, 0)
-
-
-@numba.njit(cache=True)
-def _stream(h, size, seq, s, c, t, prio, sp, rec_w, rec_d, rec_ptr, rec_tgt, is32, dt, eps,
-            t_end_key, acc, mark, touched, n_touched):
-    """Add the arrival of spike ``s`` at its ``c``-th target (in delay order) to the group of
-    instant ``t``, class ``prio``, and the next targets' while they arrive in the same group
-    (zero or equal delays: no heap traffic); push the first later one."""
-    u = int(sp[s, 1])
-    ts = sp[s, 0]
-    ts_key = np.float64(np.float32(ts)) if is32 else ts
-    end = rec_ptr[u + 1]
-    k = rec_ptr[u] + c
-    j = rec_tgt[k]
-    n_touched = _add(j, rec_w[j, u], acc, mark, touched, n_touched)
-    k += 1
-    while k < end:
-        j = rec_tgt[k]
-        t2, p2 = _rec_arrival(ts, ts_key, rec_d[j, u], sp[s, 3], is32, dt, eps, t_end_key)
-        if t2 < 0:  # after the run (the later targets too: they are in delay order)
-            return h, size, seq, n_touched
-        if t2 != t or p2 != prio:
-            h, size, seq = _push(h, size, seq, t2, p2, _REC, s, k - rec_ptr[u], 0)
-            return h, size, seq, n_touched
-        n_touched = _add(j, rec_w[j, u], acc, mark, touched, n_touched)
-        k += 1
-    return h, size, seq, n_touched
-
-
-@numba.njit(cache=True)
-def _send(h, size, seq, s, sp, rec_d, rec_ptr, rec_tgt, is32, dt, eps, t_end_key):
-    """Start the recurrent stream of spike ``s``."""
-    return _next_target(h, size, seq, s, 0, sp, rec_d, rec_ptr, rec_tgt, is32, dt, eps,
-                        t_end_key)
-
-
-# =========================================================================== all samples
-@numba.njit(cache=True, parallel=True)
-def _simulate(samples, ptr, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_n,
-              rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba, mode, v0, i0, t_end, t_end_key,
-              dt, eps, is32, rec_every, rec_v, rec_i, v_end, i_end, cap):
-    """The ``samples`` in parallel: spikes ``[S, cap, 3]`` (time, unit, current; in
-    processing order), their counts ``[S]`` (counted beyond ``cap``)."""
-    out = np.empty((samples.shape[0], cap, 3))
-    counts = np.zeros(samples.shape[0], dtype=np.int64)
-    for q in prange(samples.shape[0]):
-        b = samples[q]
-        sp, ve, ie = _sample(b, ptr[b], ptr[b + 1], ev_t, ev_u, ev_x, weight, delay, shared,
-                             s_time, s_src, s_n, rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba,
-                             mode, v0, i0, t_end, t_end_key, dt, eps, is32, rec_every, rec_v,
-                             rec_i)
-        k = sp.shape[0]
-        counts[q] = k
-        for s in range(min(k, cap)):
-            out[q, s, 0], out[q, s, 1], out[q, s, 2] = sp[s, 0], sp[s, 1], sp[s, 2]
-        v_end[b], i_end[b] = ve, ie
-    return out, counts
-
-
+# =========================================================================== gathering
 @numba.njit(cache=True)
 def _gather(n_b, first, counts, where, more, more_counts, is32):
     """Every spike in the order of :class:`Spikes` (by sample, then time as rounded to the
@@ -691,10 +248,10 @@ def run_event_recurrent(model: NeuronModel, arrivals: Arrivals | DelayedArrivals
     cap = int(min(max(_SPIKE_SLOTS // batch_size, 64), 64 * n))
 
     def simulate(samples: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
-        return _simulate(samples, ptr, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src,
-                         s_n, rec_w, rec_d, rec_ptr, rec_tgt, p, bound, cuba, mode, v0, i0,
-                         t_end, t_end_key, dt, eps, is32, record_every, rec_v, rec_i, v_end,
-                         i_end, cap)
+        return simulate_samples(samples, ptr, ev_t, ev_u, ev_x, weight, delay, shared,
+                                s_time, s_src, s_n, rec_w, rec_d, rec_ptr, rec_tgt, p, bound,
+                                cuba, mode, v0, i0, t_end, t_end_key, dt, eps, is32,
+                                record_every, rec_v, rec_i, v_end, i_end, cap)
 
     threads = numba.get_num_threads()
     if batch_size == 1 or ev_t.size * n < _PARALLEL_WORK:
