@@ -25,14 +25,22 @@ pays seconds of compilation, and the fused arithmetic rounds differently in the 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
+import shutil
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
 __all__ = ["compiled_steps_enabled", "kernel_threads", "kernels_enabled", "numba_available",
-           "numba_threads", "use_compiled_steps", "use_kernels"]
+           "numba_cache_dir", "numba_threads", "use_compiled_steps", "use_kernels"]
+
+#: numba cache directories of older sources kept besides the current one (see numba_cache_dir)
+_KEEP_CACHES = 3
 
 def _env_flag(name: str, default: str) -> bool:
     return os.environ.get(name, default).strip().lower() not in ("0", "false", "no", "")
@@ -123,3 +131,49 @@ def numba_threads(n: int) -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------- numba's disk cache
+def numba_cache_dir(package: Path | None = None, base: Path | None = None) -> Path:
+    """Where ctsnn's compiled kernels are cached: ``<base>/numba/<hash of the package's
+    sources>`` (``base``: ``$CTSNN_CACHE_DIR``, else ``~/.cache/ctsnn``).
+
+    Why not numba's default (``__pycache__`` beside each module): numba keys a cached kernel
+    on its own file only, so after a change to a function it calls from *another* file
+    (a shared closed form, the arrival sort) it would load the stale machine code and
+    silently compute with the old version. A directory per version of all sources can't.
+    """
+    package = package or Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    base = base or Path(os.environ.get("CTSNN_CACHE_DIR") or Path.home() / ".cache" / "ctsnn")
+    return base / "numba" / digest.hexdigest()[:16]
+
+
+def _pin_numba_cache() -> None:
+    """Point numba's cache at :func:`numba_cache_dir` (before any kernel is decorated: every
+    kernel module imports this one first) unless the user chose ``NUMBA_CACHE_DIR``; keep the
+    caches of the :data:`_KEEP_CACHES` most recent other source versions and any used in the
+    last day, drop the rest."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    try:
+        where = numba_cache_dir()
+        where.mkdir(parents=True, exist_ok=True)
+        os.utime(where)  # most recently used
+        others = sorted((p for p in where.parent.iterdir() if p.is_dir() and p != where),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+        stale = time.time() - 86400.0  # never one another process may still be using
+        for old in others[_KEEP_CACHES:]:
+            if old.stat().st_mtime < stale:
+                shutil.rmtree(old, ignore_errors=True)
+    except OSError:  # no writable home: numba's default location
+        return
+    os.environ["NUMBA_CACHE_DIR"] = str(where)
+    if "numba" in sys.modules:  # imported before ctsnn: its config was read already
+        sys.modules["numba"].config.CACHE_DIR = str(where)
+
+
+_pin_numba_cache()
