@@ -206,82 +206,98 @@ def _backward_kernel(g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, 
     """
     n_steps = spikes.shape[0]
     batch, n = v0.shape
+    gu_v = np.empty(n, dtype=v0.dtype)
+    vp_v = np.empty(n, dtype=v0.dtype)
+    sd_v = np.zeros(n, dtype=v0.dtype)
+    no_extra = np.zeros((0, 0), dtype=v0.dtype)
+    for b in range(batch):
+        for t in range(n_steps - 1, -1, -1):
+            reverse_row(t, b, g_spikes, no_extra, sd, code, param, g_rec, u_all, spikes,
+                        i_before, cur, v0, A, B, D, E, F, th, vr, mode, detach, cuba, g_jumps,
+                        g_cur, lv_all, li_all, acc, gu_v, vp_v, sd_v)
+
+
+@numba.njit(cache=True)
+def reverse_row(t, b, g_spikes, extra, sd, code, param, g_rec, u_all, spikes, i_before, cur,
+                v0, A, B, D, E, F, th, vr, mode, detach, cuba, g_jumps, g_cur, lv_all, li_all,
+                acc, gu_v, vp_v, sd_v):
+    """Step ``t`` of sample ``b`` of the reverse sweep (:func:`_backward_kernel`; also the
+    fused recurrent layer's, whose spikes get the extra gradient ``extra [N, B]`` through
+    the recurrence: ``extra`` with 0 rows adds nothing). ``gu_v, vp_v, sd_v [N]`` scratch."""
+    n = v0.shape[1]
     want_c = g_cur.shape[0] > 0
     has_c = cur.shape[0] > 0
     rec = g_rec.shape[0] > 0
     has_s = code >= 0
+    has_x = extra.shape[0] > 0
     zero = 1.0 if mode == 0 else 0.0
     sub = 1.0 if mode == 1 else 0.0
     gate = 1.0 if mode == 2 else 0.0
     keep = 0.0 if detach else 1.0
-    gu_v = np.empty(n, dtype=v0.dtype)
-    vp_v = np.empty(n, dtype=v0.dtype)
-    sd_v = np.zeros(n, dtype=v0.dtype)
-    for b in range(batch):
-        lv = lv_all[b]
-        li = li_all[b]
-        a_acc, b_acc, c0_acc, d_acc = acc[0], acc[1], acc[2], acc[3]
-        e_acc, f_acc, th_acc, vr_acc = acc[4], acc[5], acc[6], acc[7]
-        for t in range(n_steps - 1, -1, -1):
-            u_t = u_all[t, b]
-            s_t = spikes[t, b]
-            if rec:
-                g_r = g_rec[t, b]
-                for k in range(n):
-                    lv[k] += g_r[k]
-            if t == 0:
-                for k in range(n):
-                    vp_v[k] = v0[b, k]
-            else:
-                u_p = u_all[t - 1, b]
-                s_p = spikes[t - 1, b]
-                for k in range(n):
-                    up = u_p[k]
-                    after = vr[k] if mode == 0 else up - (th[k] - vr[k])
-                    vp_v[k] = after if s_p[k] * (1.0 - gate) != 0.0 else up
-            if code > 0:
-                derivative_row(code, param, u_t, th, sd_v)
-            elif code == 0:
-                sd_v[:] = sd[t, b]
+    lv = lv_all[b]
+    li = li_all[b]
+    a_acc, b_acc, c0_acc, d_acc = acc[0], acc[1], acc[2], acc[3]
+    e_acc, f_acc, th_acc, vr_acc = acc[4], acc[5], acc[6], acc[7]
+    u_t = u_all[t, b]
+    s_t = spikes[t, b]
+    if rec:
+        g_r = g_rec[t, b]
+        for k in range(n):
+            lv[k] += g_r[k]
+    if t == 0:
+        for k in range(n):
+            vp_v[k] = v0[b, k]
+    else:
+        u_p = u_all[t - 1, b]
+        s_p = spikes[t - 1, b]
+        for k in range(n):
+            up = u_p[k]
+            after = vr[k] if mode == 0 else up - (th[k] - vr[k])
+            vp_v[k] = after if s_p[k] * (1.0 - gate) != 0.0 else up
+    if code > 0:
+        derivative_row(code, param, u_t, th, sd_v)
+    elif code == 0:
+        sd_v[:] = sd[t, b]
+    for k in range(n):
+        u = u_t[k]
+        s = s_t[k]
+        lvk = lv[k]
+        gs = 0.0
+        if has_s:
+            allowed = 0.0 if gate * (vp_v[k] - th[k]) >= 0.0 and gate != 0.0 else 1.0
+            jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
+            g_s = g_spikes[t, b, k] + extra[k, b] if has_x else g_spikes[t, b, k]
+            gs = (g_s + keep * lvk * jump) * sd_v[k] * allowed
+        gu = lvk * (1.0 - zero * s) + gs
+        vr_acc[k] += (zero + sub) * lvk * s
+        th_acc[k] -= sub * lvk * s + gs
+        a_acc[k] += gu * vp_v[k]
+        c0_acc[k] += gu
+        lv[k] = A[k] * gu
+        gu_v[k] = gu
+    gj = g_jumps[t, b]
+    if cuba:
+        ip_t = i_before[t, b]
+        for k in range(n):
+            gj[k] = li[k]
+            e_acc[k] += li[k] * ip_t[k]
+            b_acc[k] += gu_v[k] * ip_t[k]
+    else:
+        for k in range(n):
+            gj[k] = gu_v[k]
+    if has_c:
+        c_t = cur[t, b]
+        for k in range(n):
+            d_acc[k] += gu_v[k] * c_t[k]
+            if cuba:
+                f_acc[k] += li[k] * c_t[k]
+        if want_c:
+            gc = g_cur[t, b]
             for k in range(n):
-                u = u_t[k]
-                s = s_t[k]
-                lvk = lv[k]
-                gs = 0.0
-                if has_s:
-                    allowed = 0.0 if gate * (vp_v[k] - th[k]) >= 0.0 and gate != 0.0 else 1.0
-                    jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
-                    gs = (g_spikes[t, b, k] + keep * lvk * jump) * sd_v[k] * allowed
-                gu = lvk * (1.0 - zero * s) + gs
-                vr_acc[k] += (zero + sub) * lvk * s
-                th_acc[k] -= sub * lvk * s + gs
-                a_acc[k] += gu * vp_v[k]
-                c0_acc[k] += gu
-                lv[k] = A[k] * gu
-                gu_v[k] = gu
-            gj = g_jumps[t, b]
-            if cuba:
-                ip_t = i_before[t, b]
-                for k in range(n):
-                    gj[k] = li[k]
-                    e_acc[k] += li[k] * ip_t[k]
-                    b_acc[k] += gu_v[k] * ip_t[k]
-            else:
-                for k in range(n):
-                    gj[k] = gu_v[k]
-            if has_c:
-                c_t = cur[t, b]
-                for k in range(n):
-                    d_acc[k] += gu_v[k] * c_t[k]
-                    if cuba:
-                        f_acc[k] += li[k] * c_t[k]
-                if want_c:
-                    gc = g_cur[t, b]
-                    for k in range(n):
-                        gc[k] = D[k] * gu_v[k] + (F[k] * li[k] if cuba else 0.0)
-            if cuba:
-                for k in range(n):
-                    li[k] = E[k] * li[k] + B[k] * gu_v[k]
+                gc[k] = D[k] * gu_v[k] + (F[k] * li[k] if cuba else 0.0)
+    if cuba:
+        for k in range(n):
+            li[k] = E[k] * li[k] + B[k] * gu_v[k]
 
 
 def as_numpy(t: Tensor) -> np.ndarray:

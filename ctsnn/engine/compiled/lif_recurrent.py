@@ -60,8 +60,8 @@ from .lif_bptt import (
     SURROGATE_CODES,
     as_numpy,
     chunked_derivative,
-    derivative_row,
     post_reset,
+    reverse_row,
     step_coefficients,
 )
 
@@ -193,83 +193,16 @@ def _backward_step(t, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before,
             for b in range(batch):
                 gy[k, t + 1, b] = gy_next[b, k]
     _spike_grads(t, spikes[t], first, h_t, gy, ds, gh_t, work[3, :batch], spiking)
-    want_c = g_cur.shape[0] > 0
-    has_c = cur.shape[0] > 0
     has_m = mask.shape[0] > 0
-    rec = g_rec.shape[0] > 0
-    has_s = code >= 0
-    zero = 1.0 if mode == 0 else 0.0
-    sub = 1.0 if mode == 1 else 0.0
-    gate = 1.0 if mode == 2 else 0.0
-    keep = 0.0 if detach else 1.0
     gu_v, vp_v, sd_v = work[0, :n], work[1, :n], work[2, :n]
-    a_acc, b_acc, c0_acc, d_acc = acc[0], acc[1], acc[2], acc[3]
-    e_acc, f_acc, th_acc, vr_acc = acc[4], acc[5], acc[6], acc[7]
     for b in range(batch):
-        lv = lv_all[b]
-        li = li_all[b]
-        u_t = u_all[t, b]
-        s_t = spikes[t, b]
-        gm = gm_all[t, b]
-        if rec:
-            g_r = g_rec[t, b]
-            for k in range(n):
-                lv[k] += g_r[k]
-        if t == 0:
-            for k in range(n):
-                vp_v[k] = v0[b, k]
-        else:
-            u_p = u_all[t - 1, b]
-            s_p = spikes[t - 1, b]
-            for k in range(n):
-                up = u_p[k]
-                after = vr[k] if mode == 0 else up - (th[k] - vr[k])
-                vp_v[k] = after if s_p[k] * (1.0 - gate) != 0.0 else up
-        if code > 0:
-            derivative_row(code, param, u_t, th, sd_v)
-        elif code == 0:
-            sd_v[:] = sd[t, b]
-        for k in range(n):
-            u = u_t[k]
-            s = s_t[k]
-            lvk = lv[k]
-            gs = 0.0
-            if has_s:
-                allowed = 0.0 if gate * (vp_v[k] - th[k]) >= 0.0 and gate != 0.0 else 1.0
-                jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
-                gs = (g_spikes[t, b, k] + ds[k, b] + keep * lvk * jump) * sd_v[k] * allowed
-            gu = lvk * (1.0 - zero * s) + gs
-            vr_acc[k] += (zero + sub) * lvk * s
-            th_acc[k] -= sub * lvk * s + gs
-            a_acc[k] += gu * vp_v[k]
-            c0_acc[k] += gu
-            lv[k] = A[k] * gu
-            gu_v[k] = gu
+        reverse_row(t, b, g_spikes, ds, sd, code, param, g_rec, u_all, spikes, i_before, cur,
+                    v0, A, B, D, E, F, th, vr, mode, detach, cuba, g_jumps, g_cur, lv_all,
+                    li_all, acc, gu_v, vp_v, sd_v)
         gj = g_jumps[t, b]
-        if cuba:
-            ip_t = i_before[t, b]
-            for k in range(n):
-                gj[k] = li[k]
-                e_acc[k] += li[k] * ip_t[k]
-                b_acc[k] += gu_v[k] * ip_t[k]
-        else:
-            for k in range(n):
-                gj[k] = gu_v[k]
+        gm = gm_all[t, b]
         for k in range(n):
             gm[k] = gj[k] * mask[b, k] if has_m else gj[k]
-        if has_c:
-            c_t = cur[t, b]
-            for k in range(n):
-                d_acc[k] += gu_v[k] * c_t[k]
-                if cuba:
-                    f_acc[k] += li[k] * c_t[k]
-            if want_c:
-                gc = g_cur[t, b]
-                for k in range(n):
-                    gc[k] = D[k] * gu_v[k] + (F[k] * li[k] if cuba else 0.0)
-        if cuba:
-            for k in range(n):
-                li[k] = E[k] * li[k] + B[k] * gu_v[k]
 
 
 # --------------------------------------------------------------------------- autograd
