@@ -534,26 +534,40 @@ def event_driven_refusal(model: NeuronModel, *, time: str, method: str, arrivals
         return "not continuous time with the exact flow"
     if type(model) not in MODELS:
         return f"{type(model).__name__} is not one of LIF, CubaLIF, LI, CubaLI"
+    reason = input_refusal(arrivals, dt=dt, n_steps=n_steps, dtype=dtype, current=current,
+                           jumps=jumps, recurrent=recurrent, saveat=saveat,
+                           integrand=integrand, record=tuple(record) or None)
+    if reason is not None:
+        return reason
+    return tensors_refusal([*input_tensors(arrivals), *model.parameters(), *model.buffers(),
+                            *(() if state is None else state)])
+
+
+def input_refusal(arrivals: object, *, dt: float, n_steps: int, dtype: torch.dtype,
+                  **given: object) -> str | None:
+    """Why a compiled event kernel can't take this input (``None``: it can): the input must be
+    spikes through a ``Dense`` synapse with the ``Exact`` kernel on the run's grid, in float32 /
+    float64, and none of ``given`` (other inputs, recordings: ``name=value``) may be set."""
     if not isinstance(arrivals, (Arrivals, DelayedArrivals)) or arrivals.weight is None:
         return "input is not spikes through a Dense synapse with the Exact kernel"
     if arrivals.dt != dt:
         return "the input spikes' dt differs from the run's"
     if n_steps > arrivals.spikes.n_steps:
         return "the run is longer than the input's grid"
-    others = {"current": current, "jumps": jumps, "recurrent": recurrent, "saveat": saveat,
-              "integrand": integrand}
-    for name, value in others.items():
+    for name, value in given.items():
         if value is not None:
             return f"{name} is given"
-    if record:
-        return "record is given"
     if dtype not in (torch.float32, torch.float64):
         return f"dtype {dtype} (float32 / float64 only)"
-    tensors = [arrivals.weight, arrivals.spikes.times, arrivals.spikes.values,
-               *model.parameters(), *model.buffers(), *(() if state is None else state)]
+    return None
+
+
+def input_tensors(arrivals: Arrivals | DelayedArrivals) -> list[Tensor]:
+    """The tensors of an input schedule a kernel reads (weight, spike times and values, delays)."""
+    out = [arrivals.weight, arrivals.spikes.times, arrivals.spikes.values]
     if isinstance(arrivals, DelayedArrivals):
-        tensors.append(arrivals.delay)
-    return tensors_refusal(tensors)
+        out.append(arrivals.delay)
+    return out
 
 
 def tensors_refusal(tensors: list[Tensor]) -> str | None:

@@ -50,7 +50,14 @@ from ...models.lif import LIF, CubaLIF
 from ...spikes import Spikes
 from ...synapses import Arrivals, DelayedArrivals, RecurrentDense
 from ...synapses.arrivals import row_order
-from .event_driven import _RESET_CODES, _params, _shared_schedules, tensors_refusal
+from .event_driven import (
+    _RESET_CODES,
+    _params,
+    _shared_schedules,
+    input_refusal,
+    input_tensors,
+    tensors_refusal,
+)
 from .recurrent_loop import simulate_samples
 
 __all__ = ["EventRecurrentOutput", "event_recurrent_refusal", "event_recurrent_spikes",
@@ -110,15 +117,12 @@ def event_recurrent_refusal(model: NeuronModel, *, time: str, method: str, arriv
         return f"{type(model).__name__} is not LIF or CubaLIF"
     if not isinstance(recurrent, RecurrentDense) or recurrent.kernel.grid:
         return "the recurrence is not a RecurrentDense with exact delays"
+    given = {"current": current, "jumps": jumps, "saveat": saveat, "integrand": integrand}
     if arrivals is not None:
-        if not isinstance(arrivals, (Arrivals, DelayedArrivals)) or arrivals.weight is None:
-            return "input is not spikes through a Dense synapse with the Exact kernel"
-        if arrivals.dt != dt:
-            return "the input spikes' dt differs from the run's"
-        if n_steps > arrivals.spikes.n_steps:
-            return "the run is longer than the input's grid"
-    others = {"current": current, "jumps": jumps, "saveat": saveat, "integrand": integrand}
-    for name, value in others.items():
+        reason = input_refusal(arrivals, dt=dt, n_steps=n_steps, dtype=dtype, **given)
+        if reason is not None:
+            return reason
+    for name, value in given.items():
         if value is not None:
             return f"{name} is given"
     if dtype not in (torch.float32, torch.float64):
@@ -126,9 +130,7 @@ def event_recurrent_refusal(model: NeuronModel, *, time: str, method: str, arriv
     tensors = [*model.parameters(), *model.buffers(), *recurrent.parameters(),
                *recurrent.buffers(), *(() if state is None else state)]
     if arrivals is not None:
-        tensors += [arrivals.weight, arrivals.spikes.times, arrivals.spikes.values]
-        if isinstance(arrivals, DelayedArrivals):
-            tensors.append(arrivals.delay)
+        tensors += input_tensors(arrivals)
     return tensors_refusal(tensors)
 
 

@@ -64,7 +64,7 @@ from ...models.equations.codegen import CodegenError, ModelSource, model_source
 from ...models.quadratic import QIF
 from ...spikes import Spikes
 from ...synapses import Arrivals, DelayedArrivals
-from .event_driven import tensors_refusal
+from .event_driven import input_refusal, input_tensors, tensors_refusal
 
 __all__ = ["EQUATION_FORMS", "METHODS", "GenericOutput", "generic_loop_refusal",
            "generic_source", "generic_spikes", "loop_module", "loop_source", "run_generic_loop"]
@@ -203,30 +203,17 @@ def generic_loop_refusal(model: NeuronModel, *, time: str, method: object, arriv
                 f"of {names}")
     if model.delayed_reads:
         return "the model reads its own delayed state"
-    if not isinstance(arrivals, (Arrivals, DelayedArrivals)) or arrivals.weight is None:
-        return "input is not spikes through a Dense synapse with the Exact kernel"
-    if arrivals.dt != dt:
-        return "the input spikes' dt differs from the run's"
-    if n_steps > arrivals.spikes.n_steps:
-        return "the run is longer than the input's grid"
-    others = {"current": current, "jumps": jumps, "recurrent": recurrent, "saveat": saveat,
-              "integrand": integrand}
-    for name, value in others.items():
-        if value is not None:
-            return f"{name} is given"
-    if record:
-        return "record is given"
-    if dtype not in (torch.float32, torch.float64):
-        return f"dtype {dtype} (float32 / float64 only)"
+    reason = input_refusal(arrivals, dt=dt, n_steps=n_steps, dtype=dtype, current=current,
+                           jumps=jumps, recurrent=recurrent, saveat=saveat,
+                           integrand=integrand, record=tuple(record) or None)
+    if reason is not None:
+        return reason
     try:
         generic_source(model)
     except CodegenError as exc:
         return str(exc)
-    tensors = [arrivals.weight, arrivals.spikes.times, arrivals.spikes.values,
-               *model.parameters(), *model.buffers(), *(() if state is None else state)]
-    if isinstance(arrivals, DelayedArrivals):
-        tensors.append(arrivals.delay)
-    return tensors_refusal(tensors)
+    return tensors_refusal([*input_tensors(arrivals), *model.parameters(), *model.buffers(),
+                            *(() if state is None else state)])
 
 
 # =========================================================================== entry point
