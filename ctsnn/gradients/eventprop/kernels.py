@@ -42,6 +42,9 @@ _PARALLEL_PAIRS = 200_000
 #: of the weight and delay gradients are added in chunk order, so results are the same on any
 #: number of threads.
 _CHUNKS = 8
+#: Buckets per spike of a neuron's next-spike index (:func:`_next_spike_index`): about one
+#: spike per bucket keeps the scan after the lookup short.
+_BUCKETS_PER_SPIKE = 2
 
 
 # =========================================================================== scalar closed forms
@@ -135,6 +138,37 @@ def _lif_trigger(k: int, k0: int, k1: int, sp_t: np.ndarray, s_sorted: np.ndarra
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _bucket(x: float, inv_w: float, n_buckets: int) -> int:
+    """Bucket of time ``x`` (``floor(x inv_w)`` clamped to ``[0, n_buckets - 1]``): monotone
+    non-decreasing in ``x``, which is all :func:`_next_spike_index` relies on."""
+    f = x * inv_w
+    if not f > 0.0:
+        return 0
+    if f >= n_buckets - 1:
+        return n_buckets - 1
+    return int(f)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _next_spike_index(k0: int, k1: int, sp_t: np.ndarray, inv_w: float,
+                      first: np.ndarray) -> None:
+    """``first[i]``: the first spike of ``sp_t[k0:k1]`` (sorted) in bucket ``>= i`` of
+    :func:`_bucket` (``first[n_buckets] = k1``). Every spike before ``first[bucket(s)]`` is
+    then earlier than ``s`` (the bucket is monotone), so the next spike after ``s`` is found by
+    a forward scan from there: the same index as a binary search, in O(1) on average."""
+    nb = first.shape[0] - 1
+    i = 0
+    for k in range(k0, k1):
+        bk = _bucket(sp_t[k], inv_w, nb)
+        while i <= bk:
+            first[i] = k
+            i += 1
+    while i <= nb:
+        first[i] = k1
+        i += 1
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
                    ev_order: np.ndarray, ev_ptr: np.ndarray, weight: np.ndarray,
                    delay: np.ndarray, has_delay: bool, sp_t: np.ndarray, sp_ptr: np.ndarray,
@@ -152,16 +186,23 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes in input order. The
     samples own their spikes' adjoints (``v_minus``, ``i_minus``, ``v_plus``) and their input
     spikes' gradients (``g_t``, ``g_a``); ``g_w``, ``g_d`` ``[N, N_in]`` are added to.
+    Each arrival's next spike comes from a bucket index of the neuron's spikes
+    (:func:`_next_spike_index`); arrivals after the neuron's last spike add nothing (their
+    adjoint is zero) and are skipped.
     """
     n_units = weight.shape[0]
     width = 0
+    most = 0
     for b in range(b0, b1):
         width = max(width, ev_ptr[b + 1] - ev_ptr[b])
+        for n in range(n_units):
+            most = max(most, sp_ptr[b * n_units + n + 1] - sp_ptr[b * n_units + n])
     s_loc = np.empty(width)
     e_loc = np.empty(width, dtype=np.int64)
-    dj = np.empty(width)
-    ds = np.empty(width)
+    dj = np.empty(0 if cuba else width)
+    ds = np.empty(0 if cuba else width)
     x_loc = np.empty(width if need_tau else 0)
+    first = np.empty(_BUCKETS_PER_SPIKE * most + 1, dtype=np.int64)
     for b in range(b0, b1):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
         for n in range(n_units):
@@ -172,25 +213,38 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                             v_th, v_reset, cuba, v_minus, i_minus, v_plus)
             m = _arrivals_at(n, e0, e1, ev_order, t_in, j_in, delay, has_delay, t_end, s_loc,
                              e_loc)
+            nb = _BUCKETS_PER_SPIKE * (k1 - k0)
+            inv_w = nb / t_end if t_end > 0.0 else 0.0
+            row = first[:nb + 1]
+            _next_spike_index(k0, k1, sp_t, inv_w, row)
+            t_last = sp_t[k1 - 1]
             tm = tau_m[n]
             for q in range(m):
                 s = s_loc[q]
-                e = e_loc[q]
-                x = weight[n, j_in[e]] * a_in[e]
-                k = k0 + np.searchsorted(sp_t[k0:k1], s, side="right")  # next spike after s
-                if k >= k1:
-                    dj[q] = 0.0
-                    ds[q] = 0.0
+                if not s < t_last:  # no spike after the arrival: zero adjoint, zero terms
+                    if not cuba:
+                        dj[q] = 0.0
+                        ds[q] = 0.0
                     continue
+                k = row[_bucket(s, inv_w, nb)]
+                while sp_t[k] <= s:  # ends: sp_t[k1 - 1] > s
+                    k += 1
+                e = e_loc[q]
+                j = j_in[e]
                 h = sp_t[k] - s
                 if cuba:
+                    x = weight[n, j] * a_in[e]
                     ts = tau_s[n]
                     em, es, kappa = decays(h, tm, ts)
                     lam_v = em * v_minus[k]
                     lam_i = es * i_minus[k] + r[n] * kappa * v_minus[k]
-                    dj[q] = lam_i
-                    ds[q] = x * (lam_i / ts - r[n] * lam_v / tm)
+                    dsq = x * (lam_i / ts - r[n] * lam_v / tm)
+                    g_w[n, j] += a_in[e] * lam_i
+                    g_d[n, j] += dsq
+                    g_t[e] += dsq
+                    g_a[e] += weight[n, j] * lam_i
                 else:
+                    x = weight[n, j] * a_in[e]
                     lam_v = math.exp(-h / tm) * v_minus[k]
                     dj[q] = lam_v
                     ds[q] = x * lam_v / tm
@@ -204,13 +258,13 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                     q = order[pos]
                     dj[q] = 0.0
                     ds[q] = sp_g[k] - v_plus[k] * (v_leak[n] - v_reset[n]) / tm
-            for q in range(m):
-                e = e_loc[q]
-                j = j_in[e]
-                g_w[n, j] += a_in[e] * dj[q]
-                g_d[n, j] += ds[q]
-                g_t[e] += ds[q]
-                g_a[e] += weight[n, j] * dj[q]
+                for q in range(m):
+                    e = e_loc[q]
+                    j = j_in[e]
+                    g_w[n, j] += a_in[e] * dj[q]
+                    g_d[n, j] += ds[q]
+                    g_t[e] += ds[q]
+                    g_a[e] += weight[n, j] * dj[q]
             if need_tau:
                 for q in range(m):
                     x_loc[q] = weight[n, j_in[e_loc[q]]] * a_in[e_loc[q]]

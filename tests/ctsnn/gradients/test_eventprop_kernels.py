@@ -241,3 +241,38 @@ def test_fused_decays_equal_the_separate_closed_forms(tau_m, tau_s):
         assert math.isclose(es, math.exp(-h / tau_s), rel_tol=tol, abs_tol=1e-300)
         assert math.isclose(kappa, kernels.kappa(h, tau_m, tau_s), rel_tol=tol,
                             abs_tol=1e-300)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), n_spikes=st.integers(1, 40),
+       per_spike=st.integers(1, 3), t_end=st.sampled_from([1.0, 0.25, 1e-3, 0.3]))
+def test_bucket_index_finds_the_same_next_spike_as_a_binary_search(seed, n_spikes, per_spike,
+                                                                    t_end):
+    """The spiking backward's bucketed next-spike lookup (first spike strictly after each
+    arrival) equals ``searchsorted(side="right")``, with ties between spikes, arrivals on spike
+    times, on bucket edges, at 0, at ``t_end`` and spikes crowded in one bucket."""
+    import numpy as np
+
+    from ctsnn.gradients.eventprop import kernels as kern
+
+    rng = np.random.default_rng(seed)
+    grid = rng.integers(0, 50, size=n_spikes) * (t_end / 50)  # ties and exact bucket edges
+    sp = np.sort(np.where(rng.random(n_spikes) < 0.5, grid, rng.random(n_spikes) * t_end))
+    pad = 3  # the spikes sit at k0 = pad of a larger array, as a row of the kernel's layout
+    sp_t = np.concatenate([np.full(pad, -1.0), sp, np.full(pad, 9.0)])
+    k0, k1 = pad, pad + n_spikes
+    nb = per_spike * n_spikes
+    inv_w = nb / t_end
+    first = np.full(nb + 1, -7, dtype=np.int64)
+    kern._next_spike_index(k0, k1, sp_t, inv_w, first)
+    arrivals = np.concatenate([sp, np.nextafter(sp, -1.0), np.nextafter(sp, 2.0), [0.0],
+                               np.arange(nb + 1) * (t_end / nb), rng.random(50) * t_end])
+    for s in arrivals:
+        want = k0 + int(np.searchsorted(sp, s, side="right"))
+        if want >= k1:
+            continue  # no spike after s: the kernel skips the arrival before the lookup
+        k = first[kern._bucket(s, inv_w, nb)]
+        assert k0 <= k <= want
+        while sp_t[k] <= s:
+            k += 1
+        assert k == want, (s, k, want)
