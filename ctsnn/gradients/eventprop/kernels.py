@@ -45,6 +45,9 @@ _CHUNKS = 8
 #: Buckets per spike of a neuron's next-spike index (:func:`_next_spike_index`): about one
 #: spike per bucket keeps the scan after the lookup short.
 _BUCKETS_PER_SPIKE = 2
+#: Largest ``|exponent|`` of the factored decays (:func:`_factors`): ``e^{+-300}`` and the
+#: product of two stay far from float64's overflow (``e^{709}``) and subnormals.
+_FACTOR_RANGE = 300.0
 
 
 # =========================================================================== scalar closed forms
@@ -169,6 +172,26 @@ def _next_spike_index(k0: int, k1: int, sp_t: np.ndarray, inv_w: float,
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _factored_decays(h: float, em_p: float, es_p: float, a: float, b: float,
+                     tau_m: float) -> tuple[float, float, float]:
+    """:func:`~ctsnn.engine.compiled.closed_forms.decays` of ``h = t_k - s`` given the two
+    exponentials as products ``em_p = e^{-t_k/tau_m} e^{t/tau_m} e^{D/tau_m}`` (``es_p``
+    likewise with ``tau_s``; ``a, b = 1/tau_m, 1/tau_s``). For ``x = h |a - b| >= 0.5``
+    ``kappa = tau_s/(tau_m - tau_s) (em - es)`` has no cancellation (``min/max <= e^{-0.5}``):
+    no transcendental at all; below, the slower decay's product and one ``expm1`` as in
+    ``decays``."""
+    x = h * abs(a - b)
+    if x < 0.5:
+        xm = math.expm1(-x)
+        ex = 1.0 + xm
+        phi = 1.0 if x == 0.0 else -xm / x
+        if a <= b:
+            return em_p, em_p * ex, em_p * h * phi / tau_m
+        return es_p * ex, es_p, es_p * h * phi / tau_m
+    return em_p, es_p, (em_p - es_p) / (tau_m * (b - a))
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
                    ev_order: np.ndarray, ev_ptr: np.ndarray, weight: np.ndarray,
                    delay: np.ndarray, has_delay: bool, sp_t: np.ndarray, sp_ptr: np.ndarray,
@@ -177,7 +200,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                    v_th: np.ndarray, v_reset: np.ndarray, cuba: bool, t_end: float, tol: float,
                    v_minus: np.ndarray, i_minus: np.ndarray, v_plus: np.ndarray,
                    g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray, g_a: np.ndarray,
-                   need_tau: bool, g_tau: np.ndarray) -> int:
+                   need_tau: bool, g_tau: np.ndarray, fac: np.ndarray) -> int:
     """Backward of samples ``b0..b1-1`` of one spiking layer; returns -1, or the index of a
     LIF spike no arrival fired. With ``need_tau``, ``g_tau [2, N]`` is added
     ``(dL/dtau_m, dL/dtau_s)`` (:func:`.tau_kernels.neuron_tau_terms`).
@@ -188,9 +211,14 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     spikes' gradients (``g_t``, ``g_a``); ``g_w``, ``g_d`` ``[N, N_in]`` are added to.
     Each arrival's next spike comes from a bucket index of the neuron's spikes
     (:func:`_next_spike_index`); arrivals after the neuron's last spike add nothing (their
-    adjoint is zero) and are skipped.
+    adjoint is zero) and are skipped. With ``fac`` (:func:`_factors`: the time constants are
+    shared by the neurons) each pair's decays are products of per-spike, per-input-spike and
+    per-synapse exponentials (:func:`_factored_decays`) instead of two transcendentals;
+    ``fac`` of size 0: off.
     """
     n_units = weight.shape[0]
+    n_units_in = weight.shape[1]
+    n_syn = n_units * n_units_in
     width = 0
     most = 0
     for b in range(b0, b1):
@@ -203,6 +231,10 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     ds = np.empty(0 if cuba else width)
     x_loc = np.empty(width if need_tau else 0)
     first = np.empty(_BUCKETS_PER_SPIKE * most + 1, dtype=np.int64)
+    use_fac = fac.shape[0] > 0
+    n_ev = t_in.shape[0]
+    em_k = np.empty(most if use_fac else 0)
+    es_k = np.empty(most if use_fac else 0)
     for b in range(b0, b1):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
         for n in range(n_units):
@@ -219,6 +251,11 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
             _next_spike_index(k0, k1, sp_t, inv_w, row)
             t_last = sp_t[k1 - 1]
             tm = tau_m[n]
+            inv_m, inv_s = 1.0 / tm, 1.0 / tau_s[n]
+            if use_fac:
+                for k in range(k0, k1):
+                    em_k[k - k0] = math.exp(-sp_t[k] * inv_m)
+                    es_k[k - k0] = math.exp(-sp_t[k] * inv_s)
             for q in range(m):
                 s = s_loc[q]
                 if not s < t_last:  # no spike after the arrival: zero adjoint, zero terms
@@ -235,7 +272,13 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                 if cuba:
                     x = weight[n, j] * a_in[e]
                     ts = tau_s[n]
-                    em, es, kappa = decays(h, tm, ts)
+                    if use_fac:
+                        syn = 2 * n_ev + n * n_units_in + j
+                        em, es, kappa = _factored_decays(
+                            h, em_k[k - k0] * fac[e] * fac[syn],
+                            es_k[k - k0] * fac[n_ev + e] * fac[syn + n_syn], inv_m, inv_s, tm)
+                    else:
+                        em, es, kappa = decays(h, tm, ts)
                     lam_v = em * v_minus[k]
                     lam_i = es * i_minus[k] + r[n] * kappa * v_minus[k]
                     dsq = x * (lam_i / ts - r[n] * lam_v / tm)
@@ -245,7 +288,11 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                     g_a[e] += weight[n, j] * lam_i
                 else:
                     x = weight[n, j] * a_in[e]
-                    lam_v = math.exp(-h / tm) * v_minus[k]
+                    if use_fac:
+                        em = em_k[k - k0] * fac[e] * fac[2 * n_ev + n * n_units_in + j]
+                    else:
+                        em = math.exp(-h / tm)
+                    lam_v = em * v_minus[k]
                     dj[q] = lam_v
                     ds[q] = x * lam_v / tm
             if not cuba:
@@ -284,7 +331,8 @@ def _spiking_serial(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.
                     v_th: np.ndarray, v_reset: np.ndarray, cuba: bool, t_end: float,
                     tol: float, v_minus: np.ndarray, i_minus: np.ndarray, v_plus: np.ndarray,
                     g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                    g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> np.ndarray:
+                    g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray,
+                    fac: np.ndarray) -> np.ndarray:
     """:func:`_spiking_range` over ``n_chunks`` chunks of samples, one after the other; chunk
     ``c`` adds into ``g_w[c]``, ``g_d[c]``, ``g_tau[c]``. Returns each chunk's -1 / bad
     spike."""
@@ -294,7 +342,7 @@ def _spiking_serial(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.
         bad[c] = _spiking_range(b0, b1, t_in, j_in, a_in, ev_order, ev_ptr, weight, delay,
                                 has_delay, sp_t, sp_ptr, sp_cur, sp_g, sp_reg, tau_m, tau_s, r,
                                 v_leak, v_th, v_reset, cuba, t_end, tol, v_minus, i_minus,
-                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c])
+                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c], fac)
     return bad
 
 
@@ -307,7 +355,8 @@ def _spiking_parallel(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                       v_leak: np.ndarray, v_th: np.ndarray, v_reset: np.ndarray, cuba: bool,
                       t_end: float, tol: float, v_minus: np.ndarray, i_minus: np.ndarray,
                       v_plus: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                      g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> np.ndarray:
+                      g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray,
+                      fac: np.ndarray) -> np.ndarray:
     """:func:`_spiking_serial` with the chunks in parallel (same chunks, same results)."""
     bad = np.full(n_chunks, -1, dtype=np.int64)
     for c in prange(n_chunks):
@@ -315,7 +364,7 @@ def _spiking_parallel(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
         bad[c] = _spiking_range(b0, b1, t_in, j_in, a_in, ev_order, ev_ptr, weight, delay,
                                 has_delay, sp_t, sp_ptr, sp_cur, sp_g, sp_reg, tau_m, tau_s, r,
                                 v_leak, v_th, v_reset, cuba, t_end, tol, v_minus, i_minus,
-                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c])
+                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c], fac)
     return bad
 
 
@@ -626,6 +675,26 @@ def _zeros(weight: Tensor, n_events: int) -> tuple[np.ndarray, ...]:
     return np.zeros(n_events), np.zeros(shape), np.zeros(shape), np.zeros(n_events)
 
 
+def _factors(t_in: np.ndarray, delay: np.ndarray, has_delay: bool, n_syn: int,
+             tau_m: np.ndarray, tau_s: np.ndarray, t_end: float) -> np.ndarray:
+    """``[e^{t/tau_m} (E), e^{t/tau_s} (E), e^{D/tau_m} (N N_in), e^{D/tau_s} (N N_in)]`` flat,
+    float64: the input-spike and synapse factors of ``e^{-(t_k - t - D)/tau}`` that
+    :func:`_spiking_range` multiplies with the spikes' ``e^{-t_k/tau}``. Empty (the kernel
+    then calls ``decays`` per pair) unless every neuron has the same ``tau_m`` and ``tau_s``
+    and every exponent stays within ``+-`` :data:`_FACTOR_RANGE` (no overflow or underflow
+    in the products)."""
+    if tau_m.size == 0 or (tau_m != tau_m[0]).any() or (tau_s != tau_s[0]).any():
+        return np.zeros(0)
+    rate = max(1.0 / tau_m[0], 1.0 / tau_s[0])
+    span = max(t_end, float(np.abs(t_in).max(initial=0.0)),
+               float(np.abs(delay).max(initial=0.0)) if has_delay else 0.0)
+    if not span * rate <= _FACTOR_RANGE:
+        return np.zeros(0)
+    d = delay.reshape(-1) if has_delay else np.zeros(n_syn)
+    return np.concatenate([np.exp(t_in / tau_m[0]), np.exp(t_in / tau_s[0]),
+                           np.exp(d / tau_m[0]), np.exp(d / tau_s[0])])
+
+
 def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
                      reg: Tensor, need_tau: tuple[bool, bool] = (False, False)
                      ) -> tuple[Tensor | None, ...]:
@@ -661,10 +730,12 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     g_t_in, g_a = np.zeros(t_in.numel()), np.zeros(t_in.numel())
     g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
     g_tau = np.zeros((n_chunks, 2, n if any(need_tau) else 0))
-    args = (n_chunks, _np(t_in), _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
-            sp_t, sp_ptr, cur, sp_g, sp_reg, *_constants(nrn),
+    t64, consts = _np(t_in), _constants(nrn)
+    fac = _factors(t64, d, has_d, w.size, consts[0], consts[1], float(cfg.t_end))
+    args = (n_chunks, t64, _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
+            sp_t, sp_ptr, cur, sp_g, sp_reg, *consts,
             nrn.cuba, float(cfg.t_end), float(tol), np.zeros(k), np.zeros(k), np.zeros(k),
-            g_t_in, g_w, g_d, g_a, any(need_tau), g_tau)
+            g_t_in, g_w, g_d, g_a, any(need_tau), g_tau, fac)
     bad = _run_chunks(_spiking_serial, _spiking_parallel, args)
     if (bad >= 0).any():
         raise RuntimeError("adjoint LIF: could not match a spike to the arrival that fired it")

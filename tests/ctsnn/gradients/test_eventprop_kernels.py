@@ -276,3 +276,42 @@ def test_bucket_index_finds_the_same_next_spike_as_a_binary_search(seed, n_spike
         while sp_t[k] <= s:
             k += 1
         assert k == want, (s, k, want)
+
+
+@pytest.mark.parametrize(("tau_m", "tau_s"), [(0.02, 0.005), (0.005, 0.02), (0.01, 0.01),
+                                              (0.02, 0.02 * (1 + 1e-9))])
+@pytest.mark.parametrize("model", ["CubaLIF", "LIF"])
+def test_factored_decays_equal_the_per_pair_closed_forms(monkeypatch, tau_m, tau_s, model):
+    """The spiking backward's factored decays (shared time constants: products of per-spike,
+    per-input-spike and per-synapse exponentials) give the gradients of the per-pair
+    ``decays`` path (forced by a zero exponent range) to ~1e-12 relative, in float64."""
+    from ctsnn.gradients.eventprop import kernels as kern
+
+    nrn = (ctsnn.CubaLIF(6, tau_mem=tau_m, tau_syn=tau_s, v_threshold=1.0) if model == "CubaLIF"
+           else ctsnn.LIF(6, tau_mem=tau_m, v_threshold=1.0))
+    events = _events(7, 80, 2, 3, t_max=0.06)
+    w, d = _params(7, 6, 3, w_mean=6.0, d_max=0.02)
+    _, fast = _run(nrn, events, w, d, n_steps=50)
+    monkeypatch.setattr(kern, "_FACTOR_RANGE", 0.0)
+    _, slow = _run(nrn, events, w, d, n_steps=50)
+    assert bool(slow[3].abs().sum() > 0)
+    for name, a, b in zip(["t_in", "amplitude", "weight", "delay"], fast, slow, strict=True):
+        scale = float(b.abs().max())
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * scale, msg=name)
+
+
+def test_factors_off_for_per_neuron_time_constants_and_long_spans():
+    """No factored decays (empty factors: the per-pair path) when the neurons' time
+    constants differ or an exponent would leave the safe range."""
+    import numpy as np
+
+    from ctsnn.gradients.eventprop import kernels as kern
+
+    t = np.array([0.0, 0.01])
+    d = np.full((2, 3), 0.005)
+    same, other = np.full(2, 0.02), np.array([0.02, 0.03])
+    assert kern._factors(t, d, True, 6, same, same / 4, 0.05).shape == (4 + 12,)
+    assert kern._factors(t, d, False, 6, same, same / 4, 0.05).shape == (4 + 12,)
+    assert kern._factors(t, d, True, 6, other, same / 4, 0.05).size == 0
+    assert kern._factors(t, d, True, 6, same, other, 0.05).size == 0
+    assert kern._factors(t, d, True, 6, same, same / 4, 300 * 0.005 * 1.01).size == 0
