@@ -27,7 +27,7 @@ from ...compiled import kernel_threads, numba_threads
 from ...engine.compiled.closed_forms import decays, kappa, phi1
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
-from .layout import by_neuron, neuron_layout
+from .layout import bucket, by_neuron, neuron_layout, next_spike_index
 from .tau_kernels import dd3, linear_response_terms, neuron_tau_terms, response_terms, scratch
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
@@ -141,37 +141,6 @@ def _lif_trigger(k: int, k0: int, k1: int, sp_t: np.ndarray, s_sorted: np.ndarra
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _bucket(x: float, inv_w: float, n_buckets: int) -> int:
-    """Bucket of time ``x`` (``floor(x inv_w)`` clamped to ``[0, n_buckets - 1]``): monotone
-    non-decreasing in ``x``, which is all :func:`_next_spike_index` relies on."""
-    f = x * inv_w
-    if not f > 0.0:
-        return 0
-    if f >= n_buckets - 1:
-        return n_buckets - 1
-    return int(f)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _next_spike_index(k0: int, k1: int, sp_t: np.ndarray, inv_w: float,
-                      first: np.ndarray) -> None:
-    """``first[i]``: the first spike of ``sp_t[k0:k1]`` (sorted) in bucket ``>= i`` of
-    :func:`_bucket` (``first[n_buckets] = k1``). Every spike before ``first[bucket(s)]`` is
-    then earlier than ``s`` (the bucket is monotone), so the next spike after ``s`` is found by
-    a forward scan from there: the same index as a binary search, in O(1) on average."""
-    nb = first.shape[0] - 1
-    i = 0
-    for k in range(k0, k1):
-        bk = _bucket(sp_t[k], inv_w, nb)
-        while i <= bk:
-            first[i] = k
-            i += 1
-    while i <= nb:
-        first[i] = k1
-        i += 1
-
-
-@numba.njit(cache=True, error_model="numpy")
 def _factored_decays(h: float, em_p: float, es_p: float, a: float, b: float,
                      tau_m: float) -> tuple[float, float, float]:
     """:func:`~ctsnn.engine.compiled.closed_forms.decays` of ``h = t_k - s`` given the two
@@ -248,7 +217,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
             nb = _BUCKETS_PER_SPIKE * (k1 - k0)
             inv_w = nb / t_end if t_end > 0.0 else 0.0
             row = first[:nb + 1]
-            _next_spike_index(k0, k1, sp_t, inv_w, row)
+            next_spike_index(k0, k1, sp_t, inv_w, row)
             t_last = sp_t[k1 - 1]
             tm = tau_m[n]
             inv_m, inv_s = 1.0 / tm, 1.0 / tau_s[n]
@@ -263,7 +232,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                         dj[q] = 0.0
                         ds[q] = 0.0
                     continue
-                k = row[_bucket(s, inv_w, nb)]
+                k = row[bucket(s, inv_w, nb)]
                 while sp_t[k] <= s:  # ends: sp_t[k1 - 1] > s
                     k += 1
                 e = e_loc[q]

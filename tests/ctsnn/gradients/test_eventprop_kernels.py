@@ -253,7 +253,7 @@ def test_bucket_index_finds_the_same_next_spike_as_a_binary_search(seed, n_spike
     times, on bucket edges, at 0, at ``t_end`` and spikes crowded in one bucket."""
     import numpy as np
 
-    from ctsnn.gradients.eventprop import kernels as kern
+    from ctsnn.gradients.eventprop import layout
 
     rng = np.random.default_rng(seed)
     grid = rng.integers(0, 50, size=n_spikes) * (t_end / 50)  # ties and exact bucket edges
@@ -264,14 +264,14 @@ def test_bucket_index_finds_the_same_next_spike_as_a_binary_search(seed, n_spike
     nb = per_spike * n_spikes
     inv_w = nb / t_end
     first = np.full(nb + 1, -7, dtype=np.int64)
-    kern._next_spike_index(k0, k1, sp_t, inv_w, first)
+    layout.next_spike_index(k0, k1, sp_t, inv_w, first)
     arrivals = np.concatenate([sp, np.nextafter(sp, -1.0), np.nextafter(sp, 2.0), [0.0],
                                np.arange(nb + 1) * (t_end / nb), rng.random(50) * t_end])
     for s in arrivals:
         want = k0 + int(np.searchsorted(sp, s, side="right"))
         if want >= k1:
             continue  # no spike after s: the kernel skips the arrival before the lookup
-        k = first[kern._bucket(s, inv_w, nb)]
+        k = first[layout.bucket(s, inv_w, nb)]
         assert k0 <= k <= want
         while sp_t[k] <= s:
             k += 1
