@@ -42,8 +42,7 @@ _PARALLEL_PAIRS = 200_000
 #: of the weight and delay gradients are added in chunk order, so results are the same on any
 #: number of threads.
 _CHUNKS = 8
-#: Buckets per spike of a neuron's next-spike index (:func:`_next_spike_index`): about one
-#: spike per bucket keeps the scan after the lookup short.
+#: Buckets per spike of a neuron's next-spike index (:func:`.layout.next_spike_index`).
 _BUCKETS_PER_SPIKE = 2
 #: Largest ``|exponent|`` of the factored decays (:func:`_factors`): ``e^{+-300}`` and the
 #: product of two stay far from float64's overflow (``e^{709}``) and subnormals.
@@ -66,9 +65,10 @@ def _divided_q(h: float, b1: float, b2: float, buf: np.ndarray) -> float:
 @numba.njit(cache=True, error_model="numpy")
 def _arrivals_at(n: int, e0: int, e1: int, ev_order: np.ndarray, t_in: np.ndarray,
                  j_in: np.ndarray, delay: np.ndarray, has_delay: bool, t_end: float,
-                 s_loc: np.ndarray, e_loc: np.ndarray) -> int:
+                 s_loc: np.ndarray, e_loc: np.ndarray, p_loc: np.ndarray) -> int:
     """Arrival times at neuron ``n`` of the sample's events ``ev_order[e0:e1]`` up to
-    ``t_end``, written to ``s_loc`` / ``e_loc`` (time, event); returns their number."""
+    ``t_end``, written to ``s_loc`` / ``e_loc`` / ``p_loc`` (time, event, position in the
+    sample ``q - e0``); returns their number."""
     m = 0
     for q in range(e0, e1):
         e = ev_order[q]
@@ -76,6 +76,7 @@ def _arrivals_at(n: int, e0: int, e1: int, ev_order: np.ndarray, t_in: np.ndarra
         if s <= t_end:
             s_loc[m] = s
             e_loc[m] = e
+            p_loc[m] = q - e0
             m += 1
     return m
 
@@ -143,12 +144,10 @@ def _lif_trigger(k: int, k0: int, k1: int, sp_t: np.ndarray, s_sorted: np.ndarra
 @numba.njit(cache=True, error_model="numpy")
 def _factored_decays(h: float, em_p: float, es_p: float, a: float, b: float,
                      tau_m: float) -> tuple[float, float, float]:
-    """:func:`~ctsnn.engine.compiled.closed_forms.decays` of ``h = t_k - s`` given the two
-    exponentials as products ``em_p = e^{-t_k/tau_m} e^{t/tau_m} e^{D/tau_m}`` (``es_p``
-    likewise with ``tau_s``; ``a, b = 1/tau_m, 1/tau_s``). For ``x = h |a - b| >= 0.5``
-    ``kappa = tau_s/(tau_m - tau_s) (em - es)`` has no cancellation (``min/max <= e^{-0.5}``):
-    no transcendental at all; below, the slower decay's product and one ``expm1`` as in
-    ``decays``."""
+    """``decays(h)``, ``h = t_k - s``, given ``em_p = e^{-t_k/tau_m} e^{t/tau_m} e^{D/tau_m}``
+    (``es_p`` likewise; ``a, b = 1/tau_m, 1/tau_s``). For ``x = h |a - b| >= 0.5``,
+    ``kappa = tau_s/(tau_m - tau_s) (em - es)`` does not cancel (``min/max <= e^{-0.5}``);
+    below, the slower decay's product and one ``expm1``, as ``decays``."""
     x = h * abs(a - b)
     if x < 0.5:
         xm = math.expm1(-x)
@@ -177,16 +176,12 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     Spikes are sorted by (sample, neuron, time), ``sp_ptr[b * N + n]`` starts each neuron's;
     ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes in input order. The
     samples own their spikes' adjoints (``v_minus``, ``i_minus``, ``v_plus``) and their input
-    spikes' gradients (``g_t``, ``g_a``); ``g_w``, ``g_d`` ``[N, N_in]`` are added to.
-    Each arrival's next spike comes from a bucket index of the neuron's spikes
-    (:func:`_next_spike_index`); arrivals after the neuron's last spike add nothing (their
-    adjoint is zero) and are skipped. With ``fac`` (:func:`_factors`: the time constants are
-    shared by the neurons) each pair's decays are products of per-spike, per-input-spike and
-    per-synapse exponentials (:func:`_factored_decays`) instead of two transcendentals;
-    ``fac`` of size 0: off.
+    spikes' gradients (``g_t``, ``g_a``); ``g_w``, ``g_d`` ``[N, N_in]`` are added to. An
+    arrival's next spike: :func:`.layout.next_spike_index`; none (zero adjoint): skipped.
+    With ``fac`` (:func:`_factors`) the decays are products of per-spike, per-input-spike and
+    per-synapse exponentials (:func:`_factored_decays`); ``fac`` of size 0: ``decays``.
     """
-    n_units = weight.shape[0]
-    n_units_in = weight.shape[1]
+    n_units, n_units_in = weight.shape
     n_syn = n_units * n_units_in
     width = 0
     most = 0
@@ -196,16 +191,20 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
             most = max(most, sp_ptr[b * n_units + n + 1] - sp_ptr[b * n_units + n])
     s_loc = np.empty(width)
     e_loc = np.empty(width, dtype=np.int64)
+    p_loc = np.empty(width, dtype=np.int64)
     dj = np.empty(0 if cuba else width)
     ds = np.empty(0 if cuba else width)
     x_loc = np.empty(width if need_tau else 0)
     first = np.empty(_BUCKETS_PER_SPIKE * most + 1, dtype=np.int64)
     use_fac = fac.shape[0] > 0
-    n_ev = t_in.shape[0]
-    em_k = np.empty(most if use_fac else 0)
-    es_k = np.empty(most if use_fac else 0)
+    em_k, es_k = np.empty(most if use_fac else 0), np.empty(most if use_fac else 0)
+    pm, ps = np.empty(width if use_fac else 0), np.empty(width if use_fac else 0)
     for b in range(b0, b1):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
+        if use_fac:  # the sample's input-spike factors e^{t/tau} (shared tau_m, tau_s)
+            for q in range(e0, e1):
+                pm[q - e0] = math.exp(t_in[ev_order[q]] / tau_m[0])
+                ps[q - e0] = math.exp(t_in[ev_order[q]] / tau_s[0])
         for n in range(n_units):
             k0, k1 = sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1]
             if k1 == k0:  # a silent neuron: its adjoint is zero, so are its pairs' gradients
@@ -213,7 +212,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
             _spike_adjoints(k0, k1, n, sp_t, sp_cur, sp_g, sp_reg, tau_m, tau_s, r, v_leak,
                             v_th, v_reset, cuba, v_minus, i_minus, v_plus)
             m = _arrivals_at(n, e0, e1, ev_order, t_in, j_in, delay, has_delay, t_end, s_loc,
-                             e_loc)
+                             e_loc, p_loc)
             nb = _BUCKETS_PER_SPIKE * (k1 - k0)
             inv_w = nb / t_end if t_end > 0.0 else 0.0
             row = first[:nb + 1]
@@ -242,10 +241,11 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                     x = weight[n, j] * a_in[e]
                     ts = tau_s[n]
                     if use_fac:
-                        syn = 2 * n_ev + n * n_units_in + j
+                        syn = n * n_units_in + j
+                        pq = p_loc[q]
                         em, es, kappa = _factored_decays(
-                            h, em_k[k - k0] * fac[e] * fac[syn],
-                            es_k[k - k0] * fac[n_ev + e] * fac[syn + n_syn], inv_m, inv_s, tm)
+                            h, em_k[k - k0] * pm[pq] * fac[syn],
+                            es_k[k - k0] * ps[pq] * fac[syn + n_syn], inv_m, inv_s, tm)
                     else:
                         em, es, kappa = decays(h, tm, ts)
                     lam_v = em * v_minus[k]
@@ -258,7 +258,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                 else:
                     x = weight[n, j] * a_in[e]
                     if use_fac:
-                        em = em_k[k - k0] * fac[e] * fac[2 * n_ev + n * n_units_in + j]
+                        em = em_k[k - k0] * pm[p_loc[q]] * fac[n * n_units_in + j]
                     else:
                         em = math.exp(-h / tm)
                     lam_v = em * v_minus[k]
@@ -463,12 +463,13 @@ def _max_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: 
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
         s_loc = np.empty(e1 - e0)
         e_loc = np.empty(e1 - e0, dtype=np.int64)
+        p_loc = np.empty(e1 - e0, dtype=np.int64)
         for n in range(n_units):
             vl = v_leak[n]
             tm = tau_m[n]
             best, bt, bside, bsrc, bvdot = vl, 0.0, 0, -1, 0.0
             m = _arrivals_at(n, e0, e1, ev_order, t_in, j_in, delay, has_delay, t_end, s_loc,
-                             e_loc)
+                             e_loc, p_loc)
             if m > 0:
                 order = np.argsort(s_loc[:m], kind="mergesort")
                 ra, rb, ca, cb = 1.0 / tm, 0.0, 1.0, 0.0
@@ -646,12 +647,12 @@ def _zeros(weight: Tensor, n_events: int) -> tuple[np.ndarray, ...]:
 
 def _factors(t_in: np.ndarray, delay: np.ndarray, has_delay: bool, n_syn: int,
              tau_m: np.ndarray, tau_s: np.ndarray, t_end: float) -> np.ndarray:
-    """``[e^{t/tau_m} (E), e^{t/tau_s} (E), e^{D/tau_m} (N N_in), e^{D/tau_s} (N N_in)]`` flat,
-    float64: the input-spike and synapse factors of ``e^{-(t_k - t - D)/tau}`` that
-    :func:`_spiking_range` multiplies with the spikes' ``e^{-t_k/tau}``. Empty (the kernel
-    then calls ``decays`` per pair) unless every neuron has the same ``tau_m`` and ``tau_s``
-    and every exponent stays within ``+-`` :data:`_FACTOR_RANGE` (no overflow or underflow
-    in the products)."""
+    """``[e^{D/tau_m} (N N_in), e^{D/tau_s} (N N_in)]`` flat, float64: the synapse factors of
+    ``e^{-(t_k - t - D)/tau}`` that :func:`_spiking_range` multiplies with the spikes'
+    ``e^{-t_k/tau}`` and the input spikes' ``e^{t/tau}``. Empty (the kernel then calls
+    ``decays`` per pair) unless every neuron has the same ``tau_m`` and ``tau_s`` and every
+    exponent stays within ``+-`` :data:`_FACTOR_RANGE` (no overflow or underflow in the
+    products)."""
     if tau_m.size == 0 or (tau_m != tau_m[0]).any() or (tau_s != tau_s[0]).any():
         return np.zeros(0)
     rate = max(1.0 / tau_m[0], 1.0 / tau_s[0])
@@ -660,8 +661,7 @@ def _factors(t_in: np.ndarray, delay: np.ndarray, has_delay: bool, n_syn: int,
     if not span * rate <= _FACTOR_RANGE:
         return np.zeros(0)
     d = delay.reshape(-1) if has_delay else np.zeros(n_syn)
-    return np.concatenate([np.exp(t_in / tau_m[0]), np.exp(t_in / tau_s[0]),
-                           np.exp(d / tau_m[0]), np.exp(d / tau_s[0])])
+    return np.concatenate([np.exp(d / tau_m[0]), np.exp(d / tau_s[0])])
 
 
 def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,

@@ -310,8 +310,8 @@ def test_factors_off_for_per_neuron_time_constants_and_long_spans():
     t = np.array([0.0, 0.01])
     d = np.full((2, 3), 0.005)
     same, other = np.full(2, 0.02), np.array([0.02, 0.03])
-    assert kern._factors(t, d, True, 6, same, same / 4, 0.05).shape == (4 + 12,)
-    assert kern._factors(t, d, False, 6, same, same / 4, 0.05).shape == (4 + 12,)
+    assert kern._factors(t, d, True, 6, same, same / 4, 0.05).shape == (12,)
+    assert kern._factors(t, d, False, 6, same, same / 4, 0.05).shape == (12,)
     assert kern._factors(t, d, True, 6, other, same / 4, 0.05).size == 0
     assert kern._factors(t, d, True, 6, same, other, 0.05).size == 0
     assert kern._factors(t, d, True, 6, same, same / 4, 300 * 0.005 * 1.01).size == 0
