@@ -27,7 +27,7 @@ from ...compiled import kernel_threads, numba_threads
 from ...engine.compiled.closed_forms import decays, kappa, phi1
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
-from .layout import by_neuron, neuron_layout
+from .layout import bucket, by_neuron, neuron_layout, next_spike_index
 from .tau_kernels import dd3, linear_response_terms, neuron_tau_terms, response_terms, scratch
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
@@ -42,6 +42,11 @@ _PARALLEL_PAIRS = 200_000
 #: of the weight and delay gradients are added in chunk order, so results are the same on any
 #: number of threads.
 _CHUNKS = 8
+#: Buckets per spike of a neuron's next-spike index (:func:`.layout.next_spike_index`).
+_BUCKETS_PER_SPIKE = 2
+#: Largest ``|exponent|`` of the factored decays (:func:`_factors`): ``e^{+-300}`` and the
+#: product of two stay far from float64's overflow (``e^{709}``) and subnormals.
+_FACTOR_RANGE = 300.0
 
 
 # =========================================================================== scalar closed forms
@@ -60,9 +65,10 @@ def _divided_q(h: float, b1: float, b2: float, buf: np.ndarray) -> float:
 @numba.njit(cache=True, error_model="numpy")
 def _arrivals_at(n: int, e0: int, e1: int, ev_order: np.ndarray, t_in: np.ndarray,
                  j_in: np.ndarray, delay: np.ndarray, has_delay: bool, t_end: float,
-                 s_loc: np.ndarray, e_loc: np.ndarray) -> int:
+                 s_loc: np.ndarray, e_loc: np.ndarray, p_loc: np.ndarray) -> int:
     """Arrival times at neuron ``n`` of the sample's events ``ev_order[e0:e1]`` up to
-    ``t_end``, written to ``s_loc`` / ``e_loc`` (time, event); returns their number."""
+    ``t_end``, written to ``s_loc`` / ``e_loc`` / ``p_loc`` (time, event, position in the
+    sample ``q - e0``); returns their number."""
     m = 0
     for q in range(e0, e1):
         e = ev_order[q]
@@ -70,6 +76,7 @@ def _arrivals_at(n: int, e0: int, e1: int, ev_order: np.ndarray, t_in: np.ndarra
         if s <= t_end:
             s_loc[m] = s
             e_loc[m] = e
+            p_loc[m] = q - e0
             m += 1
     return m
 
@@ -135,6 +142,24 @@ def _lif_trigger(k: int, k0: int, k1: int, sp_t: np.ndarray, s_sorted: np.ndarra
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _factored_decays(h: float, em_p: float, es_p: float, a: float, b: float,
+                     tau_m: float) -> tuple[float, float, float]:
+    """``decays(h)``, ``h = t_k - s``, given ``em_p = e^{-t_k/tau_m} e^{t/tau_m} e^{D/tau_m}``
+    (``es_p`` likewise; ``a, b = 1/tau_m, 1/tau_s``). For ``x = h |a - b| >= 0.5``,
+    ``kappa = tau_s/(tau_m - tau_s) (em - es)`` does not cancel (``min/max <= e^{-0.5}``);
+    below, the slower decay's product and one ``expm1``, as ``decays``."""
+    x = h * abs(a - b)
+    if x < 0.5:
+        xm = math.expm1(-x)
+        ex = 1.0 + xm
+        phi = 1.0 if x == 0.0 else -xm / x
+        if a <= b:
+            return em_p, em_p * ex, em_p * h * phi / tau_m
+        return es_p * ex, es_p, es_p * h * phi / tau_m
+    return em_p, es_p, (em_p - es_p) / (tau_m * (b - a))
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
                    ev_order: np.ndarray, ev_ptr: np.ndarray, weight: np.ndarray,
                    delay: np.ndarray, has_delay: bool, sp_t: np.ndarray, sp_ptr: np.ndarray,
@@ -143,7 +168,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                    v_th: np.ndarray, v_reset: np.ndarray, cuba: bool, t_end: float, tol: float,
                    v_minus: np.ndarray, i_minus: np.ndarray, v_plus: np.ndarray,
                    g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray, g_a: np.ndarray,
-                   need_tau: bool, g_tau: np.ndarray) -> int:
+                   need_tau: bool, g_tau: np.ndarray, fac: np.ndarray) -> int:
     """Backward of samples ``b0..b1-1`` of one spiking layer; returns -1, or the index of a
     LIF spike no arrival fired. With ``need_tau``, ``g_tau [2, N]`` is added
     ``(dL/dtau_m, dL/dtau_s)`` (:func:`.tau_kernels.neuron_tau_terms`).
@@ -151,19 +176,35 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     Spikes are sorted by (sample, neuron, time), ``sp_ptr[b * N + n]`` starts each neuron's;
     ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes in input order. The
     samples own their spikes' adjoints (``v_minus``, ``i_minus``, ``v_plus``) and their input
-    spikes' gradients (``g_t``, ``g_a``); ``g_w``, ``g_d`` ``[N, N_in]`` are added to.
+    spikes' gradients (``g_t``, ``g_a``); ``g_w``, ``g_d`` ``[N, N_in]`` are added to. An
+    arrival's next spike: :func:`.layout.next_spike_index`; none (zero adjoint): skipped.
+    With ``fac`` (:func:`_factors`) the decays are products of per-spike, per-input-spike and
+    per-synapse exponentials (:func:`_factored_decays`); ``fac`` of size 0: ``decays``.
     """
-    n_units = weight.shape[0]
+    n_units, n_units_in = weight.shape
+    n_syn = n_units * n_units_in
     width = 0
+    most = 0
     for b in range(b0, b1):
         width = max(width, ev_ptr[b + 1] - ev_ptr[b])
+        for n in range(n_units):
+            most = max(most, sp_ptr[b * n_units + n + 1] - sp_ptr[b * n_units + n])
     s_loc = np.empty(width)
     e_loc = np.empty(width, dtype=np.int64)
-    dj = np.empty(width)
-    ds = np.empty(width)
+    p_loc = np.empty(width, dtype=np.int64)
+    dj = np.empty(0 if cuba else width)
+    ds = np.empty(0 if cuba else width)
     x_loc = np.empty(width if need_tau else 0)
+    first = np.empty(_BUCKETS_PER_SPIKE * most + 1, dtype=np.int64)
+    use_fac = fac.shape[0] > 0
+    em_k, es_k = np.empty(most if use_fac else 0), np.empty(most if use_fac else 0)
+    pm, ps = np.empty(width if use_fac else 0), np.empty(width if use_fac else 0)
     for b in range(b0, b1):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
+        if use_fac:  # the sample's input-spike factors e^{t/tau} (shared tau_m, tau_s)
+            for q in range(e0, e1):
+                pm[q - e0] = math.exp(t_in[ev_order[q]] / tau_m[0])
+                ps[q - e0] = math.exp(t_in[ev_order[q]] / tau_s[0])
         for n in range(n_units):
             k0, k1 = sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1]
             if k1 == k0:  # a silent neuron: its adjoint is zero, so are its pairs' gradients
@@ -171,27 +212,56 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
             _spike_adjoints(k0, k1, n, sp_t, sp_cur, sp_g, sp_reg, tau_m, tau_s, r, v_leak,
                             v_th, v_reset, cuba, v_minus, i_minus, v_plus)
             m = _arrivals_at(n, e0, e1, ev_order, t_in, j_in, delay, has_delay, t_end, s_loc,
-                             e_loc)
+                             e_loc, p_loc)
+            nb = _BUCKETS_PER_SPIKE * (k1 - k0)
+            inv_w = nb / t_end if t_end > 0.0 else 0.0
+            row = first[:nb + 1]
+            next_spike_index(k0, k1, sp_t, inv_w, row)
+            t_last = sp_t[k1 - 1]
             tm = tau_m[n]
+            inv_m, inv_s = 1.0 / tm, 1.0 / tau_s[n]
+            if use_fac:
+                for k in range(k0, k1):
+                    em_k[k - k0] = math.exp(-sp_t[k] * inv_m)
+                    es_k[k - k0] = math.exp(-sp_t[k] * inv_s)
             for q in range(m):
                 s = s_loc[q]
-                e = e_loc[q]
-                x = weight[n, j_in[e]] * a_in[e]
-                k = k0 + np.searchsorted(sp_t[k0:k1], s, side="right")  # next spike after s
-                if k >= k1:
-                    dj[q] = 0.0
-                    ds[q] = 0.0
+                if not s < t_last:  # no spike after the arrival: zero adjoint, zero terms
+                    if not cuba:
+                        dj[q] = 0.0
+                        ds[q] = 0.0
                     continue
+                k = row[bucket(s, inv_w, nb)]
+                while sp_t[k] <= s:  # ends: sp_t[k1 - 1] > s
+                    k += 1
+                e = e_loc[q]
+                j = j_in[e]
                 h = sp_t[k] - s
                 if cuba:
+                    x = weight[n, j] * a_in[e]
                     ts = tau_s[n]
-                    em, es, kappa = decays(h, tm, ts)
+                    if use_fac:
+                        syn = n * n_units_in + j
+                        pq = p_loc[q]
+                        em, es, kappa = _factored_decays(
+                            h, em_k[k - k0] * pm[pq] * fac[syn],
+                            es_k[k - k0] * ps[pq] * fac[syn + n_syn], inv_m, inv_s, tm)
+                    else:
+                        em, es, kappa = decays(h, tm, ts)
                     lam_v = em * v_minus[k]
                     lam_i = es * i_minus[k] + r[n] * kappa * v_minus[k]
-                    dj[q] = lam_i
-                    ds[q] = x * (lam_i / ts - r[n] * lam_v / tm)
+                    dsq = x * (lam_i / ts - r[n] * lam_v / tm)
+                    g_w[n, j] += a_in[e] * lam_i
+                    g_d[n, j] += dsq
+                    g_t[e] += dsq
+                    g_a[e] += weight[n, j] * lam_i
                 else:
-                    lam_v = math.exp(-h / tm) * v_minus[k]
+                    x = weight[n, j] * a_in[e]
+                    if use_fac:
+                        em = em_k[k - k0] * pm[p_loc[q]] * fac[n * n_units_in + j]
+                    else:
+                        em = math.exp(-h / tm)
+                    lam_v = em * v_minus[k]
                     dj[q] = lam_v
                     ds[q] = x * lam_v / tm
             if not cuba:
@@ -204,13 +274,13 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                     q = order[pos]
                     dj[q] = 0.0
                     ds[q] = sp_g[k] - v_plus[k] * (v_leak[n] - v_reset[n]) / tm
-            for q in range(m):
-                e = e_loc[q]
-                j = j_in[e]
-                g_w[n, j] += a_in[e] * dj[q]
-                g_d[n, j] += ds[q]
-                g_t[e] += ds[q]
-                g_a[e] += weight[n, j] * dj[q]
+                for q in range(m):
+                    e = e_loc[q]
+                    j = j_in[e]
+                    g_w[n, j] += a_in[e] * dj[q]
+                    g_d[n, j] += ds[q]
+                    g_t[e] += ds[q]
+                    g_a[e] += weight[n, j] * dj[q]
             if need_tau:
                 for q in range(m):
                     x_loc[q] = weight[n, j_in[e_loc[q]]] * a_in[e_loc[q]]
@@ -230,7 +300,8 @@ def _spiking_serial(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.
                     v_th: np.ndarray, v_reset: np.ndarray, cuba: bool, t_end: float,
                     tol: float, v_minus: np.ndarray, i_minus: np.ndarray, v_plus: np.ndarray,
                     g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                    g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> np.ndarray:
+                    g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray,
+                    fac: np.ndarray) -> np.ndarray:
     """:func:`_spiking_range` over ``n_chunks`` chunks of samples, one after the other; chunk
     ``c`` adds into ``g_w[c]``, ``g_d[c]``, ``g_tau[c]``. Returns each chunk's -1 / bad
     spike."""
@@ -240,7 +311,7 @@ def _spiking_serial(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.
         bad[c] = _spiking_range(b0, b1, t_in, j_in, a_in, ev_order, ev_ptr, weight, delay,
                                 has_delay, sp_t, sp_ptr, sp_cur, sp_g, sp_reg, tau_m, tau_s, r,
                                 v_leak, v_th, v_reset, cuba, t_end, tol, v_minus, i_minus,
-                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c])
+                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c], fac)
     return bad
 
 
@@ -253,7 +324,8 @@ def _spiking_parallel(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                       v_leak: np.ndarray, v_th: np.ndarray, v_reset: np.ndarray, cuba: bool,
                       t_end: float, tol: float, v_minus: np.ndarray, i_minus: np.ndarray,
                       v_plus: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                      g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> np.ndarray:
+                      g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray,
+                      fac: np.ndarray) -> np.ndarray:
     """:func:`_spiking_serial` with the chunks in parallel (same chunks, same results)."""
     bad = np.full(n_chunks, -1, dtype=np.int64)
     for c in prange(n_chunks):
@@ -261,7 +333,7 @@ def _spiking_parallel(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
         bad[c] = _spiking_range(b0, b1, t_in, j_in, a_in, ev_order, ev_ptr, weight, delay,
                                 has_delay, sp_t, sp_ptr, sp_cur, sp_g, sp_reg, tau_m, tau_s, r,
                                 v_leak, v_th, v_reset, cuba, t_end, tol, v_minus, i_minus,
-                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c])
+                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c], fac)
     return bad
 
 
@@ -391,12 +463,13 @@ def _max_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: 
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
         s_loc = np.empty(e1 - e0)
         e_loc = np.empty(e1 - e0, dtype=np.int64)
+        p_loc = np.empty(e1 - e0, dtype=np.int64)
         for n in range(n_units):
             vl = v_leak[n]
             tm = tau_m[n]
             best, bt, bside, bsrc, bvdot = vl, 0.0, 0, -1, 0.0
             m = _arrivals_at(n, e0, e1, ev_order, t_in, j_in, delay, has_delay, t_end, s_loc,
-                             e_loc)
+                             e_loc, p_loc)
             if m > 0:
                 order = np.argsort(s_loc[:m], kind="mergesort")
                 ra, rb, ca, cb = 1.0 / tm, 0.0, 1.0, 0.0
@@ -572,6 +645,25 @@ def _zeros(weight: Tensor, n_events: int) -> tuple[np.ndarray, ...]:
     return np.zeros(n_events), np.zeros(shape), np.zeros(shape), np.zeros(n_events)
 
 
+def _factors(t_in: np.ndarray, delay: np.ndarray, has_delay: bool, n_syn: int,
+             tau_m: np.ndarray, tau_s: np.ndarray, t_end: float) -> np.ndarray:
+    """``[e^{D/tau_m} (N N_in), e^{D/tau_s} (N N_in)]`` flat, float64: the synapse factors of
+    ``e^{-(t_k - t - D)/tau}`` that :func:`_spiking_range` multiplies with the spikes'
+    ``e^{-t_k/tau}`` and the input spikes' ``e^{t/tau}``. Empty (the kernel then calls
+    ``decays`` per pair) unless every neuron has the same ``tau_m`` and ``tau_s`` and every
+    exponent stays within ``+-`` :data:`_FACTOR_RANGE` (no overflow or underflow in the
+    products)."""
+    if tau_m.size == 0 or (tau_m != tau_m[0]).any() or (tau_s != tau_s[0]).any():
+        return np.zeros(0)
+    rate = max(1.0 / tau_m[0], 1.0 / tau_s[0])
+    span = max(t_end, float(np.abs(t_in).max(initial=0.0)),
+               float(np.abs(delay).max(initial=0.0)) if has_delay else 0.0)
+    if not span * rate <= _FACTOR_RANGE:
+        return np.zeros(0)
+    d = delay.reshape(-1) if has_delay else np.zeros(n_syn)
+    return np.concatenate([np.exp(d / tau_m[0]), np.exp(d / tau_s[0])])
+
+
 def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
                      reg: Tensor, need_tau: tuple[bool, bool] = (False, False)
                      ) -> tuple[Tensor | None, ...]:
@@ -607,10 +699,12 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     g_t_in, g_a = np.zeros(t_in.numel()), np.zeros(t_in.numel())
     g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
     g_tau = np.zeros((n_chunks, 2, n if any(need_tau) else 0))
-    args = (n_chunks, _np(t_in), _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
-            sp_t, sp_ptr, cur, sp_g, sp_reg, *_constants(nrn),
+    t64, consts = _np(t_in), _constants(nrn)
+    fac = _factors(t64, d, has_d, w.size, consts[0], consts[1], float(cfg.t_end))
+    args = (n_chunks, t64, _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
+            sp_t, sp_ptr, cur, sp_g, sp_reg, *consts,
             nrn.cuba, float(cfg.t_end), float(tol), np.zeros(k), np.zeros(k), np.zeros(k),
-            g_t_in, g_w, g_d, g_a, any(need_tau), g_tau)
+            g_t_in, g_w, g_d, g_a, any(need_tau), g_tau, fac)
     bad = _run_chunks(_spiking_serial, _spiking_parallel, args)
     if (bad >= 0).any():
         raise RuntimeError("adjoint LIF: could not match a spike to the arrival that fired it")

@@ -6,6 +6,9 @@ unit); the backward walks each (sample, neuron)'s spikes latest first, so it nee
 over the spikes and scatters each per-spike array straight into float64 in the new order: no
 int64 segment key, no argsort buffers and no float64 copy in the old order are held
 (``docs/kernels.md``, "W2 glue and memory").
+
+Within a (sample, neuron) row, :func:`next_spike_index` buckets the spike times so that the
+backward finds each arrival's next spike without a binary search.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numba
 import numpy as np
 from torch import Tensor
 
-__all__ = ["by_neuron", "neuron_layout"]
+__all__ = ["bucket", "by_neuron", "neuron_layout", "next_spike_index"]
 
 
 @numba.njit(cache=True)
@@ -53,3 +56,34 @@ def by_neuron(pos: np.ndarray, x: Tensor, dtype: type = np.float64) -> np.ndarra
     if x.shape != (pos.shape[0],):
         raise ValueError(f"by_neuron: x must have shape [{pos.shape[0]}], got {list(x.shape)}")
     return _scatter(pos, x.detach().contiguous().numpy(), np.empty(pos.shape[0], dtype=dtype))
+
+
+@numba.njit(cache=True)
+def bucket(x: float, inv_w: float, n_buckets: int) -> int:
+    """Bucket of time ``x`` (``floor(x inv_w)`` clamped to ``[0, n_buckets - 1]``): monotone
+    non-decreasing in ``x``, which is all :func:`next_spike_index` relies on."""
+    f = x * inv_w
+    if not f > 0.0:
+        return 0
+    if f >= n_buckets - 1:
+        return n_buckets - 1
+    return int(f)
+
+
+@numba.njit(cache=True)
+def next_spike_index(k0: int, k1: int, sp_t: np.ndarray, inv_w: float,
+                     first: np.ndarray) -> None:
+    """``first[i]``: the first spike of ``sp_t[k0:k1]`` (sorted) in bucket ``>= i`` of
+    :func:`bucket` (``first[n_buckets] = k1``). Every spike before ``first[bucket(s)]`` is
+    then earlier than ``s`` (the bucket is monotone), so the next spike after ``s`` is found by
+    a forward scan from there: the same index as a binary search, in O(1) on average."""
+    nb = first.shape[0] - 1
+    i = 0
+    for k in range(k0, k1):
+        bk = bucket(sp_t[k], inv_w, nb)
+        while i <= bk:
+            first[i] = k
+            i += 1
+    while i <= nb:
+        first[i] = k1
+        i += 1

@@ -241,3 +241,77 @@ def test_fused_decays_equal_the_separate_closed_forms(tau_m, tau_s):
         assert math.isclose(es, math.exp(-h / tau_s), rel_tol=tol, abs_tol=1e-300)
         assert math.isclose(kappa, kernels.kappa(h, tau_m, tau_s), rel_tol=tol,
                             abs_tol=1e-300)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), n_spikes=st.integers(1, 40),
+       per_spike=st.integers(1, 3), t_end=st.sampled_from([1.0, 0.25, 1e-3, 0.3]))
+def test_bucket_index_finds_the_same_next_spike_as_a_binary_search(seed, n_spikes, per_spike,
+                                                                    t_end):
+    """The spiking backward's bucketed next-spike lookup (first spike strictly after each
+    arrival) equals ``searchsorted(side="right")``, with ties between spikes, arrivals on spike
+    times, on bucket edges, at 0, at ``t_end`` and spikes crowded in one bucket."""
+    import numpy as np
+
+    from ctsnn.gradients.eventprop import layout
+
+    rng = np.random.default_rng(seed)
+    grid = rng.integers(0, 50, size=n_spikes) * (t_end / 50)  # ties and exact bucket edges
+    sp = np.sort(np.where(rng.random(n_spikes) < 0.5, grid, rng.random(n_spikes) * t_end))
+    pad = 3  # the spikes sit at k0 = pad of a larger array, as a row of the kernel's layout
+    sp_t = np.concatenate([np.full(pad, -1.0), sp, np.full(pad, 9.0)])
+    k0, k1 = pad, pad + n_spikes
+    nb = per_spike * n_spikes
+    inv_w = nb / t_end
+    first = np.full(nb + 1, -7, dtype=np.int64)
+    layout.next_spike_index(k0, k1, sp_t, inv_w, first)
+    arrivals = np.concatenate([sp, np.nextafter(sp, -1.0), np.nextafter(sp, 2.0), [0.0],
+                               np.arange(nb + 1) * (t_end / nb), rng.random(50) * t_end])
+    for s in arrivals:
+        want = k0 + int(np.searchsorted(sp, s, side="right"))
+        if want >= k1:
+            continue  # no spike after s: the kernel skips the arrival before the lookup
+        k = first[layout.bucket(s, inv_w, nb)]
+        assert k0 <= k <= want
+        while sp_t[k] <= s:
+            k += 1
+        assert k == want, (s, k, want)
+
+
+@pytest.mark.parametrize(("tau_m", "tau_s"), [(0.02, 0.005), (0.005, 0.02), (0.01, 0.01),
+                                              (0.02, 0.02 * (1 + 1e-9))])
+@pytest.mark.parametrize("model", ["CubaLIF", "LIF"])
+def test_factored_decays_equal_the_per_pair_closed_forms(monkeypatch, tau_m, tau_s, model):
+    """The spiking backward's factored decays (shared time constants: products of per-spike,
+    per-input-spike and per-synapse exponentials) give the gradients of the per-pair
+    ``decays`` path (forced by a zero exponent range) to ~1e-12 relative, in float64."""
+    from ctsnn.gradients.eventprop import kernels as kern
+
+    nrn = (ctsnn.CubaLIF(6, tau_mem=tau_m, tau_syn=tau_s, v_threshold=1.0) if model == "CubaLIF"
+           else ctsnn.LIF(6, tau_mem=tau_m, v_threshold=1.0))
+    events = _events(7, 80, 2, 3, t_max=0.06)
+    w, d = _params(7, 6, 3, w_mean=6.0, d_max=0.02)
+    _, fast = _run(nrn, events, w, d, n_steps=50)
+    monkeypatch.setattr(kern, "_FACTOR_RANGE", 0.0)
+    _, slow = _run(nrn, events, w, d, n_steps=50)
+    assert bool(slow[3].abs().sum() > 0)
+    for name, a, b in zip(["t_in", "amplitude", "weight", "delay"], fast, slow, strict=True):
+        scale = float(b.abs().max())
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * scale, msg=name)
+
+
+def test_factors_off_for_per_neuron_time_constants_and_long_spans():
+    """No factored decays (empty factors: the per-pair path) when the neurons' time
+    constants differ or an exponent would leave the safe range."""
+    import numpy as np
+
+    from ctsnn.gradients.eventprop import kernels as kern
+
+    t = np.array([0.0, 0.01])
+    d = np.full((2, 3), 0.005)
+    same, other = np.full(2, 0.02), np.array([0.02, 0.03])
+    assert kern._factors(t, d, True, 6, same, same / 4, 0.05).shape == (12,)
+    assert kern._factors(t, d, False, 6, same, same / 4, 0.05).shape == (12,)
+    assert kern._factors(t, d, True, 6, other, same / 4, 0.05).size == 0
+    assert kern._factors(t, d, True, 6, same, other, 0.05).size == 0
+    assert kern._factors(t, d, True, 6, same, same / 4, 300 * 0.005 * 1.01).size == 0
