@@ -71,9 +71,10 @@ _PARALLEL_WORK = 200_000
 
 
 @numba.njit(cache=True)
-def _events(x, seg, offsets, opos, val):
-    """Non-zero entries of ``x [T, B, N]`` per unit ``j`` (``offsets [N + 1]``), each as its
-    row position ``b * seg + t`` and its value; ascending per unit."""
+def _events(x, seg):
+    """Non-zero entries of ``x [T, B, N]`` per unit ``j``: ``offsets [N + 1]`` (unit ``j``'s
+    entries at ``offsets[j]:offsets[j + 1]``), each entry's row position ``b * seg + t`` and
+    its value; ascending per unit."""
     n_steps, batch, n_units = x.shape
     counts = np.zeros(n_units, np.int64)
     for t in range(n_steps):
@@ -81,9 +82,12 @@ def _events(x, seg, offsets, opos, val):
             for j in range(n_units):
                 if x[t, b, j] != 0:
                     counts[j] += 1
+    offsets = np.empty(n_units + 1, np.int64)
     offsets[0] = 0
     for j in range(n_units):
         offsets[j + 1] = offsets[j] + counts[j]
+    opos = np.empty(offsets[n_units], np.int64)
+    val = np.empty(offsets[n_units], x.dtype)
     cursor = offsets[:-1].copy()
     for b in range(batch):
         for t in range(n_steps):
@@ -94,6 +98,7 @@ def _events(x, seg, offsets, opos, val):
                     opos[q] = b * seg + t
                     val[q] = v
                     cursor[j] = q + 1
+    return offsets, opos, val
 
 
 @numba.njit(cache=True)
@@ -376,21 +381,16 @@ def _run(serial, chunked, n_rows: int, work: int, *args) -> None:
 
 def _events_of(x: Tensor, seg: int) -> tuple[np.ndarray, ...]:
     """Events of ``x [T, B, N]`` (see :func:`_events`): ``offsets, opos, val`` arrays."""
-    xc = x.detach().contiguous()
-    n_nonzero = int(torch.count_nonzero(xc))
-    offsets = np.empty(x.shape[2] + 1, np.int64)
-    opos = np.empty(n_nonzero, np.int64)
-    val = np.empty(n_nonzero, xc.numpy().dtype)
-    _events(xc.numpy(), seg, offsets, opos, val)
-    return offsets, opos, val
+    return _events(x.detach().contiguous().numpy(), seg)
 
 
 def _rows(t: Tensor, seg: int) -> Tensor:
     """``[T', B, N] -> [N, B * seg]`` (time contiguous, each sample's segment of ``seg >= T'``
     steps zero after ``T'``)."""
     n_steps, batch, n = t.shape
-    rows = t.new_zeros((n, batch, seg))
+    rows = t.new_empty((n, batch, seg))
     rows[:, :, :n_steps] = t.permute(2, 1, 0)
+    rows[:, :, n_steps:] = 0
     return rows.view(n, batch * seg)
 
 
