@@ -31,8 +31,12 @@ on, input density at most :data:`MAX_DENSITY`), :func:`window_pays` when a dense
 takes :func:`window_scatter` (density at most :data:`MAX_WINDOW_DENSITY`; its ``dL/dx`` stays a
 BLAS convolution).
 
-The kernels run on one thread: on a machine whose cores PyTorch's own thread pool already
-keeps busy (and spins on), a second pool made them slower under load (measured).
+Threads: the forward, ``dL/dcoefs``, ``dL/dx`` and both window kernels cut their output rows
+(targets; input rows for ``dL/dx``; target pairs for the window) into :data:`_CHUNKS` fixed
+chunks run by numba ``prange`` on :func:`~ctsnn.compiled.kernel_threads` threads when a call
+does at least :data:`_PARALLEL_WORK` multiply-adds (one thread below). Every chunk owns the rows
+it writes and computes them exactly as the serial form does, so results are bit-identical for
+any thread count.
 """
 
 from __future__ import annotations
@@ -41,10 +45,12 @@ import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import prange
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..compiled import kernels_enabled
+from ..compiled import kernel_threads, kernels_enabled, numba_threads
+from ..engine.compiled.schedule import chunk_bounds
 from .kernels import Taps
 
 __all__ = ["MAX_DENSITY", "MAX_WINDOW_DENSITY", "SpikeScatter", "WindowScatter",
@@ -56,12 +62,19 @@ MAX_DENSITY = 0.25
 #: Same for a dense window kernel (every lag of ``K``) against ``conv1d`` (docs/kernels-grid.md,
 #: "W1 profile and fused paths").
 MAX_WINDOW_DENSITY = 0.10
+#: Fixed number of row chunks of a parallel call (independent of the thread count, so each
+#: output row is computed by the same code whatever runs it).
+_CHUNKS = 32
+#: Multiply-adds from which a kernel call runs on :func:`~ctsnn.compiled.kernel_threads`
+#: threads (below: one thread, no pool wake-up).
+_PARALLEL_WORK = 200_000
 
 
 @numba.njit(cache=True)
-def _events(x, seg, offsets, opos, val):
-    """Non-zero entries of ``x [T, B, N]`` per unit ``j`` (``offsets [N + 1]``), each as its
-    row position ``b * seg + t`` and its value; ascending per unit."""
+def _events(x, seg):
+    """Non-zero entries of ``x [T, B, N]`` per unit ``j``: ``offsets [N + 1]`` (unit ``j``'s
+    entries at ``offsets[j]:offsets[j + 1]``), each entry's row position ``b * seg + t`` and
+    its value; ascending per unit."""
     n_steps, batch, n_units = x.shape
     counts = np.zeros(n_units, np.int64)
     for t in range(n_steps):
@@ -69,9 +82,12 @@ def _events(x, seg, offsets, opos, val):
             for j in range(n_units):
                 if x[t, b, j] != 0:
                     counts[j] += 1
+    offsets = np.empty(n_units + 1, np.int64)
     offsets[0] = 0
     for j in range(n_units):
         offsets[j + 1] = offsets[j] + counts[j]
+    opos = np.empty(offsets[n_units], np.int64)
+    val = np.empty(offsets[n_units], x.dtype)
     cursor = offsets[:-1].copy()
     for b in range(batch):
         for t in range(n_steps):
@@ -82,6 +98,7 @@ def _events(x, seg, offsets, opos, val):
                     opos[q] = b * seg + t
                     val[q] = v
                     cursor[j] = q + 1
+    return offsets, opos, val
 
 
 @numba.njit(cache=True)
@@ -94,13 +111,14 @@ def _consecutive(tl, m):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _forward(offsets, opos, val, lags, coefs, out):
-    """``out[i, opos + L] += c val`` for every spike of every input and every non-zero tap
-    (consecutive lags, e.g. a truncated Gaussian: one contiguous, vectorised update)."""
+def _forward(i0, i1, offsets, opos, val, lags, coefs, out):
+    """Targets ``i0 <= i < i1``: ``out[i, opos + L] += c val`` for every spike of every input
+    and every non-zero tap (consecutive lags, e.g. a truncated Gaussian: one contiguous,
+    vectorised update)."""
     n_taps, n_out, n_in = lags.shape
     tl = np.empty(n_taps, np.int64)
     tc = np.empty(n_taps, coefs.dtype)
-    for i in range(n_out):
+    for i in range(i0, i1):
         row = out[i]
         for j in range(n_in):
             a = offsets[j]
@@ -135,14 +153,14 @@ def _forward(offsets, opos, val, lags, coefs, out):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _grad_coefs(offsets, opos, val, lags, g, gc):
-    """``gc[k, i, j] = sum over the spikes q of j of val[q] g[i, opos[q] + lags[k, i, j]]``
-    (every tap of a spike in one pass: scalar accumulators for one or two taps, a contiguous
-    slice for consecutive lags)."""
+def _grad_coefs(i0, i1, offsets, opos, val, lags, g, gc):
+    """Targets ``i0 <= i < i1``: ``gc[k, i, j] = sum over the spikes q of j of val[q] g[i,
+    opos[q] + lags[k, i, j]]`` (every tap of a spike in one pass: scalar accumulators for one
+    or two taps, a contiguous slice for consecutive lags)."""
     n_taps, n_out, n_in = lags.shape
     tl = np.empty(n_taps, np.int64)
     acc = np.empty(n_taps, g.dtype)
-    for i in range(n_out):
+    for i in range(i0, i1):
         grow = g[i]
         for j in range(n_in):
             a = offsets[j]
@@ -191,18 +209,12 @@ def _grad_coefs(offsets, opos, val, lags, g, gc):
 _BLOCK = 1024
 
 
-@numba.njit(cache=True, fastmath=True)
-def _grad_input(g, lags, coefs, gx):
-    """``gx[j, p] = sum_{i, k} coefs[k, i, j] g[i, p + lags[k, i, j]]`` (dense rows).
-
-    Per input row, the non-zero (target, tap) pairs are taken four at a time in one
-    contiguous, vectorised pass (``fastmath`` lets it use fused multiply-adds), block by block
-    of positions so that the block of ``g`` stays in cache across the input rows. The rows
-    hold every sample in a segment of ``seg >= T + max lag`` steps, so positions past
-    ``size - max lag`` (the last sample's slack) are never needed.
-    """
+@numba.njit(cache=True)
+def _input_pairs(size, lags, coefs):
+    """The non-zero (target, tap) pairs of every input row for :func:`_grad_input`: ``count
+    [N_in + 1]`` (row ``j``'s pairs at ``count[j]:count[j + 1]``), their targets, lags and
+    coefficients, and ``n``, the positions a row needs (``size`` minus the largest lag)."""
     n_taps, n_out, n_in = lags.shape
-    size = g.shape[1]
     n = size
     count = np.zeros(n_in + 1, np.int64)
     for k in range(n_taps):
@@ -226,9 +238,23 @@ def _grad_input(g, lags, coefs, gx):
                     tl[m] = lags[k, i, j]
                     tc[m] = c
                     m += 1
+    return count, ti, tl, tc, n
+
+
+@numba.njit(cache=True, fastmath=True)
+def _grad_input(j0, j1, g, count, ti, tl, tc, n, gx):
+    """Input rows ``j0 <= j < j1``: ``gx[j, p] = sum_{i, k} coefs[k, i, j] g[i, p + lags[k, i,
+    j]]`` (dense rows; the pairs from :func:`_input_pairs`).
+
+    Per input row, the non-zero (target, tap) pairs are taken four at a time in one
+    contiguous, vectorised pass (``fastmath`` lets it use fused multiply-adds), block by block
+    of positions so that the block of ``g`` stays in cache across the input rows. The rows
+    hold every sample in a segment of ``seg >= T + max lag`` steps, so positions past
+    ``size - max lag`` (the last sample's slack) are never needed.
+    """
     for p0 in range(0, n, _BLOCK):
         w = min(_BLOCK, n - p0)
-        for j in range(n_in):
+        for j in range(j0, j1):
             row = gx[j, p0:p0 + w]
             u = count[j]
             e = count[j + 1]
@@ -252,11 +278,12 @@ def _grad_input(g, lags, coefs, gx):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _forward_window(offsets, opos, val, kernel, out):
-    """``out[i, opos + n] += kernel[i, j, n] val`` for every spike and lag ``n``
-    (contiguous in ``n``: vectorised; two targets per pass over the spikes)."""
+def _forward_window(h0, h1, offsets, opos, val, kernel, out):
+    """Target pairs ``h0 <= h < h1`` (targets ``2h, 2h + 1``; the last, odd one alone):
+    ``out[i, opos + n] += kernel[i, j, n] val`` for every spike and lag ``n`` (contiguous in
+    ``n``: vectorised; two targets per pass over the spikes)."""
     n_out, n_in, k = kernel.shape
-    for i in range(0, n_out - 1, 2):
+    for i in range(2 * h0, min(2 * h1, n_out - 1), 2):
         row0 = out[i]
         row1 = out[i + 1]
         for j in range(n_in):
@@ -269,7 +296,7 @@ def _forward_window(offsets, opos, val, kernel, out):
                 for n in range(k):
                     d0[n] += v * w0[n]
                     d1[n] += v * w1[n]
-    if n_out % 2:
+    if n_out % 2 and h1 == (n_out + 1) // 2:
         row = out[n_out - 1]
         for j in range(n_in):
             w = kernel[n_out - 1, j]
@@ -281,13 +308,13 @@ def _forward_window(offsets, opos, val, kernel, out):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _grad_window(offsets, opos, val, g, gk):
-    """``gk[i, j, n] = sum over the spikes q of j of val[q] g[i, opos[q] + n]`` (two targets
-    per pass over the spikes)."""
+def _grad_window(h0, h1, offsets, opos, val, g, gk):
+    """Target pairs ``h0 <= h < h1`` (targets ``2h, 2h + 1``): ``gk[i, j, n] = sum over the
+    spikes q of j of val[q] g[i, opos[q] + n]`` (two targets per pass over the spikes)."""
     n_out, n_in, k = gk.shape
     acc0 = np.empty(k, g.dtype)
     acc1 = np.empty(k, g.dtype)
-    for i in range(0, n_out, 2):
+    for i in range(2 * h0, min(2 * h1, n_out), 2):
         i1 = min(i + 1, n_out - 1)
         g0 = g[i]
         g1 = g[i1]
@@ -305,23 +332,65 @@ def _grad_window(offsets, opos, val, g, gk):
             gk[i1, j] = acc1
 
 
+@numba.njit(cache=True, parallel=True)
+def _forward_chunks(n_chunks, offsets, opos, val, lags, coefs, out):
+    for c in prange(n_chunks):
+        i0, i1 = chunk_bounds(c, n_chunks, lags.shape[1])
+        _forward(i0, i1, offsets, opos, val, lags, coefs, out)
+
+
+@numba.njit(cache=True, parallel=True)
+def _grad_coefs_chunks(n_chunks, offsets, opos, val, lags, g, gc):
+    for c in prange(n_chunks):
+        i0, i1 = chunk_bounds(c, n_chunks, lags.shape[1])
+        _grad_coefs(i0, i1, offsets, opos, val, lags, g, gc)
+
+
+@numba.njit(cache=True, parallel=True)
+def _grad_input_chunks(n_chunks, g, count, ti, tl, tc, n, gx):
+    for c in prange(n_chunks):
+        j0, j1 = chunk_bounds(c, n_chunks, gx.shape[0])
+        _grad_input(j0, j1, g, count, ti, tl, tc, n, gx)
+
+
+@numba.njit(cache=True, parallel=True)
+def _forward_window_chunks(n_chunks, offsets, opos, val, kernel, out):
+    for c in prange(n_chunks):
+        h0, h1 = chunk_bounds(c, n_chunks, (kernel.shape[0] + 1) // 2)
+        _forward_window(h0, h1, offsets, opos, val, kernel, out)
+
+
+@numba.njit(cache=True, parallel=True)
+def _grad_window_chunks(n_chunks, offsets, opos, val, g, gk):
+    for c in prange(n_chunks):
+        h0, h1 = chunk_bounds(c, n_chunks, (gk.shape[0] + 1) // 2)
+        _grad_window(h0, h1, offsets, opos, val, g, gk)
+
+
+def _run(serial, chunked, n_rows: int, work: int, *args) -> None:
+    """``serial(0, n_rows, *args)``, or ``chunked`` over :data:`_CHUNKS` fixed row chunks on
+    :func:`~ctsnn.compiled.kernel_threads` threads when ``work`` (multiply-adds) reaches
+    :data:`_PARALLEL_WORK` (the same result either way: each chunk owns its rows)."""
+    threads = kernel_threads() if work >= _PARALLEL_WORK and n_rows > 1 else 1
+    if threads == 1:
+        serial(0, n_rows, *args)
+        return
+    with numba_threads(threads):
+        chunked(min(_CHUNKS, n_rows), *args)
+
+
 def _events_of(x: Tensor, seg: int) -> tuple[np.ndarray, ...]:
     """Events of ``x [T, B, N]`` (see :func:`_events`): ``offsets, opos, val`` arrays."""
-    xc = x.detach().contiguous()
-    n_nonzero = int(torch.count_nonzero(xc))
-    offsets = np.empty(x.shape[2] + 1, np.int64)
-    opos = np.empty(n_nonzero, np.int64)
-    val = np.empty(n_nonzero, xc.numpy().dtype)
-    _events(xc.numpy(), seg, offsets, opos, val)
-    return offsets, opos, val
+    return _events(x.detach().contiguous().numpy(), seg)
 
 
 def _rows(t: Tensor, seg: int) -> Tensor:
     """``[T', B, N] -> [N, B * seg]`` (time contiguous, each sample's segment of ``seg >= T'``
     steps zero after ``T'``)."""
     n_steps, batch, n = t.shape
-    rows = t.new_zeros((n, batch, seg))
+    rows = t.new_empty((n, batch, seg))
     rows[:, :, :n_steps] = t.permute(2, 1, 0)
+    rows[:, :, n_steps:] = 0
     return rows.view(n, batch * seg)
 
 
@@ -346,7 +415,9 @@ class SpikeScatter(torch.autograd.Function):
         seg = n_steps + max(pad_right, int(lags.max()) if lags.numel() else 0)
         events = _events_of(x, seg)
         out = x.new_zeros((coefs.shape[1], batch * seg))
-        _forward(*events, lags.numpy(), coefs_c.numpy(), out.numpy())
+        n_taps, n_out = lags.shape[0], coefs.shape[1]
+        _run(_forward, _forward_chunks, n_out, events[1].size * n_out * n_taps, *events,
+             lags.numpy(), coefs_c.numpy(), out.numpy())
         ctx.save_for_backward(lags, coefs_c)
         ctx.events = events
         ctx.shape = (n_steps, batch, x.shape[2], seg)
@@ -362,11 +433,14 @@ class SpikeScatter(torch.autograd.Function):
         gx = gc = None
         if need_x:
             rows = g.new_zeros((n_in, batch * seg))
-            _grad_input(g.numpy(), lags.numpy(), coefs.numpy(), rows.numpy())
+            pairs = _input_pairs(batch * seg, lags.numpy(), coefs.numpy())
+            _run(_grad_input, _grad_input_chunks, n_in, pairs[1].size * batch * seg,
+                 g.numpy(), *pairs, rows.numpy())
             gx = _unrows(rows, n_steps, batch)
         if need_c:
             gc = torch.empty_like(coefs)
-            _grad_coefs(*ctx.events, lags.numpy(), g.numpy(), gc.numpy())
+            _run(_grad_coefs, _grad_coefs_chunks, lags.shape[1], ctx.events[1].size * lags.shape[0]
+                 * lags.shape[1], *ctx.events, lags.numpy(), g.numpy(), gc.numpy())
         return gx, None, gc, None
 
 
@@ -383,7 +457,9 @@ class WindowScatter(torch.autograd.Function):
         seg = n_steps + max(pad_right, kernel.shape[2] - 1)
         events = _events_of(x, seg)
         out = x.new_zeros((kernel.shape[0], batch * seg))
-        _forward_window(*events, kernel_c.numpy(), out.numpy())
+        n_out, k = kernel.shape[0], kernel.shape[2]
+        _run(_forward_window, _forward_window_chunks, (n_out + 1) // 2,
+             events[1].size * n_out * k, *events, kernel_c.numpy(), out.numpy())
         ctx.save_for_backward(kernel_c)
         ctx.events = events
         ctx.shape = (n_steps, batch, seg)
@@ -404,7 +480,9 @@ class WindowScatter(torch.autograd.Function):
             gx = F.conv1d(gb, kernel.transpose(0, 1))[:, :, :n_steps].permute(2, 0, 1)
         if need_k:
             gk = torch.empty_like(kernel)
-            _grad_window(*ctx.events, _rows(grad, seg).numpy(), gk.numpy())
+            _run(_grad_window, _grad_window_chunks, (kernel.shape[0] + 1) // 2,
+                 ctx.events[1].size * kernel.shape[0] * k, *ctx.events,
+                 _rows(grad, seg).numpy(), gk.numpy())
         return gx, gk, None
 
 
