@@ -88,8 +88,8 @@ QUICK_CONFIGS: tuple[tuple[int, int], ...] = ((250, 256), (1000, 256))
 #: batch 32: max delay 64, T = 250: 6.8 (layer 1) and 15.7 (layer 2) spikes per neuron per
 #: trial, T = 1000: 33 and 96; max delay 256: most of a 250-step trial fills the delay lines
 #: (2.6 and 0.03 at T = 250; 29 and 70 at T = 1000); the counts are in the JSON. A weaker
-#: layer 2 (mean 0.04-0.05) is silent at T = 250, max delay 256, and a silent layer currently
-#: crashes the EventProp backward. The readout's weights only scale the logits.
+#: layer 2 (mean 0.04-0.05) is silent at T = 250, max delay 256 (its gradients are then zero:
+#: nothing to time). The readout's weights only scale the logits.
 WEIGHT_INIT: tuple[tuple[float, float], ...] = ((0.6, 1.0), (0.06, 0.1), (0.0, 0.1))
 #: (T, max delay) -> (repeats, warm-ups) for --quick: one of our steps at T = 1000 takes
 #: minutes while the continuous engine steps in Python.
