@@ -135,8 +135,8 @@ def numba_threads(n: int) -> Iterator[None]:
 
 # ------------------------------------------------------------------------- numba's disk cache
 def numba_cache_dir(package: Path | None = None, base: Path | None = None) -> Path:
-    """Where ctsnn's compiled kernels are cached: ``<base>/numba/<hash of the package's
-    sources>`` (``base``: ``$CTSNN_CACHE_DIR``, else ``~/.cache/ctsnn``).
+    """Where ctsnn's compiled kernels are cached: ``<base>/numba/<hash of the package's kernel
+    modules>`` (those importing numba; ``base``: ``$CTSNN_CACHE_DIR``, else ``~/.cache/ctsnn``).
 
     Why not numba's default (``__pycache__`` beside each module): numba keys a cached kernel
     on its own file only, so after a change to a function it calls from *another* file
@@ -146,8 +146,12 @@ def numba_cache_dir(package: Path | None = None, base: Path | None = None) -> Pa
     package = package or Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
+        text = path.read_bytes()
+        if b"import numba" not in text and b"from numba" not in text:
+            continue  # not a kernel module: numba compiles nothing from it (jitted code calls
+            # jitted code only; keep kernels' module-level constants in kernel modules)
         digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
+        digest.update(text)
     base = base or Path(os.environ.get("CTSNN_CACHE_DIR") or Path.home() / ".cache" / "ctsnn")
     return base / "numba" / digest.hexdigest()[:16]
 

@@ -20,13 +20,17 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def test_directory_follows_every_source_file(tmp_path):
-    pkg = _tree(tmp_path / "pkg", {"a.py": "x = 1\n", "sub/b.py": "def f():\n    return 1\n"})
+def test_directory_follows_every_kernel_module(tmp_path):
+    kernel = "import numba\n\n@numba.njit(cache=True)\ndef f():\n    return {}\n"
+    pkg = _tree(tmp_path / "pkg", {"a.py": "import numba\nx = 1\n", "sub/b.py": kernel.format(1),
+                                   "doc.py": '"""no kernels here"""\n'})
     base = tmp_path / "cache"
     first = numba_cache_dir(pkg, base)
     assert first.parent == base / "numba"
     assert numba_cache_dir(pkg, base) == first  # deterministic
-    (pkg / "sub" / "b.py").write_text("def f():\n    return 2\n")  # a callee elsewhere changed
+    (pkg / "doc.py").write_text('"""edited, still no kernels"""\n')
+    assert numba_cache_dir(pkg, base) == first  # not a kernel module: caches stay valid
+    (pkg / "sub" / "b.py").write_text(kernel.format(2))  # a callee in another file changed
     second = numba_cache_dir(pkg, base)
     assert second != first
     (pkg / "sub" / "b.py").rename(pkg / "b.py")  # same text, other place: another version
