@@ -36,9 +36,10 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import torch
+from numba import prange
 from torch import Tensor
 
-from ...compiled import kernels_enabled
+from ...compiled import kernel_threads, kernels_enabled, numba_threads
 from ...models.base import NeuronModel
 from ...models.lif import LIF, CubaLIF
 from ...surrogate import Surrogate
@@ -46,6 +47,7 @@ from ...synapses.recurrent import RecurrentDense
 from ..result import SimulationResult
 from ..spike_log import raster_spikes
 from ..stepping import check_state
+from .schedule import chunk_bounds
 
 __all__ = ["FusedRun", "RESET_CODES", "StepCoefficients", "fused_lif", "fused_lif_applies",
            "run_fused_lif", "step_coefficients"]
@@ -102,6 +104,11 @@ SURROGATE_CODES = {"atan": 1, "fast_sigmoid": 2, "superspike": 3, "triangle": 4,
 #: Elements per chunk when a user surrogate's derivative is evaluated in PyTorch (small
 #: temporaries the allocator reuses; one [T, B, N] temporary per operator page-faults).
 _CHUNK = 1 << 16
+#: The forward runs its fixed sample chunks on both threads from this many neuron steps
+#: (``T B N``) on; below it, waking a second thread costs more than it saves.
+_PARALLEL_WORK = 200_000
+#: Sample chunks of the parallel forward (fixed: results never depend on the thread count).
+_CHUNKS = 16
 
 
 # --------------------------------------------------------------------------- kernels
@@ -134,21 +141,21 @@ def post_reset(u, s, th, vr, mode):
 
 
 @numba.njit(cache=True)
-def _forward_kernel(jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
+def _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
                     spikes, u_all, i_before, v_rec, v_end, i_end):
     """All ``T`` steps; arrays ``[T, Bt, N]`` / ``[Bt, N]``, coefficients ``[N]``.
 
     ``jumps`` / ``cur`` may have ``T = 0`` rows (absent). Writes ``spikes``, ``u_all``,
     ``i_before`` (CubaLIF), ``v_rec`` (``v`` after each step, if it has ``T`` rows) and the
-    final state (``v_end``, ``i_end`` also hold the running state). Loops: batch,
-    time, neurons (contiguous).
+    final state (``v_end``, ``i_end`` also hold the running state), for the samples
+    ``b0..b1-1``. Loops: batch, time, neurons (contiguous).
     """
     n_steps = spikes.shape[0]
     batch, n = v0.shape
     has_j = jumps.shape[0] > 0
     has_c = cur.shape[0] > 0
     rec = v_rec.shape[0] > 0
-    for b in range(batch):
+    for b in range(b0, b1):
         v = v_end[b]
         i = i_end[b]
         v[:] = v0[b]
@@ -176,6 +183,16 @@ def _forward_kernel(jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
                 v[k] = post_reset(u, s, th[k], vr[k], mode)
                 if rec:
                     v_rec[t, b, k] = v[k]
+
+
+@numba.njit(cache=True, parallel=True)
+def _forward_chunks(n_chunks, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
+                    spikes, u_all, i_before, v_rec, v_end, i_end):
+    """:func:`_forward_kernel` over fixed sample chunks in parallel (each owns its samples)."""
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, v0.shape[0])
+        _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
+                        spikes, u_all, i_before, v_rec, v_end, i_end)
 
 
 @numba.njit(cache=True)
@@ -330,10 +347,19 @@ class _FusedLIF(torch.autograd.Function):
         i_before = torch.empty_like(spikes) if cuba else _empty_like_steps(spikes)
         v_rec = torch.empty_like(spikes) if record_v else _empty_like_steps(spikes)
         v_end, i_end = torch.empty_like(v0), torch.empty_like(v0)
-        _forward_kernel(*(as_numpy(a) for a in (jumps, cur, v0, i0, A, B, C0, D, E, F, th,
-                                                 vr)),
-                        mode, cuba, spikes.numpy(), u_all.numpy(), i_before.numpy(),
-                        v_rec.numpy(), v_end.numpy(), i_end.numpy())
+        args = (*(as_numpy(a) for a in (jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr)),
+                mode, cuba, spikes.numpy(), u_all.numpy(), i_before.numpy(), v_rec.numpy(),
+                v_end.numpy(), i_end.numpy())
+        batch = v0.shape[0]
+        # samples are independent: fixed chunks on both threads for a large call (the same
+        # result on any number of threads: each chunk owns its samples)
+        threads = kernel_threads() if n_steps * v0.numel() >= _PARALLEL_WORK and batch > 1 \
+            else 1
+        if threads == 1:
+            _forward_kernel(0, batch, *args)
+        else:
+            with numba_threads(threads):
+                _forward_chunks(min(_CHUNKS, batch), *args)
         ctx.save_for_backward(u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr)
         ctx.flags = (mode, cuba, detach or surrogate is None, surrogate, jumps.shape[0] > 0,
                      record_v)

@@ -198,3 +198,29 @@ def test_rejects_other_models():
                            method="exact", surrogate=atan(), detach_reset=False)
     with pytest.raises(ValueError, match="methods"):
         lif_bptt.step_coefficients(ctsnn.LIF(3), "rk4", DT)
+
+
+@pytest.mark.skipif(not ctsnn.compiled.kernels_enabled(torch.zeros(1)), reason="kernels off")
+@pytest.mark.parametrize("kind", ["lif", "cuba"])
+def test_parallel_forward_equals_serial_on_any_thread_count(kind, monkeypatch):
+    """The forward's sample chunks on 1 or 2 threads give the serial kernel's results bit for
+    bit (forced on this small call), gradients included."""
+    from ctsnn.compiled import kernel_threads, numba_threads
+
+    model = _model(kind, "zero", learn=False)
+    jumps, cur = _inputs(4)
+    runs = []
+    for parallel, threads in ((False, 1), (True, 1), (True, kernel_threads())):
+        monkeypatch.setattr(lif_bptt, "_PARALLEL_WORK", 0 if parallel else 1 << 62)
+        monkeypatch.setattr(lif_bptt, "kernel_threads", lambda t=threads: t)
+        with numba_threads(threads):
+            res = _run(model, jumps, cur, kernels=True, method="exact", surrogate=atan(),
+                       detach=False)
+        runs.append((res.raster.detach(), res.final_state.v.detach(),
+                     *_grads(res, [jumps, cur], 0)))
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other, strict=True):
+            assert torch.equal(a, b)
+    ref = _run(model, jumps, cur, kernels=False, method="exact", surrogate=atan(),
+               detach=False)
+    torch.testing.assert_close(runs[0][0], ref.raster.detach())
