@@ -543,6 +543,19 @@ def event_driven_refusal(model: NeuronModel, *, time: str, method: str, arrivals
                             *(() if state is None else state)])
 
 
+def input_events(spikes: Spikes, batch_size: int,
+                 dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(times [E] in dtype, units [E] int64, ptr [B + 1])`` of the input spikes for a kernel:
+    :class:`Spikes` keep their events sorted by (sample, time, unit), so sample ``b``'s events
+    are ``ptr[b]:ptr[b + 1]`` as they stand."""
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    ev_t = spikes.times.detach().to(dtype).cpu().numpy().astype(np_dtype, copy=False)
+    ev_u = spikes.units.cpu().numpy().astype(np.int64, copy=False)
+    ptr = np.zeros(batch_size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(spikes.batch.cpu().numpy(), minlength=batch_size), out=ptr[1:])
+    return ev_t, ev_u, ptr
+
+
 def input_refusal(arrivals: object, *, dt: float, n_steps: int, dtype: torch.dtype,
                   **given: object) -> str | None:
     """Why a compiled event kernel can't take this input (``None``: it can): the input must be
@@ -634,12 +647,8 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
         state = model.initial_state(batch_size, dtype=dtype)
     is32 = dtype == torch.float32
     np_dtype = np.float32 if is32 else np.float64
-    # Spikes keep their events sorted by (sample, time, unit): the samples are contiguous
-    ev_t = spikes.times.detach().to(dtype).cpu().numpy().astype(np_dtype, copy=False)
-    ev_u = spikes.units.cpu().numpy().astype(np.int64, copy=False)
+    ev_t, ev_u, ptr = input_events(spikes, batch_size, dtype)
     ev_x = spikes.values.detach().to(torch.float64).cpu().numpy()
-    ptr = np.zeros(batch_size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(spikes.batch.cpu().numpy(), minlength=batch_size), out=ptr[1:])
     weight = arrivals.weight.detach().to(torch.float64).cpu().contiguous().numpy()
     delay_t = arrivals.delay.detach() if isinstance(arrivals, DelayedArrivals) else None
     shared = delay_t is None or delay_t.shape[0] <= 1 or delay_t.stride(0) == 0

@@ -64,7 +64,7 @@ from ...models.equations.codegen import CodegenError, ModelSource, model_source
 from ...models.quadratic import QIF
 from ...spikes import Spikes
 from ...synapses import Arrivals, DelayedArrivals
-from .event_driven import input_refusal, input_tensors, tensors_refusal
+from .event_driven import input_events, input_refusal, input_tensors, tensors_refusal
 
 __all__ = ["EQUATION_FORMS", "METHODS", "GenericOutput", "generic_loop_refusal",
            "generic_source", "generic_spikes", "loop_module", "loop_source", "run_generic_loop"]
@@ -264,13 +264,8 @@ def run_generic_loop(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
         state = model.initial_state(batch_size, dtype=dtype)
     is32 = dtype == torch.float32
     np_dtype = np.float32 if is32 else np.float64
-    ev_t = spikes.times.detach().to(dtype).cpu().numpy().astype(np_dtype, copy=False)
-    ev_u = spikes.units.cpu().numpy().astype(np.int64, copy=False)
+    ev_t, ev_u, ptr = input_events(spikes, batch_size, dtype)  # samples contiguous already
     ev_x = spikes.values.detach().to(dtype).to(torch.float64).cpu().numpy()
-    order = np.argsort(spikes.batch.cpu().numpy(), kind="stable")
-    ev_t, ev_u, ev_x = ev_t[order], ev_u[order], ev_x[order]
-    ptr = np.zeros(batch_size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(spikes.batch.cpu().numpy(), minlength=batch_size), out=ptr[1:])
     weight = arrivals.weight.detach().to(dtype).to(torch.float64).cpu().contiguous().numpy()
     has_delay = isinstance(arrivals, DelayedArrivals)
     delay = (arrivals.delay.detach().to(dtype).expand(weight.shape).cpu().contiguous().numpy()
