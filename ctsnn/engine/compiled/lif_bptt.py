@@ -145,8 +145,9 @@ def _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode,
                     spikes, u_all, i_before, v_rec, v_end, i_end):
     """All ``T`` steps; arrays ``[T, Bt, N]`` / ``[Bt, N]``, coefficients ``[N]``.
 
-    ``jumps`` / ``cur`` may have ``T = 0`` rows (absent). Writes ``spikes``, ``u_all``,
-    ``i_before`` (CubaLIF), ``v_rec`` (``v`` after each step, if it has ``T`` rows) and the
+    ``jumps`` / ``cur`` may have ``T = 0`` rows (absent). Writes ``spikes``, ``u_all`` and
+    ``i_before`` (CubaLIF) for the backward pass (if they have ``T`` rows: without a backward
+    pass they are not kept), ``v_rec`` (``v`` after each step, if it has ``T`` rows) and the
     final state (``v_end``, ``i_end`` also hold the running state), for the samples
     ``b0..b1-1``. Loops: batch, time, neurons (contiguous).
     """
@@ -155,6 +156,7 @@ def _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode,
     has_j = jumps.shape[0] > 0
     has_c = cur.shape[0] > 0
     rec = v_rec.shape[0] > 0
+    keep = u_all.shape[0] > 0
     for b in range(b0, b1):
         v = v_end[b]
         i = i_end[b]
@@ -166,7 +168,8 @@ def _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode,
                 if has_c:
                     u += D[k] * cur[t, b, k]
                 if cuba:
-                    i_before[t, b, k] = i[k]
+                    if keep:
+                        i_before[t, b, k] = i[k]
                     ik = E[k] * i[k]
                     if has_c:
                         ik += F[k] * cur[t, b, k]
@@ -178,7 +181,8 @@ def _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode,
                 s = 1.0 if u - th[k] >= 0.0 else 0.0
                 if mode == 2 and not v[k] - th[k] < 0.0:
                     s = 0.0
-                u_all[t, b, k] = u
+                if keep:
+                    u_all[t, b, k] = u
                 spikes[t, b, k] = s
                 v[k] = post_reset(u, s, th[k], vr[k], mode)
                 if rec:
@@ -341,10 +345,11 @@ class _FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr,  # type: ignore[override]
-                n_steps, mode, cuba, detach, surrogate, record_v):
+                n_steps, mode, cuba, detach, surrogate, record_v, keep):
         spikes = v0.new_empty((n_steps, *v0.shape))
-        u_all = torch.empty_like(spikes)
-        i_before = torch.empty_like(spikes) if cuba else _empty_like_steps(spikes)
+        # what only the backward pass reads: not kept when there is none (``keep`` False)
+        u_all = torch.empty_like(spikes) if keep else _empty_like_steps(spikes)
+        i_before = torch.empty_like(spikes) if cuba and keep else _empty_like_steps(spikes)
         v_rec = torch.empty_like(spikes) if record_v else _empty_like_steps(spikes)
         v_end, i_end = torch.empty_like(v0), torch.empty_like(v0)
         args = (*(as_numpy(a) for a in (jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr)),
@@ -401,7 +406,7 @@ class _FusedLIF(torch.autograd.Function):
         gA, gB, gC0, gD, gE, gF, gth, gvr = acc.unbind(0)
         return (g_jumps if has_j else None, g_cur if ctx.needs_input_grad[1] else None,
                 lv, li if cuba else None, gA, gB, gC0, gD, gE, gF, gth, gvr,
-                None, None, None, None, None, None)
+                None, None, None, None, None, None, None)
 
 
 class FusedRun(NamedTuple):
@@ -445,11 +450,12 @@ def fused_lif(model: NeuronModel, *, dt: float, n_steps: int, state: tuple,
     none = _empty_like_steps(v0.unsqueeze(0))
     th = model.v_threshold.to(v0.dtype)
     vr = model.v_reset.to(v0.dtype)
+    inputs = (none if jumps is None else jumps.contiguous(),
+              none if current is None else current.contiguous(), v0, i0, *coef, th, vr)
+    keep = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
     spikes, v_rec, v_end, i_end = _FusedLIF.apply(
-        none if jumps is None else jumps.contiguous(),
-        none if current is None else current.contiguous(),
-        v0, i0, *coef, th, vr, int(n_steps), RESET_CODES[model.reset_mode], cuba,
-        bool(detach_reset), surrogate, bool(record_v))
+        *inputs, int(n_steps), RESET_CODES[model.reset_mode], cuba, bool(detach_reset),
+        surrogate, bool(record_v), keep)
     final = model.State(v_end, i_end) if cuba else model.State(v_end)
     return FusedRun(spikes, v_rec if record_v else None, final)
 
