@@ -7,15 +7,6 @@ pass: kernels run only on the CPU, with numba importable and the switch on; othe
 PyTorch path runs (CUDA, or a platform numba does not serve), so the code stays
 device-agnostic. The reference path is what the tests compare every kernel against.
 
-The first kernel call of a process initialises numba's CPU target (its typing and lowering
-registries, the runtime: about 40 MiB resident). numba's registries import
-``scipy.linalg`` only to learn whether BLAS is there for ``np.correlate``/``np.convolve``
-(about 15 MiB more); no ctsnn kernel uses BLAS, so :func:`kernels_enabled` initialises the
-target itself, once, with that import refused when SciPy's ``linalg`` was not imported yet
-(docs/kernels-memory.md). Afterwards numba code in the same process still gets BLAS where
-it asks for it (``np.dot`` imports SciPy then); only ``np.correlate``/``np.convolve`` in
-numba code use numba's own loop.
-
 Turn kernels off for a block with ``with ctsnn.compiled.use_kernels(False): ...`` or for a
 process with the environment variable ``CTSNN_KERNELS=0``.
 
@@ -35,15 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.abc
-import importlib.machinery
 import importlib.util
 import os
 import shutil
 import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -58,10 +46,7 @@ def _env_flag(name: str, default: str) -> bool:
     return os.environ.get(name, default).strip().lower() not in ("0", "false", "no", "")
 
 
-_state = {"on": _env_flag("CTSNN_KERNELS", "1"), "steps": _env_flag("CTSNN_COMPILE_STEPS", "0"),
-          "target": False}
-#: modules numba's CPU target imports without needing them for ctsnn's kernels (see module)
-_REFUSED_AT_INIT = ("scipy.linalg",)
+_state = {"on": _env_flag("CTSNN_KERNELS", "1"), "steps": _env_flag("CTSNN_COMPILE_STEPS", "0")}
 
 
 def numba_available() -> bool:
@@ -76,43 +61,7 @@ def kernels_enabled(*tensors: torch.Tensor) -> bool:
     """
     if not _state["on"] or not numba_available():
         return False
-    if not all(t.device.type == "cpu" for t in tensors):
-        return False
-    if not _state["target"]:
-        _init_numba_target()
-    return True
-
-
-class _RefuseImports(importlib.abc.MetaPathFinder):
-    """Refuse importing ``names`` (and their submodules) from one thread, for a ``with`` block."""
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names, self.thread = tuple(names), threading.get_ident()
-
-    def find_spec(self, fullname: str, path: object = None,
-                  target: object = None) -> importlib.machinery.ModuleSpec | None:
-        if threading.get_ident() == self.thread and any(
-                fullname == n or fullname.startswith(n + ".") for n in self.names):
-            raise ModuleNotFoundError(f"{fullname} is not imported while ctsnn initialises "
-                                      "numba's CPU target", name=fullname)
-        return None
-
-    def __enter__(self) -> _RefuseImports:
-        sys.meta_path.insert(0, self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        sys.meta_path.remove(self)
-
-
-def _init_numba_target() -> None:
-    """Initialise numba's CPU target (what its first compile or cache load does) without the
-    imports of :data:`_REFUSED_AT_INIT` that are not loaded yet; once per process."""
-    numba = _numba()
-    refused = [n for n in _REFUSED_AT_INIT if n not in sys.modules]
-    with numba.core.compiler_lock.global_compiler_lock, _RefuseImports(refused):
-        numba.core.registry.cpu_target.target_context.refresh()
-    _state["target"] = True
+    return all(t.device.type == "cpu" for t in tensors)
 
 
 def compiled_steps_enabled() -> bool:
