@@ -35,10 +35,13 @@ def chunk_bounds(c: int, n_chunks: int, n: int) -> tuple[int, int]:
 @numba.njit(cache=True)
 def bucket_of(t: float, scale: float, n_bins: int) -> int:
     """The bin of time ``t`` (seconds) among ``n_bins`` bins of width ``1 / scale``: ``floor(t
-    scale)`` clamped to ``[0, n_bins - 1]`` (non-decreasing in ``t``; NaN in bin 0)."""
+    scale)`` clamped to ``[0, n_bins - 1]`` (non-decreasing in ``t``; NaN in bin 0). Clamped
+    before the conversion to an integer, so any time (an arrival dropped after the run, an
+    infinite one) gets a valid bin."""
     x = t * scale
-    b = int(x) if x > 0 else 0
-    return min(b, n_bins - 1)
+    if x > 0:
+        return int(min(x, n_bins - 1.0))
+    return 0
 
 
 @numba.njit(cache=True)

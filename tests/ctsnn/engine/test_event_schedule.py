@@ -105,6 +105,27 @@ def test_synapse_schedule_is_gather_then_stable_sort(seed, n_events, n_in, grid,
         np.testing.assert_array_equal(aw[:m], want_w)
 
 
+@pytest.mark.parametrize("is32", [False, True])
+def test_synapse_schedule_takes_huge_and_infinite_delays(is32):
+    """Arrivals far after the run (a delay of 1e30 s or infinity) are binned (clamped) and
+    dropped, never indexed out of range; the rest as the gather + stable sort."""
+    ftype = np.float32 if is32 else np.float64
+    eps = float(np.finfo(ftype).eps)
+    ev_t = np.array([0.001, 0.002, 0.002, 0.003], dtype=ftype)
+    ev_u = np.array([0, 1, 2, 0], dtype=np.int64)
+    ev_x = np.ones(4)
+    weight = np.array([[1.0, -0.5, 2.0]])
+    delay = np.array([[0.004, 1e30, np.inf]], dtype=ftype)
+    tmp, val, at, aw = (np.empty(4) for _ in range(4))
+    bins = np.empty(event_driven.BINS_PER_EVENT * 4 + 1, dtype=np.int32)
+    m = event_driven.synapse_schedule(0, 0, 4, ev_t, ev_u, ev_x, weight, delay, is32, 1e-3,
+                                      eps, float(ftype(0.01)), 0.01, tmp, val, bins, at, aw)
+    assert m == 2
+    np.testing.assert_array_equal(aw[:m], [1.0, 1.0])
+    np.testing.assert_allclose(at[:m], [0.005, 0.007], rtol=0, atol=1e-9)
+    assert schedule.bucket_of(np.inf, 1e3, 8) == 7 and schedule.bucket_of(np.nan, 1e3, 8) == 0
+
+
 def test_sort_counted_falls_back_on_unordered_clusters():
     """A bin holding many arrivals in reverse order exceeds the insertion budget: the merge
     sort gives the same stable order (and a reversed cluster of ties keeps input order)."""
