@@ -95,8 +95,8 @@ def test_kernel_threads_follows_torch_and_numba_threads_restores():
        st.booleans())
 def test_sort_arrivals_is_a_stable_sort(values, clustered):
     t = np.array(values, dtype=np.float64)
-    if clustered and t.size:  # many arrivals in one bin: the merge-sort fallback
-        t = np.concatenate([t, np.full(schedule.MAX_BIN + 5, 0.3) + np.arange(53) * 1e-12])
+    if clustered and t.size:  # many unordered arrivals in one bin: the merge-sort fallback
+        t = np.concatenate([t, 0.3 - np.arange(60) * 1e-12, np.full(7, 0.3 - 3e-12)])
     m = t.size
     w = np.arange(m, dtype=np.float64)
     at, aw = np.empty(m), np.empty(m)
