@@ -24,11 +24,12 @@ from numba import prange
 from torch import Tensor
 
 from ...compiled import kernel_threads, numba_threads
-from ...engine.compiled.closed_forms import decays, kappa, phi1
+from ...engine.compiled.closed_forms import decays, kappa
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
 from .layout import bucket, by_neuron, neuron_layout, next_spike_index
-from .tau_kernels import dd3, linear_response_terms, neuron_tau_terms, response_terms, scratch
+from .readout_kernels import linear_factors, linear_parallel, linear_serial
+from .tau_kernels import neuron_tau_terms, response_terms
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
            "spiking_backward"]
@@ -50,17 +51,6 @@ _FACTOR_RANGE = 300.0
 
 
 # =========================================================================== scalar closed forms
-@numba.njit(cache=True, error_model="numpy")
-def _q_decay(h: float, beta: float) -> float:
-    return h * phi1(h * beta)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _divided_q(h: float, b1: float, b2: float, buf: np.ndarray) -> float:
-    """As ``common.divided_q``: ``h^2 exp[0, -h b1, -h b2]``."""
-    return h * h * dd3(0.0, -h * b1, -h * b2, buf)
-
-
 # =========================================================================== spiking layers
 @numba.njit(cache=True, error_model="numpy")
 def _arrivals_at(n: int, e0: int, e1: int, ev_order: np.ndarray, t_in: np.ndarray,
@@ -348,103 +338,6 @@ def _sum_chunks(parts: np.ndarray) -> np.ndarray:
 
 # =========================================================================== readouts
 @numba.njit(cache=True, error_model="numpy")
-def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np.ndarray,
-                  j_in: np.ndarray, a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray,
-                  has_delay: bool, g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray,
-                  r: np.ndarray, cuba: bool, alpha: float, inv_w: float, t_end: float,
-                  backward: bool, z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray,
-                  g_d: np.ndarray, g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
-    """``"avg_exp"`` / ``"sum"`` over the pairs of input spikes ``e0..e1-1`` and targets
-    ``n0..n1-1``: every pair's response ``R(s)`` in closed form; forward adds ``x R_target(s)``
-    to ``z [B, N]``, backward accumulates the gradients of ``sum g z`` (with ``need_tau``
-    also ``dL/d(tau_m, tau_s)`` into ``g_tau [2, N]``)."""
-    buf = scratch()
-    for e in range(e0, e1):
-        b = b_in[e]
-        j = j_in[e]
-        for n in range(n0, n1):
-            s = t_in[e] + delay[n, j] if has_delay else t_in[e]
-            if s > t_end:
-                continue
-            x = weight[n, j] * a_in[e]
-            h = t_end - s
-            ks = alpha * math.exp(-s * inv_w)
-            rate_m = 1.0 / tau_m[n]
-            r_v = ks * _q_decay(h, rate_m + inv_w)
-            r_t = r_v
-            if cuba:
-                r_t = ks * r[n] * rate_m * _divided_q(h, rate_m + inv_w, 1.0 / tau_s[n] + inv_w,
-                                                      buf)
-            if not backward:
-                z[b, n] += x * r_t
-                continue
-            gp = g[b, n]
-            if cuba:
-                lam_i = gp * r_t
-                dj = lam_i
-                ds = x * (lam_i / tau_s[n] - r[n] * gp * r_v / tau_m[n])
-            else:
-                dj = gp * r_v
-                ds = x * (dj / tau_m[n] - gp * ks)
-            g_w[n, j] += a_in[e] * dj
-            g_d[n, j] += ds
-            g_t[e] += ds
-            g_a[e] += weight[n, j] * dj
-            if need_tau:
-                dm, dts = linear_response_terms(s, t_end, alpha, inv_w, tau_m[n], tau_s[n], r[n],
-                                                cuba, buf)
-                g_tau[0, n] += gp * x * dm
-                g_tau[1, n] += gp * x * dts
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _linear_chunk(c: int, n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
-                  a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
-                  g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
-                  cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
-                  z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                  g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
-    """Chunk ``c`` of :func:`_linear_pairs`: the forward owns a range of targets (its columns
-    of ``z``), the backward a range of input spikes (adding into ``g_w[c]``, ``g_d[c]``)."""
-    if backward:
-        e0, e1 = chunk_bounds(c, n_chunks, t_in.shape[0])
-        _linear_pairs(e0, e1, 0, weight.shape[0], t_in, b_in, j_in, a_in, weight, delay,
-                      has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, True, z, g_t,
-                      g_w[c], g_d[c], g_a, need_tau, g_tau[c])
-    else:
-        n0, n1 = chunk_bounds(c, n_chunks, weight.shape[0])
-        _linear_pairs(0, t_in.shape[0], n0, n1, t_in, b_in, j_in, a_in, weight, delay,
-                      has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, False, z, g_t,
-                      g_w[0], g_d[0], g_a, False, g_tau[0])
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _linear_serial(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
-                   a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
-                   g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
-                   cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
-                   z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                   g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
-    for c in range(n_chunks):
-        _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
-                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a,
-                      need_tau, g_tau)
-
-
-@numba.njit(cache=True, error_model="numpy", parallel=True)
-def _linear_parallel(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
-                     a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
-                     g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
-                     cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
-                     z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                     g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
-    for c in prange(n_chunks):
-        _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
-                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a,
-                      need_tau, g_tau)
-
-
-@numba.njit(cache=True, error_model="numpy")
 def _max_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: np.ndarray,
                 ev_ptr: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
                 tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray,
@@ -727,10 +620,13 @@ def linear_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: T
     z = np.zeros((cfg.batch_size, cfg.nrn.n))
     empty, none = np.zeros(0), np.zeros((1, 1, 1))
     n_chunks = _chunks(cfg.nrn.n, t_in.numel() * cfg.nrn.n)
-    _run_chunks(_linear_serial, _linear_parallel,
-                (n_chunks, _np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, z, tau_m,
+    t64 = _np(t_in)
+    fac = linear_factors(t64, d, has_d, w.shape, tau_m, tau_s, cfg.nrn.cuba, float(cfg.t_end),
+                         inv_w)
+    _run_chunks(linear_serial, linear_parallel,
+                (n_chunks, t64, _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, z, tau_m,
                  tau_s, r, cfg.nrn.cuba, alpha, inv_w, float(cfg.t_end), False, z, empty, none,
-                 none, empty, False, np.zeros((1, 2, 0))))
+                 none, empty, False, np.zeros((1, 2, 0)), *fac))
     return torch.from_numpy(z)
 
 
@@ -772,8 +668,8 @@ def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
     g = _zeros(weight, t_in.numel())
     shape = (cfg.batch_size, nrn.n)
     gz = _np(g_z).reshape(shape)
-    args = (_np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, gz, tau_m, tau_s, r,
-            nrn.cuba)
+    t64 = _np(t_in)
+    args = (t64, _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, gz, tau_m, tau_s, r, nrn.cuba)
     width = nrn.n if any(need_tau) else 0
     if cfg.readout == "max":
         t_star, side, src, vdot = keep
@@ -786,9 +682,11 @@ def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
         g_t_in, _, _, g_a = g
         g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
         g_tau = np.zeros((n_chunks, 2, width))
-        _run_chunks(_linear_serial, _linear_parallel,
+        fac = linear_factors(t64, d, has_d, w.shape, tau_m, tau_s, nrn.cuba, float(cfg.t_end),
+                             inv_w)
+        _run_chunks(linear_serial, linear_parallel,
                     (n_chunks, *args, alpha, inv_w, float(cfg.t_end), True, np.zeros((1, 1)),
-                     g_t_in, g_w, g_d, g_a, any(need_tau), g_tau))
+                     g_t_in, g_w, g_d, g_a, any(need_tau), g_tau, *fac))
         g = (g_t_in, _sum_chunks(g_w), _sum_chunks(g_d), g_a)
         tau = _sum_chunks(g_tau)
 
