@@ -708,17 +708,17 @@ def linear_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: T
     """The arrivals' part of the ``"avg_exp"`` / ``"sum"`` readout, ``[B, N]``, float64."""
     tau_m, tau_s, r, *_ = _constants(cfg.nrn)
     w, d, has_d = _weights(weight, delay)
-    z = np.zeros((cfg.batch_size, cfg.nrn.n))
+    n_chunks = _chunks(t_in.numel(), t_in.numel() * cfg.nrn.n)
+    z = np.zeros((n_chunks, cfg.batch_size, cfg.nrn.n))
     empty, none = np.zeros(0), np.zeros((1, 1, 1))
-    n_chunks = _chunks(cfg.nrn.n, t_in.numel() * cfg.nrn.n)
     t64 = _np(t_in)
-    fac = linear_factors(t64, d, has_d, w.shape, tau_m, tau_s, cfg.nrn.cuba, float(cfg.t_end),
-                         inv_w)
+    qf = linear_factors(t64, d, has_d, w.shape, tau_m, tau_s, cfg.nrn.cuba, float(cfg.t_end),
+                        inv_w)
     _run_chunks(linear_serial, linear_parallel,
-                (n_chunks, t64, _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, z, tau_m,
+                (n_chunks, t64, _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, z[0], tau_m,
                  tau_s, r, cfg.nrn.cuba, alpha, inv_w, float(cfg.t_end), False, z, empty, none,
-                 none, empty, False, np.zeros((1, 2, 0)), *fac))
-    return torch.from_numpy(z)
+                 none, empty, False, np.zeros((1, 2, 0)), qf))
+    return torch.from_numpy(_sum_chunks(z))
 
 
 def max_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tensor,
@@ -773,11 +773,11 @@ def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
         g_t_in, _, _, g_a = g
         g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
         g_tau = np.zeros((n_chunks, 2, width))
-        fac = linear_factors(t64, d, has_d, w.shape, tau_m, tau_s, nrn.cuba, float(cfg.t_end),
-                             inv_w)
+        qf = linear_factors(t64, d, has_d, w.shape, tau_m, tau_s, nrn.cuba, float(cfg.t_end),
+                            inv_w)
         _run_chunks(linear_serial, linear_parallel,
-                    (n_chunks, *args, alpha, inv_w, float(cfg.t_end), True, np.zeros((1, 1)),
-                     g_t_in, g_w, g_d, g_a, any(need_tau), g_tau, *fac))
+                    (n_chunks, *args, alpha, inv_w, float(cfg.t_end), True, np.zeros((1, 1, 1)),
+                     g_t_in, g_w, g_d, g_a, any(need_tau), g_tau, qf))
         g = (g_t_in, _sum_chunks(g_w), _sum_chunks(g_d), g_a)
         tau = _sum_chunks(g_tau)
 

@@ -43,16 +43,17 @@ _FAST = 0.5
 
 def linear_factors(t_in: np.ndarray, delay: np.ndarray, has_delay: bool, shape: tuple,
                    tau_m: np.ndarray, tau_s: np.ndarray, cuba: bool, t_end: float,
-                   inv_w: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(pf [3, E], qf [3, N, N_in])`` float64: per input spike ``(e^{-t/tau_w},
-    e^{-(T - t) c_m}, e^{-(T - t) c_s})`` and per synapse ``(e^{-D/tau_w}, e^{D c_m},
-    e^{D c_s})``, whose products are ``e^{-s/tau_w}``, ``e^{-h c_m}``, ``e^{-h c_s}``.
+                   inv_w: float) -> np.ndarray:
+    """``qf [3, N, N_in]`` float64, the per-synapse factors ``(e^{-D/tau_w}, e^{D c_m},
+    e^{D c_s})``; the kernel multiplies them with each input spike's ``(e^{-t/tau_w},
+    e^{-(T - t) c_m}, e^{-(T - t) c_s})`` (computed once per input spike) into ``e^{-s/tau_w}``,
+    ``e^{-h c_m}``, ``e^{-h c_s}``.
 
-    Empty (``pf`` of shape ``[3, 0]``: every pair takes the per-pair forms) unless all targets
-    share ``tau_m`` (and, ``CubaLI``, ``tau_s``) and every exponent stays within
-    ``+-`` :data:`FACTOR_RANGE`.
+    Empty (shape ``[0, 1, 1]``: every pair takes the per-pair forms) unless all targets share
+    ``tau_m`` (and, ``CubaLI``, ``tau_s``) and every exponent of a factor stays within
+    ``+-`` :data:`FACTOR_RANGE` (``|t|``, ``|D|``, ``T`` times the largest rate).
     """
-    empty = (np.zeros((3, 0)), np.zeros((3, 1, 1)))
+    empty = np.zeros((0, 1, 1))
     if tau_m.size == 0 or (tau_m != tau_m[0]).any() or (cuba and (tau_s != tau_s[0]).any()):
         return empty
     c_m = 1.0 / tau_m[0] + inv_w
@@ -62,10 +63,8 @@ def linear_factors(t_in: np.ndarray, delay: np.ndarray, has_delay: bool, shape: 
     if not span * max(c_m, c_s) <= FACTOR_RANGE:
         return empty
     d = delay if has_delay else np.zeros(shape)
-    left = t_end - t_in
-    pf = np.stack([np.exp(-t_in * inv_w), np.exp(-left * c_m), np.exp(-left * c_s)])
     qf = np.stack([np.exp(-d * inv_w), np.exp(d * c_m), np.exp(d * c_s)])
-    return pf, np.ascontiguousarray(np.broadcast_to(qf, (3, *shape)))
+    return np.ascontiguousarray(np.broadcast_to(qf, (3, *shape)))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -94,15 +93,15 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
                   r: np.ndarray, cuba: bool, alpha: float, inv_w: float, t_end: float,
                   backward: bool, z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray,
                   g_d: np.ndarray, g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray,
-                  pf: np.ndarray, qf: np.ndarray) -> None:
+                  qf: np.ndarray) -> None:
     """``"avg_exp"`` / ``"sum"`` over the pairs of input spikes ``e0..e1-1`` and targets
     ``n0..n1-1``: every pair's response ``R(s)`` in closed form; forward adds ``x R_target(s)``
     to ``z [B, N]``, backward accumulates the gradients of ``sum g z`` (with ``need_tau``
-    also ``dL/d(tau_m, tau_s)`` into ``g_tau [2, N]``). With factors (``pf``, ``qf`` of
-    :func:`linear_factors`, non-empty) the exponentials of pairs with ``h >= h_fast`` are their
-    products (module docstring)."""
+    also ``dL/d(tau_m, tau_s)`` into ``g_tau [2, N]``). With synapse factors (``qf`` of
+    :func:`linear_factors`, non-empty) the exponentials of pairs with ``h >= h_fast`` are
+    products with the input spike's factors (module docstring)."""
     buf = scratch()
-    use_fac = pf.shape[1] > 0
+    use_fac = qf.shape[0] > 0
     c_m = c_s = inv_cm = inv_cs = inv_dc = 0.0
     h_fast = math.inf
     if use_fac:  # shared time constants: one set of rates
@@ -111,9 +110,14 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
         h_fast = _fast_from(c_m, c_s, cuba)
         inv_cm, inv_cs = 1.0 / c_m, 1.0 / c_s
         inv_dc = 1.0 / (c_s - c_m) if c_s != c_m else 0.0
+    p_k = p_m = p_s = 0.0
     for e in range(e0, e1):
         b = b_in[e]
         j = j_in[e]
+        if use_fac:  # the input spike's factors
+            p_k = math.exp(-t_in[e] * inv_w)
+            p_m = math.exp(-(t_end - t_in[e]) * c_m)
+            p_s = math.exp(-(t_end - t_in[e]) * c_s)
         for n in range(n0, n1):
             s = t_in[e] + delay[n, j] if has_delay else t_in[e]
             if s > t_end:
@@ -122,13 +126,13 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
             h = t_end - s
             rate_m = 1.0 / tau_m[n]
             if h >= h_fast:
-                ks = alpha * pf[0, e] * qf[0, n, j]
-                em = pf[1, e] * qf[1, n, j]
+                ks = alpha * p_k * qf[0, n, j]
+                em = p_m * qf[1, n, j]
                 one_m = 1.0 - em
                 r_v = ks * one_m * inv_cm
                 r_t = r_v
                 if cuba:
-                    es = pf[2, e] * qf[2, n, j]
+                    es = p_s * qf[2, n, j]
                     r_t = ks * r[n] * rate_m * inv_cs * (one_m * inv_cm - (em - es) * inv_dc)
             else:
                 ks = alpha * math.exp(-s * inv_w)
@@ -165,20 +169,18 @@ def _linear_chunk(c: int, n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_i
                   g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
                   cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
                   z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                  g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray, pf: np.ndarray,
-                  qf: np.ndarray) -> None:
-    """Chunk ``c`` of :func:`_linear_pairs`: the forward owns a range of targets (its columns
-    of ``z``), the backward a range of input spikes (adding into ``g_w[c]``, ``g_d[c]``)."""
+                  g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray, qf: np.ndarray) -> None:
+    """Chunk ``c`` of :func:`_linear_pairs`: a range of input spikes and every target; the
+    forward adds into ``z[c]``, the backward into ``g_w[c]``, ``g_d[c]``, ``g_tau[c]``."""
+    e0, e1 = chunk_bounds(c, n_chunks, t_in.shape[0])
     if backward:
-        e0, e1 = chunk_bounds(c, n_chunks, t_in.shape[0])
         _linear_pairs(e0, e1, 0, weight.shape[0], t_in, b_in, j_in, a_in, weight, delay,
-                      has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, True, z, g_t,
-                      g_w[c], g_d[c], g_a, need_tau, g_tau[c], pf, qf)
+                      has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, True, z[0], g_t,
+                      g_w[c], g_d[c], g_a, need_tau, g_tau[c], qf)
     else:
-        n0, n1 = chunk_bounds(c, n_chunks, weight.shape[0])
-        _linear_pairs(0, t_in.shape[0], n0, n1, t_in, b_in, j_in, a_in, weight, delay,
-                      has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, False, z, g_t,
-                      g_w[0], g_d[0], g_a, False, g_tau[0], pf, qf)
+        _linear_pairs(e0, e1, 0, weight.shape[0], t_in, b_in, j_in, a_in, weight, delay,
+                      has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, False, z[c],
+                      g_t, g_w[0], g_d[0], g_a, False, g_tau[0], qf)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -187,20 +189,20 @@ def linear_serial(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.nd
                   g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
                   cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
                   z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                  g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray, pf: np.ndarray,
-                  qf: np.ndarray) -> None:
+                  g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray, qf: np.ndarray) -> None:
     """The ``n_chunks`` chunks of :func:`_linear_pairs` one after the other.
 
     Args: input spikes ``t_in`` (s), ``b_in``, ``j_in``, ``a_in`` ``[E]``; ``weight``,
     ``delay`` (s) ``[N, N_in]``; ``g [B, N]`` (backward: ``dL/dz``); ``tau_m``, ``tau_s``,
-    ``r`` ``[N]``; the readout weight ``alpha e^{-t inv_w}``; outputs ``z [B, N]`` (forward),
-    ``g_t``, ``g_a`` ``[E]``, ``g_w``, ``g_d`` ``[C, N, N_in]``, ``g_tau [C, 2, N]``
-    (backward, chunk ``c`` adds into its slice); ``pf``, ``qf``: :func:`linear_factors`.
+    ``r`` ``[N]``; the readout weight ``alpha e^{-t inv_w}``; outputs ``z [C, B, N]``
+    (forward), ``g_t``, ``g_a`` ``[E]``, ``g_w``, ``g_d`` ``[C, N, N_in]``, ``g_tau [C, 2, N]``
+    (backward); chunk ``c`` (a range of input spikes) adds into its slice ``[c]`` (the caller
+    sums the slices in chunk order); ``qf``: :func:`linear_factors`.
     """
     for c in range(n_chunks):
         _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
                       tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a,
-                      need_tau, g_tau, pf, qf)
+                      need_tau, g_tau, qf)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -209,10 +211,10 @@ def linear_parallel(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.
                     g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
                     cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
                     z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                    g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray, pf: np.ndarray,
+                    g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray,
                     qf: np.ndarray) -> None:
     """:func:`linear_serial` with the chunks in parallel (same chunks, same results)."""
     for c in prange(n_chunks):
         _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
                       tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a,
-                      need_tau, g_tau, pf, qf)
+                      need_tau, g_tau, qf)

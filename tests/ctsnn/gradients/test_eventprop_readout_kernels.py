@@ -63,29 +63,34 @@ def test_factored_readout_equals_the_per_pair_closed_forms(monkeypatch, tau_m, t
                                    msg=name)
 
 
-def test_linear_factors_products_and_when_they_are_off():
-    """``pf * qf`` are ``e^{-s/tau_w}``, ``e^{-(T - s) c_m}``, ``e^{-(T - s) c_s}`` (1e-14
-    relative: the rounding of the exponents); empty for per-neuron time constants or an
-    exponent out of range."""
+def test_linear_factors_and_when_they_are_off():
+    """The synapse factors are ``e^{-D/tau_w}``, ``e^{D c_m}``, ``e^{D c_s}`` (1e-15
+    relative); times the input spike's factors they give ``e^{-s/tau_w}``, ``e^{-(T - s) c_m}``,
+    ``e^{-(T - s) c_s}`` (1e-14: the rounding of the exponents). Empty for per-neuron time
+    constants or an exponent out of range."""
     t = np.array([0.0, 0.013, 0.04])
     d = np.array([[0.0, 0.004], [0.011, 0.002]])
     tm, ts, t_end, inv_w = np.full(2, 0.02), np.full(2, 0.006), 0.05, 1 / 0.05
-    pf, qf = rk.linear_factors(t, d, True, d.shape, tm, ts, True, t_end, inv_w)
+    qf = rk.linear_factors(t, d, True, d.shape, tm, ts, True, t_end, inv_w)
     c_m, c_s = 1 / 0.02 + inv_w, 1 / 0.006 + inv_w
+    assert qf.shape == (3, 2, 2)
     for e in range(3):
+        pf = (math.exp(-t[e] * inv_w), math.exp(-(t_end - t[e]) * c_m),
+              math.exp(-(t_end - t[e]) * c_s))
         for n in range(2):
             for j in range(2):
                 s = t[e] + d[n, j]
                 want = (math.exp(-s * inv_w), math.exp(-(t_end - s) * c_m),
                         math.exp(-(t_end - s) * c_s))
-                for k in range(3):
-                    assert math.isclose(pf[k, e] * qf[k, n, j], want[k], rel_tol=1e-14)
-    pf, qf = rk.linear_factors(t, d, False, d.shape, tm, ts, True, t_end, inv_w)
-    assert pf.shape == (3, 3) and qf.shape == (3, 2, 2) and bool((qf[1:] == 1.0).all())
+                for k, rate in enumerate((-inv_w, c_m, c_s)):
+                    assert math.isclose(qf[k, n, j], math.exp(d[n, j] * rate), rel_tol=1e-15)
+                    assert math.isclose(pf[k] * qf[k, n, j], want[k], rel_tol=1e-14)
+    qf = rk.linear_factors(t, d, False, d.shape, tm, ts, True, t_end, inv_w)
+    assert qf.shape == (3, 2, 2) and bool((qf == 1.0).all())
     other = np.array([0.02, 0.03])
-    assert rk.linear_factors(t, d, True, d.shape, other, ts, True, t_end, inv_w)[0].size == 0
-    assert rk.linear_factors(t, d, True, d.shape, tm, other, True, t_end, inv_w)[0].size == 0
+    assert rk.linear_factors(t, d, True, d.shape, other, ts, True, t_end, inv_w).size == 0
+    assert rk.linear_factors(t, d, True, d.shape, tm, other, True, t_end, inv_w).size == 0
     # LI: tau_s is not read
-    assert rk.linear_factors(t, d, True, d.shape, tm, other, False, t_end, inv_w)[0].size == 9
+    assert rk.linear_factors(t, d, True, d.shape, tm, other, False, t_end, inv_w).size == 12
     long = rk.FACTOR_RANGE / c_s * 1.01
-    assert rk.linear_factors(t, d, True, d.shape, tm, ts, True, long, inv_w)[0].size == 0
+    assert rk.linear_factors(t, d, True, d.shape, tm, ts, True, long, inv_w).size == 0
