@@ -24,14 +24,15 @@ from numba import prange
 from torch import Tensor
 
 from ...compiled import kernel_threads, numba_threads
-from ...engine.compiled.closed_forms import decays, kappa, phi1
+from ...engine.compiled.closed_forms import decays, kappa
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
 from .layout import bucket, by_neuron, neuron_layout, next_spike_index
-from .tau_kernels import dd3, linear_response_terms, neuron_tau_terms, response_terms, scratch
+from .readout_kernels import linear_factors, linear_parallel, linear_serial
+from .tau_kernels import neuron_tau_terms, response_terms
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
-           "spiking_backward"]
+           "phi_series", "spiking_backward"]
 
 _F64 = np.float64
 _MAX_FIELDS = ("t", "side", "src", "vdot")
@@ -42,25 +43,19 @@ _PARALLEL_PAIRS = 200_000
 #: of the weight and delay gradients are added in chunk order, so results are the same on any
 #: number of threads.
 _CHUNKS = 8
-#: Buckets per spike of a neuron's next-spike index (:func:`.layout.next_spike_index`).
-_BUCKETS_PER_SPIKE = 2
+#: Buckets per spike of a neuron's next-spike index (:func:`.layout.next_spike_index`): 8
+#: make a forward step past the bucket's first spike rare (W2 T = 1000: the lookup's cost went
+#: 0.52 s -> 0.27 s from 2 buckets).
+_BUCKETS_PER_SPIKE = 8
 #: Largest ``|exponent|`` of the factored decays (:func:`_factors`): ``e^{+-300}`` and the
 #: product of two stay far from float64's overflow (``e^{709}``) and subnormals.
 _FACTOR_RANGE = 300.0
+#: Taylor coefficients of ``phi1(x) = (1 - e^{-x})/x = sum_k (-x)^k/(k + 1)!`` for
+#: :func:`phi_series` (16 terms: truncation below ``0.5^16/17! ~ 4e-20`` for ``x <= 0.5``).
+_PHI = np.array([(-1.0) ** k / math.factorial(k + 1) for k in range(16)])
 
 
 # =========================================================================== scalar closed forms
-@numba.njit(cache=True, error_model="numpy")
-def _q_decay(h: float, beta: float) -> float:
-    return h * phi1(h * beta)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _divided_q(h: float, b1: float, b2: float, buf: np.ndarray) -> float:
-    """As ``common.divided_q``: ``h^2 exp[0, -h b1, -h b2]``."""
-    return h * h * dd3(0.0, -h * b1, -h * b2, buf)
-
-
 # =========================================================================== spiking layers
 @numba.njit(cache=True, error_model="numpy")
 def _arrivals_at(n: int, e0: int, e1: int, ev_order: np.ndarray, t_in: np.ndarray,
@@ -160,6 +155,86 @@ def _factored_decays(h: float, em_p: float, es_p: float, a: float, b: float,
 
 
 @numba.njit(cache=True, error_model="numpy")
+def phi_series(x: float) -> float:
+    """``phi1(x) = (1 - e^{-x})/x`` for ``0 <= x <= 0.5`` by its Taylor series (Horner, 16
+    terms; within a few ulp of ``-expm1(-x)/x``, cheaper than ``expm1``)."""
+    p = _PHI[15]
+    for d in range(14, -1, -1):
+        p = p * x + _PHI[d]
+    return p
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _cuba_factored_row(n: int, k0: int, k1: int, e0: int, e1: int, ev_order: np.ndarray,
+                       t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
+                       weight: np.ndarray, delay: np.ndarray, has_delay: bool, t_end: float,
+                       sp_t: np.ndarray, v_minus: np.ndarray, i_minus: np.ndarray,
+                       row: np.ndarray, inv_w: float, nb: int, pm: np.ndarray, ps: np.ndarray,
+                       fac: np.ndarray, tm: float, ts: float, r: float, coef: np.ndarray,
+                       g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
+                       g_a: np.ndarray) -> None:
+    """The pairs of ``CubaLIF`` neuron ``n`` (spikes ``k0..k1-1``, adjoints known) and its
+    sample's input spikes ``ev_order[e0:e1]``, shared time constants, in one pass.
+
+    With ``u = e^{(t + D)/tau_m}`` and ``w = e^{(t + D)/tau_s}`` (products of the input spike's
+    ``pm``/``ps`` and the synapse's ``fac``) and ``c = 1/(tau_m (1/tau_s - 1/tau_m))``, the
+    adjoint carried back from the next spike ``k`` is ``lam_V = A_k u``, ``lam_I = B_k w +
+    C_k u`` with per-spike ``A_k = e^{-t_k/tau_m} lam_V^-``, ``B_k = e^{-t_k/tau_s} (lam_I^- -
+    r c lam_V^-)``, ``C_k = e^{-t_k/tau_m} r c lam_V^-`` (``kappa = c (e_m - e_s)`` expanded):
+    valid where ``x = h |1/tau_m - 1/tau_s| >= 0.5`` (no cancellation in ``e_m - e_s``); closer
+    pairs take both decays as products and ``kappa = e_slow h phi1(x) / tau_m`` with
+    :func:`phi_series` (as :func:`_factored_decays`, without its ``expm1``). ``coef [5,
+    >= k1 - k0]`` is scratch.
+    """
+    n_units_in = weight.shape[1]
+    n_syn = weight.shape[0] * n_units_in
+    inv_m, inv_s = 1.0 / tm, 1.0 / ts
+    gap = abs(inv_m - inv_s)
+    h_fast = 0.5 / gap if gap > 0.0 else math.inf
+    c = 1.0 / (tm * (inv_s - inv_m)) if gap > 0.0 else 0.0
+    for k in range(k0, k1):
+        em_k = math.exp(-sp_t[k] * inv_m)
+        es_k = math.exp(-sp_t[k] * inv_s)
+        rcv = r * c * v_minus[k]
+        coef[0, k - k0] = em_k * v_minus[k]
+        coef[1, k - k0] = es_k * (i_minus[k] - rcv)
+        coef[2, k - k0] = em_k * rcv
+        coef[3, k - k0] = em_k
+        coef[4, k - k0] = es_k
+    t_last = sp_t[k1 - 1]
+    r_m = r * inv_m
+    for q in range(e0, e1):
+        e = ev_order[q]
+        j = j_in[e]
+        s = t_in[e] + delay[n, j] if has_delay else t_in[e]
+        if not (s < t_last and s <= t_end):  # no later spike: zero adjoint, zero terms
+            continue
+        k = row[bucket(s, inv_w, nb)]
+        while sp_t[k] <= s:  # ends: sp_t[k1 - 1] > s
+            k += 1
+        syn = n * n_units_in + j
+        u = pm[q - e0] * fac[syn]
+        w = ps[q - e0] * fac[syn + n_syn]
+        i = k - k0
+        h = sp_t[k] - s
+        if h >= h_fast:
+            lam_v = coef[0, i] * u
+            lam_i = coef[1, i] * w + coef[2, i] * u
+        else:  # kappa = e_slow h phi1(x) / tau_m, phi1 by its series (no expm1)
+            em = coef[3, i] * u
+            es = coef[4, i] * w
+            kap = (em if inv_m <= inv_s else es) * h * phi_series(h * gap) * inv_m
+            lam_v = em * v_minus[k]
+            lam_i = es * i_minus[k] + r * kap * v_minus[k]
+        wt = weight[n, j]
+        dsq = wt * a_in[e] * (lam_i * inv_s - r_m * lam_v)
+        g_w[n, j] += a_in[e] * lam_i
+        g_d[n, j] += dsq
+        g_t[e] += dsq
+        g_a[e] += wt * lam_i
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
                    ev_order: np.ndarray, ev_ptr: np.ndarray, weight: np.ndarray,
                    delay: np.ndarray, has_delay: bool, sp_t: np.ndarray, sp_ptr: np.ndarray,
@@ -198,6 +273,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     first = np.empty(_BUCKETS_PER_SPIKE * most + 1, dtype=np.int64)
     use_fac = fac.shape[0] > 0
     em_k, es_k = np.empty(most if use_fac else 0), np.empty(most if use_fac else 0)
+    coef = np.empty((5, most if use_fac and cuba else 0))
     pm, ps = np.empty(width if use_fac else 0), np.empty(width if use_fac else 0)
     for b in range(b0, b1):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
@@ -211,8 +287,6 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                 continue
             _spike_adjoints(k0, k1, n, sp_t, sp_cur, sp_g, sp_reg, tau_m, tau_s, r, v_leak,
                             v_th, v_reset, cuba, v_minus, i_minus, v_plus)
-            m = _arrivals_at(n, e0, e1, ev_order, t_in, j_in, delay, has_delay, t_end, s_loc,
-                             e_loc, p_loc)
             nb = _BUCKETS_PER_SPIKE * (k1 - k0)
             inv_w = nb / t_end if t_end > 0.0 else 0.0
             row = first[:nb + 1]
@@ -220,6 +294,13 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
             t_last = sp_t[k1 - 1]
             tm = tau_m[n]
             inv_m, inv_s = 1.0 / tm, 1.0 / tau_s[n]
+            if cuba and use_fac and not need_tau:  # W2's case: one fused pass, no gather
+                _cuba_factored_row(n, k0, k1, e0, e1, ev_order, t_in, j_in, a_in, weight, delay,
+                                   has_delay, t_end, sp_t, v_minus, i_minus, row, inv_w, nb, pm,
+                                   ps, fac, tm, tau_s[n], r[n], coef, g_t, g_w, g_d, g_a)
+                continue
+            m = _arrivals_at(n, e0, e1, ev_order, t_in, j_in, delay, has_delay, t_end, s_loc,
+                             e_loc, p_loc)
             if use_fac:
                 for k in range(k0, k1):
                     em_k[k - k0] = math.exp(-sp_t[k] * inv_m)
@@ -347,103 +428,6 @@ def _sum_chunks(parts: np.ndarray) -> np.ndarray:
 
 
 # =========================================================================== readouts
-@numba.njit(cache=True, error_model="numpy")
-def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np.ndarray,
-                  j_in: np.ndarray, a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray,
-                  has_delay: bool, g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray,
-                  r: np.ndarray, cuba: bool, alpha: float, inv_w: float, t_end: float,
-                  backward: bool, z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray,
-                  g_d: np.ndarray, g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
-    """``"avg_exp"`` / ``"sum"`` over the pairs of input spikes ``e0..e1-1`` and targets
-    ``n0..n1-1``: every pair's response ``R(s)`` in closed form; forward adds ``x R_target(s)``
-    to ``z [B, N]``, backward accumulates the gradients of ``sum g z`` (with ``need_tau``
-    also ``dL/d(tau_m, tau_s)`` into ``g_tau [2, N]``)."""
-    buf = scratch()
-    for e in range(e0, e1):
-        b = b_in[e]
-        j = j_in[e]
-        for n in range(n0, n1):
-            s = t_in[e] + delay[n, j] if has_delay else t_in[e]
-            if s > t_end:
-                continue
-            x = weight[n, j] * a_in[e]
-            h = t_end - s
-            ks = alpha * math.exp(-s * inv_w)
-            rate_m = 1.0 / tau_m[n]
-            r_v = ks * _q_decay(h, rate_m + inv_w)
-            r_t = r_v
-            if cuba:
-                r_t = ks * r[n] * rate_m * _divided_q(h, rate_m + inv_w, 1.0 / tau_s[n] + inv_w,
-                                                      buf)
-            if not backward:
-                z[b, n] += x * r_t
-                continue
-            gp = g[b, n]
-            if cuba:
-                lam_i = gp * r_t
-                dj = lam_i
-                ds = x * (lam_i / tau_s[n] - r[n] * gp * r_v / tau_m[n])
-            else:
-                dj = gp * r_v
-                ds = x * (dj / tau_m[n] - gp * ks)
-            g_w[n, j] += a_in[e] * dj
-            g_d[n, j] += ds
-            g_t[e] += ds
-            g_a[e] += weight[n, j] * dj
-            if need_tau:
-                dm, dts = linear_response_terms(s, t_end, alpha, inv_w, tau_m[n], tau_s[n], r[n],
-                                                cuba, buf)
-                g_tau[0, n] += gp * x * dm
-                g_tau[1, n] += gp * x * dts
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _linear_chunk(c: int, n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
-                  a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
-                  g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
-                  cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
-                  z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                  g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
-    """Chunk ``c`` of :func:`_linear_pairs`: the forward owns a range of targets (its columns
-    of ``z``), the backward a range of input spikes (adding into ``g_w[c]``, ``g_d[c]``)."""
-    if backward:
-        e0, e1 = chunk_bounds(c, n_chunks, t_in.shape[0])
-        _linear_pairs(e0, e1, 0, weight.shape[0], t_in, b_in, j_in, a_in, weight, delay,
-                      has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, True, z, g_t,
-                      g_w[c], g_d[c], g_a, need_tau, g_tau[c])
-    else:
-        n0, n1 = chunk_bounds(c, n_chunks, weight.shape[0])
-        _linear_pairs(0, t_in.shape[0], n0, n1, t_in, b_in, j_in, a_in, weight, delay,
-                      has_delay, g, tau_m, tau_s, r, cuba, alpha, inv_w, t_end, False, z, g_t,
-                      g_w[0], g_d[0], g_a, False, g_tau[0])
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _linear_serial(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
-                   a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
-                   g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
-                   cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
-                   z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                   g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
-    for c in range(n_chunks):
-        _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
-                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a,
-                      need_tau, g_tau)
-
-
-@numba.njit(cache=True, error_model="numpy", parallel=True)
-def _linear_parallel(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
-                     a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
-                     g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
-                     cuba: bool, alpha: float, inv_w: float, t_end: float, backward: bool,
-                     z: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                     g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
-    for c in prange(n_chunks):
-        _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
-                      tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a,
-                      need_tau, g_tau)
-
-
 @numba.njit(cache=True, error_model="numpy")
 def _max_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: np.ndarray,
                 ev_ptr: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
@@ -724,14 +708,17 @@ def linear_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: T
     """The arrivals' part of the ``"avg_exp"`` / ``"sum"`` readout, ``[B, N]``, float64."""
     tau_m, tau_s, r, *_ = _constants(cfg.nrn)
     w, d, has_d = _weights(weight, delay)
-    z = np.zeros((cfg.batch_size, cfg.nrn.n))
+    n_chunks = _chunks(t_in.numel(), t_in.numel() * cfg.nrn.n)
+    z = np.zeros((n_chunks, cfg.batch_size, cfg.nrn.n))
     empty, none = np.zeros(0), np.zeros((1, 1, 1))
-    n_chunks = _chunks(cfg.nrn.n, t_in.numel() * cfg.nrn.n)
-    _run_chunks(_linear_serial, _linear_parallel,
-                (n_chunks, _np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, z, tau_m,
+    t64 = _np(t_in)
+    qf = linear_factors(t64, d, has_d, w.shape, tau_m, tau_s, cfg.nrn.cuba, float(cfg.t_end),
+                        inv_w)
+    _run_chunks(linear_serial, linear_parallel,
+                (n_chunks, t64, _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, z[0], tau_m,
                  tau_s, r, cfg.nrn.cuba, alpha, inv_w, float(cfg.t_end), False, z, empty, none,
-                 none, empty, False, np.zeros((1, 2, 0))))
-    return torch.from_numpy(z)
+                 none, empty, False, np.zeros((1, 2, 0)), qf))
+    return torch.from_numpy(_sum_chunks(z))
 
 
 def max_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: Tensor,
@@ -772,8 +759,8 @@ def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
     g = _zeros(weight, t_in.numel())
     shape = (cfg.batch_size, nrn.n)
     gz = _np(g_z).reshape(shape)
-    args = (_np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, gz, tau_m, tau_s, r,
-            nrn.cuba)
+    t64 = _np(t_in)
+    args = (t64, _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, gz, tau_m, tau_s, r, nrn.cuba)
     width = nrn.n if any(need_tau) else 0
     if cfg.readout == "max":
         t_star, side, src, vdot = keep
@@ -786,9 +773,11 @@ def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
         g_t_in, _, _, g_a = g
         g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
         g_tau = np.zeros((n_chunks, 2, width))
-        _run_chunks(_linear_serial, _linear_parallel,
-                    (n_chunks, *args, alpha, inv_w, float(cfg.t_end), True, np.zeros((1, 1)),
-                     g_t_in, g_w, g_d, g_a, any(need_tau), g_tau))
+        qf = linear_factors(t64, d, has_d, w.shape, tau_m, tau_s, nrn.cuba, float(cfg.t_end),
+                            inv_w)
+        _run_chunks(linear_serial, linear_parallel,
+                    (n_chunks, *args, alpha, inv_w, float(cfg.t_end), True, np.zeros((1, 1, 1)),
+                     g_t_in, g_w, g_d, g_a, any(need_tau), g_tau, qf))
         g = (g_t_in, _sum_chunks(g_w), _sum_chunks(g_d), g_a)
         tau = _sum_chunks(g_tau)
 

@@ -245,7 +245,7 @@ def test_fused_decays_equal_the_separate_closed_forms(tau_m, tau_s):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31 - 1), n_spikes=st.integers(1, 40),
-       per_spike=st.integers(1, 3), t_end=st.sampled_from([1.0, 0.25, 1e-3, 0.3]))
+       per_spike=st.sampled_from([1, 2, 3, 8]), t_end=st.sampled_from([1.0, 0.25, 1e-3, 0.3]))
 def test_bucket_index_finds_the_same_next_spike_as_a_binary_search(seed, n_spikes, per_spike,
                                                                     t_end):
     """The spiking backward's bucketed next-spike lookup (first spike strictly after each
@@ -315,3 +315,16 @@ def test_factors_off_for_per_neuron_time_constants_and_long_spans():
     assert kern._factors(t, d, True, 6, other, same / 4, 0.05).size == 0
     assert kern._factors(t, d, True, 6, same, other, 0.05).size == 0
     assert kern._factors(t, d, True, 6, same, same / 4, 300 * 0.005 * 1.01).size == 0
+
+
+def test_phi_series_equals_expm1_form_on_its_range():
+    """``kernels.phi_series`` (the spiking backward's ``phi1`` for ``x <= 0.5``, instead of
+    ``expm1``) equals ``-expm1(-x)/x`` within 2 ulp on ``[0, 0.5]`` (and 1 at 0)."""
+    import numpy as np
+
+    from ctsnn.gradients.eventprop import kernels as kern
+
+    assert kern.phi_series(0.0) == 1.0
+    for x in np.concatenate([np.linspace(1e-12, 0.5, 2001), np.geomspace(1e-300, 1e-3, 50)]):
+        want = -math.expm1(-x) / x
+        assert abs(kern.phi_series(float(x)) - want) <= 2 * math.ulp(want), x
