@@ -438,8 +438,9 @@ def _max_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: 
     ``side`` (-1 just before / +1 just after the arrival ``src``, 0 elsewhere) and ``V'`` there.
 
     Candidates in the reference's order (the first of equal maxima wins): ``V(0)``, ``V`` just
-    before and then just after every arrival, CubaLI's stationary points between arrivals,
-    ``V(T)``. Returns -1, or a neuron whose CubaLI has ``tau_syn == tau_mem``.
+    before and then just after every instant with arrivals (before the first and after the
+    last of the arrivals at one time: they jump together), CubaLI's stationary points between
+    arrivals, ``V(T)``. Returns -1, or a neuron whose CubaLI has ``tau_syn == tau_mem``.
     """
     n_units = weight.shape[0]
     n_samples = ev_ptr.shape[0] - 1
@@ -480,6 +481,12 @@ def _max_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: 
                         fb[q] = math.exp(-(ss[q] - ss[q - 1]) * rb) * fb[q - 1] + xs[q]
                 for sd in (-1, 1):
                     for q in range(m):
+                        # arrivals at one instant jump together: only the left limit before
+                        # the first and the value after the last of them are states of V
+                        if sd < 0 and q > 0 and ss[q - 1] == ss[q]:
+                            continue
+                        if sd > 0 and q + 1 < m and ss[q + 1] == ss[q]:
+                            continue
                         v_p = vl + ca * fa[q] + (cb * fb[q] if cuba else 0.0)
                         if cuba:
                             i_p = fa[q]

@@ -126,13 +126,19 @@ def _max_forward(cfg: LayerConfig, p: Pairs, b0: int, b1: int, out: dict) -> Non
             nxt_s[:-1] = torch.where(same_next[:-1], f.s[1:], nxt_s[:-1])
         length = nxt_s - f.s
         zero = torch.zeros_like(f.seg)
-        for side, val, vdot in ((-1, v_minus, vdot_minus), (1, v_plus, vdot_plus)):
-            cand_seg.append(f.seg)
-            cand_val.append(val)
-            cand_t.append(f.s)
-            cand_side.append(zero + side)
-            cand_src.append(src_sorted)
-            cand_vdot.append(vdot)
+        # Arrivals at one instant jump together: V takes only the left limit before the first
+        # of them and the value after the last, never a state between two of their jumps.
+        tied_next = same_next & (length == 0)
+        tied_prev = torch.zeros_like(tied_next)
+        tied_prev[1:] = tied_next[:-1]
+        for side, val, vdot, ok in ((-1, v_minus, vdot_minus, ~tied_prev),
+                                    (1, v_plus, vdot_plus, ~tied_next)):
+            cand_seg.append(f.seg[ok])
+            cand_val.append(val[ok])
+            cand_t.append(f.s[ok])
+            cand_side.append(zero[ok] + side)
+            cand_src.append(src_sorted[ok])
+            cand_vdot.append(vdot[ok])
         if nrn.cuba:  # interior stationary point of each piece
             (ra, ca, fa), (rb, cb, fb) = f.modes
             ratio = -(cb * fb * rb) / (ca * fa * ra)  # e^{h (rb - ra)} where V' = 0

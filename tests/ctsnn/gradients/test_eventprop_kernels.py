@@ -169,6 +169,50 @@ def test_max_readout_at_rest_and_at_a_jump():
     _assert_same(MODELS["LI"](3), events, -w, None, readout="max")
 
 
+@pytest.mark.parametrize("model", ["LI", "CubaLI"])
+@pytest.mark.parametrize("positive_first", [True, False])
+@pytest.mark.parametrize("kernels", [False, True])
+def test_max_readout_of_simultaneous_arrivals(model, positive_first, kernels):
+    """Arrivals at one instant jump together: the maximum never sees the state between two of
+    their jumps (hypothesis found the old forward taking ``V- + w+`` of a +/- tie at 24 ms as
+    the maximum). LI: closed form of the true maximum; both paths: finite differences."""
+    tau = 0.015
+    nrn = MODELS[model](1)
+    # input 0 at 10 ms (+1.0); inputs 1 (-0.3) and 2 (+0.6) arrive together at 12 ms, one
+    # sent at 8 ms through a 4 ms delay (0.008 + 0.004 == 0.012 in float64): it is the first
+    # of the tie in the arrivals' order
+    early = 2 if positive_first else 1
+    t_in = torch.tensor([0.010, 0.012, 0.008], dtype=F64)
+    u_in = torch.tensor([0, 3 - early, early])
+    b_in = torch.zeros(3, dtype=torch.long)
+    amp = torch.ones(3, dtype=F64)
+    w = torch.tensor([[1.0, -0.3, 0.6]], dtype=F64)
+    d = torch.zeros(1, 3, dtype=F64)
+    d[0, early] = 0.004
+    assert float(t_in[2] + d[0, early]) == float(t_in[1])
+
+    def value(w_):
+        with use_kernels(kernels):
+            spikes = ctsnn.Spikes(t_in, u_in, b_in, amp, dt=DT, n_steps=30, batch_size=1,
+                                  n_units=3)
+            return ep.layer_forward(nrn, spikes, w_, d, readout="max")[0, 0]
+
+    wl = w.clone().requires_grad_()
+    z = value(wl)
+    (grad,) = torch.autograd.grad(z, wl)
+    if model == "LI":  # V(12 ms+) = e^{-2/15} + 0.3 beats V(10 ms+) = 1: the true maximum
+        expected = math.exp(-0.002 / tau) + 0.3
+        assert abs(float(z) - expected) < 1e-12  # not e^{-2/15} + 0.6, between the jumps
+    with torch.no_grad():
+        eps = 1e-6
+        for j in range(3):
+            dw = torch.zeros_like(w)
+            dw[0, j] = eps
+            fd = (value(w + dw) - value(w - dw)) / (2 * eps)
+            assert abs(float(grad[0, j]) - float(fd)) < 1e-6, (j, float(grad[0, j]), float(fd))
+    _assert_same(nrn, (t_in, u_in, b_in, amp, 1, 3), w, d, readout="max")
+
+
 def test_kernel_path_matches_finite_differences():
     """Two adjoint layers (CubaLIF -> CubaLI, max readout) with the kernels on: central
     differences of the loss, spike counts unchanged."""
