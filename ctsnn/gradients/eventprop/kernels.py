@@ -241,7 +241,6 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                    sp_cur: np.ndarray, sp_g: np.ndarray, sp_reg: np.ndarray,
                    tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray,
                    v_th: np.ndarray, v_reset: np.ndarray, cuba: bool, t_end: float, tol: float,
-                   v_minus: np.ndarray, i_minus: np.ndarray, v_plus: np.ndarray,
                    g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray, g_a: np.ndarray,
                    need_tau: bool, g_tau: np.ndarray, fac: np.ndarray) -> int:
     """Backward of samples ``b0..b1-1`` of one spiking layer; returns -1, or the index of a
@@ -249,10 +248,12 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     ``(dL/dtau_m, dL/dtau_s)`` (:func:`.tau_kernels.neuron_tau_terms`).
 
     Spikes are sorted by (sample, neuron, time), ``sp_ptr[b * N + n]`` starts each neuron's;
-    ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes in input order. The
-    samples own their spikes' adjoints (``v_minus``, ``i_minus``, ``v_plus``) and their input
-    spikes' gradients (``g_t``, ``g_a``); ``g_w``, ``g_d`` ``[N, N_in]`` are added to. An
-    arrival's next spike: :func:`.layout.next_spike_index`; none (zero adjoint): skipped.
+    ``ev_order[ev_ptr[b]:ev_ptr[b + 1]]`` are sample ``b``'s input spikes in input order. A
+    neuron's spike adjoints (``v_minus``, ``i_minus``, ``v_plus``) live in scratch of its
+    chunk's largest spike count (only one neuron's are read at a time: memory flat in the
+    number of spikes). The samples own their input spikes' gradients (``g_t``, ``g_a``);
+    ``g_w``, ``g_d`` ``[N, N_in]`` are added to. An arrival's next spike:
+    :func:`.layout.next_spike_index`; none (zero adjoint): skipped.
     With ``fac`` (:func:`_factors`) the decays are products of per-spike, per-input-spike and
     per-synapse exponentials (:func:`_factored_decays`); ``fac`` of size 0: ``decays``.
     """
@@ -274,6 +275,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     use_fac = fac.shape[0] > 0
     em_k, es_k = np.empty(most if use_fac else 0), np.empty(most if use_fac else 0)
     coef = np.empty((5, most if use_fac and cuba else 0))
+    v_minus, i_minus, v_plus = np.empty(most), np.empty(most), np.empty(most)
     pm, ps = np.empty(width if use_fac else 0), np.empty(width if use_fac else 0)
     for b in range(b0, b1):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
@@ -282,29 +284,34 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                 pm[q - e0] = math.exp(t_in[ev_order[q]] / tau_m[0])
                 ps[q - e0] = math.exp(t_in[ev_order[q]] / tau_s[0])
         for n in range(n_units):
-            k0, k1 = sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1]
-            if k1 == k0:  # a silent neuron: its adjoint is zero, so are its pairs' gradients
+            k_start, k_stop = sp_ptr[b * n_units + n], sp_ptr[b * n_units + n + 1]
+            if k_stop == k_start:  # a silent neuron: zero adjoint, zero pair gradients
                 continue
-            _spike_adjoints(k0, k1, n, sp_t, sp_cur, sp_g, sp_reg, tau_m, tau_s, r, v_leak,
-                            v_th, v_reset, cuba, v_minus, i_minus, v_plus)
+            # the neuron's spikes as local arrays 0..k1-1 (views): the scratch is per neuron
+            k0, k1 = 0, k_stop - k_start
+            sp_t_n = sp_t[k_start:k_stop]
+            sp_g_n = sp_g[k_start:k_stop]
+            _spike_adjoints(k0, k1, n, sp_t_n, sp_cur[k_start:k_stop], sp_g_n,
+                            sp_reg[k_start:k_stop], tau_m, tau_s, r, v_leak, v_th, v_reset,
+                            cuba, v_minus, i_minus, v_plus)
             nb = _BUCKETS_PER_SPIKE * (k1 - k0)
             inv_w = nb / t_end if t_end > 0.0 else 0.0
             row = first[:nb + 1]
-            next_spike_index(k0, k1, sp_t, inv_w, row)
-            t_last = sp_t[k1 - 1]
+            next_spike_index(k0, k1, sp_t_n, inv_w, row)
+            t_last = sp_t_n[k1 - 1]
             tm = tau_m[n]
             inv_m, inv_s = 1.0 / tm, 1.0 / tau_s[n]
             if cuba and use_fac and not need_tau:  # W2's case: one fused pass, no gather
                 _cuba_factored_row(n, k0, k1, e0, e1, ev_order, t_in, j_in, a_in, weight, delay,
-                                   has_delay, t_end, sp_t, v_minus, i_minus, row, inv_w, nb, pm,
-                                   ps, fac, tm, tau_s[n], r[n], coef, g_t, g_w, g_d, g_a)
+                                   has_delay, t_end, sp_t_n, v_minus, i_minus, row, inv_w, nb,
+                                   pm, ps, fac, tm, tau_s[n], r[n], coef, g_t, g_w, g_d, g_a)
                 continue
             m = _arrivals_at(n, e0, e1, ev_order, t_in, j_in, delay, has_delay, t_end, s_loc,
                              e_loc, p_loc)
             if use_fac:
                 for k in range(k0, k1):
-                    em_k[k - k0] = math.exp(-sp_t[k] * inv_m)
-                    es_k[k - k0] = math.exp(-sp_t[k] * inv_s)
+                    em_k[k - k0] = math.exp(-sp_t_n[k] * inv_m)
+                    es_k[k - k0] = math.exp(-sp_t_n[k] * inv_s)
             for q in range(m):
                 s = s_loc[q]
                 if not s < t_last:  # no spike after the arrival: zero adjoint, zero terms
@@ -313,11 +320,11 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                         ds[q] = 0.0
                     continue
                 k = row[bucket(s, inv_w, nb)]
-                while sp_t[k] <= s:  # ends: sp_t[k1 - 1] > s
+                while sp_t_n[k] <= s:  # ends: sp_t_n[k1 - 1] > s
                     k += 1
                 e = e_loc[q]
                 j = j_in[e]
-                h = sp_t[k] - s
+                h = sp_t_n[k] - s
                 if cuba:
                     x = weight[n, j] * a_in[e]
                     ts = tau_s[n]
@@ -349,12 +356,12 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                 order = np.argsort(s_loc[:m], kind="mergesort")
                 s_sorted = s_loc[:m][order]
                 for k in range(k0, k1):
-                    pos = _lif_trigger(k, k0, k1, sp_t, s_sorted, tol)
+                    pos = _lif_trigger(k, k0, k1, sp_t_n, s_sorted, tol)
                     if pos < 0:
-                        return k
+                        return k_start + k
                     q = order[pos]
                     dj[q] = 0.0
-                    ds[q] = sp_g[k] - v_plus[k] * (v_leak[n] - v_reset[n]) / tm
+                    ds[q] = sp_g_n[k] - v_plus[k] * (v_leak[n] - v_reset[n]) / tm
                 for q in range(m):
                     e = e_loc[q]
                     j = j_in[e]
@@ -365,7 +372,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
             if need_tau:
                 for q in range(m):
                     x_loc[q] = weight[n, j_in[e_loc[q]]] * a_in[e_loc[q]]
-                jm, js = neuron_tau_terms(k0, k1, m, s_loc, x_loc, sp_t, v_minus, i_minus, tm,
+                jm, js = neuron_tau_terms(k0, k1, m, s_loc, x_loc, sp_t_n, v_minus, i_minus, tm,
                                           tau_s[n], r[n], v_reset[n] - v_leak[n], cuba)
                 g_tau[0, n] += jm
                 g_tau[1, n] += js
@@ -379,8 +386,7 @@ def _spiking_serial(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.
                     sp_cur: np.ndarray, sp_g: np.ndarray, sp_reg: np.ndarray,
                     tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray,
                     v_th: np.ndarray, v_reset: np.ndarray, cuba: bool, t_end: float,
-                    tol: float, v_minus: np.ndarray, i_minus: np.ndarray, v_plus: np.ndarray,
-                    g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
+                    tol: float, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
                     g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray,
                     fac: np.ndarray) -> np.ndarray:
     """:func:`_spiking_range` over ``n_chunks`` chunks of samples, one after the other; chunk
@@ -391,8 +397,8 @@ def _spiking_serial(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: np.
         b0, b1 = chunk_bounds(c, n_chunks, ev_ptr.shape[0] - 1)
         bad[c] = _spiking_range(b0, b1, t_in, j_in, a_in, ev_order, ev_ptr, weight, delay,
                                 has_delay, sp_t, sp_ptr, sp_cur, sp_g, sp_reg, tau_m, tau_s, r,
-                                v_leak, v_th, v_reset, cuba, t_end, tol, v_minus, i_minus,
-                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c], fac)
+                                v_leak, v_th, v_reset, cuba, t_end, tol, g_t, g_w[c], g_d[c],
+                                g_a, need_tau, g_tau[c], fac)
     return bad
 
 
@@ -403,9 +409,8 @@ def _spiking_parallel(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                       sp_ptr: np.ndarray, sp_cur: np.ndarray, sp_g: np.ndarray,
                       sp_reg: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray,
                       v_leak: np.ndarray, v_th: np.ndarray, v_reset: np.ndarray, cuba: bool,
-                      t_end: float, tol: float, v_minus: np.ndarray, i_minus: np.ndarray,
-                      v_plus: np.ndarray, g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                      g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray,
+                      t_end: float, tol: float, g_t: np.ndarray, g_w: np.ndarray,
+                      g_d: np.ndarray, g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray,
                       fac: np.ndarray) -> np.ndarray:
     """:func:`_spiking_serial` with the chunks in parallel (same chunks, same results)."""
     bad = np.full(n_chunks, -1, dtype=np.int64)
@@ -413,8 +418,8 @@ def _spiking_parallel(n_chunks: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
         b0, b1 = chunk_bounds(c, n_chunks, ev_ptr.shape[0] - 1)
         bad[c] = _spiking_range(b0, b1, t_in, j_in, a_in, ev_order, ev_ptr, weight, delay,
                                 has_delay, sp_t, sp_ptr, sp_cur, sp_g, sp_reg, tau_m, tau_s, r,
-                                v_leak, v_th, v_reset, cuba, t_end, tol, v_minus, i_minus,
-                                v_plus, g_t, g_w[c], g_d[c], g_a, need_tau, g_tau[c], fac)
+                                v_leak, v_th, v_reset, cuba, t_end, tol, g_t, g_w[c], g_d[c],
+                                g_a, need_tau, g_tau[c], fac)
     return bad
 
 
@@ -694,8 +699,8 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     fac = _factors(t64, d, has_d, w.size, consts[0], consts[1], float(cfg.t_end))
     args = (n_chunks, t64, _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
             sp_t, sp_ptr, cur, sp_g, sp_reg, *consts,
-            nrn.cuba, float(cfg.t_end), float(tol), np.zeros(k), np.zeros(k), np.zeros(k),
-            g_t_in, g_w, g_d, g_a, any(need_tau), g_tau, fac)
+            nrn.cuba, float(cfg.t_end), float(tol), g_t_in, g_w, g_d, g_a, any(need_tau), g_tau,
+            fac)
     bad = _run_chunks(_spiking_serial, _spiking_parallel, args)
     if (bad >= 0).any():
         raise RuntimeError("adjoint LIF: could not match a spike to the arrival that fired it")
