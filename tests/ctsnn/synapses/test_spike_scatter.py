@@ -89,6 +89,31 @@ def test_random_rasters(seed, p, t, b, pad, kind):
     _compare(KERNELS[kind], x, d, w, pad=pad, seed=seed)
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 8, 11])
+def test_every_window_width_and_block(width):
+    """Consecutive-lag windows of every width the kernels special-case (1, 2, padded to 8, 8,
+    wider), zero taps inside and at the window's end, over several target blocks (37 targets:
+    16 + 16 + 5) and sample blocks (9 samples: 4 + 4 + 1)."""
+    gen = torch.Generator().manual_seed(width)
+    n_out, n_in, k = 37, 6, 16
+    x = _raster(width, t=13, b=9, n=n_in, p=0.3, values=True)
+    base = torch.randint(0, k - width + 1, (n_out, n_in), generator=gen)
+    lags = base.unsqueeze(0) + torch.arange(width).reshape(-1, 1, 1)
+    c = torch.randn(width, n_out, n_in, generator=gen, dtype=F64)
+    if width > 1:
+        c[-1, 0] = 0.0        # a window that ends in a zero tap (narrower non-zero support)
+        c[0, 1, :2] = 0.0     # ... and one that starts with one
+    c[:, 2, 3] = 0.0          # a synapse without non-zero tap
+    c.requires_grad_()
+    res = []
+    for f in (tap_conv, spike_scatter):
+        out = f(x, Taps(lags, c), 3)
+        g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=F64)
+        res.append((out.detach(), *torch.autograd.grad((out * g).sum(), [x, c])))
+    for a, b in zip(res[1], res[0], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_empty_input_and_window_edges():
     x = torch.zeros(6, 2, 5, dtype=F64, requires_grad=True)
     d, w = _params(0)
