@@ -474,19 +474,66 @@ def _events_of(x: Tensor, seg: int) -> tuple[np.ndarray, ...]:
     return _events(x.detach().contiguous().numpy(), seg, _SAMPLES)
 
 
+@numba.njit(cache=True)
+def _to_rows(b0, b1, src, seg, rows):
+    """Samples ``b0 <= b < b1``: ``rows[u, b seg + t] = src[t, b, u]`` and the segment's slack
+    ``t >= T'`` zero (tiles of 16 units: one cache line read per step, 16 rows written)."""
+    n_steps, _, n = src.shape
+    for b in range(b0, b1):
+        s0 = b * seg
+        for u0 in range(0, n, 16):
+            u1 = min(n, u0 + 16)
+            for t in range(n_steps):
+                for u in range(u0, u1):
+                    rows[u, s0 + t] = src[t, b, u]
+            for u in range(u0, u1):
+                rows[u, s0 + n_steps:s0 + seg] = 0.0
+
+
+@numba.njit(cache=True)
+def _from_rows(b0, b1, rows, seg, dst):
+    """Samples ``b0 <= b < b1``: ``dst[t, b, u] = rows[u, b seg + t]`` (the inverse of
+    :func:`_to_rows` without the slack)."""
+    n_steps, _, n = dst.shape
+    for b in range(b0, b1):
+        s0 = b * seg
+        for u0 in range(0, n, 16):
+            u1 = min(n, u0 + 16)
+            for t in range(n_steps):
+                for u in range(u0, u1):
+                    dst[t, b, u] = rows[u, s0 + t]
+
+
+@numba.njit(cache=True, parallel=True)
+def _to_rows_chunks(n_chunks, src, seg, rows):
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, src.shape[1])
+        _to_rows(b0, b1, src, seg, rows)
+
+
+@numba.njit(cache=True, parallel=True)
+def _from_rows_chunks(n_chunks, rows, seg, dst):
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, dst.shape[1])
+        _from_rows(b0, b1, rows, seg, dst)
+
+
 def _rows(t: Tensor, seg: int) -> Tensor:
     """``[T', B, N] -> [N, B * seg]`` (time contiguous, each sample's segment of ``seg >= T'``
-    steps zero after ``T'``)."""
+    steps zero after ``T'``), one compiled pass."""
     n_steps, batch, n = t.shape
-    rows = t.new_empty((n, batch, seg))
-    rows[:, :, :n_steps] = t.permute(2, 1, 0)
-    rows[:, :, n_steps:] = 0
-    return rows.view(n, batch * seg)
+    rows = t.new_empty((n, batch * seg))
+    _run(_to_rows, _to_rows_chunks, batch, n * batch * seg, t.detach().contiguous().numpy(),
+         seg, rows.numpy())
+    return rows
 
 
 def _unrows(rows: Tensor, n_steps: int, batch: int) -> Tensor:
     """``[N, B * seg] -> [T, B, N]`` contiguous (the first ``n_steps`` of every segment)."""
-    return rows.view(rows.shape[0], batch, -1)[:, :, :n_steps].permute(2, 1, 0).contiguous()
+    out = rows.new_empty((n_steps, batch, rows.shape[0]))
+    _run(_from_rows, _from_rows_chunks, batch, out.numel(), rows.numpy(),
+         rows.shape[1] // batch, out.numpy())
+    return out
 
 
 class SpikeScatter(torch.autograd.Function):

@@ -26,7 +26,8 @@ spike-scatter path: :mod:`.lif_recurrent`), no recordings but ``v`` (every
 step), no ``saveat`` or readout integrand, and no neuron at or above threshold at ``t = 0``.
 Without a surrogate the spikes are hard (no gradient), as in the engine. Everything
 else runs the step-by-step reference loop, which the tests compare this kernel against.
-The kernels run on one thread (see :mod:`ctsnn.synapses.spike_scatter`).
+Large calls run fixed sample chunks on :func:`~ctsnn.compiled.kernel_threads` threads, forward
+and backward (results independent of the thread count).
 """
 
 from __future__ import annotations
@@ -208,9 +209,11 @@ def derivative_row(code, param, u_row, th, out):
 
 
 @numba.njit(cache=True)
-def _backward_kernel(g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, cur, v0, A, B,
-                     D, E, F, th, vr, mode, cuba, detach, g_jumps, g_cur, lv_all, li_all, acc):
-    """Reverse sweep over ``T``: the transpose of :func:`_forward_kernel`'s linearisation.
+def _backward_kernel(b0, b1, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, cur, v0,
+                     A, B, D, E, F, th, vr, mode, cuba, detach, g_jumps, g_cur, lv_all, li_all,
+                     acc):
+    """Reverse sweep over ``T`` for the samples ``b0 <= b < b1``: the transpose of
+    :func:`_forward_kernel`'s linearisation.
 
     ``lv_all`` / ``li_all`` ``[Bt, N]`` enter as the gradients of the final state and leave as
     those of the initial state. ``acc [8, N]`` (zeros on entry) accumulates the gradients
@@ -227,11 +230,28 @@ def _backward_kernel(g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, 
     vp_v = np.empty(n, dtype=v0.dtype)
     sd_v = np.zeros(n, dtype=v0.dtype)
     no_extra = np.zeros((0, 0), dtype=v0.dtype)
-    for b in range(batch):
+    for b in range(b0, b1):
         for t in range(n_steps - 1, -1, -1):
             reverse_row(t, b, g_spikes, no_extra, sd, code, param, g_rec, u_all, spikes,
                         i_before, cur, v0, A, B, D, E, F, th, vr, mode, detach, cuba, g_jumps,
                         g_cur, lv_all, li_all, acc, gu_v, vp_v, sd_v)
+
+
+@numba.njit(cache=True, parallel=True)
+def _backward_chunks(n_chunks, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, cur,
+                     v0, A, B, D, E, F, th, vr, mode, cuba, detach, g_jumps, g_cur, lv_all,
+                     li_all, acc):
+    """:func:`_backward_kernel` over fixed sample chunks in parallel (each owns its samples and
+    accumulates its parameter gradients in its own ``[8, N]`` block), then the blocks summed
+    into ``acc`` in chunk order: the same result on any number of threads."""
+    parts = np.zeros((n_chunks, acc.shape[0], acc.shape[1]), dtype=acc.dtype)
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, v0.shape[0])
+        _backward_kernel(b0, b1, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before,
+                         cur, v0, A, B, D, E, F, th, vr, mode, cuba, detach, g_jumps, g_cur,
+                         lv_all, li_all, parts[c])
+    for c in range(n_chunks):
+        acc += parts[c]
 
 
 @numba.njit(cache=True)
@@ -393,11 +413,20 @@ class _FusedLIF(torch.autograd.Function):
             _empty_like_steps(spikes)
         acc = v0.new_zeros((8, v0.shape[1]))  # small: PyTorch runs it on one thread
         # g_spikes may be broadcast (e.g. from a sum): read through its strides, no copy
-        _backward_kernel(g_spikes.detach().numpy(), as_numpy(sd), code, param,
-                         *(as_numpy(a) for a in (g_rec, u_all, spikes, i_before, cur, v0, A, B,
-                                                 D, E, F, th, vr)),
-                         mode, cuba, detach, g_jumps.numpy(), g_cur.numpy(), lv.numpy(),
-                         li.numpy(), acc.numpy())
+        args = (g_spikes.detach().numpy(), as_numpy(sd), code, param,
+                *(as_numpy(a) for a in (g_rec, u_all, spikes, i_before, cur, v0, A, B, D, E, F,
+                                        th, vr)),
+                mode, cuba, detach, g_jumps.numpy(), g_cur.numpy(), lv.numpy(), li.numpy(),
+                acc.numpy())
+        batch = v0.shape[0]
+        # as the forward: fixed sample chunks on both threads for a large call, the parameter
+        # gradients summed over the chunks in a fixed order. The form depends on the size
+        # only (one thread runs the chunks too), so any thread count gives the same result.
+        if spikes.numel() >= _PARALLEL_WORK and batch > 1:
+            with numba_threads(kernel_threads()):
+                _backward_chunks(min(_CHUNKS, batch), *args)
+        else:
+            _backward_kernel(0, batch, *args)
         gA, gB, gC0, gD, gE, gF, gth, gvr = acc.unbind(0)
         return (g_jumps if has_j else None, g_cur if ctx.needs_input_grad[1] else None,
                 lv, li if cuba else None, gA, gB, gC0, gD, gE, gF, gth, gvr,

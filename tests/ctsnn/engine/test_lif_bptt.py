@@ -224,3 +224,32 @@ def test_parallel_forward_equals_serial_on_any_thread_count(kind, monkeypatch):
     ref = _run(model, jumps, cur, kernels=False, method="exact", surrogate=atan(),
                detach=False)
     torch.testing.assert_close(runs[0][0], ref.raster.detach())
+
+
+@pytest.mark.skipif(not ctsnn.compiled.kernels_enabled(torch.zeros(1)), reason="kernels off")
+@pytest.mark.parametrize("kind", ["lif", "cuba"])
+def test_parallel_backward_same_on_any_thread_count(kind, monkeypatch):
+    """The backward's sample chunks (forced on this small call) give the same gradients on 1
+    and 2 threads bit for bit, the parameter gradients (summed per chunk, then over the chunks
+    in order) included, and equal the serial kernel's and the reference loop's to rounding."""
+    from ctsnn.compiled import kernel_threads, numba_threads
+
+    model = _model(kind, "subtract", learn=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    assert params
+    jumps, cur = _inputs(6)
+    runs = []
+    for parallel, threads in ((True, 1), (True, kernel_threads()), (False, 1)):
+        monkeypatch.setattr(lif_bptt, "_PARALLEL_WORK", 0 if parallel else 1 << 62)
+        monkeypatch.setattr(lif_bptt, "kernel_threads", lambda t=threads: t)
+        with numba_threads(threads):
+            res = _run(model, jumps, cur, kernels=True, method="exact", surrogate=atan(),
+                       detach=False)
+            runs.append(_grads(res, [jumps, cur, *params], 0))
+    for a, b in zip(runs[0], runs[1], strict=True):
+        assert torch.equal(a, b)
+    ref = _grads(_run(model, jumps, cur, kernels=False, method="exact", surrogate=atan(),
+                      detach=False), [jumps, cur, *params], 0)
+    for a, b, c in zip(runs[0], runs[2], ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
