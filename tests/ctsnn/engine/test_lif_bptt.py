@@ -253,3 +253,63 @@ def test_parallel_backward_same_on_any_thread_count(kind, monkeypatch):
     for a, b, c in zip(runs[0], runs[2], ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not ctsnn.compiled.kernels_enabled(torch.zeros(1)), reason="kernels off")
+@pytest.mark.parametrize("surrogate", [atan(), fast_sigmoid(), superspike(), triangle(),
+                                       sigmoid()])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("detach", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_plain_backward_equals_general_kernel(surrogate, reset, detach, dtype, monkeypatch):
+    """A LIF on jumps alone without parameter gradients takes the plain backward kernel: the
+    same dL/djumps and dL/dv0 as the general kernel (taken when the threshold is learnable)
+    bit for bit, and as the reference loop (float64, 1e-12), on 1 and 2 threads."""
+    from ctsnn.compiled import kernel_threads, numba_threads
+
+    jumps = _inputs(7)[0].detach().to(dtype).requires_grad_()
+    v0 = (0.3 * torch.rand(B, N, generator=torch.Generator().manual_seed(2),
+                           dtype=torch.float64)).to(dtype).requires_grad_()
+    calls = []
+    real = lif_bptt._backward_plain
+    monkeypatch.setattr(lif_bptt, "_backward_plain", lambda *a: (calls.append(1), real(*a)))
+    monkeypatch.setattr(lif_bptt, "_backward_plain_chunks",
+                        lambda n, *a: [real(*lif_bptt.chunk_bounds(c, n, a[-1].shape[0]), *a)
+                                       for c in range(n)])
+    out = {}
+    for learn in (False, True):
+        model = _model("lif", reset, learn=learn).to(dtype)
+        with use_kernels(True):
+            res = run_population(model, dt=DT, n_steps=T, batch_size=B, jumps=jumps,
+                                 method="euler", surrogate=surrogate, detach_reset=detach,
+                                 state=model.State(v0))
+        out[learn] = torch.autograd.grad((res.raster * jumps.detach().flip(0)).sum()
+                                         + res.final_state.v.sum(), [jumps, v0])
+    assert calls  # the plain kernel ran (without parameter gradients only)
+    for a, b in zip(out[False], out[True], strict=True):
+        assert torch.equal(a, b)
+    if dtype == torch.float64:
+        model = _model("lif", reset, learn=False)
+        with use_kernels(False):
+            res = run_population(model, dt=DT, n_steps=T, batch_size=B, jumps=jumps,
+                                 method="euler", surrogate=surrogate, detach_reset=detach,
+                                 state=model.State(v0))
+        ref = torch.autograd.grad((res.raster * jumps.detach().flip(0)).sum()
+                                  + res.final_state.v.sum(), [jumps, v0])
+        for a, b in zip(out[False], ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    monkeypatch.undo()
+    monkeypatch.setattr(lif_bptt, "_PARALLEL_WORK", 0)  # the chunked form, 1 and 2 threads
+    chunked = lif_bptt._backward_plain_chunks
+    monkeypatch.setattr(lif_bptt, "_backward_plain_chunks",
+                        lambda *a: (calls.append(2), chunked(*a))[1])
+    runs = []
+    for threads in (1, kernel_threads()):
+        with numba_threads(threads):
+            model = _model("lif", reset, learn=False).to(dtype)
+            res = run_population(model, dt=DT, n_steps=T, batch_size=B, jumps=jumps,
+                                 method="euler", surrogate=surrogate, detach_reset=detach,
+                                 state=model.State(v0))
+            runs.append(torch.autograd.grad(res.raster.sum(), [jumps]))
+    assert calls.count(2) == 2
+    assert torch.equal(runs[0][0], runs[1][0])
