@@ -142,6 +142,30 @@ def post_reset(u, s, th, vr, mode):
 
 
 @numba.njit(cache=True)
+def _forward_plain(b0, b1, jumps, v0, i0, A, B, C0, th, vr, mode, spikes, u_all, v_end, i_end):
+    """:func:`_forward_kernel` for a ``LIF`` on jumps alone (no current, nothing recorded,
+    reset ``"zero"`` or ``"subtract"``): the same arithmetic in the same order (bit-identical),
+    the membrane kept in a scratch row and the reset as a select, so the loop over neurons
+    vectorises (about 4x faster in float32)."""
+    n_steps = spikes.shape[0]
+    n = v0.shape[1]
+    v = np.empty(n, dtype=v0.dtype)
+    for b in range(b0, b1):
+        v[:] = v0[b]
+        i_end[b] = i0[b]
+        for t in range(n_steps):
+            for k in range(n):
+                u = A[k] * v[k] + B[k] * i0[b, k] + C0[k]
+                u += jumps[t, b, k]
+                fire = u - th[k] >= 0.0
+                u_all[t, b, k] = u
+                spikes[t, b, k] = 1.0 if fire else 0.0
+                after = vr[k] if mode == 0 else u - (th[k] - vr[k])
+                v[k] = after if fire else u
+        v_end[b] = v
+
+
+@numba.njit(cache=True)
 def _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
                     spikes, u_all, i_before, v_rec, v_end, i_end):
     """All ``T`` steps; arrays ``[T, Bt, N]`` / ``[Bt, N]``, coefficients ``[N]``.
@@ -156,6 +180,10 @@ def _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode,
     has_j = jumps.shape[0] > 0
     has_c = cur.shape[0] > 0
     rec = v_rec.shape[0] > 0
+    if has_j and not (has_c or cuba or rec) and mode != 2:
+        _forward_plain(b0, b1, jumps, v0, i0, A, B, C0, th, vr, mode, spikes, u_all, v_end,
+                       i_end)
+        return
     for b in range(b0, b1):
         v = v_end[b]
         i = i_end[b]

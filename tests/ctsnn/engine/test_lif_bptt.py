@@ -313,3 +313,28 @@ def test_plain_backward_equals_general_kernel(surrogate, reset, detach, dtype, m
             runs.append(torch.autograd.grad(res.raster.sum(), [jumps]))
     assert calls.count(2) == 2
     assert torch.equal(runs[0][0], runs[1][0])
+
+
+@pytest.mark.skipif(not ctsnn.compiled.kernels_enabled(torch.zeros(1)), reason="kernels off")
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_plain_forward_equals_general_kernel(reset, dtype):
+    """A LIF on jumps alone, nothing recorded, takes the plain forward loop: spikes and final
+    membrane bit-identical to the general loop (taken when ``v`` is recorded) and, in float64,
+    equal to the reference loop."""
+    model = _model("lif", reset, learn=False).to(dtype)
+    jumps = _inputs(8, scale=2.0)[0].detach().to(dtype)
+    v0 = (0.3 * torch.rand(B, N, generator=torch.Generator().manual_seed(4),
+                           dtype=torch.float64)).to(dtype)
+    runs = [lif_bptt.fused_lif(model, dt=DT, n_steps=T, state=model.State(v0), jumps=jumps,
+                               current=None, method="euler", surrogate=atan(),
+                               detach_reset=True, record_v=rec) for rec in (False, True)]
+    assert runs[0].raster.sum() > 0
+    assert torch.equal(runs[0].raster, runs[1].raster)
+    assert torch.equal(runs[0].final_state.v, runs[1].final_state.v)
+    if dtype == torch.float64:
+        ref = _run(model, jumps, None, kernels=False, method="euler", surrogate=atan(),
+                   detach=True, state=model.State(v0))
+        assert torch.equal(runs[0].raster, ref.raster)
+        torch.testing.assert_close(runs[0].final_state.v, ref.final_state.v, rtol=1e-12,
+                                   atol=1e-12)
