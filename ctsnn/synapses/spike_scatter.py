@@ -15,24 +15,31 @@ T]``, ``out -> [N_out, B * T_out]``), so a lag of ``L`` steps is a shift of ``L`
 the taps of one spike, all within ``K`` steps, touch one or two cache lines of a target's row
 (contiguous for the dense window: vectorised).
 
-* events: the non-zero entries of ``x [T, B, N_in]`` per input unit, read in one compiled pass
-  over ``x`` (no transposed copy);
-* forward: per target row (it stays in cache), every spike of every input adds its taps;
+* events: the non-zero entries of ``x [T, B, N_in]`` per input unit, read in one compiled
+  pass over ``x`` (no transposed copy), with the first entry of every block of
+  :data:`_SAMPLES` samples;
+* taps as windows: every synapse's taps become a first lag and a window of consecutive lags
+  (1 for rounded delays, 2 for the triangle, 6 for DCLS's final Gaussian in float32);
+* forward: per block of :data:`_TARGETS` targets and block of samples (the block's output
+  rows, ~32 KiB, stay in L1), every spike of every input adds its window to each target of
+  the block (its position loaded once per block, not once per target);
 * backward, the transpose: ``dL/dx[j]`` is a sum of shifted rows of ``dL/dout`` (dense: the
   surrogate gradient reaches every input entry; contiguous, vectorised loops per sample) —
   computed only when ``x`` needs a gradient (never for a network's data input);
-  ``dL/dcoefs[k, i, j]`` a sum over the spikes of ``j`` only, every tap of a spike in one pass
-  (independent accumulators). Gradients w.r.t. weights and delays follow from ``dL/dcoefs``
-  through the kernel's own interpolation weights in PyTorch autograd, exactly as on the
-  reference path.
+  ``dL/dcoefs[k, i, j]`` from the correlation of ``dL/dout[i]`` with the spikes of ``j`` over
+  the synapse's window, blocked as the forward. Gradients w.r.t. weights and delays follow
+  from ``dL/dcoefs`` through the kernel's own interpolation weights in PyTorch autograd,
+  exactly as on the reference path;
+* the copies between ``[T, B, N]`` and the rows: one compiled, tiled pass each.
 
 :func:`scatter_pays` says when :class:`~ctsnn.synapses.Dense` takes the tap path (CPU, kernels
 on, input density at most :data:`MAX_DENSITY`), :func:`window_pays` when a dense (wide) kernel
 takes :func:`window_scatter` (density at most :data:`MAX_WINDOW_DENSITY`; its ``dL/dx`` stays a
 BLAS convolution).
 
-Threads: the forward, ``dL/dcoefs``, ``dL/dx`` and both window kernels cut their output rows
-(targets; input rows for ``dL/dx``; target pairs for the window) into :data:`_CHUNKS` fixed
+Threads: the forward, ``dL/dcoefs``, ``dL/dx``, both window kernels and the layout copies cut
+their output rows (target blocks; input rows for ``dL/dx``; target pairs for the window;
+samples for the copies) into :data:`_CHUNKS` fixed
 chunks run by numba ``prange`` on :func:`~ctsnn.compiled.kernel_threads` threads when a call
 does at least :data:`_PARALLEL_WORK` multiply-adds (one thread below). Every chunk owns the rows
 it writes and computes them exactly as the serial form does, so results are bit-identical for
