@@ -165,13 +165,15 @@ def _windows(lags, coefs):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _forward(k0, k1, soff, opos, val, base, w, out):
+def _forward(k0, k1, soff, opos, val, base, w, seg, out):
     """Target blocks ``k0 <= k < k1`` (targets ``k _TARGETS ..``): ``out[i, opos + base[i, j]
     + n] += w[i, j, n] val`` for every spike of every input ``j``.
 
     Per sample block and input, each spike adds to every target of the block (its position
     loaded once); one- and two-lag windows as scalar updates, up to :data:`_LANES` lags as
     one 8-lane update (``w`` zero-padded to 8: the padding adds zeros), wider ones in a loop.
+    ``out [N_out, B seg]`` may enter uninitialised: each block zeroes its own rows over its
+    sample block first (in cache, on the thread that then fills them).
     """
     n_out, n_in, width = w.shape
     n_sb = soff.shape[1] - 1
@@ -183,6 +185,8 @@ def _forward(k0, k1, soff, opos, val, base, w, out):
         i0 = kb * _TARGETS
         nt = min(_TARGETS, n_out - i0)
         for sb in range(n_sb):
+            for t in range(nt):
+                out[i0 + t, sb * _SAMPLES * seg:min(rowlen, (sb + 1) * _SAMPLES * seg)] = 0.0
             for j in range(n_in):
                 a = soff[j, sb]
                 e = soff[j, sb + 1]
@@ -351,6 +355,7 @@ def _grad_input(j0, j1, g, count, ti, tl, tc, n, gx):
         w = min(_BLOCK, n - p0)
         for j in range(j0, j1):
             row = gx[j, p0:p0 + w]
+            row[:] = 0.0  # gx may enter uninitialised (positions from n on are never read)
             u = count[j]
             e = count[j + 1]
             while u + 4 <= e:
@@ -428,11 +433,11 @@ def _grad_window(h0, h1, offsets, opos, val, g, gk):
 
 
 @numba.njit(cache=True, parallel=True)
-def _forward_chunks(n_chunks, soff, opos, val, base, w, out):
+def _forward_chunks(n_chunks, soff, opos, val, base, w, seg, out):
     n_blocks = (w.shape[0] + _TARGETS - 1) // _TARGETS
     for c in prange(n_chunks):
         k0, k1 = chunk_bounds(c, n_chunks, n_blocks)
-        _forward(k0, k1, soff, opos, val, base, w, out)
+        _forward(k0, k1, soff, opos, val, base, w, seg, out)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -568,10 +573,10 @@ class SpikeScatter(torch.autograd.Function):
                     int(base_g.max(initial=0)) + lanes_g - 1)
         seg = n_steps + max(pad_right, reach)
         events = _events_of(x, seg)
-        out = x.new_zeros((n_out, batch * seg))
+        out = x.new_empty((n_out, batch * seg))  # zeroed block by block by the kernel
         n_blocks = -(-n_out // _TARGETS)
         _run(_forward, _forward_chunks, n_blocks, events[1].size * n_out * w_f.shape[2],
-             events[3], events[1], events[2], base_f, w_f, out.numpy())
+             events[3], events[1], events[2], base_f, w_f, seg, out.numpy())
         ctx.save_for_backward(lags, coefs_c)
         ctx.events = events
         ctx.window = (base_g, lanes_g)
@@ -587,7 +592,7 @@ class SpikeScatter(torch.autograd.Function):
         need_x, _, need_c, _ = ctx.needs_input_grad
         gx = gc = None
         if need_x:
-            rows = g.new_zeros((n_in, batch * seg))
+            rows = g.new_empty((n_in, batch * seg))  # zeroed by the kernel where it is read
             pairs = _input_pairs(batch * seg, lags.numpy(), coefs.numpy())
             _run(_grad_input, _grad_input_chunks, n_in, pairs[1].size * batch * seg,
                  g.numpy(), *pairs, rows.numpy())

@@ -249,3 +249,20 @@ def test_dense_input_keeps_reference_path(monkeypatch):
     ref = dense_conv(x, syn.kernel_tensor(), 0)
     torch.testing.assert_close(out, ref)
     assert calls == []
+
+
+@pytest.mark.parametrize("kind", list(KERNELS))
+def test_uninitialised_buffers_are_never_read(kind):
+    """The forward output rows and the dL/dx rows start uninitialised (the kernels zero what
+    they fill): with PyTorch filling every uninitialised tensor with NaN, the results still
+    equal the reference."""
+    x = _raster(11, t=9, b=6, p=0.3, values=True)
+    d, w = _params(11)
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)  # empty tensors come filled with NaN
+    try:
+        assert torch.empty(4).isnan().all()
+        out = _compare(KERNELS[kind], x, d, w, pad=3)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert torch.isfinite(out).all()
