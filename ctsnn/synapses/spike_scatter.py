@@ -489,31 +489,36 @@ def _events_of(x: Tensor, seg: int) -> tuple[np.ndarray, ...]:
 @numba.njit(cache=True)
 def _to_rows(b0, b1, src, seg, rows):
     """Samples ``b0 <= b < b1``: ``rows[u, b seg + t] = src[t, b, u]`` and the segment's slack
-    ``t >= T'`` zero (tiles of 16 units: one cache line read per step, 16 rows written)."""
+    ``t >= T'`` zero, in 16 x 16 tiles (steps x units; see :func:`_from_rows`)."""
     n_steps, _, n = src.shape
     for b in range(b0, b1):
         s0 = b * seg
-        for u0 in range(0, n, 16):
-            u1 = min(n, u0 + 16)
-            for t in range(n_steps):
+        for t0 in range(0, n_steps, 16):
+            t1 = min(n_steps, t0 + 16)
+            for u0 in range(0, n, 16):
+                u1 = min(n, u0 + 16)
                 for u in range(u0, u1):
-                    rows[u, s0 + t] = src[t, b, u]
-            for u in range(u0, u1):
-                rows[u, s0 + n_steps:s0 + seg] = 0.0
+                    for t in range(t0, t1):
+                        rows[u, s0 + t] = src[t, b, u]
+        for u in range(n):
+            rows[u, s0 + n_steps:s0 + seg] = 0.0
 
 
 @numba.njit(cache=True)
 def _from_rows(b0, b1, rows, seg, dst):
     """Samples ``b0 <= b < b1``: ``dst[t, b, u] = rows[u, b seg + t]`` (the inverse of
-    :func:`_to_rows` without the slack)."""
+    :func:`_to_rows` without the slack), in 16 x 16 tiles (step rows of ``dst`` lie a page
+    apart: each is written 1 KiB at a time, across the unit tiles, before the next steps)."""
     n_steps, _, n = dst.shape
     for b in range(b0, b1):
         s0 = b * seg
-        for u0 in range(0, n, 16):
-            u1 = min(n, u0 + 16)
-            for t in range(n_steps):
-                for u in range(u0, u1):
-                    dst[t, b, u] = rows[u, s0 + t]
+        for t0 in range(0, n_steps, 16):
+            t1 = min(n_steps, t0 + 16)
+            for u0 in range(0, n, 16):
+                u1 = min(n, u0 + 16)
+                for t in range(t0, t1):
+                    for u in range(u0, u1):
+                        dst[t, b, u] = rows[u, s0 + t]
 
 
 @numba.njit(cache=True, parallel=True)
