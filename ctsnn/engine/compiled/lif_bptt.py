@@ -26,7 +26,8 @@ spike-scatter path: :mod:`.lif_recurrent`), no recordings but ``v`` (every
 step), no ``saveat`` or readout integrand, and no neuron at or above threshold at ``t = 0``.
 Without a surrogate the spikes are hard (no gradient), as in the engine. Everything
 else runs the step-by-step reference loop, which the tests compare this kernel against.
-The kernels run on one thread (see :mod:`ctsnn.synapses.spike_scatter`).
+Large calls run fixed sample chunks on :func:`~ctsnn.compiled.kernel_threads` threads, forward
+and backward (results independent of the thread count).
 """
 
 from __future__ import annotations
@@ -141,6 +142,32 @@ def post_reset(u, s, th, vr, mode):
 
 
 @numba.njit(cache=True)
+def _forward_plain(b0, b1, jumps, v0, i0, A, B, C0, th, vr, mode, keep, spikes, u_all, v_end,
+                   i_end):
+    """:func:`_forward_kernel` for a ``LIF`` on jumps alone (no current, nothing recorded,
+    reset ``"zero"`` or ``"subtract"``): the same arithmetic in the same order (bit-identical),
+    the membrane kept in a scratch row and the reset as a select, so the loop over neurons
+    vectorises (about 4x faster in float32)."""
+    n_steps = spikes.shape[0]
+    n = v0.shape[1]
+    v = np.empty(n, dtype=v0.dtype)
+    for b in range(b0, b1):
+        v[:] = v0[b]
+        i_end[b] = i0[b]
+        for t in range(n_steps):
+            for k in range(n):
+                u = A[k] * v[k] + B[k] * i0[b, k] + C0[k]
+                u += jumps[t, b, k]
+                fire = u - th[k] >= 0.0
+                if keep:  # only the backward pass reads u (loop-invariant: unswitched)
+                    u_all[t, b, k] = u
+                spikes[t, b, k] = 1.0 if fire else 0.0
+                after = vr[k] if mode == 0 else u - (th[k] - vr[k])
+                v[k] = after if fire else u
+        v_end[b] = v
+
+
+@numba.njit(cache=True)
 def _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
                     spikes, u_all, i_before, v_rec, v_end, i_end):
     """All ``T`` steps; arrays ``[T, Bt, N]`` / ``[Bt, N]``, coefficients ``[N]``.
@@ -157,6 +184,10 @@ def _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode,
     has_c = cur.shape[0] > 0
     rec = v_rec.shape[0] > 0
     keep = u_all.shape[0] > 0
+    if has_j and not (has_c or cuba or rec) and mode != 2:
+        _forward_plain(b0, b1, jumps, v0, i0, A, B, C0, th, vr, mode, keep, spikes, u_all,
+                       v_end, i_end)
+        return
     for b in range(b0, b1):
         v = v_end[b]
         i = i_end[b]
@@ -212,9 +243,11 @@ def derivative_row(code, param, u_row, th, out):
 
 
 @numba.njit(cache=True)
-def _backward_kernel(g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, cur, v0, A, B,
-                     D, E, F, th, vr, mode, cuba, detach, g_jumps, g_cur, lv_all, li_all, acc):
-    """Reverse sweep over ``T``: the transpose of :func:`_forward_kernel`'s linearisation.
+def _backward_kernel(b0, b1, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, cur, v0,
+                     A, B, D, E, F, th, vr, mode, cuba, detach, g_jumps, g_cur, lv_all, li_all,
+                     acc):
+    """Reverse sweep over ``T`` for the samples ``b0 <= b < b1``: the transpose of
+    :func:`_forward_kernel`'s linearisation.
 
     ``lv_all`` / ``li_all`` ``[Bt, N]`` enter as the gradients of the final state and leave as
     those of the initial state. ``acc [8, N]`` (zeros on entry) accumulates the gradients
@@ -231,11 +264,66 @@ def _backward_kernel(g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, 
     vp_v = np.empty(n, dtype=v0.dtype)
     sd_v = np.zeros(n, dtype=v0.dtype)
     no_extra = np.zeros((0, 0), dtype=v0.dtype)
-    for b in range(batch):
+    for b in range(b0, b1):
         for t in range(n_steps - 1, -1, -1):
             reverse_row(t, b, g_spikes, no_extra, sd, code, param, g_rec, u_all, spikes,
                         i_before, cur, v0, A, B, D, E, F, th, vr, mode, detach, cuba, g_jumps,
                         g_cur, lv_all, li_all, acc, gu_v, vp_v, sd_v)
+
+
+@numba.njit(cache=True, parallel=True)
+def _backward_chunks(n_chunks, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before, cur,
+                     v0, A, B, D, E, F, th, vr, mode, cuba, detach, g_jumps, g_cur, lv_all,
+                     li_all, acc):
+    """:func:`_backward_kernel` over fixed sample chunks in parallel (each owns its samples and
+    accumulates its parameter gradients in its own ``[8, N]`` block), then the blocks summed
+    into ``acc`` in chunk order: the same result on any number of threads."""
+    parts = np.zeros((n_chunks, acc.shape[0], acc.shape[1]), dtype=acc.dtype)
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, v0.shape[0])
+        _backward_kernel(b0, b1, g_spikes, sd, code, param, g_rec, u_all, spikes, i_before,
+                         cur, v0, A, B, D, E, F, th, vr, mode, cuba, detach, g_jumps, g_cur,
+                         lv_all, li_all, parts[c])
+    for c in range(n_chunks):
+        acc += parts[c]
+
+
+@numba.njit(cache=True)
+def _backward_plain(b0, b1, g_spikes, code, param, u_all, spikes, A, th, vr, mode, detach,
+                    g_jumps, lv_all):
+    """:func:`_backward_kernel` for its most common case, samples ``b0 <= b < b1``: a ``LIF``
+    with jumps only (no current, nothing recorded), a built-in surrogate, reset ``"zero"`` or
+    ``"subtract"`` and no parameter gradient wanted. The same arithmetic in the same order
+    (bit-identical results), in one loop per step whose only array writes are ``g_jumps`` and
+    the running ``dL/dv`` (the general kernel also accumulates eight parameter gradients and
+    the pre-step membrane, which keeps its loops from vectorising): about 2x faster."""
+    n_steps = spikes.shape[0]
+    n = spikes.shape[2]
+    zero = 1.0 if mode == 0 else 0.0
+    sub = 1.0 if mode == 1 else 0.0
+    keep = 0.0 if detach else 1.0
+    lv = np.empty(n, dtype=u_all.dtype)
+    for b in range(b0, b1):
+        lv[:] = lv_all[b]
+        for t in range(n_steps - 1, -1, -1):
+            for k in range(n):
+                u = u_all[t, b, k]
+                sd = u_all.dtype.type(surrogate_derivative(code, param, u - th[k]))
+                jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
+                gu = lv[k] * (1.0 - zero * spikes[t, b, k]) + \
+                    (g_spikes[t, b, k] + keep * lv[k] * jump) * sd
+                g_jumps[t, b, k] = gu
+                lv[k] = A[k] * gu
+        lv_all[b] = lv
+
+
+@numba.njit(cache=True, parallel=True)
+def _backward_plain_chunks(n_chunks, g_spikes, code, param, u_all, spikes, A, th, vr, mode,
+                           detach, g_jumps, lv_all):
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, lv_all.shape[0])
+        _backward_plain(b0, b1, g_spikes, code, param, u_all, spikes, A, th, vr, mode, detach,
+                        g_jumps, lv_all)
 
 
 @numba.njit(cache=True)
@@ -396,13 +484,37 @@ class _FusedLIF(torch.autograd.Function):
         g_jumps = torch.empty_like(spikes)
         g_cur = torch.empty_like(spikes) if ctx.needs_input_grad[1] else \
             _empty_like_steps(spikes)
+        batch = v0.shape[0]
+        parallel = spikes.numel() >= _PARALLEL_WORK and batch > 1
+        # a LIF on jumps alone, nothing recorded, no parameter or current gradient wanted
+        plain = (code > 0 and not cuba and cur.shape[0] == 0 and not record_v
+                 and mode in (0, 1) and not ctx.needs_input_grad[1]
+                 and not any(ctx.needs_input_grad[3:12]))
+        if plain:
+            args = (g_spikes.detach().numpy(), code, param, as_numpy(u_all), as_numpy(spikes),
+                    as_numpy(A), as_numpy(th), as_numpy(vr), mode, detach, g_jumps.numpy(),
+                    lv.numpy())
+            if parallel:
+                with numba_threads(kernel_threads()):
+                    _backward_plain_chunks(min(_CHUNKS, batch), *args)
+            else:
+                _backward_plain(0, batch, *args)
+            return (g_jumps if has_j else None, None, lv, None, *([None] * 14))
         acc = v0.new_zeros((8, v0.shape[1]))  # small: PyTorch runs it on one thread
         # g_spikes may be broadcast (e.g. from a sum): read through its strides, no copy
-        _backward_kernel(g_spikes.detach().numpy(), as_numpy(sd), code, param,
-                         *(as_numpy(a) for a in (g_rec, u_all, spikes, i_before, cur, v0, A, B,
-                                                 D, E, F, th, vr)),
-                         mode, cuba, detach, g_jumps.numpy(), g_cur.numpy(), lv.numpy(),
-                         li.numpy(), acc.numpy())
+        args = (g_spikes.detach().numpy(), as_numpy(sd), code, param,
+                *(as_numpy(a) for a in (g_rec, u_all, spikes, i_before, cur, v0, A, B, D, E, F,
+                                        th, vr)),
+                mode, cuba, detach, g_jumps.numpy(), g_cur.numpy(), lv.numpy(), li.numpy(),
+                acc.numpy())
+        # as the forward: fixed sample chunks on both threads for a large call, the parameter
+        # gradients summed over the chunks in a fixed order. The form depends on the size
+        # only (one thread runs the chunks too), so any thread count gives the same result.
+        if parallel:
+            with numba_threads(kernel_threads()):
+                _backward_chunks(min(_CHUNKS, batch), *args)
+        else:
+            _backward_kernel(0, batch, *args)
         gA, gB, gC0, gD, gE, gF, gth, gvr = acc.unbind(0)
         return (g_jumps if has_j else None, g_cur if ctx.needs_input_grad[1] else None,
                 lv, li if cuba else None, gA, gB, gC0, gD, gE, gF, gth, gvr,

@@ -87,3 +87,22 @@ def next_spike_index(k0: int, k1: int, sp_t: np.ndarray, inv_w: float,
     while i <= nb:
         first[i] = k1
         i += 1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def arrivals_at(n: int, e0: int, e1: int, ev_order: np.ndarray, t_in: np.ndarray,
+                j_in: np.ndarray, delay: np.ndarray, has_delay: bool, t_end: float,
+                s_loc: np.ndarray, e_loc: np.ndarray, p_loc: np.ndarray) -> int:
+    """Arrival times at neuron ``n`` of the sample's events ``ev_order[e0:e1]`` up to
+    ``t_end``, written to ``s_loc`` / ``e_loc`` / ``p_loc`` (time, event, position in the
+    sample ``q - e0``); returns their number."""
+    m = 0
+    for q in range(e0, e1):
+        e = ev_order[q]
+        s = t_in[e] + delay[n, j_in[e]] if has_delay else t_in[e]
+        if s <= t_end:
+            s_loc[m] = s
+            e_loc[m] = e
+            p_loc[m] = q - e0
+            m += 1
+    return m

@@ -1,5 +1,7 @@
-"""Compiled (numba) ``"avg_exp"`` / ``"sum"`` readouts of the closed-form EventProp: forward and
-backward of a ``CubaLI`` / ``LI`` readout, one closed form per (input spike, target) pair.
+"""Compiled (numba) readouts of the closed-form EventProp: forward and backward of a ``CubaLI`` /
+``LI`` readout. ``"avg_exp"`` / ``"sum"``: one closed form per (input spike, target) pair (below);
+``"max"``: :func:`max_forward_kernel` / :func:`max_backward_kernel` (the maximum of ``V`` over
+the arrivals sorted by time, and the point drive at where it is attained).
 
 Every pair's response to its arrival ``s = t + D`` is a closed form of ``h = T - s``
 (:func:`ctsnn.gradients.eventprop.readout._linear_response`, the reference): with the readout
@@ -27,9 +29,10 @@ import numba
 import numpy as np
 from numba import prange
 
-from ...engine.compiled.closed_forms import phi1
+from ...engine.compiled.closed_forms import kappa, phi1
 from ...engine.compiled.schedule import chunk_bounds
-from .tau_kernels import dd3, linear_response_terms, scratch
+from .layout import arrivals_at
+from .tau_kernels import dd3, linear_response_terms, response_terms, scratch
 
 __all__ = ["FACTOR_RANGE", "linear_factors", "linear_parallel", "linear_serial"]
 
@@ -218,3 +221,145 @@ def linear_parallel(n_chunks: int, t_in: np.ndarray, b_in: np.ndarray, j_in: np.
         _linear_chunk(c, n_chunks, t_in, b_in, j_in, a_in, weight, delay, has_delay, g, tau_m,
                       tau_s, r, cuba, alpha, inv_w, t_end, backward, z, g_t, g_w, g_d, g_a,
                       need_tau, g_tau, qf)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def max_forward_kernel(t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray, ev_order: np.ndarray,
+                ev_ptr: np.ndarray, weight: np.ndarray, delay: np.ndarray, has_delay: bool,
+                tau_m: np.ndarray, tau_s: np.ndarray, r: np.ndarray, v_leak: np.ndarray,
+                cuba: bool, t_end: float, z: np.ndarray, t_star: np.ndarray,
+                side: np.ndarray, src: np.ndarray, vdot: np.ndarray) -> int:
+    """``z = max_t V(t)`` per ``(sample, neuron)``, with where it is attained: time ``t_star``,
+    ``side`` (-1 just before / +1 just after the arrival ``src``, 0 elsewhere) and ``V'`` there.
+
+    Candidates in the reference's order (the first of equal maxima wins): ``V(0)``, ``V`` just
+    before and then just after every instant with arrivals (before the first and after the
+    last of the arrivals at one time: they jump together), CubaLI's stationary points between
+    arrivals, ``V(T)``. Returns -1, or a neuron whose CubaLI has ``tau_syn == tau_mem``.
+    """
+    n_units = weight.shape[0]
+    n_samples = ev_ptr.shape[0] - 1
+    for b in range(n_samples):
+        e0, e1 = ev_ptr[b], ev_ptr[b + 1]
+        s_loc = np.empty(e1 - e0)
+        e_loc = np.empty(e1 - e0, dtype=np.int64)
+        p_loc = np.empty(e1 - e0, dtype=np.int64)
+        for n in range(n_units):
+            vl = v_leak[n]
+            tm = tau_m[n]
+            best, bt, bside, bsrc, bvdot = vl, 0.0, 0, -1, 0.0
+            m = arrivals_at(n, e0, e1, ev_order, t_in, j_in, delay, has_delay, t_end, s_loc,
+                             e_loc, p_loc)
+            if m > 0:
+                order = np.argsort(s_loc[:m], kind="mergesort")
+                ra, rb, ca, cb = 1.0 / tm, 0.0, 1.0, 0.0
+                if cuba:
+                    ts = tau_s[n]
+                    if abs(ts - tm) <= 1e-6 * tm:
+                        return n
+                    ca = r[n] * ts / (ts - tm)
+                    cb = -ca
+                    ra, rb = 1.0 / ts, 1.0 / tm
+                fa = np.empty(m)
+                fb = np.empty(m)
+                xs = np.empty(m)
+                ss = np.empty(m)
+                for q in range(m):  # the filters just after each arrival
+                    e = e_loc[order[q]]
+                    ss[q] = s_loc[order[q]]
+                    xs[q] = weight[n, j_in[e]] * a_in[e]
+                    if q == 0:
+                        fa[q] = xs[q]
+                        fb[q] = xs[q]
+                    else:
+                        fa[q] = math.exp(-(ss[q] - ss[q - 1]) * ra) * fa[q - 1] + xs[q]
+                        fb[q] = math.exp(-(ss[q] - ss[q - 1]) * rb) * fb[q - 1] + xs[q]
+                for sd in (-1, 1):
+                    for q in range(m):
+                        # arrivals at one instant jump together: only the left limit before
+                        # the first and the value after the last of them are states of V
+                        if sd < 0 and q > 0 and ss[q - 1] == ss[q]:
+                            continue
+                        if sd > 0 and q + 1 < m and ss[q + 1] == ss[q]:
+                            continue
+                        v_p = vl + ca * fa[q] + (cb * fb[q] if cuba else 0.0)
+                        if cuba:
+                            i_p = fa[q]
+                            val = v_p
+                            cur = i_p if sd > 0 else i_p - xs[q]
+                            vd = (vl - val + r[n] * cur) / tm
+                        else:
+                            val = v_p if sd > 0 else v_p - xs[q]
+                            vd = (vl - val) / tm
+                        if val > best:
+                            best, bt, bside, bsrc, bvdot = val, ss[q], sd, e_loc[order[q]], vd
+                if cuba:
+                    for q in range(m):  # stationary point inside each piece
+                        length = (ss[q + 1] if q + 1 < m else t_end) - ss[q]
+                        ratio = -(cb * fb[q] * rb) / (ca * fa[q] * ra)
+                        if not (ratio > 0.0 and math.isfinite(ratio)):
+                            continue
+                        hh = math.log(ratio) / (rb - ra)
+                        if not (hh > 0.0 and hh < length):
+                            continue
+                        val = vl + ca * fa[q] * math.exp(-ra * hh) + cb * fb[q] * math.exp(-rb * hh)
+                        if val > best:
+                            best, bt, bside, bsrc, bvdot = val, ss[q] + hh, 0, -1, 0.0
+                length = t_end - ss[m - 1]
+                val = vl + ca * fa[m - 1] * math.exp(-ra * length)
+                if cuba:
+                    val += cb * fb[m - 1] * math.exp(-rb * length)
+                if val > best:
+                    best, bt, bside, bsrc, bvdot = val, t_end, 0, -1, 0.0
+            z[b, n] = best
+            t_star[b, n] = bt
+            side[b, n] = bside
+            src[b, n] = bsrc
+            vdot[b, n] = bvdot
+    return -1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def max_backward_kernel(t_in: np.ndarray, b_in: np.ndarray, j_in: np.ndarray,
+                         a_in: np.ndarray, weight: np.ndarray, delay: np.ndarray,
+                         has_delay: bool, g: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray,
+                         r: np.ndarray, cuba: bool, t_end: float, t_star: np.ndarray,
+                         side: np.ndarray, src: np.ndarray, vdot: np.ndarray,
+                         g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
+                         g_a: np.ndarray, need_tau: bool, g_tau: np.ndarray) -> None:
+    """Point drive ``g`` at ``t*``: arrivals before it see ``lam = g e^{A^T (t* - s)} e_V``;
+    the arrival ``t*`` is pinned to adds ``g V'(t*)`` to its time gradient (``need_tau``:
+    ``g x dpsi(t* - s)/dtau`` into ``g_tau [2, N]``)."""
+    n_units = weight.shape[0]
+    for e in range(t_in.shape[0]):
+        b = b_in[e]
+        j = j_in[e]
+        for n in range(n_units):
+            s = t_in[e] + delay[n, j] if has_delay else t_in[e]
+            if s > t_end:
+                continue
+            ts, sd, gs = t_star[b, n], side[b, n], g[b, n]
+            x = weight[n, j] * a_in[e]
+            tm = tau_m[n]
+            dj = 0.0
+            ds = 0.0
+            if s < ts or (s == ts and sd > 0):
+                h = ts - s
+                lam_v = math.exp(-h / tm) * gs
+                if cuba:
+                    lam_i = r[n] * kappa(h, tm, tau_s[n]) * gs
+                    dj = lam_i
+                    ds = x * (lam_i / tau_s[n] - r[n] * lam_v / tm)
+                else:
+                    dj = lam_v
+                    ds = x * lam_v / tm
+                if need_tau:
+                    dm, dts = response_terms(h, tm, tau_s[n], r[n], cuba)
+                    g_tau[0, n] += gs * x * dm
+                    g_tau[1, n] += gs * x * dts
+            if sd != 0 and src[b, n] == e:
+                ds += gs * vdot[b, n]
+            g_w[n, j] += a_in[e] * dj
+            g_d[n, j] += ds
+            g_t[e] += ds
+            g_a[e] += weight[n, j] * dj

@@ -224,3 +224,117 @@ def test_parallel_forward_equals_serial_on_any_thread_count(kind, monkeypatch):
     ref = _run(model, jumps, cur, kernels=False, method="exact", surrogate=atan(),
                detach=False)
     torch.testing.assert_close(runs[0][0], ref.raster.detach())
+
+
+@pytest.mark.skipif(not ctsnn.compiled.kernels_enabled(torch.zeros(1)), reason="kernels off")
+@pytest.mark.parametrize("kind", ["lif", "cuba"])
+def test_parallel_backward_same_on_any_thread_count(kind, monkeypatch):
+    """The backward's sample chunks (forced on this small call) give the same gradients on 1
+    and 2 threads bit for bit, the parameter gradients (summed per chunk, then over the chunks
+    in order) included, and equal the serial kernel's and the reference loop's to rounding."""
+    from ctsnn.compiled import kernel_threads, numba_threads
+
+    model = _model(kind, "subtract", learn=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    assert params
+    jumps, cur = _inputs(6)
+    runs = []
+    for parallel, threads in ((True, 1), (True, kernel_threads()), (False, 1)):
+        monkeypatch.setattr(lif_bptt, "_PARALLEL_WORK", 0 if parallel else 1 << 62)
+        monkeypatch.setattr(lif_bptt, "kernel_threads", lambda t=threads: t)
+        with numba_threads(threads):
+            res = _run(model, jumps, cur, kernels=True, method="exact", surrogate=atan(),
+                       detach=False)
+            runs.append(_grads(res, [jumps, cur, *params], 0))
+    for a, b in zip(runs[0], runs[1], strict=True):
+        assert torch.equal(a, b)
+    ref = _grads(_run(model, jumps, cur, kernels=False, method="exact", surrogate=atan(),
+                      detach=False), [jumps, cur, *params], 0)
+    for a, b, c in zip(runs[0], runs[2], ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not ctsnn.compiled.kernels_enabled(torch.zeros(1)), reason="kernels off")
+@pytest.mark.parametrize("surrogate", [atan(), fast_sigmoid(), superspike(), triangle(),
+                                       sigmoid()])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("detach", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_plain_backward_equals_general_kernel(surrogate, reset, detach, dtype, monkeypatch):
+    """A LIF on jumps alone without parameter gradients takes the plain backward kernel: the
+    same dL/djumps and dL/dv0 as the general kernel (taken when the threshold is learnable)
+    bit for bit, and as the reference loop (float64, 1e-12), on 1 and 2 threads."""
+    from ctsnn.compiled import kernel_threads, numba_threads
+
+    jumps = _inputs(7)[0].detach().to(dtype).requires_grad_()
+    v0 = (0.3 * torch.rand(B, N, generator=torch.Generator().manual_seed(2),
+                           dtype=torch.float64)).to(dtype).requires_grad_()
+    calls = []
+    real = lif_bptt._backward_plain
+    monkeypatch.setattr(lif_bptt, "_backward_plain", lambda *a: (calls.append(1), real(*a)))
+    monkeypatch.setattr(lif_bptt, "_backward_plain_chunks",
+                        lambda n, *a: [real(*lif_bptt.chunk_bounds(c, n, a[-1].shape[0]), *a)
+                                       for c in range(n)])
+    out = {}
+    for learn in (False, True):
+        model = _model("lif", reset, learn=learn).to(dtype)
+        with use_kernels(True):
+            res = run_population(model, dt=DT, n_steps=T, batch_size=B, jumps=jumps,
+                                 method="euler", surrogate=surrogate, detach_reset=detach,
+                                 state=model.State(v0))
+        out[learn] = torch.autograd.grad((res.raster * jumps.detach().flip(0)).sum()
+                                         + res.final_state.v.sum(), [jumps, v0])
+    assert calls  # the plain kernel ran (without parameter gradients only)
+    for a, b in zip(out[False], out[True], strict=True):
+        assert torch.equal(a, b)
+    if dtype == torch.float64:
+        model = _model("lif", reset, learn=False)
+        with use_kernels(False):
+            res = run_population(model, dt=DT, n_steps=T, batch_size=B, jumps=jumps,
+                                 method="euler", surrogate=surrogate, detach_reset=detach,
+                                 state=model.State(v0))
+        ref = torch.autograd.grad((res.raster * jumps.detach().flip(0)).sum()
+                                  + res.final_state.v.sum(), [jumps, v0])
+        for a, b in zip(out[False], ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    monkeypatch.undo()
+    monkeypatch.setattr(lif_bptt, "_PARALLEL_WORK", 0)  # the chunked form, 1 and 2 threads
+    chunked = lif_bptt._backward_plain_chunks
+    monkeypatch.setattr(lif_bptt, "_backward_plain_chunks",
+                        lambda *a: (calls.append(2), chunked(*a))[1])
+    runs = []
+    for threads in (1, kernel_threads()):
+        with numba_threads(threads):
+            model = _model("lif", reset, learn=False).to(dtype)
+            res = run_population(model, dt=DT, n_steps=T, batch_size=B, jumps=jumps,
+                                 method="euler", surrogate=surrogate, detach_reset=detach,
+                                 state=model.State(v0))
+            runs.append(torch.autograd.grad(res.raster.sum(), [jumps]))
+    assert calls.count(2) == 2
+    assert torch.equal(runs[0][0], runs[1][0])
+
+
+@pytest.mark.skipif(not ctsnn.compiled.kernels_enabled(torch.zeros(1)), reason="kernels off")
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_plain_forward_equals_general_kernel(reset, dtype):
+    """A LIF on jumps alone, nothing recorded, takes the plain forward loop: spikes and final
+    membrane bit-identical to the general loop (taken when ``v`` is recorded) and, in float64,
+    equal to the reference loop."""
+    model = _model("lif", reset, learn=False).to(dtype)
+    jumps = _inputs(8, scale=2.0)[0].detach().to(dtype)
+    v0 = (0.3 * torch.rand(B, N, generator=torch.Generator().manual_seed(4),
+                           dtype=torch.float64)).to(dtype)
+    runs = [lif_bptt.fused_lif(model, dt=DT, n_steps=T, state=model.State(v0), jumps=jumps,
+                               current=None, method="euler", surrogate=atan(),
+                               detach_reset=True, record_v=rec) for rec in (False, True)]
+    assert runs[0].raster.sum() > 0
+    assert torch.equal(runs[0].raster, runs[1].raster)
+    assert torch.equal(runs[0].final_state.v, runs[1].final_state.v)
+    if dtype == torch.float64:
+        ref = _run(model, jumps, None, kernels=False, method="euler", surrogate=atan(),
+                   detach=True, state=model.State(v0))
+        assert torch.equal(runs[0].raster, ref.raster)
+        torch.testing.assert_close(runs[0].final_state.v, ref.final_state.v, rtol=1e-12,
+                                   atol=1e-12)

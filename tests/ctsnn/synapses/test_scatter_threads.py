@@ -124,7 +124,7 @@ def test_parallel_form_taken_from_threshold(monkeypatch):
         real = getattr(scatter_mod, name)
         monkeypatch.setattr(scatter_mod, name,
                             lambda *a, _n=name, _r=real: (calls.append(_n), _r(*a))[1])
-    x, d, w = _case(6, 8)
+    x, d, w = _case(6, 40)  # 40 targets: three target blocks of the tap kernels
 
     def both():
         _taps_run("triangle", x, d, w)

@@ -89,6 +89,31 @@ def test_random_rasters(seed, p, t, b, pad, kind):
     _compare(KERNELS[kind], x, d, w, pad=pad, seed=seed)
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 8, 11])
+def test_every_window_width_and_block(width):
+    """Consecutive-lag windows of every width the kernels special-case (1, 2, padded to 8, 8,
+    wider), zero taps inside and at the window's end, over several target blocks (37 targets:
+    16 + 16 + 5) and sample blocks (9 samples: 4 + 4 + 1)."""
+    gen = torch.Generator().manual_seed(width)
+    n_out, n_in, k = 37, 6, 16
+    x = _raster(width, t=13, b=9, n=n_in, p=0.3, values=True)
+    base = torch.randint(0, k - width + 1, (n_out, n_in), generator=gen)
+    lags = base.unsqueeze(0) + torch.arange(width).reshape(-1, 1, 1)
+    c = torch.randn(width, n_out, n_in, generator=gen, dtype=F64)
+    if width > 1:
+        c[-1, 0] = 0.0        # a window that ends in a zero tap (narrower non-zero support)
+        c[0, 1, :2] = 0.0     # ... and one that starts with one
+    c[:, 2, 3] = 0.0          # a synapse without non-zero tap
+    c.requires_grad_()
+    res = []
+    for f in (tap_conv, spike_scatter):
+        out = f(x, Taps(lags, c), 3)
+        g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=F64)
+        res.append((out.detach(), *torch.autograd.grad((out * g).sum(), [x, c])))
+    for a, b in zip(res[1], res[0], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_empty_input_and_window_edges():
     x = torch.zeros(6, 2, 5, dtype=F64, requires_grad=True)
     d, w = _params(0)
@@ -133,7 +158,42 @@ def test_gaussian_support_taps_equal_dense_kernel():
         gb = torch.autograd.grad(dense[:, 3:9].sum(), d)[0]
         torch.testing.assert_close(ga, gb, rtol=0, atol=1e-13)
     assert gaussian_support_taps(d, 12.27, 25) is None
-    assert gaussian_support_taps(d.float(), 0.5, 25).lags.shape[0] == 8
+    assert gaussian_support_taps(d.float(), 0.5, 25).lags.shape[0] == 6
+
+
+def test_gaussian_support_float32_drops_only_what_rounding_hides():
+    """DCLS's final width in float32: 6 taps. What is dropped (|n - d| > 2.94 steps) is below
+    0.42 eps of a synapse's largest tap and 0.5 eps of its mass (measured on the float64
+    kernel), the kept kernel equals the full float32 kernel within 2 eps, and the scattered
+    convolution with it equals the full dense one (``dense_conv``, float32) to float32
+    rounding, forward and every gradient."""
+    eps = torch.finfo(torch.float32).eps
+    d32 = torch.linspace(0.0, 24.0, 1201, dtype=torch.float32)
+    taps = gaussian_support_taps(d32, 0.5, 25)
+    assert taps.lags.shape[0] == 6
+    full64 = gaussian_kernel(d32.double(), 0.5, 25)
+    kept = torch.zeros_like(full64).scatter(-1, taps.lags.movedim(0, -1), 1.0)
+    dropped = full64 * (1.0 - kept)
+    assert float((dropped.max(-1).values / full64.max(-1).values).max()) < 0.42 * eps
+    assert float((dropped.sum(-1) / full64.sum(-1)).max()) < 0.5 * eps
+    full32 = gaussian_kernel(d32, 0.5, 25)
+    assert float((taps_to_dense(taps, 25) - full32).abs().max()) <= 2 * eps
+
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.rand(30, 4, 12, generator=gen) < 0.2).float().requires_grad_()
+    d = (torch.rand(9, 12, generator=gen) * 24).requires_grad_()
+    w = torch.randn(9, 12, generator=gen).requires_grad_()
+    g = torch.randn(42, 4, 9, generator=gen)
+    res = []
+    for path in ("support", "dense"):
+        if path == "support":
+            t = gaussian_support_taps(d, 0.5, 25)
+            out = spike_scatter(x, Taps(t.lags, t.coefs * w), 12)
+        else:
+            out = dense_conv(x, gaussian_kernel(d, 0.5, 25) * w[..., None], 12)
+        res.append((out.detach(), *torch.autograd.grad((out * g).sum(), [x, d, w])))
+    for a, b in zip(*res, strict=True):
+        torch.testing.assert_close(a, b)  # float32 defaults: rtol 1.3e-6, atol 1e-5
 
 
 def test_scatter_pays_and_errors():
@@ -189,3 +249,20 @@ def test_dense_input_keeps_reference_path(monkeypatch):
     ref = dense_conv(x, syn.kernel_tensor(), 0)
     torch.testing.assert_close(out, ref)
     assert calls == []
+
+
+@pytest.mark.parametrize("kind", list(KERNELS))
+def test_uninitialised_buffers_are_never_read(kind):
+    """The forward output rows and the dL/dx rows start uninitialised (the kernels zero what
+    they fill): with PyTorch filling every uninitialised tensor with NaN, the results still
+    equal the reference."""
+    x = _raster(11, t=9, b=6, p=0.3, values=True)
+    d, w = _params(11)
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)  # empty tensors come filled with NaN
+    try:
+        assert torch.empty(4).isnan().all()
+        out = _compare(KERNELS[kind], x, d, w, pad=3)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert torch.isfinite(out).all()
