@@ -499,7 +499,8 @@ class _FusedLIF(torch.autograd.Function):
                     _backward_plain_chunks(min(_CHUNKS, batch), *args)
             else:
                 _backward_plain(0, batch, *args)
-            return (g_jumps if has_j else None, None, lv, None, *([None] * 14))
+            return (g_jumps if has_j else None, None, lv, None,
+                    *([None] * (len(ctx.needs_input_grad) - 4)))
         acc = v0.new_zeros((8, v0.shape[1]))  # small: PyTorch runs it on one thread
         # g_spikes may be broadcast (e.g. from a sum): read through its strides, no copy
         args = (g_spikes.detach().numpy(), as_numpy(sd), code, param,
