@@ -374,31 +374,14 @@ def _shared_schedules(ev_t, ev_u, ptr, axon_delay, has_delay, is32, dt, eps, t_e
 
 
 @numba.njit(cache=True)
-def synapse_arrivals(j, e0, e1, ev_t, ev_u, ev_x, weight, delay, is32, dt, eps, t_end_key, tmp,
-                     val):
-    """Per-synapse delays: the arrivals at neuron ``j`` of input events ``e0..e1-1`` (zero
-    weights and arrivals after the run dropped) into ``tmp`` (time) and ``val`` (jump), in
-    event order; returns their number. Shared by the feed-forward and recurrent kernels."""
-    m = 0
-    for e in range(e0, e1):
-        w = weight[j, ev_u[e]]
-        if w == 0:
-            continue
-        key, sim = _arrival(ev_t[e] + delay[j, ev_u[e]], True, is32, dt, eps)
-        if key > t_end_key:
-            continue
-        tmp[m], val[m] = sim, ev_x[e] * w
-        m += 1
-    return m
-
-
-@numba.njit(cache=True)
 def synapse_schedule(j, e0, e1, ev_t, ev_u, ev_x, weight, delay, is32, dt, eps, t_end_key,
                      t_end, tmp, val, bins, at, aw):
-    """:func:`synapse_arrivals` sorted by time (stably: equal times keep event order) into
-    ``at``, ``aw``, in one pass less: the gather counts the arrivals into ``2 (e1 - e0)`` equal
-    bins over ``[0, t_end]`` for :func:`~.schedule.sort_counted`, without a branch per arrival
-    (each is written, and counted only when kept). ``tmp``, ``val``, ``at``, ``aw``: scratch
+    """Per-synapse delays: the arrivals at neuron ``j`` of input events ``e0..e1-1`` (zero
+    weights and arrivals after the run dropped) sorted by time (stably: equal times keep event
+    order) into ``at``, ``aw``; shared by the feed-forward and recurrent kernels. The gather
+    counts the arrivals into ``2 (e1 - e0)`` equal bins over ``[0, t_end]`` for
+    :func:`~.schedule.sort_counted`, without a branch per arrival (each is written, and
+    counted only when kept). ``tmp``, ``val``, ``at``, ``aw``: scratch
     of ``>= e1 - e0`` entries, ``bins`` of ``>= 2 (e1 - e0) + 1``; returns the number."""
     n_bins = BINS_PER_EVENT * (e1 - e0)
     if n_bins == 0:

@@ -418,13 +418,20 @@ def _empty_like_steps(like: Tensor) -> Tensor:
     return like.new_zeros((0, *like.shape[1:]))
 
 
-def chunked_derivative(surrogate: Surrogate, u_all: Tensor, th: Tensor) -> Tensor:
-    """``surrogate.derivative(u - th)`` over ``[T, B, N]``, a few time steps at a time."""
+def surrogate_terms(surrogate: Surrogate, u_all: Tensor, th: Tensor,
+                    none: Tensor) -> tuple[Tensor, int, float]:
+    """``(sd, code, param)`` for the backward kernels: a built-in surrogate as its code of
+    :data:`SURROGATE_CODES` and parameter (evaluated in the kernel; ``sd = none``), any other
+    as ``code 0`` with ``sd = surrogate.derivative(u - th)`` over ``[T, B, N]``, computed a
+    few time steps at a time."""
+    code = SURROGATE_CODES.get(surrogate.family, 0)
+    if code:
+        return none, code, float(surrogate.parameter)
     sd = torch.empty_like(u_all)
     step = max(1, _CHUNK // max(1, u_all[0].numel()))
     for t in range(0, u_all.shape[0], step):
         sd[t:t + step] = surrogate.derivative(u_all[t:t + step] - th)
-    return sd
+    return sd, 0, 0.0
 
 
 class _FusedLIF(torch.autograd.Function):
@@ -468,11 +475,7 @@ class _FusedLIF(torch.autograd.Function):
         empty = _empty_like_steps(spikes)
         sd, code, param = empty, -1, 0.0  # no spike gradient
         if surrogate is not None and g_spikes is not None:
-            code = SURROGATE_CODES.get(surrogate.family, 0)
-            if code:
-                param = float(surrogate.parameter)
-            else:
-                sd = chunked_derivative(surrogate, u_all, th)
+            sd, code, param = surrogate_terms(surrogate, u_all, th, empty)
             if g_spikes.dtype != spikes.dtype:
                 g_spikes = g_spikes.to(spikes.dtype)
         else:

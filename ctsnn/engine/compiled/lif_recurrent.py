@@ -57,12 +57,11 @@ from ..spike_log import raster_spikes
 from ..stepping import check_state
 from .lif_bptt import (
     RESET_CODES,
-    SURROGATE_CODES,
     as_numpy,
-    chunked_derivative,
     post_reset,
     reverse_row,
     step_coefficients,
+    surrogate_terms,
 )
 
 __all__ = ["run_fused_recurrent"]
@@ -265,11 +264,7 @@ class _FusedRecurrentLIF(torch.autograd.Function):
         n_steps, n_batch, n = spikes.shape
         sd, code, param = _steps(v0, 0), -1, 0.0  # -1: no spike gradient
         if surrogate is not None:
-            code = SURROGATE_CODES.get(surrogate.family, 0)
-            if code:
-                param = float(surrogate.parameter)
-            else:
-                sd = chunked_derivative(surrogate, u_all, th)
+            sd, code, param = surrogate_terms(surrogate, u_all, th, sd)
         g_spikes = (torch.zeros_like(spikes) if g_spikes is None or surrogate is None
                     else g_spikes.to(spikes.dtype).contiguous())
         g_rec = g_rec.contiguous() if record_v and g_rec is not None else _steps(v0, 0)

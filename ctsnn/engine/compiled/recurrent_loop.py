@@ -32,7 +32,16 @@ import numba
 import numpy as np
 from numba import prange
 
-from .event_driven import _arrival, _bracket, _flow, _reset, _root, _snap, synapse_arrivals
+from .event_driven import (
+    BINS_PER_EVENT,
+    _arrival,
+    _bracket,
+    _flow,
+    _reset,
+    _root,
+    _snap,
+    synapse_schedule,
+)
 
 _P_CROSS, _P_ARRIVE = 0.0, 1.0  # depth 0: every arrival not caused at t; wave k: class 1 + k
 _P_RECORD = float(2 ** 50)
@@ -251,23 +260,20 @@ def _rec_arrival(ts, ts_key, d, origin, is32, dt, eps, t_end_key):
 
 # =========================================================================== sample pieces
 @numba.njit(cache=True)
-def _ff_lists(e0, e1, ev_t, ev_u, ev_x, weight, delay, n, is32, dt, eps, t_end_key):
-    """Per-synapse feed-forward delays: every neuron's arrivals sorted by time, flat
-    ``(time, jump, ptr [N + 1])``."""
-    m_all = (e1 - e0) * n
-    f_t = np.empty(m_all)
-    f_w = np.empty(m_all)
+def _ff_lists(e0, e1, ev_t, ev_u, ev_x, weight, delay, n, is32, dt, eps, t_end, t_end_key):
+    """Per-synapse feed-forward delays: every neuron's arrivals sorted by time (stably, as
+    the feed-forward kernel's :func:`synapse_schedule`), flat ``(time, jump, ptr [N + 1])``."""
+    width = e1 - e0
+    f_t = np.empty(width * n)
+    f_w = np.empty(width * n)
     ptr = np.zeros(n + 1, dtype=np.int64)
-    tmp = np.empty(e1 - e0)
-    val = np.empty(e1 - e0)
+    tmp = np.empty(width)
+    val = np.empty(width)
+    bins = np.empty(BINS_PER_EVENT * width + 1, dtype=np.int32)
     for j in range(n):
-        m = synapse_arrivals(j, e0, e1, ev_t, ev_u, ev_x, weight, delay, is32, dt, eps,
-                             t_end_key, tmp, val)
-        order = np.argsort(tmp[:m], kind="mergesort")
         base = ptr[j]
-        for q in range(m):
-            f_t[base + q] = tmp[order[q]]
-            f_w[base + q] = val[order[q]]
+        m = synapse_schedule(j, e0, e1, ev_t, ev_u, ev_x, weight, delay, is32, dt, eps,
+                             t_end_key, t_end, tmp, val, bins, f_t[base:], f_w[base:])
         ptr[j + 1] = base + m
     return f_t, f_w, ptr
 
@@ -410,7 +416,7 @@ def sample(b, e0, e1, ev_t, ev_u, ev_x, weight, delay, shared, s_time, s_src, s_
         f_t, f_w, f_ptr = np.empty(0), np.empty(0), np.zeros(n + 1, dtype=np.int64)
     else:
         f_t, f_w, f_ptr = _ff_lists(e0, e1, ev_t, ev_u, ev_x, weight, delay, n, is32, dt, eps,
-                                    t_end_key)
+                                    t_end, t_end_key)
     ffpos = f_ptr[:n].copy()  # each neuron's next feed-forward arrival (per-synapse delays)
     fk = np.full(n + 1, np.inf)  # its time (the tree's keys; the last one pads)
     ck, cx = np.full(n + 1, np.inf), np.zeros(n)  # crossing leaves: time or lower bound
