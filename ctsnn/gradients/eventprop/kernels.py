@@ -29,6 +29,7 @@ from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
 from .layout import arrivals_at, bucket, by_neuron, neuron_layout, next_spike_index
 from .readout_kernels import (
+    factors_fit,
     linear_factors,
     linear_parallel,
     linear_serial,
@@ -53,9 +54,6 @@ _CHUNKS = 8
 #: make a forward step past the bucket's first spike rare (W2 T = 1000: the lookup's cost went
 #: 0.52 s -> 0.27 s from 2 buckets).
 _BUCKETS_PER_SPIKE = 8
-#: Largest ``|exponent|`` of the factored decays (:func:`_factors`): ``e^{+-300}`` and the
-#: product of two stay far from float64's overflow (``e^{709}``) and subnormals.
-_FACTOR_RANGE = 300.0
 #: Taylor coefficients of ``phi1(x) = (1 - e^{-x})/x = sum_k (-x)^k/(k + 1)!`` for
 #: :func:`phi_series` (16 terms: truncation below ``0.5^16/17! ~ 4e-20`` for ``x <= 0.5``).
 _PHI = np.array([(-1.0) ** k / math.factorial(k + 1) for k in range(16)])
@@ -492,14 +490,10 @@ def _factors(t_in: np.ndarray, delay: np.ndarray, has_delay: bool, n_syn: int,
     ``e^{-(t_k - t - D)/tau}`` that :func:`_spiking_range` multiplies with the spikes'
     ``e^{-t_k/tau}`` and the input spikes' ``e^{t/tau}``. Empty (the kernel then calls
     ``decays`` per pair) unless every neuron has the same ``tau_m`` and ``tau_s`` and every
-    exponent stays within ``+-`` :data:`_FACTOR_RANGE` (no overflow or underflow in the
-    products)."""
+    exponent stays within range (:func:`.readout_kernels.factors_fit`)."""
     if tau_m.size == 0 or (tau_m != tau_m[0]).any() or (tau_s != tau_s[0]).any():
         return np.zeros(0)
-    rate = max(1.0 / tau_m[0], 1.0 / tau_s[0])
-    span = max(t_end, float(np.abs(t_in).max(initial=0.0)),
-               float(np.abs(delay).max(initial=0.0)) if has_delay else 0.0)
-    if not span * rate <= _FACTOR_RANGE:
+    if not factors_fit(t_in, delay, has_delay, t_end, max(1.0 / tau_m[0], 1.0 / tau_s[0])):
         return np.zeros(0)
     d = delay.reshape(-1) if has_delay else np.zeros(n_syn)
     return np.concatenate([np.exp(d / tau_m[0]), np.exp(d / tau_s[0])])

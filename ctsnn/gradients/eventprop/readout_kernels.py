@@ -36,12 +36,22 @@ from .tau_kernels import dd3, linear_response_terms, response_terms, scratch
 
 __all__ = ["FACTOR_RANGE", "linear_factors", "linear_parallel", "linear_serial"]
 
-#: Largest ``|exponent|`` of a factor of :func:`linear_factors` (as the spiking layers'
-#: ``kernels._FACTOR_RANGE``): products of two stay far from float64's overflow and subnormals.
+#: Largest ``|exponent|`` of a factored exponential (:func:`factors_fit`; the readouts' and the
+#: spiking layers' factors): products of two stay far from float64's overflow and subnormals.
 FACTOR_RANGE = 300.0
 #: A pair takes the factored form when ``h c >= _FAST`` for every rate ``c`` whose difference
 #: it subtracts (``1 - e^{-x} >= 0.39`` for ``x >= 0.5``: no cancellation).
 _FAST = 0.5
+
+
+def factors_fit(t_in: np.ndarray, delay: np.ndarray, has_delay: bool, t_end: float,
+                rate: float) -> bool:
+    """Whether factored exponentials stay finite: ``rate |x| <= FACTOR_RANGE`` for every
+    input time, delay and ``T`` (s), so no factor ``e^{+-rate x}`` overflows or underflows
+    (False for NaN). Shared by the readouts and the spiking backward."""
+    span = max(t_end, float(np.abs(t_in).max(initial=0.0)),
+               float(np.abs(delay).max(initial=0.0)) if has_delay else 0.0)
+    return span * rate <= FACTOR_RANGE
 
 
 def linear_factors(t_in: np.ndarray, delay: np.ndarray, has_delay: bool, shape: tuple,
@@ -61,9 +71,7 @@ def linear_factors(t_in: np.ndarray, delay: np.ndarray, has_delay: bool, shape: 
         return empty
     c_m = 1.0 / tau_m[0] + inv_w
     c_s = 1.0 / tau_s[0] + inv_w if cuba else c_m
-    span = max(t_end, float(np.abs(t_in).max(initial=0.0)),
-               float(np.abs(delay).max(initial=0.0)) if has_delay else 0.0)
-    if not span * max(c_m, c_s) <= FACTOR_RANGE:
+    if not factors_fit(t_in, delay, has_delay, t_end, max(c_m, c_s)):
         return empty
     d = delay if has_delay else np.zeros(shape)
     qf = np.stack([np.exp(-d * inv_w), np.exp(d * c_m), np.exp(d * c_s)])

@@ -329,14 +329,14 @@ def test_factored_decays_equal_the_per_pair_closed_forms(monkeypatch, tau_m, tau
     """The spiking backward's factored decays (shared time constants: products of per-spike,
     per-input-spike and per-synapse exponentials) give the gradients of the per-pair
     ``decays`` path (forced by a zero exponent range) to ~1e-12 relative, in float64."""
-    from ctsnn.gradients.eventprop import kernels as kern
+    from ctsnn.gradients.eventprop import readout_kernels
 
     nrn = (ctsnn.CubaLIF(6, tau_mem=tau_m, tau_syn=tau_s, v_threshold=1.0) if model == "CubaLIF"
            else ctsnn.LIF(6, tau_mem=tau_m, v_threshold=1.0))
     events = _events(7, 80, 2, 3, t_max=0.06)
     w, d = _params(7, 6, 3, w_mean=6.0, d_max=0.02)
     _, fast = _run(nrn, events, w, d, n_steps=50)
-    monkeypatch.setattr(kern, "_FACTOR_RANGE", 0.0)
+    monkeypatch.setattr(readout_kernels, "FACTOR_RANGE", 0.0)
     _, slow = _run(nrn, events, w, d, n_steps=50)
     assert bool(slow[3].abs().sum() > 0)
     for name, a, b in zip(["t_in", "amplitude", "weight", "delay"], fast, slow, strict=True):
