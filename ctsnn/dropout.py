@@ -31,11 +31,21 @@ class SequenceDropout(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [T, B, ...]`` -> same shape, entries dropped and rescaled (training only)."""
+        return self.with_rows(x)[0]
+
+    def with_rows(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """:meth:`forward` and, for a shared mask on ``x [T, B, N]``, the kept rows: a bool
+        ``[B, N]``, ``True`` where the (sample, unit) row is kept. This dropout's backward
+        multiplies the gradient w.r.t. its output by zero on the other rows, so the operation
+        that consumes the output need not compute it there (e.g. the next synapse, through
+        :meth:`ctsnn.synapses.Dense.input_rows`). ``None`` when nothing is dropped
+        (evaluation, ``p == 0``), for ``shared=False`` or another rank."""
         if not self.training or self.p == 0.0:
-            return x
+            return x, None
         shape = (1, *x.shape[1:]) if self.shared else x.shape
         keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p)
+        rows = keep[0] != 0 if self.shared and x.ndim == 3 else None
+        return x * keep / (1.0 - self.p), rows
 
     def extra_repr(self) -> str:
         return f"p={self.p}, shared={self.shared}"

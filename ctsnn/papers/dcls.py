@@ -315,15 +315,20 @@ class DCLSNet(nn.Module):
                              f"{cfg.n_in} (shape {list(x.shape)}, time-first [T, B, N])")
         pad = cfg.pad_steps
         h = x
+        rows = None  # the (sample, unit) rows the previous dropout kept: the only ones whose
+        # gradient the next synapse needs to compute (the dropout zeroes the others)
         for block in self.blocks:
             # The engine simulates as many steps as its input has, so the right padding is
             # applied to the input (identical to padding the convolution).
-            h = block.layer(_pad_time(h, pad), dt=cfg.dt, input_as="jump")[0].raster()
-            h = block.dropout(h)
+            with block.layer.synapse.input_rows(rows):
+                h = block.layer(_pad_time(h, pad), dt=cfg.dt, input_as="jump")[0].raster()
+            h, rows = block.dropout.with_rows(h)
         h = _pad_time(h, pad)
+        with self.readout.input_rows(rows):
+            jumps = self.readout.jumps(h)
         result = run_population(
             self.readout_lif, dt=cfg.dt, n_steps=h.shape[0], batch_size=h.shape[1],
-            jumps=self.readout.jumps(h), method="euler", record=("v",), dtype=h.dtype,
+            jumps=jumps, method="euler", record=("v",), dtype=h.dtype,
             device=h.device,
         )
         return result.states["v"]

@@ -10,6 +10,8 @@ All take and return time-first ``[T, B, N]`` tensors (``jumps``), usable as a
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 from torch import Tensor, nn
 
 from .._checks import check_tensor
@@ -46,6 +48,14 @@ class NormalisedSynapse(nn.Module):
     def clamp_delays_(self) -> None:
         """Clamp the wrapped synapse's delays (after optimiser steps)."""
         self.synapse.clamp_delays_()
+
+    def input_rows(self, rows: Tensor | None) -> AbstractContextManager[None]:
+        """The wrapped synapse's ``input_rows`` (e.g. :meth:`ctsnn.synapses.Dense.input_rows`):
+        within the ``with`` block, the input gradient is needed (and non-zero) only on the
+        (sample, input) rows where ``rows [B, n_in]`` is ``True``."""
+        if not hasattr(self.synapse, "input_rows"):
+            raise TypeError(f"{type(self.synapse).__name__} has no input_rows")
+        return self.synapse.input_rows(rows)
 
     def jumps(self, x: Tensor) -> Tensor:
         """``[T, B, n_in] -> [T', B, n_out]`` normalised summed input."""

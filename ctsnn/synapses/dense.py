@@ -24,6 +24,7 @@ Two delay storages, chosen by the kernel:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,7 @@ from .kernels import (
     taps_to_dense,
 )
 from .ranges import check_delay_range, check_max_delay, clamp_delay_
+from .scatter_grad_input import check_rows, mask_input_grad
 from .spike_scatter import scatter_pays, spike_scatter, window_pays, window_scatter
 
 PER = ("synapse", "axon")
@@ -502,18 +504,25 @@ class Dense(ExactValues, nn.Module):
         dt = x.dt if isinstance(x, Spikes) else None
         raster = x.raster(dtype=self.weight.dtype) if isinstance(x, Spikes) else \
             x.to(self.weight.dtype)
+        rows = self.__dict__.get("_input_rows")  # see input_rows
+        if rows is not None:
+            check_rows(rows, raster)
         if self.kernel.grid:
             # CPU and sparse input: scatter each spike into its delayed slots (numba)
             fast = scatter_pays(raster, self.weight)
             taps = self.taps(support=fast)
+            if rows is not None and not (fast and taps is not None):
+                raster = mask_input_grad(raster, rows)  # these paths compute all of dL/dx
             if taps is not None:
-                conv = spike_scatter if fast else tap_conv
-                out = conv(raster, taps, self.pad_right)
+                out = spike_scatter(raster, taps, self.pad_right, rows=rows) if fast else \
+                    tap_conv(raster, taps, self.pad_right)
             else:  # a dense (wide) kernel: scattered too when the input is sparse enough
                 conv = window_scatter if fast and window_pays(raster, self.weight) \
                     else dense_conv
                 out = conv(raster, self.kernel_tensor(), self.pad_right)
         else:
+            if rows is not None:
+                raster = mask_input_grad(raster, rows)
             if self.pad_right:
                 raster = F.pad(raster, (0, 0, 0, 0, 0, self.pad_right))
             if self.delay is None:
@@ -535,6 +544,26 @@ class Dense(ExactValues, nn.Module):
         return out
 
     forward = jumps
+
+    @contextmanager
+    def input_rows(self, rows: Tensor | None) -> Iterator[None]:
+        """Within the ``with`` block, :meth:`jumps` needs the gradient w.r.t. its input only on
+        the (sample, input) rows where ``rows [B, N_in]`` (bool) is ``True``: ``dL/dx[:, b, j]``
+        is zero elsewhere on every path (the spike scatter skips those rows' work). For an
+        input whose producer zeroes those rows' gradient anyway, such as a
+        :class:`~ctsnn.dropout.SequenceDropout` with a shared mask (its
+        :meth:`~ctsnn.dropout.SequenceDropout.with_rows`); ``None``: every row (the default).
+        The forward is unchanged; ``rows`` is checked against each input's ``[B, N_in]``.
+        """
+        if rows is not None and not isinstance(rows, Tensor):
+            raise TypeError(f"rows must be a bool tensor [B, N_in] or None, got "
+                            f"{type(rows).__name__}")
+        previous = self.__dict__.get("_input_rows")
+        self.__dict__["_input_rows"] = rows
+        try:
+            yield
+        finally:
+            self.__dict__["_input_rows"] = previous
 
     def arrivals(self, spikes: Spikes) -> Arrivals | DelayedArrivals:
         """Continuous time: the exact arrival schedule (``n -> StepArrivals | None``)."""

@@ -59,6 +59,7 @@ from torch.autograd.function import once_differentiable
 from ..compiled import kernel_threads, kernels_enabled, numba_threads
 from ..engine.compiled.schedule import chunk_bounds
 from .kernels import Taps
+from .scatter_grad_input import check_rows, grad_input
 
 __all__ = ["MAX_DENSITY", "MAX_WINDOW_DENSITY", "SpikeScatter", "WindowScatter",
            "scatter_pays", "spike_scatter", "window_pays", "window_scatter"]
@@ -303,80 +304,6 @@ def _lanes(width: int) -> int:
     return width if width <= 2 or width > _LANES else _LANES
 
 
-#: Positions per block of :func:`_grad_input`: ``dL/dout`` of every target over one block
-#: (``N_out x _BLOCK`` values) stays in the L2 cache while every input row uses it.
-_BLOCK = 1024
-
-
-@numba.njit(cache=True)
-def _input_pairs(size, lags, coefs):
-    """The non-zero (target, tap) pairs of every input row for :func:`_grad_input`: ``count
-    [N_in + 1]`` (row ``j``'s pairs at ``count[j]:count[j + 1]``), their targets, lags and
-    coefficients, and ``n``, the positions a row needs (``size`` minus the largest lag)."""
-    n_taps, n_out, n_in = lags.shape
-    n = size
-    count = np.zeros(n_in + 1, np.int64)
-    for k in range(n_taps):
-        for i in range(n_out):
-            for j in range(n_in):
-                n = min(n, size - lags[k, i, j])
-                if coefs[k, i, j] != 0.0:
-                    count[j + 1] += 1
-    for j in range(n_in):
-        count[j + 1] += count[j]
-    ti = np.empty(count[n_in], np.int64)
-    tl = np.empty(count[n_in], np.int64)
-    tc = np.empty(count[n_in], coefs.dtype)
-    for j in range(n_in):
-        m = count[j]
-        for i in range(n_out):
-            for k in range(n_taps):
-                c = coefs[k, i, j]
-                if c != 0.0:
-                    ti[m] = i
-                    tl[m] = lags[k, i, j]
-                    tc[m] = c
-                    m += 1
-    return count, ti, tl, tc, n
-
-
-@numba.njit(cache=True, fastmath=True)
-def _grad_input(j0, j1, g, count, ti, tl, tc, n, gx):
-    """Input rows ``j0 <= j < j1``: ``gx[j, p] = sum_{i, k} coefs[k, i, j] g[i, p + lags[k, i,
-    j]]`` (dense rows; the pairs from :func:`_input_pairs`).
-
-    Per input row, the non-zero (target, tap) pairs are taken four at a time in one
-    contiguous, vectorised pass (``fastmath`` lets it use fused multiply-adds), block by block
-    of positions so that the block of ``g`` stays in cache across the input rows. The rows
-    hold every sample in a segment of ``seg >= T + max lag`` steps, so positions past
-    ``size - max lag`` (the last sample's slack) are never needed.
-    """
-    for p0 in range(0, n, _BLOCK):
-        w = min(_BLOCK, n - p0)
-        for j in range(j0, j1):
-            row = gx[j, p0:p0 + w]
-            row[:] = 0.0  # gx may enter uninitialised (positions from n on are never read)
-            u = count[j]
-            e = count[j + 1]
-            while u + 4 <= e:
-                c0, c1, c2, c3 = tc[u], tc[u + 1], tc[u + 2], tc[u + 3]
-                a0, a1, a2, a3 = p0 + tl[u], p0 + tl[u + 1], p0 + tl[u + 2], p0 + tl[u + 3]
-                s0 = g[ti[u], a0:a0 + w]
-                s1 = g[ti[u + 1], a1:a1 + w]
-                s2 = g[ti[u + 2], a2:a2 + w]
-                s3 = g[ti[u + 3], a3:a3 + w]
-                for p in range(w):
-                    row[p] += c0 * s0[p] + c1 * s1[p] + c2 * s2[p] + c3 * s3[p]
-                u += 4
-            while u < e:
-                c0 = tc[u]
-                a0 = p0 + tl[u]
-                s0 = g[ti[u], a0:a0 + w]
-                for p in range(w):
-                    row[p] += c0 * s0[p]
-                u += 1
-
-
 @numba.njit(cache=True, fastmath=True)
 def _forward_window(h0, h1, offsets, opos, val, kernel, out):
     """Target pairs ``h0 <= h < h1`` (targets ``2h, 2h + 1``; the last, odd one alone):
@@ -446,13 +373,6 @@ def _grad_coefs_chunks(n_chunks, soff, opos, val, base, g, sums):
     for c in prange(n_chunks):
         k0, k1 = chunk_bounds(c, n_chunks, n_blocks)
         _grad_coefs(k0, k1, soff, opos, val, base, g, sums)
-
-
-@numba.njit(cache=True, parallel=True)
-def _grad_input_chunks(n_chunks, g, count, ti, tl, tc, n, gx):
-    for c in prange(n_chunks):
-        j0, j1 = chunk_bounds(c, n_chunks, gx.shape[0])
-        _grad_input(j0, j1, g, count, ti, tl, tc, n, gx)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -561,7 +481,7 @@ class SpikeScatter(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, lags: Tensor, coefs: Tensor,  # type: ignore[override]
-                pad_right: int) -> Tensor:
+                pad_right: int, rows: Tensor | None = None) -> Tensor:
         n_steps, batch, _ = x.shape
         lags = lags.contiguous()
         coefs_c = coefs.detach().contiguous()
@@ -586,6 +506,7 @@ class SpikeScatter(torch.autograd.Function):
         ctx.events = events
         ctx.window = (base_g, lanes_g)
         ctx.shape = (n_steps, batch, x.shape[2], seg)
+        ctx.keep = rows
         return _unrows(out, n_steps + pad_right, batch)
 
     @staticmethod
@@ -594,14 +515,13 @@ class SpikeScatter(torch.autograd.Function):
         lags, coefs = ctx.saved_tensors
         n_steps, batch, n_in, seg = ctx.shape
         g = _rows(grad.to(coefs.dtype), seg)
-        need_x, _, need_c, _ = ctx.needs_input_grad
+        need_x, _, need_c = ctx.needs_input_grad[:3]
         gx = gc = None
         if need_x:
-            rows = g.new_empty((n_in, batch * seg))  # zeroed by the kernel where it is read
-            pairs = _input_pairs(batch * seg, lags.numpy(), coefs.numpy())
-            _run(_grad_input, _grad_input_chunks, n_in, pairs[1].size * batch * seg,
-                 g.numpy(), *pairs, rows.numpy())
-            gx = _unrows(rows, n_steps, batch)
+            gx = g.new_empty((n_steps, batch, n_in))  # every entry written by the kernel
+            keep = np.ones((batch, n_in), np.bool_) if ctx.keep is None else \
+                ctx.keep.contiguous().numpy()
+            grad_input(g.numpy(), seg, lags.numpy(), coefs.numpy(), keep, gx.numpy(), _run)
         if need_c:
             base_g, lanes_g = ctx.window
             n_out = lags.shape[1]
@@ -611,7 +531,7 @@ class SpikeScatter(torch.autograd.Function):
                  opos.size * n_out * lanes_g, soff, opos, val, base_g, g.numpy(), sums)
             gc = torch.empty_like(coefs)
             _coefs_of_sums(lags.numpy(), base_g, sums, gc.numpy())
-        return gx, None, gc, None
+        return gx, None, gc, None, None
 
 
 class WindowScatter(torch.autograd.Function):
@@ -656,13 +576,19 @@ class WindowScatter(torch.autograd.Function):
         return gx, gk, None
 
 
-def spike_scatter(x: Tensor, taps: Taps, pad_right: int = 0) -> Tensor:
+def spike_scatter(x: Tensor, taps: Taps, pad_right: int = 0, *,
+                  rows: Tensor | None = None) -> Tensor:
     """Causal convolution of ``x [T, B, N_in]`` with a sparse kernel by spike scatter.
 
     Args:
         x: input raster (spikes or sparse values), CPU.
         taps: ``lags, coefs [n_taps, N_out, N_in]`` (weights included; lags ``>= 0``).
         pad_right: zero steps appended (late spikes still delivered).
+        rows: optional bool ``[B, N_in]``, the (sample, input) rows of ``x`` whose gradient
+            is needed: ``dL/dx[:, b, j]`` is computed only where ``rows[b, j]`` and is **zero**
+            elsewhere (the work skipped). Pass it when the operation that produced ``x``
+            zeroes those rows' gradient anyway, e.g. the mask of a time-shared dropout
+            (:meth:`ctsnn.dropout.SequenceDropout.with_rows`); the forward is unchanged.
 
     Returns:
         ``[T + pad_right, B, N_out]``, equal to :func:`ctsnn.synapses.conv.tap_conv` (to
@@ -676,9 +602,11 @@ def spike_scatter(x: Tensor, taps: Taps, pad_right: int = 0) -> Tensor:
                          f"{list(lags.shape)} and {list(coefs.shape)}")
     if lags.numel() and int(lags.min()) < 0:
         raise ValueError(f"tap lags must be >= 0, got {int(lags.min())}")
+    if rows is not None:
+        check_rows(rows, x)
     if coefs.dtype != x.dtype:
         x = x.to(coefs.dtype)
-    return SpikeScatter.apply(x, lags.to(torch.int64), coefs, int(pad_right))
+    return SpikeScatter.apply(x, lags.to(torch.int64), coefs, int(pad_right), rows)
 
 
 def window_scatter(x: Tensor, kernel: Tensor, pad_right: int = 0) -> Tensor:
