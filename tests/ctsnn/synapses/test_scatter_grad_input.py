@@ -1,0 +1,222 @@
+"""``dL/dx`` of the spike scatter (``ctsnn.synapses.scatter_grad_input``): equal to the
+reference tap convolution's autograd (float64), the ``rows`` argument (skipped rows are
+exactly zero, the others unchanged), bit-identical on 1 and 2 threads, and its plumbing
+(``Dense.input_rows``, ``SequenceDropout.with_rows``, ``DCLSNet``) leaves the network's
+gradients unchanged."""
+
+from __future__ import annotations
+
+import numba
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ctsnn.compiled import kernels_enabled, use_kernels
+from ctsnn.dropout import SequenceDropout
+from ctsnn.papers.dcls import DCLSConfig, DCLSNet
+from ctsnn.synapses import Dense
+from ctsnn.synapses import spike_scatter as scatter_mod
+from ctsnn.synapses.conv import tap_conv
+from ctsnn.synapses.kernels import Taps, gaussian_support_taps, rounded_taps, triangle_taps
+from ctsnn.synapses.scatter_grad_input import GX_TARGETS, mask_input_grad
+from ctsnn.synapses.spike_scatter import spike_scatter
+
+F64 = torch.float64
+K = 9
+pytestmark = pytest.mark.skipif(not kernels_enabled(torch.zeros(1)),
+                                reason="kernels off (CTSNN_KERNELS=0) or no numba")
+
+TAPS = {
+    "rounded": lambda d: rounded_taps(d, K),
+    "triangle": lambda d: triangle_taps(d, K),
+    "gaussian_0.5": lambda d: gaussian_support_taps(d, 0.5, 41),
+}
+
+
+def _case(seed, t=13, b=5, n_in=7, n_out=GX_TARGETS + 5, p=0.25, dtype=F64, kind="triangle"):
+    """Spikes with values, taps with weights, an upstream gradient and random rows (two
+    target blocks)."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(t, b, n_in, generator=g, dtype=F64) < p) * torch.randn(
+        t, b, n_in, generator=g, dtype=F64)
+    d = torch.rand(n_out, n_in, generator=g, dtype=F64) * (K - 1)
+    w = torch.randn(n_out, n_in, generator=g, dtype=F64)
+    taps = TAPS[kind](d)
+    taps = Taps(taps.lags, (taps.coefs * w).to(dtype))
+    rows = torch.rand(b, n_in, generator=g) < 0.6
+    return x.to(dtype), taps, rows, g
+
+
+def _grads(conv, x, taps, pad, up, **kw):
+    x = x.detach().requires_grad_()
+    coefs = taps.coefs.detach().requires_grad_()
+    out = conv(x, Taps(taps.lags, coefs), pad, **kw)
+    gx, gc = torch.autograd.grad((out * up).sum(), [x, coefs])
+    return out.detach(), gx, gc
+
+
+@pytest.mark.parametrize("kind", list(TAPS))
+def test_rows_zero_skipped_rows_and_keep_the_others(kind):
+    x, taps, rows, g = _case(1, kind=kind)
+    pad = 3
+    up = torch.randn(x.shape[0] + pad, x.shape[1], taps.coefs.shape[1], generator=g, dtype=F64)
+    o_ref, gx_ref, gc_ref = _grads(tap_conv, x, taps, pad, up)
+    o_all, gx_all, gc_all = _grads(spike_scatter, x, taps, pad, up)
+    o, gx, gc = _grads(spike_scatter, x, taps, pad, up, rows=rows)
+    for a in (o_all, o):
+        torch.testing.assert_close(a, o_ref, rtol=1e-13, atol=1e-13)
+    for a in (gc_all, gc):
+        torch.testing.assert_close(a, gc_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gx_all, gx_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gx, gx_ref * rows, rtol=1e-12, atol=1e-12)
+    assert torch.equal(gx[:, ~rows], torch.zeros_like(gx[:, ~rows]))  # exact zeros
+    assert gx_ref[:, ~rows].abs().sum() > 0 and gx[:, rows].abs().sum() > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), t=st.integers(1, 20), b=st.integers(1, 6),
+       n_in=st.integers(1, 9), n_out=st.integers(1, 2 * GX_TARGETS + 3),
+       pad=st.integers(0, 10), kind=st.sampled_from(list(TAPS)), masked=st.booleans())
+def test_random_shapes_equal_the_reference(seed, t, b, n_in, n_out, pad, kind, masked):
+    x, taps, rows, g = _case(seed, t=t, b=b, n_in=n_in, n_out=n_out, kind=kind)
+    up = torch.randn(t + pad, b, n_out, generator=g, dtype=F64)
+    gx_ref = _grads(tap_conv, x, taps, pad, up)[1]
+    kw = dict(rows=rows) if masked else {}
+    gx = _grads(spike_scatter, x, taps, pad, up, **kw)[1]
+    torch.testing.assert_close(gx, gx_ref * rows if masked else gx_ref, rtol=1e-12,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", list(TAPS))
+def test_float32_to_rounding(kind):
+    x, taps, rows, g = _case(2, t=30, b=4, n_in=12, n_out=70, kind=kind)
+    up = torch.randn(x.shape[0], 4, 70, generator=g, dtype=F64)
+    gx64 = _grads(spike_scatter, x, taps, 0, up, rows=rows)[1]
+    taps32 = Taps(taps.lags, taps.coefs.float())
+    gx32 = _grads(spike_scatter, x.float(), taps32, 0, up.float(), rows=rows)[1]
+    scale = gx64.abs().max()
+    assert (gx32.double() - gx64).abs().max() <= 1e-5 * scale
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba's pool has one thread")
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_threads_bit_identical(dtype, monkeypatch):
+    x, taps, rows, g = _case(3, t=21, b=7, n_in=9, n_out=45, dtype=dtype)
+    up = torch.randn(21, 7, 45, generator=g, dtype=F64).to(dtype)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads, work in ((1, 0), (2, 10**18), (2, 0)):  # serial, serial, 7 sample chunks
+            monkeypatch.setattr(scatter_mod, "_PARALLEL_WORK", work)
+            torch.set_num_threads(threads)
+            results.append(_grads(spike_scatter, x, taps, 0, up, rows=rows)[1])
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
+
+
+def test_uninitialised_output_is_fully_written(monkeypatch):
+    x, taps, rows, g = _case(4)
+    up = torch.randn(x.shape[0], x.shape[1], taps.coefs.shape[1], generator=g, dtype=F64)
+    real = torch.Tensor.new_empty
+    monkeypatch.setattr(torch.Tensor, "new_empty",
+                        lambda self, *a, **k: real(self, *a, **k).fill_(float("nan")))
+    gx = _grads(spike_scatter, x, taps, 0, up, rows=rows)[1]
+    gx_ref = _grads(tap_conv, x, taps, 0, up)[1]
+    torch.testing.assert_close(gx, gx_ref * rows, rtol=1e-12, atol=1e-12)
+
+
+def test_rows_errors():
+    x, taps, rows, _ = _case(5)
+    with pytest.raises(ValueError, match=r"rows must have shape \[5, 7\]"):
+        spike_scatter(x, taps, rows=rows.t())
+    with pytest.raises(TypeError, match="rows must be a bool tensor"):
+        spike_scatter(x, taps, rows=rows.double())
+    with pytest.raises(TypeError, match="rows must be a torch.Tensor"):
+        spike_scatter(x, taps, rows=[[True]])
+    with pytest.raises(ValueError, match=r"rows must have shape"):
+        mask_input_grad(x, rows[:2])
+
+
+def test_mask_input_grad():
+    x, _, rows, _ = _case(6)
+    x = x.requires_grad_()
+    y = mask_input_grad(x, rows)
+    assert torch.equal(y, x)
+    (gx,) = torch.autograd.grad((y * 3).sum(), [x])
+    assert torch.equal(gx, 3 * rows.expand_as(x).to(F64))
+
+
+@pytest.mark.parametrize("kernel, learn_delay", [("triangle", True), ("rounded", False)])
+def test_dense_input_rows_same_gradient_on_every_path(kernel, learn_delay):
+    """Scatter path (kernels on, sparse input) and reference path (kernels off): the same
+    forward and gradients under ``input_rows``, ``dL/dx`` zero exactly off the rows."""
+    g = torch.Generator().manual_seed(7)
+    syn = Dense(6, 40, max_delay=0.008, dt=0.001, kernel=kernel, learn_delay=learn_delay,
+                generator=g, dtype=F64)
+    x = ((torch.rand(15, 4, 6, generator=g) < 0.1) * 1.0).to(F64).requires_grad_()
+    rows = torch.rand(4, 6, generator=g) < 0.5
+    up = torch.randn(syn.output_steps(15), 4, 40, generator=g, dtype=F64)
+    res = []
+    for on in (True, False):
+        with use_kernels(on), syn.input_rows(rows):
+            out = syn.jumps(x)
+        res.append((out.detach(), *torch.autograd.grad((out * up).sum(),
+                                                       [x, *syn.parameters()])))
+    for a, b in zip(*res, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    gx = res[0][1]
+    assert torch.equal(gx[:, ~rows], torch.zeros_like(gx[:, ~rows]))
+    assert syn.__dict__.get("_input_rows") is None  # restored after the block
+    with pytest.raises(ValueError, match=r"rows must have shape \[4, 6\]"), \
+            syn.input_rows(rows[:3]):
+        syn.jumps(x)
+    with pytest.raises(TypeError, match="rows must be a bool tensor"), syn.input_rows(1):
+        pass
+
+
+def test_sequence_dropout_with_rows():
+    drop = SequenceDropout(0.4)
+    x = torch.rand(9, 5, 8, dtype=F64)
+    torch.manual_seed(3)
+    y0 = drop(x)
+    torch.manual_seed(3)
+    y1, rows = drop.with_rows(x)
+    assert torch.equal(y0, y1)  # the same draw and values as forward
+    assert rows.shape == (5, 8) and rows.dtype == torch.bool
+    assert torch.equal((y1 != 0).any(0), rows) and 0 < rows.sum() < rows.numel()
+    assert SequenceDropout(0.4, shared=False).with_rows(x)[1] is None
+    assert SequenceDropout(0.0).with_rows(x)[1] is None
+    assert drop.eval().with_rows(x) == (x, None)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "triangle"])
+def test_dcls_network_gradients_unchanged_by_rows(kernel, monkeypatch):
+    """DCLSNet passes each dropout's kept rows to the next synapse: every parameter gradient
+    equals the run without them (float64, the scatter path taken)."""
+    cfg = DCLSConfig.shd(n_in=12, n_hidden=40, n_layers=2, n_out=3, max_delay=0.25,
+                         dropout=0.4, kernel=kernel)
+    x = ((torch.rand(30, 6, 12, generator=torch.Generator().manual_seed(0)) < 0.05) * 1.0)
+    taken = []
+    real = scatter_mod.SpikeScatter.apply
+    monkeypatch.setattr(scatter_mod.SpikeScatter, "apply",
+                        lambda *a: (taken.append(a[-1] is not None), real(*a))[1])
+
+    def run(with_rows):
+        net = DCLSNet(cfg, generator=torch.Generator().manual_seed(1), dtype=F64)
+        net.set_sigma(0.5)  # the final width: taps (the initial width is a dense window)
+        if not with_rows:
+            for block in net.blocks:
+                drop = block.dropout
+                monkeypatch.setattr(drop, "with_rows", lambda h, _d=drop: (
+                    SequenceDropout.with_rows(_d, h)[0], None))
+        torch.manual_seed(2)
+        out = net(x.to(F64))
+        (out * torch.linspace(-1, 1, out.numel(), dtype=F64).view_as(out)).sum().backward()
+        return [p.grad for p in net.parameters()]
+
+    with_rows, without = run(True), run(False)
+    for a, b in zip(with_rows, without, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert taken.count(True) == 2 and taken.count(False) == 4  # layer 2 and readout
