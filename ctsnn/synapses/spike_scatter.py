@@ -24,8 +24,10 @@ the taps of one spike, all within ``K`` steps, touch one or two cache lines of a
   rows, ~32 KiB, stay in L1), every spike of every input adds its window to each target of
   the block (its position loaded once per block, not once per target);
 * backward, the transpose: ``dL/dx[j]`` is a sum of shifted rows of ``dL/dout`` (dense: the
-  surrogate gradient reaches every input entry; contiguous, vectorised loops per sample) —
-  computed only when ``x`` needs a gradient (never for a network's data input);
+  surrogate gradient reaches every input entry; :mod:`ctsnn.synapses.scatter_grad_input`,
+  sample by sample over L1-resident target blocks, written straight into ``[T, B, N_in]``)
+  — computed only when ``x`` needs a gradient (never for a network's data input) and only
+  on the (sample, input) rows ``rows=`` asks for;
   ``dL/dcoefs[k, i, j]`` from the correlation of ``dL/dout[i]`` with the spikes of ``j`` over
   the synapse's window, blocked as the forward. Gradients w.r.t. weights and delays follow
   from ``dL/dcoefs`` through the kernel's own interpolation weights in PyTorch autograd,
@@ -38,7 +40,7 @@ takes :func:`window_scatter` (density at most :data:`MAX_WINDOW_DENSITY`; its ``
 BLAS convolution).
 
 Threads: the forward, ``dL/dcoefs``, ``dL/dx``, both window kernels and the layout copies cut
-their output rows (target blocks; input rows for ``dL/dx``; target pairs for the window;
+their output rows (target blocks; samples for ``dL/dx``; target pairs for the window;
 samples for the copies) into :data:`_CHUNKS` fixed
 chunks run by numba ``prange`` on :func:`~ctsnn.compiled.kernel_threads` threads when a call
 does at least :data:`_PARALLEL_WORK` multiply-adds (one thread below). Every chunk owns the rows
