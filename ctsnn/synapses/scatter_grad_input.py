@@ -38,7 +38,7 @@ from torch import Tensor
 from .._checks import check_tensor
 from ..engine.compiled.schedule import chunk_bounds
 
-__all__ = ["GX_TARGETS", "check_rows", "grad_input", "input_pairs", "mask_input_grad"]
+__all__ = ["GX_TARGETS", "check_rows", "grad_input", "input_windows", "mask_input_grad"]
 
 #: Targets per block: their ``g`` over one sample segment stays in the L1 cache while every
 #: input row reads it.
@@ -47,94 +47,234 @@ _PAD = 32
 
 
 @numba.njit(cache=True)
-def input_pairs(lags, coefs):
-    """The non-zero (target, tap) pairs of every input, grouped by block of
-    :data:`GX_TARGETS` targets: ``count [n_blocks * N_in + 1]`` (block ``m``'s pairs of input
-    ``j`` at ``count[m N_in + j]:count[m N_in + j + 1]``), their targets, lags and
-    coefficients (``lags, coefs [n_taps, N_out, N_in]``)."""
+def _lanes(lags, coefs):
+    """Lanes of the windows :func:`input_windows` builds: every synapse's non-zero taps span
+    ``W`` consecutive lags at most; 2, 4, 6 or 8 lanes for ``2 <= W <= 8``, else 1 (one
+    window per non-zero tap)."""
     n_taps, n_out, n_in = lags.shape
+    width = 1
+    for i in range(n_out):
+        for j in range(n_in):
+            lo = hi = -1
+            for k in range(n_taps):
+                if coefs[k, i, j] != 0.0:
+                    lag = lags[k, i, j]
+                    lo = lag if lo < 0 else min(lo, lag)
+                    hi = max(hi, lag)
+            width = max(width, hi - lo + 1)
+    if width == 1 or width > 8:
+        return 1
+    return width + width % 2 if width != 3 else 4
+
+
+@numba.njit(cache=True)
+def input_windows(lags, coefs):
+    """The taps of every input as windows of consecutive lags, grouped by block of
+    :data:`GX_TARGETS` targets: ``count [n_blocks * N_in + 1]`` (block ``m``'s windows of
+    input ``j`` at ``count[m N_in + j]:count[m N_in + j + 1]``), each window's target, first
+    lag and coefficients ``[n_windows, lanes]`` (lanes from :func:`_lanes`: a synapse's
+    non-zero taps in one zero-padded window, or with one lane each non-zero tap its own
+    window; ``lags, coefs [n_taps, N_out, N_in]``). Synapses without a non-zero tap have
+    none."""
+    n_taps, n_out, n_in = lags.shape
+    lanes = _lanes(lags, coefs)
     n_blocks = (n_out + GX_TARGETS - 1) // GX_TARGETS
     count = np.zeros(n_blocks * n_in + 1, np.int64)
-    for k in range(n_taps):
-        for i in range(n_out):
-            for j in range(n_in):
-                if coefs[k, i, j] != 0.0:
-                    count[(i // GX_TARGETS) * n_in + j + 1] += 1
+    for i in range(n_out):
+        m0 = (i // GX_TARGETS) * n_in
+        for j in range(n_in):
+            nz = 0
+            for k in range(n_taps):
+                nz += coefs[k, i, j] != 0.0
+            count[m0 + j + 1] += nz if lanes == 1 else min(nz, 1)
     for m in range(n_blocks * n_in):
         count[m + 1] += count[m]
     ti = np.empty(count[-1], np.int64)
-    tl = np.empty(count[-1], np.int64)
-    tc = np.empty(count[-1], coefs.dtype)
+    tb = np.empty(count[-1], np.int64)
+    tw = np.zeros((count[-1], lanes), coefs.dtype)
     cursor = count[:-1].copy()
     for i in range(n_out):
         m0 = (i // GX_TARGETS) * n_in
         for j in range(n_in):
+            if lanes == 1:
+                for k in range(n_taps):
+                    if coefs[k, i, j] != 0.0:
+                        q = cursor[m0 + j]
+                        cursor[m0 + j] = q + 1
+                        ti[q] = i
+                        tb[q] = lags[k, i, j]
+                        tw[q, 0] = coefs[k, i, j]
+                continue
+            lo = -1
             for k in range(n_taps):
-                c = coefs[k, i, j]
-                if c != 0.0:
-                    q = cursor[m0 + j]
-                    ti[q] = i
-                    tl[q] = lags[k, i, j]
-                    tc[q] = c
-                    cursor[m0 + j] = q + 1
-    return count, ti, tl, tc
+                if coefs[k, i, j] != 0.0:
+                    lo = lags[k, i, j] if lo < 0 else min(lo, lags[k, i, j])
+            if lo < 0:
+                continue
+            q = cursor[m0 + j]
+            cursor[m0 + j] = q + 1
+            ti[q] = i
+            tb[q] = lo
+            for k in range(n_taps):
+                if coefs[k, i, j] != 0.0:
+                    tw[q, lags[k, i, j] - lo] += coefs[k, i, j]
+    return count, ti, tb, tw
 
 
 @numba.njit(cache=True, fastmath=True)
-def _accumulate(row, g, s0, u, e, ti, tl, tc):
-    """``row[p] += sum over the pairs u <= q < e of tc[q] g[ti[q], s0 + tl[q] + p]``, eight
-    (then four, one) pairs per pass over the row (contiguous and vectorised)."""
+def _acc1(row, g, s0, u, e, ti, tb, tw):
+    """One-lane windows (single taps): ``row[p] += tw[q, 0] g[ti[q], s0 + tb[q] + p]``, eight
+    (then four, one) per pass over the row."""
     w = row.size
     while u + 8 <= e:
-        c0, c1, c2, c3 = tc[u], tc[u + 1], tc[u + 2], tc[u + 3]
-        c4, c5, c6, c7 = tc[u + 4], tc[u + 5], tc[u + 6], tc[u + 7]
-        r0 = g[ti[u], s0 + tl[u]:]
-        r1 = g[ti[u + 1], s0 + tl[u + 1]:]
-        r2 = g[ti[u + 2], s0 + tl[u + 2]:]
-        r3 = g[ti[u + 3], s0 + tl[u + 3]:]
-        r4 = g[ti[u + 4], s0 + tl[u + 4]:]
-        r5 = g[ti[u + 5], s0 + tl[u + 5]:]
-        r6 = g[ti[u + 6], s0 + tl[u + 6]:]
-        r7 = g[ti[u + 7], s0 + tl[u + 7]:]
+        c0, c1, c2, c3 = tw[u, 0], tw[u + 1, 0], tw[u + 2, 0], tw[u + 3, 0]
+        c4, c5, c6, c7 = tw[u + 4, 0], tw[u + 5, 0], tw[u + 6, 0], tw[u + 7, 0]
+        r0 = g[ti[u], s0 + tb[u]:]
+        r1 = g[ti[u + 1], s0 + tb[u + 1]:]
+        r2 = g[ti[u + 2], s0 + tb[u + 2]:]
+        r3 = g[ti[u + 3], s0 + tb[u + 3]:]
+        r4 = g[ti[u + 4], s0 + tb[u + 4]:]
+        r5 = g[ti[u + 5], s0 + tb[u + 5]:]
+        r6 = g[ti[u + 6], s0 + tb[u + 6]:]
+        r7 = g[ti[u + 7], s0 + tb[u + 7]:]
         for p in range(w):
             row[p] += (c0 * r0[p] + c1 * r1[p] + c2 * r2[p] + c3 * r3[p]
                        + c4 * r4[p] + c5 * r5[p] + c6 * r6[p] + c7 * r7[p])
         u += 8
     while u + 4 <= e:
-        c0, c1, c2, c3 = tc[u], tc[u + 1], tc[u + 2], tc[u + 3]
-        r0 = g[ti[u], s0 + tl[u]:]
-        r1 = g[ti[u + 1], s0 + tl[u + 1]:]
-        r2 = g[ti[u + 2], s0 + tl[u + 2]:]
-        r3 = g[ti[u + 3], s0 + tl[u + 3]:]
+        c0, c1, c2, c3 = tw[u, 0], tw[u + 1, 0], tw[u + 2, 0], tw[u + 3, 0]
+        r0 = g[ti[u], s0 + tb[u]:]
+        r1 = g[ti[u + 1], s0 + tb[u + 1]:]
+        r2 = g[ti[u + 2], s0 + tb[u + 2]:]
+        r3 = g[ti[u + 3], s0 + tb[u + 3]:]
         for p in range(w):
             row[p] += c0 * r0[p] + c1 * r1[p] + c2 * r2[p] + c3 * r3[p]
         u += 4
     while u < e:
-        c0 = tc[u]
-        r0 = g[ti[u], s0 + tl[u]:]
+        c0 = tw[u, 0]
+        r0 = g[ti[u], s0 + tb[u]:]
         for p in range(w):
             row[p] += c0 * r0[p]
         u += 1
 
 
 @numba.njit(cache=True, fastmath=True)
-def _grad_input(b0, b1, g, seg, count, ti, tl, tc, keep, gx):
+def _acc2(row, g, s0, u, e, ti, tb, tw):
+    """Two-lane windows, four per pass: ``row[p] += sum_n tw[q, n] g[ti[q], s0 + tb[q] + n
+    + p]``."""
+    w = row.size
+    while u + 4 <= e:
+        a0, a1, b0, b1 = tw[u, 0], tw[u, 1], tw[u + 1, 0], tw[u + 1, 1]
+        c0, c1, d0, d1 = tw[u + 2, 0], tw[u + 2, 1], tw[u + 3, 0], tw[u + 3, 1]
+        ra = g[ti[u], s0 + tb[u]:]
+        rb = g[ti[u + 1], s0 + tb[u + 1]:]
+        rc = g[ti[u + 2], s0 + tb[u + 2]:]
+        rd = g[ti[u + 3], s0 + tb[u + 3]:]
+        for p in range(w):
+            row[p] += (a0 * ra[p] + a1 * ra[p + 1] + b0 * rb[p] + b1 * rb[p + 1]
+                       + c0 * rc[p] + c1 * rc[p + 1] + d0 * rd[p] + d1 * rd[p + 1])
+        u += 4
+    while u < e:
+        a0, a1 = tw[u, 0], tw[u, 1]
+        ra = g[ti[u], s0 + tb[u]:]
+        for p in range(w):
+            row[p] += a0 * ra[p] + a1 * ra[p + 1]
+        u += 1
+
+
+@numba.njit(cache=True, fastmath=True)
+def _acc4(row, g, s0, u, e, ti, tb, tw):
+    """Four-lane windows, two per pass (see :func:`_acc2`)."""
+    w = row.size
+    while u + 2 <= e:
+        a0, a1, a2, a3 = tw[u, 0], tw[u, 1], tw[u, 2], tw[u, 3]
+        b0, b1, b2, b3 = tw[u + 1, 0], tw[u + 1, 1], tw[u + 1, 2], tw[u + 1, 3]
+        ra = g[ti[u], s0 + tb[u]:]
+        rb = g[ti[u + 1], s0 + tb[u + 1]:]
+        for p in range(w):
+            row[p] += (a0 * ra[p] + a1 * ra[p + 1] + a2 * ra[p + 2] + a3 * ra[p + 3]
+                       + b0 * rb[p] + b1 * rb[p + 1] + b2 * rb[p + 2] + b3 * rb[p + 3])
+        u += 2
+    while u < e:
+        a0, a1, a2, a3 = tw[u, 0], tw[u, 1], tw[u, 2], tw[u, 3]
+        ra = g[ti[u], s0 + tb[u]:]
+        for p in range(w):
+            row[p] += a0 * ra[p] + a1 * ra[p + 1] + a2 * ra[p + 2] + a3 * ra[p + 3]
+        u += 1
+
+
+@numba.njit(cache=True, fastmath=True)
+def _acc6(row, g, s0, u, e, ti, tb, tw):
+    """Six-lane windows (DCLS's float32 Gaussian at sigma 0.5), two per pass (see
+    :func:`_acc2`)."""
+    w = row.size
+    while u + 2 <= e:
+        a0, a1, a2, a3, a4, a5 = tw[u, 0], tw[u, 1], tw[u, 2], tw[u, 3], tw[u, 4], tw[u, 5]
+        b0, b1, b2 = tw[u + 1, 0], tw[u + 1, 1], tw[u + 1, 2]
+        b3, b4, b5 = tw[u + 1, 3], tw[u + 1, 4], tw[u + 1, 5]
+        ra = g[ti[u], s0 + tb[u]:]
+        rb = g[ti[u + 1], s0 + tb[u + 1]:]
+        for p in range(w):
+            row[p] += (a0 * ra[p] + a1 * ra[p + 1] + a2 * ra[p + 2] + a3 * ra[p + 3]
+                       + a4 * ra[p + 4] + a5 * ra[p + 5]
+                       + b0 * rb[p] + b1 * rb[p + 1] + b2 * rb[p + 2] + b3 * rb[p + 3]
+                       + b4 * rb[p + 4] + b5 * rb[p + 5])
+        u += 2
+    while u < e:
+        a0, a1, a2, a3, a4, a5 = tw[u, 0], tw[u, 1], tw[u, 2], tw[u, 3], tw[u, 4], tw[u, 5]
+        ra = g[ti[u], s0 + tb[u]:]
+        for p in range(w):
+            row[p] += (a0 * ra[p] + a1 * ra[p + 1] + a2 * ra[p + 2] + a3 * ra[p + 3]
+                       + a4 * ra[p + 4] + a5 * ra[p + 5])
+        u += 1
+
+
+@numba.njit(cache=True, fastmath=True)
+def _acc8(row, g, s0, u, e, ti, tb, tw):
+    """Eight-lane windows, one per pass (see :func:`_acc2`)."""
+    w = row.size
+    while u < e:
+        a0, a1, a2, a3 = tw[u, 0], tw[u, 1], tw[u, 2], tw[u, 3]
+        a4, a5, a6, a7 = tw[u, 4], tw[u, 5], tw[u, 6], tw[u, 7]
+        ra = g[ti[u], s0 + tb[u]:]
+        for p in range(w):
+            row[p] += (a0 * ra[p] + a1 * ra[p + 1] + a2 * ra[p + 2] + a3 * ra[p + 3]
+                       + a4 * ra[p + 4] + a5 * ra[p + 5] + a6 * ra[p + 6] + a7 * ra[p + 7])
+        u += 1
+
+
+@numba.njit(cache=True, fastmath=True)
+def _grad_input(b0, b1, g, seg, count, ti, tb, tw, keep, gx):
     """Samples ``b0 <= b < b1`` of ``gx [T, B, N_in]`` (see the module docstring); rows with
     ``keep[b, j]`` false are zero."""
     n_steps, _, n_in = gx.shape
     n_blocks = (count.size - 1) // n_in
+    lanes = tw.shape[1]
+    reach = tb.max() + lanes - 1 if tb.size else 0  # the farthest lag any window reads
     width = -(-n_steps // _PAD) * _PAD
     buf = np.empty((n_in, width), gx.dtype)
     for b in range(b0, b1):
         s0 = b * seg
-        w = width if s0 + seg - n_steps + width <= g.shape[1] else n_steps
+        # rows run over ``width`` positions (no scalar remainder loop) where every window
+        # lane stays inside g; the positions past n_steps are never copied out
+        w = width if s0 + reach + width <= g.shape[1] else n_steps
         for j in range(n_in):
             buf[j] = 0.0
         for m in range(n_blocks):
             for j in range(n_in):
-                if keep[b, j]:
-                    _accumulate(buf[j, :w], g, s0, count[m * n_in + j],
-                                count[m * n_in + j + 1], ti, tl, tc)
+                if not keep[b, j]:
+                    continue
+                u, e = count[m * n_in + j], count[m * n_in + j + 1]
+                if lanes == 1:
+                    _acc1(buf[j, :w], g, s0, u, e, ti, tb, tw)
+                elif lanes == 2:
+                    _acc2(buf[j, :w], g, s0, u, e, ti, tb, tw)
+                elif lanes == 4:
+                    _acc4(buf[j, :w], g, s0, u, e, ti, tb, tw)
+                elif lanes == 6:
+                    _acc6(buf[j, :w], g, s0, u, e, ti, tb, tw)
+                else:
+                    _acc8(buf[j, :w], g, s0, u, e, ti, tb, tw)
         for t0 in range(0, n_steps, 16):
             t1 = min(n_steps, t0 + 16)
             for j0 in range(0, n_in, 16):
@@ -145,10 +285,10 @@ def _grad_input(b0, b1, g, seg, count, ti, tl, tc, keep, gx):
 
 
 @numba.njit(cache=True, parallel=True)
-def _grad_input_chunks(n_chunks, g, seg, count, ti, tl, tc, keep, gx):
+def _grad_input_chunks(n_chunks, g, seg, count, ti, tb, tw, keep, gx):
     for c in prange(n_chunks):
         b0, b1 = chunk_bounds(c, n_chunks, gx.shape[1])
-        _grad_input(b0, b1, g, seg, count, ti, tl, tc, keep, gx)
+        _grad_input(b0, b1, g, seg, count, ti, tb, tw, keep, gx)
 
 
 def grad_input(g, seg, lags, coefs, keep, gx, run) -> None:
@@ -156,10 +296,14 @@ def grad_input(g, seg, lags, coefs, keep, gx, run) -> None:
     ``g [N_out, B * seg]`` of ``dL/dout`` and the taps ``lags, coefs [n_taps, N_out, N_in]``
     (NumPy); ``keep [B, N_in]`` bool (rows with ``False`` are zero). ``run`` is the scatter's
     serial-or-chunked dispatcher (``run(serial, chunked, n_rows, work, *args)``)."""
-    pairs = input_pairs(lags, coefs)
+    windows = input_windows(lags, coefs)
     n_steps, batch, _ = gx.shape
-    work = pairs[1].size * batch * n_steps
-    run(_grad_input, _grad_input_chunks, batch, work, g, seg, *pairs, keep, gx)
+    tb, tw = windows[2], windows[3]
+    reach = int(tb.max(initial=0)) + tw.shape[1] - 1  # the farthest lane any window reads
+    if reach > seg - n_steps:  # the last sample's rows would read past g: zeros there
+        g = np.pad(g, ((0, 0), (0, reach - (seg - n_steps))))
+    work = windows[3].size * batch * n_steps
+    run(_grad_input, _grad_input_chunks, batch, work, g, seg, *windows, keep, gx)
 
 
 def check_rows(rows: object, x: Tensor) -> Tensor:

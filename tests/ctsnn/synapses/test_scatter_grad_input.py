@@ -19,7 +19,12 @@ from ctsnn.synapses import Dense
 from ctsnn.synapses import spike_scatter as scatter_mod
 from ctsnn.synapses.conv import tap_conv
 from ctsnn.synapses.kernels import Taps, gaussian_support_taps, rounded_taps, triangle_taps
-from ctsnn.synapses.scatter_grad_input import GX_TARGETS, mask_input_grad
+from ctsnn.synapses.scatter_grad_input import (
+    GX_TARGETS,
+    grad_input,
+    input_windows,
+    mask_input_grad,
+)
 from ctsnn.synapses.spike_scatter import spike_scatter
 
 F64 = torch.float64
@@ -86,6 +91,51 @@ def test_random_shapes_equal_the_reference(seed, t, b, n_in, n_out, pad, kind, m
     gx = _grads(spike_scatter, x, taps, pad, up, **kw)[1]
     torch.testing.assert_close(gx, gx_ref * rows if masked else gx_ref, rtol=1e-12,
                                atol=1e-12)
+
+
+@pytest.mark.parametrize("width", range(1, 11))
+def test_every_window_width(width):
+    """Consecutive-lag windows of every width (lanes 1, 2, 4, 4, 6, 6, 8, 8, then one lane
+    per tap), non-consecutive non-zero taps inside, synapses without non-zero tap, rows."""
+    g = torch.Generator().manual_seed(width)
+    n_out, n_in, k, t, b = GX_TARGETS + 3, 5, 14, 11, 4
+    x = ((torch.rand(t, b, n_in, generator=g, dtype=F64) < 0.3) * 1.0).to(F64)
+    base = torch.randint(0, k - width + 1, (n_out, n_in), generator=g)
+    lags = base.unsqueeze(0) + torch.arange(width).reshape(-1, 1, 1)
+    c = torch.randn(width, n_out, n_in, generator=g, dtype=F64)
+    if width > 2:
+        c[1, :3] = 0.0  # a hole inside the window
+    c[:, 4, 2] = 0.0    # a synapse without non-zero tap
+    rows = torch.rand(b, n_in, generator=g) < 0.7
+    up = torch.randn(t + 2, b, n_out, generator=g, dtype=F64)
+    lanes = input_windows(lags.numpy(), c.numpy())[3].shape[1]
+    assert lanes == {1: 1, 2: 2, 3: 4, 4: 4, 5: 6, 6: 6, 7: 8, 8: 8}.get(width, 1)
+    gx_ref = _grads(tap_conv, x, Taps(lags, c), 2, up)[1]
+    gx = _grads(spike_scatter, x, Taps(lags, c), 2, up, rows=rows)[1]
+    torch.testing.assert_close(gx, gx_ref * rows, rtol=1e-12, atol=1e-12)
+
+
+def test_rows_layout_shorter_than_the_windows_reach():
+    """grad_input on rows whose segment slack is shorter than the farthest (zero-padded)
+    lane: the last sample is read from a zero-extended copy, the result is unchanged."""
+    g = torch.Generator().manual_seed(11)
+    n_out, n_in, t, b = 9, 4, 10, 3
+    lags = (torch.tensor([2, 3, 4]).reshape(3, 1, 1) + torch.zeros(1, n_out, n_in)).long()
+    c = torch.randn(3, n_out, n_in, generator=g, dtype=F64)  # width 3: 4 lanes, reach 5
+    up = torch.randn(t, b, n_out, generator=g, dtype=F64)
+    seg = t + 4  # exactly the longest lag: one lane short
+    rows_g = torch.zeros(n_out, b, seg, dtype=F64)
+    rows_g[:, :, :t] = up.permute(2, 1, 0)  # the scatter's rows: slack past T' is zero
+    gx = torch.full((t, b, n_in), float("nan"), dtype=F64)
+    keep = torch.ones(b, n_in, dtype=torch.bool)
+    # NaN right after the rows: a read past them would show (NaN x 0 is NaN)
+    memory = torch.full((n_out * b * seg + 16,), float("nan"), dtype=F64)
+    memory[:n_out * b * seg] = rows_g.reshape(-1)
+    grad_input(memory[:n_out * b * seg].view(n_out, b * seg).numpy(), seg, lags.numpy(),
+               c.numpy(), keep.numpy(), gx.numpy(), lambda s, _c, n, _w, *a: s(0, n, *a))
+    x = torch.zeros(t, b, n_in, dtype=F64)
+    ref = _grads(tap_conv, x, Taps(lags, c), 0, up)[1]
+    torch.testing.assert_close(gx, ref, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", list(TAPS))
