@@ -200,36 +200,54 @@ def _dot8_2(flat, a, e, opos, val, r, rowlen, base, i0, j, z, sums):
 
 # ----------------------------------------------------------------- kernels
 @numba.njit(inline="always")
-def _forward_lanes(flat, a, e, opos, val, idx, cw, nt, lanes):
-    """Forward, a window of ``lanes`` (6 or 8) lags: every spike adds its window to each of
-    ``nt`` targets (row offsets ``idx``, windows ``cw [TARGETS lanes]``), targets interleaved
-    per spike (a target's windows of close spikes overlap: storing them back to back stalls
-    the store forwarding). All lanes are loaded before any is stored, so LLVM vectorises the
-    update."""
-    u1, u2, u3, u4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
-    u5, u6, u7 = np.uint64(5), np.uint64(6), np.uint64(7)
-    ul = np.uint64(lanes)
+def _forward_6(flat, a, e, opos, val, idx, cw, nt):
+    """Forward, a window of 6 lags: every spike adds its window to each of ``nt`` targets
+    (row offsets ``idx``, windows ``cw [TARGETS 6]``), targets interleaved per spike (a
+    target's windows of close spikes overlap: storing them back to back stalls the store
+    forwarding). Every lane is loaded before any is stored, in one basic block, so that LLVM
+    vectorises the update."""
+    u1, u2, u3, u4, u5 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4), np.uint64(5)
     for q in range(a, e):
         p = opos[q]
         v = val[q]
         for t in range(np.uint64(nt)):
             d = idx[t] + p
-            k = t * ul
-            c0, c1, c2, c3 = cw[k], cw[k + u1], cw[k + u2], cw[k + u3]
-            c4, c5 = cw[k + u4], cw[k + u5]
+            k = t * np.uint64(6)
+            c0, c1, c2, c3, c4, c5 = cw[k], cw[k + u1], cw[k + u2], cw[k + u3], cw[k + u4], \
+                cw[k + u5]
             x0, x1, x2, x3 = flat[d], flat[d + u1], flat[d + u2], flat[d + u3]
             x4, x5 = flat[d + u4], flat[d + u5]
-            if lanes == 8:
-                c6, c7 = cw[k + u6], cw[k + u7]
-                x6, x7 = flat[d + u6], flat[d + u7]
-                flat[d + u6] = x6 + c6 * v
-                flat[d + u7] = x7 + c7 * v
             flat[d] = x0 + c0 * v
             flat[d + u1] = x1 + c1 * v
             flat[d + u2] = x2 + c2 * v
             flat[d + u3] = x3 + c3 * v
             flat[d + u4] = x4 + c4 * v
             flat[d + u5] = x5 + c5 * v
+
+
+@numba.njit(inline="always")
+def _forward_8(flat, a, e, opos, val, idx, cw, nt):
+    """As :func:`_forward_6` for a window of 8 lags."""
+    u1, u2, u3, u4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+    u5, u6, u7 = np.uint64(5), np.uint64(6), np.uint64(7)
+    for q in range(a, e):
+        p = opos[q]
+        v = val[q]
+        for t in range(np.uint64(nt)):
+            d = idx[t] + p
+            k = t * np.uint64(8)
+            c0, c1, c2, c3 = cw[k], cw[k + u1], cw[k + u2], cw[k + u3]
+            c4, c5, c6, c7 = cw[k + u4], cw[k + u5], cw[k + u6], cw[k + u7]
+            x0, x1, x2, x3 = flat[d], flat[d + u1], flat[d + u2], flat[d + u3]
+            x4, x5, x6, x7 = flat[d + u4], flat[d + u5], flat[d + u6], flat[d + u7]
+            flat[d] = x0 + c0 * v
+            flat[d + u1] = x1 + c1 * v
+            flat[d + u2] = x2 + c2 * v
+            flat[d + u3] = x3 + c3 * v
+            flat[d + u4] = x4 + c4 * v
+            flat[d + u5] = x5 + c5 * v
+            flat[d + u6] = x6 + c6 * v
+            flat[d + u7] = x7 + c7 * v
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -277,8 +295,11 @@ def tap_forward(k0, k1, soff, opos, val, base, w, seg, out):
                 for t in range(nt):
                     idx[t] = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
                     cw[t * width:(t + 1) * width] = w[i0 + t, j]
-                if width == 6 or width == LANES:
-                    _forward_lanes(flat, a, e, opos, val, idx, cw, nt, width)
+                if width == 6:
+                    _forward_6(flat, a, e, opos, val, idx, cw, nt)
+                    continue
+                if width == LANES:
+                    _forward_8(flat, a, e, opos, val, idx, cw, nt)
                     continue
                 for q in range(a, e):
                     p = opos[q]
