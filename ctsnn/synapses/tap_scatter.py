@@ -18,9 +18,8 @@ multiply-add (``dL/dcoefs``) per (spike, target, lag). Positions are unsigned (`
 ``uint64``), so numba emits no negative-index wrap-around per access (it did for the signed
 form: a shift, an ``and`` and a ``cmov`` per load). Windows of 1 and 2 lags take the 8-target
 passes (targets left over: one target at a time); 3..6 lags (DCLS's final Gaussian in float32:
-6) and 7..8 lags one 6- or 8-lane update, every lane loaded before any is stored so that LLVM
-vectorises it (forward, targets interleaved per spike), or 6 / 8 register accumulators per
-target (``dL/dcoefs``); wider windows a plain loop.
+6) and 7..8 lags one target at a time, its 6 or 8 coefficients (forward) or accumulators
+(``dL/dcoefs``) in registers; wider windows a plain loop.
 
 Thread safety: the ``*_chunks`` forms run fixed chunks of target blocks under numba
 ``prange``; each chunk owns its rows and computes them exactly as the serial form, so results
@@ -200,54 +199,47 @@ def _dot8_2(flat, a, e, opos, val, r, rowlen, base, i0, j, z, sums):
 
 # ----------------------------------------------------------------- kernels
 @numba.njit(inline="always")
-def _forward_6(flat, a, e, opos, val, idx, cw, nt):
-    """Forward, a window of 6 lags: every spike adds its window to each of ``nt`` targets
-    (row offsets ``idx``, windows ``cw [TARGETS 6]``), targets interleaved per spike (a
-    target's windows of close spikes overlap: storing them back to back stalls the store
-    forwarding). Every lane is loaded before any is stored, in one basic block, so that LLVM
-    vectorises the update."""
+def _forward_6(flat, a, e, opos, val, d0, w, i, j):
+    """Forward, a window of 6 lags, one target (row offset ``d0``, its coefficients in
+    registers) over spikes ``a .. e - 1`` of input ``j``. Each update loads its 6 lanes
+    before storing any (close spikes' windows overlap; one target at a time measured faster
+    than interleaving the targets per spike once the coefficients stay in registers)."""
     u1, u2, u3, u4, u5 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4), np.uint64(5)
+    c0, c1, c2, c3, c4, c5 = w[i, j, 0], w[i, j, 1], w[i, j, 2], w[i, j, 3], w[i, j, 4], \
+        w[i, j, 5]
     for q in range(a, e):
-        p = opos[q]
         v = val[q]
-        for t in range(np.uint64(nt)):
-            d = idx[t] + p
-            k = t * np.uint64(6)
-            c0, c1, c2, c3, c4, c5 = cw[k], cw[k + u1], cw[k + u2], cw[k + u3], cw[k + u4], \
-                cw[k + u5]
-            x0, x1, x2, x3 = flat[d], flat[d + u1], flat[d + u2], flat[d + u3]
-            x4, x5 = flat[d + u4], flat[d + u5]
-            flat[d] = x0 + c0 * v
-            flat[d + u1] = x1 + c1 * v
-            flat[d + u2] = x2 + c2 * v
-            flat[d + u3] = x3 + c3 * v
-            flat[d + u4] = x4 + c4 * v
-            flat[d + u5] = x5 + c5 * v
+        d = d0 + opos[q]
+        x0, x1, x2, x3 = flat[d], flat[d + u1], flat[d + u2], flat[d + u3]
+        x4, x5 = flat[d + u4], flat[d + u5]
+        flat[d] = x0 + c0 * v
+        flat[d + u1] = x1 + c1 * v
+        flat[d + u2] = x2 + c2 * v
+        flat[d + u3] = x3 + c3 * v
+        flat[d + u4] = x4 + c4 * v
+        flat[d + u5] = x5 + c5 * v
 
 
 @numba.njit(inline="always")
-def _forward_8(flat, a, e, opos, val, idx, cw, nt):
+def _forward_8(flat, a, e, opos, val, d0, w, i, j):
     """As :func:`_forward_6` for a window of 8 lags."""
     u1, u2, u3, u4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
     u5, u6, u7 = np.uint64(5), np.uint64(6), np.uint64(7)
+    c0, c1, c2, c3 = w[i, j, 0], w[i, j, 1], w[i, j, 2], w[i, j, 3]
+    c4, c5, c6, c7 = w[i, j, 4], w[i, j, 5], w[i, j, 6], w[i, j, 7]
     for q in range(a, e):
-        p = opos[q]
         v = val[q]
-        for t in range(np.uint64(nt)):
-            d = idx[t] + p
-            k = t * np.uint64(8)
-            c0, c1, c2, c3 = cw[k], cw[k + u1], cw[k + u2], cw[k + u3]
-            c4, c5, c6, c7 = cw[k + u4], cw[k + u5], cw[k + u6], cw[k + u7]
-            x0, x1, x2, x3 = flat[d], flat[d + u1], flat[d + u2], flat[d + u3]
-            x4, x5, x6, x7 = flat[d + u4], flat[d + u5], flat[d + u6], flat[d + u7]
-            flat[d] = x0 + c0 * v
-            flat[d + u1] = x1 + c1 * v
-            flat[d + u2] = x2 + c2 * v
-            flat[d + u3] = x3 + c3 * v
-            flat[d + u4] = x4 + c4 * v
-            flat[d + u5] = x5 + c5 * v
-            flat[d + u6] = x6 + c6 * v
-            flat[d + u7] = x7 + c7 * v
+        d = d0 + opos[q]
+        x0, x1, x2, x3 = flat[d], flat[d + u1], flat[d + u2], flat[d + u3]
+        x4, x5, x6, x7 = flat[d + u4], flat[d + u5], flat[d + u6], flat[d + u7]
+        flat[d] = x0 + c0 * v
+        flat[d + u1] = x1 + c1 * v
+        flat[d + u2] = x2 + c2 * v
+        flat[d + u3] = x3 + c3 * v
+        flat[d + u4] = x4 + c4 * v
+        flat[d + u5] = x5 + c5 * v
+        flat[d + u6] = x6 + c6 * v
+        flat[d + u7] = x7 + c7 * v
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -292,15 +284,17 @@ def tap_forward(k0, k1, soff, opos, val, base, w, seg, out):
                             for q in range(a, e):
                                 flat[d + opos[q]] += c * val[q]
                     continue
+                if width == 6 or width == LANES:
+                    for t in range(nt):
+                        d0 = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+                        if width == 6:
+                            _forward_6(flat, a, e, opos, val, d0, w, i0 + t, j)
+                        else:
+                            _forward_8(flat, a, e, opos, val, d0, w, i0 + t, j)
+                    continue
                 for t in range(nt):
                     idx[t] = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
                     cw[t * width:(t + 1) * width] = w[i0 + t, j]
-                if width == 6:
-                    _forward_6(flat, a, e, opos, val, idx, cw, nt)
-                    continue
-                if width == LANES:
-                    _forward_8(flat, a, e, opos, val, idx, cw, nt)
-                    continue
                 for q in range(a, e):
                     p = opos[q]
                     v = val[q]
