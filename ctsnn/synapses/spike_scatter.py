@@ -17,12 +17,13 @@ the taps of one spike, all within ``K`` steps, touch one or two cache lines of a
 
 * events: the non-zero entries of ``x [T, B, N_in]`` per input unit, read in one compiled
   pass over ``x`` (no transposed copy), with the first entry of every block of
-  :data:`_SAMPLES` samples;
+  :data:`SAMPLES` samples;
 * taps as windows: every synapse's taps become a first lag and a window of consecutive lags
   (1 for rounded delays, 2 for the triangle, 6 for DCLS's final Gaussian in float32);
-* forward: per block of :data:`_TARGETS` targets and block of samples (the block's output
+* forward: per block of :data:`TARGETS` targets and block of samples (the block's output
   rows, ~32 KiB, stay in L1), every spike of every input adds its window to each target of
-  the block (its position loaded once per block, not once per target);
+  the block, 8 targets per pass with their offsets and coefficients in registers (the
+  kernels and ``dL/dcoefs`` live in :mod:`ctsnn.synapses.tap_scatter`);
 * backward, the transpose: ``dL/dx[j]`` is a sum of shifted rows of ``dL/dout`` (dense: the
   surrogate gradient reaches every input entry; :mod:`ctsnn.synapses.scatter_grad_input`,
   sample by sample over L1-resident target blocks, written straight into ``[T, B, N_in]``)
@@ -62,6 +63,15 @@ from ..compiled import kernel_threads, kernels_enabled, numba_threads
 from ..engine.compiled.schedule import chunk_bounds
 from .kernels import Taps
 from .scatter_grad_input import check_rows, grad_input
+from .tap_scatter import (
+    LANES,
+    SAMPLES,
+    TARGETS,
+    tap_forward,
+    tap_forward_chunks,
+    tap_grad_coefs,
+    tap_grad_coefs_chunks,
+)
 
 __all__ = ["MAX_DENSITY", "MAX_WINDOW_DENSITY", "SpikeScatter", "WindowScatter",
            "scatter_pays", "spike_scatter", "window_pays", "window_scatter"]
@@ -78,16 +88,6 @@ _CHUNKS = 32
 #: Multiply-adds from which a kernel call runs on :func:`~ctsnn.compiled.kernel_threads`
 #: threads (below: one thread, no pool wake-up).
 _PARALLEL_WORK = 200_000
-
-
-#: Targets per block of the tap kernels: a block's output (gradient) rows over one sample
-#: block stay in the L1 cache while every spike of that sample block adds (reads) one value
-#: per target, so a spike's position is loaded once per block rather than once per target.
-_TARGETS = 16
-#: Samples per sample block of the tap kernels (``_TARGETS x _SAMPLES x seg`` values ~ 32 KiB).
-_SAMPLES = 4
-#: Widest window (consecutive lags per synapse) taken by the 8-lane loops of the tap kernels.
-_LANES = 8
 
 
 @numba.njit(cache=True)
@@ -167,130 +167,6 @@ def _windows(lags, coefs):
     return base_f, window, base_g, w_g
 
 
-@numba.njit(cache=True, fastmath=True)
-def _forward(k0, k1, soff, opos, val, base, w, seg, out):
-    """Target blocks ``k0 <= k < k1`` (targets ``k _TARGETS ..``): ``out[i, opos + base[i, j]
-    + n] += w[i, j, n] val`` for every spike of every input ``j``.
-
-    Per sample block and input, each spike adds to every target of the block (its position
-    loaded once); one- and two-lag windows as scalar updates, up to :data:`_LANES` lags as
-    one 8-lane update (``w`` zero-padded to 8: the padding adds zeros), wider ones in a loop.
-    ``out [N_out, B seg]`` may enter uninitialised: each block zeroes its own rows over its
-    sample block first (in cache, on the thread that then fills them).
-    """
-    n_out, n_in, width = w.shape
-    n_sb = soff.shape[1] - 1
-    flat = out.reshape(-1)
-    rowlen = out.shape[1]
-    idx = np.empty(_TARGETS, np.int64)
-    cw = np.zeros((_TARGETS, width), w.dtype)
-    for kb in range(k0, k1):
-        i0 = kb * _TARGETS
-        nt = min(_TARGETS, n_out - i0)
-        for sb in range(n_sb):
-            for t in range(nt):
-                out[i0 + t, sb * _SAMPLES * seg:min(rowlen, (sb + 1) * _SAMPLES * seg)] = 0.0
-            for j in range(n_in):
-                a = soff[j, sb]
-                e = soff[j, sb + 1]
-                if a == e:
-                    continue
-                for t in range(nt):
-                    idx[t] = (i0 + t) * rowlen + base[i0 + t, j]
-                    cw[t] = w[i0 + t, j]
-                if width == 1:
-                    for q in range(a, e):
-                        p = opos[q]
-                        v = val[q]
-                        for t in range(nt):
-                            flat[idx[t] + p] += cw[t, 0] * v
-                elif width == 2:
-                    for q in range(a, e):
-                        p = opos[q]
-                        v = val[q]
-                        for t in range(nt):
-                            d = idx[t] + p
-                            flat[d] += cw[t, 0] * v
-                            flat[d + 1] += cw[t, 1] * v
-                elif width == _LANES:
-                    for q in range(a, e):
-                        p = opos[q]
-                        v = val[q]
-                        for t in range(nt):
-                            d = idx[t] + p
-                            for n in range(_LANES):
-                                flat[d + n] += cw[t, n] * v
-                else:
-                    for q in range(a, e):
-                        p = opos[q]
-                        v = val[q]
-                        for t in range(nt):
-                            d = idx[t] + p
-                            for n in range(width):
-                                flat[d + n] += cw[t, n] * v
-
-
-@numba.njit(cache=True, fastmath=True)
-def _grad_coefs(k0, k1, soff, opos, val, base, g, sums):
-    """Target blocks ``k0 <= k < k1``: ``sums[i, j, n] = sum over the spikes q of j of val[q]
-    g[i, opos[q] + base[i, j] + n]`` (the correlation of ``dL/dout`` with the spikes at every
-    lag of the synapse's window; per sample block and input, each spike reads every target of
-    the block, summed over the sample block in registers, then over the sample blocks)."""
-    n_out, n_in, width = sums.shape
-    n_sb = soff.shape[1] - 1
-    flat = g.reshape(-1)
-    rowlen = g.shape[1]
-    idx = np.empty(_TARGETS, np.int64)
-    acc = np.empty((_TARGETS, width), g.dtype)
-    for kb in range(k0, k1):
-        i0 = kb * _TARGETS
-        nt = min(_TARGETS, n_out - i0)
-        for t in range(nt):
-            sums[i0 + t] = 0.0
-        for sb in range(n_sb):
-            for j in range(n_in):
-                a = soff[j, sb]
-                e = soff[j, sb + 1]
-                if a == e:
-                    continue
-                for t in range(nt):
-                    idx[t] = (i0 + t) * rowlen + base[i0 + t, j]
-                acc[:, :] = 0.0
-                if width == 1:
-                    for q in range(a, e):
-                        p = opos[q]
-                        v = val[q]
-                        for t in range(nt):
-                            acc[t, 0] += v * flat[idx[t] + p]
-                elif width == 2:
-                    for q in range(a, e):
-                        p = opos[q]
-                        v = val[q]
-                        for t in range(nt):
-                            d = idx[t] + p
-                            acc[t, 0] += v * flat[d]
-                            acc[t, 1] += v * flat[d + 1]
-                elif width == _LANES:
-                    for q in range(a, e):
-                        p = opos[q]
-                        v = val[q]
-                        for t in range(nt):
-                            d = idx[t] + p
-                            for n in range(_LANES):
-                                acc[t, n] += v * flat[d + n]
-                else:
-                    for q in range(a, e):
-                        p = opos[q]
-                        v = val[q]
-                        for t in range(nt):
-                            d = idx[t] + p
-                            for n in range(width):
-                                acc[t, n] += v * flat[d + n]
-                for t in range(nt):
-                    for n in range(width):
-                        sums[i0 + t, j, n] += acc[t, n]
-
-
 @numba.njit(cache=True)
 def _coefs_of_sums(lags, base, sums, gc):
     """``gc[k, i, j] = sums[i, j, lags[k, i, j] - base[i, j]]`` (taps at the same lag share it)."""
@@ -302,8 +178,11 @@ def _coefs_of_sums(lags, base, sums, gc):
 
 
 def _lanes(width: int) -> int:
-    """Window width the tap kernels run: 1, 2, 8 (3..8 padded) or wider as it is."""
-    return width if width <= 2 or width > _LANES else _LANES
+    """Window width the tap kernels run: 1, 2, 6 (3..6 padded), 8 (7, 8 padded) or wider as
+    it is (see :mod:`ctsnn.synapses.tap_scatter`)."""
+    if width <= 2 or width > LANES:
+        return width
+    return 6 if width <= 6 else LANES
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -362,22 +241,6 @@ def _grad_window(h0, h1, offsets, opos, val, g, gk):
 
 
 @numba.njit(cache=True, parallel=True)
-def _forward_chunks(n_chunks, soff, opos, val, base, w, seg, out):
-    n_blocks = (w.shape[0] + _TARGETS - 1) // _TARGETS
-    for c in prange(n_chunks):
-        k0, k1 = chunk_bounds(c, n_chunks, n_blocks)
-        _forward(k0, k1, soff, opos, val, base, w, seg, out)
-
-
-@numba.njit(cache=True, parallel=True)
-def _grad_coefs_chunks(n_chunks, soff, opos, val, base, g, sums):
-    n_blocks = (sums.shape[0] + _TARGETS - 1) // _TARGETS
-    for c in prange(n_chunks):
-        k0, k1 = chunk_bounds(c, n_chunks, n_blocks)
-        _grad_coefs(k0, k1, soff, opos, val, base, g, sums)
-
-
-@numba.njit(cache=True, parallel=True)
 def _forward_window_chunks(n_chunks, offsets, opos, val, kernel, out):
     for c in prange(n_chunks):
         h0, h1 = chunk_bounds(c, n_chunks, (kernel.shape[0] + 1) // 2)
@@ -405,7 +268,7 @@ def _run(serial, chunked, n_rows: int, work: int, *args) -> None:
 
 def _events_of(x: Tensor, seg: int) -> tuple[np.ndarray, ...]:
     """Events of ``x [T, B, N]`` (see :func:`_events`): ``offsets, opos, val, soff`` arrays."""
-    return _events(x.detach().contiguous().numpy(), seg, _SAMPLES)
+    return _events(x.detach().contiguous().numpy(), seg, SAMPLES)
 
 
 @numba.njit(cache=True)
@@ -490,7 +353,7 @@ class SpikeScatter(torch.autograd.Function):
         n_out = coefs.shape[1]
         base_f, w_f, base_g, w_g = _windows(lags.numpy(), coefs_c.numpy())
         lanes_f, lanes_g = _lanes(w_f.shape[2]), _lanes(w_g)
-        if lanes_f > w_f.shape[2]:  # zero lanes: 8-lane updates add nothing there
+        if lanes_f > w_f.shape[2]:  # zero lanes: the 6- or 8-lane updates add nothing there
             w_f = np.concatenate([w_f, np.zeros((*w_f.shape[:2], lanes_f - w_f.shape[2]),
                                                 w_f.dtype)], axis=2)
         # every sample's segment holds its latest arrival and every lane the kernels touch:
@@ -501,9 +364,10 @@ class SpikeScatter(torch.autograd.Function):
         seg = n_steps + max(pad_right, reach)
         events = _events_of(x, seg)
         out = x.new_empty((n_out, batch * seg))  # zeroed block by block by the kernel
-        n_blocks = -(-n_out // _TARGETS)
-        _run(_forward, _forward_chunks, n_blocks, events[1].size * n_out * w_f.shape[2],
-             events[3], events[1], events[2], base_f, w_f, seg, out.numpy())
+        n_blocks = -(-n_out // TARGETS)
+        # positions unsigned for the tap kernels (no negative-index wrap-around per access)
+        _run(tap_forward, tap_forward_chunks, n_blocks, events[1].size * n_out * w_f.shape[2],
+             events[3], events[1].view(np.uint64), events[2], base_f, w_f, seg, out.numpy())
         ctx.save_for_backward(lags, coefs_c)
         ctx.events = events
         ctx.window = (base_g, lanes_g)
@@ -529,8 +393,9 @@ class SpikeScatter(torch.autograd.Function):
             n_out = lags.shape[1]
             sums = np.empty((n_out, n_in, lanes_g), dtype=coefs.numpy().dtype)
             _, opos, val, soff = ctx.events
-            _run(_grad_coefs, _grad_coefs_chunks, -(-n_out // _TARGETS),
-                 opos.size * n_out * lanes_g, soff, opos, val, base_g, g.numpy(), sums)
+            _run(tap_grad_coefs, tap_grad_coefs_chunks, -(-n_out // TARGETS),
+                 opos.size * n_out * lanes_g, soff, opos.view(np.uint64), val, base_g,
+                 g.numpy(), sums)
             gc = torch.empty_like(coefs)
             _coefs_of_sums(lags.numpy(), base_g, sums, gc.numpy())
         return gx, None, gc, None, None

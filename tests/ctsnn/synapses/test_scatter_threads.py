@@ -118,7 +118,7 @@ def test_window_threads_bit_identical(n_out, dtype, monkeypatch):
 
 @two_threads
 def test_parallel_form_taken_from_threshold(monkeypatch):
-    names = ["_forward_chunks", "_grad_coefs_chunks", "_grad_input_chunks",
+    names = ["tap_forward_chunks", "tap_grad_coefs_chunks", "_grad_input_chunks",
              "_forward_window_chunks", "_grad_window_chunks"]
     calls: list[str] = []
     for name in names:

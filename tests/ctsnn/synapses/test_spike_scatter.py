@@ -89,13 +89,15 @@ def test_random_rasters(seed, p, t, b, pad, kind):
     _compare(KERNELS[kind], x, d, w, pad=pad, seed=seed)
 
 
-@pytest.mark.parametrize("width", [1, 2, 3, 5, 8, 11])
-def test_every_window_width_and_block(width):
-    """Consecutive-lag windows of every width the kernels special-case (1, 2, padded to 8, 8,
-    wider), zero taps inside and at the window's end, over several target blocks (37 targets:
-    16 + 16 + 5) and sample blocks (9 samples: 4 + 4 + 1)."""
+@pytest.mark.parametrize("n_out", [37, 29])
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 6, 7, 8, 11])
+def test_every_window_width_and_block(width, n_out):
+    """Consecutive-lag windows of every width the kernels special-case (1, 2, padded to 6, 6,
+    padded to 8, 8, wider), zero taps inside and at the window's end, over several target
+    blocks (37 targets: 16 + 16 + 5, five left over by the 8-target passes; 29: 16 + 13, a
+    pass of 8 and five left over) and sample blocks (9 samples: 4 + 4 + 1)."""
     gen = torch.Generator().manual_seed(width)
-    n_out, n_in, k = 37, 6, 16
+    n_in, k = 6, 16
     x = _raster(width, t=13, b=9, n=n_in, p=0.3, values=True)
     base = torch.randint(0, k - width + 1, (n_out, n_in), generator=gen)
     lags = base.unsqueeze(0) + torch.arange(width).reshape(-1, 1, 1)
@@ -266,3 +268,10 @@ def test_uninitialised_buffers_are_never_read(kind):
     finally:
         torch.use_deterministic_algorithms(before)
     assert torch.isfinite(out).all()
+
+
+def test_window_lanes_classes():
+    """Windows run as 1 or 2 lags, 6 lanes (3..6, DCLS's float32 Gaussian), 8 lanes (7, 8) or
+    as wide as they are."""
+    lanes = [scatter_mod._lanes(w) for w in range(1, 12)]
+    assert lanes == [1, 2, 6, 6, 6, 6, 8, 8, 9, 10, 11]

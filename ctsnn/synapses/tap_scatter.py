@@ -1,0 +1,406 @@
+"""The tap kernels of :mod:`ctsnn.synapses.spike_scatter`: forward scatter and ``dL/dcoefs``.
+
+Both work on the rows layout of that module (``out``, ``dL/dout``: ``[N_out, B seg]``, time
+contiguous) and on the events of the input (per input unit ``j``: positions ``opos`` and values
+``val`` of its non-zero entries, ``soff[j, s]`` the first entry of sample block ``s``), with
+every synapse's taps as a window of consecutive lags (``base [N_out, N_in]``, width ``W``):
+
+* forward: ``out[i, opos[q] + base[i, j] + n] += w[i, j, n] val[q]`` for every spike ``q`` of
+  every input ``j``;
+* ``dL/dcoefs``: ``sums[i, j, n] = sum over the spikes q of j of val[q] g[i, opos[q] +
+  base[i, j] + n]``.
+
+Blocking: per block of :data:`TARGETS` targets and block of :data:`SAMPLES` samples (the
+block's rows stay in L1), every input's spikes of the sample block are walked once per **pass
+of 8 targets**, whose row offsets and coefficients (forward) or accumulators (``dL/dcoefs``)
+are held in registers (scalar locals): one load and one store (forward) or one load and one
+multiply-add (``dL/dcoefs``) per (spike, target, lag). Positions are unsigned (``opos`` as
+``uint64``), so numba emits no negative-index wrap-around per access (it did for the signed
+form: a shift, an ``and`` and a ``cmov`` per load). Windows of 1 and 2 lags take the 8-target
+passes (targets left over: one target at a time); 3..6 lags (DCLS's final Gaussian in float32:
+6) and 7..8 lags one target at a time, its 6 or 8 coefficients (forward) or accumulators
+(``dL/dcoefs``) in registers; wider windows a plain loop.
+
+Thread safety: the ``*_chunks`` forms run fixed chunks of target blocks under numba
+``prange``; each chunk owns its rows and computes them exactly as the serial form, so results
+are bit-identical for any thread count.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from ..engine.compiled.schedule import chunk_bounds
+
+__all__ = ["LANES", "SAMPLES", "TARGETS", "tap_forward", "tap_forward_chunks",
+           "tap_grad_coefs", "tap_grad_coefs_chunks"]
+
+#: Targets per block of the tap kernels (walked as passes of 8 targets in registers).
+TARGETS = 16
+#: Samples per sample block of the tap kernels (``TARGETS x SAMPLES x seg`` values ~ 32 KiB).
+SAMPLES = 4
+#: Widest window (consecutive lags per synapse) taken by the 8-lane loops.
+LANES = 8
+
+
+# ----------------------------------------------------------------- 8-target passes (inlined)
+@numba.njit(inline="always")
+def _add8_1(flat, a, e, opos, val, r, rowlen, base, w, i0, j):
+    """Forward, one lag, targets ``i0 .. i0 + 7``, spikes ``a .. e - 1`` of input ``j``;
+    ``r``/``rowlen`` unsigned (the row offset of ``i0`` and the row length)."""
+    d0 = r + np.uint64(base[i0, j])
+    d1 = r + rowlen + np.uint64(base[i0 + 1, j])
+    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i0 + 2, j])
+    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i0 + 3, j])
+    d4 = r + np.uint64(4) * rowlen + np.uint64(base[i0 + 4, j])
+    d5 = r + np.uint64(5) * rowlen + np.uint64(base[i0 + 5, j])
+    d6 = r + np.uint64(6) * rowlen + np.uint64(base[i0 + 6, j])
+    d7 = r + np.uint64(7) * rowlen + np.uint64(base[i0 + 7, j])
+    c0, c1, c2, c3 = w[i0, j, 0], w[i0 + 1, j, 0], w[i0 + 2, j, 0], w[i0 + 3, j, 0]
+    c4, c5, c6, c7 = w[i0 + 4, j, 0], w[i0 + 5, j, 0], w[i0 + 6, j, 0], w[i0 + 7, j, 0]
+    for q in range(a, e):
+        p = opos[q]
+        v = val[q]
+        flat[d0 + p] += c0 * v
+        flat[d1 + p] += c1 * v
+        flat[d2 + p] += c2 * v
+        flat[d3 + p] += c3 * v
+        flat[d4 + p] += c4 * v
+        flat[d5 + p] += c5 * v
+        flat[d6 + p] += c6 * v
+        flat[d7 + p] += c7 * v
+
+
+@numba.njit(inline="always")
+def _add8_2(flat, a, e, opos, val, r, rowlen, base, w, i0, j):
+    """As :func:`_add8_1` for two lags (``base`` and ``base + 1``)."""
+    d0 = r + np.uint64(base[i0, j])
+    d1 = r + rowlen + np.uint64(base[i0 + 1, j])
+    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i0 + 2, j])
+    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i0 + 3, j])
+    d4 = r + np.uint64(4) * rowlen + np.uint64(base[i0 + 4, j])
+    d5 = r + np.uint64(5) * rowlen + np.uint64(base[i0 + 5, j])
+    d6 = r + np.uint64(6) * rowlen + np.uint64(base[i0 + 6, j])
+    d7 = r + np.uint64(7) * rowlen + np.uint64(base[i0 + 7, j])
+    e0, e1, e2, e3 = d0 + np.uint64(1), d1 + np.uint64(1), d2 + np.uint64(1), d3 + np.uint64(1)
+    e4, e5, e6, e7 = d4 + np.uint64(1), d5 + np.uint64(1), d6 + np.uint64(1), d7 + np.uint64(1)
+    c0, c1, c2, c3 = w[i0, j, 0], w[i0 + 1, j, 0], w[i0 + 2, j, 0], w[i0 + 3, j, 0]
+    c4, c5, c6, c7 = w[i0 + 4, j, 0], w[i0 + 5, j, 0], w[i0 + 6, j, 0], w[i0 + 7, j, 0]
+    h0, h1, h2, h3 = w[i0, j, 1], w[i0 + 1, j, 1], w[i0 + 2, j, 1], w[i0 + 3, j, 1]
+    h4, h5, h6, h7 = w[i0 + 4, j, 1], w[i0 + 5, j, 1], w[i0 + 6, j, 1], w[i0 + 7, j, 1]
+    for q in range(a, e):
+        p = opos[q]
+        v = val[q]
+        flat[d0 + p] += c0 * v
+        flat[e0 + p] += h0 * v
+        flat[d1 + p] += c1 * v
+        flat[e1 + p] += h1 * v
+        flat[d2 + p] += c2 * v
+        flat[e2 + p] += h2 * v
+        flat[d3 + p] += c3 * v
+        flat[e3 + p] += h3 * v
+        flat[d4 + p] += c4 * v
+        flat[e4 + p] += h4 * v
+        flat[d5 + p] += c5 * v
+        flat[e5 + p] += h5 * v
+        flat[d6 + p] += c6 * v
+        flat[e6 + p] += h6 * v
+        flat[d7 + p] += c7 * v
+        flat[e7 + p] += h7 * v
+
+
+@numba.njit(inline="always")
+def _dot8_1(flat, a, e, opos, val, r, rowlen, base, i0, j, z, sums):
+    """``dL/dcoefs``, one lag, targets ``i0 .. i0 + 7``: adds the sums over spikes
+    ``a .. e - 1`` of input ``j`` (``z``: a zero of the sums' dtype)."""
+    d0 = r + np.uint64(base[i0, j])
+    d1 = r + rowlen + np.uint64(base[i0 + 1, j])
+    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i0 + 2, j])
+    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i0 + 3, j])
+    d4 = r + np.uint64(4) * rowlen + np.uint64(base[i0 + 4, j])
+    d5 = r + np.uint64(5) * rowlen + np.uint64(base[i0 + 5, j])
+    d6 = r + np.uint64(6) * rowlen + np.uint64(base[i0 + 6, j])
+    d7 = r + np.uint64(7) * rowlen + np.uint64(base[i0 + 7, j])
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    for q in range(a, e):
+        p = opos[q]
+        v = val[q]
+        s0 += v * flat[d0 + p]
+        s1 += v * flat[d1 + p]
+        s2 += v * flat[d2 + p]
+        s3 += v * flat[d3 + p]
+        s4 += v * flat[d4 + p]
+        s5 += v * flat[d5 + p]
+        s6 += v * flat[d6 + p]
+        s7 += v * flat[d7 + p]
+    sums[i0, j, 0] += s0
+    sums[i0 + 1, j, 0] += s1
+    sums[i0 + 2, j, 0] += s2
+    sums[i0 + 3, j, 0] += s3
+    sums[i0 + 4, j, 0] += s4
+    sums[i0 + 5, j, 0] += s5
+    sums[i0 + 6, j, 0] += s6
+    sums[i0 + 7, j, 0] += s7
+
+
+@numba.njit(inline="always")
+def _dot8_2(flat, a, e, opos, val, r, rowlen, base, i0, j, z, sums):
+    """As :func:`_dot8_1` for two lags."""
+    d0 = r + np.uint64(base[i0, j])
+    d1 = r + rowlen + np.uint64(base[i0 + 1, j])
+    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i0 + 2, j])
+    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i0 + 3, j])
+    d4 = r + np.uint64(4) * rowlen + np.uint64(base[i0 + 4, j])
+    d5 = r + np.uint64(5) * rowlen + np.uint64(base[i0 + 5, j])
+    d6 = r + np.uint64(6) * rowlen + np.uint64(base[i0 + 6, j])
+    d7 = r + np.uint64(7) * rowlen + np.uint64(base[i0 + 7, j])
+    e0, e1, e2, e3 = d0 + np.uint64(1), d1 + np.uint64(1), d2 + np.uint64(1), d3 + np.uint64(1)
+    e4, e5, e6, e7 = d4 + np.uint64(1), d5 + np.uint64(1), d6 + np.uint64(1), d7 + np.uint64(1)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = z
+    for q in range(a, e):
+        p = opos[q]
+        v = val[q]
+        s0 += v * flat[d0 + p]
+        u0 += v * flat[e0 + p]
+        s1 += v * flat[d1 + p]
+        u1 += v * flat[e1 + p]
+        s2 += v * flat[d2 + p]
+        u2 += v * flat[e2 + p]
+        s3 += v * flat[d3 + p]
+        u3 += v * flat[e3 + p]
+        s4 += v * flat[d4 + p]
+        u4 += v * flat[e4 + p]
+        s5 += v * flat[d5 + p]
+        u5 += v * flat[e5 + p]
+        s6 += v * flat[d6 + p]
+        u6 += v * flat[e6 + p]
+        s7 += v * flat[d7 + p]
+        u7 += v * flat[e7 + p]
+    sums[i0, j, 0] += s0
+    sums[i0 + 1, j, 0] += s1
+    sums[i0 + 2, j, 0] += s2
+    sums[i0 + 3, j, 0] += s3
+    sums[i0 + 4, j, 0] += s4
+    sums[i0 + 5, j, 0] += s5
+    sums[i0 + 6, j, 0] += s6
+    sums[i0 + 7, j, 0] += s7
+    sums[i0, j, 1] += u0
+    sums[i0 + 1, j, 1] += u1
+    sums[i0 + 2, j, 1] += u2
+    sums[i0 + 3, j, 1] += u3
+    sums[i0 + 4, j, 1] += u4
+    sums[i0 + 5, j, 1] += u5
+    sums[i0 + 6, j, 1] += u6
+    sums[i0 + 7, j, 1] += u7
+
+
+# ----------------------------------------------------------------- kernels
+@numba.njit(inline="always")
+def _forward_6(flat, a, e, opos, val, d0, w, i, j):
+    """Forward, a window of 6 lags, one target (row offset ``d0``, its coefficients in
+    registers) over spikes ``a .. e - 1`` of input ``j``. Each update loads its 6 lanes
+    before storing any (close spikes' windows overlap; one target at a time measured faster
+    than interleaving the targets per spike once the coefficients stay in registers)."""
+    u1, u2, u3, u4, u5 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4), np.uint64(5)
+    c0, c1, c2, c3, c4, c5 = w[i, j, 0], w[i, j, 1], w[i, j, 2], w[i, j, 3], w[i, j, 4], \
+        w[i, j, 5]
+    for q in range(a, e):
+        v = val[q]
+        d = d0 + opos[q]
+        x0, x1, x2, x3 = flat[d], flat[d + u1], flat[d + u2], flat[d + u3]
+        x4, x5 = flat[d + u4], flat[d + u5]
+        flat[d] = x0 + c0 * v
+        flat[d + u1] = x1 + c1 * v
+        flat[d + u2] = x2 + c2 * v
+        flat[d + u3] = x3 + c3 * v
+        flat[d + u4] = x4 + c4 * v
+        flat[d + u5] = x5 + c5 * v
+
+
+@numba.njit(inline="always")
+def _forward_8(flat, a, e, opos, val, d0, w, i, j):
+    """As :func:`_forward_6` for a window of 8 lags."""
+    u1, u2, u3, u4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+    u5, u6, u7 = np.uint64(5), np.uint64(6), np.uint64(7)
+    c0, c1, c2, c3 = w[i, j, 0], w[i, j, 1], w[i, j, 2], w[i, j, 3]
+    c4, c5, c6, c7 = w[i, j, 4], w[i, j, 5], w[i, j, 6], w[i, j, 7]
+    for q in range(a, e):
+        v = val[q]
+        d = d0 + opos[q]
+        x0, x1, x2, x3 = flat[d], flat[d + u1], flat[d + u2], flat[d + u3]
+        x4, x5, x6, x7 = flat[d + u4], flat[d + u5], flat[d + u6], flat[d + u7]
+        flat[d] = x0 + c0 * v
+        flat[d + u1] = x1 + c1 * v
+        flat[d + u2] = x2 + c2 * v
+        flat[d + u3] = x3 + c3 * v
+        flat[d + u4] = x4 + c4 * v
+        flat[d + u5] = x5 + c5 * v
+        flat[d + u6] = x6 + c6 * v
+        flat[d + u7] = x7 + c7 * v
+
+
+@numba.njit(cache=True, fastmath=True)
+def tap_forward(k0, k1, soff, opos, val, base, w, seg, out):
+    """Target blocks ``k0 <= k < k1`` (targets ``k TARGETS ..``): the forward scatter.
+
+    ``soff [N_in, S + 1]`` (int64), ``opos`` (uint64), ``val`` (events), ``base [N_out, N_in]``
+    (int64), ``w [N_out, N_in, W]`` (``W`` 1, 2, 6 or 8 zero-padded, or wider), ``seg`` steps per
+    sample, ``out [N_out, B seg]``. ``out`` may enter uninitialised: each block zeroes its own
+    rows over its sample block first (in cache, on the thread that then fills them).
+    """
+    n_out, n_in, width = w.shape
+    n_sb = soff.shape[1] - 1
+    flat = out.reshape(-1)
+    rowlen = out.shape[1]
+    urow = np.uint64(rowlen)
+    idx = np.empty(TARGETS, np.uint64)
+    cw = np.zeros(TARGETS * width, w.dtype)
+    for kb in range(k0, k1):
+        i0 = kb * TARGETS
+        nt = min(TARGETS, n_out - i0)
+        n8 = nt - nt % 8
+        for sb in range(n_sb):
+            for t in range(nt):
+                out[i0 + t, sb * SAMPLES * seg:min(rowlen, (sb + 1) * SAMPLES * seg)] = 0.0
+            for j in range(n_in):
+                a = np.uint64(soff[j, sb])
+                e = np.uint64(soff[j, sb + 1])
+                if a == e:
+                    continue
+                if width <= 2:
+                    for t0 in range(0, n8, 8):
+                        r = np.uint64((i0 + t0) * rowlen)
+                        if width == 1:
+                            _add8_1(flat, a, e, opos, val, r, urow, base, w, i0 + t0, j)
+                        else:
+                            _add8_2(flat, a, e, opos, val, r, urow, base, w, i0 + t0, j)
+                    for t in range(n8, nt):  # targets left over, one at a time
+                        for n in range(width):
+                            d = np.uint64((i0 + t) * rowlen + base[i0 + t, j] + n)
+                            c = w[i0 + t, j, n]
+                            for q in range(a, e):
+                                flat[d + opos[q]] += c * val[q]
+                    continue
+                if width == 6 or width == LANES:
+                    for t in range(nt):
+                        d0 = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+                        if width == 6:
+                            _forward_6(flat, a, e, opos, val, d0, w, i0 + t, j)
+                        else:
+                            _forward_8(flat, a, e, opos, val, d0, w, i0 + t, j)
+                    continue
+                for t in range(nt):
+                    idx[t] = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+                    cw[t * width:(t + 1) * width] = w[i0 + t, j]
+                for q in range(a, e):
+                    p = opos[q]
+                    v = val[q]
+                    for t in range(nt):
+                        dst = flat[idx[t] + p:idx[t] + p + np.uint64(width)]
+                        for n in range(width):
+                            dst[n] += cw[t * width + n] * v
+
+
+@numba.njit(inline="always")
+def _dot_target(flat, a, e, opos, val, d, width, z, res):
+    """``res[n] += sum over spikes a .. e - 1 of val g[d + opos + n]`` for one target, lag by
+    lag."""
+    for n in range(width):
+        s = z
+        dn = d + np.uint64(n)
+        for q in range(a, e):
+            s += val[q] * flat[dn + opos[q]]
+        res[n] += s
+
+
+@numba.njit(inline="always")
+def _dot_lanes(flat, a, e, opos, val, d, lanes, z, res):
+    """``res[n] += sum over spikes a .. e - 1 of val g[d + opos + n]``, ``n < lanes`` (6 or
+    8), for one target: one register accumulator per lag (loads only, so one target at a
+    time is fine here)."""
+    u1, u2, u3, u4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+    u5, u6, u7 = np.uint64(5), np.uint64(6), np.uint64(7)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    for q in range(a, e):
+        v = val[q]
+        p = d + opos[q]
+        s0 += v * flat[p]
+        s1 += v * flat[p + u1]
+        s2 += v * flat[p + u2]
+        s3 += v * flat[p + u3]
+        s4 += v * flat[p + u4]
+        s5 += v * flat[p + u5]
+        if lanes == 8:
+            s6 += v * flat[p + u6]
+            s7 += v * flat[p + u7]
+    res[0] += s0
+    res[1] += s1
+    res[2] += s2
+    res[3] += s3
+    res[4] += s4
+    res[5] += s5
+    if lanes == 8:
+        res[6] += s6
+        res[7] += s7
+
+
+@numba.njit(cache=True, fastmath=True)
+def tap_grad_coefs(k0, k1, soff, opos, val, base, g, sums):
+    """Target blocks ``k0 <= k < k1``: ``sums[i, j, n] = sum over the spikes q of j of val[q]
+    g[i, opos[q] + base[i, j] + n]`` (the correlation of ``dL/dout`` with the spikes at every
+    lag of the synapse's window), summed per sample block in registers, then over the sample
+    blocks in order. Arguments as :func:`tap_forward`, ``g`` the rows of ``dL/dout`` and
+    ``sums [N_out, N_in, W]`` the output."""
+    n_out, n_in, width = sums.shape
+    n_sb = soff.shape[1] - 1
+    flat = g.reshape(-1)
+    rowlen = g.shape[1]
+    urow = np.uint64(rowlen)
+    z = np.zeros(1, sums.dtype)[0]
+    for kb in range(k0, k1):
+        i0 = kb * TARGETS
+        nt = min(TARGETS, n_out - i0)
+        n8 = nt - nt % 8 if width <= 2 else 0
+        for t in range(nt):
+            sums[i0 + t] = 0.0
+        for sb in range(n_sb):
+            for j in range(n_in):
+                a = np.uint64(soff[j, sb])
+                e = np.uint64(soff[j, sb + 1])
+                if a == e:
+                    continue
+                for t0 in range(0, n8, 8):
+                    r = np.uint64((i0 + t0) * rowlen)
+                    if width == 1:
+                        _dot8_1(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
+                    else:
+                        _dot8_2(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
+                if width == 6 or width == LANES:
+                    for t in range(nt):
+                        d = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+                        _dot_lanes(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
+                    continue
+                for t in range(n8, nt):
+                    d = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+                    _dot_target(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
+
+
+@numba.njit(cache=True, parallel=True)
+def tap_forward_chunks(n_chunks, soff, opos, val, base, w, seg, out):
+    """:func:`tap_forward` over ``n_chunks`` fixed chunks of target blocks (``prange``)."""
+    n_blocks = (w.shape[0] + TARGETS - 1) // TARGETS
+    for c in prange(n_chunks):
+        k0, k1 = chunk_bounds(c, n_chunks, n_blocks)
+        tap_forward(k0, k1, soff, opos, val, base, w, seg, out)
+
+
+@numba.njit(cache=True, parallel=True)
+def tap_grad_coefs_chunks(n_chunks, soff, opos, val, base, g, sums):
+    """:func:`tap_grad_coefs` over ``n_chunks`` fixed chunks of target blocks (``prange``)."""
+    n_blocks = (sums.shape[0] + TARGETS - 1) // TARGETS
+    for c in prange(n_chunks):
+        k0, k1 = chunk_bounds(c, n_chunks, n_blocks)
+        tap_grad_coefs(k0, k1, soff, opos, val, base, g, sums)
