@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from .._checks import check_tensor
 from ..dropout import SequenceDropout
 from ..engine import run_population
+from ..engine.compiled.bn_lif import bn_lif, bn_lif_applies
 from ..models.lif import LIF
 from ..network import Layer, clamp_delays_, delay_parameters
 from ..surrogate import atan
@@ -306,6 +307,18 @@ class DCLSNet(nn.Module):
         """Readout length for ``n_steps`` input steps."""
         return n_steps + (self.config.n_layers + 1) * self.config.pad_steps
 
+    def _hidden(self, layer: Layer, x: Tensor) -> Tensor:
+        """One hidden layer's spike raster ``[T, B, n_hidden]`` from its padded input. In
+        training, BatchNorm and the LIF run as one kernel (:func:`bn_lif`: only the synapses'
+        output is kept for the backward pass; equal to the modules to rounding)."""
+        syn = layer.synapse
+        if isinstance(syn, NormalisedSynapse) and layer.recurrent is None and bn_lif_applies(
+                x, syn.norm, layer.model, method=layer.method, surrogate=layer.surrogate):
+            return bn_lif(syn.synapse.jumps(x), syn.norm, layer.model, dt=self.config.dt,
+                          method=layer.method, surrogate=layer.surrogate,
+                          detach_reset=bool(layer.detach_reset))
+        return layer(x, dt=self.config.dt, input_as="jump")[0].raster()
+
     def forward(self, x: Tensor) -> Tensor:
         """``x [T, B, n_in]`` -> readout membrane ``[T', B, n_out]`` (see class docstring)."""
         cfg = self.config
@@ -318,7 +331,7 @@ class DCLSNet(nn.Module):
         for block in self.blocks:
             # The engine simulates as many steps as its input has, so the right padding is
             # applied to the input (identical to padding the convolution).
-            h = block.layer(_pad_time(h, pad), dt=cfg.dt, input_as="jump")[0].raster()
+            h = self._hidden(block.layer, _pad_time(h, pad))
             h = block.dropout(h)
         h = _pad_time(h, pad)
         result = run_population(

@@ -1,0 +1,259 @@
+"""BatchNorm (training statistics) fused with a plain fused LIF: one kernel reads the synapses'
+output, normalises it and runs the neurons; the backward pass keeps only that input.
+
+The unfused chain ``y = BatchNorm1d(x)`` (statistics over all ``T x B`` entries) followed by
+:func:`~ctsnn.engine.compiled.lif_bptt.fused_lif` keeps three ``[T, B, N]`` tensors per layer
+for the backward pass: BatchNorm's input ``x``, the LIF's pre-reset membrane ``u`` and (before
+this module's session) the spikes, and materialises ``y`` in between. :func:`bn_lif` keeps only
+``x`` (and the ``[N]`` statistics):
+
+* forward: the batch statistics as :class:`torch.nn.BatchNorm1d` computes them
+  (``torch.batch_norm_update_stats``, which also updates the running statistics; ``invstd``
+  as ATen's ``1 / sqrt(var + eps)``, bit for bit), the affine ``y = x alpha + beta`` with
+  ``alpha = invstd weight``, ``beta = bias - mean alpha`` evaluated in the kernel as the LIF
+  reads its input (``y`` is never stored), then the LIF update of
+  :func:`~ctsnn.engine.compiled.lif_bptt.fused_lif`'s plain kernel;
+* backward, per sample: the membrane ``u`` recomputed by the same forward loop (the same
+  arithmetic, so the same values and spikes) into the buffer that then receives ``dL/dy``
+  (each entry read before it is overwritten), the plain reverse sweep, and BatchNorm's own
+  backward (``torch.ops.aten.native_batch_norm_backward``, the kernel autograd runs for
+  ``BatchNorm1d``) for ``x``, ``weight`` and ``bias``.
+
+Results equal the unfused modules to rounding: ATen's vectorised affine may round ``y``
+differently (one ulp; e.g. a fused multiply-add), so spikes can differ only where ``u`` is
+within rounding of the threshold. Applies (:func:`bn_lif_applies`) to a ``BatchNorm1d`` in
+training mode with affine parameters, running statistics and ``eps > 0`` followed by a ``LIF``
+(method ``"exact"`` / ``"euler"``, reset ``"zero"`` / ``"subtract"``, no refractory period, no
+parameter requiring a gradient, below threshold at rest) with a built-in surrogate, on CPU
+tensors of one dtype with kernels on.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from numba import prange
+from torch import Tensor, nn
+
+from ...compiled import kernel_threads, kernels_enabled, numba_threads
+from ...models.lif import LIF
+from ...surrogate import Surrogate
+from .lif_bptt import (
+    FUSED_METHODS,
+    RESET_CODES,
+    SURROGATE_CODES,
+    as_numpy,
+    step_coefficients,
+    surrogate_derivative,
+)
+from .schedule import chunk_bounds
+
+__all__ = ["bn_lif", "bn_lif_applies", "batch_statistics"]
+
+#: Neuron steps (``T B N``) from which the kernels run fixed sample chunks on both threads.
+_PARALLEL_WORK = 200_000
+#: Sample chunks of the parallel forms (fixed: results never depend on the thread count).
+_CHUNKS = 16
+
+
+# --------------------------------------------------------------------------- kernels
+@numba.njit(cache=True)
+def _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, spikes, u_out):
+    """Sample ``b`` over all steps from ``v`` (``[N]``, updated in place): ``u`` into
+    ``u_out[t, b]`` and/or the spikes into ``spikes[t, b]`` (each skipped with 0 rows)."""
+    n_steps = x.shape[0]
+    n = x.shape[2]
+    write_s = spikes.shape[0] > 0
+    write_u = u_out.shape[0] > 0
+    for t in range(n_steps):
+        for k in range(n):
+            y = x[t, b, k] * alpha[k] + beta[k]
+            u = A[k] * v[k] + C0[k]
+            u += y
+            fire = u - th[k] >= 0.0
+            if write_u:
+                u_out[t, b, k] = u
+            if write_s:
+                spikes[t, b, k] = 1.0 if fire else 0.0
+            after = vr[k] if mode == 0 else u - (th[k] - vr[k])
+            v[k] = after if fire else u
+
+
+@numba.njit(cache=True)
+def _forward(b0, b1, x, alpha, beta, v0, A, C0, th, vr, mode, spikes):
+    v = np.empty(v0.shape[1], dtype=v0.dtype)
+    none = spikes[:0]
+    for b in range(b0, b1):
+        v[:] = v0[b]
+        _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, spikes, none)
+
+
+@numba.njit(cache=True, parallel=True)
+def _forward_chunks(n_chunks, x, alpha, beta, v0, A, C0, th, vr, mode, spikes):
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, v0.shape[0])
+        _forward(b0, b1, x, alpha, beta, v0, A, C0, th, vr, mode, spikes)
+
+
+@numba.njit(cache=True)
+def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, mode, detach,
+              g_y):
+    """Samples ``b0 <= b < b1``: ``u`` recomputed into ``g_y``, then the reverse sweep of
+    :func:`~ctsnn.engine.compiled.lif_bptt._backward_plain` (same arithmetic) overwriting it
+    with ``dL/dy``. The final state has no gradient (it is not an output)."""
+    n_steps = x.shape[0]
+    n = x.shape[2]
+    zero = 1.0 if mode == 0 else 0.0
+    sub = 1.0 if mode == 1 else 0.0
+    keep = 0.0 if detach else 1.0
+    v = np.empty(v0.shape[1], dtype=v0.dtype)
+    lv = np.empty(v0.shape[1], dtype=v0.dtype)
+    none = g_y[:0]
+    for b in range(b0, b1):
+        v[:] = v0[b]
+        _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, none, g_y)
+        lv[:] = 0.0
+        for t in range(n_steps - 1, -1, -1):
+            for k in range(n):
+                u = g_y[t, b, k]
+                sd = g_y.dtype.type(surrogate_derivative(code, param, u - th[k]))
+                jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
+                s = 1.0 if u - th[k] >= 0.0 else 0.0
+                gu = lv[k] * (1.0 - zero * s) + (g_spikes[t, b, k] + keep * lv[k] * jump) * sd
+                g_y[t, b, k] = gu
+                lv[k] = A[k] * gu
+
+
+@numba.njit(cache=True, parallel=True)
+def _backward_chunks(n_chunks, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, mode,
+                     detach, g_y):
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, v0.shape[0])
+        _backward(b0, b1, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, mode,
+                  detach, g_y)
+
+
+# --------------------------------------------------------------------------- autograd
+def batch_statistics(x2: Tensor, norm: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
+    """``(mean, invstd)`` ``[N]`` of ``x2 [M, N]`` as ``norm`` computes them in training, and
+    the same update of its running statistics and ``num_batches_tracked`` (bit for bit)."""
+    factor = 0.0 if norm.momentum is None else norm.momentum
+    if norm.num_batches_tracked is not None:
+        norm.num_batches_tracked.add_(1)
+        if norm.momentum is None:  # cumulative moving average
+            factor = 1.0 / float(norm.num_batches_tracked)
+    mean, var = torch.batch_norm_update_stats(x2, norm.running_mean, norm.running_var, factor)
+    # ATen's InvStd: 1 / sqrt(var + eps) with eps a double, rounded once to the dtype
+    invstd = (1.0 / torch.sqrt(var.double() + norm.eps)).to(var.dtype)
+    return mean, invstd
+
+
+def _run(serial, chunks, batch: int, work: int, *args) -> None:
+    """``serial(0, batch, *args)`` or, for a large call, ``chunks`` on both threads."""
+    if work >= _PARALLEL_WORK and batch > 1 and kernel_threads() > 1:
+        with numba_threads(kernel_threads()):
+            chunks(min(_CHUNKS, batch), *args)
+    else:
+        serial(0, batch, *args)
+
+
+class _BNLIF(torch.autograd.Function):
+    """``(x, weight, bias, mean, invstd, v0, A, C0, th, vr, ...) -> spikes [T, B, N]``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, mean, invstd, v0, A, C0, th, vr,  # type: ignore[override]
+                mode, code, param, detach, eps):
+        alpha = invstd * weight.detach()
+        beta = bias.detach() - mean * alpha
+        spikes = x.new_empty(x.shape)
+        consts = tuple(as_numpy(a) for a in (alpha, beta, v0, A, C0, th, vr))
+        _run(_forward, _forward_chunks, x.shape[1], x.numel(), as_numpy(x), *consts, mode,
+             spikes.numpy())
+        ctx.save_for_backward(x, weight, mean, invstd, alpha, beta, v0, A, C0, th, vr)
+        ctx.flags = (mode, code, param, detach, eps)
+        return spikes
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_spikes):  # type: ignore[override]
+        x, weight, mean, invstd, alpha, beta, v0, A, C0, th, vr = ctx.saved_tensors
+        mode, code, param, detach, eps = ctx.flags
+        if g_spikes.dtype != x.dtype:
+            g_spikes = g_spikes.to(x.dtype)
+        g_y = torch.empty_like(x)
+        _run(_backward, _backward_chunks, x.shape[1], x.numel(), g_spikes.detach().numpy(), code,
+             param, *(as_numpy(a) for a in (x, alpha, beta, v0, A, C0, th, vr)), mode, detach,
+             g_y.numpy())
+        n = x.shape[2]
+        need = ctx.needs_input_grad
+        g_x, g_w, g_b = torch.ops.aten.native_batch_norm_backward(
+            g_y.view(-1, n), x.view(-1, n), weight, None, None, mean, invstd, True, eps,
+            [need[0], need[1], need[2]])
+        return (g_x.view(x.shape) if need[0] else None, g_w if need[1] else None,
+                g_b if need[2] else None, *([None] * 12))
+
+
+def bn_lif_applies(like: Tensor, norm: nn.Module, model: nn.Module, *, method: str | None,
+                   surrogate: Surrogate | None) -> bool:
+    """Whether :func:`bn_lif` runs ``norm`` then ``model`` on input of ``like``'s dtype and
+    device (see module); a caller may ask before computing the input itself."""
+    if not (isinstance(norm, nn.BatchNorm1d) and norm.training and norm.affine
+            and norm.track_running_stats and norm.eps > 0):
+        return False
+    if type(model) is not LIF or method not in FUSED_METHODS or model.delayed_reads:
+        return False
+    if model.reset_mode not in ("zero", "subtract") or surrogate is None \
+            or SURROGATE_CODES.get(surrogate.family, 0) == 0:
+        return False
+    if norm.num_features != model.n:
+        return False
+    params = (norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    if not kernels_enabled(like, *params, model.tau_mem):
+        return False
+    if any(p.dtype != like.dtype for p in (*params, model.tau_mem, model.v_threshold)):
+        return False
+    if any(p.requires_grad for p in model.parameters()):
+        return False  # the plain reverse sweep has no neuron-parameter gradients
+    if bool((model.refractory > 0).any()):
+        return False
+    rest = model.initial_state(1, dtype=like.dtype, device=like.device).v
+    return not bool((rest >= model.v_threshold).any())  # at threshold at t = 0: engine
+
+
+def bn_lif(x: Tensor, norm: nn.BatchNorm1d, model: LIF, *, dt: float, method: str,
+           surrogate: Surrogate, detach_reset: bool) -> Tensor:
+    """``BatchNorm1d`` (training) over the channels of ``x`` then a ``LIF`` from rest.
+
+    Args:
+        x: ``[T, B, N]`` the synapses' summed input per step (the neurons' jumps before
+            normalisation); statistics over all ``T x B`` entries.
+        norm: the ``BatchNorm1d(N)``; its running statistics are updated as its forward does.
+        model: the ``LIF`` (``N`` neurons); jumps added to ``v`` at the end of each step.
+        dt: grid step (s). method: ``"exact"`` or ``"euler"``.
+        surrogate: built-in surrogate of the spikes' gradient. detach_reset: as the engine.
+
+    Returns:
+        The spike raster ``[T, B, N]`` (0 / 1), differentiable w.r.t. ``x``, ``norm.weight``
+        and ``norm.bias``: the same as ``fused_lif(norm(x))`` to rounding (see module).
+
+    Raises:
+        ValueError: if :func:`bn_lif_applies` is false for these arguments.
+    """
+    if not bn_lif_applies(x, norm, model, method=method, surrogate=surrogate):
+        raise ValueError("bn_lif: these modules / inputs are not a training BatchNorm1d and a "
+                         "plain LIF on CPU kernels (see bn_lif_applies); run them unfused")
+    if x.ndim != 3 or x.shape[2] != model.n or 0 in x.shape:
+        raise ValueError(f"bn_lif: x must be a non-empty [T, B, N] tensor with N = {model.n} "
+                         f"(the LIF's size), got shape {list(x.shape)}")
+    x = x.contiguous()
+    n_steps, batch, n = x.shape
+    mean, invstd = batch_statistics(x.detach().view(-1, n), norm)
+    coef = step_coefficients(model, method, dt)
+    v0 = model.initial_state(batch, dtype=x.dtype, device=x.device).v.detach()
+    th = model.v_threshold.detach().to(x.dtype)
+    vr = model.v_reset.detach().to(x.dtype)
+    return _BNLIF.apply(x, norm.weight, norm.bias, mean, invstd, v0, coef.A.detach(),
+                        coef.C0.detach(), th, vr, RESET_CODES[model.reset_mode],
+                        SURROGATE_CODES[surrogate.family], float(surrogate.parameter),
+                        bool(detach_reset), float(norm.eps))
