@@ -307,17 +307,23 @@ class DCLSNet(nn.Module):
         """Readout length for ``n_steps`` input steps."""
         return n_steps + (self.config.n_layers + 1) * self.config.pad_steps
 
-    def _hidden(self, layer: Layer, x: Tensor) -> Tensor:
-        """One hidden layer's spike raster ``[T, B, n_hidden]`` from its padded input. In
-        training, BatchNorm and the LIF run as one kernel (:func:`bn_lif`: only the synapses'
-        output is kept for the backward pass; equal to the modules to rounding)."""
-        syn = layer.synapse
-        if isinstance(syn, NormalisedSynapse) and layer.recurrent is None and bn_lif_applies(
-                x, syn.norm, layer.model, method=layer.method, surrogate=layer.surrogate):
-            return bn_lif(syn.synapse.jumps(x), syn.norm, layer.model, dt=self.config.dt,
-                          method=layer.method, surrogate=layer.surrogate,
-                          detach_reset=bool(layer.detach_reset))
-        return layer(x, dt=self.config.dt, input_as="jump")[0].raster()
+    def _hidden(self, block: nn.Module, x: Tensor) -> tuple[Tensor, bool]:
+        """One hidden block on its padded input: ``(output [T', B, n_hidden], padded)``, the
+        output after dropout, already right-padded for the next layer if ``padded``. In
+        training, BatchNorm, the LIF, the dropout and that padding run as one kernel
+        (:func:`~ctsnn.engine.compiled.bn_lif.bn_lif`: only the synapses' output is kept for
+        the backward pass; equal to the modules to rounding)."""
+        layer, syn, drop = block.layer, block.layer.synapse, block.dropout
+        if isinstance(syn, NormalisedSynapse) and layer.recurrent is None and drop.shared \
+                and bn_lif_applies(x, syn.norm, layer.model, method=layer.method,
+                                   surrogate=layer.surrogate):
+            y = syn.synapse.jumps(x)
+            keep = drop.shared_mask(y)  # None where the dropout is the identity
+            return bn_lif(y, syn.norm, layer.model, dt=self.config.dt, method=layer.method,
+                          surrogate=layer.surrogate, detach_reset=bool(layer.detach_reset),
+                          keep=keep, p=0.0 if keep is None else drop.p,
+                          pad=self.config.pad_steps), True
+        return drop(layer(x, dt=self.config.dt, input_as="jump")[0].raster()), False
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [T, B, n_in]`` -> readout membrane ``[T', B, n_out]`` (see class docstring)."""
@@ -327,13 +333,12 @@ class DCLSNet(nn.Module):
             raise ValueError(f"x has {x.shape[2]} channels but the network expects n_in = "
                              f"{cfg.n_in} (shape {list(x.shape)}, time-first [T, B, N])")
         pad = cfg.pad_steps
-        h = x
+        h, padded = x, False
         for block in self.blocks:
             # The engine simulates as many steps as its input has, so the right padding is
             # applied to the input (identical to padding the convolution).
-            h = self._hidden(block.layer, _pad_time(h, pad))
-            h = block.dropout(h)
-        h = _pad_time(h, pad)
+            h, padded = self._hidden(block, h if padded else _pad_time(h, pad))
+        h = h if padded else _pad_time(h, pad)
         result = run_population(
             self.readout_lif, dt=cfg.dt, n_steps=h.shape[0], batch_size=h.shape[1],
             jumps=self.readout.jumps(h), method="euler", record=("v",), dtype=h.dtype,

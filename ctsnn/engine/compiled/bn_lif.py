@@ -59,13 +59,15 @@ _CHUNKS = 16
 
 # --------------------------------------------------------------------------- kernels
 @numba.njit(cache=True)
-def _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, spikes, u_out):
+def _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, keep, den, spikes, u_out):
     """Sample ``b`` over all steps from ``v`` (``[N]``, updated in place): ``u`` into
-    ``u_out[t, b]`` and/or the spikes into ``spikes[t, b]`` (each skipped with 0 rows)."""
+    ``u_out[t, b]`` and/or the spikes into ``spikes[t, b]`` (each skipped with 0 rows), as
+    ``s keep[b] / den[0]`` (dropout, in that order) unless ``keep`` has 0 rows."""
     n_steps = x.shape[0]
     n = x.shape[2]
     write_s = spikes.shape[0] > 0
     write_u = u_out.shape[0] > 0
+    drop = keep.shape[0] > 0
     for t in range(n_steps):
         for k in range(n):
             y = x[t, b, k] * alpha[k] + beta[k]
@@ -75,44 +77,48 @@ def _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, spikes, u_out):
             if write_u:
                 u_out[t, b, k] = u
             if write_s:
-                spikes[t, b, k] = 1.0 if fire else 0.0
+                s = spikes.dtype.type(1.0 if fire else 0.0)
+                spikes[t, b, k] = s * keep[b, k] / den[0] if drop else s
             after = vr[k] if mode == 0 else u - (th[k] - vr[k])
             v[k] = after if fire else u
 
 
 @numba.njit(cache=True)
-def _forward(b0, b1, x, alpha, beta, v0, A, C0, th, vr, mode, spikes):
+def _forward(b0, b1, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den, spikes):
     v = np.empty(v0.shape[1], dtype=v0.dtype)
     none = spikes[:0]
     for b in range(b0, b1):
         v[:] = v0[b]
-        _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, spikes, none)
+        _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, keep, den, spikes, none)
 
 
 @numba.njit(cache=True, parallel=True)
-def _forward_chunks(n_chunks, x, alpha, beta, v0, A, C0, th, vr, mode, spikes):
+def _forward_chunks(n_chunks, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den, spikes):
     for c in prange(n_chunks):
         b0, b1 = chunk_bounds(c, n_chunks, v0.shape[0])
-        _forward(b0, b1, x, alpha, beta, v0, A, C0, th, vr, mode, spikes)
+        _forward(b0, b1, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den, spikes)
 
 
 @numba.njit(cache=True)
-def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, mode, detach,
-              g_y):
+def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, mode, keep,
+              den, detach, g_y):
     """Samples ``b0 <= b < b1``: ``u`` recomputed into ``g_y``, then the reverse sweep of
     :func:`~ctsnn.engine.compiled.lif_bptt._backward_plain` (same arithmetic) overwriting it
-    with ``dL/dy``. The final state has no gradient (it is not an output)."""
+    with ``dL/dy``; the output's gradient ``g_spikes`` (its first ``T`` rows) passes the
+    dropout as autograd passes ``s keep / den``: ``(g / den) keep``. The final state has no
+    gradient (it is not an output)."""
     n_steps = x.shape[0]
     n = x.shape[2]
     zero = 1.0 if mode == 0 else 0.0
     sub = 1.0 if mode == 1 else 0.0
-    keep = 0.0 if detach else 1.0
+    through = 0.0 if detach else 1.0
     v = np.empty(v0.shape[1], dtype=v0.dtype)
     lv = np.empty(v0.shape[1], dtype=v0.dtype)
     none = g_y[:0]
+    drop = keep.shape[0] > 0
     for b in range(b0, b1):
         v[:] = v0[b]
-        _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, none, g_y)
+        _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, keep, den, none, g_y)
         lv[:] = 0.0
         for t in range(n_steps - 1, -1, -1):
             for k in range(n):
@@ -120,18 +126,19 @@ def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, 
                 sd = g_y.dtype.type(surrogate_derivative(code, param, u - th[k]))
                 jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
                 s = 1.0 if u - th[k] >= 0.0 else 0.0
-                gu = lv[k] * (1.0 - zero * s) + (g_spikes[t, b, k] + keep * lv[k] * jump) * sd
+                g_s = g_spikes[t, b, k] / den[0] * keep[b, k] if drop else g_spikes[t, b, k]
+                gu = lv[k] * (1.0 - zero * s) + (g_s + through * lv[k] * jump) * sd
                 g_y[t, b, k] = gu
                 lv[k] = A[k] * gu
 
 
 @numba.njit(cache=True, parallel=True)
 def _backward_chunks(n_chunks, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, mode,
-                     detach, g_y):
+                     keep, den, detach, g_y):
     for c in prange(n_chunks):
         b0, b1 = chunk_bounds(c, n_chunks, v0.shape[0])
-        _backward(b0, b1, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, mode,
-                  detach, g_y)
+        _backward(b0, b1, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, mode, keep,
+                  den, detach, g_y)
 
 
 # --------------------------------------------------------------------------- autograd
@@ -159,39 +166,43 @@ def _run(serial, chunks, batch: int, work: int, *args) -> None:
 
 
 class _BNLIF(torch.autograd.Function):
-    """``(x, weight, bias, mean, invstd, v0, A, C0, th, vr, ...) -> spikes [T, B, N]``."""
+    """``(x, weight, bias, mean, invstd, v0, A, C0, th, vr, keep, den, ...) -> spikes
+    [T + pad, B, N]`` (dropout applied, ``pad`` zero steps appended)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, mean, invstd, v0, A, C0, th, vr,  # type: ignore[override]
-                mode, code, param, detach, eps):
+                keep, den, mode, code, param, detach, eps, pad):
         alpha = invstd * weight.detach()
         beta = bias.detach() - mean * alpha
-        spikes = x.new_empty(x.shape)
+        n_steps = x.shape[0]
+        spikes = x.new_empty((n_steps + pad, *x.shape[1:]))
+        spikes[n_steps:].zero_()
         consts = tuple(as_numpy(a) for a in (alpha, beta, v0, A, C0, th, vr))
         _run(_forward, _forward_chunks, x.shape[1], x.numel(), as_numpy(x), *consts, mode,
-             spikes.numpy())
-        ctx.save_for_backward(x, weight, mean, invstd, alpha, beta, v0, A, C0, th, vr)
+             as_numpy(keep), as_numpy(den), spikes.numpy())
+        ctx.save_for_backward(x, weight, mean, invstd, alpha, beta, v0, A, C0, th, vr, keep,
+                              den)
         ctx.flags = (mode, code, param, detach, eps)
         return spikes
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_spikes):  # type: ignore[override]
-        x, weight, mean, invstd, alpha, beta, v0, A, C0, th, vr = ctx.saved_tensors
+        x, weight, mean, invstd, alpha, beta, v0, A, C0, th, vr, keep, den = ctx.saved_tensors
         mode, code, param, detach, eps = ctx.flags
         if g_spikes.dtype != x.dtype:
             g_spikes = g_spikes.to(x.dtype)
         g_y = torch.empty_like(x)
         _run(_backward, _backward_chunks, x.shape[1], x.numel(), g_spikes.detach().numpy(), code,
-             param, *(as_numpy(a) for a in (x, alpha, beta, v0, A, C0, th, vr)), mode, detach,
-             g_y.numpy())
+             param, *(as_numpy(a) for a in (x, alpha, beta, v0, A, C0, th, vr)), mode,
+             as_numpy(keep), as_numpy(den), detach, g_y.numpy())
         n = x.shape[2]
         need = ctx.needs_input_grad
         g_x, g_w, g_b = torch.ops.aten.native_batch_norm_backward(
             g_y.view(-1, n), x.view(-1, n), weight, None, None, mean, invstd, True, eps,
             [need[0], need[1], need[2]])
         return (g_x.view(x.shape) if need[0] else None, g_w if need[1] else None,
-                g_b if need[2] else None, *([None] * 12))
+                g_b if need[2] else None, *([None] * 15))
 
 
 def bn_lif_applies(like: Tensor, norm: nn.Module, model: nn.Module, *, method: str | None,
@@ -222,8 +233,10 @@ def bn_lif_applies(like: Tensor, norm: nn.Module, model: nn.Module, *, method: s
 
 
 def bn_lif(x: Tensor, norm: nn.BatchNorm1d, model: LIF, *, dt: float, method: str,
-           surrogate: Surrogate, detach_reset: bool) -> Tensor:
-    """``BatchNorm1d`` (training) over the channels of ``x`` then a ``LIF`` from rest.
+           surrogate: Surrogate, detach_reset: bool, keep: Tensor | None = None,
+           p: float = 0.0, pad: int = 0) -> Tensor:
+    """``BatchNorm1d`` (training) over the channels of ``x``, a ``LIF`` from rest, then
+    optionally dropout with a given mask shared over time and right zero-padding.
 
     Args:
         x: ``[T, B, N]`` the synapses' summed input per step (the neurons' jumps before
@@ -232,13 +245,21 @@ def bn_lif(x: Tensor, norm: nn.BatchNorm1d, model: LIF, *, dt: float, method: st
         model: the ``LIF`` (``N`` neurons); jumps added to ``v`` at the end of each step.
         dt: grid step (s). method: ``"exact"`` or ``"euler"``.
         surrogate: built-in surrogate of the spikes' gradient. detach_reset: as the engine.
+        keep: dropout mask ``[B, N]`` (0 / 1, ``x``'s dtype; e.g.
+            :meth:`ctsnn.dropout.SequenceDropout.shared_mask`) or ``None`` (no dropout);
+            the output is ``s * keep / (1 - p)`` as :class:`~ctsnn.dropout.SequenceDropout`
+            computes it (same values and gradients, bit for bit).
+        p: the dropout probability, in ``[0, 1)``, with ``keep`` (``0`` without it).
+        pad: zero steps appended to the output (the next layer's right padding).
 
     Returns:
-        The spike raster ``[T, B, N]`` (0 / 1), differentiable w.r.t. ``x``, ``norm.weight``
-        and ``norm.bias``: the same as ``fused_lif(norm(x))`` to rounding (see module).
+        The output ``[T + pad, B, N]``, differentiable w.r.t. ``x``, ``norm.weight`` and
+        ``norm.bias``: the same as ``fused_lif(norm(x))`` (then the dropout and the padding)
+        to rounding (see module).
 
     Raises:
-        ValueError: if :func:`bn_lif_applies` is false for these arguments.
+        ValueError: if :func:`bn_lif_applies` is false for these arguments, or the shapes or
+            the dropout arguments do not fit.
     """
     if not bn_lif_applies(x, norm, model, method=method, surrogate=surrogate):
         raise ValueError("bn_lif: these modules / inputs are not a training BatchNorm1d and a "
@@ -246,6 +267,15 @@ def bn_lif(x: Tensor, norm: nn.BatchNorm1d, model: LIF, *, dt: float, method: st
     if x.ndim != 3 or x.shape[2] != model.n or 0 in x.shape:
         raise ValueError(f"bn_lif: x must be a non-empty [T, B, N] tensor with N = {model.n} "
                          f"(the LIF's size), got shape {list(x.shape)}")
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"bn_lif: pad must be an int >= 0, got {pad!r}")
+    if not 0.0 <= p < 1.0 or (keep is None and p != 0.0):
+        raise ValueError(f"bn_lif: the dropout probability p must be in [0, 1) and given with "
+                         f"a mask keep, got p = {p!r} and keep {'None' if keep is None else 'set'}")
+    if keep is not None and (keep.shape != x.shape[1:] or keep.dtype != x.dtype
+                             or keep.device != x.device):
+        raise ValueError(f"bn_lif: keep must be a [B, N] = {list(x.shape[1:])} mask of x's dtype "
+                         f"and device, got {list(keep.shape)} {keep.dtype} on {keep.device}")
     x = x.contiguous()
     n_steps, batch, n = x.shape
     mean, invstd = batch_statistics(x.detach().view(-1, n), norm)
@@ -253,7 +283,10 @@ def bn_lif(x: Tensor, norm: nn.BatchNorm1d, model: LIF, *, dt: float, method: st
     v0 = model.initial_state(batch, dtype=x.dtype, device=x.device).v.detach()
     th = model.v_threshold.detach().to(x.dtype)
     vr = model.v_reset.detach().to(x.dtype)
+    # 1 - p rounded to the dtype once, as a tensor op with a Python scalar does
+    den = torch.full((1,), 1.0 - p, dtype=x.dtype, device=x.device)
+    keep = x.new_zeros((0, n)) if keep is None else keep.detach().contiguous()
     return _BNLIF.apply(x, norm.weight, norm.bias, mean, invstd, v0, coef.A.detach(),
-                        coef.C0.detach(), th, vr, RESET_CODES[model.reset_mode],
+                        coef.C0.detach(), th, vr, keep, den, RESET_CODES[model.reset_mode],
                         SURROGATE_CODES[surrogate.family], float(surrogate.parameter),
-                        bool(detach_reset), float(norm.eps))
+                        bool(detach_reset), float(norm.eps), pad)

@@ -152,3 +152,42 @@ def test_refuses_what_does_not_apply():
     with pytest.raises(ValueError, match=r"\[T, B, N\]"):
         mod.bn_lif(torch.zeros(T, B, N + 1), norm.train(), lif, dt=DT, method="euler",
                    surrogate=atan(), detach_reset=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("p", [0.4, 0.25])
+def test_dropout_and_padding_bit_for_bit(dtype, p):
+    """The fused dropout and padding are SequenceDropout's ``x * keep / (1 - p)`` and
+    ``F.pad`` exactly: values and every gradient identical bit for bit."""
+    keep = (torch.rand(B, N, generator=torch.Generator().manual_seed(1)) < 1 - p).to(dtype)
+    w = torch.randn(T + 3, B, N, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    outs = []
+    for fused in (True, False):
+        norm, lif = _modules(dtype)
+        x = _input(dtype)
+        if fused:
+            out = mod.bn_lif(x, norm, lif, dt=DT, method="euler", surrogate=atan(5.0),
+                             detach_reset=True, keep=keep, p=p, pad=3)
+        else:
+            s = mod.bn_lif(x, norm, lif, dt=DT, method="euler", surrogate=atan(5.0),
+                           detach_reset=True)
+            out = torch.nn.functional.pad(s * keep / (1.0 - p), (0, 0, 0, 0, 0, 3))
+        grads = torch.autograd.grad((out * w).sum(), (x, norm.weight, norm.bias))
+        outs.append((out.detach(), *grads))
+    assert outs[1][0].sum() > 0
+    for a, b in zip(*outs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_dropout_arguments_checked():
+    norm, lif = _modules(torch.float32)
+    x = _input(torch.float32)
+    kw = dict(dt=DT, method="euler", surrogate=atan(), detach_reset=True)
+    with pytest.raises(ValueError, match="keep must be"):
+        mod.bn_lif(x, norm, lif, keep=torch.ones(B, N + 1), p=0.5, **kw)
+    with pytest.raises(ValueError, match="given with a mask"):
+        mod.bn_lif(x, norm, lif, p=0.5, **kw)
+    with pytest.raises(ValueError, match="p must be"):
+        mod.bn_lif(x, norm, lif, keep=torch.ones(B, N), p=1.0, **kw)
+    with pytest.raises(ValueError, match="pad"):
+        mod.bn_lif(x, norm, lif, pad=-1, **kw)
