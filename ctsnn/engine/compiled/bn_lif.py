@@ -15,17 +15,18 @@ this module's session) the spikes, and materialises ``y`` in between. :func:`bn_
   :func:`~ctsnn.engine.compiled.lif_bptt.fused_lif`'s plain kernel;
 * backward, per sample: the membrane ``u`` recomputed by the same forward loop (the same
   arithmetic, so the same values and spikes) into the buffer that then receives ``dL/dy``
-  (each entry read before it is overwritten), the plain reverse sweep, and BatchNorm's own
-  backward (``torch.ops.aten.native_batch_norm_backward``, the kernel autograd runs for
-  ``BatchNorm1d``) for ``x``, ``weight`` and ``bias``.
+  (each entry read before it is overwritten), the plain reverse sweep accumulating
+  BatchNorm's two per-channel sums (float64, fixed sample chunks summed in order), then
+  BatchNorm's input gradient in place in that same buffer (ATen's training formula): one
+  ``[T, B, N]`` allocation for the whole backward pass.
 
 Results equal the unfused modules to rounding: ATen's vectorised affine may round ``y``
 differently (one ulp; e.g. a fused multiply-add), so spikes can differ only where ``u`` is
-within rounding of the threshold. Applies (:func:`bn_lif_applies`) to a ``BatchNorm1d`` in
-training mode with affine parameters, running statistics and ``eps > 0`` followed by a ``LIF``
-(method ``"exact"`` / ``"euler"``, reset ``"zero"`` / ``"subtract"``, no refractory period, no
-parameter requiring a gradient, below threshold at rest) with a built-in surrogate, on CPU
-tensors of one dtype with kernels on.
+within rounding of the threshold, and BatchNorm's sums run in another order (here in float64).
+Applies (:func:`bn_lif_applies`) to a ``BatchNorm1d`` in training mode with affine parameters,
+running statistics and ``eps > 0`` followed by a ``LIF`` (method ``"exact"`` / ``"euler"``,
+reset ``"zero"`` / ``"subtract"``, no refractory period, no parameter requiring a gradient,
+below threshold at rest) with a built-in surrogate, on CPU tensors of one dtype with kernels on.
 """
 
 from __future__ import annotations
@@ -100,13 +101,14 @@ def _forward_chunks(n_chunks, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den
 
 
 @numba.njit(cache=True)
-def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, mode, keep,
-              den, detach, g_y):
+def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, mean, v0, A, C0, th, vr, mode,
+              keep, den, detach, g_y, sums):
     """Samples ``b0 <= b < b1``: ``u`` recomputed into ``g_y``, then the reverse sweep of
     :func:`~ctsnn.engine.compiled.lif_bptt._backward_plain` (same arithmetic) overwriting it
     with ``dL/dy``; the output's gradient ``g_spikes`` (its first ``T`` rows) passes the
-    dropout as autograd passes ``s keep / den``: ``(g / den) keep``. The final state has no
-    gradient (it is not an output)."""
+    dropout as autograd passes ``s keep / den``: ``(g / den) keep``. Accumulates BatchNorm's
+    sums ``sum dL/dy`` and ``sum (x - mean) dL/dy`` into ``sums [2, N]`` (float64). The final
+    state has no gradient (it is not an output)."""
     n_steps = x.shape[0]
     n = x.shape[2]
     zero = 1.0 if mode == 0 else 0.0
@@ -130,15 +132,35 @@ def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, 
                 gu = lv[k] * (1.0 - zero * s) + (g_s + through * lv[k] * jump) * sd
                 g_y[t, b, k] = gu
                 lv[k] = A[k] * gu
+                sums[0, k] += gu
+                sums[1, k] += (x[t, b, k] - mean[k]) * np.float64(gu)
 
 
 @numba.njit(cache=True, parallel=True)
-def _backward_chunks(n_chunks, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, mode,
-                     keep, den, detach, g_y):
+def _backward_chunks(n_chunks, g_spikes, code, param, x, alpha, beta, mean, v0, A, C0, th, vr,
+                     mode, keep, den, detach, g_y, sums):
+    """:func:`_backward` over fixed sample chunks, chunk ``c`` summing into ``sums[c]``."""
     for c in prange(n_chunks):
         b0, b1 = chunk_bounds(c, n_chunks, v0.shape[0])
-        _backward(b0, b1, g_spikes, code, param, x, alpha, beta, v0, A, C0, th, vr, mode, keep,
-                  den, detach, g_y)
+        _backward(b0, b1, g_spikes, code, param, x, alpha, beta, mean, v0, A, C0, th, vr, mode,
+                  keep, den, detach, g_y, sums[c])
+
+
+@numba.njit(cache=True)
+def _input_grad(b0, b1, x, mean, kx, shift, scale, g):
+    """BatchNorm's input gradient in place, samples ``b0 <= b < b1``:
+    ``g = (g - shift - (x - mean) kx) scale`` (per channel ``[N]`` coefficients)."""
+    for b in range(b0, b1):
+        for t in range(x.shape[0]):
+            for k in range(x.shape[2]):
+                g[t, b, k] = (g[t, b, k] - shift[k] - (x[t, b, k] - mean[k]) * kx[k]) * scale[k]
+
+
+@numba.njit(cache=True, parallel=True)
+def _input_grad_chunks(n_chunks, x, mean, kx, shift, scale, g):
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, x.shape[1])
+        _input_grad(b0, b1, x, mean, kx, shift, scale, g)
 
 
 # --------------------------------------------------------------------------- autograd
@@ -163,6 +185,19 @@ def _run(serial, chunks, batch: int, work: int, *args) -> None:
             chunks(min(_CHUNKS, batch), *args)
     else:
         serial(0, batch, *args)
+
+
+def _run_chunked(serial, chunks, batch: int, work: int, sums: np.ndarray, *args) -> None:
+    """As :func:`_run` for a kernel accumulating per-chunk ``sums[c]``: always the same
+    ``len(sums)`` sample chunks (run one after the other on one thread), so the sums never
+    depend on the thread count."""
+    n_chunks = sums.shape[0]
+    if work >= _PARALLEL_WORK and batch > 1 and kernel_threads() > 1:
+        with numba_threads(kernel_threads()):
+            chunks(n_chunks, *args, sums)
+        return
+    for c in range(n_chunks):
+        serial(*chunk_bounds(c, n_chunks, batch), *args, sums[c])
 
 
 class _BNLIF(torch.autograd.Function):
@@ -192,17 +227,30 @@ class _BNLIF(torch.autograd.Function):
         mode, code, param, detach, eps = ctx.flags
         if g_spikes.dtype != x.dtype:
             g_spikes = g_spikes.to(x.dtype)
-        g_y = torch.empty_like(x)
-        _run(_backward, _backward_chunks, x.shape[1], x.numel(), g_spikes.detach().numpy(), code,
-             param, *(as_numpy(a) for a in (x, alpha, beta, v0, A, C0, th, vr)), mode,
-             as_numpy(keep), as_numpy(den), detach, g_y.numpy())
-        n = x.shape[2]
+        n_steps, batch, n = x.shape
+        g = torch.empty_like(x)  # u, then dL/dy, then (in place) dL/dx
+        sums = np.zeros((min(_CHUNKS, batch), 2, n))
+        arrays = tuple(as_numpy(a) for a in (x, alpha, beta, mean, v0, A, C0, th, vr))
+        _run_chunked(_backward, _backward_chunks, batch, x.numel(), sums,
+                     g_spikes.detach().numpy(), code, param, *arrays, mode, as_numpy(keep),
+                     as_numpy(den), detach, g.numpy())
+        # BatchNorm's backward (training statistics), ATen's formula: with M = T B entries,
+        # dx = (dy - sum(dy) / M - (x - mean) dot invstd^2 / M) invstd weight,
+        # dweight = dot invstd, dbias = sum(dy), dot = sum((x - mean) dy)
+        total = torch.from_numpy(sums.sum(axis=0))  # chunk partials in chunk order
+        s_dy, dot = total[0], total[1]
+        inv = invstd.double()
+        m = n_steps * batch
         need = ctx.needs_input_grad
-        g_x, g_w, g_b = torch.ops.aten.native_batch_norm_backward(
-            g_y.view(-1, n), x.view(-1, n), weight, None, None, mean, invstd, True, eps,
-            [need[0], need[1], need[2]])
-        return (g_x.view(x.shape) if need[0] else None, g_w if need[1] else None,
-                g_b if need[2] else None, *([None] * 15))
+        if need[0]:
+            kx = (dot * inv * inv / m).to(x.dtype)
+            shift = (s_dy / m).to(x.dtype)
+            scale = (inv * weight.detach().double()).to(x.dtype)
+            _run(_input_grad, _input_grad_chunks, batch, x.numel(), as_numpy(x),
+                 as_numpy(mean), kx.numpy(), shift.numpy(), scale.numpy(), g.numpy())
+        g_w = (dot * inv).to(x.dtype) if need[1] else None
+        g_b = s_dy.to(x.dtype) if need[2] else None
+        return (g if need[0] else None, g_w, g_b, *([None] * 15))
 
 
 def bn_lif_applies(like: Tensor, norm: nn.Module, model: nn.Module, *, method: str | None,
