@@ -132,8 +132,14 @@ def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, mean, v0, A, C0, th
                 gu = lv[k] * (1.0 - zero * s) + (g_s + through * lv[k] * jump) * sd
                 g_y[t, b, k] = gu
                 lv[k] = A[k] * gu
-                sums[0, k] += gu
-                sums[1, k] += (x[t, b, k] - mean[k]) * np.float64(gu)
+        # the sample's rows are still in cache: a separate loop keeps the sweep's vectorised
+        s_dy = sums[0]
+        s_dot = sums[1]
+        for t in range(n_steps):
+            for k in range(n):
+                gu = np.float64(g_y[t, b, k])
+                s_dy[k] += gu
+                s_dot[k] += (x[t, b, k] - mean[k]) * gu
 
 
 @numba.njit(cache=True, parallel=True)
