@@ -47,6 +47,22 @@ class SequenceDropout(nn.Module):
         rows = keep[0] != 0 if self.shared and x.ndim == 3 else None
         return x * keep / (1.0 - self.p), rows
 
+    def shared_mask(self, like: Tensor) -> Tensor | None:
+        """The mask ``forward(like)`` would apply (``[B, ...]``, 0 / 1 in ``like``'s dtype;
+        the same random draw), for a caller that applies ``x * keep / (1 - p)`` itself, or
+        ``None`` where ``forward`` is the identity (``eval()``, ``p == 0``).
+
+        Raises:
+            ValueError: if the mask is not shared over time (``shared=False``).
+        """
+        if not self.shared:
+            raise ValueError("shared_mask: this SequenceDropout draws a mask per step "
+                             "(shared=False); apply it with forward()")
+        if not self.training or self.p == 0.0:
+            return None
+        keep = torch.empty((1, *like.shape[1:]), dtype=like.dtype, device=like.device)
+        return keep.bernoulli_(1.0 - self.p)[0]
+
     def extra_repr(self) -> str:
         return f"p={self.p}, shared={self.shared}"
 

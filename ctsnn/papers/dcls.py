@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from .._checks import check_tensor
 from ..dropout import SequenceDropout
 from ..engine import run_population
+from ..engine.compiled.bn_lif import bn_lif, bn_lif_applies
 from ..models.lif import LIF
 from ..network import Layer, clamp_delays_, delay_parameters
 from ..surrogate import atan
@@ -306,6 +307,27 @@ class DCLSNet(nn.Module):
         """Readout length for ``n_steps`` input steps."""
         return n_steps + (self.config.n_layers + 1) * self.config.pad_steps
 
+    def _hidden(self, block: nn.Module, x: Tensor) -> tuple[Tensor, bool, Tensor | None]:
+        """One hidden block on its padded input: ``(output [T', B, n_hidden], padded, rows)``,
+        the output after dropout, already right-padded for the next layer if ``padded``, and
+        the dropout's kept (sample, unit) rows (bool ``[B, n_hidden]``, None if it drops
+        nothing; see :meth:`~ctsnn.dropout.SequenceDropout.with_rows`). In
+        training, BatchNorm, the LIF, the dropout and that padding run as one kernel
+        (:func:`~ctsnn.engine.compiled.bn_lif.bn_lif`: only the synapses' output is kept for
+        the backward pass; equal to the modules to rounding)."""
+        layer, syn, drop = block.layer, block.layer.synapse, block.dropout
+        if isinstance(syn, NormalisedSynapse) and layer.recurrent is None and drop.shared \
+                and bn_lif_applies(x, syn.norm, layer.model, method=layer.method,
+                                   surrogate=layer.surrogate):
+            y = syn.synapse.jumps(x)
+            keep = drop.shared_mask(y)  # None where the dropout is the identity
+            return bn_lif(y, syn.norm, layer.model, dt=self.config.dt, method=layer.method,
+                          surrogate=layer.surrogate, detach_reset=bool(layer.detach_reset),
+                          keep=keep, p=0.0 if keep is None else drop.p,
+                          pad=self.config.pad_steps), True, None if keep is None else keep != 0
+        h, rows = drop.with_rows(layer(x, dt=self.config.dt, input_as="jump")[0].raster())
+        return h, False, rows
+
     def forward(self, x: Tensor) -> Tensor:
         """``x [T, B, n_in]`` -> readout membrane ``[T', B, n_out]`` (see class docstring)."""
         cfg = self.config
@@ -314,16 +336,15 @@ class DCLSNet(nn.Module):
             raise ValueError(f"x has {x.shape[2]} channels but the network expects n_in = "
                              f"{cfg.n_in} (shape {list(x.shape)}, time-first [T, B, N])")
         pad = cfg.pad_steps
-        h = x
+        h, padded = x, False
         rows = None  # the (sample, unit) rows the previous dropout kept: the only ones whose
         # gradient the next synapse needs to compute (the dropout zeroes the others)
         for block in self.blocks:
             # The engine simulates as many steps as its input has, so the right padding is
             # applied to the input (identical to padding the convolution).
             with block.layer.synapse.input_rows(rows):
-                h = block.layer(_pad_time(h, pad), dt=cfg.dt, input_as="jump")[0].raster()
-            h, rows = block.dropout.with_rows(h)
-        h = _pad_time(h, pad)
+                h, padded, rows = self._hidden(block, h if padded else _pad_time(h, pad))
+        h = h if padded else _pad_time(h, pad)
         with self.readout.input_rows(rows):
             jumps = self.readout.jumps(h)
         result = run_population(

@@ -37,3 +37,18 @@ def test_rejects_bad_probability():
     for p in (1.0, -0.1):
         with pytest.raises(ValueError, match="dropout"):
             SequenceDropout(p)
+
+
+def test_shared_mask_is_the_forward_mask():
+    drop = SequenceDropout(0.4)
+    x = torch.rand(7, 5, 9)
+    torch.manual_seed(3)
+    y = drop(x)
+    torch.manual_seed(3)
+    keep = drop.shared_mask(x)
+    assert keep.shape == (5, 9) and keep.dtype == x.dtype
+    assert torch.equal(x * keep / (1.0 - 0.4), y)
+    assert drop.eval().shared_mask(x) is None
+    assert SequenceDropout(0.0).shared_mask(x) is None
+    with pytest.raises(ValueError, match="shared=False"):
+        SequenceDropout(0.4, shared=False).shared_mask(x)

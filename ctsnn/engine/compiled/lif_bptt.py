@@ -18,8 +18,9 @@ in another (a :class:`torch.autograd.Function`), with the same update as the eng
 * reset ``v = u + f (R(u) - u)`` with ``f = s`` (or ``s.detach()`` with ``detach_reset``) and
   ``R`` the model's reset (``"zero"``, ``"subtract"``, ``"none"``).
 
-Saved for the backward pass: ``u`` and the spikes ``[T, B, N]`` (and ``i`` before each step for
-CubaLIF). :func:`fused_lif_applies` says when the engine may use it: CPU tensors with kernels on
+Saved for the backward pass: ``u [T, B, N]`` (and ``i`` before each step for CubaLIF); the
+spikes only with ``reset="none"`` (otherwise they are ``u >= v_threshold``, recomputed).
+:func:`fused_lif_applies` says when the engine may use it: CPU tensors with kernels on
 (:func:`ctsnn.compiled.kernels_enabled`), exactly ``LIF`` or ``CubaLIF``, method ``"exact"`` or
 ``"euler"``, no refractory period, no recurrent connection (except a ``RecurrentDense`` on the
 spike-scatter path: :mod:`.lif_recurrent`), no recordings but ``v`` (every
@@ -289,16 +290,19 @@ def _backward_chunks(n_chunks, g_spikes, sd, code, param, g_rec, u_all, spikes, 
 
 
 @numba.njit(cache=True)
-def _backward_plain(b0, b1, g_spikes, code, param, u_all, spikes, A, th, vr, mode, detach,
-                    g_jumps, lv_all):
+def _backward_plain(b0, b1, g_spikes, code, param, u_all, A, th, vr, mode, detach, g_jumps,
+                    lv_all):
     """:func:`_backward_kernel` for its most common case, samples ``b0 <= b < b1``: a ``LIF``
     with jumps only (no current, nothing recorded), a built-in surrogate, reset ``"zero"`` or
     ``"subtract"`` and no parameter gradient wanted. The same arithmetic in the same order
     (bit-identical results), in one loop per step whose only array writes are ``g_jumps`` and
     the running ``dL/dv`` (the general kernel also accumulates eight parameter gradients and
-    the pre-step membrane, which keeps its loops from vectorising): about 2x faster."""
-    n_steps = spikes.shape[0]
-    n = spikes.shape[2]
+    the pre-step membrane, which keeps its loops from vectorising): about 2x faster. The spike
+    of each step is recomputed from ``u`` (``u - th >= 0``, the forward's own test: with a
+    ``"zero"`` / ``"subtract"`` reset nothing else gates it), so it is not kept. ``g_jumps``
+    may be ``u_all`` itself (each entry is read before it is overwritten)."""
+    n_steps = u_all.shape[0]
+    n = u_all.shape[2]
     zero = 1.0 if mode == 0 else 0.0
     sub = 1.0 if mode == 1 else 0.0
     keep = 0.0 if detach else 1.0
@@ -310,7 +314,8 @@ def _backward_plain(b0, b1, g_spikes, code, param, u_all, spikes, A, th, vr, mod
                 u = u_all[t, b, k]
                 sd = u_all.dtype.type(surrogate_derivative(code, param, u - th[k]))
                 jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
-                gu = lv[k] * (1.0 - zero * spikes[t, b, k]) + \
+                s = 1.0 if u - th[k] >= 0.0 else 0.0
+                gu = lv[k] * (1.0 - zero * s) + \
                     (g_spikes[t, b, k] + keep * lv[k] * jump) * sd
                 g_jumps[t, b, k] = gu
                 lv[k] = A[k] * gu
@@ -318,12 +323,12 @@ def _backward_plain(b0, b1, g_spikes, code, param, u_all, spikes, A, th, vr, mod
 
 
 @numba.njit(cache=True, parallel=True)
-def _backward_plain_chunks(n_chunks, g_spikes, code, param, u_all, spikes, A, th, vr, mode,
-                           detach, g_jumps, lv_all):
+def _backward_plain_chunks(n_chunks, g_spikes, code, param, u_all, A, th, vr, mode, detach,
+                           g_jumps, lv_all):
     for c in prange(n_chunks):
         b0, b1 = chunk_bounds(c, n_chunks, lv_all.shape[0])
-        _backward_plain(b0, b1, g_spikes, code, param, u_all, spikes, A, th, vr, mode, detach,
-                        g_jumps, lv_all)
+        _backward_plain(b0, b1, g_spikes, code, param, u_all, A, th, vr, mode, detach, g_jumps,
+                        lv_all)
 
 
 @numba.njit(cache=True)
@@ -460,7 +465,10 @@ class _FusedLIF(torch.autograd.Function):
         else:
             with numba_threads(threads):
                 _forward_chunks(min(_CHUNKS, batch), *args)
-        ctx.save_for_backward(u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr)
+        # with a "zero" / "subtract" reset the spikes are ``u - th >= 0``: the backward pass
+        # recomputes them from ``u`` instead of keeping a second [T, B, N] tensor alive
+        kept = spikes if mode == 2 else _empty_like_steps(spikes)
+        ctx.save_for_backward(u_all, kept, i_before, cur, v0, A, B, D, E, F, th, vr)
         ctx.flags = (mode, cuba, detach or surrogate is None, surrogate, jumps.shape[0] > 0,
                      record_v)
         if surrogate is None:
@@ -472,31 +480,28 @@ class _FusedLIF(torch.autograd.Function):
     def backward(ctx, g_spikes, g_rec, g_v_end, g_i_end):  # type: ignore[override]
         u_all, spikes, i_before, cur, v0, A, B, D, E, F, th, vr = ctx.saved_tensors
         mode, cuba, detach, surrogate, has_j, record_v = ctx.flags
-        empty = _empty_like_steps(spikes)
+        empty = _empty_like_steps(u_all)
         sd, code, param = empty, -1, 0.0  # no spike gradient
         if surrogate is not None and g_spikes is not None:
             sd, code, param = surrogate_terms(surrogate, u_all, th, empty)
-            if g_spikes.dtype != spikes.dtype:
-                g_spikes = g_spikes.to(spikes.dtype)
+            if g_spikes.dtype != u_all.dtype:
+                g_spikes = g_spikes.to(u_all.dtype)
         else:
             g_spikes = empty
-        g_rec = g_rec.contiguous() if record_v and g_rec is not None else \
-            _empty_like_steps(spikes)
+        g_rec = g_rec.contiguous() if record_v and g_rec is not None else empty
         lv = torch.zeros_like(v0) if g_v_end is None else g_v_end.clone()
         li = torch.zeros_like(v0) if g_i_end is None else g_i_end.clone()
-        g_jumps = torch.empty_like(spikes)
-        g_cur = torch.empty_like(spikes) if ctx.needs_input_grad[1] else \
-            _empty_like_steps(spikes)
+        g_jumps = torch.empty_like(u_all)
+        g_cur = torch.empty_like(u_all) if ctx.needs_input_grad[1] else empty
         batch = v0.shape[0]
-        parallel = spikes.numel() >= _PARALLEL_WORK and batch > 1
+        parallel = u_all.numel() >= _PARALLEL_WORK and batch > 1
         # a LIF on jumps alone, nothing recorded, no parameter or current gradient wanted
         plain = (code > 0 and not cuba and cur.shape[0] == 0 and not record_v
                  and mode in (0, 1) and not ctx.needs_input_grad[1]
                  and not any(ctx.needs_input_grad[3:12]))
         if plain:
-            args = (g_spikes.detach().numpy(), code, param, as_numpy(u_all), as_numpy(spikes),
-                    as_numpy(A), as_numpy(th), as_numpy(vr), mode, detach, g_jumps.numpy(),
-                    lv.numpy())
+            args = (g_spikes.detach().numpy(), code, param, as_numpy(u_all), as_numpy(A),
+                    as_numpy(th), as_numpy(vr), mode, detach, g_jumps.numpy(), lv.numpy())
             if parallel:
                 with numba_threads(kernel_threads()):
                     _backward_plain_chunks(min(_CHUNKS, batch), *args)
@@ -504,6 +509,8 @@ class _FusedLIF(torch.autograd.Function):
                 _backward_plain(0, batch, *args)
             return (g_jumps if has_j else None, None, lv, None,
                     *([None] * (len(ctx.needs_input_grad) - 4)))
+        if mode != 2:  # not kept (see forward): the forward's own test, bit for bit
+            spikes = (u_all - th >= 0).to(u_all.dtype)
         acc = v0.new_zeros((8, v0.shape[1]))  # small: PyTorch runs it on one thread
         # g_spikes may be broadcast (e.g. from a sum): read through its strides, no copy
         args = (g_spikes.detach().numpy(), as_numpy(sd), code, param,

@@ -1,0 +1,346 @@
+"""BatchNorm (training statistics) fused with a plain fused LIF: one kernel reads the synapses'
+output, normalises it and runs the neurons; the backward pass keeps only that input.
+
+The unfused chain ``y = BatchNorm1d(x)`` (statistics over all ``T x B`` entries) followed by
+:func:`~ctsnn.engine.compiled.lif_bptt.fused_lif` keeps three ``[T, B, N]`` tensors per layer
+for the backward pass: BatchNorm's input ``x``, the LIF's pre-reset membrane ``u`` and (before
+this module's session) the spikes, and materialises ``y`` in between. :func:`bn_lif` keeps only
+``x`` (and the ``[N]`` statistics):
+
+* forward: the batch statistics as :class:`torch.nn.BatchNorm1d` computes them
+  (``torch.batch_norm_update_stats``, which also updates the running statistics; ``invstd``
+  as ATen's ``1 / sqrt(var + eps)``, bit for bit), the affine ``y = x alpha + beta`` with
+  ``alpha = invstd weight``, ``beta = bias - mean alpha`` evaluated in the kernel as the LIF
+  reads its input (``y`` is never stored), then the LIF update of
+  :func:`~ctsnn.engine.compiled.lif_bptt.fused_lif`'s plain kernel;
+* backward, per sample: the membrane ``u`` recomputed by the same forward loop (the same
+  arithmetic, so the same values and spikes) into the buffer that then receives ``dL/dy``
+  (each entry read before it is overwritten), the plain reverse sweep accumulating
+  BatchNorm's two per-channel sums (float64, fixed sample chunks summed in order), then
+  BatchNorm's input gradient in place in that same buffer (ATen's training formula): one
+  ``[T, B, N]`` allocation for the whole backward pass.
+
+Results equal the unfused modules to rounding: ATen's vectorised affine may round ``y``
+differently (one ulp; e.g. a fused multiply-add), so spikes can differ only where ``u`` is
+within rounding of the threshold, and BatchNorm's sums run in another order (here in float64).
+Applies (:func:`bn_lif_applies`) to a ``BatchNorm1d`` in training mode with affine parameters,
+running statistics and ``eps > 0`` followed by a ``LIF`` (method ``"exact"`` / ``"euler"``,
+reset ``"zero"`` / ``"subtract"``, no refractory period, no parameter requiring a gradient,
+below threshold at rest) with a built-in surrogate, on CPU tensors of one dtype with kernels on.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from numba import prange
+from torch import Tensor, nn
+
+from ...compiled import kernel_threads, kernels_enabled, numba_threads
+from ...models.lif import LIF
+from ...surrogate import Surrogate
+from .lif_bptt import (
+    FUSED_METHODS,
+    RESET_CODES,
+    SURROGATE_CODES,
+    as_numpy,
+    step_coefficients,
+    surrogate_derivative,
+)
+from .schedule import chunk_bounds
+
+__all__ = ["bn_lif", "bn_lif_applies", "batch_statistics"]
+
+#: Neuron steps (``T B N``) from which the kernels run fixed sample chunks on both threads.
+_PARALLEL_WORK = 200_000
+#: Sample chunks of the parallel forms (fixed: results never depend on the thread count).
+_CHUNKS = 16
+
+
+# --------------------------------------------------------------------------- kernels
+@numba.njit(cache=True)
+def _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, keep, den, spikes, u_out):
+    """Sample ``b`` over all steps from ``v`` (``[N]``, updated in place): ``u`` into
+    ``u_out[t, b]`` and/or the spikes into ``spikes[t, b]`` (each skipped with 0 rows), as
+    ``s keep[b] / den[0]`` (dropout, in that order) unless ``keep`` has 0 rows."""
+    n_steps = x.shape[0]
+    n = x.shape[2]
+    write_s = spikes.shape[0] > 0
+    write_u = u_out.shape[0] > 0
+    drop = keep.shape[0] > 0
+    for t in range(n_steps):
+        for k in range(n):
+            y = x[t, b, k] * alpha[k] + beta[k]
+            u = A[k] * v[k] + C0[k]
+            u += y
+            fire = u - th[k] >= 0.0
+            if write_u:
+                u_out[t, b, k] = u
+            if write_s:
+                s = spikes.dtype.type(1.0 if fire else 0.0)
+                spikes[t, b, k] = s * keep[b, k] / den[0] if drop else s
+            after = vr[k] if mode == 0 else u - (th[k] - vr[k])
+            v[k] = after if fire else u
+
+
+@numba.njit(cache=True)
+def _forward(b0, b1, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den, spikes):
+    v = np.empty(v0.shape[1], dtype=v0.dtype)
+    none = spikes[:0]
+    for b in range(b0, b1):
+        v[:] = v0[b]
+        _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, keep, den, spikes, none)
+
+
+@numba.njit(cache=True, parallel=True)
+def _forward_chunks(n_chunks, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den, spikes):
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, v0.shape[0])
+        _forward(b0, b1, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den, spikes)
+
+
+@numba.njit(cache=True)
+def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, mean, v0, A, C0, th, vr, mode,
+              keep, den, detach, g_y, sums):
+    """Samples ``b0 <= b < b1``: ``u`` recomputed into ``g_y``, then the reverse sweep of
+    :func:`~ctsnn.engine.compiled.lif_bptt._backward_plain` (same arithmetic) overwriting it
+    with ``dL/dy``; the output's gradient ``g_spikes`` (its first ``T`` rows) passes the
+    dropout as autograd passes ``s keep / den``: ``(g / den) keep``. Accumulates BatchNorm's
+    sums ``sum dL/dy`` and ``sum (x - mean) dL/dy`` into ``sums [2, N]`` (float64). The final
+    state has no gradient (it is not an output)."""
+    n_steps = x.shape[0]
+    n = x.shape[2]
+    zero = 1.0 if mode == 0 else 0.0
+    sub = 1.0 if mode == 1 else 0.0
+    through = 0.0 if detach else 1.0
+    v = np.empty(v0.shape[1], dtype=v0.dtype)
+    lv = np.empty(v0.shape[1], dtype=v0.dtype)
+    none = g_y[:0]
+    drop = keep.shape[0] > 0
+    for b in range(b0, b1):
+        v[:] = v0[b]
+        _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, keep, den, none, g_y)
+        lv[:] = 0.0
+        for t in range(n_steps - 1, -1, -1):
+            for k in range(n):
+                u = g_y[t, b, k]
+                sd = g_y.dtype.type(surrogate_derivative(code, param, u - th[k]))
+                jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
+                s = 1.0 if u - th[k] >= 0.0 else 0.0
+                g_s = g_spikes[t, b, k] / den[0] * keep[b, k] if drop else g_spikes[t, b, k]
+                gu = lv[k] * (1.0 - zero * s) + (g_s + through * lv[k] * jump) * sd
+                g_y[t, b, k] = gu
+                lv[k] = A[k] * gu
+        # the sample's rows are still in cache: a separate loop keeps the sweep's vectorised
+        s_dy = sums[0]
+        s_dot = sums[1]
+        for t in range(n_steps):
+            for k in range(n):
+                gu = np.float64(g_y[t, b, k])
+                s_dy[k] += gu
+                s_dot[k] += (x[t, b, k] - mean[k]) * gu
+
+
+@numba.njit(cache=True, parallel=True)
+def _backward_chunks(n_chunks, g_spikes, code, param, x, alpha, beta, mean, v0, A, C0, th, vr,
+                     mode, keep, den, detach, g_y, sums):
+    """:func:`_backward` over fixed sample chunks, chunk ``c`` summing into ``sums[c]``."""
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, v0.shape[0])
+        _backward(b0, b1, g_spikes, code, param, x, alpha, beta, mean, v0, A, C0, th, vr, mode,
+                  keep, den, detach, g_y, sums[c])
+
+
+@numba.njit(cache=True)
+def _input_grad(b0, b1, x, mean, kx, shift, scale, g):
+    """BatchNorm's input gradient in place, samples ``b0 <= b < b1``:
+    ``g = (g - shift - (x - mean) kx) scale`` (per channel ``[N]`` coefficients)."""
+    for b in range(b0, b1):
+        for t in range(x.shape[0]):
+            for k in range(x.shape[2]):
+                g[t, b, k] = (g[t, b, k] - shift[k] - (x[t, b, k] - mean[k]) * kx[k]) * scale[k]
+
+
+@numba.njit(cache=True, parallel=True)
+def _input_grad_chunks(n_chunks, x, mean, kx, shift, scale, g):
+    for c in prange(n_chunks):
+        b0, b1 = chunk_bounds(c, n_chunks, x.shape[1])
+        _input_grad(b0, b1, x, mean, kx, shift, scale, g)
+
+
+# --------------------------------------------------------------------------- autograd
+def batch_statistics(x2: Tensor, norm: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
+    """``(mean, invstd)`` ``[N]`` of ``x2 [M, N]`` as ``norm`` computes them in training, and
+    the same update of its running statistics and ``num_batches_tracked`` (bit for bit)."""
+    factor = 0.0 if norm.momentum is None else norm.momentum
+    if norm.num_batches_tracked is not None:
+        norm.num_batches_tracked.add_(1)
+        if norm.momentum is None:  # cumulative moving average
+            factor = 1.0 / float(norm.num_batches_tracked)
+    mean, var = torch.batch_norm_update_stats(x2, norm.running_mean, norm.running_var, factor)
+    # ATen's InvStd: 1 / sqrt(var + eps) with eps a double, rounded once to the dtype
+    invstd = (1.0 / torch.sqrt(var.double() + norm.eps)).to(var.dtype)
+    return mean, invstd
+
+
+def _run(serial, chunks, batch: int, work: int, *args) -> None:
+    """``serial(0, batch, *args)`` or, for a large call, ``chunks`` on both threads."""
+    if work >= _PARALLEL_WORK and batch > 1 and kernel_threads() > 1:
+        with numba_threads(kernel_threads()):
+            chunks(min(_CHUNKS, batch), *args)
+    else:
+        serial(0, batch, *args)
+
+
+def _run_chunked(serial, chunks, batch: int, work: int, sums: np.ndarray, *args) -> None:
+    """As :func:`_run` for a kernel accumulating per-chunk ``sums[c]``: always the same
+    ``len(sums)`` sample chunks (run one after the other on one thread), so the sums never
+    depend on the thread count."""
+    n_chunks = sums.shape[0]
+    if work >= _PARALLEL_WORK and batch > 1 and kernel_threads() > 1:
+        with numba_threads(kernel_threads()):
+            chunks(n_chunks, *args, sums)
+        return
+    for c in range(n_chunks):
+        serial(*chunk_bounds(c, n_chunks, batch), *args, sums[c])
+
+
+class _BNLIF(torch.autograd.Function):
+    """``(x, weight, bias, mean, invstd, v0, A, C0, th, vr, keep, den, ...) -> spikes
+    [T + pad, B, N]`` (dropout applied, ``pad`` zero steps appended)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, mean, invstd, v0, A, C0, th, vr,  # type: ignore[override]
+                keep, den, mode, code, param, detach, eps, pad):
+        alpha = invstd * weight.detach()
+        beta = bias.detach() - mean * alpha
+        n_steps = x.shape[0]
+        spikes = x.new_empty((n_steps + pad, *x.shape[1:]))
+        spikes[n_steps:].zero_()
+        consts = tuple(as_numpy(a) for a in (alpha, beta, v0, A, C0, th, vr))
+        _run(_forward, _forward_chunks, x.shape[1], x.numel(), as_numpy(x), *consts, mode,
+             as_numpy(keep), as_numpy(den), spikes.numpy())
+        ctx.save_for_backward(x, weight, mean, invstd, alpha, beta, v0, A, C0, th, vr, keep,
+                              den)
+        ctx.flags = (mode, code, param, detach, eps)
+        return spikes
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_spikes):  # type: ignore[override]
+        x, weight, mean, invstd, alpha, beta, v0, A, C0, th, vr, keep, den = ctx.saved_tensors
+        mode, code, param, detach, eps = ctx.flags
+        if g_spikes.dtype != x.dtype:
+            g_spikes = g_spikes.to(x.dtype)
+        n_steps, batch, n = x.shape
+        g = torch.empty_like(x)  # u, then dL/dy, then (in place) dL/dx
+        sums = np.zeros((min(_CHUNKS, batch), 2, n))
+        arrays = tuple(as_numpy(a) for a in (x, alpha, beta, mean, v0, A, C0, th, vr))
+        _run_chunked(_backward, _backward_chunks, batch, x.numel(), sums,
+                     g_spikes.detach().numpy(), code, param, *arrays, mode, as_numpy(keep),
+                     as_numpy(den), detach, g.numpy())
+        # BatchNorm's backward (training statistics), ATen's formula: with M = T B entries,
+        # dx = (dy - sum(dy) / M - (x - mean) dot invstd^2 / M) invstd weight,
+        # dweight = dot invstd, dbias = sum(dy), dot = sum((x - mean) dy)
+        total = torch.from_numpy(sums.sum(axis=0))  # chunk partials in chunk order
+        s_dy, dot = total[0], total[1]
+        inv = invstd.double()
+        m = n_steps * batch
+        need = ctx.needs_input_grad
+        if need[0]:
+            kx = (dot * inv * inv / m).to(x.dtype)
+            shift = (s_dy / m).to(x.dtype)
+            scale = (inv * weight.detach().double()).to(x.dtype)
+            _run(_input_grad, _input_grad_chunks, batch, x.numel(), as_numpy(x),
+                 as_numpy(mean), kx.numpy(), shift.numpy(), scale.numpy(), g.numpy())
+        g_w = (dot * inv).to(x.dtype) if need[1] else None
+        g_b = s_dy.to(x.dtype) if need[2] else None
+        return (g if need[0] else None, g_w, g_b, *([None] * 15))
+
+
+def bn_lif_applies(like: Tensor, norm: nn.Module, model: nn.Module, *, method: str | None,
+                   surrogate: Surrogate | None) -> bool:
+    """Whether :func:`bn_lif` runs ``norm`` then ``model`` on input of ``like``'s dtype and
+    device (see module); a caller may ask before computing the input itself."""
+    if not (isinstance(norm, nn.BatchNorm1d) and norm.training and norm.affine
+            and norm.track_running_stats and norm.eps > 0):
+        return False
+    if type(model) is not LIF or method not in FUSED_METHODS or model.delayed_reads:
+        return False
+    if model.reset_mode not in ("zero", "subtract") or surrogate is None \
+            or SURROGATE_CODES.get(surrogate.family, 0) == 0:
+        return False
+    if norm.num_features != model.n:
+        return False
+    params = (norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    if not kernels_enabled(like, *params, model.tau_mem):
+        return False
+    if any(p.dtype != like.dtype for p in (*params, model.tau_mem, model.v_threshold)):
+        return False
+    if any(p.requires_grad for p in model.parameters()):
+        return False  # the plain reverse sweep has no neuron-parameter gradients
+    if bool((model.refractory > 0).any()):
+        return False
+    rest = model.initial_state(1, dtype=like.dtype, device=like.device).v
+    return not bool((rest >= model.v_threshold).any())  # at threshold at t = 0: engine
+
+
+def bn_lif(x: Tensor, norm: nn.BatchNorm1d, model: LIF, *, dt: float, method: str,
+           surrogate: Surrogate, detach_reset: bool, keep: Tensor | None = None,
+           p: float = 0.0, pad: int = 0) -> Tensor:
+    """``BatchNorm1d`` (training) over the channels of ``x``, a ``LIF`` from rest, then
+    optionally dropout with a given mask shared over time and right zero-padding.
+
+    Args:
+        x: ``[T, B, N]`` the synapses' summed input per step (the neurons' jumps before
+            normalisation); statistics over all ``T x B`` entries.
+        norm: the ``BatchNorm1d(N)``; its running statistics are updated as its forward does.
+        model: the ``LIF`` (``N`` neurons); jumps added to ``v`` at the end of each step.
+        dt: grid step (s). method: ``"exact"`` or ``"euler"``.
+        surrogate: built-in surrogate of the spikes' gradient. detach_reset: as the engine.
+        keep: dropout mask ``[B, N]`` (0 / 1, ``x``'s dtype; e.g.
+            :meth:`ctsnn.dropout.SequenceDropout.shared_mask`) or ``None`` (no dropout);
+            the output is ``s * keep / (1 - p)`` as :class:`~ctsnn.dropout.SequenceDropout`
+            computes it (same values and gradients, bit for bit).
+        p: the dropout probability, in ``[0, 1)``, with ``keep`` (``0`` without it).
+        pad: zero steps appended to the output (the next layer's right padding).
+
+    Returns:
+        The output ``[T + pad, B, N]``, differentiable w.r.t. ``x``, ``norm.weight`` and
+        ``norm.bias``: the same as ``fused_lif(norm(x))`` (then the dropout and the padding)
+        to rounding (see module).
+
+    Raises:
+        ValueError: if :func:`bn_lif_applies` is false for these arguments, or the shapes or
+            the dropout arguments do not fit.
+    """
+    if not bn_lif_applies(x, norm, model, method=method, surrogate=surrogate):
+        raise ValueError("bn_lif: these modules / inputs are not a training BatchNorm1d and a "
+                         "plain LIF on CPU kernels (see bn_lif_applies); run them unfused")
+    if x.ndim != 3 or x.shape[2] != model.n or 0 in x.shape:
+        raise ValueError(f"bn_lif: x must be a non-empty [T, B, N] tensor with N = {model.n} "
+                         f"(the LIF's size), got shape {list(x.shape)}")
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"bn_lif: pad must be an int >= 0, got {pad!r}")
+    if not 0.0 <= p < 1.0 or (keep is None and p != 0.0):
+        raise ValueError(f"bn_lif: the dropout probability p must be in [0, 1) and given with "
+                         f"a mask keep, got p = {p!r} and keep {'None' if keep is None else 'set'}")
+    if keep is not None and (keep.shape != x.shape[1:] or keep.dtype != x.dtype
+                             or keep.device != x.device):
+        raise ValueError(f"bn_lif: keep must be a [B, N] = {list(x.shape[1:])} mask of x's dtype "
+                         f"and device, got {list(keep.shape)} {keep.dtype} on {keep.device}")
+    x = x.contiguous()
+    n_steps, batch, n = x.shape
+    mean, invstd = batch_statistics(x.detach().view(-1, n), norm)
+    coef = step_coefficients(model, method, dt)
+    v0 = model.initial_state(batch, dtype=x.dtype, device=x.device).v.detach()
+    th = model.v_threshold.detach().to(x.dtype)
+    vr = model.v_reset.detach().to(x.dtype)
+    # 1 - p rounded to the dtype once, as a tensor op with a Python scalar does
+    den = torch.full((1,), 1.0 - p, dtype=x.dtype, device=x.device)
+    keep = x.new_zeros((0, n)) if keep is None else keep.detach().contiguous()
+    return _BNLIF.apply(x, norm.weight, norm.bias, mean, invstd, v0, coef.A.detach(),
+                        coef.C0.detach(), th, vr, keep, den, RESET_CODES[model.reset_mode],
+                        SURROGATE_CODES[surrogate.family], float(surrogate.parameter),
+                        bool(detach_reset), float(norm.eps), pad)
