@@ -42,10 +42,11 @@ class SequenceDropout(nn.Module):
         (evaluation, ``p == 0``), for ``shared=False`` or another rank."""
         if not self.training or self.p == 0.0:
             return x, None
-        shape = (1, *x.shape[1:]) if self.shared else x.shape
-        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
-        rows = keep[0] != 0 if self.shared and x.ndim == 3 else None
-        return x * keep / (1.0 - self.p), rows
+        if not self.shared:
+            keep = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+            return x * keep / (1.0 - self.p), None
+        keep = self.shared_mask(x)  # [B, ...]: broadcast over the steps
+        return x * keep / (1.0 - self.p), keep != 0 if x.ndim == 3 else None
 
     def shared_mask(self, like: Tensor) -> Tensor | None:
         """The mask ``forward(like)`` would apply (``[B, ...]``, 0 / 1 in ``like``'s dtype;
