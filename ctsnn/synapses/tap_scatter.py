@@ -262,6 +262,20 @@ def tap_forward(k0, k1, soff, opos, val, base, w, seg, out):
         i0 = kb * TARGETS
         nt = min(TARGETS, n_out - i0)
         n8 = nt - nt % 8
+        if width == 6 or width == LANES:
+            # one target at a time over the whole batch: only its row needs the cache, and
+            # each (target, input) is set up once, not once per sample block
+            for t in range(nt):
+                out[i0 + t] = 0.0
+                for j in range(n_in):
+                    a = np.uint64(soff[j, 0])
+                    e = np.uint64(soff[j, n_sb])
+                    d0 = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+                    if width == 6:
+                        _forward_6(flat, a, e, opos, val, d0, w, i0 + t, j)
+                    else:
+                        _forward_8(flat, a, e, opos, val, d0, w, i0 + t, j)
+            continue
         for sb in range(n_sb):
             for t in range(nt):
                 out[i0 + t, sb * SAMPLES * seg:min(rowlen, (sb + 1) * SAMPLES * seg)] = 0.0
@@ -283,14 +297,6 @@ def tap_forward(k0, k1, soff, opos, val, base, w, seg, out):
                             c = w[i0 + t, j, n]
                             for q in range(a, e):
                                 flat[d + opos[q]] += c * val[q]
-                    continue
-                if width == 6 or width == LANES:
-                    for t in range(nt):
-                        d0 = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
-                        if width == 6:
-                            _forward_6(flat, a, e, opos, val, d0, w, i0 + t, j)
-                        else:
-                            _forward_8(flat, a, e, opos, val, d0, w, i0 + t, j)
                     continue
                 for t in range(nt):
                     idx[t] = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
@@ -366,6 +372,13 @@ def tap_grad_coefs(k0, k1, soff, opos, val, base, g, sums):
         n8 = nt - nt % 8 if width <= 2 else 0
         for t in range(nt):
             sums[i0 + t] = 0.0
+        if width == 6 or width == LANES:  # one target at a time over the whole batch
+            for t in range(nt):
+                for j in range(n_in):
+                    d = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+                    _dot_lanes(flat, np.uint64(soff[j, 0]), np.uint64(soff[j, n_sb]), opos,
+                               val, d, width, z, sums[i0 + t, j])
+            continue
         for sb in range(n_sb):
             for j in range(n_in):
                 a = np.uint64(soff[j, sb])
@@ -378,11 +391,6 @@ def tap_grad_coefs(k0, k1, soff, opos, val, base, g, sums):
                         _dot8_1(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
                     else:
                         _dot8_2(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
-                if width == 6 or width == LANES:
-                    for t in range(nt):
-                        d = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
-                        _dot_lanes(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
-                    continue
                 for t in range(n8, nt):
                     d = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
                     _dot_target(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
