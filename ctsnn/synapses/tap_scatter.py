@@ -10,10 +10,11 @@ every synapse's taps as a window of consecutive lags (``base [N_out, N_in]``, wi
 * ``dL/dcoefs``: ``sums[i, j, n] = sum over the spikes q of j of val[q] g[i, opos[q] +
   base[i, j] + n]``.
 
-Blocking: per block of :data:`TARGETS` targets and block of :data:`SAMPLES` samples (the
-block's rows stay in L1), every input's spikes of the sample block are walked once per **pass
-of 8 targets**, whose row offsets and coefficients (forward) or accumulators (``dL/dcoefs``)
-are held in registers (scalar locals): one load and one store (forward) or one load and one
+Blocking: per block of :data:`TARGETS` targets (and, for the forward's 1- and 2-lag windows,
+per block of :data:`SAMPLES` samples, whose rows stay in L1; ``dL/dcoefs`` and the wider
+windows walk the whole batch), every input's spikes are walked once per **pass of 8
+targets**, whose row offsets and coefficients (forward) or accumulators (``dL/dcoefs``) are
+held in registers (scalar locals): one load and one store (forward) or one load and one
 multiply-add (``dL/dcoefs``) per (spike, target, lag). Positions are unsigned (``opos`` as
 ``uint64``), so numba emits no negative-index wrap-around per access (it did for the signed
 form: a shift, an ``and`` and a ``cmov`` per load). Windows of 1 and 2 lags take the 8-target
@@ -262,6 +263,20 @@ def tap_forward(k0, k1, soff, opos, val, base, w, seg, out):
         i0 = kb * TARGETS
         nt = min(TARGETS, n_out - i0)
         n8 = nt - nt % 8
+        if width == 6 or width == LANES:
+            # one target at a time over the whole batch: only its row needs the cache, and
+            # each (target, input) is set up once, not once per sample block
+            for t in range(nt):
+                out[i0 + t] = 0.0
+                for j in range(n_in):
+                    a = np.uint64(soff[j, 0])
+                    e = np.uint64(soff[j, n_sb])
+                    d0 = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+                    if width == 6:
+                        _forward_6(flat, a, e, opos, val, d0, w, i0 + t, j)
+                    else:
+                        _forward_8(flat, a, e, opos, val, d0, w, i0 + t, j)
+            continue
         for sb in range(n_sb):
             for t in range(nt):
                 out[i0 + t, sb * SAMPLES * seg:min(rowlen, (sb + 1) * SAMPLES * seg)] = 0.0
@@ -283,14 +298,6 @@ def tap_forward(k0, k1, soff, opos, val, base, w, seg, out):
                             c = w[i0 + t, j, n]
                             for q in range(a, e):
                                 flat[d + opos[q]] += c * val[q]
-                    continue
-                if width == 6 or width == LANES:
-                    for t in range(nt):
-                        d0 = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
-                        if width == 6:
-                            _forward_6(flat, a, e, opos, val, d0, w, i0 + t, j)
-                        else:
-                            _forward_8(flat, a, e, opos, val, d0, w, i0 + t, j)
                     continue
                 for t in range(nt):
                     idx[t] = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
@@ -351,40 +358,39 @@ def _dot_lanes(flat, a, e, opos, val, d, lanes, z, res):
 def tap_grad_coefs(k0, k1, soff, opos, val, base, g, sums):
     """Target blocks ``k0 <= k < k1``: ``sums[i, j, n] = sum over the spikes q of j of val[q]
     g[i, opos[q] + base[i, j] + n]`` (the correlation of ``dL/dout`` with the spikes at every
-    lag of the synapse's window), summed per sample block in registers, then over the sample
-    blocks in order. Arguments as :func:`tap_forward`, ``g`` the rows of ``dL/dout`` and
-    ``sums [N_out, N_in, W]`` the output."""
+    lag of the synapse's window), over the whole batch per (target pass, input): loads only,
+    so the rows need not stay in L1 (measured ~10 % faster than per sample block; one setup
+    and one partial sum per (target, input)). Arguments as :func:`tap_forward`, ``g`` the rows
+    of ``dL/dout`` and ``sums [N_out, N_in, W]`` the output."""
     n_out, n_in, width = sums.shape
     n_sb = soff.shape[1] - 1
     flat = g.reshape(-1)
     rowlen = g.shape[1]
     urow = np.uint64(rowlen)
     z = np.zeros(1, sums.dtype)[0]
+    lanes = width == 6 or width == LANES
     for kb in range(k0, k1):
         i0 = kb * TARGETS
         nt = min(TARGETS, n_out - i0)
         n8 = nt - nt % 8 if width <= 2 else 0
         for t in range(nt):
             sums[i0 + t] = 0.0
-        for sb in range(n_sb):
-            for j in range(n_in):
-                a = np.uint64(soff[j, sb])
-                e = np.uint64(soff[j, sb + 1])
-                if a == e:
-                    continue
-                for t0 in range(0, n8, 8):
-                    r = np.uint64((i0 + t0) * rowlen)
-                    if width == 1:
-                        _dot8_1(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
-                    else:
-                        _dot8_2(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
-                if width == 6 or width == LANES:
-                    for t in range(nt):
-                        d = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
-                        _dot_lanes(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
-                    continue
-                for t in range(n8, nt):
-                    d = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+        for j in range(n_in):
+            a = np.uint64(soff[j, 0])
+            e = np.uint64(soff[j, n_sb])
+            if a == e:
+                continue
+            for t0 in range(0, n8, 8):
+                r = np.uint64((i0 + t0) * rowlen)
+                if width == 1:
+                    _dot8_1(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
+                else:
+                    _dot8_2(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
+            for t in range(n8, nt):
+                d = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+                if lanes:
+                    _dot_lanes(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
+                else:
                     _dot_target(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
 
 
