@@ -6,12 +6,15 @@ gradients unchanged."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numba
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ctsnn.papers.dcls as dcls_mod
 from ctsnn.compiled import kernels_enabled, use_kernels
 from ctsnn.dropout import SequenceDropout
 from ctsnn.papers.dcls import DCLSConfig, DCLSNet
@@ -241,10 +244,12 @@ def test_sequence_dropout_with_rows():
     assert drop.eval().with_rows(x) == (x, None)
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("kernel", ["gaussian", "triangle"])
-def test_dcls_network_gradients_unchanged_by_rows(kernel, monkeypatch):
-    """DCLSNet passes each dropout's kept rows to the next synapse: every parameter gradient
-    equals the run without them (float64, the scatter path taken)."""
+def test_dcls_network_gradients_unchanged_by_rows(kernel, fused, monkeypatch):
+    """DCLSNet passes each dropout's kept rows to the next synapse, from the fused BatchNorm-LIF
+    kernel's mask or from SequenceDropout.with_rows: every parameter gradient equals the run
+    without them (float64, the scatter path taken)."""
     cfg = DCLSConfig.shd(n_in=12, n_hidden=40, n_layers=2, n_out=3, max_delay=0.25,
                          dropout=0.4, kernel=kernel)
     x = ((torch.rand(30, 6, 12, generator=torch.Generator().manual_seed(0)) < 0.05) * 1.0)
@@ -252,18 +257,18 @@ def test_dcls_network_gradients_unchanged_by_rows(kernel, monkeypatch):
     real = scatter_mod.SpikeScatter.apply
     monkeypatch.setattr(scatter_mod.SpikeScatter, "apply",
                         lambda *a: (taken.append(a[-1] is not None), real(*a))[1])
+    if not fused:
+        monkeypatch.setattr(dcls_mod, "bn_lif_applies", lambda *a, **k: False)
 
     def run(with_rows):
         net = DCLSNet(cfg, generator=torch.Generator().manual_seed(1), dtype=F64)
         net.set_sigma(0.5)  # the final width: taps (the initial width is a dense window)
-        if not with_rows:
-            for block in net.blocks:
-                drop = block.dropout
-                monkeypatch.setattr(drop, "with_rows", lambda h, _d=drop: (
-                    SequenceDropout.with_rows(_d, h)[0], None))
-        torch.manual_seed(2)
-        out = net(x.to(F64))
-        (out * torch.linspace(-1, 1, out.numel(), dtype=F64).view_as(out)).sum().backward()
+        with monkeypatch.context() as m:
+            if not with_rows:  # every synapse computes its whole input gradient
+                m.setattr(Dense, "input_rows", lambda self, rows: contextlib.nullcontext())
+            torch.manual_seed(2)
+            out = net(x.to(F64))
+            (out * torch.linspace(-1, 1, out.numel(), dtype=F64).view_as(out)).sum().backward()
         return [p.grad for p in net.parameters()]
 
     with_rows, without = run(True), run(False)
