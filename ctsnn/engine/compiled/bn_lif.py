@@ -45,6 +45,7 @@ from .lif_bptt import (
     RESET_CODES,
     SURROGATE_CODES,
     as_numpy,
+    plain_reverse_step,
     step_coefficients,
     surrogate_derivative,
 )
@@ -126,10 +127,8 @@ def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, mean, v0, A, C0, th
             for k in range(n):
                 u = g_y[t, b, k]
                 sd = g_y.dtype.type(surrogate_derivative(code, param, u - th[k]))
-                jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
-                s = 1.0 if u - th[k] >= 0.0 else 0.0
                 g_s = g_spikes[t, b, k] / den[0] * keep[b, k] if drop else g_spikes[t, b, k]
-                gu = lv[k] * (1.0 - zero * s) + (g_s + through * lv[k] * jump) * sd
+                gu = plain_reverse_step(u, sd, lv[k], g_s, th[k], vr[k], zero, sub, through)
                 g_y[t, b, k] = gu
                 lv[k] = A[k] * gu
         # the sample's rows are still in cache: a separate loop keeps the sweep's vectorised

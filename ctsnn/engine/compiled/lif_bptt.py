@@ -114,6 +114,18 @@ _CHUNKS = 16
 
 
 # --------------------------------------------------------------------------- kernels
+@numba.njit(inline="always")
+def plain_reverse_step(u, sd, lv, g_s, th, vr, zero, sub, through):
+    """``dL/du`` of one plain LIF step (a ``LIF`` on jumps, reset by ``zero`` / ``sub`` flags,
+    1.0 or 0.0) in the reverse sweep: ``u`` the pre-reset membrane, ``sd`` the surrogate
+    derivative at ``u - th``, ``lv`` ``dL/dv`` after the step, ``g_s`` ``dL/ds``, ``through``
+    0.0 when the reset is detached. The spike is recomputed as the forward's test
+    ``u - th >= 0``. Shared by :func:`_backward_plain` and the fused BatchNorm-LIF block."""
+    jump = zero * (vr - u) - sub * (th - vr)  # R(u) - u
+    s = 1.0 if u - th >= 0.0 else 0.0
+    return lv * (1.0 - zero * s) + (g_s + through * lv * jump) * sd
+
+
 @numba.njit(cache=True)
 def surrogate_derivative(code, p, x):
     """Derivative of the built-in surrogate ``code`` with parameter ``p`` at ``x``."""
@@ -313,10 +325,8 @@ def _backward_plain(b0, b1, g_spikes, code, param, u_all, A, th, vr, mode, detac
             for k in range(n):
                 u = u_all[t, b, k]
                 sd = u_all.dtype.type(surrogate_derivative(code, param, u - th[k]))
-                jump = zero * (vr[k] - u) - sub * (th[k] - vr[k])  # R(u) - u
-                s = 1.0 if u - th[k] >= 0.0 else 0.0
-                gu = lv[k] * (1.0 - zero * s) + \
-                    (g_spikes[t, b, k] + keep * lv[k] * jump) * sd
+                gu = plain_reverse_step(u, sd, lv[k], g_spikes[t, b, k], th[k], vr[k], zero,
+                                        sub, keep)
                 g_jumps[t, b, k] = gu
                 lv[k] = A[k] * gu
         lv_all[b] = lv
