@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_finite, check_positive, check_tensor
+from ..compiled import prepare_kernel_runtime
 from ..dtypes import ExactValues
 from ..spikes import Spikes
 from .arrivals import Arrivals, DelayedArrivals
@@ -137,6 +138,7 @@ class Dense(ExactValues, nn.Module):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
+        prepare_kernel_runtime(torch.get_default_device())  # numba's one-off start, not in a step
         self.kernel = as_kernel(kernel)
         check_choice("per", per, PER)
         self.per = per

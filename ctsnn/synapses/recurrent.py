@@ -58,7 +58,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_finite, check_positive, check_tensor
-from ..compiled import kernels_enabled
+from ..compiled import kernels_enabled, prepare_kernel_runtime
 from ..dtypes import ExactValues
 from ..spikes import locate
 from .arrivals import StepArrivals, element_arrivals, ranks, row_order, snap_to_grid
@@ -131,6 +131,7 @@ class RecurrentDense(ExactValues, nn.Module):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
+        prepare_kernel_runtime(torch.get_default_device())  # numba's one-off start, not in a step
         self.kernel = as_kernel(kernel)
         self.kernel.require_recurrent()
         check_choice("per", per, PER)
