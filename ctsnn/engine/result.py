@@ -42,6 +42,21 @@ class SimulationResult:
         self.saved = {} if saved is None else saved
 
     @property
+    def layers(self) -> list[SimulationResult]:
+        """Every layer's result, input to output (a new list; the last entry may be this
+        object)."""
+        return [*self._layers, self] if self._self_last else list(self._layers)
+
+    @layers.setter
+    def layers(self, value: list[SimulationResult]) -> None:
+        # This object is kept out of its own list: a list holding its owner is a reference
+        # cycle, and a cycle keeps every layer's rasters and states alive until Python's cyclic
+        # garbage collector happens to run (memory grew by a step's tensors per network call).
+        value = list(value)
+        self._self_last = bool(value) and value[-1] is self
+        self._layers = value[:-1] if self._self_last else value
+
+    @property
     def spikes(self) -> Spikes:
         if callable(self._spikes):
             self._spikes = self._spikes()
