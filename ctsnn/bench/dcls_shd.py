@@ -196,7 +196,10 @@ def _measure(run: _Settings, side: str, state: str, batch: int) -> dict[str, Any
         out["distinct_lags_per_layer"] = _distinct_lags(net)
     if run.memory:
         setup = functools.partial(_memory_setup, side, state, batch, run.n_steps, run.seed)
-        out["peak_rss_mib"] = run.peak_rss(setup, timeout=3600)
+        rss = run.rss(setup, timeout=3600)
+        out["peak_rss_mib"] = None if rss is None else rss["step_mib"]
+        # what building took (ours: includes numba's one-off runtime start, ~60 MiB)
+        out["build_rss_mib"] = None if rss is None else rss["build_mib"]
     del net, step
     return out
 

@@ -45,6 +45,8 @@ __all__ = [
     "mem_available_mib",
     "peak_rss_increase",
     "peak_rss_or_none",
+    "rss_increases",
+    "rss_or_none",
     "profile_top",
     "protocol_counts",
     "repo_root",
@@ -187,6 +189,7 @@ def _rss_child(setup: Callable[[], StepFn], steps: int, conn: Any) -> None:
     """Body of the fresh process of :func:`peak_rss_increase`; sends a dict or an error."""
     try:
         bench_env(warn=False)
+        start = _status_kib("VmRSS")
         step = setup()
         gc.collect()
         exact = _reset_hwm()
@@ -203,7 +206,8 @@ def _rss_child(setup: Callable[[], StepFn], steps: int, conn: Any) -> None:
         # Without the reset, VmHWM may still hold a peak from before the first
         # step; the value is then exact only if the steps raised the mark.
         exact = exact or (hwm_before is not None and hwm > hwm_before)
-        conn.send({"ok": True, "mib": (hwm - before) / 1024.0, "exact": exact})
+        conn.send({"ok": True, "mib": (hwm - before) / 1024.0, "exact": exact,
+                   "build_mib": None if start is None else (before - start) / 1024.0})
     except BaseException:  # report anything to the parent rather than die silently
         conn.send({"ok": False, "error": traceback.format_exc()})
     finally:
@@ -237,15 +241,19 @@ def call_in_child(target: Callable[..., None], args: tuple, *, timeout: float | 
     return msg
 
 
-def peak_rss_increase(
+def rss_increases(
     setup: Callable[[], StepFn], *, steps: int = 1, timeout: float | None = None
-) -> float:
-    """Peak RSS increase (MiB) of running a step function, in a fresh process.
+) -> dict[str, float | None]:
+    """Peak RSS increase of running a step function, and the RSS its setup added, in a fresh
+    process (MiB).
 
     A ``spawn`` child process calls :func:`bench_env`, then ``step = setup()``
     (build everything: model, inputs), then reads VmRSS (the current resident
-    set) and calls ``step()`` ``steps`` times; the result is the peak RSS
-    during those calls minus that VmRSS. The peak is VmHWM from
+    set) and calls ``step()`` ``steps`` times; ``step_mib`` is the peak RSS
+    during those calls minus that VmRSS (the protocol's figure), ``build_mib`` that VmRSS
+    minus the one before ``setup()`` (what building took: for ctsnn it includes numba's
+    runtime start, see :func:`ctsnn.compiled.prepare_kernel_runtime`; None without
+    ``/proc``). The peak is VmHWM from
     ``/proc/self/status`` — like ``ru_maxrss`` a high-water mark over the
     process's whole life, so it is first reset to the current RSS by writing
     ``5`` to ``/proc/self/clear_refs``. Where that reset is impossible and the
@@ -262,7 +270,8 @@ def peak_rss_increase(
         timeout: Seconds to wait for the child, None for no limit.
 
     Returns:
-        The increase in MiB (may be slightly negative if memory was freed).
+        ``{"step_mib": ..., "build_mib": ...}`` (the step's may be slightly negative if memory
+        was freed).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -275,15 +284,30 @@ def peak_rss_increase(
             "warning: could not reset the RSS high-water mark; peak RSS increase is an upper bound",
             file=sys.stderr,
         )
-    return float(result["mib"])
+    return {"step_mib": float(result["mib"]), "build_mib": result["build_mib"]}
+
+
+def peak_rss_increase(
+    setup: Callable[[], StepFn], *, steps: int = 1, timeout: float | None = None
+) -> float:
+    """The protocol's memory figure: ``step_mib`` of :func:`rss_increases` (MiB)."""
+    return rss_increases(setup, steps=steps, timeout=timeout)["step_mib"]
 
 
 def peak_rss_or_none(setup: Callable[[], StepFn], *, timeout: float | None,
                      log: Callable[[str], None]) -> float | None:
     """:func:`peak_rss_increase` of one step (MiB), or None, logged, when the measurement
     fails or times out (a configuration of a workload is then reported without memory)."""
+    result = rss_or_none(setup, timeout=timeout, log=log)
+    return None if result is None else result["step_mib"]
+
+
+def rss_or_none(setup: Callable[[], StepFn], *, timeout: float | None,
+                log: Callable[[str], None]) -> dict[str, float | None] | None:
+    """:func:`rss_increases` of one step, or None, logged, when the measurement fails or
+    times out."""
     try:
-        return peak_rss_increase(setup, timeout=timeout)
+        return rss_increases(setup, timeout=timeout)
     except (RuntimeError, TimeoutError) as exc:
         log(f"memory measurement failed: {exc}")
         return None
@@ -449,3 +473,9 @@ class Protocol:
     def peak_rss(self, setup: Callable[[], StepFn], *, timeout: float | None) -> float | None:
         """:func:`peak_rss_or_none` of one step, or None when memory is not measured."""
         return peak_rss_or_none(setup, timeout=timeout, log=self.log) if self.memory else None
+
+    def rss(self, setup: Callable[[], StepFn], *,
+            timeout: float | None) -> dict[str, float | None] | None:
+        """:func:`rss_or_none` of one step (the step's peak and the build's RSS), or None when
+        memory is not measured."""
+        return rss_or_none(setup, timeout=timeout, log=self.log) if self.memory else None

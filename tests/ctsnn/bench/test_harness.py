@@ -15,6 +15,7 @@ from ctsnn.bench.harness import (
     peak_rss_increase,
     peak_rss_or_none,
     protocol_counts,
+    rss_increases,
     summary_line,
     time_call,
     timed,
@@ -66,6 +67,22 @@ def _alloc_step(mib: int) -> Callable[[], object]:
 def test_peak_rss_increase_sees_a_large_allocation() -> None:
     inc = peak_rss_increase(functools.partial(_alloc_step, 64))
     assert 56 < inc < 200
+
+
+_KEPT: list[np.ndarray] = []
+
+
+def _build_then_alloc(build_mib: int, step_mib: int) -> Callable[[], object]:
+    """Setup that keeps ``build_mib`` MiB (like a model) and returns a step touching
+    ``step_mib`` MiB."""
+    _KEPT.append(np.ones(build_mib * 1024 * 1024 // 8))
+    return _alloc_step(step_mib)
+
+
+def test_rss_increases_separates_the_build_from_the_step() -> None:
+    rss = rss_increases(functools.partial(_build_then_alloc, 96, 32))
+    assert 88 < rss["build_mib"] < 200
+    assert 24 < rss["step_mib"] < 90  # the build's memory is not counted in the step
 
 
 def test_timed_cuts_repeats_over_budget() -> None:
