@@ -119,12 +119,18 @@ def kernel_threads() -> int:
     if not numba_available():
         return 1
     numba = _numba()
+    torch_threads = torch.get_num_threads()
     try:
         pool = numba.config.NUMBA_NUM_THREADS
         numba.get_num_threads()  # starts the threading layer; raises if none can load
     except (ValueError, RuntimeError, ImportError, OSError):
         return 1
-    return max(1, min(torch.get_num_threads(), pool))
+    finally:
+        # Starting numba's OpenMP layer resets the OpenMP thread count torch reads: without
+        # this, a torch.set_num_threads(1) made before the first kernel was silently undone.
+        if torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)
+    return max(1, min(torch_threads, pool))
 
 
 @contextlib.contextmanager

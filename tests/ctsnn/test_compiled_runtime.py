@@ -1,5 +1,8 @@
 """numba's JIT runtime starts when CPU modules are built (ctsnn.compiled.prepare_kernel_runtime)."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -42,3 +45,20 @@ def test_other_default_device_or_kernels_off_start_nothing(not_started):
 def test_bad_device_is_an_error():
     with pytest.raises((RuntimeError, ValueError)):
         prepare_kernel_runtime("not-a-device")
+
+
+@needs_numba
+@pytest.mark.parametrize("start", ["kernel_threads()", "ctsnn.synapses.Dense(4, 3)"])
+def test_starting_the_runtime_keeps_torchs_thread_count(start):
+    """Starting numba's OpenMP layer (the first kernel call, or building a module) after
+    import reset torch's thread count: a ``torch.set_num_threads(1)`` made before was silently
+    undone (seen when the threading layer started before any kernel was loaded)."""
+    code = ("import torch, ctsnn\n"
+            "from ctsnn.compiled import kernel_threads\n"
+            "torch.set_num_threads(1)\n"
+            "assert torch.get_num_threads() == 1\n"  # (the reset needed torch to have read it)
+            f"{start}\n"
+            "print(torch.get_num_threads(), kernel_threads(), torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert out.stdout.split()[-3:] == ["1", "1", "1"]
