@@ -684,13 +684,19 @@ class Spikes:
         return times, units, values.index_put(index, self.values)
 
     def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+        self, device: torch.device | str | torch.dtype | None = None,
+        dtype: torch.dtype | None = None
     ) -> Spikes:
         """Move to ``device`` and/or convert ``times`` and ``values`` to float ``dtype``.
 
-        A dtype change keeps every event in its step (times are rebuilt as grid point plus
-        offset in the new dtype), so ``raster()`` is unchanged up to the cast of ``values``.
+        As with tensors, a dtype may come first: ``spikes.to(torch.float64)``. A dtype change
+        keeps every event in its step (times are rebuilt as grid point plus offset in the new
+        dtype), so ``raster()`` is unchanged up to the cast of ``values``.
         """
+        if isinstance(device, torch.dtype):
+            if dtype is not None:
+                raise TypeError(f"Spikes.to: two dtypes given ({device} and dtype={dtype})")
+            device, dtype = None, device
         if dtype is not None and not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
         if ((dtype is None or dtype == self.dtype)

@@ -285,6 +285,10 @@ def test_to_and_dtype_preservation():
     assert f.dtype == torch.float32 and f.values.dtype == torch.float32
     assert torch.equal(f.raster(), s.raster().float())
     assert s.to("cpu").device == torch.device("cpu")
+    p = s.to(torch.float32)  # a dtype first, as Tensor.to takes it
+    assert p.dtype == torch.float32 and torch.equal(p.times, f.times)
+    with pytest.raises(TypeError, match="two dtypes"):
+        s.to(torch.float32, dtype=torch.float64)
     e = Spikes.empty(dt=0.1, n_steps=2, batch_size=3, n_units=4, dtype=F64)
     assert (len(e), e.dtype, e.count().shape) == (0, F64, (3, 4))
 
