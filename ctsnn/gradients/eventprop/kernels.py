@@ -24,7 +24,7 @@ from numba import prange
 from torch import Tensor
 
 from ...compiled import kernel_threads, numba_threads
-from ...engine.compiled.closed_forms import decays, kappa
+from ...engine.compiled.closed_forms import decays, kappa, phi_series
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
 from .layout import arrivals_at, bucket, by_neuron, neuron_layout, next_spike_index
@@ -39,7 +39,7 @@ from .readout_kernels import (
 from .tau_kernels import neuron_tau_terms
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
-           "phi_series", "spiking_backward"]
+           "spiking_backward"]
 
 _F64 = np.float64
 _MAX_FIELDS = ("t", "side", "src", "vdot")
@@ -54,9 +54,6 @@ _CHUNKS = 8
 #: make a forward step past the bucket's first spike rare (W2 T = 1000: the lookup's cost went
 #: 0.52 s -> 0.27 s from 2 buckets).
 _BUCKETS_PER_SPIKE = 8
-#: Taylor coefficients of ``phi1(x) = (1 - e^{-x})/x = sum_k (-x)^k/(k + 1)!`` for
-#: :func:`phi_series` (16 terms: truncation below ``0.5^16/17! ~ 4e-20`` for ``x <= 0.5``).
-_PHI = tuple((-1.0) ** k / math.factorial(k + 1) for k in range(16))
 
 
 # =========================================================================== scalar closed forms
@@ -137,21 +134,6 @@ def _factored_decays(h: float, em_p: float, es_p: float, a: float, b: float,
             return em_p, em_p * ex, em_p * h * phi / tau_m
         return es_p * ex, es_p, es_p * h * phi / tau_m
     return em_p, es_p, (em_p - es_p) / (tau_m * (b - a))
-
-
-@numba.njit(cache=True, error_model="numpy")
-def phi_series(x: float) -> float:
-    """``phi1(x) = (1 - e^{-x})/x`` for ``0 <= x <= 0.5`` by its Taylor series (16 terms,
-    Estrin's scheme: four dependent multiply-adds after the powers, instead of Horner's 15;
-    within a few ulp of ``-expm1(-x)/x``, cheaper than ``expm1``)."""
-    x2 = x * x
-    x4 = x2 * x2
-    x8 = x4 * x4
-    q0 = (_PHI[0] + _PHI[1] * x) + (_PHI[2] + _PHI[3] * x) * x2
-    q1 = (_PHI[4] + _PHI[5] * x) + (_PHI[6] + _PHI[7] * x) * x2
-    q2 = (_PHI[8] + _PHI[9] * x) + (_PHI[10] + _PHI[11] * x) * x2
-    q3 = (_PHI[12] + _PHI[13] * x) + (_PHI[14] + _PHI[15] * x) * x2
-    return (q0 + q1 * x4) + (q2 + q3 * x4) * x8
 
 
 @numba.njit(cache=True, error_model="numpy")

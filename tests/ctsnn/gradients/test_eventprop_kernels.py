@@ -362,11 +362,12 @@ def test_factors_off_for_per_neuron_time_constants_and_long_spans():
 
 
 def test_phi_series_equals_expm1_form_on_its_range():
-    """``kernels.phi_series`` (the spiking backward's ``phi1`` for ``x <= 0.5``, instead of
-    ``expm1``) equals ``-expm1(-x)/x`` within 2 ulp on ``[0, 0.5]`` (and 1 at 0)."""
+    """``closed_forms.phi_series`` (``phi1`` for ``x <= 0.5`` in the spiking backward and the
+    forward flow's ``decays``, instead of ``expm1``) equals ``-expm1(-x)/x`` within 2 ulp on
+    ``[0, 0.5]`` (and 1 at 0)."""
     import numpy as np
 
-    from ctsnn.gradients.eventprop import kernels as kern
+    from ctsnn.engine.compiled import closed_forms as kern
 
     assert kern.phi_series(0.0) == 1.0
     for x in np.concatenate([np.linspace(1e-12, 0.5, 2001), np.geomspace(1e-300, 1e-3, 50)]):
