@@ -24,7 +24,7 @@ from numba import prange
 from torch import Tensor
 
 from ...compiled import kernel_threads, numba_threads
-from ...engine.compiled.closed_forms import decays, kappa
+from ...engine.compiled.closed_forms import decays, kappa, phi_series
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
 from .layout import arrivals_at, bucket, by_neuron, neuron_layout, next_spike_index
@@ -39,7 +39,7 @@ from .readout_kernels import (
 from .tau_kernels import neuron_tau_terms
 
 __all__ = ["max_readout_forward", "readout_backward", "linear_readout_forward",
-           "phi_series", "spiking_backward"]
+           "spiking_backward"]
 
 _F64 = np.float64
 _MAX_FIELDS = ("t", "side", "src", "vdot")
@@ -54,9 +54,6 @@ _CHUNKS = 8
 #: make a forward step past the bucket's first spike rare (W2 T = 1000: the lookup's cost went
 #: 0.52 s -> 0.27 s from 2 buckets).
 _BUCKETS_PER_SPIKE = 8
-#: Taylor coefficients of ``phi1(x) = (1 - e^{-x})/x = sum_k (-x)^k/(k + 1)!`` for
-#: :func:`phi_series` (16 terms: truncation below ``0.5^16/17! ~ 4e-20`` for ``x <= 0.5``).
-_PHI = np.array([(-1.0) ** k / math.factorial(k + 1) for k in range(16)])
 
 
 # =========================================================================== scalar closed forms
@@ -140,26 +137,16 @@ def _factored_decays(h: float, em_p: float, es_p: float, a: float, b: float,
 
 
 @numba.njit(cache=True, error_model="numpy")
-def phi_series(x: float) -> float:
-    """``phi1(x) = (1 - e^{-x})/x`` for ``0 <= x <= 0.5`` by its Taylor series (Horner, 16
-    terms; within a few ulp of ``-expm1(-x)/x``, cheaper than ``expm1``)."""
-    p = _PHI[15]
-    for d in range(14, -1, -1):
-        p = p * x + _PHI[d]
-    return p
-
-
-@numba.njit(cache=True, error_model="numpy")
 def _cuba_factored_row(n: int, k0: int, k1: int, e0: int, e1: int, ev_order: np.ndarray,
                        t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
                        weight: np.ndarray, delay: np.ndarray, has_delay: bool, t_end: float,
                        sp_t: np.ndarray, v_minus: np.ndarray, i_minus: np.ndarray,
                        row: np.ndarray, inv_w: float, nb: int, pm: np.ndarray, ps: np.ndarray,
                        fac: np.ndarray, tm: float, ts: float, r: float, coef: np.ndarray,
-                       g_t: np.ndarray, g_w: np.ndarray, g_d: np.ndarray,
-                       g_a: np.ndarray) -> None:
+                       close: np.ndarray, in_order: bool, g_t: np.ndarray, g_w: np.ndarray,
+                       g_d: np.ndarray, g_a: np.ndarray) -> None:
     """The pairs of ``CubaLIF`` neuron ``n`` (spikes ``k0..k1-1``, adjoints known) and its
-    sample's input spikes ``ev_order[e0:e1]``, shared time constants, in one pass.
+    sample's input spikes ``ev_order[e0:e1]``, shared time constants.
 
     With ``u = e^{(t + D)/tau_m}`` and ``w = e^{(t + D)/tau_s}`` (products of the input spike's
     ``pm``/``ps`` and the synapse's ``fac``) and ``c = 1/(tau_m (1/tau_s - 1/tau_m))``, the
@@ -168,8 +155,16 @@ def _cuba_factored_row(n: int, k0: int, k1: int, e0: int, e1: int, ev_order: np.
     r c lam_V^-)``, ``C_k = e^{-t_k/tau_m} r c lam_V^-`` (``kappa = c (e_m - e_s)`` expanded):
     valid where ``x = h |1/tau_m - 1/tau_s| >= 0.5`` (no cancellation in ``e_m - e_s``); closer
     pairs take both decays as products and ``kappa = e_slow h phi1(x) / tau_m`` with
-    :func:`phi_series` (as :func:`_factored_decays`, without its ``expm1``). ``coef [5,
-    >= k1 - k0]`` is scratch.
+    :func:`phi_series` (as :func:`_factored_decays`, without its ``expm1``).
+
+    Two passes, without a data-dependent branch per pair in the first: it adds every pair's
+    factored terms with ``u, w`` multiplied by 0 for a close pair (adding exact zeros) and
+    notes the close pairs (position, next spike) in ``close [2, >= e1 - e0]``; the second adds
+    theirs. Each input spike still gets one term per neuron (``dL/dt_in``, ``dL/da`` as one
+    pass would give); ``dL/dW``, ``dL/dD`` add the close pairs after the others (rounding
+    order only). ``in_order``: ``ev_order[e0:e1]`` is ``e0..e1-1`` (the usual case: input
+    spikes in :class:`~ctsnn.Spikes` order), read without the indirection (one dependent load
+    less per pair). ``coef [5, >= k1 - k0]`` is scratch.
     """
     n_units_in = weight.shape[1]
     n_syn = weight.shape[0] * n_units_in
@@ -188,8 +183,9 @@ def _cuba_factored_row(n: int, k0: int, k1: int, e0: int, e1: int, ev_order: np.
         coef[4, k - k0] = es_k
     t_last = sp_t[k1 - 1]
     r_m = r * inv_m
+    n_close = 0
     for q in range(e0, e1):
-        e = ev_order[q]
+        e = q if in_order else ev_order[q]
         j = j_in[e]
         s = t_in[e] + delay[n, j] if has_delay else t_in[e]
         if not (s < t_last and s <= t_end):  # no later spike: zero adjoint, zero terms
@@ -197,20 +193,35 @@ def _cuba_factored_row(n: int, k0: int, k1: int, e0: int, e1: int, ev_order: np.
         k = row[bucket(s, inv_w, nb)]
         while sp_t[k] <= s:  # ends: sp_t[k1 - 1] > s
             k += 1
+        near = sp_t[k] - s < h_fast
+        close[0, n_close] = q
+        close[1, n_close] = k
+        n_close += near
+        far = 0.0 if near else 1.0
         syn = n * n_units_in + j
-        u = pm[q - e0] * fac[syn]
-        w = ps[q - e0] * fac[syn + n_syn]
+        u = pm[q - e0] * fac[syn] * far
+        w = ps[q - e0] * fac[syn + n_syn] * far
         i = k - k0
+        lam_v = coef[0, i] * u
+        lam_i = coef[1, i] * w + coef[2, i] * u
+        wt = weight[n, j]
+        dsq = wt * a_in[e] * (lam_i * inv_s - r_m * lam_v)
+        g_w[n, j] += a_in[e] * lam_i
+        g_d[n, j] += dsq
+        g_t[e] += dsq
+        g_a[e] += wt * lam_i
+    for p in range(n_close):  # kappa = e_slow h phi1(x) / tau_m, phi1 by its series
+        q, k = close[0, p], close[1, p]
+        e = q if in_order else ev_order[q]
+        j = j_in[e]
+        s = t_in[e] + delay[n, j] if has_delay else t_in[e]
         h = sp_t[k] - s
-        if h >= h_fast:
-            lam_v = coef[0, i] * u
-            lam_i = coef[1, i] * w + coef[2, i] * u
-        else:  # kappa = e_slow h phi1(x) / tau_m, phi1 by its series (no expm1)
-            em = coef[3, i] * u
-            es = coef[4, i] * w
-            kap = (em if inv_m <= inv_s else es) * h * phi_series(h * gap) * inv_m
-            lam_v = em * v_minus[k]
-            lam_i = es * i_minus[k] + r * kap * v_minus[k]
+        syn = n * n_units_in + j
+        em = coef[3, k - k0] * (pm[q - e0] * fac[syn])
+        es = coef[4, k - k0] * (ps[q - e0] * fac[syn + n_syn])
+        kap = (em if inv_m <= inv_s else es) * h * phi_series(h * gap) * inv_m
+        lam_v = em * v_minus[k]
+        lam_i = es * i_minus[k] + r * kap * v_minus[k]
         wt = weight[n, j]
         dsq = wt * a_in[e] * (lam_i * inv_s - r_m * lam_v)
         g_w[n, j] += a_in[e] * lam_i
@@ -262,8 +273,12 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
     coef = np.empty((5, most if use_fac and cuba else 0))
     v_minus, i_minus, v_plus = np.empty(most), np.empty(most), np.empty(most)
     pm, ps = np.empty(width if use_fac else 0), np.empty(width if use_fac else 0)
+    close = np.empty((2, width if use_fac and cuba else 0), dtype=np.int64)
     for b in range(b0, b1):
         e0, e1 = ev_ptr[b], ev_ptr[b + 1]
+        in_order = True
+        for q in range(e0, e1):
+            in_order &= ev_order[q] == q
         if use_fac:  # the sample's input-spike factors e^{t/tau} (shared tau_m, tau_s)
             for q in range(e0, e1):
                 pm[q - e0] = math.exp(t_in[ev_order[q]] / tau_m[0])
@@ -289,7 +304,8 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
             if cuba and use_fac and not need_tau:  # W2's case: one fused pass, no gather
                 _cuba_factored_row(n, k0, k1, e0, e1, ev_order, t_in, j_in, a_in, weight, delay,
                                    has_delay, t_end, sp_t_n, v_minus, i_minus, row, inv_w, nb,
-                                   pm, ps, fac, tm, tau_s[n], r[n], coef, g_t, g_w, g_d, g_a)
+                                   pm, ps, fac, tm, tau_s[n], r[n], coef, close, in_order, g_t,
+                                   g_w, g_d, g_a)
                 continue
             m = arrivals_at(n, e0, e1, ev_order, t_in, j_in, delay, has_delay, t_end, s_loc,
                              e_loc, p_loc)

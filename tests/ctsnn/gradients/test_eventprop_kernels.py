@@ -362,13 +362,52 @@ def test_factors_off_for_per_neuron_time_constants_and_long_spans():
 
 
 def test_phi_series_equals_expm1_form_on_its_range():
-    """``kernels.phi_series`` (the spiking backward's ``phi1`` for ``x <= 0.5``, instead of
-    ``expm1``) equals ``-expm1(-x)/x`` within 2 ulp on ``[0, 0.5]`` (and 1 at 0)."""
+    """``closed_forms.phi_series`` (``phi1`` for ``x <= 0.5`` in the spiking backward and the
+    forward flow's ``decays``, instead of ``expm1``) equals ``-expm1(-x)/x`` within 2 ulp on
+    ``[0, 0.5]`` (and 1 at 0)."""
     import numpy as np
 
-    from ctsnn.gradients.eventprop import kernels as kern
+    from ctsnn.engine.compiled import closed_forms as kern
 
     assert kern.phi_series(0.0) == 1.0
     for x in np.concatenate([np.linspace(1e-12, 0.5, 2001), np.geomspace(1e-300, 1e-3, 50)]):
         want = -math.expm1(-x) / x
         assert abs(kern.phi_series(float(x)) - want) <= 2 * math.ulp(want), x
+
+
+@pytest.mark.parametrize("model", ["CubaLIF", "LIF"])
+def test_backward_of_input_spikes_out_of_sample_order(monkeypatch, model):
+    """The compiled spiking backward reads a sample's input spikes directly when they stand in
+    :class:`ctsnn.Spikes` order and through the sample-grouping permutation otherwise: the
+    same layer with its saved input spikes shuffled gives the shuffled ``dL/dt_in``, ``dL/da``
+    and the same ``dL/dW``, ``dL/dD`` (float64, to rounding)."""
+    from ctsnn.gradients.eventprop import kernels as kern
+
+    calls = []
+    orig = kern.spiking_backward
+
+    def capture(cfg, saved, g_t, need, reg, need_tau=(False, False)):
+        calls.append((cfg, saved, g_t, need, reg, need_tau))
+        return orig(cfg, saved, g_t, need, reg, need_tau)
+
+    monkeypatch.setattr(kern, "spiking_backward", capture)
+    nrn = (ctsnn.CubaLIF(5, tau_mem=0.02, tau_syn=0.005, v_threshold=1.0) if model == "CubaLIF"
+           else ctsnn.LIF(5, tau_mem=0.02, v_threshold=1.0))
+    events = _events(11, 90, 3, 4, t_max=0.05)
+    w, d = _params(11, 5, 4, w_mean=5.0, d_max=0.02)
+    _run(nrn, events, w, d, n_steps=40)
+    cfg, saved, g_t, need, reg, need_tau = calls[0]
+    assert saved[6].numel() > 0  # the layer fires
+    perm = torch.randperm(saved[0].numel(), generator=torch.Generator().manual_seed(3))
+    shuffled = list(saved)
+    for k in (0, 3, 4, 5):  # t_in, b_in, j_in, v_in
+        shuffled[k] = saved[k][perm]
+    want = orig(cfg, saved, g_t, need, reg, need_tau)
+    got = orig(cfg, tuple(shuffled), g_t, need, reg, need_tau)
+    assert bool(want[0].abs().sum() > 0)  # (a LIF spike's time does not move with W)
+    for k, name in enumerate(["t_in", "weight", "delay", "amplitude"]):
+        a, b = got[k], want[k]
+        if name in ("t_in", "amplitude"):
+            b = b[perm]
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13 * float(b.abs().max()),
+                                   msg=name)
