@@ -62,15 +62,15 @@ from torch.autograd.function import once_differentiable
 from ..compiled import kernel_threads, kernels_enabled, numba_threads
 from ..engine.compiled.schedule import chunk_bounds
 from .kernels import Taps
-from .scatter_grad_input import check_rows, grad_input
+from .scatter_grad_input import check_rows, grad_input, input_windows
 from .tap_scatter import (
-    LANES,
     SAMPLES,
     TARGETS,
     tap_forward,
     tap_forward_chunks,
     tap_grad_coefs,
     tap_grad_coefs_chunks,
+    window_lanes,
 )
 
 __all__ = ["MAX_DENSITY", "MAX_WINDOW_DENSITY", "SpikeScatter", "WindowScatter",
@@ -85,6 +85,9 @@ MAX_WINDOW_DENSITY = 0.10
 #: Fixed number of row chunks of a parallel call (independent of the thread count, so each
 #: output row is computed by the same code whatever runs it).
 _CHUNKS = 32
+#: Size of the per-call scratch rows (``[N_out, n seg]`` for a chunk of ``n`` samples, a
+#: multiple of :data:`SAMPLES`) through which the tap scatter runs the batch: about a core's L2.
+SCRATCH_BYTES = 1 << 20
 #: Multiply-adds from which a kernel call runs on :func:`~ctsnn.compiled.kernel_threads`
 #: threads (below: one thread, no pool wake-up).
 _PARALLEL_WORK = 200_000
@@ -177,14 +180,6 @@ def _coefs_of_sums(lags, base, sums, gc):
                 gc[k, i, j] = sums[i, j, lags[k, i, j] - base[i, j]]
 
 
-def _lanes(width: int) -> int:
-    """Window width the tap kernels run: 1, 2, 6 (3..6 padded), 8 (7, 8 padded) or wider as
-    it is (see :mod:`ctsnn.synapses.tap_scatter`)."""
-    if width <= 2 or width > LANES:
-        return width
-    return 6 if width <= 6 else LANES
-
-
 @numba.njit(cache=True, fastmath=True)
 def _forward_window(h0, h1, offsets, opos, val, kernel, out):
     """Target pairs ``h0 <= h < h1`` (targets ``2h, 2h + 1``; the last, odd one alone):
@@ -272,12 +267,14 @@ def _events_of(x: Tensor, seg: int) -> tuple[np.ndarray, ...]:
 
 
 @numba.njit(cache=True)
-def _to_rows(b0, b1, src, seg, rows):
-    """Samples ``b0 <= b < b1``: ``rows[u, b seg + t] = src[t, b, u]`` and the segment's slack
-    ``t >= T'`` zero, in 16 x 16 tiles (steps x units; see :func:`_from_rows`)."""
+def _to_rows(c0, c1, r0, src, seg, rows):
+    """Samples ``b = r0 + c``, ``c0 <= c < c1``: ``rows[u, c seg + t] = src[t, b, u]`` (``rows``
+    holds the samples from ``r0`` on) and the segment's slack ``t >= T'`` zero, in 16 x 16
+    tiles (steps x units; see :func:`_from_rows`)."""
     n_steps, _, n = src.shape
-    for b in range(b0, b1):
-        s0 = b * seg
+    for c in range(c0, c1):
+        b = r0 + c
+        s0 = c * seg
         for t0 in range(0, n_steps, 16):
             t1 = min(n_steps, t0 + 16)
             for u0 in range(0, n, 16):
@@ -290,13 +287,15 @@ def _to_rows(b0, b1, src, seg, rows):
 
 
 @numba.njit(cache=True)
-def _from_rows(b0, b1, rows, seg, dst):
-    """Samples ``b0 <= b < b1``: ``dst[t, b, u] = rows[u, b seg + t]`` (the inverse of
-    :func:`_to_rows` without the slack), in 16 x 16 tiles (step rows of ``dst`` lie a page
-    apart: each is written 1 KiB at a time, across the unit tiles, before the next steps)."""
+def _from_rows(c0, c1, r0, rows, seg, dst):
+    """Samples ``b = r0 + c``, ``c0 <= c < c1``: ``dst[t, b, u] = rows[u, c seg + t]`` (the
+    inverse of :func:`_to_rows` without the slack), in 16 x 16 tiles (step rows of ``dst`` lie
+    a page apart: each is written 1 KiB at a time, across the unit tiles, before the next
+    steps)."""
     n_steps, _, n = dst.shape
-    for b in range(b0, b1):
-        s0 = b * seg
+    for c in range(c0, c1):
+        b = r0 + c
+        s0 = c * seg
         for t0 in range(0, n_steps, 16):
             t1 = min(n_steps, t0 + 16)
             for u0 in range(0, n, 16):
@@ -307,17 +306,31 @@ def _from_rows(b0, b1, rows, seg, dst):
 
 
 @numba.njit(cache=True, parallel=True)
-def _to_rows_chunks(n_chunks, src, seg, rows):
+def _to_rows_chunks(n_chunks, r0, src, seg, rows):
     for c in prange(n_chunks):
-        b0, b1 = chunk_bounds(c, n_chunks, src.shape[1])
-        _to_rows(b0, b1, src, seg, rows)
+        c0, c1 = chunk_bounds(c, n_chunks, rows.shape[1] // seg)
+        _to_rows(c0, c1, r0, src, seg, rows)
 
 
 @numba.njit(cache=True, parallel=True)
-def _from_rows_chunks(n_chunks, rows, seg, dst):
+def _from_rows_chunks(n_chunks, r0, rows, seg, dst):
     for c in prange(n_chunks):
-        b0, b1 = chunk_bounds(c, n_chunks, dst.shape[1])
-        _from_rows(b0, b1, rows, seg, dst)
+        c0, c1 = chunk_bounds(c, n_chunks, rows.shape[1] // seg)
+        _from_rows(c0, c1, r0, rows, seg, dst)
+
+
+def _to_rows_of(src: np.ndarray, r0: int, seg: int, rows: np.ndarray) -> None:
+    """Fill ``rows [N, n seg]`` with samples ``r0 .. r0 + n - 1`` of ``src [T', B, N]`` (time
+    contiguous, each segment zero after ``T'``), one compiled pass."""
+    n = rows.shape[1] // seg
+    _run(_to_rows, _to_rows_chunks, n, rows.size, r0, src, seg, rows)
+
+
+def _from_rows_of(rows: np.ndarray, r0: int, seg: int, dst: np.ndarray) -> None:
+    """Samples ``r0 .. r0 + n - 1`` of ``dst [T, B, N]`` from ``rows [N, n seg]`` (the first
+    ``T`` steps of every segment), one compiled pass."""
+    n = rows.shape[1] // seg
+    _run(_from_rows, _from_rows_chunks, n, n * dst.shape[0] * dst.shape[2], r0, rows, seg, dst)
 
 
 def _rows(t: Tensor, seg: int) -> Tensor:
@@ -325,23 +338,35 @@ def _rows(t: Tensor, seg: int) -> Tensor:
     steps zero after ``T'``), one compiled pass."""
     n_steps, batch, n = t.shape
     rows = t.new_empty((n, batch * seg))
-    _run(_to_rows, _to_rows_chunks, batch, n * batch * seg, t.detach().contiguous().numpy(),
-         seg, rows.numpy())
+    _to_rows_of(t.detach().contiguous().numpy(), 0, seg, rows.numpy())
     return rows
 
 
 def _unrows(rows: Tensor, n_steps: int, batch: int) -> Tensor:
     """``[N, B * seg] -> [T, B, N]`` contiguous (the first ``n_steps`` of every segment)."""
     out = rows.new_empty((n_steps, batch, rows.shape[0]))
-    _run(_from_rows, _from_rows_chunks, batch, out.numel(), rows.numpy(),
-         rows.shape[1] // batch, out.numpy())
+    _from_rows_of(rows.numpy(), 0, rows.shape[1] // batch, out.numpy())
     return out
+
+
+def _sample_chunks(batch: int, n_rows: int, seg: int, itemsize: int) -> int:
+    """Samples per chunk of the tap scatter: a multiple of :data:`SAMPLES` whose rows ``[n_rows,
+    n seg]`` take about :data:`SCRATCH_BYTES` (at least one sample block, at most the batch)."""
+    per_block = max(1, n_rows * SAMPLES * seg * itemsize)
+    return min(batch, SAMPLES * max(1, SCRATCH_BYTES // per_block))
+
+
+def _chunk_rows(scratch: np.ndarray, n_rows: int, n: int, seg: int) -> np.ndarray:
+    """The first ``n_rows * n * seg`` values of the flat ``scratch`` as rows ``[n_rows, n seg]``
+    (contiguous: a chunk of ``n`` samples)."""
+    return scratch[:n_rows * n * seg].reshape(n_rows, n * seg)
 
 
 class SpikeScatter(torch.autograd.Function):
     """``(x [T, B, N_in], lags, coefs [n_taps, N_out, N_in], pad_right) -> [T + pad, B, N_out]``.
 
-    Differentiable w.r.t. ``x`` and ``coefs`` (``lags`` are integers).
+    Differentiable w.r.t. ``x`` and ``coefs`` (``lags`` are integers). The batch runs chunk
+    by chunk (:func:`_sample_chunks` samples) through one scratch of rows.
     """
 
     @staticmethod
@@ -352,7 +377,7 @@ class SpikeScatter(torch.autograd.Function):
         coefs_c = coefs.detach().contiguous()
         n_out = coefs.shape[1]
         base_f, w_f, base_g, w_g = _windows(lags.numpy(), coefs_c.numpy())
-        lanes_f, lanes_g = _lanes(w_f.shape[2]), _lanes(w_g)
+        lanes_f, lanes_g = window_lanes(w_f.shape[2]), window_lanes(w_g)
         if lanes_f > w_f.shape[2]:  # zero lanes: the 6- or 8-lane updates add nothing there
             w_f = np.concatenate([w_f, np.zeros((*w_f.shape[:2], lanes_f - w_f.shape[2]),
                                                 w_f.dtype)], axis=2)
@@ -363,40 +388,62 @@ class SpikeScatter(torch.autograd.Function):
                     int(base_g.max(initial=0)) + lanes_g - 1)
         seg = n_steps + max(pad_right, reach)
         events = _events_of(x, seg)
-        out = x.new_empty((n_out, batch * seg))  # zeroed block by block by the kernel
+        soff, opos, val = events[3], events[1].view(np.uint64), events[2]
+        result = x.new_empty((n_steps + pad_right, batch, n_out))
+        chunk = _sample_chunks(batch, n_out, seg, x.element_size())
+        scratch = np.empty(n_out * chunk * seg, w_f.dtype)
         n_blocks = -(-n_out // TARGETS)
-        # positions unsigned for the tap kernels (no negative-index wrap-around per access)
-        _run(tap_forward, tap_forward_chunks, n_blocks, events[1].size * n_out * w_f.shape[2],
-             events[3], events[1].view(np.uint64), events[2], base_f, w_f, seg, out.numpy())
-        ctx.save_for_backward(lags, coefs_c)
+        for b0 in range(0, batch, chunk):
+            n = min(chunk, batch - b0)
+            sb0, sb1 = b0 // SAMPLES, -(-(b0 + n) // SAMPLES)
+            spikes = int((soff[:, sb1] - soff[:, sb0]).sum())
+            out = _chunk_rows(scratch, n_out, n, seg)  # zeroed block by block by the kernel
+            # positions unsigned for the tap kernels (no negative-index wrap-around per access)
+            _run(tap_forward, tap_forward_chunks, n_blocks, spikes * n_out * lanes_f,
+                 sb0, sb1, soff, opos, val, base_f, w_f, seg, out)
+            _from_rows_of(out, b0, seg, result.numpy())
+        ctx.save_for_backward(lags)
         ctx.events = events
-        ctx.window = (base_g, lanes_g)
-        ctx.shape = (n_steps, batch, x.shape[2], seg)
+        ctx.windows = (base_f, w_f, base_g, lanes_g)
+        ctx.shape = (n_steps, batch, x.shape[2], seg, chunk)
+        ctx.dtype = coefs.dtype
         ctx.keep = rows
-        return _unrows(out, n_steps + pad_right, batch)
+        return result
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        lags, coefs = ctx.saved_tensors
-        n_steps, batch, n_in, seg = ctx.shape
-        g = _rows(grad.to(coefs.dtype), seg)
+        (lags,) = ctx.saved_tensors
+        n_steps, batch, n_in, seg, chunk = ctx.shape
+        base_f, w_f, base_g, lanes_g = ctx.windows
+        n_out = lags.shape[1]
+        g_all = grad.to(ctx.dtype).contiguous().numpy()
         need_x, _, need_c = ctx.needs_input_grad[:3]
         gx = gc = None
         if need_x:
-            gx = g.new_empty((n_steps, batch, n_in))  # every entry written by the kernel
+            gx = torch.empty((n_steps, batch, n_in), dtype=ctx.dtype)  # every entry written
             keep = np.ones((batch, n_in), np.bool_) if ctx.keep is None else \
                 ctx.keep.contiguous().numpy()
-            grad_input(g.numpy(), seg, lags.numpy(), coefs.numpy(), keep, gx.numpy(), _run)
+            windows = input_windows(base_f, w_f)
         if need_c:
-            base_g, lanes_g = ctx.window
-            n_out = lags.shape[1]
-            sums = np.empty((n_out, n_in, lanes_g), dtype=coefs.numpy().dtype)
+            sums = np.zeros((n_out, n_in, lanes_g), dtype=w_f.dtype)
             _, opos, val, soff = ctx.events
-            _run(tap_grad_coefs, tap_grad_coefs_chunks, -(-n_out // TARGETS),
-                 opos.size * n_out * lanes_g, soff, opos.view(np.uint64), val, base_g,
-                 g.numpy(), sums)
-            gc = torch.empty_like(coefs)
+            opos = opos.view(np.uint64)
+        scratch = np.empty(n_out * chunk * seg, w_f.dtype)
+        for b0 in range(0, batch, chunk):
+            n = min(chunk, batch - b0)
+            g = _chunk_rows(scratch, n_out, n, seg)
+            _to_rows_of(g_all, b0, seg, g)
+            if need_x:
+                grad_input(g, seg, b0, windows, keep, gx.numpy(), _run)
+            if need_c:
+                # the chunks' partial sums added in the chunks' order (any thread count)
+                sb0, sb1 = b0 // SAMPLES, -(-(b0 + n) // SAMPLES)
+                spikes = int((soff[:, sb1] - soff[:, sb0]).sum())
+                _run(tap_grad_coefs, tap_grad_coefs_chunks, -(-n_out // TARGETS),
+                     spikes * n_out * lanes_g, sb0, sb1, soff, opos, val, base_g, seg, g, sums)
+        if need_c:
+            gc = torch.empty(lags.shape, dtype=ctx.dtype)
             _coefs_of_sums(lags.numpy(), base_g, sums, gc.numpy())
         return gx, None, gc, None, None
 
