@@ -6,18 +6,19 @@ transpose of its forward: for every input ``j``, sample ``b`` and step ``t``::
 with ``g = dL/dout``. Dense: the surrogate gradient reaches every input entry, so its cost is
 ``N_in x (non-zero taps per input) x B x T`` multiply-adds whatever the spikes.
 
-Layout and blocking. ``g`` comes as the scatter's rows (``[N_out, B * seg]``, time contiguous,
-each sample a segment of ``seg >= T + max lag`` steps; the same copy serves ``dL/dcoefs``).
-Work goes sample by sample: the sample's ``dL/dx`` accumulates in a scratch ``[N_in, T]``
-(L2) row by row. Every synapse's taps form one window of consecutive lags
-(:func:`input_windows`: the triangle's two, the float32 Gaussian's six at sigma 0.5; a
-single tap, or a window wider than 8, one lane per tap), and the windows are grouped by
-block of :data:`GX_TARGETS` targets: for each block every input row takes its windows in
-that block, several per pass over the row (one load of ``g`` per multiply-add, one load and
-store of the row per pass; a window's lanes are shifted loads of one ``g`` row, so a pass
-sets up one row pointer per window rather than per tap). A block's ``g`` over one sample
-(``GX_TARGETS x seg`` values) stays in the L1 cache while all the input rows read it,
-rather than every row streaming all of ``g`` from L2.
+Layout and blocking. ``g`` comes as the scatter's rows for a chunk of samples (``[N_out, n *
+seg]``, time contiguous, each sample a segment of ``seg >= T + max lag`` steps; the same copy
+serves ``dL/dcoefs``). Work goes sample by sample: the sample's ``dL/dx`` accumulates in a
+scratch ``[N_in, T]`` (L2) row by row. The windows are the forward's
+(:func:`input_windows`: every synapse's taps as one window of consecutive lags, zero-padded
+to the lanes of :func:`~ctsnn.synapses.tap_scatter.window_lanes`: the triangle's two, the
+float32 Gaussian's six at sigma 0.5; a window wider than 8 as one single-lane window per
+non-zero lag), grouped by block of :data:`GX_TARGETS` targets: for each block every input row
+takes its windows in that block, several per pass over the row (one load of ``g`` per
+multiply-add, one load and store of the row per pass; a window's lanes are shifted loads of
+one ``g`` row, so a pass sets up one row pointer per window rather than per tap). A block's
+``g`` over one sample (``GX_TARGETS x seg`` values) stays in the L1 cache while all the input
+rows read it, rather than every row streaming all of ``g`` from L2.
 The finished scratch is transposed into ``dL/dx [T, B, N_in]`` in tiles (no separate layout
 pass).
 

@@ -10,29 +10,39 @@ N_in]``, weights included)::
 and as :func:`ctsnn.synapses.conv.dense_conv` for a dense kernel ``[N_out, N_in, K]`` (lag
 ``n`` = index ``n``, every synapse the whole window: :func:`window_scatter`).
 
-Layout: rows per unit with batch and time flattened, **time contiguous** (``x -> [N_in, B *
-T]``, ``out -> [N_out, B * T_out]``), so a lag of ``L`` steps is a shift of ``L`` in a row and
-the taps of one spike, all within ``K`` steps, touch one or two cache lines of a target's row
-(contiguous for the dense window: vectorised).
+Layout: rows per unit with batch and time flattened, **time contiguous** (``out -> [N_out, n
+seg]`` for a chunk of ``n`` samples, each a segment of ``seg >= T + reach`` steps), so a lag of
+``L`` steps is a shift of ``L`` in a row and the taps of one spike, all within ``K`` steps,
+touch one or two cache lines of a target's row (contiguous for the dense window: vectorised).
+The tap scatter runs the batch **chunk by chunk** through one scratch of rows of about
+:data:`SCRATCH_BYTES` (a core's L2; :data:`~ctsnn.synapses.tap_scatter.SAMPLES`-sample blocks),
+so no ``[N_out, B seg]`` buffer exists in the forward or the backward.
 
 * events: the non-zero entries of ``x [T, B, N_in]`` per input unit, read in one compiled
   pass over ``x`` (no transposed copy), with the first entry of every block of
   :data:`SAMPLES` samples;
-* taps as windows: every synapse's taps become a first lag and a window of consecutive lags
-  (1 for rounded delays, 2 for the triangle, 6 for DCLS's final Gaussian in float32);
-* forward: per block of :data:`TARGETS` targets and block of samples (the block's output
-  rows, ~32 KiB, stay in L1), every spike of every input adds its window to each target of
-  the block, 8 targets per pass with their offsets and coefficients in registers (the
-  kernels and ``dL/dcoefs`` live in :mod:`ctsnn.synapses.tap_scatter`);
-* backward, the transpose: ``dL/dx[j]`` is a sum of shifted rows of ``dL/dout`` (dense: the
+* taps as windows: every synapse's taps become a first lag and a window of consecutive lags,
+  zero-padded to the lanes of :func:`~ctsnn.synapses.tap_scatter.window_lanes` (1 for rounded
+  delays, 2 for the triangle, 6 for DCLS's final Gaussian in float32); computed once in the
+  forward and kept for the backward;
+* forward, per chunk: per block of :data:`TARGETS` targets and block of samples (the block's
+  output rows, ~32 KiB, stay in L1), every spike of every input adds its window to each
+  target of the block, 8 targets per pass with their offsets and coefficients in registers
+  (the kernels and ``dL/dcoefs`` live in :mod:`ctsnn.synapses.tap_scatter`); the finished
+  chunk is transposed straight into the result ``[T + pad, B, N_out]``. Every output value
+  sums its inputs ascending and their spikes in order: the same values, bit for bit, whatever
+  the chunk size;
+* backward, per chunk: the chunk's ``dL/dout`` is copied into the scratch rows and serves
+  both gradients. ``dL/dx[j]`` is a sum of shifted rows of ``dL/dout`` (dense: the
   surrogate gradient reaches every input entry; :mod:`ctsnn.synapses.scatter_grad_input`,
-  sample by sample over L1-resident target blocks, written straight into ``[T, B, N_in]``)
-  — computed only when ``x`` needs a gradient (never for a network's data input) and only
-  on the (sample, input) rows ``rows=`` asks for;
-  ``dL/dcoefs[k, i, j]`` from the correlation of ``dL/dout[i]`` with the spikes of ``j`` over
-  the synapse's window, blocked as the forward. Gradients w.r.t. weights and delays follow
-  from ``dL/dcoefs`` through the kernel's own interpolation weights in PyTorch autograd,
-  exactly as on the reference path;
+  sample by sample over L1-resident target blocks, written straight into ``[T, B, N_in]``,
+  its windows derived from the forward's) — computed only when ``x`` needs a gradient
+  (never for a network's data input) and only on the (sample, input) rows ``rows=`` asks
+  for; ``dL/dcoefs[k, i, j]`` from the correlation of ``dL/dout[i]`` with the spikes of
+  ``j`` over the synapse's window, blocked as the forward, the chunks' partial sums added in
+  the chunks' order. Gradients w.r.t. weights and delays follow from ``dL/dcoefs`` through
+  the kernel's own interpolation weights in PyTorch autograd, exactly as on the reference
+  path;
 * the copies between ``[T, B, N]`` and the rows: one compiled, tiled pass each.
 
 :func:`scatter_pays` says when :class:`~ctsnn.synapses.Dense` takes the tap path (CPU, kernels
@@ -42,8 +52,8 @@ BLAS convolution).
 
 Threads: the forward, ``dL/dcoefs``, ``dL/dx``, both window kernels and the layout copies cut
 their output rows (target blocks; samples for ``dL/dx``; target pairs for the window;
-samples for the copies) into :data:`_CHUNKS` fixed
-chunks run by numba ``prange`` on :func:`~ctsnn.compiled.kernel_threads` threads when a call
+samples for the copies; within a chunk of samples for the tap scatter) into :data:`_CHUNKS`
+fixed chunks run by numba ``prange`` on :func:`~ctsnn.compiled.kernel_threads` threads when a call
 does at least :data:`_PARALLEL_WORK` multiply-adds (one thread below). Every chunk owns the rows
 it writes and computes them exactly as the serial form does, so results are bit-identical for
 any thread count.
