@@ -43,7 +43,8 @@ from torch import Tensor
 from .._checks import check_tensor
 from ..engine.compiled.schedule import chunk_bounds
 
-__all__ = ["GX_TARGETS", "check_rows", "grad_input", "input_windows", "mask_input_grad"]
+__all__ = ["GX_TARGETS", "check_rows", "grad_input", "grad_input_rows", "input_windows",
+           "mask_input_grad"]
 
 #: Targets per block: their ``g`` over one sample segment stays in the L1 cache while every
 #: input row reads it.
@@ -200,7 +201,7 @@ def _acc8(row, g, s0, u, e, ti, tb, tw):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _grad_input(c0, c1, r0, g, seg, count, ti, tb, tw, keep, gx):
+def grad_input_rows(c0, c1, r0, g, seg, count, ti, tb, tw, keep, gx):
     """Samples ``r0 + c`` for ``c0 <= c < c1`` of ``gx [T, B, N_in]`` from ``g``, the rows of
     the samples from ``r0`` on (sample ``r0 + c`` at ``c seg``; see the module docstring); rows
     with ``keep[b, j]`` false are zero."""
@@ -244,7 +245,7 @@ def _grad_input(c0, c1, r0, g, seg, count, ti, tb, tw, keep, gx):
 def _grad_input_chunks(n_chunks, r0, g, seg, count, ti, tb, tw, keep, gx):
     for c in prange(n_chunks):
         c0, c1 = chunk_bounds(c, n_chunks, g.shape[1] // seg)
-        _grad_input(c0, c1, r0, g, seg, count, ti, tb, tw, keep, gx)
+        grad_input_rows(c0, c1, r0, g, seg, count, ti, tb, tw, keep, gx)
 
 
 def grad_input(g, seg, r0, windows, keep, gx, run) -> None:
@@ -265,7 +266,7 @@ def grad_input(g, seg, r0, windows, keep, gx, run) -> None:
         raise ValueError(f"segments of {seg} steps do not hold T = {n_steps} plus the windows' "
                          f"reach {reach}")
     work = tw.size * n * n_steps
-    run(_grad_input, _grad_input_chunks, n, work, r0, g, seg, *windows, keep, gx)
+    run(grad_input_rows, _grad_input_chunks, n, work, r0, g, seg, *windows, keep, gx)
 
 
 def check_rows(rows: object, x: Tensor) -> Tensor:

@@ -72,14 +72,12 @@ from torch.autograd.function import once_differentiable
 from ..compiled import kernel_threads, kernels_enabled, numba_threads
 from ..engine.compiled.schedule import chunk_bounds
 from .kernels import Taps
-from .scatter_grad_input import check_rows, grad_input, input_windows
+from .scatter_grad_input import check_rows, grad_input_rows, input_windows
 from .tap_scatter import (
     SAMPLES,
     TARGETS,
     tap_forward,
-    tap_forward_chunks,
     tap_grad_coefs,
-    tap_grad_coefs_chunks,
     window_lanes,
 )
 
@@ -98,6 +96,10 @@ _CHUNKS = 32
 #: Size of the per-call scratch rows (``[N_out, n seg]`` for a chunk of ``n`` samples, a
 #: multiple of :data:`SAMPLES`) through which the tap scatter runs the batch: about a core's L2.
 SCRATCH_BYTES = 1 << 20
+#: Fixed number of sample-chunk groups of the tap scatter's backward: each group adds its
+#: chunks' ``dL/dcoefs`` into its own partial sums (one more ``[N_out, N_in, W]`` array per
+#: group), added in the groups' order: the same result for any thread count.
+_GROUPS = 2
 #: Multiply-adds from which a kernel call runs on :func:`~ctsnn.compiled.kernel_threads`
 #: threads (below: one thread, no pool wake-up).
 _PARALLEL_WORK = 200_000
@@ -366,10 +368,75 @@ def _sample_chunks(batch: int, n_rows: int, seg: int, itemsize: int) -> int:
     return min(batch, SAMPLES * max(1, SCRATCH_BYTES // per_block))
 
 
-def _chunk_rows(scratch: np.ndarray, n_rows: int, n: int, seg: int) -> np.ndarray:
-    """The first ``n_rows * n * seg`` values of the flat ``scratch`` as rows ``[n_rows, n seg]``
-    (contiguous: a chunk of ``n`` samples)."""
-    return scratch[:n_rows * n * seg].reshape(n_rows, n * seg)
+@numba.njit(cache=True)
+def _tap_forward_span(c0, c1, chunk, soff, opos, val, base, w, seg, dst):
+    """Sample chunks ``c0 <= c < c1`` (``chunk`` samples each, a multiple of :data:`SAMPLES`)
+    of the forward: each chunk's rows in one scratch ``[N_out, chunk seg]`` (every target
+    block, :func:`~ctsnn.synapses.tap_scatter.tap_forward`), then transposed into its samples
+    of ``dst [T + pad, B, N_out]``."""
+    n_out = w.shape[0]
+    batch = dst.shape[1]
+    n_blocks = (n_out + TARGETS - 1) // TARGETS
+    scratch = np.empty(n_out * min(chunk, batch) * seg, w.dtype)
+    for c in range(c0, c1):
+        b0 = c * chunk
+        n = min(chunk, batch - b0)
+        out = scratch[:n_out * n * seg].reshape(n_out, n * seg)
+        tap_forward(0, n_blocks, b0 // SAMPLES, (b0 + n + SAMPLES - 1) // SAMPLES, soff, opos,
+                    val, base, w, seg, out)
+        _from_rows(0, n, b0, out, seg, dst)
+
+
+@numba.njit(cache=True, parallel=True)
+def _tap_forward_parts(n_parts, chunk, soff, opos, val, base, w, seg, dst):
+    """:func:`_tap_forward_span` over ``n_parts`` fixed parts of the sample chunks
+    (``prange``: one parallel region per call; each chunk owns its samples)."""
+    n_chunks = (dst.shape[1] + chunk - 1) // chunk
+    for p in prange(n_parts):
+        c0, c1 = chunk_bounds(p, n_parts, n_chunks)
+        _tap_forward_span(c0, c1, chunk, soff, opos, val, base, w, seg, dst)
+
+
+@numba.njit(cache=True)
+def _tap_backward_group(grp, n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx, soff,
+                        opos, val, base_g, sums):
+    """Group ``grp`` of ``n_groups`` fixed groups of the sample chunks of the backward: each
+    chunk's ``dL/dout`` (from ``grad [T', B, N_out]``) into one scratch of rows, then its
+    samples' ``dL/dx`` into ``gx`` (when ``gx`` has samples; windows ``count, ti, tb, tw`` of
+    :func:`~ctsnn.synapses.scatter_grad_input.input_windows`) and its spikes' ``dL/dcoefs``
+    **added** to ``sums[grp]`` (when ``sums`` has targets), chunk after chunk."""
+    n_out = grad.shape[2]
+    batch = grad.shape[1]
+    n_chunks = (batch + chunk - 1) // chunk
+    n_blocks = (sums.shape[1] + TARGETS - 1) // TARGETS
+    c0, c1 = chunk_bounds(grp, n_groups, n_chunks)
+    scratch = np.empty(n_out * min(chunk, batch) * seg, grad.dtype)
+    for c in range(c0, c1):
+        b0 = c * chunk
+        n = min(chunk, batch - b0)
+        g = scratch[:n_out * n * seg].reshape(n_out, n * seg)
+        _to_rows(0, n, b0, grad, seg, g)
+        if gx.shape[1] > 0:
+            grad_input_rows(0, n, b0, g, seg, count, ti, tb, tw, keep, gx)
+        if n_blocks > 0:
+            tap_grad_coefs(0, n_blocks, b0 // SAMPLES, (b0 + n + SAMPLES - 1) // SAMPLES, soff,
+                           opos, val, base_g, seg, g, sums[grp])
+
+
+@numba.njit(cache=True)
+def _tap_backward_serial(n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx, soff, opos,
+                         val, base_g, sums):
+    for grp in range(n_groups):
+        _tap_backward_group(grp, n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx, soff,
+                            opos, val, base_g, sums)
+
+
+@numba.njit(cache=True, parallel=True)
+def _tap_backward_parallel(n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx, soff, opos,
+                           val, base_g, sums):
+    for grp in prange(n_groups):
+        _tap_backward_group(grp, n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx, soff,
+                            opos, val, base_g, sums)
 
 
 class SpikeScatter(torch.autograd.Function):
@@ -401,17 +468,10 @@ class SpikeScatter(torch.autograd.Function):
         soff, opos, val = events[3], events[1].view(np.uint64), events[2]
         result = x.new_empty((n_steps + pad_right, batch, n_out))
         chunk = _sample_chunks(batch, n_out, seg, x.element_size())
-        scratch = np.empty(n_out * chunk * seg, w_f.dtype)
-        n_blocks = -(-n_out // TARGETS)
-        for b0 in range(0, batch, chunk):
-            n = min(chunk, batch - b0)
-            sb0, sb1 = b0 // SAMPLES, -(-(b0 + n) // SAMPLES)
-            spikes = int((soff[:, sb1] - soff[:, sb0]).sum())
-            out = _chunk_rows(scratch, n_out, n, seg)  # zeroed block by block by the kernel
-            # positions unsigned for the tap kernels (no negative-index wrap-around per access)
-            _run(tap_forward, tap_forward_chunks, n_blocks, spikes * n_out * lanes_f,
-                 sb0, sb1, soff, opos, val, base_f, w_f, seg, out)
-            _from_rows_of(out, b0, seg, result.numpy())
+        # positions unsigned for the tap kernels (no negative-index wrap-around per access)
+        _run(_tap_forward_span, _tap_forward_parts, -(-batch // chunk),
+             opos.size * n_out * lanes_f, chunk, soff, opos, val, base_f, w_f, seg,
+             result.numpy())
         ctx.save_for_backward(lags)
         ctx.events = events
         ctx.windows = (base_f, w_f, base_g, lanes_g)
@@ -427,35 +487,39 @@ class SpikeScatter(torch.autograd.Function):
         n_steps, batch, n_in, seg, chunk = ctx.shape
         base_f, w_f, base_g, lanes_g = ctx.windows
         n_out = lags.shape[1]
-        g_all = grad.to(ctx.dtype).contiguous().numpy()
+        dtype = w_f.dtype
         need_x, _, need_c = ctx.needs_input_grad[:3]
-        gx = gc = None
-        if need_x:
-            gx = torch.empty((n_steps, batch, n_in), dtype=ctx.dtype)  # every entry written
+        _, opos, val, soff = ctx.events
+        gx = torch.empty((n_steps, batch if need_x else 0, n_in), dtype=ctx.dtype)
+        if need_x:  # every entry of gx written by the kernel
             keep = np.ones((batch, n_in), np.bool_) if ctx.keep is None else \
                 ctx.keep.contiguous().numpy()
             windows = input_windows(base_f, w_f)
+        else:
+            keep = np.ones((0, 0), np.bool_)
+            windows = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                       np.zeros((0, 1), dtype))
+        n_groups = min(_GROUPS, -(-batch // chunk))
+        # the groups' partial dL/dcoefs sums, added in the groups' order below
+        sums = np.zeros((n_groups, n_out if need_c else 0, n_in, lanes_g), dtype)
+        work = (windows[3].size * n_steps * batch if need_x else 0) + \
+            (opos.size * n_out * lanes_g if need_c else 0)
+        args = (n_groups, chunk, grad.to(ctx.dtype).contiguous().numpy(), seg, *windows, keep,
+                gx.numpy(), soff, opos.view(np.uint64), val, base_g, sums)
+        threads = kernel_threads() if work >= _PARALLEL_WORK and n_groups > 1 else 1
+        if threads == 1:
+            _tap_backward_serial(*args)
+        else:
+            with numba_threads(threads):
+                _tap_backward_parallel(*args)
+        gc = None
         if need_c:
-            sums = np.zeros((n_out, n_in, lanes_g), dtype=w_f.dtype)
-            _, opos, val, soff = ctx.events
-            opos = opos.view(np.uint64)
-        scratch = np.empty(n_out * chunk * seg, w_f.dtype)
-        for b0 in range(0, batch, chunk):
-            n = min(chunk, batch - b0)
-            g = _chunk_rows(scratch, n_out, n, seg)
-            _to_rows_of(g_all, b0, seg, g)
-            if need_x:
-                grad_input(g, seg, b0, windows, keep, gx.numpy(), _run)
-            if need_c:
-                # the chunks' partial sums added in the chunks' order (any thread count)
-                sb0, sb1 = b0 // SAMPLES, -(-(b0 + n) // SAMPLES)
-                spikes = int((soff[:, sb1] - soff[:, sb0]).sum())
-                _run(tap_grad_coefs, tap_grad_coefs_chunks, -(-n_out // TARGETS),
-                     spikes * n_out * lanes_g, sb0, sb1, soff, opos, val, base_g, seg, g, sums)
-        if need_c:
+            total = sums[0]
+            for part in sums[1:]:
+                total += part
             gc = torch.empty(lags.shape, dtype=ctx.dtype)
-            _coefs_of_sums(lags.numpy(), base_g, sums, gc.numpy())
-        return gx, None, gc, None, None
+            _coefs_of_sums(lags.numpy(), base_g, total, gc.numpy())
+        return gx if need_x else None, None, gc, None, None
 
 
 class WindowScatter(torch.autograd.Function):
