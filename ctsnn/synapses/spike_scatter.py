@@ -72,12 +72,14 @@ from torch.autograd.function import once_differentiable
 from ..compiled import kernel_threads, kernels_enabled, numba_threads
 from ..engine.compiled.schedule import chunk_bounds
 from .kernels import Taps
-from .scatter_grad_input import check_rows, grad_input_rows, input_windows
+from .scatter_grad_input import check_rows, grad_input, grad_input_rows, input_windows
 from .tap_scatter import (
     SAMPLES,
     TARGETS,
     tap_forward,
+    tap_forward_chunks,
     tap_grad_coefs,
+    tap_grad_coefs_chunks,
     window_lanes,
 )
 
@@ -363,9 +365,13 @@ def _unrows(rows: Tensor, n_steps: int, batch: int) -> Tensor:
 
 def _sample_chunks(batch: int, n_rows: int, seg: int, itemsize: int) -> int:
     """Samples per chunk of the tap scatter: a multiple of :data:`SAMPLES` whose rows ``[n_rows,
-    n seg]`` take about :data:`SCRATCH_BYTES` (at least one sample block, at most the batch)."""
+    n seg]`` take about :data:`SCRATCH_BYTES` (at least one sample block), and at most half
+    the batch's sample blocks when it has two or more (so that two threads share the chunks;
+    a batch in one chunk runs target-parallel instead)."""
     per_block = max(1, n_rows * SAMPLES * seg * itemsize)
-    return min(batch, SAMPLES * max(1, SCRATCH_BYTES // per_block))
+    blocks = -(-batch // SAMPLES)
+    half = -(-blocks // 2)  # half the sample blocks, rounded up
+    return min(batch, SAMPLES * max(1, min(half, SCRATCH_BYTES // per_block)))
 
 
 @numba.njit(cache=True)
@@ -439,6 +445,22 @@ def _tap_backward_parallel(n_groups, chunk, grad, seg, count, ti, tb, tw, keep, 
                             opos, val, base_g, sums)
 
 
+def _tap_backward_whole(n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx, soff, opos,
+                        val, base_g, sums) -> None:
+    """The backward of a batch in one chunk (arguments as :func:`_tap_backward_group`, one
+    group): ``dL/dx`` sample-parallel and ``dL/dcoefs`` target-parallel on one scratch, each
+    from :data:`_PARALLEL_WORK` on; the same values as the group form."""
+    n_out, batch = grad.shape[2], grad.shape[1]
+    g = np.empty((n_out, batch * seg), grad.dtype)
+    _to_rows_of(grad, 0, seg, g)
+    if gx.shape[1] > 0:
+        grad_input(g, seg, 0, (count, ti, tb, tw), keep, gx, _run)
+    if sums.shape[1] > 0:
+        _run(tap_grad_coefs, tap_grad_coefs_chunks, -(-sums.shape[1] // TARGETS),
+             opos.size * sums.shape[1] * sums.shape[3], 0, soff.shape[1] - 1, soff, opos, val,
+             base_g, seg, g, sums[0])
+
+
 class SpikeScatter(torch.autograd.Function):
     """``(x [T, B, N_in], lags, coefs [n_taps, N_out, N_in], pad_right) -> [T + pad, B, N_out]``.
 
@@ -469,9 +491,15 @@ class SpikeScatter(torch.autograd.Function):
         result = x.new_empty((n_steps + pad_right, batch, n_out))
         chunk = _sample_chunks(batch, n_out, seg, x.element_size())
         # positions unsigned for the tap kernels (no negative-index wrap-around per access)
-        _run(_tap_forward_span, _tap_forward_parts, -(-batch // chunk),
-             opos.size * n_out * lanes_f, chunk, soff, opos, val, base_f, w_f, seg,
-             result.numpy())
+        work = opos.size * n_out * lanes_f
+        if chunk < batch:  # chunks of samples in parallel, one scratch each
+            _run(_tap_forward_span, _tap_forward_parts, -(-batch // chunk), work, chunk, soff,
+                 opos, val, base_f, w_f, seg, result.numpy())
+        else:  # the batch in one scratch, target blocks in parallel
+            out = np.empty((n_out, batch * seg), w_f.dtype)  # zeroed block by block
+            _run(tap_forward, tap_forward_chunks, -(-n_out // TARGETS), work, 0,
+                 soff.shape[1] - 1, soff, opos, val, base_f, w_f, seg, out)
+            _from_rows_of(out, 0, seg, result.numpy())
         ctx.save_for_backward(lags)
         ctx.events = events
         ctx.windows = (base_f, w_f, base_g, lanes_g)
@@ -506,12 +534,13 @@ class SpikeScatter(torch.autograd.Function):
             (opos.size * n_out * lanes_g if need_c else 0)
         args = (n_groups, chunk, grad.to(ctx.dtype).contiguous().numpy(), seg, *windows, keep,
                 gx.numpy(), soff, opos.view(np.uint64), val, base_g, sums)
-        threads = kernel_threads() if work >= _PARALLEL_WORK and n_groups > 1 else 1
-        if threads == 1:
-            _tap_backward_serial(*args)
-        else:
-            with numba_threads(threads):
+        if chunk >= batch:  # the batch in one scratch (one group), target blocks in parallel
+            _tap_backward_whole(*args)
+        elif work >= _PARALLEL_WORK and kernel_threads() > 1:
+            with numba_threads(kernel_threads()):
                 _tap_backward_parallel(*args)
+        else:
+            _tap_backward_serial(*args)
         gc = None
         if need_c:
             total = sums[0]

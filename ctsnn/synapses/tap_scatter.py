@@ -28,17 +28,22 @@ Every call covers a range of sample blocks (a chunk of samples); the forward's s
 output value are the same as over the whole batch (inputs ascending, spikes in order), and
 ``dL/dcoefs`` adds the chunks' partial sums to its accumulator in the chunks' order.
 
-Threads: the kernels are serial; :mod:`ctsnn.synapses.spike_scatter` runs fixed groups of
-sample chunks in parallel (one scratch each), every output value computed exactly as the
-serial form does, so results are bit-identical for any thread count.
+Threads: :mod:`ctsnn.synapses.spike_scatter` runs fixed groups of sample chunks in parallel
+(one scratch each) or, for a batch in one chunk, the ``*_chunks`` forms here (fixed chunks of
+target blocks under numba ``prange``); every output value is computed exactly as the serial
+form does, so results are bit-identical for any thread count.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import prange
 
-__all__ = ["LANES", "SAMPLES", "TARGETS", "tap_forward", "tap_grad_coefs", "window_lanes"]
+from ..engine.compiled.schedule import chunk_bounds
+
+__all__ = ["LANES", "SAMPLES", "TARGETS", "tap_forward", "tap_forward_chunks",
+           "tap_grad_coefs", "tap_grad_coefs_chunks", "window_lanes"]
 
 #: Targets per block of the tap kernels (walked as passes of 8 targets in registers).
 TARGETS = 16
@@ -417,3 +422,21 @@ def tap_grad_coefs(k0, k1, sb0, sb1, soff, opos, val, base, seg, g, sums):
                     _dot_lanes(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
                 else:
                     _dot_target(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
+
+
+@numba.njit(cache=True, parallel=True)
+def tap_forward_chunks(n_chunks, sb0, sb1, soff, opos, val, base, w, seg, out):
+    """:func:`tap_forward` over ``n_chunks`` fixed chunks of target blocks (``prange``)."""
+    n_blocks = (w.shape[0] + TARGETS - 1) // TARGETS
+    for c in prange(n_chunks):
+        k0, k1 = chunk_bounds(c, n_chunks, n_blocks)
+        tap_forward(k0, k1, sb0, sb1, soff, opos, val, base, w, seg, out)
+
+
+@numba.njit(cache=True, parallel=True)
+def tap_grad_coefs_chunks(n_chunks, sb0, sb1, soff, opos, val, base, seg, g, sums):
+    """:func:`tap_grad_coefs` over ``n_chunks`` fixed chunks of target blocks (``prange``)."""
+    n_blocks = (sums.shape[0] + TARGETS - 1) // TARGETS
+    for c in prange(n_chunks):
+        k0, k1 = chunk_bounds(c, n_chunks, n_blocks)
+        tap_grad_coefs(k0, k1, sb0, sb1, soff, opos, val, base, seg, g, sums)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ctsnn.compiled import kernels_enabled
+from ctsnn.synapses import scatter_grad_input as grad_input_mod
 from ctsnn.synapses import spike_scatter as scatter_mod
 from ctsnn.synapses.conv import dense_conv, tap_conv
 from ctsnn.synapses.kernels import (
@@ -117,12 +118,13 @@ def test_window_threads_bit_identical(n_out, dtype, monkeypatch):
 
 @two_threads
 def test_parallel_form_taken_from_threshold(monkeypatch):
-    names = ["_tap_forward_parts", "_tap_backward_parallel", "_forward_window_chunks",
-             "_grad_window_chunks"]
+    names = ["tap_forward_chunks", "tap_grad_coefs_chunks", "_grad_input_chunks",
+             "_forward_window_chunks", "_grad_window_chunks"]
     calls: list[str] = []
     for name in names:
-        real = getattr(scatter_mod, name)
-        monkeypatch.setattr(scatter_mod, name,
+        mod = grad_input_mod if name == "_grad_input_chunks" else scatter_mod
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name,
                             lambda *a, _n=name, _r=real: (calls.append(_n), _r(*a))[1])
     x, d, w = _case(6, 40)  # 40 targets: three target blocks of the tap kernels
 

@@ -133,3 +133,24 @@ def test_sample_chunks_sizing(batch, n_rows, seg, itemsize):
     assert 1 <= n <= batch
     assert n == batch or n % SAMPLES == 0
     assert n <= SAMPLES or n_rows * n * seg * itemsize <= scatter_mod.SCRATCH_BYTES
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba's pool has one thread")
+def test_chunk_groups_parallel_from_threshold(monkeypatch):
+    """Several chunks: the forward's parts and the backward's groups run in parallel from the
+    work threshold on (and only then), never the whole-batch target-parallel forms."""
+    names = ["_tap_forward_parts", "_tap_backward_parallel", "tap_forward_chunks",
+             "tap_grad_coefs_chunks"]
+    calls: list[str] = []
+    for name in names:
+        real = getattr(scatter_mod, name)
+        monkeypatch.setattr(scatter_mod, name,
+                            lambda *a, _n=name, _r=real: (calls.append(_n), _r(*a))[1])
+    x, d, w = _case(4, 10)
+    run = lambda: _run("triangle", x, d, w, 2)  # noqa: E731
+    _with(monkeypatch, run, scratch=1, threads=2, work=10**18)
+    assert calls == []
+    _with(monkeypatch, run, scratch=1, threads=1, work=0)
+    assert calls == []
+    _with(monkeypatch, run, scratch=1, threads=2, work=0)
+    assert sorted(calls) == ["_tap_backward_parallel", "_tap_forward_parts"]
