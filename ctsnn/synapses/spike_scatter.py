@@ -395,8 +395,9 @@ def _tap_forward_span(c0, c1, chunk, soff, opos, val, base, w, seg, dst):
 
 @numba.njit(cache=True, parallel=True)
 def _tap_forward_parts(n_parts, chunk, soff, opos, val, base, w, seg, dst):
-    """:func:`_tap_forward_span` over ``n_parts`` fixed parts of the sample chunks
-    (``prange``: one parallel region per call; each chunk owns its samples)."""
+    """:func:`_tap_forward_span` over ``n_parts`` parts of the sample chunks (``prange``: one
+    parallel region per call, one scratch per part; each chunk owns its samples, so any
+    partition gives the same values)."""
     n_chunks = (dst.shape[1] + chunk - 1) // chunk
     for p in prange(n_parts):
         c0, c1 = chunk_bounds(p, n_parts, n_chunks)
@@ -492,9 +493,15 @@ class SpikeScatter(torch.autograd.Function):
         chunk = _sample_chunks(batch, n_out, seg, x.element_size())
         # positions unsigned for the tap kernels (no negative-index wrap-around per access)
         work = opos.size * n_out * lanes_f
-        if chunk < batch:  # chunks of samples in parallel, one scratch each
-            _run(_tap_forward_span, _tap_forward_parts, -(-batch // chunk), work, chunk, soff,
-                 opos, val, base_f, w_f, seg, result.numpy())
+        if chunk < batch:  # chunks of samples in parallel, one part (one scratch) per thread
+            n_chunks = -(-batch // chunk)
+            args = (chunk, soff, opos, val, base_f, w_f, seg, result.numpy())
+            threads = kernel_threads() if work >= _PARALLEL_WORK else 1
+            if threads == 1:
+                _tap_forward_span(0, n_chunks, *args)
+            else:
+                with numba_threads(threads):
+                    _tap_forward_parts(min(threads, n_chunks), *args)
         else:  # the batch in one scratch, target blocks in parallel
             out = np.empty((n_out, batch * seg), w_f.dtype)  # zeroed block by block
             _run(tap_forward, tap_forward_chunks, -(-n_out // TARGETS), work, 0,
