@@ -74,6 +74,7 @@ from ..engine.compiled.schedule import chunk_bounds
 from .kernels import Taps
 from .scatter_grad_input import check_rows, grad_input, grad_input_rows, input_windows
 from .tap_scatter import (
+    LANES,
     SAMPLES,
     TARGETS,
     tap_forward,
@@ -96,9 +97,10 @@ MAX_WINDOW_DENSITY = 0.10
 #: output row is computed by the same code whatever runs it).
 _CHUNKS = 32
 #: Size of the per-call scratch rows (``[N_out, n seg]`` for a chunk of ``n`` samples, a
-#: multiple of :data:`SAMPLES`) through which the tap scatter runs the batch: about a core's L2
-#: (one per thread; 1 MiB measured 5-25 % slower in the 6-lane forward, more per-chunk setup).
-SCRATCH_BYTES = 2 << 20
+#: multiple of :data:`SAMPLES`) through which the tap scatter runs the batch, one per thread:
+#: half a core's L2; twice that for 6- and 8-lane windows, whose forward sets up every (target,
+#: input) once per chunk (with 1 MiB it measured 5-25 % slower than over the whole batch).
+SCRATCH_BYTES = 1 << 20
 #: Fixed number of sample-chunk groups of the tap scatter's backward: each group adds its
 #: chunks' ``dL/dcoefs`` into its own partial sums (one more ``[N_out, N_in, W]`` array per
 #: group), added in the groups' order: the same result for any thread count.
@@ -364,15 +366,16 @@ def _unrows(rows: Tensor, n_steps: int, batch: int) -> Tensor:
     return out
 
 
-def _sample_chunks(batch: int, n_rows: int, seg: int, itemsize: int) -> int:
+def _sample_chunks(batch: int, n_rows: int, seg: int, itemsize: int, lanes: int = 1) -> int:
     """Samples per chunk of the tap scatter: a multiple of :data:`SAMPLES` whose rows ``[n_rows,
-    n seg]`` take about :data:`SCRATCH_BYTES` (at least one sample block), and at most half
-    the batch's sample blocks when it has two or more (so that two threads share the chunks;
-    a batch in one chunk runs target-parallel instead)."""
+    n seg]`` take about :data:`SCRATCH_BYTES` (twice that for ``lanes`` 6 or 8; at least one
+    sample block), and at most half the batch's sample blocks when it has two or more (so
+    that two threads share the chunks; a batch in one chunk runs target-parallel instead)."""
     per_block = max(1, n_rows * SAMPLES * seg * itemsize)
+    budget = SCRATCH_BYTES * (2 if lanes in (6, LANES) else 1)
     blocks = -(-batch // SAMPLES)
     half = -(-blocks // 2)  # half the sample blocks, rounded up
-    return min(batch, SAMPLES * max(1, min(half, SCRATCH_BYTES // per_block)))
+    return min(batch, SAMPLES * max(1, min(half, budget // per_block)))
 
 
 @numba.njit(cache=True)
@@ -491,7 +494,7 @@ class SpikeScatter(torch.autograd.Function):
         events = _events_of(x, seg)
         soff, opos, val = events[3], events[1].view(np.uint64), events[2]
         result = x.new_empty((n_steps + pad_right, batch, n_out))
-        chunk = _sample_chunks(batch, n_out, seg, x.element_size())
+        chunk = _sample_chunks(batch, n_out, seg, x.element_size(), lanes_f)
         # positions unsigned for the tap kernels (no negative-index wrap-around per access)
         work = opos.size * n_out * lanes_f
         if chunk < batch:  # chunks of samples in parallel, one part (one scratch) per thread

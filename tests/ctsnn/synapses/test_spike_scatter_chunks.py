@@ -123,16 +123,20 @@ def test_chunks_threads_bit_identical(kind, dtype, monkeypatch):
             assert torch.equal(u, v)
 
 
+@pytest.mark.parametrize("lanes", [1, 2, 6, 8, 11])
 @pytest.mark.parametrize(("batch", "n_rows", "seg", "itemsize"),
                          [(1, 256, 125, 4), (64, 256, 125, 4), (256, 20, 125, 4),
-                          (13, 3, 10, 8), (64, 256, 125, 8)])
-def test_sample_chunks_sizing(batch, n_rows, seg, itemsize):
-    """Chunks are whole sample blocks (or the batch), within the scratch budget unless one
-    block exceeds it."""
-    n = scatter_mod._sample_chunks(batch, n_rows, seg, itemsize)
+                          (13, 3, 10, 8), (64, 256, 125, 8), (256, 256, 125, 4)])
+def test_sample_chunks_sizing(batch, n_rows, seg, itemsize, lanes):
+    """Chunks are whole sample blocks (or the batch), within the scratch budget (twice it
+    for 6 and 8 lanes) unless one block exceeds it, at most half the sample blocks."""
+    n = scatter_mod._sample_chunks(batch, n_rows, seg, itemsize, lanes)
+    budget = scatter_mod.SCRATCH_BYTES * (2 if lanes in (6, 8) else 1)
     assert 1 <= n <= batch
     assert n == batch or n % SAMPLES == 0
-    assert n <= SAMPLES or n_rows * n * seg * itemsize <= scatter_mod.SCRATCH_BYTES
+    assert n <= SAMPLES or n_rows * n * seg * itemsize <= budget
+    if batch > SAMPLES:
+        assert n <= -(-batch // (2 * SAMPLES)) * SAMPLES
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba's pool has one thread")
