@@ -6,18 +6,19 @@ transpose of its forward: for every input ``j``, sample ``b`` and step ``t``::
 with ``g = dL/dout``. Dense: the surrogate gradient reaches every input entry, so its cost is
 ``N_in x (non-zero taps per input) x B x T`` multiply-adds whatever the spikes.
 
-Layout and blocking. ``g`` comes as the scatter's rows (``[N_out, B * seg]``, time contiguous,
-each sample a segment of ``seg >= T + max lag`` steps; the same copy serves ``dL/dcoefs``).
-Work goes sample by sample: the sample's ``dL/dx`` accumulates in a scratch ``[N_in, T]``
-(L2) row by row. Every synapse's taps form one window of consecutive lags
-(:func:`input_windows`: the triangle's two, the float32 Gaussian's six at sigma 0.5; a
-single tap, or a window wider than 8, one lane per tap), and the windows are grouped by
-block of :data:`GX_TARGETS` targets: for each block every input row takes its windows in
-that block, several per pass over the row (one load of ``g`` per multiply-add, one load and
-store of the row per pass; a window's lanes are shifted loads of one ``g`` row, so a pass
-sets up one row pointer per window rather than per tap). A block's ``g`` over one sample
-(``GX_TARGETS x seg`` values) stays in the L1 cache while all the input rows read it,
-rather than every row streaming all of ``g`` from L2.
+Layout and blocking. ``g`` comes as the scatter's rows for a chunk of samples (``[N_out, n *
+seg]``, time contiguous, each sample a segment of ``seg >= T + max lag`` steps; the same copy
+serves ``dL/dcoefs``). Work goes sample by sample: the sample's ``dL/dx`` accumulates in a
+scratch ``[N_in, T]`` (L2) row by row. The windows are the forward's
+(:func:`input_windows`: every synapse's taps as one window of consecutive lags, zero-padded
+to the lanes of :func:`~ctsnn.synapses.tap_scatter.window_lanes`: the triangle's two, the
+float32 Gaussian's six at sigma 0.5; a window wider than 8 as one single-lane window per
+non-zero lag), grouped by block of :data:`GX_TARGETS` targets: for each block every input row
+takes its windows in that block, several per pass over the row (one load of ``g`` per
+multiply-add, one load and store of the row per pass; a window's lanes are shifted loads of
+one ``g`` row, so a pass sets up one row pointer per window rather than per tap). A block's
+``g`` over one sample (``GX_TARGETS x seg`` values) stays in the L1 cache while all the input
+rows read it, rather than every row streaming all of ``g`` from L2.
 The finished scratch is transposed into ``dL/dx [T, B, N_in]`` in tiles (no separate layout
 pass).
 
@@ -42,7 +43,8 @@ from torch import Tensor
 from .._checks import check_tensor
 from ..engine.compiled.schedule import chunk_bounds
 
-__all__ = ["GX_TARGETS", "check_rows", "grad_input", "input_windows", "mask_input_grad"]
+__all__ = ["GX_TARGETS", "check_rows", "grad_input", "grad_input_rows", "input_windows",
+           "mask_input_grad"]
 
 #: Targets per block: their ``g`` over one sample segment stays in the L1 cache while every
 #: input row reads it.
@@ -51,77 +53,49 @@ _PAD = 32
 
 
 @numba.njit(cache=True)
-def _lanes(lags, coefs):
-    """Lanes of the windows :func:`input_windows` builds: every synapse's non-zero taps span
-    ``W`` consecutive lags at most; 2, 4, 6 or 8 lanes for ``2 <= W <= 8``, else 1 (one
-    window per non-zero tap)."""
-    n_taps, n_out, n_in = lags.shape
-    width = 1
-    for i in range(n_out):
-        for j in range(n_in):
-            lo = hi = -1
-            for k in range(n_taps):
-                if coefs[k, i, j] != 0.0:
-                    lag = lags[k, i, j]
-                    lo = lag if lo < 0 else min(lo, lag)
-                    hi = max(hi, lag)
-            width = max(width, hi - lo + 1)
-    if width == 1 or width > 8:
-        return 1
-    return width + width % 2 if width != 3 else 4
-
-
-@numba.njit(cache=True)
-def input_windows(lags, coefs):
-    """The taps of every input as windows of consecutive lags, grouped by block of
-    :data:`GX_TARGETS` targets: ``count [n_blocks * N_in + 1]`` (block ``m``'s windows of
-    input ``j`` at ``count[m N_in + j]:count[m N_in + j + 1]``), each window's target, first
-    lag and coefficients ``[n_windows, lanes]`` (lanes from :func:`_lanes`: a synapse's
-    non-zero taps in one zero-padded window, or with one lane each non-zero tap its own
-    window; ``lags, coefs [n_taps, N_out, N_in]``). Synapses without a non-zero tap have
-    none."""
-    n_taps, n_out, n_in = lags.shape
-    lanes = _lanes(lags, coefs)
+def input_windows(base, w):
+    """The forward's windows (``base [N_out, N_in]``, ``w [N_out, N_in, W]``: the coefficient
+    of lag ``base + n`` at ``w[..., n]``, ``W`` from
+    :func:`~ctsnn.synapses.tap_scatter.window_lanes`) as the windows of ``dL/dx``, grouped by
+    block of :data:`GX_TARGETS` targets: ``count [n_blocks * N_in + 1]`` (block ``m``'s windows
+    of input ``j`` at ``count[m N_in + j]:count[m N_in + j + 1]``), each window's target, first
+    lag and coefficients ``[n_windows, lanes]``. ``W <= 8``: one window per synapse with a
+    non-zero coefficient, ``lanes = W``; wider: one single-lane window per non-zero lag (the
+    taps at one lag summed, as the forward does)."""
+    n_out, n_in, width = w.shape
+    lanes = width if width <= 8 else 1
     n_blocks = (n_out + GX_TARGETS - 1) // GX_TARGETS
     count = np.zeros(n_blocks * n_in + 1, np.int64)
     for i in range(n_out):
         m0 = (i // GX_TARGETS) * n_in
         for j in range(n_in):
             nz = 0
-            for k in range(n_taps):
-                nz += coefs[k, i, j] != 0.0
+            for n in range(width):
+                nz += w[i, j, n] != 0.0
             count[m0 + j + 1] += nz if lanes == 1 else min(nz, 1)
     for m in range(n_blocks * n_in):
         count[m + 1] += count[m]
     ti = np.empty(count[-1], np.int64)
     tb = np.empty(count[-1], np.int64)
-    tw = np.zeros((count[-1], lanes), coefs.dtype)
+    tw = np.zeros((count[-1], lanes), w.dtype)
     cursor = count[:-1].copy()
     for i in range(n_out):
         m0 = (i // GX_TARGETS) * n_in
         for j in range(n_in):
-            if lanes == 1:
-                for k in range(n_taps):
-                    if coefs[k, i, j] != 0.0:
-                        q = cursor[m0 + j]
-                        cursor[m0 + j] = q + 1
-                        ti[q] = i
-                        tb[q] = lags[k, i, j]
-                        tw[q, 0] = coefs[k, i, j]
-                continue
-            lo = -1
-            for k in range(n_taps):
-                if coefs[k, i, j] != 0.0:
-                    lo = lags[k, i, j] if lo < 0 else min(lo, lags[k, i, j])
-            if lo < 0:
-                continue
-            q = cursor[m0 + j]
-            cursor[m0 + j] = q + 1
-            ti[q] = i
-            tb[q] = lo
-            for k in range(n_taps):
-                if coefs[k, i, j] != 0.0:
-                    tw[q, lags[k, i, j] - lo] += coefs[k, i, j]
+            for n in range(width):
+                if w[i, j, n] == 0.0:
+                    continue
+                q = cursor[m0 + j]
+                ti[q] = i
+                if lanes == 1:
+                    cursor[m0 + j] = q + 1
+                    tb[q] = base[i, j] + n
+                    tw[q, 0] = w[i, j, n]
+                else:  # the synapse's whole window, once
+                    cursor[m0 + j] = q + 1
+                    tb[q] = base[i, j]
+                    tw[q] = w[i, j]
+                    break
     return count, ti, tb, tw
 
 
@@ -187,27 +161,6 @@ def _acc2(row, g, s0, u, e, ti, tb, tw):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _acc4(row, g, s0, u, e, ti, tb, tw):
-    """Four-lane windows, two per pass (see :func:`_acc2`)."""
-    w = row.size
-    while u + 2 <= e:
-        a0, a1, a2, a3 = tw[u, 0], tw[u, 1], tw[u, 2], tw[u, 3]
-        b0, b1, b2, b3 = tw[u + 1, 0], tw[u + 1, 1], tw[u + 1, 2], tw[u + 1, 3]
-        ra = g[ti[u], s0 + tb[u]:]
-        rb = g[ti[u + 1], s0 + tb[u + 1]:]
-        for p in range(w):
-            row[p] += (a0 * ra[p] + a1 * ra[p + 1] + a2 * ra[p + 2] + a3 * ra[p + 3]
-                       + b0 * rb[p] + b1 * rb[p + 1] + b2 * rb[p + 2] + b3 * rb[p + 3])
-        u += 2
-    while u < e:
-        a0, a1, a2, a3 = tw[u, 0], tw[u, 1], tw[u, 2], tw[u, 3]
-        ra = g[ti[u], s0 + tb[u]:]
-        for p in range(w):
-            row[p] += a0 * ra[p] + a1 * ra[p + 1] + a2 * ra[p + 2] + a3 * ra[p + 3]
-        u += 1
-
-
-@numba.njit(cache=True, fastmath=True)
 def _acc6(row, g, s0, u, e, ti, tb, tw):
     """Six-lane windows (DCLS's float32 Gaussian at sigma 0.5), two per pass (see
     :func:`_acc2`)."""
@@ -248,17 +201,19 @@ def _acc8(row, g, s0, u, e, ti, tb, tw):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _grad_input(b0, b1, g, seg, count, ti, tb, tw, keep, gx):
-    """Samples ``b0 <= b < b1`` of ``gx [T, B, N_in]`` (see the module docstring); rows with
-    ``keep[b, j]`` false are zero."""
+def grad_input_rows(c0, c1, r0, g, seg, count, ti, tb, tw, keep, gx):
+    """Samples ``r0 + c`` for ``c0 <= c < c1`` of ``gx [T, B, N_in]`` from ``g``, the rows of
+    the samples from ``r0`` on (sample ``r0 + c`` at ``c seg``; see the module docstring); rows
+    with ``keep[b, j]`` false are zero."""
     n_steps, _, n_in = gx.shape
     n_blocks = (count.size - 1) // n_in
     lanes = tw.shape[1]
     reach = tb.max() + lanes - 1 if tb.size else 0  # the farthest lag any window reads
     width = -(-n_steps // _PAD) * _PAD
     buf = np.empty((n_in, width), gx.dtype)
-    for b in range(b0, b1):
-        s0 = b * seg
+    for c in range(c0, c1):
+        b = r0 + c
+        s0 = c * seg
         # rows run over ``width`` positions (no scalar remainder loop) where every window
         # lane stays inside g; the positions past n_steps are never copied out
         w = width if s0 + reach + width <= g.shape[1] else n_steps
@@ -273,8 +228,6 @@ def _grad_input(b0, b1, g, seg, count, ti, tb, tw, keep, gx):
                     _acc1(buf[j, :w], g, s0, u, e, ti, tb, tw)
                 elif lanes == 2:
                     _acc2(buf[j, :w], g, s0, u, e, ti, tb, tw)
-                elif lanes == 4:
-                    _acc4(buf[j, :w], g, s0, u, e, ti, tb, tw)
                 elif lanes == 6:
                     _acc6(buf[j, :w], g, s0, u, e, ti, tb, tw)
                 else:
@@ -289,25 +242,31 @@ def _grad_input(b0, b1, g, seg, count, ti, tb, tw, keep, gx):
 
 
 @numba.njit(cache=True, parallel=True)
-def _grad_input_chunks(n_chunks, g, seg, count, ti, tb, tw, keep, gx):
+def _grad_input_chunks(n_chunks, r0, g, seg, count, ti, tb, tw, keep, gx):
     for c in prange(n_chunks):
-        b0, b1 = chunk_bounds(c, n_chunks, gx.shape[1])
-        _grad_input(b0, b1, g, seg, count, ti, tb, tw, keep, gx)
+        c0, c1 = chunk_bounds(c, n_chunks, g.shape[1] // seg)
+        grad_input_rows(c0, c1, r0, g, seg, count, ti, tb, tw, keep, gx)
 
 
-def grad_input(g, seg, lags, coefs, keep, gx, run) -> None:
-    """Fill ``gx [T, B, N_in]`` (NumPy, may enter uninitialised) with ``dL/dx`` from the rows
-    ``g [N_out, B * seg]`` of ``dL/dout`` and the taps ``lags, coefs [n_taps, N_out, N_in]``
-    (NumPy); ``keep [B, N_in]`` bool (rows with ``False`` are zero). ``run`` is the scatter's
-    serial-or-chunked dispatcher (``run(serial, chunked, n_rows, work, *args)``)."""
-    windows = input_windows(lags, coefs)
-    n_steps, batch, _ = gx.shape
+def grad_input(g, seg, r0, windows, keep, gx, run) -> None:
+    """Fill samples ``r0 .. r0 + n - 1`` of ``gx [T, B, N_in]`` (NumPy, may enter
+    uninitialised) with ``dL/dx`` from ``g [N_out, n seg]``, the rows of ``dL/dout`` of those
+    ``n`` samples, and ``windows`` from :func:`input_windows`; ``keep [B, N_in]`` bool (rows
+    with ``False`` are zero). Every segment must hold the windows' reach (``seg >= T +`` the
+    farthest lane, as the scatter's segments do). ``run`` is the scatter's serial-or-chunked
+    dispatcher (``run(serial, chunked, n_rows, work, *args)``)."""
+    n_steps = gx.shape[0]
+    n = g.shape[1] // seg
+    if g.shape[1] != n * seg or r0 < 0 or r0 + n > gx.shape[1]:
+        raise ValueError(f"g must hold whole segments of {seg} steps of samples {r0}.. of the "
+                         f"{gx.shape[1]}, got {g.shape[1]} columns")
     tb, tw = windows[2], windows[3]
     reach = int(tb.max(initial=0)) + tw.shape[1] - 1  # the farthest lane any window reads
-    if reach > seg - n_steps:  # the last sample's rows would read past g: zeros there
-        g = np.pad(g, ((0, 0), (0, reach - (seg - n_steps))))
-    work = windows[3].size * batch * n_steps
-    run(_grad_input, _grad_input_chunks, batch, work, g, seg, *windows, keep, gx)
+    if reach > seg - n_steps:
+        raise ValueError(f"segments of {seg} steps do not hold T = {n_steps} plus the windows' "
+                         f"reach {reach}")
+    work = tw.size * n * n_steps
+    run(grad_input_rows, _grad_input_chunks, n, work, r0, g, seg, *windows, keep, gx)
 
 
 def check_rows(rows: object, x: Tensor) -> Tensor:

@@ -10,29 +10,39 @@ N_in]``, weights included)::
 and as :func:`ctsnn.synapses.conv.dense_conv` for a dense kernel ``[N_out, N_in, K]`` (lag
 ``n`` = index ``n``, every synapse the whole window: :func:`window_scatter`).
 
-Layout: rows per unit with batch and time flattened, **time contiguous** (``x -> [N_in, B *
-T]``, ``out -> [N_out, B * T_out]``), so a lag of ``L`` steps is a shift of ``L`` in a row and
-the taps of one spike, all within ``K`` steps, touch one or two cache lines of a target's row
-(contiguous for the dense window: vectorised).
+Layout: rows per unit with batch and time flattened, **time contiguous** (``out -> [N_out, n
+seg]`` for a chunk of ``n`` samples, each a segment of ``seg >= T + reach`` steps), so a lag of
+``L`` steps is a shift of ``L`` in a row and the taps of one spike, all within ``K`` steps,
+touch one or two cache lines of a target's row (contiguous for the dense window: vectorised).
+The tap scatter runs the batch **chunk by chunk** through one scratch of rows of about
+:data:`SCRATCH_BYTES` (a core's L2; :data:`~ctsnn.synapses.tap_scatter.SAMPLES`-sample blocks),
+so no ``[N_out, B seg]`` buffer exists in the forward or the backward.
 
 * events: the non-zero entries of ``x [T, B, N_in]`` per input unit, read in one compiled
   pass over ``x`` (no transposed copy), with the first entry of every block of
   :data:`SAMPLES` samples;
-* taps as windows: every synapse's taps become a first lag and a window of consecutive lags
-  (1 for rounded delays, 2 for the triangle, 6 for DCLS's final Gaussian in float32);
-* forward: per block of :data:`TARGETS` targets and block of samples (the block's output
-  rows, ~32 KiB, stay in L1), every spike of every input adds its window to each target of
-  the block, 8 targets per pass with their offsets and coefficients in registers (the
-  kernels and ``dL/dcoefs`` live in :mod:`ctsnn.synapses.tap_scatter`);
-* backward, the transpose: ``dL/dx[j]`` is a sum of shifted rows of ``dL/dout`` (dense: the
+* taps as windows: every synapse's taps become a first lag and a window of consecutive lags,
+  zero-padded to the lanes of :func:`~ctsnn.synapses.tap_scatter.window_lanes` (1 for rounded
+  delays, 2 for the triangle, 6 for DCLS's final Gaussian in float32); computed once in the
+  forward and kept for the backward;
+* forward, per chunk: per block of :data:`TARGETS` targets and block of samples (the block's
+  output rows, ~32 KiB, stay in L1), every spike of every input adds its window to each
+  target of the block, 8 targets per pass with their offsets and coefficients in registers
+  (the kernels and ``dL/dcoefs`` live in :mod:`ctsnn.synapses.tap_scatter`); the finished
+  chunk is transposed straight into the result ``[T + pad, B, N_out]``. Every output value
+  sums its inputs ascending and their spikes in order: the same values, bit for bit, whatever
+  the chunk size;
+* backward, per chunk: the chunk's ``dL/dout`` is copied into the scratch rows and serves
+  both gradients. ``dL/dx[j]`` is a sum of shifted rows of ``dL/dout`` (dense: the
   surrogate gradient reaches every input entry; :mod:`ctsnn.synapses.scatter_grad_input`,
-  sample by sample over L1-resident target blocks, written straight into ``[T, B, N_in]``)
-  — computed only when ``x`` needs a gradient (never for a network's data input) and only
-  on the (sample, input) rows ``rows=`` asks for;
-  ``dL/dcoefs[k, i, j]`` from the correlation of ``dL/dout[i]`` with the spikes of ``j`` over
-  the synapse's window, blocked as the forward. Gradients w.r.t. weights and delays follow
-  from ``dL/dcoefs`` through the kernel's own interpolation weights in PyTorch autograd,
-  exactly as on the reference path;
+  sample by sample over L1-resident target blocks, written straight into ``[T, B, N_in]``,
+  its windows derived from the forward's) — computed only when ``x`` needs a gradient
+  (never for a network's data input) and only on the (sample, input) rows ``rows=`` asks
+  for; ``dL/dcoefs[k, i, j]`` from the correlation of ``dL/dout[i]`` with the spikes of
+  ``j`` over the synapse's window, blocked as the forward, the chunks' partial sums added in
+  the chunks' order. Gradients w.r.t. weights and delays follow from ``dL/dcoefs`` through
+  the kernel's own interpolation weights in PyTorch autograd, exactly as on the reference
+  path;
 * the copies between ``[T, B, N]`` and the rows: one compiled, tiled pass each.
 
 :func:`scatter_pays` says when :class:`~ctsnn.synapses.Dense` takes the tap path (CPU, kernels
@@ -42,8 +52,8 @@ BLAS convolution).
 
 Threads: the forward, ``dL/dcoefs``, ``dL/dx``, both window kernels and the layout copies cut
 their output rows (target blocks; samples for ``dL/dx``; target pairs for the window;
-samples for the copies) into :data:`_CHUNKS` fixed
-chunks run by numba ``prange`` on :func:`~ctsnn.compiled.kernel_threads` threads when a call
+samples for the copies; within a chunk of samples for the tap scatter) into :data:`_CHUNKS`
+fixed chunks run by numba ``prange`` on :func:`~ctsnn.compiled.kernel_threads` threads when a call
 does at least :data:`_PARALLEL_WORK` multiply-adds (one thread below). Every chunk owns the rows
 it writes and computes them exactly as the serial form does, so results are bit-identical for
 any thread count.
@@ -62,7 +72,7 @@ from torch.autograd.function import once_differentiable
 from ..compiled import kernel_threads, kernels_enabled, numba_threads
 from ..engine.compiled.schedule import chunk_bounds
 from .kernels import Taps
-from .scatter_grad_input import check_rows, grad_input
+from .scatter_grad_input import check_rows, grad_input, grad_input_rows, input_windows
 from .tap_scatter import (
     LANES,
     SAMPLES,
@@ -71,6 +81,7 @@ from .tap_scatter import (
     tap_forward_chunks,
     tap_grad_coefs,
     tap_grad_coefs_chunks,
+    window_lanes,
 )
 
 __all__ = ["MAX_DENSITY", "MAX_WINDOW_DENSITY", "SpikeScatter", "WindowScatter",
@@ -85,6 +96,15 @@ MAX_WINDOW_DENSITY = 0.10
 #: Fixed number of row chunks of a parallel call (independent of the thread count, so each
 #: output row is computed by the same code whatever runs it).
 _CHUNKS = 32
+#: Size of the per-call scratch rows (``[N_out, n seg]`` for a chunk of ``n`` samples, a
+#: multiple of :data:`SAMPLES`) through which the tap scatter runs the batch, one per thread:
+#: half a core's L2; twice that for 6- and 8-lane windows, whose forward sets up every (target,
+#: input) once per chunk (with 1 MiB it measured 5-25 % slower than over the whole batch).
+SCRATCH_BYTES = 1 << 20
+#: Fixed number of sample-chunk groups of the tap scatter's backward: each group adds its
+#: chunks' ``dL/dcoefs`` into its own partial sums (one more ``[N_out, N_in, W]`` array per
+#: group), added in the groups' order: the same result for any thread count.
+_GROUPS = 2
 #: Multiply-adds from which a kernel call runs on :func:`~ctsnn.compiled.kernel_threads`
 #: threads (below: one thread, no pool wake-up).
 _PARALLEL_WORK = 200_000
@@ -177,14 +197,6 @@ def _coefs_of_sums(lags, base, sums, gc):
                 gc[k, i, j] = sums[i, j, lags[k, i, j] - base[i, j]]
 
 
-def _lanes(width: int) -> int:
-    """Window width the tap kernels run: 1, 2, 6 (3..6 padded), 8 (7, 8 padded) or wider as
-    it is (see :mod:`ctsnn.synapses.tap_scatter`)."""
-    if width <= 2 or width > LANES:
-        return width
-    return 6 if width <= 6 else LANES
-
-
 @numba.njit(cache=True, fastmath=True)
 def _forward_window(h0, h1, offsets, opos, val, kernel, out):
     """Target pairs ``h0 <= h < h1`` (targets ``2h, 2h + 1``; the last, odd one alone):
@@ -272,12 +284,14 @@ def _events_of(x: Tensor, seg: int) -> tuple[np.ndarray, ...]:
 
 
 @numba.njit(cache=True)
-def _to_rows(b0, b1, src, seg, rows):
-    """Samples ``b0 <= b < b1``: ``rows[u, b seg + t] = src[t, b, u]`` and the segment's slack
-    ``t >= T'`` zero, in 16 x 16 tiles (steps x units; see :func:`_from_rows`)."""
+def _to_rows(c0, c1, r0, src, seg, rows):
+    """Samples ``b = r0 + c``, ``c0 <= c < c1``: ``rows[u, c seg + t] = src[t, b, u]`` (``rows``
+    holds the samples from ``r0`` on) and the segment's slack ``t >= T'`` zero, in 16 x 16
+    tiles (steps x units; see :func:`_from_rows`)."""
     n_steps, _, n = src.shape
-    for b in range(b0, b1):
-        s0 = b * seg
+    for c in range(c0, c1):
+        b = r0 + c
+        s0 = c * seg
         for t0 in range(0, n_steps, 16):
             t1 = min(n_steps, t0 + 16)
             for u0 in range(0, n, 16):
@@ -290,13 +304,15 @@ def _to_rows(b0, b1, src, seg, rows):
 
 
 @numba.njit(cache=True)
-def _from_rows(b0, b1, rows, seg, dst):
-    """Samples ``b0 <= b < b1``: ``dst[t, b, u] = rows[u, b seg + t]`` (the inverse of
-    :func:`_to_rows` without the slack), in 16 x 16 tiles (step rows of ``dst`` lie a page
-    apart: each is written 1 KiB at a time, across the unit tiles, before the next steps)."""
+def _from_rows(c0, c1, r0, rows, seg, dst):
+    """Samples ``b = r0 + c``, ``c0 <= c < c1``: ``dst[t, b, u] = rows[u, c seg + t]`` (the
+    inverse of :func:`_to_rows` without the slack), in 16 x 16 tiles (step rows of ``dst`` lie
+    a page apart: each is written 1 KiB at a time, across the unit tiles, before the next
+    steps)."""
     n_steps, _, n = dst.shape
-    for b in range(b0, b1):
-        s0 = b * seg
+    for c in range(c0, c1):
+        b = r0 + c
+        s0 = c * seg
         for t0 in range(0, n_steps, 16):
             t1 = min(n_steps, t0 + 16)
             for u0 in range(0, n, 16):
@@ -307,17 +323,31 @@ def _from_rows(b0, b1, rows, seg, dst):
 
 
 @numba.njit(cache=True, parallel=True)
-def _to_rows_chunks(n_chunks, src, seg, rows):
+def _to_rows_chunks(n_chunks, r0, src, seg, rows):
     for c in prange(n_chunks):
-        b0, b1 = chunk_bounds(c, n_chunks, src.shape[1])
-        _to_rows(b0, b1, src, seg, rows)
+        c0, c1 = chunk_bounds(c, n_chunks, rows.shape[1] // seg)
+        _to_rows(c0, c1, r0, src, seg, rows)
 
 
 @numba.njit(cache=True, parallel=True)
-def _from_rows_chunks(n_chunks, rows, seg, dst):
+def _from_rows_chunks(n_chunks, r0, rows, seg, dst):
     for c in prange(n_chunks):
-        b0, b1 = chunk_bounds(c, n_chunks, dst.shape[1])
-        _from_rows(b0, b1, rows, seg, dst)
+        c0, c1 = chunk_bounds(c, n_chunks, rows.shape[1] // seg)
+        _from_rows(c0, c1, r0, rows, seg, dst)
+
+
+def _to_rows_of(src: np.ndarray, r0: int, seg: int, rows: np.ndarray) -> None:
+    """Fill ``rows [N, n seg]`` with samples ``r0 .. r0 + n - 1`` of ``src [T', B, N]`` (time
+    contiguous, each segment zero after ``T'``), one compiled pass."""
+    n = rows.shape[1] // seg
+    _run(_to_rows, _to_rows_chunks, n, rows.size, r0, src, seg, rows)
+
+
+def _from_rows_of(rows: np.ndarray, r0: int, seg: int, dst: np.ndarray) -> None:
+    """Samples ``r0 .. r0 + n - 1`` of ``dst [T, B, N]`` from ``rows [N, n seg]`` (the first
+    ``T`` steps of every segment), one compiled pass."""
+    n = rows.shape[1] // seg
+    _run(_from_rows, _from_rows_chunks, n, n * dst.shape[0] * dst.shape[2], r0, rows, seg, dst)
 
 
 def _rows(t: Tensor, seg: int) -> Tensor:
@@ -325,23 +355,122 @@ def _rows(t: Tensor, seg: int) -> Tensor:
     steps zero after ``T'``), one compiled pass."""
     n_steps, batch, n = t.shape
     rows = t.new_empty((n, batch * seg))
-    _run(_to_rows, _to_rows_chunks, batch, n * batch * seg, t.detach().contiguous().numpy(),
-         seg, rows.numpy())
+    _to_rows_of(t.detach().contiguous().numpy(), 0, seg, rows.numpy())
     return rows
 
 
 def _unrows(rows: Tensor, n_steps: int, batch: int) -> Tensor:
     """``[N, B * seg] -> [T, B, N]`` contiguous (the first ``n_steps`` of every segment)."""
     out = rows.new_empty((n_steps, batch, rows.shape[0]))
-    _run(_from_rows, _from_rows_chunks, batch, out.numel(), rows.numpy(),
-         rows.shape[1] // batch, out.numpy())
+    _from_rows_of(rows.numpy(), 0, rows.shape[1] // batch, out.numpy())
     return out
+
+
+def _sample_chunks(batch: int, n_rows: int, seg: int, itemsize: int, lanes: int = 1) -> int:
+    """Samples per chunk of the tap scatter: a multiple of :data:`SAMPLES` whose rows ``[n_rows,
+    n seg]`` take about :data:`SCRATCH_BYTES` (twice that for ``lanes`` 6 or 8; at least one
+    sample block), and at most half the batch's sample blocks when it has two or more (so
+    that two threads share the chunks; a batch in one chunk runs target-parallel instead)."""
+    per_block = max(1, n_rows * SAMPLES * seg * itemsize)
+    budget = SCRATCH_BYTES * (2 if lanes in (6, LANES) else 1)
+    blocks = -(-batch // SAMPLES)
+    half = -(-blocks // 2)  # half the sample blocks, rounded up
+    return min(batch, SAMPLES * max(1, min(half, budget // per_block)))
+
+
+@numba.njit(cache=True)
+def _tap_forward_span(c0, c1, chunk, soff, opos, val, base, w, seg, dst):
+    """Sample chunks ``c0 <= c < c1`` (``chunk`` samples each, a multiple of :data:`SAMPLES`)
+    of the forward: each chunk's rows in one scratch ``[N_out, chunk seg]`` (every target
+    block, :func:`~ctsnn.synapses.tap_scatter.tap_forward`), then transposed into its samples
+    of ``dst [T + pad, B, N_out]``."""
+    n_out = w.shape[0]
+    batch = dst.shape[1]
+    n_blocks = (n_out + TARGETS - 1) // TARGETS
+    scratch = np.empty(n_out * min(chunk, batch) * seg, w.dtype)
+    for c in range(c0, c1):
+        b0 = c * chunk
+        n = min(chunk, batch - b0)
+        out = scratch[:n_out * n * seg].reshape(n_out, n * seg)
+        tap_forward(0, n_blocks, b0 // SAMPLES, (b0 + n + SAMPLES - 1) // SAMPLES, soff, opos,
+                    val, base, w, seg, out)
+        _from_rows(0, n, b0, out, seg, dst)
+
+
+@numba.njit(cache=True, parallel=True)
+def _tap_forward_parts(n_parts, chunk, soff, opos, val, base, w, seg, dst):
+    """:func:`_tap_forward_span` over ``n_parts`` parts of the sample chunks (``prange``: one
+    parallel region per call, one scratch per part; each chunk owns its samples, so any
+    partition gives the same values)."""
+    n_chunks = (dst.shape[1] + chunk - 1) // chunk
+    for p in prange(n_parts):
+        c0, c1 = chunk_bounds(p, n_parts, n_chunks)
+        _tap_forward_span(c0, c1, chunk, soff, opos, val, base, w, seg, dst)
+
+
+@numba.njit(cache=True)
+def _tap_backward_group(grp, n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx, soff,
+                        opos, val, base_g, sums):
+    """Group ``grp`` of ``n_groups`` fixed groups of the sample chunks of the backward: each
+    chunk's ``dL/dout`` (from ``grad [T', B, N_out]``) into one scratch of rows, then its
+    samples' ``dL/dx`` into ``gx`` (when ``gx`` has samples; windows ``count, ti, tb, tw`` of
+    :func:`~ctsnn.synapses.scatter_grad_input.input_windows`) and its spikes' ``dL/dcoefs``
+    **added** to ``sums[grp]`` (when ``sums`` has targets), chunk after chunk."""
+    n_out = grad.shape[2]
+    batch = grad.shape[1]
+    n_chunks = (batch + chunk - 1) // chunk
+    n_blocks = (sums.shape[1] + TARGETS - 1) // TARGETS
+    c0, c1 = chunk_bounds(grp, n_groups, n_chunks)
+    scratch = np.empty(n_out * min(chunk, batch) * seg, grad.dtype)
+    for c in range(c0, c1):
+        b0 = c * chunk
+        n = min(chunk, batch - b0)
+        g = scratch[:n_out * n * seg].reshape(n_out, n * seg)
+        _to_rows(0, n, b0, grad, seg, g)
+        if gx.shape[1] > 0:
+            grad_input_rows(0, n, b0, g, seg, count, ti, tb, tw, keep, gx)
+        if n_blocks > 0:
+            tap_grad_coefs(0, n_blocks, b0 // SAMPLES, (b0 + n + SAMPLES - 1) // SAMPLES, soff,
+                           opos, val, base_g, seg, g, sums[grp])
+
+
+@numba.njit(cache=True)
+def _tap_backward_serial(n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx, soff, opos,
+                         val, base_g, sums):
+    for grp in range(n_groups):
+        _tap_backward_group(grp, n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx, soff,
+                            opos, val, base_g, sums)
+
+
+@numba.njit(cache=True, parallel=True)
+def _tap_backward_parallel(n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx, soff, opos,
+                           val, base_g, sums):
+    for grp in prange(n_groups):
+        _tap_backward_group(grp, n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx, soff,
+                            opos, val, base_g, sums)
+
+
+def _tap_backward_whole(n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx, soff, opos,
+                        val, base_g, sums) -> None:
+    """The backward of a batch in one chunk (arguments as :func:`_tap_backward_group`, one
+    group): ``dL/dx`` sample-parallel and ``dL/dcoefs`` target-parallel on one scratch, each
+    from :data:`_PARALLEL_WORK` on; the same values as the group form."""
+    n_out, batch = grad.shape[2], grad.shape[1]
+    g = np.empty((n_out, batch * seg), grad.dtype)
+    _to_rows_of(grad, 0, seg, g)
+    if gx.shape[1] > 0:
+        grad_input(g, seg, 0, (count, ti, tb, tw), keep, gx, _run)
+    if sums.shape[1] > 0:
+        _run(tap_grad_coefs, tap_grad_coefs_chunks, -(-sums.shape[1] // TARGETS),
+             opos.size * sums.shape[1] * sums.shape[3], 0, soff.shape[1] - 1, soff, opos, val,
+             base_g, seg, g, sums[0])
 
 
 class SpikeScatter(torch.autograd.Function):
     """``(x [T, B, N_in], lags, coefs [n_taps, N_out, N_in], pad_right) -> [T + pad, B, N_out]``.
 
-    Differentiable w.r.t. ``x`` and ``coefs`` (``lags`` are integers).
+    Differentiable w.r.t. ``x`` and ``coefs`` (``lags`` are integers). The batch runs chunk
+    by chunk (:func:`_sample_chunks` samples) through one scratch of rows.
     """
 
     @staticmethod
@@ -352,7 +481,7 @@ class SpikeScatter(torch.autograd.Function):
         coefs_c = coefs.detach().contiguous()
         n_out = coefs.shape[1]
         base_f, w_f, base_g, w_g = _windows(lags.numpy(), coefs_c.numpy())
-        lanes_f, lanes_g = _lanes(w_f.shape[2]), _lanes(w_g)
+        lanes_f, lanes_g = window_lanes(w_f.shape[2]), window_lanes(w_g)
         if lanes_f > w_f.shape[2]:  # zero lanes: the 6- or 8-lane updates add nothing there
             w_f = np.concatenate([w_f, np.zeros((*w_f.shape[:2], lanes_f - w_f.shape[2]),
                                                 w_f.dtype)], axis=2)
@@ -363,42 +492,74 @@ class SpikeScatter(torch.autograd.Function):
                     int(base_g.max(initial=0)) + lanes_g - 1)
         seg = n_steps + max(pad_right, reach)
         events = _events_of(x, seg)
-        out = x.new_empty((n_out, batch * seg))  # zeroed block by block by the kernel
-        n_blocks = -(-n_out // TARGETS)
+        soff, opos, val = events[3], events[1].view(np.uint64), events[2]
+        result = x.new_empty((n_steps + pad_right, batch, n_out))
+        chunk = _sample_chunks(batch, n_out, seg, x.element_size(), lanes_f)
         # positions unsigned for the tap kernels (no negative-index wrap-around per access)
-        _run(tap_forward, tap_forward_chunks, n_blocks, events[1].size * n_out * w_f.shape[2],
-             events[3], events[1].view(np.uint64), events[2], base_f, w_f, seg, out.numpy())
-        ctx.save_for_backward(lags, coefs_c)
+        work = opos.size * n_out * lanes_f
+        if chunk < batch:  # chunks of samples in parallel, one part (one scratch) per thread
+            n_chunks = -(-batch // chunk)
+            args = (chunk, soff, opos, val, base_f, w_f, seg, result.numpy())
+            threads = kernel_threads() if work >= _PARALLEL_WORK else 1
+            if threads == 1:
+                _tap_forward_span(0, n_chunks, *args)
+            else:
+                with numba_threads(threads):
+                    _tap_forward_parts(min(threads, n_chunks), *args)
+        else:  # the batch in one scratch, target blocks in parallel
+            out = np.empty((n_out, batch * seg), w_f.dtype)  # zeroed block by block
+            _run(tap_forward, tap_forward_chunks, -(-n_out // TARGETS), work, 0,
+                 soff.shape[1] - 1, soff, opos, val, base_f, w_f, seg, out)
+            _from_rows_of(out, 0, seg, result.numpy())
+        ctx.save_for_backward(lags)
         ctx.events = events
-        ctx.window = (base_g, lanes_g)
-        ctx.shape = (n_steps, batch, x.shape[2], seg)
+        ctx.windows = (base_f, w_f, base_g, lanes_g)
+        ctx.shape = (n_steps, batch, x.shape[2], seg, chunk)
+        ctx.dtype = coefs.dtype
         ctx.keep = rows
-        return _unrows(out, n_steps + pad_right, batch)
+        return result
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        lags, coefs = ctx.saved_tensors
-        n_steps, batch, n_in, seg = ctx.shape
-        g = _rows(grad.to(coefs.dtype), seg)
+        (lags,) = ctx.saved_tensors
+        n_steps, batch, n_in, seg, chunk = ctx.shape
+        base_f, w_f, base_g, lanes_g = ctx.windows
+        n_out = lags.shape[1]
+        dtype = w_f.dtype
         need_x, _, need_c = ctx.needs_input_grad[:3]
-        gx = gc = None
-        if need_x:
-            gx = g.new_empty((n_steps, batch, n_in))  # every entry written by the kernel
+        _, opos, val, soff = ctx.events
+        gx = torch.empty((n_steps, batch if need_x else 0, n_in), dtype=ctx.dtype)
+        if need_x:  # every entry of gx written by the kernel
             keep = np.ones((batch, n_in), np.bool_) if ctx.keep is None else \
                 ctx.keep.contiguous().numpy()
-            grad_input(g.numpy(), seg, lags.numpy(), coefs.numpy(), keep, gx.numpy(), _run)
+            windows = input_windows(base_f, w_f)
+        else:
+            keep = np.ones((0, 0), np.bool_)
+            windows = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                       np.zeros((0, 1), dtype))
+        n_groups = min(_GROUPS, -(-batch // chunk))
+        # the groups' partial dL/dcoefs sums, added in the groups' order below
+        sums = np.zeros((n_groups, n_out if need_c else 0, n_in, lanes_g), dtype)
+        work = (windows[3].size * n_steps * batch if need_x else 0) + \
+            (opos.size * n_out * lanes_g if need_c else 0)
+        args = (n_groups, chunk, grad.to(ctx.dtype).contiguous().numpy(), seg, *windows, keep,
+                gx.numpy(), soff, opos.view(np.uint64), val, base_g, sums)
+        if chunk >= batch:  # the batch in one scratch (one group), target blocks in parallel
+            _tap_backward_whole(*args)
+        elif work >= _PARALLEL_WORK and kernel_threads() > 1:
+            with numba_threads(kernel_threads()):
+                _tap_backward_parallel(*args)
+        else:
+            _tap_backward_serial(*args)
+        gc = None
         if need_c:
-            base_g, lanes_g = ctx.window
-            n_out = lags.shape[1]
-            sums = np.empty((n_out, n_in, lanes_g), dtype=coefs.numpy().dtype)
-            _, opos, val, soff = ctx.events
-            _run(tap_grad_coefs, tap_grad_coefs_chunks, -(-n_out // TARGETS),
-                 opos.size * n_out * lanes_g, soff, opos.view(np.uint64), val, base_g,
-                 g.numpy(), sums)
-            gc = torch.empty_like(coefs)
-            _coefs_of_sums(lags.numpy(), base_g, sums, gc.numpy())
-        return gx, None, gc, None, None
+            total = sums[0]
+            for part in sums[1:]:
+                total += part
+            gc = torch.empty(lags.shape, dtype=ctx.dtype)
+            _coefs_of_sums(lags.numpy(), base_g, total, gc.numpy())
+        return gx if need_x else None, None, gc, None, None
 
 
 class WindowScatter(torch.autograd.Function):

@@ -1,9 +1,11 @@
 """The tap kernels of :mod:`ctsnn.synapses.spike_scatter`: forward scatter and ``dL/dcoefs``.
 
-Both work on the rows layout of that module (``out``, ``dL/dout``: ``[N_out, B seg]``, time
-contiguous) and on the events of the input (per input unit ``j``: positions ``opos`` and values
-``val`` of its non-zero entries, ``soff[j, s]`` the first entry of sample block ``s``), with
-every synapse's taps as a window of consecutive lags (``base [N_out, N_in]``, width ``W``):
+Both work on the rows layout of that module (``out``, ``dL/dout``: ``[N_out, n seg]``, time
+contiguous, for a chunk of ``n`` samples: the caller runs the batch chunk by chunk through one
+small scratch, so no full-batch rows buffer exists) and on the events of the input (per
+input unit ``j``: positions ``opos`` and values ``val`` of its non-zero entries,
+``soff[j, s]`` the first entry of sample block ``s``), with every synapse's taps as a window
+of consecutive lags (``base [N_out, N_in]``, width ``W``):
 
 * forward: ``out[i, opos[q] + base[i, j] + n] += w[i, j, n] val[q]`` for every spike ``q`` of
   every input ``j``;
@@ -12,7 +14,7 @@ every synapse's taps as a window of consecutive lags (``base [N_out, N_in]``, wi
 
 Blocking: per block of :data:`TARGETS` targets (and, for the forward's 1- and 2-lag windows,
 per block of :data:`SAMPLES` samples, whose rows stay in L1; ``dL/dcoefs`` and the wider
-windows walk the whole batch), every input's spikes are walked once per **pass of 8
+windows walk the whole chunk), every input's spikes are walked once per **pass of 8
 targets**, whose row offsets and coefficients (forward) or accumulators (``dL/dcoefs``) are
 held in registers (scalar locals): one load and one store (forward) or one load and one
 multiply-add (``dL/dcoefs``) per (spike, target, lag). Positions are unsigned (``opos`` as
@@ -22,9 +24,14 @@ passes (targets left over: one target at a time); 3..6 lags (DCLS's final Gaussi
 6) and 7..8 lags one target at a time, its 6 or 8 coefficients (forward) or accumulators
 (``dL/dcoefs``) in registers; wider windows a plain loop.
 
-Thread safety: the ``*_chunks`` forms run fixed chunks of target blocks under numba
-``prange``; each chunk owns its rows and computes them exactly as the serial form, so results
-are bit-identical for any thread count.
+Every call covers a range of sample blocks (a chunk of samples); the forward's sums per
+output value are the same as over the whole batch (inputs ascending, spikes in order), and
+``dL/dcoefs`` adds the chunks' partial sums to its accumulator in the chunks' order.
+
+Threads: :mod:`ctsnn.synapses.spike_scatter` runs fixed groups of sample chunks in parallel
+(one scratch each) or, for a batch in one chunk, the ``*_chunks`` forms here (fixed chunks of
+target blocks under numba ``prange``); every output value is computed exactly as the serial
+form does, so results are bit-identical for any thread count.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from numba import prange
 from ..engine.compiled.schedule import chunk_bounds
 
 __all__ = ["LANES", "SAMPLES", "TARGETS", "tap_forward", "tap_forward_chunks",
-           "tap_grad_coefs", "tap_grad_coefs_chunks"]
+           "tap_grad_coefs", "tap_grad_coefs_chunks", "window_lanes"]
 
 #: Targets per block of the tap kernels (walked as passes of 8 targets in registers).
 TARGETS = 16
@@ -44,6 +51,21 @@ TARGETS = 16
 SAMPLES = 4
 #: Widest window (consecutive lags per synapse) taken by the 8-lane loops.
 LANES = 8
+
+
+def window_lanes(width: int) -> int:
+    """The lane rule of the spike scatter: the number of lanes (consecutive lags, the window
+    zero-padded to it) the kernels run for windows up to ``width`` lags wide: 1, 2, 6 (3..6;
+    DCLS's final Gaussian in float32), 8 (7, 8) or, wider, ``width`` itself.
+
+    Used by the forward (the non-zero taps' window), by ``dL/dcoefs`` (every tap's window,
+    zero-valued taps included) and by ``dL/dx`` (the forward's windows as they are, 1, 2, 6 or
+    8 lanes; wider ones one lane per non-zero lag, see
+    :func:`ctsnn.synapses.scatter_grad_input.input_windows`).
+    """
+    if width <= 2 or width > LANES:
+        return width
+    return 6 if width <= 6 else LANES
 
 
 # ----------------------------------------------------------------- 8-target passes (inlined)
@@ -244,19 +266,25 @@ def _forward_8(flat, a, e, opos, val, d0, w, i, j):
 
 
 @numba.njit(cache=True, fastmath=True)
-def tap_forward(k0, k1, soff, opos, val, base, w, seg, out):
-    """Target blocks ``k0 <= k < k1`` (targets ``k TARGETS ..``): the forward scatter.
+def tap_forward(k0, k1, sb0, sb1, soff, opos, val, base, w, seg, out):
+    """Target blocks ``k0 <= k < k1`` (targets ``k TARGETS ..``), sample blocks ``sb0 <= s <
+    sb1``: the forward scatter of those samples' spikes.
 
-    ``soff [N_in, S + 1]`` (int64), ``opos`` (uint64), ``val`` (events), ``base [N_out, N_in]``
-    (int64), ``w [N_out, N_in, W]`` (``W`` 1, 2, 6 or 8 zero-padded, or wider), ``seg`` steps per
-    sample, ``out [N_out, B seg]``. ``out`` may enter uninitialised: each block zeroes its own
-    rows over its sample block first (in cache, on the thread that then fills them).
+    ``soff [N_in, S + 1]`` (int64), ``opos`` (uint64, positions in the whole batch's rows),
+    ``val`` (events), ``base [N_out, N_in]`` (int64), ``w [N_out, N_in, W]`` (``W`` from
+    :func:`window_lanes`, zero-padded), ``seg`` steps per sample; ``out [N_out, n seg]`` the rows
+    of the ``n`` samples from sample ``sb0 SAMPLES`` on (a chunk's scratch: position ``p`` of
+    the batch is ``p - sb0 SAMPLES seg`` there; the row offsets carry that shift, in unsigned
+    wrap-around arithmetic, so the spike loops are those of the whole-batch form). ``out`` may
+    enter uninitialised: each block zeroes its own rows over its sample block first (in cache,
+    on the thread that then fills them). Every output value sums its inputs ascending and
+    their spikes in order, whatever the chunk of samples.
     """
     n_out, n_in, width = w.shape
-    n_sb = soff.shape[1] - 1
     flat = out.reshape(-1)
     rowlen = out.shape[1]
     urow = np.uint64(rowlen)
+    start = sb0 * SAMPLES * seg  # the batch position of the rows' first column
     idx = np.empty(TARGETS, np.uint64)
     cw = np.zeros(TARGETS * width, w.dtype)
     for kb in range(k0, k1):
@@ -264,22 +292,23 @@ def tap_forward(k0, k1, soff, opos, val, base, w, seg, out):
         nt = min(TARGETS, n_out - i0)
         n8 = nt - nt % 8
         if width == 6 or width == LANES:
-            # one target at a time over the whole batch: only its row needs the cache, and
-            # each (target, input) is set up once, not once per sample block
+            # one target at a time over the chunk: only its row needs the cache, and each
+            # (target, input) is set up once per chunk, not once per sample block
             for t in range(nt):
                 out[i0 + t] = 0.0
                 for j in range(n_in):
-                    a = np.uint64(soff[j, 0])
-                    e = np.uint64(soff[j, n_sb])
-                    d0 = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+                    a = np.uint64(soff[j, sb0])
+                    e = np.uint64(soff[j, sb1])
+                    d0 = np.uint64((i0 + t) * rowlen + base[i0 + t, j] - start)
                     if width == 6:
                         _forward_6(flat, a, e, opos, val, d0, w, i0 + t, j)
                     else:
                         _forward_8(flat, a, e, opos, val, d0, w, i0 + t, j)
             continue
-        for sb in range(n_sb):
+        for sb in range(sb0, sb1):
+            c0 = (sb - sb0) * SAMPLES * seg
             for t in range(nt):
-                out[i0 + t, sb * SAMPLES * seg:min(rowlen, (sb + 1) * SAMPLES * seg)] = 0.0
+                out[i0 + t, c0:min(rowlen, c0 + SAMPLES * seg)] = 0.0
             for j in range(n_in):
                 a = np.uint64(soff[j, sb])
                 e = np.uint64(soff[j, sb + 1])
@@ -287,20 +316,20 @@ def tap_forward(k0, k1, soff, opos, val, base, w, seg, out):
                     continue
                 if width <= 2:
                     for t0 in range(0, n8, 8):
-                        r = np.uint64((i0 + t0) * rowlen)
+                        r = np.uint64((i0 + t0) * rowlen - start)
                         if width == 1:
                             _add8_1(flat, a, e, opos, val, r, urow, base, w, i0 + t0, j)
                         else:
                             _add8_2(flat, a, e, opos, val, r, urow, base, w, i0 + t0, j)
                     for t in range(n8, nt):  # targets left over, one at a time
                         for n in range(width):
-                            d = np.uint64((i0 + t) * rowlen + base[i0 + t, j] + n)
+                            d = np.uint64((i0 + t) * rowlen + base[i0 + t, j] + n - start)
                             c = w[i0 + t, j, n]
                             for q in range(a, e):
                                 flat[d + opos[q]] += c * val[q]
                     continue
                 for t in range(nt):
-                    idx[t] = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+                    idx[t] = np.uint64((i0 + t) * rowlen + base[i0 + t, j] - start)
                     cw[t * width:(t + 1) * width] = w[i0 + t, j]
                 for q in range(a, e):
                     p = opos[q]
@@ -355,39 +384,40 @@ def _dot_lanes(flat, a, e, opos, val, d, lanes, z, res):
 
 
 @numba.njit(cache=True, fastmath=True)
-def tap_grad_coefs(k0, k1, soff, opos, val, base, g, sums):
-    """Target blocks ``k0 <= k < k1``: ``sums[i, j, n] = sum over the spikes q of j of val[q]
-    g[i, opos[q] + base[i, j] + n]`` (the correlation of ``dL/dout`` with the spikes at every
-    lag of the synapse's window), over the whole batch per (target pass, input): loads only,
-    so the rows need not stay in L1 (measured ~10 % faster than per sample block; one setup
-    and one partial sum per (target, input)). Arguments as :func:`tap_forward`, ``g`` the rows
-    of ``dL/dout`` and ``sums [N_out, N_in, W]`` the output."""
+def tap_grad_coefs(k0, k1, sb0, sb1, soff, opos, val, base, seg, g, sums):
+    """Target blocks ``k0 <= k < k1``, sample blocks ``sb0 <= s < sb1``: **adds** to
+    ``sums[i, j, n]`` the sum over those samples' spikes q of j of ``val[q] g[i, opos[q] +
+    base[i, j] + n]`` (the correlation of ``dL/dout`` with the spikes at every lag of the
+    synapse's window) over the chunk per (target pass, input): loads only, so the rows need
+    not stay in L1 (measured ~10 % faster than per sample block; one setup and one partial sum
+    per (target, input) and chunk). Arguments as :func:`tap_forward` (``seg`` steps per
+    sample), ``g`` the rows of
+    ``dL/dout`` for the chunk's samples and ``sums [N_out, N_in, W]`` the accumulator (the
+    caller zeroes it once and adds the chunks in a fixed order)."""
     n_out, n_in, width = sums.shape
-    n_sb = soff.shape[1] - 1
     flat = g.reshape(-1)
     rowlen = g.shape[1]
     urow = np.uint64(rowlen)
+    start = sb0 * SAMPLES * seg  # the batch position of the rows' first column
     z = np.zeros(1, sums.dtype)[0]
     lanes = width == 6 or width == LANES
     for kb in range(k0, k1):
         i0 = kb * TARGETS
         nt = min(TARGETS, n_out - i0)
         n8 = nt - nt % 8 if width <= 2 else 0
-        for t in range(nt):
-            sums[i0 + t] = 0.0
         for j in range(n_in):
-            a = np.uint64(soff[j, 0])
-            e = np.uint64(soff[j, n_sb])
+            a = np.uint64(soff[j, sb0])
+            e = np.uint64(soff[j, sb1])
             if a == e:
                 continue
             for t0 in range(0, n8, 8):
-                r = np.uint64((i0 + t0) * rowlen)
+                r = np.uint64((i0 + t0) * rowlen - start)
                 if width == 1:
                     _dot8_1(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
                 else:
                     _dot8_2(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
             for t in range(n8, nt):
-                d = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
+                d = np.uint64((i0 + t) * rowlen + base[i0 + t, j] - start)
                 if lanes:
                     _dot_lanes(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
                 else:
@@ -395,18 +425,18 @@ def tap_grad_coefs(k0, k1, soff, opos, val, base, g, sums):
 
 
 @numba.njit(cache=True, parallel=True)
-def tap_forward_chunks(n_chunks, soff, opos, val, base, w, seg, out):
+def tap_forward_chunks(n_chunks, sb0, sb1, soff, opos, val, base, w, seg, out):
     """:func:`tap_forward` over ``n_chunks`` fixed chunks of target blocks (``prange``)."""
     n_blocks = (w.shape[0] + TARGETS - 1) // TARGETS
     for c in prange(n_chunks):
         k0, k1 = chunk_bounds(c, n_chunks, n_blocks)
-        tap_forward(k0, k1, soff, opos, val, base, w, seg, out)
+        tap_forward(k0, k1, sb0, sb1, soff, opos, val, base, w, seg, out)
 
 
 @numba.njit(cache=True, parallel=True)
-def tap_grad_coefs_chunks(n_chunks, soff, opos, val, base, g, sums):
+def tap_grad_coefs_chunks(n_chunks, sb0, sb1, soff, opos, val, base, seg, g, sums):
     """:func:`tap_grad_coefs` over ``n_chunks`` fixed chunks of target blocks (``prange``)."""
     n_blocks = (sums.shape[0] + TARGETS - 1) // TARGETS
     for c in prange(n_chunks):
         k0, k1 = chunk_bounds(c, n_chunks, n_blocks)
-        tap_grad_coefs(k0, k1, soff, opos, val, base, g, sums)
+        tap_grad_coefs(k0, k1, sb0, sb1, soff, opos, val, base, seg, g, sums)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 
 import numba
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -29,6 +30,7 @@ from ctsnn.synapses.scatter_grad_input import (
     mask_input_grad,
 )
 from ctsnn.synapses.spike_scatter import spike_scatter
+from ctsnn.synapses.tap_scatter import window_lanes
 
 F64 = torch.float64
 K = 9
@@ -98,8 +100,8 @@ def test_random_shapes_equal_the_reference(seed, t, b, n_in, n_out, pad, kind, m
 
 @pytest.mark.parametrize("width", range(1, 11))
 def test_every_window_width(width):
-    """Consecutive-lag windows of every width (lanes 1, 2, 4, 4, 6, 6, 8, 8, then one lane
-    per tap), non-consecutive non-zero taps inside, synapses without non-zero tap, rows."""
+    """Consecutive-lag windows of every width (lanes 1, 2, 6, 6, 6, 6, 8, 8, then one lane
+    per non-zero lag), non-consecutive non-zero taps inside, synapses without non-zero tap, rows."""
     g = torch.Generator().manual_seed(width)
     n_out, n_in, k, t, b = GX_TARGETS + 3, 5, 14, 11, 4
     x = ((torch.rand(t, b, n_in, generator=g, dtype=F64) < 0.3) * 1.0).to(F64)
@@ -111,34 +113,63 @@ def test_every_window_width(width):
     c[:, 4, 2] = 0.0    # a synapse without non-zero tap
     rows = torch.rand(b, n_in, generator=g) < 0.7
     up = torch.randn(t + 2, b, n_out, generator=g, dtype=F64)
-    lanes = input_windows(lags.numpy(), c.numpy())[3].shape[1]
-    assert lanes == {1: 1, 2: 2, 3: 4, 4: 4, 5: 6, 6: 6, 7: 8, 8: 8}.get(width, 1)
+    base, w, _, _ = scatter_mod._windows(lags.numpy(), c.numpy())
+    w = np.pad(w, ((0, 0), (0, 0), (0, window_lanes(w.shape[2]) - w.shape[2])))
+    lanes = input_windows(base, w)[3].shape[1]
+    assert lanes == {1: 1, 2: 2, 3: 6, 4: 6, 5: 6, 6: 6, 7: 8, 8: 8}.get(width, 1)
     gx_ref = _grads(tap_conv, x, Taps(lags, c), 2, up)[1]
     gx = _grads(spike_scatter, x, Taps(lags, c), 2, up, rows=rows)[1]
     torch.testing.assert_close(gx, gx_ref * rows, rtol=1e-12, atol=1e-12)
 
 
-def test_rows_layout_shorter_than_the_windows_reach():
-    """grad_input on rows whose segment slack is shorter than the farthest (zero-padded)
-    lane: the last sample is read from a zero-extended copy, the result is unchanged."""
+def _serial(s, _c, n, _w, *a):
+    s(0, n, *a)
+
+
+def _windows_of(lags, c):
+    base, w, _, _ = scatter_mod._windows(lags.numpy(), c.numpy())
+    w = np.pad(w, ((0, 0), (0, 0), (0, window_lanes(w.shape[2]) - w.shape[2])))
+    return input_windows(base, w), int(base.max()) + w.shape[2] - 1
+
+
+@pytest.mark.parametrize("r0", [0, 2])
+def test_grad_input_on_a_chunk_of_samples(r0):
+    """grad_input on the rows of samples ``r0 ..`` only (a chunk's scratch), the segments
+    exactly as long as the windows' reach and NaN right after the rows (a read past them
+    would show): those samples' dL/dx equal the reference, the others are not written."""
     g = torch.Generator().manual_seed(11)
-    n_out, n_in, t, b = 9, 4, 10, 3
+    n_out, n_in, t, b, n = 9, 4, 10, 5, 3
     lags = (torch.tensor([2, 3, 4]).reshape(3, 1, 1) + torch.zeros(1, n_out, n_in)).long()
-    c = torch.randn(3, n_out, n_in, generator=g, dtype=F64)  # width 3: 4 lanes, reach 5
+    c = torch.randn(3, n_out, n_in, generator=g, dtype=F64)  # width 3: 6 lanes, reach 7
     up = torch.randn(t, b, n_out, generator=g, dtype=F64)
-    seg = t + 4  # exactly the longest lag: one lane short
-    rows_g = torch.zeros(n_out, b, seg, dtype=F64)
-    rows_g[:, :, :t] = up.permute(2, 1, 0)  # the scatter's rows: slack past T' is zero
+    windows, reach = _windows_of(lags, c)
+    seg = t + reach
+    rows_g = torch.zeros(n_out, n, seg, dtype=F64)
+    rows_g[:, :, :t] = up[:, r0:r0 + n].permute(2, 1, 0)  # the scratch: slack is zero
     gx = torch.full((t, b, n_in), float("nan"), dtype=F64)
     keep = torch.ones(b, n_in, dtype=torch.bool)
-    # NaN right after the rows: a read past them would show (NaN x 0 is NaN)
-    memory = torch.full((n_out * b * seg + 16,), float("nan"), dtype=F64)
-    memory[:n_out * b * seg] = rows_g.reshape(-1)
-    grad_input(memory[:n_out * b * seg].view(n_out, b * seg).numpy(), seg, lags.numpy(),
-               c.numpy(), keep.numpy(), gx.numpy(), lambda s, _c, n, _w, *a: s(0, n, *a))
+    memory = torch.full((n_out * n * seg + 16,), float("nan"), dtype=F64)
+    memory[:n_out * n * seg] = rows_g.reshape(-1)
+    grad_input(memory[:n_out * n * seg].view(n_out, n * seg).numpy(), seg, r0, windows,
+               keep.numpy(), gx.numpy(), _serial)
     x = torch.zeros(t, b, n_in, dtype=F64)
     ref = _grads(tap_conv, x, Taps(lags, c), 0, up)[1]
-    torch.testing.assert_close(gx, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gx[:, r0:r0 + n], ref[:, r0:r0 + n], rtol=1e-12, atol=1e-12)
+    assert gx[:, :r0].isnan().all() and gx[:, r0 + n:].isnan().all()
+
+
+def test_grad_input_rejects_short_segments_and_wrong_rows():
+    g = torch.Generator().manual_seed(12)
+    lags = torch.full((1, 3, 2), 4)
+    c = torch.randn(1, 3, 2, generator=g, dtype=F64)
+    windows, reach = _windows_of(lags, c)
+    gx = np.zeros((6, 2, 2))
+    keep = np.ones((2, 2), np.bool_)
+    with pytest.raises(ValueError, match="reach"):
+        grad_input(np.zeros((3, 2 * (6 + reach - 1))), 6 + reach - 1, 0, windows, keep, gx,
+                   _serial)
+    with pytest.raises(ValueError, match="whole segments"):
+        grad_input(np.zeros((3, 2 * (6 + reach))), 6 + reach, 1, windows, keep, gx, _serial)
 
 
 @pytest.mark.parametrize("kind", list(TAPS))

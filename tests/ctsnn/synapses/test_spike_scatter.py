@@ -24,6 +24,7 @@ from ctsnn.synapses.kernels import (
     triangle_taps,
 )
 from ctsnn.synapses.spike_scatter import scatter_pays, spike_scatter
+from ctsnn.synapses.tap_scatter import window_lanes
 
 F64 = torch.float64
 K = 9
@@ -273,5 +274,5 @@ def test_uninitialised_buffers_are_never_read(kind):
 def test_window_lanes_classes():
     """Windows run as 1 or 2 lags, 6 lanes (3..6, DCLS's float32 Gaussian), 8 lanes (7, 8) or
     as wide as they are."""
-    lanes = [scatter_mod._lanes(w) for w in range(1, 12)]
+    lanes = [window_lanes(w) for w in range(1, 12)]
     assert lanes == [1, 2, 6, 6, 6, 6, 8, 8, 9, 10, 11]
