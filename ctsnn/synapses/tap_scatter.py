@@ -34,6 +34,7 @@ import numpy as np
 from numba import prange
 
 from ..engine.compiled.schedule import chunk_bounds
+from .simd_lanes import axpy, dot6, dot8
 
 __all__ = ["LANES", "SAMPLES", "TARGETS", "tap_forward", "tap_forward_chunks",
            "tap_grad_coefs", "tap_grad_coefs_chunks"]
@@ -200,47 +201,46 @@ def _dot8_2(flat, a, e, opos, val, r, rowlen, base, i0, j, z, sums):
 
 # ----------------------------------------------------------------- kernels
 @numba.njit(inline="always")
-def _forward_6(flat, a, e, opos, val, d0, w, i, j):
-    """Forward, a window of 6 lags, one target (row offset ``d0``, its coefficients in
-    registers) over spikes ``a .. e - 1`` of input ``j``. Each update loads its 6 lanes
-    before storing any (close spikes' windows overlap; one target at a time measured faster
-    than interleaving the targets per spike once the coefficients stay in registers)."""
-    u1, u2, u3, u4, u5 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4), np.uint64(5)
-    c0, c1, c2, c3, c4, c5 = w[i, j, 0], w[i, j, 1], w[i, j, 2], w[i, j, 3], w[i, j, 4], \
-        w[i, j, 5]
-    for q in range(a, e):
-        v = val[q]
-        d = d0 + opos[q]
-        x0, x1, x2, x3 = flat[d], flat[d + u1], flat[d + u2], flat[d + u3]
-        x4, x5 = flat[d + u4], flat[d + u5]
-        flat[d] = x0 + c0 * v
-        flat[d + u1] = x1 + c1 * v
-        flat[d + u2] = x2 + c2 * v
-        flat[d + u3] = x3 + c3 * v
-        flat[d + u4] = x4 + c4 * v
-        flat[d + u5] = x5 + c5 * v
+def _taps6(w, i, j):
+    """Synapse ``(i, j)``'s 6 window coefficients as a tuple (registers)."""
+    return (w[i, j, 0], w[i, j, 1], w[i, j, 2], w[i, j, 3], w[i, j, 4], w[i, j, 5])
 
 
 @numba.njit(inline="always")
-def _forward_8(flat, a, e, opos, val, d0, w, i, j):
-    """As :func:`_forward_6` for a window of 8 lags."""
-    u1, u2, u3, u4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
-    u5, u6, u7 = np.uint64(5), np.uint64(6), np.uint64(7)
-    c0, c1, c2, c3 = w[i, j, 0], w[i, j, 1], w[i, j, 2], w[i, j, 3]
-    c4, c5, c6, c7 = w[i, j, 4], w[i, j, 5], w[i, j, 6], w[i, j, 7]
+def _taps8(w, i, j):
+    """As :func:`_taps6` for 8 lanes."""
+    return (w[i, j, 0], w[i, j, 1], w[i, j, 2], w[i, j, 3], w[i, j, 4], w[i, j, 5],
+            w[i, j, 6], w[i, j, 7])
+
+
+@numba.njit(inline="always")
+def _forward_lanes4(flat, a, e, opos, val, r, rowlen, base, w, i, j, taps):
+    """Forward, a window of 6 or 8 lags (``taps``: :func:`_taps6` or :func:`_taps8`),
+    targets ``i .. i + 3`` (``r``: the row offset of ``i``) interleaved per spike ``a .. e - 1``
+    of input ``j``: per (spike, target) one vector load, multiply-add and store per 4 or 8
+    lanes (:func:`~ctsnn.synapses.simd_lanes.axpy`), the coefficients in registers. A
+    target's consecutive spikes may have overlapping windows, whose vector load must wait
+    for the previous store to reach the cache; four targets per spike overlap those waits."""
+    d0 = r + np.uint64(base[i, j])
+    d1 = r + rowlen + np.uint64(base[i + 1, j])
+    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j])
+    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j])
+    c0, c1, c2, c3 = taps(w, i, j), taps(w, i + 1, j), taps(w, i + 2, j), taps(w, i + 3, j)
     for q in range(a, e):
+        p = opos[q]
         v = val[q]
-        d = d0 + opos[q]
-        x0, x1, x2, x3 = flat[d], flat[d + u1], flat[d + u2], flat[d + u3]
-        x4, x5, x6, x7 = flat[d + u4], flat[d + u5], flat[d + u6], flat[d + u7]
-        flat[d] = x0 + c0 * v
-        flat[d + u1] = x1 + c1 * v
-        flat[d + u2] = x2 + c2 * v
-        flat[d + u3] = x3 + c3 * v
-        flat[d + u4] = x4 + c4 * v
-        flat[d + u5] = x5 + c5 * v
-        flat[d + u6] = x6 + c6 * v
-        flat[d + u7] = x7 + c7 * v
+        axpy(flat, d0 + p, v, c0)
+        axpy(flat, d1 + p, v, c1)
+        axpy(flat, d2 + p, v, c2)
+        axpy(flat, d3 + p, v, c3)
+
+
+@numba.njit(inline="always")
+def _forward_lanes(flat, a, e, opos, val, d0, w, i, j, taps):
+    """As :func:`_forward_lanes4` for one target (row offset ``d0``)."""
+    c = taps(w, i, j)
+    for q in range(a, e):
+        axpy(flat, d0 + opos[q], val[q], c)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -264,18 +264,28 @@ def tap_forward(k0, k1, soff, opos, val, base, w, seg, out):
         nt = min(TARGETS, n_out - i0)
         n8 = nt - nt % 8
         if width == 6 or width == LANES:
-            # one target at a time over the whole batch: only its row needs the cache, and
-            # each (target, input) is set up once, not once per sample block
+            # targets four at a time over the whole batch: only their rows need the cache,
+            # and each (target, input) is set up once, not once per sample block
+            n4 = nt - nt % 4
             for t in range(nt):
                 out[i0 + t] = 0.0
-                for j in range(n_in):
-                    a = np.uint64(soff[j, 0])
-                    e = np.uint64(soff[j, n_sb])
+            for j in range(n_in):
+                a = np.uint64(soff[j, 0])
+                e = np.uint64(soff[j, n_sb])
+                for t0 in range(0, n4, 4):
+                    r = np.uint64((i0 + t0) * rowlen)
+                    if width == 6:
+                        _forward_lanes4(flat, a, e, opos, val, r, urow, base, w, i0 + t0, j,
+                                        _taps6)
+                    else:
+                        _forward_lanes4(flat, a, e, opos, val, r, urow, base, w, i0 + t0, j,
+                                        _taps8)
+                for t in range(n4, nt):
                     d0 = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
                     if width == 6:
-                        _forward_6(flat, a, e, opos, val, d0, w, i0 + t, j)
+                        _forward_lanes(flat, a, e, opos, val, d0, w, i0 + t, j, _taps6)
                     else:
-                        _forward_8(flat, a, e, opos, val, d0, w, i0 + t, j)
+                        _forward_lanes(flat, a, e, opos, val, d0, w, i0 + t, j, _taps8)
             continue
         for sb in range(n_sb):
             for t in range(nt):
@@ -324,34 +334,38 @@ def _dot_target(flat, a, e, opos, val, d, width, z, res):
 
 
 @numba.njit(inline="always")
-def _dot_lanes(flat, a, e, opos, val, d, lanes, z, res):
-    """``res[n] += sum over spikes a .. e - 1 of val g[d + opos + n]``, ``n < lanes`` (6 or
-    8), for one target: one register accumulator per lag (loads only, so one target at a
-    time is fine here)."""
-    u1, u2, u3, u4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
-    u5, u6, u7 = np.uint64(5), np.uint64(6), np.uint64(7)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
-    for q in range(a, e):
-        v = val[q]
-        p = d + opos[q]
-        s0 += v * flat[p]
-        s1 += v * flat[p + u1]
-        s2 += v * flat[p + u2]
-        s3 += v * flat[p + u3]
-        s4 += v * flat[p + u4]
-        s5 += v * flat[p + u5]
-        if lanes == 8:
-            s6 += v * flat[p + u6]
-            s7 += v * flat[p + u7]
-    res[0] += s0
-    res[1] += s1
-    res[2] += s2
-    res[3] += s3
-    res[4] += s4
-    res[5] += s5
+def _dot_lanes4(flat, a, e, opos, val, r, rowlen, base, i, j, lanes, sums):
+    """``sums[i + t, j, n] += sum over spikes a .. e - 1 of val g[d_t + opos + n]`` for the 4
+    targets ``i .. i + 3`` (``r``: the row offset of ``i``), ``n < lanes`` (6 or 8): per spike
+    one vector load and multiply-add per 4 or 8 lanes and target, into 4 independent sets
+    of vector accumulators (:func:`~ctsnn.synapses.simd_lanes.dot6` / ``dot8``; one target
+    alone would wait on its accumulators' multiply-add latency every spike)."""
+    ds = (r + np.uint64(base[i, j]), r + rowlen + np.uint64(base[i + 1, j]),
+          r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j]),
+          r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j]))
     if lanes == 8:
-        res[6] += s6
-        res[7] += s7
+        s8 = dot8(flat, opos, val, a, e, ds)
+        for t in range(4):
+            for n in range(8):
+                sums[i + t, j, n] += s8[8 * t + n]
+    else:
+        s6 = dot6(flat, opos, val, a, e, ds)
+        for t in range(4):
+            for n in range(6):
+                sums[i + t, j, n] += s6[6 * t + n]
+
+
+@numba.njit(inline="always")
+def _dot_lanes(flat, a, e, opos, val, d, lanes, res):
+    """As :func:`_dot_lanes4` for one target (row offset ``d``): ``res[n] += ...``."""
+    if lanes == 8:
+        s8 = dot8(flat, opos, val, a, e, (d,))
+        for n in range(8):
+            res[n] += s8[n]
+    else:
+        s6 = dot6(flat, opos, val, a, e, (d,))
+        for n in range(6):
+            res[n] += s6[n]
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -373,6 +387,7 @@ def tap_grad_coefs(k0, k1, soff, opos, val, base, g, sums):
         i0 = kb * TARGETS
         nt = min(TARGETS, n_out - i0)
         n8 = nt - nt % 8 if width <= 2 else 0
+        n4 = nt - nt % 4 if lanes else 0
         for t in range(nt):
             sums[i0 + t] = 0.0
         for j in range(n_in):
@@ -386,10 +401,13 @@ def tap_grad_coefs(k0, k1, soff, opos, val, base, g, sums):
                     _dot8_1(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
                 else:
                     _dot8_2(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
-            for t in range(n8, nt):
+            for t0 in range(0, n4, 4):
+                r = np.uint64((i0 + t0) * rowlen)
+                _dot_lanes4(flat, a, e, opos, val, r, urow, base, i0 + t0, j, width, sums)
+            for t in range(max(n8, n4), nt):
                 d = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
                 if lanes:
-                    _dot_lanes(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
+                    _dot_lanes(flat, a, e, opos, val, d, width, sums[i0 + t, j])
                 else:
                     _dot_target(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
 
