@@ -214,13 +214,42 @@ def _taps8(w, i, j):
 
 
 @numba.njit(inline="always")
-def _forward_lanes4(flat, a, e, opos, val, r, rowlen, base, w, i, j, taps):
+def _forward_lanes8(flat, a, e, opos, val, r, rowlen, base, w, i, j, taps):
     """Forward, a window of 6 or 8 lags (``taps``: :func:`_taps6` or :func:`_taps8`),
-    targets ``i .. i + 3`` (``r``: the row offset of ``i``) interleaved per spike ``a .. e - 1``
+    targets ``i .. i + 7`` (``r``: the row offset of ``i``) interleaved per spike ``a .. e - 1``
     of input ``j``: per (spike, target) one vector load, multiply-add and store per 4 or 8
     lanes (:func:`~ctsnn.synapses.simd_lanes.axpy`), the coefficients in registers. A
-    target's consecutive spikes may have overlapping windows, whose vector load must wait
-    for the previous store to reach the cache; four targets per spike overlap those waits."""
+    target's consecutive spikes often have overlapping windows (60 % of W1's layer-2 spikes
+    follow their input's previous one by fewer than 6 steps), whose vector load cannot take
+    its value from the previous, partly overlapping store and waits until that store
+    reaches the cache: eight targets per spike overlap those waits (4: 1.5x the time)."""
+    d0 = r + np.uint64(base[i, j])
+    d1 = r + rowlen + np.uint64(base[i + 1, j])
+    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j])
+    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j])
+    d4 = r + np.uint64(4) * rowlen + np.uint64(base[i + 4, j])
+    d5 = r + np.uint64(5) * rowlen + np.uint64(base[i + 5, j])
+    d6 = r + np.uint64(6) * rowlen + np.uint64(base[i + 6, j])
+    d7 = r + np.uint64(7) * rowlen + np.uint64(base[i + 7, j])
+    c0, c1, c2, c3 = taps(w, i, j), taps(w, i + 1, j), taps(w, i + 2, j), taps(w, i + 3, j)
+    c4, c5, c6, c7 = taps(w, i + 4, j), taps(w, i + 5, j), taps(w, i + 6, j), taps(w, i + 7, j)
+    for q in range(a, e):
+        p = opos[q]
+        v = val[q]
+        axpy(flat, d0 + p, v, c0)
+        axpy(flat, d1 + p, v, c1)
+        axpy(flat, d2 + p, v, c2)
+        axpy(flat, d3 + p, v, c3)
+        axpy(flat, d4 + p, v, c4)
+        axpy(flat, d5 + p, v, c5)
+        axpy(flat, d6 + p, v, c6)
+        axpy(flat, d7 + p, v, c7)
+
+
+@numba.njit(inline="always")
+def _forward_lanes4(flat, a, e, opos, val, r, rowlen, base, w, i, j, taps):
+    """As :func:`_forward_lanes8` for 4 targets (blocks of 4 left over, e.g. the readout's
+    20 = 16 + 4)."""
     d0 = r + np.uint64(base[i, j])
     d1 = r + rowlen + np.uint64(base[i + 1, j])
     d2 = r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j])
@@ -241,6 +270,24 @@ def _forward_lanes(flat, a, e, opos, val, d0, w, i, j, taps):
     c = taps(w, i, j)
     for q in range(a, e):
         axpy(flat, d0 + opos[q], val[q], c)
+
+
+@numba.njit(inline="always")
+def _forward_lanes_block(flat, a, e, opos, val, rowlen, base, w, i0, nt, j, taps):
+    """Forward, 6- or 8-lag windows, targets ``i0 .. i0 + nt - 1`` (rows of length
+    ``rowlen``), spikes ``a .. e - 1`` of input ``j``: eight targets at a time, then four,
+    then one."""
+    n8 = nt - nt % 8
+    n4 = nt - nt % 4
+    for t0 in range(0, n8, 8):
+        r = np.uint64(i0 + t0) * rowlen
+        _forward_lanes8(flat, a, e, opos, val, r, rowlen, base, w, i0 + t0, j, taps)
+    for t0 in range(n8, n4, 4):
+        r = np.uint64(i0 + t0) * rowlen
+        _forward_lanes4(flat, a, e, opos, val, r, rowlen, base, w, i0 + t0, j, taps)
+    for t in range(n4, nt):
+        d0 = np.uint64(i0 + t) * rowlen + np.uint64(base[i0 + t, j])
+        _forward_lanes(flat, a, e, opos, val, d0, w, i0 + t, j, taps)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -264,28 +311,17 @@ def tap_forward(k0, k1, soff, opos, val, base, w, seg, out):
         nt = min(TARGETS, n_out - i0)
         n8 = nt - nt % 8
         if width == 6 or width == LANES:
-            # targets four at a time over the whole batch: only their rows need the cache,
-            # and each (target, input) is set up once, not once per sample block
-            n4 = nt - nt % 4
+            # targets eight (then four, one) at a time over the whole batch: only their rows
+            # need the cache, and each (target, input) is set up once, not per sample block
             for t in range(nt):
                 out[i0 + t] = 0.0
             for j in range(n_in):
                 a = np.uint64(soff[j, 0])
                 e = np.uint64(soff[j, n_sb])
-                for t0 in range(0, n4, 4):
-                    r = np.uint64((i0 + t0) * rowlen)
-                    if width == 6:
-                        _forward_lanes4(flat, a, e, opos, val, r, urow, base, w, i0 + t0, j,
-                                        _taps6)
-                    else:
-                        _forward_lanes4(flat, a, e, opos, val, r, urow, base, w, i0 + t0, j,
-                                        _taps8)
-                for t in range(n4, nt):
-                    d0 = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
-                    if width == 6:
-                        _forward_lanes(flat, a, e, opos, val, d0, w, i0 + t, j, _taps6)
-                    else:
-                        _forward_lanes(flat, a, e, opos, val, d0, w, i0 + t, j, _taps8)
+                if width == 6:
+                    _forward_lanes_block(flat, a, e, opos, val, urow, base, w, i0, nt, j, _taps6)
+                else:
+                    _forward_lanes_block(flat, a, e, opos, val, urow, base, w, i0, nt, j, _taps8)
             continue
         for sb in range(n_sb):
             for t in range(nt):
@@ -334,38 +370,53 @@ def _dot_target(flat, a, e, opos, val, d, width, z, res):
 
 
 @numba.njit(inline="always")
-def _dot_lanes4(flat, a, e, opos, val, r, rowlen, base, i, j, lanes, sums):
-    """``sums[i + t, j, n] += sum over spikes a .. e - 1 of val g[d_t + opos + n]`` for the 4
-    targets ``i .. i + 3`` (``r``: the row offset of ``i``), ``n < lanes`` (6 or 8): per spike
-    one vector load and multiply-add per 4 or 8 lanes and target, into 4 independent sets
-    of vector accumulators (:func:`~ctsnn.synapses.simd_lanes.dot6` / ``dot8``; one target
-    alone would wait on its accumulators' multiply-add latency every spike)."""
-    ds = (r + np.uint64(base[i, j]), r + rowlen + np.uint64(base[i + 1, j]),
-          r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j]),
-          r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j]))
-    if lanes == 8:
-        s8 = dot8(flat, opos, val, a, e, ds)
-        for t in range(4):
-            for n in range(8):
-                sums[i + t, j, n] += s8[8 * t + n]
-    else:
-        s6 = dot6(flat, opos, val, a, e, ds)
-        for t in range(4):
-            for n in range(6):
-                sums[i + t, j, n] += s6[6 * t + n]
+def _add_sums(sums, i, j, s, n_rows, lanes):
+    """``sums[i + t, j, n] += s[lanes t + n]`` for ``t < n_rows``, ``n < lanes``."""
+    for t in range(n_rows):
+        for n in range(lanes):
+            sums[i + t, j, n] += s[lanes * t + n]
 
 
 @numba.njit(inline="always")
-def _dot_lanes(flat, a, e, opos, val, d, lanes, res):
-    """As :func:`_dot_lanes4` for one target (row offset ``d``): ``res[n] += ...``."""
-    if lanes == 8:
-        s8 = dot8(flat, opos, val, a, e, (d,))
-        for n in range(8):
-            res[n] += s8[n]
-    else:
-        s6 = dot6(flat, opos, val, a, e, (d,))
-        for n in range(6):
-            res[n] += s6[n]
+def _dot_lanes_block(flat, a, e, opos, val, rowlen, base, i0, nt, j, lanes, sums):
+    """``sums[i, j, n] += sum over spikes a .. e - 1 of val g[d_i + opos + n]`` for the
+    targets ``i0 .. i0 + nt - 1`` (row offsets ``d_i``), ``n < lanes`` (6 or 8): eight
+    targets at a time (then four, one), per spike one vector load and multiply-add per 4 or
+    8 lanes and target into independent vector accumulators
+    (:func:`~ctsnn.synapses.simd_lanes.dot6` / ``dot8``; one target alone would wait on its
+    accumulators' multiply-add latency every spike)."""
+    n8 = nt - nt % 8
+    n4 = nt - nt % 4
+    for t0 in range(0, n8, 8):
+        i = i0 + t0
+        r = np.uint64(i) * rowlen
+        ds = (r + np.uint64(base[i, j]), r + rowlen + np.uint64(base[i + 1, j]),
+              r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j]),
+              r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j]),
+              r + np.uint64(4) * rowlen + np.uint64(base[i + 4, j]),
+              r + np.uint64(5) * rowlen + np.uint64(base[i + 5, j]),
+              r + np.uint64(6) * rowlen + np.uint64(base[i + 6, j]),
+              r + np.uint64(7) * rowlen + np.uint64(base[i + 7, j]))
+        if lanes == 8:
+            _add_sums(sums, i, j, dot8(flat, opos, val, a, e, ds), 8, 8)
+        else:
+            _add_sums(sums, i, j, dot6(flat, opos, val, a, e, ds), 8, 6)
+    for t0 in range(n8, n4, 4):
+        i = i0 + t0
+        r = np.uint64(i) * rowlen
+        ds4 = (r + np.uint64(base[i, j]), r + rowlen + np.uint64(base[i + 1, j]),
+               r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j]),
+               r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j]))
+        if lanes == 8:
+            _add_sums(sums, i, j, dot8(flat, opos, val, a, e, ds4), 4, 8)
+        else:
+            _add_sums(sums, i, j, dot6(flat, opos, val, a, e, ds4), 4, 6)
+    for i in range(i0 + n4, i0 + nt):
+        d1 = (np.uint64(i) * rowlen + np.uint64(base[i, j]),)
+        if lanes == 8:
+            _add_sums(sums, i, j, dot8(flat, opos, val, a, e, d1), 1, 8)
+        else:
+            _add_sums(sums, i, j, dot6(flat, opos, val, a, e, d1), 1, 6)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -387,7 +438,6 @@ def tap_grad_coefs(k0, k1, soff, opos, val, base, g, sums):
         i0 = kb * TARGETS
         nt = min(TARGETS, n_out - i0)
         n8 = nt - nt % 8 if width <= 2 else 0
-        n4 = nt - nt % 4 if lanes else 0
         for t in range(nt):
             sums[i0 + t] = 0.0
         for j in range(n_in):
@@ -401,15 +451,12 @@ def tap_grad_coefs(k0, k1, soff, opos, val, base, g, sums):
                     _dot8_1(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
                 else:
                     _dot8_2(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
-            for t0 in range(0, n4, 4):
-                r = np.uint64((i0 + t0) * rowlen)
-                _dot_lanes4(flat, a, e, opos, val, r, urow, base, i0 + t0, j, width, sums)
-            for t in range(max(n8, n4), nt):
+            if lanes:
+                _dot_lanes_block(flat, a, e, opos, val, urow, base, i0, nt, j, width, sums)
+                continue
+            for t in range(n8, nt):
                 d = np.uint64((i0 + t) * rowlen + base[i0 + t, j])
-                if lanes:
-                    _dot_lanes(flat, a, e, opos, val, d, width, sums[i0 + t, j])
-                else:
-                    _dot_target(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
+                _dot_target(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
 
 
 @numba.njit(cache=True, parallel=True)
