@@ -1,21 +1,25 @@
-"""SIMD bodies of the 6-lane tap windows (DCLS's float32 Gaussian at sigma 0.5: 6 taps).
+"""SIMD bodies of the 6- and 8-lane tap windows (DCLS's float32 Gaussian at sigma 0.5: 6 taps).
 
 numba compiles with LLVM's loop vectoriser but without its straight-line (SLP) vectoriser
 (``NUMBA_SLP_VECTORIZE`` is 0 by default), so six scalar updates of consecutive addresses
 stay six scalar loads, multiply-adds and stores. These intrinsics emit the vector
-operations directly (LLVM IR vector types; any x86-64 target lowers them, AVX to one
-register): a window of 6 consecutive values as one 4-wide and one 2-wide vector, exactly the
-6 lanes (no read or write outside the window, so the callers' layouts are unchanged).
+operations directly (LLVM IR vector types, which any x86-64 target lowers; with AVX one
+register each): a window of 6 consecutive values as one 4-wide and one 2-wide vector, of 8 as
+one 8-wide vector, exactly the window's lanes (nothing outside it is read or written, so the
+callers' layouts need no padding).
 
-* :func:`axpy6` ``(flat, d, v, c)``: ``flat[d + n] += c[n] v`` for ``n < 6`` (each lane's
-  value loaded before any is stored, as the scalar form it replaces);
-* :func:`dot6` ``(flat, opos, val, a, e, d)``: the 6 sums over ``q = a .. e - 1`` of
-  ``val[q] flat[d + opos[q] + n]``, accumulated in two vector registers.
+* :func:`axpy` ``(flat, d, v, c)``: ``flat[d + n] += c[n] v`` for the 6 or 8 lanes of the
+  tuple ``c`` (every lane loaded before any is stored, as the scalar form it replaces);
+* :func:`dot6` / :func:`dot8` ``(flat, opos, val, a, e, ds)``: for every offset ``d`` of the
+  tuple ``ds`` (several targets' rows at once: independent accumulators), the 6 or 8 sums
+  over ``q = a .. e - 1`` of ``val[q] flat[d + opos[q] + n]``, as one flat tuple.
 
-Both take the element type of ``flat`` (float32 or float64); ``c`` a 6-tuple and ``v``,
-``val`` of that type; ``d``, ``a``, ``e`` and ``opos``' entries are unsigned offsets (the tap
-kernels' convention). Multiply-adds carry LLVM's ``fast`` flags (the kernels run with
-``fastmath``), so they contract to FMA where the target has it, as the scalar form did.
+All take the element type of ``flat`` (float32 or float64; ``v``, ``c`` and ``val`` are cast
+to it); ``d``, ``a``, ``e`` and ``opos``' entries are unsigned offsets (the tap kernels'
+convention), not checked against the array's size (the callers' layouts guarantee them).
+Multiply-adds carry LLVM's ``fast`` flags (the kernels run with ``fastmath``), so they
+contract to FMA where the target has it, as the scalar form did: the forward's results are
+bit-identical to the scalar form's.
 """
 
 from __future__ import annotations

@@ -19,8 +19,13 @@ multiply-add (``dL/dcoefs``) per (spike, target, lag). Positions are unsigned (`
 ``uint64``), so numba emits no negative-index wrap-around per access (it did for the signed
 form: a shift, an ``and`` and a ``cmov`` per load). Windows of 1 and 2 lags take the 8-target
 passes (targets left over: one target at a time); 3..6 lags (DCLS's final Gaussian in float32:
-6) and 7..8 lags one target at a time, its 6 or 8 coefficients (forward) or accumulators
-(``dL/dcoefs``) in registers; wider windows a plain loop.
+6) and 7..8 lags run as SIMD vectors (:mod:`ctsnn.synapses.simd_lanes`: a 4- and a 2-wide
+vector for 6 lanes, one 8-wide for 8; numba runs no straight-line vectoriser, so written as
+scalars they stayed scalar), eight targets interleaved per spike (then four, one) with their
+coefficients (forward) or vector accumulators (``dL/dcoefs``) in registers: a target's
+consecutive spikes often have overlapping windows, so one target alone would wait every
+spike on its previous store (forward) or its accumulators' multiply-add latency
+(``dL/dcoefs``); wider windows a plain loop.
 
 Thread safety: the ``*_chunks`` forms run fixed chunks of target blocks under numba
 ``prange``; each chunk owns its rows and computes them exactly as the serial form, so results
