@@ -21,8 +21,13 @@ multiply-add (``dL/dcoefs``) per (spike, target, lag). Positions are unsigned (`
 ``uint64``), so numba emits no negative-index wrap-around per access (it did for the signed
 form: a shift, an ``and`` and a ``cmov`` per load). Windows of 1 and 2 lags take the 8-target
 passes (targets left over: one target at a time); 3..6 lags (DCLS's final Gaussian in float32:
-6) and 7..8 lags one target at a time, its 6 or 8 coefficients (forward) or accumulators
-(``dL/dcoefs``) in registers; wider windows a plain loop.
+6) and 7..8 lags run as SIMD vectors (:mod:`ctsnn.synapses.simd_lanes`: a 4- and a 2-wide
+vector for 6 lanes, one 8-wide for 8; numba runs no straight-line vectoriser, so written as
+scalars they stayed scalar), eight targets interleaved per spike (then four, one) with their
+coefficients (forward) or vector accumulators (``dL/dcoefs``) in registers: a target's
+consecutive spikes often have overlapping windows, so one target alone would wait every
+spike on its previous store (forward) or its accumulators' multiply-add latency
+(``dL/dcoefs``); wider windows a plain loop.
 
 Every call covers a range of sample blocks (a chunk of samples); the forward's sums per
 output value are the same as over the whole batch (inputs ascending, spikes in order), and
@@ -41,6 +46,7 @@ import numpy as np
 from numba import prange
 
 from ..engine.compiled.schedule import chunk_bounds
+from .simd_lanes import axpy, dot6, dot8
 
 __all__ = ["LANES", "SAMPLES", "TARGETS", "tap_forward", "tap_forward_chunks",
            "tap_grad_coefs", "tap_grad_coefs_chunks", "window_lanes"]
@@ -222,47 +228,122 @@ def _dot8_2(flat, a, e, opos, val, r, rowlen, base, i0, j, z, sums):
 
 # ----------------------------------------------------------------- kernels
 @numba.njit(inline="always")
-def _forward_6(flat, a, e, opos, val, d0, w, i, j):
-    """Forward, a window of 6 lags, one target (row offset ``d0``, its coefficients in
-    registers) over spikes ``a .. e - 1`` of input ``j``. Each update loads its 6 lanes
-    before storing any (close spikes' windows overlap; one target at a time measured faster
-    than interleaving the targets per spike once the coefficients stay in registers)."""
-    u1, u2, u3, u4, u5 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4), np.uint64(5)
-    c0, c1, c2, c3, c4, c5 = w[i, j, 0], w[i, j, 1], w[i, j, 2], w[i, j, 3], w[i, j, 4], \
-        w[i, j, 5]
-    for q in range(a, e):
-        v = val[q]
-        d = d0 + opos[q]
-        x0, x1, x2, x3 = flat[d], flat[d + u1], flat[d + u2], flat[d + u3]
-        x4, x5 = flat[d + u4], flat[d + u5]
-        flat[d] = x0 + c0 * v
-        flat[d + u1] = x1 + c1 * v
-        flat[d + u2] = x2 + c2 * v
-        flat[d + u3] = x3 + c3 * v
-        flat[d + u4] = x4 + c4 * v
-        flat[d + u5] = x5 + c5 * v
+def _taps6(w, i, j):
+    """Synapse ``(i, j)``'s 6 window coefficients as a tuple (registers)."""
+    return (w[i, j, 0], w[i, j, 1], w[i, j, 2], w[i, j, 3], w[i, j, 4], w[i, j, 5])
 
 
 @numba.njit(inline="always")
-def _forward_8(flat, a, e, opos, val, d0, w, i, j):
-    """As :func:`_forward_6` for a window of 8 lags."""
-    u1, u2, u3, u4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
-    u5, u6, u7 = np.uint64(5), np.uint64(6), np.uint64(7)
-    c0, c1, c2, c3 = w[i, j, 0], w[i, j, 1], w[i, j, 2], w[i, j, 3]
-    c4, c5, c6, c7 = w[i, j, 4], w[i, j, 5], w[i, j, 6], w[i, j, 7]
+def _taps8(w, i, j):
+    """As :func:`_taps6` for 8 lanes."""
+    return (w[i, j, 0], w[i, j, 1], w[i, j, 2], w[i, j, 3], w[i, j, 4], w[i, j, 5],
+            w[i, j, 6], w[i, j, 7])
+
+
+@numba.njit(inline="always")
+def _forward_lanes8(flat, a, e, opos, val, r, rowlen, base, w, i, j, taps):
+    """Forward, a window of 6 or 8 lags (``taps``: :func:`_taps6` or :func:`_taps8`),
+    targets ``i .. i + 7`` (``r``: the row offset of ``i``) interleaved per spike ``a .. e - 1``
+    of input ``j``: per (spike, target) one vector load, multiply-add and store per 4 or 8
+    lanes (:func:`~ctsnn.synapses.simd_lanes.axpy`), the coefficients in registers. A
+    target's consecutive spikes often have overlapping windows (60 % of W1's layer-2 spikes
+    follow their input's previous one by fewer than 6 steps), whose vector load cannot take
+    its value from the previous, partly overlapping store and waits until that store
+    reaches the cache: eight targets per spike overlap those waits (4: 1.5x the time)."""
+    d0 = r + np.uint64(base[i, j])
+    d1 = r + rowlen + np.uint64(base[i + 1, j])
+    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j])
+    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j])
+    d4 = r + np.uint64(4) * rowlen + np.uint64(base[i + 4, j])
+    d5 = r + np.uint64(5) * rowlen + np.uint64(base[i + 5, j])
+    d6 = r + np.uint64(6) * rowlen + np.uint64(base[i + 6, j])
+    d7 = r + np.uint64(7) * rowlen + np.uint64(base[i + 7, j])
+    c0, c1, c2, c3 = taps(w, i, j), taps(w, i + 1, j), taps(w, i + 2, j), taps(w, i + 3, j)
+    c4, c5, c6, c7 = taps(w, i + 4, j), taps(w, i + 5, j), taps(w, i + 6, j), taps(w, i + 7, j)
     for q in range(a, e):
+        p = opos[q]
         v = val[q]
-        d = d0 + opos[q]
-        x0, x1, x2, x3 = flat[d], flat[d + u1], flat[d + u2], flat[d + u3]
-        x4, x5, x6, x7 = flat[d + u4], flat[d + u5], flat[d + u6], flat[d + u7]
-        flat[d] = x0 + c0 * v
-        flat[d + u1] = x1 + c1 * v
-        flat[d + u2] = x2 + c2 * v
-        flat[d + u3] = x3 + c3 * v
-        flat[d + u4] = x4 + c4 * v
-        flat[d + u5] = x5 + c5 * v
-        flat[d + u6] = x6 + c6 * v
-        flat[d + u7] = x7 + c7 * v
+        axpy(flat, d0 + p, v, c0)
+        axpy(flat, d1 + p, v, c1)
+        axpy(flat, d2 + p, v, c2)
+        axpy(flat, d3 + p, v, c3)
+        axpy(flat, d4 + p, v, c4)
+        axpy(flat, d5 + p, v, c5)
+        axpy(flat, d6 + p, v, c6)
+        axpy(flat, d7 + p, v, c7)
+
+
+@numba.njit(inline="always")
+def _forward_lanes4(flat, a, e, opos, val, r, rowlen, base, w, i, j, taps):
+    """As :func:`_forward_lanes8` for 4 targets (blocks of 4 left over, e.g. the readout's
+    20 = 16 + 4)."""
+    d0 = r + np.uint64(base[i, j])
+    d1 = r + rowlen + np.uint64(base[i + 1, j])
+    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j])
+    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j])
+    c0, c1, c2, c3 = taps(w, i, j), taps(w, i + 1, j), taps(w, i + 2, j), taps(w, i + 3, j)
+    for q in range(a, e):
+        p = opos[q]
+        v = val[q]
+        axpy(flat, d0 + p, v, c0)
+        axpy(flat, d1 + p, v, c1)
+        axpy(flat, d2 + p, v, c2)
+        axpy(flat, d3 + p, v, c3)
+
+
+@numba.njit(inline="always")
+def _forward_lanes(flat, a, e, opos, val, d0, w, i, j, taps):
+    """As :func:`_forward_lanes4` for one target (row offset ``d0``)."""
+    c = taps(w, i, j)
+    for q in range(a, e):
+        axpy(flat, d0 + opos[q], val[q], c)
+
+
+@numba.njit(inline="always")
+def _forward_lanes_block(flat, a, e, opos, val, rowlen, shift, base, w, i0, nt, j, taps):
+    """Forward, 6- or 8-lag windows, targets ``i0 .. i0 + nt - 1`` (rows of length
+    ``rowlen``; ``shift`` the batch position of the rows' first column, subtracted in
+    unsigned wrap-around arithmetic), spikes ``a .. e - 1`` of input ``j``: eight targets at
+    a time, then four, then one."""
+    n8 = nt - nt % 8
+    n4 = nt - nt % 4
+    for t0 in range(0, n8, 8):
+        r = np.uint64(i0 + t0) * rowlen - shift
+        _forward_lanes8(flat, a, e, opos, val, r, rowlen, base, w, i0 + t0, j, taps)
+    for t0 in range(n8, n4, 4):
+        r = np.uint64(i0 + t0) * rowlen - shift
+        _forward_lanes4(flat, a, e, opos, val, r, rowlen, base, w, i0 + t0, j, taps)
+    for t in range(n4, nt):
+        d0 = np.uint64(i0 + t) * rowlen + np.uint64(base[i0 + t, j]) - shift
+        _forward_lanes(flat, a, e, opos, val, d0, w, i0 + t, j, taps)
+
+
+@numba.njit(fastmath=True)
+def _forward_wide(k0, k1, sb0, sb1, soff, opos, val, base, w, seg, out):
+    """:func:`tap_forward` (same arguments) for windows of 6 or 8 lanes: per target block,
+    targets eight (then four, one) at a time over the chunk's samples (only their rows need
+    the cache, and each (target, input) is set up once per chunk, not per sample block).
+    Compiled apart from the 1- and 2-lag loops of :func:`tap_forward`: inlined there, it
+    made LLVM spill two of their pointers to the stack (two extra loads per spike and pass;
+    triangle forward +15 %)."""
+    n_out, n_in, width = w.shape
+    flat = out.reshape(-1)
+    urow = np.uint64(out.shape[1])
+    shift = np.uint64(sb0 * SAMPLES * seg)  # the batch position of the rows' first column
+    for kb in range(k0, k1):
+        i0 = kb * TARGETS
+        nt = min(TARGETS, n_out - i0)
+        for t in range(nt):
+            out[i0 + t] = 0.0
+        for j in range(n_in):
+            a = np.uint64(soff[j, sb0])
+            e = np.uint64(soff[j, sb1])
+            if width == 6:
+                _forward_lanes_block(flat, a, e, opos, val, urow, shift, base, w, i0, nt, j,
+                                     _taps6)
+            else:
+                _forward_lanes_block(flat, a, e, opos, val, urow, shift, base, w, i0, nt, j,
+                                     _taps8)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -281,6 +362,9 @@ def tap_forward(k0, k1, sb0, sb1, soff, opos, val, base, w, seg, out):
     their spikes in order, whatever the chunk of samples.
     """
     n_out, n_in, width = w.shape
+    if width == 6 or width == LANES:
+        _forward_wide(k0, k1, sb0, sb1, soff, opos, val, base, w, seg, out)
+        return
     flat = out.reshape(-1)
     rowlen = out.shape[1]
     urow = np.uint64(rowlen)
@@ -291,20 +375,6 @@ def tap_forward(k0, k1, sb0, sb1, soff, opos, val, base, w, seg, out):
         i0 = kb * TARGETS
         nt = min(TARGETS, n_out - i0)
         n8 = nt - nt % 8
-        if width == 6 or width == LANES:
-            # one target at a time over the chunk: only its row needs the cache, and each
-            # (target, input) is set up once per chunk, not once per sample block
-            for t in range(nt):
-                out[i0 + t] = 0.0
-                for j in range(n_in):
-                    a = np.uint64(soff[j, sb0])
-                    e = np.uint64(soff[j, sb1])
-                    d0 = np.uint64((i0 + t) * rowlen + base[i0 + t, j] - start)
-                    if width == 6:
-                        _forward_6(flat, a, e, opos, val, d0, w, i0 + t, j)
-                    else:
-                        _forward_8(flat, a, e, opos, val, d0, w, i0 + t, j)
-            continue
         for sb in range(sb0, sb1):
             c0 = (sb - sb0) * SAMPLES * seg
             for t in range(nt):
@@ -353,34 +423,54 @@ def _dot_target(flat, a, e, opos, val, d, width, z, res):
 
 
 @numba.njit(inline="always")
-def _dot_lanes(flat, a, e, opos, val, d, lanes, z, res):
-    """``res[n] += sum over spikes a .. e - 1 of val g[d + opos + n]``, ``n < lanes`` (6 or
-    8), for one target: one register accumulator per lag (loads only, so one target at a
-    time is fine here)."""
-    u1, u2, u3, u4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
-    u5, u6, u7 = np.uint64(5), np.uint64(6), np.uint64(7)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
-    for q in range(a, e):
-        v = val[q]
-        p = d + opos[q]
-        s0 += v * flat[p]
-        s1 += v * flat[p + u1]
-        s2 += v * flat[p + u2]
-        s3 += v * flat[p + u3]
-        s4 += v * flat[p + u4]
-        s5 += v * flat[p + u5]
+def _add_sums(sums, i, j, s, n_rows, lanes):
+    """``sums[i + t, j, n] += s[lanes t + n]`` for ``t < n_rows``, ``n < lanes``."""
+    for t in range(n_rows):
+        for n in range(lanes):
+            sums[i + t, j, n] += s[lanes * t + n]
+
+
+@numba.njit(fastmath=True)
+def _dot_lanes_block(flat, a, e, opos, val, rowlen, shift, base, i0, nt, j, lanes, sums):
+    """``sums[i, j, n] += sum over spikes a .. e - 1 of val g[d_i + opos + n]`` for the
+    targets ``i0 .. i0 + nt - 1`` (row offsets ``d_i``, less ``shift`` as in
+    :func:`_forward_lanes_block`), ``n < lanes`` (6 or 8): eight
+    targets at a time (then four, one), per spike one vector load and multiply-add per 4 or
+    8 lanes and target into independent vector accumulators
+    (:func:`~ctsnn.synapses.simd_lanes.dot6` / ``dot8``; one target alone would wait on its
+    accumulators' multiply-add latency every spike)."""
+    n8 = nt - nt % 8
+    n4 = nt - nt % 4
+    for t0 in range(0, n8, 8):
+        i = i0 + t0
+        r = np.uint64(i) * rowlen - shift
+        ds = (r + np.uint64(base[i, j]), r + rowlen + np.uint64(base[i + 1, j]),
+              r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j]),
+              r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j]),
+              r + np.uint64(4) * rowlen + np.uint64(base[i + 4, j]),
+              r + np.uint64(5) * rowlen + np.uint64(base[i + 5, j]),
+              r + np.uint64(6) * rowlen + np.uint64(base[i + 6, j]),
+              r + np.uint64(7) * rowlen + np.uint64(base[i + 7, j]))
         if lanes == 8:
-            s6 += v * flat[p + u6]
-            s7 += v * flat[p + u7]
-    res[0] += s0
-    res[1] += s1
-    res[2] += s2
-    res[3] += s3
-    res[4] += s4
-    res[5] += s5
-    if lanes == 8:
-        res[6] += s6
-        res[7] += s7
+            _add_sums(sums, i, j, dot8(flat, opos, val, a, e, ds), 8, 8)
+        else:
+            _add_sums(sums, i, j, dot6(flat, opos, val, a, e, ds), 8, 6)
+    for t0 in range(n8, n4, 4):
+        i = i0 + t0
+        r = np.uint64(i) * rowlen - shift
+        ds4 = (r + np.uint64(base[i, j]), r + rowlen + np.uint64(base[i + 1, j]),
+               r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j]),
+               r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j]))
+        if lanes == 8:
+            _add_sums(sums, i, j, dot8(flat, opos, val, a, e, ds4), 4, 8)
+        else:
+            _add_sums(sums, i, j, dot6(flat, opos, val, a, e, ds4), 4, 6)
+    for i in range(i0 + n4, i0 + nt):
+        d1 = (np.uint64(i) * rowlen + np.uint64(base[i, j]) - shift,)
+        if lanes == 8:
+            _add_sums(sums, i, j, dot8(flat, opos, val, a, e, d1), 1, 8)
+        else:
+            _add_sums(sums, i, j, dot6(flat, opos, val, a, e, d1), 1, 6)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -416,12 +506,13 @@ def tap_grad_coefs(k0, k1, sb0, sb1, soff, opos, val, base, seg, g, sums):
                     _dot8_1(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
                 else:
                     _dot8_2(flat, a, e, opos, val, r, urow, base, i0 + t0, j, z, sums)
+            if lanes:
+                _dot_lanes_block(flat, a, e, opos, val, urow, np.uint64(start), base, i0, nt, j,
+                                 width, sums)
+                continue
             for t in range(n8, nt):
                 d = np.uint64((i0 + t) * rowlen + base[i0 + t, j] - start)
-                if lanes:
-                    _dot_lanes(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
-                else:
-                    _dot_target(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
+                _dot_target(flat, a, e, opos, val, d, width, z, sums[i0 + t, j])
 
 
 @numba.njit(cache=True, parallel=True)
