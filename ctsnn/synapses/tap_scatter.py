@@ -76,17 +76,31 @@ def window_lanes(width: int) -> int:
 
 # ----------------------------------------------------------------- 8-target passes (inlined)
 @numba.njit(inline="always")
+def _offsets8(r, rowlen, base, i, j):
+    """The window starts of targets ``i .. i + 7`` for input ``j`` (a tuple: registers):
+    ``r`` is target ``i``'s row offset, ``rowlen`` the row length (both unsigned)."""
+    return (r + np.uint64(base[i, j]), r + rowlen + np.uint64(base[i + 1, j]),
+            r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j]),
+            r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j]),
+            r + np.uint64(4) * rowlen + np.uint64(base[i + 4, j]),
+            r + np.uint64(5) * rowlen + np.uint64(base[i + 5, j]),
+            r + np.uint64(6) * rowlen + np.uint64(base[i + 6, j]),
+            r + np.uint64(7) * rowlen + np.uint64(base[i + 7, j]))
+
+
+@numba.njit(inline="always")
+def _offsets4(r, rowlen, base, i, j):
+    """As :func:`_offsets8` for targets ``i .. i + 3``."""
+    return (r + np.uint64(base[i, j]), r + rowlen + np.uint64(base[i + 1, j]),
+            r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j]),
+            r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j]))
+
+
+@numba.njit(inline="always")
 def _add8_1(flat, a, e, opos, val, r, rowlen, base, w, i0, j):
     """Forward, one lag, targets ``i0 .. i0 + 7``, spikes ``a .. e - 1`` of input ``j``;
     ``r``/``rowlen`` unsigned (the row offset of ``i0`` and the row length)."""
-    d0 = r + np.uint64(base[i0, j])
-    d1 = r + rowlen + np.uint64(base[i0 + 1, j])
-    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i0 + 2, j])
-    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i0 + 3, j])
-    d4 = r + np.uint64(4) * rowlen + np.uint64(base[i0 + 4, j])
-    d5 = r + np.uint64(5) * rowlen + np.uint64(base[i0 + 5, j])
-    d6 = r + np.uint64(6) * rowlen + np.uint64(base[i0 + 6, j])
-    d7 = r + np.uint64(7) * rowlen + np.uint64(base[i0 + 7, j])
+    d0, d1, d2, d3, d4, d5, d6, d7 = _offsets8(r, rowlen, base, i0, j)
     c0, c1, c2, c3 = w[i0, j, 0], w[i0 + 1, j, 0], w[i0 + 2, j, 0], w[i0 + 3, j, 0]
     c4, c5, c6, c7 = w[i0 + 4, j, 0], w[i0 + 5, j, 0], w[i0 + 6, j, 0], w[i0 + 7, j, 0]
     for q in range(a, e):
@@ -105,14 +119,7 @@ def _add8_1(flat, a, e, opos, val, r, rowlen, base, w, i0, j):
 @numba.njit(inline="always")
 def _add8_2(flat, a, e, opos, val, r, rowlen, base, w, i0, j):
     """As :func:`_add8_1` for two lags (``base`` and ``base + 1``)."""
-    d0 = r + np.uint64(base[i0, j])
-    d1 = r + rowlen + np.uint64(base[i0 + 1, j])
-    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i0 + 2, j])
-    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i0 + 3, j])
-    d4 = r + np.uint64(4) * rowlen + np.uint64(base[i0 + 4, j])
-    d5 = r + np.uint64(5) * rowlen + np.uint64(base[i0 + 5, j])
-    d6 = r + np.uint64(6) * rowlen + np.uint64(base[i0 + 6, j])
-    d7 = r + np.uint64(7) * rowlen + np.uint64(base[i0 + 7, j])
+    d0, d1, d2, d3, d4, d5, d6, d7 = _offsets8(r, rowlen, base, i0, j)
     e0, e1, e2, e3 = d0 + np.uint64(1), d1 + np.uint64(1), d2 + np.uint64(1), d3 + np.uint64(1)
     e4, e5, e6, e7 = d4 + np.uint64(1), d5 + np.uint64(1), d6 + np.uint64(1), d7 + np.uint64(1)
     c0, c1, c2, c3 = w[i0, j, 0], w[i0 + 1, j, 0], w[i0 + 2, j, 0], w[i0 + 3, j, 0]
@@ -144,14 +151,7 @@ def _add8_2(flat, a, e, opos, val, r, rowlen, base, w, i0, j):
 def _dot8_1(flat, a, e, opos, val, r, rowlen, base, i0, j, z, sums):
     """``dL/dcoefs``, one lag, targets ``i0 .. i0 + 7``: adds the sums over spikes
     ``a .. e - 1`` of input ``j`` (``z``: a zero of the sums' dtype)."""
-    d0 = r + np.uint64(base[i0, j])
-    d1 = r + rowlen + np.uint64(base[i0 + 1, j])
-    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i0 + 2, j])
-    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i0 + 3, j])
-    d4 = r + np.uint64(4) * rowlen + np.uint64(base[i0 + 4, j])
-    d5 = r + np.uint64(5) * rowlen + np.uint64(base[i0 + 5, j])
-    d6 = r + np.uint64(6) * rowlen + np.uint64(base[i0 + 6, j])
-    d7 = r + np.uint64(7) * rowlen + np.uint64(base[i0 + 7, j])
+    d0, d1, d2, d3, d4, d5, d6, d7 = _offsets8(r, rowlen, base, i0, j)
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
     for q in range(a, e):
         p = opos[q]
@@ -177,14 +177,7 @@ def _dot8_1(flat, a, e, opos, val, r, rowlen, base, i0, j, z, sums):
 @numba.njit(inline="always")
 def _dot8_2(flat, a, e, opos, val, r, rowlen, base, i0, j, z, sums):
     """As :func:`_dot8_1` for two lags."""
-    d0 = r + np.uint64(base[i0, j])
-    d1 = r + rowlen + np.uint64(base[i0 + 1, j])
-    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i0 + 2, j])
-    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i0 + 3, j])
-    d4 = r + np.uint64(4) * rowlen + np.uint64(base[i0 + 4, j])
-    d5 = r + np.uint64(5) * rowlen + np.uint64(base[i0 + 5, j])
-    d6 = r + np.uint64(6) * rowlen + np.uint64(base[i0 + 6, j])
-    d7 = r + np.uint64(7) * rowlen + np.uint64(base[i0 + 7, j])
+    d0, d1, d2, d3, d4, d5, d6, d7 = _offsets8(r, rowlen, base, i0, j)
     e0, e1, e2, e3 = d0 + np.uint64(1), d1 + np.uint64(1), d2 + np.uint64(1), d3 + np.uint64(1)
     e4, e5, e6, e7 = d4 + np.uint64(1), d5 + np.uint64(1), d6 + np.uint64(1), d7 + np.uint64(1)
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
@@ -250,14 +243,7 @@ def _forward_lanes8(flat, a, e, opos, val, r, rowlen, base, w, i, j, taps):
     follow their input's previous one by fewer than 6 steps), whose vector load cannot take
     its value from the previous, partly overlapping store and waits until that store
     reaches the cache: eight targets per spike overlap those waits (4: 1.5x the time)."""
-    d0 = r + np.uint64(base[i, j])
-    d1 = r + rowlen + np.uint64(base[i + 1, j])
-    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j])
-    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j])
-    d4 = r + np.uint64(4) * rowlen + np.uint64(base[i + 4, j])
-    d5 = r + np.uint64(5) * rowlen + np.uint64(base[i + 5, j])
-    d6 = r + np.uint64(6) * rowlen + np.uint64(base[i + 6, j])
-    d7 = r + np.uint64(7) * rowlen + np.uint64(base[i + 7, j])
+    d0, d1, d2, d3, d4, d5, d6, d7 = _offsets8(r, rowlen, base, i, j)
     c0, c1, c2, c3 = taps(w, i, j), taps(w, i + 1, j), taps(w, i + 2, j), taps(w, i + 3, j)
     c4, c5, c6, c7 = taps(w, i + 4, j), taps(w, i + 5, j), taps(w, i + 6, j), taps(w, i + 7, j)
     for q in range(a, e):
@@ -277,10 +263,7 @@ def _forward_lanes8(flat, a, e, opos, val, r, rowlen, base, w, i, j, taps):
 def _forward_lanes4(flat, a, e, opos, val, r, rowlen, base, w, i, j, taps):
     """As :func:`_forward_lanes8` for 4 targets (blocks of 4 left over, e.g. the readout's
     20 = 16 + 4)."""
-    d0 = r + np.uint64(base[i, j])
-    d1 = r + rowlen + np.uint64(base[i + 1, j])
-    d2 = r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j])
-    d3 = r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j])
+    d0, d1, d2, d3 = _offsets4(r, rowlen, base, i, j)
     c0, c1, c2, c3 = taps(w, i, j), taps(w, i + 1, j), taps(w, i + 2, j), taps(w, i + 3, j)
     for q in range(a, e):
         p = opos[q]
@@ -444,13 +427,7 @@ def _dot_lanes_block(flat, a, e, opos, val, rowlen, shift, base, i0, nt, j, lane
     for t0 in range(0, n8, 8):
         i = i0 + t0
         r = np.uint64(i) * rowlen - shift
-        ds = (r + np.uint64(base[i, j]), r + rowlen + np.uint64(base[i + 1, j]),
-              r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j]),
-              r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j]),
-              r + np.uint64(4) * rowlen + np.uint64(base[i + 4, j]),
-              r + np.uint64(5) * rowlen + np.uint64(base[i + 5, j]),
-              r + np.uint64(6) * rowlen + np.uint64(base[i + 6, j]),
-              r + np.uint64(7) * rowlen + np.uint64(base[i + 7, j]))
+        ds = _offsets8(r, rowlen, base, i, j)
         if lanes == 8:
             _add_sums(sums, i, j, dot8(flat, opos, val, a, e, ds), 8, 8)
         else:
@@ -458,9 +435,7 @@ def _dot_lanes_block(flat, a, e, opos, val, rowlen, shift, base, i0, nt, j, lane
     for t0 in range(n8, n4, 4):
         i = i0 + t0
         r = np.uint64(i) * rowlen - shift
-        ds4 = (r + np.uint64(base[i, j]), r + rowlen + np.uint64(base[i + 1, j]),
-               r + np.uint64(2) * rowlen + np.uint64(base[i + 2, j]),
-               r + np.uint64(3) * rowlen + np.uint64(base[i + 3, j]))
+        ds4 = _offsets4(r, rowlen, base, i, j)
         if lanes == 8:
             _add_sums(sums, i, j, dot8(flat, opos, val, a, e, ds4), 4, 8)
         else:

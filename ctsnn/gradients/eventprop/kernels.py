@@ -136,6 +136,21 @@ def _factored_decays(h: float, em_p: float, es_p: float, a: float, b: float,
     return em_p, es_p, (em_p - es_p) / (tau_m * (b - a))
 
 
+@numba.njit(inline="always", error_model="numpy")
+def _add_pair(n: int, j: int, e: int, lam_v: float, lam_i: float, inv_s: float, r_m: float,
+              weight: np.ndarray, a_in: np.ndarray, g_t: np.ndarray, g_w: np.ndarray,
+              g_d: np.ndarray, g_a: np.ndarray) -> None:
+    """One (input spike ``e`` of input ``j``, neuron ``n``) pair's terms of ``dL/dW``,
+    ``dL/dD``, ``dL/dt_in`` and ``dL/da`` from the adjoints ``lam_v, lam_i`` at its arrival
+    (``r_m = r / tau_m``)."""
+    wt = weight[n, j]
+    dsq = wt * a_in[e] * (lam_i * inv_s - r_m * lam_v)
+    g_w[n, j] += a_in[e] * lam_i
+    g_d[n, j] += dsq
+    g_t[e] += dsq
+    g_a[e] += wt * lam_i
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _cuba_factored_row(n: int, k0: int, k1: int, e0: int, e1: int, ev_order: np.ndarray,
                        t_in: np.ndarray, j_in: np.ndarray, a_in: np.ndarray,
@@ -204,12 +219,7 @@ def _cuba_factored_row(n: int, k0: int, k1: int, e0: int, e1: int, ev_order: np.
         i = k - k0
         lam_v = coef[0, i] * u
         lam_i = coef[1, i] * w + coef[2, i] * u
-        wt = weight[n, j]
-        dsq = wt * a_in[e] * (lam_i * inv_s - r_m * lam_v)
-        g_w[n, j] += a_in[e] * lam_i
-        g_d[n, j] += dsq
-        g_t[e] += dsq
-        g_a[e] += wt * lam_i
+        _add_pair(n, j, e, lam_v, lam_i, inv_s, r_m, weight, a_in, g_t, g_w, g_d, g_a)
     for p in range(n_close):  # kappa = e_slow h phi1(x) / tau_m, phi1 by its series
         q, k = close[0, p], close[1, p]
         e = q if in_order else ev_order[q]
@@ -222,12 +232,7 @@ def _cuba_factored_row(n: int, k0: int, k1: int, e0: int, e1: int, ev_order: np.
         kap = (em if inv_m <= inv_s else es) * h * phi_series(h * gap) * inv_m
         lam_v = em * v_minus[k]
         lam_i = es * i_minus[k] + r * kap * v_minus[k]
-        wt = weight[n, j]
-        dsq = wt * a_in[e] * (lam_i * inv_s - r_m * lam_v)
-        g_w[n, j] += a_in[e] * lam_i
-        g_d[n, j] += dsq
-        g_t[e] += dsq
-        g_a[e] += wt * lam_i
+        _add_pair(n, j, e, lam_v, lam_i, inv_s, r_m, weight, a_in, g_t, g_w, g_d, g_a)
 
 
 @numba.njit(cache=True, error_model="numpy")
