@@ -157,20 +157,23 @@ def prepare_kernel_runtime(device: torch.device | str | None = None) -> bool:
 
     Loads one tiny cached kernel (which initialises numba's code generator) and starts the
     thread pool. :class:`~ctsnn.models.NeuronModel`, :class:`~ctsnn.synapses.Dense` and
-    :class:`~ctsnn.synapses.RecurrentDense` call it with torch's default device when they are
-    built, so modules built for the CPU pay the one-off cost at construction; call it yourself
-    before timing or memory-profiling a step whose modules were built otherwise. Cheap after
-    the first call.
+    :class:`~ctsnn.synapses.RecurrentDense` call it when they are built, so modules built for
+    the CPU pay the one-off cost at construction; call it yourself before timing or
+    memory-profiling a step whose modules were built otherwise. Cheap after the first call.
 
     Args:
         device: where the kernels would run; nothing is started for a device other than the
-            CPU. None: the CPU.
+            CPU. None: torch's default device (``torch.set_default_device``, a ``with
+            torch.device(...)`` block).
 
     Returns:
         Whether the runtime is ready (False when kernels are off, numba is missing or
         ``device`` is not the CPU; nothing is started then).
     """
-    if not _state["on"] or (device is not None and torch.device(device).type != "cpu"):
+    if device is None:
+        # torch.get_default_device is torch >= 2.3; a new tensor's device is the same thing
+        device = torch.empty(0).device
+    if not _state["on"] or torch.device(device).type != "cpu":
         return False
     if _state["runtime"]:
         return True

@@ -89,7 +89,7 @@ class NeuronModel(ExactValues, nn.Module):
 
     def __init__(self, n: int, *, refractory: float | Tensor = 0.0) -> None:
         super().__init__()
-        prepare_kernel_runtime(torch.get_default_device())  # numba's one-off start, not in a step
+        prepare_kernel_runtime()  # numba's one-off start (CPU only), not in a step
         if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
             raise ValueError(f"n (number of neurons) must be a positive int, got {n!r}")
         names = tuple(self.state_names)

@@ -138,7 +138,7 @@ class Dense(ExactValues, nn.Module):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        prepare_kernel_runtime(torch.get_default_device())  # numba's one-off start, not in a step
+        prepare_kernel_runtime()  # numba's one-off start (CPU only), not in a step
         self.kernel = as_kernel(kernel)
         check_choice("per", per, PER)
         self.per = per

@@ -131,7 +131,7 @@ class RecurrentDense(ExactValues, nn.Module):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        prepare_kernel_runtime(torch.get_default_device())  # numba's one-off start, not in a step
+        prepare_kernel_runtime()  # numba's one-off start (CPU only), not in a step
         self.kernel = as_kernel(kernel)
         self.kernel.require_recurrent()
         check_choice("per", per, PER)

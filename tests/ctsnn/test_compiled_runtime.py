@@ -32,6 +32,7 @@ def test_cpu_modules_start_the_runtime(not_started, build):
 def test_other_default_device_or_kernels_off_start_nothing(not_started):
     with torch.device("meta"):
         Dense(4, 3)
+        assert prepare_kernel_runtime() is False  # None: torch's default device, here meta
     assert not compiled._state["runtime"]
     with use_kernels(False):
         Dense(4, 3)
@@ -40,6 +41,7 @@ def test_other_default_device_or_kernels_off_start_nothing(not_started):
     assert prepare_kernel_runtime("meta") is False
     assert prepare_kernel_runtime("cpu") is True
     assert compiled._state["runtime"]
+    assert prepare_kernel_runtime() is True
 
 
 def test_bad_device_is_an_error():
