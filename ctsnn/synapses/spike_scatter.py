@@ -266,11 +266,16 @@ def _grad_window_chunks(n_chunks, offsets, opos, val, g, gk):
         _grad_window(h0, h1, offsets, opos, val, g, gk)
 
 
+def _threads(work: int, n_rows: int) -> int:
+    """Threads for a call of ``work`` multiply-adds over ``n_rows`` independent rows (or
+    parts): :func:`~ctsnn.compiled.kernel_threads` from :data:`_PARALLEL_WORK` on, else 1."""
+    return kernel_threads() if work >= _PARALLEL_WORK and n_rows > 1 else 1
+
+
 def _run(serial, chunked, n_rows: int, work: int, *args) -> None:
     """``serial(0, n_rows, *args)``, or ``chunked`` over :data:`_CHUNKS` fixed row chunks on
-    :func:`~ctsnn.compiled.kernel_threads` threads when ``work`` (multiply-adds) reaches
-    :data:`_PARALLEL_WORK` (the same result either way: each chunk owns its rows)."""
-    threads = kernel_threads() if work >= _PARALLEL_WORK and n_rows > 1 else 1
+    :func:`_threads` threads (the same result either way: each chunk owns its rows)."""
+    threads = _threads(work, n_rows)
     if threads == 1:
         serial(0, n_rows, *args)
         return
@@ -336,18 +341,18 @@ def _from_rows_chunks(n_chunks, r0, rows, seg, dst):
         _from_rows(c0, c1, r0, rows, seg, dst)
 
 
-def _to_rows_of(src: np.ndarray, r0: int, seg: int, rows: np.ndarray) -> None:
-    """Fill ``rows [N, n seg]`` with samples ``r0 .. r0 + n - 1`` of ``src [T', B, N]`` (time
-    contiguous, each segment zero after ``T'``), one compiled pass."""
+def _to_rows_of(src: np.ndarray, seg: int, rows: np.ndarray) -> None:
+    """Fill ``rows [N, B seg]`` with every sample of ``src [T', B, N]`` (time contiguous, each
+    segment zero after ``T'``), one compiled pass."""
     n = rows.shape[1] // seg
-    _run(_to_rows, _to_rows_chunks, n, rows.size, r0, src, seg, rows)
+    _run(_to_rows, _to_rows_chunks, n, rows.size, 0, src, seg, rows)
 
 
-def _from_rows_of(rows: np.ndarray, r0: int, seg: int, dst: np.ndarray) -> None:
-    """Samples ``r0 .. r0 + n - 1`` of ``dst [T, B, N]`` from ``rows [N, n seg]`` (the first
-    ``T`` steps of every segment), one compiled pass."""
+def _from_rows_of(rows: np.ndarray, seg: int, dst: np.ndarray) -> None:
+    """Every sample of ``dst [T, B, N]`` from ``rows [N, B seg]`` (the first ``T`` steps of
+    every segment), one compiled pass."""
     n = rows.shape[1] // seg
-    _run(_from_rows, _from_rows_chunks, n, n * dst.shape[0] * dst.shape[2], r0, rows, seg, dst)
+    _run(_from_rows, _from_rows_chunks, n, n * dst.shape[0] * dst.shape[2], 0, rows, seg, dst)
 
 
 def _rows(t: Tensor, seg: int) -> Tensor:
@@ -355,14 +360,14 @@ def _rows(t: Tensor, seg: int) -> Tensor:
     steps zero after ``T'``), one compiled pass."""
     n_steps, batch, n = t.shape
     rows = t.new_empty((n, batch * seg))
-    _to_rows_of(t.detach().contiguous().numpy(), 0, seg, rows.numpy())
+    _to_rows_of(t.detach().contiguous().numpy(), seg, rows.numpy())
     return rows
 
 
 def _unrows(rows: Tensor, n_steps: int, batch: int) -> Tensor:
     """``[N, B * seg] -> [T, B, N]`` contiguous (the first ``n_steps`` of every segment)."""
     out = rows.new_empty((n_steps, batch, rows.shape[0]))
-    _from_rows_of(rows.numpy(), 0, rows.shape[1] // batch, out.numpy())
+    _from_rows_of(rows.numpy(), rows.shape[1] // batch, out.numpy())
     return out
 
 
@@ -457,7 +462,7 @@ def _tap_backward_whole(n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx,
     from :data:`_PARALLEL_WORK` on; the same values as the group form."""
     n_out, batch = grad.shape[2], grad.shape[1]
     g = np.empty((n_out, batch * seg), grad.dtype)
-    _to_rows_of(grad, 0, seg, g)
+    _to_rows_of(grad, seg, g)
     if gx.shape[1] > 0:
         grad_input(g, seg, 0, (count, ti, tb, tw), keep, gx, _run)
     if sums.shape[1] > 0:
@@ -500,7 +505,7 @@ class SpikeScatter(torch.autograd.Function):
         if chunk < batch:  # chunks of samples in parallel, one part (one scratch) per thread
             n_chunks = -(-batch // chunk)
             args = (chunk, soff, opos, val, base_f, w_f, seg, result.numpy())
-            threads = kernel_threads() if work >= _PARALLEL_WORK else 1
+            threads = _threads(work, n_chunks)
             if threads == 1:
                 _tap_forward_span(0, n_chunks, *args)
             else:
@@ -510,7 +515,7 @@ class SpikeScatter(torch.autograd.Function):
             out = np.empty((n_out, batch * seg), w_f.dtype)  # zeroed block by block
             _run(tap_forward, tap_forward_chunks, -(-n_out // TARGETS), work, 0,
                  soff.shape[1] - 1, soff, opos, val, base_f, w_f, seg, out)
-            _from_rows_of(out, 0, seg, result.numpy())
+            _from_rows_of(out, seg, result.numpy())
         ctx.save_for_backward(lags)
         ctx.events = events
         ctx.windows = (base_f, w_f, base_g, lanes_g)
@@ -545,10 +550,11 @@ class SpikeScatter(torch.autograd.Function):
             (opos.size * n_out * lanes_g if need_c else 0)
         args = (n_groups, chunk, grad.to(ctx.dtype).contiguous().numpy(), seg, *windows, keep,
                 gx.numpy(), soff, opos.view(np.uint64), val, base_g, sums)
+        threads = _threads(work, n_groups)
         if chunk >= batch:  # the batch in one scratch (one group), target blocks in parallel
             _tap_backward_whole(*args)
-        elif work >= _PARALLEL_WORK and kernel_threads() > 1:
-            with numba_threads(kernel_threads()):
+        elif threads > 1:
+            with numba_threads(threads):
                 _tap_backward_parallel(*args)
         else:
             _tap_backward_serial(*args)
