@@ -89,12 +89,28 @@ def test_main_json_fields(capsys: pytest.CaptureFixture[str]) -> None:
     assert first["workload"] == eventprop_long.WORKLOAD
     assert first["config"]["max_delay_steps"] == max_delay
     assert first["ours"]["median_s"] > 0 and first["ours"]["parameters"] == 212_992
-    assert set(first["ours"]["spikes_per_neuron_per_trial"]) == {"input", "hidden1", "hidden2"}
+    counts = first["ours"]["spikes_per_neuron_per_trial"]
+    assert set(counts) == {"input", "hidden1", "hidden2"}
+    assert first["ours"]["hidden_spikes_per_step"] == round(
+        (counts["hidden1"] + counts["hidden2"]) * 256 * batch)
     assert first["reference"] is None
     assert summary["config"]["summary"] is True
     targets = summary["ours"]["targets"]
     assert {"time_target_ge_26x_faster", "memory_target_le_0p35",
-            "memory_growth_target_le_1p5", "met", "not_met"} <= set(targets)
+            "memory_growth_target_le_1p5", "met", "not_met",
+            "ours_hidden_spikes_T1000_over_T250"} <= set(targets)
+
+
+def test_summary_relates_memory_to_spikes() -> None:
+    ours = {(250, 64): {"peak_rss_mib": 10.0, "hidden_spikes_per_step": 1000},
+            (1000, 64): {"peak_rss_mib": 30.0, "hidden_spikes_per_step": 8000},
+            (1000, 256): {"peak_rss_mib": 40.0, "hidden_spikes_per_step": 0}}
+    per_config, targets = eventprop_long._summary(ours, {})
+    assert targets["ours_memory_T1000_over_T250"] == {"D64": 3.0}
+    assert targets["ours_hidden_spikes_T1000_over_T250"] == {"D64": 8.0}
+    assert targets["memory_growth_target_le_1p5"] is False
+    assert per_config["T250_D64"]["ours_peak_rss_bytes_per_hidden_spike"] == 10 * 2**20 / 1000
+    assert per_config["T1000_D256"]["ours_peak_rss_bytes_per_hidden_spike"] is None  # no spikes
 
 
 def test_cli_knows_w2() -> None:
