@@ -24,12 +24,13 @@ bit-identical to the scalar form's.
 
 from __future__ import annotations
 
+import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["axpy", "dot6", "dot8"]
+__all__ = ["ROW_VECTORS", "axpy", "dot6", "dot8", "row_windows", "row_vector_width"]
 
 _FAST = ("fast",)
 #: The vectors of a window: (first lane, width) per vector, by window width.
@@ -151,3 +152,119 @@ def _make_dot(lanes):
 
 dot6 = _make_dot(6)
 dot8 = _make_dot(8)
+
+
+#: Vectors per block of :func:`row_windows`, 1 .. 8 (the block's sums stay in registers
+#: while every window of the block's input runs over it).
+ROW_VECTORS = 8
+
+
+@numba.njit(inline="always")
+def row_vector_width(itemsize: int) -> int:
+    """Values per vector of :func:`row_windows`: 64 bytes (16 float32, 8 float64; one AVX-512
+    register, two AVX ones)."""
+    return 64 // itemsize
+
+
+def _make_row_windows(n_vec):
+    def rows(typingctx, row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e):
+        _check_float_array("row_windows", row)
+        _check_float_array("row_windows", g)
+        _check_float_array("row_windows", tw)
+        if row.dtype != g.dtype or tw.dtype != g.dtype:
+            raise TypeError(f"row_windows: row, g and tw must share one dtype, got {row.dtype}, "
+                            f"{g.dtype}, {tw.dtype}")
+        for name, arr in (("ti", ti), ("tb", tb)):
+            if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
+                    and isinstance(arr.dtype, types.Integer)):
+                raise TypeError(f"row_windows: {name} must be a 1-d C-contiguous integer "
+                                f"array, got {arr}")
+        for name, arg in (("rpos", rpos), ("gofs", gofs), ("rowlen", rowlen), ("lanes", lanes),
+                          ("u", u), ("e", e)):
+            if not isinstance(arg, types.Integer):
+                raise TypeError(f"row_windows: {name} must be an integer, got {arg}")
+        dtype = g.dtype
+
+        def codegen(context, builder, signature, args):
+            row_a, g_a, ti_a, tb_a, tw_a = (
+                context.make_array(signature.args[k])(context, builder, args[k])
+                for k in (0, 2, 5, 6, 7))
+            i64 = ir.IntType(64)
+
+            def wide(k):
+                val = args[k]
+                return builder.sext(val, i64) if val.type.width < 64 else val
+
+            rpos_v, gofs_v, rowlen_v, lanes_v, u_v, e_v = (wide(k) for k in (1, 3, 4, 8, 9, 10))
+            lt = context.get_data_type(dtype)
+            align = context.get_abi_sizeof(lt)
+            width = 64 // align
+            vec = ir.VectorType(lt, width)
+            rbase = builder.gep(row_a.data, [rpos_v])
+            accs = []
+            for k in range(n_vec):
+                acc = cgutils.alloca_once(builder, vec)
+                ptr = _vec_ptr(builder, rbase, ir.Constant(i64, k * width), width)
+                builder.store(builder.load(ptr, align=align), acc)
+                accs.append(acc)
+            with cgutils.for_range_slice(builder, u_v, e_v, ir.Constant(i64, 1),
+                                         intp=i64) as (q, _):
+                target = builder.load(builder.gep(ti_a.data, [q]))
+                first = builder.load(builder.gep(tb_a.data, [q]))
+                target, first = (builder.sext(x, i64) if x.type.width < 64 else x
+                                 for x in (target, first))
+                gq = builder.gep(g_a.data, [builder.add(builder.add(
+                    builder.mul(target, rowlen_v), gofs_v), first)])
+                cq = builder.gep(tw_a.data, [builder.mul(q, lanes_v)])
+                with cgutils.for_range(builder, lanes_v, intp=i64) as loop:
+                    n = loop.index
+                    coef = _splat(builder, builder.load(builder.gep(cq, [n])), width)
+                    gn = builder.gep(gq, [n])
+                    for k, acc in enumerate(accs):
+                        ptr = _vec_ptr(builder, gn, ir.Constant(i64, k * width), width)
+                        prod = builder.fmul(coef, builder.load(ptr, align=align),
+                                            flags=_CONTRACT)
+                        builder.store(builder.fadd(builder.load(acc), prod, flags=_CONTRACT),
+                                      acc)
+            for k, acc in enumerate(accs):
+                ptr = _vec_ptr(builder, rbase, ir.Constant(i64, k * width), width)
+                builder.store(builder.load(acc), ptr, align=align)
+            return context.get_dummy_value()
+
+        return types.void(row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e), codegen
+
+    rows.__name__ = f"row_windows{n_vec}"
+    return intrinsic(rows)
+
+
+_CONTRACT = ("contract",)
+(row_windows1, row_windows2, row_windows3, row_windows4, row_windows5, row_windows6,
+ row_windows7, row_windows8) = (_make_row_windows(n) for n in range(1, ROW_VECTORS + 1))
+
+
+@numba.njit(inline="always")
+def row_windows(n_vec, row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e):
+    """``row[rpos + p] += sum over windows q = u .. e - 1 and lanes n < lanes of tw[q lanes +
+    n] g[ti[q] rowlen + gofs + tb[q] + n + p]`` for ``p < n_vec`` vectors of
+    :func:`row_vector_width` values (``1 <= n_vec <= ROW_VECTORS``): the block of ``row`` held
+    in ``n_vec`` vector registers while every window runs over it (one vector load and
+    multiply-add per vector, lane and window; the row loaded and stored once). Every value
+    sums its windows in order, their lanes in order, onto the row's value (one rounding per
+    multiply-add where the target has FMA). ``g``, ``tw`` flat; nothing checked against the
+    arrays' sizes."""
+    if n_vec == 8:
+        row_windows8(row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e)
+    elif n_vec == 7:
+        row_windows7(row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e)
+    elif n_vec == 6:
+        row_windows6(row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e)
+    elif n_vec == 5:
+        row_windows5(row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e)
+    elif n_vec == 4:
+        row_windows4(row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e)
+    elif n_vec == 3:
+        row_windows3(row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e)
+    elif n_vec == 2:
+        row_windows2(row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e)
+    else:
+        row_windows1(row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e)

@@ -150,7 +150,7 @@ def test_grad_input_on_a_chunk_of_samples(r0):
     keep = torch.ones(b, n_in, dtype=torch.bool)
     memory = torch.full((n_out * n * seg + 16,), float("nan"), dtype=F64)
     memory[:n_out * n * seg] = rows_g.reshape(-1)
-    grad_input(memory[:n_out * n * seg].view(n_out, n * seg).numpy(), seg, r0, windows,
+    grad_input(memory[:n_out * n * seg].view(n_out, n * seg).numpy(), seg, r0, n, windows,
                keep.numpy(), gx.numpy(), _serial)
     x = torch.zeros(t, b, n_in, dtype=F64)
     ref = _grads(tap_conv, x, Taps(lags, c), 0, up)[1]
@@ -166,10 +166,13 @@ def test_grad_input_rejects_short_segments_and_wrong_rows():
     gx = np.zeros((6, 2, 2))
     keep = np.ones((2, 2), np.bool_)
     with pytest.raises(ValueError, match="reach"):
-        grad_input(np.zeros((3, 2 * (6 + reach - 1))), 6 + reach - 1, 0, windows, keep, gx,
+        grad_input(np.zeros((3, 2 * (6 + reach - 1))), 6 + reach - 1, 0, 2, windows, keep, gx,
                    _serial)
     with pytest.raises(ValueError, match="whole segments"):
-        grad_input(np.zeros((3, 2 * (6 + reach))), 6 + reach, 1, windows, keep, gx, _serial)
+        grad_input(np.zeros((3, 2 * (6 + reach))), 6 + reach, 1, 2, windows, keep, gx, _serial)
+    with pytest.raises(ValueError, match="whole segments"):
+        grad_input(np.zeros((3, 2 * (6 + reach) - 1)), 6 + reach, 0, 2, windows, keep, gx,
+                   _serial)
 
 
 @pytest.mark.parametrize("kind", list(TAPS))
