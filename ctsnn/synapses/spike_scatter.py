@@ -20,7 +20,9 @@ so no ``[N_out, B seg]`` buffer exists in the forward or the backward.
 
 * events: the non-zero entries of ``x [T, B, N_in]`` per input unit, read in one compiled
   pass over ``x`` (no transposed copy), with the first entry of every block of
-  :data:`SAMPLES` samples;
+  :data:`SAMPLES` samples; for 6- and 8-lane windows a chunk's entries by step, then sample
+  (an input's consecutive vector updates of one row, which wait on each other's stores when
+  they overlap, then mostly fall in different samples' segments), else by sample, then step;
 * taps as windows: every synapse's taps become a first lag and a window of consecutive lags,
   zero-padded to the lanes of :func:`~ctsnn.synapses.tap_scatter.window_lanes` (1 for rounded
   delays, 2 for the triangle, 6 for DCLS's final Gaussian in float32); computed once in the
@@ -111,16 +113,17 @@ _PARALLEL_WORK = 200_000
 
 
 @numba.njit(cache=True)
-def _events(x, seg, nb, unit):
+def _events(x, seg, nb, group):
     """Non-zero entries of ``x [T, B, N]`` per unit ``j``: ``offsets [N + 1]`` (unit ``j``'s
     entries at ``offsets[j]:offsets[j + 1]``), each entry's row position ``b * seg + t`` and
     its value; and ``soff [N, S + 1]``, the first entry of ``j`` in each block of ``nb``
     samples (``S = ceil(B / nb)``; ``soff[j, S] = offsets[j + 1]``).
 
-    Order: samples in groups of ``unit`` (1 or a multiple of ``nb``), a group's entries by
-    step, then sample (for ``unit = 1``: by sample, then step); within one sample always by
-    step. Blocks inside a group of several blocks have no entries of their own: their
-    ``soff`` is ``-1``, and only ranges between group boundaries are valid."""
+    Order: samples in groups of ``group`` (1, a multiple of ``nb`` or the whole batch), a
+    group's entries by step, then sample (for ``group = 1``: by sample, then step); within one
+    sample always by step. Blocks inside a group of several blocks have no entries of their
+    own: their ``soff`` is ``-1``, and only ranges between group boundaries are valid (the
+    6- and 8-lane kernels take whole chunks of samples: their groups)."""
     n_steps, batch, n_units = x.shape
     counts = np.zeros(n_units, np.int64)
     for t in range(n_steps):
@@ -137,10 +140,10 @@ def _events(x, seg, nb, unit):
     opos = np.empty(offsets[n_units], np.int64)
     val = np.empty(offsets[n_units], x.dtype)
     cursor = offsets[:-1].copy()
-    for b0 in range(0, batch, unit):
+    for b0 in range(0, batch, group):
         if b0 % nb == 0:
             soff[:, b0 // nb] = cursor
-        b1 = min(batch, b0 + unit)
+        b1 = min(batch, b0 + group)
         for t in range(n_steps):
             for b in range(b0, b1):
                 for j in range(n_units):
@@ -290,10 +293,10 @@ def _run(serial, chunked, n_rows: int, work: int, *args) -> None:
         chunked(min(_CHUNKS, n_rows), *args)
 
 
-def _events_of(x: Tensor, seg: int, unit: int = 1) -> tuple[np.ndarray, ...]:
-    """Events of ``x [T, B, N]`` (see :func:`_events`, groups of ``unit`` samples): ``offsets,
-    opos, val, soff`` arrays."""
-    return _events(x.detach().contiguous().numpy(), seg, SAMPLES, unit)
+def _events_of(x: Tensor, seg: int, group: int = 1) -> tuple[np.ndarray, ...]:
+    """Events of ``x [T, B, N]`` (see :func:`_events`, groups of ``group`` samples):
+    ``offsets, opos, val, soff`` arrays."""
+    return _events(x.detach().contiguous().numpy(), seg, SAMPLES, group)
 
 
 @numba.njit(cache=True)
