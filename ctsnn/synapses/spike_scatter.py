@@ -386,12 +386,25 @@ def _sample_chunks(batch: int, n_rows: int, seg: int, itemsize: int, lanes: int 
     """Samples per chunk of the tap scatter: a multiple of :data:`SAMPLES` whose rows ``[n_rows,
     n seg]`` take about :data:`SCRATCH_BYTES` (twice that for ``lanes`` 6 or 8; at least one
     sample block), and at most half the batch's sample blocks when it has two or more (so
-    that two threads share the chunks; a batch in one chunk runs target-parallel instead)."""
+    that two threads share the chunks; a batch in one chunk runs target-parallel instead).
+    Of those sizes the one whose chunks split most evenly into the backward's
+    :data:`_GROUPS` groups (and the forward's two parts), the largest on a tie: 16 sample
+    blocks as 8 chunks of 2 (two groups of 8 blocks), not 5 of 3 and 1 of 1 (9 and 7)."""
     per_block = max(1, n_rows * SAMPLES * seg * itemsize)
     budget = SCRATCH_BYTES * (2 if lanes in (6, LANES) else 1)
     blocks = -(-batch // SAMPLES)
     half = -(-blocks // 2)  # half the sample blocks, rounded up
-    return min(batch, SAMPLES * max(1, min(half, budget // per_block)))
+    largest = max(1, min(half, budget // per_block))
+    if largest >= blocks:
+        return batch
+
+    def heaviest(k: int) -> int:  # blocks of the largest group with k blocks per chunk
+        n = -(-blocks // k)
+        return max(min(blocks, k * hi) - k * lo for lo, hi in
+                   (chunk_bounds(g, min(_GROUPS, n), n) for g in range(min(_GROUPS, n))))
+
+    best = min(range(largest, 0, -1), key=heaviest)  # the first (largest) k on a tie
+    return min(batch, SAMPLES * best)
 
 
 @numba.njit(cache=True)

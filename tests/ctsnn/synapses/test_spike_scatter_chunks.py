@@ -189,3 +189,20 @@ def test_events_grouped_by_step_then_sample(seed, batch, group, t):
                 assert soff[j, blk] == offsets[j] + sum(1 for p, _ in got if p < b * seg)
             else:
                 assert soff[j, blk] == -1
+
+
+@pytest.mark.parametrize(("batch", "expect"), [(64, 8), (256, 8), (100, 12), (20, 12), (4, 4)])
+def test_sample_chunks_split_evenly_into_groups(batch, expect):
+    """Of the chunk sizes within the budget, the one whose chunks give the two groups the most
+    even share of sample blocks (the largest on a tie): W1's layer 2 at batch 64 as 8 chunks
+    of 8 samples (32 per group), not 5 of 12 and one of 4 (36 and 28)."""
+    n = scatter_mod._sample_chunks(batch, 256, 151, 4, 6)
+    assert n == expect
+
+    def heaviest(chunk):
+        n_chunks = -(-batch // chunk)
+        return max(sum(min(chunk, batch - c * chunk) for c in range(
+            g * n_chunks // 2, (g + 1) * n_chunks // 2)) for g in range(min(2, n_chunks)))
+
+    allowed = [k * SAMPLES for k in range(1, 4)] if batch > SAMPLES else [batch]
+    assert heaviest(n) == min(heaviest(k) for k in allowed)
