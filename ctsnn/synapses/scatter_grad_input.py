@@ -51,9 +51,10 @@ __all__ = ["GX_SLACK", "GX_TARGETS", "check_rows", "grad_input", "grad_input_row
 #: input row reads it.
 GX_TARGETS = 32
 #: Columns after the last segment of ``g`` with which :func:`grad_input_rows` runs every
-#: position in whole vectors (a vector's lanes past ``T`` read up to ``vector width - 1``
-#: values beyond the segment; float32 and float64).
-GX_SLACK = 16
+#: position in whole vectors (the lanes of a vector past ``T`` and the one vector loaded past
+#: a block read up to ``2 x vector width - 1`` values beyond the segment; float32 and
+#: float64).
+GX_SLACK = 32
 
 
 @numba.njit(cache=True)
@@ -112,8 +113,8 @@ def _blocks(buf, rpos, gflat, gofs, rowlen, n_vec, vw, ti, tb, tw, lanes, u, e):
     for k in range(n_blk):
         v0 = k * n_vec // n_blk
         v1 = (k + 1) * n_vec // n_blk
-        row_windows(v1 - v0, buf, rpos + v0 * vw, gflat, gofs + v0 * vw, rowlen, ti, tb, tw,
-                    lanes, u, e)
+        row_windows(v1 - v0, lanes, buf, rpos + v0 * vw, gflat, gofs + v0 * vw, rowlen, ti, tb,
+                    tw, u, e)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -138,8 +139,9 @@ def grad_input_rows(c0, c1, r0, g, seg, count, ti, tb, tw, keep, gx):
     for c in range(c0, c1):
         b = r0 + c
         s0 = c * seg
-        # whole vectors while the last target row's reads stay inside g
-        nv = min(n_vec, (rowlen - s0 - reach) // vw)
+        # whole vectors while the last target row's reads (to one vector past a block's
+        # last lane) stay inside g
+        nv = max(0, min(n_vec, (rowlen - s0 - reach + lanes - 1) // vw - 1))
         buf[:] = 0.0
         for m in range(n_blocks):
             for j in range(n_in):
@@ -149,6 +151,8 @@ def grad_input_rows(c0, c1, r0, g, seg, count, ti, tb, tw, keep, gx):
                 if u == e:
                     continue
                 _blocks(buf, j * width, gflat, s0, rowlen, nv, vw, ti, tb, twf, lanes, u, e)
+                if nv * vw >= n_steps:
+                    continue
                 for q in range(u, e):  # positions left over: window by window, lane by lane
                     r = g[ti[q], s0 + tb[q]:]
                     for n in range(lanes):

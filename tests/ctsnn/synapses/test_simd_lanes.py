@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ctsnn.synapses.conv import tap_conv
 from ctsnn.synapses.kernels import Taps, gaussian_support_taps
 from ctsnn.synapses.simd_lanes import (
+    ROW_LANES,
     ROW_VECTORS,
     axpy,
     dot6,
@@ -41,8 +42,8 @@ def _dot8_row(flat, opos, val, a, e, d0):
 
 
 @numba.njit
-def _row_windows(n_vec, row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e):
-    row_windows(n_vec, row, rpos, g, gofs, rowlen, ti, tb, tw, lanes, u, e)
+def _row_windows(n_vec, lanes, row, rpos, g, gofs, rowlen, ti, tb, tw, u, e):
+    row_windows(n_vec, lanes, row, rpos, g, gofs, rowlen, ti, tb, tw, u, e)
 
 
 def _case(seed, n_spikes, lanes, dtype):
@@ -157,16 +158,21 @@ def test_float32_gaussian_scatter_matches_float64_reference(n_out):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), n_vec=st.integers(1, ROW_VECTORS), lanes=st.integers(1, 8),
+@given(seed=st.integers(0, 10_000), n_vec=st.integers(1, ROW_VECTORS),
+       lanes=st.sampled_from(ROW_LANES),
        n_win=st.integers(0, 12), dtype=st.sampled_from([np.float32, np.float64]),
        rpos=st.integers(0, 5), u=st.integers(0, 3))
 def test_row_windows_equals_loop(seed, n_vec, lanes, n_win, dtype, rpos, u):
     """``row_windows``: a block of ``n_vec`` vectors of the row plus every window's lanes
-    (windows on one target repeat and overlap), nothing else of the row written."""
+    (windows on one target repeat and overlap, at every offset within a vector), nothing else
+    of the row written; ``g`` read only up to one vector past the block's last lane (NaN
+    after it would show)."""
     rng = np.random.default_rng(seed)
     vw = row_vector_width(np.dtype(dtype).itemsize)
-    n_out, rowlen, gofs = 3, n_vec * vw + 30, int(rng.integers(0, 5))
+    n_out, gofs = 3, int(rng.integers(0, 5))
+    rowlen = gofs + 30 - 8 - 4 + (n_vec + 1) * vw
     g = rng.standard_normal(n_out * rowlen).astype(dtype)
+    g[n_out * rowlen - 1] = np.nan  # the last target row's last value: never read
     ti = rng.integers(0, n_out, n_win)
     tb = rng.integers(0, 30 - 8 - 4, n_win)
     tw = rng.standard_normal((n_win, lanes)).astype(dtype)
@@ -178,7 +184,7 @@ def test_row_windows_equals_loop(seed, n_vec, lanes, n_win, dtype, rpos, u):
             start = int(ti[q]) * rowlen + gofs + int(tb[q]) + n
             ref[rpos:rpos + n_vec * vw] += float(tw[q, n]) * g[start:start + n_vec * vw]
     out = row.copy()
-    _row_windows(n_vec, out, rpos, g, gofs, rowlen, ti, tb, tw.reshape(-1), lanes, u, e)
+    _row_windows(n_vec, lanes, out, rpos, g, gofs, rowlen, ti, tb, tw.reshape(-1), u, e)
     tol = 1e-13 if dtype == np.float64 else 3e-6
     np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * (1 + np.abs(ref).max()))
     outside = np.r_[0:rpos, rpos + n_vec * vw:row.size]
@@ -191,13 +197,17 @@ def test_row_windows_emit_64_byte_vectors_and_check_types():
     for dtype, width, name in ((np.float32, 16, "float"), (np.float64, 8, "double")):
         f = numba.njit(_row_windows.py_func)
         g = np.zeros(64, dtype)
-        f(2, np.zeros(2 * width, dtype), 0, g, 0, 64, np.zeros(1, np.int64),
-          np.zeros(1, np.int64), np.ones(2, dtype), 2, 0, 1)
+        f(2, 2, np.zeros(2 * width, dtype), 0, g, 0, 64, np.zeros(1, np.int64),
+          np.zeros(1, np.int64), np.ones(2, dtype), 0, 1)
         ir = f.inspect_llvm(f.signatures[0])
         assert f"load <{width} x {name}>" in ir and f"store <{width} x {name}>" in ir
+        assert f"shufflevector <{width} x {name}>" in ir  # lanes from two loads
     with pytest.raises((TypeError, numba.core.errors.TypingError), match="share one dtype"):
-        _row_windows(1, np.zeros(16, np.float32), 0, np.zeros(64), 0, 64,
-                     np.zeros(1, np.int64), np.zeros(1, np.int64), np.ones(2), 2, 0, 1)
+        _row_windows(1, 2, np.zeros(16, np.float32), 0, np.zeros(64), 0, 64,
+                     np.zeros(1, np.int64), np.zeros(1, np.int64), np.ones(2), 0, 1)
     with pytest.raises((TypeError, numba.core.errors.TypingError), match="ti must be"):
-        _row_windows(1, np.zeros(8), 0, np.zeros(64), 0, 64, np.zeros(1),
-                     np.zeros(1, np.int64), np.ones(2), 2, 0, 1)
+        _row_windows(1, 2, np.zeros(8), 0, np.zeros(64), 0, 64, np.zeros(1),
+                     np.zeros(1, np.int64), np.ones(2), 0, 1)
+    with pytest.raises(ValueError, match="lanes must be 1, 2, 6 or 8"):
+        _row_windows(1, 3, np.zeros(8), 0, np.zeros(64), 0, 64, np.zeros(1, np.int64),
+                     np.zeros(1, np.int64), np.ones(3), 0, 1)
