@@ -7,18 +7,22 @@ with ``g = dL/dout``. Dense: the surrogate gradient reaches every input entry, s
 ``N_in x (non-zero taps per input) x B x T`` multiply-adds whatever the spikes.
 
 Layout and blocking. ``g`` comes as the scatter's rows for a chunk of samples (``[N_out, n *
-seg]``, time contiguous, each sample a segment of ``seg >= T + max lag`` steps; the same copy
+seg + GX_SLACK]``, time contiguous, each sample a segment of ``seg >= T + max lag`` steps; the same copy
 serves ``dL/dcoefs``). Work goes sample by sample: the sample's ``dL/dx`` accumulates in a
 scratch ``[N_in, T]`` (L2) row by row. The windows are the forward's
 (:func:`input_windows`: every synapse's taps as one window of consecutive lags, zero-padded
 to the lanes of :func:`~ctsnn.synapses.tap_scatter.window_lanes`: the triangle's two, the
 float32 Gaussian's six at sigma 0.5; a window wider than 8 as one single-lane window per
 non-zero lag), grouped by block of :data:`GX_TARGETS` targets: for each block every input row
-takes its windows in that block, several per pass over the row (one load of ``g`` per
-multiply-add, one load and store of the row per pass; a window's lanes are shifted loads of
-one ``g`` row, so a pass sets up one row pointer per window rather than per tap). A block's
-``g`` over one sample (``GX_TARGETS x seg`` values) stays in the L1 cache while all the input
-rows read it, rather than every row streaming all of ``g`` from L2.
+takes all its windows in that block in one call of
+:func:`~ctsnn.synapses.simd_lanes.row_windows`, the row (``T`` rounded up to 64-byte vectors,
+as blocks of at most 8 vectors) held in vector registers meanwhile (loaded and stored once),
+a window's lanes built by vector shuffles of consecutive loads of its ``g`` row (a load per
+lane, unaligned, split across cache lines and made the loads the bound). A block's ``g`` over
+one sample (``GX_TARGETS x seg`` values) stays in the L1 cache while all the input rows read
+it, rather than every row streaming all of ``g`` from L2. Every value sums its windows
+(targets ascending) and their lanes in order onto the row: the same FMA chain as the earlier
+per-pass loops, bit for bit.
 The finished scratch is transposed into ``dL/dx [T, B, N_in]`` in tiles (no separate layout
 pass).
 

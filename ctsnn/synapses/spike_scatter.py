@@ -353,8 +353,9 @@ def _from_rows_chunks(n_chunks, r0, rows, seg, dst):
 
 
 def _to_rows_of(src: np.ndarray, seg: int, rows: np.ndarray) -> None:
-    """Fill ``rows [N, B seg]`` with every sample of ``src [T', B, N]`` (time contiguous, each
-    segment zero after ``T'``), one compiled pass."""
+    """Fill the first ``B seg`` columns of ``rows [N, B seg + extra]`` with every sample of
+    ``src [T', B, N]`` (time contiguous, each segment zero after ``T'``; ``extra`` columns
+    untouched), one compiled pass."""
     n = src.shape[1]
     _run(_to_rows, _to_rows_chunks, n, rows.size, 0, src, seg, rows)
 
