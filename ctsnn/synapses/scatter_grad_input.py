@@ -7,8 +7,8 @@ with ``g = dL/dout``. Dense: the surrogate gradient reaches every input entry, s
 ``N_in x (non-zero taps per input) x B x T`` multiply-adds whatever the spikes.
 
 Layout and blocking. ``g`` comes as the scatter's rows for a chunk of samples (``[N_out, n *
-seg + GX_SLACK]``, time contiguous, each sample a segment of ``seg >= T + max lag`` steps; the same copy
-serves ``dL/dcoefs``). Work goes sample by sample: the sample's ``dL/dx`` accumulates in a
+seg + GX_SLACK]``, time contiguous, each sample a segment of ``seg >= T + max lag`` steps;
+the same copy serves ``dL/dcoefs``). Work goes sample by sample: the sample's ``dL/dx`` accumulates in a
 scratch ``[N_in, T]`` (L2) row by row. The windows are the forward's
 (:func:`input_windows`: every synapse's taps as one window of consecutive lags, zero-padded
 to the lanes of :func:`~ctsnn.synapses.tap_scatter.window_lanes`: the triangle's two, the
