@@ -8,8 +8,8 @@ with ``g = dL/dout``. Dense: the surrogate gradient reaches every input entry, s
 
 Layout and blocking. ``g`` comes as the scatter's rows for a chunk of samples (``[N_out, n *
 seg + GX_SLACK]``, time contiguous, each sample a segment of ``seg >= T + max lag`` steps;
-the same copy serves ``dL/dcoefs``). Work goes sample by sample: the sample's ``dL/dx`` accumulates in a
-scratch ``[N_in, T]`` (L2) row by row. The windows are the forward's
+the same copy serves ``dL/dcoefs``). Work goes sample by sample: the sample's ``dL/dx``
+accumulates in a scratch ``[N_in, T]`` (L2) row by row. The windows are the forward's
 (:func:`input_windows`: every synapse's taps as one window of consecutive lags, zero-padded
 to the lanes of :func:`~ctsnn.synapses.tap_scatter.window_lanes`: the triangle's two, the
 float32 Gaussian's six at sigma 0.5; a window wider than 8 as one single-lane window per
