@@ -7,18 +7,22 @@ with ``g = dL/dout``. Dense: the surrogate gradient reaches every input entry, s
 ``N_in x (non-zero taps per input) x B x T`` multiply-adds whatever the spikes.
 
 Layout and blocking. ``g`` comes as the scatter's rows for a chunk of samples (``[N_out, n *
-seg]``, time contiguous, each sample a segment of ``seg >= T + max lag`` steps; the same copy
-serves ``dL/dcoefs``). Work goes sample by sample: the sample's ``dL/dx`` accumulates in a
-scratch ``[N_in, T]`` (L2) row by row. The windows are the forward's
+seg + GX_SLACK]``, time contiguous, each sample a segment of ``seg >= T + max lag`` steps;
+the same copy serves ``dL/dcoefs``). Work goes sample by sample: the sample's ``dL/dx``
+accumulates in a scratch ``[N_in, T]`` (L2) row by row. The windows are the forward's
 (:func:`input_windows`: every synapse's taps as one window of consecutive lags, zero-padded
 to the lanes of :func:`~ctsnn.synapses.tap_scatter.window_lanes`: the triangle's two, the
 float32 Gaussian's six at sigma 0.5; a window wider than 8 as one single-lane window per
 non-zero lag), grouped by block of :data:`GX_TARGETS` targets: for each block every input row
-takes its windows in that block, several per pass over the row (one load of ``g`` per
-multiply-add, one load and store of the row per pass; a window's lanes are shifted loads of
-one ``g`` row, so a pass sets up one row pointer per window rather than per tap). A block's
-``g`` over one sample (``GX_TARGETS x seg`` values) stays in the L1 cache while all the input
-rows read it, rather than every row streaming all of ``g`` from L2.
+takes all its windows in that block in one call of
+:func:`~ctsnn.synapses.simd_lanes.row_windows`, the row (``T`` rounded up to 64-byte vectors,
+as blocks of at most 8 vectors) held in vector registers meanwhile (loaded and stored once),
+a window's lanes built by vector shuffles of consecutive loads of its ``g`` row (a load per
+lane, unaligned, split across cache lines and made the loads the bound). A block's ``g`` over
+one sample (``GX_TARGETS x seg`` values) stays in the L1 cache while all the input rows read
+it, rather than every row streaming all of ``g`` from L2. Every value sums its windows
+(targets ascending) and their lanes in order onto the row: the same FMA chain as the earlier
+per-pass loops, bit for bit.
 The finished scratch is transposed into ``dL/dx [T, B, N_in]`` in tiles (no separate layout
 pass).
 
@@ -42,14 +46,19 @@ from torch import Tensor
 
 from .._checks import check_tensor
 from ..engine.compiled.schedule import chunk_bounds
+from .simd_lanes import ROW_VECTORS, row_vector_width, row_windows
 
-__all__ = ["GX_TARGETS", "check_rows", "grad_input", "grad_input_rows", "input_windows",
+__all__ = ["GX_SLACK", "GX_TARGETS", "check_rows", "grad_input", "grad_input_rows", "input_windows",
            "mask_input_grad"]
 
 #: Targets per block: their ``g`` over one sample segment stays in the L1 cache while every
 #: input row reads it.
 GX_TARGETS = 32
-_PAD = 32
+#: Columns after the last segment of ``g`` with which :func:`grad_input_rows` runs every
+#: position in whole vectors (the lanes of a vector past ``T`` and the one vector loaded past
+#: a block read up to ``2 x vector width - 1`` values beyond the segment; float32 and
+#: float64).
+GX_SLACK = 32
 
 
 @numba.njit(cache=True)
@@ -99,174 +108,102 @@ def input_windows(base, w):
     return count, ti, tb, tw
 
 
-@numba.njit(cache=True, fastmath=True)
-def _acc1(row, g, s0, u, e, ti, tb, tw):
-    """One-lane windows (single taps): ``row[p] += tw[q, 0] g[ti[q], s0 + tb[q] + p]``, eight
-    (then four, one) per pass over the row."""
-    w = row.size
-    while u + 8 <= e:
-        c0, c1, c2, c3 = tw[u, 0], tw[u + 1, 0], tw[u + 2, 0], tw[u + 3, 0]
-        c4, c5, c6, c7 = tw[u + 4, 0], tw[u + 5, 0], tw[u + 6, 0], tw[u + 7, 0]
-        r0 = g[ti[u], s0 + tb[u]:]
-        r1 = g[ti[u + 1], s0 + tb[u + 1]:]
-        r2 = g[ti[u + 2], s0 + tb[u + 2]:]
-        r3 = g[ti[u + 3], s0 + tb[u + 3]:]
-        r4 = g[ti[u + 4], s0 + tb[u + 4]:]
-        r5 = g[ti[u + 5], s0 + tb[u + 5]:]
-        r6 = g[ti[u + 6], s0 + tb[u + 6]:]
-        r7 = g[ti[u + 7], s0 + tb[u + 7]:]
-        for p in range(w):
-            row[p] += (c0 * r0[p] + c1 * r1[p] + c2 * r2[p] + c3 * r3[p]
-                       + c4 * r4[p] + c5 * r5[p] + c6 * r6[p] + c7 * r7[p])
-        u += 8
-    while u + 4 <= e:
-        c0, c1, c2, c3 = tw[u, 0], tw[u + 1, 0], tw[u + 2, 0], tw[u + 3, 0]
-        r0 = g[ti[u], s0 + tb[u]:]
-        r1 = g[ti[u + 1], s0 + tb[u + 1]:]
-        r2 = g[ti[u + 2], s0 + tb[u + 2]:]
-        r3 = g[ti[u + 3], s0 + tb[u + 3]:]
-        for p in range(w):
-            row[p] += c0 * r0[p] + c1 * r1[p] + c2 * r2[p] + c3 * r3[p]
-        u += 4
-    while u < e:
-        c0 = tw[u, 0]
-        r0 = g[ti[u], s0 + tb[u]:]
-        for p in range(w):
-            row[p] += c0 * r0[p]
-        u += 1
-
-
-@numba.njit(cache=True, fastmath=True)
-def _acc2(row, g, s0, u, e, ti, tb, tw):
-    """Two-lane windows, four per pass: ``row[p] += sum_n tw[q, n] g[ti[q], s0 + tb[q] + n
-    + p]``."""
-    w = row.size
-    while u + 4 <= e:
-        a0, a1, b0, b1 = tw[u, 0], tw[u, 1], tw[u + 1, 0], tw[u + 1, 1]
-        c0, c1, d0, d1 = tw[u + 2, 0], tw[u + 2, 1], tw[u + 3, 0], tw[u + 3, 1]
-        ra = g[ti[u], s0 + tb[u]:]
-        rb = g[ti[u + 1], s0 + tb[u + 1]:]
-        rc = g[ti[u + 2], s0 + tb[u + 2]:]
-        rd = g[ti[u + 3], s0 + tb[u + 3]:]
-        for p in range(w):
-            row[p] += (a0 * ra[p] + a1 * ra[p + 1] + b0 * rb[p] + b1 * rb[p + 1]
-                       + c0 * rc[p] + c1 * rc[p + 1] + d0 * rd[p] + d1 * rd[p + 1])
-        u += 4
-    while u < e:
-        a0, a1 = tw[u, 0], tw[u, 1]
-        ra = g[ti[u], s0 + tb[u]:]
-        for p in range(w):
-            row[p] += a0 * ra[p] + a1 * ra[p + 1]
-        u += 1
-
-
-@numba.njit(cache=True, fastmath=True)
-def _acc6(row, g, s0, u, e, ti, tb, tw):
-    """Six-lane windows (DCLS's float32 Gaussian at sigma 0.5), two per pass (see
-    :func:`_acc2`)."""
-    w = row.size
-    while u + 2 <= e:
-        a0, a1, a2, a3, a4, a5 = tw[u, 0], tw[u, 1], tw[u, 2], tw[u, 3], tw[u, 4], tw[u, 5]
-        b0, b1, b2 = tw[u + 1, 0], tw[u + 1, 1], tw[u + 1, 2]
-        b3, b4, b5 = tw[u + 1, 3], tw[u + 1, 4], tw[u + 1, 5]
-        ra = g[ti[u], s0 + tb[u]:]
-        rb = g[ti[u + 1], s0 + tb[u + 1]:]
-        for p in range(w):
-            row[p] += (a0 * ra[p] + a1 * ra[p + 1] + a2 * ra[p + 2] + a3 * ra[p + 3]
-                       + a4 * ra[p + 4] + a5 * ra[p + 5]
-                       + b0 * rb[p] + b1 * rb[p + 1] + b2 * rb[p + 2] + b3 * rb[p + 3]
-                       + b4 * rb[p + 4] + b5 * rb[p + 5])
-        u += 2
-    while u < e:
-        a0, a1, a2, a3, a4, a5 = tw[u, 0], tw[u, 1], tw[u, 2], tw[u, 3], tw[u, 4], tw[u, 5]
-        ra = g[ti[u], s0 + tb[u]:]
-        for p in range(w):
-            row[p] += (a0 * ra[p] + a1 * ra[p + 1] + a2 * ra[p + 2] + a3 * ra[p + 3]
-                       + a4 * ra[p + 4] + a5 * ra[p + 5])
-        u += 1
-
-
-@numba.njit(cache=True, fastmath=True)
-def _acc8(row, g, s0, u, e, ti, tb, tw):
-    """Eight-lane windows, one per pass (see :func:`_acc2`)."""
-    w = row.size
-    while u < e:
-        a0, a1, a2, a3 = tw[u, 0], tw[u, 1], tw[u, 2], tw[u, 3]
-        a4, a5, a6, a7 = tw[u, 4], tw[u, 5], tw[u, 6], tw[u, 7]
-        ra = g[ti[u], s0 + tb[u]:]
-        for p in range(w):
-            row[p] += (a0 * ra[p] + a1 * ra[p + 1] + a2 * ra[p + 2] + a3 * ra[p + 3]
-                       + a4 * ra[p + 4] + a5 * ra[p + 5] + a6 * ra[p + 6] + a7 * ra[p + 7])
-        u += 1
+@numba.njit(inline="always")
+def _blocks(buf, rpos, gflat, gofs, rowlen, n_vec, vw, ti, tb, tw, lanes, u, e):
+    """``n_vec`` vectors of ``vw`` positions of a row from ``rpos`` on (``gofs``: the first
+    position's column in ``g``): blocks of at most :data:`~ctsnn.synapses.simd_lanes.
+    ROW_VECTORS` vectors of nearly equal size, each in registers over all the windows."""
+    n_blk = -(-n_vec // ROW_VECTORS)
+    for k in range(n_blk):
+        v0 = k * n_vec // n_blk
+        v1 = (k + 1) * n_vec // n_blk
+        row_windows(v1 - v0, lanes, buf, rpos + v0 * vw, gflat, gofs + v0 * vw, rowlen, ti, tb,
+                    tw, u, e)
 
 
 @numba.njit(cache=True, fastmath=True)
 def grad_input_rows(c0, c1, r0, g, seg, count, ti, tb, tw, keep, gx):
     """Samples ``r0 + c`` for ``c0 <= c < c1`` of ``gx [T, B, N_in]`` from ``g``, the rows of
     the samples from ``r0`` on (sample ``r0 + c`` at ``c seg``; see the module docstring); rows
-    with ``keep[b, j]`` false are zero."""
+    with ``keep[b, j]`` false are zero. Positions run as whole vectors
+    (:func:`~ctsnn.synapses.simd_lanes.row_vector_width`, up to ``T`` rounded up) where every
+    lane they read lies inside ``g`` (always, when ``g`` has :data:`GX_SLACK` columns after its
+    segments), the rest one by one in the same order."""
     n_steps, _, n_in = gx.shape
     n_blocks = (count.size - 1) // n_in
     lanes = tw.shape[1]
     reach = tb.max() + lanes - 1 if tb.size else 0  # the farthest lag any window reads
-    width = -(-n_steps // _PAD) * _PAD
-    buf = np.empty((n_in, width), gx.dtype)
+    vw = row_vector_width(gx.itemsize)
+    n_vec = -(-n_steps // vw)
+    width = n_vec * vw
+    buf = np.empty(n_in * width, gx.dtype)
+    gflat = g.reshape(-1)
+    twf = tw.reshape(-1)
+    rowlen = g.shape[1]
     for c in range(c0, c1):
         b = r0 + c
         s0 = c * seg
-        # rows run over ``width`` positions (no scalar remainder loop) where every window
-        # lane stays inside g; the positions past n_steps are never copied out
-        w = width if s0 + reach + width <= g.shape[1] else n_steps
-        for j in range(n_in):
-            buf[j] = 0.0
+        # whole vectors while the last target row's reads (to one vector past a block's
+        # last lane) stay inside g
+        nv = max(0, min(n_vec, (rowlen - s0 - reach + lanes - 1) // vw - 1))
+        buf[:] = 0.0
         for m in range(n_blocks):
             for j in range(n_in):
                 if not keep[b, j]:
                     continue
                 u, e = count[m * n_in + j], count[m * n_in + j + 1]
-                if lanes == 1:
-                    _acc1(buf[j, :w], g, s0, u, e, ti, tb, tw)
-                elif lanes == 2:
-                    _acc2(buf[j, :w], g, s0, u, e, ti, tb, tw)
-                elif lanes == 6:
-                    _acc6(buf[j, :w], g, s0, u, e, ti, tb, tw)
-                else:
-                    _acc8(buf[j, :w], g, s0, u, e, ti, tb, tw)
+                if u == e:
+                    continue
+                _blocks(buf, j * width, gflat, s0, rowlen, nv, vw, ti, tb, twf, lanes, u, e)
+                if nv * vw >= n_steps:
+                    continue
+                for q in range(u, e):  # positions left over: window by window, lane by lane
+                    r = g[ti[q], s0 + tb[q]:]
+                    for n in range(lanes):
+                        cf = tw[q, n]
+                        for p in range(nv * vw, n_steps):
+                            buf[j * width + p] += cf * r[p + n]
         for t0 in range(0, n_steps, 16):
             t1 = min(n_steps, t0 + 16)
             for j0 in range(0, n_in, 16):
                 j1 = min(n_in, j0 + 16)
                 for t in range(t0, t1):
                     for j in range(j0, j1):
-                        gx[t, b, j] = buf[j, t] if keep[b, j] else 0.0
+                        gx[t, b, j] = buf[j * width + t] if keep[b, j] else 0.0
+
+
+@numba.njit(cache=True)
+def _grad_input_span(c0, c1, n, r0, g, seg, count, ti, tb, tw, keep, gx):
+    grad_input_rows(c0, c1, r0, g, seg, count, ti, tb, tw, keep, gx)
 
 
 @numba.njit(cache=True, parallel=True)
-def _grad_input_chunks(n_chunks, r0, g, seg, count, ti, tb, tw, keep, gx):
+def _grad_input_chunks(n_chunks, n, r0, g, seg, count, ti, tb, tw, keep, gx):
     for c in prange(n_chunks):
-        c0, c1 = chunk_bounds(c, n_chunks, g.shape[1] // seg)
+        c0, c1 = chunk_bounds(c, n_chunks, n)
         grad_input_rows(c0, c1, r0, g, seg, count, ti, tb, tw, keep, gx)
 
 
-def grad_input(g, seg, r0, windows, keep, gx, run) -> None:
+def grad_input(g, seg, r0, n, windows, keep, gx, run) -> None:
     """Fill samples ``r0 .. r0 + n - 1`` of ``gx [T, B, N_in]`` (NumPy, may enter
-    uninitialised) with ``dL/dx`` from ``g [N_out, n seg]``, the rows of ``dL/dout`` of those
-    ``n`` samples, and ``windows`` from :func:`input_windows`; ``keep [B, N_in]`` bool (rows
-    with ``False`` are zero). Every segment must hold the windows' reach (``seg >= T +`` the
-    farthest lane, as the scatter's segments do). ``run`` is the scatter's serial-or-chunked
-    dispatcher (``run(serial, chunked, n_rows, work, *args)``)."""
+    uninitialised) with ``dL/dx`` from ``g [N_out, n seg + extra]``, the rows of ``dL/dout``
+    of those ``n`` samples (``extra >= 0`` columns after the last segment: with
+    :data:`GX_SLACK` of them, finite, every position runs in whole vectors), and ``windows``
+    from :func:`input_windows`; ``keep [B, N_in]`` bool (rows with ``False`` are zero). Every
+    segment must hold the windows' reach (``seg >= T +`` the farthest lane, as the scatter's
+    segments do). ``run`` is the scatter's serial-or-chunked dispatcher (``run(serial,
+    chunked, n_rows, work, *args)``)."""
     n_steps = gx.shape[0]
-    n = g.shape[1] // seg
-    if g.shape[1] != n * seg or r0 < 0 or r0 + n > gx.shape[1]:
-        raise ValueError(f"g must hold whole segments of {seg} steps of samples {r0}.. of the "
-                         f"{gx.shape[1]}, got {g.shape[1]} columns")
+    if n < 0 or g.shape[1] < n * seg or r0 < 0 or r0 + n > gx.shape[1]:
+        raise ValueError(f"g must hold {n} whole segments of {seg} steps of samples {r0}.. of "
+                         f"the {gx.shape[1]}, got {g.shape[1]} columns")
     tb, tw = windows[2], windows[3]
     reach = int(tb.max(initial=0)) + tw.shape[1] - 1  # the farthest lane any window reads
     if reach > seg - n_steps:
         raise ValueError(f"segments of {seg} steps do not hold T = {n_steps} plus the windows' "
                          f"reach {reach}")
     work = tw.size * n * n_steps
-    run(grad_input_rows, _grad_input_chunks, n, work, r0, g, seg, *windows, keep, gx)
+    run(_grad_input_span, _grad_input_chunks, n, work, n, r0, g, seg, *windows, keep, gx)
 
 
 def check_rows(rows: object, x: Tensor) -> Tensor:

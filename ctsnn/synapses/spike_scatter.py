@@ -20,7 +20,9 @@ so no ``[N_out, B seg]`` buffer exists in the forward or the backward.
 
 * events: the non-zero entries of ``x [T, B, N_in]`` per input unit, read in one compiled
   pass over ``x`` (no transposed copy), with the first entry of every block of
-  :data:`SAMPLES` samples;
+  :data:`SAMPLES` samples; for 6- and 8-lane windows a chunk's entries by step, then sample
+  (an input's consecutive vector updates of one row, which wait on each other's stores when
+  they overlap, then mostly fall in different samples' segments), else by sample, then step;
 * taps as windows: every synapse's taps become a first lag and a window of consecutive lags,
   zero-padded to the lanes of :func:`~ctsnn.synapses.tap_scatter.window_lanes` (1 for rounded
   delays, 2 for the triangle, 6 for DCLS's final Gaussian in float32); computed once in the
@@ -72,7 +74,7 @@ from torch.autograd.function import once_differentiable
 from ..compiled import kernel_threads, kernels_enabled, numba_threads
 from ..engine.compiled.schedule import chunk_bounds
 from .kernels import Taps
-from .scatter_grad_input import check_rows, grad_input, grad_input_rows, input_windows
+from .scatter_grad_input import GX_SLACK, check_rows, grad_input, grad_input_rows, input_windows
 from .tap_scatter import (
     LANES,
     SAMPLES,
@@ -111,11 +113,17 @@ _PARALLEL_WORK = 200_000
 
 
 @numba.njit(cache=True)
-def _events(x, seg, nb):
+def _events(x, seg, nb, group):
     """Non-zero entries of ``x [T, B, N]`` per unit ``j``: ``offsets [N + 1]`` (unit ``j``'s
     entries at ``offsets[j]:offsets[j + 1]``), each entry's row position ``b * seg + t`` and
-    its value, ascending per unit; and ``soff [N, S + 1]``, the first entry of ``j`` in each
-    block of ``nb`` samples (``S = ceil(B / nb)``; ``soff[j, S] = offsets[j + 1]``)."""
+    its value; and ``soff [N, S + 1]``, the first entry of ``j`` in each block of ``nb``
+    samples (``S = ceil(B / nb)``; ``soff[j, S] = offsets[j + 1]``).
+
+    Order: samples in groups of ``group`` (1, a multiple of ``nb`` or the whole batch), a
+    group's entries by step, then sample (for ``group = 1``: by sample, then step); within one
+    sample always by step. Blocks inside a group of several blocks have no entries of their
+    own: their ``soff`` is ``-1``, and only ranges between group boundaries are valid (the
+    6- and 8-lane kernels take whole chunks of samples: their groups)."""
     n_steps, batch, n_units = x.shape
     counts = np.zeros(n_units, np.int64)
     for t in range(n_steps):
@@ -128,21 +136,23 @@ def _events(x, seg, nb):
     for j in range(n_units):
         offsets[j + 1] = offsets[j] + counts[j]
     n_blocks = (batch + nb - 1) // nb
-    soff = np.empty((n_units, n_blocks + 1), np.int64)
+    soff = np.full((n_units, n_blocks + 1), -1, np.int64)
     opos = np.empty(offsets[n_units], np.int64)
     val = np.empty(offsets[n_units], x.dtype)
     cursor = offsets[:-1].copy()
-    for b in range(batch):
-        if b % nb == 0:
-            soff[:, b // nb] = cursor
+    for b0 in range(0, batch, group):
+        if b0 % nb == 0:
+            soff[:, b0 // nb] = cursor
+        b1 = min(batch, b0 + group)
         for t in range(n_steps):
-            for j in range(n_units):
-                v = x[t, b, j]
-                if v != 0:
-                    q = cursor[j]
-                    opos[q] = b * seg + t
-                    val[q] = v
-                    cursor[j] = q + 1
+            for b in range(b0, b1):
+                for j in range(n_units):
+                    v = x[t, b, j]
+                    if v != 0:
+                        q = cursor[j]
+                        opos[q] = b * seg + t
+                        val[q] = v
+                        cursor[j] = q + 1
     soff[:, n_blocks] = cursor
     return offsets, opos, val, soff
 
@@ -283,9 +293,10 @@ def _run(serial, chunked, n_rows: int, work: int, *args) -> None:
         chunked(min(_CHUNKS, n_rows), *args)
 
 
-def _events_of(x: Tensor, seg: int) -> tuple[np.ndarray, ...]:
-    """Events of ``x [T, B, N]`` (see :func:`_events`): ``offsets, opos, val, soff`` arrays."""
-    return _events(x.detach().contiguous().numpy(), seg, SAMPLES)
+def _events_of(x: Tensor, seg: int, group: int = 1) -> tuple[np.ndarray, ...]:
+    """Events of ``x [T, B, N]`` (see :func:`_events`, groups of ``group`` samples):
+    ``offsets, opos, val, soff`` arrays."""
+    return _events(x.detach().contiguous().numpy(), seg, SAMPLES, group)
 
 
 @numba.njit(cache=True)
@@ -330,7 +341,7 @@ def _from_rows(c0, c1, r0, rows, seg, dst):
 @numba.njit(cache=True, parallel=True)
 def _to_rows_chunks(n_chunks, r0, src, seg, rows):
     for c in prange(n_chunks):
-        c0, c1 = chunk_bounds(c, n_chunks, rows.shape[1] // seg)
+        c0, c1 = chunk_bounds(c, n_chunks, src.shape[1] - r0)
         _to_rows(c0, c1, r0, src, seg, rows)
 
 
@@ -342,9 +353,10 @@ def _from_rows_chunks(n_chunks, r0, rows, seg, dst):
 
 
 def _to_rows_of(src: np.ndarray, seg: int, rows: np.ndarray) -> None:
-    """Fill ``rows [N, B seg]`` with every sample of ``src [T', B, N]`` (time contiguous, each
-    segment zero after ``T'``), one compiled pass."""
-    n = rows.shape[1] // seg
+    """Fill the first ``B seg`` columns of ``rows [N, B seg + extra]`` with every sample of
+    ``src [T', B, N]`` (time contiguous, each segment zero after ``T'``; ``extra`` columns
+    untouched), one compiled pass."""
+    n = src.shape[1]
     _run(_to_rows, _to_rows_chunks, n, rows.size, 0, src, seg, rows)
 
 
@@ -375,12 +387,25 @@ def _sample_chunks(batch: int, n_rows: int, seg: int, itemsize: int, lanes: int 
     """Samples per chunk of the tap scatter: a multiple of :data:`SAMPLES` whose rows ``[n_rows,
     n seg]`` take about :data:`SCRATCH_BYTES` (twice that for ``lanes`` 6 or 8; at least one
     sample block), and at most half the batch's sample blocks when it has two or more (so
-    that two threads share the chunks; a batch in one chunk runs target-parallel instead)."""
+    that two threads share the chunks; a batch in one chunk runs target-parallel instead).
+    Of those sizes the one whose chunks split most evenly into the backward's
+    :data:`_GROUPS` groups (and the forward's two parts), the largest on a tie: 16 sample
+    blocks as 8 chunks of 2 (two groups of 8 blocks), not 5 of 3 and 1 of 1 (9 and 7)."""
     per_block = max(1, n_rows * SAMPLES * seg * itemsize)
     budget = SCRATCH_BYTES * (2 if lanes in (6, LANES) else 1)
     blocks = -(-batch // SAMPLES)
     half = -(-blocks // 2)  # half the sample blocks, rounded up
-    return min(batch, SAMPLES * max(1, min(half, budget // per_block)))
+    largest = max(1, min(half, budget // per_block))
+    if largest >= blocks:
+        return batch
+
+    def heaviest(k: int) -> int:  # blocks of the largest group with k blocks per chunk
+        n = -(-blocks // k)
+        return max(min(blocks, k * hi) - k * lo for lo, hi in
+                   (chunk_bounds(g, min(_GROUPS, n), n) for g in range(min(_GROUPS, n))))
+
+    best = min(range(largest, 0, -1), key=heaviest)  # the first (largest) k on a tie
+    return min(batch, SAMPLES * best)
 
 
 @numba.njit(cache=True)
@@ -426,11 +451,12 @@ def _tap_backward_group(grp, n_groups, chunk, grad, seg, count, ti, tb, tw, keep
     n_chunks = (batch + chunk - 1) // chunk
     n_blocks = (sums.shape[1] + TARGETS - 1) // TARGETS
     c0, c1 = chunk_bounds(grp, n_groups, n_chunks)
-    scratch = np.empty(n_out * min(chunk, batch) * seg, grad.dtype)
+    scratch = np.empty(n_out * (min(chunk, batch) * seg + GX_SLACK), grad.dtype)
     for c in range(c0, c1):
         b0 = c * chunk
         n = min(chunk, batch - b0)
-        g = scratch[:n_out * n * seg].reshape(n_out, n * seg)
+        g = scratch[:n_out * (n * seg + GX_SLACK)].reshape(n_out, n * seg + GX_SLACK)
+        g[:, n * seg:] = 0.0  # dL/dx's whole vectors read into it (lanes past T)
         _to_rows(0, n, b0, grad, seg, g)
         if gx.shape[1] > 0:
             grad_input_rows(0, n, b0, g, seg, count, ti, tb, tw, keep, gx)
@@ -461,10 +487,11 @@ def _tap_backward_whole(n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx,
     group): ``dL/dx`` sample-parallel and ``dL/dcoefs`` target-parallel on one scratch, each
     from :data:`_PARALLEL_WORK` on; the same values as the group form."""
     n_out, batch = grad.shape[2], grad.shape[1]
-    g = np.empty((n_out, batch * seg), grad.dtype)
+    g = np.empty((n_out, batch * seg + GX_SLACK), grad.dtype)
+    g[:, batch * seg:] = 0.0  # dL/dx's whole vectors read into it (lanes past T)
     _to_rows_of(grad, seg, g)
     if gx.shape[1] > 0:
-        grad_input(g, seg, 0, (count, ti, tb, tw), keep, gx, _run)
+        grad_input(g, seg, 0, batch, (count, ti, tb, tw), keep, gx, _run)
     if sums.shape[1] > 0:
         _run(tap_grad_coefs, tap_grad_coefs_chunks, -(-sums.shape[1] // TARGETS),
              opos.size * sums.shape[1] * sums.shape[3], 0, soff.shape[1] - 1, soff, opos, val,
@@ -496,10 +523,13 @@ class SpikeScatter(torch.autograd.Function):
                     int(base_f.max(initial=0)) + lanes_f - 1,
                     int(base_g.max(initial=0)) + lanes_g - 1)
         seg = n_steps + max(pad_right, reach)
-        events = _events_of(x, seg)
+        chunk = _sample_chunks(batch, n_out, seg, x.element_size(), lanes_f)
+        # 6 and 8 lanes: a chunk's spikes by step, then sample (the kernels take whole
+        # chunks), so that an input's consecutive windows seldom overlap in one row (their
+        # vector updates wait on each other's stores); else by sample, then step
+        events = _events_of(x, seg, chunk if lanes_f in (6, LANES) else 1)
         soff, opos, val = events[3], events[1].view(np.uint64), events[2]
         result = x.new_empty((n_steps + pad_right, batch, n_out))
-        chunk = _sample_chunks(batch, n_out, seg, x.element_size(), lanes_f)
         # positions unsigned for the tap kernels (no negative-index wrap-around per access)
         work = opos.size * n_out * lanes_f
         if chunk < batch:  # chunks of samples in parallel, one part (one scratch) per thread

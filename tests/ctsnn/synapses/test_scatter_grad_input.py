@@ -24,6 +24,7 @@ from ctsnn.synapses import spike_scatter as scatter_mod
 from ctsnn.synapses.conv import tap_conv
 from ctsnn.synapses.kernels import Taps, gaussian_support_taps, rounded_taps, triangle_taps
 from ctsnn.synapses.scatter_grad_input import (
+    GX_SLACK,
     GX_TARGETS,
     grad_input,
     input_windows,
@@ -150,12 +151,45 @@ def test_grad_input_on_a_chunk_of_samples(r0):
     keep = torch.ones(b, n_in, dtype=torch.bool)
     memory = torch.full((n_out * n * seg + 16,), float("nan"), dtype=F64)
     memory[:n_out * n * seg] = rows_g.reshape(-1)
-    grad_input(memory[:n_out * n * seg].view(n_out, n * seg).numpy(), seg, r0, windows,
+    grad_input(memory[:n_out * n * seg].view(n_out, n * seg).numpy(), seg, r0, n, windows,
                keep.numpy(), gx.numpy(), _serial)
     x = torch.zeros(t, b, n_in, dtype=F64)
     ref = _grads(tap_conv, x, Taps(lags, c), 0, up)[1]
     torch.testing.assert_close(gx[:, r0:r0 + n], ref[:, r0:r0 + n], rtol=1e-12, atol=1e-12)
     assert gx[:, :r0].isnan().all() and gx[:, r0 + n:].isnan().all()
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("t", [150, 7])
+def test_grad_input_vector_blocks_with_and_without_slack(dtype, t):
+    """Long rows (float32: 10 vectors of 16 as blocks of 5 + 5; float64: 19 of 8 as 7 + 6 + 6)
+    and short ones, g with ``GX_SLACK`` finite columns after its segments (every position in
+    whole vectors) or none (the last sample's last positions one by one), NaN past the
+    array: both equal the reference, and each other to rounding."""
+    g = torch.Generator().manual_seed(t)
+    n_out, n_in, b = 37, 5, 3
+    d = torch.rand(n_out, n_in, generator=g, dtype=F64) * 20
+    taps = gaussian_support_taps(d, 0.5, 25)
+    c = (taps.coefs * torch.randn(n_out, n_in, generator=g, dtype=F64)).to(dtype)
+    up = torch.randn(t, b, n_out, generator=g, dtype=F64).to(dtype)
+    windows, reach = _windows_of(taps.lags, c)
+    seg = t + reach
+    keep = torch.rand(b, n_in, generator=g) < 0.7
+    ref = _grads(tap_conv, torch.zeros(t, b, n_in, dtype=F64), Taps(taps.lags, c.double()), 0,
+                 up.double())[1] * keep
+    got = []
+    for extra in (0, GX_SLACK):
+        memory = torch.full((n_out * (b * seg + extra) + 16,), float("nan"), dtype=dtype)
+        rows_g = memory[:n_out * (b * seg + extra)].view(n_out, b * seg + extra)
+        rows_g[:] = 0.0
+        rows_g[:, :b * seg].view(n_out, b, seg)[:, :, :t] = up.permute(2, 1, 0)
+        gx = torch.full((t, b, n_in), float("nan"), dtype=dtype)
+        grad_input(rows_g.numpy(), seg, 0, b, windows, keep.numpy(), gx.numpy(), _serial)
+        tol = 1e-12 if dtype == F64 else 2e-6 * ref.abs().max().item()
+        torch.testing.assert_close(gx.double(), ref, rtol=tol, atol=tol)
+        got.append(gx)
+    torch.testing.assert_close(got[0], got[1], rtol=0, atol=1e-12 if dtype == F64 else
+                               1e-6 * ref.abs().max().item())
 
 
 def test_grad_input_rejects_short_segments_and_wrong_rows():
@@ -166,10 +200,13 @@ def test_grad_input_rejects_short_segments_and_wrong_rows():
     gx = np.zeros((6, 2, 2))
     keep = np.ones((2, 2), np.bool_)
     with pytest.raises(ValueError, match="reach"):
-        grad_input(np.zeros((3, 2 * (6 + reach - 1))), 6 + reach - 1, 0, windows, keep, gx,
+        grad_input(np.zeros((3, 2 * (6 + reach - 1))), 6 + reach - 1, 0, 2, windows, keep, gx,
                    _serial)
     with pytest.raises(ValueError, match="whole segments"):
-        grad_input(np.zeros((3, 2 * (6 + reach))), 6 + reach, 1, windows, keep, gx, _serial)
+        grad_input(np.zeros((3, 2 * (6 + reach))), 6 + reach, 1, 2, windows, keep, gx, _serial)
+    with pytest.raises(ValueError, match="whole segments"):
+        grad_input(np.zeros((3, 2 * (6 + reach) - 1)), 6 + reach, 0, 2, windows, keep, gx,
+                   _serial)
 
 
 @pytest.mark.parametrize("kind", list(TAPS))

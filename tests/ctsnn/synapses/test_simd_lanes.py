@@ -1,6 +1,6 @@
-"""The SIMD window intrinsics (``axpy``, ``dot6``, ``dot8``) == plain NumPy loops (float64
-tight, float32 to rounding), overlapping windows included, they emit vector IR, and the 6-
-and 8-lane tap kernels built on them match ``tap_conv`` in float32."""
+"""The SIMD window intrinsics (``axpy``, ``dot6``, ``dot8``, ``row_windows``) == plain NumPy
+loops (float64 tight, float32 to rounding), overlapping windows included, they emit vector IR,
+and the 6- and 8-lane tap kernels built on them match ``tap_conv`` in float32."""
 
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 
 from ctsnn.synapses.conv import tap_conv
 from ctsnn.synapses.kernels import Taps, gaussian_support_taps
-from ctsnn.synapses.simd_lanes import axpy, dot6, dot8
+from ctsnn.synapses.simd_lanes import (
+    ROW_LANES,
+    ROW_VECTORS,
+    axpy,
+    dot6,
+    dot8,
+    row_vector_width,
+    row_windows,
+)
 from ctsnn.synapses.spike_scatter import spike_scatter
 
 
@@ -31,6 +39,11 @@ def _dot6_rows(flat, opos, val, a, e, d0, d1, d2):
 @numba.njit
 def _dot8_row(flat, opos, val, a, e, d0):
     return dot8(flat, opos, val, a, e, (d0,))
+
+
+@numba.njit
+def _row_windows(n_vec, lanes, row, rpos, g, gofs, rowlen, ti, tb, tw, u, e):
+    row_windows(n_vec, lanes, row, rpos, g, gofs, rowlen, ti, tb, tw, u, e)
 
 
 def _case(seed, n_spikes, lanes, dtype):
@@ -142,3 +155,59 @@ def test_float32_gaussian_scatter_matches_float64_reference(n_out):
     for a, b in ((out, ref), (gx, rx), (gc, rc)):
         scale = b.abs().max().item()
         torch.testing.assert_close(a.detach().double(), b, rtol=1e-5, atol=2e-6 * scale)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n_vec=st.integers(1, ROW_VECTORS),
+       lanes=st.sampled_from(ROW_LANES),
+       n_win=st.integers(0, 12), dtype=st.sampled_from([np.float32, np.float64]),
+       rpos=st.integers(0, 5), u=st.integers(0, 3))
+def test_row_windows_equals_loop(seed, n_vec, lanes, n_win, dtype, rpos, u):
+    """``row_windows``: a block of ``n_vec`` vectors of the row plus every window's lanes
+    (windows on one target repeat and overlap, at every offset within a vector), nothing else
+    of the row written; ``g`` read only up to one vector past the block's last lane (NaN
+    after it would show)."""
+    rng = np.random.default_rng(seed)
+    vw = row_vector_width(np.dtype(dtype).itemsize)
+    n_out, gofs = 3, int(rng.integers(0, 5))
+    rowlen = gofs + 30 - 8 - 4 + (n_vec + 1) * vw
+    g = rng.standard_normal(n_out * rowlen).astype(dtype)
+    g[n_out * rowlen - 1] = np.nan  # the last target row's last value: never read
+    ti = rng.integers(0, n_out, n_win)
+    tb = rng.integers(0, 30 - 8 - 4, n_win)
+    tw = rng.standard_normal((n_win, lanes)).astype(dtype)
+    row = rng.standard_normal(rpos + n_vec * vw + 7).astype(dtype)
+    e = max(u, n_win)
+    ref = row.astype(np.float64)
+    for q in range(u, e):
+        for n in range(lanes):
+            start = int(ti[q]) * rowlen + gofs + int(tb[q]) + n
+            ref[rpos:rpos + n_vec * vw] += float(tw[q, n]) * g[start:start + n_vec * vw]
+    out = row.copy()
+    _row_windows(n_vec, lanes, out, rpos, g, gofs, rowlen, ti, tb, tw.reshape(-1), u, e)
+    tol = 1e-13 if dtype == np.float64 else 3e-6
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * (1 + np.abs(ref).max()))
+    outside = np.r_[0:rpos, rpos + n_vec * vw:row.size]
+    assert np.array_equal(out[outside], row[outside])
+
+
+def test_row_windows_emit_64_byte_vectors_and_check_types():
+    """One 64-byte vector per load / multiply-add (16 float32, 8 float64) in the IR; wrong
+    dtypes and array kinds are typing errors."""
+    for dtype, width, name in ((np.float32, 16, "float"), (np.float64, 8, "double")):
+        f = numba.njit(_row_windows.py_func)
+        g = np.zeros(64, dtype)
+        f(2, 2, np.zeros(2 * width, dtype), 0, g, 0, 64, np.zeros(1, np.int64),
+          np.zeros(1, np.int64), np.ones(2, dtype), 0, 1)
+        ir = f.inspect_llvm(f.signatures[0])
+        assert f"load <{width} x {name}>" in ir and f"store <{width} x {name}>" in ir
+        assert f"shufflevector <{width} x {name}>" in ir  # lanes from two loads
+    with pytest.raises((TypeError, numba.core.errors.TypingError), match="share one dtype"):
+        _row_windows(1, 2, np.zeros(16, np.float32), 0, np.zeros(64), 0, 64,
+                     np.zeros(1, np.int64), np.zeros(1, np.int64), np.ones(2), 0, 1)
+    with pytest.raises((TypeError, numba.core.errors.TypingError), match="ti must be"):
+        _row_windows(1, 2, np.zeros(8), 0, np.zeros(64), 0, 64, np.zeros(1),
+                     np.zeros(1, np.int64), np.ones(2), 0, 1)
+    with pytest.raises(ValueError, match="lanes must be 1, 2, 6 or 8"):
+        _row_windows(1, 3, np.zeros(8), 0, np.zeros(64), 0, 64, np.zeros(1, np.int64),
+                     np.zeros(1, np.int64), np.ones(3), 0, 1)

@@ -7,8 +7,11 @@ whatever the chunk size, and everything bit-identical on 1 and 2 threads."""
 from __future__ import annotations
 
 import numba
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ctsnn.compiled import kernels_enabled
 from ctsnn.synapses import spike_scatter as scatter_mod
@@ -158,3 +161,48 @@ def test_chunk_groups_parallel_from_threshold(monkeypatch):
     assert calls == []
     _with(monkeypatch, run, scratch=1, threads=2, work=0)
     assert sorted(calls) == ["_tap_backward_parallel", "_tap_forward_parts"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), batch=st.integers(1, 11), group=st.sampled_from([1, 4, 8]),
+       t=st.integers(1, 9))
+def test_events_grouped_by_step_then_sample(seed, batch, group, t):
+    """``_events`` with samples in groups of ``group``: per input the same entries as the
+    sample-major order, by step then sample inside a group (by step inside a sample), the
+    groups in order; ``soff`` right at group starts and the end, -1 inside a group."""
+    rng = np.random.default_rng(seed)
+    n_units, seg = 3, t + 2
+    x = (rng.random((t, batch, n_units)) < 0.4) * rng.standard_normal((t, batch, n_units))
+    offsets, opos, val, soff = scatter_mod._events(x, seg, SAMPLES, group)
+    for j in range(n_units):
+        got = [(int(p), float(v)) for p, v in zip(opos[offsets[j]:offsets[j + 1]],
+                                                   val[offsets[j]:offsets[j + 1]], strict=True)]
+        want = [(b * seg + s, float(x[s, b, j]))
+                for b0 in range(0, batch, group) for s in range(t)
+                for b in range(b0, min(batch, b0 + group)) if x[s, b, j] != 0]
+        assert got == want
+        for blk in range(soff.shape[1]):
+            b = blk * SAMPLES
+            if blk == soff.shape[1] - 1:
+                assert soff[j, blk] == offsets[j + 1]
+            elif b % group == 0:
+                assert soff[j, blk] == offsets[j] + sum(1 for p, _ in got if p < b * seg)
+            else:
+                assert soff[j, blk] == -1
+
+
+@pytest.mark.parametrize(("batch", "expect"), [(64, 8), (256, 8), (100, 12), (20, 12), (4, 4)])
+def test_sample_chunks_split_evenly_into_groups(batch, expect):
+    """Of the chunk sizes within the budget, the one whose chunks give the two groups the most
+    even share of sample blocks (the largest on a tie): W1's layer 2 at batch 64 as 8 chunks
+    of 8 samples (32 per group), not 5 of 12 and one of 4 (36 and 28)."""
+    n = scatter_mod._sample_chunks(batch, 256, 151, 4, 6)
+    assert n == expect
+
+    def heaviest(chunk):
+        n_chunks = -(-batch // chunk)
+        return max(sum(min(chunk, batch - c * chunk) for c in range(
+            g * n_chunks // 2, (g + 1) * n_chunks // 2)) for g in range(min(2, n_chunks)))
+
+    allowed = [k * SAMPLES for k in range(1, 4)] if batch > SAMPLES else [batch]
+    assert heaviest(n) == min(heaviest(k) for k in allowed)
