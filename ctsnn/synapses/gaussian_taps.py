@@ -10,21 +10,21 @@ neurons' own cost. :func:`weighted_gaussian_taps` gives the same :class:`~ctsnn.
 
 * forward: per synapse, the lags ``floor(d) - floor(R) + m`` (``floor(R)`` and the number of
   taps from :func:`~ctsnn.synapses.kernels.gaussian_support`, as the reference),
-  ``z_m = (lag_m - d) / sigma``, ``g_m = exp(-z_m^2 / 2)`` inside the window (0 outside),
-  ``c_m = g_m / (sum g + eps)``, then the lags clamped to the window and ``c_m w``: the
-  reference's arithmetic in the dtype, in its order, except ``exp`` (numba's libm ``exp``
-  rather than PyTorch's vectorised one: at times one unit in the last place apart); the
-  normalised ``c`` are kept for the backward pass;
+  ``z_m = (lag_m - d) / sigma`` and ``-z_m^2 / 2`` (``-inf`` outside the window; one loop),
+  PyTorch's ``exp`` over them and its sum over the taps (the reference's own operations:
+  numba's libm ``exp`` is not vectorised), then ``c_m = g_m / (sum g + eps)``, the lags
+  clamped to the window and ``c_m w`` (a second loop): the reference's arithmetic in its
+  order, so the same bits (tested); the normalised ``c`` are kept for the backward pass;
 * backward, with ``G_m`` the gradient of the weighted coefficients (the chain
   ``z -> exp -> normalise -> * w`` written out; no ``exp`` needed):
   ``dL/dw = sum_m G_m c_m`` and ``dL/dd = (w / sigma) sum_m (G_m - dL/dw) c_m z_m``
   (float64 sums); ``sigma`` gets no gradient (DCLS sets it from a schedule).
 
-Equal to ``gaussian_support_taps(d, sigma, K)`` weighted to rounding (tests: float64 to
-1e-15, float32 to a few units in the last place, gradients against autograd through the
-reference). Applies (:func:`weighted_gaussian_applies`) on CPU tensors with kernels on, delays
-and weights of one shape and dtype (float32 or float64) and a width that needs no gradient;
-elsewhere the reference runs.
+The forward equals ``gaussian_support_taps(d, sigma, K)`` weighted bit for bit, the gradients
+the reference's autograd to rounding (another order of the same terms). Applies
+(:func:`weighted_gaussian_applies`) on CPU tensors with kernels on, delays and weights of one
+shape and dtype (float32 or float64) and a width that needs no gradient; elsewhere the
+reference runs.
 """
 
 from __future__ import annotations
@@ -50,25 +50,33 @@ _CHUNKS = 16
 
 # --------------------------------------------------------------------------- kernels
 @numba.njit(cache=True, error_model="numpy")
-def _forward(i0, i1, d, w, sigma, k, shift, eps, lags, c, coefs):
-    """Synapses ``i0 <= i < i1`` of the flat ``d, w [M]``: ``lags, c, coefs [n_taps, M]``."""
-    n_taps = lags.shape[0]
+def _exponents(i0, i1, d, sigma, k, shift, arg):
+    """Synapses ``i0 <= i < i1`` of the flat ``d [M]``: ``arg[m, i] = -z_m^2 / 2`` as the
+    reference computes it (``(-0.5 z) z``, ``z = (lag_m - d) / sigma``) in the dtype, ``-inf``
+    for a lag outside the window (its ``exp`` is exactly the reference's 0)."""
+    n_taps = arg.shape[0]
     one = d.dtype.type
     s = one(sigma)
-    e = one(eps)
     half = one(-0.5)
-    zero = one(0.0)
     for i in range(i0, i1):
         di = d[i]
         base = np.int64(np.floor(di)) - shift
-        total = zero
         for m in range(n_taps):
             lag = base + m
             z = (one(lag) - di) / s
-            g = np.exp(half * z * z) if 0 <= lag <= k - 1 else zero
-            c[m, i] = g
-            total += g
-        den = total + e
+            arg[m, i] = half * z * z if 0 <= lag <= k - 1 else -np.inf
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _normalise(i0, i1, d, w, k, shift, eps, total, lags, c, coefs):
+    """Synapses ``i0 <= i < i1``: ``c [n_taps, M]`` holds ``g = exp(-z^2 / 2)`` and ``total
+    [M]`` its sum over the taps; ``c`` normalised in place (``g / (total + eps)``), the lags
+    clamped to the window and ``coefs = c w``."""
+    n_taps = lags.shape[0]
+    e = d.dtype.type(eps)
+    for i in range(i0, i1):
+        base = np.int64(np.floor(d[i])) - shift
+        den = total[i] + e
         for m in range(n_taps):
             lags[m, i] = min(max(base + m, 0), k - 1)
             cm = c[m, i] / den
@@ -77,10 +85,17 @@ def _forward(i0, i1, d, w, sigma, k, shift, eps, lags, c, coefs):
 
 
 @numba.njit(cache=True, parallel=True)
-def _forward_chunks(n_chunks, d, w, sigma, k, shift, eps, lags, c, coefs):
+def _exponents_chunks(n_chunks, d, sigma, k, shift, arg):
     for j in prange(n_chunks):
         i0, i1 = chunk_bounds(j, n_chunks, d.shape[0])
-        _forward(i0, i1, d, w, sigma, k, shift, eps, lags, c, coefs)
+        _exponents(i0, i1, d, sigma, k, shift, arg)
+
+
+@numba.njit(cache=True, parallel=True)
+def _normalise_chunks(n_chunks, d, w, k, shift, eps, total, lags, c, coefs):
+    for j in prange(n_chunks):
+        i0, i1 = chunk_bounds(j, n_chunks, d.shape[0])
+        _normalise(i0, i1, d, w, k, shift, eps, total, lags, c, coefs)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -132,8 +147,15 @@ class _WeightedGaussianTaps(torch.autograd.Function):
         lags = torch.empty((n_taps, m), dtype=torch.int64, device=d.device)
         c = torch.empty((n_taps, m), dtype=d.dtype, device=d.device)
         coefs = torch.empty_like(c)
-        _run(_forward, _forward_chunks, m, n_taps * m, flat_d.numpy(), flat_w.numpy(), sigma,
-             k, shift, eps, lags.numpy(), c.numpy(), coefs.numpy())
+        arrays = (flat_d.numpy(), flat_w.numpy())
+        _run(_exponents, _exponents_chunks, m, n_taps * m, arrays[0], sigma, k, shift,
+             c.numpy())
+        # PyTorch's exp and sum over the taps, the reference's own (its exp is vectorised,
+        # numba's libm one is not; its sum's order is its own): the same bits
+        c.exp_()
+        total = c.sum(0)
+        _run(_normalise, _normalise_chunks, m, n_taps * m, *arrays, k, shift, eps,
+             total.numpy(), lags.numpy(), c.numpy(), coefs.numpy())
         ctx.save_for_backward(flat_d, flat_w, c)
         ctx.consts = (sigma, shift)
         ctx.mark_non_differentiable(lags)
@@ -171,7 +193,7 @@ def weighted_gaussian_applies(delay_steps: Tensor, weight: Tensor,
 def weighted_gaussian_taps(delay_steps: Tensor, weight: Tensor, sigma_eff: Tensor | float,
                            k: int, *, eps: float = DCLS_EPS) -> Taps | None:
     """``gaussian_support_taps(delay_steps, sigma_eff, k)`` with its coefficients times
-    ``weight``, compiled where :func:`weighted_gaussian_applies` (equal to rounding), the
+    ``weight``, compiled where :func:`weighted_gaussian_applies` (the same values), the
     reference otherwise.
 
     Args:
