@@ -183,8 +183,9 @@ def _forward_plain(b0, b1, jumps, v0, i0, A, B, C0, th, vr, mode, keep, spikes, 
                 spikes[t, b, k] = 1.0 if fire else 0.0
                 after = vr[k] if mode == 0 else u - (th[k] - vr[k])
                 v[k] = after if fire else u
-            if rec:  # a row copy after the loop: the loop above stays free of it
-                v_rec[t, b] = v
+            if rec:  # a copy after the loop (element-wise: no view per row)
+                for k in range(n):
+                    v_rec[t, b, k] = v[k]
         v_end[b] = v
 
 
