@@ -91,12 +91,10 @@ def _forward(b0, b1, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den, spikes)
             for k in range(n):
                 q[k] = keep[b, k] / den[0]
         for t in range(n_steps):
-            x_row = x[t, b]
-            s_row = spikes[t, b]
             for k in range(n):
-                _, fire, v[k] = _advance(x_row[k], alpha[k], beta[k], A[k], C0[k], th[k], vr[k],
-                                         mode, v[k])
-                s_row[k] = q[k] if fire else 0.0
+                _, fire, v[k] = _advance(x[t, b, k], alpha[k], beta[k], A[k], C0[k], th[k],
+                                         vr[k], mode, v[k])
+                spikes[t, b, k] = q[k] if fire else 0.0
 
 
 @numba.njit(cache=True, parallel=True)
@@ -107,14 +105,15 @@ def _forward_chunks(n_chunks, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den
 
 
 @numba.njit(inline="always")
-def _sweep_row(u_row, sd, gs_row, keep_row, den, lv, A, th, vr, zero, sub, through, drop):
-    """One step of the reverse sweep over the neurons, in place: ``u_row`` (``u``) becomes
-    ``dL/dy``; the output's gradient passes the dropout as autograd passes ``s keep / den``:
-    ``(g / den) keep``. Called with a constant ``drop``: one straight loop either way."""
-    for k in range(u_row.shape[0]):
-        g_s = gs_row[k] / den * keep_row[k] if drop else gs_row[k]
-        gu = plain_reverse_step(u_row[k], sd[k], lv[k], g_s, th[k], vr[k], zero, sub, through)
-        u_row[k] = gu
+def _sweep_row(t, b, g_y, sd, g_spikes, keep, den, lv, A, th, vr, zero, sub, through, drop):
+    """One step of the reverse sweep over the neurons, in place: ``g_y[t, b]`` (``u``)
+    becomes ``dL/dy``; the output's gradient passes the dropout as autograd passes ``s keep /
+    den``: ``(g / den) keep``. Called with a constant ``drop``: one straight loop either way."""
+    for k in range(sd.shape[0]):
+        g_s = g_spikes[t, b, k] / den * keep[b, k] if drop else g_spikes[t, b, k]
+        gu = plain_reverse_step(g_y[t, b, k], sd[k], lv[k], g_s, th[k], vr[k], zero, sub,
+                                through)
+        g_y[t, b, k] = gu
         lv[k] = A[k] * gu
 
 
@@ -126,7 +125,8 @@ def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, mean, v0, A, C0, th
     per row by :func:`~ctsnn.engine.compiled.lif_bptt.derivative_row`) overwriting it with
     ``dL/dy`` (:func:`_sweep_row`; ``g_spikes``: its first ``T`` rows). Accumulates
     BatchNorm's sums ``sum dL/dy`` and ``sum (x - mean) dL/dy`` into ``sums [2, N]``
-    (float64). The final state has no gradient (it is not an output)."""
+    (float64). The final state has no gradient (it is not an output). The loops index the
+    ``[T, B, N]`` arrays themselves (a row view per step costs reference counts)."""
     n_steps = x.shape[0]
     n = x.shape[2]
     zero = 1.0 if mode == 0 else 0.0
@@ -142,30 +142,24 @@ def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, mean, v0, A, C0, th
     for b in range(b0, b1):
         v[:] = v0[b]
         for t in range(n_steps):
-            x_row = x[t, b]
-            u_row = g_y[t, b]
             for k in range(n):
-                u_row[k], _, v[k] = _advance(x_row[k], alpha[k], beta[k], A[k], C0[k], th[k],
-                                             vr[k], mode, v[k])
+                g_y[t, b, k], _, v[k] = _advance(x[t, b, k], alpha[k], beta[k], A[k], C0[k],
+                                                 th[k], vr[k], mode, v[k])
         lv[:] = 0.0
-        keep_row = keep[b] if drop else lv
         for t in range(n_steps - 1, -1, -1):
-            u_row = g_y[t, b]
-            derivative_row(code, param, u_row, th, sd)
+            derivative_row(code, param, g_y, t, b, th, sd)
             if drop:
-                _sweep_row(u_row, sd, g_spikes[t, b], keep_row, d, lv, A, th, vr, zero, sub,
-                           through, True)
+                _sweep_row(t, b, g_y, sd, g_spikes, keep, d, lv, A, th, vr, zero, sub, through,
+                           True)
             else:
-                _sweep_row(u_row, sd, g_spikes[t, b], keep_row, d, lv, A, th, vr, zero, sub,
-                           through, False)
+                _sweep_row(t, b, g_y, sd, g_spikes, keep, d, lv, A, th, vr, zero, sub, through,
+                           False)
         # the sample's rows are still in cache; in step order, as before (the same sums)
         for t in range(n_steps):
-            x_row = x[t, b]
-            g_row = g_y[t, b]
             for k in range(n):
-                gu = np.float64(g_row[k])
+                gu = np.float64(g_y[t, b, k])
                 s_dy[k] += gu
-                s_dot[k] += (x_row[k] - mean[k]) * gu
+                s_dot[k] += (x[t, b, k] - mean[k]) * gu
 
 
 @numba.njit(cache=True, parallel=True)

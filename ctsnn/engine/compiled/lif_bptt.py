@@ -254,26 +254,27 @@ def _forward_chunks(n_chunks, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mod
 
 
 @numba.njit(inline="always")
-def derivative_row(code, param, u_row, th, out):
-    """``out = surrogate'(u_row - th)`` (rounded to ``out``'s dtype) for a built-in surrogate:
-    one loop per ``code``, each with its formula alone (a constant ``code`` inside), so each
-    vectorises (the sigmoid's ``exp`` excepted); the reverse sweeps call it once per row."""
-    n = u_row.shape[0]
+def derivative_row(code, param, u, t, b, th, out):
+    """``out = surrogate'(u[t, b] - th)`` (rounded to ``out``'s dtype) for a built-in
+    surrogate, ``u [T, B, N]``: one loop per ``code``, each with its formula alone (a constant
+    ``code`` inside), so each vectorises (the sigmoid's ``exp`` excepted); the reverse sweeps
+    call it once per row (indexing ``u`` itself: a row view per call costs reference counts)."""
+    n = out.shape[0]
     if code == 1:
         for k in range(n):
-            out[k] = surrogate_derivative(1, param, u_row[k] - th[k])
+            out[k] = surrogate_derivative(1, param, u[t, b, k] - th[k])
     elif code == 2:
         for k in range(n):
-            out[k] = surrogate_derivative(2, param, u_row[k] - th[k])
+            out[k] = surrogate_derivative(2, param, u[t, b, k] - th[k])
     elif code == 3:
         for k in range(n):
-            out[k] = surrogate_derivative(3, param, u_row[k] - th[k])
+            out[k] = surrogate_derivative(3, param, u[t, b, k] - th[k])
     elif code == 4:
         for k in range(n):
-            out[k] = surrogate_derivative(4, param, u_row[k] - th[k])
+            out[k] = surrogate_derivative(4, param, u[t, b, k] - th[k])
     else:
         for k in range(n):
-            out[k] = surrogate_derivative(5, param, u_row[k] - th[k])
+            out[k] = surrogate_derivative(5, param, u[t, b, k] - th[k])
 
 
 @numba.njit(cache=True)
@@ -347,25 +348,21 @@ def _backward_plain(b0, b1, g_spikes, code, param, g_rec, u_all, A, th, vr, mode
     for b in range(b0, b1):
         lv[:] = lv_all[b]
         for t in range(n_steps - 1, -1, -1):
-            u_row = u_all[t, b]
-            gj = g_jumps[t, b]
             if rec:
-                g_r = g_rec[t, b]
                 for k in range(n):
-                    lv[k] += g_r[k]
+                    lv[k] += g_rec[t, b, k]
             if code > 0:
-                derivative_row(code, param, u_row, th, sd)
-                gs = g_spikes[t, b]
+                derivative_row(code, param, u_all, t, b, th, sd)
                 for k in range(n):
-                    gu = plain_reverse_step(u_row[k], sd[k], lv[k], gs[k], th[k], vr[k], zero,
-                                            sub, keep)
-                    gj[k] = gu
+                    gu = plain_reverse_step(u_all[t, b, k], sd[k], lv[k], g_spikes[t, b, k],
+                                            th[k], vr[k], zero, sub, keep)
+                    g_jumps[t, b, k] = gu
                     lv[k] = A[k] * gu
             else:  # no spike gradient: the general kernel's ``gs = 0``
                 for k in range(n):
-                    s = 1.0 if u_row[k] - th[k] >= 0.0 else 0.0
+                    s = 1.0 if u_all[t, b, k] - th[k] >= 0.0 else 0.0
                     gu = lv[k] * (1.0 - zero * s) + 0.0
-                    gj[k] = gu
+                    g_jumps[t, b, k] = gu
                     lv[k] = A[k] * gu
         lv_all[b] = lv
 
@@ -417,7 +414,7 @@ def reverse_row(t, b, g_spikes, extra, sd, code, param, g_rec, u_all, spikes, i_
             after = vr[k] if mode == 0 else up - (th[k] - vr[k])
             vp_v[k] = after if s_p[k] * (1.0 - gate) != 0.0 else up
     if code > 0:
-        derivative_row(code, param, u_t, th, sd_v)
+        derivative_row(code, param, u_all, t, b, th, sd_v)
     elif code == 0:
         sd_v[:] = sd[t, b]
     for k in range(n):
