@@ -23,7 +23,7 @@ def _restore_default_dtype():
 @pytest.mark.parametrize("name", ["spikes_and_delays.py", "custom_neuron.py",
                                   "event_driven_kernel.py", "adaptive_gradients.py",
                                   "wide_gaussian_scatter.py", "dropout_rows.py",
-                                  "fused_batchnorm_lif.py"])
+                                  "fused_batchnorm_lif.py", "gaussian_taps.py"])
 def test_example_runs(name, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", [name])
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")

@@ -36,10 +36,12 @@ from ..dtypes import ExactValues
 from ..spikes import Spikes
 from .arrivals import Arrivals, DelayedArrivals
 from .conv import dense_conv, event_jumps, tap_conv
+from .gaussian_taps import weighted_gaussian_taps
 from .init import DelayInit, WeightInit, fixed_fan_in_mask, initial_delay, initial_weight
 from .kernels import (
     EXACT,
     DelayKernel,
+    Gaussian,
     Taps,
     as_kernel,
     delay_to_position,
@@ -466,6 +468,10 @@ class Dense(ExactValues, nn.Module):
         d = self.delay_steps.clamp(0, self.max_delay_steps).expand(self.n_out, self.n_in)
         if not self.training and self.round_in_eval:
             return Taps(round_delay(d.detach()).long().unsqueeze(0), w.unsqueeze(0))
+        if support and isinstance(self.kernel, Gaussian):  # weighted in one compiled pass
+            sigma = self.kernel.initial_sigma(self.kernel_size) if self.sigma is None \
+                else self.sigma
+            return weighted_gaussian_taps(d, w.expand_as(d), sigma, self.kernel_size)
         form = self.kernel.support_taps if support else self.kernel.taps
         taps = form(d, self.kernel_size, sigma=self.sigma)
         return None if taps is None else Taps(taps.lags, taps.coefs * w)

@@ -285,6 +285,20 @@ def gaussian_mass(delay_steps: Tensor, sigma_eff: Tensor | float, k: int) -> Ten
 
 
 
+def gaussian_support(sigma_eff: Tensor | float, dtype: torch.dtype,
+                     k: int) -> tuple[int, int] | None:
+    """``(floor(R), n_taps)`` of :func:`gaussian_support_taps` for width ``sigma_eff`` (steps)
+    in ``dtype`` over ``k`` taps (lags ``floor(d) - floor(R) .. + n_taps - 1``), or ``None``
+    for a wide Gaussian (more than ``K // 2`` taps)."""
+    _check_k(k)
+    sigma = float(sigma_eff)
+    check_positive("sigma_eff", sigma)
+    tiny = torch.finfo(dtype).eps / 4.0
+    radius = sigma * math.sqrt(2.0 * math.log(1.0 / tiny))
+    n_taps = 2 * math.floor(radius) + 2
+    return None if n_taps > k // 2 else (math.floor(radius), n_taps)
+
+
 def gaussian_support_taps(delay_steps: Tensor, sigma_eff: Tensor | float, k: int, *,
                           eps: float = DCLS_EPS) -> Taps | None:
     """:func:`gaussian_kernel` truncated to its numerical support, as taps (or ``None``).
@@ -312,15 +326,12 @@ def gaussian_support_taps(delay_steps: Tensor, sigma_eff: Tensor | float, k: int
         :class:`Taps` ``[n_taps, ...]`` (differentiable w.r.t. ``delay_steps`` and a tensor
         ``sigma_eff``), or ``None``.
     """
-    _check_k(k)
-    sigma = float(sigma_eff)
-    check_positive("sigma_eff", sigma)
-    tiny = torch.finfo(delay_steps.dtype).eps / 4.0
-    radius = sigma * math.sqrt(2.0 * math.log(1.0 / tiny))
-    n_taps = 2 * math.floor(radius) + 2
-    if n_taps > k // 2:
+    support = gaussian_support(sigma_eff, delay_steps.dtype, k)
+    if support is None:
         return None
-    base = torch.floor(delay_steps.detach()).long() - math.floor(radius)
+    shift, n_taps = support
+    sigma = float(sigma_eff)
+    base = torch.floor(delay_steps.detach()).long() - shift
     offsets = torch.arange(n_taps, device=delay_steps.device).reshape(-1, *([1] * delay_steps.ndim))
     lags = base.unsqueeze(0) + offsets
     inside = (lags >= 0) & (lags <= k - 1)

@@ -45,9 +45,9 @@ from .lif_bptt import (
     RESET_CODES,
     SURROGATE_CODES,
     as_numpy,
+    derivative_row,
     plain_reverse_step,
     step_coefficients,
-    surrogate_derivative,
 )
 from .schedule import chunk_bounds
 
@@ -60,38 +60,41 @@ _CHUNKS = 16
 
 
 # --------------------------------------------------------------------------- kernels
-@numba.njit(cache=True)
-def _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, keep, den, spikes, u_out):
-    """Sample ``b`` over all steps from ``v`` (``[N]``, updated in place): ``u`` into
-    ``u_out[t, b]`` and/or the spikes into ``spikes[t, b]`` (each skipped with 0 rows), as
-    ``s keep[b] / den[0]`` (dropout, in that order) unless ``keep`` has 0 rows."""
+@numba.njit(inline="always")
+def _advance(xv, alpha, beta, A, C0, th, vr, mode, v):
+    """One neuron's step from ``v``: ``(u, fire, v after the step)``, the input ``y = x alpha
+    + beta`` normalised as it is read (every loop over the neurons inlines this one update, so
+    the forward and the backward's recomputation give the same ``u`` and spikes)."""
+    y = xv * alpha + beta
+    u = A * v + C0
+    u += y
+    fire = u - th >= 0.0
+    after = vr if mode == 0 else u - (th - vr)
+    return u, fire, after if fire else u
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _forward(b0, b1, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den, spikes):
+    """Samples ``b0 <= b < b1`` over all steps: the spikes into ``spikes[t, b]``, as ``s
+    keep[b] / den[0]`` (dropout) unless ``keep`` has 0 rows. ``s`` is 0 or 1 and the mask
+    ``keep >= 0``, so that value is ``q = keep / den`` (computed once per sample) where the
+    neuron fires and ``+0`` elsewhere, the same bits; without dropout ``q = 1``. One straight
+    loop over the neurons per step (it vectorises)."""
     n_steps = x.shape[0]
     n = x.shape[2]
-    write_s = spikes.shape[0] > 0
-    write_u = u_out.shape[0] > 0
+    v = np.empty(n, dtype=v0.dtype)
+    q = np.ones(n, dtype=v0.dtype)
     drop = keep.shape[0] > 0
-    for t in range(n_steps):
-        for k in range(n):
-            y = x[t, b, k] * alpha[k] + beta[k]
-            u = A[k] * v[k] + C0[k]
-            u += y
-            fire = u - th[k] >= 0.0
-            if write_u:
-                u_out[t, b, k] = u
-            if write_s:
-                s = spikes.dtype.type(1.0 if fire else 0.0)
-                spikes[t, b, k] = s * keep[b, k] / den[0] if drop else s
-            after = vr[k] if mode == 0 else u - (th[k] - vr[k])
-            v[k] = after if fire else u
-
-
-@numba.njit(cache=True)
-def _forward(b0, b1, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den, spikes):
-    v = np.empty(v0.shape[1], dtype=v0.dtype)
-    none = spikes[:0]
     for b in range(b0, b1):
         v[:] = v0[b]
-        _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, keep, den, spikes, none)
+        if drop:
+            for k in range(n):
+                q[k] = keep[b, k] / den[0]
+        for t in range(n_steps):
+            for k in range(n):
+                _, fire, v[k] = _advance(x[t, b, k], alpha[k], beta[k], A[k], C0[k], th[k],
+                                         vr[k], mode, v[k])
+                spikes[t, b, k] = q[k] if fire else 0.0
 
 
 @numba.njit(cache=True, parallel=True)
@@ -101,39 +104,57 @@ def _forward_chunks(n_chunks, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den
         _forward(b0, b1, x, alpha, beta, v0, A, C0, th, vr, mode, keep, den, spikes)
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
+def _sweep_row(t, b, g_y, sd, g_spikes, keep, den, lv, A, th, vr, zero, sub, through, drop):
+    """One step of the reverse sweep over the neurons, in place: ``g_y[t, b]`` (``u``)
+    becomes ``dL/dy``; the output's gradient passes the dropout as autograd passes ``s keep /
+    den``: ``(g / den) keep``. Called with a constant ``drop``: one straight loop either way."""
+    for k in range(sd.shape[0]):
+        g_s = g_spikes[t, b, k] / den * keep[b, k] if drop else g_spikes[t, b, k]
+        gu = plain_reverse_step(g_y[t, b, k], sd[k], lv[k], g_s, th[k], vr[k], zero, sub,
+                                through)
+        g_y[t, b, k] = gu
+        lv[k] = A[k] * gu
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _backward(b0, b1, g_spikes, code, param, x, alpha, beta, mean, v0, A, C0, th, vr, mode,
               keep, den, detach, g_y, sums):
     """Samples ``b0 <= b < b1``: ``u`` recomputed into ``g_y``, then the reverse sweep of
-    :func:`~ctsnn.engine.compiled.lif_bptt._backward_plain` (same arithmetic) overwriting it
-    with ``dL/dy``; the output's gradient ``g_spikes`` (its first ``T`` rows) passes the
-    dropout as autograd passes ``s keep / den``: ``(g / den) keep``. Accumulates BatchNorm's
-    sums ``sum dL/dy`` and ``sum (x - mean) dL/dy`` into ``sums [2, N]`` (float64). The final
-    state has no gradient (it is not an output)."""
+    :func:`~ctsnn.engine.compiled.lif_bptt._backward_plain` (same arithmetic, the surrogate
+    per row by :func:`~ctsnn.engine.compiled.lif_bptt.derivative_row`) overwriting it with
+    ``dL/dy`` (:func:`_sweep_row`; ``g_spikes``: its first ``T`` rows). Accumulates
+    BatchNorm's sums ``sum dL/dy`` and ``sum (x - mean) dL/dy`` into ``sums [2, N]``
+    (float64). The final state has no gradient (it is not an output). The loops index the
+    ``[T, B, N]`` arrays themselves (a row view per step costs reference counts)."""
     n_steps = x.shape[0]
     n = x.shape[2]
     zero = 1.0 if mode == 0 else 0.0
     sub = 1.0 if mode == 1 else 0.0
     through = 0.0 if detach else 1.0
-    v = np.empty(v0.shape[1], dtype=v0.dtype)
-    lv = np.empty(v0.shape[1], dtype=v0.dtype)
-    none = g_y[:0]
+    v = np.empty(n, dtype=v0.dtype)
+    lv = np.empty(n, dtype=v0.dtype)
+    sd = np.empty(n, dtype=v0.dtype)
     drop = keep.shape[0] > 0
+    d = den[0]
+    s_dy = sums[0]
+    s_dot = sums[1]
     for b in range(b0, b1):
         v[:] = v0[b]
-        _membrane(b, x, alpha, beta, v, A, C0, th, vr, mode, keep, den, none, g_y)
+        for t in range(n_steps):
+            for k in range(n):
+                g_y[t, b, k], _, v[k] = _advance(x[t, b, k], alpha[k], beta[k], A[k], C0[k],
+                                                 th[k], vr[k], mode, v[k])
         lv[:] = 0.0
         for t in range(n_steps - 1, -1, -1):
-            for k in range(n):
-                u = g_y[t, b, k]
-                sd = g_y.dtype.type(surrogate_derivative(code, param, u - th[k]))
-                g_s = g_spikes[t, b, k] / den[0] * keep[b, k] if drop else g_spikes[t, b, k]
-                gu = plain_reverse_step(u, sd, lv[k], g_s, th[k], vr[k], zero, sub, through)
-                g_y[t, b, k] = gu
-                lv[k] = A[k] * gu
-        # the sample's rows are still in cache: a separate loop keeps the sweep's vectorised
-        s_dy = sums[0]
-        s_dot = sums[1]
+            derivative_row(code, param, g_y, t, b, th, sd)
+            if drop:
+                _sweep_row(t, b, g_y, sd, g_spikes, keep, d, lv, A, th, vr, zero, sub, through,
+                           True)
+            else:
+                _sweep_row(t, b, g_y, sd, g_spikes, keep, d, lv, A, th, vr, zero, sub, through,
+                           False)
+        # the sample's rows are still in cache; in step order, as before (the same sums)
         for t in range(n_steps):
             for k in range(n):
                 gu = np.float64(g_y[t, b, k])
@@ -151,7 +172,7 @@ def _backward_chunks(n_chunks, g_spikes, code, param, x, alpha, beta, mean, v0, 
                   keep, den, detach, g_y, sums[c])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _input_grad(b0, b1, x, mean, kx, shift, scale, g):
     """BatchNorm's input gradient in place, samples ``b0 <= b < b1``:
     ``g = (g - shift - (x - mean) kx) scale`` (per channel ``[N]`` coefficients)."""

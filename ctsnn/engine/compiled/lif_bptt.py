@@ -111,6 +111,9 @@ _CHUNK = 1 << 16
 _PARALLEL_WORK = 200_000
 #: Sample chunks of the parallel forward (fixed: results never depend on the thread count).
 _CHUNKS = 16
+#: Whether the plain kernels (:func:`_forward_plain`, :func:`_backward_plain`) serve the runs
+#: they cover; the general kernels give the same results (tests turn this off to compare).
+_PLAIN = True
 
 
 # --------------------------------------------------------------------------- kernels
@@ -126,9 +129,11 @@ def plain_reverse_step(u, sd, lv, g_s, th, vr, zero, sub, through):
     return lv * (1.0 - zero * s) + (g_s + through * lv * jump) * sd
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def surrogate_derivative(code, p, x):
-    """Derivative of the built-in surrogate ``code`` with parameter ``p`` at ``x``."""
+    """Derivative of the built-in surrogate ``code`` with parameter ``p`` at ``x`` (inlined:
+    called with a constant ``code``, as :func:`derivative_row` does, only one formula is left
+    in the caller's loop, which then vectorises)."""
     if code == 1:
         z = 0.5 * np.pi * p * x
         return 0.5 * p / (1.0 + z * z)
@@ -154,15 +159,16 @@ def post_reset(u, s, th, vr, mode):
     return u - (th - vr)
 
 
-@numba.njit(cache=True)
-def _forward_plain(b0, b1, jumps, v0, i0, A, B, C0, th, vr, mode, keep, spikes, u_all, v_end,
-                   i_end):
-    """:func:`_forward_kernel` for a ``LIF`` on jumps alone (no current, nothing recorded,
-    reset ``"zero"`` or ``"subtract"``): the same arithmetic in the same order (bit-identical),
-    the membrane kept in a scratch row and the reset as a select, so the loop over neurons
-    vectorises (about 4x faster in float32)."""
+@numba.njit(cache=True, error_model="numpy")
+def _forward_plain(b0, b1, jumps, v0, i0, A, B, C0, th, vr, mode, keep, spikes, u_all, v_rec,
+                   v_end, i_end):
+    """:func:`_forward_kernel` for a ``LIF`` on jumps alone (no current, reset ``"zero"`` or
+    ``"subtract"``; ``v`` recorded into ``v_rec`` unless it has 0 rows): the same arithmetic
+    in the same order (bit-identical), the membrane kept in a scratch row and the reset as a
+    select, so the loop over neurons vectorises (about 4x faster in float32)."""
     n_steps = spikes.shape[0]
     n = v0.shape[1]
+    rec = v_rec.shape[0] > 0
     v = np.empty(n, dtype=v0.dtype)
     for b in range(b0, b1):
         v[:] = v0[b]
@@ -177,19 +183,23 @@ def _forward_plain(b0, b1, jumps, v0, i0, A, B, C0, th, vr, mode, keep, spikes, 
                 spikes[t, b, k] = 1.0 if fire else 0.0
                 after = vr[k] if mode == 0 else u - (th[k] - vr[k])
                 v[k] = after if fire else u
+            if rec:  # a copy after the loop (element-wise: no view per row)
+                for k in range(n):
+                    v_rec[t, b, k] = v[k]
         v_end[b] = v
 
 
 @numba.njit(cache=True)
 def _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
-                    spikes, u_all, i_before, v_rec, v_end, i_end):
+                    spikes, u_all, i_before, v_rec, v_end, i_end, plain):
     """All ``T`` steps; arrays ``[T, Bt, N]`` / ``[Bt, N]``, coefficients ``[N]``.
 
     ``jumps`` / ``cur`` may have ``T = 0`` rows (absent). Writes ``spikes``, ``u_all`` and
     ``i_before`` (CubaLIF) for the backward pass (if they have ``T`` rows: without a backward
     pass they are not kept), ``v_rec`` (``v`` after each step, if it has ``T`` rows) and the
     final state (``v_end``, ``i_end`` also hold the running state), for the samples
-    ``b0..b1-1``. Loops: batch, time, neurons (contiguous).
+    ``b0..b1-1``. Loops: batch, time, neurons (contiguous). ``plain``: a ``LIF`` on jumps
+    alone goes to :func:`_forward_plain` (the same results; False only in tests).
     """
     n_steps = spikes.shape[0]
     batch, n = v0.shape
@@ -197,9 +207,9 @@ def _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode,
     has_c = cur.shape[0] > 0
     rec = v_rec.shape[0] > 0
     keep = u_all.shape[0] > 0
-    if has_j and not (has_c or cuba or rec) and mode != 2:
+    if plain and has_j and not (has_c or cuba) and mode != 2:
         _forward_plain(b0, b1, jumps, v0, i0, A, B, C0, th, vr, mode, keep, spikes, u_all,
-                       v_end, i_end)
+                       v_rec, v_end, i_end)
         return
     for b in range(b0, b1):
         v = v_end[b]
@@ -235,24 +245,36 @@ def _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode,
 
 @numba.njit(cache=True, parallel=True)
 def _forward_chunks(n_chunks, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
-                    spikes, u_all, i_before, v_rec, v_end, i_end):
+                    spikes, u_all, i_before, v_rec, v_end, i_end, plain):
     """:func:`_forward_kernel` over fixed sample chunks in parallel (each owns its samples)."""
     for c in prange(n_chunks):
         b0, b1 = chunk_bounds(c, n_chunks, v0.shape[0])
         _forward_kernel(b0, b1, jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr, mode, cuba,
-                        spikes, u_all, i_before, v_rec, v_end, i_end)
+                        spikes, u_all, i_before, v_rec, v_end, i_end, plain)
 
 
-@numba.njit(cache=True)
-def derivative_row(code, param, u_row, th, out):
-    """``out = surrogate'(u_row - th)`` for a built-in surrogate (one vectorisable loop)."""
+@numba.njit(inline="always")
+def derivative_row(code, param, u, t, b, th, out):
+    """``out = surrogate'(u[t, b] - th)`` (rounded to ``out``'s dtype) for a built-in
+    surrogate, ``u [T, B, N]``: one loop per ``code``, each with its formula alone (a constant
+    ``code`` inside), so each vectorises (the sigmoid's ``exp`` excepted); the reverse sweeps
+    call it once per row (indexing ``u`` itself: a row view per call costs reference counts)."""
+    n = out.shape[0]
     if code == 1:
-        for k in range(u_row.shape[0]):
-            z = 0.5 * np.pi * param * (u_row[k] - th[k])
-            out[k] = 0.5 * param / (1.0 + z * z)
+        for k in range(n):
+            out[k] = surrogate_derivative(1, param, u[t, b, k] - th[k])
+    elif code == 2:
+        for k in range(n):
+            out[k] = surrogate_derivative(2, param, u[t, b, k] - th[k])
+    elif code == 3:
+        for k in range(n):
+            out[k] = surrogate_derivative(3, param, u[t, b, k] - th[k])
+    elif code == 4:
+        for k in range(n):
+            out[k] = surrogate_derivative(4, param, u[t, b, k] - th[k])
     else:
-        for k in range(u_row.shape[0]):
-            out[k] = surrogate_derivative(code, param, u_row[k] - th[k])
+        for k in range(n):
+            out[k] = surrogate_derivative(5, param, u[t, b, k] - th[k])
 
 
 @numba.njit(cache=True)
@@ -301,47 +323,60 @@ def _backward_chunks(n_chunks, g_spikes, sd, code, param, g_rec, u_all, spikes, 
         acc += parts[c]
 
 
-@numba.njit(cache=True)
-def _backward_plain(b0, b1, g_spikes, code, param, u_all, A, th, vr, mode, detach, g_jumps,
-                    lv_all):
-    """:func:`_backward_kernel` for its most common case, samples ``b0 <= b < b1``: a ``LIF``
-    with jumps only (no current, nothing recorded), a built-in surrogate, reset ``"zero"`` or
-    ``"subtract"`` and no parameter gradient wanted. The same arithmetic in the same order
-    (bit-identical results), in one loop per step whose only array writes are ``g_jumps`` and
+@numba.njit(cache=True, error_model="numpy")
+def _backward_plain(b0, b1, g_spikes, code, param, g_rec, u_all, A, th, vr, mode, detach,
+                    g_jumps, lv_all):
+    """:func:`_backward_kernel` for its most common cases, samples ``b0 <= b < b1``: a ``LIF``
+    with jumps only (no current), a built-in surrogate (``code > 0``) or no spike gradient
+    (``code -1``: hard spikes, or no gradient reaching them), reset ``"zero"`` or
+    ``"subtract"`` and no parameter gradient wanted; ``g_rec`` the gradient of the recorded
+    ``v`` (0 rows: nothing recorded). The same arithmetic in the same order (bit-identical
+    results), in straight loops over the neurons whose only array writes are ``g_jumps`` and
     the running ``dL/dv`` (the general kernel also accumulates eight parameter gradients and
-    the pre-step membrane, which keeps its loops from vectorising): about 2x faster. The spike
-    of each step is recomputed from ``u`` (``u - th >= 0``, the forward's own test: with a
-    ``"zero"`` / ``"subtract"`` reset nothing else gates it), so it is not kept. ``g_jumps``
-    may be ``u_all`` itself (each entry is read before it is overwritten)."""
+    the pre-step membrane, which keeps its loops from vectorising), the surrogate's formula
+    evaluated per row by :func:`derivative_row`. The spike of each step is recomputed from
+    ``u`` (``u - th >= 0``, the forward's own test: with a ``"zero"`` / ``"subtract"`` reset
+    nothing else gates it), so it is not kept."""
     n_steps = u_all.shape[0]
     n = u_all.shape[2]
     zero = 1.0 if mode == 0 else 0.0
     sub = 1.0 if mode == 1 else 0.0
     keep = 0.0 if detach else 1.0
+    rec = g_rec.shape[0] > 0
     lv = np.empty(n, dtype=u_all.dtype)
+    sd = np.empty(n, dtype=u_all.dtype)
     for b in range(b0, b1):
         lv[:] = lv_all[b]
         for t in range(n_steps - 1, -1, -1):
-            for k in range(n):
-                u = u_all[t, b, k]
-                sd = u_all.dtype.type(surrogate_derivative(code, param, u - th[k]))
-                gu = plain_reverse_step(u, sd, lv[k], g_spikes[t, b, k], th[k], vr[k], zero,
-                                        sub, keep)
-                g_jumps[t, b, k] = gu
-                lv[k] = A[k] * gu
+            if rec:
+                for k in range(n):
+                    lv[k] += g_rec[t, b, k]
+            if code > 0:
+                derivative_row(code, param, u_all, t, b, th, sd)
+                for k in range(n):
+                    gu = plain_reverse_step(u_all[t, b, k], sd[k], lv[k], g_spikes[t, b, k],
+                                            th[k], vr[k], zero, sub, keep)
+                    g_jumps[t, b, k] = gu
+                    lv[k] = A[k] * gu
+            else:  # no spike gradient: the general kernel's ``gs = 0``
+                for k in range(n):
+                    s = 1.0 if u_all[t, b, k] - th[k] >= 0.0 else 0.0
+                    gu = lv[k] * (1.0 - zero * s) + 0.0
+                    g_jumps[t, b, k] = gu
+                    lv[k] = A[k] * gu
         lv_all[b] = lv
 
 
 @numba.njit(cache=True, parallel=True)
-def _backward_plain_chunks(n_chunks, g_spikes, code, param, u_all, A, th, vr, mode, detach,
-                           g_jumps, lv_all):
+def _backward_plain_chunks(n_chunks, g_spikes, code, param, g_rec, u_all, A, th, vr, mode,
+                           detach, g_jumps, lv_all):
     for c in prange(n_chunks):
         b0, b1 = chunk_bounds(c, n_chunks, lv_all.shape[0])
-        _backward_plain(b0, b1, g_spikes, code, param, u_all, A, th, vr, mode, detach, g_jumps,
-                        lv_all)
+        _backward_plain(b0, b1, g_spikes, code, param, g_rec, u_all, A, th, vr, mode, detach,
+                        g_jumps, lv_all)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def reverse_row(t, b, g_spikes, extra, sd, code, param, g_rec, u_all, spikes, i_before, cur,
                 v0, A, B, D, E, F, th, vr, mode, detach, cuba, g_jumps, g_cur, lv_all, li_all,
                 acc, gu_v, vp_v, sd_v):
@@ -379,7 +414,7 @@ def reverse_row(t, b, g_spikes, extra, sd, code, param, g_rec, u_all, spikes, i_
             after = vr[k] if mode == 0 else up - (th[k] - vr[k])
             vp_v[k] = after if s_p[k] * (1.0 - gate) != 0.0 else up
     if code > 0:
-        derivative_row(code, param, u_t, th, sd_v)
+        derivative_row(code, param, u_all, t, b, th, sd_v)
     elif code == 0:
         sd_v[:] = sd[t, b]
     for k in range(n):
@@ -464,7 +499,7 @@ class _FusedLIF(torch.autograd.Function):
         v_end, i_end = torch.empty_like(v0), torch.empty_like(v0)
         args = (*(as_numpy(a) for a in (jumps, cur, v0, i0, A, B, C0, D, E, F, th, vr)),
                 mode, cuba, spikes.numpy(), u_all.numpy(), i_before.numpy(), v_rec.numpy(),
-                v_end.numpy(), i_end.numpy())
+                v_end.numpy(), i_end.numpy(), _PLAIN)
         batch = v0.shape[0]
         # samples are independent: fixed chunks on both threads for a large call (the same
         # result on any number of threads: each chunk owns its samples)
@@ -505,13 +540,13 @@ class _FusedLIF(torch.autograd.Function):
         g_cur = torch.empty_like(u_all) if ctx.needs_input_grad[1] else empty
         batch = v0.shape[0]
         parallel = u_all.numel() >= _PARALLEL_WORK and batch > 1
-        # a LIF on jumps alone, nothing recorded, no parameter or current gradient wanted
-        plain = (code > 0 and not cuba and cur.shape[0] == 0 and not record_v
-                 and mode in (0, 1) and not ctx.needs_input_grad[1]
-                 and not any(ctx.needs_input_grad[3:12]))
+        # a LIF on jumps alone, a built-in or no surrogate, no parameter or current gradient
+        plain = (_PLAIN and code != 0 and not cuba and cur.shape[0] == 0 and mode in (0, 1)
+                 and not ctx.needs_input_grad[1] and not any(ctx.needs_input_grad[3:12]))
         if plain:
-            args = (g_spikes.detach().numpy(), code, param, as_numpy(u_all), as_numpy(A),
-                    as_numpy(th), as_numpy(vr), mode, detach, g_jumps.numpy(), lv.numpy())
+            args = (g_spikes.detach().numpy(), code, param, as_numpy(g_rec), as_numpy(u_all),
+                    as_numpy(A), as_numpy(th), as_numpy(vr), mode, detach, g_jumps.numpy(),
+                    lv.numpy())
             if parallel:
                 with numba_threads(kernel_threads()):
                     _backward_plain_chunks(min(_CHUNKS, batch), *args)

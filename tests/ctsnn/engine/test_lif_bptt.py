@@ -318,23 +318,69 @@ def test_plain_backward_equals_general_kernel(surrogate, reset, detach, dtype, m
 @pytest.mark.skipif(not ctsnn.compiled.kernels_enabled(torch.zeros(1)), reason="kernels off")
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_plain_forward_equals_general_kernel(reset, dtype):
-    """A LIF on jumps alone, nothing recorded, takes the plain forward loop: spikes and final
-    membrane bit-identical to the general loop (taken when ``v`` is recorded) and, in float64,
-    equal to the reference loop."""
+@pytest.mark.parametrize("record_v", [False, True])
+def test_plain_forward_equals_general_kernel(reset, dtype, record_v, monkeypatch):
+    """A LIF on jumps alone takes the plain forward loop (``v`` recorded or not): spikes, the
+    recorded and the final membrane bit-identical to the general loop (``_PLAIN`` off) and,
+    in float64, equal to the reference loop."""
     model = _model("lif", reset, learn=False).to(dtype)
     jumps = _inputs(8, scale=2.0)[0].detach().to(dtype)
     v0 = (0.3 * torch.rand(B, N, generator=torch.Generator().manual_seed(4),
                            dtype=torch.float64)).to(dtype)
-    runs = [lif_bptt.fused_lif(model, dt=DT, n_steps=T, state=model.State(v0), jumps=jumps,
-                               current=None, method="euler", surrogate=atan(),
-                               detach_reset=True, record_v=rec) for rec in (False, True)]
+    runs = []
+    for plain in (True, False):
+        monkeypatch.setattr(lif_bptt, "_PLAIN", plain)
+        runs.append(lif_bptt.fused_lif(model, dt=DT, n_steps=T, state=model.State(v0),
+                                       jumps=jumps, current=None, method="euler",
+                                       surrogate=atan(), detach_reset=True, record_v=record_v))
     assert runs[0].raster.sum() > 0
     assert torch.equal(runs[0].raster, runs[1].raster)
     assert torch.equal(runs[0].final_state.v, runs[1].final_state.v)
+    if record_v:
+        assert torch.equal(runs[0].v, runs[1].v)
+        assert torch.equal(runs[0].v[-1], runs[0].final_state.v)
     if dtype == torch.float64:
         ref = _run(model, jumps, None, kernels=False, method="euler", surrogate=atan(),
                    detach=True, state=model.State(v0))
         assert torch.equal(runs[0].raster, ref.raster)
         torch.testing.assert_close(runs[0].final_state.v, ref.final_state.v, rtol=1e-12,
                                    atol=1e-12)
+
+
+@pytest.mark.skipif(not ctsnn.compiled.kernels_enabled(torch.zeros(1)), reason="kernels off")
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("surrogate", [None, atan(), triangle()], ids=lambda s: str(s)[:9])
+def test_plain_backward_with_recorded_membrane(reset, dtype, surrogate, monkeypatch):
+    """A readout-style LIF (``v`` recorded, hard spikes or a surrogate) takes the plain
+    backward kernel: dL/djumps and dL/dv0 bit-identical to the general kernel (``_PLAIN``
+    off) and, in float64, equal to the reference loop."""
+    model = _model("lif", reset, learn=False).to(dtype)
+    jumps = _inputs(9, scale=2.0)[0].detach().to(dtype).requires_grad_()
+    v0 = (0.3 * torch.rand(B, N, generator=torch.Generator().manual_seed(6),
+                           dtype=torch.float64)).to(dtype).requires_grad_()
+    g = torch.Generator().manual_seed(7)
+    w_v = torch.randn(T, B, N, generator=g, dtype=torch.float64).to(dtype)
+    w_s = torch.randn(T, B, N, generator=g, dtype=torch.float64).to(dtype)
+    calls = []
+    real = lif_bptt._backward_plain
+    monkeypatch.setattr(lif_bptt, "_backward_plain", lambda *a: (calls.append(1), real(*a)))
+
+    def grads(kernels):
+        with use_kernels(kernels):
+            res = run_population(model, dt=DT, n_steps=T, batch_size=B, jumps=jumps,
+                                 method="euler", surrogate=surrogate, detach_reset=False,
+                                 state=model.State(v0), record=("v",))
+        assert res.raster.sum() > 0
+        loss = (res.states["v"] * w_v).sum() + (res.raster * w_s).sum()
+        return torch.autograd.grad(loss, [jumps, v0])
+
+    plain = grads(True)
+    assert calls
+    monkeypatch.setattr(lif_bptt, "_PLAIN", False)
+    general = grads(True)
+    for a, b in zip(plain, general, strict=True):
+        assert torch.equal(a, b)
+    if dtype == torch.float64:
+        for a, b in zip(plain, grads(False), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
