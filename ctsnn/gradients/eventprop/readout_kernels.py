@@ -165,8 +165,10 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
                 ds = x * (dj / tau_m[n] - gp * ks)
             g_w[n, j] += a_in[e] * dj
             g_d[n, j] += ds
-            g_t[e] += ds
-            g_a[e] += weight[n, j] * dj
+            if g_t.shape[0] > 0:
+                g_t[e] += ds
+            if g_a.shape[0] > 0:
+                g_a[e] += weight[n, j] * dj
             if need_tau:
                 dm, dts = linear_response_terms(s, t_end, alpha, inv_w, tau_m[n], tau_s[n], r[n],
                                                 cuba, buf)
