@@ -276,9 +276,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
         width = max(width, ev_ptr[b + 1] - ev_ptr[b])
         for n in range(n_units):
             most = max(most, sp_ptr[b * n_units + n + 1] - sp_ptr[b * n_units + n])
-    s_loc = np.empty(width)
-    e_loc = np.empty(width, dtype=np.int64)
-    p_loc = np.empty(width, dtype=np.int64)
+    s_loc, e_loc, p_loc = np.empty(width), np.empty(width, np.int64), np.empty(width, np.int64)
     dj = np.empty(0 if cuba else width)
     ds = np.empty(0 if cuba else width)
     x_loc = np.empty(width if need_tau else 0)
@@ -570,7 +568,8 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     nrn = cfg.nrn
     n, k = nrn.n, t_out.numel()
     # the spikes by (sample, neuron), time order kept (they come sorted by time in a sample)
-    sp_ptr, pos = neuron_layout(_idx(b_out), _idx(n_out), n, cfg.batch_size * n)
+    pos = np.empty(k, dtype=index_dtype(k))
+    sp_ptr = neuron_layout(_idx(b_out), _idx(n_out), n, cfg.batch_size * n, pos)
     # times, current, dL/dt_k and the regulariser's jump enter only sums, differences and
     # products with float64 values (a difference of two spike times is taken in float64):
     # kept in the run's dtype (float32 -> float64 is exact), no regulariser: a view

@@ -22,12 +22,12 @@ __all__ = ["bucket", "by_neuron", "index_dtype", "neuron_layout", "next_spike_in
 
 
 @numba.njit(cache=True)
-def neuron_layout(batch: np.ndarray, units: np.ndarray, n: int,
-                  n_seg: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(ptr [n_seg + 1], pos [K])`` of spikes ``[K]`` (``batch``, ``units`` int64): spike
-    ``q`` goes to position ``pos[q]`` of the order by segment ``batch * n + units``, stably
-    (the inverse of a stable argsort of the segments); segment ``s``'s spikes are
-    ``ptr[s]:ptr[s + 1]``."""
+def neuron_layout(batch: np.ndarray, units: np.ndarray, n: int, n_seg: int,
+                  pos: np.ndarray) -> np.ndarray:
+    """``ptr [n_seg + 1]`` of spikes ``[K]`` (``batch``, ``units`` int64), and fills ``pos
+    [K]`` (int32 / int64, :func:`index_dtype`): spike ``q`` goes to position ``pos[q]`` of the
+    order by segment ``batch * n + units``, stably (the inverse of a stable argsort of the
+    segments); segment ``s``'s spikes are ``ptr[s]:ptr[s + 1]``."""
     k = batch.shape[0]
     ptr = np.zeros(n_seg + 1, dtype=np.int64)
     for q in range(k):
@@ -35,12 +35,11 @@ def neuron_layout(batch: np.ndarray, units: np.ndarray, n: int,
     for s in range(n_seg):
         ptr[s + 1] += ptr[s]
     fill = ptr[:-1].copy()
-    pos = np.empty(k, dtype=np.int64)
     for q in range(k):
         s = batch[q] * n + units[q]
         pos[q] = fill[s]
         fill[s] += 1
-    return ptr, pos
+    return ptr
 
 
 def index_dtype(size: int) -> type:

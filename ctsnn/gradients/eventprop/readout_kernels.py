@@ -49,8 +49,10 @@ def factors_fit(t_in: np.ndarray, delay: np.ndarray, has_delay: bool, t_end: flo
     """Whether factored exponentials stay finite: ``rate |x| <= FACTOR_RANGE`` for every
     input time, delay and ``T`` (s), so no factor ``e^{+-rate x}`` overflows or underflows
     (False for NaN). Shared by the readouts and the spiking backward."""
-    span = max(t_end, float(np.abs(t_in).max(initial=0.0)),
-               float(np.abs(delay).max(initial=0.0)) if has_delay else 0.0)
+    hi, lo = float(t_in.max(initial=0.0)), float(t_in.min(initial=0.0))  # (no |t| copy)
+    if math.isnan(hi) or math.isnan(lo):
+        return False
+    span = max(t_end, hi, -lo, float(np.abs(delay).max(initial=0.0)) if has_delay else 0.0)
     return span * rate <= FACTOR_RANGE
 
 
