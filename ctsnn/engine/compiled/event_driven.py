@@ -405,11 +405,18 @@ def synapse_schedule(j, e0, e1, ev_t, ev_u, ev_x, weight, delay, is32, dt, eps, 
 @numba.njit(cache=True)
 def _rows_range(r0, r1, rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n,
                 is32, p, cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, out_t, out_c,
-                counts, v_end, i_end):
+                counts, start, v_end, i_end):
     """The (sample, neuron) ``rows[r0:r1]`` (flat ``b N + j``), one after the other, with one
-    set of scratch arrays: spikes into row ``r`` of ``out_t`` / ``out_c`` (counted beyond their
-    width), the final state into ``v_end``, ``i_end``."""
+    set of scratch arrays, the final state into ``v_end``, ``i_end``.
+
+    Spike slots: ``out_t`` / ``out_c`` are flat; the rows ``r0..r1-1`` own the slots ``r0 cap
+    .. r1 cap`` (``cap = out_t.size // rows.size``) and write their spikes one row after the
+    other from the first of them (dense: the memory touched is the spikes', not ``cap`` per
+    row). Row ``r``'s spikes are ``counts[r]`` slots from ``start[r]``; a row that does not fit
+    in what is left (``start[r] = -1``) is counted but not kept (the caller runs it again)."""
     n = v0.shape[1]
+    cap = out_t.size // rows.shape[0]
+    used, end = r0 * cap, r1 * cap
     width = 0
     for r in range(r0, r1):
         b = rows[r] // n
@@ -430,9 +437,13 @@ def _rows_range(r0, r1, rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_ti
         else:
             m = synapse_schedule(j, e0, e1, ev_t, ev_u, ev_x, weight, delay, is32, dt, eps,
                                  t_end_key, t_end, tmp, val, bins, at, aw)
+        room_t = out_t[used:end].reshape((1, end - used))
+        room_c = out_c[used:end].reshape((1, end - used)) if out_c.size else out_c.reshape((1, 0))
         c, v, i = _element(at, aw, m, v0[b, j], i0[b, j], cuba, spiking, mode, p[j], t_end,
-                           dt, eps, out_t, out_c, r)
+                           dt, eps, room_t, room_c, 0)
         counts[r] = c
+        start[r] = used if c <= end - used else -1
+        used += c if c <= end - used else 0
         v_end[b, j] = v
         i_end[b, j] = i
 
@@ -440,14 +451,14 @@ def _rows_range(r0, r1, rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_ti
 @numba.njit(cache=True, parallel=True)
 def _rows_parallel(n_chunks, rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src,
                    s_n, is32, p, cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, out_t,
-                   out_c, counts, v_end, i_end):
+                   out_c, counts, start, v_end, i_end):
     """:func:`_rows_range` over ``n_chunks`` chunks of rows in parallel (each chunk owns its
     rows: results do not depend on the number of threads)."""
     for c in prange(n_chunks):
         r0, r1 = chunk_bounds(c, n_chunks, rows.shape[0])
         _rows_range(r0, r1, rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src,
                     s_n, is32, p, cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, out_t,
-                    out_c, counts, v_end, i_end)
+                    out_c, counts, start, v_end, i_end)
 
 
 @numba.njit(cache=True)
@@ -464,8 +475,8 @@ def _gather_start(n_b, n, counts, where, more_counts):
 
 
 @numba.njit(cache=True)
-def _gather_range(b0, b1, n, start, out_t, out_c, counts, where, more_t, more_c, more_counts,
-                  is32, times, current, batch, units):
+def _gather_range(b0, b1, n, start, out_t, out_c, counts, first, where, more_t, more_c,
+                  more_counts, more_first, is32, times, current, batch, units):
     """Samples ``b0..b1-1`` of :func:`_gather_spikes` (see there)."""
     size_max = 0
     for b in range(b0, b1):
@@ -478,15 +489,15 @@ def _gather_range(b0, b1, n, start, out_t, out_c, counts, where, more_t, more_c,
         k = 0
         for j in range(n):
             q = b * n + j
-            src_t, src_c, row = out_t, out_c, q
-            cnt = counts[q]
+            src_t, src_c = out_t, out_c
+            cnt, at = counts[q], first[q]
             if where[q] >= 0:
-                src_t, src_c, row = more_t, more_c, where[q]
-                cnt = more_counts[row]
+                src_t, src_c = more_t, more_c
+                cnt, at = more_counts[where[q]], more_first[where[q]]
             for s in range(cnt):
-                t[k] = np.float64(np.float32(src_t[row, s])) if is32 else src_t[row, s]
-                if src_c.shape[1] > 0:
-                    c[k] = src_c[row, s]
+                t[k] = np.float64(np.float32(src_t[at + s])) if is32 else src_t[at + s]
+                if src_c.shape[0] > 0:
+                    c[k] = src_c[at + s]
                 u[k] = j
                 k += 1
         order = np.argsort(t[:size], kind="mergesort")  # stable: equal times keep unit order
@@ -499,33 +510,33 @@ def _gather_range(b0, b1, n, start, out_t, out_c, counts, where, more_t, more_c,
 
 
 @numba.njit(cache=True, parallel=True)
-def _gather_parallel(n_chunks, n_b, n, start, out_t, out_c, counts, where, more_t, more_c,
-                     more_counts, is32, times, current, batch, units):
+def _gather_parallel(n_chunks, n_b, n, start, out_t, out_c, counts, first, where, more_t, more_c,
+                     more_counts, more_first, is32, times, current, batch, units):
     for c in prange(n_chunks):
         b0, b1 = chunk_bounds(c, n_chunks, n_b)
-        _gather_range(b0, b1, n, start, out_t, out_c, counts, where, more_t, more_c,
-                      more_counts, is32, times, current, batch, units)
+        _gather_range(b0, b1, n, start, out_t, out_c, counts, first, where, more_t, more_c,
+                      more_counts, more_first, is32, times, current, batch, units)
 
 
-def _gather_spikes(n_b: int, n: int, out_t: np.ndarray, out_c: np.ndarray, counts: np.ndarray,
-                  where: np.ndarray, more: tuple, is32: bool,
-                  threads: int) -> tuple[np.ndarray, ...]:
+def _gather_spikes(n_b: int, n: int, slots: tuple, where: np.ndarray, more: tuple, is32: bool,
+                   threads: int) -> tuple[np.ndarray, ...]:
     """Every spike in the order of :class:`Spikes` (by sample, then time, then unit): rows
-    ``b N + j`` come from the first pass (``where[q] < 0``) or from row ``where[q]`` of the
-    second (``more = (times, current, counts)``). Times are sorted as rounded to the run's
-    dtype (float32 when ``is32``), so the order holds for the returned values. Returns
-    ``(times, current, batch, unit)`` (``current`` empty when not recorded; times and current
-    in the dtype of ``out_t``, float32 or float64)."""
-    more_t, more_c, more_counts = more
+    ``q = b N + j`` come from the first pass (``where[q] < 0``) or from row ``where[q]`` of the
+    second; each pass is ``(times, current, counts, first)`` (flat slots; row ``r``'s
+    ``counts[r]`` spikes from slot ``first[r]``, :func:`_rows_range`). Times are sorted as
+    rounded to the run's dtype (float32 when ``is32``), so the order holds for the returned
+    values. Returns ``(times, current, batch, unit)`` (``current`` empty when not recorded;
+    times and current in the dtype of the slots, float32 or float64)."""
+    out_t, out_c, counts, first = slots
+    more_t, more_c, more_counts, more_first = more
     start = _gather_start(n_b, n, counts, where, more_counts)
     total = int(start[n_b])
     times = np.empty(total, dtype=out_t.dtype)
-    current = np.empty(total if out_c.shape[1] > 0 or more_c.shape[1] > 0 else 0,
-                       dtype=out_t.dtype)
+    current = np.empty(total if out_c.size > 0 or more_c.size > 0 else 0, dtype=out_t.dtype)
     batch = np.empty(total, dtype=np.int64)
     units = np.empty(total, dtype=np.int64)
-    args = (n, start, out_t, out_c, counts, where, more_t, more_c, more_counts, is32, times,
-            current, batch, units)
+    args = (n, start, out_t, out_c, counts, first, where, more_t, more_c, more_counts,
+            more_first, is32, times, current, batch, units)
     if threads > 1 and n_b > 1:
         _gather_parallel(min(n_b, 4 * threads), n_b, *args)
     else:
@@ -694,36 +705,42 @@ def run_event_driven(model: NeuronModel, arrivals: Arrivals | DelayedArrivals, *
     mode = _RESET_CODES.get(getattr(model, "reset_mode", "none"), 2)
     v_end, i_end = np.empty((batch_size, n)), np.empty((batch_size, n))
 
-    def simulate(rows: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def simulate(rows: np.ndarray, cap: int) -> tuple[np.ndarray, ...]:
         # spike slots in the run's dtype: a float32 run stores each float64 spike time and
-        # current rounded once, as the float64 slots were rounded at the end (half the memory)
-        out_t = np.empty((rows.size, cap), dtype=np_dtype)
-        out_c = np.empty((rows.size, cap if cuba else 0), dtype=np_dtype)
+        # current rounded once, as the float64 slots were rounded at the end (half the memory).
+        # cap per row on average, written densely per chunk of rows (_rows_range); torch's
+        # allocator: numpy advises huge pages for large arrays, which would make the sparse
+        # part of the slots resident in 2 MiB pieces
+        out_t = torch.empty(rows.size * cap, dtype=dtype).numpy()
+        out_c = torch.empty(rows.size * cap if cuba else 0, dtype=dtype).numpy()
         counts = np.zeros(rows.size, dtype=np.int64)
+        first = np.empty(rows.size, dtype=np.int64)
         args = (rows, ev_t, ev_u, ev_x, ptr, weight, delay, shared, s_time, s_src, s_n, is32, p,
                 cuba, spiking, mode, v0, i0, t_end, t_end_key, dt, eps, out_t, out_c, counts,
-                v_end, i_end)
+                first, v_end, i_end)
         if threads > 1 and rows.size > 1:
             with numba_threads(threads):
                 _rows_parallel(min(rows.size, 16 * threads), *args)
         else:
             _rows_range(0, rows.size, *args)
-        return out_t, out_c, counts
+        return out_t, out_c, counts, first
 
     rows = np.arange(n_rows, dtype=np.int64)
     # spike slots per row: rarely more than the sample's input spikes (a neuron that fires
     # more often is run again with room), so small inputs do not page in a large buffer
     widest = int(np.diff(ptr).max()) if batch_size else 0
     cap = int(min(max(_BUDGET // max(n_rows, 1), 16), 256, max(widest, 16)))
-    out_t, out_c, counts = simulate(rows, cap)
+    slots = simulate(rows, cap)
+    counts, first = slots[2], slots[3]
     where = np.full(n_rows, -1, dtype=np.int64)
-    over = np.nonzero(counts > out_t.shape[1])[0]
-    more = (out_t[:0], out_c[:0], counts[:0])
-    if over.size:  # neurons that fired more than cap times: run them again with room
+    over = np.nonzero(first < 0)[0]
+    more = (slots[0][:0], slots[1][:0], counts[:0], first[:0])
+    if over.size:  # rows whose spikes did not fit in their chunk's slots: again with room
         where[over] = np.arange(over.size)
         more = simulate(over, int(counts[over].max()))
-    times, current, batch, units = _gather_spikes(batch_size, n, out_t, out_c, counts, where,
-                                                  more, is32, threads)
+    times, current, batch, units = _gather_spikes(batch_size, n, slots, where, more, is32,
+                                                  threads)
+    del slots, more
     parts = [torch.from_numpy(v_end).to(dtype)]
     if cuba:
         parts.append(torch.from_numpy(i_end).to(dtype))

@@ -154,7 +154,9 @@ def layer_forward(
                                *taus)
     t_out, b_out, n_out = SpikingLayerFn.apply(times, weight, delay, spikes.batch,
                                                 spikes.units, values, cfg, *taus)
-    # the layer's output comes from the engine in Spikes order, valid: no re-validation/sort
+    # the layer's output comes from the engine in Spikes order, valid: no re-validation/sort;
+    # unit amplitudes as one stored 1 expanded to [K] (read-only; 4 B per spike less to keep)
+    ones = t_out.detach().new_ones(()).expand(t_out.shape)
     out = Spikes.from_sorted_events(t_out, n_out, b_out, dt=spikes.dt, n_steps=spikes.n_steps,
-                                    batch_size=spikes.batch_size, n_units=nrn.n)
+                                    batch_size=spikes.batch_size, n_units=nrn.n, values=ones)
     return out.first_times() if readout == "first_spike" else out

@@ -27,7 +27,15 @@ from ...compiled import kernel_threads, numba_threads
 from ...engine.compiled.closed_forms import decays, kappa, phi_series
 from ...engine.compiled.schedule import chunk_bounds
 from .common import LayerConfig, Neurons
-from .layout import arrivals_at, bucket, by_neuron, neuron_layout, next_spike_index
+from .layout import (
+    arrivals_at,
+    bucket,
+    by_neuron,
+    index_dtype,
+    neuron_layout,
+    next_spike_index,
+    sample_order,
+)
 from .readout_kernels import (
     factors_fit,
     linear_factors,
@@ -142,13 +150,15 @@ def _add_pair(n: int, j: int, e: int, lam_v: float, lam_i: float, inv_s: float, 
               g_d: np.ndarray, g_a: np.ndarray) -> None:
     """One (input spike ``e`` of input ``j``, neuron ``n``) pair's terms of ``dL/dW``,
     ``dL/dD``, ``dL/dt_in`` and ``dL/da`` from the adjoints ``lam_v, lam_i`` at its arrival
-    (``r_m = r / tau_m``)."""
+    (``r_m = r / tau_m``); ``g_a`` of size 0: not needed, not added (``g_t`` is always added
+    to: a second test per pair measured 20 % slower on W2's hidden layer 2)."""
     wt = weight[n, j]
     dsq = wt * a_in[e] * (lam_i * inv_s - r_m * lam_v)
     g_w[n, j] += a_in[e] * lam_i
     g_d[n, j] += dsq
     g_t[e] += dsq
-    g_a[e] += wt * lam_i
+    if g_a.shape[0] > 0:
+        g_a[e] += wt * lam_i
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -266,9 +276,7 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
         width = max(width, ev_ptr[b + 1] - ev_ptr[b])
         for n in range(n_units):
             most = max(most, sp_ptr[b * n_units + n + 1] - sp_ptr[b * n_units + n])
-    s_loc = np.empty(width)
-    e_loc = np.empty(width, dtype=np.int64)
-    p_loc = np.empty(width, dtype=np.int64)
+    s_loc, e_loc, p_loc = np.empty(width), np.empty(width, np.int64), np.empty(width, np.int64)
     dj = np.empty(0 if cuba else width)
     ds = np.empty(0 if cuba else width)
     x_loc = np.empty(width if need_tau else 0)
@@ -348,7 +356,8 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                     g_w[n, j] += a_in[e] * lam_i
                     g_d[n, j] += dsq
                     g_t[e] += dsq
-                    g_a[e] += weight[n, j] * lam_i
+                    if g_a.shape[0] > 0:
+                        g_a[e] += weight[n, j] * lam_i
                 else:
                     x = weight[n, j] * a_in[e]
                     if use_fac:
@@ -374,7 +383,8 @@ def _spiking_range(b0: int, b1: int, t_in: np.ndarray, j_in: np.ndarray, a_in: n
                     g_w[n, j] += a_in[e] * dj[q]
                     g_d[n, j] += ds[q]
                     g_t[e] += ds[q]
-                    g_a[e] += weight[n, j] * dj[q]
+                    if g_a.shape[0] > 0:
+                        g_a[e] += weight[n, j] * dj[q]
             if need_tau:
                 for q in range(m):
                     x_loc[q] = weight[n, j_in[e_loc[q]]] * a_in[e_loc[q]]
@@ -463,6 +473,17 @@ def _idx(x: Tensor) -> np.ndarray:
     return x.detach().to(device="cpu", dtype=torch.int64).contiguous().numpy()
 
 
+def _native(x: Tensor) -> np.ndarray:
+    """``x`` (per input spike: times, amplitudes) as a CPU array in its own dtype when float32 /
+    float64: the kernels combine these values only with float64 ones (a float32 value is
+    upcast exactly), so a float32 run needs no float64 copy (4 B instead of 8 per spike and no
+    conversion). Other dtypes: float64."""
+    x = x.detach().cpu()
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.to(torch.float64)
+    return x.contiguous().numpy()
+
+
 def _constants(nrn: Neurons) -> tuple[np.ndarray, ...]:
     """``tau_m, tau_s, r, v_leak, v_th, v_reset`` as float64 arrays (unused ones are ones)."""
     ones = torch.ones(nrn.n, dtype=torch.float64)
@@ -475,12 +496,12 @@ def _constants(nrn: Neurons) -> tuple[np.ndarray, ...]:
 
 
 def _by_sample(b_in: Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Input spikes grouped by sample, input order kept: ``(order, start pointers [B + 1])``."""
+    """Input spikes grouped by sample, input order kept: ``(order, start pointers [B + 1])``;
+    ``order`` is int32 when the events fit (:func:`.layout.sample_order`, a counting sort: the
+    permutation of a stable argsort)."""
     b = _idx(b_in)
-    order = np.argsort(b, kind="stable")
-    ptr = np.zeros(batch_size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(b, minlength=batch_size), out=ptr[1:])
-    return order, ptr
+    order = np.empty(b.size, dtype=index_dtype(b.size))
+    return order, sample_order(b, batch_size, order)
 
 
 def _weights(weight: Tensor, delay: Tensor | None) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -498,6 +519,13 @@ def _results(weight: Tensor, delay: Tensor | None, need: tuple, g_t: np.ndarray,
 
     return (out(g_t, need_t), out(g_w, need_w), out(g_d, need_d and delay is not None),
             out(g_a, need_a))
+
+
+def _input_grads(n_events: int, need: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``(dL/dt_in, dL/da)`` accumulators ``[E]`` float64, each of size 0 when not needed
+    (the kernels then skip it: 8 B per input spike each)."""
+    need_t, _, _, need_a = need
+    return np.zeros(n_events if need_t else 0), np.zeros(n_events if need_a else 0)
 
 
 def _zeros(weight: Tensor, n_events: int) -> tuple[np.ndarray, ...]:
@@ -538,10 +566,12 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     nrn = cfg.nrn
     n, k = nrn.n, t_out.numel()
     # the spikes by (sample, neuron), time order kept (they come sorted by time in a sample)
-    sp_ptr, pos = neuron_layout(_idx(b_out), _idx(n_out), n, cfg.batch_size * n)
-    sp_t = by_neuron(pos, t_out)
+    pos = np.empty(k, dtype=index_dtype(k))
+    sp_ptr = neuron_layout(_idx(b_out), _idx(n_out), n, cfg.batch_size * n, pos)
+    # float64 times (read in the per-pair loop: float32 reads measured 5 % slower there);
     # current, dL/dt_k and the regulariser's jump enter only sums and products with float64
     # values: kept in the run's dtype (float32 -> float64 is exact), no regulariser: a view
+    sp_t = by_neuron(pos, t_out)
     own = np.float32 if t_out.dtype == torch.float32 else np.float64
     cur = by_neuron(pos, current, own) if nrn.cuba else np.zeros(k)
     sp_g = by_neuron(pos, g_t.to(t_out.dtype), own)
@@ -552,12 +582,12 @@ def spiking_backward(cfg: LayerConfig, saved: tuple, g_t: Tensor, need: tuple,
     w, d, has_d = _weights(weight, delay)
     tol = 256 * torch.finfo(t_out.dtype).eps * max(cfg.t_end, cfg.dt)
     n_chunks = _chunks(cfg.batch_size, t_in.numel() * n)
-    g_t_in, g_a = np.zeros(t_in.numel()), np.zeros(t_in.numel())
+    g_t_in, g_a = np.zeros(t_in.numel()), _input_grads(t_in.numel(), need)[1]
     g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
     g_tau = np.zeros((n_chunks, 2, n if any(need_tau) else 0))
-    t64, consts = _np(t_in), _constants(nrn)
-    fac = _factors(t64, d, has_d, w.size, consts[0], consts[1], float(cfg.t_end))
-    args = (n_chunks, t64, _idx(j_in), _np(v_in), ev_order, ev_ptr, w, d, has_d,
+    t_np, consts = _np(t_in), _constants(nrn)  # (float64: read per pair, as sp_t)
+    fac = _factors(t_np, d, has_d, w.size, consts[0], consts[1], float(cfg.t_end))
+    args = (n_chunks, t_np, _idx(j_in), _native(v_in), ev_order, ev_ptr, w, d, has_d,
             sp_t, sp_ptr, cur, sp_g, sp_reg, *consts,
             nrn.cuba, float(cfg.t_end), float(tol), g_t_in, g_w, g_d, g_a, any(need_tau), g_tau,
             fac)
@@ -583,11 +613,11 @@ def linear_readout_forward(cfg: LayerConfig, t_in: Tensor, b_in: Tensor, j_in: T
     n_chunks = _chunks(t_in.numel(), t_in.numel() * cfg.nrn.n)
     z = np.zeros((n_chunks, cfg.batch_size, cfg.nrn.n))
     empty, none = np.zeros(0), np.zeros((1, 1, 1))
-    t64 = _np(t_in)
-    qf = linear_factors(t64, d, has_d, w.shape, tau_m, tau_s, cfg.nrn.cuba, float(cfg.t_end),
+    t_np = _native(t_in)
+    qf = linear_factors(t_np, d, has_d, w.shape, tau_m, tau_s, cfg.nrn.cuba, float(cfg.t_end),
                         inv_w)
     _run_chunks(linear_serial, linear_parallel,
-                (n_chunks, t64, _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, z[0], tau_m,
+                (n_chunks, t_np, _idx(b_in), _idx(j_in), _native(v_in), w, d, has_d, z[0], tau_m,
                  tau_s, r, cfg.nrn.cuba, alpha, inv_w, float(cfg.t_end), False, z, empty, none,
                  none, empty, False, np.zeros((1, 2, 0)), qf))
     return torch.from_numpy(_sum_chunks(z))
@@ -628,13 +658,13 @@ def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
     nrn = cfg.nrn
     tau_m, tau_s, r, *_ = _constants(nrn)
     w, d, has_d = _weights(weight, delay)
-    g = _zeros(weight, t_in.numel())
     shape = (cfg.batch_size, nrn.n)
     gz = _np(g_z).reshape(shape)
-    t64 = _np(t_in)
-    args = (t64, _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, gz, tau_m, tau_s, r, nrn.cuba)
     width = nrn.n if any(need_tau) else 0
     if cfg.readout == "max":
+        g = _zeros(weight, t_in.numel())
+        args = (_np(t_in), _idx(b_in), _idx(j_in), _np(v_in), w, d, has_d, gz, tau_m, tau_s, r,
+                nrn.cuba)
         t_star, side, src, vdot = keep
         tau = np.zeros((2, width))
         max_backward_kernel(*args, float(cfg.t_end), _np(t_star).reshape(shape),
@@ -642,10 +672,13 @@ def readout_backward(cfg: LayerConfig, saved: tuple, g_z: Tensor, need: tuple,
                              _np(vdot).reshape(shape), *g, any(need_tau), tau)
     else:
         n_chunks = _chunks(t_in.numel(), t_in.numel() * nrn.n)
-        g_t_in, _, _, g_a = g
+        g_t_in, g_a = _input_grads(t_in.numel(), need)
         g_w, g_d = np.zeros((n_chunks, *w.shape)), np.zeros((n_chunks, *w.shape))
         g_tau = np.zeros((n_chunks, 2, width))
-        qf = linear_factors(t64, d, has_d, w.shape, tau_m, tau_s, nrn.cuba, float(cfg.t_end),
+        t_np = _native(t_in)
+        args = (t_np, _idx(b_in), _idx(j_in), _native(v_in), w, d, has_d, gz, tau_m, tau_s, r,
+                nrn.cuba)
+        qf = linear_factors(t_np, d, has_d, w.shape, tau_m, tau_s, nrn.cuba, float(cfg.t_end),
                             inv_w)
         _run_chunks(linear_serial, linear_parallel,
                     (n_chunks, *args, alpha, inv_w, float(cfg.t_end), True, np.zeros((1, 1, 1)),

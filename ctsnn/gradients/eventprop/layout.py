@@ -17,16 +17,17 @@ import numba
 import numpy as np
 from torch import Tensor
 
-__all__ = ["bucket", "by_neuron", "neuron_layout", "next_spike_index"]
+__all__ = ["bucket", "by_neuron", "index_dtype", "neuron_layout", "next_spike_index",
+           "sample_order"]
 
 
 @numba.njit(cache=True)
-def neuron_layout(batch: np.ndarray, units: np.ndarray, n: int,
-                  n_seg: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(ptr [n_seg + 1], pos [K])`` of spikes ``[K]`` (``batch``, ``units`` int64): spike
-    ``q`` goes to position ``pos[q]`` of the order by segment ``batch * n + units``, stably
-    (the inverse of a stable argsort of the segments); segment ``s``'s spikes are
-    ``ptr[s]:ptr[s + 1]``."""
+def neuron_layout(batch: np.ndarray, units: np.ndarray, n: int, n_seg: int,
+                  pos: np.ndarray) -> np.ndarray:
+    """``ptr [n_seg + 1]`` of spikes ``[K]`` (``batch``, ``units`` int64), and fills ``pos
+    [K]`` (int32 / int64, :func:`index_dtype`): spike ``q`` goes to position ``pos[q]`` of the
+    order by segment ``batch * n + units``, stably (the inverse of a stable argsort of the
+    segments); segment ``s``'s spikes are ``ptr[s]:ptr[s + 1]``."""
     k = batch.shape[0]
     ptr = np.zeros(n_seg + 1, dtype=np.int64)
     for q in range(k):
@@ -34,12 +35,35 @@ def neuron_layout(batch: np.ndarray, units: np.ndarray, n: int,
     for s in range(n_seg):
         ptr[s + 1] += ptr[s]
     fill = ptr[:-1].copy()
-    pos = np.empty(k, dtype=np.int64)
     for q in range(k):
         s = batch[q] * n + units[q]
         pos[q] = fill[s]
         fill[s] += 1
-    return ptr, pos
+    return ptr
+
+
+def index_dtype(size: int) -> type:
+    """int32 for positions into ``size`` elements when they fit (half the bytes of int64),
+    else int64."""
+    return np.int32 if size <= np.iinfo(np.int32).max else np.int64
+
+
+@numba.njit(cache=True)
+def sample_order(batch: np.ndarray, n_samples: int, order: np.ndarray) -> np.ndarray:
+    """Events grouped by sample, input order kept within a sample: fills ``order [E]`` (int32 /
+    int64: the permutation a stable argsort of ``batch`` gives, by a counting sort without its
+    int64 temporaries) and returns the start pointers ``[n_samples + 1]`` (int64)."""
+    ptr = np.zeros(n_samples + 1, dtype=np.int64)
+    for e in range(batch.shape[0]):
+        ptr[batch[e] + 1] += 1
+    for b in range(n_samples):
+        ptr[b + 1] += ptr[b]
+    fill = ptr[:-1].copy()
+    for e in range(batch.shape[0]):
+        b = batch[e]
+        order[fill[b]] = e
+        fill[b] += 1
+    return ptr
 
 
 @numba.njit(cache=True)

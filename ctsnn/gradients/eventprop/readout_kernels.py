@@ -49,8 +49,10 @@ def factors_fit(t_in: np.ndarray, delay: np.ndarray, has_delay: bool, t_end: flo
     """Whether factored exponentials stay finite: ``rate |x| <= FACTOR_RANGE`` for every
     input time, delay and ``T`` (s), so no factor ``e^{+-rate x}`` overflows or underflows
     (False for NaN). Shared by the readouts and the spiking backward."""
-    span = max(t_end, float(np.abs(t_in).max(initial=0.0)),
-               float(np.abs(delay).max(initial=0.0)) if has_delay else 0.0)
+    hi, lo = float(t_in.max(initial=0.0)), float(t_in.min(initial=0.0))  # (no |t| copy)
+    if math.isnan(hi) or math.isnan(lo):
+        return False
+    span = max(t_end, hi, -lo, float(np.abs(delay).max(initial=0.0)) if has_delay else 0.0)
     return span * rate <= FACTOR_RANGE
 
 
@@ -165,8 +167,10 @@ def _linear_pairs(e0: int, e1: int, n0: int, n1: int, t_in: np.ndarray, b_in: np
                 ds = x * (dj / tau_m[n] - gp * ks)
             g_w[n, j] += a_in[e] * dj
             g_d[n, j] += ds
-            g_t[e] += ds
-            g_a[e] += weight[n, j] * dj
+            if g_t.shape[0] > 0:
+                g_t[e] += ds
+            if g_a.shape[0] > 0:
+                g_a[e] += weight[n, j] * dj
             if need_tau:
                 dm, dts = linear_response_terms(s, t_end, alpha, inv_w, tau_m[n], tau_s[n], r[n],
                                                 cuba, buf)

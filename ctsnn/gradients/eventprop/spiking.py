@@ -349,6 +349,9 @@ class SpikingLayerFn(torch.autograd.Function):
                               current)
         ctx.cfg = cfg
         ctx.mark_non_differentiable(b_out, n_out)
+        # no zero-filled int64 gradients [K] for the index outputs (16 B per spike at the
+        # backward's start); an unused time output arrives as None (zeros below)
+        ctx.set_materialize_grads(False)
         return t_out, b_out, n_out
 
     @staticmethod

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.skipif(not kernels_enabled(torch.zeros(1)),
 def test_neuron_layout_is_the_inverse_of_a_stable_argsort(bsz, n, pairs):
     b = np.array([p[0] % bsz for p in pairs], dtype=np.int64)
     u = np.array([p[1] % n for p in pairs], dtype=np.int64)
-    ptr, pos = neuron_layout(b, u, n, bsz * n)
+    pos = np.empty(b.size, dtype=np.int32)
+    ptr = neuron_layout(b, u, n, bsz * n, pos)
     seg = b * n + u
     order = np.argsort(seg, kind="stable")
     np.testing.assert_array_equal(pos[order], np.arange(seg.size))
