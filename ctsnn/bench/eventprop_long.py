@@ -251,6 +251,18 @@ def hidden_spikes(counts: dict[str, float], batch: int) -> int:
     return round(sum(counts[f"hidden{k}"] * SIZES[k] * batch for k in (1, 2)))
 
 
+def _growth(records: dict[tuple[int, int], dict[str, Any]], key: str) -> dict[str, float]:
+    """``records[(1000, d)][key] / records[(250, d)][key]`` per max delay ``d`` where both
+    were measured, keyed ``"D{d}"``."""
+    out: dict[str, float] = {}
+    for d in sorted({d for _, d in records}):
+        a = records.get((1000, d), {}).get(key)
+        b = records.get((250, d), {}).get(key)
+        if a is not None and b:
+            out[f"D{d}"] = a / b
+    return out
+
+
 def _summary(records: dict[tuple[int, int], dict[str, Any]],
              refs: dict[tuple[int, int], dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per-configuration ratios and the three targets (met, not met, not measured)."""
@@ -274,22 +286,11 @@ def _summary(records: dict[tuple[int, int], dict[str, Any]],
     m = ratio("peak_rss_mib", (1000, 256))
     targets["memory_T1000_D256_ratio"] = m
     targets["memory_target_le_0p35"] = None if m is None else m <= 0.35
-    growth: dict[str, float | None] = {}
-    for d in sorted({d for _, d in records}):
-        a = records.get((1000, d), {}).get("peak_rss_mib")
-        b = records.get((250, d), {}).get("peak_rss_mib")
-        if a is not None and b:
-            growth[f"D{d}"] = a / b
+    growth = _growth(records, "peak_rss_mib")
     targets["ours_memory_T1000_over_T250"] = growth
     # the memory follows the spikes kept for the backward: their growth and the memory per
     # spike put the growth target in context (activity need not be proportional to T)
-    spikes: dict[str, float] = {}
-    for d in sorted({d for _, d in records}):
-        a = records.get((1000, d), {}).get("hidden_spikes_per_step")
-        b = records.get((250, d), {}).get("hidden_spikes_per_step")
-        if a is not None and b:
-            spikes[f"D{d}"] = a / b
-    targets["ours_hidden_spikes_T1000_over_T250"] = spikes
+    targets["ours_hidden_spikes_T1000_over_T250"] = _growth(records, "hidden_spikes_per_step")
     for cfg, rec in records.items():
         n, mem = rec.get("hidden_spikes_per_step"), rec.get("peak_rss_mib")
         per_config[f"T{cfg[0]}_D{cfg[1]}"]["ours_peak_rss_bytes_per_hidden_spike"] = (
