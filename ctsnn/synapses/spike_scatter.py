@@ -71,7 +71,7 @@ from numba import prange
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..compiled import kernel_threads, kernels_enabled, numba_threads
+from ..compiled import host_array, kernel_threads, kernels_enabled, numba_threads
 from ..engine.compiled.schedule import chunk_bounds
 from .kernels import Taps
 from .scatter_grad_input import GX_SLACK, check_rows, grad_input, grad_input_rows, input_windows
@@ -487,7 +487,7 @@ def _tap_backward_whole(n_groups, chunk, grad, seg, count, ti, tb, tw, keep, gx,
     group): ``dL/dx`` sample-parallel and ``dL/dcoefs`` target-parallel on one scratch, each
     from :data:`_PARALLEL_WORK` on; the same values as the group form."""
     n_out, batch = grad.shape[2], grad.shape[1]
-    g = np.empty((n_out, batch * seg + GX_SLACK), grad.dtype)
+    g = host_array((n_out, batch * seg + GX_SLACK), grad.dtype)
     g[:, batch * seg:] = 0.0  # dL/dx's whole vectors read into it (lanes past T)
     _to_rows_of(grad, seg, g)
     if gx.shape[1] > 0:
@@ -542,7 +542,7 @@ class SpikeScatter(torch.autograd.Function):
                 with numba_threads(threads):
                     _tap_forward_parts(min(threads, n_chunks), *args)
         else:  # the batch in one scratch, target blocks in parallel
-            out = np.empty((n_out, batch * seg), w_f.dtype)  # zeroed block by block
+            out = host_array((n_out, batch * seg), w_f.dtype)  # zeroed block by block
             _run(tap_forward, tap_forward_chunks, -(-n_out // TARGETS), work, 0,
                  soff.shape[1] - 1, soff, opos, val, base_f, w_f, seg, out)
             _from_rows_of(out, seg, result.numpy())
@@ -575,7 +575,7 @@ class SpikeScatter(torch.autograd.Function):
                        np.zeros((0, 1), dtype))
         n_groups = min(_GROUPS, -(-batch // chunk))
         # the groups' partial dL/dcoefs sums, added in the groups' order below
-        sums = np.zeros((n_groups, n_out if need_c else 0, n_in, lanes_g), dtype)
+        sums = host_array((n_groups, n_out if need_c else 0, n_in, lanes_g), dtype, zero=True)
         work = (windows[3].size * n_steps * batch if need_x else 0) + \
             (opos.size * n_out * lanes_g if need_c else 0)
         args = (n_groups, chunk, grad.to(ctx.dtype).contiguous().numpy(), seg, *windows, keep,

@@ -3,11 +3,12 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 import ctsnn.compiled as compiled
-from ctsnn.compiled import numba_available, prepare_kernel_runtime, use_kernels
+from ctsnn.compiled import host_array, numba_available, prepare_kernel_runtime, use_kernels
 from ctsnn.models import LIF
 from ctsnn.synapses import Dense, RecurrentDense
 
@@ -64,3 +65,17 @@ def test_starting_the_runtime_keeps_torchs_thread_count(start):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300, check=True)
     assert out.stdout.split()[-3:] == ["1", "1", "1"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
+def test_host_array_is_a_torch_backed_numpy_array(dtype):
+    """``host_array``: NumPy arrays of the asked shape and dtype, zeros with ``zero``, memory
+    from torch's allocator (NumPy's own allocator advises huge pages from 4 MiB on)."""
+    a = host_array((3, 5), dtype)
+    assert isinstance(a, np.ndarray) and a.shape == (3, 5) and a.dtype == np.dtype(dtype)
+    assert a.flags.writeable and a.flags.c_contiguous
+    assert a.base is not None  # a view of a torch tensor's storage, not NumPy's own buffer
+    z = host_array(1 << 21, dtype, zero=True)  # 2 Mi elements: past NumPy's 4 MiB threshold
+    assert z.shape == (1 << 21,) and not z.any()
+    z[7] = 1
+    assert torch.from_numpy(z)[7] == 1
