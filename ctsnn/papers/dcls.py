@@ -312,9 +312,10 @@ class DCLSNet(nn.Module):
         the output after dropout, already right-padded for the next layer if ``padded``, and
         the dropout's kept (sample, unit) rows (bool ``[B, n_hidden]``, None if it drops
         nothing; see :meth:`~ctsnn.dropout.SequenceDropout.with_rows`). In
-        training, BatchNorm, the LIF, the dropout and that padding run as one kernel
-        (:func:`~ctsnn.engine.compiled.bn_lif.bn_lif`: only the synapses' output is kept for
-        the backward pass; equal to the modules to rounding)."""
+        training (and in evaluation without autograd), BatchNorm, the LIF, the dropout and
+        that padding run as one kernel (:func:`~ctsnn.engine.compiled.bn_lif.bn_lif`: only
+        the synapses' output is kept for the backward pass, and no normalised copy is made;
+        equal to the modules to rounding)."""
         layer, syn, drop = block.layer, block.layer.synapse, block.dropout
         if isinstance(syn, NormalisedSynapse) and layer.recurrent is None and drop.shared \
                 and bn_lif_applies(x, syn.norm, layer.model, method=layer.method,

@@ -23,7 +23,10 @@ this module's session) the spikes, and materialises ``y`` in between. :func:`bn_
 Results equal the unfused modules to rounding: ATen's vectorised affine may round ``y``
 differently (one ulp; e.g. a fused multiply-add), so spikes can differ only where ``u`` is
 within rounding of the threshold, and BatchNorm's sums run in another order (here in float64).
-Applies (:func:`bn_lif_applies`) to a ``BatchNorm1d`` in training mode with affine parameters,
+In evaluation mode under ``torch.no_grad`` the same kernel runs with the running statistics
+(``alpha = weight / sqrt(running_var + eps)``, ATen's evaluation affine), forward only.
+Applies (:func:`bn_lif_applies`) to a ``BatchNorm1d`` (training mode, or evaluation mode
+without autograd) with affine parameters,
 running statistics and ``eps > 0`` followed by a ``LIF`` (method ``"exact"`` / ``"euler"``,
 reset ``"zero"`` / ``"subtract"``, no refractory period, no parameter requiring a gradient,
 below threshold at rest) with a built-in surrogate, on CPU tensors of one dtype with kernels on.
@@ -283,9 +286,11 @@ def bn_lif_applies(like: Tensor, norm: nn.Module, model: nn.Module, *, method: s
                    surrogate: Surrogate | None) -> bool:
     """Whether :func:`bn_lif` runs ``norm`` then ``model`` on input of ``like``'s dtype and
     device (see module); a caller may ask before computing the input itself."""
-    if not (isinstance(norm, nn.BatchNorm1d) and norm.training and norm.affine
-            and norm.track_running_stats and norm.eps > 0):
+    if not (isinstance(norm, nn.BatchNorm1d) and norm.affine and norm.track_running_stats
+            and norm.eps > 0):
         return False
+    if not norm.training and torch.is_grad_enabled():
+        return False  # evaluation statistics: the fused form is forward-only (no_grad)
     if type(model) is not LIF or method not in FUSED_METHODS or model.delayed_reads:
         return False
     if model.reset_mode not in ("zero", "subtract") or surrogate is None \
@@ -309,8 +314,11 @@ def bn_lif_applies(like: Tensor, norm: nn.Module, model: nn.Module, *, method: s
 def bn_lif(x: Tensor, norm: nn.BatchNorm1d, model: LIF, *, dt: float, method: str,
            surrogate: Surrogate, detach_reset: bool, keep: Tensor | None = None,
            p: float = 0.0, pad: int = 0) -> Tensor:
-    """``BatchNorm1d`` (training) over the channels of ``x``, a ``LIF`` from rest, then
-    optionally dropout with a given mask shared over time and right zero-padding.
+    """``BatchNorm1d`` over the channels of ``x``, a ``LIF`` from rest, then optionally
+    dropout with a given mask shared over time and right zero-padding. In training the batch
+    statistics (running statistics updated); in evaluation mode the running statistics, and
+    then only without autograd (``torch.no_grad``): the evaluation forward keeps no
+    ``[T, B, N]`` normalised copy.
 
     Args:
         x: ``[T, B, N]`` the synapses' summed input per step (the neurons' jumps before
@@ -352,7 +360,11 @@ def bn_lif(x: Tensor, norm: nn.BatchNorm1d, model: LIF, *, dt: float, method: st
                          f"and device, got {list(keep.shape)} {keep.dtype} on {keep.device}")
     x = x.contiguous()
     n_steps, batch, n = x.shape
-    mean, invstd = batch_statistics(x.detach().view(-1, n), norm)
+    if norm.training:
+        mean, invstd = batch_statistics(x.detach().view(-1, n), norm)
+    else:  # ATen's evaluation form: the running statistics, 1 / sqrt(var + eps) in the dtype
+        mean = norm.running_mean.detach()
+        invstd = 1.0 / torch.sqrt(norm.running_var.detach() + norm.eps)
     coef = step_coefficients(model, method, dt)
     v0 = model.initial_state(batch, dtype=x.dtype, device=x.device).v.detach()
     th = model.v_threshold.detach().to(x.dtype)

@@ -1,8 +1,8 @@
-"""BatchNorm (training) fused with the plain LIF (:mod:`ctsnn.engine.compiled.bn_lif`): the
-batch statistics and running-statistics update are BatchNorm's bit for bit; spikes and the
-gradients of the input and of BatchNorm's parameters equal the unfused modules (BatchNorm1d then
-the engine's fused LIF) to rounding; serial and parallel forms are identical; anything else is
-refused."""
+"""BatchNorm (training, or evaluation without autograd) fused with the plain LIF
+(:mod:`ctsnn.engine.compiled.bn_lif`): the batch statistics and running-statistics update are
+BatchNorm's bit for bit; spikes and the gradients of the input and of BatchNorm's parameters
+equal the unfused modules (BatchNorm1d then the engine's fused LIF) to rounding; serial and
+parallel forms are identical; anything else is refused."""
 
 from __future__ import annotations
 
@@ -98,6 +98,34 @@ def test_batch_statistics_are_batchnorms(dtype, momentum):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_evaluation_mode_uses_the_running_statistics(dtype, reset):
+    """``eval()`` under ``no_grad``: the running statistics (ATen's evaluation affine), no
+    statistics update, the spikes of BatchNorm1d.eval() then the LIF; with the dropout's mask
+    and the padding as in training."""
+    norm, lif = _modules(dtype, reset)
+    with torch.no_grad():
+        norm.running_var.copy_(0.5 + torch.rand(N, generator=torch.Generator().manual_seed(4),
+                                                dtype=dtype))
+    norm.eval()
+    buffers = [b.clone() for b in norm.buffers()]
+    x = _input(dtype).detach()
+    with torch.no_grad():
+        fused = _fused(x, norm, lif, atan(5.0), True)
+        ref = _unfused(x, norm, lif, atan(5.0), True)
+        keep = (torch.arange(B * N).view(B, N) % 3 != 0).to(dtype)
+        padded = mod.bn_lif(x, norm, lif, dt=DT, method="euler", surrogate=atan(5.0),
+                            detach_reset=True, keep=keep, p=0.25, pad=3)
+    assert ref.sum() > 0 and ref.sum() < ref.numel()  # spikes and silence
+    torch.testing.assert_close(fused, ref, rtol=0, atol=0)
+    torch.testing.assert_close(padded[:T], ref * keep / torch.tensor(0.75, dtype=dtype),
+                               rtol=0, atol=0)
+    assert not padded[T:].any()
+    for a, b in zip(norm.buffers(), buffers, strict=True):  # evaluation updates nothing
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_parallel_form_equals_serial(monkeypatch):
     outs = {}
     for work in (10**12, 0):  # serial / sample chunks on the kernel threads
@@ -136,7 +164,10 @@ def test_where_it_applies():
     assert not mod.bn_lif_applies(x, norm, lif, method="euler", surrogate=custom)
     with use_kernels(False):
         assert not mod.bn_lif_applies(x, norm, lif, **ok)
-    assert not mod.bn_lif_applies(x, norm.eval(), lif, **ok)  # running statistics: unfused
+    # evaluation (running statistics): fused only without autograd (a forward-only form)
+    assert not mod.bn_lif_applies(x, norm.eval(), lif, **ok)
+    with torch.no_grad():
+        assert mod.bn_lif_applies(x, norm, lif, **ok)
     norm.train()
     assert not mod.bn_lif_applies(x, norm, _modules(torch.float32, reset="none")[1], **ok)
     assert not mod.bn_lif_applies(x, norm, ctsnn.LIF(N, tau_mem=2e-3, learn_tau=True), **ok)
@@ -147,7 +178,7 @@ def test_where_it_applies():
 
 def test_refuses_what_does_not_apply():
     norm, lif = _modules(torch.float32)
-    with pytest.raises(ValueError, match="not a training BatchNorm1d"):
+    with pytest.raises(ValueError, match="not a training BatchNorm1d"):  # eval with autograd
         mod.bn_lif(_input(torch.float32), norm.eval(), lif, dt=DT, method="euler",
                    surrogate=atan(), detach_reset=True)
     with pytest.raises(ValueError, match=r"\[T, B, N\]"):

@@ -1,6 +1,7 @@
-"""In training, a DCLS hidden layer runs its BatchNorm and LIF as one kernel
-(:func:`ctsnn.engine.compiled.bn_lif.bn_lif`); the network's output, every gradient and the
-BatchNorm running statistics equal the unfused modules' (to rounding), for every kernel."""
+"""In training (and in evaluation without autograd), a DCLS hidden layer runs its BatchNorm and
+LIF as one kernel (:func:`ctsnn.engine.compiled.bn_lif.bn_lif`); the network's output, every
+gradient and the BatchNorm running statistics equal the unfused modules' (to rounding), for
+every kernel."""
 
 from __future__ import annotations
 
@@ -55,10 +56,33 @@ def test_fused_norm_equals_modules(kernel, dtype, monkeypatch):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol * max(scale, 1e-30))
 
 
-def test_eval_runs_the_modules(monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_eval_without_autograd_fuses_with_the_running_statistics(dtype, monkeypatch):
+    """``eval()`` under ``no_grad``: the fused kernel with the running statistics, the same
+    readout as the modules; ``eval()`` with autograd: the modules."""
+    cfg = DCLSConfig.shd(n_in=12, n_hidden=16, n_out=4, dropout=0.25)
+    net = DCLSNet(cfg, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(20, 6, 12, generator=g) < 0.3).to(dtype)
+    net.train()
+    net(x)  # running statistics away from their initial values
+    net.eval()
     calls = []
-    monkeypatch.setattr(dcls, "bn_lif", lambda *a, **k: calls.append(1))
-    net = DCLSNet(DCLSConfig.shd(n_in=4, n_hidden=8, n_out=3), dtype=torch.float32).eval()
+    real = dcls.bn_lif
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dcls, "bn_lif", counted)
     with torch.no_grad():
-        net(torch.zeros(10, 2, 4))
-    assert not calls
+        fused = net(x)
+    assert len(calls) == cfg.n_layers
+    net(x)  # autograd on: the modules
+    assert len(calls) == cfg.n_layers
+    monkeypatch.setattr(dcls, "bn_lif_applies", lambda *a, **k: False)
+    with torch.no_grad():
+        ref = net(x)
+    assert ref.abs().sum() > 0
+    tol = 0.0 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(fused, ref, rtol=tol, atol=tol)
