@@ -38,7 +38,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,7 @@ import torch
 
 __all__ = ["compiled_steps_enabled", "host_array", "kernel_threads", "kernels_enabled",
            "numba_available", "numba_cache_dir", "numba_threads", "prepare_kernel_runtime",
-           "use_compiled_steps", "use_kernels"]
+           "run_serial_or_chunks", "use_compiled_steps", "use_kernels"]
 
 #: numba cache directories of older sources kept besides the current one (see numba_cache_dir)
 _KEEP_CACHES = 3
@@ -147,6 +147,19 @@ def numba_threads(n: int) -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(before)
+
+
+def run_serial_or_chunks(serial: Callable[..., None], chunks: Callable[..., None], n: int,
+                         work: int, min_work: int, max_chunks: int, *args: object) -> None:
+    """``serial(0, n, *args)`` (items ``0 <= i < n``), or, for a call of at least ``min_work``
+    on more than one item with more than one kernel thread, ``chunks(min(max_chunks, n),
+    *args)`` on the kernel threads: a kernel whose fixed chunks each compute their items alone
+    gives the same results either way."""
+    if work >= min_work and n > 1 and kernel_threads() > 1:
+        with numba_threads(kernel_threads()):
+            chunks(min(max_chunks, n), *args)
+    else:
+        serial(0, n, *args)
 
 
 def _runtime_probe(x):  # noqa: ANN001, ANN202 - compiled by prepare_kernel_runtime

@@ -35,7 +35,7 @@ import torch
 from numba import prange
 from torch import Tensor
 
-from ..compiled import kernel_threads, kernels_enabled, numba_threads
+from ..compiled import kernels_enabled, run_serial_or_chunks
 from ..engine.compiled.schedule import chunk_bounds
 from .kernels import DCLS_EPS, Taps, gaussian_support, gaussian_support_taps
 
@@ -126,15 +126,6 @@ def _backward_chunks(n_chunks, g, d, w, sigma, shift, c, g_d, g_w):
         _backward(i0, i1, g, d, w, sigma, shift, c, g_d, g_w)
 
 
-def _run(serial, chunks, n: int, work: int, *args) -> None:
-    """``serial(0, n, *args)`` or, for a large call, fixed chunks on the kernel threads."""
-    if work >= _PARALLEL_WORK and n > 1 and kernel_threads() > 1:
-        with numba_threads(kernel_threads()):
-            chunks(min(_CHUNKS, n), *args)
-    else:
-        serial(0, n, *args)
-
-
 # --------------------------------------------------------------------------- autograd
 class _WeightedGaussianTaps(torch.autograd.Function):
     """``(d, w) -> (lags, coefs)``, both ``[n_taps, *d.shape]``; ``lags`` not differentiable."""
@@ -148,14 +139,15 @@ class _WeightedGaussianTaps(torch.autograd.Function):
         c = torch.empty((n_taps, m), dtype=d.dtype, device=d.device)
         coefs = torch.empty_like(c)
         arrays = (flat_d.numpy(), flat_w.numpy())
-        _run(_exponents, _exponents_chunks, m, n_taps * m, arrays[0], sigma, k, shift,
-             c.numpy())
+        run_serial_or_chunks(_exponents, _exponents_chunks, m, n_taps * m, _PARALLEL_WORK,
+                             _CHUNKS, arrays[0], sigma, k, shift, c.numpy())
         # PyTorch's exp and sum over the taps, the reference's own (its exp is vectorised,
         # numba's libm one is not; its sum's order is its own): the same bits
         c.exp_()
         total = c.sum(0)
-        _run(_normalise, _normalise_chunks, m, n_taps * m, *arrays, k, shift, eps,
-             total.numpy(), lags.numpy(), c.numpy(), coefs.numpy())
+        run_serial_or_chunks(_normalise, _normalise_chunks, m, n_taps * m, _PARALLEL_WORK,
+                             _CHUNKS, *arrays, k, shift, eps, total.numpy(), lags.numpy(),
+                             c.numpy(), coefs.numpy())
         ctx.save_for_backward(flat_d, flat_w, c)
         ctx.consts = (sigma, shift)
         ctx.mark_non_differentiable(lags)
@@ -171,9 +163,9 @@ class _WeightedGaussianTaps(torch.autograd.Function):
         g = g_coefs.detach().to(c.dtype).contiguous().view(c.shape)
         g_d = torch.empty_like(flat_d)
         g_w = torch.empty_like(flat_w)
-        _run(_backward, _backward_chunks, flat_d.numel(), c.numel(), g.numpy(),
-             flat_d.numpy(), flat_w.numpy(), sigma, shift, c.numpy(), g_d.numpy(),
-             g_w.numpy())
+        run_serial_or_chunks(_backward, _backward_chunks, flat_d.numel(), c.numel(),
+                             _PARALLEL_WORK, _CHUNKS, g.numpy(), flat_d.numpy(),
+                             flat_w.numpy(), sigma, shift, c.numpy(), g_d.numpy(), g_w.numpy())
         need = ctx.needs_input_grad
         return (g_d.view(shape) if need[0] else None, g_w.view(shape) if need[1] else None,
                 None, None, None, None, None)

@@ -1,5 +1,6 @@
 """numba's JIT runtime starts when CPU modules are built (ctsnn.compiled.prepare_kernel_runtime)."""
 
+import contextlib
 import subprocess
 import sys
 
@@ -79,3 +80,26 @@ def test_host_array_is_a_torch_backed_numpy_array(dtype):
     assert z.shape == (1 << 21,) and not z.any()
     z[7] = 1
     assert torch.from_numpy(z)[7] == 1
+
+
+def test_run_serial_or_chunks_picks_the_form(monkeypatch):
+    """Serial below ``min_work``, for one item or one kernel thread; else at most
+    ``max_chunks`` chunks on the kernel threads."""
+    calls = []
+
+    def serial(i0, i1, tag):
+        calls.append(("serial", i0, i1, tag))
+
+    def chunks(n_chunks, tag):
+        calls.append(("chunks", n_chunks, tag))
+
+    monkeypatch.setattr(compiled, "kernel_threads", lambda: 2)
+    monkeypatch.setattr(compiled, "numba_threads", lambda n: contextlib.nullcontext())
+    compiled.run_serial_or_chunks(serial, chunks, 5, 99, 100, 16, "a")
+    compiled.run_serial_or_chunks(serial, chunks, 1, 500, 100, 16, "b")
+    compiled.run_serial_or_chunks(serial, chunks, 5, 500, 100, 16, "c")
+    compiled.run_serial_or_chunks(serial, chunks, 40, 500, 100, 16, "d")
+    monkeypatch.setattr(compiled, "kernel_threads", lambda: 1)
+    compiled.run_serial_or_chunks(serial, chunks, 40, 500, 100, 16, "e")
+    assert calls == [("serial", 0, 5, "a"), ("serial", 0, 1, "b"), ("chunks", 5, "c"),
+                     ("chunks", 16, "d"), ("serial", 0, 40, "e")]

@@ -40,7 +40,7 @@ import torch
 from numba import prange
 from torch import Tensor, nn
 
-from ...compiled import kernel_threads, kernels_enabled, numba_threads
+from ...compiled import kernel_threads, kernels_enabled, numba_threads, run_serial_or_chunks
 from ...models.lif import LIF
 from ...surrogate import Surrogate
 from .lif_bptt import (
@@ -207,19 +207,10 @@ def batch_statistics(x2: Tensor, norm: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
     return mean, invstd
 
 
-def _run(serial, chunks, batch: int, work: int, *args) -> None:
-    """``serial(0, batch, *args)`` or, for a large call, ``chunks`` on both threads."""
-    if work >= _PARALLEL_WORK and batch > 1 and kernel_threads() > 1:
-        with numba_threads(kernel_threads()):
-            chunks(min(_CHUNKS, batch), *args)
-    else:
-        serial(0, batch, *args)
-
-
 def _run_chunked(serial, chunks, batch: int, work: int, sums: np.ndarray, *args) -> None:
-    """As :func:`_run` for a kernel accumulating per-chunk ``sums[c]``: always the same
-    ``len(sums)`` sample chunks (run one after the other on one thread), so the sums never
-    depend on the thread count."""
+    """As :func:`~ctsnn.compiled.run_serial_or_chunks` for a kernel accumulating per-chunk
+    ``sums[c]``: always the same ``len(sums)`` sample chunks (run one after the other on one
+    thread), so the sums never depend on the thread count."""
     n_chunks = sums.shape[0]
     if work >= _PARALLEL_WORK and batch > 1 and kernel_threads() > 1:
         with numba_threads(kernel_threads()):
@@ -242,8 +233,9 @@ class _BNLIF(torch.autograd.Function):
         spikes = x.new_empty((n_steps + pad, *x.shape[1:]))
         spikes[n_steps:].zero_()
         consts = tuple(as_numpy(a) for a in (alpha, beta, v0, A, C0, th, vr))
-        _run(_forward, _forward_chunks, x.shape[1], x.numel(), as_numpy(x), *consts, mode,
-             as_numpy(keep), as_numpy(den), spikes.numpy())
+        run_serial_or_chunks(_forward, _forward_chunks, x.shape[1], x.numel(), _PARALLEL_WORK,
+                             _CHUNKS, as_numpy(x), *consts, mode, as_numpy(keep),
+                             as_numpy(den), spikes.numpy())
         ctx.save_for_backward(x, weight, mean, invstd, alpha, beta, v0, A, C0, th, vr, keep,
                               den)
         ctx.flags = (mode, code, param, detach, eps)
@@ -275,8 +267,9 @@ class _BNLIF(torch.autograd.Function):
             kx = (dot * inv * inv / m).to(x.dtype)
             shift = (s_dy / m).to(x.dtype)
             scale = (inv * weight.detach().double()).to(x.dtype)
-            _run(_input_grad, _input_grad_chunks, batch, x.numel(), as_numpy(x),
-                 as_numpy(mean), kx.numpy(), shift.numpy(), scale.numpy(), g.numpy())
+            run_serial_or_chunks(_input_grad, _input_grad_chunks, batch, x.numel(),
+                                 _PARALLEL_WORK, _CHUNKS, as_numpy(x), as_numpy(mean),
+                                 kx.numpy(), shift.numpy(), scale.numpy(), g.numpy())
         g_w = (dot * inv).to(x.dtype) if need[1] else None
         g_b = s_dy.to(x.dtype) if need[2] else None
         return (g if need[0] else None, g_w, g_b, *([None] * 15))
