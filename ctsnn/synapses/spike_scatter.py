@@ -71,7 +71,13 @@ from numba import prange
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..compiled import host_array, kernel_threads, kernels_enabled, numba_threads
+from ..compiled import (
+    host_array,
+    kernel_threads,
+    kernels_enabled,
+    numba_threads,
+    run_serial_or_chunks,
+)
 from ..engine.compiled.schedule import chunk_bounds
 from .kernels import Taps
 from .scatter_grad_input import GX_SLACK, check_rows, grad_input, grad_input_rows, input_windows
@@ -284,13 +290,9 @@ def _threads(work: int, n_rows: int) -> int:
 
 def _run(serial, chunked, n_rows: int, work: int, *args) -> None:
     """``serial(0, n_rows, *args)``, or ``chunked`` over :data:`_CHUNKS` fixed row chunks on
-    :func:`_threads` threads (the same result either way: each chunk owns its rows)."""
-    threads = _threads(work, n_rows)
-    if threads == 1:
-        serial(0, n_rows, *args)
-        return
-    with numba_threads(threads):
-        chunked(min(_CHUNKS, n_rows), *args)
+    the kernel threads from :data:`_PARALLEL_WORK` multiply-adds on (the same result either
+    way: each chunk owns its rows); the dispatcher the scatter's kernels are handed."""
+    run_serial_or_chunks(serial, chunked, n_rows, work, _PARALLEL_WORK, _CHUNKS, *args)
 
 
 def _events_of(x: Tensor, seg: int, group: int = 1) -> tuple[np.ndarray, ...]:
