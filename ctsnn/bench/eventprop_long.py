@@ -65,7 +65,6 @@ __all__ = [
     "WEIGHT_INIT",
     "build_ours",
     "build_reference",
-    "hidden_spikes",
     "init_parameters",
     "main",
     "profile_step",
@@ -116,8 +115,9 @@ def build_ours(n_steps: int, max_delay: int, batch: int = BATCH, *, seed: int = 
     """Our EventProp network and its training step.
 
     The step keeps, as ``step.counts``, the spikes per neuron per trial of the input and of
-    each hidden layer in its last call (``step.x`` is the input :class:`ctsnn.Spikes`,
-    ``step.y`` the labels).
+    each hidden layer in its last call, as ``step.totals["hidden"]`` the hidden layers' spikes
+    in it (all samples) (``step.x`` is the input :class:`ctsnn.Spikes`, ``step.y`` the
+    labels).
     """
     torch.manual_seed(seed)
     params = init_parameters(max_delay, seed=seed, sizes=sizes)
@@ -134,6 +134,7 @@ def build_ours(n_steps: int, max_delay: int, batch: int = BATCH, *, seed: int = 
     x = ctsnn.Spikes.from_raster(raster, DT)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     counts: dict[str, float] = {"input": len(x) / (batch * sizes[0])}
+    totals: dict[str, int] = {}
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -143,8 +144,10 @@ def build_ours(n_steps: int, max_delay: int, batch: int = BATCH, *, seed: int = 
         ctsnn.clamp_delays_(net)
         for k, r in enumerate(res.layers[:-1]):
             counts[f"hidden{k + 1}"] = len(r.spikes) / (batch * r.spikes.n_units)
+        # what EventProp keeps for the backward pass, so what its memory follows
+        totals["hidden"] = sum(len(r.spikes) for r in res.layers[:-1])
 
-    step.counts, step.x, step.y = counts, x, y  # type: ignore[attr-defined]
+    step.counts, step.totals, step.x, step.y = counts, totals, x, y  # type: ignore[attr-defined]
     return net, step
 
 
@@ -210,7 +213,7 @@ def _measure_ours(run: Protocol, n_steps: int, max_delay: int, batch: int, seed:
         return {"median_s": None, "error": f"{type(exc).__name__}: {exc}"}, None
     _protocol_note(ours, run.budget_s)
     ours["spikes_per_neuron_per_trial"] = dict(step.counts)  # type: ignore[attr-defined]
-    ours["hidden_spikes_per_step"] = hidden_spikes(step.counts, batch)  # type: ignore[attr-defined]
+    ours["hidden_spikes_per_step"] = step.totals["hidden"]  # type: ignore[attr-defined]
     ours["parameters"] = sum(p.numel() for p in net.parameters())
     ours["implementation"] = ("ctsnn Layer(gradient='adjoint') network (CubaLIF 256, "
                               "CubaLIF 256, CubaLI 20, avg_exp readout), exact continuous-time "
@@ -242,13 +245,6 @@ def _measure_reference(run: Protocol, n_steps: int, max_delay: int, batch: int, 
     setup = functools.partial(_memory_setup, "reference", n_steps, max_delay, batch, seed)
     ref["peak_rss_mib"] = run.peak_rss(setup, timeout=7200)
     return ref
-
-
-def hidden_spikes(counts: dict[str, float], batch: int) -> int:
-    """The spikes both hidden layers emit in one step (all ``batch`` samples), from the
-    per-neuron, per-trial ``counts`` of :func:`build_ours`'s step: what EventProp keeps for the
-    backward, so what its memory follows."""
-    return round(sum(counts[f"hidden{k}"] * SIZES[k] * batch for k in (1, 2)))
 
 
 def _growth(records: dict[tuple[int, int], dict[str, Any]], key: str) -> dict[str, float]:
