@@ -211,8 +211,8 @@ def host_array(shape: int | tuple[int, ...], dtype: np.dtype | type, *,
     for every array of 4 MiB or more, and under the common kernel setting (THP ``madvise``,
     defrag ``madvise``) the first touch of each 2 MiB page may stall in direct memory
     compaction. Measured on W5's discrete run at dt 0.1 ms (a 40 MB rows buffer per call):
-    0.08-0.26 s of system time per call against 0.04-0.06 s with 4 KiB pages, the whole call
-    0.15-0.37 s against 0.10 s.
+    0.07-0.27 s of system time per call against 0.02-0.07 s with 4 KiB pages, the whole call
+    0.13-0.37 s against 0.11 s.
     """
     torch_dtype = torch.from_numpy(np.empty(0, dtype)).dtype
     make = torch.zeros if zero else torch.empty
